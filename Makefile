@@ -1,0 +1,44 @@
+# The two commands of the README: `make demo` and `make test`.
+# Each creates .venv when missing and installs the locked dependencies first.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.entai-installed
+UV_VERSION := 0.13.9
+
+export RAY_USAGE_STATS_ENABLED := 0
+
+.PHONY: demo test lint typecheck layers test-unit test-cluster install clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q "uv==$(UV_VERSION)"
+	$(BIN)/uv pip install --python $(BIN)/python -q -c constraints.txt -e '.[dev]'
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/entai demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check entai tests bench
+	$(BIN)/ruff format --check entai tests bench
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+layers: $(STAMP)
+	$(BIN)/lint-imports
+
+test-unit: $(STAMP)
+	$(BIN)/pytest tests/unit -q
+
+test-cluster: $(STAMP)
+	$(BIN)/pytest tests/ray tests/integration tests/e2e -q
+
+test: lint typecheck layers test-unit test-cluster
+
+clean:
+	rm -rf .entai .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,22 @@
+"""entai: an enterprise AI platform on one Ray cluster.
+
+Importing this package is cheap and has no side effects: no Ray, no MLflow, no
+network. Heavy modules load when a function that needs them is called.
+"""
+
+from __future__ import annotations
+
+__all__ = ["__version__", "connect"]
+
+__version__ = "0.1.0"
+
+
+def connect(address: str | None = None) -> object:
+    """Connect to a running entai platform and return the client.
+
+    Args:
+        address: Ray address to join; ``None`` uses the settings.
+    """
+    from entai.client import connect as _connect
+
+    return _connect(address=address)

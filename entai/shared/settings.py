@@ -1,0 +1,211 @@
+"""One typed settings tree for the whole platform.
+
+Values come, in order of precedence, from keyword arguments, ``ENTAI_*`` environment
+variables (nested with ``__``, e.g. ``ENTAI_ONLINE_STORE__TYPE=redis``) and an
+optional YAML file (:meth:`EntaiSettings.from_yaml`). Secrets are ``SecretStr``:
+they never appear in ``repr``, logs or error messages.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from entai.shared.errors import ConfigError
+
+__all__ = [
+    "EntaiSettings",
+    "LakeSettings",
+    "MemoryOnlineStoreSettings",
+    "MlflowSettings",
+    "OnlineStoreSettings",
+    "RaySettings",
+    "RedisOnlineStoreSettings",
+    "SecuritySettings",
+    "ServeSettings",
+    "load_settings",
+]
+
+_LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RaySettings(_Section):
+    """How entai reaches (or starts) its Ray cluster."""
+
+    address: str | None = Field(None, description="Ray address to join; None starts a local head.")
+    namespace: str = "entai"
+    num_cpus: int | None = Field(None, ge=1, description="CPUs for a local head; None = all.")
+    dashboard_host: str = "127.0.0.1"
+    dashboard_port: int = Field(8265, ge=1, le=65535)
+
+
+class LakeSettings(_Section):
+    """Where the data lake lives: a local directory or a pyarrow.fs URI (s3://, gs://)."""
+
+    root: str = ".entai/lake"
+
+
+class _OnlineStoreBase(_Section):
+    num_shards: int = Field(4, ge=1, le=1024)
+
+
+class MemoryOnlineStoreSettings(_OnlineStoreBase):
+    """Online values live in the FeatureShard actors' memory (embedded default)."""
+
+    type: Literal["memory"] = "memory"
+
+
+class RedisOnlineStoreSettings(_OnlineStoreBase):
+    """FeatureShard actors write through to Redis and reload from it on restart."""
+
+    type: Literal["redis"] = "redis"
+    url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
+    key_prefix: str = Field("entai", min_length=1)
+
+
+OnlineStoreSettings = Annotated[
+    MemoryOnlineStoreSettings | RedisOnlineStoreSettings, Field(discriminator="type")
+]
+
+
+class MlflowSettings(_Section):
+    """MLflow tracking and registry: SQLite by default, PostgreSQL in production."""
+
+    tracking_uri: str = "sqlite:///.entai/mlflow.db"
+    artifact_root: str = ".entai/mlartifacts"
+    experiment: str = "entai"
+
+
+class ServeSettings(_Section):
+    """Ray Serve HTTP ingress."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    request_timeout_s: float = Field(10.0, gt=0)
+
+
+class SecuritySettings(_Section):
+    """Tokens, keys and the governance policy."""
+
+    mode: Literal["embedded", "production"] = "embedded"
+    hmac_key: SecretStr | None = None
+    hmac_key_file: Path | None = None
+    policy_file: Path | None = None
+    token_file: Path = Path(".entai/admin_token")
+
+    def resolved_hmac_key(self) -> bytes | None:
+        """The HMAC key from the setting or its file, or None when neither is set."""
+        if self.hmac_key is not None:
+            return self.hmac_key.get_secret_value().encode()
+        if self.hmac_key_file is not None:
+            try:
+                return self.hmac_key_file.read_bytes().strip()
+            except OSError as exc:
+                raise ConfigError(
+                    f"security.hmac_key_file {self.hmac_key_file} cannot be read: {exc.strerror}",
+                    details={"field": "security.hmac_key_file"},
+                ) from exc
+        return None
+
+
+class EntaiSettings(BaseSettings):
+    """The root of entai's configuration."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="ENTAI_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    home: Path = Path(".entai")
+    log_level: str = "INFO"
+    ray: RaySettings = RaySettings()
+    lake: LakeSettings = LakeSettings()
+    online_store: OnlineStoreSettings = MemoryOnlineStoreSettings()
+    mlflow: MlflowSettings = MlflowSettings()
+    serve: ServeSettings = ServeSettings()
+    security: SecuritySettings = SecuritySettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, file_secret_settings)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> EntaiSettings:
+        """Load settings from a YAML file; environment variables still take precedence."""
+        file = Path(path)
+        try:
+            data = yaml.safe_load(file.read_text()) or {}
+        except OSError as exc:
+            raise ConfigError(f"settings file {file} cannot be read: {exc.strerror}") from exc
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"settings file {file} is not valid YAML: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ConfigError(f"settings file {file} must hold a mapping at the top level")
+        return load_settings(**_env_overrides(data))
+
+    def check_secure(self) -> None:
+        """Refuse a production configuration that is insecure.
+
+        Raises:
+            ConfigError: naming every problem found.
+        """
+        if self.security.mode != "production":
+            return
+        problems: list[str] = []
+        if self.security.resolved_hmac_key() is None:
+            problems.append("security.hmac_key (or hmac_key_file) is required in production")
+        if self.security.policy_file is None:
+            problems.append("security.policy_file is required in production")
+        if self.serve.host not in _LOOPBACK:
+            problems.append(
+                f"serve.host={self.serve.host} is not loopback: terminate TLS in front of it "
+                "and set it explicitly in the settings file"
+            )
+        if problems:
+            raise ConfigError(
+                "insecure production configuration: " + "; ".join(problems),
+                details={"problems": problems},
+            )
+
+
+def _env_overrides(file_data: dict[str, Any]) -> dict[str, Any]:
+    """File values, minus the top-level sections the environment sets (env wins)."""
+    env_sections = EntaiSettings().model_dump(exclude_defaults=True)
+    merged = dict(file_data)
+    for key, value in env_sections.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = {**merged[key], **value}
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_settings(**overrides: Any) -> EntaiSettings:
+    """Build settings from env and overrides, turning validation errors into ConfigError."""
+    try:
+        return EntaiSettings(**overrides)
+    except ValidationError as exc:
+        fields = [".".join(str(p) for p in e["loc"]) for e in exc.errors()]
+        raise ConfigError(
+            f"invalid settings: {exc.error_count()} problem(s) in {', '.join(fields)}",
+            details={
+                "errors": [
+                    {"field": f, "message": e["msg"]}
+                    for f, e in zip(fields, exc.errors(), strict=True)
+                ]
+            },
+        ) from None

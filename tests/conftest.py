@@ -1,0 +1,104 @@
+"""Shared fixtures: tier markers by directory, the session Ray cluster, real services.
+
+Tiers live in sibling folders (unit, ray, integration, e2e); each test is marked with
+its folder's name. The Ray cluster is started once per session, lazily, with
+``num_cpus=2`` and token auth left on; only what this session started is stopped.
+Tests that need Redis or PostgreSQL fail, never skip, when the server is missing.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+TESTS = Path(__file__).parent
+TIERS = ("unit", "ray", "integration", "e2e")
+REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
+PG_HOST, PG_PORT = "127.0.0.1", 5432
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        tier = Path(str(item.path)).relative_to(TESTS).parts[0]
+        if tier in TIERS:
+            item.add_marker(getattr(pytest.mark, tier))
+
+
+def _answering(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
+def require_service(name: str, host: str, port: int) -> None:
+    """Fail (not skip) with a message saying how to start the missing server."""
+    if not _answering(host, port):
+        pytest.fail(
+            f"{name} is not answering on {host}:{port}; this test needs the real server "
+            f"(.ci/run starts it; locally start {name} on that port)",
+            pytrace=False,
+        )
+
+
+@pytest.fixture(scope="session")
+def run_id() -> str:
+    """A short id unique to this test session, for key prefixes and database names."""
+    return uuid.uuid4().hex[:10]
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One local Ray head for the whole session (num_cpus=2, token auth on)."""
+    import ray
+
+    if ray.is_initialized():
+        yield ray
+        return
+    ray.init(
+        num_cpus=2,
+        namespace=f"entai-test-{uuid.uuid4().hex[:8]}",
+        include_dashboard=False,
+        log_to_driver=False,
+    )
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def redis_url(run_id: str) -> str:
+    """URL of the machine's real Redis (DB 0; isolate with :func:`redis_prefix`)."""
+    require_service("Redis", REDIS_HOST, REDIS_PORT)
+    return f"redis://{REDIS_HOST}:{REDIS_PORT}/0"
+
+
+@pytest.fixture
+def redis_prefix(redis_url: str, run_id: str) -> Iterator[str]:
+    """A key prefix unique to one test; every key under it is deleted afterwards."""
+    import redis
+
+    prefix = f"entai-test:{run_id}:{uuid.uuid4().hex[:6]}"
+    yield prefix
+    client = redis.Redis.from_url(redis_url)
+    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_dsn() -> str:
+    """DSN of the machine's maintenance database on the real PostgreSQL server."""
+    require_service("PostgreSQL", PG_HOST, PG_PORT)
+    return f"postgresql://postgres@{PG_HOST}:{PG_PORT}/postgres"

@@ -1,0 +1,88 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from entai.shared.errors import ConfigError
+from entai.shared.settings import (
+    MemoryOnlineStoreSettings,
+    RedisOnlineStoreSettings,
+    load_settings,
+)
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    for key in list(os.environ):
+        if key.startswith("ENTAI_"):
+            monkeypatch.delenv(key)
+
+
+def test_defaults_are_the_embedded_mode() -> None:
+    s = load_settings()
+    assert isinstance(s.online_store, MemoryOnlineStoreSettings)
+    assert s.mlflow.tracking_uri.startswith("sqlite:///")
+    assert s.serve.host == "127.0.0.1"
+    assert s.ray.dashboard_host == "127.0.0.1"
+
+
+def test_env_selects_redis_store_by_type_and_hides_the_url(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ENTAI_ONLINE_STORE__TYPE", "redis")
+    monkeypatch.setenv("ENTAI_ONLINE_STORE__URL", "redis://:hunter2@db:6379/3")
+    monkeypatch.setenv("ENTAI_ONLINE_STORE__NUM_SHARDS", "8")
+    s = load_settings()
+    assert isinstance(s.online_store, RedisOnlineStoreSettings)
+    assert s.online_store.num_shards == 8
+    assert "hunter2" not in repr(s)
+    assert s.online_store.url.get_secret_value().endswith("/3")
+
+
+def test_yaml_file_with_env_taking_precedence(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "entai.yaml"
+    path.write_text("serve:\n  port: 9000\n  host: 127.0.0.1\nlake:\n  root: /data/lake\n")
+    monkeypatch.setenv("ENTAI_SERVE__PORT", "9100")
+    s = type(load_settings()).from_yaml(path)
+    assert s.serve.port == 9100
+    assert s.lake.root == "/data/lake"
+
+
+def test_unknown_store_type_is_a_config_error_naming_the_field(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ENTAI_ONLINE_STORE__TYPE", "cassandra")
+    with pytest.raises(ConfigError, match="online_store"):
+        load_settings()
+
+
+def test_unknown_key_in_yaml_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "entai.yaml"
+    path.write_text("serve:\n  prot: 9000\n")
+    with pytest.raises(ConfigError, match=r"serve\.prot"):
+        type(load_settings()).from_yaml(path)
+
+
+def test_production_without_key_or_policy_is_refused() -> None:
+    s = load_settings(security={"mode": "production"}, serve={"host": "0.0.0.0"})
+    with pytest.raises(ConfigError) as info:
+        s.check_secure()
+    problems = info.value.details["problems"]
+    assert any("hmac_key" in p for p in problems)
+    assert any("policy_file" in p for p in problems)
+    assert any("0.0.0.0" in p for p in problems)
+
+
+def test_production_with_key_file_policy_and_loopback_passes(tmp_path: Path) -> None:
+    key = tmp_path / "hmac.key"
+    key.write_text("s3cr3t-key-material\n")
+    s = load_settings(
+        security={"mode": "production", "hmac_key_file": key, "policy_file": tmp_path / "p.yaml"}
+    )
+    s.check_secure()
+    assert s.security.resolved_hmac_key() == b"s3cr3t-key-material"
