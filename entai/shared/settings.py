@@ -157,6 +157,50 @@ class EntaiSettings(BaseSettings):
             raise ConfigError(f"settings file {file} must hold a mapping at the top level")
         return load_settings(**_env_overrides(data))
 
+    def resolved(self) -> EntaiSettings:
+        """A copy with every relative local path made absolute.
+
+        Ray workers do not share the driver's working directory, so entry points
+        resolve paths once before handing settings to actors and tasks. Sections left
+        at their defaults follow ``home`` (the lake, MLflow, the admin token file).
+        """
+
+        def absolute(path: Path | None) -> Path | None:
+            return None if path is None else path.expanduser().resolve()
+
+        home = self.home.expanduser().resolve()
+        explicit = self.model_fields_set
+        lake_root = self.lake.root if "lake" in explicit else str(home / "lake")
+        if "://" not in lake_root:
+            lake_root = str(Path(lake_root).expanduser().resolve())
+        tracking, artifacts = self.mlflow.tracking_uri, self.mlflow.artifact_root
+        if "mlflow" not in explicit:
+            tracking, artifacts = f"sqlite:///{home / 'mlflow.db'}", str(home / "mlartifacts")
+        sqlite = "sqlite:///"
+        if tracking.startswith(sqlite) and not tracking.startswith(sqlite + "/"):
+            tracking = sqlite + str(Path(tracking[len(sqlite) :]).resolve())
+        if "://" not in artifacts:
+            artifacts = str(Path(artifacts).expanduser().resolve())
+        security = self.security.model_copy(
+            update={
+                "hmac_key_file": absolute(self.security.hmac_key_file),
+                "policy_file": absolute(self.security.policy_file),
+                "token_file": absolute(self.security.token_file)
+                if "token_file" in self.security.model_fields_set
+                else home / "admin_token",
+            }
+        )
+        return self.model_copy(
+            update={
+                "home": home,
+                "lake": self.lake.model_copy(update={"root": lake_root}),
+                "mlflow": self.mlflow.model_copy(
+                    update={"tracking_uri": tracking, "artifact_root": artifacts}
+                ),
+                "security": security,
+            }
+        )
+
     def check_secure(self) -> None:
         """Refuse a production configuration that is insecure.
 

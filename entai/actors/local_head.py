@@ -1,0 +1,139 @@
+"""Start and stop a local Ray head that entai owns (``entai up`` / ``entai down``).
+
+The head runs as ``ray start --head --block`` in its own process group, recorded in
+``<home>/cluster.json``. Stopping signals that process group only, so Ray clusters
+that entai did not start (a test session's, another user's) are never touched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from entai.shared.errors import ConflictError, ServiceUnavailableError
+from entai.shared.settings import EntaiSettings
+
+__all__ = ["HeadInfo", "read_head", "start_head", "stop_head"]
+
+_STATE_FILE = "cluster.json"
+
+
+@dataclass(frozen=True)
+class HeadInfo:
+    """A Ray head started by entai."""
+
+    address: str
+    pgid: int
+    dashboard_url: str
+    log_file: str
+
+
+def _state_path(settings: EntaiSettings) -> Path:
+    return settings.home / _STATE_FILE
+
+
+def read_head(settings: EntaiSettings) -> HeadInfo | None:
+    """The head recorded by ``entai up``, if its process group is still alive."""
+    path = _state_path(settings)
+    if not path.exists():
+        return None
+    info = HeadInfo(**json.loads(path.read_text()))
+    try:
+        os.killpg(info.pgid, 0)
+    except ProcessLookupError:
+        path.unlink(missing_ok=True)
+        return None
+    return info
+
+
+def _port_open(port: int) -> bool:
+    import socket
+
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def start_head(
+    settings: EntaiSettings, *, gcs_port: int = 6390, timeout_s: float = 90.0
+) -> HeadInfo:
+    """Start a local head on 127.0.0.1 with the dashboard; wait until it answers."""
+    existing = read_head(settings)
+    if existing is not None:
+        return existing
+    if _port_open(gcs_port):
+        raise ConflictError(
+            f"port {gcs_port} is already in use; another Ray head may be running there",
+            details={"port": gcs_port},
+        )
+    settings.home.mkdir(parents=True, exist_ok=True)
+    log_file = settings.home / "ray-head.log"
+    ray_cli = str(Path(sys.executable).with_name("ray"))
+    cmd = [
+        ray_cli, "start", "--head", "--block",
+        "--node-ip-address=127.0.0.1",
+        f"--port={gcs_port}",
+        "--dashboard-host", settings.ray.dashboard_host,
+        "--dashboard-port", str(settings.ray.dashboard_port),
+        "--disable-usage-stats",
+    ]  # fmt: skip
+    if settings.ray.num_cpus is not None:
+        cmd.append(f"--num-cpus={settings.ray.num_cpus}")
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    with log_file.open("ab") as log:
+        proc = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
+            cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True, env=env,
+        )  # fmt: skip
+    info = HeadInfo(
+        address=f"127.0.0.1:{gcs_port}",
+        pgid=proc.pid,
+        dashboard_url=f"http://{settings.ray.dashboard_host}:{settings.ray.dashboard_port}",
+        log_file=str(log_file),
+    )
+    deadline = time.monotonic() + timeout_s
+    while not _port_open(gcs_port):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            _kill_group(proc.pid)
+            raise ServiceUnavailableError(
+                f"the Ray head did not start; see {log_file}", details={"log": str(log_file)}
+            )
+        time.sleep(0.5)
+    _state_path(settings).write_text(json.dumps(asdict(info)))
+    return info
+
+
+def _kill_group(pgid: int, grace_s: float = 15.0) -> None:
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.3)
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        return
+
+
+def stop_head(settings: EntaiSettings) -> bool:
+    """Stop the head ``entai up`` started (its process group only). False if none."""
+    info = read_head(settings)
+    if info is None:
+        return False
+    _kill_group(info.pgid)
+    _state_path(settings).unlink(missing_ok=True)
+    return True

@@ -1,0 +1,56 @@
+"""Joining or starting Ray, and creating entai's named, detached service actors."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from entai.shared.settings import EntaiSettings
+
+__all__ = ["connect_ray", "service_actor"]
+
+log = logging.getLogger(__name__)
+
+
+def connect_ray(settings: EntaiSettings, *, address: str | None = None) -> bool:
+    """Join the configured Ray cluster, or start a local head when none is configured.
+
+    Returns:
+        True when this call started a local head (so the caller owns its shutdown).
+    """
+    import ray
+
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if ray.is_initialized():
+        return False
+    target = address or settings.ray.address
+    if target:
+        ray.init(address=target, namespace=settings.ray.namespace, log_to_driver=False)
+        return False
+    ray.init(
+        num_cpus=settings.ray.num_cpus,
+        namespace=settings.ray.namespace,
+        include_dashboard=True,
+        dashboard_host=settings.ray.dashboard_host,
+        dashboard_port=settings.ray.dashboard_port,
+        log_to_driver=False,
+    )
+    return True
+
+
+def service_actor(actor_class: Any, name: str, namespace: str, *args: Any, **kwargs: Any) -> Any:
+    """Get or create a named, detached, restartable actor that reserves no CPU.
+
+    ``max_restarts=-1`` restarts it after a crash; ``max_task_retries=-1`` retries a
+    call that was in flight when it died, so callers see the restarted actor's answer.
+    """
+    return actor_class.options(
+        name=name,
+        namespace=namespace,
+        lifetime="detached",
+        max_restarts=-1,
+        max_task_retries=-1,
+        num_cpus=0,
+        get_if_exists=True,
+    ).remote(*args, **kwargs)

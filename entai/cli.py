@@ -1,0 +1,121 @@
+"""The ``entai`` command. Commands are thin: they parse, call a function, print.
+
+Every command returns its result as well as printing it, so tests call them directly.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from entai.shared.errors import EntaiError
+from entai.shared.logs import configure_logging
+from entai.shared.settings import EntaiSettings, load_settings
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="entai",
+    help="entai: feature store, training, registry, serving, governance and drift on Ray.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+log = logging.getLogger(__name__)
+
+ConfigOption = Annotated[
+    Path | None, typer.Option("--config", "-c", help="Settings YAML file.", exists=True)
+]
+
+
+def _settings(config: Path | None) -> EntaiSettings:
+    settings = (EntaiSettings.from_yaml(config) if config else load_settings()).resolved()
+    configure_logging(settings.log_level)
+    return settings
+
+
+@app.command()
+def up(
+    config: ConfigOption = None,
+    address: Annotated[str | None, typer.Option(help="Join this Ray cluster instead.")] = None,
+    gcs_port: Annotated[int, typer.Option(help="GCS port of a new local head.")] = 6390,
+) -> dict[str, Any]:
+    """Start (or join) a Ray head on 127.0.0.1 and deploy the platform services."""
+    from entai.client import start_platform
+
+    settings = _settings(config)
+    with console.status("starting the Ray head and the platform services..."):
+        result = start_platform(settings, address=address, gcs_port=gcs_port)
+    console.print(f"[green]entai is up[/green] at {result['address']}")
+    console.print(f"  dashboard: {result['dashboard_url']}")
+    for name in result["services"]:
+        console.print(f"  service: {name}")
+    return result
+
+
+@app.command()
+def status(config: ConfigOption = None) -> dict[str, Any]:
+    """Show each platform service and Serve deployment with its health."""
+    from entai.client import platform_status
+
+    settings = _settings(config)
+    result = platform_status(settings)
+    if not result["running"]:
+        console.print("entai is not running (no head started by `entai up`).")
+        return result
+    table = Table("kind", "name", "state")
+    for row in result["services"]:
+        table.add_row(row["kind"], row["name"], row["state"])
+    console.print(f"cluster: {result['address']}  dashboard: {result['dashboard_url']}")
+    console.print(table)
+    return result
+
+
+@app.command()
+def down(config: ConfigOption = None) -> bool:
+    """Stop what `entai up` started, and nothing else."""
+    from entai.client import stop_platform
+
+    settings = _settings(config)
+    with console.status("stopping entai..."):
+        stopped = stop_platform(settings)
+    console.print(
+        "entai stopped." if stopped else "nothing to stop: entai up did not start a head."
+    )
+    return stopped
+
+
+@app.command()
+def demo(
+    config: ConfigOption = None,
+    keep_running: Annotated[
+        bool, typer.Option("--keep-running", help="Leave Ray and Serve up after the demo.")
+    ] = False,
+    users: Annotated[int, typer.Option(help="Synthetic users.", min=100)] = 2_000,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Also write the summary here.")
+    ] = None,
+) -> dict[str, Any]:
+    """Run the whole platform end to end on synthetic e-commerce data."""
+    from entai.demo.flow import run_demo
+
+    settings = _settings(config)
+    summary = run_demo(settings, users=users, keep_running=keep_running, console=console)
+    if json_out is not None:
+        json_out.write_text(json.dumps(summary, indent=2, default=str))
+    return summary
+
+
+def main() -> None:
+    """Console entry point: entai errors become a one-line message and exit code 2."""
+    try:
+        app()
+    except EntaiError as exc:
+        console.print(f"[red]error:[/red] {exc.message}")
+        raise SystemExit(2) from None

@@ -1,0 +1,191 @@
+"""The Python SDK and the platform lifecycle behind ``entai up|status|down``.
+
+``entai.connect()`` joins the cluster and returns a :class:`Client` whose
+attributes are handles to every service: ``features`` (online reads and writes
+through the shard actors), ``registry``, ``governance``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from entai.actors.feature_shard import shard_name, start_shards
+from entai.actors.governance import ACTOR_NAME as GOVERNANCE
+from entai.actors.governance import start_governance
+from entai.actors.local_head import read_head, start_head, stop_head
+from entai.actors.model_registry import ACTOR_NAME as REGISTRY
+from entai.actors.model_registry import start_registry
+from entai.actors.online_client import OnlineFeatureClient
+from entai.actors.runtime import connect_ray
+from entai.shared.errors import ServiceUnavailableError
+from entai.shared.settings import EntaiSettings, load_settings
+
+__all__ = [
+    "Client",
+    "connect",
+    "platform_status",
+    "service_names",
+    "start_platform",
+    "stop_platform",
+]
+
+log = logging.getLogger(__name__)
+
+SERVE_APP = "entai"
+_JOINED_FILE = "joined.json"
+
+
+def service_names(settings: EntaiSettings) -> list[str]:
+    """Names of the platform's actors, in start order."""
+    shards = [shard_name(i) for i in range(settings.online_store.num_shards)]
+    return [*shards, GOVERNANCE, REGISTRY]
+
+
+def start_services(settings: EntaiSettings) -> dict[str, Any]:
+    """Create (or find) every platform actor on the connected cluster."""
+    namespace = settings.ray.namespace
+    handles: dict[str, Any] = {}
+    for i, handle in enumerate(start_shards(settings, namespace)):
+        handles[shard_name(i)] = handle
+    handles[GOVERNANCE] = start_governance(settings, namespace)
+    handles[REGISTRY] = start_registry(settings.mlflow, namespace)
+    return handles
+
+
+def start_platform(
+    settings: EntaiSettings, *, address: str | None = None, gcs_port: int = 6390
+) -> dict[str, Any]:
+    """Start a local head (or join ``address``) and deploy the platform services."""
+    import ray
+
+    settings.check_secure()
+    if address is None:
+        head = start_head(settings, gcs_port=gcs_port)
+        address, dashboard = head.address, head.dashboard_url
+    else:
+        dashboard = "(the joined cluster's dashboard)"
+        settings.home.mkdir(parents=True, exist_ok=True)
+        (settings.home / _JOINED_FILE).write_text(json.dumps({"address": address}))
+    connect_ray(settings, address=address)
+    try:
+        handles = start_services(settings)
+        ray.get([h.__ray_ready__.remote() for h in handles.values()], timeout=120)
+    finally:
+        ray.shutdown()
+    return {"address": address, "dashboard_url": dashboard, "services": list(handles)}
+
+
+def _address(settings: EntaiSettings) -> tuple[str | None, str]:
+    head = read_head(settings)
+    if head is not None:
+        return head.address, head.dashboard_url
+    joined = settings.home / _JOINED_FILE
+    if joined.exists():
+        return str(json.loads(joined.read_text())["address"]), ""
+    return None, ""
+
+
+def platform_status(settings: EntaiSettings, *, timeout_s: float = 5.0) -> dict[str, Any]:
+    """Health of every platform actor and Serve deployment."""
+    import ray
+    from ray import serve
+
+    address, dashboard = _address(settings)
+    if address is None:
+        return {"running": False, "services": []}
+    connect_ray(settings, address=address)
+    rows: list[dict[str, str]] = []
+    try:
+        for name in service_names(settings):
+            try:
+                handle: Any = ray.get_actor(name, namespace=settings.ray.namespace)
+                ready: Any = handle.__ray_ready__.remote()
+                ray.get(ready, timeout=timeout_s)
+                state = "ALIVE"
+            except ValueError:
+                state = "NOT_STARTED"
+            except (ray.exceptions.GetTimeoutError, ray.exceptions.RayActorError):
+                state = "UNHEALTHY"
+            rows.append({"kind": "actor", "name": name, "state": state})
+        try:
+            serve_status = serve.status()
+        except Exception as exc:
+            log.debug("serve status unavailable", extra={"error": repr(exc)})
+        else:
+            for app_name, app in serve_status.applications.items():
+                for dep_name, dep in app.deployments.items():
+                    replicas = sum(dep.replica_states.values())
+                    rows.append(
+                        {
+                            "kind": "deployment",
+                            "name": f"{app_name}/{dep_name} ({replicas} replicas)",
+                            "state": str(dep.status.value),
+                        }
+                    )
+    finally:
+        ray.shutdown()
+    return {"running": True, "address": address, "dashboard_url": dashboard, "services": rows}
+
+
+def stop_platform(settings: EntaiSettings) -> bool:
+    """Remove entai's actors and Serve app; stop the head only if ``entai up`` started it."""
+    import ray
+    from ray import serve
+
+    address, _ = _address(settings)
+    if address is None:
+        return False
+    try:
+        connect_ray(settings, address=address)
+    except ConnectionError:
+        log.warning("cluster not reachable; stopping the local head only")
+    else:
+        try:
+            serve.shutdown()  # type: ignore[no-untyped-call]
+            for name in service_names(settings):
+                try:
+                    ray.kill(ray.get_actor(name, namespace=settings.ray.namespace))
+                except ValueError:
+                    continue
+        finally:
+            ray.shutdown()
+    (settings.home / _JOINED_FILE).unlink(missing_ok=True)
+    stop_head(settings)
+    return True
+
+
+@dataclass
+class Client:
+    """Handles to the platform's services on a connected cluster."""
+
+    settings: EntaiSettings
+    features: OnlineFeatureClient
+    registry: Any
+    governance: Any
+
+
+def connect(address: str | None = None, settings: EntaiSettings | None = None) -> Client:
+    """Join a running platform and return handles to its services."""
+    import ray
+
+    settings = settings or load_settings()
+    target = address or _address(settings)[0] or settings.ray.address
+    if target is None:
+        raise ServiceUnavailableError(
+            "no running entai platform: run `entai up` or pass the Ray address"
+        )
+    connect_ray(settings, address=target)
+    namespace = settings.ray.namespace
+    shards = [
+        ray.get_actor(shard_name(i), namespace=namespace)
+        for i in range(settings.online_store.num_shards)
+    ]
+    return Client(
+        settings=settings,
+        features=OnlineFeatureClient(shards),
+        registry=ray.get_actor(REGISTRY, namespace=namespace),
+        governance=ray.get_actor(GOVERNANCE, namespace=namespace),
+    )

@@ -1,0 +1,1 @@
+"""The walking skeleton run by ``entai demo``: synthetic e-commerce data end to end."""

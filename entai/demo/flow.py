@@ -1,0 +1,376 @@
+"""``entai demo``: the walking skeleton of the whole platform on synthetic data.
+
+generate events -> ingest (contract, masking, Ray Data -> raw lake) -> materialize
+feature views (Ray Data -> offline Parquet + online shards) -> point-in-time training
+set -> XGBoost on Ray Train -> MLflow run + registry (champion) -> Ray Serve app ->
+predictions over HTTP with a bearer token -> summary. The demo works in its own
+``<home>/demo`` directory, recreated on each run.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from rich.console import Console
+from rich.table import Table
+
+from entai.shared.errors import ServiceUnavailableError
+from entai.shared.settings import EntaiSettings
+
+__all__ = ["run_demo"]
+
+log = logging.getLogger(__name__)
+
+MODEL_NAME = "purchase_propensity"
+HORIZON = timedelta(days=7)
+_XGB_PARAMS = {"objective": "binary:logistic", "max_depth": 5, "eta": 0.1, "min_child_weight": 5}
+
+
+class _Stages:
+    """Prints one line per stage with its duration; keeps the timings for the summary."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.timings: dict[str, float] = {}
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        with self.console.status(f"{name}..."):
+            yield
+        took = time.perf_counter() - start
+        self.timings[name] = round(took, 2)
+        self.console.print(f"[green]✓[/green] {name} [dim]({took:.1f}s)[/dim]")
+
+
+def _demo_settings(settings: EntaiSettings) -> EntaiSettings:
+    home = settings.home / "demo"
+    if home.exists():
+        shutil.rmtree(home)
+    home.mkdir(parents=True)
+    return EntaiSettings(
+        home=home,
+        log_level=settings.log_level,
+        ray=settings.ray,
+        online_store=settings.online_store,
+        serve=settings.serve,
+    ).resolved()
+
+
+def run_demo(
+    settings: EntaiSettings,
+    *,
+    users: int = 2_000,
+    keep_running: bool = False,
+    console: Console | None = None,
+) -> dict[str, Any]:
+    """Run the walking skeleton; return (and print) its summary."""
+    import ray
+
+    from entai.actors.runtime import connect_ray
+
+    console = console or Console()
+    settings = _demo_settings(settings)
+    stages = _Stages(console)
+    with stages.stage("start Ray (local head, dashboard on 127.0.0.1)"):
+        started = connect_ray(settings)
+    try:
+        summary = _run(settings, users, stages)
+        _print_summary(console, summary)
+        return summary
+    finally:
+        if not keep_running:
+            _teardown(settings)
+            if started:
+                ray.shutdown()
+        else:
+            console.print("left running (--keep-running); stop with `ray stop` on this head.")
+
+
+def _run(settings: EntaiSettings, users: int, stages: _Stages) -> dict[str, Any]:
+    from entai.actors.governance import start_governance
+    from entai.demo.contracts import EVENTS_CONTRACT
+    from entai.demo.generator import EcommerceWorld, WorldConfig
+    from entai.pipelines.ingest import ingest_file
+
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    days = 60
+    world = EcommerceWorld(
+        WorldConfig(n_users=users, n_products=400, days=days, start=today - timedelta(days=days))
+    )
+    with stages.stage("generate synthetic e-commerce events"):
+        events = world.events()
+        incoming = settings.home / "incoming"
+        incoming.mkdir()
+        events_file = incoming / "events.parquet"
+        events.to_parquet(events_file, index=False)
+    with stages.stage("ingest: contract validation, PII masking, Ray Data -> raw lake"):
+        ingest = ingest_file(
+            EVENTS_CONTRACT,
+            str(events_file),
+            lake_root=settings.lake.root,
+            hmac_key=b"entai-demo-embedded-key",
+            progress=False,
+        )
+    with stages.stage("start platform services (feature shards, governance, registry)"):
+        services = _start_services(settings)
+        governance = start_governance(settings, settings.ray.namespace)
+        import ray
+
+        ray.get(governance.__ray_ready__.remote())
+    with stages.stage("materialize feature views (Ray Data -> offline + online)"):
+        reports = _materialize(settings, services)
+    with stages.stage("build the point-in-time training set"):
+        rows, training = _training_set(settings, world, events, today)
+    with stages.stage("train XGBoost on Ray Train"):
+        trained = _train(settings, training)
+    with stages.stage("log to MLflow and register as champion"):
+        registered = _register(settings, trained)
+    with stages.stage("deploy the Serve application"):
+        url = _deploy(settings)
+    with stages.stage("predict over HTTP"):
+        predictions = _predict(settings, url, rows)
+    return {
+        "events": len(events),
+        "ingest": {
+            "rows_in": ingest.rows_in,
+            "accepted": ingest.rows_accepted,
+            "quarantined": ingest.rows_quarantined,
+        },
+        "materialized": {
+            r.view: {"offline_rows": r.offline_rows, "online_keys": r.online_keys} for r in reports
+        },
+        "training_rows": len(training),
+        "model": {
+            "name": MODEL_NAME,
+            "version": registered["version"],
+            "run_id": registered["run_id"],
+        },
+        "auc": {
+            "held_out": trained["test_auc"],
+            "oracle": trained["oracle_auc"],
+            "valid": trained["valid_auc"],
+        },
+        "predictions": predictions,
+        "urls": {
+            "api": url,
+            "docs": f"{url}/docs",
+            "dashboard": f"http://{settings.ray.dashboard_host}:{settings.ray.dashboard_port}",
+            "mlflow": settings.mlflow.tracking_uri,
+        },
+        "token_file": str(settings.security.token_file),
+        "timings_s": stages.timings,
+    }
+
+
+def _start_services(settings: EntaiSettings) -> Any:
+    import ray
+
+    from entai.actors.feature_shard import start_shards
+    from entai.actors.model_registry import start_registry
+    from entai.actors.online_client import OnlineFeatureClient
+
+    shards = start_shards(settings, settings.ray.namespace)
+    registry = start_registry(settings.mlflow, settings.ray.namespace)
+    ray.get([h.__ray_ready__.remote() for h in [*shards, registry]])
+    return OnlineFeatureClient(shards)
+
+
+def _materialize(settings: EntaiSettings, online: Any) -> list[Any]:
+    from entai.demo.features import user_category_stats, user_stats
+    from entai.pipelines.materialize import materialize
+    from entai.shared.lake import Lake
+
+    return materialize(
+        [user_category_stats, user_stats], lake=Lake(settings.lake.root), online=online
+    )
+
+
+def _training_set(
+    settings: EntaiSettings, world: Any, events: pd.DataFrame, today: datetime
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    from entai.demo import features
+    from entai.pipelines.training_set import get_historical_features
+    from entai.shared.definitions import Definitions
+    from entai.shared.lake import Lake
+    from entai.shared.offline_store import OfflineStore
+
+    start = world.config.start
+    cutoffs = [start + timedelta(days=d) for d in range(14, world.config.days - 6, 2)]
+    rows = world.label_rows(events, cutoffs, HORIZON)
+    definitions = Definitions.from_module(features.__name__)
+    training = get_historical_features(
+        rows,
+        features.purchase_propensity,
+        definitions=definitions,
+        offline=OfflineStore(Lake(settings.lake.root)),
+    ).to_pandas()
+    return rows, training
+
+
+def _auc(labels: pd.Series, scores: np.ndarray) -> float:
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(labels, scores))
+
+
+def _train(settings: EntaiSettings, training: pd.DataFrame) -> dict[str, Any]:
+    import xgboost
+
+    from entai.demo.features import MODEL_FEATURES
+    from entai.pipelines.train import time_split, train_xgboost
+
+    times = np.sort(training["event_timestamp"].unique())
+    held_out_from = times[int(len(times) * 0.8)]
+    development = training[training["event_timestamp"] < held_out_from]
+    held_out = training[training["event_timestamp"] >= held_out_from]
+    train_df, valid_df = time_split(
+        development, timestamp_column="event_timestamp", valid_fraction=0.2
+    )
+    outcome = train_xgboost(
+        train_df,
+        valid_df,
+        feature_columns=MODEL_FEATURES,
+        label_column="label",
+        params=_XGB_PARAMS,
+        num_boost_round=120,
+        storage_path=settings.home / "ray_train",
+    )
+    test_scores = outcome.booster.predict(
+        xgboost.DMatrix(held_out[list(MODEL_FEATURES)], feature_names=list(MODEL_FEATURES))
+    )
+    return {
+        "outcome": outcome,
+        "train_df": train_df,
+        "test_auc": round(_auc(held_out["label"], test_scores), 4),
+        "oracle_auc": round(_auc(held_out["label"], held_out["oracle"].to_numpy()), 4),
+        "valid_auc": round(outcome.evals["valid"]["auc"][-1], 4),
+    }
+
+
+def _register(settings: EntaiSettings, trained: dict[str, Any]) -> dict[str, Any]:
+    import ray
+
+    from entai.actors.model_registry import ACTOR_NAME
+    from entai.demo.features import purchase_propensity
+    from entai.pipelines.tracking import log_xgboost_run
+
+    logged = log_xgboost_run(
+        settings.mlflow,
+        trained["outcome"],
+        params={**_XGB_PARAMS, "num_boost_round": 120},
+        metrics={"held_out_auc": trained["test_auc"], "oracle_auc": trained["oracle_auc"]},
+        training_data=trained["train_df"],
+        dataset_name="purchase_propensity_train",
+        tags={"entai.feature_service": purchase_propensity.name},
+        run_name="demo-train",
+    )
+    registry: Any = ray.get_actor(ACTOR_NAME, namespace=settings.ray.namespace)
+    info: Any = ray.get(
+        registry.register.remote(
+            logged.model_uri,
+            MODEL_NAME,
+            registrant="demo",
+            lineage={"entai.feature_service": purchase_propensity.name},
+            run_id=logged.run_id,
+        )
+    )
+    ray.get(
+        registry.set_alias.remote(
+            MODEL_NAME, "champion", info.version, by="demo", reason="first model"
+        )
+    )
+    return {"version": info.version, "run_id": logged.run_id}
+
+
+def _deploy(settings: EntaiSettings) -> str:
+    from ray import serve
+
+    from entai.demo import features
+    from entai.deployments.app import AppArgs, build_app
+
+    serve.start(http_options={"host": settings.serve.host, "port": settings.serve.port})
+    args = AppArgs(
+        model_name=MODEL_NAME,
+        feature_service=features.purchase_propensity.name,
+        definitions_module=features.__name__,
+        settings=settings,
+    )
+    serve.run(build_app(args), name="entai", route_prefix="/")
+    return f"http://{settings.serve.host}:{settings.serve.port}"
+
+
+def _predict(settings: EntaiSettings, url: str, rows: pd.DataFrame) -> list[dict[str, Any]]:
+    import httpx
+
+    token = settings.security.token_file.read_text().strip()
+    sample = rows.drop_duplicates(["user_id"]).head(5)
+    body = {
+        "entities": {"user_id": sample["user_id"].tolist(), "category": sample["category"].tolist()}
+    }
+    response = httpx.post(
+        f"{url}/v1/predict/{MODEL_NAME}",
+        json=body,
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30.0,
+    )
+    if response.status_code != 200:
+        raise ServiceUnavailableError(
+            f"prediction request failed with HTTP {response.status_code}: {response.text[:500]}",
+            details={"status": response.status_code},
+        )
+    payload = response.json()
+    return [
+        {"user_id": u, "category": c, "p_buy_7d": round(p, 4), "version": payload["version"]}
+        for u, c, p in zip(
+            body["entities"]["user_id"],
+            body["entities"]["category"],
+            payload["predictions"],
+            strict=True,
+        )
+    ]
+
+
+def _teardown(settings: EntaiSettings) -> None:
+    import ray
+    from ray import serve
+
+    from entai.client import service_names
+
+    if not ray.is_initialized():
+        return
+    try:
+        serve.shutdown()  # type: ignore[no-untyped-call]
+    finally:
+        for name in service_names(settings):
+            try:
+                ray.kill(ray.get_actor(name, namespace=settings.ray.namespace))
+            except ValueError:
+                continue
+
+
+def _print_summary(console: Console, summary: dict[str, Any]) -> None:
+    table = Table(
+        "user_id", "category", "P(buy in 7 days)", "model version", title="Predictions over HTTP"
+    )
+    for p in summary["predictions"]:
+        table.add_row(str(p["user_id"]), p["category"], f"{p['p_buy_7d']:.3f}", str(p["version"]))
+    console.print(table)
+    auc = summary["auc"]
+    console.print(
+        f"held-out AUC [bold]{auc['held_out']:.3f}[/bold] "
+        f"(oracle {auc['oracle']:.3f}, chance 0.500); "
+        f"{summary['events']:,} events, {summary['ingest']['quarantined']} quarantined, "
+        f"{summary['training_rows']:,} training rows"
+    )
+    urls = summary["urls"]
+    console.print(f"API {urls['api']}  (OpenAPI {urls['docs']})   dashboard {urls['dashboard']}")
+    console.print(f"MLflow {urls['mlflow']}   admin token in {summary['token_file']}")

@@ -1,0 +1,201 @@
+"""Seeded generator of realistic e-commerce events with a known ground truth.
+
+Users have latent category preferences and activity levels; products belong to
+categories and have prices. Each (user, category) pair emits views as a Poisson
+process; a view becomes a cart with a pair-specific probability and a cart becomes a
+purchase with a user-specific probability. Because the generator knows every rate, it
+can give the *oracle* probability that a user buys in a category within a horizon,
+which bounds what any model can reach on the data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["CATEGORIES", "EcommerceWorld", "WorldConfig"]
+
+CATEGORIES = (
+    "electronics",
+    "books",
+    "fashion",
+    "home",
+    "sports",
+    "toys",
+    "beauty",
+    "grocery",
+)
+_PRICE_MEDIAN = {
+    "electronics": 180.0,
+    "books": 18.0,
+    "fashion": 45.0,
+    "home": 70.0,
+    "sports": 55.0,
+    "toys": 30.0,
+    "beauty": 25.0,
+    "grocery": 12.0,
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorldConfig:
+    """Size and shape of the synthetic world.
+
+    Attributes:
+        n_users: Number of users.
+        n_products: Number of products, spread over the categories.
+        days: Length of the event history.
+        start: First instant of the history (UTC).
+        seed: Seed of every random draw.
+        views_per_day: Mean views per user per day, before preferences.
+    """
+
+    n_users: int = 2_000
+    n_products: int = 400
+    days: int = 60
+    start: datetime = field(default_factory=lambda: datetime(2026, 9, 1, tzinfo=UTC))
+    seed: int = 7
+    views_per_day: float = 1.2
+
+
+class EcommerceWorld:
+    """A seeded world of users, products and their latent behaviour."""
+
+    def __init__(self, config: WorldConfig | None = None) -> None:
+        self.config = config or WorldConfig()
+        cfg = self.config
+        rng = np.random.default_rng(cfg.seed)
+        n_cat = len(CATEGORIES)
+        self.preferences = rng.dirichlet(np.full(n_cat, 0.6), size=cfg.n_users)
+        self.activity = rng.lognormal(mean=0.0, sigma=0.7, size=cfg.n_users)
+        self.cart_rate = rng.beta(2.0, 8.0, size=(cfg.n_users, n_cat))
+        self.buy_rate = rng.beta(3.0, 4.0, size=cfg.n_users)
+        self.product_category = rng.integers(0, n_cat, size=cfg.n_products)
+        medians = np.array([_PRICE_MEDIAN[c] for c in CATEGORIES])
+        self.product_price = np.round(
+            medians[self.product_category] * rng.lognormal(0.0, 0.35, cfg.n_products), 2
+        )
+        self._rng = rng
+
+    def view_rate(self) -> np.ndarray:
+        """Views per day for every (user, category) pair."""
+        return self.config.views_per_day * self.activity[:, None] * self.preferences
+
+    def purchase_rate(self) -> np.ndarray:
+        """Purchases per day for every (user, category) pair."""
+        return self.view_rate() * self.cart_rate * self.buy_rate[:, None]
+
+    def events(self) -> pd.DataFrame:
+        """All events of the history, sorted by time.
+
+        Columns: event_id, user_id, user_email, product_id, category, price,
+        event_type (view | cart | purchase), event_timestamp (UTC), search_query
+        (free text; about 1% contain a phone number).
+        """
+        cfg = self.config
+        rng = self._rng
+        rates = self.view_rate() * cfg.days
+        counts = rng.poisson(rates)
+        users, cats = np.nonzero(counts)
+        n = counts[users, cats]
+        v_user = np.repeat(users, n)
+        v_cat = np.repeat(cats, n)
+        offsets = rng.uniform(0.0, cfg.days * 86_400.0, size=v_user.size)
+        carted = rng.random(v_user.size) < self.cart_rate[v_user, v_cat]
+        bought = carted & (rng.random(v_user.size) < self.buy_rate[v_user])
+        products = self._pick_products(v_cat)
+
+        def frame(mask: np.ndarray, kind: str, delay_s: float) -> pd.DataFrame:
+            ts = offsets[mask] + delay_s * rng.random(int(mask.sum()))
+            return pd.DataFrame(
+                {
+                    "user_id": v_user[mask].astype(np.int64),
+                    "product_id": products[mask].astype(np.int64),
+                    "category": np.asarray(CATEGORIES, dtype=object)[v_cat[mask]],
+                    "price": self.product_price[products[mask]],
+                    "event_type": kind,
+                    "offset_s": ts,
+                }
+            )
+
+        every = np.ones(v_user.size, dtype=bool)
+        out = pd.concat(
+            [
+                frame(every, "view", 0.0),
+                frame(carted, "cart", 600.0),
+                frame(bought, "purchase", 1800.0),
+            ],
+            ignore_index=True,
+        )
+        out = out[out["offset_s"] < cfg.days * 86_400.0].sort_values("offset_s", kind="stable")
+        stamps = pd.Timestamp(cfg.start) + pd.to_timedelta(out["offset_s"], unit="s")
+        out["event_timestamp"] = stamps.dt.floor("us").astype("datetime64[us, UTC]")
+        out = out.drop(columns="offset_s").reset_index(drop=True)
+        ids = pd.Series(np.arange(len(out)), dtype=np.int64).astype(str).str.zfill(8)
+        out.insert(0, "event_id", f"ev-{cfg.seed}-" + ids)
+        out.insert(2, "user_email", "user" + out["user_id"].astype(str) + "@example.com")
+        out["search_query"] = self._queries(out["category"])
+        out["category"] = out["category"].astype(str)
+        out["event_type"] = out["event_type"].astype(str)
+        return out
+
+    def _queries(self, categories: pd.Series) -> pd.Series:
+        """Free-text search queries; about 1% carry contact details (PII to scrub)."""
+        rng = self._rng
+        base = "best " + categories + " deals"
+        pii = rng.random(len(categories)) < 0.01
+        phone = pd.Series(rng.integers(200, 999, len(categories)), index=categories.index)
+        contact = " call me at 415-555-" + phone.astype(str).str.zfill(4)
+        return base.where(~pii, base + contact)
+
+    def _pick_products(self, categories: np.ndarray) -> np.ndarray:
+        """A product of the given category for every view, uniformly within the category."""
+        order = np.argsort(self.product_category, kind="stable")
+        sorted_cats = self.product_category[order]
+        lo = np.searchsorted(sorted_cats, categories, side="left")
+        hi = np.searchsorted(sorted_cats, categories, side="right")
+        width = np.maximum(hi - lo, 1)
+        pick = lo + (self._rng.random(categories.size) * width).astype(np.int64)
+        picked: np.ndarray = order[np.minimum(pick, len(order) - 1)]
+        return picked
+
+    def label_rows(
+        self, events: pd.DataFrame, cutoffs: list[datetime], horizon: timedelta
+    ) -> pd.DataFrame:
+        """Entity rows (user, category, cutoff) with the realised label and the oracle score.
+
+        ``label`` is 1 when the user purchased in the category within ``(cutoff,
+        cutoff + horizon]``; ``oracle`` is the true probability of that event.
+        """
+        n_users, n_cat = self.config.n_users, len(CATEGORIES)
+        grid_user = np.tile(np.repeat(np.arange(n_users), n_cat), len(cutoffs))
+        grid_cat = np.tile(np.tile(np.arange(n_cat), n_users), len(cutoffs))
+        grid_ts = np.repeat(np.array([pd.Timestamp(c) for c in cutoffs]), n_users * n_cat)
+        rows = pd.DataFrame(
+            {
+                "user_id": grid_user.astype(np.int64),
+                "category": np.asarray(CATEGORIES, dtype=object)[grid_cat].astype(str),
+                "event_timestamp": pd.to_datetime(grid_ts, utc=True),
+            }
+        )
+        buys = events.loc[
+            events["event_type"] == "purchase", ["user_id", "category", "event_timestamp"]
+        ]
+        merged = rows.reset_index().merge(
+            buys, on=["user_id", "category"], how="left", suffixes=("", "_buy")
+        )
+        hit = (merged["event_timestamp_buy"] > merged["event_timestamp"]) & (
+            merged["event_timestamp_buy"] <= merged["event_timestamp"] + horizon
+        )
+        rows["label"] = (
+            hit.groupby(merged["index"])
+            .any()
+            .reindex(rows.index, fill_value=False)
+            .astype(np.int64)
+        )
+        rate = self.purchase_rate()[grid_user, grid_cat]
+        rows["oracle"] = 1.0 - np.exp(-rate * horizon.total_seconds() / 86_400.0)
+        return rows

@@ -1,0 +1,1 @@
+"""Ray Serve applications: thin translation layers between HTTP and the services."""

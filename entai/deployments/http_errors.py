@@ -1,0 +1,83 @@
+"""The one table mapping entai errors to HTTP statuses, and the error body shape.
+
+Every error response is ``{"error": {"code", "message", "details"}}``. Bad input is
+never a 500: request validation errors become 422 with the offending fields.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from entai.shared import errors
+from entai.shared.logs import request_id
+
+__all__ = ["STATUS_BY_ERROR", "error_body", "install_error_handlers", "status_for"]
+
+log = logging.getLogger(__name__)
+
+STATUS_BY_ERROR: tuple[tuple[type[errors.EntaiError], int], ...] = (
+    (errors.AuthenticationError, 401),
+    (errors.PermissionDeniedError, 403),
+    (errors.NotFoundError, 404),
+    (errors.ConflictError, 409),
+    (errors.PromotionRejectedError, 409),
+    (errors.InvalidInputError, 422),
+    (errors.OverloadedError, 429),
+    (errors.ServiceUnavailableError, 503),
+    (errors.ConfigError, 500),
+    (errors.AuditIntegrityError, 500),
+)
+
+
+def status_for(exc: errors.EntaiError) -> int:
+    """The HTTP status for an entai error (most specific class first)."""
+    for cls, status in STATUS_BY_ERROR:
+        if isinstance(exc, cls):
+            return status
+    return 500
+
+
+def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
+    """The error envelope, with the request id when one is bound."""
+    return {
+        "error": {"code": code, "message": message, "details": details or {}},
+        "request_id": request_id(),
+    }
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Route entai errors, validation errors and HTTP errors into the envelope."""
+
+    @app.exception_handler(errors.EntaiError)
+    async def _entai(_: Request, exc: errors.EntaiError) -> JSONResponse:
+        status = status_for(exc)
+        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        if status >= 500:
+            log.error("request failed", extra={"code": exc.code})
+        return JSONResponse(
+            error_body(exc.code, exc.message, exc.details), status_code=status, headers=headers
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = [
+            {"field": ".".join(str(p) for p in e.get("loc", ())), "message": e.get("msg", "")}
+            for e in exc.errors()
+        ]
+        return JSONResponse(
+            error_body("invalid_input", "request body is invalid", {"errors": problems}),
+            status_code=422,
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return JSONResponse(
+            error_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers
+        )

@@ -1,0 +1,93 @@
+"""Pydantic request and response models of the HTTP API (DESIGN §5)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+__all__ = [
+    "EntityValue",
+    "OnlineFeaturesRequest",
+    "OnlineFeaturesResponse",
+    "PredictRequest",
+    "PredictResponse",
+]
+
+EntityValue = Annotated[int | str, Field(union_mode="left_to_right")]
+_MAX_ENTITIES = 1_000
+
+
+def _check_entities(entities: dict[str, list[EntityValue]]) -> None:
+    if not entities:
+        raise ValueError("entities must name at least one join key")
+    lengths = {len(v) for v in entities.values()}
+    if len(lengths) != 1:
+        raise ValueError("every join key in entities must have the same number of values")
+    (n,) = lengths
+    if n == 0:
+        raise ValueError("entities must hold at least one row")
+    if n > _MAX_ENTITIES:
+        raise ValueError(f"at most {_MAX_ENTITIES} entity rows per request")
+
+
+class OnlineFeaturesRequest(BaseModel):
+    """Feast's ``/get-online-features`` body: a feature service or feature refs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    feature_service: str | None = None
+    features: list[str] | None = None
+    entities: dict[str, list[EntityValue]]
+    full_feature_names: bool = False
+
+    @model_validator(mode="after")
+    def _one_source(self) -> OnlineFeaturesRequest:
+        if (self.feature_service is None) == (self.features is None):
+            raise ValueError("give exactly one of feature_service or features")
+        if self.features is not None and not self.features:
+            raise ValueError("features must not be empty")
+        _check_entities(self.entities)
+        return self
+
+
+class FeatureResult(BaseModel):
+    """Values of one feature, in entity order."""
+
+    values: list[Any]
+    statuses: list[str]
+    event_timestamps: list[str | None]
+
+
+class OnlineFeaturesResponse(BaseModel):
+    """Feast's response shape: one result per feature name."""
+
+    metadata: dict[str, list[str]]
+    results: list[FeatureResult]
+
+
+class PredictRequest(BaseModel):
+    """Entities to score, plus request-time features."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    entities: dict[str, list[EntityValue]]
+    request_features: dict[str, list[Any]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _shape(self) -> PredictRequest:
+        _check_entities(self.entities)
+        n = len(next(iter(self.entities.values())))
+        bad = [k for k, v in self.request_features.items() if len(v) != n]
+        if bad:
+            raise ValueError(f"request_features {bad} must have one value per entity row")
+        return self
+
+
+class PredictResponse(BaseModel):
+    """Scores in entity order, with the model version that produced them."""
+
+    model: str
+    version: int
+    predictions: list[float]
+    request_id: str
