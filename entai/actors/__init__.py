@@ -1,0 +1,1 @@
+"""Stateful entai services: plain classes made into Ray actors in one place each."""

@@ -1,0 +1,309 @@
+"""OnlineFeatureClient: routes writes to FeatureShard actors and serves Feast-shaped reads.
+
+Paths:
+    * **writes** go to the owning shards (rendezvous hashing over shard ids), one call
+      per shard, all in parallel; ``write`` returns once every shard acknowledged. Without
+      shards they go to ``direct_store`` (for Redis: the same atomic Lua compare-and-set
+      the shards run, so both paths can be mixed safely).
+    * **reads** fan out to the shards in parallel (one ``read_batch`` call per shard),
+      or, with ``direct_store`` (Redis), read Redis from this process: no actor hop. Redis
+      is the source of truth for the Redis backend, so both paths return the same data.
+
+A shard that dies mid-call is retried until it is back (``max_restarts=-1``); retrying
+is safe because writes are idempotent under last-write-wins.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import ray
+from ray.exceptions import RayActorError
+
+from entai.actors.feature_shard import ShardHandle
+from entai.shared.errors import InvalidInputError, ServiceUnavailableError
+from entai.shared.online import (
+    FeatureRow,
+    OnlineStore,
+    ReadRequest,
+    ReadResult,
+    entity_key,
+    rendezvous_shard,
+)
+
+__all__ = ["Authorize", "OnlineFeatureClient"]
+
+logger = logging.getLogger(__name__)
+
+Authorize = Callable[[str, Sequence[str]], None]
+"""``authorize(permission, feature_refs)``: raise (e.g. PermissionDeniedError) to refuse."""
+
+_RETRY_DELAYS_S = (0.05, 0.1, 0.2, 0.5, 1.0, 1.0, 2.0, 2.0, 5.0, 5.0)
+
+
+class OnlineFeatureClient:
+    """Client of the online store.
+
+    Args:
+        shards: FeatureShard actor handles, or None to use ``direct_store`` only.
+        direct_store: A store read (and, without shards, written) from this process.
+        authorize: Called as ``authorize("features:read", refs)`` before every read and
+            ``authorize("features:write", views)`` before every write.
+    """
+
+    def __init__(
+        self,
+        shards: Sequence[ShardHandle] | None,
+        *,
+        direct_store: OnlineStore | None = None,
+        authorize: Authorize | None = None,
+    ) -> None:
+        if not shards and direct_store is None:
+            raise InvalidInputError(
+                "OnlineFeatureClient needs shards or a direct_store",
+                details={"field": "shards"},
+            )
+        self._direct = direct_store
+        self._authorize = authorize
+        self._lock = threading.RLock()
+        self._shards: dict[str, ShardHandle] = {}
+        self.shared_store = False
+        if shards:
+            self._shards, self.shared_store = _describe(shards)
+            if direct_store is not None and not self.shared_store:
+                raise InvalidInputError(
+                    "direct_store needs shards with a shared (Redis) backend: memory shards "
+                    "hold rows the direct store cannot see",
+                    details={"field": "direct_store"},
+                )
+
+    def __repr__(self) -> str:
+        return f"OnlineFeatureClient(shards={list(self._shards)}, direct_store={self._direct!r})"
+
+    @property
+    def shard_ids(self) -> list[str]:
+        """Ids of the shards this client routes to."""
+        return list(self._shards)
+
+    def write(self, rows: Sequence[FeatureRow]) -> int:
+        """Write rows (last-write-wins) and wait for every acknowledgement.
+
+        Returns:
+            How many rows replaced the stored row.
+        """
+        if self._authorize is not None:
+            self._authorize("features:write", sorted({r.view for r in rows}))
+        if not self._shards:
+            assert self._direct is not None
+            return self._direct.write(rows)
+        with self._lock:
+            groups = self._group_rows(rows)
+            return sum(self._call_shards("write", {s: (g,) for s, g in groups.items()}))
+
+    def get_online_features(
+        self,
+        view_features: Mapping[str, Sequence[str]],
+        entity_rows: Sequence[Mapping[str, Any]],
+        ttls: Mapping[str, timedelta | None],
+        *,
+        join_keys: Mapping[str, Sequence[str]] | None = None,
+        now: datetime | None = None,
+    ) -> dict[str, Any]:
+        """Read features for entities, Feast-shaped.
+
+        Args:
+            view_features: View name to the feature names wanted from it.
+            entity_rows: One mapping of join keys per entity.
+            ttls: Each view's max age (missing or None: no limit).
+            join_keys: Per view, which join keys of an entity row form its key
+                (default: all of them).
+            now: Read time (default: the current UTC time).
+
+        Returns:
+            ``{"metadata": {"feature_names": ["view:feature", ...]}, "results": [...]}``
+            with one result per feature: ``values``, ``statuses``, ``event_timestamps``
+            in entity order.
+        """
+        refs = [f"{v}:{f}" for v, feats in view_features.items() for f in feats]
+        if self._authorize is not None:
+            self._authorize("features:read", refs)
+        now = now or datetime.now(UTC)
+        requests = [
+            ReadRequest(view, self._keys(view, entity_rows, join_keys), feats, ttls.get(view))
+            for view, feats in view_features.items()
+        ]
+        if self._direct is not None:
+            results = [
+                self._direct.read(r.view, r.keys, r.features, ttl=r.ttl, now=now) for r in requests
+            ]
+        else:
+            results = self._fan_out_read(requests, now)
+        out: list[dict[str, Any]] = []
+        for result in results:
+            out += (
+                {"values": v, "statuses": s, "event_timestamps": list(result.event_timestamps)}
+                for v, s in zip(result.values, result.statuses, strict=True)
+            )
+        return {"metadata": {"feature_names": refs}, "results": out}
+
+    def delete(self, view: str | None, keys: Sequence[str]) -> int:
+        """Delete the keys' rows in ``view`` (every view if None) on every shard."""
+        if not self._shards:
+            assert self._direct is not None
+            return self._direct.delete(view, keys)
+        with self._lock:
+            calls = {s: (view, list(keys)) for s in self._shards}
+            if self.shared_store:  # one shared backend: any shard deletes for all
+                calls = dict([next(iter(calls.items()))])
+            return sum(self._call_shards("delete", calls))
+
+    def reshard(
+        self, old_handles: Sequence[ShardHandle], new_handles: Sequence[ShardHandle]
+    ) -> int:
+        """Move every row whose owner changes from the old shard set to the new one.
+
+        Order: copy every moving row to its new owner and wait for the acks, switch this
+        client's routing, then delete the copies' sources. Nothing is lost at any step,
+        reads through this client find every row throughout, and last-write-wins makes a
+        re-run safe. Writes through this client wait for it; pause other writers (whose
+        writes to an old owner after the copy would be deleted) while it runs. A shared
+        (Redis) backend moves nothing: only the routing changes.
+
+        Returns:
+            How many rows moved.
+        """
+        old, _ = _describe(old_handles)
+        new, shared = _describe(new_handles)
+        with self._lock:
+            found = _get([h.keys_for_reshard.remote(list(new)) for h in old.values()])
+            moving: dict[str, list[FeatureRow]] = dict(zip(old, found, strict=True))
+            groups = self._group_rows([r for rows in moving.values() for r in rows], list(new))
+            self._call_shards("write", {s: (g,) for s, g in groups.items()}, new)
+            self._shards, self.shared_store = new, shared
+            deletes: list[Any] = []
+            for shard_id, rows in moving.items():
+                by_view: dict[str, list[str]] = {}
+                for row in rows:
+                    by_view.setdefault(row.view, []).append(row.entity_key)
+                deletes += (old[shard_id].delete.remote(v, k) for v, k in by_view.items())
+                logger.info("reshard moved %d rows off %s", len(rows), shard_id)
+            _get(deletes)
+            return sum(map(len, moving.values()))
+
+    def _keys(
+        self,
+        view: str,
+        entity_rows: Sequence[Mapping[str, Any]],
+        join_keys: Mapping[str, Sequence[str]] | None,
+    ) -> list[str]:
+        names = None if join_keys is None else join_keys.get(view)
+        if names is None:
+            return [entity_key(row) for row in entity_rows]
+        try:
+            return [entity_key({n: row[n] for n in names}) for row in entity_rows]
+        except KeyError as exc:
+            raise InvalidInputError(
+                f"entity row lacks join key {exc.args[0]!r} of view {view!r}",
+                details={"field": str(exc.args[0]), "view": view},
+            ) from None
+
+    def _group_rows(
+        self, rows: Sequence[FeatureRow], ids: Sequence[str] | None = None
+    ) -> dict[str, list[FeatureRow]]:
+        ids = list(self._shards) if ids is None else ids
+        groups: dict[str, list[FeatureRow]] = {}
+        for row in rows:
+            groups.setdefault(rendezvous_shard(row.entity_key, ids), []).append(row)
+        return groups
+
+    def _fan_out_read(self, requests: Sequence[ReadRequest], now: datetime) -> list[ReadResult]:
+        ids = list(self._shards)
+        # Per shard: (request index, entity positions, the shard's part of the request).
+        parts: dict[str, list[tuple[int, np.ndarray, ReadRequest]]] = {}
+        for i, req in enumerate(requests):
+            owners = np.array([rendezvous_shard(k, ids) for k in req.keys], dtype=object)
+            keys = np.array(req.keys, dtype=object)
+            for sid in set(owners.tolist()):
+                idx = np.flatnonzero(owners == sid)
+                sub = ReadRequest(req.view, keys[idx].tolist(), req.features, req.ttl)
+                parts.setdefault(sid, []).append((i, idx, sub))
+        calls = {sid: ([p[2] for p in plist], now) for sid, plist in parts.items()}
+        replies = dict(zip(calls, self._call_shards("read_batch", calls), strict=True))
+        merged = [_Columns(len(r.keys), len(r.features)) for r in requests]
+        for sid, plist in parts.items():
+            for (i, idx, _), result in zip(plist, replies[sid], strict=True):
+                merged[i].scatter(idx, result)
+        return [m.result(req) for m, req in zip(merged, requests, strict=True)]
+
+    def _call_shards(
+        self,
+        method: str,
+        calls: Mapping[str, tuple[Any, ...]],
+        handles: Mapping[str, ShardHandle] | None = None,
+    ) -> list[Any]:
+        """Call ``method`` on each shard in parallel, retrying shards that died."""
+        handles = self._shards if handles is None else handles
+        results: dict[str, Any] = {}
+        pending = dict(calls)
+        for delay in (0.0, *_RETRY_DELAYS_S):
+            time.sleep(delay)
+            refs = {s: getattr(handles[s], method).remote(*a) for s, a in pending.items()}
+            failed: dict[str, tuple[Any, ...]] = {}
+            for sid, ref in refs.items():
+                try:
+                    results[sid] = ray.get(ref)
+                except RayActorError as exc:
+                    logger.warning("shard %s unavailable for %s (%s); retrying", sid, method, exc)
+                    failed[sid] = pending[sid]
+            if not failed:
+                return [results[s] for s in calls]
+            pending = failed
+        raise ServiceUnavailableError(
+            f"feature shards {sorted(pending)} did not come back for {method}",
+            details={"shards": sorted(pending), "method": method},
+        )
+
+
+class _Columns:
+    """Output columns of one view's read, filled from the shards' partial results."""
+
+    def __init__(self, entities: int, features: int) -> None:
+        self.values = [np.full(entities, None, dtype=object) for _ in range(features)]
+        self.statuses = [np.full(entities, None, dtype=object) for _ in range(features)]
+        self.stamps = np.full(entities, None, dtype=object)
+
+    def scatter(self, idx: np.ndarray, part: ReadResult) -> None:
+        for f, (vals, stats) in enumerate(zip(part.values, part.statuses, strict=True)):
+            self.values[f][idx] = vals
+            self.statuses[f][idx] = stats
+        self.stamps[idx] = part.event_timestamps
+
+    def result(self, req: ReadRequest) -> ReadResult:
+        return ReadResult(
+            tuple(req.features),
+            [v.tolist() for v in self.values],
+            [s.tolist() for s in self.statuses],
+            self.stamps.tolist(),
+        )
+
+
+def _describe(handles: Sequence[ShardHandle]) -> tuple[dict[str, ShardHandle], bool]:
+    infos: list[dict[str, Any]] = _get([h.describe.remote() for h in handles])
+    return {i["shard_id"]: h for i, h in zip(infos, handles, strict=True)}, any(
+        i["shared_store"] for i in infos
+    )
+
+
+def _get(refs: Any) -> Any:
+    try:
+        return ray.get(refs)
+    except RayActorError as exc:
+        raise ServiceUnavailableError(
+            f"feature shard unavailable: {exc}", details={"backend": "ray"}
+        ) from exc

@@ -1,0 +1,182 @@
+"""One contract, every backend: the same tests run on the memory and Redis stores."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import random
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from entai.actors.redis_store import RedisOnlineStore
+from entai.shared.errors import InvalidInputError, ServiceUnavailableError
+from entai.shared.online import FeatureRow, FeatureStatus, MemoryOnlineStore, OnlineStore
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+P, N = FeatureStatus.PRESENT, FeatureStatus.NOT_FOUND
+NV, OLD = FeatureStatus.NULL_VALUE, FeatureStatus.OUTSIDE_MAX_AGE
+
+
+def row(key: str, ev: float, cr: float = 0, view: str = "v", **values: object) -> FeatureRow:
+    return FeatureRow(view, key, values, T0 + timedelta(seconds=ev), T0 + timedelta(seconds=cr))
+
+
+@pytest.fixture(params=["memory", "redis", "redis-cluster-mode"])
+def store(request: pytest.FixtureRequest) -> Iterator[OnlineStore]:
+    if request.param == "memory":
+        yield MemoryOnlineStore()
+        return
+    url = request.getfixturevalue("redis_url")
+    prefix = request.getfixturevalue("redis_prefix")
+    redis_store = RedisOnlineStore(url, prefix, cluster_mode=request.param.endswith("mode"))
+    yield redis_store
+    redis_store.close()
+
+
+def test_values_keep_their_types(store: OnlineStore) -> None:
+    values = {"i": 3, "f": 0.1, "big": 2**62, "s": 'héllo "q"', "t": True, "n": None, "z": 0.0}
+    assert store.write([row("k", 1, **values)]) == 1
+    res = store.read("v", ["k"], list(values), ttl=None, now=T0)
+    got = [col[0] for col in res.values]
+    assert got == list(values.values())
+    assert [type(g) for g in got] == [type(v) for v in values.values()]
+    assert [s[0] for s in res.statuses] == [P, P, P, P, P, NV, P]
+    assert res.event_timestamps == [T0 + timedelta(seconds=1)]
+
+
+def test_statuses_ttl_boundary_and_entity_order(store: OnlineStore) -> None:
+    store.write([row("a", 0, x=1.5, y=None), row("b", -10, x=2.0, y="s")])
+    now = T0 + timedelta(seconds=5)
+    res = store.read("v", ["zz", "b", "a"], ["x", "y", "nope"], ttl=timedelta(seconds=5), now=now)
+    assert res.statuses == [[N, OLD, P], [N, OLD, NV], [N, OLD, N]]
+    assert res.values == [[None, None, 1.5], [None, None, None], [None, None, None]]
+    assert res.event_timestamps == [None, T0 - timedelta(seconds=10), T0]
+    later = now + timedelta(microseconds=1)
+    assert store.read("v", ["a"], ["x"], ttl=timedelta(seconds=5), now=later).statuses == [[OLD]]
+    assert store.read("w", ["a"], ["x"], ttl=None, now=now).statuses == [[N]]
+
+
+def test_last_write_wins_whatever_the_order(store: OnlineStore) -> None:
+    rows = [
+        row(f"k{k}", ev, cr, x=ev * 10 + cr) for k in range(5) for ev in range(4) for cr in range(3)
+    ]
+    random.Random(7).shuffle(rows)
+    applied = sum(store.write(rows[i : i + 7]) for i in range(0, len(rows), 7))
+    assert 5 <= applied < len(rows)
+    res = store.read("v", [f"k{k}" for k in range(5)], ["x"], ttl=None, now=T0)
+    assert res.values == [[32] * 5]
+    assert res.event_timestamps == [T0 + timedelta(seconds=3)] * 5
+
+
+def test_equal_version_is_idempotent_and_microseconds_count(store: OnlineStore) -> None:
+    assert store.write([row("k", 1, 1, x=1)]) == 1
+    assert store.write([row("k", 1, 1, x=2)]) == 0
+    assert store.write([row("k", 1, 0.999999, x=3)]) == 0
+    assert store.write([row("k", 1, 1.000001, x=4)]) == 1
+    assert store.write([row("k", 0.999999, 9, x=5)]) == 0
+    assert store.read("v", ["k"], ["x"], ttl=None, now=T0).values == [[4]]
+
+
+def test_write_replaces_the_whole_row(store: OnlineStore) -> None:
+    store.write([row("k", 1, x=1, y=2)])
+    store.write([row("k", 2, x=3)])
+    res = store.read("v", ["k"], ["x", "y"], ttl=None, now=T0)
+    assert res.values == [[3], [None]] and res.statuses == [[P], [N]]
+
+
+def test_concurrent_shuffled_writers(store: OnlineStore) -> None:
+    rows = [
+        row(f"k{k}", ev, cr, x=ev * 100 + cr)
+        for k in range(20)
+        for ev in range(10)
+        for cr in range(3)
+    ]
+
+    def writer(seed: int) -> None:
+        mine = rows[:]
+        random.Random(seed).shuffle(mine)
+        for i in range(0, len(mine), 5):
+            store.write(mine[i : i + 5])
+
+    threads = [threading.Thread(target=writer, args=(s,)) for s in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    res = store.read("v", [f"k{k}" for k in range(20)], ["x"], ttl=None, now=T0)
+    assert res.values == [[902] * 20]
+
+
+def test_delete_and_scan(store: OnlineStore) -> None:
+    store.write([row("a", 1, x=1), row("b|c", 1, x=2), row("a", 1, view="w", z=None)])
+    got = {(r.view, r.entity_key, tuple(r.values.items())) for r in store.scan()}
+    assert got == {("v", "a", (("x", 1),)), ("v", "b|c", (("x", 2),)), ("w", "a", (("z", None),))}
+    scanned = next(iter(store.scan("w")))
+    assert scanned.event_ts == T0 + timedelta(seconds=1) and scanned.created_ts == T0
+    assert store.delete(None, ["a"]) == 2
+    assert store.delete("v", ["b|c", "b|c", "missing"]) == 1
+    assert list(store.scan()) == []
+    assert store.read("v", ["a"], ["x"], ttl=None, now=T0).statuses == [[N]]
+
+
+def test_empty_reads_and_writes(store: OnlineStore) -> None:
+    assert store.write([]) == 0
+    res = store.read("v", [], ["x", "y"], ttl=None, now=T0)
+    assert res.values == [[], []] and res.event_timestamps == []
+    store.write([row("k", 1, x=1)])
+    no_features = store.read("v", ["k", "nope"], [], ttl=None, now=T0)
+    assert no_features.values == [] and no_features.event_timestamps == [
+        T0 + timedelta(seconds=1),
+        None,
+    ]
+
+
+def test_redis_rejects_unsupported_values(redis_url: str, redis_prefix: str) -> None:
+    redis_store = RedisOnlineStore(redis_url, redis_prefix)
+    with pytest.raises(InvalidInputError, match="v:x"):
+        redis_store.write([row("k", 1, x=object())])
+
+
+def test_redis_unreachable_is_service_unavailable() -> None:
+    with pytest.raises(ServiceUnavailableError):
+        RedisOnlineStore("redis://127.0.0.1:1/0", "p")
+
+
+def test_redis_reloads_a_flushed_script(redis_url: str, redis_prefix: str) -> None:
+    redis_store = RedisOnlineStore(redis_url, redis_prefix)
+    redis_store._client.script_flush()
+    assert redis_store.write([row("k", 1, x=1)]) == 1
+    redis_store._client.script_flush()
+    res = redis_store.read("v", ["k", "k2"], ["x"], ttl=None, now=T0)
+    assert res.values == [[1, None]]
+
+
+def _process_writer(url: str, prefix: str, seed: int) -> None:
+    rows = [
+        row(f"k{k}", ev, cr, x=ev * 100 + cr)
+        for k in range(30)
+        for ev in range(10)
+        for cr in range(3)
+    ]
+    random.Random(seed).shuffle(rows)
+    store = RedisOnlineStore(url, prefix)
+    for i in range(0, len(rows), 9):
+        store.write(rows[i : i + 9])
+
+
+def test_redis_last_write_wins_across_processes(redis_url: str, redis_prefix: str) -> None:
+    ctx = mp.get_context("spawn")
+    procs = [
+        ctx.Process(target=_process_writer, args=(redis_url, redis_prefix, s)) for s in range(4)
+    ]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=120)
+    assert [p.exitcode for p in procs] == [0, 0, 0, 0]
+    res = RedisOnlineStore(redis_url, redis_prefix).read(
+        "v", [f"k{k}" for k in range(30)], ["x"], ttl=None, now=T0
+    )
+    assert res.values == [[902] * 30]
