@@ -1,0 +1,1 @@
+"""Batch and streaming pipelines on Ray Data, Train and Tune."""

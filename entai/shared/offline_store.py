@@ -1,0 +1,276 @@
+"""The offline store: each feature view's history as Parquet in the lake.
+
+A view's table lives under ``<lake>/offline/<view>/date=YYYY-MM-DD/`` (hive
+partitioning by event date, UTC). Every row carries the join keys, ``event_timestamp``
+(when the fact happened) and ``created_timestamp`` (when it was written), both
+timezone-aware UTC. Writes only ever add new files, so history (late corrections
+included) is never rewritten; the point-in-time join picks the right row.
+
+:func:`conform` is the column contract of a view's frames, shared by the store, the
+transforms (:meth:`FeatureView.compute`) and the join.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as pads
+
+from entai.shared.definitions import CREATED_TIMESTAMP, EVENT_TIMESTAMP, FeatureView, ValueType
+from entai.shared.errors import ContractViolationError, InvalidInputError
+from entai.shared.lake import Lake
+
+__all__ = ["OfflineStore", "arrow_schema", "conform", "to_utc"]
+
+logger = logging.getLogger(__name__)
+
+_DATE = "date"
+_ARROW = {
+    ValueType.INT64: pa.int64(),
+    ValueType.FLOAT64: pa.float64(),
+    ValueType.STRING: pa.string(),
+    ValueType.BOOL: pa.bool_(),
+    ValueType.TIMESTAMP: pa.timestamp("ns", tz="UTC"),
+}
+_PARTITIONING = pads.partitioning(pa.schema([(_DATE, pa.string())]), flavor="hive")
+
+
+def to_utc(
+    values: pd.Series, column: str, *, error: type[InvalidInputError] = InvalidInputError
+) -> pd.Series:
+    """Timezone-aware timestamps as ``datetime64[ns, UTC]``.
+
+    Args:
+        values: Aware datetimes (any zone), or objects/strings that parse to them.
+        column: The column's name, for the error message.
+        error: The error class to raise.
+
+    Raises:
+        InvalidInputError: (or ``error``) naive values, naive mixed with aware, or
+            unparseable values; the message names the column.
+    """
+    if not isinstance(values.dtype, pd.DatetimeTZDtype):
+        try:
+            values = pd.to_datetime(values)
+        except (ValueError, TypeError) as exc:
+            raise error(
+                f"column {column!r} is not timezone-aware timestamps "
+                f"(naive and aware values mixed, or unparseable): {exc}",
+                details={"field": column, "dtype": str(values.dtype)},
+            ) from None
+        if not isinstance(values.dtype, pd.DatetimeTZDtype):
+            raise error(
+                f"column {column!r} holds naive timestamps; entai needs timezone-aware "
+                "timestamps (e.g. pd.to_datetime(..., utc=True))",
+                details={"field": column, "dtype": str(values.dtype)},
+            )
+    return values.dt.tz_convert("UTC").dt.as_unit("ns")
+
+
+def _cast(values: pd.Series, value_type: ValueType, column: str, owner: str) -> pd.Series:
+    if value_type is ValueType.TIMESTAMP:
+        return to_utc(values, column, error=ContractViolationError)
+    kinds = {
+        ValueType.INT64: "iu",
+        ValueType.FLOAT64: "iuf",
+        ValueType.BOOL: "b",
+        ValueType.STRING: "OSU",
+    }[value_type]
+    dtype = values.dtype
+    ok = getattr(dtype, "kind", "O") in kinds or (
+        value_type is ValueType.STRING and pd.api.types.is_string_dtype(dtype)
+    )
+    if value_type is ValueType.INT64 and pd.api.types.is_float_dtype(dtype):
+        ok = bool(((values % 1) == 0).all())  # lossless: 1.0 is fine, 1.5 is not
+    try:
+        if ok:
+            return values.astype(value_type.pandas_dtype)
+    except (ValueError, TypeError):
+        pass
+    raise ContractViolationError(
+        f"{owner}: column {column!r} has dtype {dtype}, which is not {value_type.value}",
+        details={"field": column, "dtype": str(dtype), "expected": value_type.value},
+    )
+
+
+def conform(view: FeatureView, df: pd.DataFrame, *, require_created: bool = False) -> pd.DataFrame:
+    """Select and type a view's columns: join keys, timestamps and features.
+
+    Join keys get the entity's type and may not be null; timestamps become UTC;
+    features get the nullable dtype of their :class:`ValueType`. Extra columns are
+    dropped. ``created_timestamp`` is kept when present.
+
+    Raises:
+        ContractViolationError: a missing column, a null key or timestamp, or a value
+            type that does not convert losslessly; the message names view and column.
+    """
+    owner = f"feature view {view.name!r}"
+    needed = [*view.join_keys, EVENT_TIMESTAMP, *view.feature_names]
+    if require_created:
+        needed.append(CREATED_TIMESTAMP)
+    missing = [c for c in needed if c not in df.columns]
+    if missing:
+        raise ContractViolationError(
+            f"{owner}: data lacks column(s) {missing}",
+            details={"view": view.name, "missing": missing},
+        )
+    out: dict[str, pd.Series] = {}
+    for key in view.join_keys:
+        out[key] = _cast(df[key], view.key_type(key), key, owner)
+    for ts in (EVENT_TIMESTAMP, CREATED_TIMESTAMP):
+        if ts in df.columns:
+            out[ts] = to_utc(df[ts], ts, error=ContractViolationError)
+    for name in [*view.join_keys, EVENT_TIMESTAMP, CREATED_TIMESTAMP]:
+        if name in out and out[name].isna().any():
+            raise ContractViolationError(
+                f"{owner}: column {name!r} has null values",
+                details={"view": view.name, "field": name},
+            )
+        if name in view.join_keys and view.key_type(name) is ValueType.INT64:
+            out[name] = out[name].astype("int64")
+    for f in view.schema:
+        out[f.name] = _cast(df[f.name], f.dtype, f.name, owner)
+    return pd.DataFrame(out, index=df.index)
+
+
+def arrow_schema(view: FeatureView) -> pa.Schema:
+    """The Arrow schema of a view's stored rows (without the date partition column)."""
+    ts = pa.timestamp("ns", tz="UTC")
+    return pa.schema(
+        [(k, _ARROW[view.key_type(k)]) for k in view.join_keys]
+        + [(EVENT_TIMESTAMP, ts), (CREATED_TIMESTAMP, ts)]
+        + [(f.name, _ARROW[f.dtype]) for f in view.schema]
+    )
+
+
+class OfflineStore:
+    """Per-view Parquet tables in the lake, appended to and read with date pruning.
+
+    Args:
+        lake: The lake holding the ``offline`` zone.
+    """
+
+    def __init__(self, lake: Lake) -> None:
+        self.lake = lake
+
+    def __repr__(self) -> str:
+        return f"OfflineStore(lake={self.lake!r})"
+
+    def write(self, view: FeatureView, df: pd.DataFrame) -> int:
+        """Append rows to a view's table in new Parquet files; return the row count.
+
+        ``created_timestamp`` defaults to now (UTC) when the frame has none.
+
+        Raises:
+            ContractViolationError: the frame does not fit the view (see :func:`conform`).
+        """
+        frame = conform(view, df)
+        if CREATED_TIMESTAMP not in frame.columns:
+            frame[CREATED_TIMESTAMP] = pd.Timestamp(datetime.now(UTC)).as_unit("ns")
+        if frame.empty:
+            return 0
+        naive = {  # UTC wall times: the schema's tz type reads them as UTC
+            c: frame[c].dt.tz_convert(None)
+            for c in frame.columns
+            if isinstance(frame[c].dtype, pd.DatetimeTZDtype)
+        }
+        table = pa.Table.from_pandas(
+            frame.assign(**naive), schema=arrow_schema(view), preserve_index=False
+        )
+        dates = frame[EVENT_TIMESTAMP].dt.strftime("%Y-%m-%d").to_numpy(dtype=object)
+        table = table.append_column(_DATE, pa.array(dates, pa.string()))
+        pads.write_dataset(
+            table,
+            self.lake.offline(view.name),
+            format="parquet",
+            partitioning=_PARTITIONING,
+            basename_template=f"part-{uuid.uuid4().hex}-{{i}}.parquet",
+            existing_data_behavior="overwrite_or_ignore",
+            filesystem=self.lake.fs,
+        )
+        logger.info("offline write", extra={"view": view.name, "rows": len(frame)})
+        return len(frame)
+
+    def read(
+        self,
+        view: FeatureView,
+        *,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        columns: Sequence[str] | None = None,
+    ) -> pd.DataFrame:
+        """Rows with ``start <= event_timestamp <= end`` (either bound optional).
+
+        Only the date partitions that can hold such rows are opened. ``columns``
+        selects features; keys and both timestamps are always returned.
+        """
+        schema = arrow_schema(view)
+        names = [*view.join_keys, EVENT_TIMESTAMP, CREATED_TIMESTAMP]
+        names += [c for c in (columns or view.feature_names) if c not in names]
+        unknown = [c for c in names if c not in schema.names]
+        if unknown:
+            raise InvalidInputError(
+                f"feature view {view.name!r} has no column(s) {unknown}",
+                details={"view": view.name, "columns": unknown},
+            )
+        root = self.lake.offline(view.name)
+        if not self.lake.exists(root):
+            table = schema.empty_table().select(names)
+        else:
+            full = schema.append(pa.field(_DATE, pa.string()))
+            data = pads.dataset(
+                root,
+                schema=full,
+                format="parquet",
+                partitioning=_PARTITIONING,
+                filesystem=self.lake.fs,
+            )
+            table = data.to_table(columns=names, filter=_time_filter(start, end))
+        return table.to_pandas(types_mapper=_nullable).pipe(_typed, view)
+
+
+def _time_filter(start: datetime | None, end: datetime | None) -> pads.Expression | None:
+    expr: pads.Expression | None = None
+    for bound, op in ((start, "ge"), (end, "le")):
+        if bound is None:
+            continue
+        ts = pd.Timestamp(bound)
+        if ts.tzinfo is None:
+            raise InvalidInputError(
+                f"read bound {bound!r} must be timezone-aware", details={"field": op}
+            )
+        ts = ts.tz_convert("UTC")
+        day, when = ts.strftime("%Y-%m-%d"), pa.scalar(ts.as_unit("ns"), pa.timestamp("ns", "UTC"))
+        date_field, ts_field = pads.field(_DATE), pads.field(EVENT_TIMESTAMP)
+        part = (
+            (date_field >= day) & (ts_field >= when)
+            if op == "ge"
+            else ((date_field <= day) & (ts_field <= when))
+        )
+        expr = part if expr is None else expr & part
+    return expr
+
+
+def _nullable(arrow_type: pa.DataType) -> object:
+    mapping = {
+        pa.int64(): pd.Int64Dtype(),
+        pa.bool_(): pd.BooleanDtype(),
+        pa.string(): pd.StringDtype(),
+    }
+    return mapping.get(arrow_type)
+
+
+def _typed(df: pd.DataFrame, view: FeatureView) -> pd.DataFrame:
+    """Give keys their storage dtype and features their nullable dtype."""
+    for key in view.join_keys:
+        if view.key_type(key) is ValueType.INT64:
+            df[key] = df[key].astype("int64")
+    for f in view.schema:
+        if f.name in df.columns:
+            df[f.name] = df[f.name].astype(f.dtype.pandas_dtype)
+    return df
