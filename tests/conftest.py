@@ -65,6 +65,7 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         yield ray
         return
     ray.init(
+        address="local",
         num_cpus=2,
         namespace=f"entai-test-{uuid.uuid4().hex[:8]}",
         include_dashboard=False,

@@ -22,6 +22,7 @@ from entai.shared.settings import EntaiSettings
 __all__ = ["HeadInfo", "read_head", "start_head", "stop_head"]
 
 _STATE_FILE = "cluster.json"
+_READY_LINE = b"Ray runtime started"
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,7 @@ def start_head(
         log_file=str(log_file),
     )
     deadline = time.monotonic() + timeout_s
-    while not _port_open(gcs_port):
+    while not (_port_open(gcs_port) and _READY_LINE in log_file.read_bytes()):
         if proc.poll() is not None or time.monotonic() > deadline:
             _kill_group(proc.pid)
             raise ServiceUnavailableError(
@@ -111,22 +112,29 @@ def start_head(
     return info
 
 
-def _kill_group(pgid: int, grace_s: float = 15.0) -> None:
-    try:
-        os.killpg(pgid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + grace_s
+def _group_gone(pgid: int, within_s: float) -> bool:
+    deadline = time.monotonic() + within_s
     while time.monotonic() < deadline:
         try:
             os.killpg(pgid, 0)
         except ProcessLookupError:
-            return
+            return True
         time.sleep(0.3)
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except ProcessLookupError:
-        return
+    return False
+
+
+def _kill_group(pgid: int, grace_s: float = 15.0) -> None:
+    """SIGTERM the head's process group, then SIGKILL what is left after ``grace_s``."""
+    for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 10.0)):
+        try:
+            os.killpg(pgid, sig)
+        except ProcessLookupError:
+            return
+        if _group_gone(pgid, wait_s):
+            return
+    raise ServiceUnavailableError(
+        f"processes of the Ray head's group {pgid} did not exit", details={"pgid": pgid}
+    )
 
 
 def stop_head(settings: EntaiSettings) -> bool:

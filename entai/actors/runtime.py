@@ -26,9 +26,18 @@ def connect_ray(settings: EntaiSettings, *, address: str | None = None) -> bool:
         return False
     target = address or settings.ray.address
     if target:
+        # Ray turns token auth on by itself only for a cluster found by "auto"; joining
+        # an explicit address does the same here, so a token in ~/.ray (or RAY_AUTH_TOKEN)
+        # is always used. RAY_AUTH_MODE=disabled still opts out explicitly.
+        from ray._private.authentication.authentication_token_setup import (
+            maybe_enable_token_auth_if_token_available,
+        )
+
+        maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
         ray.init(address=target, namespace=settings.ray.namespace, log_to_driver=False)
         return False
     ray.init(
+        address="local",
         num_cpus=settings.ray.num_cpus,
         namespace=settings.ray.namespace,
         include_dashboard=True,

@@ -12,7 +12,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    SecretStr,
+    Tag,
+    ValidationError,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from entai.shared.errors import ConfigError
@@ -71,8 +79,17 @@ class RedisOnlineStoreSettings(_OnlineStoreBase):
     key_prefix: str = Field("entai", min_length=1)
 
 
+def _store_type(value: Any) -> str:
+    """The ``type`` tag of an online-store section; a section without one is memory."""
+    if isinstance(value, dict):
+        return str(value.get("type", "memory"))
+    return str(getattr(value, "type", "memory"))
+
+
 OnlineStoreSettings = Annotated[
-    MemoryOnlineStoreSettings | RedisOnlineStoreSettings, Field(discriminator="type")
+    Annotated[MemoryOnlineStoreSettings, Tag("memory")]
+    | Annotated[RedisOnlineStoreSettings, Tag("redis")],
+    Discriminator(_store_type),
 ]
 
 
@@ -244,8 +261,9 @@ def load_settings(**overrides: Any) -> EntaiSettings:
         return EntaiSettings(**overrides)
     except ValidationError as exc:
         fields = [".".join(str(p) for p in e["loc"]) for e in exc.errors()]
+        summary = "; ".join(f"{f}: {e['msg']}" for f, e in zip(fields, exc.errors(), strict=True))
         raise ConfigError(
-            f"invalid settings: {exc.error_count()} problem(s) in {', '.join(fields)}",
+            f"invalid settings: {summary}",
             details={
                 "errors": [
                     {"field": f, "message": e["msg"]}

@@ -86,3 +86,19 @@ def test_production_with_key_file_policy_and_loopback_passes(tmp_path: Path) -> 
     )
     s.check_secure()
     assert s.security.resolved_hmac_key() == b"s3cr3t-key-material"
+
+
+def test_store_section_without_type_is_the_memory_store(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ENTAI_ONLINE_STORE__NUM_SHARDS", "2")
+    s = load_settings()
+    assert isinstance(s.online_store, MemoryOnlineStoreSettings)
+    assert s.online_store.num_shards == 2
+
+
+def test_resolved_paths_follow_home_and_are_absolute(tmp_path: Path) -> None:
+    s = load_settings(home=tmp_path / "h").resolved()
+    assert s.lake.root == str(tmp_path / "h" / "lake")
+    assert s.mlflow.tracking_uri == f"sqlite:///{tmp_path / 'h' / 'mlflow.db'}"
+    assert s.security.token_file == tmp_path / "h" / "admin_token"
+    explicit = load_settings(home=tmp_path, lake={"root": "s3://bucket/lake"}).resolved()
+    assert explicit.lake.root == "s3://bucket/lake"
