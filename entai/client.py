@@ -189,3 +189,37 @@ def connect(address: str | None = None, settings: EntaiSettings | None = None) -
         registry=ray.get_actor(REGISTRY, namespace=namespace),
         governance=ray.get_actor(GOVERNANCE, namespace=namespace),
     )
+
+
+class _SyncActor:
+    """Calls an actor's methods synchronously: ``proxy.f(x)`` is ``ray.get(h.f.remote(x))``."""
+
+    def __init__(self, handle: Any) -> None:
+        self._handle = handle
+
+    def __getattr__(self, name: str) -> Any:
+        import ray
+
+        method = getattr(self._handle, name)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return ray.get(method.remote(*args, **kwargs))
+
+        return call
+
+
+def governance_service(settings: EntaiSettings) -> Any:
+    """The governance service: the running actor if entai is up, else a local instance.
+
+    Only one writer may own the audit log, so when the platform runs, every change
+    goes through its GovernanceChecker actor.
+    """
+    import ray
+
+    from entai.actors.governance import GovernanceChecker
+
+    address, _ = _address(settings)
+    if address is None:
+        return GovernanceChecker(settings)
+    connect_ray(settings, address=address)
+    return _SyncActor(ray.get_actor(GOVERNANCE, namespace=settings.ray.namespace))

@@ -1,43 +1,16 @@
-"""The ``entai`` command. Commands are thin: they parse, call a function, print.
-
-Every command returns its result as well as printing it, so tests call them directly.
-"""
+"""Platform lifecycle commands: up, status, down, demo."""
 
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from entai.shared.errors import EntaiError
-from entai.shared.logs import configure_logging
-from entai.shared.settings import EntaiSettings, load_settings
-
-__all__ = ["app", "main"]
-
-app = typer.Typer(
-    name="entai",
-    help="entai: feature store, training, registry, serving, governance and drift on Ray.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-)
-console = Console()
-log = logging.getLogger(__name__)
-
-ConfigOption = Annotated[
-    Path | None, typer.Option("--config", "-c", help="Settings YAML file.", exists=True)
-]
-
-
-def _settings(config: Path | None) -> EntaiSettings:
-    settings = (EntaiSettings.from_yaml(config) if config else load_settings()).resolved()
-    configure_logging(settings.log_level)
-    return settings
+from entai.cli._app import ConfigOption, app, console
+from entai.cli._app import settings_from as _settings
 
 
 @app.command()
@@ -110,12 +83,3 @@ def demo(
     if json_out is not None:
         json_out.write_text(json.dumps(summary, indent=2, default=str))
     return summary
-
-
-def main() -> None:
-    """Console entry point: entai errors become a one-line message and exit code 2."""
-    try:
-        app()
-    except EntaiError as exc:
-        console.print(f"[red]error:[/red] {exc.message}")
-        raise SystemExit(2) from None

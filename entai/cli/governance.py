@@ -1,0 +1,142 @@
+"""Governance commands: API tokens and the audit log."""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from entai.cli._app import ConfigOption, app, console, settings_from
+from entai.shared.errors import AuthenticationError
+from entai.shared.settings import EntaiSettings
+
+__all__ = ["audit_app", "tokens_app"]
+
+tokens_app = typer.Typer(help="Create, list and revoke API tokens.", no_args_is_help=True)
+audit_app = typer.Typer(help="Verify and query the hash-chained audit log.", no_args_is_help=True)
+app.add_typer(tokens_app, name="tokens")
+app.add_typer(audit_app, name="audit")
+
+TokenOption = Annotated[
+    str | None,
+    typer.Option(
+        "--token",
+        help="Caller's token; default $ENTAI_TOKEN, then the embedded admin token file.",
+        show_default=False,
+    ),
+]
+
+
+def caller_token(settings: EntaiSettings, token: str | None) -> str:
+    """The caller's token from the option, $ENTAI_TOKEN or the admin token file."""
+    if token:
+        return token
+    if os.environ.get("ENTAI_TOKEN"):
+        return os.environ["ENTAI_TOKEN"]
+    path = settings.security.token_file
+    if path.exists():
+        return path.read_text().strip()
+    raise AuthenticationError(
+        "no token: pass --token, set ENTAI_TOKEN, or run `entai up` to create the admin token",
+        details={"reason": "missing"},
+    )
+
+
+def _governance(settings: EntaiSettings) -> Any:
+    from entai.client import governance_service
+
+    return governance_service(settings)
+
+
+@tokens_app.command("create")
+def tokens_create(
+    principal: Annotated[str, typer.Argument(help="Principal the token acts as.")],
+    ttl_hours: Annotated[float | None, typer.Option(help="Expire after this many hours.")] = None,
+    token: TokenOption = None,
+    config: ConfigOption = None,
+) -> str:
+    """Create a token; it is printed once and stored only as a hash."""
+    settings = settings_from(config)
+    service = _governance(settings)
+    ttl_s = None if ttl_hours is None else ttl_hours * 3600.0
+    secret, record = service.create_token(caller_token(settings, token), principal, ttl_s)
+    console.print(f"token id {record.token_id} for {record.principal} (shown once):")
+    console.print(secret, soft_wrap=True, highlight=False)
+    return str(secret)
+
+
+@tokens_app.command("list")
+def tokens_list(token: TokenOption = None, config: ConfigOption = None) -> list[Any]:
+    """List tokens (ids, principals, expiry and revocation; never secrets)."""
+    settings = settings_from(config)
+    records = _governance(settings).list_tokens(caller_token(settings, token))
+    table = Table("token id", "principal", "created", "expires", "revoked")
+    for r in records:
+        table.add_row(
+            r.token_id,
+            r.principal,
+            r.created_at.isoformat(timespec="seconds"),
+            r.expires_at.isoformat(timespec="seconds") if r.expires_at else "-",
+            r.revoked_at.isoformat(timespec="seconds") if r.revoked_at else "-",
+        )
+    console.print(table)
+    return list(records)
+
+
+@tokens_app.command("revoke")
+def tokens_revoke(
+    token_id: Annotated[str, typer.Argument(help="Id of the token to revoke.")],
+    token: TokenOption = None,
+    config: ConfigOption = None,
+) -> Any:
+    """Revoke a token; callers' caches drop it within their TTL (5 s)."""
+    settings = settings_from(config)
+    record = _governance(settings).revoke_token(caller_token(settings, token), token_id)
+    console.print(f"revoked {record.token_id} ({record.principal})")
+    return record
+
+
+@audit_app.command("verify")
+def audit_verify(config: ConfigOption = None) -> Any:
+    """Check the audit log's hash chain; exit 1 naming the first bad entry."""
+    settings = settings_from(config)
+    report = _governance(settings).verify_audit()
+    if report.ok:
+        console.print(f"audit log verified: {report.entries} entries, chain intact")
+        return report
+    console.print(
+        f"[red]audit log is NOT intact[/red] at entry {report.first_bad_position}: {report.problem}"
+    )
+    raise typer.Exit(1)
+
+
+@audit_app.command("query")
+def audit_query(
+    principal: Annotated[str | None, typer.Option(help="Only this principal.")] = None,
+    action: Annotated[str | None, typer.Option(help="Only this action.")] = None,
+    since: Annotated[datetime | None, typer.Option(help="From this time (UTC).")] = None,
+    until: Annotated[datetime | None, typer.Option(help="Up to this time (UTC).")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many entries.")] = 100,
+    token: TokenOption = None,
+    config: ConfigOption = None,
+) -> list[Any]:
+    """Filter the audit log (needs audit:read)."""
+    from datetime import UTC
+
+    settings = settings_from(config)
+    entries = _governance(settings).query_audit(
+        caller_token(settings, token),
+        principal=principal,
+        action=action,
+        since=since.replace(tzinfo=since.tzinfo or UTC) if since else None,
+        until=until.replace(tzinfo=until.tzinfo or UTC) if until else None,
+        limit=limit,
+    )
+    table = Table("seq", "time", "principal", "action", "resource", "decision")
+    for e in entries:
+        table.add_row(str(e.seq), e.ts, e.principal, e.action, e.resource, e.decision)
+    console.print(table)
+    return list(entries)
