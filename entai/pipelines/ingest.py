@@ -1,0 +1,428 @@
+"""Batch ingestion of files into the lake's raw zone, on Ray Data.
+
+``ingest_file`` reads CSV, Parquet or JSON lines (one file or a directory; local or any
+``pyarrow.fs`` URI) with Ray Data, validates and masks every block with the pure
+:func:`entai.shared.validation.validate_and_mask` in ``map_batches``, and commits:
+
+1. hash the input bytes (streamed SHA-256; text formats are checked to be UTF-8 on
+   the way); an ingest manifest with that hash for the source means a no-op;
+2. accepted rows -> ``raw/<source>/date=<event date>/part-<batch_id>.parquet`` and
+   quarantined rows -> ``quarantine/<source>/date=<ingest date>/...``, first into
+   ``_staging/ingest/<batch_id>/``, moved into place only once everything succeeded;
+3. the manifest ``manifests/ingest/<source>/<batch_id>.json`` last: it is the commit
+   marker. A run that crashed while moving files is re-run safely: the batch id is
+   derived from the input hash and the staged intent lists the paths to replace.
+
+Invariant, checked before the commit: rows in = rows accepted + rows quarantined.
+"""
+
+from __future__ import annotations
+
+import codecs
+import hashlib
+import json
+import logging
+import re
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.fs as pafs
+import pyarrow.json as pajson
+import pyarrow.parquet as pq
+
+from entai.shared.contracts import ColumnType, DataContract
+from entai.shared.errors import ContractViolationError, EntaiError, InvalidInputError
+from entai.shared.lake import Lake
+from entai.shared.masking import check_hmac_key
+from entai.shared.pii import PiiKind, replace_pii
+from entai.shared.validation import (
+    QUARANTINE_COLUMN,
+    QUARANTINE_REASON,
+    QUARANTINE_RULE,
+    accepted_schema,
+    check_schema,
+    coerce_column,
+    quarantine_schema,
+    repeated_keys,
+    validate_and_mask,
+)
+
+__all__ = ["IngestReport", "ingest_file"]
+
+logger = logging.getLogger(__name__)
+
+_FORMATS = {
+    ".csv": "csv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".jsonl": "json",
+    ".ndjson": "json",
+    ".json": "json",
+}
+_CHUNK = 1 << 20
+_BATCH_ROWS = 200_000  # per validation task: big enough to amortise per-task costs
+_QUOTED_ROW = re.compile(r"(got [0-9]+( columns)?):.*$")
+_ACCEPTED = "_accepted"
+_QUARANTINED = "_quarantined"
+
+
+@dataclass(frozen=True)
+class IngestReport:
+    """What one ingestion did; ``rows_in == rows_accepted + rows_quarantined``."""
+
+    source: str
+    batch_id: str
+    input_hash: str
+    rows_in: int
+    rows_accepted: int
+    rows_quarantined: int
+    files_written: tuple[str, ...]
+    skipped_as_duplicate: bool
+    contract_version: int
+
+
+def _input_files(uri: str) -> tuple[pafs.FileSystem, list[str]]:
+    fs, path = pafs.FileSystem.from_uri(uri) if "://" in uri else (pafs.LocalFileSystem(), uri)
+    info = fs.get_file_info(path)
+    if info.type == pafs.FileType.NotFound:
+        raise InvalidInputError(f"{uri} does not exist", details={"uri": uri})
+    if info.type == pafs.FileType.File:
+        files = [info]
+    else:
+        found = fs.get_file_info(pafs.FileSelector(path, recursive=True))
+        files = [f for f in found if f.type == pafs.FileType.File and f.base_name[0] not in "._"]
+    if not files:
+        raise InvalidInputError(f"{uri} holds no files", details={"uri": uri})
+    empty = [f.path for f in files if f.size == 0]
+    if empty:
+        raise InvalidInputError(f"{uri}: empty file(s) {empty}", details={"uri": uri})
+    return fs, sorted(f.path for f in files)
+
+
+def _format_of(uri: str, files: list[str], fmt: str | None) -> str:
+    if fmt is not None:
+        if fmt not in set(_FORMATS.values()):
+            raise InvalidInputError(f"format {fmt!r} is not csv, parquet or json", details={})
+        return fmt
+    kinds = {_FORMATS.get("." + name.rsplit(".", 1)[-1].lower()) for name in files}
+    if len(kinds) != 1 or None in kinds:
+        raise InvalidInputError(
+            f"{uri}: cannot tell the format from the file names; pass fmt=csv|parquet|json",
+            details={"uri": uri},
+        )
+    return str(kinds.pop())
+
+
+def _hash_input(fs: pafs.FileSystem, files: list[str], uri: str, text: bool) -> str:
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.rsplit("/", 1)[-1].encode() + b"\0")
+        decoder = codecs.getincrementaldecoder("utf-8")()
+        offset = 0
+        with fs.open_input_stream(path) as stream:
+            while chunk := stream.read(_CHUNK):
+                digest.update(chunk)
+                if text:
+                    try:
+                        decoder.decode(chunk)
+                    except UnicodeDecodeError as exc:
+                        raise InvalidInputError(
+                            f"{uri}: {path} is not UTF-8 text (bad byte at offset "
+                            f"{offset + exc.start})",
+                            details={"uri": uri, "file": path, "offset": offset + exc.start},
+                        ) from None
+                offset += len(chunk)
+        if text:
+            try:
+                decoder.decode(b"", final=True)
+            except UnicodeDecodeError:
+                raise InvalidInputError(
+                    f"{uri}: {path} ends inside a UTF-8 character (truncated?)",
+                    details={"uri": uri, "file": path},
+                ) from None
+    return "sha256:" + digest.hexdigest()
+
+
+def _pack(batch: pa.Table, contract: DataContract, hmac_key: bytes, batch_id: str) -> pa.Table:
+    """Validate one block; both outputs ride in one table as two struct columns."""
+    accepted, quarantined = validate_and_mask(batch, contract, hmac_key, batch_id=batch_id)
+    a_type = pa.struct(list(accepted.schema))
+    q_type = pa.struct(list(quarantined.schema))
+    a = pa.StructArray.from_arrays([c.combine_chunks() for c in accepted.columns], fields=a_type)
+    q = pa.StructArray.from_arrays([c.combine_chunks() for c in quarantined.columns], fields=q_type)
+    return pa.table(
+        {
+            _ACCEPTED: pa.concat_arrays([a, pa.nulls(len(q), a_type)]),
+            _QUARANTINED: pa.concat_arrays([pa.nulls(len(a), q_type), q]),
+        }
+    )
+
+
+def _unpack(packed: pa.Table, column: str, schema: pa.Schema) -> pa.Table:
+    values = packed.column(column).combine_chunks()
+    kept = values.filter(pc.is_valid(values))
+    return pa.Table.from_struct_array(kept).cast(schema)
+
+
+def _read(fs: pafs.FileSystem, files: list[str], fmt: str, contract: DataContract) -> Any:
+    import ray.data
+
+    if fmt == "csv":
+        return ray.data.read_csv(files, filesystem=fs, convert_options=_csv_options(contract))
+    if fmt == "parquet":
+        return ray.data.read_parquet(files, filesystem=fs, file_extensions=None)
+    return ray.data.read_json(files, filesystem=fs, file_extensions=None)
+
+
+def _file_schema(fs: pafs.FileSystem, path: str, fmt: str, contract: DataContract) -> pa.Schema:
+    """The schema of one input file, from its header, footer or first lines only."""
+    if fmt == "parquet":
+        with fs.open_input_file(path) as handle:
+            return pq.read_schema(handle)
+    if fmt == "csv":
+        with fs.open_input_stream(path) as stream:
+            return pacsv.open_csv(stream, convert_options=_csv_options(contract)).schema
+    with fs.open_input_stream(path) as stream:
+        head = stream.read(_CHUNK)
+    lines = head if len(head) < _CHUNK else head[: head.rfind(b"\n") + 1]
+    return pajson.read_json(pa.BufferReader(lines)).schema
+
+
+def _csv_options(contract: DataContract) -> pacsv.ConvertOptions:
+    return pacsv.ConvertOptions(
+        column_types={c.name: pa.string() for c in contract.columns}, strings_can_be_null=True
+    )
+
+
+def _safe_message(exc: BaseException) -> str:
+    """An error message without input content: Arrow quotes the offending row."""
+    first = exc.args[0] if exc.args and isinstance(exc.args[0], str) else str(exc)
+    text = " ".join(first.strip().split("\n", 1)[0].split()) or type(exc).__name__
+    text = _QUOTED_ROW.sub(r"\1", text)[:300]
+    return replace_pii(text, lambda kind, _found: f"[{PiiKind(kind).upper()}]")
+
+
+def _root_cause(exc: BaseException) -> BaseException:
+    """Our own error in the chain if any, else the innermost cause."""
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and all(current is not seen for seen in chain):
+        chain.append(current)
+        if isinstance(current, EntaiError):
+            return current
+        current = getattr(current, "cause", None) or current.__cause__
+    return chain[-1]
+
+
+def _validated(
+    uri: str, fs: pafs.FileSystem, files: list[str], fmt: str, **kwargs: Any
+) -> tuple[pa.Table, pa.Table, int]:
+    """Read and validate with Ray Data; accepted, quarantined and rows in."""
+    import ray.data
+
+    contract: DataContract = kwargs["contract"]
+    context = ray.data.DataContext.get_current()
+    options = context.execution_options
+    saved = (options.preserve_order, context.enable_progress_bars)
+    options.preserve_order = True
+    context.enable_progress_bars = bool(kwargs.pop("progress"))
+    try:
+        for path in files:
+            check_schema(_file_schema(fs, path, fmt, contract), contract, where=uri)
+        dataset = _read(fs, files, fmt, contract)
+        packed = dataset.map_batches(
+            _pack, batch_format="pyarrow", batch_size=_BATCH_ROWS, fn_kwargs=kwargs
+        )
+        blocks = list(packed.iter_batches(batch_format="pyarrow", batch_size=None))
+    except Exception as exc:
+        cause = _root_cause(exc)
+        if isinstance(cause, EntaiError):
+            named = cause.message if cause.message.startswith(uri) else f"{uri}: {cause.message}"
+            raise type(cause)(named, details={**cause.details, "uri": uri}) from None
+        raise InvalidInputError(
+            f"{uri} cannot be read as {fmt}: {_safe_message(cause)}",
+            details={"uri": uri, "format": fmt},
+        ) from None
+    finally:
+        options.preserve_order, context.enable_progress_bars = saved
+    rows_in = sum(b.num_rows for b in blocks)
+    accepted = [_unpack(b, _ACCEPTED, accepted_schema(contract)) for b in blocks]
+    quarantined = [_unpack(b, _QUARANTINED, quarantine_schema(contract)) for b in blocks]
+    return (
+        pa.concat_tables([accepted_schema(contract).empty_table(), *accepted]),
+        pa.concat_tables([quarantine_schema(contract).empty_table(), *quarantined]),
+        rows_in,
+    )
+
+
+def _dedupe_across_blocks(
+    accepted: pa.Table, quarantined: pa.Table, contract: DataContract
+) -> tuple[pa.Table, pa.Table]:
+    """Apply the key's uniqueness over the whole input (blocks were checked alone)."""
+    if not contract.key or accepted.num_rows == 0:
+        return accepted, quarantined
+    duplicate = repeated_keys(accepted.select(list(contract.key)))
+    if not duplicate.any():
+        return accepted, quarantined
+    label = ",".join(contract.key)
+    moved = accepted.filter(pa.array(duplicate))
+    schema = quarantine_schema(contract)
+    columns = {
+        f.name: coerce_column(moved.column(f.name), ColumnType.STRING)
+        for f in schema
+        if f.name in moved.column_names
+    }
+    columns[QUARANTINE_RULE] = pa.repeat(pa.scalar("unique"), moved.num_rows)
+    columns[QUARANTINE_COLUMN] = pa.repeat(pa.scalar(label), moved.num_rows)
+    reason = f"unique({label}): duplicate of an earlier row"
+    columns[QUARANTINE_REASON] = pa.repeat(pa.scalar(reason), moved.num_rows)
+    extra = pa.table(columns).select(schema.names).cast(schema)
+    return accepted.filter(pa.array(~duplicate)), pa.concat_tables([quarantined, extra])
+
+
+def _staged_files(
+    accepted: pa.Table, quarantined: pa.Table, contract: DataContract, batch_id: str
+) -> dict[str, pa.Table]:
+    """Relative path (under the lake) -> rows to write there."""
+    name = f"part-{batch_id}.parquet"
+    out: dict[str, pa.Table] = {}
+    if accepted.num_rows:
+        dates = pc.cast(accepted.column(contract.event_time), pa.date32())
+        for day in pc.unique(dates).to_pylist():
+            rows = accepted.filter(pc.equal(dates, pa.scalar(day, pa.date32())))
+            out[f"raw/{contract.source}/date={day.isoformat()}/{name}"] = rows
+    if quarantined.num_rows:
+        today = datetime.now(UTC).strftime("%Y-%m-%d")
+        out[f"quarantine/{contract.source}/date={today}/{name}"] = quarantined
+    return out
+
+
+def _find_manifest(lake: Lake, source: str, input_hash: str) -> dict[str, Any] | None:
+    directory = lake.path("manifests", "ingest", source)
+    if not lake.exists(directory):
+        return None
+    for info in lake.fs.get_file_info(pafs.FileSelector(directory)):
+        if info.base_name.endswith(".json"):
+            manifest: dict[str, Any] = lake.read_json(info.path)
+            if manifest.get("input_hash") == input_hash:
+                return manifest
+    return None
+
+
+def _commit(lake: Lake, files: dict[str, pa.Table], batch_id: str) -> list[str]:
+    """Stage every file, then move them into place; returns the final paths."""
+    staging = lake.path("_staging", "ingest", batch_id)
+    intent = f"{staging}/_intent.json"
+    if lake.exists(intent):  # a crashed commit of this batch: replace what it moved
+        for rel in json.loads(lake.read_bytes(intent)):
+            if lake.exists(lake.path(rel)):
+                lake.fs.delete_file(lake.path(rel))
+    if lake.exists(staging):
+        lake.fs.delete_dir(staging)
+    try:
+        for rel, table in files.items():
+            lake.makedirs(f"{staging}/{rel}".rsplit("/", 1)[0])
+            pq.write_table(table, f"{staging}/{rel}", filesystem=lake.fs)
+        lake.write_json(intent, sorted(files))
+    except BaseException:
+        lake.fs.delete_dir(staging)
+        raise
+    for rel in files:
+        lake.makedirs(lake.path(rel).rsplit("/", 1)[0])
+        lake.fs.move(f"{staging}/{rel}", lake.path(rel))
+    return sorted(files)
+
+
+def ingest_file(
+    contract: DataContract,
+    uri: str,
+    *,
+    lake_root: str,
+    hmac_key: bytes,
+    batch_id: str | None = None,
+    progress: bool = True,
+    fmt: str | None = None,
+) -> IngestReport:
+    """Ingest one file (or a directory of files) for ``contract.source``.
+
+    Args:
+        contract: The source's data contract.
+        uri: Local path or ``pyarrow.fs`` URI of a CSV, Parquet or JSON-lines input.
+        lake_root: Root of the lake (local path or URI).
+        hmac_key: Pseudonymisation key (see ``masking.resolve_hmac_key``).
+        batch_id: Id of this batch; by default derived from the input hash.
+        progress: Show Ray Data's progress bars.
+        fmt: ``csv``, ``parquet`` or ``json``; by default from the file extension.
+
+    Returns:
+        The report; ``skipped_as_duplicate`` when this input was already ingested.
+
+    Raises:
+        InvalidInputError: the input is missing, empty, not UTF-8 or malformed.
+        ContractViolationError: the input's columns cannot satisfy the contract.
+        ConfigError: the HMAC key is too short.
+    """
+    check_hmac_key(hmac_key)
+    fs, files = _input_files(uri)
+    kind = _format_of(uri, files, fmt)
+    input_hash = _hash_input(fs, files, uri, text=kind != "parquet")
+    lake = Lake(lake_root)
+    previous = _find_manifest(lake, contract.source, input_hash)
+    if previous is not None:
+        logger.info("input already ingested", extra={"batch_id": previous["batch_id"]})
+        fields = {k: previous[k] for k in IngestReport.__dataclass_fields__ if k in previous}
+        fields.update(files_written=tuple(previous["files_written"]), skipped_as_duplicate=True)
+        return IngestReport(**fields)
+    batch = batch_id or f"{contract.source}-{input_hash.removeprefix('sha256:')[:16]}"
+    accepted, quarantined, rows_in = _validated(
+        uri,
+        fs,
+        files,
+        kind,
+        contract=contract,
+        hmac_key=hmac_key,
+        batch_id=batch,
+        progress=progress,
+    )
+    accepted, quarantined = _dedupe_across_blocks(accepted, quarantined, contract)
+    if rows_in != accepted.num_rows + quarantined.num_rows:
+        raise ContractViolationError(
+            f"{uri}: rows in ({rows_in}) != accepted + quarantined",
+            details={"rows_in": rows_in, "accepted": accepted.num_rows},
+        )
+    written = _commit(lake, _staged_files(accepted, quarantined, contract, batch), batch)
+    rules = quarantined.column(QUARANTINE_RULE).to_numpy(zero_copy_only=False)
+    names, counts = np.unique(rules.astype(str), return_counts=True)
+    report = IngestReport(
+        source=contract.source,
+        batch_id=batch,
+        input_hash=input_hash,
+        rows_in=rows_in,
+        rows_accepted=accepted.num_rows,
+        rows_quarantined=quarantined.num_rows,
+        files_written=tuple(written),
+        skipped_as_duplicate=False,
+        contract_version=contract.version,
+    )
+    manifest = {
+        **asdict(report),
+        "format": kind,
+        "input_uri": uri,
+        "contract_fingerprint": contract.fingerprint,
+        "quarantine_rules": dict(zip(names.tolist(), counts.tolist(), strict=True)),
+        "created_at": datetime.now(UTC).isoformat(),
+    }
+    lake.write_json(lake.path("manifests", "ingest", contract.source, f"{batch}.json"), manifest)
+    lake.fs.delete_dir(lake.path("_staging", "ingest", batch))
+    logger.info(
+        "ingested batch",
+        extra={
+            k: manifest[k] for k in ("batch_id", "rows_in", "rows_accepted", "rows_quarantined")
+        },
+    )
+    return report

@@ -1,0 +1,217 @@
+"""Masking operators applied to PII columns before anything is stored.
+
+- ``hmac``: keyed HMAC-SHA256 pseudonymisation, ``p_`` + 32 hex digits. Stable for a
+  key, so pseudonymised ids still join across tables and batches; the canonical form of
+  a value is its string form (``123`` and ``"123"`` give the same pseudonym).
+- ``mask``: every character becomes ``*`` except the last 4 of values of 8+ characters
+  (the hint: last 4 of a card or phone).
+- ``redact``: the value becomes a fixed token such as ``[REDACTED]``.
+- ``drop``: the column is removed.
+
+On ``free_text`` columns the operator applies to each PII finding inside the text
+(see :mod:`entai.shared.pii`), not to the whole value.
+
+Column operators are vectorised with ``pyarrow.compute``; HMAC has no vectorised form,
+so it runs once per distinct value (dictionary encoding), not once per row.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import secrets
+from collections.abc import Callable
+from enum import StrEnum
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from entai.shared.errors import ConfigError
+from entai.shared.pii import PiiKind, canonical_finding, scrub_column
+
+if TYPE_CHECKING:
+    from entai.shared.contracts import DataContract
+    from entai.shared.settings import EntaiSettings
+
+__all__ = [
+    "MIN_KEY_BYTES",
+    "MaskingOperator",
+    "apply_operator",
+    "check_hmac_key",
+    "mask",
+    "mask_table",
+    "mask_text",
+    "pseudonym",
+    "pseudonymise",
+    "redact",
+    "resolve_hmac_key",
+]
+
+logger = logging.getLogger(__name__)
+
+MIN_KEY_BYTES = 16
+PSEUDONYM_PREFIX = "p_"
+REDACTED = "[REDACTED]"
+_HEX_CHARS = 32
+_HINT_CHARS = 4
+_HINT_MIN_LENGTH = 8
+
+
+class MaskingOperator(StrEnum):
+    """What happens to a column's values before they are stored."""
+
+    NONE = "none"
+    HMAC = "hmac"
+    MASK = "mask"
+    REDACT = "redact"
+    DROP = "drop"
+
+
+def check_hmac_key(key: bytes) -> bytes:
+    """Return ``key`` if it is long enough to be a pseudonymisation key.
+
+    Raises:
+        ConfigError: if the key is shorter than :data:`MIN_KEY_BYTES`.
+    """
+    if len(key) < MIN_KEY_BYTES:
+        raise ConfigError(
+            f"security.hmac_key must be at least {MIN_KEY_BYTES} bytes",
+            details={"field": "security.hmac_key", "min_bytes": MIN_KEY_BYTES},
+        )
+    return key
+
+
+def resolve_hmac_key(settings: EntaiSettings) -> bytes:
+    """The pseudonymisation key, from settings or the embedded default.
+
+    Production requires ``security.hmac_key`` or ``security.hmac_key_file``. In the
+    embedded mode a random key is created once under ``<home>/hmac_key`` (mode 0600)
+    and reused, so pseudonyms stay stable across runs. The key is never logged.
+
+    Raises:
+        ConfigError: if no key is configured in production, or the key is too short.
+    """
+    configured = settings.security.resolved_hmac_key()
+    if configured is not None:
+        return check_hmac_key(configured)
+    if settings.security.mode == "production":
+        raise ConfigError(
+            "security.hmac_key (or hmac_key_file) is required in production",
+            details={"field": "security.hmac_key"},
+        )
+    path = settings.home / "hmac_key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_hex(32))
+        logger.info("created the embedded HMAC key file", extra={"path": str(path)})
+    return check_hmac_key(path.read_bytes().strip())
+
+
+def pseudonym(value: object, key: bytes) -> str:
+    """The pseudonym of one value (its canonical string form)."""
+    digest = hmac.digest(key, str(value).encode(), "sha256")
+    return PSEUDONYM_PREFIX + digest.hex()[:_HEX_CHARS]
+
+
+def _as_strings(values: pa.Array | pa.ChunkedArray) -> pa.Array:
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    if pa.types.is_string(values.type):
+        return values
+    if pa.types.is_large_string(values.type) or pa.types.is_dictionary(values.type):
+        return values.cast(pa.string())
+    if pa.types.is_boolean(values.type):
+        return pc.if_else(values, "true", "false")
+    return pc.cast(values, pa.string())
+
+
+def pseudonymise(values: pa.Array | pa.ChunkedArray, key: bytes) -> pa.Array:
+    """HMAC-pseudonymise every value; nulls stay null."""
+    strings = _as_strings(values)
+    encoded = strings.dictionary_encode()
+    distinct = encoded.dictionary.to_pylist()
+    pseudonyms = pa.array([pseudonym(v, key) for v in distinct], type=pa.string())
+    return pc.take(pseudonyms, encoded.indices)
+
+
+def mask(values: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """Replace characters by ``*``, keeping the last 4 of values of 8+ characters."""
+    strings = _as_strings(values)
+    length = pc.utf8_length(strings)
+    keeps_hint = pc.greater_equal(length, _HINT_MIN_LENGTH)
+    tail = pc.if_else(keeps_hint, pc.utf8_slice_codeunits(strings, start=-_HINT_CHARS), "")
+    stars = pc.binary_repeat("*", pc.subtract(length, pc.if_else(keeps_hint, _HINT_CHARS, 0)))
+    return pc.binary_join_element_wise(stars, tail, "")
+
+
+def mask_text(text: str) -> str:
+    """:func:`mask` for one string."""
+    hint = text[-_HINT_CHARS:] if len(text) >= _HINT_MIN_LENGTH else ""
+    return "*" * (len(text) - len(hint)) + hint
+
+
+def redact(values: pa.Array | pa.ChunkedArray, token: str = REDACTED) -> pa.Array:
+    """Replace every non-null value by ``token``."""
+    strings = _as_strings(values)
+    return pc.if_else(pc.is_valid(strings), token, pa.scalar(None, pa.string()))
+
+
+def _finding_replacer(operator: MaskingOperator, key: bytes) -> Callable[[PiiKind, str], str]:
+    if operator == MaskingOperator.HMAC:
+        return lambda kind, text: pseudonym(canonical_finding(kind, text), key)
+    if operator == MaskingOperator.MASK:
+        return lambda kind, text: mask_text(text)
+    return lambda kind, text: f"[REDACTED:{kind.upper()}]"
+
+
+def apply_operator(
+    values: pa.Array | pa.ChunkedArray,
+    operator: MaskingOperator,
+    key: bytes,
+    *,
+    free_text: bool = False,
+) -> pa.Array | pa.ChunkedArray | None:
+    """Apply ``operator`` to a column; None means the column is dropped.
+
+    Args:
+        values: The column.
+        operator: The masking operator.
+        key: The HMAC key (used by ``hmac`` only).
+        free_text: Apply the operator to PII found inside the text, not the value.
+    """
+    if operator == MaskingOperator.DROP:
+        return None
+    if operator == MaskingOperator.NONE:
+        return values
+    if free_text:
+        return scrub_column(_as_strings(values), _finding_replacer(operator, key))
+    if operator == MaskingOperator.HMAC:
+        return pseudonymise(values, key)
+    if operator == MaskingOperator.MASK:
+        return mask(values)
+    return redact(values)
+
+
+def mask_table(table: pa.Table, contract: DataContract, key: bytes) -> pa.Table:
+    """Apply every column's operator; columns the contract does not declare pass through."""
+    from entai.shared.contracts import PiiClass
+
+    for column in contract.columns:
+        if column.name not in table.column_names or column.operator == MaskingOperator.NONE:
+            continue
+        index = table.column_names.index(column.name)
+        masked = apply_operator(
+            table.column(index),
+            column.operator,
+            key,
+            free_text=column.pii == PiiClass.FREE_TEXT,
+        )
+        if masked is None:
+            table = table.remove_column(index)
+        else:
+            table = table.set_column(index, pa.field(column.name, masked.type), masked)
+    return table
