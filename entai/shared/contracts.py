@@ -37,6 +37,7 @@ import pyarrow.compute as pc
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from entai.shared.definitions import PiiClass
 from entai.shared.errors import ConflictError, DefinitionError, NotFoundError
 from entai.shared.masking import MaskingOperator
 
@@ -86,16 +87,6 @@ _WIDENINGS = frozenset(
         (ColumnType.TIMESTAMP, ColumnType.STRING),
     }
 )
-
-
-class PiiClass(StrEnum):
-    """How identifying a column is (value-compatible with ``definitions.PiiClass``)."""
-
-    NONE = "none"
-    IDENTIFIER = "identifier"
-    QUASI_IDENTIFIER = "quasi_identifier"
-    SENSITIVE = "sensitive"
-    FREE_TEXT = "free_text"
 
 
 _DEFAULT_OPERATOR = {

@@ -198,7 +198,7 @@ def apply_operator(
 
 def mask_table(table: pa.Table, contract: DataContract, key: bytes) -> pa.Table:
     """Apply every column's operator; columns the contract does not declare pass through."""
-    from entai.shared.contracts import PiiClass
+    from entai.shared.definitions import PiiClass
 
     for column in contract.columns:
         if column.name not in table.column_names or column.operator == MaskingOperator.NONE:

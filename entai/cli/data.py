@@ -1,0 +1,104 @@
+"""Data commands: ingest files, apply feature definitions, materialize views."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from entai.cli._app import ConfigOption, app, console, settings_from
+from entai.shared.errors import NotFoundError
+
+__all__ = ["features_app"]
+
+features_app = typer.Typer(help="Feature definitions and consistency checks.", no_args_is_help=True)
+app.add_typer(features_app, name="features")
+
+DefinitionsOption = Annotated[
+    str,
+    typer.Option(
+        "--definitions", "-d", help="Module (pkg.mod) or .py file with the feature definitions."
+    ),
+]
+
+
+@app.command()
+def ingest(
+    source: Annotated[str, typer.Argument(help="Source name; must match the contract's.")],
+    path: Annotated[str, typer.Argument(help="File, directory or pyarrow.fs URI to ingest.")],
+    contract: Annotated[Path, typer.Option(help="The source's data contract (YAML).", exists=True)],
+    fmt: Annotated[str | None, typer.Option("--format", help="csv, parquet or json.")] = None,
+    batch_id: Annotated[str | None, typer.Option(help="Batch id (default: generated).")] = None,
+    config: ConfigOption = None,
+) -> Any:
+    """Validate, mask and land a file in the raw zone; bad rows go to quarantine."""
+    from entai.actors.runtime import connect_ray
+    from entai.pipelines.ingest import ingest_file
+    from entai.shared.contracts import DataContract
+    from entai.shared.masking import resolve_hmac_key
+
+    settings = settings_from(config)
+    key = resolve_hmac_key(settings)
+    data_contract = DataContract.from_yaml(contract)
+    if data_contract.source != source:
+        raise NotFoundError(
+            f"contract {contract} is for source {data_contract.source!r}, not {source!r}",
+            details={"source": source},
+        )
+    connect_ray(settings)
+    report = ingest_file(
+        data_contract, path, lake_root=settings.lake.root, hmac_key=key, batch_id=batch_id, fmt=fmt
+    )
+    if report.skipped_as_duplicate:
+        console.print(f"already ingested (batch {report.batch_id}); nothing written")
+    else:
+        console.print(
+            f"batch {report.batch_id}: {report.rows_in:,} rows in = {report.rows_accepted:,} "
+            f"accepted + {report.rows_quarantined:,} quarantined"
+        )
+    return report
+
+
+@features_app.command("apply")
+def features_apply(definitions: DefinitionsOption, config: ConfigOption = None) -> str:
+    """Validate the definitions and record this version in the lake's registry."""
+    from entai.shared.definitions import Definitions
+    from entai.shared.lake import Lake
+
+    settings = settings_from(config)
+    defs = Definitions.from_module(definitions)
+    digest = defs.publish(Lake(settings.lake.root))
+    console.print(
+        f"applied {len(defs.entities)} entities, {len(defs.views)} views, "
+        f"{len(defs.services)} services; version {digest[:12]}"
+    )
+    return digest
+
+
+@app.command()
+def materialize(
+    definitions: DefinitionsOption,
+    views: Annotated[list[str] | None, typer.Option("--view", help="Only these views.")] = None,
+    config: ConfigOption = None,
+) -> list[Any]:
+    """Compute feature views from the raw lake into the offline tables and online shards."""
+    from entai.client import connect
+    from entai.pipelines.materialize import materialize as run
+    from entai.shared.definitions import Definitions
+    from entai.shared.lake import Lake
+
+    settings = settings_from(config)
+    defs = Definitions.from_module(definitions)
+    chosen = [defs.view(v) for v in views] if views else list(defs.views.values())
+    client = connect(settings=settings)
+    reports = run(
+        chosen,
+        lake=Lake(settings.lake.root),
+        online=client.features,
+        on_view_done=lambda r: console.print(
+            f"{r.view}: {r.offline_rows:,} offline rows, {r.online_keys:,} online keys, "
+            f"watermark {r.watermark}"
+        ),
+    )
+    return reports
