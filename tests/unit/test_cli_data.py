@@ -32,12 +32,11 @@ def test_apply_records_the_content_hash_and_is_stable(
 def test_apply_refuses_duplicate_view_names_naming_the_view(tmp_path: Path) -> None:
     bad = tmp_path / "bad_defs.py"
     bad.write_text(
-        "from entai.shared.definitions import Entity, FeatureView, FeatureService, Field, ValueType\n"
+        "from entai.shared.definitions import Entity, FeatureView, Field, ValueType\n"
         "user = Entity(name='user', join_keys=('user_id',))\n"
-        "v = FeatureView(name='v', entities=(user,), schema=(Field(name='x', dtype=ValueType.FLOAT64),),"
-        " source='events')\n"
-        "w = FeatureView(name='v', entities=(user,), schema=(Field(name='y', dtype=ValueType.FLOAT64),),"
-        " source='events')\n"
+        "x = Field(name='x', dtype=ValueType.FLOAT64)\n"
+        "v = FeatureView(name='v', entities=(user,), schema=(x,), source='events')\n"
+        "w = FeatureView(name='v', entities=(user,), schema=(x,), source='events')\n"
     )
     result = CliRunner().invoke(
         app, ["features", "apply", "-d", str(bad)], env={"ENTAI_HOME": str(tmp_path)}
