@@ -21,10 +21,8 @@ for numeric columns, with bands none < 0.1 <= moderate < 0.25 <= major. Kind: a 
 column or one with at most two distinct reference values is binary, another numeric
 dtype is numeric, anything else categorical.
 
-KS p-values follow ``scipy.stats.ks_2samp(method="auto")``: when both samples have at
-most 10,000 values the exact p-value comes from scipy itself; above that the statistic
-is computed here on the sorted samples (one linear merge) and the p-value is scipy's
-asymptotic one, ``kstwo.sf(D, round(n*m/(n+m)))``, so both agree with scipy.
+The statistics themselves live in :mod:`entai.shared.drift_stats` (re-exported here);
+KS p-values agree with ``scipy.stats.ks_2samp(method="auto")``.
 
 Chi-squared is the test of homogeneity of the reference and current category counts
 (a 2 x k contingency table, no continuity correction). Categories unseen in the
@@ -47,13 +45,28 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-from scipy import special, stats
 
+from entai.shared.drift_stats import (
+    MIN_STD,
+    FloatArray,
+    PsiBand,
+    StatTestResult,
+    chi2_test,
+    jensen_shannon,
+    ks_sorted,
+    ks_test,
+    psi,
+    psi_band,
+    quantile_bin_counts,
+    wasserstein_normalised,
+    wasserstein_sorted,
+    z_test_proportions,
+)
 from entai.shared.errors import ConfigError, InvalidInputError
 from entai.shared.profiles import (
     OTHER,
@@ -86,12 +99,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-FloatArray = npt.NDArray[np.float64]
 ColumnKind = Literal["numeric", "categorical", "binary"]
-PsiBand = Literal["none", "moderate", "major"]
-
-_EXACT_KS_MAX_N = 10_000  # scipy's ks_2samp MAX_AUTO_N
-_MIN_STD = 0.001  # Evidently's floor on the reference std for normalised Wasserstein
 
 
 class DriftMethod(StrEnum):
@@ -119,13 +127,6 @@ _METHOD_KINDS: dict[DriftMethod, frozenset[str]] = {
     DriftMethod.WASSERSTEIN: frozenset({"numeric"}),
     DriftMethod.Z: frozenset({"binary"}),
 }
-
-
-class StatTestResult(NamedTuple):
-    """A test statistic and its p-value."""
-
-    statistic: float
-    p_value: float
 
 
 @dataclass(frozen=True)
@@ -218,133 +219,6 @@ class DriftConfig:
                     details={"field": "overrides", "column": column},
                 ) from exc
         object.__setattr__(self, "overrides", overrides)
-
-
-# --- individual statistics ------------------------------------------------------------
-
-
-def ks_test(reference: npt.ArrayLike, current: npt.ArrayLike) -> StatTestResult:
-    """Two-sided two-sample KS test; equals ``scipy.stats.ks_2samp`` (method="auto")."""
-    return _ks_sorted(_sorted_sample(reference, "reference"), _sorted_sample(current, "current"))
-
-
-def wasserstein_normalised(reference: npt.ArrayLike, current: npt.ArrayLike) -> float:
-    """``scipy.stats.wasserstein_distance`` divided by max(std(reference), 0.001)."""
-    ref = _sorted_sample(reference, "reference")
-    return _wasserstein_sorted(ref, _sorted_sample(current, "current")) / max(
-        float(np.std(ref)), _MIN_STD
-    )
-
-
-def chi2_test(reference_counts: npt.ArrayLike, current_counts: npt.ArrayLike) -> StatTestResult:
-    """Pearson chi-squared test of homogeneity of the two samples' category counts.
-
-    Equals ``scipy.stats.chi2_contingency([reference, current], correction=False)``
-    after dropping buckets empty on both sides (see the module docstring for why this,
-    not a goodness-of-fit against the reference's proportions).
-    """
-    table = np.vstack(
-        [np.asarray(reference_counts, dtype=np.float64), np.asarray(current_counts, np.float64)]
-    )
-    table = table[:, table.sum(axis=0) > 0]
-    if table.shape[1] < 2:
-        return StatTestResult(0.0, 1.0)
-    expected = np.outer(table.sum(axis=1), table.sum(axis=0)) / table.sum()
-    statistic = float(np.sum(np.square(table - expected) / expected))
-    return StatTestResult(statistic, float(stats.chi2.sf(statistic, table.shape[1] - 1)))
-
-
-def z_test_proportions(
-    successes_ref: int, n_ref: int, successes_cur: int, n_cur: int
-) -> StatTestResult:
-    """Two-sided two-proportion z-test with pooled variance (statsmodels' default)."""
-    pooled = (successes_ref + successes_cur) / (n_ref + n_cur)
-    se = math.sqrt(pooled * (1 - pooled) * (1 / n_ref + 1 / n_cur))
-    if se == 0:
-        return StatTestResult(0.0, 1.0)
-    z = (successes_ref / n_ref - successes_cur / n_cur) / se
-    return StatTestResult(z, float(2 * stats.norm.sf(abs(z))))
-
-
-def psi(reference_counts: npt.ArrayLike, current_counts: npt.ArrayLike, eps: float = 1e-4) -> float:
-    """Population stability index over aligned bins; empty bins count as ``eps``."""
-    ref = _proportions(reference_counts)
-    cur = _proportions(current_counts)
-    ref = np.where(ref > 0, ref, eps)
-    cur = np.where(cur > 0, cur, eps)
-    return float(np.sum((cur - ref) * np.log(cur / ref)))
-
-
-def psi_band(value: float) -> PsiBand:
-    """Evidently's PSI bands: none < 0.1 <= moderate < 0.25 <= major."""
-    if value >= 0.25:
-        return "major"
-    return "moderate" if value >= 0.1 else "none"
-
-
-def jensen_shannon(reference_counts: npt.ArrayLike, current_counts: npt.ArrayLike) -> float:
-    """JS distance (natural log); equals ``scipy.spatial.distance.jensenshannon``."""
-    ref = _proportions(reference_counts)
-    cur = _proportions(current_counts)
-    mid = (ref + cur) / 2
-    divergence = (special.rel_entr(ref, mid).sum() + special.rel_entr(cur, mid).sum()) / 2
-    return float(np.sqrt(max(divergence, 0.0)))
-
-
-def _proportions(counts: npt.ArrayLike) -> FloatArray:
-    values = np.asarray(counts, dtype=np.float64)
-    total = float(values.sum())
-    if total <= 0:
-        raise InvalidInputError("counts must have a positive total", details={"field": "counts"})
-    out: FloatArray = values / total
-    return out
-
-
-def _sorted_sample(values: npt.ArrayLike, name: str) -> FloatArray:
-    out = np.sort(np.asarray(values, dtype=np.float64))
-    if out.size == 0:
-        raise InvalidInputError(f"{name} sample is empty", details={"field": name})
-    return out
-
-
-def _cdf_gaps(a: FloatArray, b: FloatArray) -> tuple[FloatArray, FloatArray]:
-    """ECDF(a) - ECDF(b) at each point of the merged sample, and the merged values."""
-    merged = np.concatenate([a, b])
-    order = np.argsort(merged, kind="stable")  # two sorted runs: timsort merges linearly
-    count_a = np.cumsum(order < a.size)
-    count_b = np.arange(1, merged.size + 1) - count_a
-    return count_a / a.size - count_b / b.size, merged[order]
-
-
-def _ks_sorted(a: FloatArray, b: FloatArray) -> StatTestResult:
-    if max(a.size, b.size) <= _EXACT_KS_MAX_N:
-        exact = stats.ks_2samp(a, b)
-        return StatTestResult(float(exact.statistic), float(exact.pvalue))
-    gaps, values = _cdf_gaps(a, b)
-    group_end = np.append(values[1:] != values[:-1], True)  # evaluate after ties
-    d = float(np.abs(gaps[group_end]).max())
-    big, small = max(a.size, b.size), min(a.size, b.size)
-    en = big * small / (big + small)
-    return StatTestResult(d, float(np.clip(stats.kstwo.sf(d, np.round(en)), 0.0, 1.0)))
-
-
-def _wasserstein_sorted(a: FloatArray, b: FloatArray) -> float:
-    gaps, values = _cdf_gaps(a, b)
-    return float(np.sum(np.abs(gaps[:-1]) * np.diff(values)))
-
-
-def _quantile_bin_counts(a: FloatArray, b: FloatArray, bins: int) -> tuple[FloatArray, FloatArray]:
-    """Counts of sorted ``a`` and ``b`` in bins cut at the quantiles of ``a``."""
-    position = np.arange(1, bins) / bins * (a.size - 1)
-    low = np.floor(position).astype(np.int64)
-    high = np.minimum(low + 1, a.size - 1)
-    edges = np.unique(a[low] + (a[high] - a[low]) * (position - low))
-
-    def counts(x: FloatArray) -> FloatArray:
-        cumulative = np.searchsorted(x, edges, side="right")
-        return np.diff(cumulative, prepend=0, append=x.size).astype(np.float64)
-
-    return counts(a), counts(b)
 
 
 # --- per-column decision --------------------------------------------------------------
@@ -453,13 +327,13 @@ def _compare(
             **common,
         )
     if kind == "numeric":
-        ref_counts, cur_counts = _quantile_bin_counts(a, b, config.bins)
+        ref_counts, cur_counts = quantile_bin_counts(a, b, config.bins)
     psi_value = psi(ref_counts, cur_counts)
     p_value: float | None = None
     if method is DriftMethod.KS:
-        statistic, p_value = _ks_sorted(a, b)
+        statistic, p_value = ks_sorted(a, b)
     elif method is DriftMethod.WASSERSTEIN:
-        statistic = _wasserstein_sorted(a, b) / max(_numeric(ref, column).std, _MIN_STD)
+        statistic = wasserstein_sorted(a, b) / max(_numeric(ref, column).std, MIN_STD)
     elif method is DriftMethod.CHI2:
         statistic, p_value = chi2_test(ref_counts, cur_counts)
     elif method is DriftMethod.Z:  # success = the reference's most frequent category

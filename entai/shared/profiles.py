@@ -19,13 +19,20 @@ keeps every value (exact, unbounded; what :func:`entai.shared.drift.dataset_drif
 does for in-memory DataFrames).
 
 Null means NaN, None, NA or, for numeric columns, ``±inf`` (as Evidently drops them).
+
+Rows may carry a *tag* (an entity key or request id): each sampled numeric value keeps
+its row's tag, so :meth:`WindowAccumulator.erase` can drop a data subject's sampled
+values. Counts, moments and category frequencies are aggregates and stay as they are.
+Dropping tagged rows from a bottom-k sample leaves the bottom-k' sample of the remaining
+rows (k' < k), so what is left is still a uniform sample. Checkpoints are in
+:mod:`entai.shared.profile_checkpoint`.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Self
 
@@ -54,6 +61,7 @@ OTHER = "<entai:other>"
 """Label of the bucket holding categories folded away by the ``max_categories`` cap."""
 
 FloatArray = npt.NDArray[np.float64]
+TagArray = npt.NDArray[np.object_]
 
 
 @dataclass(frozen=True)
@@ -143,16 +151,20 @@ class DatasetProfile:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able dict (categories must be str, int, float or bool)."""
+        from entai.shared.profile_checkpoint import column_to_dict
+
         return {
             "n_rows": self.n_rows,
-            "columns": {name: _column_to_dict(col) for name, col in self.columns.items()},
+            "columns": {name: column_to_dict(col) for name, col in self.columns.items()},
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Self:
         """Rebuild a profile written by :meth:`to_dict`."""
+        from entai.shared.profile_checkpoint import column_from_dict
+
         try:
-            columns = {name: _column_from_dict(col) for name, col in data["columns"].items()}
+            columns = {name: column_from_dict(col) for name, col in data["columns"].items()}
             return cls(n_rows=int(data["n_rows"]), columns=columns)
         except (KeyError, TypeError, ValueError) as exc:
             raise InvalidInputError(
@@ -166,42 +178,6 @@ class ReferenceProfile(DatasetProfile):
 
 class WindowProfile(DatasetProfile):
     """The profile of one window of served data."""
-
-
-def _column_to_dict(col: ColumnProfile) -> dict[str, Any]:
-    if isinstance(col, NumericColumnProfile):
-        return {
-            "type": "numeric",
-            "values": col.values.tolist(),
-            "n_values": col.n_values,
-            "n_null": col.n_null,
-            "mean": col.mean,
-            "m2": col.m2,
-        }
-    return {
-        "type": "categorical",
-        "categories": col.categories.tolist(),
-        "counts": col.counts.tolist(),
-        "n_null": col.n_null,
-    }
-
-
-def _column_from_dict(data: Mapping[str, Any]) -> ColumnProfile:
-    if data["type"] == "numeric":
-        return NumericColumnProfile(
-            values=np.sort(np.asarray(data["values"], dtype=np.float64)),
-            n_values=int(data["n_values"]),
-            n_null=int(data["n_null"]),
-            mean=float(data["mean"]),
-            m2=float(data["m2"]),
-        )
-    if data["type"] == "categorical":
-        return CategoricalColumnProfile(
-            categories=_object_array(data["categories"]),
-            counts=np.asarray(data["counts"], dtype=np.int64),
-            n_null=int(data["n_null"]),
-        )
-    raise ValueError(f"unknown column profile type {data['type']!r}")
 
 
 def _object_array(items: Any) -> npt.NDArray[np.object_]:
@@ -240,6 +216,7 @@ def finite_values(series: pd.Series, column: str) -> FloatArray:
 class _NumericState:
     keys: FloatArray
     values: FloatArray
+    tags: TagArray
     n_values: int = 0
     n_null: int = 0
     mean: float = 0.0
@@ -303,8 +280,18 @@ class WindowAccumulator:
             f"columns={len(self._order)})"
         )
 
-    def add(self, batch: pd.DataFrame) -> Self:
-        """Fold a batch of rows into the profile; returns ``self`` for chaining."""
+    def add(self, batch: pd.DataFrame, *, tags: Sequence[str | None] | None = None) -> Self:
+        """Fold a batch of rows into the profile; returns ``self`` for chaining.
+
+        Args:
+            batch: The rows.
+            tags: One tag per row (entity key or request id), kept with sampled values.
+        """
+        if tags is not None and len(tags) != len(batch):
+            raise InvalidInputError(
+                f"tags has {len(tags)} entries for {len(batch)} rows", details={"field": "tags"}
+            )
+        row_tags = _object_array([None] * len(batch) if tags is None else tags)
         if not self._order:
             names = list(batch.columns)
             if not all(isinstance(name, str) for name in names):
@@ -315,7 +302,9 @@ class WindowAccumulator:
             for name in self._order:
                 if is_numeric_series(batch[name]):
                     empty = np.empty(0, dtype=np.float64)
-                    self._numeric[name] = _NumericState(keys=empty, values=empty)
+                    self._numeric[name] = _NumericState(
+                        keys=empty, values=empty, tags=_object_array([])
+                    )
                 else:
                     self._categorical[name] = _CategoricalState(
                         counts=pd.Series([], dtype=np.int64)
@@ -328,7 +317,7 @@ class WindowAccumulator:
             )
         keys = self._rng.random(len(batch)) if self.sample_size is not None else None
         for name, state in self._numeric.items():
-            self._add_numeric(state, finite_values(batch[name], name), keys)
+            self._add_numeric(state, finite_values(batch[name], name), keys, row_tags)
         for name, cat in self._categorical.items():
             column = batch[name]
             counts = column.value_counts(dropna=True)
@@ -347,14 +336,14 @@ class WindowAccumulator:
             theirs = other._numeric[name]
             state.merge_moments(theirs.n_values, theirs.mean, theirs.m2)
             state.n_null += theirs.n_null
-            self._keep_sample(state, theirs.keys, theirs.values)
+            self._keep_sample(state, theirs.keys, theirs.values, theirs.tags)
         for name, cat in self._categorical.items():
             theirs_cat = other._categorical[name]
             self._merge_counts(cat, theirs_cat.counts, theirs_cat.n_null)
         self.n_rows += other.n_rows
 
     def _add_numeric(
-        self, state: _NumericState, values: FloatArray, keys: FloatArray | None
+        self, state: _NumericState, values: FloatArray, keys: FloatArray | None, tags: TagArray
     ) -> None:
         valid = ~np.isnan(values)
         kept = values[valid]
@@ -363,24 +352,38 @@ class WindowAccumulator:
         if n:
             mean = float(kept.mean())
             state.merge_moments(n, mean, float(np.square(kept - mean).sum()))
-        self._keep_sample(state, None if keys is None else keys[valid], kept)
+        self._keep_sample(state, None if keys is None else keys[valid], kept, tags[valid])
 
     def _keep_sample(
-        self, state: _NumericState, keys: FloatArray | None, values: FloatArray
+        self, state: _NumericState, keys: FloatArray | None, values: FloatArray, tags: TagArray
     ) -> None:
-        if keys is None or self.sample_size is None:
-            state.values = np.concatenate([state.values, values])
-            return
-        k = self.sample_size
-        if keys.size > k:
-            chosen = np.argpartition(keys, k - 1)[:k]
-            keys, values = keys[chosen], values[chosen]
-        all_keys = np.concatenate([state.keys, keys])
         all_values = np.concatenate([state.values, values])
+        all_tags = np.concatenate([state.tags, tags])
+        if keys is None or self.sample_size is None:
+            state.values, state.tags = all_values, all_tags
+            return
+        all_keys = np.concatenate([state.keys, keys])
+        k = self.sample_size
         if all_keys.size > k:
             chosen = np.argpartition(all_keys, k - 1)[:k]
-            all_keys, all_values = all_keys[chosen], all_values[chosen]
-        state.keys, state.values = all_keys, all_values
+            all_keys, all_values, all_tags = all_keys[chosen], all_values[chosen], all_tags[chosen]
+        state.keys, state.values, state.tags = all_keys, all_values, all_tags
+
+    def erase(self, tags: Collection[str]) -> int:
+        """Drop every sampled numeric value whose row carries one of ``tags``.
+
+        Returns:
+            How many sampled values were dropped (over all columns).
+        """
+        wanted = list(tags)
+        dropped = 0
+        for state in self._numeric.values():
+            keep = ~np.isin(state.tags, wanted)
+            dropped += int(keep.size - keep.sum())
+            state.values, state.tags = state.values[keep], state.tags[keep]
+            if state.keys.size:
+                state.keys = state.keys[keep]
+        return dropped
 
     def _merge_counts(self, state: _CategoricalState, counts: pd.Series, n_null: int) -> None:
         merged = state.counts.add(counts, fill_value=0).astype(np.int64)
@@ -418,62 +421,13 @@ class WindowAccumulator:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able checkpoint, including the generator state (sampling continues exactly)."""
-        return {
-            "sample_size": self.sample_size,
-            "seed": self.seed,
-            "max_categories": self.max_categories,
-            "n_rows": self.n_rows,
-            "rng_state": self._rng.bit_generator.state,
-            "order": list(self._order),
-            "numeric": {
-                name: {
-                    "keys": s.keys.tolist(),
-                    "values": s.values.tolist(),
-                    "n_values": s.n_values,
-                    "n_null": s.n_null,
-                    "mean": s.mean,
-                    "m2": s.m2,
-                }
-                for name, s in self._numeric.items()
-            },
-            "categorical": {
-                name: {
-                    "categories": c.counts.index.tolist(),
-                    "counts": c.counts.tolist(),
-                    "n_null": c.n_null,
-                }
-                for name, c in self._categorical.items()
-            },
-        }
+        from entai.shared.profile_checkpoint import accumulator_to_dict
+
+        return accumulator_to_dict(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> WindowAccumulator:
         """Restore an accumulator checkpointed by :meth:`to_dict`."""
-        try:
-            acc = cls(
-                sample_size=data["sample_size"],
-                seed=int(data["seed"]),
-                max_categories=int(data["max_categories"]),
-            )
-            acc.n_rows = int(data["n_rows"])
-            acc._rng.bit_generator.state = dict(data["rng_state"])
-            acc._order = [str(c) for c in data["order"]]
-            for name, s in data["numeric"].items():
-                acc._numeric[name] = _NumericState(
-                    keys=np.asarray(s["keys"], dtype=np.float64),
-                    values=np.asarray(s["values"], dtype=np.float64),
-                    n_values=int(s["n_values"]),
-                    n_null=int(s["n_null"]),
-                    mean=float(s["mean"]),
-                    m2=float(s["m2"]),
-                )
-            for name, c in data["categorical"].items():
-                counts = pd.Series(
-                    c["counts"], index=_object_array(c["categories"]), dtype=np.int64
-                )
-                acc._categorical[name] = _CategoricalState(counts=counts, n_null=int(c["n_null"]))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise InvalidInputError(
-                f"accumulator checkpoint is malformed: {exc!r}", details={"field": "checkpoint"}
-            ) from exc
-        return acc
+        from entai.shared.profile_checkpoint import accumulator_from_dict
+
+        return accumulator_from_dict(data)

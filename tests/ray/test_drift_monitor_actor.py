@@ -1,0 +1,121 @@
+"""The DriftMonitor actor: killed mid-window it resumes with the same results."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from entai.actors.drift_monitor import ACTOR_NAME, DriftMonitor, start_drift_monitor
+from entai.actors.metrics import Metrics
+from entai.shared.profiles import ReferenceProfile
+from entai.shared.settings import EntaiSettings, load_settings
+
+WINDOW = {"count": 500, "sample_size": 100}
+
+
+def _settings(root: Path) -> EntaiSettings:
+    return load_settings(home=root / "home", lake={"root": str(root / "lake")}).resolved()
+
+
+def _reference() -> dict[str, Any]:
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(
+        {
+            "x": rng.normal(0, 1, 2000),
+            "c": rng.choice(["a", "b"], 2000),
+            "prediction": rng.random(2000),
+        }
+    )
+    return ReferenceProfile.from_frame(frame).to_dict()
+
+
+def _batch(i: int, n: int = 150) -> dict[str, list[Any]]:
+    rng = np.random.default_rng(100 + i)
+    start = i * n
+    return {
+        "request_id": [f"r{start + k}" for k in range(n)],
+        "x": rng.normal(0.4 * (i >= 4), 1, n).tolist(),
+        "c": rng.choice(["a", "b"], n).tolist(),
+        "prediction": rng.random(n).tolist(),
+        "ts": [1000.0 + start + k for k in range(n)],
+    }
+
+
+def _register(target: Any, remote: bool) -> None:
+    call = target.register_model.remote if remote else target.register_model
+    result = call("churn", 1, _reference(), feature_columns=["x", "c"], window=WINDOW)
+    if remote:
+        import ray
+
+        ray.get(result)
+
+
+def _windows(report: dict[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    for window in report["windows"]:
+        kept = {k: v for k, v in window.items() if k != "closed_at"}
+        kept["alerts"] = [{k: v for k, v in a.items() if k != "at"} for a in window["alerts"]]
+        out.append(kept)
+    return out
+
+
+@pytest.fixture
+def monitor(ray_cluster: Any, tmp_path: Path) -> Iterator[Any]:
+    namespace = ray_cluster.get_runtime_context().namespace
+    settings = _settings(tmp_path / f"m-{uuid.uuid4().hex[:6]}")
+    handle = start_drift_monitor(settings, namespace)
+    try:
+        yield handle
+    finally:
+        ray_cluster.kill(handle, no_restart=True)
+
+
+def test_start_returns_the_named_detached_actor(ray_cluster: Any, monitor: Any) -> None:
+    namespace = ray_cluster.get_runtime_context().namespace
+    same = ray_cluster.get_actor(ACTOR_NAME, namespace=namespace)
+    assert same._actor_id == monitor._actor_id
+
+
+def test_killed_mid_window_the_actor_resumes_with_the_same_window_results(
+    ray_cluster: Any, monitor: Any, tmp_path: Path
+) -> None:
+    straight = DriftMonitor(_settings(tmp_path / "straight"))
+    _register(straight, remote=False)
+    for i in range(8):
+        straight.record("churn", f"b{i}", _batch(i))
+
+    _register(monitor, remote=True)
+    for i in range(8):
+        if i in {2, 6}:  # mid-window: 300 and 100 rows into the open window
+            ray_cluster.kill(monitor, no_restart=False)
+        ray_cluster.get(monitor.record.remote("churn", f"b{i}", _batch(i)))
+    report = ray_cluster.get(monitor.report.remote("churn"))
+    expected = straight.report("churn")
+    assert len(report["windows"]) == 2
+    assert _windows(report) == _windows(expected)
+    assert report["open_window"] == expected["open_window"]
+
+
+def test_a_batch_retried_after_a_restart_is_not_counted_twice(
+    ray_cluster: Any, monitor: Any
+) -> None:
+    _register(monitor, remote=True)
+    ray_cluster.get(monitor.record.remote("churn", "b0", _batch(0)))
+    ray_cluster.kill(monitor, no_restart=False)
+    ray_cluster.get(monitor.record.remote("churn", "b0", _batch(0)))
+    ray_cluster.get(monitor.record.remote("churn", "b1", _batch(1)))
+    report = ray_cluster.get(monitor.report.remote("churn"))
+    assert report["open_window"]["n"] == 300
+
+
+def test_metrics_record_once_ray_is_initialised(ray_cluster: Any) -> None:
+    assert Metrics.enabled()
+    Metrics.predictions("churn", 1, 3)
+    Metrics.drift_statistic("churn", "x", "ks", 0.2)
+    Metrics.alert_state("churn", "x", "ks", "alert")
