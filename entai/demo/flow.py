@@ -167,6 +167,7 @@ def _run(settings: EntaiSettings, users: int, stages: _Stages) -> dict[str, Any]
             "mlflow": settings.mlflow.tracking_uri,
         },
         "token_file": str(settings.security.token_file),
+        "lake": settings.lake.root,
         "timings_s": stages.timings,
     }
 

@@ -63,13 +63,25 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(payload, default=str)
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is at emit time (test runners swap it)."""
+
+    @property
+    def stream(self) -> object:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _: object) -> None:
+        return
+
+
 def configure_logging(level: str = "INFO") -> None:
     """Install the JSON handler on the root logger; calling again only sets the level."""
     root = logging.getLogger()
     root.setLevel(level.upper())
     if any(getattr(h, _HANDLER_MARK, False) for h in root.handlers):
         return
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.setFormatter(JsonFormatter())
     setattr(handler, _HANDLER_MARK, True)
     root.addHandler(handler)

@@ -22,7 +22,7 @@ def test_token_lifecycle_and_audit(home: Path) -> None:
     runner = CliRunner()
     created = runner.invoke(app, ["tokens", "create", "app", "--ttl-hours", "1"])
     assert created.exit_code == 0, created.output
-    secret = created.output.strip().splitlines()[-1]
+    secret = next(line for line in created.output.splitlines() if line.startswith("entai_"))
     assert secret.startswith("entai_")
     listed = runner.invoke(app, ["tokens", "list"])
     assert listed.exit_code == 0
