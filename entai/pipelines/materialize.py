@@ -101,9 +101,19 @@ def materialize(
     lake: Lake,
     online: OnlineFeatureClient | None,
     num_blocks: int = 8,
+    rows_per_block: int = 500_000,
     on_view_done: Callable[[MaterializeReport], None] | None = None,
 ) -> list[MaterializeReport]:
-    """Materialize each view from its raw source into the offline and online stores."""
+    """Materialize each view from its raw source into the offline and online stores.
+
+    Args:
+        views: The views to compute.
+        lake: Where the raw zone and offline tables live.
+        online: Where the latest value per key goes (None: offline only).
+        num_blocks: Most hash partitions of the raw data.
+        rows_per_block: Raw rows per partition; bounds each task's memory.
+        on_view_done: Called with each view's report (progress).
+    """
     import ray.data
 
     reports = []
@@ -116,17 +126,20 @@ def materialize(
                 details={"view": view.name, "source": view.source},
             )
         raw = ray.data.read_parquet(source, filesystem=lake.fs)
-        latest: pd.DataFrame = (
-            raw.repartition(num_blocks, keys=list(view.join_keys))
-            .map_batches(
-                _ComputeAndStore,
-                fn_constructor_args=(view, lake.root, created_at),
-                batch_size=None,
-                batch_format="pandas",
-                concurrency=1,
-            )
-            .to_pandas()
+        blocks = max(1, min(num_blocks, -(-raw.count() // rows_per_block)))
+        # One block needs no shuffle: every key's history is already together.
+        partitioned = (
+            raw.repartition(1)
+            if blocks == 1
+            else raw.repartition(blocks, keys=list(view.join_keys))
         )
+        latest: pd.DataFrame = partitioned.map_batches(
+            _ComputeAndStore,
+            fn_constructor_args=(view, lake.root, created_at),
+            batch_size=None,
+            batch_format="pandas",
+            concurrency=1,
+        ).to_pandas()
         offline_rows = int(latest.pop(_WRITTEN).sum()) if not latest.empty else 0
         rows = online_rows(view, latest) if not latest.empty else []
         if online is not None:
