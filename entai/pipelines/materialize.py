@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 
@@ -25,7 +25,13 @@ from entai.shared.lake import Lake
 from entai.shared.offline_store import OfflineStore
 from entai.shared.online import FeatureRow, entity_key
 
-__all__ = ["MaterializeReport", "latest_per_key", "materialize", "online_rows"]
+__all__ = [
+    "MaterializeReport",
+    "latest_per_key",
+    "materialize",
+    "online_rows",
+    "read_watermark",
+]
 
 log = logging.getLogger(__name__)
 
@@ -72,18 +78,54 @@ def online_rows(view: FeatureView, latest: pd.DataFrame) -> list[FeatureRow]:
     ]
 
 
+def _empty_latest(view: FeatureView) -> pd.DataFrame:
+    columns = [*view.join_keys, *view.feature_names, _EVENT, _CREATED, _WRITTEN]
+    return pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
+
+
+def _watermark_path(lake: Lake, view: FeatureView) -> str:
+    return lake.path("manifests", "materialize", f"{view.name}.json")
+
+
+def read_watermark(lake: Lake, view: FeatureView) -> datetime | None:
+    """The latest event time already materialized for ``view``, if any."""
+    path = _watermark_path(lake, view)
+    if not lake.exists(path):
+        return None
+    value = lake.read_json(path).get("watermark")
+    return datetime.fromisoformat(value) if value else None
+
+
 class _ComputeAndStore:
     """Ray Data callable: transform one hash partition, append it offline, keep latest."""
 
-    def __init__(self, view: FeatureView, lake_root: str, created_at: datetime) -> None:
+    def __init__(
+        self,
+        view: FeatureView,
+        lake_root: str,
+        created_at: datetime,
+        after: datetime | None,
+        lookback: timedelta,
+    ) -> None:
         self._view = view
         self._offline = OfflineStore(Lake(lake_root))
         self._created_at = created_at
+        self._after = after
+        self._lookback = lookback
 
     def __call__(self, raw: pd.DataFrame) -> pd.DataFrame:
+        raw = raw.drop(columns=["date"], errors="ignore")
+        if self._after is not None:
+            # History back to (watermark - lookback) feeds the windows; only rows newer
+            # than the watermark are new output.
+            raw = raw[raw[_EVENT] > pd.Timestamp(self._after - self._lookback)]
         if raw.empty:
-            return pd.DataFrame()
-        features = self._view.compute(raw.drop(columns=["date"], errors="ignore"))
+            return _empty_latest(self._view)
+        features = self._view.compute(raw)
+        if self._after is not None:
+            features = features[features[_EVENT] > pd.Timestamp(self._after)]
+            if features.empty:
+                return _empty_latest(self._view)
         if _CREATED not in features.columns:
             features[_CREATED] = pd.Timestamp(self._created_at)
         written = self._offline.write(self._view, features)
@@ -102,6 +144,8 @@ def materialize(
     online: OnlineFeatureClient | None,
     num_blocks: int = 8,
     rows_per_block: int = 500_000,
+    incremental: bool = False,
+    lookback: timedelta = timedelta(days=30),
     on_view_done: Callable[[MaterializeReport], None] | None = None,
 ) -> list[MaterializeReport]:
     """Materialize each view from its raw source into the offline and online stores.
@@ -112,6 +156,10 @@ def materialize(
         online: Where the latest value per key goes (None: offline only).
         num_blocks: Most hash partitions of the raw data.
         rows_per_block: Raw rows per partition; bounds each task's memory.
+        incremental: Only emit feature rows newer than the view's committed watermark,
+            recomputed from raw history back to ``watermark - lookback``.
+        lookback: How much history the view's transform needs (its longest window);
+            the view's ttl is used when set.
         on_view_done: Called with each view's report (progress).
     """
     import ray.data
@@ -125,6 +173,7 @@ def materialize(
                 f"feature view {view.name!r} reads raw source {view.source!r}, which has no data",
                 details={"view": view.name, "source": view.source},
             )
+        after = read_watermark(lake, view) if incremental else None
         raw = ray.data.read_parquet(source, filesystem=lake.fs)
         blocks = max(1, min(num_blocks, -(-raw.count() // rows_per_block)))
         # One block needs no shuffle: every key's history is already together.
@@ -135,20 +184,23 @@ def materialize(
         )
         latest: pd.DataFrame = partitioned.map_batches(
             _ComputeAndStore,
-            fn_constructor_args=(view, lake.root, created_at),
+            fn_constructor_args=(view, lake.root, created_at, after, view.ttl or lookback),
             batch_size=None,
             batch_format="pandas",
             concurrency=1,
         ).to_pandas()
-        offline_rows = int(latest.pop(_WRITTEN).sum()) if not latest.empty else 0
+        # Ray Data drops the columns of an all-empty result.
+        written = latest.pop(_WRITTEN) if _WRITTEN in latest.columns else pd.Series(dtype=float)
+        offline_rows = int(written.fillna(0).sum())
         rows = online_rows(view, latest) if not latest.empty else []
         if online is not None:
             for start in range(0, len(rows), _ONLINE_CHUNK):
                 online.write(rows[start : start + _ONLINE_CHUNK])
-        watermark = latest[_EVENT].max().to_pydatetime() if not latest.empty else None
+        watermark = latest[_EVENT].max().to_pydatetime() if not latest.empty else after
         report = MaterializeReport(view.name, offline_rows, len(rows), watermark)
+        # Committed only now, after every online write was acknowledged.
         lake.write_json(
-            lake.path("manifests", "materialize", f"{view.name}.json"),
+            _watermark_path(lake, view),
             {"view": view.name, "watermark": watermark.isoformat() if watermark else None},
         )
         log.info("materialized view", extra={"view": view.name, "online_keys": len(rows)})

@@ -66,3 +66,40 @@ def test_offline_table_and_online_latest_match_the_transform(
     assert {str(s) for s in result["statuses"]} == {"PRESENT"}
     watermark = lake.read_json(lake.path("manifests", "materialize", "user_category_stats.json"))
     assert watermark["watermark"] == report.watermark.isoformat()
+
+
+def test_incremental_run_adds_only_new_rows_and_matches_a_full_recompute(
+    ray_cluster: Any, tmp_path: Path
+) -> None:
+    start = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(
+        days=20
+    )
+    world = EcommerceWorld(WorldConfig(n_users=50, n_products=40, days=20, start=start, seed=5))
+    events = world.events()
+    cut = start + timedelta(days=14)
+    lake = Lake(str(tmp_path / "lake"))
+    _land_raw(lake, events[events["event_timestamp"] < cut])
+    online = OnlineFeatureClient(None, direct_store=MemoryOnlineStore())
+    (first,) = materialize([user_category_stats], lake=lake, online=online)
+    _land_raw(lake, events[events["event_timestamp"] >= cut])
+    (second,) = materialize([user_category_stats], lake=lake, online=online, incremental=True)
+    (third,) = materialize([user_category_stats], lake=lake, online=online, incremental=True)
+
+    full = user_category_transform(events)
+    keys = ["user_id", "category", "event_timestamp"]
+    offline = OfflineStore(lake).read(user_category_stats)
+    assert first.offline_rows + second.offline_rows == len(full) == len(offline)
+    assert not offline.duplicated(keys).any()
+    assert third.offline_rows == 0 and third.watermark == second.watermark
+    merged = full.merge(offline, on=keys, suffixes=("", "_stored"))
+    assert (merged["views_7d"].astype(float) == merged["views_7d_stored"].astype(float)).all()
+    latest = full.sort_values("event_timestamp").drop_duplicates(
+        ["user_id", "category"], keep="last"
+    )
+    response = online.get_online_features(
+        {"user_category_stats": ["purchases_30d"]},
+        latest[["user_id", "category"]].to_dict("records"),
+        {"user_category_stats": None},
+    )
+    values = response["results"][0]["values"]
+    assert values == latest["purchases_30d"].astype(float).tolist()
