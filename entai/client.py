@@ -112,7 +112,7 @@ def platform_status(settings: EntaiSettings, *, timeout_s: float = 5.0) -> dict[
             rows.append({"kind": "actor", "name": name, "state": state})
         try:
             serve_status = serve.status()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - Serve not running is a status, not an error
             log.debug("serve status unavailable", extra={"error": repr(exc)})
         else:
             for app_name, app in serve_status.applications.items():

@@ -239,7 +239,7 @@ def _validated(
             _pack, batch_format="pyarrow", batch_size=_BATCH_ROWS, fn_kwargs=kwargs
         )
         blocks = list(packed.iter_batches(batch_format="pyarrow", batch_size=None))
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - re-raised below as a clear ingest error
         cause = _root_cause(exc)
         if isinstance(cause, EntaiError):
             named = cause.message if cause.message.startswith(uri) else f"{uri}: {cause.message}"

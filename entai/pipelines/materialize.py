@@ -6,11 +6,14 @@ all of it), applies the view's shared transform block by block, appends the resu
 to the offline table from the workers, and returns only the latest row per key to
 the driver, which writes those to the online store. The view's watermark (the
 latest event time materialized) is committed after the online write is acknowledged,
-so a crash before that point re-runs the view without losing anything.
+so a crash before that point re-runs the view without losing anything; offline files
+are named by a hash of their rows' keys and times, so the re-run replaces what the
+crashed run wrote instead of appending it again.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -31,6 +34,7 @@ __all__ = [
     "materialize",
     "online_rows",
     "read_watermark",
+    "rows_file_id",
 ]
 
 log = logging.getLogger(__name__)
@@ -78,6 +82,12 @@ def online_rows(view: FeatureView, latest: pd.DataFrame) -> list[FeatureRow]:
     ]
 
 
+def rows_file_id(prefix: str, rows: pd.DataFrame) -> str:
+    """A file name for a set of feature rows that a replay of the same rows reproduces."""
+    hashed = pd.util.hash_pandas_object(rows, index=False).sort_values().to_numpy()
+    return f"{prefix}{hashlib.sha256(hashed.tobytes()).hexdigest()[:20]}"
+
+
 def _empty_latest(view: FeatureView) -> pd.DataFrame:
     columns = [*view.join_keys, *view.feature_names, _EVENT, _CREATED, _WRITTEN]
     return pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
@@ -113,6 +123,9 @@ class _ComputeAndStore:
         self._after = after
         self._lookback = lookback
 
+    def _file_id(self, features: pd.DataFrame) -> str:
+        return rows_file_id(f"m{self._after or ''}-", features[[*self._view.join_keys, _EVENT]])
+
     def __call__(self, raw: pd.DataFrame) -> pd.DataFrame:
         raw = raw.drop(columns=["date"], errors="ignore")
         if self._after is not None:
@@ -128,7 +141,7 @@ class _ComputeAndStore:
                 return _empty_latest(self._view)
         if _CREATED not in features.columns:
             features[_CREATED] = pd.Timestamp(self._created_at)
-        written = self._offline.write(self._view, features)
+        written = self._offline.write(self._view, features, file_id=self._file_id(features))
         latest = latest_per_key(features, self._view.join_keys).reset_index(drop=True)
         # The offline row count rides on the first latest row; the driver sums it.
         latest[_WRITTEN] = 0

@@ -48,7 +48,7 @@ import pyarrow.parquet as pq
 
 from entai.actors.event_bus import DONE, Delivery, EventBus
 from entai.actors.online_client import OnlineFeatureClient
-from entai.pipelines.materialize import latest_per_key, online_rows
+from entai.pipelines.materialize import latest_per_key, online_rows, rows_file_id
 from entai.shared.contracts import DataContract
 from entai.shared.definitions import CREATED_TIMESTAMP, EVENT_TIMESTAMP, FeatureView
 from entai.shared.errors import InvalidInputError
@@ -104,6 +104,7 @@ def push(
     lake: Lake,
     online: OnlineFeatureClient | None,
     created_at: datetime | None = None,
+    file_id: str | None = None,
 ) -> int:
     """Write already-computed feature rows to a view: offline table, then online store.
 
@@ -119,7 +120,7 @@ def push(
     frame = conform(view, df)
     if CREATED_TIMESTAMP not in frame.columns:
         frame[CREATED_TIMESTAMP] = pd.Timestamp(created_at or datetime.now(UTC)).as_unit("ns")
-    written = OfflineStore(lake).write(view, frame)
+    written = OfflineStore(lake).write(view, frame, file_id=file_id)
     if online is not None and written:
         online.write(online_rows(view, latest_per_key(frame, view.join_keys)))
     return written
@@ -298,7 +299,9 @@ class StreamConsumer:
             recomputed = view.compute(self._history_frame(view, keys, since - lookback))
             recomputed = recomputed[recomputed[EVENT_TIMESTAMP] >= since]
             features = recomputed.merge(keys, on=list(view.join_keys), how="inner")
-        return push(view, features, lake=self.lake, online=self.online)
+        # Named by the rows it holds, a redelivered batch replaces its own offline files.
+        file_id = rows_file_id("s", features[[*view.join_keys, EVENT_TIMESTAMP]])
+        return push(view, features, lake=self.lake, online=self.online, file_id=file_id)
 
     def _history_frame(
         self, view: FeatureView, keys: pd.DataFrame, start: pd.Timestamp

@@ -161,10 +161,12 @@ class OfflineStore:
     def __repr__(self) -> str:
         return f"OfflineStore(lake={self.lake!r})"
 
-    def write(self, view: FeatureView, df: pd.DataFrame) -> int:
+    def write(self, view: FeatureView, df: pd.DataFrame, *, file_id: str | None = None) -> int:
         """Append rows to a view's table in new Parquet files; return the row count.
 
-        ``created_timestamp`` defaults to now (UTC) when the frame has none.
+        ``created_timestamp`` defaults to now (UTC) when the frame has none. ``file_id``
+        names the files: writing again with the same id replaces them, so a replayed
+        batch does not duplicate rows.
 
         Raises:
             ContractViolationError: the frame does not fit the view (see :func:`conform`).
@@ -189,7 +191,7 @@ class OfflineStore:
             self.lake.offline(view.name),
             format="parquet",
             partitioning=_PARTITIONING,
-            basename_template=f"part-{uuid.uuid4().hex}-{{i}}.parquet",
+            basename_template=f"part-{file_id or uuid.uuid4().hex}-{{i}}.parquet",
             existing_data_behavior="overwrite_or_ignore",
             filesystem=self.lake.fs,
         )

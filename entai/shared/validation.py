@@ -221,7 +221,9 @@ def _column_failures(
     if column.min is not None or column.max is not None:
         low = pc.less(typed, column.min) if column.min is not None else None
         high = pc.greater(typed, column.max) if column.max is not None else None
-        outside = _mask(pc.or_(low, high) if low is not None and high is not None else low or high)
+        # `low or high` would test an (empty) Arrow array's truth value: spell it out.
+        either = low if high is None else high if low is None else pc.or_(low, high)
+        outside = _mask(either)
         reason = f"range({name}): outside [{column.min}, {column.max}]"
         found.append(RuleFailure("range", name, reason, outside))
     if column.allowed is not None:

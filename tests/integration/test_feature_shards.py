@@ -180,7 +180,7 @@ def test_killing_a_shard_mid_stream_loses_no_acknowledged_write(
                 ]
                 client.write(rows)
                 acked.append(batch)
-        except BaseException as exc:  # recorded, then asserted on in the main thread
+        except BaseException as exc:  # noqa: BLE001 - recorded, asserted in the main thread
             errors.append(exc)
 
     thread = threading.Thread(target=writer)

@@ -41,6 +41,11 @@ def test_offline_table_and_online_latest_match_the_transform(
     (report,) = materialize(
         [user_category_stats], lake=lake, online=online, num_blocks=3, rows_per_block=1_000
     )
+    # a re-run over the same raw data (e.g. after a crash) replaces, never duplicates
+    (rerun,) = materialize(
+        [user_category_stats], lake=lake, online=online, num_blocks=3, rows_per_block=1_000
+    )
+    assert rerun.offline_rows == report.offline_rows
 
     expected = user_category_transform(events)
     keys = ["user_id", "category", "event_timestamp"]

@@ -1,0 +1,428 @@
+"""Right to erasure: the coordinator and the platform's built-in erasure stores.
+
+:func:`erase` authorises the caller (``governance:erase``) through the governance
+service, finds the subject's entity keys and request ids (discovery), runs every
+registered store, lists the immutable training datasets and model versions that used
+the subject (to be retrained; they are never rewritten), runs the verification scan
+(:func:`verify_erased`) and audits the receipt. The audit entry and the receipt name
+the subject by its digest only.
+
+Built-in stores, in order: ``online`` (feature shards' memory, or the Redis prefix),
+``offline`` (feature tables), ``raw``, ``quarantine``, ``predictions`` (the lake's
+prediction log) and ``drift_monitor`` (the DriftMonitor actor's stored samples). Other
+modules add theirs with :func:`register_store`, a factory ``settings -> Store``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from entai.shared.erasure import (
+    ErasureReceipt,
+    ErasureRequest,
+    LakeZoneStore,
+    Store,
+    StoreReceipt,
+    Subject,
+    datasets_with_subject,
+    now_iso,
+)
+from entai.shared.errors import EntaiError, InvalidInputError
+from entai.shared.lake import Lake
+from entai.shared.masking import resolve_hmac_key
+from entai.shared.policy import Permission, Principal
+from entai.shared.settings import EntaiSettings, RedisOnlineStoreSettings
+
+__all__ = [
+    "ERASE_ACTION",
+    "DriftMonitorStore",
+    "OnlineStoreEraser",
+    "StoreFactory",
+    "erase",
+    "model_versions_using",
+    "register_store",
+    "registered_stores",
+    "subject_for",
+    "verify_erased",
+]
+
+logger = logging.getLogger(__name__)
+
+ERASE_ACTION = "governance:erase"
+_REQUEST_ID = "request_id"
+_SCAN_BATCH = 1000
+
+StoreFactory = Callable[[EntaiSettings], Store]
+"""Builds a store from settings; a Store class taking settings is one."""
+
+_REGISTRY: dict[str, StoreFactory] = {}
+_Found = tuple[Any, str, str]
+
+
+def register_store(factory: StoreFactory, *, name: str | None = None) -> StoreFactory:
+    """Add an erasure store (usable as a class decorator); a name registered again is replaced.
+
+    Args:
+        factory: ``settings -> Store``.
+        name: Registry name; the factory's ``__name__`` by default.
+    """
+    _REGISTRY[name or str(getattr(factory, "__name__", repr(factory)))] = factory
+    return factory
+
+
+def registered_stores(settings: EntaiSettings) -> list[Store]:
+    """Every registered store, built for ``settings``, in registration order."""
+    return [factory(settings) for factory in _REGISTRY.values()]
+
+
+def _ray_actor(settings: EntaiSettings, name: str) -> Any | None:
+    """The named actor in the settings' namespace, or None (no Ray, or no such actor)."""
+    import ray
+
+    if not ray.is_initialized():
+        return None
+    try:
+        return ray.get_actor(name, namespace=settings.ray.namespace)
+    except ValueError:
+        return None
+
+
+class OnlineStoreEraser:
+    """The online store: Redis keys under the prefix, or the memory shards' rows.
+
+    With Redis the key names are scanned (``SCAN``) and deleted directly; shards keep no
+    cache of Redis rows. With the memory backend every shard actor is scanned and asked
+    to delete its matching rows; without running shards there is nothing to erase.
+    """
+
+    name = "online"
+
+    def __init__(self, settings: EntaiSettings) -> None:
+        self._settings = settings
+
+    def _redis(self) -> Any:
+        import redis
+
+        store = self._settings.online_store
+        assert isinstance(store, RedisOnlineStoreSettings)
+        return redis.Redis.from_url(store.url.get_secret_value())
+
+    def _redis_found(self, subject: Subject) -> list[_Found]:
+        store = self._settings.online_store
+        assert isinstance(store, RedisOnlineStoreSettings)
+        skip = len(store.key_prefix) + 1
+        pattern = "".join("\\" + c if c in "*?[]\\" else c for c in store.key_prefix) + ":*"
+        client = self._redis()
+        try:
+            names = list(client.scan_iter(match=pattern, count=_SCAN_BATCH))
+        finally:
+            client.close()
+        parts = [n.decode()[skip:].partition(":") for n in names]
+        hits = _key_hits(subject, [key for _, _, key in parts])
+        return [
+            (name, view, key)
+            for name, (view, _, key), hit in zip(names, parts, hits, strict=True)
+            if hit
+        ]
+
+    def _shards(self) -> list[Any]:
+        from entai.actors.feature_shard import shard_name
+
+        found = (
+            _ray_actor(self._settings, shard_name(i))
+            for i in range(self._settings.online_store.num_shards)
+        )
+        return [h for h in found if h is not None]
+
+    def _found(self, subject: Subject) -> list[_Found] | None:
+        """(Redis key name or shard handle, view, entity key) of each subject row."""
+        if isinstance(self._settings.online_store, RedisOnlineStoreSettings):
+            return self._redis_found(subject)
+        shards = self._shards()
+        if not shards:
+            return None
+        import ray
+
+        found: list[_Found] = []
+        for handle, rows in zip(
+            shards, ray.get([h.scan.remote(None) for h in shards]), strict=True
+        ):
+            hits = _key_hits(subject, [r.entity_key for r in rows])
+            found += [
+                (handle, r.view, r.entity_key) for r, hit in zip(rows, hits, strict=True) if hit
+            ]
+        return found
+
+    def discover(self, subject: Subject) -> set[str]:
+        """The subject's full entity keys in the online store (composite keys included)."""
+        return {key for _, _, key in self._found(subject) or []}
+
+    def erase(self, subject: Subject) -> StoreReceipt:
+        """Delete every online row whose entity key contains the subject."""
+        start = time.perf_counter()
+        found = self._found(subject)
+        if found is None:
+            note = "no feature shard actors are running: the memory backend holds nothing"
+            return StoreReceipt(self.name, "absent", note=note)
+        if isinstance(self._settings.online_store, RedisOnlineStoreSettings):
+            client = self._redis()
+            try:
+                for i in range(0, len(found), _SCAN_BATCH):
+                    client.delete(*(name for name, _, _ in found[i : i + _SCAN_BATCH]))
+            finally:
+                client.close()
+        else:
+            import ray
+
+            handles = {id(h): h for h, _, _ in found}
+            groups: dict[tuple[int, str], list[str]] = {}
+            for handle, view, key in found:
+                groups.setdefault((id(handle), view), []).append(key)
+            ray.get([handles[h].delete.remote(v, keys) for (h, v), keys in groups.items()])
+        per_view = Counter(view for _, view, _ in found)
+        return StoreReceipt(
+            self.name,
+            "erased" if found else "clean",
+            rows_removed=len(found),
+            touched=tuple(f"{v}:{n}" for v, n in sorted(per_view.items())),
+            seconds=round(time.perf_counter() - start, 4),
+        )
+
+    def scan(self, subject: Subject) -> int:
+        """Online rows of the subject left."""
+        return len(self._found(subject) or [])
+
+
+def _key_hits(subject: Subject, keys: Sequence[str]) -> list[bool]:
+    import pyarrow as pa
+
+    mask = subject.key_mask(pa.array(list(keys), pa.string()))
+    return [bool(v) for v in mask.to_numpy(zero_copy_only=False)]
+
+
+class DriftMonitorStore:
+    """The DriftMonitor actor's prediction log and sampled values, tagged by entity key.
+
+    Erasing calls the actor's ``erase`` with the subject's entity keys and request ids.
+    Its checkpoints (``<lake>/monitoring/``) mirror its state after every change, so the
+    scan reads them. Without the actor the receipt says so.
+    """
+
+    name = "drift_monitor"
+
+    def __init__(self, settings: EntaiSettings) -> None:
+        self._settings = settings
+        self._lake = Lake(settings.lake.root)
+
+    def erase(self, subject: Subject) -> StoreReceipt:
+        """Ask the running DriftMonitor to drop the subject's rows and samples."""
+        import ray
+
+        from entai.actors.drift_monitor import ACTOR_NAME
+
+        start = time.perf_counter()
+        handle = _ray_actor(self._settings, ACTOR_NAME)
+        if handle is None:
+            note = f"the {ACTOR_NAME} actor is not running; its checkpoints are only scanned"
+            return StoreReceipt(self.name, "absent", seconds=0.0, note=note)
+        dropped = int(ray.get(handle.erase.remote(subject.entity_keys()), timeout=120))
+        return StoreReceipt(
+            self.name,
+            "erased" if dropped else "clean",
+            rows_removed=dropped,
+            touched=("monitoring",) if dropped else (),
+            seconds=round(time.perf_counter() - start, 4),
+        )
+
+    def scan(self, subject: Subject) -> int:
+        """Traces of the subject in the monitor's checkpoints."""
+        import re
+
+        import pyarrow.fs as pafs
+
+        pattern = re.compile(subject.trace_pattern().encode())
+        root = self._lake.path("monitoring")
+        selector = pafs.FileSelector(root, recursive=True, allow_not_found=True)
+        files = [
+            i.path
+            for i in self._lake.fs.get_file_info(selector)
+            if i.type == pafs.FileType.File and i.base_name == "state.json"
+        ]
+        return sum(len(pattern.findall(self._lake.read_bytes(p))) for p in files)
+
+
+def _zone(name: str, *zones: str) -> StoreFactory:
+    def build(settings: EntaiSettings) -> Store:
+        return LakeZoneStore(name, Lake(settings.lake.root), zones)
+
+    build.__name__ = name
+    return build
+
+
+for _factory in (
+    OnlineStoreEraser,
+    _zone("offline", "offline"),
+    _zone("raw", "raw"),
+    _zone("quarantine", "quarantine"),
+    _zone("predictions", "predictions"),
+    DriftMonitorStore,
+):
+    register_store(_factory)
+
+
+# -- lineage ------------------------------------------------------------------------
+
+
+def model_versions_using(settings: EntaiSettings, dataset_ids: Sequence[str]) -> list[str]:
+    """Registered model versions (``name/version``) whose lineage tags name a dataset."""
+    if not dataset_ids:
+        return []
+    uri = settings.mlflow.tracking_uri
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
+        return []
+    from entai.actors.model_registry import ModelRegistry
+
+    wanted = set(dataset_ids)
+    registry = ModelRegistry(settings.mlflow)
+    found = []
+    for model in registry.list_models():
+        for info in registry.versions(model["name"]):
+            if wanted & set(info.tags.values()):
+                found.append(f"{info.name}/{info.version}")
+    return found
+
+
+# -- the coordinator ----------------------------------------------------------------
+
+
+class _Governance:
+    """The governance actor when it runs, else a local GovernanceChecker (one audit writer)."""
+
+    def __init__(self, settings: EntaiSettings, service: Any | None) -> None:
+        from entai.actors.governance import ACTOR_NAME, GovernanceChecker
+
+        actor = None if service is not None else _ray_actor(settings, ACTOR_NAME)
+        self._remote = actor is not None
+        self._service = service or actor or GovernanceChecker(settings)
+
+    def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        if not self._remote:
+            return getattr(self._service, method)(*args, **kwargs)
+        import ray
+
+        return ray.get(getattr(self._service, method).remote(*args, **kwargs), timeout=120)
+
+
+def subject_for(
+    settings: EntaiSettings, entity: ErasureRequest | dict[str, int | str], hmac_key: bytes | None
+) -> Subject:
+    """The subject matcher of an entity, with the platform's pseudonymisation key."""
+    values = entity.entity if isinstance(entity, ErasureRequest) else entity
+    return Subject.of(values, hmac_key or resolve_hmac_key(settings))
+
+
+def _discover(stores: Sequence[Store], subject: Subject) -> Subject:
+    """Add the entity keys and request ids the stores know for the subject."""
+    tags: set[str] = set()
+    for store in stores:
+        if isinstance(store, OnlineStoreEraser):
+            tags |= store.discover(subject)
+        elif isinstance(store, LakeZoneStore):
+            tags |= store.find_tags(subject, _REQUEST_ID)
+    return subject.with_tags(tags)
+
+
+def _run(store: Store, subject: Subject) -> StoreReceipt:
+    try:
+        return store.erase(subject)
+    except Exception as exc:  # one failing store must not stop the others
+        message = exc.message if isinstance(exc, EntaiError) else type(exc).__name__
+        logger.exception("erasure store failed", extra={"store": store.name})
+        return StoreReceipt(store.name, "failed", note=f"erase failed: {message}")
+
+
+def verify_erased(
+    settings: EntaiSettings, subject: Subject, *, stores: Sequence[Store] | None = None
+) -> dict[str, int]:
+    """The verification scan: store name -> traces of the subject left (all 0 after erase)."""
+    out = {}
+    for store in registered_stores(settings) if stores is None else stores:
+        try:
+            out[store.name] = store.scan(subject)
+        except EntaiError as exc:
+            logger.warning("erasure scan failed", extra={"store": store.name, "error": exc.message})
+            out[store.name] = -1
+    return out
+
+
+def erase(
+    settings: EntaiSettings,
+    request: ErasureRequest,
+    *,
+    caller: str | Principal,
+    stores: Sequence[Store] | None = None,
+    governance: Any | None = None,
+    hmac_key: bytes | None = None,
+) -> ErasureReceipt:
+    """Erase a data subject from every store; audit and return the receipt.
+
+    Args:
+        settings: Platform settings (absolute paths: ``settings.resolved()``).
+        request: Who is to be erased, by whom and why.
+        caller: A token, or an in-cluster Principal, needing ``governance:erase``.
+        stores: The stores to erase from (default: every registered store).
+        governance: A GovernanceChecker (or compatible) object; default: the running
+            ``entai-governance`` actor, else a local checker.
+        hmac_key: The pseudonymisation key; default: ``resolve_hmac_key(settings)``.
+
+    Returns:
+        The receipt; ``receipt.complete`` is False when a store failed or the
+        verification scan still found traces.
+
+    Raises:
+        AuthenticationError: for a missing, bad, expired or revoked token.
+        PermissionDeniedError: without ``governance:erase`` (the denial is audited).
+    """
+    if not isinstance(request, ErasureRequest):
+        raise InvalidInputError("request must be an ErasureRequest", details={"field": "request"})
+    service = _Governance(settings, governance)
+    subject = subject_for(settings, request, hmac_key)
+    resource = f"subject:{subject.digest}"
+    decision = service.call("authorize", caller, Permission.GOVERNANCE_ERASE, resource)
+    started = now_iso()
+    chosen = registered_stores(settings) if stores is None else list(stores)
+    subject = _discover(chosen, subject)
+    receipts = tuple(_run(store, subject) for store in chosen)
+    datasets = datasets_with_subject(Lake(settings.lake.root), subject)
+    receipt = ErasureReceipt(
+        erasure_id=uuid.uuid4().hex,
+        subject=subject.digest,
+        requested_by=request.requested_by,
+        principal=decision.principal,
+        reason=request.reason,
+        started_at=started,
+        finished_at=now_iso(),
+        stores=receipts,
+        retrain_datasets=datasets,
+        retrain_models=tuple(model_versions_using(settings, sorted(datasets))),
+        remaining=verify_erased(settings, subject, stores=chosen),
+    )
+    service.call(
+        "audit",
+        ERASE_ACTION,
+        decision.principal,
+        resource,
+        "allow" if receipt.complete else "incomplete",
+        details=receipt.to_dict(),
+    )
+    logger.info(
+        "erasure done",
+        extra={"erasure_id": receipt.erasure_id, "subject": subject.digest, "ok": receipt.complete},
+    )
+    return receipt
