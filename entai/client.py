@@ -51,7 +51,7 @@ def start_services(settings: EntaiSettings) -> dict[str, Any]:
     for i, handle in enumerate(start_shards(settings, namespace)):
         handles[shard_name(i)] = handle
     handles[GOVERNANCE] = start_governance(settings, namespace)
-    handles[REGISTRY] = start_registry(settings.mlflow, namespace)
+    handles[REGISTRY] = start_registry(settings.mlflow, namespace, policy=settings.registry.policy)
     return handles
 
 
@@ -223,3 +223,20 @@ def governance_service(settings: EntaiSettings) -> Any:
         return GovernanceChecker(settings)
     connect_ray(settings, address=address)
     return _SyncActor(ray.get_actor(GOVERNANCE, namespace=settings.ray.namespace))
+
+
+def registry_service(settings: EntaiSettings) -> Any:
+    """The model registry: the running actor if entai is up, else a local instance.
+
+    Going through the actor when it runs wakes the serving replicas that wait on it
+    for alias changes at once.
+    """
+    import ray
+
+    from entai.actors.model_registry import ModelRegistry
+
+    address, _ = _address(settings)
+    if address is None:
+        return ModelRegistry(settings.mlflow, policy=settings.registry.policy)
+    connect_ray(settings, address=address)
+    return _SyncActor(ray.get_actor(REGISTRY, namespace=settings.ray.namespace))

@@ -61,6 +61,7 @@ def _demo_settings(settings: EntaiSettings) -> EntaiSettings:
         log_level=settings.log_level,
         ray=settings.ray,
         online_store=settings.online_store,
+        registry=settings.registry,
         serve=settings.serve,
     ).resolved()
 
@@ -180,7 +181,9 @@ def _start_services(settings: EntaiSettings) -> Any:
     from entai.actors.online_client import OnlineFeatureClient
 
     shards = start_shards(settings, settings.ray.namespace)
-    registry = start_registry(settings.mlflow, settings.ray.namespace)
+    registry = start_registry(
+        settings.mlflow, settings.ray.namespace, policy=settings.registry.policy
+    )
     ray.get([h.__ray_ready__.remote() for h in [*shards, registry]])
     return OnlineFeatureClient(shards)
 

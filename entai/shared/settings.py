@@ -24,6 +24,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from entai.shared.errors import ConfigError
+from entai.shared.promotion import PromotionPolicy
 
 __all__ = [
     "EntaiSettings",
@@ -33,6 +34,7 @@ __all__ = [
     "OnlineStoreSettings",
     "RaySettings",
     "RedisOnlineStoreSettings",
+    "RegistrySettings",
     "SecuritySettings",
     "ServeSettings",
     "load_settings",
@@ -101,6 +103,12 @@ class MlflowSettings(_Section):
     experiment: str = "entai"
 
 
+class RegistrySettings(_Section):
+    """Promotion gates of the model registry."""
+
+    policy: PromotionPolicy = PromotionPolicy()
+
+
 class ServeSettings(_Section):
     """Ray Serve HTTP ingress."""
 
@@ -146,6 +154,7 @@ class EntaiSettings(BaseSettings):
     lake: LakeSettings = LakeSettings()
     online_store: OnlineStoreSettings = MemoryOnlineStoreSettings()
     mlflow: MlflowSettings = MlflowSettings()
+    registry: RegistrySettings = RegistrySettings()
     serve: ServeSettings = ServeSettings()
     security: SecuritySettings = SecuritySettings()
 

@@ -1,0 +1,143 @@
+"""Training and registry commands: train, tune, models list|show|promote|rollback|card."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from entai.cli._app import ConfigOption, app, console, settings_from
+from entai.cli.governance import TokenOption, caller_token
+from entai.shared.settings import EntaiSettings
+
+__all__ = ["models_app"]
+
+models_app = typer.Typer(help="The model registry: versions, aliases, cards.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+
+ConfigFile = Annotated[Path, typer.Option("--config", "-f", help="YAML file.", exists=True)]
+
+
+@app.command()
+def train(config_file: ConfigFile, config: ConfigOption = None) -> dict[str, Any]:
+    """Build the training set, train on Ray Train, evaluate, log to MLflow, register."""
+    from entai.actors.runtime import connect_ray
+    from entai.pipelines.run_training import run_training
+    from entai.pipelines.train_config import TrainConfig
+
+    settings = settings_from(config)
+    connect_ray(settings)
+    with console.status("training..."):
+        result = run_training(settings, TrainConfig.from_yaml(config_file))
+    console.print(result)
+    return result
+
+
+@app.command()
+def tune(config_file: ConfigFile, config: ConfigOption = None) -> dict[str, Any]:
+    """Search XGBoost parameters with Ray Tune (ASHA), retrain the best, register it."""
+    from entai.actors.runtime import connect_ray
+    from entai.pipelines.run_training import run_tuning
+    from entai.pipelines.train_config import TuneConfig
+
+    settings = settings_from(config)
+    connect_ray(settings)
+    with console.status("tuning..."):
+        result = run_tuning(settings, TuneConfig.from_yaml(config_file))
+    console.print(result)
+    return result
+
+
+def _registry(settings: EntaiSettings) -> Any:
+    from entai.client import registry_service
+
+    return registry_service(settings)
+
+
+def _approver(settings: EntaiSettings, token: str | None, permission: str, model: str) -> str:
+    """The principal behind the caller's token, if it holds ``permission``."""
+    from entai.client import governance_service
+
+    decision = governance_service(settings).authorize(
+        caller_token(settings, token), permission, f"model:{model}"
+    )
+    return str(decision.principal)
+
+
+@models_app.command("list")
+def models_list(config: ConfigOption = None) -> list[dict[str, Any]]:
+    """Registered models with their aliases."""
+    models: list[dict[str, Any]] = _registry(settings_from(config)).list_models()
+    table = Table("model", "latest version", "aliases")
+    for m in models:
+        aliases = ", ".join(f"{a}={v}" for a, v in sorted(m["aliases"].items()))
+        table.add_row(m["name"], str(m["latest_version"]), aliases or "-")
+    console.print(table)
+    return models
+
+
+@models_app.command("show")
+def models_show(name: str, config: ConfigOption = None) -> dict[str, Any]:
+    """Versions of a model with lineage, and its alias history."""
+    registry = _registry(settings_from(config))
+    versions = registry.versions(name)
+    history = registry.alias_history(name)
+    table = Table("version", "aliases", "registrant", "run")
+    for v in versions:
+        table.add_row(
+            str(v.version),
+            ", ".join(v.aliases) or "-",
+            v.tags.get("entai.registrant", "?"),
+            v.run_id or "-",
+        )
+    console.print(table)
+    for move in history:
+        console.print(
+            f"{move.get('at', '?')}: {move.get('alias')} -> v{move.get('version')} "
+            f"by {move.get('by')} ({move.get('reason', '')})"
+        )
+    return {"versions": versions, "history": history}
+
+
+@models_app.command("promote")
+def models_promote(
+    name: str,
+    version: int,
+    alias: Annotated[str, typer.Option(help="champion, challenger or shadow.")] = "champion",
+    reason: Annotated[str, typer.Option(help="Why; recorded in the history.")] = "",
+    token: TokenOption = None,
+    config: ConfigOption = None,
+) -> Any:
+    """Move an alias to a version through the promotion gates (needs models:approve)."""
+    settings = settings_from(config)
+    approver = _approver(settings, token, "models:approve", name)
+    info = _registry(settings).promote(name, version, alias, approver=approver, reason=reason)
+    console.print(f"{name}: {alias} -> v{info.version} (approved by {approver})")
+    return info
+
+
+@models_app.command("rollback")
+def models_rollback(
+    name: str,
+    alias: Annotated[str, typer.Option(help="Alias to move back.")] = "champion",
+    reason: Annotated[str, typer.Option(help="Why; recorded in the history.")] = "",
+    token: TokenOption = None,
+    config: ConfigOption = None,
+) -> Any:
+    """Move an alias back to its previous holder (needs models:approve)."""
+    settings = settings_from(config)
+    by = _approver(settings, token, "models:approve", name)
+    info = _registry(settings).rollback(name, alias, by=by, reason=reason)
+    console.print(f"{name}: {alias} rolled back to v{info.version}")
+    return info
+
+
+@models_app.command("card")
+def models_card(name: str, version: int, config: ConfigOption = None) -> str:
+    """Print a version's model card."""
+    card = _registry(settings_from(config)).card(name, version)
+    text = str(card.to_markdown())
+    console.print(text, markup=False, highlight=False)
+    return text
