@@ -1,0 +1,249 @@
+"""Erasure, pure part and coordinator without Ray: matcher, file rewrites, receipts, audit."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from entai.actors.governance import GovernanceChecker
+from entai.pipelines.erasure import erase, registered_stores, verify_erased
+from entai.shared.audit import AuditLog
+from entai.shared.erasure import (
+    ErasureRequest,
+    LakeZoneStore,
+    Subject,
+    datasets_with_subject,
+    lake_traces,
+    parse_entity,
+)
+from entai.shared.errors import InvalidInputError, PermissionDeniedError
+from entai.shared.lake import Lake
+from entai.shared.masking import pseudonym
+from entai.shared.settings import EntaiSettings, load_settings
+
+KEY = b"unit-erasure-key-0123456789abcdef"
+SUBJECT = Subject.of({"user_id": 42}, KEY)
+P42, P43 = pseudonym(42, KEY), pseudonym(43, KEY)
+
+
+def write_parquet(path: Path, table: pa.Table) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, path)
+    return path
+
+
+def events(ids: list[int]) -> pa.Table:
+    return pa.table(
+        {"user_id": pa.array(ids, pa.int64()), "amount": [float(i) for i in range(len(ids))]}
+    )
+
+
+# -- requests and the matcher ---------------------------------------------------------
+
+
+def test_parse_entity_types_integer_literals() -> None:
+    assert parse_entity(["user_id=42", "email=a@b.c"]) == {"user_id": 42, "email": "a@b.c"}
+    for bad in (["user_id"], ["user_id="], ["=4"], ["a=1", "a=2"]):
+        with pytest.raises(InvalidInputError):
+            parse_entity(bad)
+
+
+def test_request_refuses_empty_entity_bad_values_and_anonymous_requests() -> None:
+    with pytest.raises(InvalidInputError, match="entity"):
+        ErasureRequest({}, "dpo")
+    with pytest.raises(InvalidInputError, match="user_id"):
+        ErasureRequest({"user_id": 1.5}, "dpo")  # type: ignore[dict-item]
+    with pytest.raises(InvalidInputError, match="requested_by"):
+        ErasureRequest({"user_id": 1}, " ")
+
+
+def test_subject_repr_and_digest_hide_the_values() -> None:
+    text = repr(SUBJECT) + SUBJECT.digest
+    assert "42" not in text.replace(SUBJECT.digest, "")
+    assert P42 not in text
+    assert SUBJECT.digest != Subject.of({"user_id": 42}, b"another-key-0123456789").digest
+
+
+def test_row_mask_matches_typed_value_string_form_and_pseudonym_only() -> None:
+    table = pa.table(
+        {
+            "user_id": pa.array(["42", P42, P43, "420", "4", None], pa.string()),
+            "x": range(6),
+        }
+    )
+    assert SUBJECT.row_mask(table).to_pylist() == [True, True, False, False, False, False]
+    typed = events([42, 43, 420, 42])
+    assert SUBJECT.row_mask(typed).to_pylist() == [True, False, False, True]
+    dictionary = pa.table({"user_id": pa.array(["42", "7"]).dictionary_encode()})
+    assert SUBJECT.row_mask(dictionary).to_pylist() == [True, False]
+    assert SUBJECT.row_mask(pa.table({"other_id": [42]})).to_pylist() == [False]
+
+
+def test_key_mask_finds_composite_entity_keys_but_not_lookalikes() -> None:
+    keys = [
+        "user_id=i:42",
+        'category=s:"books"|user_id=i:42',
+        f'user_id=s:"{P42}"',
+        "user_id=i:420",
+        'category=s:"user_id=i:42x"|user_id=i:7',
+        "user_id=i:4",
+    ]
+    assert SUBJECT.key_mask(pa.array(keys)).to_pylist() == [True, True, True, False, False, False]
+    tagged = SUBJECT.with_tags({"req-9"})
+    assert tagged.key_mask(pa.array(["req-9", "req-1"])).to_pylist() == [True, False]
+
+
+def test_multi_key_subject_needs_every_key() -> None:
+    both = Subject.of({"user_id": 42, "category": "books"}, KEY)
+    table = pa.table({"user_id": [42, 42, 7], "category": ["books", "toys", "books"]})
+    assert both.row_mask(table).to_pylist() == [True, False, False]
+    assert 'category=s:"books"|user_id=i:42' in both.entity_keys()
+
+
+# -- lake zones ----------------------------------------------------------------------
+
+
+def test_zone_store_rewrites_only_files_holding_the_subject(tmp_path: Path) -> None:
+    lake = Lake(str(tmp_path / "lake"))
+    root = tmp_path / "lake" / "offline" / "user_stats"
+    mixed = write_parquet(root / "date=2026-01-01" / "part-a.parquet", events([1, 42, 2, 42]))
+    other = write_parquet(root / "date=2026-01-02" / "part-b.parquet", events([3, 4]))
+    alone = write_parquet(root / "date=2026-01-03" / "part-c.parquet", events([42]))
+    untouched = other.read_bytes(), other.stat().st_mtime_ns
+    store = LakeZoneStore("offline", lake, ["offline"])
+
+    assert store.scan(SUBJECT) == 3
+    receipt = store.erase(SUBJECT)
+
+    assert (receipt.status, receipt.rows_removed) == ("erased", 3)
+    assert (receipt.files_rewritten, receipt.files_deleted) == (1, 1)
+    assert sorted(receipt.touched) == [
+        "offline/user_stats/date=2026-01-01/part-a.parquet",
+        "offline/user_stats/date=2026-01-03/part-c.parquet",
+    ]
+    assert pq.read_table(mixed).column("user_id").to_pylist() == [1, 2]
+    assert pq.read_table(mixed).column("amount").to_pylist() == [0.0, 2.0]
+    assert not alone.exists()
+    assert (other.read_bytes(), other.stat().st_mtime_ns) == untouched
+    assert store.scan(SUBJECT) == 0
+    assert store.erase(SUBJECT).status == "clean"
+    assert not [p for p in root.rglob("*") if p.name.startswith(".tmp")]
+
+
+def test_zone_store_rewrites_json_lines_keeping_other_lines_byte_for_byte(tmp_path: Path) -> None:
+    lake = Lake(str(tmp_path))
+    log = tmp_path / "predictions" / "m" / "2026-01-01.jsonl"
+    log.parent.mkdir(parents=True)
+    lines = [
+        '{"request_id": "r1", "user_id": 7, "prediction": 0.25}\n',
+        '{"request_id": "r2", "user_id": 42, "prediction": 0.5}\n',
+        '{"request_id": "r3", "entity_key": "user_id=i:42", "prediction": 0.1}\n',
+        '{"request_id":"r4","user_id":43,  "prediction":0.75}\n',
+    ]
+    log.write_text("".join(lines))
+    receipt = LakeZoneStore("predictions", lake, ["predictions"]).erase(SUBJECT)
+    assert receipt.rows_removed == 2
+    assert log.read_text() == lines[0] + lines[3]
+
+
+def test_lake_traces_scans_every_file_and_datasets_are_listed(tmp_path: Path) -> None:
+    lake = Lake(str(tmp_path))
+    write_parquet(tmp_path / "raw" / "ev" / "p.parquet", events([42, 1]))
+    write_parquet(
+        tmp_path / "raw" / "pseudo" / "p.parquet",
+        pa.table({"uid": [f"note about {P42}", "x"]}),  # pseudonym under another column
+    )
+    write_parquet(tmp_path / "datasets" / "ts-1" / "data.parquet", events([42, 42, 5]))
+    write_parquet(tmp_path / "datasets" / "ts-2" / "data.parquet", events([5]))
+    state = tmp_path / "monitoring" / "m" / "state.json"
+    state.parent.mkdir(parents=True)
+    state.write_text(json.dumps({"tag": ["user_id=i:42", "user_id=i:420"], "user_id": 42}))
+    (tmp_path / "manifests").mkdir()
+    (tmp_path / "manifests" / "clean.json").write_text(json.dumps({"user_id": 420, "n": 42}))
+
+    traces = lake_traces(lake, SUBJECT)
+
+    assert traces == {
+        "raw/ev/p.parquet": 1,
+        "raw/pseudo/p.parquet": 1,
+        "datasets/ts-1/data.parquet": 2,
+        "monitoring/m/state.json": 2,
+    }
+    assert datasets_with_subject(lake, SUBJECT) == {"ts-1": 2}
+
+
+# -- the coordinator, without Ray ---------------------------------------------------------
+
+
+def _settings(tmp_path: Path) -> EntaiSettings:
+    return load_settings(home=tmp_path / "home", lake={"root": str(tmp_path / "lake")}).resolved()
+
+
+def test_erase_authorises_erases_verifies_and_audits_without_values(tmp_path: Path) -> None:
+    settings = _settings(tmp_path)
+    governance = GovernanceChecker(settings)
+    admin = settings.security.token_file.read_text().strip()
+    lake = tmp_path / "lake"
+    write_parquet(lake / "raw" / "events" / "date=2026-01-01" / "p.parquet", events([42, 7]))
+    write_parquet(lake / "quarantine" / "events" / "date=2026-01-01" / "q.parquet", events([42]))
+    write_parquet(lake / "datasets" / "ts-9" / "data.parquet", events([42]))
+
+    receipt = erase(
+        settings,
+        ErasureRequest({"user_id": 42}, "dpo@example.com", "ticket 17"),
+        caller=admin,
+        governance=governance,
+        hmac_key=KEY,
+    )
+
+    by_store = {s.store: s for s in receipt.stores}
+    assert by_store["raw"].rows_removed == 1
+    assert by_store["quarantine"].files_deleted == 1
+    assert by_store["online"].status == "absent"  # memory backend, no shard actors
+    assert by_store["drift_monitor"].status == "absent"
+    assert "not running" in by_store["drift_monitor"].note
+    assert receipt.retrain_datasets == {"ts-9": 1}
+    assert receipt.complete and set(receipt.remaining.values()) == {0}
+    assert verify_erased(settings, SUBJECT) == dict(receipt.remaining)
+    assert pq.read_table(lake / "raw/events/date=2026-01-01/p.parquet")["user_id"].to_pylist() == [
+        7
+    ]
+    governance.flush_audit()
+    entries = AuditLog.in_lake(settings.lake.root).query(action="governance:erase")
+    assert [e.resource for e in entries] == [
+        f"subject:{SUBJECT.digest}",
+        f"subject:{SUBJECT.digest}",
+    ]
+    audited = entries[-1]
+    assert audited.principal == "admin" and audited.decision == "allow"
+    assert audited.details["erasure_id"] == receipt.erasure_id
+    assert lake_traces(Lake(settings.lake.root), SUBJECT) == {"datasets/ts-9/data.parquet": 1}
+
+
+def test_erase_without_the_permission_is_refused_and_erases_nothing(tmp_path: Path) -> None:
+    settings = _settings(tmp_path)
+    governance = GovernanceChecker(settings)
+    admin = settings.security.token_file.read_text().strip()
+    analyst, _ = governance.create_token(admin, "analyst")
+    path = write_parquet(tmp_path / "lake" / "raw" / "events" / "p.parquet", events([42]))
+
+    with pytest.raises(PermissionDeniedError):
+        erase(
+            settings,
+            ErasureRequest({"user_id": 42}, "someone"),
+            caller=analyst,
+            governance=governance,
+            hmac_key=KEY,
+        )
+    assert pq.read_table(path).num_rows == 1
+    denied = AuditLog.in_lake(settings.lake.root).query(action="governance:erase")
+    assert [e.decision for e in denied] == ["deny"]
+
+
+def test_builtin_stores_are_registered_in_order(tmp_path: Path) -> None:
+    names = [s.name for s in registered_stores(_settings(tmp_path))]
+    assert names[:6] == ["online", "offline", "raw", "quarantine", "predictions", "drift_monitor"]
