@@ -140,3 +140,35 @@ def audit_query(
         table.add_row(str(e.seq), e.ts, e.principal, e.action, e.resource, e.decision)
     console.print(table)
     return list(entries)
+
+
+@app.command()
+def erase(
+    entity: Annotated[
+        list[str], typer.Option("--entity", help="Subject key, e.g. user_id=42 (repeatable).")
+    ],
+    reason: Annotated[str, typer.Option(help="Why; recorded in the receipt.")] = (
+        "right to erasure"
+    ),
+    requested_by: Annotated[str, typer.Option(help="Who asked (the data subject's channel).")] = (
+        "data-subject"
+    ),
+    token: TokenOption = None,
+    config: ConfigOption = None,
+) -> dict[str, Any]:
+    """Erase a subject from every store; print the receipt (exit 1 if traces remain)."""
+    import json
+
+    from entai.pipelines.erasure import erase as run_erase
+    from entai.shared.erasure import ErasureRequest, parse_entity
+
+    settings = settings_from(config)
+    request = ErasureRequest(parse_entity(entity), requested_by=requested_by, reason=reason)
+    with console.status("erasing..."):
+        receipt = run_erase(settings, request, caller=caller_token(settings, token))
+    out: dict[str, Any] = receipt.to_dict()
+    console.print_json(json.dumps(out, default=str))
+    if not receipt.complete:
+        console.print("[red]traces remain[/red]; see `remaining` in the receipt")
+        raise typer.Exit(1)
+    return out

@@ -63,6 +63,7 @@ def _demo_settings(settings: EntaiSettings) -> EntaiSettings:
         online_store=settings.online_store,
         registry=settings.registry,
         serve=settings.serve,
+        security=settings.security.model_copy(update={"token_file": home / "admin_token"}),
     ).resolved()
 
 
@@ -101,6 +102,7 @@ def _run(settings: EntaiSettings, users: int, stages: _Stages) -> dict[str, Any]
     from entai.demo.contracts import EVENTS_CONTRACT
     from entai.demo.generator import EcommerceWorld, WorldConfig
     from entai.pipelines.ingest import ingest_file
+    from entai.shared.masking import resolve_hmac_key
 
     today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     days = 60
@@ -118,7 +120,7 @@ def _run(settings: EntaiSettings, users: int, stages: _Stages) -> dict[str, Any]
             EVENTS_CONTRACT,
             str(events_file),
             lake_root=settings.lake.root,
-            hmac_key=b"entai-demo-embedded-key",
+            hmac_key=resolve_hmac_key(settings),
             progress=False,
         )
     with stages.stage("start platform services (feature shards, governance, registry)"):

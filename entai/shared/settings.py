@@ -8,6 +8,7 @@ they never appear in ``repr``, logs or error messages.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -41,6 +42,7 @@ __all__ = [
 ]
 
 _LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+_MIN_HMAC_KEY_BYTES = 16
 
 
 class _Section(BaseModel):
@@ -115,6 +117,10 @@ class ServeSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     request_timeout_s: float = Field(10.0, gt=0)
+    tls_note: str | None = Field(
+        None,
+        description="Where TLS terminates in front of a non-loopback bind (e.g. 'ingress LB').",
+    )
 
 
 class SecuritySettings(_Section):
@@ -236,14 +242,24 @@ class EntaiSettings(BaseSettings):
         if self.security.mode != "production":
             return
         problems: list[str] = []
-        if self.security.resolved_hmac_key() is None:
+        key = self.security.resolved_hmac_key()
+        if key is None:
             problems.append("security.hmac_key (or hmac_key_file) is required in production")
+        elif len(key) < _MIN_HMAC_KEY_BYTES:
+            problems.append(f"security.hmac_key must be at least {_MIN_HMAC_KEY_BYTES} bytes")
         if self.security.policy_file is None:
             problems.append("security.policy_file is required in production")
-        if self.serve.host not in _LOOPBACK:
+        if os.environ.get("RAY_AUTH_MODE", "token").lower() == "disabled":
+            problems.append("Ray token auth is off (RAY_AUTH_MODE=disabled)")
+        if self.serve.host not in _LOOPBACK and not self.serve.tls_note:
             problems.append(
                 f"serve.host={self.serve.host} is not loopback: terminate TLS in front of it "
-                "and set it explicitly in the settings file"
+                "and say where in serve.tls_note"
+            )
+        if self.ray.dashboard_host not in _LOOPBACK:
+            problems.append(
+                f"ray.dashboard_host={self.ray.dashboard_host} is not loopback: the dashboard "
+                "has no authentication of its own; reach it through a tunnel"
             )
         if problems:
             raise ConfigError(

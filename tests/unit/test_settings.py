@@ -102,3 +102,30 @@ def test_resolved_paths_follow_home_and_are_absolute(tmp_path: Path) -> None:
     assert s.security.token_file == tmp_path / "h" / "admin_token"
     explicit = load_settings(home=tmp_path, lake={"root": "s3://bucket/lake"}).resolved()
     assert explicit.lake.root == "s3://bucket/lake"
+
+
+def test_production_checks_auth_key_length_dashboard_and_tls_note(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    s = load_settings(
+        security={"mode": "production", "hmac_key": "short", "policy_file": tmp_path / "p.yaml"},
+        ray={"dashboard_host": "0.0.0.0"},
+    )
+    with pytest.raises(ConfigError) as info:
+        s.check_secure()
+    problems = " | ".join(info.value.details["problems"])
+    assert "RAY_AUTH_MODE=disabled" in problems
+    assert "at least 16 bytes" in problems
+    assert "dashboard_host=0.0.0.0" in problems
+    assert "short" not in str(info.value), "the key itself must never appear in the message"
+    monkeypatch.delenv("RAY_AUTH_MODE")
+    behind_tls = load_settings(
+        security={
+            "mode": "production",
+            "hmac_key": "a-key-of-sixteen-bytes-or-more",
+            "policy_file": tmp_path / "p.yaml",
+        },
+        serve={"host": "0.0.0.0", "tls_note": "TLS ends at the ingress load balancer"},
+    )
+    behind_tls.check_secure()
