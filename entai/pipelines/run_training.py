@@ -165,7 +165,7 @@ def evaluate_version(
     return evaluate_binary(frame[label_column], scores, segments=segments)
 
 
-def _registry_call(settings: EntaiSettings, method: str, *args: Any, **kwargs: Any) -> Any:
+def registry_call(settings: EntaiSettings, method: str, *args: Any, **kwargs: Any) -> Any:
     """Call the running registry actor when there is one, else a local registry."""
     import ray
 
@@ -266,7 +266,7 @@ def _fit_and_register(
     }
     if config.register:
         card = _card(config, data, evaluation)
-        info = _registry_call(
+        info = registry_call(
             settings,
             "register",
             logged.model_uri,
@@ -280,7 +280,7 @@ def _fit_and_register(
         )
         summary["version"] = info.version
         if config.alias is not None:
-            _registry_call(
+            registry_call(
                 settings,
                 "set_alias",
                 config.model_name,

@@ -1,0 +1,60 @@
+"""The retraining workflow turns a pending RetrainRequest into a registered challenger."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from entai.demo import features
+from entai.demo.generator import EcommerceWorld, WorldConfig
+from entai.pipelines.retrain import RETRAIN_PRINCIPAL, pending_requests, process_pending
+from entai.pipelines.train_config import TrainConfig
+from entai.shared.lake import Lake
+from entai.shared.offline_store import OfflineStore
+from entai.shared.settings import EntaiSettings
+
+
+def test_pending_request_becomes_a_challenger_once(ray_cluster: Any, tmp_path: Path) -> None:
+    from entai.actors.model_registry import ModelRegistry
+
+    settings = EntaiSettings(home=tmp_path).resolved()
+    world = EcommerceWorld(WorldConfig(n_users=300, days=40, seed=9))
+    events = world.events()
+    lake = Lake(settings.lake.root)
+    store = OfflineStore(lake)
+    for view in (features.user_category_stats, features.user_stats):
+        store.write(view, view.compute(events))
+    start = world.config.start
+    cutoffs = [start + timedelta(days=d) for d in range(14, world.config.days - 6, 3)]
+    labels = tmp_path / "labels.parquet"
+    world.label_rows(events, cutoffs, timedelta(days=7)).to_parquet(labels, index=False)
+    config = TrainConfig(
+        model_name="propensity",
+        feature_service="purchase_propensity",
+        definitions_module="entai.demo.features",
+        label_source=str(labels),
+        num_boost_round=20,
+        baselines=(),
+    )
+    request = {
+        "model": "propensity",
+        "version": 1,
+        "reason": "dataset drift in 2 consecutive windows",
+        "window_ids": ["propensity/v1/w3", "propensity/v1/w4"],
+        "created_at": datetime.now(UTC).isoformat(),
+        "request_id": "rr-test-1",
+        "auto_promote": False,
+    }
+    lake.write_json(lake.path("monitoring", "retrain_requests", "rr-test-1.json"), request)
+    assert [r["request_id"] for r in pending_requests(lake)] == ["rr-test-1"]
+
+    (outcome,) = process_pending(settings, lambda model: config)
+
+    info = ModelRegistry(settings.mlflow).resolve("propensity", "challenger")
+    assert info.version == outcome["version"]
+    assert info.tags["entai.registrant"] == RETRAIN_PRINCIPAL
+    assert pending_requests(lake) == []
+    done = lake.read_json(lake.path("monitoring", "retrain_requests", "done", "rr-test-1.json"))
+    assert done["outcome"]["version"] == info.version
+    assert process_pending(settings, lambda model: config) == []
