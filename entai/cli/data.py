@@ -102,3 +102,34 @@ def materialize(
         ),
     )
     return reports
+
+
+@features_app.command("check-skew")
+def features_check_skew(
+    view: Annotated[str, typer.Argument(help="Feature view to check.")],
+    definitions: DefinitionsOption,
+    sample: Annotated[int, typer.Option(help="Keys to sample.", min=1)] = 100,
+    config: ConfigOption = None,
+) -> Any:
+    """Recompute a sample of online values from raw data with the shared transform."""
+    from entai.client import connect
+    from entai.pipelines.skew import check_skew
+    from entai.shared.definitions import Definitions
+    from entai.shared.lake import Lake
+
+    settings = settings_from(config)
+    feature_view = Definitions.from_module(definitions).view(view)
+    client = connect(settings=settings)
+    report = check_skew(
+        feature_view, lake=Lake(settings.lake.root), online=client.features, sample=sample
+    )
+    console.print(
+        f"{report.view}: {report.sampled} keys sampled, {report.matching} matching, "
+        f"{report.mismatched} mismatched, {report.stale} stale, "
+        f"{report.missing_online} missing online"
+    )
+    for example in report.examples:
+        console.print(example)
+    if not report.ok:
+        raise typer.Exit(1)
+    return report

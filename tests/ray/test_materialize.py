@@ -108,3 +108,39 @@ def test_incremental_run_adds_only_new_rows_and_matches_a_full_recompute(
     )
     values = response["results"][0]["values"]
     assert values == latest["purchases_30d"].astype(float).tolist()
+
+
+def test_check_skew_finds_a_corrupted_online_value(ray_cluster: Any, tmp_path: Path) -> None:
+    from entai.pipelines.skew import check_skew
+    from entai.shared.online import FeatureRow, entity_key
+
+    start = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(
+        days=20
+    )
+    world = EcommerceWorld(WorldConfig(n_users=40, n_products=30, days=20, start=start, seed=2))
+    events = world.events()
+    lake = Lake(str(tmp_path / "lake"))
+    _land_raw(lake, events)
+    store = MemoryOnlineStore()
+    online = OnlineFeatureClient(None, direct_store=store)
+    materialize([user_category_stats], lake=lake, online=online)
+
+    clean = check_skew(user_category_stats, lake=lake, online=online, sample=25)
+    assert clean.ok and clean.sampled == 25
+
+    # a corrupted online value (same event time, later write) must be found
+    victim = OfflineStore(lake).read(user_category_stats).iloc[-1]
+    key = entity_key({"user_id": int(victim["user_id"]), "category": victim["category"]})
+    stored = store.read("user_category_stats", [key], ["views_7d"], ttl=None, now=datetime.now(UTC))
+    event_ts = stored.event_timestamps[0]
+    assert event_ts is not None
+    values = {f: 0.0 for f in user_category_stats.feature_names} | {"views_7d": 999.0}
+    store.write([FeatureRow("user_category_stats", key, values, event_ts, datetime.now(UTC))])
+    report = check_skew(user_category_stats, lake=lake, online=online, sample=10_000)
+    assert report.mismatched == 1 and report.matching == report.sampled - 1
+    (example,) = report.examples
+    assert example["key"] == {
+        "user_id": int(clean_key["user_id"]),
+        "category": clean_key["category"],
+    }
+    assert example["online"]["views_7d"] == 999.0
