@@ -140,7 +140,7 @@ def test_check_skew_finds_a_corrupted_online_value(ray_cluster: Any, tmp_path: P
     assert report.mismatched == 1 and report.matching == report.sampled - 1
     (example,) = report.examples
     assert example["key"] == {
-        "user_id": int(clean_key["user_id"]),
-        "category": clean_key["category"],
+        "user_id": int(victim["user_id"]),
+        "category": victim["category"],
     }
     assert example["online"]["views_7d"] == 999.0
