@@ -1,0 +1,421 @@
+"""Static checks of the deployment artefacts: cluster/, the Dockerfile, the lock.
+
+Docker and Kubernetes are not available here, so the manifests are checked the way a
+reviewer would: they parse; the Serve config passes Ray's own schema and its
+``import_path`` and deployments resolve; every ``entai`` command they run exists; the
+image and the manifests pin the Ray version of the lock; secrets appear only as
+``secretKeyRef``; the pods' environment loads into valid production settings.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+import re
+import shlex
+import tomllib
+import typing
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+CLUSTER = ROOT / "cluster"
+KUBERAY = CLUSTER / "kuberay"
+SERVE_CONFIG = CLUSTER / "serve_config.yaml"
+DOCKERFILE = ROOT / "Dockerfile"
+MANIFESTS = sorted(CLUSTER.rglob("*.yaml"))
+ROLE_LABEL = "entai.io/role"
+
+# Environment variables that carry secrets: each must come from a Kubernetes Secret.
+SECRET_ENV = {
+    "RAY_AUTH_TOKEN",
+    "ENTAI_SECURITY__HMAC_KEY",
+    "ENTAI_ONLINE_STORE__URL",
+    "ENTAI_MLFLOW__TRACKING_URI",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+}
+SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|PASSWD|HMAC|_KEY(_ID)?$|CREDENTIAL|_DSN$")
+CREDENTIAL_IN_URL = re.compile(r"://[^/\s:@]+:[^/\s@]+@")
+# Placeholders a Secret's value takes the place of, for loading the pods' settings.
+PLACEHOLDERS = {
+    "ENTAI_SECURITY__HMAC_KEY": "k" * 32,
+    "ENTAI_ONLINE_STORE__URL": "redis://redis.entai.svc:6379/0",
+    "ENTAI_MLFLOW__TRACKING_URI": "postgresql://pg.entai.svc:5432/mlflow",
+}
+
+
+def load(path: Path) -> Any:
+    return yaml.safe_load(path.read_text())
+
+
+def walk(node: Any) -> Iterator[Any]:
+    """Every mapping, list and scalar inside ``node``."""
+    yield node
+    if isinstance(node, dict):
+        for value in node.values():
+            yield from walk(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from walk(value)
+
+
+def containers(doc: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """Every container of every pod template in a manifest."""
+    for node in walk(doc):
+        if isinstance(node, dict) and isinstance(node.get("containers"), list):
+            yield from node["containers"]
+
+
+def cluster_specs(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """The RayCluster specs a KubeRay manifest carries (one for each kind we use)."""
+    kind, spec = doc["kind"], doc["spec"]
+    return {
+        "RayCluster": [spec],
+        "RayService": [spec.get("rayClusterConfig")],
+        "RayJob": [spec.get("rayClusterSpec")],
+    }.get(kind, [])
+
+
+def kuberay_docs() -> list[dict[str, Any]]:
+    return [load(KUBERAY / f"{name}.yaml") for name in ("raycluster", "rayservice", "rayjob")]
+
+
+def lock_pins() -> dict[str, str]:
+    pins = {}
+    for line in (ROOT / "constraints.txt").read_text().splitlines():
+        name, sep, version = line.split("#")[0].strip().partition("==")
+        if sep:
+            pins[name.lower()] = version.strip()
+    return pins
+
+
+def embedded_serve_config() -> dict[str, Any]:
+    service = load(KUBERAY / "rayservice.yaml")
+    config = yaml.safe_load(service["spec"]["serveConfigV2"])
+    assert isinstance(config, dict)
+    return config
+
+
+def serve_configs() -> list[tuple[str, dict[str, Any]]]:
+    configs = [("rayservice.yaml serveConfigV2", embedded_serve_config())]
+    if SERVE_CONFIG.exists():
+        configs.append(("cluster/serve_config.yaml", load(SERVE_CONFIG)))
+    return configs
+
+
+# --- every manifest parses -------------------------------------------------------
+
+
+def test_every_manifest_parses_to_mappings() -> None:
+    expected = {"raycluster", "rayservice", "rayjob", "secrets.example", "launcher"}
+    assert expected <= {p.name.removesuffix(".yaml") for p in MANIFESTS}
+    for path in MANIFESTS:
+        docs = list(yaml.safe_load_all(path.read_text()))
+        assert docs, path
+        assert all(isinstance(d, dict) and d for d in docs), path
+
+
+def test_kuberay_manifests_are_ray_io_v1_with_autoscaling_roles() -> None:
+    for doc in kuberay_docs():
+        assert doc["apiVersion"] == "ray.io/v1"
+        for spec in cluster_specs(doc):
+            assert spec["enableInTreeAutoscaling"] is True, doc["kind"]
+            for group in spec["workerGroupSpecs"]:
+                assert 0 <= group["minReplicas"] <= group["replicas"] <= group["maxReplicas"]
+                assert group["maxReplicas"] > group["minReplicas"], group["groupName"]
+    groups = {
+        g["groupName"]: g for g in load(KUBERAY / "raycluster.yaml")["spec"]["workerGroupSpecs"]
+    }
+    assert {"shard", "serve"} <= {g["labels"][ROLE_LABEL] for g in groups.values()}
+
+
+def test_node_roles_are_roles_that_placement_knows() -> None:
+    from entai.actors.placement import Role
+
+    roles: list[str] = []
+    for doc in kuberay_docs():
+        for spec in cluster_specs(doc):
+            groups = [spec["headGroupSpec"], *spec["workerGroupSpecs"]]
+            roles += [g["labels"][ROLE_LABEL] for g in groups]
+    launcher = load(CLUSTER / "launcher.yaml")
+    roles += [t["labels"][ROLE_LABEL] for t in launcher["available_node_types"].values()]
+    assert roles
+    assert set(roles) <= set(typing.get_args(Role))
+
+
+def test_rayservice_carries_the_raycluster_spec_and_an_incremental_upgrade() -> None:
+    cluster = load(KUBERAY / "raycluster.yaml")
+    service = load(KUBERAY / "rayservice.yaml")
+    assert service["spec"]["rayClusterConfig"] == cluster["spec"]
+    strategy = service["spec"]["upgradeStrategy"]
+    assert strategy["type"] == "NewClusterWithIncrementalUpgrade"
+    options = strategy["clusterUpgradeOptions"]
+    assert options["gatewayClassName"]
+    assert 0 < options["stepSizePercent"] <= options["maxSurgePercent"] <= 100
+    assert options["intervalSeconds"] > 0
+
+
+# --- the Serve config ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("where", ["embedded", "file"])
+def test_serve_config_passes_rays_own_schema(where: str) -> None:
+    from ray.serve.schema import ServeDeploySchema
+
+    if where == "file" and not SERVE_CONFIG.exists():
+        pytest.fail("cluster/serve_config.yaml is missing", pytrace=False)
+    config = embedded_serve_config() if where == "embedded" else load(SERVE_CONFIG)
+    schema = ServeDeploySchema.model_validate(config)
+    assert schema.applications
+
+
+def test_rayservice_embeds_serve_config_yaml_but_listens_on_the_pod_address() -> None:
+    embedded = embedded_serve_config()
+    assert embedded["http_options"]["host"] == "0.0.0.0"
+    if SERVE_CONFIG.exists():
+        source = load(SERVE_CONFIG)
+        source["http_options"] = {**source.get("http_options", {}), "host": "0.0.0.0"}
+        assert embedded == source, "rayservice.yaml serveConfigV2 drifted from serve_config.yaml"
+
+
+def test_every_import_path_builds_its_application_with_the_configured_deployments() -> None:
+    from ray.serve import Application
+    from ray.serve._private.build_app import build_app as build_serve_app
+
+    for where, config in serve_configs():
+        for app_config in config["applications"]:
+            module_name, _, attr = app_config["import_path"].partition(":")
+            assert attr, f"{where}: import_path needs module:attribute"
+            target = getattr(importlib.import_module(module_name), attr)
+            if isinstance(target, Application):
+                app = target
+            else:  # an application builder: its one parameter types the config's args
+                param = next(iter(inspect.signature(target).parameters))
+                args_model = typing.get_type_hints(target)[param]
+                app = target(args_model.model_validate(app_config.get("args", {})))
+            assert isinstance(app, Application), where
+            built = build_serve_app(app, name=app_config["name"])
+            names = {d.name for d in built.deployments}
+            configured = {d["name"] for d in app_config.get("deployments", [])}
+            assert configured <= names, f"{where}: {configured - names} not in the app"
+
+
+# --- the commands the manifests run ----------------------------------------------
+
+
+def entai_commands() -> list[tuple[str, list[str]]]:
+    """Every ``entai ...`` command line the manifests and the image run."""
+    commands = []
+    job = load(KUBERAY / "rayjob.yaml")
+    commands.append(("rayjob entrypoint", shlex.split(job["spec"]["entrypoint"])))
+    launcher = load(CLUSTER / "launcher.yaml")
+    for node in walk(launcher):
+        if isinstance(node, str) and re.search(r"(^|[\s;&|])entai\s", node):
+            for part in re.split(r"&&|;|\|", node):
+                words = shlex.split(part)
+                if words and words[0] == "entai":
+                    commands.append(("launcher", words))
+    return commands
+
+
+def resolve_command(words: list[str]) -> None:
+    """Fail unless ``words`` parse as a real ``entai`` command with its required inputs.
+
+    The command line goes through the command's own parser (so an unknown option, an
+    option given to the wrong parameter or a missing required one fails), without
+    converting values: the files it names exist only inside the pods.
+    """
+    import typer.main
+    from typer.exceptions import TyperException
+
+    from entai.cli import app
+
+    assert words[0] == "entai"
+    command: Any = typer.main.get_command(app)
+    rest = words[1:]
+    while rest and not rest[0].startswith("-") and getattr(command, "commands", None):
+        name = rest.pop(0)
+        assert name in command.commands, f"`entai {name}` is not a command ({' '.join(words)})"
+        command = command.commands[name]
+    assert not getattr(command, "commands", None), f"{' '.join(words)} names a group"
+    parser = command.make_parser(command.context_class(command, info_name=command.name))
+    try:
+        given, extra, _ = parser.parse_args(args=list(rest))
+    except TyperException as exc:  # the CLI's usage error: unknown option, missing value
+        raise AssertionError(f"{' '.join(words)}: {exc}") from None
+    assert not extra, f"{' '.join(words)}: unexpected arguments {extra}"
+    missing = [p.opts[0] for p in command.params if p.required and p.name not in given]
+    assert not missing, f"{' '.join(words)}: missing required {missing}"
+
+
+def test_rayjob_entrypoint_is_entai_train() -> None:
+    job = load(KUBERAY / "rayjob.yaml")
+    assert shlex.split(job["spec"]["entrypoint"])[:2] == ["entai", "train"]
+
+
+def test_every_entai_command_in_the_manifests_exists() -> None:
+    commands = entai_commands()
+    assert commands
+    for where, words in commands:
+        try:
+            resolve_command(words)
+        except AssertionError as exc:
+            raise AssertionError(f"{where}: {exc}") from None
+
+
+def test_image_entrypoint_is_the_entai_console_script() -> None:
+    text = DOCKERFILE.read_text()
+    assert re.search(r'^ENTRYPOINT \["entai"\]$', text, re.M)
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    module_name, _, attr = scripts["entai"].partition(":")
+    assert callable(getattr(importlib.import_module(module_name), attr))
+
+
+# --- pins ----------------------------------------------------------------------
+
+
+def test_the_image_installs_the_lock_and_the_manifests_pin_its_ray_version() -> None:
+    import ray
+
+    ray_pin = lock_pins()["ray"]
+    assert ray.__version__ == ray_pin  # the tests ran against the lock
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert any(
+        re.fullmatch(rf"ray\[[^]]*\]=={re.escape(ray_pin)}", d) for d in project["dependencies"]
+    )
+
+    text = DOCKERFILE.read_text()
+    assert re.search(r"^COPY .*\bconstraints\.txt\b", text, re.M)
+    assert re.search(r"^RUN pip install -c constraints\.txt \.", text, re.M)
+    base = re.search(r"^FROM (\S+)", text, re.M)
+    assert base is not None
+    assert re.fullmatch(r"python:3\.11\.\d+-slim(-\w+)?(@sha256:[0-9a-f]{64})?", base[1]), base[1]
+    assert ">=3.11,<3.12" in project["requires-python"]
+
+    images: set[str] = set()
+    for doc in kuberay_docs():
+        for spec in cluster_specs(doc):
+            assert spec["rayVersion"] == ray_pin, doc["kind"]
+        images |= {c["image"] for c in containers(doc)}
+    assert images
+    for image in images:
+        tag = re.search(r"-ray(\d+\.\d+\.\d+)\b", image.rsplit(":", 1)[-1])
+        assert tag is not None and tag[1] == ray_pin, image
+
+
+def test_launcher_matches_rays_schema_and_installs_the_lock() -> None:
+    import jsonschema
+    import ray.autoscaler
+
+    launcher = load(CLUSTER / "launcher.yaml")
+    schema = json.loads((Path(ray.autoscaler.__file__).parent / "ray-schema.json").read_text())
+    jsonschema.validate(launcher, schema)
+    assert launcher["initialization_commands"] == []
+    assert any("-c ~/entai/constraints.txt ~/entai" in c for c in launcher["setup_commands"])
+    assert launcher["file_mounts"]["~/entai"] == "."
+
+
+# --- secrets -------------------------------------------------------------------
+
+
+def is_secret_env(node: Any) -> bool:
+    """Whether ``node`` is an env entry (name + value/valueFrom) that names a secret."""
+    if not (isinstance(node, dict) and "name" in node):
+        return False
+    if "value" not in node and "valueFrom" not in node:
+        return False
+    return node["name"] in SECRET_ENV or bool(SECRET_NAME.search(node["name"]))
+
+
+def test_no_manifest_holds_a_secret_value() -> None:
+    for path in MANIFESTS:
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc.get("kind") == "Secret":
+                assert set(doc["stringData"].values()) == {"REPLACE_ME"}, path
+                assert "data" not in doc, path
+                continue
+            for node in walk(doc):
+                if isinstance(node, str):
+                    assert not CREDENTIAL_IN_URL.search(node), f"{path}: credential in a URL"
+                if is_secret_env(node):
+                    assert "value" not in node, f"{path}: {node['name']} is inline"
+                    assert set(node["valueFrom"]) == {"secretKeyRef"}, path
+
+
+def test_pods_take_the_platform_secrets_from_the_example_secrets() -> None:
+    declared = {
+        (d["metadata"]["name"], key)
+        for d in yaml.safe_load_all((KUBERAY / "secrets.example.yaml").read_text())
+        for key in d["stringData"]
+    }
+    for doc in kuberay_docs():
+        for container in containers(doc):
+            env = {e["name"]: e for e in container["env"]}
+            assert env["RAY_AUTH_MODE"]["value"] == "token", container["name"]
+            needed = {"RAY_AUTH_TOKEN"}
+            if container["name"] != "ray-job-submitter":
+                needed |= {"ENTAI_SECURITY__HMAC_KEY", "ENTAI_MLFLOW__TRACKING_URI"}
+            assert needed <= set(env), (doc["kind"], container["name"])
+            for entry in env.values():
+                ref = entry.get("valueFrom", {}).get("secretKeyRef")
+                if ref:
+                    assert (ref["name"], ref["key"]) in declared, ref
+
+
+def test_the_dockerfile_runs_as_a_user_and_bakes_in_no_secret() -> None:
+    text = DOCKERFILE.read_text()
+    users = re.findall(r"^USER\s+(\S+)", text, re.M)
+    assert users and users[-1] not in {"root", "0", "0:0"}
+    for name in re.findall(r"^(?:ENV|ARG)\s+(.*)$", text, re.M):
+        assert not SECRET_NAME.search(name.split("=")[0]), name
+    assert "secrets.yaml" in (ROOT / ".dockerignore").read_text()
+
+
+def test_the_pods_environment_is_a_valid_production_configuration(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from entai.shared.settings import load_settings
+
+    for doc in kuberay_docs():
+        for container in containers(doc):
+            env = {e["name"]: e for e in container["env"]}
+            if not any(name.startswith("ENTAI_") for name in env):
+                continue
+            monkeypatch.delenv("ENTAI_HOME", raising=False)
+            for name, entry in env.items():
+                if name.startswith("ENTAI_") or name == "RAY_AUTH_MODE":
+                    monkeypatch.setenv(name, entry.get("value", PLACEHOLDERS.get(name, "x")))
+            settings = load_settings()
+            settings.check_secure()
+            assert settings.security.mode == "production"
+            assert "://" in settings.lake.root and "://" in settings.mlflow.artifact_root
+            if "ENTAI_ONLINE_STORE__URL" in env:
+                assert settings.online_store.type == "redis"
+            for name in env:
+                if name.startswith("ENTAI_"):
+                    monkeypatch.delenv(name)
+
+
+# --- placement -----------------------------------------------------------------
+
+
+def test_role_options_prefer_the_role_and_fall_back_to_any_node() -> None:
+    from ray._private.label_utils import validate_fallback_strategy, validate_label_selector
+
+    from entai.actors.placement import ROLE_LABEL as LABEL
+    from entai.actors.placement import role_options
+    from entai.shared.errors import InvalidInputError
+
+    options = role_options("shard")
+    assert options["label_selector"] == {LABEL: "shard"} and LABEL == ROLE_LABEL
+    assert validate_label_selector(options["label_selector"]) is None
+    assert validate_fallback_strategy(options["fallback_strategy"]) is None
+    assert "fallback_strategy" not in role_options("serve", strict=True)
+    with pytest.raises(InvalidInputError, match="gpu"):
+        role_options("gpu")  # type: ignore[arg-type]
