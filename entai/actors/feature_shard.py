@@ -17,6 +17,7 @@ from typing import Any, TypeAlias
 
 import ray
 
+from entai.actors.placement import role_options
 from entai.actors.redis_store import RedisOnlineStore
 from entai.shared.online import (
     FeatureRow,
@@ -152,6 +153,7 @@ def start_shards(settings: EntaiSettings, namespace: str | None = None) -> list[
             max_task_retries=-1,
             num_cpus=0,
             get_if_exists=True,
+            **role_options("shard"),
         ).remote(shard_name(i), store)
         for i in range(store.num_shards)
     ]

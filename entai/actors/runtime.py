@@ -6,6 +6,7 @@ import logging
 import os
 from typing import Any
 
+from entai.actors.placement import role_options
 from entai.shared.settings import EntaiSettings
 
 __all__ = ["connect_ray", "service_actor"]
@@ -62,4 +63,5 @@ def service_actor(actor_class: Any, name: str, namespace: str, *args: Any, **kwa
         max_task_retries=-1,
         num_cpus=0,
         get_if_exists=True,
+        **role_options("service"),
     ).remote(*args, **kwargs)

@@ -17,17 +17,22 @@ __all__ = ["models_app"]
 models_app = typer.Typer(help="The model registry: versions, aliases, cards.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 
-ConfigFile = Annotated[Path, typer.Option("--config", "-f", help="YAML file.", exists=True)]
+ConfigFile = Annotated[
+    Path, typer.Option("--config", "-f", help="Training/tuning YAML file.", exists=True)
+]
+SettingsOption = Annotated[
+    Path | None, typer.Option("--settings", "-s", help="Settings YAML file.", exists=True)
+]
 
 
 @app.command()
-def train(config_file: ConfigFile, config: ConfigOption = None) -> dict[str, Any]:
+def train(config_file: ConfigFile, settings_file: SettingsOption = None) -> dict[str, Any]:
     """Build the training set, train on Ray Train, evaluate, log to MLflow, register."""
     from entai.actors.runtime import connect_ray
     from entai.pipelines.run_training import run_training
     from entai.pipelines.train_config import TrainConfig
 
-    settings = settings_from(config)
+    settings = settings_from(settings_file)
     connect_ray(settings)
     with console.status("training..."):
         result = run_training(settings, TrainConfig.from_yaml(config_file))
@@ -36,13 +41,13 @@ def train(config_file: ConfigFile, config: ConfigOption = None) -> dict[str, Any
 
 
 @app.command()
-def tune(config_file: ConfigFile, config: ConfigOption = None) -> dict[str, Any]:
+def tune(config_file: ConfigFile, settings_file: SettingsOption = None) -> dict[str, Any]:
     """Search XGBoost parameters with Ray Tune (ASHA), retrain the best, register it."""
     from entai.actors.runtime import connect_ray
     from entai.pipelines.run_training import run_tuning
     from entai.pipelines.train_config import TuneConfig
 
-    settings = settings_from(config)
+    settings = settings_from(settings_file)
     connect_ray(settings)
     with console.status("tuning..."):
         result = run_tuning(settings, TuneConfig.from_yaml(config_file))
