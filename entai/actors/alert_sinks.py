@@ -22,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
+from entai.actors.audit_forwarder import GovernanceAuditor
 from entai.shared.errors import EntaiError, InvalidInputError, ServiceUnavailableError
 
 __all__ = [
@@ -35,7 +36,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-GOVERNANCE_ACTOR = "entai-governance"
 _RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 
@@ -176,60 +176,3 @@ class FanoutSink:
             raise ServiceUnavailableError(
                 f"{len(failed)} alert sink(s) failed", details={"failed": failed}
             )
-
-
-class GovernanceAuditor:
-    """Audits through the ``entai-governance`` actor's ``audit`` method, when it exists.
-
-    Args:
-        namespace: Ray namespace of the governance actor.
-        timeout_s: How long to wait for the audit entry to be written.
-    """
-
-    def __init__(self, namespace: str, *, timeout_s: float = 10.0) -> None:
-        self.namespace = namespace
-        self.timeout_s = timeout_s
-
-    def __repr__(self) -> str:
-        return f"GovernanceAuditor(namespace={self.namespace!r})"
-
-    def audit(
-        self,
-        action: str,
-        principal: str,
-        resource: str,
-        decision: str,
-        *,
-        details: Mapping[str, Any] | None = None,
-        request_id: str | None = None,
-    ) -> bool:
-        """Write one entry; False (and a log line) when governance is not reachable."""
-        import ray
-
-        if not ray.is_initialized():
-            logger.info("not audited: Ray is not initialised", extra={"action": action})
-            return False
-        try:
-            handle: Any = ray.get_actor(GOVERNANCE_ACTOR, namespace=self.namespace)
-            ref = handle.audit.remote(
-                action,
-                principal,
-                resource,
-                decision,
-                details=dict(details or {}),
-                request_id=request_id,
-            )
-            ray.get(ref, timeout=self.timeout_s)
-        except ValueError:
-            logger.warning(
-                "not audited: no governance actor",
-                extra={"action": action, "namespace": self.namespace},
-            )
-            return False
-        except (ray.exceptions.RayError, EntaiError) as exc:
-            logger.warning(
-                "not audited: governance call failed",
-                extra={"action": action, "error": type(exc).__name__},
-            )
-            return False
-        return True

@@ -29,6 +29,7 @@ from typing import Any
 
 import ray
 
+from entai.actors.audit_forwarder import GovernanceAuditor
 from entai.actors.mlflow_backend import configure_mlflow, load_card, store_card
 from entai.shared.errors import ConflictError, InvalidInputError, NotFoundError
 from entai.shared.model_card import ModelCard
@@ -39,7 +40,6 @@ __all__ = [
     "ACTOR_NAME",
     "ALIASES",
     "AuditSink",
-    "GovernanceAudit",
     "ModelRegistry",
     "ModelRegistryActor",
     "ModelVersionInfo",
@@ -80,44 +80,6 @@ class ModelVersionInfo:
     def metrics(self) -> dict[str, float]:
         """Validation metrics recorded at registration."""
         return {k: float(v) for k, v in json.loads(self.tags.get(_METRICS, "{}")).items()}
-
-
-class GovernanceAudit:
-    """Audit sink that forwards to the GovernanceChecker actor when it is running.
-
-    Picklable (it holds only the namespace), so it can be handed to the registry actor.
-    Without a governance actor the event is logged and the change goes ahead.
-    """
-
-    def __init__(self, namespace: str) -> None:
-        self._namespace = namespace
-
-    def __call__(
-        self,
-        action: str,
-        principal: str,
-        resource: str,
-        decision: str,
-        *,
-        details: Mapping[str, Any] | None = None,
-        request_id: str | None = None,
-    ) -> None:
-        from entai.actors.governance import ACTOR_NAME as GOVERNANCE
-
-        try:
-            governance = ray.get_actor(GOVERNANCE, namespace=self._namespace)
-        except ValueError:
-            log.warning(
-                "no governance actor; audit event only logged",
-                extra={"action": action, "principal": principal, "resource": resource},
-            )
-            return
-        ray.get(
-            governance.audit.remote(
-                action, principal, resource, decision, details=details, request_id=request_id
-            ),
-            timeout=60,
-        )
 
 
 class ModelRegistry:
@@ -574,5 +536,5 @@ def start_registry(
         namespace,
         settings,
         policy=policy,
-        audit=GovernanceAudit(namespace),
+        audit=GovernanceAuditor(namespace),
     )

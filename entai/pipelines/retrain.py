@@ -15,6 +15,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from entai.actors.audit_forwarder import GovernanceAuditor
 from entai.pipelines.run_training import registry_call, run_training
 from entai.pipelines.train_config import TrainConfig
 from entai.shared.errors import PromotionRejectedError
@@ -30,18 +31,9 @@ _PENDING = ("monitoring", "retrain_requests")
 
 
 def _audit(settings: EntaiSettings, action: str, resource: str, details: dict[str, Any]) -> None:
-    import ray
-
-    from entai.actors.governance import ACTOR_NAME
-
-    if not ray.is_initialized():
-        return
-    try:
-        governance = ray.get_actor(ACTOR_NAME, namespace=settings.ray.namespace)
-    except ValueError:
-        log.info("governance not running; retrain step not audited", extra={"action": action})
-        return
-    ray.get(governance.audit.remote(action, RETRAIN_PRINCIPAL, resource, "allow", details=details))
+    GovernanceAuditor(settings.ray.namespace).audit(
+        action, RETRAIN_PRINCIPAL, resource, "allow", details=details
+    )
 
 
 def pending_requests(lake: Lake) -> list[dict[str, Any]]:
