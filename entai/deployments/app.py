@@ -1,8 +1,12 @@
-"""The entai Serve application: Ingress (FastAPI) -> Model, features looked up in-process.
+"""The entai Serve application: Ingress (FastAPI + feature lookup) -> Model -> response.
 
-The feature lookup runs inside the ingress replica (a direct online-store read, or
-one fan-out to the shard actors), not as a separate deployment: a separate
-deployment would cost another proxy/handle hop on every prediction.
+The feature lookup runs inside the ingress replica (a direct Redis read, or one
+fan-out to the shard actors), not as a separate deployment: a separate deployment
+would cost another handle hop on every prediction. The Model deployment keeps the
+versions behind ``champion``, ``challenger`` and ``shadow`` loaded and hot-swaps them
+when the registry moves an alias (:mod:`entai.deployments.model_runtime`). Canary rows
+are chosen by :mod:`entai.deployments.routing`; served rows go to the prediction log
+and the DriftMonitor through :mod:`entai.deployments.tap`, off the request path.
 """
 
 # No `from __future__ import annotations` here: Serve's class-based FastAPI views read
@@ -11,43 +15,88 @@ deployment would cost another proxy/handle hop on every prediction.
 
 import asyncio
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
-from fastapi import FastAPI, Header, Request
-from pydantic import BaseModel, ConfigDict
+import numpy as np
+from fastapi import FastAPI, Header, Path
+from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
+from ray.exceptions import RayActorError, RayTaskError
 from ray.serve import Deployment
 from ray.serve.handle import DeploymentHandle
 
+from entai.actors.metrics import Metrics
 from entai.deployments.http_errors import install_error_handlers
+from entai.deployments.request_ids import RequestIdMiddleware
+from entai.deployments.routing import route_aliases
 from entai.deployments.schemas import (
+    FeedbackRequest,
+    FeedbackResponse,
+    ModelDetail,
+    ModelSummary,
+    ModelVersion,
     OnlineFeaturesRequest,
     OnlineFeaturesResponse,
     PredictRequest,
     PredictResponse,
 )
-from entai.shared.errors import AuthenticationError, NotFoundError
-from entai.shared.logs import new_request_id, request_context
-from entai.shared.settings import EntaiSettings
+from entai.deployments.tap import ServedBatch
+from entai.shared.errors import (
+    AuthenticationError,
+    EntaiError,
+    NotFoundError,
+    ServiceUnavailableError,
+)
+from entai.shared.logs import new_request_id, request_id
+from entai.shared.settings import EntaiSettings, load_settings
 
 __all__ = ["AppArgs", "Ingress", "Model", "build_app"]
 
 log = logging.getLogger(__name__)
 
+Scored = list[tuple[float, int, str]]
+_RETRIES = 4
+_MODEL_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+
 
 class AppArgs(BaseModel):
-    """Arguments of :func:`build_app` (also the ``args`` of a Serve config file)."""
+    """Arguments of :func:`build_app` (also the ``args`` of a Serve config file).
+
+    Attributes:
+        model_name: Registered model this application serves.
+        feature_service: The model's feature service (online inputs).
+        definitions_module: Importable module holding the feature definitions.
+        settings: Platform settings; None reads ``ENTAI_*`` in each replica.
+        canary_percent: Share of entities (0-100) answered by ``challenger``.
+        shadow: Also score every request with ``shadow`` (logged, never returned).
+        prediction_column: Name of the score column in the log and the monitor.
+        model_replicas: Fixed Model replicas; None leaves it to the config/autoscaler.
+        ingress_replicas: Fixed Ingress replicas; None likewise.
+        max_batch_size: ``@serve.batch`` size on the Model.
+        batch_wait_timeout_s: ``@serve.batch`` wait on the Model.
+        tap_flush_interval_s: How often served rows are shipped to the log/monitor.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    model_name: str
-    alias: str = "champion"
+    model_name: str = Field(pattern=_MODEL_NAME)
     feature_service: str
     definitions_module: str
     settings: EntaiSettings | None = None
-    model_replicas: int = 1
-    ingress_replicas: int = 1
+    canary_percent: float = Field(0.0, ge=0.0, le=100.0)
+    shadow: bool = True
+    prediction_column: str = "prediction"
+    model_replicas: int | None = Field(None, ge=1)
+    ingress_replicas: int | None = Field(None, ge=1)
+    max_batch_size: int = Field(32, ge=1)
+    batch_wait_timeout_s: float = Field(0.002, ge=0.0)
+    tap_flush_interval_s: float = Field(1.0, gt=0.0)
+
+
+def _settings(args: AppArgs) -> EntaiSettings:
+    return (args.settings or load_settings()).resolved()
 
 
 def _bearer(authorization: str | None) -> str:
@@ -61,106 +110,364 @@ def _bearer(authorization: str | None) -> str:
     return token.strip()
 
 
-@serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=64)
+async def _actor_call(ref: Any) -> Any:
+    """Await an actor call; an entai error raised there is re-raised here unwrapped."""
+    try:
+        return await ref
+    except RayTaskError as exc:
+        if isinstance(exc.cause, EntaiError):
+            raise exc.cause from None
+        raise
+    except RayActorError as exc:
+        raise ServiceUnavailableError(
+            "a platform service is restarting; retry", details={"error": type(exc).__name__}
+        ) from exc
+
+
+@serve.deployment(
+    ray_actor_options={"num_cpus": 0},
+    max_ongoing_requests=64,
+    max_queued_requests=256,
+    health_check_period_s=5,
+    graceful_shutdown_timeout_s=10,
+)
 class Model:
-    """Scores feature vectors with the version that holds the alias; batched."""
+    """Scores feature rows with the versions holding each alias; batched, hot-swapped."""
 
     def __init__(self, args: AppArgs) -> None:
-        import mlflow.xgboost
+        import ray
 
-        from entai.actors.model_registry import ModelRegistry
+        from entai.actors.mlflow_backend import configure_mlflow
+        from entai.actors.model_registry import ACTOR_NAME as REGISTRY
+        from entai.deployments.model_runtime import (
+            ActorAliasWatcher,
+            ModelRuntime,
+            load_mlflow_model,
+        )
 
-        settings = args.settings or EntaiSettings()
-        registry = ModelRegistry(settings.mlflow)
-        self._info = registry.resolve(args.model_name, args.alias)
-        self._booster = mlflow.xgboost.load_model(self._info.uri)
-        self._features: list[str] = list(self._booster.feature_names or [])
-        log.info("model loaded", extra={"model": args.model_name, "version": self._info.version})
+        settings = _settings(args)
+        configure_mlflow(settings.mlflow)
+        registry = ray.get_actor(REGISTRY, namespace=settings.ray.namespace)
+        self._runtime = ModelRuntime(
+            args.model_name, ActorAliasWatcher(registry), load_mlflow_model
+        )
+        self._runtime.start()
+        batched = cast("Any", self.score)
+        batched.set_max_batch_size(args.max_batch_size)
+        batched.set_batch_wait_timeout_s(args.batch_wait_timeout_s)
+        log.info("model deployment ready", extra={"versions": self._runtime.versions()})
 
-    def feature_names(self) -> list[str]:
-        """Inputs the model expects, in order."""
-        return self._features
+    def versions(self) -> dict[str, int]:
+        """Which version serves each alias in this replica."""
+        return self._runtime.versions()
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.002)
-    async def score(self, rows: list[list[float]]) -> list[tuple[float, int]]:
-        """One score per feature vector, with the version that produced it."""
-        import numpy as np
+    async def score(
+        self, requests: list[tuple[tuple[str, ...], np.ndarray, list[str]]]
+    ) -> list[Any]:
+        """Per request: ``[(score, version, alias), ...]`` per row, or the entai error.
 
-        matrix = np.asarray(rows, dtype=np.float32)
-        scores = self._booster.inplace_predict(matrix)
-        return [(float(s), self._info.version) for s in scores]
+        A ``challenger`` row falls back to ``champion`` when no challenger is loaded;
+        ``shadow`` rows without a shadow version are left out (an empty list).
+        """
+        models = self._runtime.snapshot()  # one snapshot for the whole batch
+        out: list[Any] = []
+        for names, matrix, aliases in requests:
+            result: Scored = [(float("nan"), 0, "")] * len(aliases)
+            try:
+                wanted = np.asarray(aliases, dtype=object)
+                for alias in set(aliases):
+                    model = models.get(alias)
+                    served = alias
+                    if model is None and alias == "challenger":
+                        model, served = models["champion"], "champion"
+                    if model is None:
+                        result = []
+                        break
+                    rows = np.flatnonzero(wanted == alias)
+                    scores = model.score(names, matrix[rows])
+                    for i, s in zip(rows.tolist(), scores.tolist(), strict=True):
+                        result[i] = (s, model.version, served)
+            except EntaiError as exc:
+                out.append(exc)
+                continue
+            out.append(result)
+        return out
 
     def check_health(self) -> None:
         """Serve calls this periodically; raising marks the replica unhealthy."""
-        if self._booster is None:
-            raise RuntimeError("no model loaded")
+        if "champion" not in self._runtime.snapshot() or not self._runtime.following:
+            raise ServiceUnavailableError("model replica lost its champion or alias watch")
+
+    def __del__(self) -> None:
+        runtime = getattr(self, "_runtime", None)
+        if runtime is not None:
+            runtime.stop()
 
 
 api = FastAPI(title="entai", version="0.1.0", docs_url="/docs")
 install_error_handlers(api)
+api.add_middleware(RequestIdMiddleware)
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"description": text}
+    for status, text in (
+        (401, "missing or bad token"),
+        (403, "not allowed"),
+        (404, "unknown model or object"),
+        (422, "invalid body"),
+        (429, "overloaded"),
+        (503, "unavailable or timed out"),
+    )
+}
 
 
-@serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=128)
+@serve.deployment(
+    ray_actor_options={"num_cpus": 0},
+    max_ongoing_requests=128,
+    max_queued_requests=512,
+    health_check_period_s=5,
+    graceful_shutdown_timeout_s=10,
+)
 @serve.ingress(api)
 class Ingress:
-    """HTTP translation: auth, online features, model call, response."""
+    """HTTP translation: auth, feature lookup, model call, tap, response."""
 
     def __init__(self, model: DeploymentHandle[Any], args: AppArgs) -> None:
-        from entai.deployments.platform import PlatformServices
+        import ray
 
+        from entai.actors.drift_monitor import ACTOR_NAME as MONITOR
+        from entai.actors.model_registry import ACTOR_NAME as REGISTRY
+        from entai.deployments.platform import PlatformServices
+        from entai.deployments.tap import DriftMonitorSender, PredictionTap
+        from entai.shared.lake import Lake
+
+        settings = _settings(args)
         self._model = model
         self._args = args
-        self._services = PlatformServices.connect(args.settings or EntaiSettings(), args)
+        self._timeout_s = settings.serve.request_timeout_s
+        self._services = PlatformServices.connect(settings, args)
+        self._namespace = settings.ray.namespace
+        self._registry: Any = ray.get_actor(REGISTRY, namespace=self._namespace)
+        self._monitor_name = MONITOR
+        self._tap = PredictionTap(
+            Lake(settings.lake.root),
+            DriftMonitorSender(self._namespace),
+            prediction_column=args.prediction_column,
+            flush_interval_s=args.tap_flush_interval_s,
+        )
+        self._tap.start()
+        self._background: set[asyncio.Task[None]] = set()
 
     @api.get("/healthz")
     async def healthz(self) -> dict[str, str]:
-        """Liveness of the ingress replica."""
+        """Liveness of the ingress replica (no token needed)."""
         return {"status": "ok"}
 
-    @api.post("/v1/predict/{model}", response_model=PredictResponse)
+    @api.post("/v1/predict/{model}", response_model=PredictResponse, responses=_ERRORS)
     async def predict(
-        self, model: str, body: PredictRequest, authorization: str | None = Header(None)
+        self,
+        body: PredictRequest,
+        model: str = Path(max_length=200),
+        authorization: str | None = Header(None),
     ) -> PredictResponse:
-        """Score entities with the model's champion."""
-        with request_context(new_request_id()) as rid:
-            self._services.authorize(_bearer(authorization), "predict", f"model:{model}")
-            if model != self._args.model_name:
-                raise NotFoundError(f"no deployed model {model!r}", details={"model": model})
-            vectors = self._services.feature_vectors(body.entities, body.request_features)
-            results: Sequence[tuple[float, int]] = await asyncio.gather(
-                *(self._model.score.remote(v) for v in vectors)
-            )
-            return PredictResponse(
-                model=model,
-                version=results[0][1],
-                predictions=[s for s, _ in results],
+        """Score entities: canary rows by ``challenger``, the rest by ``champion``."""
+        started = time.perf_counter()
+        rid = request_id() or new_request_id()
+        token = _bearer(authorization)
+        if model != self._args.model_name:
+            await asyncio.to_thread(self._services.authorize, token, "predict", "models")
+            raise NotFoundError(f"no deployed model {model!r}", details={"model": model})
+
+        def lookup() -> Any:
+            self._services.authorize(token, "predict", f"model:{model}")
+            return self._services.feature_inputs(body.entities, body.request_features)
+
+        inputs = await asyncio.to_thread(lookup)
+        aliases = route_aliases(inputs.entity_keys, self._args.canary_percent)
+        scored: Scored = await self._score(inputs.names, inputs.matrix, aliases)
+        predictions = [s for s, _, _ in scored]
+        versions = [v for _, v, _ in scored]
+        self._tap.submit(
+            ServedBatch(
                 request_id=rid,
+                model=model,
+                aliases=[a for _, _, a in scored],
+                versions=versions,
+                entity_keys=inputs.entity_keys,
+                feature_names=inputs.names,
+                features=inputs.matrix,
+                predictions=predictions,
+            )
+        )
+        if self._args.shadow:
+            task = asyncio.create_task(self._shadow(rid, model, inputs))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+        Metrics.prediction_latency(model, versions[0], time.perf_counter() - started)
+        return PredictResponse(
+            model=model,
+            version=versions[0],
+            versions=versions,
+            predictions=predictions,
+            request_id=rid,
+        )
+
+    async def _score(
+        self, names: tuple[str, ...], matrix: np.ndarray, aliases: Sequence[str]
+    ) -> Scored:
+        """One Model call, retried when the replica died under it; bounded by the timeout."""
+        deadline = time.monotonic() + self._timeout_s
+        for attempt in range(_RETRIES):
+            remaining = deadline - time.monotonic()
+            try:
+                result = await asyncio.wait_for(
+                    self._model.score.remote((names, matrix, list(aliases))),
+                    timeout=max(0.001, remaining),
+                )
+            except RayActorError as exc:
+                log.warning("model replica died; retrying", extra={"attempt": attempt + 1})
+                if attempt + 1 == _RETRIES or remaining <= 0:
+                    raise ServiceUnavailableError(
+                        "model replicas are restarting; retry", details={"error": repr(exc)}
+                    ) from exc
+                await asyncio.sleep(0.05 * 2**attempt)
+                continue
+            except TimeoutError as exc:
+                raise ServiceUnavailableError(
+                    f"the model did not answer within {self._timeout_s}s",
+                    details={"timeout_s": self._timeout_s},
+                ) from exc
+            if isinstance(result, EntaiError):
+                raise result
+            return cast("Scored", result)
+        raise AssertionError("unreachable: the loop returns or raises")
+
+    async def _shadow(self, rid: str, model: str, inputs: Any) -> None:
+        """Score with ``shadow`` and log it; never affects the response."""
+        try:
+            scored = await self._score(
+                inputs.names, inputs.matrix, ["shadow"] * len(inputs.entity_keys)
+            )
+        except Exception as exc:
+            log.warning("shadow scoring failed", extra={"error": repr(exc)})
+            return
+        if scored:
+            self._tap.submit(
+                ServedBatch(
+                    request_id=rid,
+                    model=model,
+                    aliases=["shadow"] * len(scored),
+                    versions=[v for _, v, _ in scored],
+                    entity_keys=inputs.entity_keys,
+                    feature_names=inputs.names,
+                    features=inputs.matrix,
+                    predictions=[s for s, _, _ in scored],
+                )
             )
 
-    @api.post("/v1/features/online", response_model=OnlineFeaturesResponse)
+    @api.post("/v1/features/online", response_model=OnlineFeaturesResponse, responses=_ERRORS)
     async def online_features(
         self, body: OnlineFeaturesRequest, authorization: str | None = Header(None)
     ) -> dict[str, Any]:
         """Feast-compatible online feature retrieval."""
-        with request_context(new_request_id()):
-            token = _bearer(authorization)
+        token = _bearer(authorization)
+
+        def read() -> dict[str, Any]:
             self._services.authorize(token, "features:read", "features")
             return self._services.online_features(token, body)
 
-    @api.post("/get-online-features", response_model=OnlineFeaturesResponse)
+        return await asyncio.to_thread(read)
+
+    @api.post("/get-online-features", response_model=OnlineFeaturesResponse, responses=_ERRORS)
     async def feast_online_features(
-        self,
-        request: Request,
-        body: OnlineFeaturesRequest,
-        authorization: str | None = Header(None),
+        self, body: OnlineFeaturesRequest, authorization: str | None = Header(None)
     ) -> dict[str, Any]:
         """The same handler at Feast's path, so Feast HTTP clients work unchanged."""
         return await self.online_features(body, authorization)
 
+    @api.get("/v1/models", response_model=list[ModelSummary], responses=_ERRORS)
+    async def list_models(self, authorization: str | None = Header(None)) -> list[Any]:
+        """Registered models with their aliases."""
+        await self._allow(authorization, "predict", "models")
+        return cast("list[Any]", await _actor_call(self._registry.list_models.remote()))
+
+    @api.get("/v1/models/{name}", response_model=ModelDetail, responses=_ERRORS)
+    async def model_detail(
+        self, name: str = Path(max_length=200), authorization: str | None = Header(None)
+    ) -> ModelDetail:
+        """A model's versions, and which version each alias serves in this application."""
+        await self._allow(authorization, "predict", f"model:{name}")
+        infos = await _actor_call(self._registry.versions.remote(name))
+        serving: Mapping[str, int] = {}
+        if name == self._args.model_name:
+            model: Any = self._model
+            serving = await model.versions.remote()
+        return ModelDetail(
+            name=name,
+            versions=[
+                ModelVersion(
+                    version=i.version, aliases=list(i.aliases), run_id=i.run_id, metrics=i.metrics
+                )
+                for i in infos
+            ],
+            serving=dict(serving),
+        )
+
+    @api.post("/v1/feedback", response_model=FeedbackResponse, responses=_ERRORS)
+    async def feedback(
+        self, body: FeedbackRequest, authorization: str | None = Header(None)
+    ) -> FeedbackResponse:
+        """Observed labels by request id, joined to logged predictions by the monitor."""
+        await self._allow(authorization, "predict", f"model:{body.model}")
+        monitor = self._monitor()
+        matched = await _actor_call(monitor.feedback.remote(body.model, dict(body.labels)))
+        return FeedbackResponse(model=body.model, received=len(body.labels), matched=int(matched))
+
+    @api.get("/v1/monitoring/{model}", responses=_ERRORS)
+    async def monitoring(
+        self, model: str = Path(max_length=200), authorization: str | None = Header(None)
+    ) -> dict[str, Any]:
+        """The DriftMonitor's report of a model: windows, drift, alerts."""
+        await self._allow(authorization, "audit:read", f"model:{model}")
+        report = await _actor_call(self._monitor().report.remote(model))
+        return cast("dict[str, Any]", report)
+
+    async def _allow(self, authorization: str | None, action: str, resource: str) -> None:
+        token = _bearer(authorization)
+        await asyncio.to_thread(self._services.authorize, token, action, resource)
+
+    def _monitor(self) -> Any:
+        import ray
+
+        try:
+            return ray.get_actor(self._monitor_name, namespace=self._namespace)
+        except ValueError as exc:
+            raise ServiceUnavailableError(
+                "the drift monitor is not running", details={"service": self._monitor_name}
+            ) from exc
+
+    def check_health(self) -> None:
+        """Unhealthy when the prediction tap's thread died."""
+        if not self._tap.running:
+            raise ServiceUnavailableError("the prediction tap stopped")
+
+    def __del__(self) -> None:
+        tap = getattr(self, "_tap", None)
+        if tap is not None:
+            tap.stop()
+
 
 def build_app(args: AppArgs) -> Any:
-    """Build the Serve application graph (used by ``serve run`` and ``entai deploy``)."""
+    """Build the Serve application graph (``serve run``/``serve deploy`` and ``entai deploy``).
+
+    Serve validates a config file's ``args`` into :class:`AppArgs` through the
+    annotation, so ``import_path: entai.deployments.app:build_app`` works as is.
+    """
     model_deployment = cast("Deployment", Model)
     ingress_deployment = cast("Deployment", Ingress)
-    model = model_deployment.options(num_replicas=args.model_replicas).bind(args)
-    return ingress_deployment.options(num_replicas=args.ingress_replicas).bind(model, args)
+    if args.model_replicas is not None:
+        model_deployment = model_deployment.options(num_replicas=args.model_replicas)
+    if args.ingress_replicas is not None:
+        ingress_deployment = ingress_deployment.options(num_replicas=args.ingress_replicas)
+    return ingress_deployment.bind(model_deployment.bind(args), args)

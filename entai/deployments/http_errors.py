@@ -1,7 +1,9 @@
 """The one table mapping entai errors to HTTP statuses, and the error body shape.
 
 Every error response is ``{"error": {"code", "message", "details"}}``. Bad input is
-never a 500: request validation errors become 422 with the offending fields.
+never a 500: request validation errors become 422 with the offending fields. Serve's
+own overload signals (``BackPressureError`` when a handle's ``max_queued_requests`` is
+exceeded, an unavailable deployment) become 503/429 in the same envelope.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from entai.shared import errors
@@ -64,6 +67,25 @@ def install_error_handlers(app: FastAPI) -> None:
             error_body(exc.code, exc.message, exc.details), status_code=status, headers=headers
         )
 
+    @app.exception_handler(BackPressureError)
+    async def _backpressure(_: Request, exc: BackPressureError) -> JSONResponse:
+        status = exc.status_code if exc.status_code in (429, 503) else 503
+        retry = exc.retry_after_s if exc.retry_after_s is not None else 1.0
+        return JSONResponse(
+            error_body("overloaded", "the service is at capacity; retry later", {}),
+            status_code=status,
+            headers={"Retry-After": str(max(1, round(retry)))},
+        )
+
+    @app.exception_handler(DeploymentUnavailableError)
+    async def _unavailable(_: Request, exc: DeploymentUnavailableError) -> JSONResponse:
+        log.error("deployment unavailable", extra={"error": exc.message})
+        return JSONResponse(
+            error_body("service_unavailable", "a serving deployment is unavailable", {}),
+            status_code=503,
+            headers={"Retry-After": "1"},
+        )
+
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         problems = [
@@ -73,6 +95,13 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(
             error_body("invalid_input", "request body is invalid", {"errors": problems}),
             status_code=422,
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error", extra={"error": type(exc).__name__})
+        return JSONResponse(
+            error_body("internal_error", "the request failed unexpectedly", {}), status_code=500
         )
 
     @app.exception_handler(StarletteHTTPException)

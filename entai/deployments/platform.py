@@ -1,17 +1,20 @@
 """What an ingress replica needs from the platform, connected once per replica.
 
 Authorization goes through a short-lived local cache of the governance state, and
-online features are read in-process (shard fan-out or a direct store read), so a
-prediction costs no extra deployment hop for either.
+online features are read in-process (shard fan-out, or a direct Redis read when the
+online store is Redis), so a prediction costs no extra deployment hop for either. This
+is the FeatureLookup stage of the serving graph: it turns a request's entities and
+request-time features into named model input columns.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from entai.actors.auth_cache import AuthCache
 from entai.actors.feature_shard import shard_name
@@ -20,17 +23,33 @@ from entai.actors.online_client import OnlineFeatureClient
 from entai.deployments.schemas import OnlineFeaturesRequest
 from entai.shared.definitions import Definitions, FeatureViewProjection
 from entai.shared.errors import InvalidInputError
+from entai.shared.online import OnlineStore, entity_key
 from entai.shared.policy import Decision
 from entai.shared.settings import EntaiSettings
 
 if TYPE_CHECKING:
     from entai.deployments.app import AppArgs
 
-__all__ = ["PlatformServices"]
+__all__ = ["FeatureInputs", "PlatformServices"]
 
 log = logging.getLogger(__name__)
 
 _MASKED = "***"
+
+
+@dataclass(frozen=True)
+class FeatureInputs:
+    """Model inputs for a request's entity rows.
+
+    Attributes:
+        names: Column names (online features, then request-time features).
+        matrix: Rows x ``names``; missing values are NaN.
+        entity_keys: Canonical key of each entity row (canary routing, the log).
+    """
+
+    names: tuple[str, ...]
+    matrix: np.ndarray
+    entity_keys: list[str]
 
 
 @dataclass
@@ -54,9 +73,15 @@ class PlatformServices:
             for i in range(settings.online_store.num_shards)
         ]
         definitions = Definitions.from_module(args.definitions_module)
+        direct: OnlineStore | None = None
+        store = settings.online_store
+        if store.type == "redis":
+            from entai.actors.redis_store import RedisOnlineStore
+
+            direct = RedisOnlineStore(store.url.get_secret_value(), store.key_prefix)
         return cls(
             auth=AuthCache.for_actor(governance),
-            features=OnlineFeatureClient(shards),
+            features=OnlineFeatureClient(shards, direct_store=direct),
             definitions=definitions,
             model_features=tuple(definitions.resolve(args.feature_service)),
         )
@@ -85,16 +110,30 @@ class PlatformServices:
             join_keys={p.view.name: list(p.view.join_keys) for p in projections},
         )
 
-    def feature_vectors(
+    def feature_inputs(
         self, entities: Mapping[str, Sequence[Any]], request_features: Mapping[str, Sequence[Any]]
-    ) -> list[list[float]]:
-        """One model input vector per entity row; missing values are NaN."""
+    ) -> FeatureInputs:
+        """Online features of the model's feature service plus request-time features.
+
+        Raises:
+            InvalidInputError: a join key is missing, or a request feature is not numeric.
+        """
         response = self._read(self.model_features, entities)
-        columns = [
-            [math.nan if v is None else float(v) for v in result["values"]]
-            for result in response["results"]
-        ]
-        return [list(row) for row in zip(*columns, strict=True)]
+        online = [name.split(":", 1)[1] for name in response["metadata"]["feature_names"]]
+        columns = [result["values"] for result in response["results"]]
+        extra = [k for k in request_features if k not in online]
+        columns += [request_features[k] for k in extra]
+        try:
+            matrix = np.array(columns, dtype=np.float64).T
+        except (TypeError, ValueError) as exc:
+            raise InvalidInputError(
+                "request_features must hold numbers (or null)",
+                details={"field": "request_features", "features": extra},
+            ) from exc
+        keys = sorted({k for p in self.model_features for k in p.view.join_keys})
+        n = len(next(iter(entities.values())))
+        entity_keys = [entity_key({k: entities[k][i] for k in keys}) for i in range(n)]
+        return FeatureInputs((*online, *extra), matrix, entity_keys)
 
     def online_features(self, token: str, body: OnlineFeaturesRequest) -> dict[str, Any]:
         """Feast-shaped online features, PII masked for principals without read_pii."""

@@ -8,6 +8,11 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
     "EntityValue",
+    "FeedbackRequest",
+    "FeedbackResponse",
+    "ModelDetail",
+    "ModelSummary",
+    "ModelVersion",
     "OnlineFeaturesRequest",
     "OnlineFeaturesResponse",
     "PredictRequest",
@@ -85,9 +90,61 @@ class PredictRequest(BaseModel):
 
 
 class PredictResponse(BaseModel):
-    """Scores in entity order, with the model version that produced them."""
+    """Scores in entity order, with the model version that produced them.
+
+    ``version`` is the version that answered the first row; ``versions`` names the
+    version of every row (rows of one request may be split by a canary).
+    """
 
     model: str
     version: int
+    versions: list[int]
     predictions: list[float]
     request_id: str
+
+
+RequestId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+
+
+class FeedbackRequest(BaseModel):
+    """Observed outcomes (0/1) of earlier predictions, by the request id they returned."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    labels: dict[RequestId, Annotated[int, Field(ge=0, le=1)]] = Field(
+        min_length=1, max_length=10_000
+    )
+
+
+class FeedbackResponse(BaseModel):
+    """How many labels matched a logged prediction."""
+
+    model: str
+    received: int
+    matched: int
+
+
+class ModelSummary(BaseModel):
+    """One registered model: its aliases and latest version."""
+
+    name: str
+    aliases: dict[str, int]
+    latest_version: int | None
+
+
+class ModelVersion(BaseModel):
+    """One version of a registered model."""
+
+    version: int
+    aliases: list[str]
+    run_id: str | None
+    metrics: dict[str, float]
+
+
+class ModelDetail(BaseModel):
+    """A registered model's versions and, when deployed here, what each alias serves."""
+
+    name: str
+    versions: list[ModelVersion]
+    serving: dict[str, int]

@@ -1,0 +1,267 @@
+"""Serving benchmark: entai's full predict path vs a plain FastAPI + uvicorn app.
+
+    .venv/bin/python bench/serve.py [--small] [--modes default,throughput,haproxy]
+
+(a) reference: one uvicorn worker serving the same XGBoost model, features from an
+    in-process dict; (b) entai: ``POST /v1/predict/<model>`` through Ray Serve (bearer
+    auth + online features for one entity from the shard actors + the Model
+    deployment), once per Serve mode. Serve's modes are read from the environment when
+    Ray's workers start, so each mode runs in a child process with its own local Ray
+    (num_cpus=2, no dashboard). Load: closed loop, concurrency 8, on loopback.
+    The last line is JSON; "ratio" = entai p99 latency / reference p99 latency for the
+    fastest mode (lower is better); throughputs and the share are in the object too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+MODES: dict[str, dict[str, str]] = {
+    "default": {},
+    "throughput": {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"},
+    "haproxy": {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_HA_PROXY": "1"},
+}
+USERS = 1_000
+CATS = ("books", "games", "tools")
+MODEL = "bench_model"
+
+
+def _train(path: Path) -> Any:
+    import xgboost as xgb
+
+    from entai.demo import features as demo
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2_000, len(demo.MODEL_FEATURES)))
+    y = (x[:, 0] + x[:, 5] + rng.normal(size=2_000) > 0).astype(int)
+    data = xgb.DMatrix(x, label=y, feature_names=list(demo.MODEL_FEATURES))
+    booster = xgb.train({"objective": "binary:logistic", "max_depth": 5}, data, 50)
+    booster.save_model(str(path))
+    return booster
+
+
+def _features() -> dict[tuple[int, str], np.ndarray]:
+    rng = np.random.default_rng(1)
+    return {(u, c): rng.normal(size=12) for u in range(USERS) for c in CATS}
+
+
+async def _load(url: str, headers: dict[str, str], seconds: float, concurrency: int) -> dict:
+    import httpx
+
+    latencies: list[float] = []
+    errors = 0
+    rng = np.random.default_rng(2)
+    deadline = time.perf_counter() + seconds
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(timeout=30.0, limits=limits) as client:
+
+        async def worker() -> None:
+            nonlocal errors
+            while time.perf_counter() < deadline:
+                u, c = int(rng.integers(USERS)), CATS[int(rng.integers(3))]
+                body = {"entities": {"user_id": [u], "category": [c]}}
+                start = time.perf_counter()
+                r = await client.post(url, json=body, headers=headers)
+                latencies.append(time.perf_counter() - start)
+                errors += r.status_code != 200
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        took = time.perf_counter() - started
+    lat = np.asarray(latencies) * 1000
+    return {
+        "requests": len(lat),
+        "errors": errors,
+        "rps": round(len(lat) / took, 1),
+        "p50_ms": round(float(np.percentile(lat, 50)), 2),
+        "p99_ms": round(float(np.percentile(lat, 99)), 2),
+    }
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_http(url: str, timeout_s: float = 120) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"{url} did not come up")
+
+
+REFERENCE_APP = """
+import numpy as np, xgboost as xgb
+from fastapi import FastAPI
+from pydantic import BaseModel
+booster = xgb.Booster(); booster.load_model(MODEL_PATH)
+rng = np.random.default_rng(1)
+FEATURES = {(u, c): rng.normal(size=12) for u in range(USERS) for c in CATS}
+app = FastAPI()
+class Body(BaseModel):
+    entities: dict[str, list[int | str]]
+@app.get("/healthz")
+def healthz(): return {"status": "ok"}
+@app.post("/predict")
+async def predict(body: Body):
+    keys = zip(body.entities["user_id"], body.entities["category"])
+    rows = np.array([FEATURES[k] for k in keys])
+    return {"predictions": booster.inplace_predict(rows.astype(np.float32)).tolist()}
+"""
+
+
+def run_reference(work: Path, seconds: float, concurrency: int) -> dict:
+    model_path = work / "model.ubj"
+    _train(model_path)
+    app = work / "ref_app.py"
+    app.write_text(
+        f"MODEL_PATH={str(model_path)!r}\nUSERS={USERS}\nCATS={CATS!r}\n" + REFERENCE_APP
+    )
+    port = _free_port()
+    uvicorn = str(Path(sys.executable).with_name("uvicorn"))
+    proc = subprocess.Popen(
+        [uvicorn, "ref_app:app", "--port", str(port), "--workers", "1", "--log-level", "warning"],
+        cwd=work,
+    )
+    try:
+        _wait_http(f"http://127.0.0.1:{port}/healthz")
+        asyncio.run(_load(f"http://127.0.0.1:{port}/predict", {}, 2, concurrency))  # warm-up
+        return asyncio.run(_load(f"http://127.0.0.1:{port}/predict", {}, seconds, concurrency))
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def run_entai_child(mode: str, seconds: float, concurrency: int) -> dict:
+    """Inside the child: start Ray with the mode's env, deploy, load, tear down."""
+    import mlflow
+    import mlflow.xgboost
+    import ray
+    from ray import serve
+
+    from entai.actors.feature_shard import start_shards
+    from entai.actors.governance import start_governance
+    from entai.actors.mlflow_backend import configure_mlflow
+    from entai.actors.model_registry import start_registry
+    from entai.actors.online_client import OnlineFeatureClient
+    from entai.demo import features as demo
+    from entai.deployments.app import AppArgs, build_app
+    from entai.shared.online import FeatureRow, entity_key
+    from entai.shared.settings import load_settings
+
+    work = Path(tempfile.mkdtemp(prefix="entai-bench-serve-"))
+    port = _free_port()
+    settings = load_settings(home=work, serve={"port": port}).resolved()
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+             namespace=settings.ray.namespace)  # fmt: skip
+    try:
+        ns = settings.ray.namespace
+        governance = start_governance(settings, ns)
+        ray.get(governance.__ray_ready__.remote(), timeout=120)
+        admin = Path(settings.security.token_file).read_text().strip()
+        token, _ = ray.get(governance.create_token.remote(admin, "app"), timeout=60)
+        now = datetime.now(UTC)
+        uc = [f.name for f in demo.user_category_stats.schema]
+        us = [f.name for f in demo.user_stats.schema]
+        rows = []
+        for (u, c), values in _features().items():
+            rows.append(FeatureRow("user_category_stats", entity_key({"user_id": u, "category": c}),
+                                   dict(zip(uc, values[:6].tolist(), strict=True)),
+                                   now - timedelta(hours=1), now))  # fmt: skip
+            if c == CATS[0]:
+                rows.append(FeatureRow("user_stats", entity_key({"user_id": u}),
+                                       dict(zip(us, values[6:].tolist(), strict=True)),
+                                       now - timedelta(hours=1), now))  # fmt: skip
+        OnlineFeatureClient(start_shards(settings, ns)).write(rows)
+        registry = start_registry(settings.mlflow, ns)
+        configure_mlflow(settings.mlflow)
+        booster = _train(work / "model.ubj")
+        with mlflow.start_run():
+            logged = mlflow.xgboost.log_model(booster, name="model", pip_requirements=["xgboost"])
+            uri = logged.model_uri
+        info = ray.get(registry.register.remote(uri, MODEL, registrant="bench"), timeout=120)
+        ray.get(registry.set_alias.remote(MODEL, "champion", info.version, by="b", reason="b"))
+        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        args = AppArgs(
+            model_name=MODEL,
+            feature_service=demo.purchase_propensity.name,
+            definitions_module=demo.__name__,
+            settings=settings,
+            shadow=False,
+        )
+        serve.run(build_app(args), name="entai", route_prefix="/")
+        url = f"http://127.0.0.1:{port}"
+        _wait_http(f"{url}/healthz")
+        headers = {"Authorization": f"Bearer {token}"}
+        asyncio.run(_load(f"{url}/v1/predict/{MODEL}", headers, 3, concurrency))  # warm-up
+        result = asyncio.run(_load(f"{url}/v1/predict/{MODEL}", headers, seconds, concurrency))
+        serve.shutdown()
+        return result
+    finally:
+        ray.shutdown()
+
+
+def run_entai(mode: str, seconds: float, concurrency: int) -> dict:
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", **MODES[mode]}
+    cmd = [sys.executable, __file__, "--child", mode, "--seconds", str(seconds),
+           "--concurrency", str(concurrency)]  # fmt: skip
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800, check=False)
+    lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
+    if out.returncode != 0 or not lines:
+        return {"error": (out.stderr or out.stdout)[-1500:]}
+    return dict(json.loads(lines[-1]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--small", action="store_true")
+    parser.add_argument("--modes", default="default,throughput,haproxy")
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=None)
+    parser.add_argument("--child", default=None)
+    opts = parser.parse_args()
+    seconds = opts.seconds or (5.0 if opts.small else 20.0)
+    if opts.child:
+        print(json.dumps(run_entai_child(opts.child, seconds, opts.concurrency)))
+        return
+    print(f"load: {os.getloadavg()} on {os.cpu_count()} cores; concurrency {opts.concurrency}")
+    with tempfile.TemporaryDirectory() as tmp:
+        reference = run_reference(Path(tmp), seconds, opts.concurrency)
+    print(f"reference FastAPI+uvicorn: {reference}")
+    results = {}
+    for mode in opts.modes.split(","):
+        results[mode] = run_entai(mode, seconds, opts.concurrency)
+        print(f"entai [{mode}]: {results[mode]}")
+    ok = {m: r for m, r in results.items() if "rps" in r and r["errors"] == 0}
+    best = min(ok, key=lambda m: ok[m]["p99_ms"]) if ok else None
+    figures: dict[str, Any] = {"reference": reference, "entai": results, "best_mode": best,
+                               "load_avg_1m": round(os.getloadavg()[0], 2)}  # fmt: skip
+    if best is not None:
+        figures["throughput_share"] = round(ok[best]["rps"] / reference["rps"], 3)
+        figures["ratio"] = round(ok[best]["p99_ms"] / reference["p99_ms"], 3)
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,226 @@
+"""Loaded model versions per alias, hot-swapped when the registry moves an alias.
+
+A :class:`ModelRuntime` holds an immutable snapshot ``{alias: LoadedModel}``. A
+background thread long-polls an :class:`AliasWatcher` (the registry actor's
+``wait_for_change``); when an alias moves it loads the new version off the request
+path (versions already loaded are reused, so a rollback swaps instantly) and then
+replaces the snapshot in one assignment. A request takes the snapshot once and
+finishes on it, so in-flight requests complete on the version they started with.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from entai.shared.errors import InvalidInputError, NotFoundError
+
+__all__ = [
+    "ActorAliasWatcher",
+    "AliasWatcher",
+    "LoadedModel",
+    "ModelRuntime",
+    "load_mlflow_model",
+]
+
+log = logging.getLogger(__name__)
+
+Loader = Callable[[str, int], "LoadedModel"]
+
+
+class AliasWatcher(Protocol):
+    """Where alias changes come from (the ModelRegistry class or its actor)."""
+
+    def subscribe(self, name: str) -> Mapping[str, Any]:
+        """``{"revision": int, "aliases": {alias: version}}`` now."""
+        ...
+
+    def wait_for_change(
+        self, name: str, known_revision: int, timeout_s: float
+    ) -> Mapping[str, Any]:
+        """The same map once the revision moves past ``known_revision`` (or on timeout)."""
+        ...
+
+
+class ActorAliasWatcher:
+    """:class:`AliasWatcher` over the ``entai-model-registry`` actor handle."""
+
+    def __init__(self, handle: Any, *, call_timeout_s: float = 120.0) -> None:
+        self._handle = handle
+        self._timeout = call_timeout_s
+
+    def subscribe(self, name: str) -> Mapping[str, Any]:
+        """The registry's current alias map for ``name``."""
+        import ray
+
+        result: Mapping[str, Any] = ray.get(
+            self._handle.subscribe.remote(name), timeout=self._timeout
+        )
+        return result
+
+    def wait_for_change(
+        self, name: str, known_revision: int, timeout_s: float
+    ) -> Mapping[str, Any]:
+        """Block in the registry actor until ``name``'s aliases move or time runs out."""
+        import ray
+
+        result: Mapping[str, Any] = ray.get(
+            self._handle.wait_for_change.remote(name, known_revision, timeout_s),
+            timeout=timeout_s + self._timeout,
+        )
+        return result
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """One model version in memory.
+
+    Attributes:
+        version: Registry version number.
+        feature_names: Inputs in the model's order.
+        predict: Feature matrix (rows x ``feature_names``) -> one score per row.
+    """
+
+    version: int
+    feature_names: tuple[str, ...]
+    predict: Callable[[np.ndarray], np.ndarray]
+
+    def score(self, names: tuple[str, ...], matrix: np.ndarray) -> np.ndarray:
+        """Scores for rows whose columns are ``names``, reordered to the model's inputs."""
+        if names != self.feature_names:
+            index = {n: i for i, n in enumerate(names)}
+            missing = [n for n in self.feature_names if n not in index]
+            if missing:
+                raise InvalidInputError(
+                    f"model version {self.version} needs feature(s) {missing}",
+                    details={"field": "request_features", "missing": missing},
+                )
+            matrix = matrix[:, [index[n] for n in self.feature_names]]
+        return np.asarray(self.predict(matrix), dtype=np.float64).reshape(-1)
+
+
+def load_mlflow_model(name: str, version: int) -> LoadedModel:
+    """Load an XGBoost or scikit-learn version from the (configured) MLflow registry."""
+    import mlflow
+
+    uri = f"models:/{name}/{version}"
+    flavors = mlflow.models.get_model_info(uri).flavors
+    if "xgboost" in flavors:
+        import mlflow.xgboost
+
+        booster = mlflow.xgboost.load_model(uri)
+        names = tuple(booster.feature_names or ())
+
+        def predict(matrix: np.ndarray) -> np.ndarray:
+            return np.asarray(booster.inplace_predict(matrix.astype(np.float32)))
+
+        return LoadedModel(version, names, predict)
+    if "sklearn" in flavors:
+        import mlflow.sklearn
+
+        estimator = mlflow.sklearn.load_model(uri)
+        names = tuple(str(n) for n in getattr(estimator, "feature_names_in_", ()))
+        if hasattr(estimator, "predict_proba"):
+            return LoadedModel(version, names, lambda m: estimator.predict_proba(m)[:, 1])
+        return LoadedModel(version, names, estimator.predict)
+    raise InvalidInputError(
+        f"model {name!r} version {version} is neither XGBoost nor scikit-learn",
+        details={"model": name, "version": version, "flavors": sorted(flavors)},
+    )
+
+
+class ModelRuntime:
+    """The versions behind each alias of one model, swapped atomically on change.
+
+    Args:
+        name: Registered model name.
+        watcher: Source of the alias map and its changes.
+        loader: ``loader(name, version)`` -> :class:`LoadedModel`.
+        aliases: Aliases to keep loaded (``champion`` is required to serve).
+        poll_timeout_s: Long-poll length; also the retry pace when the registry is down.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        watcher: AliasWatcher,
+        loader: Loader,
+        *,
+        aliases: tuple[str, ...] = ("champion", "challenger", "shadow"),
+        poll_timeout_s: float = 10.0,
+    ) -> None:
+        self.name = name
+        self._watcher = watcher
+        self._loader = loader
+        self._aliases = aliases
+        self._poll_timeout_s = poll_timeout_s
+        self._loaded: dict[int, LoadedModel] = {}
+        self._models: Mapping[str, LoadedModel] = {}
+        self.revision = -1
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.apply(watcher.subscribe(name))
+        if "champion" not in self._models:
+            raise NotFoundError(
+                f"model {name!r} has no version with alias 'champion'",
+                details={"model": name, "alias": "champion"},
+            )
+
+    def snapshot(self) -> Mapping[str, LoadedModel]:
+        """The current ``{alias: LoadedModel}``; never mutated after it is published."""
+        return self._models
+
+    def versions(self) -> dict[str, int]:
+        """Which version serves each alias now."""
+        return {alias: m.version for alias, m in self._models.items()}
+
+    def apply(self, state: Mapping[str, Any]) -> bool:
+        """Load what a new alias map needs, then publish it; True when anything moved."""
+        wanted = {
+            alias: int(v) for alias, v in dict(state["aliases"]).items() if alias in self._aliases
+        }
+        for version in set(wanted.values()) - set(self._loaded):
+            self._loaded[version] = self._loader(self.name, version)
+        models = {alias: self._loaded[v] for alias, v in wanted.items()}
+        changed = {a: m.version for a, m in models.items()} != self.versions()
+        self._models = models  # the atomic swap
+        self.revision = int(state["revision"])
+        keep = set(wanted.values())
+        self._loaded = {v: m for v, m in self._loaded.items() if v in keep}
+        if changed:
+            log.info("aliases swapped", extra={"model": self.name, "versions": self.versions()})
+        return changed
+
+    def start(self) -> None:
+        """Start following the registry in a daemon thread."""
+        self._thread = threading.Thread(target=self._follow, name="alias-watch", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop following (the thread exits after its current long poll)."""
+        self._stop.set()
+
+    @property
+    def following(self) -> bool:
+        """Whether the watch thread is alive."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def _follow(self) -> None:
+        while not self._stop.is_set():
+            try:
+                state = self._watcher.wait_for_change(
+                    self.name, self.revision, self._poll_timeout_s
+                )
+                if int(state["revision"]) != self.revision:
+                    self.apply(state)
+            except Exception as exc:  # keep serving the current versions; retry
+                log.warning(
+                    "alias watch failed; retrying",
+                    extra={"model": self.name, "error": repr(exc)},
+                )
+                self._stop.wait(1.0)

@@ -1,0 +1,400 @@
+"""The Serve application over real HTTP: predictions, errors, canary, shadow, endpoints.
+
+One application for the module (canary 20 %, shadow on) on port 8121, over the real
+governance, shard and registry actors and an MLflow registry holding three XGBoost
+versions (champion, challenger, shadow). The helpers here (:func:`deploy_platform`)
+are shared with the zero-downtime module.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+
+from entai.demo import features as demo
+from entai.shared.online import FeatureRow, entity_key
+
+MODEL = "serve_test_model"
+CATEGORIES = ("books", "games", "tools")
+USERS = 400
+
+
+@dataclass
+class Platform:
+    """A deployed test platform: URL, tokens, boosters by version, written features."""
+
+    url: str
+    settings: Any
+    admin: str
+    analyst: str
+    app_token: str
+    boosters: dict[int, Any]
+    aliases: dict[str, int]
+    features: dict[tuple[int, str], np.ndarray]
+    registry: Any
+    app_name: str
+    actors: list[Any] = field(default_factory=list)
+
+    def headers(self, token: str | None = None) -> dict[str, str]:
+        return {"Authorization": f"Bearer {token or self.app_token}"}
+
+    def expected(self, version: int, user: int, category: str) -> float:
+        row = self.features[(user, category)][None, :]
+        return float(self.boosters[version].inplace_predict(row)[0])
+
+
+def _train(seed: int) -> Any:
+    import xgboost as xgb
+
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(500, len(demo.MODEL_FEATURES)))
+    y = (x[:, seed % 12] + rng.normal(scale=0.5, size=500) > 0).astype(int)
+    data = xgb.DMatrix(x, label=y, feature_names=list(demo.MODEL_FEATURES))
+    return xgb.train({"objective": "binary:logistic", "max_depth": 3}, data, num_boost_round=8)
+
+
+def _write_features(settings: Any, namespace: str) -> dict[tuple[int, str], np.ndarray]:
+    from entai.actors.feature_shard import start_shards
+    from entai.actors.online_client import OnlineFeatureClient
+
+    rng = np.random.default_rng(7)
+    now = datetime.now(UTC)
+    uc_names = [f.name for f in demo.user_category_stats.schema]
+    u_names = [f.name for f in demo.user_stats.schema]
+    rows: list[FeatureRow] = []
+    user_values = {u: rng.normal(size=len(u_names)) for u in range(USERS)}
+    out: dict[tuple[int, str], np.ndarray] = {}
+    for u in range(USERS):
+        rows.append(
+            FeatureRow(
+                "user_stats",
+                entity_key({"user_id": u}),
+                dict(zip(u_names, user_values[u].tolist(), strict=True)),
+                now - timedelta(hours=1),
+                now,
+            )
+        )
+        for c in CATEGORIES:
+            values = rng.normal(size=len(uc_names))
+            rows.append(
+                FeatureRow(
+                    "user_category_stats",
+                    entity_key({"user_id": u, "category": c}),
+                    dict(zip(uc_names, values.tolist(), strict=True)),
+                    now - timedelta(hours=1),
+                    now,
+                )
+            )
+            out[(u, c)] = np.concatenate([values, user_values[u]])
+    client = OnlineFeatureClient(start_shards(settings, namespace))
+    client.write(rows)
+    return out
+
+
+def deploy_platform(
+    tmp: Path,
+    *,
+    port: int,
+    canary_percent: float = 0.0,
+    shadow: bool = True,
+    model_replicas: int = 1,
+) -> Platform:
+    """Start governance, shards, registry (3 versions) and the Serve app on ``port``."""
+    import mlflow
+    import mlflow.xgboost
+    import ray
+    from ray import serve
+
+    from entai.actors.governance import start_governance
+    from entai.actors.mlflow_backend import configure_mlflow
+    from entai.actors.model_registry import start_registry
+    from entai.deployments.app import AppArgs, build_app
+    from entai.shared.promotion import PromotionPolicy
+    from entai.shared.settings import load_settings
+
+    namespace = f"serve-test-{uuid.uuid4().hex[:8]}"
+    settings = load_settings(
+        home=tmp, ray={"namespace": namespace}, serve={"port": port, "request_timeout_s": 30}
+    ).resolved()
+    governance = start_governance(settings, namespace)
+    ray.get(governance.__ray_ready__.remote(), timeout=120)
+    admin = Path(settings.security.token_file).read_text().strip()
+    analyst, _ = ray.get(governance.create_token.remote(admin, "analyst"), timeout=60)
+    app_token, _ = ray.get(governance.create_token.remote(admin, "app"), timeout=60)
+    features = _write_features(settings, namespace)
+    policy = PromotionPolicy(min_metrics={}, require_card=False, gated_aliases=())
+    registry = start_registry(settings.mlflow, namespace, policy=policy)
+    configure_mlflow(settings.mlflow)
+    boosters: dict[int, Any] = {}
+    for seed in (1, 2, 3, 4):
+        booster = _train(seed)
+        with mlflow.start_run():
+            logged = mlflow.xgboost.log_model(booster, name="model", pip_requirements=["xgboost"])
+        info = ray.get(
+            registry.register.remote(
+                logged.model_uri, MODEL, registrant="trainer", metrics={"valid_auc": 0.8}
+            ),
+            timeout=120,
+        )
+        boosters[info.version] = booster
+    versions = sorted(boosters)
+    aliases = {"champion": versions[0], "challenger": versions[1], "shadow": versions[2]}
+    for alias, version in aliases.items():
+        ray.get(
+            registry.set_alias.remote(MODEL, alias, version, by="admin", reason="test"),
+            timeout=60,
+        )
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    args = AppArgs(
+        model_name=MODEL,
+        feature_service=demo.purchase_propensity.name,
+        definitions_module=demo.__name__,
+        settings=settings,
+        canary_percent=canary_percent,
+        shadow=shadow,
+        model_replicas=model_replicas,
+        tap_flush_interval_s=0.2,
+    )
+    app_name = f"entai-{port}"
+    serve.run(build_app(args), name=app_name, route_prefix="/")
+    return Platform(
+        url=f"http://127.0.0.1:{port}",
+        settings=settings,
+        admin=admin,
+        analyst=analyst,
+        app_token=app_token,
+        boosters=boosters,
+        aliases=aliases,
+        features=features,
+        registry=registry,
+        app_name=app_name,
+        actors=[governance, registry],
+    )
+
+
+def teardown_platform(platform: Platform) -> None:
+    """Delete the app, stop Serve and kill the module's actors."""
+    import ray
+    from ray import serve
+
+    from entai.actors.feature_shard import shard_name
+
+    try:
+        serve.delete(platform.app_name)
+        serve.shutdown()
+    finally:
+        namespace = platform.settings.ray.namespace
+        for i in range(platform.settings.online_store.num_shards):
+            ray.kill(ray.get_actor(shard_name(i), namespace=namespace))
+        for actor in platform.actors:
+            ray.kill(actor)
+
+
+def predict_body(user: int, category: str) -> dict[str, Any]:
+    return {"entities": {"user_id": [user], "category": [category]}}
+
+
+@pytest.fixture(scope="module")
+def platform(ray_cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    deployed = deploy_platform(
+        tmp_path_factory.mktemp("serve-http"), port=8121, canary_percent=20.0
+    )
+    yield deployed
+    teardown_platform(deployed)
+
+
+@pytest.fixture(scope="module")
+def client(platform: Platform) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=platform.url, timeout=60.0) as c:
+        yield c
+
+
+def test_predictions_equal_the_model_called_directly(
+    platform: Platform, client: httpx.Client
+) -> None:
+    users = list(range(20))
+    cats = [CATEGORIES[u % 3] for u in users]
+    body = {"entities": {"user_id": users, "category": cats}}
+    response = client.post(f"/v1/predict/{MODEL}", json=body, headers=platform.headers())
+    assert response.status_code == 200, response.text
+    payload = response.json()
+    assert payload["model"] == MODEL
+    assert response.headers["x-request-id"] == payload["request_id"]
+    served = {platform.aliases["champion"], platform.aliases["challenger"]}
+    assert set(payload["versions"]) <= served
+    for u, c, v, p in zip(users, cats, payload["versions"], payload["predictions"], strict=True):
+        assert p == pytest.approx(platform.expected(v, u, c), rel=1e-6)
+
+
+def test_request_features_are_rejected_when_not_numbers(
+    platform: Platform, client: httpx.Client
+) -> None:
+    body = {**predict_body(1, "books"), "request_features": {"x": ["not a number"]}}
+    response = client.post(f"/v1/predict/{MODEL}", json=body, headers=platform.headers())
+    assert response.status_code == 422
+    assert response.json()["error"]["details"]["field"] == "request_features"
+
+
+@pytest.mark.parametrize(
+    ("case", "status", "code"),
+    [
+        ("no_token", 401, "unauthenticated"),
+        ("bad_token", 401, "unauthenticated"),
+        ("malformed_header", 401, "unauthenticated"),
+        ("not_allowed", 403, "permission_denied"),
+        ("unknown_model", 404, "not_found"),
+        ("bad_body", 422, "invalid_input"),
+        ("missing_join_key", 422, "invalid_input"),
+        ("uneven_entities", 422, "invalid_input"),
+        ("unknown_route", 404, "not_found"),
+        ("wrong_method", 405, "method_not_allowed"),
+    ],
+)
+def test_every_error_class_has_its_status_and_envelope(
+    platform: Platform, client: httpx.Client, case: str, status: int, code: str
+) -> None:
+    good = predict_body(1, "books")
+    path, headers, body = f"/v1/predict/{MODEL}", platform.headers(), good
+    method = "POST"
+    if case == "no_token":
+        headers = {}
+    elif case == "bad_token":
+        headers = platform.headers("not-a-real-token")
+    elif case == "malformed_header":
+        headers = {"Authorization": platform.app_token}
+    elif case == "not_allowed":
+        headers = platform.headers(platform.analyst)
+    elif case == "unknown_model":
+        path = "/v1/predict/no_such_model"
+    elif case == "bad_body":
+        body = {"entities": "nope"}
+    elif case == "missing_join_key":
+        body = {"entities": {"user_id": [1]}}
+    elif case == "uneven_entities":
+        body = {"entities": {"user_id": [1, 2], "category": ["books"]}}
+    elif case == "unknown_route":
+        path = "/v1/nothing-here"
+    elif case == "wrong_method":
+        method = "GET"
+    response = client.request(
+        method, path, json=body if method == "POST" else None, headers=headers
+    )
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert error["code"] == code
+    assert set(error) == {"code", "message", "details"}
+    assert response.headers.get("x-request-id")
+
+
+def test_canary_share_is_twenty_percent_and_sticky(
+    platform: Platform, client: httpx.Client
+) -> None:
+    challenger = platform.aliases["challenger"]
+    pairs = [(u, c) for u in range(USERS) for c in CATEGORIES][:1000]
+    requests = pairs + pairs  # 2,000 requests; each entity twice
+
+    def call(pair: tuple[int, str]) -> int:
+        r = client.post(
+            f"/v1/predict/{MODEL}", json=predict_body(*pair), headers=platform.headers()
+        )
+        assert r.status_code == 200, r.text
+        return int(r.json()["version"])
+
+    with ThreadPoolExecutor(8) as pool:
+        versions = list(pool.map(call, requests))
+    share = np.mean(np.asarray(versions) == challenger)
+    assert 0.17 <= share <= 0.23
+    first, second = versions[: len(pairs)], versions[len(pairs) :]
+    assert first == second  # sticky: the same entity always gets the same version
+
+
+def test_shadow_predictions_are_logged_never_returned(
+    platform: Platform, client: httpx.Client
+) -> None:
+    shadow = platform.aliases["shadow"]
+    rids = []
+    for u in range(5):
+        r = client.post(
+            f"/v1/predict/{MODEL}", json=predict_body(u, "games"), headers=platform.headers()
+        )
+        assert r.status_code == 200
+        assert shadow not in r.json()["versions"]
+        rids.append(r.json()["request_id"])
+    root = Path(platform.settings.lake.root) / "predictions" / f"model={MODEL}"
+    deadline = time.monotonic() + 60
+    log = pd.DataFrame()
+    while time.monotonic() < deadline:
+        files = list(root.rglob("*.parquet"))
+        if files:
+            log = pd.concat([pd.read_parquet(f) for f in files])
+            if set(rids) <= set(log.loc[log["alias"] == "shadow", "request_id"]):
+                break
+        time.sleep(0.5)
+    mine = log[log["request_id"].isin(rids)]
+    shadow_rows = mine[mine["alias"] == "shadow"]
+    assert set(shadow_rows["request_id"]) == set(rids)
+    assert set(shadow_rows["version"]) == {shadow}
+    row = shadow_rows.iloc[0]
+    user = int(rids.index(row["request_id"]))
+    assert row["prediction"] == pytest.approx(platform.expected(shadow, user, "games"), rel=1e-6)
+    assert set(mine.loc[mine["alias"] != "shadow", "version"]) <= {
+        platform.aliases["champion"],
+        platform.aliases["challenger"],
+    }
+
+
+def test_model_endpoints_and_health(platform: Platform, client: httpx.Client) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    models = client.get("/v1/models", headers=platform.headers())
+    assert models.status_code == 200
+    mine = next(m for m in models.json() if m["name"] == MODEL)
+    assert mine["aliases"] == platform.aliases
+    detail = client.get(f"/v1/models/{MODEL}", headers=platform.headers()).json()
+    assert [v["version"] for v in detail["versions"]] == sorted(platform.boosters)
+    assert detail["serving"] == platform.aliases
+    missing = client.get("/v1/models/nope", headers=platform.headers())
+    assert missing.status_code == 404
+    assert client.get("/v1/models", headers=platform.headers(platform.analyst)).status_code == 403
+    schema = client.get("/openapi.json").json()
+    assert "/v1/predict/{model}" in schema["paths"]
+    assert client.get("/docs").status_code == 200
+
+
+def test_online_features_are_feast_shaped(platform: Platform, client: httpx.Client) -> None:
+    body = {
+        "feature_service": demo.purchase_propensity.name,
+        "entities": {"user_id": [3], "category": ["tools"]},
+    }
+    response = client.post(
+        "/v1/features/online", json=body, headers=platform.headers(platform.analyst)
+    )
+    assert response.status_code == 200, response.text
+    payload = response.json()
+    values = [r["values"][0] for r in payload["results"]]
+    assert values == pytest.approx(platform.features[(3, "tools")].tolist())
+    assert payload["metadata"]["feature_names"] == list(demo.MODEL_FEATURES)
+
+
+def test_monitoring_and_feedback_need_the_drift_monitor(
+    platform: Platform, client: httpx.Client
+) -> None:
+    report = client.get(f"/v1/monitoring/{MODEL}", headers=platform.headers(platform.admin))
+    assert report.status_code == 503
+    assert report.json()["error"]["code"] == "service_unavailable"
+    denied = client.get(f"/v1/monitoring/{MODEL}", headers=platform.headers())
+    assert denied.status_code == 403
+    bad = client.post(
+        "/v1/feedback", json={"model": MODEL, "labels": {"r1": 7}}, headers=platform.headers()
+    )
+    assert bad.status_code == 422
