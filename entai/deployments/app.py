@@ -29,9 +29,12 @@ from ray.serve.handle import DeploymentHandle
 
 from entai.actors.metrics import Metrics
 from entai.deployments.http_errors import install_error_handlers
+from entai.deployments.operations import EventIntake, erase_subject
 from entai.deployments.request_ids import RequestIdMiddleware
 from entai.deployments.routing import route_aliases
 from entai.deployments.schemas import (
+    EraseRequest,
+    EventsRequest,
     FeedbackRequest,
     FeedbackResponse,
     ModelDetail,
@@ -49,6 +52,7 @@ from entai.shared.errors import (
     NotFoundError,
     ServiceUnavailableError,
 )
+from entai.shared.events import EventsReceipt
 from entai.shared.logs import new_request_id, request_id
 from entai.shared.settings import EntaiSettings, load_settings
 
@@ -77,6 +81,8 @@ class AppArgs(BaseModel):
         max_batch_size: ``@serve.batch`` size on the Model.
         batch_wait_timeout_s: ``@serve.batch`` wait on the Model.
         tap_flush_interval_s: How often served rows are shipped to the log/monitor.
+        event_contracts: Event sources accepted by ``POST /v1/events``, each with its
+            contract as ``"package.module:NAME"`` or a YAML path.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -93,6 +99,7 @@ class AppArgs(BaseModel):
     max_batch_size: int = Field(32, ge=1)
     batch_wait_timeout_s: float = Field(0.002, ge=0.0)
     tap_flush_interval_s: float = Field(1.0, gt=0.0)
+    event_contracts: dict[str, str] = Field(default_factory=dict)
 
 
 def _settings(args: AppArgs) -> EntaiSettings:
@@ -247,6 +254,8 @@ class Ingress:
         self._args = args
         self._timeout_s = settings.serve.request_timeout_s
         self._services = PlatformServices.connect(settings, args)
+        self._settings = settings
+        self._intake = EventIntake(settings, args.event_contracts)
         self._namespace = settings.ray.namespace
         self._registry: Any = ray.get_actor(REGISTRY, namespace=self._namespace)
         self._monitor_name = MONITOR
@@ -349,7 +358,7 @@ class Ingress:
             scored = await self._score(
                 inputs.names, inputs.matrix, ["shadow"] * len(inputs.entity_keys)
             )
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - shadow must never fail the real request
             log.warning("shadow scoring failed", extra={"error": repr(exc)})
             return
         if scored:
@@ -432,6 +441,24 @@ class Ingress:
         await self._allow(authorization, "audit:read", f"model:{model}")
         report = await _actor_call(self._monitor().report.remote(model))
         return cast("dict[str, Any]", report)
+
+    @api.post("/v1/events", status_code=202, response_model=EventsReceipt, responses=_ERRORS)
+    async def events(
+        self, body: EventsRequest, authorization: str | None = Header(None)
+    ) -> EventsReceipt:
+        """Validate events against their source's contract; publish the accepted ones."""
+        await self._allow(authorization, "events:write", f"source:{body.source}")
+        return await asyncio.to_thread(self._intake.publish, body.source, body.events)
+
+    @api.post("/v1/governance/erase", responses=_ERRORS)
+    async def erase(
+        self, body: EraseRequest, authorization: str | None = Header(None)
+    ) -> dict[str, Any]:
+        """Erase a data subject from every store; returns the audited receipt."""
+        token = _bearer(authorization)
+        return await asyncio.to_thread(
+            erase_subject, self._settings, token, body.entity, body.reason
+        )
 
     async def _allow(self, authorization: str | None, action: str, resource: str) -> None:
         token = _bearer(authorization)

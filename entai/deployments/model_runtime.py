@@ -218,7 +218,7 @@ class ModelRuntime:
                 )
                 if int(state["revision"]) != self.revision:
                     self.apply(state)
-            except Exception as exc:  # keep serving the current versions; retry
+            except Exception as exc:  # noqa: BLE001 - keep serving the current versions; retry
                 log.warning(
                     "alias watch failed; retrying",
                     extra={"model": self.name, "error": repr(exc)},

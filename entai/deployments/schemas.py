@@ -148,3 +148,21 @@ class ModelDetail(BaseModel):
     name: str
     versions: list[ModelVersion]
     serving: dict[str, int]
+
+
+class EventsRequest(BaseModel):
+    """A batch of events for one source (``POST /v1/events``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: str = Field(min_length=1, max_length=200)
+    events: list[dict[str, Any]] = Field(min_length=1, max_length=10_000)
+
+
+class EraseRequest(BaseModel):
+    """A data subject to erase (``POST /v1/governance/erase``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    entity: dict[str, EntityValue] = Field(min_length=1, max_length=8)
+    reason: str = Field("right to erasure", max_length=500)

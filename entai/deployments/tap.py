@@ -124,7 +124,7 @@ class PredictionTap:
         while not self._stop.wait(self._interval):
             try:
                 self.flush()
-            except Exception as exc:  # the tap must never take serving down
+            except Exception as exc:  # noqa: BLE001 - the tap must never take serving down
                 log.error("prediction tap flush failed", extra={"error": repr(exc)})
 
     def flush(self) -> int:
@@ -214,7 +214,7 @@ class DriftMonitorSender:
             for ref in done:
                 try:
                     ray.get(ref)
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001 - a monitor failure must not stop the tap
                     log.warning("drift monitor rejected a batch", extra={"error": repr(exc)})
         if len(self._pending) >= self._max_pending:
             self.dropped += 1

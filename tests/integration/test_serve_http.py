@@ -165,6 +165,7 @@ def deploy_platform(
         shadow=shadow,
         model_replicas=model_replicas,
         tap_flush_interval_s=0.2,
+        event_contracts={"events": "entai.demo.contracts:EVENTS_CONTRACT"},
     )
     app_name = f"entai-{port}"
     serve.run(build_app(args), name=app_name, route_prefix="/")
@@ -398,3 +399,57 @@ def test_monitoring_and_feedback_need_the_drift_monitor(
         "/v1/feedback", json={"model": MODEL, "labels": {"r1": 7}}, headers=platform.headers()
     )
     assert bad.status_code == 422
+
+
+def test_events_are_validated_published_and_permissioned(
+    platform: Platform, client: httpx.Client
+) -> None:
+    good = {
+        "event_id": "ev-1-00000001",
+        "user_id": 7,
+        "user_email": "seven@example.com",
+        "product_id": 3,
+        "category": "books",
+        "price": 12.5,
+        "event_type": "view",
+        "event_timestamp": "2026-11-01T10:00:00+00:00",
+        "search_query": "mail me at seven@example.com",
+    }
+    bad = {**good, "event_id": "ev-1-00000002", "category": "weapons", "price": -1.0}
+    body = {"source": "events", "events": [good, bad]}
+    denied = client.post("/v1/events", json=body, headers=platform.headers(platform.app_token))
+    assert denied.status_code == 403
+    response = client.post("/v1/events", json=body, headers=platform.headers(platform.admin))
+    assert response.status_code == 202, response.text
+    receipt = response.json()
+    assert receipt["accepted"] == 1 and receipt["rejected"] == 1
+    (error,) = receipt["errors"]
+    assert error["index"] == 1
+    joined = " ".join(error["errors"])
+    assert "category" in joined and "price" in joined
+    assert "example.com" not in response.text, "a receipt must not echo PII"
+    unknown = client.post(
+        "/v1/events",
+        json={"source": "clicks", "events": [good]},
+        headers=platform.headers(platform.admin),
+    )
+    assert unknown.status_code == 404
+
+
+def test_erasure_needs_its_permission_and_returns_a_receipt(
+    platform: Platform, client: httpx.Client
+) -> None:
+    body = {"entity": {"user_id": 987654}, "reason": "test request"}
+    denied = client.post(
+        "/v1/governance/erase", json=body, headers=platform.headers(platform.analyst)
+    )
+    assert denied.status_code == 403
+    assert denied.json()["error"]["code"] == "permission_denied"
+    assert client.post("/v1/governance/erase", json={"entity": {}}).status_code in (401, 422)
+    done = client.post(
+        "/v1/governance/erase", json=body, headers=platform.headers(platform.admin), timeout=120
+    )
+    assert done.status_code == 200, done.text
+    receipt = done.json()
+    assert receipt["remaining"] and all(v == 0 for v in receipt["remaining"].values())
+    assert "987654" not in done.text, "the receipt names the subject only by its digest"
