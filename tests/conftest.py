@@ -18,6 +18,8 @@ from typing import Any
 import pytest
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+# Test the Serve mode entai ships (see entai.actors.runtime.SERVE_ENV).
+os.environ.setdefault("RAY_SERVE_THROUGHPUT_OPTIMIZED", "1")
 
 TESTS = Path(__file__).parent
 TIERS = ("unit", "ray", "integration", "e2e")

@@ -16,6 +16,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from entai.actors.runtime import SERVE_ENV
 from entai.shared.errors import ConflictError, ServiceUnavailableError
 from entai.shared.settings import EntaiSettings
 
@@ -88,7 +89,7 @@ def start_head(
     ]  # fmt: skip
     if settings.ray.num_cpus is not None:
         cmd.append(f"--num-cpus={settings.ray.num_cpus}")
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    env = {**SERVE_ENV, **os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
     with log_file.open("ab") as log:
         proc = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
             cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,

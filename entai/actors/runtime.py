@@ -9,9 +9,16 @@ from typing import Any
 from entai.actors.placement import role_options
 from entai.shared.settings import EntaiSettings
 
-__all__ = ["connect_ray", "service_actor"]
+__all__ = ["SERVE_ENV", "connect_ray", "service_actor"]
 
 log = logging.getLogger(__name__)
+
+# Ray Serve reads these once, at import, in every Serve process, so they must be in
+# the environment the Ray processes start with. Throughput-optimized mode measured
+# about 1.5x the default proxy's requests/s here. HAProxy ingress is faster still but
+# binds replica ports on all interfaces, so it stays opt-in
+# (RAY_SERVE_ENABLE_HA_PROXY=1) for clusters behind a network policy.
+SERVE_ENV = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}
 
 
 def connect_ray(settings: EntaiSettings, *, address: str | None = None) -> bool:
@@ -37,6 +44,8 @@ def connect_ray(settings: EntaiSettings, *, address: str | None = None) -> bool:
         maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
         ray.init(address=target, namespace=settings.ray.namespace, log_to_driver=False)
         return False
+    for key, value in SERVE_ENV.items():
+        os.environ.setdefault(key, value)
     ray.init(
         address="local",
         num_cpus=settings.ray.num_cpus,

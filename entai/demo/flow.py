@@ -309,6 +309,7 @@ def _deploy(settings: EntaiSettings) -> str:
         feature_service=features.purchase_propensity.name,
         definitions_module=features.__name__,
         settings=settings,
+        event_contracts={"events": "entai.demo.contracts:EVENTS_CONTRACT"},
     )
     serve.run(build_app(args), name="entai", route_prefix="/")
     return f"http://{settings.serve.host}:{settings.serve.port}"
