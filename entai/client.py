@@ -10,7 +10,10 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+import ray
 
 from entai.actors.feature_shard import shard_name, start_shards
 from entai.actors.governance import ACTOR_NAME as GOVERNANCE
@@ -26,6 +29,7 @@ from entai.shared.settings import EntaiSettings, load_settings
 __all__ = [
     "Client",
     "connect",
+    "deploy_serve_config",
     "platform_status",
     "service_names",
     "start_platform",
@@ -240,3 +244,43 @@ def registry_service(settings: EntaiSettings) -> Any:
         return ModelRegistry(settings.mlflow, policy=settings.registry.policy)
     connect_ray(settings, address=address)
     return _SyncActor(ray.get_actor(REGISTRY, namespace=settings.ray.namespace))
+
+
+def deploy_serve_config(
+    settings: EntaiSettings, config_file: Path, *, timeout_s: float = 300.0
+) -> dict[str, str]:
+    """Deploy a Serve config file on the running platform, as ``serve deploy`` does.
+
+    Returns each application's status once all are RUNNING.
+    """
+    import time
+
+    import yaml
+    from ray import serve
+    from ray.dashboard.modules.serve.sdk import ServeSubmissionClient
+    from ray.serve.schema import ServeDeploySchema
+
+    head = read_head(settings)
+    if head is None:
+        raise ServiceUnavailableError("entai is not up: run `entai up` first")
+    config = ServeDeploySchema.model_validate(yaml.safe_load(config_file.read_text()))
+    ServeSubmissionClient(head.dashboard_url).deploy_applications(
+        config.model_dump(exclude_unset=True)
+    )
+    connect_ray(settings, address=head.address)
+    deadline = time.monotonic() + timeout_s
+    try:
+        while True:
+            apps = serve.status().applications
+            states = {name: str(app.status.value) for name, app in apps.items()}
+            wanted = {a.name for a in config.applications}
+            if wanted <= states.keys() and all(states[n] == "RUNNING" for n in wanted):
+                return states
+            failed = [n for n in wanted if states.get(n) == "DEPLOY_FAILED"]
+            if failed or time.monotonic() > deadline:
+                raise ServiceUnavailableError(
+                    f"Serve applications did not start: {states}", details={"states": states}
+                )
+            time.sleep(1.0)
+    finally:
+        ray.shutdown()

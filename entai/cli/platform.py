@@ -83,3 +83,21 @@ def demo(
     if json_out is not None:
         json_out.write_text(json.dumps(summary, indent=2, default=str))
     return summary
+
+
+@app.command()
+def deploy(
+    serve_config: Annotated[Path, typer.Option(help="Serve config file.", exists=True)] = Path(
+        "cluster/serve_config.yaml"
+    ),
+    config: ConfigOption = None,
+) -> dict[str, str]:
+    """Deploy the Serve application (a Serve config file) on the running platform."""
+    from entai.client import deploy_serve_config
+
+    settings = _settings(config)
+    with console.status(f"deploying {serve_config}..."):
+        states = deploy_serve_config(settings, serve_config)
+    for name, state in states.items():
+        console.print(f"{name}: {state}")
+    return states
