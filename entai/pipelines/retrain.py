@@ -60,7 +60,7 @@ def retrain(
     resource = f"model:{model}"
     _audit(settings, "retrain:start", resource, {"request": request})
     run_config = config.model_copy(
-        update={"alias": "challenger", "registrant": RETRAIN_PRINCIPAL, "register": True}
+        update={"alias": "challenger", "registrant": RETRAIN_PRINCIPAL, "register_model": True}
     )
     result = run_training(settings, run_config)
     version = result.get("version")

@@ -264,7 +264,7 @@ def _fit_and_register(
         "rows": {"train": len(data.train), "valid": len(valid)},
         "timings_s": outcome.timings,
     }
-    if config.register:
+    if config.register_model:
         card = _card(config, data, evaluation)
         info = registry_call(
             settings,

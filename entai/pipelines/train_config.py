@@ -62,7 +62,7 @@ class TrainConfig(_Config):
         cpus_per_worker: CPUs (and XGBoost threads) per worker.
         valid_fraction: Latest share of distinct timestamps used for validation.
         baselines: scikit-learn baselines to fit and log alongside.
-        register: Register the trained model.
+        register_model: Register the trained model.
         registrant: Principal recorded as the registrant.
         alias: Alias given on registration (never ``champion``: that needs promotion).
         card: Card text.
@@ -84,7 +84,7 @@ class TrainConfig(_Config):
     cpus_per_worker: int = Field(1, ge=1)
     valid_fraction: float = Field(0.2, gt=0.0, lt=1.0)
     baselines: tuple[str, ...] = ("logistic_regression",)
-    register: bool = True
+    register_model: bool = True
     registrant: str = "entai-train"
     alias: Literal["challenger", "shadow"] | None = "challenger"
     card: CardText = CardText()
