@@ -11,12 +11,13 @@ __all__ = ["__version__", "connect"]
 __version__ = "0.1.0"
 
 
-def connect(address: str | None = None) -> object:
+def connect(address: str | None = None, *, token: str | None = None) -> object:
     """Connect to a running entai platform and return the client.
 
     Args:
-        address: Ray address to join; ``None`` uses the settings.
+        address: Ray address to join; ``None`` uses ``entai up``'s head or the settings.
+        token: API token; ``None`` uses ``$ENTAI_TOKEN`` or the embedded admin token.
     """
     from entai.client import connect as _connect
 
-    return _connect(address=address)
+    return _connect(address=address, token=token)

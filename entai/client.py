@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,10 @@ __all__ = [
     "Client",
     "connect",
     "deploy_serve_config",
+    "governance_service",
     "platform_status",
+    "registry_service",
+    "resolve_token",
     "service_names",
     "start_platform",
     "stop_platform",
@@ -171,27 +175,67 @@ class Client:
     governance: Any
 
 
-def connect(address: str | None = None, settings: EntaiSettings | None = None) -> Client:
-    """Join a running platform and return handles to its services."""
-    import ray
+def resolve_token(settings: EntaiSettings, token: str | None) -> str:
+    """The caller's token: the argument, then $ENTAI_TOKEN, then the admin token file."""
+    import os
 
-    settings = settings or load_settings()
+    from entai.shared.errors import AuthenticationError
+
+    if token:
+        return token
+    if os.environ.get("ENTAI_TOKEN"):
+        return os.environ["ENTAI_TOKEN"]
+    if settings.security.token_file.exists():
+        return settings.security.token_file.read_text().strip()
+    raise AuthenticationError(
+        "no token: pass token=, set ENTAI_TOKEN, or use the embedded admin token file",
+        details={"reason": "missing"},
+    )
+
+
+def connect(
+    address: str | None = None,
+    settings: EntaiSettings | None = None,
+    *,
+    token: str | None = None,
+) -> Client:
+    """Join a running platform and return handles to its services.
+
+    Every feature read and write through the returned client is authorized for the
+    token's principal (``features:read`` / ``features:write``), decided locally from
+    a short-lived copy of the governance state.
+
+    Args:
+        address: Ray address; default: the head ``entai up`` started, then settings.
+        settings: Platform settings; default: from ``ENTAI_*``.
+        token: API token; default: ``$ENTAI_TOKEN``, then the embedded admin token.
+    """
+    from entai.actors.auth_cache import AuthCache
+
+    settings = (settings or load_settings()).resolved()
     target = address or _address(settings)[0] or settings.ray.address
     if target is None:
         raise ServiceUnavailableError(
             "no running entai platform: run `entai up` or pass the Ray address"
         )
+    secret = resolve_token(settings, token)
     connect_ray(settings, address=target)
     namespace = settings.ray.namespace
+    governance = ray.get_actor(GOVERNANCE, namespace=namespace)
+    cache = AuthCache.for_actor(governance)
+
+    def authorize(action: str, resources: Sequence[str]) -> None:
+        cache.authorize(secret, action, "features")
+
     shards = [
         ray.get_actor(shard_name(i), namespace=namespace)
         for i in range(settings.online_store.num_shards)
     ]
     return Client(
         settings=settings,
-        features=OnlineFeatureClient(shards),
+        features=OnlineFeatureClient(shards, authorize=authorize),
         registry=ray.get_actor(REGISTRY, namespace=namespace),
-        governance=ray.get_actor(GOVERNANCE, namespace=namespace),
+        governance=governance,
     )
 
 

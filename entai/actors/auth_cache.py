@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from entai.shared.errors import AuthenticationError
+from entai.shared.errors import AuthenticationError, EntaiError
 from entai.shared.policy import Decision, Permission, Policy, Principal
 from entai.shared.tokens import hash_secret, parse_token
 
@@ -85,8 +85,14 @@ class ActorGovernance:
 
     def _call(self, method: str, *args: Any) -> Any:
         import ray
+        from ray.exceptions import RayTaskError
 
-        return ray.get(getattr(self._handle, method).remote(*args))
+        try:
+            return ray.get(getattr(self._handle, method).remote(*args))
+        except RayTaskError as exc:  # re-raise the governance decision itself
+            if isinstance(exc.cause, EntaiError):
+                raise exc.cause from None
+            raise
 
     def authorize(
         self, caller: str, action: str, resource: str, request_id: str | None

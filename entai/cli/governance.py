@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -10,7 +9,6 @@ import typer
 from rich.table import Table
 
 from entai.cli._app import ConfigOption, app, console, settings_from
-from entai.shared.errors import AuthenticationError
 from entai.shared.settings import EntaiSettings
 
 __all__ = ["audit_app", "tokens_app"]
@@ -32,17 +30,9 @@ TokenOption = Annotated[
 
 def caller_token(settings: EntaiSettings, token: str | None) -> str:
     """The caller's token from the option, $ENTAI_TOKEN or the admin token file."""
-    if token:
-        return token
-    if os.environ.get("ENTAI_TOKEN"):
-        return os.environ["ENTAI_TOKEN"]
-    path = settings.security.token_file
-    if path.exists():
-        return path.read_text().strip()
-    raise AuthenticationError(
-        "no token: pass --token, set ENTAI_TOKEN, or run `entai up` to create the admin token",
-        details={"reason": "missing"},
-    )
+    from entai.client import resolve_token
+
+    return resolve_token(settings, token)
 
 
 def _governance(settings: EntaiSettings) -> Any:

@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 MODEL_NAME = "purchase_propensity"
 HORIZON = timedelta(days=7)
+_SERVE_APP = "entai"
 _XGB_PARAMS = {"objective": "binary:logistic", "max_depth": 5, "eta": 0.1, "min_child_weight": 5}
 
 
@@ -311,7 +312,7 @@ def _deploy(settings: EntaiSettings) -> str:
         settings=settings,
         event_contracts={"events": "entai.demo.contracts:EVENTS_CONTRACT"},
     )
-    serve.run(build_app(args), name="entai", route_prefix="/")
+    serve.run(build_app(args), name=_SERVE_APP, route_prefix="/")
     return f"http://{settings.serve.host}:{settings.serve.port}"
 
 
@@ -355,7 +356,10 @@ def _teardown(settings: EntaiSettings) -> None:
     if not ray.is_initialized():
         return
     try:
-        serve.shutdown()  # type: ignore[no-untyped-call]
+        try:
+            serve.delete(_SERVE_APP)  # blocks until its replicas are gone
+        finally:
+            serve.shutdown()  # type: ignore[no-untyped-call]
     finally:
         for name in service_names(settings):
             try:

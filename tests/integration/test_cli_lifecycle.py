@@ -24,6 +24,29 @@ def _entai(home: Path, *args: str, timeout: float = 300) -> subprocess.Completed
     )
 
 
+_CLIENT_READ = """
+import entai
+from entai.shared.errors import AuthenticationError
+client = entai.connect()
+out = client.features.get_online_features({"v": ["f"]}, [{"user_id": 1}], {"v": None})
+print(out["results"][0]["statuses"][0])
+bad = entai.connect(token="entai_000000000000_" + "x" * 43)
+try:
+    bad.features.get_online_features({"v": ["f"]}, [{"user_id": 1}], {"v": None})
+except AuthenticationError as exc:
+    print(type(exc).__name__)
+"""
+
+
+def _python(home: Path, code: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "ENTAI_HOME": str(home), "ENTAI_ONLINE_STORE__NUM_SHARDS": "2"}
+    env.pop("ENTAI_TOKEN", None)
+    return subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300,
+        check=False,
+    )  # fmt: skip
+
+
 def _group_alive(pgid: int) -> bool:
     try:
         os.killpg(pgid, 0)
@@ -51,6 +74,9 @@ def test_up_status_down(tmp_path: Path) -> None:
         ):
             assert name in status.stdout
         assert status.stdout.count("ALIVE") == 4
+        client = _python(tmp_path, _CLIENT_READ)
+        assert client.returncode == 0, client.stderr
+        assert client.stdout.split() == ["NOT_FOUND", "AuthenticationError"]
     finally:
         down = _entai(tmp_path, "down")
     assert down.returncode == 0, down.stderr
