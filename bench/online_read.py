@@ -89,7 +89,13 @@ def main() -> None:
     prefix = f"entai-bench:{uuid.uuid4().hex[:8]}"
     namespace = f"entai-bench-{uuid.uuid4().hex[:8]}"
     load_before = os.getloadavg()
-    ray.init(num_cpus=2, include_dashboard=False, namespace=namespace, log_to_driver=False)
+    ray.init(
+        address="local",
+        num_cpus=2,
+        include_dashboard=False,
+        namespace=namespace,
+        log_to_driver=False,
+    )
     raw = redis.Redis.from_url(args.redis_url)
     handles: list[Any] = []
     try:

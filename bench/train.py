@@ -190,7 +190,7 @@ def main() -> None:
     import ray
 
     t = time.perf_counter()
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     cluster_s = time.perf_counter() - t
     try:
         with tempfile.TemporaryDirectory() as tmp_dir:

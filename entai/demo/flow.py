@@ -82,6 +82,8 @@ def run_demo(
 
     console = console or Console()
     settings = _demo_settings(settings)
+    for noisy in ("ray.data", "ray.serve", "ray.train", "ray.tune"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     stages = _Stages(console)
     with stages.stage("start Ray (local head, dashboard on 127.0.0.1)"):
         started = connect_ray(settings)
@@ -320,7 +322,7 @@ def _predict(settings: EntaiSettings, url: str, rows: pd.DataFrame) -> list[dict
     import httpx
 
     token = settings.security.token_file.read_text().strip()
-    sample = rows.drop_duplicates(["user_id"]).head(5)
+    sample = rows.drop_duplicates(["user_id"]).sample(5, random_state=1)
     body = {
         "entities": {"user_id": sample["user_id"].tolist(), "category": sample["category"].tolist()}
     }
