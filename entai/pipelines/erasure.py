@@ -26,13 +26,12 @@ from typing import Any
 from entai.shared.erasure import (
     ErasureReceipt,
     ErasureRequest,
-    LakeZoneStore,
     Store,
     StoreReceipt,
     Subject,
-    datasets_with_subject,
     now_iso,
 )
+from entai.shared.erasure_files import LakeZoneStore, datasets_with_subject
 from entai.shared.errors import EntaiError, InvalidInputError
 from entai.shared.lake import Lake
 from entai.shared.masking import resolve_hmac_key

@@ -31,7 +31,8 @@ from entai.pipelines.materialize import materialize
 from entai.pipelines.training_set import get_historical_features
 from entai.shared.contracts import DataContract
 from entai.shared.definitions import Definitions
-from entai.shared.erasure import ErasureRequest, Subject, lake_traces
+from entai.shared.erasure import ErasureRequest, Subject
+from entai.shared.erasure_files import lake_traces
 from entai.shared.lake import Lake
 from entai.shared.masking import pseudonym
 from entai.shared.offline_store import OfflineStore

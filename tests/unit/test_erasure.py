@@ -14,12 +14,10 @@ from entai.pipelines.erasure import erase, registered_stores, verify_erased
 from entai.shared.audit import AuditLog
 from entai.shared.erasure import (
     ErasureRequest,
-    LakeZoneStore,
     Subject,
-    datasets_with_subject,
-    lake_traces,
     parse_entity,
 )
+from entai.shared.erasure_files import LakeZoneStore, datasets_with_subject, lake_traces
 from entai.shared.errors import InvalidInputError, PermissionDeniedError
 from entai.shared.lake import Lake
 from entai.shared.masking import pseudonym
