@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from entai.shared.contract_versions import ContractRegistry, breaking_changes, evolve
 from entai.shared.contracts import (
     Column,
     ColumnType,
-    ContractRegistry,
     DataContract,
     PiiClass,
-    breaking_changes,
-    evolve,
 )
 from entai.shared.errors import ConflictError, DefinitionError, NotFoundError
 from entai.shared.masking import MaskingOperator
