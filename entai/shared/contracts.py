@@ -5,8 +5,9 @@ nullability, range, allowed categories, a regular expression (RE2 syntax, matche
 against the whole value), the PII class and the masking operator; per source it states
 the unique key, the event-time column, retention and purpose.
 
-Contracts are versioned: :func:`entai.shared.contract_versions.evolve` gives a changed contract the next version and
-refuses a breaking change (column removed, type narrowed, rule tightened) unless forced.
+Contracts are versioned (see ``entai.shared.contract_versions``): a changed contract gets the
+next version, and a breaking change (column removed, type narrowed, rule tightened) is
+refused unless forced.
 
 Example:
     .. code-block:: yaml
