@@ -4,7 +4,12 @@ One named, detached actor (``entai-drift-monitor``) monitors every deployed mode
 serving tap calls :meth:`DriftMonitor.record` asynchronously with micro-batches; the
 work per call is folding the batch into the open window's bounded profile. Drift is
 computed only when a window closes (by count, by event time, or by the clock through
-:meth:`DriftMonitor.tick`).
+:meth:`DriftMonitor.tick`, which the actor's own clock calls every
+``monitoring.tick_interval_s``, so a time window closes even when traffic stops).
+
+Serving replicas call :meth:`DriftMonitor.watch` with the champion they load; the
+monitor reads that version's reference profile from its registry lineage and
+registers it with the policies of the ``monitoring`` settings.
 
 Durability: a model's whole state (open window profile with its sampler's generator
 state, closed window reports, alert states, prediction log, processed batch ids) is
@@ -32,11 +37,13 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-import pyarrow.fs as pafs
 import ray
 
+from entai.actors.actor_clock import ActorClock, call_self
 from entai.actors.alert_sinks import AlertSink, Auditor, GovernanceAuditor, LogSink
+from entai.actors.lineage_artifacts import ReferenceSource, lineage_reference_source
 from entai.actors.metrics import Metrics
+from entai.actors.monitor_checkpoints import RETRAIN_DIR, MonitorCheckpoints
 from entai.actors.runtime import service_actor
 from entai.shared.alerts import AlertKey
 from entai.shared.errors import EntaiError, InvalidInputError, NotFoundError
@@ -49,6 +56,7 @@ from entai.shared.monitoring import (
     batch_frame,
     timestamps_s,
 )
+from entai.shared.monitoring_reference import MonitoringReference
 from entai.shared.settings import EntaiSettings
 
 __all__ = ["ACTOR_NAME", "DriftMonitor", "DriftMonitorActor", "start_drift_monitor"]
@@ -58,7 +66,6 @@ logger = logging.getLogger(__name__)
 ACTOR_NAME = "entai-drift-monitor"
 _SYSTEM = "entai-drift-monitor"
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-_RETRAIN_DIR = "retrain_requests"
 
 
 def _utcnow() -> datetime:
@@ -66,7 +73,7 @@ def _utcnow() -> datetime:
 
 
 def _checked_model(model: str) -> str:
-    if not _MODEL_NAME.match(model) or ".." in model or model == _RETRAIN_DIR:
+    if not _MODEL_NAME.match(model) or ".." in model or model == RETRAIN_DIR:
         raise InvalidInputError(
             f"model name {model!r} is not valid (letters, digits, '_', '.', '-')",
             details={"field": "model", "value": model},
@@ -88,6 +95,10 @@ class DriftMonitor:
             that are counted again).
         max_windows: Closed window reports kept per model.
         max_predictions: Predictions kept per model for the feedback join.
+        references: Where :meth:`watch` finds a version's reference; by default its
+            registry lineage in MLflow.
+        tick_interval_s: Run the actor's own clock (:meth:`tick` every this many
+            seconds); only inside an actor, where the clock calls the actor's handle.
     """
 
     def __init__(
@@ -101,50 +112,26 @@ class DriftMonitor:
         max_batch_ids: int = 10_000,
         max_windows: int = 200,
         max_predictions: int = 10_000,
+        references: ReferenceSource | None = None,
+        tick_interval_s: float | None = None,
     ) -> None:
-        self._lake = Lake(settings.lake.root)
+        self._limits = WatchLimits(max_batch_ids, max_windows, max_predictions)
+        self._store = MonitorCheckpoints(Lake(settings.lake.root), self._limits)
+        self._monitoring = settings.monitoring
+        self._references = references or lineage_reference_source(settings.mlflow)
+        self._watched: dict[str, int] = {}
         self._sink: AlertSink = sink or LogSink()
-        self._retrain_sink = retrain_sink or self._write_retrain_request
+        self._retrain_sink = retrain_sink or self._store.save_retrain_request
         self._auditor: Auditor = auditor or GovernanceAuditor(settings.ray.namespace)
         self._clock = clock
-        self._limits = WatchLimits(max_batch_ids, max_windows, max_predictions)
-        self._models: dict[str, ModelWatch] = {}
-        self._load()
+        self._models: dict[str, ModelWatch] = self._store.load()
+        self._ticker: ActorClock | None = None
+        if tick_interval_s is not None:
+            self._ticker = ActorClock(call_self("tick"), tick_interval_s, name="monitor-clock")
+            self._ticker.start()
 
     def __repr__(self) -> str:
-        return f"DriftMonitor(lake={self._lake.root!r}, models={sorted(self._models)})"
-
-    # -- persistence ------------------------------------------------------------------
-
-    def _state_path(self, model: str) -> str:
-        return self._lake.path("monitoring", model, "state.json")
-
-    def _reference_path(self, model: str, reference_id: str) -> str:
-        return self._lake.path("monitoring", model, f"reference-{reference_id}.json")
-
-    def _load(self) -> None:
-        selector = pafs.FileSelector(self._lake.path("monitoring"), allow_not_found=True)
-        for info in self._lake.fs.get_file_info(selector):
-            path = f"{info.path}/state.json"
-            if info.type != pafs.FileType.Directory or not self._lake.exists(path):
-                continue
-            try:
-                state = self._lake.read_json(path)
-                ref_path = self._reference_path(state["name"], state["config"]["reference_id"])
-                reference = self._lake.read_json(ref_path)
-                watch = ModelWatch.from_dict(state, reference, self._limits)
-            except (EntaiError, KeyError, TypeError, ValueError) as exc:
-                logger.error(
-                    "monitoring checkpoint not loaded", extra={"path": path, "error": repr(exc)}
-                )
-                continue
-            self._models[watch.name] = watch
-        if self._models:
-            logger.info("monitoring state reloaded", extra={"models": sorted(self._models)})
-
-    def _save(self, watch: ModelWatch) -> None:
-        data = json.dumps(watch.to_dict(), separators=(",", ":"), default=str)
-        self._lake.write_bytes(self._state_path(watch.name), data.encode())
+        return f"DriftMonitor(lake={self._store.lake.root!r}, models={sorted(self._models)})"
 
     def _watch(self, model: str) -> ModelWatch:
         watch = self._models.get(model)
@@ -207,19 +194,51 @@ class DriftMonitor:
         )
         # The reference is immutable and named by its hash: written once, before the
         # state that points to it, and never again on the hot path.
-        self._lake.write_bytes(
-            self._reference_path(model, config["reference_id"]), ref_text.encode()
-        )
+        self._store.save_reference(model, config["reference_id"], ref_text)
         self._models[model] = watch
-        self._save(watch)
+        self._store.save(watch)
         self._audit(
             "monitoring:register", f"model:{model}:v{version}", {"window": config["window"]}
         )
         logger.info("model registered for monitoring", extra={"model": model, "version": version})
 
+    def watch(self, model: str, version: int) -> str:
+        """Monitor ``version`` against the reference profile in its registry lineage.
+
+        Serving replicas call this for the champion they load, at start and after every
+        swap; the window, drift, alert and retraining policies come from the
+        ``monitoring`` settings. Repeating a call changes nothing.
+
+        Returns:
+            ``"registered"``, ``"unchanged"``, or ``"no_reference"`` for a version
+            trained without a reference profile (it is then not monitored).
+        """
+        current = self._models.get(_checked_model(model))
+        if current is not None and self._watched.get(model) == version == current.version:
+            return "unchanged"
+        document = self._references(model, int(version))
+        if document is None:
+            logger.warning(
+                "version has no monitoring reference; not monitored",
+                extra={"model": model, "version": version},
+            )
+            return "no_reference"
+        reference = MonitoringReference.from_dict(document)
+        before = None if current is None else current.config
+        self.register_model(
+            model, version, reference.profile, **reference.registration(self._monitoring)
+        )
+        self._watched[model] = int(version)
+        return "unchanged" if self._models[model].config == before else "registered"
+
     def models(self) -> list[str]:
         """Names of the monitored models."""
         return sorted(self._models)
+
+    def close(self) -> None:
+        """Stop the actor's clock (after its current tick)."""
+        if self._ticker is not None:
+            self._ticker.stop()
 
     # -- hot path ---------------------------------------------------------------------
 
@@ -275,7 +294,7 @@ class DriftMonitor:
                 self._alert(event)
         if closed or watch.retrain_pending:
             self._maybe_retrain(watch, now)
-        self._save(watch)
+        self._store.save(watch)
 
     def _alert(self, event: Mapping[str, Any]) -> None:
         Metrics.alert_state(event["model"], event["feature"], event["method"], event["level"])
@@ -300,10 +319,6 @@ class DriftMonitor:
         self._retrain_sink(request)
         self._audit("monitoring:retrain_request", f"model:{watch.name}", request.to_dict())
         logger.info("retraining requested", extra={"retrain": request.to_dict()})
-
-    def _write_retrain_request(self, request: RetrainRequest) -> None:
-        path = self._lake.path("monitoring", _RETRAIN_DIR, f"{request.request_id}.json")
-        self._lake.write_json(path, request.to_dict())
 
     def _audit(self, action: str, resource: str, details: Mapping[str, Any]) -> None:
         self._auditor.audit(action, _SYSTEM, resource, "allow", details=details)
@@ -333,14 +348,14 @@ class DriftMonitor:
         """
         watch = self._watch(model)
         watch.alerts.acknowledge(AlertKey(model, feature, method), by)
-        self._save(watch)
+        self._store.save(watch)
         self._audit("monitoring:acknowledge", f"model:{model}:{feature}:{method}", {"by": by})
 
     def silence(self, model: str, feature: str, method: str, until: datetime) -> None:
         """Send no notifications for an alert key before ``until`` (timezone-aware)."""
         watch = self._watch(model)
         watch.alerts.silence(AlertKey(model, feature, method), until)
-        self._save(watch)
+        self._store.save(watch)
         resource = f"model:{model}:{feature}:{method}"
         self._audit("monitoring:silence", resource, {"until": until.isoformat()})
 
@@ -354,7 +369,7 @@ class DriftMonitor:
         for watch in self._models.values():
             dropped = watch.erase(keys)
             if dropped:
-                self._save(watch)
+                self._store.save(watch)
                 total += dropped
         self._audit("monitoring:erase", "monitoring", {"keys": len(keys), "dropped": total})
         return total
@@ -367,12 +382,17 @@ def start_drift_monitor(settings: EntaiSettings, namespace: str | None = None) -
     """Create (or get) the named, detached ``entai-drift-monitor`` actor.
 
     Detached, restarted forever (``max_restarts=-1``, ``max_task_retries=-1``), no CPU
-    reserved, fetched if it exists. Pass settings with absolute paths
+    reserved, fetched if it exists, its clock ticking every
+    ``settings.monitoring.tick_interval_s``. Pass settings with absolute paths
     (``settings.resolved()``).
 
     Returns:
         The actor handle.
     """
     return service_actor(
-        DriftMonitorActor, ACTOR_NAME, namespace or settings.ray.namespace, settings
+        DriftMonitorActor,
+        ACTOR_NAME,
+        namespace or settings.ray.namespace,
+        settings,
+        tick_interval_s=settings.monitoring.tick_interval_s,
     )

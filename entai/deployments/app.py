@@ -151,12 +151,16 @@ class Model:
             ModelRuntime,
             load_mlflow_model,
         )
+        from entai.deployments.monitor_registration import ChampionRegistrar
 
         settings = _settings(args)
         configure_mlflow(settings.mlflow)
         registry = ray.get_actor(REGISTRY, namespace=settings.ray.namespace)
         self._runtime = ModelRuntime(
-            args.model_name, ActorAliasWatcher(registry), load_mlflow_model
+            args.model_name,
+            ActorAliasWatcher(registry),
+            load_mlflow_model,
+            on_versions=ChampionRegistrar(args.model_name, settings.ray.namespace),
         )
         self._runtime.start()
         batched = cast("Any", self.score)

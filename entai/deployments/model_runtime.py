@@ -6,6 +6,8 @@ background thread long-polls an :class:`AliasWatcher` (the registry actor's
 path (versions already loaded are reused, so a rollback swaps instantly) and then
 replaces the snapshot in one assignment. A request takes the snapshot once and
 finishes on it, so in-flight requests complete on the version they started with.
+After the first load and after every long poll, an optional hook hears which version
+serves each alias (the serving app uses it to have the DriftMonitor watch the champion).
 """
 
 from __future__ import annotations
@@ -25,12 +27,14 @@ __all__ = [
     "AliasWatcher",
     "LoadedModel",
     "ModelRuntime",
+    "VersionsHook",
     "load_mlflow_model",
 ]
 
 log = logging.getLogger(__name__)
 
 Loader = Callable[[str, int], "LoadedModel"]
+VersionsHook = Callable[[Mapping[str, int]], None]
 
 
 class AliasWatcher(Protocol):
@@ -143,6 +147,9 @@ class ModelRuntime:
         loader: ``loader(name, version)`` -> :class:`LoadedModel`.
         aliases: Aliases to keep loaded (``champion`` is required to serve).
         poll_timeout_s: Long-poll length; also the retry pace when the registry is down.
+        on_versions: Called with :meth:`versions` after the first load and after every
+            long poll (change or not), in the watch thread; it must not block. Its
+            errors are logged and ignored.
     """
 
     def __init__(
@@ -153,6 +160,7 @@ class ModelRuntime:
         *,
         aliases: tuple[str, ...] = ("champion", "challenger", "shadow"),
         poll_timeout_s: float = 10.0,
+        on_versions: VersionsHook | None = None,
     ) -> None:
         self.name = name
         self._watcher = watcher
@@ -164,12 +172,14 @@ class ModelRuntime:
         self.revision = -1
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._on_versions = on_versions
         self.apply(watcher.subscribe(name))
         if "champion" not in self._models:
             raise NotFoundError(
                 f"model {name!r} has no version with alias 'champion'",
                 details={"model": name, "alias": "champion"},
             )
+        self._announce()
 
     def snapshot(self) -> Mapping[str, LoadedModel]:
         """The current ``{alias: LoadedModel}``; never mutated after it is published."""
@@ -218,9 +228,18 @@ class ModelRuntime:
                 )
                 if int(state["revision"]) != self.revision:
                     self.apply(state)
+                self._announce()
             except Exception as exc:  # noqa: BLE001 - keep serving the current versions; retry
                 log.warning(
                     "alias watch failed; retrying",
                     extra={"model": self.name, "error": repr(exc)},
                 )
                 self._stop.wait(1.0)
+
+    def _announce(self) -> None:
+        if self._on_versions is None:
+            return
+        try:
+            self._on_versions(self.versions())
+        except Exception as exc:  # noqa: BLE001 - a hook failure must not stop serving
+            log.warning("versions hook failed", extra={"model": self.name, "error": repr(exc)})

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
 import yaml
 from pydantic import (
@@ -21,6 +21,7 @@ from pydantic import (
     SecretStr,
     Tag,
     ValidationError,
+    model_validator,
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -32,6 +33,7 @@ __all__ = [
     "LakeSettings",
     "MemoryOnlineStoreSettings",
     "MlflowSettings",
+    "MonitoringSettings",
     "OnlineStoreSettings",
     "RaySettings",
     "RedisOnlineStoreSettings",
@@ -123,6 +125,85 @@ class ServeSettings(_Section):
     )
 
 
+class DriftSettings(_Section):
+    """Thresholds of the drift tests (:class:`entai.shared.drift.DriftConfig` fields)."""
+
+    share_threshold: float = Field(0.5, gt=0.0, le=1.0)
+    min_samples: int = Field(100, ge=1)
+    small_reference_max: int = Field(1000, ge=0)
+    ks_p: float = Field(0.05, gt=0.0, lt=1.0)
+    chi2_p: float = Field(0.05, gt=0.0, lt=1.0)
+    z_p: float = Field(0.05, gt=0.0, lt=1.0)
+    wasserstein_threshold: float = Field(0.1, gt=0.0)
+    js_threshold: float = Field(0.1, gt=0.0)
+
+
+class AlertSettings(_Section):
+    """Alert hysteresis and cooldown (:class:`entai.shared.alerts.AlertPolicy` fields)."""
+
+    warn_k: int = Field(1, ge=1)
+    alert_k: int = Field(2, ge=1)
+    n: int = Field(3, ge=1)
+    clear_k: int = Field(3, ge=1)
+    cooldown_s: float = Field(3600.0, ge=0.0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if not self.warn_k <= self.alert_k <= self.n:
+            raise ValueError("need warn_k <= alert_k <= n")
+        return self
+
+
+class RetrainSettings(_Section):
+    """When drift asks for retraining (:class:`entai.shared.monitoring.RetrainPolicy`).
+
+    ``min_interval_s`` limits requests per model in the monitor and runs per model in
+    the retraining worker; ``auto_promote`` lets a challenger that passes the
+    registry's gates become champion without a person approving it.
+    """
+
+    drift_windows: int = Field(2, ge=1)
+    auc_margin: float = Field(0.05, ge=0.0)
+    min_interval_s: float = Field(6 * 3600.0, ge=0.0)
+    auto_promote: bool = False
+
+
+class MonitoringSettings(_Section):
+    """Drift monitoring of served champions and the retraining loop.
+
+    A window closes after ``window_count`` rows or at the end of a ``window_seconds``
+    bucket, whichever comes first (set one to None to use only the other); the
+    monitor's own clock closes idle time windows every ``tick_interval_s``. Tests and
+    the demo use small count windows.
+    """
+
+    window_count: int | None = Field(5000, ge=1)
+    window_seconds: float | None = Field(3600.0, gt=0.0)
+    grace_s: float = Field(60.0, ge=0.0)
+    sample_size: int = Field(2000, ge=1)
+    tick_interval_s: float = Field(10.0, gt=0.0)
+    reference_sample_size: int = Field(5000, ge=100)
+    retrain_poll_s: float = Field(5.0, gt=0.0)
+    drift: DriftSettings = DriftSettings()
+    alerts: AlertSettings = AlertSettings()
+    retrain: RetrainSettings = RetrainSettings()
+
+    @model_validator(mode="after")
+    def _some_window(self) -> Self:
+        if self.window_count is None and self.window_seconds is None:
+            raise ValueError("set window_count and/or window_seconds")
+        return self
+
+    def window(self) -> dict[str, Any]:
+        """The window spec (``WindowSpec`` fields) monitored models get."""
+        return {
+            "count": self.window_count,
+            "seconds": self.window_seconds,
+            "grace_s": self.grace_s,
+            "sample_size": self.sample_size,
+        }
+
+
 class SecuritySettings(_Section):
     """Tokens, keys and the governance policy."""
 
@@ -163,6 +244,7 @@ class EntaiSettings(BaseSettings):
     registry: RegistrySettings = RegistrySettings()
     serve: ServeSettings = ServeSettings()
     security: SecuritySettings = SecuritySettings()
+    monitoring: MonitoringSettings = MonitoringSettings()
 
     @classmethod
     def settings_customise_sources(

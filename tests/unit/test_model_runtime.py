@@ -78,3 +78,26 @@ def test_rows_are_reordered_to_the_models_inputs_and_missing_inputs_named() -> N
 def test_a_model_without_champion_is_refused() -> None:
     with pytest.raises(NotFoundError, match="champion"):
         ModelRuntime("m", FakeWatcher({"shadow": 1}), lambda n, v: _model(v))
+
+
+def test_the_versions_hook_hears_the_first_load_and_every_swap() -> None:
+    heard: list[dict[str, int]] = []
+    swapped = threading.Event()
+
+    def hook(versions: Mapping[str, int]) -> None:
+        heard.append(dict(versions))
+        if versions.get("champion") == 2:
+            swapped.set()
+        raise RuntimeError("a failing hook must not stop serving")
+
+    watcher = FakeWatcher({"champion": 1})
+    runtime = ModelRuntime(
+        "m", watcher, lambda n, v: _model(v), poll_timeout_s=0.2, on_versions=hook
+    )
+    assert heard == [{"champion": 1}]
+    runtime.start()
+    watcher.move("champion", 2)
+    assert swapped.wait(10.0)
+    assert runtime.following  # the hook's errors did not stop the watch thread
+    runtime.stop()
+    assert runtime.versions() == {"champion": 2}
