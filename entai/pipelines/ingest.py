@@ -1,14 +1,17 @@
 """Batch ingestion of files into the lake's raw zone, on Ray Data.
 
 ``ingest_file`` reads CSV, Parquet or JSON lines (one file or a directory; local or any
-``pyarrow.fs`` URI) with Ray Data, validates and masks every block with the pure
-:func:`entai.shared.validation.validate_and_mask` in ``map_batches``, and commits:
+``pyarrow.fs`` URI) with Ray Data and commits in three steps:
 
 1. hash the input bytes (streamed SHA-256; text formats are checked to be UTF-8 on
    the way); an ingest manifest with that hash for the source means a no-op;
-2. accepted rows -> ``raw/<source>/date=<event date>/part-<batch_id>.parquet`` and
-   quarantined rows -> ``quarantine/<source>/date=<ingest date>/...``, first into
-   ``_staging/ingest/<batch_id>/``, moved into place only once everything succeeded;
+2. each Ray Data task validates and masks its block with the pure
+   :func:`entai.shared.validation.validate_and_mask` and stages its own Parquet files
+   (accepted rows by event date, quarantined rows by ingest date) under
+   ``_staging/ingest/<batch_id>/`` (:mod:`entai.pipelines.ingest_stage`); the driver
+   only sees counts and key columns, checks the key's uniqueness across blocks, then
+   moves the staged files to ``raw/<source>/date=<event date>/`` and
+   ``quarantine/<source>/date=<ingest date>/``;
 3. the manifest ``manifests/ingest/<source>/<batch_id>.json`` last: it is the commit
    marker. A run that crashed while moving files is re-run safely: the batch id is
    derived from the input hash and the staged intent lists the paths to replace.
@@ -20,37 +23,33 @@ from __future__ import annotations
 
 import codecs
 import hashlib
-import json
 import logging
 import re
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.fs as pafs
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
-from entai.shared.contracts import ColumnType, DataContract
+from entai.pipelines.ingest_stage import (
+    StagedBatch,
+    commit_staged,
+    move_duplicates,
+    reset_staging,
+    stage_block,
+    staged_batch,
+    staging_dir,
+)
+from entai.shared.contracts import DataContract
 from entai.shared.errors import ContractViolationError, EntaiError, InvalidInputError
 from entai.shared.lake import Lake
 from entai.shared.masking import check_hmac_key
 from entai.shared.pii import PiiKind, replace_pii
-from entai.shared.validation import (
-    QUARANTINE_COLUMN,
-    QUARANTINE_REASON,
-    QUARANTINE_RULE,
-    accepted_schema,
-    check_schema,
-    coerce_column,
-    quarantine_schema,
-    repeated_keys,
-    validate_and_mask,
-)
+from entai.shared.validation import check_schema
 
 __all__ = ["IngestReport", "ingest_file"]
 
@@ -67,8 +66,6 @@ _FORMATS = {
 _CHUNK = 1 << 20
 _BATCH_ROWS = 200_000  # per validation task: big enough to amortise per-task costs
 _QUOTED_ROW = re.compile(r"(got [0-9]+( columns)?):.*$")
-_ACCEPTED = "_accepted"
-_QUARANTINED = "_quarantined"
 
 
 @dataclass(frozen=True)
@@ -148,27 +145,6 @@ def _hash_input(fs: pafs.FileSystem, files: list[str], uri: str, text: bool) -> 
     return "sha256:" + digest.hexdigest()
 
 
-def _pack(batch: pa.Table, contract: DataContract, hmac_key: bytes, batch_id: str) -> pa.Table:
-    """Validate one block; both outputs ride in one table as two struct columns."""
-    accepted, quarantined = validate_and_mask(batch, contract, hmac_key, batch_id=batch_id)
-    a_type = pa.struct(list(accepted.schema))
-    q_type = pa.struct(list(quarantined.schema))
-    a = pa.StructArray.from_arrays([c.combine_chunks() for c in accepted.columns], fields=a_type)
-    q = pa.StructArray.from_arrays([c.combine_chunks() for c in quarantined.columns], fields=q_type)
-    return pa.table(
-        {
-            _ACCEPTED: pa.concat_arrays([a, pa.nulls(len(q), a_type)]),
-            _QUARANTINED: pa.concat_arrays([pa.nulls(len(a), q_type), q]),
-        }
-    )
-
-
-def _unpack(packed: pa.Table, column: str, schema: pa.Schema) -> pa.Table:
-    values = packed.column(column).combine_chunks()
-    kept = values.filter(pc.is_valid(values))
-    return pa.Table.from_struct_array(kept).cast(schema)
-
-
 def _read(fs: pafs.FileSystem, files: list[str], fmt: str, contract: DataContract) -> Any:
     import ray.data
 
@@ -219,10 +195,10 @@ def _root_cause(exc: BaseException) -> BaseException:
     return chain[-1]
 
 
-def _validated(
+def _staged(
     uri: str, fs: pafs.FileSystem, files: list[str], fmt: str, **kwargs: Any
-) -> tuple[pa.Table, pa.Table, int]:
-    """Read and validate with Ray Data; accepted, quarantined and rows in."""
+) -> StagedBatch:
+    """Read, validate, mask and stage with Ray Data; the blocks' summed summaries."""
     import ray.data
 
     contract: DataContract = kwargs["contract"]
@@ -235,10 +211,10 @@ def _validated(
         for path in files:
             check_schema(_file_schema(fs, path, fmt, contract), contract, where=uri)
         dataset = _read(fs, files, fmt, contract)
-        packed = dataset.map_batches(
-            _pack, batch_format="pyarrow", batch_size=_BATCH_ROWS, fn_kwargs=kwargs
+        summaries = dataset.map_batches(
+            stage_block, batch_format="pyarrow", batch_size=_BATCH_ROWS, fn_kwargs=kwargs
         )
-        blocks = list(packed.iter_batches(batch_format="pyarrow", batch_size=None))
+        return staged_batch(list(summaries.iter_batches(batch_format="pyarrow", batch_size=None)))
     except Exception as exc:  # noqa: BLE001 - re-raised below as a clear ingest error
         cause = _root_cause(exc)
         if isinstance(cause, EntaiError):
@@ -250,56 +226,6 @@ def _validated(
         ) from None
     finally:
         options.preserve_order, context.enable_progress_bars = saved
-    rows_in = sum(b.num_rows for b in blocks)
-    accepted = [_unpack(b, _ACCEPTED, accepted_schema(contract)) for b in blocks]
-    quarantined = [_unpack(b, _QUARANTINED, quarantine_schema(contract)) for b in blocks]
-    return (
-        pa.concat_tables([accepted_schema(contract).empty_table(), *accepted]),
-        pa.concat_tables([quarantine_schema(contract).empty_table(), *quarantined]),
-        rows_in,
-    )
-
-
-def _dedupe_across_blocks(
-    accepted: pa.Table, quarantined: pa.Table, contract: DataContract
-) -> tuple[pa.Table, pa.Table]:
-    """Apply the key's uniqueness over the whole input (blocks were checked alone)."""
-    if not contract.key or accepted.num_rows == 0:
-        return accepted, quarantined
-    duplicate = repeated_keys(accepted.select(list(contract.key)))
-    if not duplicate.any():
-        return accepted, quarantined
-    label = ",".join(contract.key)
-    moved = accepted.filter(pa.array(duplicate))
-    schema = quarantine_schema(contract)
-    columns = {
-        f.name: coerce_column(moved.column(f.name), ColumnType.STRING)
-        for f in schema
-        if f.name in moved.column_names
-    }
-    columns[QUARANTINE_RULE] = pa.repeat(pa.scalar("unique"), moved.num_rows)
-    columns[QUARANTINE_COLUMN] = pa.repeat(pa.scalar(label), moved.num_rows)
-    reason = f"unique({label}): duplicate of an earlier row"
-    columns[QUARANTINE_REASON] = pa.repeat(pa.scalar(reason), moved.num_rows)
-    extra = pa.table(columns).select(schema.names).cast(schema)
-    return accepted.filter(pa.array(~duplicate)), pa.concat_tables([quarantined, extra])
-
-
-def _staged_files(
-    accepted: pa.Table, quarantined: pa.Table, contract: DataContract, batch_id: str
-) -> dict[str, pa.Table]:
-    """Relative path (under the lake) -> rows to write there."""
-    name = f"part-{batch_id}.parquet"
-    out: dict[str, pa.Table] = {}
-    if accepted.num_rows:
-        dates = pc.cast(accepted.column(contract.event_time), pa.date32())
-        for day in pc.unique(dates).to_pylist():
-            rows = accepted.filter(pc.equal(dates, pa.scalar(day, pa.date32())))
-            out[f"raw/{contract.source}/date={day.isoformat()}/{name}"] = rows
-    if quarantined.num_rows:
-        today = datetime.now(UTC).strftime("%Y-%m-%d")
-        out[f"quarantine/{contract.source}/date={today}/{name}"] = quarantined
-    return out
 
 
 def _find_manifest(lake: Lake, source: str, input_hash: str) -> dict[str, Any] | None:
@@ -312,30 +238,6 @@ def _find_manifest(lake: Lake, source: str, input_hash: str) -> dict[str, Any] |
             if manifest.get("input_hash") == input_hash:
                 return manifest
     return None
-
-
-def _commit(lake: Lake, files: dict[str, pa.Table], batch_id: str) -> list[str]:
-    """Stage every file, then move them into place; returns the final paths."""
-    staging = lake.path("_staging", "ingest", batch_id)
-    intent = f"{staging}/_intent.json"
-    if lake.exists(intent):  # a crashed commit of this batch: replace what it moved
-        for rel in json.loads(lake.read_bytes(intent)):
-            if lake.exists(lake.path(rel)):
-                lake.fs.delete_file(lake.path(rel))
-    if lake.exists(staging):
-        lake.fs.delete_dir(staging)
-    try:
-        for rel, table in files.items():
-            lake.makedirs(f"{staging}/{rel}".rsplit("/", 1)[0])
-            pq.write_table(table, f"{staging}/{rel}", filesystem=lake.fs)
-        lake.write_json(intent, sorted(files))
-    except BaseException:
-        lake.fs.delete_dir(staging)
-        raise
-    for rel in files:
-        lake.makedirs(lake.path(rel).rsplit("/", 1)[0])
-        lake.fs.move(f"{staging}/{rel}", lake.path(rel))
-    return sorted(files)
 
 
 def ingest_file(
@@ -379,32 +281,36 @@ def ingest_file(
         fields.update(files_written=tuple(previous["files_written"]), skipped_as_duplicate=True)
         return IngestReport(**fields)
     batch = batch_id or f"{contract.source}-{input_hash.removeprefix('sha256:')[:16]}"
-    accepted, quarantined, rows_in = _validated(
-        uri,
-        fs,
-        files,
-        kind,
-        contract=contract,
-        hmac_key=hmac_key,
-        batch_id=batch,
-        progress=progress,
-    )
-    accepted, quarantined = _dedupe_across_blocks(accepted, quarantined, contract)
-    if rows_in != accepted.num_rows + quarantined.num_rows:
-        raise ContractViolationError(
-            f"{uri}: rows in ({rows_in}) != accepted + quarantined",
-            details={"rows_in": rows_in, "accepted": accepted.num_rows},
+    reset_staging(lake, batch)
+    try:
+        staged = _staged(
+            uri,
+            fs,
+            files,
+            kind,
+            contract=contract,
+            hmac_key=hmac_key,
+            batch_id=batch,
+            lake_root=lake.base if lake.is_local else lake.root,
+            progress=progress,
         )
-    written = _commit(lake, _staged_files(accepted, quarantined, contract, batch), batch)
-    rules = quarantined.column(QUARANTINE_RULE).to_numpy(zero_copy_only=False)
-    names, counts = np.unique(rules.astype(str), return_counts=True)
+        move_duplicates(lake, staged, contract, batch)
+        if staged.rows_in != staged.accepted + staged.quarantined:
+            raise ContractViolationError(
+                f"{uri}: rows in ({staged.rows_in}) != accepted + quarantined",
+                details={"rows_in": staged.rows_in, "accepted": staged.accepted},
+            )
+    except BaseException:
+        reset_staging(lake, batch)
+        raise
+    written = commit_staged(lake, staged, batch)
     report = IngestReport(
         source=contract.source,
         batch_id=batch,
         input_hash=input_hash,
-        rows_in=rows_in,
-        rows_accepted=accepted.num_rows,
-        rows_quarantined=quarantined.num_rows,
+        rows_in=staged.rows_in,
+        rows_accepted=staged.accepted,
+        rows_quarantined=staged.quarantined,
         files_written=tuple(written),
         skipped_as_duplicate=False,
         contract_version=contract.version,
@@ -414,11 +320,11 @@ def ingest_file(
         "format": kind,
         "input_uri": uri,
         "contract_fingerprint": contract.fingerprint,
-        "quarantine_rules": dict(zip(names.tolist(), counts.tolist(), strict=True)),
+        "quarantine_rules": dict(sorted(staged.rules.items())),
         "created_at": datetime.now(UTC).isoformat(),
     }
     lake.write_json(lake.path("manifests", "ingest", contract.source, f"{batch}.json"), manifest)
-    lake.fs.delete_dir(lake.path("_staging", "ingest", batch))
+    lake.fs.delete_dir(staging_dir(lake, batch))
     logger.info(
         "ingested batch",
         extra={

@@ -109,9 +109,22 @@ def test_duplicates_across_files_are_quarantined(ray_cluster: Any, tmp_path: Pat
     folder = tmp_path / "in"
     folder.mkdir()
     write(folder, "1.csv", [good(i) for i in range(5)])
-    write(folder, "2.csv", [good(i) for i in range(3, 8)])
-    report = ingest(folder, tmp_path / "lake")
-    assert (report.rows_in, report.rows_accepted, report.rows_quarantined) == (10, 8, 2)
+    # Each file is its own block; block 2 stages one file per event date, and the
+    # duplicates sit in both of them; block 3 stages a single, wholly duplicate row.
+    write(folder, "2.csv", [good(i, day=1 + i % 2) for i in range(3, 8)])
+    write(folder, "3.csv", [good(0, day=3)])
+    lake = tmp_path / "lake"
+    report = ingest(folder, lake)
+    assert (report.rows_in, report.rows_accepted, report.rows_quarantined) == (11, 8, 3)
+
+    raw = read_zone(lake, "raw/events").column("event_id").to_pylist()
+    assert sorted(raw) == [f"e{i}" for i in range(8)]  # each key once, the first kept
+    quarantined = read_zone(lake, "quarantine/events")
+    assert sorted(quarantined.column("event_id").to_pylist()) == ["e0", "e3", "e4"]
+    assert set(quarantined.column("_quarantine_rule").to_pylist()) == {"unique"}
+    assert all((lake / f).is_file() for f in report.files_written)
+    assert not (lake / "raw/events/date=2024-03-03").exists()  # nothing accepted that day
+    assert not list((lake / "_staging").rglob("*.parquet"))
 
 
 def test_parquet_and_json_lines(ray_cluster: Any, tmp_path: Path) -> None:
