@@ -6,7 +6,9 @@ would cost another handle hop on every prediction. The Model deployment keeps th
 versions behind ``champion``, ``challenger`` and ``shadow`` loaded and hot-swaps them
 when the registry moves an alias (:mod:`entai.deployments.model_runtime`). Canary rows
 are chosen by :mod:`entai.deployments.routing`; served rows go to the prediction log
-and the DriftMonitor through :mod:`entai.deployments.tap`, off the request path.
+and the DriftMonitor through :mod:`entai.deployments.tap`, off the request path. The
+Ingress also answers gRPC (``entai.proto``) behind Serve's gRPC proxy
+(:mod:`entai.deployments.grpc_ingress`), through the same routes.
 """
 
 # No `from __future__ import annotations` here: Serve's class-based FastAPI views read
@@ -28,6 +30,7 @@ from ray.serve import Deployment
 from ray.serve.handle import DeploymentHandle
 
 from entai.actors.metrics import Metrics
+from entai.deployments.grpc_ingress import GrpcInference
 from entai.deployments.http_errors import install_error_handlers
 from entai.deployments.operations import EventIntake, erase_subject
 from entai.deployments.request_ids import RequestIdMiddleware
@@ -241,8 +244,8 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     graceful_shutdown_timeout_s=10,
 )
 @serve.ingress(api)
-class Ingress:
-    """HTTP translation: auth, feature lookup, model call, tap, response."""
+class Ingress(GrpcInference):
+    """HTTP (and gRPC) translation: auth, feature lookup, model call, tap, response."""
 
     def __init__(self, model: DeploymentHandle[Any], args: AppArgs) -> None:
         import ray

@@ -114,10 +114,16 @@ class RegistrySettings(_Section):
 
 
 class ServeSettings(_Section):
-    """Ray Serve HTTP ingress."""
+    """Ray Serve ingress: the HTTP proxy and the gRPC proxy (``entai.proto``)."""
 
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
+    grpc_port: int | None = Field(
+        9000,
+        ge=0,
+        le=65535,
+        description="Serve's gRPC proxy port (all interfaces); 0 or None turns gRPC off.",
+    )
     request_timeout_s: float = Field(10.0, gt=0)
     tls_note: str | None = Field(
         None,

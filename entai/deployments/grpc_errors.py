@@ -1,0 +1,73 @@
+"""The one table mapping entai errors to gRPC status codes, and how a failed call ends.
+
+The gRPC twin of :mod:`entai.deployments.http_errors`: the same errors, the same
+order (most specific class first), a gRPC code where HTTP has a status. A failed call
+ends with the code and the error's message as the status details, entai's error code
+in the trailing metadata ``entai-error-code``, and an empty response message; Serve
+adds the request id (``request_id``) to the trailing metadata. Serve's own overload
+signals raised inside the ingress (a Model queue that is full, an unavailable
+deployment) map like their HTTP counterparts (429/503). Anything else is INTERNAL,
+logged, with a generic message.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import grpc
+from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
+
+from entai.shared import errors
+
+__all__ = ["CODE_BY_ERROR", "ERROR_CODE_KEY", "code_for", "end_with_error"]
+
+log = logging.getLogger(__name__)
+
+ERROR_CODE_KEY = "entai-error-code"
+
+CODE_BY_ERROR: tuple[tuple[type[Exception], grpc.StatusCode], ...] = (
+    (errors.AuthenticationError, grpc.StatusCode.UNAUTHENTICATED),
+    (errors.PermissionDeniedError, grpc.StatusCode.PERMISSION_DENIED),
+    (errors.NotFoundError, grpc.StatusCode.NOT_FOUND),
+    (errors.ConflictError, grpc.StatusCode.ABORTED),
+    (errors.PromotionRejectedError, grpc.StatusCode.FAILED_PRECONDITION),
+    (errors.InvalidInputError, grpc.StatusCode.INVALID_ARGUMENT),
+    (errors.OverloadedError, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (errors.ServiceUnavailableError, grpc.StatusCode.UNAVAILABLE),
+    (errors.ConfigError, grpc.StatusCode.INTERNAL),
+    (errors.AuditIntegrityError, grpc.StatusCode.INTERNAL),
+    (BackPressureError, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (DeploymentUnavailableError, grpc.StatusCode.UNAVAILABLE),
+)
+
+
+def code_for(exc: Exception) -> grpc.StatusCode:
+    """The gRPC status code for an error (INTERNAL for anything not in the table)."""
+    for cls, code in CODE_BY_ERROR:
+        if isinstance(exc, cls):
+            return code
+    return grpc.StatusCode.INTERNAL
+
+
+def end_with_error(context: Any, exc: Exception) -> None:
+    """Set the status of a failed call on Serve's gRPC context.
+
+    Args:
+        context: The ``grpc_context`` Serve passes to the deployment method.
+        exc: What the call raised.
+    """
+    code = code_for(exc)
+    if isinstance(exc, errors.EntaiError):
+        entai_code, message = exc.code, exc.message
+    elif isinstance(exc, BackPressureError):
+        entai_code, message = "overloaded", "the service is at capacity; retry later"
+    elif isinstance(exc, DeploymentUnavailableError):
+        entai_code, message = "service_unavailable", "a serving deployment is unavailable"
+    else:
+        entai_code, message = "internal_error", "the request failed unexpectedly"
+    if code == grpc.StatusCode.INTERNAL:
+        log.error("grpc request failed", exc_info=exc, extra={"code": entai_code})
+    context.set_code(code)
+    context.set_details(message)
+    context.set_trailing_metadata([(ERROR_CODE_KEY, entai_code)])

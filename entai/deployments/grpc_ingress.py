@@ -1,0 +1,117 @@
+"""The gRPC face of the ingress: service ``entai.v1.EntaiInference`` on Serve's gRPC proxy.
+
+Serve's gRPC proxy sends a call of ``/entai.v1.EntaiInference/Predict`` to the ingress
+deployment of the application named by the ``application`` metadata (or of the only
+application running) and calls the ingress method of the same name with the request
+message and a ``grpc_context``. A FastAPI ingress answers such calls too, so the
+:class:`~entai.deployments.app.Ingress` deployment takes the gRPC methods from
+:class:`GrpcInference` and no extra deployment sits in the path: a gRPC call costs the
+hops of an HTTP one (proxy -> ingress, features read in-process, -> Model). Each method
+translates around the HTTP route of the same operation, so auth (the ``authorization``
+metadata is the HTTP header), feature lookup, canary, tap and answers are the same.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
+
+from entai.deployments.grpc_errors import end_with_error
+from entai.deployments.request_ids import _serve_request_id
+from entai.deployments.schemas import OnlineFeaturesRequest, PredictRequest, PredictResponse
+from entai.shared.logs import request_context
+from entai.shared.settings import ServeSettings
+
+if TYPE_CHECKING:
+    from google.protobuf.message import Message
+    from ray.serve.grpc_util import RayServegRPCContext
+
+    from entai.deployments.proto import entai_pb2 as pb
+
+__all__ = ["SERVICER_FUNCTION", "GrpcInference", "serve_options"]
+
+SERVICER_FUNCTION = "entai.deployments.proto.entai_pb2_grpc.add_EntaiInferenceServicer_to_server"
+_Reply = TypeVar("_Reply", bound="Message")
+
+
+class _Routes(Protocol):
+    """The HTTP routes of the ingress that the gRPC methods call."""
+
+    async def predict(
+        self, body: PredictRequest, model: str, authorization: str | None
+    ) -> PredictResponse: ...
+
+    async def online_features(
+        self, body: OnlineFeaturesRequest, authorization: str | None
+    ) -> dict[str, Any]: ...
+
+
+class GrpcInference:
+    """Mixin of the ingress deployment: the gRPC methods, named as in ``entai.proto``."""
+
+    async def Predict(  # noqa: N802 - Serve calls the method named like the RPC
+        self, request: pb.PredictRequest, grpc_context: RayServegRPCContext
+    ) -> pb.PredictResponse:
+        """``EntaiInference/Predict``: the HTTP predict route's answer as a message."""
+        from entai.deployments import grpc_messages as messages
+        from entai.deployments.proto import entai_pb2
+
+        routes = cast("_Routes", self)
+
+        async def call() -> pb.PredictResponse:
+            model, body = messages.predict_request(request)
+            answer = await routes.predict(body, model, _authorization(grpc_context))
+            return messages.predict_response(answer)
+
+        return await _answer(grpc_context, call, entai_pb2.PredictResponse)
+
+    async def GetOnlineFeatures(  # noqa: N802 - Serve calls the method named like the RPC
+        self, request: pb.GetOnlineFeaturesRequest, grpc_context: RayServegRPCContext
+    ) -> pb.GetOnlineFeaturesResponse:
+        """``EntaiInference/GetOnlineFeatures``: the HTTP online-features route's answer."""
+        from entai.deployments import grpc_messages as messages
+        from entai.deployments.proto import entai_pb2
+
+        routes = cast("_Routes", self)
+
+        async def call() -> pb.GetOnlineFeaturesResponse:
+            body = messages.online_features_request(request)
+            answer = await routes.online_features(body, _authorization(grpc_context))
+            return messages.online_features_response(answer)
+
+        return await _answer(grpc_context, call, entai_pb2.GetOnlineFeaturesResponse)
+
+
+def _authorization(context: RayServegRPCContext) -> str | None:
+    """The ``authorization`` metadata (gRPC keys are lower case): the HTTP header's value."""
+    return next((v for k, v in context.invocation_metadata() if k == "authorization"), None)
+
+
+async def _answer(
+    context: RayServegRPCContext, call: Callable[[], Awaitable[_Reply]], empty: type[_Reply]
+) -> _Reply:
+    """Run one call with Serve's request id bound; a failure ends as a gRPC status."""
+    with request_context(_serve_request_id()):
+        try:
+            return await call()
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a status, as in HTTP
+            end_with_error(context, exc)
+            nothing: _Reply = empty()  # Serve sends it; the client sees only the status
+            return nothing
+
+
+def serve_options(settings: ServeSettings) -> dict[str, Any]:
+    """``serve.start`` keyword arguments: the HTTP proxy, and the gRPC proxy unless off.
+
+    Serve's gRPC proxy listens on every interface (``[::]``; Ray 2.60 has no host
+    option for it), unlike HTTP's ``settings.host``; the service needs a token all the
+    same. Server reflection stays off: clients compile ``entai.proto``.
+    """
+    options: dict[str, Any] = {"http_options": {"host": settings.host, "port": settings.port}}
+    if settings.grpc_port:
+        options["grpc_options"] = {
+            "port": settings.grpc_port,
+            "grpc_servicer_functions": [SERVICER_FUNCTION],
+            "enable_reflection": False,
+        }
+    return options

@@ -1,0 +1,155 @@
+"""Conversion between the gRPC messages of ``entai.proto`` and the HTTP API's models.
+
+A gRPC request becomes the very pydantic body the HTTP route validates
+(:mod:`entai.deployments.schemas`), so both transports accept and refuse the same
+input with the same messages; an answer of the HTTP route becomes the gRPC response.
+Validation failures are :class:`~entai.shared.errors.InvalidInputError` naming the
+fields, as the HTTP API's 422 does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, TypeVar
+
+from google.protobuf.timestamp_pb2 import Timestamp
+from pydantic import BaseModel, ValidationError
+
+from entai.deployments.proto import entai_pb2 as pb
+from entai.deployments.schemas import OnlineFeaturesRequest, PredictRequest, PredictResponse
+from entai.shared.errors import InvalidInputError
+
+__all__ = [
+    "feature_value",
+    "online_features_request",
+    "online_features_response",
+    "predict_request",
+    "predict_response",
+]
+
+_MAX_MODEL_NAME = 200  # as the HTTP path parameter
+_Body = TypeVar("_Body", bound=BaseModel)
+
+
+def _entities(columns: Mapping[str, pb.EntityColumn]) -> dict[str, list[Any]]:
+    """Join key -> values; a column with no values set is empty (refused as such)."""
+    out: dict[str, list[Any]] = {}
+    for key, column in columns.items():
+        kind = column.WhichOneof("values")
+        out[key] = [] if kind is None else list(getattr(column, kind).values)
+    return out
+
+
+def _validated(model: type[_Body], data: dict[str, Any]) -> _Body:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = [
+            {"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in exc.errors()
+        ]
+        summary = "; ".join(f"{p['field'] or 'request'}: {p['message']}" for p in problems)
+        raise InvalidInputError(
+            f"request is invalid: {summary}", details={"errors": problems}
+        ) from None
+
+
+def predict_request(request: pb.PredictRequest) -> tuple[str, PredictRequest]:
+    """The model name and the HTTP body of a gRPC ``Predict`` request.
+
+    Raises:
+        InvalidInputError: no model name, or the body the HTTP API would refuse.
+    """
+    if not request.model or len(request.model) > _MAX_MODEL_NAME:
+        raise InvalidInputError(
+            f"model must name the deployed model (1-{_MAX_MODEL_NAME} characters)",
+            details={"field": "model"},
+        )
+    body = _validated(
+        PredictRequest,
+        {
+            "entities": _entities(request.entities),
+            "request_features": {
+                name: list(column.values) for name, column in request.request_features.items()
+            },
+        },
+    )
+    return request.model, body
+
+
+def predict_response(response: PredictResponse) -> pb.PredictResponse:
+    """The gRPC form of the HTTP route's answer."""
+    return pb.PredictResponse(
+        model=response.model,
+        version=response.version,
+        versions=response.versions,
+        predictions=response.predictions,
+        request_id=response.request_id,
+    )
+
+
+def online_features_request(request: pb.GetOnlineFeaturesRequest) -> OnlineFeaturesRequest:
+    """The HTTP body of a gRPC ``GetOnlineFeatures`` request.
+
+    Raises:
+        InvalidInputError: the body the HTTP API would refuse (e.g. no feature source).
+    """
+    data: dict[str, Any] = {
+        "entities": _entities(request.entities),
+        "full_feature_names": request.full_feature_names,
+    }
+    source = request.WhichOneof("source")
+    if source == "feature_service":
+        data["feature_service"] = request.feature_service
+    elif source == "features":
+        data["features"] = list(request.features.names)
+    return _validated(OnlineFeaturesRequest, data)
+
+
+def _timestamp(value: datetime) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromDatetime(value)
+    return stamp
+
+
+def feature_value(value: Any) -> pb.FeatureValue:
+    """One online value as a ``FeatureValue`` (none of its fields set for null).
+
+    Raises:
+        TypeError: a value of a type no feature has (a bug upstream, not bad input).
+    """
+    if value is None:
+        return pb.FeatureValue()
+    if isinstance(value, bool):  # before int: bool is an int
+        return pb.FeatureValue(bool_value=value)
+    if isinstance(value, int):
+        return pb.FeatureValue(int64_value=value)
+    if isinstance(value, float):
+        return pb.FeatureValue(double_value=value)
+    if isinstance(value, str):
+        return pb.FeatureValue(string_value=value)
+    if isinstance(value, datetime):
+        return pb.FeatureValue(timestamp_value=_timestamp(value))
+    raise TypeError(f"no FeatureValue field holds a {type(value).__name__}")
+
+
+def online_features_response(payload: Mapping[str, Any]) -> pb.GetOnlineFeaturesResponse:
+    """The gRPC form of the HTTP route's Feast-shaped answer.
+
+    Statuses keep their names; ISO event timestamps become ``Timestamp``s, and a null
+    one the zero ``Timestamp``.
+    """
+    return pb.GetOnlineFeaturesResponse(
+        metadata=pb.OnlineFeaturesMetadata(feature_names=payload["metadata"]["feature_names"]),
+        results=[
+            pb.FeatureResult(
+                values=[feature_value(v) for v in result["values"]],
+                statuses=[pb.FeatureStatus.Value(s) for s in result["statuses"]],
+                event_timestamps=[
+                    Timestamp() if ts is None else _timestamp(datetime.fromisoformat(ts))
+                    for ts in result["event_timestamps"]
+                ],
+            )
+            for result in payload["results"]
+        ],
+    )

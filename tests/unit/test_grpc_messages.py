@@ -1,0 +1,201 @@
+"""gRPC messages <-> the HTTP API's bodies, and the ingress's gRPC methods around them."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from datetime import UTC, datetime
+from typing import Any
+
+import grpc
+import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from entai.deployments import grpc_messages as messages
+from entai.deployments.grpc_errors import ERROR_CODE_KEY
+from entai.deployments.grpc_ingress import GrpcInference
+from entai.deployments.proto import entai_pb2 as pb
+from entai.deployments.schemas import OnlineFeaturesRequest, PredictRequest, PredictResponse
+from entai.shared.errors import InvalidInputError, PermissionDeniedError
+
+
+def ints(*values: int) -> pb.EntityColumn:
+    return pb.EntityColumn(int64_values=pb.Int64List(values=values))
+
+
+def strs(*values: str) -> pb.EntityColumn:
+    return pb.EntityColumn(string_values=pb.StringList(values=values))
+
+
+def test_a_predict_request_becomes_the_http_body() -> None:
+    request = pb.PredictRequest(
+        model="m",
+        entities={"user_id": ints(1, 2), "category": strs("books", "7")},
+        request_features={"discount": pb.DoubleList(values=[0.5, math.nan])},
+    )
+    model, body = messages.predict_request(request)
+    assert model == "m"
+    http = PredictRequest.model_validate_json(
+        '{"entities": {"user_id": [1, 2], "category": ["books", "7"]}}'
+    )
+    assert body.entities == http.entities
+    assert body.request_features["discount"][0] == 0.5
+    assert math.isnan(body.request_features["discount"][1])  # a missing value, as null
+
+
+@pytest.mark.parametrize(
+    ("request_", "field"),
+    [
+        (pb.PredictRequest(entities={"user_id": ints(1)}), "model"),
+        (pb.PredictRequest(model="m" * 201, entities={"user_id": ints(1)}), "model"),
+        (pb.PredictRequest(model="m"), "entities"),
+        (pb.PredictRequest(model="m", entities={"user_id": pb.EntityColumn()}), "entities"),
+        (
+            pb.PredictRequest(model="m", entities={"user_id": ints(1, 2), "category": strs("a")}),
+            "same number of values",
+        ),
+        (
+            pb.PredictRequest(
+                model="m",
+                entities={"user_id": ints(1, 2)},
+                request_features={"x": pb.DoubleList(values=[1.0])},
+            ),
+            "request_features",
+        ),
+        (pb.PredictRequest(model="m", entities={"user_id": ints(*range(1001))}), "1000"),
+    ],
+)
+def test_a_predict_request_the_http_api_refuses_is_invalid_input(
+    request_: pb.PredictRequest, field: str
+) -> None:
+    with pytest.raises(InvalidInputError) as caught:
+        messages.predict_request(request_)
+    assert field in caught.value.message + str(caught.value.details)
+
+
+def test_an_online_request_takes_a_feature_service_or_feature_refs() -> None:
+    by_service = messages.online_features_request(
+        pb.GetOnlineFeaturesRequest(feature_service="svc", entities={"user_id": ints(3)})
+    )
+    assert by_service == OnlineFeaturesRequest(feature_service="svc", entities={"user_id": [3]})
+    by_refs = messages.online_features_request(
+        pb.GetOnlineFeaturesRequest(
+            features=pb.FeatureList(names=["v:a", "v:b"]),
+            entities={"user_id": ints(3)},
+            full_feature_names=True,
+        )
+    )
+    assert by_refs.features == ["v:a", "v:b"]
+    assert by_refs.full_feature_names is True
+    with pytest.raises(InvalidInputError, match="exactly one of feature_service or features"):
+        messages.online_features_request(pb.GetOnlineFeaturesRequest(entities={"user_id": ints(3)}))
+
+
+def test_a_predict_answer_keeps_every_field() -> None:
+    answer = PredictResponse(
+        model="m", version=2, versions=[2, 3], predictions=[0.25, 0.75], request_id="r1"
+    )
+    message = messages.predict_response(answer)
+    assert (message.model, message.version, message.request_id) == ("m", 2, "r1")
+    assert list(message.versions) == [2, 3]
+    assert list(message.predictions) == [0.25, 0.75]
+
+
+def test_an_online_answer_keeps_values_statuses_and_timestamps() -> None:
+    seen = datetime(2026, 11, 1, 10, 0, 0, 123456, tzinfo=UTC)
+    payload = {
+        "metadata": {"feature_names": ["clicks", "email"]},
+        "results": [
+            {
+                "values": [3, None, 2.5],
+                "statuses": ["PRESENT", "NOT_FOUND", "OUTSIDE_MAX_AGE"],
+                "event_timestamps": [seen.isoformat(), None, seen.isoformat()],
+            },
+            {
+                "values": ["***", True, seen],
+                "statuses": ["PRESENT", "PRESENT", "NULL_VALUE"],
+                "event_timestamps": [None, None, None],
+            },
+        ],
+    }
+    message = messages.online_features_response(payload)
+    assert list(message.metadata.feature_names) == ["clicks", "email"]
+    first, second = message.results
+    assert [pb.FeatureStatus.Name(s) for s in first.statuses] == payload["results"][0]["statuses"]
+    assert [v.WhichOneof("kind") for v in first.values] == ["int64_value", None, "double_value"]
+    assert first.event_timestamps[0].ToDatetime(tzinfo=UTC) == seen
+    assert first.event_timestamps[1] == Timestamp()  # null: the zero timestamp
+    assert second.values[0].string_value == "***"
+    assert second.values[1].bool_value is True
+    assert second.values[2].timestamp_value.ToDatetime(tzinfo=UTC) == seen
+
+
+def test_a_value_no_feature_type_holds_is_a_bug_not_bad_input() -> None:
+    with pytest.raises(TypeError, match="bytes"):
+        messages.feature_value(b"raw")
+
+
+class Context:
+    """Serve's gRPC context, as far as the ingress methods use it."""
+
+    def __init__(self, metadata: list[tuple[str, str]]) -> None:
+        self.metadata = metadata
+        self.code: Any = None
+        self.trailing: list[tuple[str, str]] = []
+
+    def invocation_metadata(self) -> list[tuple[str, str]]:
+        return self.metadata
+
+    def set_code(self, code: grpc.StatusCode) -> None:
+        self.code = code
+
+    def set_details(self, details: str) -> None:
+        self.details = details
+
+    def set_trailing_metadata(self, metadata: list[tuple[str, str]]) -> None:
+        self.trailing = metadata
+
+
+class Routes(GrpcInference):
+    """The ingress's HTTP routes, recording what the gRPC methods pass them."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Any, ...]] = []
+
+    async def predict(
+        self, body: PredictRequest, model: str, authorization: str | None
+    ) -> PredictResponse:
+        self.calls.append((body, model, authorization))
+        return PredictResponse(
+            model=model, version=1, versions=[1], predictions=[0.5], request_id="r"
+        )
+
+    async def online_features(
+        self, body: OnlineFeaturesRequest, authorization: str | None
+    ) -> dict[str, Any]:
+        raise PermissionDeniedError("features:read needed")
+
+
+def test_predict_passes_the_authorization_metadata_to_the_http_route() -> None:
+    routes = Routes()
+    request = pb.PredictRequest(model="m", entities={"user_id": ints(4)})
+    context = Context([("application", "entai"), ("authorization", "Bearer t0k")])
+    answer = asyncio.run(routes.Predict(request, context))  # type: ignore[arg-type]
+    assert list(answer.predictions) == [0.5]
+    ((body, model, authorization),) = routes.calls
+    assert (body.entities, model, authorization) == ({"user_id": [4]}, "m", "Bearer t0k")
+    assert context.code is None
+
+
+def test_a_refused_call_ends_with_its_status_and_an_empty_answer() -> None:
+    routes = Routes()
+    request = pb.GetOnlineFeaturesRequest(feature_service="svc", entities={"user_id": ints(4)})
+    context = Context([])
+    answer = asyncio.run(routes.GetOnlineFeatures(request, context))  # type: ignore[arg-type]
+    assert answer == pb.GetOnlineFeaturesResponse()
+    assert context.code == grpc.StatusCode.PERMISSION_DENIED
+    assert context.trailing == [(ERROR_CODE_KEY, "permission_denied")]
+    bad = pb.PredictRequest(model="m")
+    asyncio.run(routes.Predict(bad, context))  # type: ignore[arg-type]
+    assert context.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert not routes.calls  # refused before the route: nothing scored
