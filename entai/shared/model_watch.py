@@ -46,6 +46,7 @@ from entai.shared.profiles import (
     WindowAccumulator,
     WindowProfile,
 )
+from entai.shared.watch_report import watch_report, window_distributions
 
 __all__ = ["DATASET_KEY", "ModelWatch", "WatchLimits"]
 
@@ -122,6 +123,7 @@ class ModelWatch:
         self.last_retrain_at: datetime | None = None
         self.retrain_pending = False
         self.ignored_rows = 0
+        self.distributions: dict[str, Any] | None = None  # of the last closed window
 
     @classmethod
     def create(
@@ -142,6 +144,11 @@ class ModelWatch:
         watch = cls(name, config, reference, limits)
         watch.cursor = WindowCursor(first_seq)
         return watch
+
+    @property
+    def reference(self) -> ReferenceProfile:
+        """The profile this version is monitored against."""
+        return self._reference
 
     @property
     def columns(self) -> list[str]:
@@ -245,6 +252,10 @@ class ModelWatch:
         wid = window_id(self.name, self.version, seq)
         assert self.acc is not None  # a window closes only after it received rows
         window = self.acc.to_profile()
+        self.distributions = {
+            "window_id": wid,
+            "columns": window_distributions(self._reference, window, self.columns),
+        }
         ref = self._reference.columns
         drift = dataset_drift(
             ReferenceProfile(self._reference.n_rows, {c: ref[c] for c in self.features}),
@@ -286,7 +297,7 @@ class ModelWatch:
             drifted_share=drift.drifted_share,
             features={name: column_summary(c) for name, c in drift.columns.items()},
             prediction=prediction,
-            expected_accuracy=self._confidence(),
+            expected_accuracy=self.open_confidence(),
             realised=self._realised(wid),
             alerts=events,
         )
@@ -295,7 +306,8 @@ class ModelWatch:
         logger.info("window closed", extra={"window_id": wid, "status": report.status})
         return report
 
-    def _confidence(self) -> float | None:
+    def open_confidence(self) -> float | None:
+        """Mean confidence ``max(p, 1 - p)`` of the open window's predictions, if any."""
         total, count = self.confidence
         return total / count if count else None
 
@@ -347,30 +359,8 @@ class ModelWatch:
     # -- reporting and checkpoints ------------------------------------------------------
 
     def report(self) -> dict[str, Any]:
-        """JSON-able report of the configuration, open window, windows and alerts."""
-        states = self.alerts.to_dict()["states"]
-        return {
-            "model": self.name,
-            "version": self.version,
-            "window": self.spec.to_dict(),
-            "features": self.features,
-            "prediction_column": self.prediction_column,
-            "open_window": {
-                "window_id": window_id(self.name, self.version, self.cursor.seq),
-                "n": self.cursor.n,
-                "start": self.span[0] if self.span else None,
-                "end_s": self.cursor.end_s,
-                "expected_accuracy": self._confidence(),
-            },
-            "windows": [w.to_dict() for w in self.windows],
-            "alerts": [
-                {k: s[k] for k in ("key", "level", "acknowledged_by", "silenced_until")}
-                for s in states
-            ],
-            "predictions_logged": len(self.log),
-            "ignored_rows": self.ignored_rows,
-            "last_retrain_at": _iso(self.last_retrain_at),
-        }
+        """JSON-able report (see :func:`entai.shared.watch_report.watch_report`)."""
+        return watch_report(self)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able checkpoint of everything but the reference (it never changes)."""
@@ -388,6 +378,7 @@ class ModelWatch:
             "last_retrain_at": _iso(self.last_retrain_at),
             "retrain_pending": self.retrain_pending,
             "ignored_rows": self.ignored_rows,
+            "distributions": self.distributions,
         }
 
     @classmethod
@@ -410,4 +401,5 @@ class ModelWatch:
         watch.last_retrain_at = None if last is None else datetime.fromisoformat(last)
         watch.retrain_pending = bool(data["retrain_pending"])
         watch.ignored_rows = int(data["ignored_rows"])
+        watch.distributions = data.get("distributions")  # absent in older checkpoints
         return watch
