@@ -3,13 +3,16 @@
 Other modules call e.g. ``Metrics.predictions(model, version, n)``. The instruments are
 created on first use, in each process, and only when Ray is initialised (a driver
 after ``ray.init`` or any worker); otherwise every call is a no-op, so importing this
-module is cheap and unit tests need no cluster. Ray exports them on its Prometheus
-endpoint (names prefixed ``ray_``) and the dashboard's metrics view.
+module is cheap and unit tests need no cluster. Ray's metrics agent on each node
+exports them on its Prometheus endpoint (``ray.nodes()[i]["MetricsExportPort"]``)
+with the prefix ``ray_``, counters with the suffix ``_total``, and the dashboard's
+metrics view shows them; each process reports every ``metrics_report_interval_ms``
+(10 s by default, ``RAY_metrics_report_interval_ms``).
 
 ==============================  =========  ===============================  ===========
 metric                          type       tags                             unit
 ==============================  =========  ===============================  ===========
-entai_online_lookups            counter    view, status                     lookups
+entai_online_lookups            counter    view, status                     values
 entai_online_lookup_latency_s   histogram  route                            seconds
 entai_predictions               counter    model, version                   predictions
 entai_prediction_latency_s      histogram  model, version                   seconds
@@ -23,10 +26,12 @@ from __future__ import annotations
 import logging
 import math
 import sys
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
-__all__ = ["Metrics"]
+__all__ = ["METRICS", "MetricSpec", "Metrics"]
 
 logger = logging.getLogger(__name__)
 
@@ -35,62 +40,89 @@ _ALERT_LEVELS = {"ok": 0.0, "warn": 1.0, "alert": 2.0}
 
 
 @dataclass(frozen=True)
-class _Instruments:
-    online_lookups: Any
-    online_latency: Any
-    predictions: Any
-    prediction_latency: Any
-    drift_statistic: Any
-    alert_level: Any
+class MetricSpec:
+    """One custom metric as declared to Ray.
+
+    Attributes:
+        name: Metric name (Prometheus shows it as ``ray_<name>``).
+        kind: Instrument type.
+        tag_keys: Tags every observation carries.
+        description: What it counts or measures.
+    """
+
+    name: str
+    kind: Literal["counter", "histogram", "gauge"]
+    tag_keys: tuple[str, ...]
+    description: str
 
 
-_instruments: _Instruments | None = None
+METRICS = (
+    MetricSpec(
+        "entai_online_lookups",
+        "counter",
+        ("view", "status"),
+        "Online feature values read (entities x features), by view and read status.",
+    ),
+    MetricSpec(
+        "entai_online_lookup_latency_s",
+        "histogram",
+        ("route",),
+        "Latency of an online feature lookup, in seconds (route: shards or direct).",
+    ),
+    MetricSpec(
+        "entai_predictions",
+        "counter",
+        ("model", "version"),
+        "Predictions served, per model and version.",
+    ),
+    MetricSpec(
+        "entai_prediction_latency_s",
+        "histogram",
+        ("model", "version"),
+        "Latency of a prediction request, in seconds.",
+    ),
+    MetricSpec(
+        "entai_drift_statistic",
+        "gauge",
+        ("model", "feature", "method"),
+        "Drift statistic of a feature in the last closed window.",
+    ),
+    MetricSpec(
+        "entai_alert_level",
+        "gauge",
+        ("model", "feature", "method"),
+        "Drift alert level: 0 ok, 1 warn, 2 alert.",
+    ),
+)
+"""Every metric entai records, in the order of the module docstring's table."""
+
+_instruments: dict[str, Any] | None = None
 
 
-def _get() -> _Instruments | None:
-    """The process's instruments, created on first use; None without Ray."""
+def _build(spec: MetricSpec) -> Any:
+    from ray.util import metrics
+
+    if spec.kind == "counter":
+        return metrics.Counter(spec.name, description=spec.description, tag_keys=spec.tag_keys)
+    if spec.kind == "histogram":
+        return metrics.Histogram(
+            spec.name,
+            description=spec.description,
+            boundaries=_LATENCY_BOUNDARIES,
+            tag_keys=spec.tag_keys,
+        )
+    return metrics.Gauge(spec.name, description=spec.description, tag_keys=spec.tag_keys)
+
+
+def _get() -> dict[str, Any] | None:
+    """The process's instruments by metric name, created on first use; None without Ray."""
     global _instruments  # noqa: PLW0603 - one lazily built set per process
     if _instruments is not None:
         return _instruments
     ray = sys.modules.get("ray")
     if ray is None or not ray.is_initialized():
         return None
-    from ray.util import metrics
-
-    _instruments = _Instruments(
-        online_lookups=metrics.Counter(
-            "entai_online_lookups",
-            description="Online feature lookups (entities x views) by read status.",
-            tag_keys=("view", "status"),
-        ),
-        online_latency=metrics.Histogram(
-            "entai_online_lookup_latency_s",
-            description="Latency of an online feature lookup, in seconds.",
-            boundaries=_LATENCY_BOUNDARIES,
-            tag_keys=("route",),
-        ),
-        predictions=metrics.Counter(
-            "entai_predictions",
-            description="Predictions served, per model and version.",
-            tag_keys=("model", "version"),
-        ),
-        prediction_latency=metrics.Histogram(
-            "entai_prediction_latency_s",
-            description="Latency of a prediction request, in seconds.",
-            boundaries=_LATENCY_BOUNDARIES,
-            tag_keys=("model", "version"),
-        ),
-        drift_statistic=metrics.Gauge(
-            "entai_drift_statistic",
-            description="Drift statistic of a feature in the last closed window.",
-            tag_keys=("model", "feature", "method"),
-        ),
-        alert_level=metrics.Gauge(
-            "entai_alert_level",
-            description="Drift alert level: 0 ok, 1 warn, 2 alert.",
-            tag_keys=("model", "feature", "method"),
-        ),
-    )
+    _instruments = {spec.name: _build(spec) for spec in METRICS}
     return _instruments
 
 
@@ -104,27 +136,47 @@ class Metrics:
 
     @staticmethod
     def online_lookups(view: str, n: int = 1, status: str = "present") -> None:
-        """Count ``n`` online reads of a view with one status."""
+        """Count ``n`` feature values read from a view with one status."""
         if n > 0 and (m := _get()) is not None:
-            m.online_lookups.inc(n, tags={"view": view, "status": status})
+            m["entai_online_lookups"].inc(n, tags={"view": view, "status": status})
 
     @staticmethod
     def online_latency(seconds: float, route: str = "online") -> None:
         """Observe one online lookup's latency."""
         if (m := _get()) is not None:
-            m.online_latency.observe(seconds, tags={"route": route})
+            m["entai_online_lookup_latency_s"].observe(seconds, tags={"route": route})
+
+    @staticmethod
+    def online_read(
+        route: str, seconds: float, views: Iterable[tuple[str, Sequence[Sequence[Any]]]]
+    ) -> None:
+        """Record one online read: values per view and status, and its latency.
+
+        Args:
+            route: ``shards`` (through the shard actors) or ``direct`` (store read here).
+            seconds: The read's latency.
+            views: Per view read, its statuses (feature-major, as in ``ReadResult``).
+        """
+        if _get() is None:
+            return
+        for view, statuses in views:
+            counts = Counter(str(s).lower() for column in statuses for s in column)
+            for status, n in counts.items():
+                Metrics.online_lookups(view, n, status)
+        Metrics.online_latency(seconds, route)
 
     @staticmethod
     def predictions(model: str, version: int | str, n: int = 1) -> None:
         """Count ``n`` predictions of a model version."""
         if n > 0 and (m := _get()) is not None:
-            m.predictions.inc(n, tags={"model": model, "version": str(version)})
+            m["entai_predictions"].inc(n, tags={"model": model, "version": str(version)})
 
     @staticmethod
     def prediction_latency(model: str, version: int | str, seconds: float) -> None:
         """Observe one prediction request's latency."""
         if (m := _get()) is not None:
-            m.prediction_latency.observe(seconds, tags={"model": model, "version": str(version)})
+            tags = {"model": model, "version": str(version)}
+            m["entai_prediction_latency_s"].observe(seconds, tags=tags)
 
     @staticmethod
     def drift_statistic(model: str, feature: str, method: str, value: float | None) -> None:
@@ -133,11 +185,11 @@ class Metrics:
             return
         if (m := _get()) is not None:
             tags = {"model": model, "feature": feature, "method": method}
-            m.drift_statistic.set(value, tags=tags)
+            m["entai_drift_statistic"].set(value, tags=tags)
 
     @staticmethod
     def alert_state(model: str, feature: str, method: str, level: str) -> None:
         """Set an alert key's level (``ok``, ``warn`` or ``alert``)."""
         if (m := _get()) is not None:
             tags = {"model": model, "feature": feature, "method": method}
-            m.alert_level.set(_ALERT_LEVELS.get(level, math.nan), tags=tags)
+            m["entai_alert_level"].set(_ALERT_LEVELS.get(level, math.nan), tags=tags)

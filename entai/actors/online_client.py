@@ -9,6 +9,9 @@ Paths:
       or, with ``direct_store`` (Redis), read Redis from this process: no actor hop. Redis
       is the source of truth for the Redis backend, so both paths return the same data.
 
+Every read is counted in ``entai_online_lookups`` (values per view and status) and
+timed in ``entai_online_lookup_latency_s`` (see :mod:`entai.actors.metrics`).
+
 A shard that dies mid-call is retried until it is back (``max_restarts=-1``); retrying
 is safe because writes are idempotent under last-write-wins.
 """
@@ -27,6 +30,7 @@ import ray
 from ray.exceptions import RayActorError
 
 from entai.actors.feature_shard import ShardHandle
+from entai.actors.metrics import Metrics
 from entai.shared.errors import InvalidInputError, ServiceUnavailableError
 from entai.shared.online import (
     FeatureRow,
@@ -134,6 +138,7 @@ class OnlineFeatureClient:
         if self._authorize is not None:
             self._authorize("features:read", refs)
         now = now or datetime.now(UTC)
+        started = time.perf_counter()
         requests = [
             ReadRequest(view, self._keys(view, entity_rows, join_keys), feats, ttls.get(view))
             for view, feats in view_features.items()
@@ -144,6 +149,11 @@ class OnlineFeatureClient:
             ]
         else:
             results = self._fan_out_read(requests, now)
+        Metrics.online_read(
+            "direct" if self._direct is not None else "shards",
+            time.perf_counter() - started,
+            ((req.view, res.statuses) for req, res in zip(requests, results, strict=True)),
+        )
         out: list[dict[str, Any]] = []
         for result in results:
             out += (

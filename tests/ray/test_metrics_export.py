@@ -1,0 +1,123 @@
+"""entai's metrics reach Ray's Prometheus endpoint, with their names and tags.
+
+The drift monitor actor records predictions, drift statistics and alert levels; an
+online read through :class:`OnlineFeatureClient` records lookups and their latency in
+this process; the ingress's prediction latency is recorded through the facade. Each
+process reports to its node's metrics agent every ``metrics_report_interval_ms`` (10 s
+by default), so the scrape is retried for a bounded time.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from entai.actors.drift_monitor import start_drift_monitor
+from entai.actors.metrics import METRICS, Metrics
+from entai.actors.online_client import OnlineFeatureClient
+from entai.shared.online import FeatureRow, MemoryOnlineStore, entity_key
+from entai.shared.profiles import ReferenceProfile
+from entai.shared.settings import load_settings
+
+DEADLINE_S = 45.0
+_SAMPLE = re.compile(r"^(?P<name>[A-Za-z_:][\w:]*)(?:\{(?P<labels>.*)\})?\s+(?P<value>\S+)")
+_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+
+
+def _scrape(url: str) -> list[tuple[str, dict[str, str], float]]:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        text = response.read().decode()
+    samples = []
+    for line in text.splitlines():
+        match = _SAMPLE.match(line)
+        if match and not line.startswith("#"):
+            labels = dict(_LABEL.findall(match["labels"] or ""))
+            samples.append((match["name"], labels, float(match["value"])))
+    return samples
+
+
+def _family(sample_name: str) -> str:
+    """The metric a Prometheus sample belongs to, without ``ray_`` and type suffixes."""
+    name = sample_name.removeprefix("ray_")
+    for suffix in ("_total", "_bucket", "_count", "_sum"):
+        if name.endswith(suffix) and name.removesuffix(suffix) in {m.name for m in METRICS}:
+            return name.removesuffix(suffix)
+    return name
+
+
+@pytest.fixture
+def monitor(ray_cluster: Any, tmp_path: Path) -> Iterator[Any]:
+    settings = load_settings(home=tmp_path / "home", lake={"root": str(tmp_path / "lake")})
+    handle = start_drift_monitor(settings.resolved(), f"entai-metrics-{uuid.uuid4().hex[:8]}")
+    try:
+        yield handle
+    finally:
+        ray_cluster.kill(handle, no_restart=True)
+
+
+def test_entai_series_appear_on_the_prometheus_endpoint(ray_cluster: Any, monitor: Any) -> None:
+    model = f"probe-{uuid.uuid4().hex[:6]}"
+    rng = np.random.default_rng(0)
+    reference = pd.DataFrame({"x": rng.normal(0, 1, 500), "prediction": rng.random(500)})
+    ray_cluster.get(
+        monitor.register_model.remote(
+            model,
+            7,
+            ReferenceProfile.from_frame(reference).to_dict(),
+            feature_columns=["x"],
+            window={"count": 200},
+        )
+    )
+    batch = {"x": rng.normal(3, 1, 200).tolist(), "prediction": rng.random(200).tolist()}
+    closed = ray_cluster.get(monitor.record.remote(model, "b0", batch))
+    assert closed is not None and closed.status == "drift"
+
+    store = MemoryOnlineStore()
+    now = datetime.now(UTC)
+    store.write([FeatureRow(model, entity_key({"user_id": 1}), {"f": 1.0}, now, now)])
+    client = OnlineFeatureClient(None, direct_store=store)
+    client.get_online_features({model: ["f"]}, [{"user_id": 1}, {"user_id": 2}], {})
+    Metrics.prediction_latency(model, 7, 0.02)
+
+    node = next(n for n in ray_cluster.nodes() if n["Alive"])
+    url = f"http://{node['NodeManagerAddress']}:{node['MetricsExportPort']}/metrics"
+    wanted = {
+        ("entai_predictions", ("model", model), ("version", "7")),
+        ("entai_drift_statistic", ("model", model), ("feature", "x")),
+        ("entai_drift_statistic", ("model", model), ("feature", "prediction")),
+        ("entai_alert_level", ("model", model), ("feature", "x")),
+        ("entai_online_lookups", ("view", model), ("status", "present")),
+        ("entai_online_lookups", ("view", model), ("status", "not_found")),
+        ("entai_online_lookup_latency_s", ("route", "direct"), ("route", "direct")),
+        ("entai_prediction_latency_s", ("model", model), ("version", "7")),
+    }
+    seen: set[tuple[Any, ...]] = set()
+    started = time.monotonic()
+    while time.monotonic() - started < DEADLINE_S:
+        samples = _scrape(url)
+        for family, (k1, v1), (k2, v2) in wanted:
+            if any(
+                _family(name) == family and labels.get(k1) == v1 and labels.get(k2) == v2
+                for name, labels, _ in samples
+            ):
+                seen.add((family, (k1, v1), (k2, v2)))
+        if seen == wanted:
+            break
+        time.sleep(1.0)
+    assert seen == wanted, f"missing after {DEADLINE_S}s: {sorted(wanted - seen)}"
+    ours = {_family(name) for name, _, _ in samples if name.startswith("ray_entai_")}
+    assert ours == {m.name for m in METRICS}
+    for name, labels, _ in samples:
+        if _family(name) in {m.name for m in METRICS}:
+            spec = next(m for m in METRICS if m.name == _family(name))
+            assert set(spec.tag_keys) <= set(labels), (name, labels)
