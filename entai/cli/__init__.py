@@ -6,7 +6,13 @@ result so tests can call them directly.
 
 from __future__ import annotations
 
-from entai.cli import data, governance, models, platform  # noqa: F401 - registers the commands
+from entai.cli import (  # noqa: F401 - registers the commands
+    data,
+    governance,
+    models,
+    monitor,
+    platform,
+)
 from entai.cli._app import app, console, main
 
 __all__ = ["app", "console", "main"]

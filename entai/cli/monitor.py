@@ -1,0 +1,139 @@
+"""Drift monitor commands: monitor report|ack|silence, against the running platform."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from entai.cli._app import app, console, settings_from
+from entai.cli.governance import TokenOption, caller_token
+from entai.shared.drift_report import TABLE_COLUMNS, header_lines, summarize, table_cells
+from entai.shared.drift_report_html import render_html
+from entai.shared.errors import InvalidInputError
+from entai.shared.settings import EntaiSettings
+
+__all__ = ["monitor_app"]
+
+monitor_app = typer.Typer(
+    help="The drift monitor: per-feature drift, alerts, HTML reports.", no_args_is_help=True
+)
+app.add_typer(monitor_app, name="monitor")
+
+SettingsOption = Annotated[
+    Path | None, typer.Option("--settings", "-s", help="Settings YAML file.", exists=True)
+]
+Feature = Annotated[str, typer.Argument(help="Feature column, or '*' for dataset drift.")]
+Method = Annotated[str, typer.Argument(help="Its test: ks, chi2, wasserstein... or dataset.")]
+
+
+def _monitor(settings: EntaiSettings) -> Any:
+    from entai.client import drift_monitor_service
+
+    return drift_monitor_service(settings)
+
+
+def _principal(settings: EntaiSettings, token: str | None, permission: str, model: str) -> str:
+    """The principal behind the caller's token, if it holds ``permission`` on the model."""
+    from entai.client import governance_service
+
+    decision = governance_service(settings).authorize(
+        caller_token(settings, token), permission, f"model:{model}"
+    )
+    return str(decision.principal)
+
+
+def _print_report(report: dict[str, Any]) -> None:
+    summary = summarize(report)
+    for line in header_lines(summary):
+        console.print(Text(line))
+    rows = [*summary.rows, *([summary.prediction] if summary.prediction else [])]
+    if not rows:
+        return
+    table = Table(*TABLE_COLUMNS)
+    for row in rows:
+        style = "red" if row.status == "drift" else None
+        table.add_row(*(Text(cell) for cell in table_cells(row)), style=style)
+    console.print(table)
+
+
+@monitor_app.command("report")
+def monitor_report(
+    model: str,
+    html: Annotated[
+        Path | None,
+        typer.Option(
+            help="Also write a self-contained HTML report with plots here.", dir_okay=False
+        ),
+    ] = None,
+    token: TokenOption = None,
+    settings_file: SettingsOption = None,
+) -> dict[str, Any]:
+    """Per-feature drift of the last closed window, alerts and quality (needs audit:read)."""
+    settings = settings_from(settings_file)
+    _principal(settings, token, "audit:read", model)
+    report: dict[str, Any] = _monitor(settings).report(model)
+    _print_report(report)
+    if html is not None:
+        html.write_text(render_html(report), encoding="utf-8")
+        console.print(Text(f"HTML report written to {html}"))
+    return report
+
+
+@monitor_app.command("ack")
+def monitor_ack(
+    model: str,
+    feature: Feature,
+    method: Method,
+    token: TokenOption = None,
+    settings_file: SettingsOption = None,
+) -> str:
+    """Acknowledge an alert: no more notifications at its level (needs models:approve)."""
+    settings = settings_from(settings_file)
+    by = _principal(settings, token, "models:approve", model)
+    _monitor(settings).acknowledge(model, feature, method, by)
+    console.print(Text(f"{model}/{feature}/{method}: acknowledged by {by}"))
+    return by
+
+
+def parse_until(value: str, now: datetime | None = None) -> datetime:
+    """An ISO 8601 time in the future (no zone: UTC).
+
+    Raises:
+        InvalidInputError: when it is not ISO 8601 or not in the future.
+    """
+    try:
+        until = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise InvalidInputError(
+            f"--until {value!r} is not an ISO 8601 time (e.g. 2026-12-01T09:00:00+00:00)",
+            details={"field": "until"},
+        ) from exc
+    until = until if until.tzinfo is not None else until.replace(tzinfo=UTC)
+    if until <= (now or datetime.now(UTC)):
+        raise InvalidInputError(
+            f"--until {value!r} is not in the future", details={"field": "until"}
+        )
+    return until
+
+
+@monitor_app.command("silence")
+def monitor_silence(
+    model: str,
+    feature: Feature,
+    method: Method,
+    until: Annotated[str, typer.Option(help="ISO 8601 time; without a zone, UTC.")],
+    token: TokenOption = None,
+    settings_file: SettingsOption = None,
+) -> datetime:
+    """Send no notifications for an alert before a time (needs models:approve)."""
+    moment = parse_until(until)
+    settings = settings_from(settings_file)
+    _principal(settings, token, "models:approve", model)
+    _monitor(settings).silence(model, feature, method, moment)
+    console.print(Text(f"{model}/{feature}/{method}: silenced until {moment.isoformat()}"))
+    return moment
