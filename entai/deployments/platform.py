@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -30,7 +31,7 @@ from entai.shared.settings import EntaiSettings
 if TYPE_CHECKING:
     from entai.deployments.app import AppArgs
 
-__all__ = ["FeatureInputs", "PlatformServices"]
+__all__ = ["FeatureInputs", "PlatformServices", "ReadPlan"]
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,25 @@ class FeatureInputs:
     entity_keys: list[str]
 
 
+@dataclass(frozen=True)
+class ReadPlan:
+    """What reading a set of feature-view projections needs, worked out once."""
+
+    join_keys: tuple[str, ...]
+    view_features: dict[str, list[str]]
+    ttls: dict[str, timedelta | None]
+    view_join_keys: dict[str, list[str]]
+
+    @classmethod
+    def of(cls, projections: Sequence[FeatureViewProjection]) -> ReadPlan:
+        return cls(
+            join_keys=tuple(sorted({k for p in projections for k in p.view.join_keys})),
+            view_features={p.view.name: list(p.features) for p in projections},
+            ttls={p.view.name: p.view.ttl for p in projections},
+            view_join_keys={p.view.name: list(p.view.join_keys) for p in projections},
+        )
+
+
 @dataclass
 class PlatformServices:
     """Auth, definitions and online features for one serving replica."""
@@ -60,6 +80,7 @@ class PlatformServices:
     features: OnlineFeatureClient
     definitions: Definitions
     model_features: tuple[FeatureViewProjection, ...]
+    model_plan: ReadPlan
 
     @classmethod
     def connect(cls, settings: EntaiSettings, args: AppArgs) -> PlatformServices:
@@ -79,35 +100,29 @@ class PlatformServices:
             from entai.actors.redis_store import RedisOnlineStore
 
             direct = RedisOnlineStore(store.url.get_secret_value(), store.key_prefix)
+        model_features = tuple(definitions.resolve(args.feature_service))
         return cls(
             auth=AuthCache.for_actor(governance),
             features=OnlineFeatureClient(shards, direct_store=direct),
             definitions=definitions,
-            model_features=tuple(definitions.resolve(args.feature_service)),
+            model_features=model_features,
+            model_plan=ReadPlan.of(model_features),
         )
 
     def authorize(self, token: str, action: str, resource: str) -> Decision:
         """An allowed decision, or AuthenticationError / PermissionDeniedError."""
         return self.auth.authorize(token, action, resource)
 
-    def _read(
-        self,
-        projections: Sequence[FeatureViewProjection],
-        entities: Mapping[str, Sequence[Any]],
-    ) -> dict[str, Any]:
-        needed = {k for p in projections for k in p.view.join_keys}
-        missing = sorted(needed - set(entities))
+    def _read(self, plan: ReadPlan, entities: Mapping[str, Sequence[Any]]) -> dict[str, Any]:
+        missing = sorted(set(plan.join_keys) - set(entities))
         if missing:
             raise InvalidInputError(
                 f"entities lack join key(s) {missing}", details={"missing": missing}
             )
-        n = len(next(iter(entities.values())))
-        rows = [{k: entities[k][i] for k in needed} for i in range(n)]
+        n = len(entities[plan.join_keys[0]]) if plan.join_keys else 0
+        rows = [{k: entities[k][i] for k in plan.join_keys} for i in range(n)]
         return self.features.get_online_features(
-            {p.view.name: list(p.features) for p in projections},
-            rows,
-            {p.view.name: p.view.ttl for p in projections},
-            join_keys={p.view.name: list(p.view.join_keys) for p in projections},
+            plan.view_features, rows, plan.ttls, join_keys=plan.view_join_keys
         )
 
     def feature_inputs(
@@ -118,7 +133,8 @@ class PlatformServices:
         Raises:
             InvalidInputError: a join key is missing, or a request feature is not numeric.
         """
-        response = self._read(self.model_features, entities)
+        plan = self.model_plan
+        response = self._read(plan, entities)
         online = [name.split(":", 1)[1] for name in response["metadata"]["feature_names"]]
         columns = [result["values"] for result in response["results"]]
         extra = [k for k in request_features if k not in online]
@@ -130,9 +146,8 @@ class PlatformServices:
                 "request_features must hold numbers (or null)",
                 details={"field": "request_features", "features": extra},
             ) from exc
-        keys = sorted({k for p in self.model_features for k in p.view.join_keys})
-        n = len(next(iter(entities.values())))
-        entity_keys = [entity_key({k: entities[k][i] for k in keys}) for i in range(n)]
+        n = len(entities[plan.join_keys[0]]) if plan.join_keys else 0
+        entity_keys = [entity_key({k: entities[k][i] for k in plan.join_keys}) for i in range(n)]
         return FeatureInputs((*online, *extra), matrix, entity_keys)
 
     def online_features(self, token: str, body: OnlineFeaturesRequest) -> dict[str, Any]:
@@ -145,7 +160,7 @@ class PlatformServices:
             for name in p.features
         }
         decision = self.auth.authorize_features(token, pii, "features")
-        response = self._read(projections, body.entities)
+        response = self._read(ReadPlan.of(projections), body.entities)
         masked = set(decision.masked_features)
         names = response["metadata"]["feature_names"]
         for name, result in zip(names, response["results"], strict=True):
