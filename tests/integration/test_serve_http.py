@@ -109,8 +109,12 @@ def deploy_platform(
     canary_percent: float = 0.0,
     shadow: bool = True,
     model_replicas: int = 1,
+    grpc_port: int | None = None,
 ) -> Platform:
-    """Start governance, shards, registry (3 versions) and the Serve app on ``port``."""
+    """Start governance, shards, registry (3 versions) and the Serve app on ``port``.
+
+    With ``grpc_port``, Serve's gRPC proxy serves the same app there (entai.proto).
+    """
     import mlflow
     import mlflow.xgboost
     import ray
@@ -120,12 +124,15 @@ def deploy_platform(
     from entai.actors.mlflow_backend import configure_mlflow
     from entai.actors.model_registry import start_registry
     from entai.deployments.app import AppArgs, build_app
+    from entai.deployments.grpc_ingress import serve_options
     from entai.shared.promotion import PromotionPolicy
     from entai.shared.settings import load_settings
 
     namespace = f"serve-test-{uuid.uuid4().hex[:8]}"
     settings = load_settings(
-        home=tmp, ray={"namespace": namespace}, serve={"port": port, "request_timeout_s": 30}
+        home=tmp,
+        ray={"namespace": namespace},
+        serve={"port": port, "grpc_port": grpc_port, "request_timeout_s": 30},
     ).resolved()
     governance = start_governance(settings, namespace)
     ray.get(governance.__ray_ready__.remote(), timeout=120)
@@ -155,7 +162,7 @@ def deploy_platform(
             registry.set_alias.remote(MODEL, alias, version, by="admin", reason="test"),
             timeout=60,
         )
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    serve.start(**serve_options(settings.serve))
     args = AppArgs(
         model_name=MODEL,
         feature_service=demo.purchase_propensity.name,
