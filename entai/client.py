@@ -16,6 +16,8 @@ from typing import Any
 
 import ray
 
+from entai.actors.drift_monitor import ACTOR_NAME as DRIFT_MONITOR
+from entai.actors.drift_monitor import start_drift_monitor
 from entai.actors.feature_shard import shard_name, start_shards
 from entai.actors.governance import ACTOR_NAME as GOVERNANCE
 from entai.actors.governance import start_governance
@@ -48,18 +50,30 @@ _JOINED_FILE = "joined.json"
 
 def service_names(settings: EntaiSettings) -> list[str]:
     """Names of the platform's actors, in start order."""
+    from entai.pipelines.retrain_worker import ACTOR_NAME as RETRAIN_WORKER
+
     shards = [shard_name(i) for i in range(settings.online_store.num_shards)]
-    return [*shards, GOVERNANCE, REGISTRY]
+    return [*shards, GOVERNANCE, REGISTRY, DRIFT_MONITOR, RETRAIN_WORKER]
 
 
 def start_services(settings: EntaiSettings) -> dict[str, Any]:
-    """Create (or find) every platform actor on the connected cluster."""
+    """Create (or find) every platform actor on the connected cluster.
+
+    The shards, governance, the model registry, the drift monitor (its clock
+    closes idle time windows) and the retraining worker (it runs the monitor's
+    retrain requests). Pass settings with absolute paths (``settings.resolved()``).
+    """
+    from entai.pipelines.retrain_worker import ACTOR_NAME as RETRAIN_WORKER
+    from entai.pipelines.retrain_worker import start_retrain_worker
+
     namespace = settings.ray.namespace
     handles: dict[str, Any] = {}
     for i, handle in enumerate(start_shards(settings, namespace)):
         handles[shard_name(i)] = handle
     handles[GOVERNANCE] = start_governance(settings, namespace)
     handles[REGISTRY] = start_registry(settings.mlflow, namespace, policy=settings.registry.policy)
+    handles[DRIFT_MONITOR] = start_drift_monitor(settings, namespace)
+    handles[RETRAIN_WORKER] = start_retrain_worker(settings, namespace)
     return handles
 
 

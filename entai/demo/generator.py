@@ -6,17 +6,22 @@ process; a view becomes a cart with a pair-specific probability and a cart becom
 purchase with a user-specific probability. Because the generator knows every rate, it
 can give the *oracle* probability that a user buys in a category within a horizon,
 which bounds what any model can reach on the data.
+
+:meth:`EcommerceWorld.shifted` continues a world after its history with a market
+change (:class:`Shift`: one category's prices cut and its popularity up), the drift
+the demo's monitoring act injects; the shifted world's oracle knows the new rates.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import copy
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["CATEGORIES", "EcommerceWorld", "WorldConfig"]
+__all__ = ["CATEGORIES", "EcommerceWorld", "Shift", "WorldConfig"]
 
 CATEGORIES = (
     "electronics",
@@ -61,6 +66,30 @@ class WorldConfig:
     views_per_day: float = 1.2
 
 
+@dataclass(frozen=True, kw_only=True)
+class Shift:
+    """A market change in one category, e.g. a price cut that draws shoppers.
+
+    Attributes:
+        category: The category that changes.
+        popularity: Multiplier of every user's view rate in the category.
+        price: Multiplier of the category's prices.
+        price_elasticity: Cart rates in the category scale by ``price ** -elasticity``
+            (capped at 0.9): cheaper goods get carted more often.
+    """
+
+    category: str = "electronics"
+    popularity: float = 3.0
+    price: float = 0.6
+    price_elasticity: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.category not in CATEGORIES:
+            raise ValueError(f"unknown category {self.category!r}; choose from {CATEGORIES}")
+        if self.popularity <= 0 or self.price <= 0 or self.price_elasticity < 0:
+            raise ValueError("popularity and price must be > 0, price_elasticity >= 0")
+
+
 class EcommerceWorld:
     """A seeded world of users, products and their latent behaviour."""
 
@@ -79,6 +108,33 @@ class EcommerceWorld:
             medians[self.product_category] * rng.lognormal(0.0, 0.35, cfg.n_products), 2
         )
         self._rng = rng
+
+    def shifted(self, shift: Shift, *, days: int) -> EcommerceWorld:
+        """The same users and products over the ``days`` after this history, shifted.
+
+        The new world starts where this one ends and draws its events from a seed of
+        its own (so event ids do not collide); its rates, prices and oracle include
+        ``shift``. This world is not changed.
+        """
+        c = CATEGORIES.index(shift.category)
+        world = copy.copy(self)
+        cfg = self.config
+        world.config = replace(
+            cfg, start=cfg.start + timedelta(days=cfg.days), days=days, seed=cfg.seed + 1
+        )
+        world.preferences = self.preferences.copy()
+        world.preferences[:, c] *= shift.popularity
+        world.cart_rate = self.cart_rate.copy()
+        world.cart_rate[:, c] = np.minimum(
+            world.cart_rate[:, c] * shift.price**-shift.price_elasticity, 0.9
+        )
+        world.product_price = self.product_price.copy()
+        in_category = self.product_category == c
+        world.product_price[in_category] = np.round(
+            self.product_price[in_category] * shift.price, 2
+        )
+        world._rng = np.random.default_rng(world.config.seed)
+        return world
 
     def view_rate(self) -> np.ndarray:
         """Views per day for every (user, category) pair."""

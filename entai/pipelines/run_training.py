@@ -18,6 +18,7 @@ import hashlib
 import logging
 import shutil
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -198,8 +199,10 @@ def _fit_and_register(
     num_boost_round: int,
     run_name: str,
     parent_run_id: str | None = None,
+    extra_lineage: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     from entai.pipelines.tracking import log_xgboost_run
+    from entai.pipelines.version_lineage import lineage_artifacts, lineage_tags
 
     outcome = train_xgboost(
         data.train,
@@ -238,6 +241,7 @@ def _fit_and_register(
         "entai.definitions_hash": str(data.manifest.get("definitions_hash", "")),
         "entai.dataset_id": str(data.manifest.get("dataset_id", "")),
         "entai.valid_dataset_id": data.valid_id,
+        **dict(extra_lineage or {}),
     }
     commit = _git_commit()
     if commit:
@@ -254,6 +258,14 @@ def _fit_and_register(
         label_column=label,
         evaluation=evaluation,
         parent_run_id=parent_run_id,
+        artifacts=lineage_artifacts(
+            config.model_copy(update={"params": params, "num_boost_round": num_boost_round}),
+            valid,
+            data.features,
+            scores,
+            valid_auc=metrics["valid_auc"],
+            sample_size=settings.monitoring.reference_sample_size,
+        ),
     )
     summary: dict[str, Any] = {
         "run_id": logged.run_id,
@@ -272,7 +284,7 @@ def _fit_and_register(
             logged.model_uri,
             config.model_name,
             registrant=config.registrant,
-            lineage=lineage,
+            lineage={**lineage, **lineage_tags(logged.run_id)},
             run_id=logged.run_id,
             metrics=metrics,
             validation_dataset_id=data.valid_id,
@@ -317,9 +329,18 @@ def _card(config: TrainConfig, data: TrainingData, evaluation: dict[str, Any]) -
 
 
 def run_training(
-    settings: EntaiSettings, config: TrainConfig, *, labels: pd.DataFrame | None = None
+    settings: EntaiSettings,
+    config: TrainConfig,
+    *,
+    labels: pd.DataFrame | None = None,
+    lineage: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Build the training set, train, evaluate, log and register; return a summary."""
+    """Build the training set, train, evaluate, log and register; return a summary.
+
+    The run also logs the version's monitoring reference and this config as artifacts
+    (:mod:`entai.pipelines.version_lineage`); ``lineage`` adds tags to the version
+    (a retrain records its request and reason there).
+    """
     data = build_training_data(settings, config, labels=labels)
     return _fit_and_register(
         settings,
@@ -328,6 +349,7 @@ def run_training(
         params=dict(config.params),
         num_boost_round=config.num_boost_round,
         run_name=f"train-{config.model_name}",
+        extra_lineage=lineage,
     )
 
 

@@ -50,6 +50,7 @@ def log_xgboost_run(
     label_column: str | None = None,
     evaluation: Mapping[str, Any] | None = None,
     parent_run_id: str | None = None,
+    artifacts: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> LoggedRun:
     """Log one training run and its model; return the run id and model URI.
 
@@ -65,6 +66,8 @@ def log_xgboost_run(
         label_column: The label, recorded as the dataset's target.
         evaluation: Calibration table and per-segment metrics, logged as JSON.
         parent_run_id: Makes this a child run (tuning).
+        artifacts: More JSON artifacts, ``{path in the run: content}`` (the
+            monitoring reference and the training config).
     """
     import mlflow
     import mlflow.xgboost
@@ -95,6 +98,8 @@ def log_xgboost_run(
         mlflow.log_input(dataset, context="training")
         if evaluation is not None:
             mlflow.log_dict(dict(evaluation), "evaluation.json")
+        for path, content in (artifacts or {}).items():
+            mlflow.log_dict(dict(content), path)
         prediction = outcome.booster.inplace_predict(example)
         info = mlflow.xgboost.log_model(
             outcome.booster,

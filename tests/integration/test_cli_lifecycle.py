@@ -71,9 +71,11 @@ def test_up_status_down(tmp_path: Path) -> None:
             "entai-feature-shard-1",
             "entai-governance",
             "entai-model-registry",
+            "entai-drift-monitor",
+            "entai-retrain-worker",
         ):
             assert name in status.stdout
-        assert status.stdout.count("ALIVE") == 4
+        assert status.stdout.count("ALIVE") == 6
         client = _python(tmp_path, _CLIENT_READ)
         assert client.returncode == 0, client.stderr
         assert client.stdout.split() == ["NOT_FOUND", "AuthenticationError"]

@@ -49,7 +49,7 @@ def test_pending_request_becomes_a_challenger_once(ray_cluster: Any, tmp_path: P
     lake.write_json(lake.path("monitoring", "retrain_requests", "rr-test-1.json"), request)
     assert [r["request_id"] for r in pending_requests(lake)] == ["rr-test-1"]
 
-    (outcome,) = process_pending(settings, lambda model: config)
+    (outcome,) = process_pending(settings, lambda request: config)
 
     info = ModelRegistry(settings.mlflow).resolve("propensity", "challenger")
     assert info.version == outcome["version"]
@@ -57,4 +57,4 @@ def test_pending_request_becomes_a_challenger_once(ray_cluster: Any, tmp_path: P
     assert pending_requests(lake) == []
     done = lake.read_json(lake.path("monitoring", "retrain_requests", "done", "rr-test-1.json"))
     assert done["outcome"]["version"] == info.version
-    assert process_pending(settings, lambda model: config) == []
+    assert process_pending(settings, lambda request: config) == []

@@ -4,9 +4,10 @@ from datetime import timedelta
 
 import numpy as np
 import pandas as pd
+import pytest
 from sklearn.metrics import roc_auc_score
 
-from entai.demo.generator import CATEGORIES, EcommerceWorld, WorldConfig
+from entai.demo.generator import CATEGORIES, EcommerceWorld, Shift, WorldConfig
 
 
 def _world(seed: int = 3) -> EcommerceWorld:
@@ -50,3 +51,26 @@ def test_labels_and_oracle_are_consistent() -> None:
     auc = roc_auc_score(rows["label"], rows["oracle"])
     assert auc > 0.75, "the oracle must separate buyers from non-buyers"
     assert np.all((rows["oracle"] >= 0) & (rows["oracle"] <= 1))
+
+
+def test_a_shifted_world_continues_the_history_with_the_shift() -> None:
+    world = _world()
+    shift = Shift(category="books", popularity=3.0, price=0.5)
+    later = world.shifted(shift, days=10)
+    assert later.config.start == world.config.start + timedelta(days=world.config.days)
+    before, after = world.events(), later.events()
+    assert after["event_timestamp"].min() >= later.config.start
+    assert not set(before["event_id"]) & set(after["event_id"])
+    share = {
+        name: (events["category"] == "books").mean()
+        for name, events in (("b", before), ("a", after))
+    }
+    assert share["a"] > 1.5 * share["b"]
+    books = CATEGORIES.index("books")
+    in_books = world.product_category == books
+    assert np.allclose(
+        later.product_price[in_books], np.round(world.product_price[in_books] * 0.5, 2)
+    )
+    assert np.array_equal(later.product_price[~in_books], world.product_price[~in_books])
+    with pytest.raises(ValueError, match="unknown category"):
+        Shift(category="cars")
