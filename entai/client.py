@@ -33,6 +33,7 @@ __all__ = [
     "Client",
     "connect",
     "deploy_serve_config",
+    "drift_monitor_service",
     "governance_service",
     "platform_status",
     "registry_service",
@@ -302,6 +303,31 @@ def registry_service(settings: EntaiSettings) -> Any:
         return ModelRegistry(settings.mlflow, policy=settings.registry.policy)
     connect_ray(settings, address=address)
     return _SyncActor(ray.get_actor(REGISTRY, namespace=settings.ray.namespace))
+
+
+def drift_monitor_service(settings: EntaiSettings) -> Any:
+    """The running DriftMonitor actor, called synchronously.
+
+    Its state lives in the actor (checkpointed to the lake after every change), so
+    there is no local stand-in: reports, acknowledgements and silences go to the actor.
+
+    Raises:
+        ServiceUnavailableError: when entai is not up, or the drift monitor is not running.
+    """
+    address, _ = _address(settings)
+    if address is None:
+        raise ServiceUnavailableError(
+            "entai is not up: run `entai up` first (the drift monitor runs on the platform)"
+        )
+    connect_ray(settings, address=address)
+    try:
+        handle = ray.get_actor(DRIFT_MONITOR, namespace=settings.ray.namespace)
+    except ValueError as exc:
+        raise ServiceUnavailableError(
+            "the drift monitor is not running on the platform",
+            details={"service": DRIFT_MONITOR},
+        ) from exc
+    return _SyncActor(handle)
 
 
 def deploy_serve_config(
