@@ -3,8 +3,10 @@
 generate events -> ingest (contract, masking, Ray Data -> raw lake) -> materialize
 feature views (Ray Data -> offline Parquet + online shards) -> point-in-time training
 set -> XGBoost on Ray Train -> MLflow run + registry (champion) -> Ray Serve app ->
-predictions over HTTP with a bearer token -> summary. The demo works in its own
-``<home>/demo`` directory, recreated on each run.
+predictions over HTTP with a bearer token -> the monitoring act
+(:mod:`entai.demo.drift_act`: injected drift -> WARN -> ALERT -> retrain ->
+challenger) -> summary. The demo works in its own ``<home>/demo`` directory,
+recreated on each run.
 """
 
 from __future__ import annotations
@@ -17,11 +19,12 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
+from entai.demo.champion import MODEL_NAME, register_champion, train_champion, training_set
+from entai.demo.drift_act import ActContext, demo_monitoring, run_drift_act
 from entai.shared.errors import ServiceUnavailableError
 from entai.shared.settings import EntaiSettings
 
@@ -29,10 +32,7 @@ __all__ = ["run_demo"]
 
 log = logging.getLogger(__name__)
 
-MODEL_NAME = "purchase_propensity"
-HORIZON = timedelta(days=7)
 _SERVE_APP = "entai"
-_XGB_PARAMS = {"objective": "binary:logistic", "max_depth": 5, "eta": 0.1, "min_child_weight": 5}
 
 
 class _Stages:
@@ -65,6 +65,7 @@ def _demo_settings(settings: EntaiSettings) -> EntaiSettings:
         registry=settings.registry,
         serve=settings.serve,
         security=settings.security.model_copy(update={"token_file": home / "admin_token"}),
+        monitoring=demo_monitoring(settings.monitoring),
     ).resolved()
 
 
@@ -101,7 +102,6 @@ def run_demo(
 
 
 def _run(settings: EntaiSettings, users: int, stages: _Stages) -> dict[str, Any]:
-    from entai.actors.governance import start_governance
     from entai.demo.contracts import EVENTS_CONTRACT
     from entai.demo.generator import EcommerceWorld, WorldConfig
     from entai.pipelines.ingest import ingest_file
@@ -126,24 +126,32 @@ def _run(settings: EntaiSettings, users: int, stages: _Stages) -> dict[str, Any]
             hmac_key=resolve_hmac_key(settings),
             progress=False,
         )
-    with stages.stage("start platform services (feature shards, governance, registry)"):
+    with stages.stage("start platform services (shards, governance, registry, monitor)"):
         services = _start_services(settings)
-        governance = start_governance(settings, settings.ray.namespace)
-        import ray
-
-        ray.get(governance.__ray_ready__.remote())
     with stages.stage("materialize feature views (Ray Data -> offline + online)"):
         reports = _materialize(settings, services)
     with stages.stage("build the point-in-time training set"):
-        rows, training = _training_set(settings, world, events, today)
+        rows, training = training_set(settings, world, events, today)
     with stages.stage("train XGBoost on Ray Train"):
-        trained = _train(settings, training)
-    with stages.stage("log to MLflow and register as champion"):
-        registered = _register(settings, trained)
+        trained = train_champion(settings, training)
+    with stages.stage("log to MLflow (with its monitoring reference), register as champion"):
+        registered = register_champion(settings, trained, rows)
     with stages.stage("deploy the Serve application"):
         url = _deploy(settings)
     with stages.stage("predict over HTTP"):
         predictions = _predict(settings, url, rows)
+    context = ActContext(
+        settings=settings,
+        url=url,
+        token=settings.security.token_file.read_text().strip(),
+        model=MODEL_NAME,
+        champion=registered["version"],
+        world=world,
+        label_rows=rows,
+        label_file=registered["label_file"],
+        online=services,
+    )
+    act = run_drift_act(context, stages)
     return {
         "events": len(events),
         "ingest": {
@@ -166,6 +174,7 @@ def _run(settings: EntaiSettings, users: int, stages: _Stages) -> dict[str, Any]
             "valid": trained["valid_auc"],
         },
         "predictions": predictions,
+        "monitoring": act,
         "urls": {
             "api": url,
             "docs": f"{url}/docs",
@@ -181,16 +190,15 @@ def _run(settings: EntaiSettings, users: int, stages: _Stages) -> dict[str, Any]
 def _start_services(settings: EntaiSettings) -> Any:
     import ray
 
-    from entai.actors.feature_shard import start_shards
-    from entai.actors.model_registry import start_registry
+    from entai.actors.feature_shard import shard_name
     from entai.actors.online_client import OnlineFeatureClient
+    from entai.client import start_services
 
-    shards = start_shards(settings, settings.ray.namespace)
-    registry = start_registry(
-        settings.mlflow, settings.ray.namespace, policy=settings.registry.policy
+    handles = start_services(settings)
+    ray.get([h.__ray_ready__.remote() for h in handles.values()])
+    return OnlineFeatureClient(
+        [handles[shard_name(i)] for i in range(settings.online_store.num_shards)]
     )
-    ray.get([h.__ray_ready__.remote() for h in [*shards, registry]])
-    return OnlineFeatureClient(shards)
 
 
 def _materialize(settings: EntaiSettings, online: Any) -> list[Any]:
@@ -201,103 +209,6 @@ def _materialize(settings: EntaiSettings, online: Any) -> list[Any]:
     return materialize(
         [user_category_stats, user_stats], lake=Lake(settings.lake.root), online=online
     )
-
-
-def _training_set(
-    settings: EntaiSettings, world: Any, events: pd.DataFrame, today: datetime
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    from entai.demo import features
-    from entai.pipelines.training_set import get_historical_features
-    from entai.shared.definitions import Definitions
-    from entai.shared.lake import Lake
-    from entai.shared.offline_store import OfflineStore
-
-    start = world.config.start
-    cutoffs = [start + timedelta(days=d) for d in range(14, world.config.days - 6, 2)]
-    rows = world.label_rows(events, cutoffs, HORIZON)
-    definitions = Definitions.from_module(features.__name__)
-    training = get_historical_features(
-        rows,
-        features.purchase_propensity,
-        definitions=definitions,
-        offline=OfflineStore(Lake(settings.lake.root)),
-    ).to_pandas()
-    return rows, training
-
-
-def _auc(labels: pd.Series, scores: np.ndarray) -> float:
-    from sklearn.metrics import roc_auc_score
-
-    return float(roc_auc_score(labels, scores))
-
-
-def _train(settings: EntaiSettings, training: pd.DataFrame) -> dict[str, Any]:
-    import xgboost
-
-    from entai.demo.features import MODEL_FEATURES
-    from entai.pipelines.train import time_split, train_xgboost
-
-    times = np.sort(training["event_timestamp"].unique())
-    held_out_from = times[int(len(times) * 0.8)]
-    development = training[training["event_timestamp"] < held_out_from]
-    held_out = training[training["event_timestamp"] >= held_out_from]
-    train_df, valid_df = time_split(
-        development, timestamp_column="event_timestamp", valid_fraction=0.2
-    )
-    outcome = train_xgboost(
-        train_df,
-        valid_df,
-        feature_columns=MODEL_FEATURES,
-        label_column="label",
-        params=_XGB_PARAMS,
-        num_boost_round=120,
-        storage_path=settings.home / "ray_train",
-    )
-    test_scores = outcome.booster.predict(
-        xgboost.DMatrix(held_out[list(MODEL_FEATURES)], feature_names=list(MODEL_FEATURES))
-    )
-    return {
-        "outcome": outcome,
-        "train_df": train_df,
-        "test_auc": round(_auc(held_out["label"], test_scores), 4),
-        "oracle_auc": round(_auc(held_out["label"], held_out["oracle"].to_numpy()), 4),
-        "valid_auc": round(outcome.evals["valid"]["auc"][-1], 4),
-    }
-
-
-def _register(settings: EntaiSettings, trained: dict[str, Any]) -> dict[str, Any]:
-    import ray
-
-    from entai.actors.model_registry import ACTOR_NAME
-    from entai.demo.features import purchase_propensity
-    from entai.pipelines.tracking import log_xgboost_run
-
-    logged = log_xgboost_run(
-        settings.mlflow,
-        trained["outcome"],
-        params={**_XGB_PARAMS, "num_boost_round": 120},
-        metrics={"held_out_auc": trained["test_auc"], "oracle_auc": trained["oracle_auc"]},
-        training_data=trained["train_df"],
-        dataset_name="purchase_propensity_train",
-        tags={"entai.feature_service": purchase_propensity.name},
-        run_name="demo-train",
-    )
-    registry: Any = ray.get_actor(ACTOR_NAME, namespace=settings.ray.namespace)
-    info: Any = ray.get(
-        registry.register.remote(
-            logged.model_uri,
-            MODEL_NAME,
-            registrant="demo",
-            lineage={"entai.feature_service": purchase_propensity.name},
-            run_id=logged.run_id,
-        )
-    )
-    ray.get(
-        registry.set_alias.remote(
-            MODEL_NAME, "champion", info.version, by="demo", reason="first model"
-        )
-    )
-    return {"version": info.version, "run_id": logged.run_id}
 
 
 def _deploy(settings: EntaiSettings) -> str:
@@ -384,6 +295,23 @@ def _print_summary(console: Console, summary: dict[str, Any]) -> None:
         f"{summary['events']:,} events, {summary['ingest']['quarantined']} quarantined, "
         f"{summary['training_rows']:,} training rows"
     )
+    _print_monitoring(console, summary["monitoring"], summary["model"]["version"])
     urls = summary["urls"]
     console.print(f"API {urls['api']}  (OpenAPI {urls['docs']})   dashboard {urls['dashboard']}")
     console.print(f"MLflow {urls['mlflow']}   admin token in {summary['token_file']}")
+
+
+def _print_monitoring(console: Console, act: dict[str, Any], champion: int) -> None:
+    stable, drift, challenger = act["stable"], act["drift"], act["challenger"]
+    levels = " -> ".join(f"{a['level'].upper()} ({a['window_id']})" for a in drift["alerts"])
+    console.print(
+        f"monitoring: {stable['windows']} stable windows, {stable['drifted']} with dataset "
+        f"drift; after the {act['shift']['category']} shift, {drift['drifted']} of "
+        f"{drift['windows']} windows drifted: [bold]{levels or 'no alert'}[/bold]"
+    )
+    console.print(
+        f"retrained: challenger [bold]v{challenger['version']}[/bold] "
+        f"(valid AUC {challenger['valid_auc']:.3f}, reason: {challenger['reason']}); "
+        f"champion v{challenger['champion_after']} (was v{champion}) until someone runs "
+        f"`entai models promote {act['model']} {challenger['version']}`"
+    )

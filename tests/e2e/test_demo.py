@@ -70,3 +70,18 @@ def test_demo_writes_no_secret_or_raw_pii_to_the_lake(demo_run: tuple[Any, dict[
             data = path.read_bytes()
             for needle in planted:
                 assert needle not in data, f"{needle!r} found in {path}"
+
+
+def test_demo_drift_act_alerts_retrains_and_leaves_the_champion(
+    demo_run: tuple[Any, dict[str, Any]],
+) -> None:
+    _, summary = demo_run
+    act = summary["monitoring"]
+    assert act["stable"]["windows"] == 3
+    assert "alert" not in act["stable"]["levels"]
+    assert [a["level"] for a in act["drift"]["alerts"]][:2] == ["warn", "alert"]
+    challenger = act["challenger"]
+    champion = summary["model"]["version"]
+    assert challenger["version"] > champion
+    assert challenger["champion_after"] == champion  # no auto-promotion by default
+    assert challenger["reason"] == "dataset drift in 2 consecutive windows"

@@ -1,0 +1,287 @@
+"""The demo's closing act: drift that acts (monitor -> alert -> retrain -> challenger).
+
+After the predictions, traffic drawn like the training rows goes through the Serve
+app for a few windows: the DriftMonitor (watching the champion against the reference
+profile in its lineage) sees no drift. Then the market shifts (:data:`SHIFT`:
+electronics prices halved, its popularity x4) over the next two weeks of events,
+which land through the same ingest and incremental materialization as the first
+ones, and most shoppers now ask about the category. The monitor goes WARN, then
+ALERT, and writes a RetrainRequest; the retraining worker rebuilds the training set
+with the fresh labels through the same point-in-time path, trains and registers a
+``challenger``. The champion stays until a person promotes the challenger, unless
+``monitoring.retrain.auto_promote`` says otherwise.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+
+from entai.demo.generator import CATEGORIES, EcommerceWorld, Shift
+from entai.shared.errors import ServiceUnavailableError
+from entai.shared.settings import EntaiSettings, MonitoringSettings
+
+__all__ = [
+    "SHIFT",
+    "SMALL_WINDOW_DRIFT",
+    "ActContext",
+    "demo_monitoring",
+    "run_drift_act",
+    "send_rows",
+]
+
+SHIFT = Shift(category="electronics", popularity=4.0, price=0.5)
+SHIFT_DAYS = 14
+WINDOW_ROWS = 200
+STABLE_WINDOWS = 3
+MAX_DRIFT_WINDOWS = 4
+SHIFTED_SHARE = 0.7  # of the traffic after the shift, about the shifted category
+_BATCH = 50
+SMALL_WINDOW_DRIFT = {"small_reference_max": 10**9, "ks_p": 0.01, "chi2_p": 0.01, "z_p": 0.01}
+"""Drift settings for windows of a few hundred rows (see :func:`demo_monitoring`)."""
+_DATASET = ("*", "dataset")
+
+
+class Stages(Protocol):
+    """Prints a stage with its duration (the demo's stage printer)."""
+
+    def stage(self, name: str) -> AbstractContextManager[None]:
+        """Run a block as one named stage."""
+        ...
+
+
+@dataclass
+class ActContext:
+    """What the act needs from the demo so far.
+
+    Attributes:
+        settings: Demo settings.
+        url: Base URL of the Serve app.
+        token: Bearer token (admin).
+        model: Served model name.
+        champion: Version serving as champion.
+        world: The synthetic world the events came from.
+        label_rows: Every labelled entity row so far.
+        label_file: The champion's recorded label source (retraining reads it).
+        online: The online feature client (materialization writes through it).
+    """
+
+    settings: EntaiSettings
+    url: str
+    token: str
+    model: str
+    champion: int
+    world: EcommerceWorld
+    label_rows: pd.DataFrame
+    label_file: Path
+    online: Any
+
+
+def demo_monitoring(base: MonitoringSettings) -> MonitoringSettings:
+    """Monitoring settings for the demo: 200-row windows, fast clocks, no rate limit.
+
+    Windows this small take p-value tests (KS, chi-squared) at p < 0.01 whatever the
+    reference size: the distance thresholds of the automatic choice (Wasserstein, JS
+    >= 0.1) are meant for large windows, and 200 rows of count features cross them
+    by sampling noise alone in about half the windows (measured on the demo's data).
+    """
+    retrain = base.retrain.model_copy(update={"drift_windows": 2, "min_interval_s": 0.0})
+    drift = base.drift.model_copy(update=SMALL_WINDOW_DRIFT)
+    return base.model_copy(
+        update={
+            "window_count": WINDOW_ROWS,
+            "window_seconds": None,
+            "tick_interval_s": 1.0,
+            "retrain_poll_s": 1.0,
+            "drift": drift,
+            "retrain": retrain,
+        }
+    )
+
+
+def send_rows(url: str, token: str, model: str, users: np.ndarray, categories: np.ndarray) -> None:
+    """Score (user, category) rows over HTTP, ``_BATCH`` rows per request."""
+    import httpx
+
+    with httpx.Client(base_url=url, timeout=60.0) as client:
+        for start in range(0, len(users), _BATCH):
+            body = {
+                "entities": {
+                    "user_id": users[start : start + _BATCH].tolist(),
+                    "category": categories[start : start + _BATCH].tolist(),
+                }
+            }
+            response = client.post(
+                f"/v1/predict/{model}", json=body, headers={"Authorization": f"Bearer {token}"}
+            )
+            if response.status_code != 200:
+                raise ServiceUnavailableError(
+                    f"prediction failed with HTTP {response.status_code}: {response.text[:300]}",
+                    details={"status": response.status_code},
+                )
+
+
+def _report(ctx: ActContext) -> dict[str, Any] | None:
+    import httpx
+
+    response = httpx.get(
+        f"{ctx.url}/v1/monitoring/{ctx.model}",
+        headers={"Authorization": f"Bearer {ctx.token}"},
+        timeout=30.0,
+    )
+    if response.status_code == 404:
+        return None
+    response.raise_for_status()
+    report: dict[str, Any] = response.json()
+    return report
+
+
+def _wait(what: str, ready: Callable[[], Any], timeout_s: float) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = ready()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise ServiceUnavailableError(f"timed out after {timeout_s:.0f}s waiting for {what}")
+
+
+def _windows_of(ctx: ActContext) -> list[dict[str, Any]] | None:
+    """Closed windows of the champion, or None while the monitor does not watch it."""
+    report = _report(ctx)
+    if report is None or report["version"] != ctx.champion:
+        return None
+    windows: list[dict[str, Any]] = report["windows"]
+    return windows
+
+
+def _windows(ctx: ActContext, at_least: int) -> list[dict[str, Any]]:
+    def closed() -> list[dict[str, Any]] | None:
+        windows = _windows_of(ctx)
+        return windows if windows is not None and len(windows) >= at_least else None
+
+    found: list[dict[str, Any]] = _wait(f"{at_least} closed windows", closed, 90.0)
+    return found
+
+
+def _traffic(ctx: ActContext, n: int, seed: int, shifted_share: float) -> tuple[Any, Any]:
+    rng = np.random.default_rng(seed)
+    users = rng.integers(0, ctx.world.config.n_users, n)
+    categories = np.asarray(CATEGORIES, dtype=object)[rng.integers(0, len(CATEGORIES), n)]
+    categories[rng.random(n) < shifted_share] = SHIFT.category
+    return users, categories
+
+
+def _dataset_levels(windows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        {"window_id": w["window_id"], "level": a["level"]}
+        for w in windows
+        for a in w["alerts"]
+        if (a["feature"], a["method"]) == _DATASET
+    ]
+
+
+def _shift_the_world(ctx: ActContext) -> dict[str, Any]:
+    """Two more weeks of shifted events -> ingest -> materialize; fresh labels land."""
+    from entai.demo.contracts import EVENTS_CONTRACT
+    from entai.demo.features import user_category_stats, user_stats
+    from entai.pipelines.ingest import ingest_file
+    from entai.pipelines.materialize import materialize
+    from entai.shared.lake import Lake
+    from entai.shared.masking import resolve_hmac_key
+
+    shifted = ctx.world.shifted(SHIFT, days=SHIFT_DAYS)
+    events = shifted.events()
+    path = ctx.settings.home / "incoming" / "events-shifted.parquet"
+    events.to_parquet(path, index=False)
+    ingest_file(
+        EVENTS_CONTRACT,
+        str(path),
+        lake_root=ctx.settings.lake.root,
+        hmac_key=resolve_hmac_key(ctx.settings),
+        progress=False,
+    )
+    materialize(
+        [user_category_stats, user_stats],
+        lake=Lake(ctx.settings.lake.root),
+        online=ctx.online,
+        incremental=True,
+    )
+    start = shifted.config.start
+    cutoffs = [start + timedelta(days=d) for d in range(0, SHIFT_DAYS - 6, 2)]
+    fresh = shifted.label_rows(events, cutoffs, timedelta(days=7))
+    pd.concat([ctx.label_rows, fresh], ignore_index=True).to_parquet(ctx.label_file, index=False)
+    return {"events": len(events), "fresh_label_rows": len(fresh)}
+
+
+def _challenger(ctx: ActContext) -> dict[str, Any]:
+    import ray
+
+    from entai.actors.model_registry import ACTOR_NAME
+
+    registry: Any = ray.get_actor(ACTOR_NAME, namespace=ctx.settings.ray.namespace)
+
+    def registered() -> Any:
+        aliases = ray.get(registry.subscribe.remote(ctx.model))["aliases"]
+        if "challenger" not in aliases:
+            return None
+        return ray.get(registry.version.remote(ctx.model, int(aliases["challenger"])))
+
+    info = _wait("the retrained challenger", registered, 240.0)
+    champion = ray.get(registry.resolve.remote(ctx.model, "champion")).version
+    return {
+        "version": info.version,
+        "reason": info.tags.get("entai.retrain_reason"),
+        "request_id": info.tags.get("entai.retrain_request"),
+        "valid_auc": round(info.metrics.get("valid_auc", float("nan")), 4),
+        "champion_after": champion,
+    }
+
+
+def run_drift_act(ctx: ActContext, stages: Stages) -> dict[str, Any]:
+    """Stable traffic, then the shift; returns what the monitor and retraining did."""
+    rows = WINDOW_ROWS
+    with stages.stage(f"monitor stable traffic ({STABLE_WINDOWS} windows of {rows} rows)"):
+        _wait("the monitor to watch the champion", lambda: _windows_of(ctx) is not None, 60.0)
+        send_rows(ctx.url, ctx.token, ctx.model, *_traffic(ctx, STABLE_WINDOWS * rows, 11, 0.0))
+        stable = _windows(ctx, STABLE_WINDOWS)
+    with stages.stage(
+        f"inject drift: {SHIFT.category} prices x{SHIFT.price}, popularity "
+        f"x{SHIFT.popularity} ({SHIFT_DAYS} more days of events, ingested and materialized)"
+    ):
+        shift = _shift_the_world(ctx)
+    with stages.stage("send shifted traffic until the monitor raises ALERT"):
+        windows = stable
+        for i in range(MAX_DRIFT_WINDOWS):
+            users, categories = _traffic(ctx, rows, 100 + i, SHIFTED_SHARE)
+            send_rows(ctx.url, ctx.token, ctx.model, users, categories)
+            windows = _windows(ctx, len(windows) + 1)
+            if any(e["level"] == "alert" for e in _dataset_levels(windows[len(stable) :])):
+                break
+    drifted = windows[len(stable) :]
+    with stages.stage("retrain on fresh labels (same PIT path) and register a challenger"):
+        challenger = _challenger(ctx)
+    return {
+        "model": ctx.model,
+        "stable": {
+            "windows": len(stable),
+            "drifted": sum(w["status"] == "drift" for w in stable),
+            "levels": sorted({a["level"] for w in stable for a in w["alerts"]}),
+        },
+        "shift": {"category": SHIFT.category, **shift},
+        "drift": {
+            "windows": len(drifted),
+            "drifted": sum(w["status"] == "drift" for w in drifted),
+            "alerts": _dataset_levels(drifted),
+            "drifted_share": [round(w["drifted_share"], 2) for w in drifted],
+        },
+        "challenger": challenger,
+    }
