@@ -3,7 +3,9 @@
 One application for the module (canary 20 %, shadow on) on port 8121, over the real
 governance, shard and registry actors and an MLflow registry holding three XGBoost
 versions (champion, challenger, shadow). The helpers here (:func:`deploy_platform`)
-are shared with the zero-downtime module.
+are shared with the zero-downtime module. The same application answers gRPC on 9121:
+the last tests send the same requests through a client compiled from entai.proto
+(:mod:`grpc_client`) and expect the HTTP answers.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import grpc_client
 import httpx
 import numpy as np
 import pandas as pd
@@ -28,6 +31,7 @@ from entai.shared.online import FeatureRow, entity_key
 MODEL = "serve_test_model"
 CATEGORIES = ("books", "games", "tools")
 USERS = 400
+GRPC_TARGET = "127.0.0.1:9121"
 
 
 @dataclass
@@ -216,7 +220,7 @@ def predict_body(user: int, category: str) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def platform(ray_cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     deployed = deploy_platform(
-        tmp_path_factory.mktemp("serve-http"), port=8121, canary_percent=20.0
+        tmp_path_factory.mktemp("serve-http"), port=8121, grpc_port=9121, canary_percent=20.0
     )
     yield deployed
     teardown_platform(deployed)
@@ -460,3 +464,135 @@ def test_erasure_needs_its_permission_and_returns_a_receipt(
     receipt = done.json()
     assert receipt["remaining"] and all(v == 0 for v in receipt["remaining"].values())
     assert "987654" not in done.text, "the receipt names the subject only by its digest"
+
+
+# --- the same requests over gRPC (entai.proto through Serve's gRPC proxy) -------------
+
+GOOD = {"user_id": [1], "category": ["books"]}
+BY_SERVICE = {"feature_service": demo.purchase_propensity.name}
+UNEVEN = {"user_id": [1, 2], "category": ["books"]}
+# case: (method, model or online-features body, entities, token, gRPC status)
+GRPC_REFUSALS: dict[str, tuple[str, Any, dict[str, list[Any]], str | None, str]] = {
+    "no_token": ("Predict", MODEL, GOOD, None, "UNAUTHENTICATED"),
+    "bad_token": ("Predict", MODEL, GOOD, "bogus", "UNAUTHENTICATED"),
+    "not_allowed": ("Predict", MODEL, GOOD, "analyst", "PERMISSION_DENIED"),
+    "features_not_allowed": ("GetOnlineFeatures", BY_SERVICE, GOOD, "app", "PERMISSION_DENIED"),
+    "unknown_model": ("Predict", "no_such_model", GOOD, "app", "NOT_FOUND"),
+    "missing_join_key": ("Predict", MODEL, {"user_id": [1]}, "app", "INVALID_ARGUMENT"),
+    "uneven_entities": ("Predict", MODEL, UNEVEN, "app", "INVALID_ARGUMENT"),
+    "no_feature_source": ("GetOnlineFeatures", {}, GOOD, "analyst", "INVALID_ARGUMENT"),
+}
+
+
+@pytest.fixture(scope="module")
+def grpc_stubs(platform: Platform, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    stubs = grpc_client.compile_stubs(tmp_path_factory.mktemp("grpc-client"))
+    grpc_client.wait_for_route(GRPC_TARGET, platform.app_name)
+    return stubs
+
+
+def over_grpc(
+    platform: Platform, stubs: Path, *calls: tuple[str, dict[str, Any], str | None]
+) -> list[dict[str, Any]]:
+    """Answers to ``(method, request in proto JSON, token)`` from the client process."""
+    app = [["application", platform.app_name]]
+    return grpc_client.call(
+        stubs,
+        GRPC_TARGET,
+        [
+            {
+                "method": method,
+                "request": request,
+                "metadata": app + ([] if token is None else [["authorization", f"Bearer {token}"]]),
+            }
+            for method, request, token in calls
+        ],
+    )
+
+
+def test_grpc_predictions_equal_the_http_answers(
+    platform: Platform, client: httpx.Client, grpc_stubs: Path
+) -> None:
+    users = list(range(40))
+    entities = {"user_id": users, "category": [CATEGORIES[u % 3] for u in users]}
+    response = client.post(
+        f"/v1/predict/{MODEL}", json={"entities": entities}, headers=platform.headers()
+    )
+    assert response.status_code == 200, response.text
+    expected = response.json()
+    request = {"model": MODEL, "entities": grpc_client.columns(entities)}
+    (answer,) = over_grpc(platform, grpc_stubs, ("Predict", request, platform.app_token))
+    assert answer["code"] == "OK", answer["details"]
+    got = answer["response"]
+    assert got["model"] == expected["model"] == MODEL
+    assert got["predictions"] == expected["predictions"]
+    assert [int(v) for v in got["versions"]] == expected["versions"]
+    assert int(got["version"]) == expected["version"]
+    assert len(set(expected["versions"])) == 2, "the 20 % canary splits these 40 entities"
+    assert got["request_id"] == answer["trailing"]["request_id"] != expected["request_id"]
+
+
+@pytest.mark.parametrize("source", ["feature_service", "features"])
+def test_grpc_online_features_equal_the_http_answers(
+    platform: Platform, client: httpx.Client, grpc_stubs: Path, source: str
+) -> None:
+    entities = {"user_id": [3, 4, 99_999], "category": ["tools", "books", "games"]}
+    body: dict[str, Any] = dict(BY_SERVICE)
+    request: dict[str, Any] = dict(BY_SERVICE)
+    if source == "features":
+        refs = [f"{demo.user_stats.name}:{f.name}" for f in demo.user_stats.schema[:3]]
+        body = {"features": refs, "full_feature_names": True}
+        request = {"features": {"names": refs}, "full_feature_names": True}
+    response = client.post(
+        "/v1/features/online",
+        json={**body, "entities": entities},
+        headers=platform.headers(platform.analyst),
+    )
+    assert response.status_code == 200, response.text
+    expected = response.json()
+    request["entities"] = grpc_client.columns(entities)
+    (answer,) = over_grpc(platform, grpc_stubs, ("GetOnlineFeatures", request, platform.analyst))
+    assert answer["code"] == "OK", answer["details"]
+    got = answer["response"]
+    assert got["metadata"]["feature_names"] == expected["metadata"]["feature_names"]
+    assert len(got["results"]) == len(expected["results"]) > 0
+    for mine, theirs in zip(got["results"], expected["results"], strict=True):
+        assert [grpc_client.plain(v) for v in mine["values"]] == theirs["values"]
+        assert mine["statuses"] == theirs["statuses"]
+        assert mine["statuses"][2] == "NOT_FOUND"  # user 99,999 has no stored values
+        assert [
+            grpc_client.instant(t, null=grpc_client.ZERO_TIME) for t in mine["event_timestamps"]
+        ] == [grpc_client.instant(t, null=None) for t in theirs["event_timestamps"]]
+
+
+@pytest.fixture(scope="module")
+def grpc_refusals(
+    platform: Platform, client: httpx.Client, grpc_stubs: Path
+) -> dict[str, tuple[dict[str, Any], httpx.Response]]:
+    """Per case of :data:`GRPC_REFUSALS`: the gRPC answer and the HTTP answer."""
+    tokens = {"bogus": "not-a-real-token", "app": platform.app_token, "analyst": platform.analyst}
+    calls, http_answers = [], []
+    for method, target, entities, role, _ in GRPC_REFUSALS.values():
+        token = None if role is None else tokens[role]
+        if method == "Predict":
+            request = {"model": target, "entities": grpc_client.columns(entities)}
+            path, body = f"/v1/predict/{target}", {"entities": entities}
+        else:
+            request = {**target, "entities": grpc_client.columns(entities)}
+            path, body = "/v1/features/online", {**target, "entities": entities}
+        calls.append((method, request, token))
+        headers = {} if token is None else platform.headers(token)
+        http_answers.append(client.post(path, json=body, headers=headers))
+    answers = over_grpc(platform, grpc_stubs, *calls)
+    return dict(zip(GRPC_REFUSALS, zip(answers, http_answers, strict=True), strict=True))
+
+
+@pytest.mark.parametrize("case", GRPC_REFUSALS)
+def test_grpc_refuses_what_http_refuses_with_the_matching_status(
+    grpc_refusals: dict[str, tuple[dict[str, Any], httpx.Response]], case: str
+) -> None:
+    answer, http_answer = grpc_refusals[case]
+    assert answer["code"] == GRPC_REFUSALS[case][-1], answer
+    assert answer["details"]
+    assert answer["trailing"]["entai-error-code"] == http_answer.json()["error"]["code"]
+    assert answer["trailing"]["request_id"]
