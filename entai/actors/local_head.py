@@ -65,7 +65,7 @@ def _port_open(port: int) -> bool:
 
 
 def start_head(
-    settings: EntaiSettings, *, gcs_port: int = 6390, timeout_s: float = 90.0
+    settings: EntaiSettings, *, gcs_port: int = 6390, timeout_s: float = 180.0
 ) -> HeadInfo:
     """Start a local head on 127.0.0.1 with the dashboard; wait until it answers."""
     existing = read_head(settings)
@@ -104,9 +104,14 @@ def start_head(
     deadline = time.monotonic() + timeout_s
     while not (_port_open(gcs_port) and _READY_LINE in log_file.read_bytes()):
         if proc.poll() is not None or time.monotonic() > deadline:
-            _kill_group(proc.pid)
+            details = {"log": str(log_file), "timeout_s": timeout_s}
+            try:
+                _kill_group(proc.pid)
+            except ServiceUnavailableError as exc:  # the start failure is the news
+                details["cleanup"] = exc.message
             raise ServiceUnavailableError(
-                f"the Ray head did not start; see {log_file}", details={"log": str(log_file)}
+                f"the Ray head did not start within {timeout_s:.0f}s; see {log_file}",
+                details=details,
             )
         time.sleep(0.5)
     _state_path(settings).write_text(json.dumps(asdict(info)))

@@ -22,17 +22,29 @@ SERVE_ENV = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}
 
 
 def connect_ray(settings: EntaiSettings, *, address: str | None = None) -> bool:
-    """Join the configured Ray cluster, or start a local head when none is configured.
+    """Join a Ray cluster, or start a local head when there is none to join.
+
+    The cluster joined is the first of: ``address``, ``settings.ray.address``,
+    ``RAY_ADDRESS`` (set by Ray for a driver started by ``ray job submit``), the head
+    ``entai up`` recorded under ``settings.home``. Without any, a local head starts.
 
     Returns:
         True when this call started a local head (so the caller owns its shutdown).
     """
     import ray
 
+    from entai.actors.local_head import read_head
+
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if ray.is_initialized():
         return False
-    target = address or settings.ray.address
+    head = read_head(settings)
+    target = (
+        address
+        or settings.ray.address
+        or os.environ.get("RAY_ADDRESS")
+        or (head.address if head is not None else None)
+    )
     if target:
         # Ray turns token auth on by itself only for a cluster found by "auto"; joining
         # an explicit address does the same here, so a token in ~/.ray (or RAY_AUTH_TOKEN)
