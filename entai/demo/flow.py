@@ -216,8 +216,9 @@ def _deploy(settings: EntaiSettings) -> str:
 
     from entai.demo import features
     from entai.deployments.app import AppArgs, build_app
+    from entai.deployments.grpc_ingress import serve_options
 
-    serve.start(http_options={"host": settings.serve.host, "port": settings.serve.port})
+    serve.start(**serve_options(settings.serve))
     args = AppArgs(
         model_name=MODEL_NAME,
         feature_service=features.purchase_propensity.name,

@@ -119,10 +119,13 @@ class ServeSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     grpc_port: int | None = Field(
-        9000,
+        None,
         ge=0,
         le=65535,
-        description="Serve's gRPC proxy port (all interfaces); 0 or None turns gRPC off.",
+        description=(
+            "Serve's gRPC proxy port, e.g. 9000 (cluster/serve_config.yaml uses 9000). Off "
+            "(0 or None) by default: Ray 2.60's gRPC proxy binds every interface."
+        ),
     )
     request_timeout_s: float = Field(10.0, gt=0)
     tls_note: str | None = Field(

@@ -18,6 +18,8 @@ from entai.shared.settings import ServeSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 
+GRPC_PORT = 9000  # the port the cluster's Serve configs give the gRPC proxy
+
 
 @pytest.fixture(scope="module")
 def regenerated(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
@@ -85,7 +87,7 @@ def test_the_serve_configs_register_the_servicer_with_reflection_off(path: str) 
         config = yaml.safe_load(config["spec"]["serveConfigV2"])
     options = gRPCOptions.model_validate(config["grpc_options"])
     assert options.grpc_servicer_functions == [SERVICER_FUNCTION]
-    assert options.port == ServeSettings().grpc_port
+    assert options.port == GRPC_PORT
     assert options.enable_reflection is False
 
 
