@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -115,3 +115,36 @@ def postgres_dsn() -> str:
     """DSN of the machine's maintenance database on the real PostgreSQL server."""
     require_service("PostgreSQL", PG_HOST, PG_PORT)
     return f"postgresql://postgres@{PG_HOST}:{PG_PORT}/postgres"
+
+
+@pytest.fixture(scope="session")
+def demo_training_data() -> Callable[..., Path]:
+    """Writes demo feature views into a home's offline store; returns the labels file.
+
+    The views are the demo's ``user_category_stats`` and ``user_stats`` computed from a
+    generated world; labels (purchase within 7 days) are taken every ``every_days``
+    from day 14 on and written as ``<home>/labels.parquet``.
+    """
+
+    def write(home: Path, *, n_users: int, days: int, seed: int = 7, every_days: int = 2) -> Path:
+        from datetime import timedelta
+
+        from entai.demo import features
+        from entai.demo.generator import EcommerceWorld, WorldConfig
+        from entai.shared.lake import Lake
+        from entai.shared.offline_store import OfflineStore
+        from entai.shared.settings import EntaiSettings
+
+        settings = EntaiSettings(home=home).resolved()
+        world = EcommerceWorld(WorldConfig(n_users=n_users, days=days, seed=seed))
+        events = world.events()
+        store = OfflineStore(Lake(settings.lake.root))
+        for view in (features.user_category_stats, features.user_stats):
+            store.write(view, view.compute(events))
+        start = world.config.start
+        cutoffs = [start + timedelta(days=d) for d in range(14, days - 6, every_days)]
+        labels = home / "labels.parquet"
+        world.label_rows(events, cutoffs, timedelta(days=7)).to_parquet(labels, index=False)
+        return labels
+
+    return write

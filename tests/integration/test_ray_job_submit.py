@@ -12,7 +12,7 @@ import os
 import subprocess
 import sys
 import time
-from datetime import timedelta
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -41,24 +41,7 @@ def _run(cmd: list[str], home: Path, timeout: float) -> subprocess.CompletedProc
     )
 
 
-def _prepare(home: Path, job_dir: Path) -> None:
-    """Feature views in the home's offline store, labels, and the job's train.yaml."""
-    from entai.demo import features
-    from entai.demo.generator import EcommerceWorld, WorldConfig
-    from entai.shared.lake import Lake
-    from entai.shared.offline_store import OfflineStore
-    from entai.shared.settings import EntaiSettings
-
-    settings = EntaiSettings(home=home).resolved()
-    world = EcommerceWorld(WorldConfig(n_users=300, days=40))
-    events = world.events()
-    store = OfflineStore(Lake(settings.lake.root))
-    for view in (features.user_category_stats, features.user_stats):
-        store.write(view, view.compute(events))
-    start = world.config.start
-    cutoffs = [start + timedelta(days=d) for d in range(14, world.config.days - 6, 2)]
-    labels = home / "labels.parquet"
-    world.label_rows(events, cutoffs, timedelta(days=7)).to_parquet(labels, index=False)
+def _write_job(job_dir: Path, labels: Path) -> None:
     job_dir.mkdir()
     (job_dir / "train.yaml").write_text(
         f"""
@@ -77,14 +60,16 @@ card:
 
 
 @pytest.mark.timeout(900)
-def test_ray_job_submit_trains_and_the_run_is_in_mlflow(tmp_path: Path) -> None:
+def test_ray_job_submit_trains_and_the_run_is_in_mlflow(
+    tmp_path: Path, demo_training_data: Callable[..., Path]
+) -> None:
     from mlflow.tracking import MlflowClient
 
     from entai.shared.settings import EntaiSettings
 
     home, job_dir = tmp_path / "home", tmp_path / "job"
     home.mkdir()
-    _prepare(home, job_dir)
+    _write_job(job_dir, demo_training_data(home, n_users=300, days=40))
     entai = str(Path(sys.executable).with_name("entai"))
     up = _run([entai, "up", "--gcs-port", str(GCS_PORT)], home, timeout=300)
     try:

@@ -2,33 +2,25 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from entai.demo import features
-from entai.demo.generator import EcommerceWorld, WorldConfig
 from entai.pipelines.retrain import RETRAIN_PRINCIPAL, pending_requests, process_pending
 from entai.pipelines.train_config import TrainConfig
 from entai.shared.lake import Lake
-from entai.shared.offline_store import OfflineStore
 from entai.shared.settings import EntaiSettings
 
 
-def test_pending_request_becomes_a_challenger_once(ray_cluster: Any, tmp_path: Path) -> None:
+def test_pending_request_becomes_a_challenger_once(
+    ray_cluster: Any, tmp_path: Path, demo_training_data: Callable[..., Path]
+) -> None:
     from entai.actors.model_registry import ModelRegistry
 
     settings = EntaiSettings(home=tmp_path).resolved()
-    world = EcommerceWorld(WorldConfig(n_users=300, days=40, seed=9))
-    events = world.events()
+    labels = demo_training_data(tmp_path, n_users=300, days=40, seed=9, every_days=3)
     lake = Lake(settings.lake.root)
-    store = OfflineStore(lake)
-    for view in (features.user_category_stats, features.user_stats):
-        store.write(view, view.compute(events))
-    start = world.config.start
-    cutoffs = [start + timedelta(days=d) for d in range(14, world.config.days - 6, 3)]
-    labels = tmp_path / "labels.parquet"
-    world.label_rows(events, cutoffs, timedelta(days=7)).to_parquet(labels, index=False)
     config = TrainConfig(
         model_name="propensity",
         feature_service="purchase_propensity",

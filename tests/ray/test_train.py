@@ -3,7 +3,7 @@ whole ``entai train`` path (PIT join -> train -> evaluate -> MLflow -> registry)
 
 from __future__ import annotations
 
-from datetime import timedelta
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -127,27 +127,15 @@ def test_evaluation_reports_calibration_and_segments() -> None:
 
 
 @pytest.fixture(scope="module")
-def demo_lake(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Path]:
+def demo_lake(
+    tmp_path_factory: pytest.TempPathFactory, demo_training_data: Callable[..., Path]
+) -> tuple[Any, Path]:
     """Demo events -> feature views in an offline store; labels as a Parquet file."""
-    from entai.demo import features
-    from entai.demo.generator import EcommerceWorld, WorldConfig
-    from entai.shared.lake import Lake
-    from entai.shared.offline_store import OfflineStore
     from entai.shared.settings import EntaiSettings
 
     home = tmp_path_factory.mktemp("train-home")
-    settings = EntaiSettings(home=home).resolved()
-    world = EcommerceWorld(WorldConfig(n_users=800, days=50))
-    events = world.events()
-    store = OfflineStore(Lake(settings.lake.root))
-    for view in (features.user_category_stats, features.user_stats):
-        store.write(view, view.compute(events))
-    start = world.config.start
-    cutoffs = [start + timedelta(days=d) for d in range(14, world.config.days - 6, 2)]
-    labels = world.label_rows(events, cutoffs, timedelta(days=7))
-    path = home / "labels.parquet"
-    labels.to_parquet(path, index=False)
-    return settings, path
+    labels = demo_training_data(home, n_users=800, days=50)
+    return EntaiSettings(home=home).resolved(), labels
 
 
 def test_run_training_end_to_end(ray_cluster: Any, demo_lake: tuple[Any, Path]) -> None:
