@@ -4,8 +4,9 @@ After the predictions, traffic drawn like the training rows goes through the Ser
 app for a few windows: the DriftMonitor (watching the champion against the reference
 profile in its lineage) sees no drift. Then the market shifts (:data:`SHIFT`:
 electronics prices halved, its popularity x4) over the next two weeks of events,
-which land through the same ingest and incremental materialization as the first
-ones, and most shoppers now ask about the category. The monitor goes WARN, then
+whose features the views' own transforms compute and push to the offline and online
+stores (as the stream consumer does, without a batch job's fixed cost), and most
+shoppers now ask about the category. The monitor goes WARN, then
 ALERT, and writes a RetrainRequest; the retraining worker rebuilds the training set
 with the fresh labels through the same point-in-time path, trains and registers a
 ``challenger``. The champion stays until a person promotes the challenger, unless
@@ -69,6 +70,7 @@ class ActContext:
         model: Served model name.
         champion: Version serving as champion.
         world: The synthetic world the events came from.
+        events: Its events.
         label_rows: Every labelled entity row so far.
         label_file: The champion's recorded label source (retraining reads it).
         online: The online feature client (materialization writes through it).
@@ -80,6 +82,7 @@ class ActContext:
     model: str
     champion: int
     world: EcommerceWorld
+    events: pd.DataFrame
     label_rows: pd.DataFrame
     label_file: Path
     online: Any
@@ -190,32 +193,21 @@ def _dataset_levels(windows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _shift_the_world(ctx: ActContext) -> dict[str, Any]:
-    """Two more weeks of shifted events -> ingest -> materialize; fresh labels land."""
-    from entai.demo.contracts import EVENTS_CONTRACT
+    """Two more weeks of shifted events -> features offline and online; fresh labels land."""
     from entai.demo.features import user_category_stats, user_stats
-    from entai.pipelines.ingest import ingest_file
-    from entai.pipelines.materialize import materialize
+    from entai.pipelines.stream import push
     from entai.shared.lake import Lake
-    from entai.shared.masking import resolve_hmac_key
 
     shifted = ctx.world.shifted(SHIFT, days=SHIFT_DAYS)
     events = shifted.events()
-    path = ctx.settings.home / "incoming" / "events-shifted.parquet"
-    events.to_parquet(path, index=False)
-    ingest_file(
-        EVENTS_CONTRACT,
-        str(path),
-        lake_root=ctx.settings.lake.root,
-        hmac_key=resolve_hmac_key(ctx.settings),
-        progress=False,
-    )
-    materialize(
-        [user_category_stats, user_stats],
-        lake=Lake(ctx.settings.lake.root),
-        online=ctx.online,
-        incremental=True,
-    )
     start = shifted.config.start
+    # The views' windows reach 30 days back: that much history, then only new rows.
+    history = ctx.events[ctx.events["event_timestamp"] >= start - timedelta(days=30)]
+    recent = pd.concat([history, events], ignore_index=True)
+    lake = Lake(ctx.settings.lake.root)
+    for view in (user_category_stats, user_stats):
+        rows = view.compute(recent)
+        push(view, rows[rows["event_timestamp"] > start], lake=lake, online=ctx.online)
     cutoffs = [start + timedelta(days=d) for d in range(0, SHIFT_DAYS - 6, 2)]
     fresh = shifted.label_rows(events, cutoffs, timedelta(days=7))
     pd.concat([ctx.label_rows, fresh], ignore_index=True).to_parquet(ctx.label_file, index=False)
@@ -255,7 +247,7 @@ def run_drift_act(ctx: ActContext, stages: Stages) -> dict[str, Any]:
         stable = _windows(ctx, STABLE_WINDOWS)
     with stages.stage(
         f"inject drift: {SHIFT.category} prices x{SHIFT.price}, popularity "
-        f"x{SHIFT.popularity} ({SHIFT_DAYS} more days of events, ingested and materialized)"
+        f"x{SHIFT.popularity} ({SHIFT_DAYS} more days of events, features pushed)"
     ):
         shift = _shift_the_world(ctx)
     with stages.stage("send shifted traffic until the monitor raises ALERT"):

@@ -147,6 +147,7 @@ def _run(settings: EntaiSettings, users: int, stages: _Stages) -> dict[str, Any]
         model=MODEL_NAME,
         champion=registered["version"],
         world=world,
+        events=events,
         label_rows=rows,
         label_file=registered["label_file"],
         online=services,

@@ -4,8 +4,9 @@ One platform for the module, on the session cluster: every service started by
 ``start_services`` (the drift monitor and the retraining worker included), a champion
 trained by ``run_training`` on generated data (so its lineage holds the reference
 profile and the training config), the real Serve app on port 8131. Features reach the
-offline and online stores directly (the ingest and materialize pipelines have their
-own tests; the demo runs them for the shift). Windows are 200 rows.
+offline and online stores through the views' transforms and ``push``, as in the demo's
+shift (ingest and materialize have their own tests). Windows are 200 rows, tested with
+the demo's small-window drift settings.
 """
 
 from __future__ import annotations
@@ -51,20 +52,16 @@ class Loop:
 
 
 def _store_features(loop_settings: Any, online: Any, events: pd.DataFrame, after: Any) -> None:
-    """Compute both views from ``events``; write rows newer than ``after`` off- and online."""
-    from entai.pipelines.materialize import latest_per_key, online_rows
+    """Compute both views from ``events``; push rows newer than ``after`` off- and online."""
+    from entai.pipelines.stream import push
     from entai.shared.lake import Lake
-    from entai.shared.offline_store import OfflineStore
 
-    store = OfflineStore(Lake(loop_settings.lake.root))
-    created = pd.Timestamp(datetime.now(UTC))
+    lake = Lake(loop_settings.lake.root)
     for view in (features.user_category_stats, features.user_stats):
         frame = view.compute(events)
         if after is not None:
-            frame = frame[frame["event_timestamp"] > after].reset_index(drop=True)
-        frame["created_timestamp"] = created
-        store.write(view, frame)
-        online.write(online_rows(view, latest_per_key(frame, view.join_keys)))
+            frame = frame[frame["event_timestamp"] > after]
+        push(view, frame, lake=lake, online=online)
 
 
 def _wait(what: str, ready: Callable[[], Any], timeout_s: float) -> Any:
@@ -96,6 +93,7 @@ def loop(ray_cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         home=home,
         ray={"namespace": f"drift-loop-{uuid.uuid4().hex[:8]}"},
         serve={"port": PORT, "request_timeout_s": 30},
+        online_store={"num_shards": 2},
         monitoring={
             "window_count": WINDOW,
             "window_seconds": None,
