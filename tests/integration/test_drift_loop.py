@@ -2,8 +2,10 @@
 
 One platform for the module, on the session cluster: every service started by
 ``start_services`` (the drift monitor and the retraining worker included), a champion
-trained by ``run_training`` on generated data (so its lineage holds the reference
-profile and the training config), the real Serve app on port 8131. Features reach the
+trained in-process on generated data and logged with the lineage helpers training
+uses (reference profile, training config: as the demo's champion; this skips one Ray
+Train start), the real Serve app on port 8131. The retrain goes through
+``run_training`` and Ray Train. Features reach the
 offline and online stores through the views' transforms and ``push``, as in the demo's
 shift (ingest and materialize have their own tests). Windows are 200 rows, tested with
 the demo's small-window drift settings.
@@ -64,6 +66,46 @@ def _store_features(loop_settings: Any, online: Any, events: pd.DataFrame, after
         push(view, frame, lake=lake, online=online)
 
 
+def _register_champion(ray: Any, settings: Any, config: Any, registry: Any) -> int:
+    """Train in-process (plain XGBoost), log with the lineage artifacts, register."""
+    import xgboost as xgb
+    from sklearn.metrics import roc_auc_score
+
+    from entai.pipelines.run_training import build_training_data
+    from entai.pipelines.tracking import log_xgboost_run
+    from entai.pipelines.train import TrainOutcome
+    from entai.pipelines.version_lineage import lineage_artifacts, lineage_tags
+
+    data = build_training_data(settings, config)
+    train = xgb.DMatrix(data.train[data.features], label=data.train["label"])
+    booster = xgb.train(config.params, train, num_boost_round=config.num_boost_round)
+    scores = booster.inplace_predict(data.valid[data.features])
+    auc = float(roc_auc_score(data.valid["label"], scores))
+    logged = log_xgboost_run(
+        settings.mlflow,
+        TrainOutcome(booster, {}, tuple(data.features)),
+        params=config.params,
+        metrics={"valid_auc": auc},
+        training_data=data.train,
+        dataset_name="drift-loop-champion",
+        tags={},
+        run_name="drift-loop-champion",
+        artifacts=lineage_artifacts(
+            config, data.valid, data.features, scores, valid_auc=auc, sample_size=5000
+        ),
+    )
+    info = ray.get(
+        registry.register.remote(
+            logged.model_uri,
+            MODEL,
+            registrant="tests",
+            lineage=lineage_tags(logged.run_id),
+            run_id=logged.run_id,
+        )
+    )
+    return int(info.version)
+
+
 def _wait(what: str, ready: Callable[[], Any], timeout_s: float) -> Any:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -84,7 +126,6 @@ def loop(ray_cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     from entai.actors.online_client import OnlineFeatureClient
     from entai.client import service_names, start_services
     from entai.deployments.app import AppArgs, build_app
-    from entai.pipelines.run_training import run_training
     from entai.pipelines.train_config import CardText, TrainConfig
     from entai.shared.settings import load_settings
 
@@ -128,8 +169,8 @@ def loop(ray_cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         alias=None,
         card=CardText(intended_use="drift loop test", owners=("tests@entai.local",)),
     )
-    version = int(run_training(settings, config)["version"])
     registry = handles[REGISTRY]
+    version = _register_champion(ray_cluster, settings, config, registry)
     ray_cluster.get(
         registry.set_alias.remote(MODEL, "champion", version, by="tests", reason="first model")
     )
