@@ -28,7 +28,7 @@ from entai.demo.drift_act import ActContext, demo_monitoring, run_drift_act
 from entai.shared.errors import ServiceUnavailableError
 from entai.shared.settings import EntaiSettings
 
-__all__ = ["run_demo"]
+__all__ = ["run_demo", "stop_demo"]
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ def run_demo(
         return summary
     finally:
         if not keep_running:
-            _teardown(settings)
+            stop_demo(settings)
             if started:
                 ray.shutdown()
         else:
@@ -262,7 +262,8 @@ def _predict(settings: EntaiSettings, url: str, rows: pd.DataFrame) -> list[dict
     ]
 
 
-def _teardown(settings: EntaiSettings) -> None:
+def stop_demo(settings: EntaiSettings) -> None:
+    """Delete the demo's Serve app and kill its service actors (what it started)."""
     import ray
     from ray import serve
 

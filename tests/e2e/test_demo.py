@@ -1,34 +1,112 @@
-"""`entai demo` end to end: it predicts over HTTP, learns, and leaves nothing behind."""
+"""`entai demo` end to end: it predicts over HTTP, learns, acts on drift, leaves nothing
+behind, and no secret or raw PII reaches its lake, logs, console or error responses.
+
+One demo run serves every test here (it is the suite's longest step): it runs with a
+configured HMAC key and every log record captured, is left running for the error
+requests, then stopped by the demo's own teardown.
+"""
 
 from __future__ import annotations
 
+import io
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from rich.console import Console
 
 from entai.client import service_names
-from entai.demo.flow import run_demo
-from entai.shared.settings import load_settings
+from entai.demo.flow import run_demo, stop_demo
+from entai.shared.logs import JsonFormatter
+from entai.shared.masking import resolve_hmac_key
+from entai.shared.settings import EntaiSettings, load_settings
+from entai.shared.tokens import parse_token
+
+pytestmark = pytest.mark.timeout(1800)  # the demo under a loaded CI machine
+
+PORT = 8011
+HMAC_KEY = "integration-hmac-key-5f2c9a7e1b3d"
+
+
+def _error_responses(url: str, settings: EntaiSettings) -> list[str]:
+    """Bodies of failing requests, some carrying the real token where it does not belong."""
+    token = settings.security.token_file.read_text().strip()
+    bad = token[:-4] + "AAAA"
+    body = {"entities": {"user_id": [1], "category": ["books"]}}
+    calls = [
+        ("/v1/predict/purchase_propensity", body, None),
+        ("/v1/predict/purchase_propensity", body, f"Bearer {bad}"),
+        ("/v1/predict/purchase_propensity", body, f"Token {token}"),
+        ("/v1/predict/no_such_model", body, f"Bearer {token}"),
+        ("/v1/predict/purchase_propensity", {"entities": token}, f"Bearer {token}"),
+        ("/v1/predict/purchase_propensity", {"entities": {"user_id": [token]}}, f"Bearer {token}"),
+        ("/v1/features/online", {"features": [token], "entities": {}}, f"Bearer {token}"),
+    ]
+    out = []
+    with httpx.Client(base_url=url, timeout=60.0) as client:
+        for path, payload, auth in calls:
+            headers = {"Authorization": auth} if auth else {}
+            response = client.post(path, json=payload, headers=headers)
+            assert response.status_code >= 400, (path, response.status_code)
+            out.append(f"{response.status_code} {response.headers} {response.text}")
+    return out
 
 
 @pytest.fixture(scope="module")
 def demo_run(
     ray_cluster: Any, tmp_path_factory: pytest.TempPathFactory
-) -> tuple[Any, dict[str, Any]]:
+) -> Iterator[tuple[EntaiSettings, dict[str, Any], str, list[str]]]:
+    """Settings of the demo's home, its summary, captured output and HTTP error bodies."""
     home = tmp_path_factory.mktemp("entai-home")
-    settings = load_settings(home=home, serve={"port": 8011}).resolved()
-    console = Console(file=(home / "demo.out").open("w"), width=120)
-    summary = run_demo(settings, users=600, console=console)
-    console.file.close()
-    return settings, summary
+    settings = load_settings(
+        home=home, serve={"port": PORT}, security={"hmac_key": HMAC_KEY}
+    ).resolved()
+    demo_settings = load_settings(
+        home=home / "demo", serve={"port": PORT}, security={"hmac_key": HMAC_KEY}
+    ).resolved()
+    buffer = io.StringIO()
+    handler = logging.StreamHandler(buffer)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    old_level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    try:
+        summary = run_demo(
+            settings, users=600, keep_running=True, console=Console(file=buffer, width=120)
+        )
+        responses = _error_responses(summary["urls"]["api"], demo_settings)
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(old_level)
+        stop_demo(demo_settings)
+    yield demo_settings, summary, buffer.getvalue(), responses
+
+
+def _secrets(settings: EntaiSettings) -> dict[str, str]:
+    """Every secret of the demo run: tokens (and their secret parts) and HMAC keys."""
+    token = settings.security.token_file.read_text().strip()
+    _, secret = parse_token(token)
+    found = {"admin token": token, "admin token secret": secret}
+    found["hmac key"] = resolve_hmac_key(settings).decode()
+    found["demo ingest hmac key"] = "entai-demo-embedded-key"
+    return found
+
+
+def _leaks(text: str, secrets: dict[str, str]) -> list[str]:
+    return [name for name, value in secrets.items() if value in text]
+
+
+Demo = tuple[EntaiSettings, dict[str, Any], str, list[str]]
 
 
 def test_demo_predicts_over_http_with_the_registered_version(
-    demo_run: tuple[Any, dict[str, Any]],
+    demo_run: Demo,
 ) -> None:
-    _, summary = demo_run
+    _, summary, _, _ = demo_run
     predictions = summary["predictions"]
     assert len(predictions) == 5
     assert all(0.0 <= p["p_buy_7d"] <= 1.0 for p in predictions)
@@ -38,19 +116,17 @@ def test_demo_predicts_over_http_with_the_registered_version(
 
 
 def test_demo_model_is_far_above_chance_and_near_the_oracle(
-    demo_run: tuple[Any, dict[str, Any]],
+    demo_run: Demo,
 ) -> None:
-    _, summary = demo_run
+    _, summary, _, _ = demo_run
     auc = summary["auc"]
     assert auc["oracle"] > 0.8
     assert auc["held_out"] > 0.7
     assert auc["oracle"] - auc["held_out"] < 0.1
 
 
-def test_demo_leaves_no_service_running(
-    demo_run: tuple[Any, dict[str, Any]], ray_cluster: Any
-) -> None:
-    settings, _ = demo_run
+def test_demo_leaves_no_service_running(demo_run: Demo, ray_cluster: Any) -> None:
+    settings, _, _, _ = demo_run
     for name in service_names(settings):
         with pytest.raises(ValueError, match="Failed to look up actor"):
             ray_cluster.get_actor(name, namespace=settings.ray.namespace)
@@ -59,8 +135,8 @@ def test_demo_leaves_no_service_running(
     assert serve.status().applications == {}
 
 
-def test_demo_writes_no_secret_or_raw_pii_to_the_lake(demo_run: tuple[Any, dict[str, Any]]) -> None:
-    _, summary = demo_run
+def test_demo_writes_no_secret_or_raw_pii_to_the_lake(demo_run: Demo) -> None:
+    _, summary, _, _ = demo_run
     token = Path(summary["token_file"]).read_text().strip()
     lake = Path(summary["lake"])
     assert any(lake.rglob("*.parquet")), "the demo wrote no lake data to scan"
@@ -73,9 +149,9 @@ def test_demo_writes_no_secret_or_raw_pii_to_the_lake(demo_run: tuple[Any, dict[
 
 
 def test_demo_drift_act_alerts_retrains_and_leaves_the_champion(
-    demo_run: tuple[Any, dict[str, Any]],
+    demo_run: Demo,
 ) -> None:
-    _, summary = demo_run
+    _, summary, _, _ = demo_run
     act = summary["monitoring"]
     assert act["stable"]["windows"] == 3
     assert "alert" not in act["stable"]["levels"]
@@ -85,3 +161,31 @@ def test_demo_drift_act_alerts_retrains_and_leaves_the_champion(
     assert challenger["version"] > champion
     assert challenger["champion_after"] == champion  # no auto-promotion by default
     assert challenger["reason"] == "dataset drift in 2 consecutive windows"
+
+
+def test_demo_logs_and_console_output_hold_no_secret(demo_run: Demo) -> None:
+    settings, _, output, _ = demo_run
+    assert "predict over HTTP" in output  # the capture did see the run
+    assert _leaks(output, _secrets(settings)) == []
+
+
+def test_ray_session_logs_hold_no_secret(demo_run: Demo) -> None:
+    import ray
+
+    secrets = _secrets(demo_run[0])
+    node = ray._private.worker._global_node
+    files = [p for p in Path(node.get_session_dir_path(), "logs").rglob("*") if p.is_file()]
+    assert any("serve" in str(p) for p in files)  # Serve and actor logs are there
+    leaking = {}
+    for path in files:
+        text = path.read_bytes().decode("utf-8", "replace")
+        if found := _leaks(text, secrets):
+            leaking[str(path)] = found
+    assert leaking == {}
+
+
+def test_http_error_responses_echo_no_secret(demo_run: Demo) -> None:
+    settings, _, _, responses = demo_run
+    secrets = _secrets(settings)
+    assert [r.split(" ", 1)[0] for r in responses][:4] == ["401", "401", "401", "404"]
+    assert [(r[:3], _leaks(r, secrets)) for r in responses] == [(r[:3], []) for r in responses]
