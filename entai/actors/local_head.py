@@ -85,6 +85,7 @@ def start_head(
         f"--port={gcs_port}",
         "--dashboard-host", settings.ray.dashboard_host,
         "--dashboard-port", str(settings.ray.dashboard_port),
+        f"--dashboard-agent-listen-port={settings.ray.dashboard_agent_port}",
         "--disable-usage-stats",
     ]  # fmt: skip
     if settings.ray.num_cpus is not None:

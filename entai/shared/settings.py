@@ -59,6 +59,12 @@ class RaySettings(_Section):
     num_cpus: int | None = Field(None, ge=1, description="CPUs for a local head; None = all.")
     dashboard_host: str = "127.0.0.1"
     dashboard_port: int = Field(8265, ge=1, le=65535)
+    dashboard_agent_port: int = Field(
+        52365,
+        ge=1,
+        le=65535,
+        description="The head's dashboard agent (it runs Ray jobs); Ray's default port.",
+    )
 
 
 class LakeSettings(_Section):
