@@ -9,6 +9,11 @@ with the prefix ``ray_``, counters with the suffix ``_total``, and the dashboard
 metrics view shows them; each process reports every ``metrics_report_interval_ms``
 (10 s by default, ``RAY_metrics_report_interval_ms``).
 
+Ray 2.60 reports a gauge only in an interval in which it was set, and its agent drops
+a gauge series not reported for two intervals; a drift statistic set once at a window's
+close would vanish from Prometheus seconds later. So the gauges' last values are kept
+here and set again by a daemon thread every half interval (:class:`_GaugeRefresher`).
+
 ==============================  =========  ===============================  ===========
 metric                          type       tags                             unit
 ==============================  =========  ===============================  ===========
@@ -26,6 +31,8 @@ from __future__ import annotations
 import logging
 import math
 import sys
+import threading
+import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -97,6 +104,51 @@ METRICS = (
 """Every metric entai records, in the order of the module docstring's table."""
 
 _instruments: dict[str, Any] | None = None
+_DEFAULT_REPORT_INTERVAL_S = 10.0
+
+
+def _report_interval_s() -> float:
+    """The process's metrics report interval (Ray floors it at one second)."""
+    try:
+        from ray import _config
+
+        return max(float(_config.metrics_report_interval_ms()), 1000.0) / 1000.0
+    except (ImportError, AttributeError):  # pragma: no cover - a Ray without the knob
+        return _DEFAULT_REPORT_INTERVAL_S
+
+
+class _GaugeRefresher:
+    """Keeps every gauge series alive by setting its last value again, periodically."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._values: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+        self._thread: threading.Thread | None = None
+
+    def set(
+        self, instruments: dict[str, Any], name: str, value: float, tags: dict[str, str]
+    ) -> None:
+        """Set a gauge now and remember the value for the refresh."""
+        instruments[name].set(value, tags=tags)
+        with self._lock:
+            self._values[(name, tuple(sorted(tags.items())))] = value
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, args=(instruments,), name="entai-gauges", daemon=True
+                )
+                self._thread.start()
+
+    def _run(self, instruments: dict[str, Any]) -> None:
+        period = _report_interval_s() / 2
+        while True:
+            time.sleep(period)
+            with self._lock:
+                values = list(self._values.items())
+            for (name, tags), value in values:
+                instruments[name].set(value, tags=dict(tags))
+
+
+_gauges = _GaugeRefresher()
 
 
 def _build(spec: MetricSpec) -> Any:
@@ -185,11 +237,11 @@ class Metrics:
             return
         if (m := _get()) is not None:
             tags = {"model": model, "feature": feature, "method": method}
-            m["entai_drift_statistic"].set(value, tags=tags)
+            _gauges.set(m, "entai_drift_statistic", value, tags)
 
     @staticmethod
     def alert_state(model: str, feature: str, method: str, level: str) -> None:
         """Set an alert key's level (``ok``, ``warn`` or ``alert``)."""
         if (m := _get()) is not None:
             tags = {"model": model, "feature": feature, "method": method}
-            m["entai_alert_level"].set(_ALERT_LEVELS.get(level, math.nan), tags=tags)
+            _gauges.set(m, "entai_alert_level", _ALERT_LEVELS.get(level, math.nan), tags)
