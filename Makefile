@@ -36,7 +36,7 @@ test-unit: $(STAMP)
 	$(BIN)/pytest tests/unit -q
 
 test-cluster: $(STAMP)
-	$(BIN)/pytest tests/ray tests/integration tests/e2e -q
+	$(BIN)/pytest tests/ray tests/integration tests/e2e -q --durations=30
 
 test: lint typecheck layers test-unit test-cluster
 

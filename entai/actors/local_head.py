@@ -91,6 +91,9 @@ def start_head(
     if settings.ray.num_cpus is not None:
         cmd.append(f"--num-cpus={settings.ray.num_cpus}")
     env = {**SERVE_ENV, **os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    if env.get("RAY_AUTH_MODE", "token").lower() != "disabled":
+        _ensure_token(ray_cli, env)
+        env["RAY_AUTH_MODE"] = "token"
     with log_file.open("ab") as log:
         proc = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
             cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -104,19 +107,46 @@ def start_head(
     )
     deadline = time.monotonic() + timeout_s
     while not (_port_open(gcs_port) and _READY_LINE in log_file.read_bytes()):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            details = {"log": str(log_file), "timeout_s": timeout_s}
+        code = proc.poll()
+        if code is not None or time.monotonic() > deadline:
+            details: dict[str, object] = {"log": str(log_file), "timeout_s": timeout_s}
             try:
                 _kill_group(proc.pid)
             except ServiceUnavailableError as exc:  # the start failure is the news
                 details["cleanup"] = exc.message
-            raise ServiceUnavailableError(
-                f"the Ray head did not start within {timeout_s:.0f}s; see {log_file}",
-                details=details,
+            what = (
+                f"the Ray head exited with code {code} while starting ({_last_line(log_file)})"
+                if code is not None
+                else f"the Ray head did not start within {timeout_s:.0f}s"
             )
+            raise ServiceUnavailableError(f"{what}; see {log_file}", details=details)
         time.sleep(0.5)
     _state_path(settings).write_text(json.dumps(asdict(info)))
     return info
+
+
+def _ensure_token(ray_cli: str, env: dict[str, str]) -> None:
+    """Make sure the cluster token exists (``~/.ray/auth_token`` or ``RAY_AUTH_TOKEN``).
+
+    ``ray start --head`` turns token auth on only when it finds a token, so on a fresh
+    machine the head would otherwise run without authentication. The token is
+    printed by Ray's command and discarded here, never logged.
+    """
+    done = subprocess.run(  # noqa: S603 - fixed argv, no shell
+        [ray_cli, "get-auth-token", "--generate"],
+        env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE, timeout=120, check=False,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise ServiceUnavailableError(
+            "could not create the Ray cluster token: "
+            + done.stderr.decode(errors="replace").strip()[-500:]
+        )
+
+
+def _last_line(log_file: Path) -> str:
+    lines = [ln for ln in log_file.read_text(errors="replace").splitlines() if ln.strip()]
+    return lines[-1].strip()[:300] if lines else "no output"
 
 
 def _group_gone(pgid: int, within_s: float) -> bool:

@@ -9,9 +9,16 @@ import sys
 from pathlib import Path
 
 
+def _user_home(home: Path) -> str:
+    """A fresh user home: no Ray token yet, so `entai up` must create one."""
+    (home / "user").mkdir(exist_ok=True)
+    return str(home / "user")
+
+
 def _entai(home: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     env = {
         **os.environ,
+        "HOME": _user_home(home),
         "ENTAI_HOME": str(home),
         "ENTAI_RAY__DASHBOARD_PORT": "8277",
         "ENTAI_RAY__NUM_CPUS": "1",
@@ -39,7 +46,12 @@ except AuthenticationError as exc:
 
 
 def _python(home: Path, code: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "ENTAI_HOME": str(home), "ENTAI_ONLINE_STORE__NUM_SHARDS": "2"}
+    env = {
+        **os.environ,
+        "HOME": _user_home(home),
+        "ENTAI_HOME": str(home),
+        "ENTAI_ONLINE_STORE__NUM_SHARDS": "2",
+    }
     env.pop("ENTAI_TOKEN", None)
     return subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300,
@@ -62,6 +74,8 @@ def test_up_status_down(tmp_path: Path) -> None:
         _entai(tmp_path, "down")
     assert up.returncode == 0, up.stdout + up.stderr
     pgid = json.loads(state_file.read_text())["pgid"]
+    # The head runs with token auth even on a machine that never had a Ray token.
+    assert (tmp_path / "user" / ".ray" / "auth_token").stat().st_size > 0
     try:
         assert "127.0.0.1:6391" in up.stdout
         status = _entai(tmp_path, "status")

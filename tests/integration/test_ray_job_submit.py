@@ -97,9 +97,10 @@ def test_ray_job_submit_trains_and_the_run_is_in_mlflow(
     assert down.returncode == 0, down.stdout + down.stderr
 
     settings = EntaiSettings(home=home).resolved()
-    client = MlflowClient(tracking_uri=settings.mlflow.tracking_uri)
+    uri = settings.mlflow.tracking_uri
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)  # not the process default
     versions = client.search_model_versions(f"name='{MODEL}'")
-    assert [str(v.version) for v in versions] == ["1"]
+    assert [str(v.version) for v in versions] == ["1"], job.stdout[-4000:]
     run = client.get_run(versions[0].run_id)
     assert run.info.status == "FINISHED"
     assert run.data.params["num_boost_round"] == "20"

@@ -77,7 +77,9 @@ def settings(
     finally:
         import mlflow
 
-        mlflow.set_tracking_uri(f"sqlite:///{root / 'after.db'}")  # let go of the pg engine
+        after = f"sqlite:///{root / 'after.db'}"  # let go of the pg engines
+        mlflow.set_tracking_uri(after)
+        mlflow.set_registry_uri(after)
         with conn.cursor() as cur:
             cur.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "

@@ -189,7 +189,8 @@ card:
         "grocery",
     }
 
-    client = MlflowClient(settings.mlflow.tracking_uri)
+    uri = settings.mlflow.tracking_uri
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     run = client.get_run(summary["run_id"])
     assert [d.dataset.name for d in run.inputs.dataset_inputs] == [summary["dataset_id"]]
     assert len(client.get_metric_history(run.info.run_id, "valid_auc")) >= 60

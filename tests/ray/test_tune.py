@@ -79,7 +79,8 @@ def test_tuning_logs_children_and_registers_the_retrained_best(
     assert tuning["trials"] == 4
     assert 1 <= tuning["best_rounds"] <= 30
 
-    client = MlflowClient(settings.mlflow.tracking_uri)
+    uri = settings.mlflow.tracking_uri
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     children = client.search_runs(
         [client.get_experiment_by_name(settings.mlflow.experiment).experiment_id],
         filter_string=f"tags.mlflow.parentRunId = '{tuning['parent_run_id']}'",
