@@ -35,6 +35,18 @@ def caller_token(settings: EntaiSettings, token: str | None) -> str:
     return resolve_token(settings, token)
 
 
+def authorized_principal(
+    settings: EntaiSettings, token: str | None, permission: str, resource: str
+) -> str:
+    """The principal behind the caller's token, if it holds ``permission`` on ``resource``.
+
+    Raises:
+        AuthenticationError / AuthorizationError: from the governance service.
+    """
+    decision = _governance(settings).authorize(caller_token(settings, token), permission, resource)
+    return str(decision.principal)
+
+
 def _governance(settings: EntaiSettings) -> Any:
     from entai.client import governance_service
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -9,7 +10,7 @@ import typer
 from rich.table import Table
 
 from entai.cli._app import ConfigOption, app, console, settings_from
-from entai.cli.governance import TokenOption, caller_token
+from entai.cli.governance import TokenOption, authorized_principal
 from entai.shared.settings import EntaiSettings
 
 __all__ = ["models_app"]
@@ -25,33 +26,41 @@ SettingsOption = Annotated[
 ]
 
 
-@app.command()
-def train(config_file: ConfigFile, settings_file: SettingsOption = None) -> dict[str, Any]:
-    """Build the training set, train on Ray Train, evaluate, log to MLflow, register."""
+def _run_on_ray(settings_file: Path | None, what: str, job: Callable[[EntaiSettings], Any]) -> Any:
+    """Join (or start) Ray, run ``job`` with a spinner, print and return its result."""
     from entai.actors.runtime import connect_ray
-    from entai.pipelines.run_training import run_training
-    from entai.pipelines.train_config import TrainConfig
 
     settings = settings_from(settings_file)
     connect_ray(settings)
-    with console.status("training..."):
-        result = run_training(settings, TrainConfig.from_yaml(config_file))
+    with console.status(f"{what}..."):
+        result = job(settings)
     console.print(result)
+    return result
+
+
+@app.command()
+def train(config_file: ConfigFile, settings_file: SettingsOption = None) -> dict[str, Any]:
+    """Build the training set, train on Ray Train, evaluate, log to MLflow, register."""
+    from entai.pipelines.run_training import run_training
+    from entai.pipelines.train_config import TrainConfig
+
+    config = TrainConfig.from_yaml(config_file)
+    result: dict[str, Any] = _run_on_ray(
+        settings_file, "training", lambda settings: run_training(settings, config)
+    )
     return result
 
 
 @app.command()
 def tune(config_file: ConfigFile, settings_file: SettingsOption = None) -> dict[str, Any]:
     """Search XGBoost parameters with Ray Tune (ASHA), retrain the best, register it."""
-    from entai.actors.runtime import connect_ray
     from entai.pipelines.run_training import run_tuning
     from entai.pipelines.train_config import TuneConfig
 
-    settings = settings_from(settings_file)
-    connect_ray(settings)
-    with console.status("tuning..."):
-        result = run_tuning(settings, TuneConfig.from_yaml(config_file))
-    console.print(result)
+    config = TuneConfig.from_yaml(config_file)
+    result: dict[str, Any] = _run_on_ray(
+        settings_file, "tuning", lambda settings: run_tuning(settings, config)
+    )
     return result
 
 
@@ -59,16 +68,6 @@ def _registry(settings: EntaiSettings) -> Any:
     from entai.client import registry_service
 
     return registry_service(settings)
-
-
-def _approver(settings: EntaiSettings, token: str | None, permission: str, model: str) -> str:
-    """The principal behind the caller's token, if it holds ``permission``."""
-    from entai.client import governance_service
-
-    decision = governance_service(settings).authorize(
-        caller_token(settings, token), permission, f"model:{model}"
-    )
-    return str(decision.principal)
 
 
 @models_app.command("list")
@@ -117,7 +116,7 @@ def models_promote(
 ) -> Any:
     """Move an alias to a version through the promotion gates (needs models:approve)."""
     settings = settings_from(config)
-    approver = _approver(settings, token, "models:approve", name)
+    approver = authorized_principal(settings, token, "models:approve", f"model:{name}")
     info = _registry(settings).promote(name, version, alias, approver=approver, reason=reason)
     console.print(f"{name}: {alias} -> v{info.version} (approved by {approver})")
     return info
@@ -133,7 +132,7 @@ def models_rollback(
 ) -> Any:
     """Move an alias back to its previous holder (needs models:approve)."""
     settings = settings_from(config)
-    by = _approver(settings, token, "models:approve", name)
+    by = authorized_principal(settings, token, "models:approve", f"model:{name}")
     info = _registry(settings).rollback(name, alias, by=by, reason=reason)
     console.print(f"{name}: {alias} rolled back to v{info.version}")
     return info

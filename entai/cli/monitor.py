@@ -10,8 +10,8 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from entai.cli._app import app, console, settings_from
-from entai.cli.governance import TokenOption, caller_token
+from entai.cli._app import ConfigOption, app, console, settings_from
+from entai.cli.governance import TokenOption, authorized_principal
 from entai.shared.drift_report import TABLE_COLUMNS, header_lines, summarize, table_cells
 from entai.shared.drift_report_html import render_html
 from entai.shared.errors import InvalidInputError
@@ -24,9 +24,6 @@ monitor_app = typer.Typer(
 )
 app.add_typer(monitor_app, name="monitor")
 
-SettingsOption = Annotated[
-    Path | None, typer.Option("--settings", "-s", help="Settings YAML file.", exists=True)
-]
 Feature = Annotated[str, typer.Argument(help="Feature column, or '*' for dataset drift.")]
 Method = Annotated[str, typer.Argument(help="Its test: ks, chi2, wasserstein... or dataset.")]
 
@@ -35,16 +32,6 @@ def _monitor(settings: EntaiSettings) -> Any:
     from entai.client import drift_monitor_service
 
     return drift_monitor_service(settings)
-
-
-def _principal(settings: EntaiSettings, token: str | None, permission: str, model: str) -> str:
-    """The principal behind the caller's token, if it holds ``permission`` on the model."""
-    from entai.client import governance_service
-
-    decision = governance_service(settings).authorize(
-        caller_token(settings, token), permission, f"model:{model}"
-    )
-    return str(decision.principal)
 
 
 def _print_report(report: dict[str, Any]) -> None:
@@ -71,11 +58,11 @@ def monitor_report(
         ),
     ] = None,
     token: TokenOption = None,
-    settings_file: SettingsOption = None,
+    config: ConfigOption = None,
 ) -> dict[str, Any]:
     """Per-feature drift of the last closed window, alerts and quality (needs audit:read)."""
-    settings = settings_from(settings_file)
-    _principal(settings, token, "audit:read", model)
+    settings = settings_from(config)
+    authorized_principal(settings, token, "audit:read", f"model:{model}")
     report: dict[str, Any] = _monitor(settings).report(model)
     _print_report(report)
     if html is not None:
@@ -90,11 +77,11 @@ def monitor_ack(
     feature: Feature,
     method: Method,
     token: TokenOption = None,
-    settings_file: SettingsOption = None,
+    config: ConfigOption = None,
 ) -> str:
     """Acknowledge an alert: no more notifications at its level (needs models:approve)."""
-    settings = settings_from(settings_file)
-    by = _principal(settings, token, "models:approve", model)
+    settings = settings_from(config)
+    by = authorized_principal(settings, token, "models:approve", f"model:{model}")
     _monitor(settings).acknowledge(model, feature, method, by)
     console.print(Text(f"{model}/{feature}/{method}: acknowledged by {by}"))
     return by
@@ -128,12 +115,12 @@ def monitor_silence(
     method: Method,
     until: Annotated[str, typer.Option(help="ISO 8601 time; without a zone, UTC.")],
     token: TokenOption = None,
-    settings_file: SettingsOption = None,
+    config: ConfigOption = None,
 ) -> datetime:
     """Send no notifications for an alert before a time (needs models:approve)."""
     moment = parse_until(until)
-    settings = settings_from(settings_file)
-    _principal(settings, token, "models:approve", model)
+    settings = settings_from(config)
+    authorized_principal(settings, token, "models:approve", f"model:{model}")
     _monitor(settings).silence(model, feature, method, moment)
     console.print(Text(f"{model}/{feature}/{method}: silenced until {moment.isoformat()}"))
     return moment
