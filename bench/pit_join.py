@@ -92,7 +92,7 @@ def ray_join(entity: pd.DataFrame, view: FeatureView, features: pd.DataFrame) ->
     import ray
 
     from entai.pipelines.training_set import get_historical_features
-    from entai.shared.definitions import Definitions
+    from entai.shared.definition_set import Definitions
     from entai.shared.lake import Lake
     from entai.shared.offline_store import OfflineStore
 

@@ -63,7 +63,7 @@ def ingest(
 @features_app.command("apply")
 def features_apply(definitions: DefinitionsOption, config: ConfigOption = None) -> str:
     """Validate the definitions and record this version in the lake's registry."""
-    from entai.shared.definitions import Definitions
+    from entai.shared.definition_set import Definitions
     from entai.shared.lake import Lake
 
     settings = settings_from(config)
@@ -85,7 +85,7 @@ def materialize(
     """Compute feature views from the raw lake into the offline tables and online shards."""
     from entai.client import connect
     from entai.pipelines.materialize import materialize as run
-    from entai.shared.definitions import Definitions
+    from entai.shared.definition_set import Definitions
     from entai.shared.lake import Lake
 
     settings = settings_from(config)
@@ -114,7 +114,7 @@ def features_check_skew(
     """Recompute a sample of online values from raw data with the shared transform."""
     from entai.client import connect
     from entai.pipelines.skew import check_skew
-    from entai.shared.definitions import Definitions
+    from entai.shared.definition_set import Definitions
     from entai.shared.lake import Lake
 
     settings = settings_from(config)

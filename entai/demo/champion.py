@@ -33,7 +33,7 @@ def training_set(
     """Label rows every 2 days of the history, and their point-in-time training set."""
     from entai.demo import features
     from entai.pipelines.training_set import get_historical_features
-    from entai.shared.definitions import Definitions
+    from entai.shared.definition_set import Definitions
     from entai.shared.lake import Lake
     from entai.shared.offline_store import OfflineStore
 

@@ -22,7 +22,8 @@ from entai.actors.feature_shard import shard_name
 from entai.actors.governance import ACTOR_NAME as GOVERNANCE
 from entai.actors.online_client import OnlineFeatureClient
 from entai.deployments.schemas import OnlineFeaturesRequest
-from entai.shared.definitions import Definitions, FeatureViewProjection
+from entai.shared.definition_set import Definitions
+from entai.shared.definitions import FeatureViewProjection
 from entai.shared.errors import InvalidInputError
 from entai.shared.online import OnlineStore, entity_key
 from entai.shared.policy import Decision

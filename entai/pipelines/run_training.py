@@ -101,11 +101,8 @@ def build_training_data(
         labels: Entity/label rows to use instead of reading ``config.label_source``.
     """
     from entai.pipelines.training_set import get_historical_features
-    from entai.shared.definitions import (
-        Definitions,
-        FeatureViewProjection,
-        OnDemandFeatureView,
-    )
+    from entai.shared.definition_set import Definitions
+    from entai.shared.definitions import FeatureViewProjection, OnDemandFeatureView
     from entai.shared.lake import Lake
     from entai.shared.offline_store import OfflineStore
 

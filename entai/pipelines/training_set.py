@@ -29,12 +29,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from entai.shared.definitions import (
-    Definitions,
-    FeatureService,
-    FeatureViewProjection,
-    OnDemandFeatureView,
-)
+from entai.shared.definition_set import Definitions
+from entai.shared.definitions import FeatureService, FeatureViewProjection, OnDemandFeatureView
 from entai.shared.errors import ConflictError, EntaiError, PointInTimeJoinError
 from entai.shared.offline_store import OfflineStore
 from entai.shared.pit_join import (

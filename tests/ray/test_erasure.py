@@ -30,7 +30,7 @@ from entai.pipelines.ingest import ingest_file
 from entai.pipelines.materialize import materialize
 from entai.pipelines.training_set import get_historical_features
 from entai.shared.contracts import DataContract
-from entai.shared.definitions import Definitions
+from entai.shared.definition_set import Definitions
 from entai.shared.erasure import ErasureRequest, Subject
 from entai.shared.erasure_files import lake_traces
 from entai.shared.lake import Lake

@@ -12,8 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from entai.pipelines.training_set import get_historical_features
+from entai.shared.definition_set import Definitions
 from entai.shared.definitions import (
-    Definitions,
     Entity,
     FeatureService,
     FeatureView,

@@ -9,8 +9,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from entai.shared.definition_set import Definitions
 from entai.shared.definitions import (
-    Definitions,
     Entity,
     FeatureService,
     FeatureView,
