@@ -320,8 +320,10 @@ class DriftMonitor:
         self._audit("monitoring:retrain_request", f"model:{watch.name}", request.to_dict())
         logger.info("retraining requested", extra={"retrain": request.to_dict()})
 
-    def _audit(self, action: str, resource: str, details: Mapping[str, Any]) -> None:
-        self._auditor.audit(action, _SYSTEM, resource, "allow", details=details)
+    def _audit(
+        self, action: str, resource: str, details: Mapping[str, Any], principal: str = _SYSTEM
+    ) -> None:
+        self._auditor.audit(action, principal, resource, "allow", details=details)
 
     # -- feedback, report, operators --------------------------------------------------
 
@@ -349,15 +351,20 @@ class DriftMonitor:
         watch = self._watch(model)
         watch.alerts.acknowledge(AlertKey(model, feature, method), by)
         self._store.save(watch)
-        self._audit("monitoring:acknowledge", f"model:{model}:{feature}:{method}", {"by": by})
+        resource = f"model:{model}:{feature}:{method}"
+        self._audit("monitoring:acknowledge", resource, {"by": by}, principal=by)
 
-    def silence(self, model: str, feature: str, method: str, until: datetime) -> None:
-        """Send no notifications for an alert key before ``until`` (timezone-aware)."""
+    def silence(self, model: str, feature: str, method: str, until: datetime, by: str) -> None:
+        """Send no notifications for an alert key before ``until`` (timezone-aware).
+
+        ``by`` is the principal who asked; the audit log records it.
+        """
         watch = self._watch(model)
         watch.alerts.silence(AlertKey(model, feature, method), until)
         self._store.save(watch)
         resource = f"model:{model}:{feature}:{method}"
-        self._audit("monitoring:silence", resource, {"until": until.isoformat()})
+        details = {"until": until.isoformat(), "by": by}
+        self._audit("monitoring:silence", resource, details, principal=by)
 
     def erase(self, keys: Sequence[str]) -> int:
         """Drop stored rows and samples of data subjects, by entity key or request id.

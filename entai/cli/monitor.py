@@ -120,7 +120,7 @@ def monitor_silence(
     """Send no notifications for an alert before a time (needs models:approve)."""
     moment = parse_until(until)
     settings = settings_from(config)
-    authorized_principal(settings, token, "models:approve", f"model:{model}")
-    _monitor(settings).silence(model, feature, method, moment)
-    console.print(Text(f"{model}/{feature}/{method}: silenced until {moment.isoformat()}"))
+    by = authorized_principal(settings, token, "models:approve", f"model:{model}")
+    _monitor(settings).silence(model, feature, method, moment, by)
+    console.print(Text(f"{model}/{feature}/{method}: silenced by {by} until {moment.isoformat()}"))
     return moment

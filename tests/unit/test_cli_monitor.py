@@ -82,8 +82,8 @@ class FakeMonitor:
     def acknowledge(self, model: str, feature: str, method: str, by: str) -> None:
         self.calls.append(("ack", model, feature, method, by))
 
-    def silence(self, model: str, feature: str, method: str, until: datetime) -> None:
-        self.calls.append(("silence", model, feature, method, until))
+    def silence(self, model: str, feature: str, method: str, until: datetime, by: str) -> None:
+        self.calls.append(("silence", model, feature, method, until, by))
 
 
 @pytest.fixture
@@ -148,7 +148,7 @@ def test_silence_takes_a_future_iso_time(
     args = ["monitor", "silence", "churn", "*", "dataset", "--until", until.isoformat()]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
-    assert services[0].calls == [("silence", "churn", "*", "dataset", until)]
+    assert services[0].calls == [("silence", "churn", "*", "dataset", until, "ops-alice")]
     past = CliRunner().invoke(app, [*args[:-1], "2020-01-01T00:00:00"])
     assert isinstance(past.exception, InvalidInputError)
     assert "not in the future" in str(past.exception)

@@ -42,6 +42,7 @@ class Sink:
 class Auditor:
     def __init__(self) -> None:
         self.entries: list[tuple[str, str, dict[str, Any]]] = []
+        self.principals: dict[str, str] = {}
 
     def audit(
         self,
@@ -54,6 +55,7 @@ class Auditor:
         request_id: str | None = None,
     ) -> bool:
         self.entries.append((action, resource, dict(details or {})))
+        self.principals[action] = principal
         return True
 
     def actions(self) -> list[str]:
@@ -284,7 +286,7 @@ def test_acknowledge_and_silence_stop_notifications(
         monitor.acknowledge("churn", "x", "wasserstein", "alice")
     monitor.record("churn", "b0", _batch(0, 400, shift=2.0))
     monitor.acknowledge("churn", "x", "wasserstein", "alice")
-    monitor.silence("churn", "*", "dataset", START + timedelta(days=1))
+    monitor.silence("churn", "*", "dataset", START + timedelta(days=1), "bob")
     sent = len(sink.events)
     monitor.record("churn", "b1", _batch(400, 400, shift=2.0))
     new = sink.events[sent:]
@@ -294,6 +296,8 @@ def test_acknowledge_and_silence_stop_notifications(
         ("x", "alert")
     ]
     assert {"monitoring:acknowledge", "monitoring:silence"} <= set(auditor.actions())
+    assert auditor.principals["monitoring:acknowledge"] == "alice"
+    assert auditor.principals["monitoring:silence"] == "bob"
     alerts = {tuple(a["key"]): a for a in monitor.report("churn")["alerts"]}
     assert alerts[("churn", "x", "wasserstein")]["acknowledged_by"] == "alice"
 
