@@ -206,6 +206,72 @@ def test_every_import_path_builds_its_application_with_the_configured_deployment
             assert configured <= names, f"{where}: {configured - names} not in the app"
 
 
+# KubeRay builds the head Service from the head container's named ports and the serve
+# Service (and the RayService Gateway) from the one port named `serve`: a proxy port that
+# is not a named containerPort of every pod running a proxy is unreachable in-cluster.
+SERVE_PORT_NAME = "serve"
+K8S_PORT_NAME = re.compile(r"^(?=.*[a-z])[a-z0-9]([a-z0-9-]{0,13}[a-z0-9])?$")
+
+
+def named_ports(container: dict[str, Any]) -> dict[int, str]:
+    """``containerPort -> name`` of a container; fails on unnamed or clashing ports."""
+    ports: dict[int, str] = {}
+    for port in container.get("ports", []):
+        name = port.get("name", "")
+        assert K8S_PORT_NAME.match(name), f"{container['name']}: bad port name {name!r}"
+        assert port["containerPort"] not in ports, f"{container['name']}: port declared twice"
+        ports[port["containerPort"]] = name
+    assert len(set(ports.values())) == len(ports), f"{container['name']}: duplicate names"
+    return ports
+
+
+def proxy_port_problems(spec: dict[str, Any], serve_config: dict[str, Any]) -> list[str]:
+    """What keeps the Serve proxies of ``serve_config`` unreachable on a cluster ``spec``.
+
+    The proxies run on the head (``HeadOnly``) or on every node; each of those pods'
+    Ray container (index 0, the one KubeRay reads) must name the HTTP port ``serve`` and
+    expose the gRPC port under a name of its own.
+    """
+    http_port = serve_config.get("http_options", {}).get("port", 8000)
+    grpc_port = serve_config.get("grpc_options", {}).get("port")
+    groups = {"head": spec["headGroupSpec"]}
+    if serve_config.get("proxy_location", "EveryNode") != "HeadOnly":
+        groups |= {g["groupName"]: g for g in spec["workerGroupSpecs"]}
+    problems = []
+    for group, body in groups.items():
+        ports = named_ports(body["template"]["spec"]["containers"][0])
+        if ports.get(http_port) != SERVE_PORT_NAME:
+            problems.append(f"{group}: HTTP port {http_port} is not named {SERVE_PORT_NAME!r}")
+        if grpc_port is not None and ports.get(grpc_port, SERVE_PORT_NAME) == SERVE_PORT_NAME:
+            problems.append(f"{group}: gRPC port {grpc_port} is not exposed under a name")
+    return problems
+
+
+def test_every_serve_proxy_port_is_a_named_port_of_the_pods_that_run_a_proxy() -> None:
+    specs = {
+        "raycluster.yaml": load(KUBERAY / "raycluster.yaml")["spec"],
+        "rayservice.yaml": load(KUBERAY / "rayservice.yaml")["spec"]["rayClusterConfig"],
+    }
+    for where, config in serve_configs():
+        assert config["grpc_options"]["port"], where
+        for name, spec in specs.items():
+            assert proxy_port_problems(spec, config) == [], f"{name} with {where}"
+
+
+def test_the_port_check_finds_a_missing_grpc_port_and_proxies_on_workers() -> None:
+    config = load(SERVE_CONFIG)
+    spec = load(KUBERAY / "raycluster.yaml")["spec"]
+    head = spec["headGroupSpec"]["template"]["spec"]["containers"][0]
+    grpc_port = config["grpc_options"]["port"]
+    head["ports"] = [p for p in head["ports"] if p["containerPort"] != grpc_port]
+    assert proxy_port_problems(spec, config) == [
+        f"head: gRPC port {grpc_port} is not exposed under a name"
+    ]
+    every_node = {**config, "proxy_location": "EveryNode"}
+    problems = proxy_port_problems(load(KUBERAY / "raycluster.yaml")["spec"], every_node)
+    assert {p.split(":")[0] for p in problems} == {g["groupName"] for g in spec["workerGroupSpecs"]}
+
+
 # --- the commands the manifests run ----------------------------------------------
 
 
