@@ -30,6 +30,7 @@ from entai.shared.settings import EntaiSettings
 __all__ = [
     "RETRAIN_PRINCIPAL",
     "ConfigSource",
+    "last_runs",
     "pending_requests",
     "process_pending",
     "retrain",
@@ -52,18 +53,19 @@ def _audit(settings: EntaiSettings, action: str, resource: str, details: dict[st
 
 def pending_requests(lake: Lake) -> list[dict[str, Any]]:
     """Retrain requests not yet handled, oldest first."""
-    from pyarrow.fs import FileSelector, FileType
-
-    directory = lake.path(*_PENDING)
-    if not lake.exists(directory):
-        return []
-    infos = lake.fs.get_file_info(FileSelector(directory, recursive=False))
-    requests = [
-        lake.read_json(info.path)
-        for info in infos
-        if info.type == FileType.File and info.path.endswith(".json")
-    ]
+    requests = lake.list_json(lake.path(*_PENDING))
     return sorted(requests, key=lambda r: str(r.get("created_at", "")))
+
+
+def last_runs(lake: Lake) -> dict[str, datetime]:
+    """When each model's latest retraining run (not a skipped request) was closed."""
+    latest: dict[str, datetime] = {}
+    for closed in lake.list_json(lake.path(*_PENDING, "done")):
+        if "skipped" in closed["outcome"]:
+            continue
+        model, at = str(closed["request"]["model"]), datetime.fromisoformat(closed["at"])
+        latest[model] = max(at, latest.get(model, at))
+    return latest
 
 
 def retrain(

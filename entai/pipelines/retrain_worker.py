@@ -15,8 +15,9 @@ pending, so it is run again after the restart (at least once).
 
 Rate limit: on top of the monitor's per-model limit on requests, the worker runs at
 most one retrain per model per ``monitoring.retrain.min_interval_s``; a request that
-comes sooner is closed as skipped (audited), not queued. The last run per model is
-remembered in memory, so a restarted worker relies on the monitor's limit alone.
+comes sooner is closed as skipped (audited), not queued. A restarted worker reads
+the last run per model back from the closed requests, so a restart does not reset
+the limit.
 """
 
 from __future__ import annotations
@@ -30,9 +31,10 @@ import ray
 
 from entai.actors.actor_clock import ActorClock, call_self
 from entai.actors.runtime import service_actor
-from entai.pipelines.retrain import ConfigSource, process_pending
+from entai.pipelines.retrain import ConfigSource, last_runs, process_pending
 from entai.pipelines.train_config import TrainConfig
 from entai.pipelines.version_lineage import recorded_train_config
+from entai.shared.lake import Lake
 from entai.shared.settings import EntaiSettings
 
 __all__ = ["ACTOR_NAME", "RetrainWorker", "RetrainWorkerActor", "start_retrain_worker"]
@@ -71,7 +73,7 @@ class RetrainWorker:
         self._config_for = config_for or self._recorded_config
         self._min_interval = timedelta(seconds=settings.monitoring.retrain.min_interval_s)
         self._clock = clock
-        self._last_run: dict[str, datetime] = {}
+        self._last_run: dict[str, datetime] = last_runs(Lake(settings.lake.root))
         self._outcomes: list[dict[str, Any]] = []
         self._ticker: ActorClock | None = None
         if poll_s is not None:

@@ -158,3 +158,12 @@ class Lake:
     def read_json(self, path: str) -> Any:
         """Read a JSON file written by :meth:`write_json`."""
         return json.loads(self.read_bytes(path))
+
+    def list_json(self, directory: str) -> list[Any]:
+        """The JSON documents directly under ``directory`` (none if it does not exist)."""
+        selector = pafs.FileSelector(directory, recursive=False, allow_not_found=True)
+        return [
+            self.read_json(info.path)
+            for info in self.fs.get_file_info(selector)
+            if info.type == pafs.FileType.File and info.path.endswith(".json")
+        ]

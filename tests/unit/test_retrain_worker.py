@@ -61,6 +61,16 @@ def test_a_failing_run_is_closed_with_its_error_and_a_second_one_is_rate_limited
     assert [o["request_id"] for o in worker.outcomes()] == ["r1", "r2"]
     assert worker.run_once() == []
 
+    # A restarted worker reads the last run back: the limit still holds for "m" (its
+    # skipped request does not count as a run), and another model is not limited.
+    restarted = RetrainWorker(settings, config_for=config_for)
+    _request(lake, "r3")
+    _request(lake, "r4", model="other")
+    outcomes = {o["request_id"]: o for o in restarted.run_once()}
+    assert outcomes["r3"]["skipped"].startswith("rate limited")
+    assert "error" in outcomes["r4"]
+    assert seen == ["r1", "r4"]
+
 
 def test_without_a_rate_limit_every_request_runs(tmp_path: Path) -> None:
     settings = load_settings(
