@@ -20,7 +20,7 @@ from entai.actors.runtime import SERVE_ENV
 from entai.shared.errors import ConflictError, ServiceUnavailableError
 from entai.shared.settings import EntaiSettings
 
-__all__ = ["HeadInfo", "read_head", "start_head", "stop_head"]
+__all__ = ["HeadInfo", "agent_port", "read_head", "start_head", "stop_head"]
 
 _STATE_FILE = "cluster.json"
 _READY_LINE = b"Ray runtime started"
@@ -79,13 +79,15 @@ def start_head(
     settings.home.mkdir(parents=True, exist_ok=True)
     log_file = settings.home / "ray-head.log"
     ray_cli = str(Path(sys.executable).with_name("ray"))
+    explicit = "dashboard_agent_port" in settings.ray.model_fields_set
+    agent = agent_port(settings.ray.dashboard_agent_port, explicit=explicit)
     cmd = [
         ray_cli, "start", "--head", "--block",
         "--node-ip-address=127.0.0.1",
         f"--port={gcs_port}",
         "--dashboard-host", settings.ray.dashboard_host,
         "--dashboard-port", str(settings.ray.dashboard_port),
-        f"--dashboard-agent-listen-port={settings.ray.dashboard_agent_port}",
+        f"--dashboard-agent-listen-port={agent}",
         "--disable-usage-stats",
     ]  # fmt: skip
     if settings.ray.num_cpus is not None:
@@ -123,6 +125,33 @@ def start_head(
         time.sleep(0.5)
     _state_path(settings).write_text(json.dumps(asdict(info)))
     return info
+
+
+def agent_port(port: int, *, explicit: bool) -> int:
+    """The dashboard agent's port: ``port``, or a free one if it is taken and not ``explicit``.
+
+    Another local Ray (a test session's, a notebook's) holds Ray's default agent port;
+    the head's job agent would then fail to start and ``ray job submit`` find no agent.
+
+    Raises:
+        ConflictError: an explicitly configured port is in use.
+    """
+    import socket
+
+    with socket.socket() as probe:
+        try:
+            probe.bind(("", port))  # all interfaces: Ray's agent binds the node's address
+            return port
+        except OSError:
+            pass
+    if explicit:
+        raise ConflictError(
+            f"the dashboard agent port {port} (ray.dashboard_agent_port) is already in use",
+            details={"port": port},
+        )
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def _ensure_token(ray_cli: str, env: dict[str, str]) -> None:

@@ -63,7 +63,10 @@ class RaySettings(_Section):
         52365,
         ge=1,
         le=65535,
-        description="The head's dashboard agent (it runs Ray jobs); Ray's default port.",
+        description=(
+            "The head's dashboard agent (it runs Ray jobs); Ray's default port. Left at "
+            "the default and taken by another local Ray, `entai up` picks a free one."
+        ),
     )
 
 

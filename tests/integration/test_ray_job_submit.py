@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-GCS_PORT, DASHBOARD_PORT, AGENT_PORT = 6392, 8278, 52392
+GCS_PORT, DASHBOARD_PORT = 6392, 8278
 MODEL = "job_propensity"
 
 
@@ -27,8 +27,8 @@ def _env(home: Path) -> dict[str, str]:
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         "ENTAI_HOME": str(home),
         "ENTAI_RAY__DASHBOARD_PORT": str(DASHBOARD_PORT),
-        # The session cluster's agent holds Ray's default agent port on this host.
-        "ENTAI_RAY__DASHBOARD_AGENT_PORT": str(AGENT_PORT),
+        # The session cluster's agent holds Ray's default agent port on this host, so
+        # `entai up` must pick another one for the head's job agent by itself.
         "ENTAI_RAY__NUM_CPUS": "2",
         "ENTAI_ONLINE_STORE__NUM_SHARDS": "1",
         "RAY_USAGE_STATS_ENABLED": "0",
