@@ -20,6 +20,7 @@ from rich.console import Console
 
 from entai.client import service_names
 from entai.demo.flow import run_demo, stop_demo
+from entai.shared.audit import AuditLog
 from entai.shared.logs import JsonFormatter
 from entai.shared.masking import resolve_hmac_key
 from entai.shared.settings import EntaiSettings, load_settings
@@ -154,6 +155,7 @@ def test_demo_drift_act_alerts_retrains_and_leaves_the_champion(
     _, summary, _, _ = demo_run
     act = summary["monitoring"]
     assert act["stable"]["windows"] == 3
+    assert act["stable"]["drifted"] == 0  # stable traffic: no drift, so no alert
     assert "alert" not in act["stable"]["levels"]
     assert [a["level"] for a in act["drift"]["alerts"]][:2] == ["warn", "alert"]
     challenger = act["challenger"]
@@ -161,6 +163,35 @@ def test_demo_drift_act_alerts_retrains_and_leaves_the_champion(
     assert challenger["version"] > champion
     assert challenger["champion_after"] == champion  # no auto-promotion by default
     assert challenger["reason"] == "dataset drift in 2 consecutive windows"
+
+
+def test_demo_retrain_is_recorded_once_with_its_lineage_and_audit(demo_run: Demo) -> None:
+    from mlflow.tracking import MlflowClient
+
+    settings, summary, _, _ = demo_run
+    act = summary["monitoring"]
+    model, version = act["model"], act["challenger"]["version"]
+    champion = summary["model"]["version"]
+    uri = settings.mlflow.tracking_uri
+    tags = MlflowClient(tracking_uri=uri, registry_uri=uri).get_model_version(model, version).tags
+    reason = "dataset drift in 2 consecutive windows"
+    assert tags["entai.retrain_reason"] == reason
+    assert tags["entai.retrained_from"] == str(champion)
+    assert tags["entai.monitoring_reference"].endswith("monitoring/reference_profile.json")
+
+    requests = Path(settings.lake.root) / "monitoring" / "retrain_requests"
+    assert list(requests.glob("*.json")) == []  # none left pending
+    closed = sorted(requests.glob("done/*.json"))
+    assert [p.stem for p in closed] == [act["challenger"]["request_id"]]
+
+    audit = AuditLog.in_lake(settings.lake.root)
+    try:
+        registered = audit.query(action="retrain:registered")
+        asked = audit.query(action="monitoring:retrain_request")
+    finally:
+        audit.close()
+    assert [(e.details["version"], e.details["reason"]) for e in registered] == [(version, reason)]
+    assert [e.details["reason"] for e in asked] == [reason]
 
 
 def test_demo_logs_and_console_output_hold_no_secret(demo_run: Demo) -> None:
