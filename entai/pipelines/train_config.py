@@ -11,11 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal, Self
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from entai.pipelines.train import BASELINES
 from entai.shared.errors import ConfigError
+from entai.shared.yaml_mapping import read_yaml_mapping
 
 __all__ = ["CardText", "SearchDimension", "TrainConfig", "TuneConfig"]
 
@@ -104,14 +104,7 @@ class TrainConfig(_Config):
             ConfigError: the file is missing, not YAML, or invalid (naming each field).
         """
         file = Path(path)
-        try:
-            data = yaml.safe_load(file.read_text()) or {}
-        except OSError as exc:
-            raise ConfigError(f"config file {file} cannot be read: {exc.strerror}") from exc
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"config file {file} is not valid YAML: {exc}") from exc
-        if not isinstance(data, dict):
-            raise ConfigError(f"config file {file} must hold a mapping at the top level")
+        data = read_yaml_mapping(file, "config file")
         try:
             return cls.model_validate(data)
         except ValidationError as exc:

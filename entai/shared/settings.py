@@ -12,7 +12,6 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -27,6 +26,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from entai.shared.errors import ConfigError
 from entai.shared.promotion import PromotionPolicy
+from entai.shared.yaml_mapping import read_yaml_mapping
 
 __all__ = [
     "EntaiSettings",
@@ -278,16 +278,7 @@ class EntaiSettings(BaseSettings):
     @classmethod
     def from_yaml(cls, path: str | Path) -> EntaiSettings:
         """Load settings from a YAML file; environment variables still take precedence."""
-        file = Path(path)
-        try:
-            data = yaml.safe_load(file.read_text()) or {}
-        except OSError as exc:
-            raise ConfigError(f"settings file {file} cannot be read: {exc.strerror}") from exc
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"settings file {file} is not valid YAML: {exc}") from exc
-        if not isinstance(data, dict):
-            raise ConfigError(f"settings file {file} must hold a mapping at the top level")
-        return load_settings(**_env_overrides(data))
+        return load_settings(**_env_overrides(read_yaml_mapping(path, "settings file")))
 
     def resolved(self) -> EntaiSettings:
         """A copy with every relative local path made absolute.
