@@ -112,15 +112,22 @@ def _address(settings: EntaiSettings) -> tuple[str | None, str]:
 
 
 def platform_status(settings: EntaiSettings, *, timeout_s: float = 5.0) -> dict[str, Any]:
-    """Health of every platform actor and Serve deployment."""
+    """Health of every platform actor, and each Serve deployment's replicas.
+
+    ``services`` lists the actors with their state; ``serve`` holds one
+    :class:`~entai.deployments.serve_status.DeploymentReplicas` per deployment of every
+    Serve application (empty when Serve is not running).
+    """
     import ray
-    from ray import serve
+
+    from entai.deployments.serve_status import read_serve_details, replica_counts
 
     address, dashboard = _address(settings)
     if address is None:
-        return {"running": False, "services": []}
+        return {"running": False, "services": [], "serve": []}
     connect_ray(settings, address=address)
     rows: list[dict[str, str]] = []
+    deployments = []
     try:
         for name in service_names(settings):
             try:
@@ -134,23 +141,20 @@ def platform_status(settings: EntaiSettings, *, timeout_s: float = 5.0) -> dict[
                 state = "UNHEALTHY"
             rows.append({"kind": "actor", "name": name, "state": state})
         try:
-            serve_status = serve.status()
-        except Exception as exc:  # noqa: BLE001 - Serve not running is a status, not an error
+            details = read_serve_details()
+        except Exception as exc:  # noqa: BLE001 - Serve not answering is a status, not an error
             log.debug("serve status unavailable", extra={"error": repr(exc)})
         else:
-            for app_name, app in serve_status.applications.items():
-                for dep_name, dep in app.deployments.items():
-                    replicas = sum(dep.replica_states.values())
-                    rows.append(
-                        {
-                            "kind": "deployment",
-                            "name": f"{app_name}/{dep_name} ({replicas} replicas)",
-                            "state": str(dep.status.value),
-                        }
-                    )
+            deployments = replica_counts(details) if details is not None else []
     finally:
         ray.shutdown()
-    return {"running": True, "address": address, "dashboard_url": dashboard, "services": rows}
+    return {
+        "running": True,
+        "address": address,
+        "dashboard_url": dashboard,
+        "services": rows,
+        "serve": deployments,
+    }
 
 
 def stop_platform(settings: EntaiSettings) -> bool:

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
 from entai.cli._app import ConfigOption, app, console
 from entai.cli._app import settings_from as _settings
+
+if TYPE_CHECKING:
+    from entai.deployments.serve_status import DeploymentReplicas
 
 
 @app.command()
@@ -34,7 +38,7 @@ def up(
 
 @app.command()
 def status(config: ConfigOption = None) -> dict[str, Any]:
-    """Show each platform service and Serve deployment with its health."""
+    """Show each platform service's health and each Serve deployment's replicas."""
     from entai.client import platform_status
 
     settings = _settings(config)
@@ -47,7 +51,24 @@ def status(config: ConfigOption = None) -> dict[str, Any]:
         table.add_row(row["kind"], row["name"], row["state"])
     console.print(f"cluster: {result['address']}  dashboard: {result['dashboard_url']}")
     console.print(table)
+    console.print(serve_table(result["serve"]))
     return result
+
+
+def serve_table(deployments: Sequence[DeploymentReplicas]) -> Table | str:
+    """Replicas of every Serve deployment: running/target, status, autoscaling bounds."""
+    if not deployments:
+        return "serve: no application running"
+    table = Table("application", "deployment", "status", "replicas (running/target)", "autoscaling")
+    for d in deployments:
+        table.add_row(
+            f"{d.application} ({d.application_status})",
+            d.deployment,
+            d.status,
+            f"{d.running}/{d.target}",
+            d.autoscaling,
+        )
+    return table
 
 
 @app.command()
