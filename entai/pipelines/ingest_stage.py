@@ -49,7 +49,6 @@ __all__ = [
     "staging_dir",
 ]
 
-_DATE = "_entai_date"
 _FILE = "_entai_file"
 SUMMARY_SCHEMA = pa.schema(
     [
@@ -106,13 +105,16 @@ def stage_block(
     files: list[str] = []
     keys = pa.table({})
     if accepted.num_rows:
-        dates = pc.cast(accepted.column(contract.event_time), pa.date32())
-        for day in pc.unique(dates).to_pylist():
+        dates = pc.cast(accepted.column(contract.event_time), pa.date32()).combine_chunks()
+        encoded = dates.dictionary_encode()
+        for index, day in enumerate(encoded.dictionary.to_pylist()):
             rel = f"raw/{contract.source}/date={day.isoformat()}/{name}"
-            _write(lake, batch_id, rel, accepted.filter(pc.equal(dates, pa.scalar(day))))
+            _write(lake, batch_id, rel, accepted.filter(pc.equal(encoded.indices, index)))
             files.append(rel)
         if contract.key:
-            keys = accepted.select(list(contract.key)).append_column(_DATE, dates)
+            # Each key row names the raw file it was staged in (dictionary: one name per day).
+            staged_in = pa.DictionaryArray.from_arrays(encoded.indices, pa.array(files))
+            keys = accepted.select(list(contract.key)).append_column(_FILE, staged_in)
     if quarantined.num_rows:
         today = datetime.now(UTC).strftime("%Y-%m-%d")
         rel = f"quarantine/{contract.source}/date={today}/{name}"
@@ -143,7 +145,7 @@ class StagedBatch:
 
 
 def staged_batch(summaries: Sequence[pa.Table]) -> StagedBatch:
-    """Sum the blocks' summaries (in block order); keys get their block's raw files."""
+    """Sum the blocks' summaries (in block order), keys with the raw file of each."""
     out = StagedBatch()
     for summary in summaries:
         for row in summary.to_pylist():
@@ -153,10 +155,7 @@ def staged_batch(summaries: Sequence[pa.Table]) -> StagedBatch:
             out.files += row["files"]
             out.rules.update(json.loads(row["rules"]))
             if row["keys"]:
-                keys = pa.ipc.open_stream(row["keys"]).read_all()
-                raw = {f.split("/")[2]: f for f in row["files"] if f.startswith("raw/")}
-                names = [raw[f"date={d.isoformat()}"] for d in keys.column(_DATE).to_pylist()]
-                out.keys.append(keys.append_column(_FILE, pa.array(names, pa.string())))
+                out.keys.append(pa.ipc.open_stream(row["keys"]).read_all())
     return out
 
 
@@ -173,6 +172,9 @@ def move_duplicates(lake: Lake, staged: StagedBatch, contract: DataContract, bat
     if not repeated.any():
         return 0
     later = keys.filter(pa.array(repeated))
+    later = later.set_column(
+        later.column_names.index(_FILE), _FILE, pc.cast(later.column(_FILE), pa.string())
+    )
     moved: list[pa.Table] = []
     for rel in sorted(set(later.column(_FILE).to_pylist())):
         mine = later.filter(pc.equal(later.column(_FILE), rel)).select(list(contract.key))

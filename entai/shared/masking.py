@@ -11,8 +11,9 @@
 On ``free_text`` columns the operator applies to each PII finding inside the text
 (see :mod:`entai.shared.pii`), not to the whole value.
 
-Column operators are vectorised with ``pyarrow.compute``; HMAC has no vectorised form,
-so it runs once per distinct value (dictionary encoding), not once per row.
+Column operators are vectorised with ``pyarrow.compute``. HMAC has no vectorised form,
+so ``hmac``, ``mask`` and the free-text scan run once per distinct value (dictionary
+encoding, :func:`per_distinct`), not once per row: ids and emails repeat a lot.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ __all__ = [
     "mask",
     "mask_table",
     "mask_text",
+    "per_distinct",
     "pseudonym",
     "pseudonymise",
     "redact",
@@ -114,7 +116,7 @@ def resolve_hmac_key(settings: EntaiSettings) -> bytes:
 def pseudonym(value: object, key: bytes) -> str:
     """The pseudonym of one value (its canonical string form)."""
     digest = hmac.digest(key, str(value).encode(), "sha256")
-    return PSEUDONYM_PREFIX + digest.hex()[:_HEX_CHARS]
+    return PSEUDONYM_PREFIX + digest[: _HEX_CHARS // 2].hex()
 
 
 def _as_strings(values: pa.Array | pa.ChunkedArray) -> pa.Array:
@@ -129,23 +131,46 @@ def _as_strings(values: pa.Array | pa.ChunkedArray) -> pa.Array:
     return pc.cast(values, pa.string())
 
 
+def per_distinct(
+    values: pa.Array | pa.ChunkedArray, operator: Callable[[pa.Array], pa.Array]
+) -> pa.Array:
+    """Apply a string operator once per distinct value, then spread the results.
+
+    Ids, emails and categories repeat across rows, so the operator sees each value once
+    (a column of distinct values costs one hash pass more). Values are converted to
+    their string form after deduplication, so ``42`` and ``"42"`` give the same result.
+    """
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    if pa.types.is_dictionary(values.type):
+        values = values.cast(values.type.value_type)
+    encoded = values.dictionary_encode()
+    distinct = operator(_as_strings(encoded.dictionary))
+    return pc.take(distinct, encoded.indices)
+
+
+def _pseudonyms(strings: pa.Array, key: bytes) -> pa.Array:
+    digest, prefix, size = hmac.digest, PSEUDONYM_PREFIX, _HEX_CHARS // 2  # the hot loop
+    found = [prefix + digest(key, v.encode(), "sha256")[:size].hex() for v in strings.to_pylist()]
+    return pa.array(found, type=pa.string())
+
+
 def pseudonymise(values: pa.Array | pa.ChunkedArray, key: bytes) -> pa.Array:
-    """HMAC-pseudonymise every value; nulls stay null."""
-    strings = _as_strings(values)
-    encoded = strings.dictionary_encode()
-    distinct = encoded.dictionary.to_pylist()
-    pseudonyms = pa.array([pseudonym(v, key) for v in distinct], type=pa.string())
-    return pc.take(pseudonyms, encoded.indices)
+    """HMAC-pseudonymise every value (once per distinct value); nulls stay null."""
+    return per_distinct(values, lambda strings: _pseudonyms(strings, key))
 
 
-def mask(values: pa.Array | pa.ChunkedArray) -> pa.Array:
-    """Replace characters by ``*``, keeping the last 4 of values of 8+ characters."""
-    strings = _as_strings(values)
+def _mask_strings(strings: pa.Array) -> pa.Array:
     length = pc.utf8_length(strings)
     keeps_hint = pc.greater_equal(length, _HINT_MIN_LENGTH)
     tail = pc.if_else(keeps_hint, pc.utf8_slice_codeunits(strings, start=-_HINT_CHARS), "")
     stars = pc.binary_repeat("*", pc.subtract(length, pc.if_else(keeps_hint, _HINT_CHARS, 0)))
     return pc.binary_join_element_wise(stars, tail, "")
+
+
+def mask(values: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """Replace characters by ``*``, keeping the last 4 of values of 8+ characters."""
+    return per_distinct(values, _mask_strings)
 
 
 def mask_text(text: str) -> str:
@@ -188,7 +213,8 @@ def apply_operator(
     if operator == MaskingOperator.NONE:
         return values
     if free_text:
-        return scrub_column(_as_strings(values), _finding_replacer(operator, key))
+        replacer = _finding_replacer(operator, key)
+        return per_distinct(values, lambda strings: scrub_column(strings, replacer))
     if operator == MaskingOperator.HMAC:
         return pseudonymise(values, key)
     if operator == MaskingOperator.MASK:

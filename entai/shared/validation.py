@@ -237,17 +237,30 @@ def _column_failures(
     return [f for f in found if f.rows.any()]
 
 
+def _first_seen_codes(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """Per row, the rank of its value by first appearance (null is a value too)."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    # Arrow numbers a dictionary in order of first appearance (hashing, no sort).
+    encoded = column.dictionary_encode(null_encoding="encode")
+    return np.asarray(encoded.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
+
+
 def repeated_keys(keys: pa.Table) -> np.ndarray:
     """True for each row whose key (all columns together) appeared in an earlier row."""
-    codes = np.zeros(keys.num_rows, dtype=np.int64)
-    for column in keys.columns:
-        encoded = column.combine_chunks().dictionary_encode()
-        indices = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False) + 1
-        codes = codes * (len(encoded.dictionary) + 1) + indices
-        codes = np.unique(codes, return_inverse=True)[1].astype(np.int64)  # stays < rows
-    _, first = np.unique(codes, return_index=True)
+    if keys.num_rows == 0:
+        return np.zeros(0, dtype=bool)
+    codes = _first_seen_codes(keys.column(0))
+    for column in keys.columns[1:]:
+        column_codes = _first_seen_codes(column)
+        combined = codes * (int(column_codes.max()) + 1) + column_codes
+        codes = _first_seen_codes(pa.array(combined))  # stays < rows: no overflow
+    # With codes numbered by first appearance, a row is new iff its code exceeds
+    # every earlier code.
+    seen = np.maximum.accumulate(codes)
     repeated = np.ones(keys.num_rows, dtype=bool)
-    repeated[first] = False
+    repeated[0] = False
+    repeated[1:] = codes[1:] <= seen[:-1]
     return repeated
 
 

@@ -127,6 +127,25 @@ def test_duplicates_across_files_are_quarantined(ray_cluster: Any, tmp_path: Pat
     assert not list((lake / "_staging").rglob("*.parquet"))
 
 
+def test_large_csv_is_read_in_ranges_and_keeps_the_invariant(
+    ray_cluster: Any, tmp_path: Path
+) -> None:
+    # ~3.4 MB: cut into ranges read by separate tasks; e5 repeats at the very end, so
+    # the duplicate sits in another range than its first copy.
+    lines = [good(i, day=1 + i % 3) for i in range(50_000)] + [good(5), good(6)[:-1] + "x"]
+    report = ingest(write(tmp_path, "big.csv", lines), tmp_path / "lake")
+    assert (report.rows_in, report.rows_accepted, report.rows_quarantined) == (50_002, 50_000, 2)
+    staged = {f.rsplit("/", 1)[-1] for f in report.files_written if f.startswith("raw/")}
+    assert len(staged) >= 2  # several tasks staged their own files
+    raw = read_zone(tmp_path / "lake", "raw/events").column("event_id").to_pylist()
+    assert sorted(raw) == sorted(f"e{i}" for i in range(50_000))
+    quarantine = read_zone(tmp_path / "lake", "quarantine/events").to_pylist()
+    assert {(q["event_id"], q["_quarantine_rule"]) for q in quarantine} == {
+        ("e5", "unique"),
+        ("e6", "type"),
+    }
+
+
 def test_parquet_and_json_lines(ray_cluster: Any, tmp_path: Path) -> None:
     rows = [dict(zip(HEADER.split(","), good(i).split(","), strict=True)) for i in range(6)]
     rows[0]["amount"] = "-3"

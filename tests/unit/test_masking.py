@@ -13,6 +13,7 @@ from entai.shared.masking import (
     MaskingOperator,
     apply_operator,
     mask,
+    pseudonym,
     pseudonymise,
     redact,
     resolve_hmac_key,
@@ -80,3 +81,19 @@ def test_embedded_default_key_is_created_once(tmp_path: Path) -> None:
     assert resolve_hmac_key(settings) == first
     mode = (tmp_path / "hmac_key").stat().st_mode
     assert stat.S_IMODE(mode) == 0o600
+
+
+def test_operators_on_repeated_and_dictionary_values_match_per_row() -> None:
+    rows = ["4111111111111111", "abc", None, "4111111111111111", "mail jo@x.org", "abc"]
+    plain = pa.array(rows)
+    for values in (plain, plain.dictionary_encode(), pa.chunked_array([plain[:2], plain[2:]])):
+        assert mask(values).to_pylist() == [
+            *["************1111", "***", None, "************1111", "*********.org", "***"]
+        ]
+        assert pseudonymise(values, KEY).to_pylist() == [
+            None if v is None else pseudonym(v, KEY) for v in rows
+        ]
+        scrubbed = apply_operator(values, MaskingOperator.REDACT, KEY, free_text=True)
+        assert scrubbed is not None
+        card = "[REDACTED:CARD]"
+        assert scrubbed.to_pylist() == [card, "abc", None, card, "mail [REDACTED:EMAIL]", "abc"]

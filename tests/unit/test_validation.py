@@ -9,7 +9,7 @@ import pytest
 from entai.shared.contracts import ColumnType, DataContract
 from entai.shared.errors import ContractViolationError
 from entai.shared.masking import pseudonym
-from entai.shared.validation import check_schema, coerce_column, validate_and_mask
+from entai.shared.validation import check_schema, coerce_column, repeated_keys, validate_and_mask
 
 KEY = b"unit-test-key-0123456789abcdef"
 CONTRACT = DataContract.from_yaml(
@@ -146,3 +146,17 @@ def test_schema_problems_are_file_level_errors() -> None:
 def test_empty_batch() -> None:
     accepted, quarantined = validate_and_mask(table(), CONTRACT, KEY)
     assert accepted.num_rows == quarantined.num_rows == 0
+
+
+def test_repeated_keys_marks_every_later_copy_of_a_key() -> None:
+    keys = pa.table(
+        {
+            "a": [1, 2, 1, 1, None, None, 2, 3],
+            "b": ["x", "x", "y", "x", "x", "x", None, "z"],
+        }
+    )
+    assert repeated_keys(keys).tolist() == [False, False, False, True, False, True, False, False]
+    assert repeated_keys(keys.select(["a"])).tolist() == [
+        *[False, False, True, True, False, True, True, False]
+    ]
+    assert repeated_keys(keys.slice(0, 0)).tolist() == []
