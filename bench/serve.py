@@ -1,13 +1,15 @@
 """Serving benchmark: entai's full predict path vs a plain FastAPI + uvicorn app.
 
     .venv/bin/python bench/serve.py [--small] [--modes default,throughput,haproxy]
-                                    [--stores memory,redis]
+                                    [--stores memory,redis] [--scoring model,ingress]
 
 (a) reference: one uvicorn worker serving the same XGBoost model, features from an
     in-process dict; (b) entai: ``POST /v1/predict/<model>`` through Ray Serve (bearer
     auth + online features for one entity + the Model deployment), for each Serve mode
     and online store: ``memory`` (the embedded default: the shard actors) or ``redis``
-    (production: the ingress reads Redis in-process, no actor hop). Serve's modes are
+    (production: the ingress reads Redis in-process, no actor hop), and for each
+    scoring path: ``model`` (the Model deployment, one handle hop) or ``ingress``
+    (``AppArgs.score_in_ingress``: the ingress scores in-process). Serve's modes are
     read from the environment when Ray's workers start, so each case runs in a child
     process with its own local Ray (num_cpus=2, no dashboard). Load: closed loop,
     concurrency 8, aiohttp, on loopback.
@@ -177,7 +179,7 @@ def _drop_redis_keys(prefix: str) -> None:
         client.delete(key)
 
 
-def run_entai_child(mode: str, store: str, seconds: float, concurrency: int) -> dict:
+def run_entai_child(mode: str, store: str, scoring: str, seconds: float, concurrency: int) -> dict:
     """Inside the child: start Ray with the mode's env, deploy, load, tear down."""
     import mlflow
     import mlflow.xgboost
@@ -234,6 +236,7 @@ def run_entai_child(mode: str, store: str, seconds: float, concurrency: int) -> 
             definitions_module=demo.__name__,
             settings=settings,
             shadow=False,
+            score_in_ingress=scoring == "ingress",
         )
         serve.run(build_app(args), name="entai", route_prefix="/")
         url = f"http://127.0.0.1:{port}"
@@ -249,10 +252,10 @@ def run_entai_child(mode: str, store: str, seconds: float, concurrency: int) -> 
             _drop_redis_keys(online["key_prefix"])
 
 
-def run_entai(mode: str, store: str, seconds: float, concurrency: int) -> dict:
+def run_entai(mode: str, store: str, scoring: str, seconds: float, concurrency: int) -> dict:
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", **MODES[mode]}
-    cmd = [sys.executable, __file__, "--child", mode, "--store", store, "--seconds",
-           str(seconds), "--concurrency", str(concurrency)]  # fmt: skip
+    cmd = [sys.executable, __file__, "--child", mode, "--store", store, "--scoring", scoring,
+           "--seconds", str(seconds), "--concurrency", str(concurrency)]  # fmt: skip
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800, check=False)
     lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
     if out.returncode != 0 or not lines:
@@ -267,12 +270,16 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=None)
     parser.add_argument("--stores", default="memory,redis")
+    parser.add_argument(
+        "--scoring", default="model,ingress", help="model (handle hop), ingress (in-process)"
+    )
     parser.add_argument("--child", default=None)
     parser.add_argument("--store", default="memory", help=argparse.SUPPRESS)
     opts = parser.parse_args()
     seconds = opts.seconds or (5.0 if opts.small else 20.0)
     if opts.child:
-        print(json.dumps(run_entai_child(opts.child, opts.store, seconds, opts.concurrency)))
+        result = run_entai_child(opts.child, opts.store, opts.scoring, seconds, opts.concurrency)
+        print(json.dumps(result))
         return
     print(f"load: {os.getloadavg()} on {os.cpu_count()} cores; concurrency {opts.concurrency}")
     with tempfile.TemporaryDirectory() as tmp:
@@ -281,9 +288,10 @@ def main() -> None:
     results = {}
     for store in opts.stores.split(","):
         for mode in opts.modes.split(","):
-            case = f"{mode}/{store}"
-            results[case] = run_entai(mode, store, seconds, opts.concurrency)
-            print(f"entai [{case}]: {results[case]}")
+            for scoring in opts.scoring.split(","):
+                case = f"{mode}/{store}/{scoring}"
+                results[case] = run_entai(mode, store, scoring, seconds, opts.concurrency)
+                print(f"entai [{case}]: {results[case]}")
     ok = {m: r for m, r in results.items() if "rps" in r and r["errors"] == 0}
     best = max(ok, key=lambda m: ok[m]["rps"]) if ok else None
     figures: dict[str, Any] = {"reference": reference, "entai": results, "best_mode": best,

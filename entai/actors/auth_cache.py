@@ -204,6 +204,25 @@ class AuthCache:
                 return self._count(decision)
         return self._backend.authorize(token, str(action), resource, request_id)
 
+    def authorize_local(
+        self, token: str, action: Permission | str, resource: str = "*"
+    ) -> Decision | None:
+        """The allowed decision if the current snapshot gives it without any call, else None.
+
+        Never blocks: None means :meth:`authorize` would have to call the actor (the
+        snapshot is missing or older than ``ttl_s``, the token is unknown here, or the
+        policy denies), so an event loop can call this inline and hand only the rest to
+        a thread. An allowed decision is counted like one from :meth:`authorize`.
+        """
+        snapshot = self._snapshot
+        if snapshot is None or self._clock() - self._fetched_at >= self._ttl_s:
+            return None
+        principal = self._local_principal(snapshot, token)
+        if principal is None:
+            return None
+        decision = snapshot.policy.authorize(principal, action, resource)
+        return self._count(decision) if decision.allowed else None
+
     def authorize_features(
         self,
         token: str,

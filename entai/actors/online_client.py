@@ -8,6 +8,9 @@ Paths:
     * **reads** fan out to the shards in parallel (one ``read_batch`` call per shard),
       or, with ``direct_store`` (Redis), read Redis from this process: no actor hop. Redis
       is the source of truth for the Redis backend, so both paths return the same data.
+      :meth:`~OnlineFeatureClient.get_online_features_async` is the same read for an
+      event loop (a Serve replica): it awaits the shard calls on the loop instead of
+      blocking a thread in ``ray.get``, and runs a direct store read in a thread.
 
 Every read is counted in ``entai_online_lookups`` (values per view and status) and
 timed in ``entai_online_lookup_latency_s`` (see :mod:`entai.actors.metrics`).
@@ -18,6 +21,7 @@ is safe because writes are idempotent under last-write-wins.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -47,6 +51,9 @@ logger = logging.getLogger(__name__)
 
 Authorize = Callable[[str, Sequence[str]], None]
 """``authorize(permission, feature_refs)``: raise (e.g. PermissionDeniedError) to refuse."""
+
+_Parts = dict[str, list[tuple[int, np.ndarray, ReadRequest]]]
+"""Per shard: (view request index, entity positions, the shard's part of the request)."""
 
 _RETRY_DELAYS_S = (0.05, 0.1, 0.2, 0.5, 1.0, 1.0, 2.0, 2.0, 5.0, 5.0)
 
@@ -134,21 +141,71 @@ class OnlineFeatureClient:
             with one result per feature: ``values``, ``statuses``, ``event_timestamps``
             in entity order.
         """
+        refs, requests = self._plan(view_features, entity_rows, ttls, join_keys)
+        now = now or datetime.now(UTC)
+        started = time.perf_counter()
+        if self._direct is not None:
+            results = self._read_direct(requests, now)
+        else:
+            parts, calls = self._split(requests, now)
+            results = self._merge(requests, parts, self._call_shards("read_batch", calls))
+        return self._answer(refs, requests, results, started)
+
+    async def get_online_features_async(
+        self,
+        view_features: Mapping[str, Sequence[str]],
+        entity_rows: Sequence[Mapping[str, Any]],
+        ttls: Mapping[str, timedelta | None],
+        *,
+        join_keys: Mapping[str, Sequence[str]] | None = None,
+        now: datetime | None = None,
+    ) -> dict[str, Any]:
+        """:meth:`get_online_features` for an event loop; the same arguments and answer.
+
+        Shard calls are awaited on the running loop (all shards at once); a direct
+        store read, which blocks on its backend, runs in a worker thread. Authorization
+        (when configured) runs on the loop, so it must not block.
+        """
+        refs, requests = self._plan(view_features, entity_rows, ttls, join_keys)
+        now = now or datetime.now(UTC)
+        started = time.perf_counter()
+        if self._direct is not None:
+            results = await asyncio.to_thread(self._read_direct, requests, now)
+        else:
+            parts, calls = self._split(requests, now)
+            replies = await self._call_shards_async("read_batch", calls)
+            results = self._merge(requests, parts, replies)
+        return self._answer(refs, requests, results, started)
+
+    def _plan(
+        self,
+        view_features: Mapping[str, Sequence[str]],
+        entity_rows: Sequence[Mapping[str, Any]],
+        ttls: Mapping[str, timedelta | None],
+        join_keys: Mapping[str, Sequence[str]] | None,
+    ) -> tuple[list[str], list[ReadRequest]]:
+        """Authorize a read and turn it into one request per view."""
         refs = [f"{v}:{f}" for v, feats in view_features.items() for f in feats]
         if self._authorize is not None:
             self._authorize("features:read", refs)
-        now = now or datetime.now(UTC)
-        started = time.perf_counter()
         requests = [
             ReadRequest(view, self._keys(view, entity_rows, join_keys), feats, ttls.get(view))
             for view, feats in view_features.items()
         ]
-        if self._direct is not None:
-            results = [
-                self._direct.read(r.view, r.keys, r.features, ttl=r.ttl, now=now) for r in requests
-            ]
-        else:
-            results = self._fan_out_read(requests, now)
+        return refs, requests
+
+    def _read_direct(self, requests: Sequence[ReadRequest], now: datetime) -> list[ReadResult]:
+        assert self._direct is not None
+        return [self._direct.read(r.view, r.keys, r.features, ttl=r.ttl, now=now) for r in requests]
+
+    def _answer(
+        self,
+        refs: list[str],
+        requests: Sequence[ReadRequest],
+        results: Sequence[ReadResult],
+        started: float,
+    ) -> dict[str, Any]:
+        """Record the read's metrics and shape the results as Feast does."""
         Metrics.online_read(
             "direct" if self._direct is not None else "shards",
             time.perf_counter() - started,
@@ -232,24 +289,49 @@ class OnlineFeatureClient:
             groups.setdefault(rendezvous_shard(row.entity_key, ids), []).append(row)
         return groups
 
-    def _fan_out_read(self, requests: Sequence[ReadRequest], now: datetime) -> list[ReadResult]:
+    def _split(
+        self, requests: Sequence[ReadRequest], now: datetime
+    ) -> tuple[_Parts, dict[str, tuple[Any, ...]]]:
+        """Each view's keys grouped by owning shard; one ``read_batch`` call per shard."""
         ids = list(self._shards)
-        # Per shard: (request index, entity positions, the shard's part of the request).
-        parts: dict[str, list[tuple[int, np.ndarray, ReadRequest]]] = {}
+        parts: _Parts = {}
         for i, req in enumerate(requests):
-            owners = np.array([rendezvous_shard(k, ids) for k in req.keys], dtype=object)
+            owners = [rendezvous_shard(k, ids) for k in req.keys]
+            if len(set(owners)) == 1:  # the usual one-entity read: no index arithmetic
+                idx = np.arange(len(owners))
+                parts.setdefault(owners[0], []).append((i, idx, req))
+                continue
+            owned = np.array(owners, dtype=object)
             keys = np.array(req.keys, dtype=object)
-            for sid in set(owners.tolist()):
-                idx = np.flatnonzero(owners == sid)
+            for sid in set(owners):
+                idx = np.flatnonzero(owned == sid)
                 sub = ReadRequest(req.view, keys[idx].tolist(), req.features, req.ttl)
                 parts.setdefault(sid, []).append((i, idx, sub))
-        calls = {sid: ([p[2] for p in plist], now) for sid, plist in parts.items()}
-        replies = dict(zip(calls, self._call_shards("read_batch", calls), strict=True))
-        merged = [_Columns(len(r.keys), len(r.features)) for r in requests]
-        for sid, plist in parts.items():
-            for (i, idx, _), result in zip(plist, replies[sid], strict=True):
-                merged[i].scatter(idx, result)
-        return [m.result(req) for m, req in zip(merged, requests, strict=True)]
+        return parts, {sid: ([p[2] for p in plist], now) for sid, plist in parts.items()}
+
+    @staticmethod
+    def _merge(
+        requests: Sequence[ReadRequest], parts: _Parts, replies: Sequence[list[ReadResult]]
+    ) -> list[ReadResult]:
+        """Put the shards' partial results back in each view's entity order.
+
+        A view whose keys all live on one shard got its request sent whole: that
+        shard's result is already in order and is used as it is.
+        """
+        pieces: list[list[tuple[np.ndarray, ReadRequest, ReadResult]]] = [[] for _ in requests]
+        for plist, reply in zip(parts.values(), replies, strict=True):
+            for (i, idx, sent), result in zip(plist, reply, strict=True):
+                pieces[i].append((idx, sent, result))
+        out: list[ReadResult] = []
+        for req, got in zip(requests, pieces, strict=True):
+            if len(got) == 1 and got[0][1] is req:
+                out.append(got[0][2])
+                continue
+            columns = _Columns(len(req.keys), len(req.features))
+            for idx, _, result in got:
+                columns.scatter(idx, result)
+            out.append(columns.result(req))
+        return out
 
     def _call_shards(
         self,
@@ -271,6 +353,35 @@ class OnlineFeatureClient:
                 except RayActorError as exc:
                     logger.warning("shard %s unavailable for %s (%s); retrying", sid, method, exc)
                     failed[sid] = pending[sid]
+            if not failed:
+                return [results[s] for s in calls]
+            pending = failed
+        raise ServiceUnavailableError(
+            f"feature shards {sorted(pending)} did not come back for {method}",
+            details={"shards": sorted(pending), "method": method},
+        )
+
+    async def _call_shards_async(
+        self, method: str, calls: Mapping[str, tuple[Any, ...]]
+    ) -> list[Any]:
+        """:meth:`_call_shards` on the running event loop: awaits instead of ``ray.get``."""
+        results: dict[str, Any] = {}
+        pending = dict(calls)
+        for delay in (0.0, *_RETRY_DELAYS_S):
+            if delay:
+                await asyncio.sleep(delay)
+            sids = list(pending)
+            refs = [getattr(self._shards[s], method).remote(*pending[s]) for s in sids]
+            replies = await asyncio.gather(*refs, return_exceptions=True)
+            failed: dict[str, tuple[Any, ...]] = {}
+            for sid, reply in zip(sids, replies, strict=True):
+                if isinstance(reply, RayActorError):
+                    logger.warning("shard %s unavailable for %s (%s); retrying", sid, method, reply)
+                    failed[sid] = pending[sid]
+                elif isinstance(reply, BaseException):
+                    raise reply
+                else:
+                    results[sid] = reply
             if not failed:
                 return [results[s] for s in calls]
             pending = failed

@@ -4,7 +4,9 @@ The feature lookup runs inside the ingress replica (a direct Redis read, or one
 fan-out to the shard actors), not as a separate deployment: a separate deployment
 would cost another handle hop on every prediction. The Model deployment keeps the
 versions behind ``champion``, ``challenger`` and ``shadow`` loaded and hot-swaps them
-when the registry moves an alias (:mod:`entai.deployments.model_runtime`). Canary rows
+when the registry moves an alias (:mod:`entai.deployments.model_runtime`); with
+``score_in_ingress`` the ingress scores with a runtime of its own instead and saves
+the handle hop (:mod:`entai.deployments.scoring`). Canary rows
 are chosen by :mod:`entai.deployments.routing`; served rows go to the prediction log
 and the DriftMonitor through :mod:`entai.deployments.tap`, off the request path. The
 Ingress also answers gRPC (``entai.proto``) behind Serve's gRPC proxy
@@ -18,7 +20,7 @@ Ingress also answers gRPC (``entai.proto``) behind Serve's gRPC proxy
 import asyncio
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, cast
 
 import numpy as np
@@ -32,6 +34,7 @@ from ray.serve.handle import DeploymentHandle
 from entai.actors.metrics import Metrics
 from entai.deployments.grpc_ingress import GrpcInference
 from entai.deployments.http_errors import install_error_handlers
+from entai.deployments.model_runtime import ModelRuntime
 from entai.deployments.operations import EventIntake, erase_subject
 from entai.deployments.request_ids import RequestIdMiddleware
 from entai.deployments.routing import route_aliases
@@ -48,6 +51,7 @@ from entai.deployments.schemas import (
     PredictRequest,
     PredictResponse,
 )
+from entai.deployments.scoring import HandleScorer, LocalScorer, Scored, score_rows
 from entai.deployments.tap import ServedBatch
 from entai.shared.errors import (
     AuthenticationError,
@@ -63,8 +67,6 @@ __all__ = ["AppArgs", "Ingress", "Model", "build_app"]
 
 log = logging.getLogger(__name__)
 
-Scored = list[tuple[float, int, str]]
-_RETRIES = 4
 _MODEL_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
 
@@ -81,6 +83,10 @@ class AppArgs(BaseModel):
         prediction_column: Name of the score column in the log and the monitor.
         model_replicas: Fixed Model replicas; None leaves it to the config/autoscaler.
         ingress_replicas: Fixed Ingress replicas; None likewise.
+        score_in_ingress: Score in the ingress replica with its own model runtime
+            (same alias following and hot swaps) instead of calling the Model
+            deployment, which is then not deployed: one handle hop less per
+            prediction, no ``@serve.batch``; ``model_replicas`` is unused.
         max_batch_size: ``@serve.batch`` size on the Model.
         batch_wait_timeout_s: ``@serve.batch`` wait on the Model.
         tap_flush_interval_s: How often served rows are shipped to the log/monitor.
@@ -99,6 +105,7 @@ class AppArgs(BaseModel):
     prediction_column: str = "prediction"
     model_replicas: int | None = Field(None, ge=1)
     ingress_replicas: int | None = Field(None, ge=1)
+    score_in_ingress: bool = False
     max_batch_size: int = Field(32, ge=1)
     batch_wait_timeout_s: float = Field(0.002, ge=0.0)
     tap_flush_interval_s: float = Field(1.0, gt=0.0)
@@ -107,6 +114,27 @@ class AppArgs(BaseModel):
 
 def _settings(args: AppArgs) -> EntaiSettings:
     return (args.settings or load_settings()).resolved()
+
+
+def _start_runtime(args: AppArgs, settings: EntaiSettings) -> ModelRuntime:
+    """A started ModelRuntime following ``args.model_name``'s aliases in the registry."""
+    import ray
+
+    from entai.actors.mlflow_backend import configure_mlflow
+    from entai.actors.model_registry import ACTOR_NAME as REGISTRY
+    from entai.deployments.model_runtime import ActorAliasWatcher, load_mlflow_model
+    from entai.deployments.monitor_registration import ChampionRegistrar
+
+    configure_mlflow(settings.mlflow)
+    registry = ray.get_actor(REGISTRY, namespace=settings.ray.namespace)
+    runtime = ModelRuntime(
+        args.model_name,
+        ActorAliasWatcher(registry),
+        load_mlflow_model,
+        on_versions=ChampionRegistrar(args.model_name, settings.ray.namespace),
+    )
+    runtime.start()
+    return runtime
 
 
 def _bearer(authorization: str | None) -> str:
@@ -145,27 +173,7 @@ class Model:
     """Scores feature rows with the versions holding each alias; batched, hot-swapped."""
 
     def __init__(self, args: AppArgs) -> None:
-        import ray
-
-        from entai.actors.mlflow_backend import configure_mlflow
-        from entai.actors.model_registry import ACTOR_NAME as REGISTRY
-        from entai.deployments.model_runtime import (
-            ActorAliasWatcher,
-            ModelRuntime,
-            load_mlflow_model,
-        )
-        from entai.deployments.monitor_registration import ChampionRegistrar
-
-        settings = _settings(args)
-        configure_mlflow(settings.mlflow)
-        registry = ray.get_actor(REGISTRY, namespace=settings.ray.namespace)
-        self._runtime = ModelRuntime(
-            args.model_name,
-            ActorAliasWatcher(registry),
-            load_mlflow_model,
-            on_versions=ChampionRegistrar(args.model_name, settings.ray.namespace),
-        )
-        self._runtime.start()
+        self._runtime = _start_runtime(args, _settings(args))
         batched = cast("Any", self.score)
         batched.set_max_batch_size(args.max_batch_size)
         batched.set_batch_wait_timeout_s(args.batch_wait_timeout_s)
@@ -187,25 +195,10 @@ class Model:
         models = self._runtime.snapshot()  # one snapshot for the whole batch
         out: list[Any] = []
         for names, matrix, aliases in requests:
-            result: Scored = [(float("nan"), 0, "")] * len(aliases)
             try:
-                wanted = np.asarray(aliases, dtype=object)
-                for alias in set(aliases):
-                    model = models.get(alias)
-                    served = alias
-                    if model is None and alias == "challenger":
-                        model, served = models["champion"], "champion"
-                    if model is None:
-                        result = []
-                        break
-                    rows = np.flatnonzero(wanted == alias)
-                    scores = model.score(names, matrix[rows])
-                    for i, s in zip(rows.tolist(), scores.tolist(), strict=True):
-                        result[i] = (s, model.version, served)
+                out.append(score_rows(models, names, matrix, aliases))
             except EntaiError as exc:
                 out.append(exc)
-                continue
-            out.append(result)
         return out
 
     def check_health(self) -> None:
@@ -247,7 +240,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 class Ingress(GrpcInference):
     """HTTP (and gRPC) translation: auth, feature lookup, model call, tap, response."""
 
-    def __init__(self, model: DeploymentHandle[Any], args: AppArgs) -> None:
+    def __init__(self, model: DeploymentHandle[Any] | None, args: AppArgs) -> None:
         import ray
 
         from entai.actors.drift_monitor import ACTOR_NAME as MONITOR
@@ -257,9 +250,12 @@ class Ingress(GrpcInference):
         from entai.shared.lake import Lake
 
         settings = _settings(args)
-        self._model = model
         self._args = args
-        self._timeout_s = settings.serve.request_timeout_s
+        self._scorer: HandleScorer | LocalScorer
+        if model is None:
+            self._scorer = LocalScorer(_start_runtime(args, settings))
+        else:
+            self._scorer = HandleScorer(model, settings.serve.request_timeout_s)
         self._services = PlatformServices.connect(settings, args)
         self._settings = settings
         self._intake = EventIntake(settings, args.event_contracts)
@@ -292,16 +288,12 @@ class Ingress(GrpcInference):
         rid = request_id() or new_request_id()
         token = _bearer(authorization)
         if model != self._args.model_name:
-            await asyncio.to_thread(self._services.authorize, token, "predict", "models")
+            await self._services.authorize_async(token, "predict", "models")
             raise NotFoundError(f"no deployed model {model!r}", details={"model": model})
-
-        def lookup() -> Any:
-            self._services.authorize(token, "predict", f"model:{model}")
-            return self._services.feature_inputs(body.entities, body.request_features)
-
-        inputs = await asyncio.to_thread(lookup)
+        await self._services.authorize_async(token, "predict", f"model:{model}")
+        inputs = await self._services.feature_inputs(body.entities, body.request_features)
         aliases = route_aliases(inputs.entity_keys, self._args.canary_percent)
-        scored: Scored = await self._score(inputs.names, inputs.matrix, aliases)
+        scored = await self._scorer.score(inputs.names, inputs.matrix, aliases)
         predictions = [s for s, _, _ in scored]
         versions = [v for _, v, _ in scored]
         self._tap.submit(
@@ -329,40 +321,10 @@ class Ingress(GrpcInference):
             request_id=rid,
         )
 
-    async def _score(
-        self, names: tuple[str, ...], matrix: np.ndarray, aliases: Sequence[str]
-    ) -> Scored:
-        """One Model call, retried when the replica died under it; bounded by the timeout."""
-        deadline = time.monotonic() + self._timeout_s
-        for attempt in range(_RETRIES):
-            remaining = deadline - time.monotonic()
-            try:
-                result = await asyncio.wait_for(
-                    self._model.score.remote((names, matrix, list(aliases))),
-                    timeout=max(0.001, remaining),
-                )
-            except RayActorError as exc:
-                log.warning("model replica died; retrying", extra={"attempt": attempt + 1})
-                if attempt + 1 == _RETRIES or remaining <= 0:
-                    raise ServiceUnavailableError(
-                        "model replicas are restarting; retry", details={"error": repr(exc)}
-                    ) from exc
-                await asyncio.sleep(0.05 * 2**attempt)
-                continue
-            except TimeoutError as exc:
-                raise ServiceUnavailableError(
-                    f"the model did not answer within {self._timeout_s}s",
-                    details={"timeout_s": self._timeout_s},
-                ) from exc
-            if isinstance(result, EntaiError):
-                raise result
-            return cast("Scored", result)
-        raise AssertionError("unreachable: the loop returns or raises")
-
     async def _shadow(self, rid: str, model: str, inputs: Any) -> None:
         """Score with ``shadow`` and log it; never affects the response."""
         try:
-            scored = await self._score(
+            scored: Scored = await self._scorer.score(
                 inputs.names, inputs.matrix, ["shadow"] * len(inputs.entity_keys)
             )
         except Exception as exc:  # noqa: BLE001 - shadow must never fail the real request
@@ -417,8 +379,7 @@ class Ingress(GrpcInference):
         infos = await _actor_call(self._registry.versions.remote(name))
         serving: Mapping[str, int] = {}
         if name == self._args.model_name:
-            model: Any = self._model
-            serving = await model.versions.remote()
+            serving = await self._scorer.versions()
         return ModelDetail(
             name=name,
             versions=[
@@ -482,14 +443,19 @@ class Ingress(GrpcInference):
             ) from exc
 
     def check_health(self) -> None:
-        """Unhealthy when the prediction tap's thread died."""
+        """Unhealthy when the prediction tap's thread died or in-ingress scoring is lost."""
         if not self._tap.running:
             raise ServiceUnavailableError("the prediction tap stopped")
+        if not self._scorer.healthy:
+            raise ServiceUnavailableError("ingress replica lost its champion or alias watch")
 
     def __del__(self) -> None:
         tap = getattr(self, "_tap", None)
         if tap is not None:
             tap.stop()
+        scorer = getattr(self, "_scorer", None)
+        if isinstance(scorer, LocalScorer):
+            scorer.stop()
 
 
 def build_app(args: AppArgs) -> Any:
@@ -497,11 +463,14 @@ def build_app(args: AppArgs) -> Any:
 
     Serve validates a config file's ``args`` into :class:`AppArgs` through the
     annotation, so ``import_path: entai.deployments.app:build_app`` works as is.
+    With ``score_in_ingress`` the graph is the Ingress alone (it scores in-process).
     """
-    model_deployment = cast("Deployment", Model)
     ingress_deployment = cast("Deployment", Ingress)
-    if args.model_replicas is not None:
-        model_deployment = model_deployment.options(num_replicas=args.model_replicas)
     if args.ingress_replicas is not None:
         ingress_deployment = ingress_deployment.options(num_replicas=args.ingress_replicas)
+    if args.score_in_ingress:
+        return ingress_deployment.bind(None, args)
+    model_deployment = cast("Deployment", Model)
+    if args.model_replicas is not None:
+        model_deployment = model_deployment.options(num_replicas=args.model_replicas)
     return ingress_deployment.bind(model_deployment.bind(args), args)

@@ -4,11 +4,14 @@ Authorization goes through a short-lived local cache of the governance state, an
 online features are read in-process (shard fan-out, or a direct Redis read when the
 online store is Redis), so a prediction costs no extra deployment hop for either. This
 is the FeatureLookup stage of the serving graph: it turns a request's entities and
-request-time features into named model input columns.
+request-time features into named model input columns. The ``*_async`` methods are the
+predict path's: they run on the replica's event loop (shard calls awaited, an allowed
+token decided from the cache inline) and leave only blocking work to a thread.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -114,28 +117,45 @@ class PlatformServices:
         """An allowed decision, or AuthenticationError / PermissionDeniedError."""
         return self.auth.authorize(token, action, resource)
 
+    async def authorize_async(self, token: str, action: str, resource: str) -> Decision:
+        """:meth:`authorize` for an event loop: inline when the cache allows, else a thread."""
+        decision = self.auth.authorize_local(token, action, resource)
+        if decision is not None:
+            return decision
+        return await asyncio.to_thread(self.auth.authorize, token, action, resource)
+
     def _read(self, plan: ReadPlan, entities: Mapping[str, Sequence[Any]]) -> dict[str, Any]:
-        missing = sorted(set(plan.join_keys) - set(entities))
-        if missing:
-            raise InvalidInputError(
-                f"entities lack join key(s) {missing}", details={"missing": missing}
-            )
-        n = len(entities[plan.join_keys[0]]) if plan.join_keys else 0
-        rows = [{k: entities[k][i] for k in plan.join_keys} for i in range(n)]
+        rows = _entity_rows(plan, entities)
         return self.features.get_online_features(
             plan.view_features, rows, plan.ttls, join_keys=plan.view_join_keys
         )
 
-    def feature_inputs(
+    async def feature_inputs(
         self, entities: Mapping[str, Sequence[Any]], request_features: Mapping[str, Sequence[Any]]
     ) -> FeatureInputs:
         """Online features of the model's feature service plus request-time features.
+
+        The online read is awaited on the running loop.
 
         Raises:
             InvalidInputError: a join key is missing, or a request feature is not numeric.
         """
         plan = self.model_plan
-        response = self._read(plan, entities)
+        response = await self.features.get_online_features_async(
+            plan.view_features,
+            _entity_rows(plan, entities),
+            plan.ttls,
+            join_keys=plan.view_join_keys,
+        )
+        return self._inputs(response, entities, request_features)
+
+    def _inputs(
+        self,
+        response: dict[str, Any],
+        entities: Mapping[str, Sequence[Any]],
+        request_features: Mapping[str, Sequence[Any]],
+    ) -> FeatureInputs:
+        plan = self.model_plan
         online = [name.split(":", 1)[1] for name in response["metadata"]["feature_names"]]
         columns = [result["values"] for result in response["results"]]
         extra = [k for k in request_features if k not in online]
@@ -174,3 +194,18 @@ class PlatformServices:
         if not body.full_feature_names:
             response["metadata"]["feature_names"] = [n.split(":", 1)[1] for n in names]
         return response
+
+
+def _entity_rows(plan: ReadPlan, entities: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
+    """One join-key mapping per entity row.
+
+    Raises:
+        InvalidInputError: a join key the plan needs is missing.
+    """
+    missing = sorted(set(plan.join_keys) - set(entities))
+    if missing:
+        raise InvalidInputError(
+            f"entities lack join key(s) {missing}", details={"missing": missing}
+        )
+    n = len(entities[plan.join_keys[0]]) if plan.join_keys else 0
+    return [{k: entities[k][i] for k in plan.join_keys} for i in range(n)]

@@ -114,10 +114,12 @@ def deploy_platform(
     shadow: bool = True,
     model_replicas: int = 1,
     grpc_port: int | None = None,
+    score_in_ingress: bool = False,
 ) -> Platform:
     """Start governance, shards, registry (3 versions) and the Serve app on ``port``.
 
-    With ``grpc_port``, Serve's gRPC proxy serves the same app there (entai.proto).
+    With ``grpc_port``, Serve's gRPC proxy serves the same app there (entai.proto);
+    ``score_in_ingress`` is :class:`~entai.deployments.app.AppArgs`' scoring switch.
     """
     import mlflow
     import mlflow.xgboost
@@ -175,6 +177,7 @@ def deploy_platform(
         canary_percent=canary_percent,
         shadow=shadow,
         model_replicas=model_replicas,
+        score_in_ingress=score_in_ingress,
         tap_flush_interval_s=0.2,
         event_contracts={"events": "entai.demo.contracts:EVENTS_CONTRACT"},
     )

@@ -1,0 +1,54 @@
+"""AuthCache.authorize_local: allowed decisions from a fresh snapshot, None otherwise."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from entai.actors.auth_cache import AuthCache, CachedToken, CacheSnapshot, UsageKey
+from entai.shared.policy import Decision, Policy
+from entai.shared.tokens import hash_secret
+
+SECRET = "s" * 43
+APP = f"entai_{'a' * 12}_{SECRET}"
+
+
+class Backend:
+    """A governance stand-in that counts the calls a cache makes."""
+
+    def __init__(self) -> None:
+        self.snapshots = 0
+        self.usage: list[Mapping[UsageKey, int]] = []
+
+    def snapshot_for_cache(self, usage: Mapping[UsageKey, int] | None) -> CacheSnapshot:
+        self.snapshots += 1
+        if usage:
+            self.usage.append(dict(usage))
+        token = CachedToken("app", hash_secret(SECRET), None)
+        return CacheSnapshot(Policy.default(), {"a" * 12: token}, datetime.now(UTC))
+
+    def authorize(self, caller: str, action: str, resource: str, rid: str | None) -> Decision:
+        raise AssertionError("authorize_local must never call the actor")
+
+    def authorize_features(self, *args: Any) -> Decision:
+        raise AssertionError("authorize_local must never call the actor")
+
+
+def test_local_decision_needs_a_fresh_snapshot_and_an_allowing_policy() -> None:
+    backend = Backend()
+    now = [0.0]
+    cache = AuthCache(backend, ttl_s=5.0, clock=lambda: now[0])
+    assert cache.authorize_local(APP, "predict", "model:m") is None  # no snapshot yet
+    assert backend.snapshots == 0
+    cache.refresh()
+    decision = cache.authorize_local(APP, "predict", "model:m")
+    assert decision is not None and decision.allowed and decision.principal == "app"
+    assert cache.authorize_local(APP, "features:read", "fs") is None  # denied: the actor says
+    assert cache.authorize_local(APP[:-1] + "t", "predict", "model:m") is None
+    assert cache.authorize_local("not a token", "predict", "model:m") is None
+    now[0] = 5.0
+    assert cache.authorize_local(APP, "predict", "model:m") is None  # stale: never refreshed
+    assert backend.snapshots == 1
+    cache.refresh()
+    assert backend.usage == [{("app", "predict", "model:m", "allow"): 1}]
