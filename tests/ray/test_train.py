@@ -34,19 +34,14 @@ def synthetic(rows: int = 30_000, seed: int = 0) -> pd.DataFrame:
     return frame
 
 
-def fit_valid_auc(
-    train: pd.DataFrame, valid: pd.DataFrame, features: list[str], tmp_path: Path
-) -> float:
-    outcome = train_xgboost(
-        train,
-        valid,
-        feature_columns=features,
-        label_column="label",
-        params=PARAMS,
-        num_boost_round=150,
-        storage_path=tmp_path,
+def local_valid_auc(train: pd.DataFrame, valid: pd.DataFrame, features: list[str]) -> float:
+    """The same model fitted in this process: for properties of the split, not of Ray Train."""
+    import xgboost as xgb
+
+    booster = xgb.train(
+        PARAMS, xgb.DMatrix(train[features], label=train["label"]), num_boost_round=150
     )
-    return float(roc_auc_score(valid["label"], outcome.booster.inplace_predict(valid[features])))
+    return float(roc_auc_score(valid["label"], booster.inplace_predict(valid[features])))
 
 
 def test_time_split_puts_every_validation_row_after_training() -> None:
@@ -58,16 +53,12 @@ def test_time_split_puts_every_validation_row_after_training() -> None:
         time_split(frame, timestamp_column="event_timestamp", valid_fraction=1.0)
 
 
-def test_validation_auc_is_close_to_the_oracle(ray_cluster: Any, tmp_path: Path) -> None:
-    frame = synthetic()
-    train, valid = time_split(frame, timestamp_column="event_timestamp", valid_fraction=0.2)
-    auc = fit_valid_auc(train, valid, FEATURES, tmp_path)
-    oracle = float(roc_auc_score(valid["label"], valid["oracle"]))
-    assert oracle - auc < 0.02, (auc, oracle)
+def test_future_only_signal_does_not_raise_validation_auc() -> None:
+    """A column that equals the label only in the validation period must not help.
 
-
-def test_future_only_signal_does_not_raise_validation_auc(ray_cluster: Any, tmp_path: Path) -> None:
-    """A column that equals the label only in the validation period must not help."""
+    The property is the split's, so the three fits run in this process (three Ray Train
+    runs cost two minutes of the suite and prove nothing more).
+    """
     frame = synthetic(seed=1)
     train, valid = time_split(frame, timestamp_column="event_timestamp", valid_fraction=0.2)
     cut = valid["event_timestamp"].min()
@@ -76,22 +67,22 @@ def test_future_only_signal_does_not_raise_validation_auc(ray_cluster: Any, tmp_
     future = frame["event_timestamp"] >= cut
     frame["leak"] = np.where(future, frame["label"], noise)
     train, valid = time_split(frame, timestamp_column="event_timestamp", valid_fraction=0.2)
-    with_leak = fit_valid_auc(train, valid, [*FEATURES, "leak"], tmp_path / "leak")
-    without = fit_valid_auc(train, valid, FEATURES, tmp_path / "clean")
+    with_leak = local_valid_auc(train, valid, [*FEATURES, "leak"])
+    without = local_valid_auc(train, valid, FEATURES)
     oracle = float(roc_auc_score(valid["label"], valid["oracle"]))
     assert with_leak - without < 0.01, (with_leak, without)
     assert with_leak <= oracle + 0.01
     # the same signal through a random (leaky) split is caught: AUC jumps far past the oracle
     shuffled = frame.sample(frac=1.0, random_state=0)
     cut_at = int(len(shuffled) * 0.8)
-    leaky = fit_valid_auc(
-        shuffled.iloc[:cut_at], shuffled.iloc[cut_at:], [*FEATURES, "leak"], tmp_path / "bad"
-    )
+    leaky = local_valid_auc(shuffled.iloc[:cut_at], shuffled.iloc[cut_at:], [*FEATURES, "leak"])
     assert leaky > oracle + 0.05
 
 
-def test_ray_data_transport_trains_the_same_model(ray_cluster: Any, tmp_path: Path) -> None:
-    frame = synthetic(5_000)
+def test_auc_is_close_to_the_oracle_and_both_transports_train_the_same_model(
+    ray_cluster: Any, tmp_path: Path
+) -> None:
+    frame = synthetic()
     train, valid = time_split(frame, timestamp_column="event_timestamp", valid_fraction=0.2)
     outcomes = [
         train_xgboost(
@@ -100,7 +91,7 @@ def test_ray_data_transport_trains_the_same_model(ray_cluster: Any, tmp_path: Pa
             feature_columns=FEATURES,
             label_column="label",
             params=PARAMS,
-            num_boost_round=20,
+            num_boost_round=150,
             storage_path=tmp_path / transport,
             transport=transport,
         )
@@ -110,6 +101,9 @@ def test_ray_data_transport_trains_the_same_model(ray_cluster: Any, tmp_path: Pa
     np.testing.assert_allclose(a, b, rtol=1e-6)
     assert outcomes[0].evals["valid"]["auc"] == outcomes[1].evals["valid"]["auc"]
     assert {"handover_s", "fit_s", "worker_train_s"} <= outcomes[0].timings.keys()
+    auc = float(roc_auc_score(valid["label"], a))
+    oracle = float(roc_auc_score(valid["label"], valid["oracle"]))
+    assert oracle - auc < 0.02, (auc, oracle)
 
 
 def test_evaluation_reports_calibration_and_segments() -> None:
