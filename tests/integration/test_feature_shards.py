@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import random
 import threading
@@ -101,6 +102,12 @@ def test_fan_out_read_matches_a_single_store(namespace: str, ray_cluster: Any) -
     direct = OnlineFeatureClient(None, direct_store=reference)
     want = direct.get_online_features({"user": ["b", "a"], "item": ["a"]}, entities, ttls, now=now)
     assert got == want
+    views = {"user": ["b", "a"], "item": ["a"]}
+    awaited = client.get_online_features_async(views, entities, ttls, now=now)
+    assert asyncio.run(awaited) == want  # the event-loop path: shard calls awaited
+    one = [{"user_id": 7}]  # one entity: each view's request goes whole to its shard
+    awaited = client.get_online_features_async(views, one, ttls, now=now)
+    assert asyncio.run(awaited) == direct.get_online_features(views, one, ttls, now=now)
     assert got["metadata"]["feature_names"] == ["user:b", "user:a", "item:a"]
     user_a = got["results"][1]
     assert user_a["values"] == [e["user_id"] if e["user_id"] < 200 else None for e in entities]
@@ -199,4 +206,6 @@ def test_killing_a_shard_mid_stream_loses_no_acknowledged_write(
     assert via_shards["results"][0]["values"] == want
     direct = OnlineFeatureClient(None, direct_store=RedisOnlineStore(redis_url, redis_prefix))
     assert direct.get_online_features({"user": ["a"]}, keys, {"user": None}) == via_shards
+    awaited = direct.get_online_features_async({"user": ["a"]}, keys, {"user": None})
+    assert asyncio.run(awaited) == via_shards  # the direct read, from a worker thread
     assert ray_cluster.get(handles[0].describe.remote())["pid"] != victim_pid  # it restarted
