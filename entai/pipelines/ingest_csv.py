@@ -28,14 +28,14 @@ __all__ = ["CsvRangeDatasource", "line_ranges", "read_parts"]
 
 _PROBE = 1 << 16
 _MIN_RANGE = 1 << 20  # smaller files are one range: a task costs more than it saves
-_RANGE_BYTES = 64 << 20  # upper bound per range: one range's tables stay in memory
+_RANGE_BYTES = 32 << 20  # upper bound per range: one range's tables stay in memory
 
 
 def read_parts(total_bytes: int, cpus: int) -> int:
     """How many ranges to cut ``total_bytes`` of CSV into on ``cpus`` cores.
 
     A multiple of ``cpus`` (so no core idles through a last, lone range), each range at
-    most about 64 MiB.
+    most about 32 MiB.
     """
     if total_bytes <= 0 or cpus < 1:
         raise ValueError(f"need positive bytes and cores, got {total_bytes}, {cpus}")

@@ -18,6 +18,7 @@ encoding, :func:`per_distinct`), not once per row: ids and emails repeat a lot.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import logging
 import os
@@ -150,8 +151,22 @@ def per_distinct(
 
 
 def _pseudonyms(strings: pa.Array, key: bytes) -> pa.Array:
-    digest, prefix, size = hmac.digest, PSEUDONYM_PREFIX, _HEX_CHARS // 2  # the hot loop
-    found = [prefix + digest(key, v.encode(), "sha256")[:size].hex() for v in strings.to_pylist()]
+    """:func:`pseudonym` of each string, from HMAC's keyed states computed once.
+
+    HMAC-SHA256 (RFC 2104) hashes the padded key before every message; starting each
+    value from copies of the two keyed SHA-256 states halves the work per value.
+    """
+    block = hashlib.sha256().block_size
+    padded = (hashlib.sha256(key).digest() if len(key) > block else key).ljust(block, b"\0")
+    inner = hashlib.sha256(bytes(byte ^ 0x36 for byte in padded))
+    outer = hashlib.sha256(bytes(byte ^ 0x5C for byte in padded))
+    found = []
+    for value in strings.to_pylist():
+        message = inner.copy()
+        message.update(value.encode())
+        signed = outer.copy()
+        signed.update(message.digest())
+        found.append(PSEUDONYM_PREFIX + signed.digest()[: _HEX_CHARS // 2].hex())
     return pa.array(found, type=pa.string())
 
 

@@ -57,7 +57,8 @@ def test_ranges_read_the_same_rows_as_one_read(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("size", "cpus", "parts"), [(1, 2, 2), (73_000_000, 2, 2), (200_000_000, 2, 4), (5, 1, 1)]
+    ("size", "cpus", "parts"),
+    [(1, 2, 2), (60_000_000, 2, 2), (73_000_000, 2, 4), (200_000_000, 2, 6), (5, 1, 1)],
 )
 def test_read_parts_is_a_multiple_of_the_cores(size: int, cpus: int, parts: int) -> None:
     assert read_parts(size, cpus) == parts

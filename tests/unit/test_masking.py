@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import stat
 from pathlib import Path
 
@@ -97,3 +99,11 @@ def test_operators_on_repeated_and_dictionary_values_match_per_row() -> None:
         assert scrubbed is not None
         card = "[REDACTED:CARD]"
         assert scrubbed.to_pylist() == [card, "abc", None, card, "mail [REDACTED:EMAIL]", "abc"]
+
+
+@pytest.mark.parametrize("key", [KEY, b"k" * 64, b"long-key-" * 20])
+def test_column_pseudonyms_are_hmac_sha256_for_any_key_length(key: bytes) -> None:
+    values = ["u1", "", "\u00e9t\u00e9", "42"]
+    expected = ["p_" + hmac.new(key, v.encode(), hashlib.sha256).hexdigest()[:32] for v in values]
+    assert pseudonymise(pa.array(values), key).to_pylist() == expected
+    assert [pseudonym(v, key) for v in values] == expected
