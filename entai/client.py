@@ -57,6 +57,9 @@ def service_names(settings: EntaiSettings) -> list[str]:
     return [*shards, GOVERNANCE, REGISTRY, DRIFT_MONITOR, RETRAIN_WORKER]
 
 
+_REGISTRY_READY_S = 180.0
+
+
 def start_services(settings: EntaiSettings) -> dict[str, Any]:
     """Create (or find) every platform actor on the connected cluster.
 
@@ -73,6 +76,9 @@ def start_services(settings: EntaiSettings) -> dict[str, Any]:
         handles[shard_name(i)] = handle
     handles[GOVERNANCE] = start_governance(settings, namespace)
     handles[REGISTRY] = start_registry(settings.mlflow, namespace, policy=settings.registry.policy)
+    # The registry creates MLflow's schema on a fresh store; the services after it open
+    # the same store, and two processes migrating one new SQLite file at once can fail.
+    ray.get(handles[REGISTRY].__ray_ready__.remote(), timeout=_REGISTRY_READY_S)
     handles[DRIFT_MONITOR] = start_drift_monitor(settings, namespace)
     handles[RETRAIN_WORKER] = start_retrain_worker(settings, namespace)
     return handles
