@@ -485,3 +485,18 @@ def test_role_options_prefer_the_role_and_fall_back_to_any_node() -> None:
     assert "fallback_strategy" not in role_options("serve", strict=True)
     with pytest.raises(InvalidInputError, match="gpu"):
         role_options("gpu")  # type: ignore[arg-type]
+
+
+def test_the_long_lived_clusters_keep_their_gcs_in_redis_with_a_secret_password() -> None:
+    declared = {
+        (d["metadata"]["name"], key)
+        for d in yaml.safe_load_all((KUBERAY / "secrets.example.yaml").read_text())
+        for key in d["stringData"]
+    }
+    for name in ("raycluster", "rayservice"):
+        (spec,) = cluster_specs(load(KUBERAY / f"{name}.yaml"))
+        ft = spec["gcsFaultToleranceOptions"]
+        host, _, port = ft["redisAddress"].rpartition(":")
+        assert host and port.isdigit(), (name, ft["redisAddress"])
+        ref = ft["redisPassword"]["valueFrom"]["secretKeyRef"]
+        assert (ref["name"], ref["key"]) in declared, (name, ref)
