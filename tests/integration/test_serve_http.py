@@ -113,6 +113,7 @@ def deploy_platform(
     canary_percent: float = 0.0,
     shadow: bool = True,
     model_replicas: int = 1,
+    ingress_replicas: int | None = None,
     grpc_port: int | None = None,
     score_in_ingress: bool = False,
 ) -> Platform:
@@ -177,6 +178,7 @@ def deploy_platform(
         canary_percent=canary_percent,
         shadow=shadow,
         model_replicas=model_replicas,
+        ingress_replicas=ingress_replicas,
         score_in_ingress=score_in_ingress,
         tap_flush_interval_s=0.2,
         event_contracts={"events": "entai.demo.contracts:EVENTS_CONTRACT"},
