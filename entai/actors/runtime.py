@@ -15,9 +15,11 @@ log = logging.getLogger(__name__)
 
 # Ray Serve reads these once, at import, in every Serve process, so they must be in
 # the environment the Ray processes start with. Throughput-optimized mode measured
-# about 1.5x the default proxy's requests/s here. HAProxy ingress is faster still but
-# binds replica ports on all interfaces, so it stays opt-in
-# (RAY_SERVE_ENABLE_HA_PROXY=1) for clusters behind a network policy.
+# about 1.5x the default proxy's requests/s here. HAProxy ingress is faster still
+# (about 2x again) and is what the cluster manifests run, but in Ray 2.60 it binds the
+# replicas' HTTP ports and its stats and metrics frontends on every interface, which a
+# laptop's head must not do (everything binds 127.0.0.1 unless configured), so a
+# local head started here keeps Serve's own proxy.
 SERVE_ENV = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}
 
 

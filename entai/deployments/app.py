@@ -1,15 +1,18 @@
-"""The entai Serve application: Ingress (FastAPI + feature lookup) -> Model -> response.
+"""The entai Serve application: Ingress (FastAPI + feature lookup + scoring) -> response.
 
 The feature lookup runs inside the ingress replica (a direct Redis read, or one
 fan-out to the shard actors), not as a separate deployment: a separate deployment
-would cost another handle hop on every prediction. The Model deployment keeps the
-versions behind ``champion``, ``challenger`` and ``shadow`` loaded and hot-swaps them
-when the registry moves an alias (:mod:`entai.deployments.model_runtime`); with
-``score_in_ingress`` the ingress scores with a runtime of its own instead and saves
-the handle hop (:mod:`entai.deployments.scoring`). Canary rows
-are chosen by :mod:`entai.deployments.routing`; served rows go to the prediction log
-and the DriftMonitor through :mod:`entai.deployments.tap`, off the request path. The
-Ingress also answers gRPC (``entai.proto``) behind Serve's gRPC proxy
+would cost another handle hop on every prediction. By default the ingress also scores,
+with a model runtime of its own that keeps the versions behind ``champion``,
+``challenger`` and ``shadow`` loaded and hot-swaps them when the registry moves an
+alias (:mod:`entai.deployments.model_runtime`, :mod:`entai.deployments.scoring`):
+measured 1.1-1.8x the requests/s of calling a separate deployment
+(``docs/benchmarks.md``). With ``score_in_ingress=False`` the graph is
+Ingress -> Model instead, for models that need replicas of their own (large models,
+accelerators, ``@serve.batch``). Canary rows are chosen by
+:mod:`entai.deployments.routing`; served rows go to the prediction log and the
+DriftMonitor through :mod:`entai.deployments.tap`, off the request path. The Ingress
+also answers gRPC (``entai.proto``) behind Serve's gRPC proxy
 (:mod:`entai.deployments.grpc_ingress`), through the same routes.
 """
 
@@ -84,9 +87,10 @@ class AppArgs(BaseModel):
         model_replicas: Fixed Model replicas; None leaves it to the config/autoscaler.
         ingress_replicas: Fixed Ingress replicas; None likewise.
         score_in_ingress: Score in the ingress replica with its own model runtime
-            (same alias following and hot swaps) instead of calling the Model
-            deployment, which is then not deployed: one handle hop less per
-            prediction, no ``@serve.batch``; ``model_replicas`` is unused.
+            (same alias following and hot swaps), the default: one handle hop less
+            per prediction. False deploys the Model deployment (``@serve.batch``,
+            replicas of its own) and the ingress calls it; ``model_replicas``,
+            ``max_batch_size`` and ``batch_wait_timeout_s`` apply only then.
         max_batch_size: ``@serve.batch`` size on the Model.
         batch_wait_timeout_s: ``@serve.batch`` wait on the Model.
         tap_flush_interval_s: How often served rows are shipped to the log/monitor.
@@ -105,7 +109,7 @@ class AppArgs(BaseModel):
     prediction_column: str = "prediction"
     model_replicas: int | None = Field(None, ge=1)
     ingress_replicas: int | None = Field(None, ge=1)
-    score_in_ingress: bool = False
+    score_in_ingress: bool = True
     max_batch_size: int = Field(32, ge=1)
     batch_wait_timeout_s: float = Field(0.002, ge=0.0)
     tap_flush_interval_s: float = Field(1.0, gt=0.0)
@@ -463,7 +467,8 @@ def build_app(args: AppArgs) -> Any:
 
     Serve validates a config file's ``args`` into :class:`AppArgs` through the
     annotation, so ``import_path: entai.deployments.app:build_app`` works as is.
-    With ``score_in_ingress`` the graph is the Ingress alone (it scores in-process).
+    With ``score_in_ingress`` (the default) the graph is the Ingress alone (it scores
+    in-process); without, Ingress -> Model.
     """
     ingress_deployment = cast("Deployment", Ingress)
     if args.ingress_replicas is not None:

@@ -500,3 +500,18 @@ def test_the_long_lived_clusters_keep_their_gcs_in_redis_with_a_secret_password(
         assert host and port.isdigit(), (name, ft["redisAddress"])
         ref = ft["redisPassword"]["valueFrom"]["secretKeyRef"]
         assert (ref["name"], ref["key"]) in declared, (name, ref)
+
+
+def test_clusters_that_serve_run_haproxy_ingress_on_every_node() -> None:
+    serve_env = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_HA_PROXY": "1"}
+    for name in ("raycluster", "rayservice"):
+        pods = list(containers(load(KUBERAY / f"{name}.yaml")))
+        assert len(pods) >= 2, name
+        for container in pods:
+            env = {e["name"]: e.get("value") for e in container["env"]}
+            assert {k: env.get(k) for k in serve_env} == serve_env, (name, container["name"])
+    launcher = load(CLUSTER / "launcher.yaml")
+    for key in ("head_start_ray_commands", "worker_start_ray_commands"):
+        start = " ".join(launcher[key])
+        exported = start.split("&& export ", 1)[1].split("&&", 1)[0].split()
+        assert {f"{k}={v}" for k, v in serve_env.items()} <= set(exported), key

@@ -186,21 +186,27 @@ def test_serve_run_and_entai_deploy_build_the_same_deployments(
     deploy = built_apps(entai_deploy_config(monkeypatch, tmp_path))
     assert run == deploy
     assert set(run) == {"entai"}
-    assert set(run["entai"]) == {"Ingress", "Model"}
+    assert set(run["entai"]) == {"Ingress"}
 
 
-def test_the_graph_is_ingress_calling_model_with_the_configs_args() -> None:
+def test_the_graph_is_the_scoring_ingress_with_the_configs_args() -> None:
     from entai.deployments.app import AppArgs
 
     (app_config,) = serve_run_config().applications
     deployments = describe(controller_build(app_config))
     args = AppArgs.model_validate(app_config.args)
-    assert deployments["Ingress"]["ingress"] and not deployments["Model"]["ingress"]
-    assert deployments["Ingress"]["init_args"] == [
-        ("handle", app_config.name, "Model"),
-        describe_arg(args),
-    ]
-    assert deployments["Model"]["init_args"] == [describe_arg(args)]
+    assert args.score_in_ingress  # one deployment: no handle hop to a Model replica
+    assert set(deployments) == {"Ingress"} and deployments["Ingress"]["ingress"]
+    assert deployments["Ingress"]["init_args"] == [None, describe_arg(args)]
+
+
+def test_the_model_deployment_comes_back_when_the_config_turns_scoring_off() -> None:
+    raw = yaml.safe_load(SERVE_CONFIG.read_text())
+    raw["applications"][0]["args"]["score_in_ingress"] = False
+    (app_config,) = ServeDeploySchema.model_validate(raw).applications
+    deployments = describe(controller_build(app_config))
+    assert deployments["Ingress"]["init_args"][0] == ("handle", app_config.name, "Model")
+    assert not deployments["Model"]["ingress"]
 
 
 def test_every_option_of_the_config_reaches_its_deployment() -> None:
@@ -224,6 +230,6 @@ def test_every_option_of_the_config_reaches_its_deployment() -> None:
 def test_the_comparison_sees_a_changed_option() -> None:
     config = serve_run_config()
     raw = yaml.safe_load(SERVE_CONFIG.read_text())
-    raw["applications"][0]["deployments"][1]["max_ongoing_requests"] += 1
+    raw["applications"][0]["deployments"][0]["max_ongoing_requests"] += 1
     changed = ServeDeploySchema.model_validate(raw)
     assert built_apps(changed) != built_apps(config)

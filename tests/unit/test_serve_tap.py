@@ -88,6 +88,7 @@ def test_serve_config_args_build_the_typed_app_args() -> None:
     args = AppArgs.model_validate(app.args)
     assert args.model_name == "purchase_propensity"
     deployments = {d.name: d for d in app.deployments}
-    assert set(deployments) == {"Ingress", "Model"}
+    assert set(deployments) == {"Ingress"}
+    assert args.score_in_ingress
     assert all(d.autoscaling_config for d in deployments.values())
     assert schema.http_options.host == "127.0.0.1"

@@ -1,0 +1,44 @@
+"""The Serve configuration the cluster manifests ship: HAProxy ingress, scoring in the
+ingress, the Redis online store, two Ingress replicas.
+
+It runs on a Ray head of its own in a subprocess (``serve_haproxy.py``): Serve reads
+its ingress mode once, when its processes start, and the session cluster runs the
+laptop's mode. Every check the issue asks of the serving path is made there: correct
+predictions, promote and roll back twice under a stream with no failure, and one
+Ingress replica killed under load with a client that retries.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).with_name("serve_haproxy.py")
+
+
+@pytest.mark.timeout(660)
+def test_the_clusters_serve_configuration_swaps_and_survives_a_replica_kill(
+    redis_url: str, redis_prefix: str
+) -> None:
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), redis_url, redis_prefix],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+        cwd=SCRIPT.parent,
+    )
+    assert proc.returncode == 0, proc.stdout[-1000:] + proc.stderr[-4000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    print(json.dumps(result))  # the figures, for the report (pytest -s)
+
+    assert result["haproxy_answered"] is True
+    assert result["online_store"] == "redis"
+    assert result["predictions_checked"] == 60
+    assert result["swaps_without_downtime"] is True
+    assert result["kill_requests_after_kill"] > 20
+    assert result["kill_failed_after_retries"] == 0
