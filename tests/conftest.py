@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from redis_keys import delete_redis_keys
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 # Test the Serve mode entai ships (see entai.actors.runtime.SERVE_ENV).
@@ -101,15 +102,9 @@ def redis_url(run_id: str) -> str:
 @pytest.fixture
 def redis_prefix(redis_url: str, run_id: str) -> Iterator[str]:
     """A key prefix unique to one test; every key under it is deleted afterwards."""
-    import redis
-
     prefix = f"entai-test:{run_id}:{uuid.uuid4().hex[:6]}"
     yield prefix
-    client = redis.Redis.from_url(redis_url)
-    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
-    if keys:
-        client.delete(*keys)
-    client.close()
+    delete_redis_keys(redis_url, f"{prefix}*")
 
 
 @pytest.fixture(scope="session")

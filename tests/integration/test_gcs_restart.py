@@ -7,29 +7,22 @@ own Redis namespace, whose keys are deleted afterwards.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from redis_keys import delete_redis_keys
+from scripts import run_json_script
 
 SCRIPT = Path(__file__).with_name("gcs_restart.py")
 
 
 @pytest.fixture
 def gcs_namespace(redis_url: str) -> Iterator[str]:
-    import redis
-
     namespace = f"entai-gcs-test-{uuid.uuid4().hex[:8]}"
     yield namespace
-    client = redis.Redis.from_url(redis_url)
-    keys = list(client.scan_iter(match=f"*{namespace}*", count=1000))
-    if keys:
-        client.delete(*keys)
-    client.close()
+    delete_redis_keys(redis_url, f"*{namespace}*")
 
 
 @pytest.mark.timeout(360)
@@ -38,16 +31,7 @@ def test_actors_keep_serving_through_a_gcs_restart_on_redis(
 ) -> None:
     import redis
 
-    proc = subprocess.run(
-        [sys.executable, str(SCRIPT), redis_url, gcs_namespace],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stdout[-1000:] + proc.stderr[-4000:]
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
-    print(json.dumps(result))  # the figures, for the report (pytest -s)
+    result = run_json_script(SCRIPT, redis_url, gcs_namespace, timeout_s=300)
 
     assert result["acked_rows"] == 40
     assert result["served_while_down"] is True

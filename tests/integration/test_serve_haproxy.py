@@ -10,12 +10,10 @@ Ingress replica killed under load with a client that retries.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from scripts import run_json_script
 
 SCRIPT = Path(__file__).with_name("serve_haproxy.py")
 
@@ -24,17 +22,7 @@ SCRIPT = Path(__file__).with_name("serve_haproxy.py")
 def test_the_clusters_serve_configuration_swaps_and_survives_a_replica_kill(
     redis_url: str, redis_prefix: str
 ) -> None:
-    proc = subprocess.run(
-        [sys.executable, str(SCRIPT), redis_url, redis_prefix],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-        cwd=SCRIPT.parent,
-    )
-    assert proc.returncode == 0, proc.stdout[-1000:] + proc.stderr[-4000:]
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
-    print(json.dumps(result))  # the figures, for the report (pytest -s)
+    result = run_json_script(SCRIPT, redis_url, redis_prefix, timeout_s=600)
 
     assert result["haproxy_answered"] is True
     assert result["online_store"] == "redis"
