@@ -26,18 +26,17 @@ import time
 from collections.abc import Mapping
 from typing import Any, cast
 
-import numpy as np
 from fastapi import FastAPI, Header, Path
-from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 from ray.exceptions import RayActorError, RayTaskError
 from ray.serve import Deployment
 from ray.serve.handle import DeploymentHandle
 
 from entai.actors.metrics import Metrics
+from entai.deployments.app_args import AppArgs, settings_of, start_runtime
 from entai.deployments.grpc_ingress import GrpcInference
 from entai.deployments.http_errors import install_error_handlers
-from entai.deployments.model_runtime import ModelRuntime
+from entai.deployments.model_deployment import Model
 from entai.deployments.operations import EventIntake, erase_subject
 from entai.deployments.request_ids import RequestIdMiddleware
 from entai.deployments.routing import route_aliases
@@ -54,7 +53,7 @@ from entai.deployments.schemas import (
     PredictRequest,
     PredictResponse,
 )
-from entai.deployments.scoring import HandleScorer, LocalScorer, Scored, score_rows
+from entai.deployments.scoring import HandleScorer, LocalScorer, Scored
 from entai.deployments.tap import ServedBatch
 from entai.shared.errors import (
     AuthenticationError,
@@ -64,81 +63,10 @@ from entai.shared.errors import (
 )
 from entai.shared.events import EventsReceipt
 from entai.shared.logs import new_request_id, request_id
-from entai.shared.settings import EntaiSettings, load_settings
 
 __all__ = ["AppArgs", "Ingress", "Model", "build_app"]
 
 log = logging.getLogger(__name__)
-
-_MODEL_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
-
-
-class AppArgs(BaseModel):
-    """Arguments of :func:`build_app` (also the ``args`` of a Serve config file).
-
-    Attributes:
-        model_name: Registered model this application serves.
-        feature_service: The model's feature service (online inputs).
-        definitions_module: Importable module holding the feature definitions.
-        settings: Platform settings; None reads ``ENTAI_*`` in each replica.
-        canary_percent: Share of entities (0-100) answered by ``challenger``.
-        shadow: Also score every request with ``shadow`` (logged, never returned).
-        prediction_column: Name of the score column in the log and the monitor.
-        model_replicas: Fixed Model replicas; None leaves it to the config/autoscaler.
-        ingress_replicas: Fixed Ingress replicas; None likewise.
-        score_in_ingress: Score in the ingress replica with its own model runtime
-            (same alias following and hot swaps), the default: one handle hop less
-            per prediction. False deploys the Model deployment (``@serve.batch``,
-            replicas of its own) and the ingress calls it; ``model_replicas``,
-            ``max_batch_size`` and ``batch_wait_timeout_s`` apply only then.
-        max_batch_size: ``@serve.batch`` size on the Model.
-        batch_wait_timeout_s: ``@serve.batch`` wait on the Model.
-        tap_flush_interval_s: How often served rows are shipped to the log/monitor.
-        event_contracts: Event sources accepted by ``POST /v1/events``, each with its
-            contract as ``"package.module:NAME"`` or a YAML path.
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    model_name: str = Field(pattern=_MODEL_NAME)
-    feature_service: str
-    definitions_module: str
-    settings: EntaiSettings | None = None
-    canary_percent: float = Field(0.0, ge=0.0, le=100.0)
-    shadow: bool = True
-    prediction_column: str = "prediction"
-    model_replicas: int | None = Field(None, ge=1)
-    ingress_replicas: int | None = Field(None, ge=1)
-    score_in_ingress: bool = True
-    max_batch_size: int = Field(32, ge=1)
-    batch_wait_timeout_s: float = Field(0.002, ge=0.0)
-    tap_flush_interval_s: float = Field(1.0, gt=0.0)
-    event_contracts: dict[str, str] = Field(default_factory=dict)
-
-
-def _settings(args: AppArgs) -> EntaiSettings:
-    return (args.settings or load_settings()).resolved()
-
-
-def _start_runtime(args: AppArgs, settings: EntaiSettings) -> ModelRuntime:
-    """A started ModelRuntime following ``args.model_name``'s aliases in the registry."""
-    import ray
-
-    from entai.actors.mlflow_backend import configure_mlflow
-    from entai.actors.model_registry import ACTOR_NAME as REGISTRY
-    from entai.deployments.model_runtime import ActorAliasWatcher, load_mlflow_model
-    from entai.deployments.monitor_registration import ChampionRegistrar
-
-    configure_mlflow(settings.mlflow)
-    registry = ray.get_actor(REGISTRY, namespace=settings.ray.namespace)
-    runtime = ModelRuntime(
-        args.model_name,
-        ActorAliasWatcher(registry),
-        load_mlflow_model,
-        on_versions=ChampionRegistrar(args.model_name, settings.ray.namespace),
-    )
-    runtime.start()
-    return runtime
 
 
 def _bearer(authorization: str | None) -> str:
@@ -164,56 +92,6 @@ async def _actor_call(ref: Any) -> Any:
         raise ServiceUnavailableError(
             "a platform service is restarting; retry", details={"error": type(exc).__name__}
         ) from exc
-
-
-@serve.deployment(
-    ray_actor_options={"num_cpus": 0},
-    max_ongoing_requests=64,
-    max_queued_requests=256,
-    health_check_period_s=5,
-    graceful_shutdown_timeout_s=10,
-)
-class Model:
-    """Scores feature rows with the versions holding each alias; batched, hot-swapped."""
-
-    def __init__(self, args: AppArgs) -> None:
-        self._runtime = _start_runtime(args, _settings(args))
-        batched = cast("Any", self.score)
-        batched.set_max_batch_size(args.max_batch_size)
-        batched.set_batch_wait_timeout_s(args.batch_wait_timeout_s)
-        log.info("model deployment ready", extra={"versions": self._runtime.versions()})
-
-    def versions(self) -> dict[str, int]:
-        """Which version serves each alias in this replica."""
-        return self._runtime.versions()
-
-    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.002)
-    async def score(
-        self, requests: list[tuple[tuple[str, ...], np.ndarray, list[str]]]
-    ) -> list[Any]:
-        """Per request: ``[(score, version, alias), ...]`` per row, or the entai error.
-
-        A ``challenger`` row falls back to ``champion`` when no challenger is loaded;
-        ``shadow`` rows without a shadow version are left out (an empty list).
-        """
-        models = self._runtime.snapshot()  # one snapshot for the whole batch
-        out: list[Any] = []
-        for names, matrix, aliases in requests:
-            try:
-                out.append(score_rows(models, names, matrix, aliases))
-            except EntaiError as exc:
-                out.append(exc)
-        return out
-
-    def check_health(self) -> None:
-        """Serve calls this periodically; raising marks the replica unhealthy."""
-        if "champion" not in self._runtime.snapshot() or not self._runtime.following:
-            raise ServiceUnavailableError("model replica lost its champion or alias watch")
-
-    def __del__(self) -> None:
-        runtime = getattr(self, "_runtime", None)
-        if runtime is not None:
-            runtime.stop()
 
 
 api = FastAPI(title="entai", version="0.1.0", docs_url="/docs")
@@ -253,11 +131,11 @@ class Ingress(GrpcInference):
         from entai.deployments.tap import DriftMonitorSender, PredictionTap
         from entai.shared.lake import Lake
 
-        settings = _settings(args)
+        settings = settings_of(args)
         self._args = args
         self._scorer: HandleScorer | LocalScorer
         if model is None:
-            self._scorer = LocalScorer(_start_runtime(args, settings))
+            self._scorer = LocalScorer(start_runtime(args, settings))
         else:
             self._scorer = HandleScorer(model, settings.serve.request_timeout_s)
         self._services = PlatformServices.connect(settings, args)

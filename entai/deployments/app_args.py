@@ -1,0 +1,86 @@
+"""The typed arguments of the Serve application, and what a replica builds from them.
+
+:class:`AppArgs` is what ``build_app`` takes and what a Serve config file's ``args``
+validate into; :func:`start_runtime` gives a replica that scores (the Ingress by
+default, the Model deployment otherwise) its alias-following model runtime.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from entai.deployments.model_runtime import ModelRuntime
+from entai.shared.settings import EntaiSettings, load_settings
+
+__all__ = ["AppArgs", "settings_of", "start_runtime"]
+
+_MODEL_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+
+
+class AppArgs(BaseModel):
+    """Arguments of :func:`build_app` (also the ``args`` of a Serve config file).
+
+    Attributes:
+        model_name: Registered model this application serves.
+        feature_service: The model's feature service (online inputs).
+        definitions_module: Importable module holding the feature definitions.
+        settings: Platform settings; None reads ``ENTAI_*`` in each replica.
+        canary_percent: Share of entities (0-100) answered by ``challenger``.
+        shadow: Also score every request with ``shadow`` (logged, never returned).
+        prediction_column: Name of the score column in the log and the monitor.
+        model_replicas: Fixed Model replicas; None leaves it to the config/autoscaler.
+        ingress_replicas: Fixed Ingress replicas; None likewise.
+        score_in_ingress: Score in the ingress replica with its own model runtime
+            (same alias following and hot swaps), the default: one handle hop less
+            per prediction. False deploys the Model deployment (``@serve.batch``,
+            replicas of its own) and the ingress calls it; ``model_replicas``,
+            ``max_batch_size`` and ``batch_wait_timeout_s`` apply only then.
+        max_batch_size: ``@serve.batch`` size on the Model.
+        batch_wait_timeout_s: ``@serve.batch`` wait on the Model.
+        tap_flush_interval_s: How often served rows are shipped to the log/monitor.
+        event_contracts: Event sources accepted by ``POST /v1/events``, each with its
+            contract as ``"package.module:NAME"`` or a YAML path.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model_name: str = Field(pattern=_MODEL_NAME)
+    feature_service: str
+    definitions_module: str
+    settings: EntaiSettings | None = None
+    canary_percent: float = Field(0.0, ge=0.0, le=100.0)
+    shadow: bool = True
+    prediction_column: str = "prediction"
+    model_replicas: int | None = Field(None, ge=1)
+    ingress_replicas: int | None = Field(None, ge=1)
+    score_in_ingress: bool = True
+    max_batch_size: int = Field(32, ge=1)
+    batch_wait_timeout_s: float = Field(0.002, ge=0.0)
+    tap_flush_interval_s: float = Field(1.0, gt=0.0)
+    event_contracts: dict[str, str] = Field(default_factory=dict)
+
+
+def settings_of(args: AppArgs) -> EntaiSettings:
+    """The platform settings a replica runs with: ``args.settings`` or ``ENTAI_*``."""
+    return (args.settings or load_settings()).resolved()
+
+
+def start_runtime(args: AppArgs, settings: EntaiSettings) -> ModelRuntime:
+    """A started ModelRuntime following ``args.model_name``'s aliases in the registry."""
+    import ray
+
+    from entai.actors.mlflow_backend import configure_mlflow
+    from entai.actors.model_registry import ACTOR_NAME as REGISTRY
+    from entai.deployments.model_runtime import ActorAliasWatcher, load_mlflow_model
+    from entai.deployments.monitor_registration import ChampionRegistrar
+
+    configure_mlflow(settings.mlflow)
+    registry = ray.get_actor(REGISTRY, namespace=settings.ray.namespace)
+    runtime = ModelRuntime(
+        args.model_name,
+        ActorAliasWatcher(registry),
+        load_mlflow_model,
+        on_versions=ChampionRegistrar(args.model_name, settings.ray.namespace),
+    )
+    runtime.start()
+    return runtime
