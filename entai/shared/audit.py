@@ -27,83 +27,35 @@ is visible forever. Anything else that disagrees with the head is left for
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
 import tempfile
 from collections.abc import Iterator, Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from entai.shared.audit_chain import (
+    GENESIS_HASH,
+    AuditEntry,
+    VerifyReport,
+    check_line,
+    entry_hash,
+    line_of,
+)
 from entai.shared.errors import AuditIntegrityError, ConfigError, InvalidInputError
 
 __all__ = ["GENESIS_HASH", "AuditEntry", "AuditLog", "VerifyReport"]
 
 logger = logging.getLogger(__name__)
 
-GENESIS_HASH = "0" * 64
-_FIELDS = ("seq", "ts", "principal", "action", "resource", "decision", "request_id")
-
-
-@dataclass(frozen=True)
-class AuditEntry:
-    """One audited event. ``ts`` is ISO-8601 UTC with microseconds."""
-
-    seq: int
-    ts: str
-    principal: str
-    action: str
-    resource: str
-    decision: str
-    request_id: str | None
-    details: dict[str, Any]
-    prev_hash: str
-    hash: str
-
-    @property
-    def time(self) -> datetime:
-        """``ts`` as an aware datetime."""
-        return datetime.fromisoformat(self.ts)
-
-
-@dataclass(frozen=True)
-class VerifyReport:
-    """The result of checking the chain.
-
-    Attributes:
-        ok: True when every line and the head anchor check out.
-        entries: Lines read before the first problem (all of them when ok).
-        first_bad_position: 1-based line number of the first problem, or None.
-        problem: What is wrong there, in words ("" when ok).
-    """
-
-    ok: bool
-    entries: int
-    first_bad_position: int | None = None
-    problem: str = ""
-
 
 @dataclass
 class _Head:
     seq: int = 0
     hash: str = GENESIS_HASH
-
-
-def _canonical(data: Mapping[str, Any]) -> str:
-    return json.dumps(
-        data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    )
-
-
-def _entry_hash(body: Mapping[str, Any]) -> str:
-    return hashlib.sha256(_canonical(body).encode()).hexdigest()
-
-
-def _line_of(entry: AuditEntry) -> str:
-    return _canonical(asdict(entry)) + "\n"
 
 
 class AuditLog:
@@ -264,8 +216,8 @@ class AuditLog:
             "prev_hash": self._head.hash,
         }
         try:
-            entry = AuditEntry(**body, hash=_entry_hash(body))
-            line = _line_of(entry).encode()
+            entry = AuditEntry(**body, hash=entry_hash(body))
+            line = line_of(entry).encode()
         except (TypeError, ValueError) as exc:
             raise InvalidInputError(
                 f"audit details are not JSON-serialisable: {exc}", details={"field": "details"}
@@ -287,7 +239,7 @@ class AuditLog:
         """Check every line, the chain and the head anchor; report the first problem."""
         prev_hash, count = GENESIS_HASH, 0
         for position, line in enumerate(self._lines(), start=1):
-            problem, prev_hash = _check_line(line, position, prev_hash)
+            problem, prev_hash = check_line(line, position, prev_hash)
             if problem:
                 return VerifyReport(False, count, position, problem)
             count = position
@@ -369,46 +321,3 @@ class AuditLog:
                 continue
             found.append(entry)
         return found[-limit:] if limit else found
-
-
-_ENTRY_KEYS = frozenset(f.name for f in fields(AuditEntry))
-
-
-def _parse_line(raw: bytes, position: int) -> tuple[dict[str, Any] | None, str]:
-    """The entry's fields when the line is a well-formed canonical entry, else a problem."""
-    try:
-        line = raw.decode("utf-8")
-        data = json.loads(line)
-    except ValueError:
-        return None, f"line {position} is not valid JSON (edited or corrupted)"
-    if not isinstance(data, dict) or set(data) != _ENTRY_KEYS:
-        return None, f"line {position} does not have the audit entry fields"
-    if not all(isinstance(data[k], str | int | None) for k in _FIELDS):
-        return None, f"line {position} has a field of the wrong type"
-    if _canonical(data) + "\n" != line:
-        return None, f"line {position} is not in canonical form (edited)"
-    return data, ""
-
-
-def _check_line(line: bytes, position: int, prev_hash: str) -> tuple[str, str]:
-    """``(problem, hash)`` of one line; problem is "" when it is sound and chains on."""
-    data, problem = _parse_line(line, position)
-    if data is None:
-        return problem, prev_hash
-    body = {k: v for k, v in data.items() if k != "hash"}
-    checks = (
-        (_entry_hash(body) == data["hash"], f"line {position} does not match its hash (edited)"),
-        (
-            data["seq"] == position,
-            f"line {position} holds entry seq={data['seq']}, expected {position} "
-            "(entry deleted, inserted or reordered)",
-        ),
-        (
-            data["prev_hash"] == prev_hash,
-            f"line {position} does not chain to line {position - 1} (forged or reordered)",
-        ),
-    )
-    for passed, message in checks:
-        if not passed:
-            return message, prev_hash
-    return "", str(data["hash"])
