@@ -15,7 +15,8 @@ import pyarrow.parquet as pq
 import pytest
 import redis
 
-from entai.actors.event_bus import DONE, RedisStreamBus, bus_from_settings
+from entai.actors.event_bus import DONE, bus_from_settings
+from entai.actors.redis_stream_bus import RedisStreamBus
 from entai.demo.contracts import EVENTS_CONTRACT
 from entai.demo.generator import EcommerceWorld, WorldConfig
 from entai.pipelines.stream import StreamConsumer, publish_events
@@ -32,7 +33,7 @@ CLAIM_IDLE_S = 0.2
 #   mid-lake: after the first of the batch's files (the batch spans two days).
 CHILD = """
 import os, sys
-from entai.actors.event_bus import RedisStreamBus
+from entai.actors.redis_stream_bus import RedisStreamBus
 from entai.demo.contracts import EVENTS_CONTRACT
 from entai.pipelines.stream import StreamConsumer
 from entai.shared.lake import Lake

@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from entai.actors.event_bus import QueueBus
+from entai.actors.event_queue import QueueBus
 from entai.actors.feature_shard import FeatureShardActor
 from entai.actors.online_client import OnlineFeatureClient
 from entai.demo.contracts import EVENTS_CONTRACT

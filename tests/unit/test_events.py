@@ -8,7 +8,8 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from entai.actors.event_bus import DONE, EventQueue
+from entai.actors.event_bus import DONE
+from entai.actors.event_queue import EventQueue
 from entai.demo.contracts import EVENTS_CONTRACT
 from entai.shared.errors import ContractViolationError, InvalidInputError
 from entai.shared.events import Event, event_table, validate_events
