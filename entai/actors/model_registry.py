@@ -23,7 +23,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,6 +30,19 @@ import ray
 
 from entai.actors.audit_forwarder import GovernanceAuditor
 from entai.actors.mlflow_backend import configure_mlflow, load_card, store_card
+from entai.actors.registry_tags import (
+    ALIASES,
+    CARD_TAG,
+    EVALUATIONS_TAG,
+    HISTORY_PREFIX,
+    METRICS_TAG,
+    REGISTRANT_TAG,
+    VALID_ID_TAG,
+    ModelVersionInfo,
+    alias_history_of,
+    check_alias,
+    version_info,
+)
 from entai.shared.errors import ConflictError, InvalidInputError, NotFoundError
 from entai.shared.model_card import ModelCard
 from entai.shared.promotion import Candidate, PromotionPolicy, check_promotion
@@ -49,37 +61,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 ACTOR_NAME = "entai-model-registry"
-ALIASES = ("champion", "challenger", "shadow")
 AuditSink = Callable[..., Any]
-_HISTORY_PREFIX = "entai.alias_history."
-_REGISTRANT = "entai.registrant"
-_METRICS = "entai.metrics"
-_VALID_ID = "entai.valid_dataset_id"
-_EVALUATIONS = "entai.evaluations"
-_CARD = "entai.card"
 _WATCH_GROUP = "watch"
-
-
-@dataclass(frozen=True)
-class ModelVersionInfo:
-    """One registered model version as entai sees it."""
-
-    name: str
-    version: int
-    source: str
-    run_id: str | None
-    aliases: tuple[str, ...] = ()
-    tags: Mapping[str, str] = field(default_factory=dict)
-
-    @property
-    def uri(self) -> str:
-        """A URI MLflow can load this exact version from."""
-        return f"models:/{self.name}/{self.version}"
-
-    @property
-    def metrics(self) -> dict[str, float]:
-        """Validation metrics recorded at registration."""
-        return {k: float(v) for k, v in json.loads(self.tags.get(_METRICS, "{}")).items()}
 
 
 class ModelRegistry:
@@ -148,11 +131,11 @@ class ModelRegistry:
             metrics = self._client.get_run(run_id).data.metrics
         tags = {
             **dict(lineage or {}),
-            _REGISTRANT: registrant,
-            _METRICS: json.dumps({k: float(v) for k, v in (metrics or {}).items()}),
+            REGISTRANT_TAG: registrant,
+            METRICS_TAG: json.dumps({k: float(v) for k, v in (metrics or {}).items()}),
         }
         if validation_dataset_id:
-            tags[_VALID_ID] = validation_dataset_id
+            tags[VALID_ID_TAG] = validation_dataset_id
         mv = self._client.create_model_version(
             name=name, source=model_uri, run_id=run_id, tags=tags
         )
@@ -181,14 +164,14 @@ class ModelRegistry:
                 f"model {name!r} has no version {version}",
                 details={"model": name, "version": version},
             ) from exc
-        return _info(mv)
+        return version_info(mv)
 
     def versions(self, name: str) -> list[ModelVersionInfo]:
         """Every version of ``name``, oldest first."""
         self._registered(name)
         quoted = name.replace("'", "\\'")
         found = self._client.search_model_versions(f"name = '{quoted}'")
-        return sorted((_info(mv) for mv in found), key=lambda info: info.version)
+        return sorted((version_info(mv) for mv in found), key=lambda info: info.version)
 
     def resolve(self, name: str, alias: str) -> ModelVersionInfo:
         """The version that holds ``alias`` now."""
@@ -201,7 +184,7 @@ class ModelRegistry:
                 f"model {name!r} has no version with alias {alias!r}",
                 details={"model": name, "alias": alias},
             ) from exc
-        return _info(mv)
+        return version_info(mv)
 
     def list_models(self) -> list[dict[str, Any]]:
         """Registered models with their aliases and latest version."""
@@ -234,7 +217,7 @@ class ModelRegistry:
 
     def card(self, name: str, version: int) -> ModelCard:
         """The stored model card of a version; NotFoundError when it has none."""
-        uri = self.version(name, version).tags.get(_CARD)
+        uri = self.version(name, version).tags.get(CARD_TAG)
         if not uri:
             raise NotFoundError(
                 f"model {name!r} version {version} has no model card",
@@ -254,10 +237,10 @@ class ModelRegistry:
         if not dataset_id:
             raise InvalidInputError("dataset_id must be given", details={"field": "dataset_id"})
         info = self.version(name, version)
-        evaluations = json.loads(info.tags.get(_EVALUATIONS, "{}"))
+        evaluations = json.loads(info.tags.get(EVALUATIONS_TAG, "{}"))
         evaluations[dataset_id] = {k: float(v) for k, v in metrics.items()}
         self._client.set_model_version_tag(
-            name, str(version), _EVALUATIONS, json.dumps(evaluations)
+            name, str(version), EVALUATIONS_TAG, json.dumps(evaluations)
         )
         log.info(
             "evaluation recorded",
@@ -282,7 +265,7 @@ class ModelRegistry:
         This is the administrative move (first champion of a new model, ``shadow`` or
         ``challenger`` assignment); governed promotions go through :meth:`promote`.
         """
-        _check_alias(alias)
+        check_alias(alias)
         self.version(name, version)
         return self._move(name, alias, version, by=by, reason=reason, kind="set", rid=request_id)
 
@@ -302,7 +285,7 @@ class ModelRegistry:
             PromotionRejectedError: listing every failed gate with its reason (audited).
             NotFoundError: unknown model or version.
         """
-        _check_alias(alias)
+        check_alias(alias)
         candidate = self._candidate(name, version)
         holder = self._holder(name, alias)
         incumbent = None if holder is None else self._candidate(name, holder)
@@ -348,7 +331,7 @@ class ModelRegistry:
         Raises:
             ConflictError: the alias has no earlier holder to return to.
         """
-        _check_alias(alias)
+        check_alias(alias)
         holders: list[int] = []
         for entry in self.alias_history(name):
             if entry["alias"] != alias:
@@ -368,14 +351,14 @@ class ModelRegistry:
 
     def alias_history(self, name: str) -> list[dict[str, Any]]:
         """Every alias move of ``name``, oldest first."""
-        return _history(self._registered(name))
+        return alias_history_of(self._registered(name))
 
     # -- change notification ------------------------------------------------------
 
     def subscribe(self, name: str) -> dict[str, Any]:
         """The current alias map and revision: ``{"name", "revision", "aliases"}``."""
         rm = self._registered(name)
-        revision = len(_history(rm))
+        revision = len(alias_history_of(rm))
         with self._changed:
             self._revisions[name] = max(revision, self._revisions.get(name, 0))
         aliases = {alias: int(v) for alias, v in (rm.aliases or {}).items()}
@@ -430,7 +413,7 @@ class ModelRegistry:
                 "reason": reason,
                 "at": datetime.now(UTC).isoformat(),
             }
-            key = f"{_HISTORY_PREFIX}{revision:06d}"
+            key = f"{HISTORY_PREFIX}{revision:06d}"
             self._client.set_registered_model_tag(name, key, json.dumps(entry))
         with self._changed:
             self._revisions[name] = revision
@@ -456,13 +439,13 @@ class ModelRegistry:
 
     def _candidate(self, name: str, version: int) -> Candidate:
         info = self.version(name, version)
-        card = self.card(name, version) if _CARD in info.tags else None
+        card = self.card(name, version) if CARD_TAG in info.tags else None
         return Candidate(
             version=version,
-            registrant=info.tags.get(_REGISTRANT, ""),
+            registrant=info.tags.get(REGISTRANT_TAG, ""),
             metrics=info.metrics,
-            validation_dataset_id=info.tags.get(_VALID_ID),
-            evaluations=json.loads(info.tags.get(_EVALUATIONS, "{}")),
+            validation_dataset_id=info.tags.get(VALID_ID_TAG),
+            evaluations=json.loads(info.tags.get(EVALUATIONS_TAG, "{}")),
             card=card,
         )
 
@@ -475,7 +458,7 @@ class ModelRegistry:
         uri = store_card(
             self._client, card, experiment=self._experiment, version=version, run_id=run_id
         )
-        self._client.set_model_version_tag(name, str(version), _CARD, uri)
+        self._client.set_model_version_tag(name, str(version), CARD_TAG, uri)
 
     def _emit(
         self,
@@ -491,30 +474,6 @@ class ModelRegistry:
             self._audit(
                 action, principal, resource, decision, details=dict(details), request_id=request_id
             )
-
-
-def _check_alias(alias: str) -> None:
-    if alias not in ALIASES:
-        raise InvalidInputError(
-            f"alias must be one of {ALIASES}, got {alias!r}", details={"field": "alias"}
-        )
-
-
-def _history(rm: Any) -> list[dict[str, Any]]:
-    tags: Mapping[str, str] = rm.tags or {}
-    keys = sorted(k for k in tags if k.startswith(_HISTORY_PREFIX))
-    return [json.loads(tags[k]) for k in keys]
-
-
-def _info(mv: Any) -> ModelVersionInfo:
-    return ModelVersionInfo(
-        name=mv.name,
-        version=int(mv.version),
-        source=mv.source,
-        run_id=mv.run_id,
-        aliases=tuple(mv.aliases or ()),
-        tags=dict(mv.tags or {}),
-    )
 
 
 # Threaded actor: registrations and alias moves share a small default pool (writes are
