@@ -26,6 +26,7 @@ import codecs
 import hashlib
 import logging
 import re
+import uuid
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -302,6 +303,7 @@ def ingest_file(
             hmac_key=hmac_key,
             batch_id=batch,
             lake_root=lake.base if lake.is_local else lake.root,
+            run_id=uuid.uuid4().hex,
             progress=progress,
         )
         move_duplicates(lake, staged, contract, batch)

@@ -3,14 +3,19 @@
 Each validation task writes its own block's accepted rows (one Parquet file per event
 date) and quarantined rows into ``_staging/ingest/<batch_id>/`` and returns only a
 one-row summary: counts, the files it staged, the quarantine rules, and its accepted
-rows' key columns (for the contract's uniqueness, which a block can only check
-alone). The driver never holds the data: it checks uniqueness across blocks on the
-keys, rewrites the few staged files that hold a later duplicate, then moves every
-staged file into place (:func:`commit_staged`).
+rows' key columns with the file and row each was staged at. Blocks leave the key's
+uniqueness alone: the driver checks it once over every block's keys (the same hashing
+per key as a block would do), rewrites the few staged files that hold a later
+duplicate, then moves every staged file into place (:func:`commit_staged`).
+The driver never holds the data.
 
 Staged names carry the batch id and a per-block id, so two blocks never write the
 same file and a re-run of a crashed batch replaces, through the staged intent, what
 the crashed run had already moved.
+
+A worker process keeps one :class:`~entai.shared.masking.Pseudonymiser` per ingestion
+run (the run id is new for every ``ingest_file`` call): the blocks it validates share
+the ids it already hashed, and the next run starts afresh.
 """
 
 from __future__ import annotations
@@ -23,12 +28,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from entai.shared.contracts import ColumnType, DataContract
 from entai.shared.lake import Lake
+from entai.shared.masking import Pseudonymiser
 from entai.shared.validation import (
     QUARANTINE_COLUMN,
     QUARANTINE_REASON,
@@ -50,6 +57,9 @@ __all__ = [
 ]
 
 _FILE = "_entai_file"
+_ROW = "_entai_row"
+_SAMPLE_ROWS = 4096  # rows looked at to decide a column's Parquet dictionary encoding
+_RUN_PSEUDONYMISER: dict[str, Pseudonymiser] = {}  # this worker's, for one run id
 SUMMARY_SCHEMA = pa.schema(
     [
         ("rows_in", pa.int64()),
@@ -82,10 +92,68 @@ def reset_staging(lake: Lake, batch_id: str) -> None:
         lake.fs.delete_dir(staging_dir(lake, batch_id))
 
 
+def _repetitive(table: pa.Table) -> list[str]:
+    """Columns whose first rows repeat values: Parquet dictionary encoding pays there.
+
+    On the others (keys, timestamps, pseudonyms of ids) building the dictionary costs
+    time and Parquet falls back to plain encoding anyway.
+    """
+    head = table.slice(0, _SAMPLE_ROWS)
+    return [
+        name
+        for name, column in zip(head.column_names, head.columns, strict=True)
+        if pc.count_distinct(column, mode="all").as_py() * 2 <= max(head.num_rows, 1)
+    ]
+
+
 def _write(lake: Lake, batch_id: str, rel: str, table: pa.Table) -> None:
     path = f"{staging_dir(lake, batch_id)}/{rel}"
     lake.makedirs(path.rsplit("/", 1)[0])
-    pq.write_table(table, path, filesystem=lake.fs)
+    pq.write_table(table, path, filesystem=lake.fs, use_dictionary=_repetitive(table))
+
+
+@dataclass(frozen=True)
+class _Days:
+    """A block's accepted rows grouped by event date, each date one slice of ``rows``."""
+
+    days: list[str]  # ISO dates
+    rows: pa.Table  # sorted by date, input order within a date
+    day: np.ndarray  # per input row: its date's index in ``days``
+    at: np.ndarray  # per input row: its row within its date's slice
+
+    @classmethod
+    def of(cls, accepted: pa.Table, event_time: str) -> _Days:
+        dates = pc.cast(accepted.column(event_time), pa.date32()).combine_chunks()
+        encoded = dates.dictionary_encode()
+        day = encoded.indices.to_numpy()
+        order = pc.sort_indices(encoded.indices).to_numpy()  # stable
+        counts = np.bincount(day, minlength=len(encoded.dictionary))
+        position = np.empty(order.size, dtype=np.int64)
+        position[order] = np.arange(order.size)
+        return cls(
+            days=[d.isoformat() for d in encoded.dictionary.to_pylist()],
+            rows=accepted.take(pa.array(order)),
+            day=day,
+            at=position - (np.cumsum(counts) - counts)[day],
+        )
+
+    def slices(self) -> list[tuple[str, pa.Table]]:
+        """Each date with its rows."""
+        counts = np.bincount(self.day, minlength=len(self.days))
+        starts = np.cumsum(counts) - counts
+        return [
+            (day, self.rows.slice(int(start), int(rows)))
+            for day, start, rows in zip(self.days, starts, counts, strict=True)
+        ]
+
+
+def _pseudonymiser(run_id: str, key: bytes) -> Pseudonymiser:
+    """This process's pseudonymiser for ``run_id`` (forgetting any earlier run's)."""
+    found = _RUN_PSEUDONYMISER.get(run_id)
+    if found is None or not found.uses_key(key):
+        _RUN_PSEUDONYMISER.clear()
+        found = _RUN_PSEUDONYMISER[run_id] = Pseudonymiser(key)
+    return found
 
 
 def _ipc(table: pa.Table) -> bytes:
@@ -96,25 +164,46 @@ def _ipc(table: pa.Table) -> bytes:
 
 
 def stage_block(
-    batch: pa.Table, *, contract: DataContract, hmac_key: bytes, batch_id: str, lake_root: str
+    batch: pa.Table,
+    *,
+    contract: DataContract,
+    hmac_key: bytes,
+    batch_id: str,
+    lake_root: str,
+    run_id: str,
 ) -> pa.Table:
-    """Validate, mask and stage one block; return its one-row summary."""
-    accepted, quarantined = validate_and_mask(batch, contract, hmac_key, batch_id=batch_id)
+    """Validate, mask and stage one block; return its one-row summary.
+
+    ``run_id`` names the ingestion run: blocks of one run in one worker process share
+    a pseudonymiser.
+    """
+    accepted, quarantined = validate_and_mask(
+        batch,
+        contract,
+        hmac_key,
+        batch_id=batch_id,
+        pseudonymiser=_pseudonymiser(run_id, hmac_key),
+        unique_key=False,
+    )
     lake = Lake(lake_root)
     name = f"part-{batch_id}-{uuid.uuid4().hex[:12]}.parquet"
     files: list[str] = []
     keys = pa.table({})
     if accepted.num_rows:
-        dates = pc.cast(accepted.column(contract.event_time), pa.date32()).combine_chunks()
-        encoded = dates.dictionary_encode()
-        for index, day in enumerate(encoded.dictionary.to_pylist()):
-            rel = f"raw/{contract.source}/date={day.isoformat()}/{name}"
-            _write(lake, batch_id, rel, accepted.filter(pc.equal(encoded.indices, index)))
+        by_day = _Days.of(accepted, contract.event_time)
+        for day, rows in by_day.slices():
+            rel = f"raw/{contract.source}/date={day}/{name}"
+            _write(lake, batch_id, rel, rows)
             files.append(rel)
         if contract.key:
-            # Each key row names the raw file it was staged in (dictionary: one name per day).
-            staged_in = pa.DictionaryArray.from_arrays(encoded.indices, pa.array(files))
-            keys = accepted.select(list(contract.key)).append_column(_FILE, staged_in)
+            # In input order, each key with the raw file it was staged in (dictionary:
+            # one name per day) and its row there.
+            staged_in = pa.DictionaryArray.from_arrays(pa.array(by_day.day), pa.array(files))
+            keys = (
+                accepted.select(list(contract.key))
+                .append_column(_FILE, staged_in)
+                .append_column(_ROW, pa.array(by_day.at))
+            )
     if quarantined.num_rows:
         today = datetime.now(UTC).strftime("%Y-%m-%d")
         rel = f"quarantine/{contract.source}/date={today}/{name}"
@@ -160,10 +249,9 @@ def staged_batch(summaries: Sequence[pa.Table]) -> StagedBatch:
 
 
 def move_duplicates(lake: Lake, staged: StagedBatch, contract: DataContract, batch_id: str) -> int:
-    """Quarantine accepted rows whose key appeared in an earlier block; returns how many.
+    """Quarantine accepted rows whose key appeared in an earlier row; returns how many.
 
-    Blocks checked uniqueness alone, so a key repeats within the staged files of one
-    block at most once: filtering a file by the repeated keys is exact.
+    Earlier means in input order: blocks in order, rows in order within a block.
     """
     if not staged.keys:
         return 0
@@ -177,12 +265,13 @@ def move_duplicates(lake: Lake, staged: StagedBatch, contract: DataContract, bat
     )
     moved: list[pa.Table] = []
     for rel in sorted(set(later.column(_FILE).to_pylist())):
-        mine = later.filter(pc.equal(later.column(_FILE), rel)).select(list(contract.key))
+        rows = later.filter(pc.equal(later.column(_FILE), rel)).column(_ROW).to_numpy()
         path = f"{staging_dir(lake, batch_id)}/{rel}"
         table = pq.read_table(path, filesystem=lake.fs)
-        hit = _member(table.select(list(contract.key)), mine)
-        moved.append(table.filter(hit))
-        kept = table.filter(pc.invert(hit))
+        hit = np.zeros(table.num_rows, dtype=bool)
+        hit[rows] = True
+        moved.append(table.filter(pa.array(hit)))
+        kept = table.filter(pa.array(~hit))
         lake.fs.delete_file(path)
         if kept.num_rows:
             _write(lake, batch_id, rel, kept)
@@ -197,13 +286,6 @@ def move_duplicates(lake: Lake, staged: StagedBatch, contract: DataContract, bat
     staged.quarantined += duplicates.num_rows
     staged.rules["unique"] += duplicates.num_rows
     return int(duplicates.num_rows)
-
-
-def _member(keys: pa.Table, wanted: pa.Table) -> pa.ChunkedArray:
-    """True where a row of ``keys`` equals some row of ``wanted`` on every column."""
-    both = pa.concat_tables([wanted.cast(keys.schema), keys])
-    repeated = repeated_keys(both)[wanted.num_rows :]
-    return pa.chunked_array([pa.array(repeated)])
 
 
 def _as_quarantine(moved: pa.Table, contract: DataContract) -> pa.Table:

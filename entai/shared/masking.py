@@ -11,9 +11,10 @@
 On ``free_text`` columns the operator applies to each PII finding inside the text
 (see :mod:`entai.shared.pii`), not to the whole value.
 
-Column operators are vectorised with ``pyarrow.compute``. HMAC has no vectorised form,
-so ``hmac``, ``mask`` and the free-text scan run once per distinct value (dictionary
-encoding, :func:`per_distinct`), not once per row: ids and emails repeat a lot.
+Column operators are vectorised with ``pyarrow.compute``. HMAC and the free-text scan
+have no vectorised form, so they run once per distinct value (dictionary encoding,
+:func:`per_distinct`), not once per row: ids repeat a lot. A :class:`Pseudonymiser`
+also remembers the values it hashed, so an ingestion's blocks share that work.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
 __all__ = [
     "MIN_KEY_BYTES",
     "MaskingOperator",
+    "Pseudonymiser",
     "apply_operator",
     "check_hmac_key",
     "mask",
@@ -150,29 +152,70 @@ def per_distinct(
     return pc.take(distinct, encoded.indices)
 
 
-def _pseudonyms(strings: pa.Array, key: bytes) -> pa.Array:
-    """:func:`pseudonym` of each string, from HMAC's keyed states computed once.
-
-    HMAC-SHA256 (RFC 2104) hashes the padded key before every message; starting each
-    value from copies of the two keyed SHA-256 states halves the work per value.
-    """
+def _keyed_states(key: bytes) -> tuple[hashlib._Hash, hashlib._Hash]:
+    """HMAC-SHA256's inner and outer SHA-256 states after the padded key (RFC 2104)."""
     block = hashlib.sha256().block_size
     padded = (hashlib.sha256(key).digest() if len(key) > block else key).ljust(block, b"\0")
     inner = hashlib.sha256(bytes(byte ^ 0x36 for byte in padded))
     outer = hashlib.sha256(bytes(byte ^ 0x5C for byte in padded))
-    found = []
-    for value in strings.to_pylist():
-        message = inner.copy()
+    return inner, outer
+
+
+class Pseudonymiser:
+    """:func:`pseudonym` for one key, remembering the values it has already hashed.
+
+    HMAC-SHA256 hashes the padded key before every message: each value starts from
+    copies of the two keyed SHA-256 states, computed once (half the work per value).
+    The same ids come back in every block of an ingestion, so a pseudonymiser kept for
+    the length of one ingestion run hashes each distinct value once; it remembers at
+    most ``capacity`` values (later ones are hashed every time, never evicted).
+    """
+
+    def __init__(self, key: bytes, *, capacity: int = 1 << 18) -> None:
+        """Pseudonymise with ``key``, remembering up to ``capacity`` values."""
+        self._inner, self._outer = _keyed_states(key)
+        self._fingerprint = hmac.digest(key, b"entai-pseudonymiser", "sha256")
+        self._capacity = capacity
+        self._known: dict[str, str] = {}
+
+    def __repr__(self) -> str:
+        return f"Pseudonymiser(remembered={len(self._known)}, capacity={self._capacity})"
+
+    def uses_key(self, key: bytes) -> bool:
+        """Whether this pseudonymiser was made with ``key``."""
+        other = hmac.digest(key, b"entai-pseudonymiser", "sha256")
+        return hmac.compare_digest(self._fingerprint, other)
+
+    def _hash(self, value: str) -> str:
+        message = self._inner.copy()
         message.update(value.encode())
-        signed = outer.copy()
+        signed = self._outer.copy()
         signed.update(message.digest())
-        found.append(PSEUDONYM_PREFIX + signed.digest()[: _HEX_CHARS // 2].hex())
-    return pa.array(found, type=pa.string())
+        return PSEUDONYM_PREFIX + signed.digest()[: _HEX_CHARS // 2].hex()
+
+    def strings(self, strings: pa.Array) -> pa.Array:
+        """The pseudonym of each (non-null) string of a string array."""
+        known = self._known
+        room = self._capacity - len(known)
+        found = []
+        for value in strings.to_pylist():
+            pseudonym_ = known.get(value)
+            if pseudonym_ is None:
+                pseudonym_ = self._hash(value)
+                if room > 0:
+                    known[value] = pseudonym_
+                    room -= 1
+            found.append(pseudonym_)
+        return pa.array(found, type=pa.string())
+
+    def __call__(self, values: pa.Array | pa.ChunkedArray) -> pa.Array:
+        """Pseudonymise every value (once per distinct value); nulls stay null."""
+        return per_distinct(values, self.strings)
 
 
 def pseudonymise(values: pa.Array | pa.ChunkedArray, key: bytes) -> pa.Array:
     """HMAC-pseudonymise every value (once per distinct value); nulls stay null."""
-    return per_distinct(values, lambda strings: _pseudonyms(strings, key))
+    return Pseudonymiser(key, capacity=0)(values)
 
 
 def _mask_strings(strings: pa.Array) -> pa.Array:
@@ -184,8 +227,11 @@ def _mask_strings(strings: pa.Array) -> pa.Array:
 
 
 def mask(values: pa.Array | pa.ChunkedArray) -> pa.Array:
-    """Replace characters by ``*``, keeping the last 4 of values of 8+ characters."""
-    return per_distinct(values, _mask_strings)
+    """Replace characters by ``*``, keeping the last 4 of values of 8+ characters.
+
+    Per row, not per distinct value: the kernels cost about what deduplication does.
+    """
+    return _mask_strings(_as_strings(values))
 
 
 def mask_text(text: str) -> str:
@@ -214,6 +260,7 @@ def apply_operator(
     key: bytes,
     *,
     free_text: bool = False,
+    pseudonymiser: Pseudonymiser | None = None,
 ) -> pa.Array | pa.ChunkedArray | None:
     """Apply ``operator`` to a column; None means the column is dropped.
 
@@ -222,6 +269,11 @@ def apply_operator(
         operator: The masking operator.
         key: The HMAC key (used by ``hmac`` only).
         free_text: Apply the operator to PII found inside the text, not the value.
+        pseudonymiser: Pseudonymises whole values for ``hmac`` (made with ``key``);
+            by default a new one.
+
+    Raises:
+        ValueError: if ``pseudonymiser`` was made with another key.
     """
     if operator == MaskingOperator.DROP:
         return None
@@ -231,14 +283,28 @@ def apply_operator(
         replacer = _finding_replacer(operator, key)
         return per_distinct(values, lambda strings: scrub_column(strings, replacer))
     if operator == MaskingOperator.HMAC:
-        return pseudonymise(values, key)
+        return _checked(pseudonymiser, key)(values)
     if operator == MaskingOperator.MASK:
         return mask(values)
     return redact(values)
 
 
-def mask_table(table: pa.Table, contract: DataContract, key: bytes) -> pa.Table:
-    """Apply every column's operator; columns the contract does not declare pass through."""
+def _checked(pseudonymiser: Pseudonymiser | None, key: bytes) -> Pseudonymiser:
+    if pseudonymiser is None:
+        return Pseudonymiser(key, capacity=0)
+    if not pseudonymiser.uses_key(key):
+        raise ValueError("the pseudonymiser was made with another HMAC key")
+    return pseudonymiser
+
+
+def mask_table(
+    table: pa.Table, contract: DataContract, key: bytes, pseudonymiser: Pseudonymiser | None = None
+) -> pa.Table:
+    """Apply every column's operator; columns the contract does not declare pass through.
+
+    ``pseudonymiser`` (made with ``key``) pseudonymises ``hmac`` columns; by default a
+    new one per column.
+    """
     from entai.shared.definitions import PiiClass
 
     for column in contract.columns:
@@ -250,6 +316,7 @@ def mask_table(table: pa.Table, contract: DataContract, key: bytes) -> pa.Table:
             column.operator,
             key,
             free_text=column.pii == PiiClass.FREE_TEXT,
+            pseudonymiser=pseudonymiser,
         )
         if masked is None:
             table = table.remove_column(index)

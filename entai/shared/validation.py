@@ -28,7 +28,7 @@ import pyarrow.compute as pc
 
 from entai.shared.contracts import Column, ColumnType, DataContract
 from entai.shared.errors import ContractViolationError, InvalidInputError
-from entai.shared.masking import MaskingOperator, mask_table
+from entai.shared.masking import MaskingOperator, Pseudonymiser, mask_table
 
 __all__ = [
     "BATCH_ID",
@@ -264,8 +264,13 @@ def repeated_keys(keys: pa.Table) -> np.ndarray:
     return repeated
 
 
-def rule_failures(table: pa.Table, contract: DataContract) -> tuple[pa.Table, list[RuleFailure]]:
+def rule_failures(
+    table: pa.Table, contract: DataContract, *, unique_key: bool = True
+) -> tuple[pa.Table, list[RuleFailure]]:
     """Type the contract's columns and find every rule failure, in rule order.
+
+    ``unique_key=False`` leaves the key's uniqueness to the caller (ingestion checks it
+    once over every block).
 
     Returns:
         The typed table (contract columns only; unconvertible values null) and the
@@ -279,7 +284,7 @@ def rule_failures(table: pa.Table, contract: DataContract) -> tuple[pa.Table, li
         required = not column.nullable or column.name == contract.event_time
         failures.extend(_column_failures(column, raw, typed[column.name], required))
     typed_table = pa.table(typed)
-    if contract.key:
+    if contract.key and unique_key:
         candidates = np.flatnonzero(~_any_failed(failures, len(table)))
         duplicate = np.zeros(len(table), dtype=bool)
         keys = typed_table.select(list(contract.key)).take(pa.array(candidates))
@@ -328,7 +333,13 @@ def _as_text(values: pa.ChunkedArray) -> pa.Array:
 
 
 def validate_and_mask(
-    data: Batch, contract: DataContract, hmac_key: bytes, *, batch_id: str | None = None
+    data: Batch,
+    contract: DataContract,
+    hmac_key: bytes,
+    *,
+    batch_id: str | None = None,
+    pseudonymiser: Pseudonymiser | None = None,
+    unique_key: bool = True,
 ) -> tuple[Batch, Batch]:
     """Split a batch into accepted and quarantined rows, both masked.
 
@@ -337,10 +348,15 @@ def validate_and_mask(
         contract: The source's contract.
         hmac_key: Pseudonymisation key for ``hmac`` columns.
         batch_id: Stored in ``_batch_id`` on every output row.
+        pseudonymiser: Pseudonymises ``hmac`` columns (made with ``hmac_key``; one kept
+            across batches hashes each id once); by default one for this batch.
+        unique_key: Quarantine later duplicates of the key within the batch; False
+            when the caller checks the key across batches.
 
     Raises:
         ContractViolationError: if the batch's columns cannot satisfy the contract.
         InvalidInputError: if a pandas batch cannot be converted to Arrow.
+        ValueError: if ``pseudonymiser`` was made with another key.
     """
     if isinstance(data, pd.DataFrame):
         try:
@@ -353,18 +369,19 @@ def validate_and_mask(
     else:
         table = data
     check_schema(table.schema, contract, where="batch")
-    typed, failures = rule_failures(table, contract)
+    typed, failures = rule_failures(table, contract, unique_key=unique_key)
     failed = _any_failed(failures, len(table))
     rows = np.flatnonzero(failed)
     batch = pa.scalar(batch_id, pa.string())
+    pseudonymiser = pseudonymiser or Pseudonymiser(hmac_key)
 
-    kept = mask_table(typed.filter(pa.array(~failed)), contract, hmac_key)
+    kept = mask_table(typed.filter(pa.array(~failed)), contract, hmac_key, pseudonymiser)
     accepted = kept.append_column(BATCH_ID, pa.repeat(batch, kept.num_rows))
     accepted = accepted.cast(accepted_schema(contract))
 
     originals = table.select([c.name for c in contract.columns]).take(pa.array(rows))
     as_text = pa.table({name: _as_text(originals.column(name)) for name in originals.column_names})
-    quarantined = mask_table(as_text, contract, hmac_key)
+    quarantined = mask_table(as_text, contract, hmac_key, pseudonymiser)
     rule, column, reason = _first_and_all(failures, rows)
     quarantined = (
         quarantined.append_column(QUARANTINE_RULE, rule)

@@ -127,6 +127,26 @@ def test_duplicates_across_files_are_quarantined(ray_cluster: Any, tmp_path: Pat
     assert not list((lake / "_staging").rglob("*.parquet"))
 
 
+def test_duplicates_within_one_block_keep_the_first_in_input_order(
+    ray_cluster: Any, tmp_path: Path
+) -> None:
+    # One small file is one block. e1 comes first on day 3, then again on day 1 (an
+    # earlier date's file, staged before day 3's); e2 repeats within day 2's file.
+    lines = [good(1, day=3), good(2, day=2), good(3, day=2), good(2, day=2), good(1, day=1)]
+    lake = tmp_path / "lake"
+    report = ingest(write(tmp_path, "dups.csv", lines), lake)
+    assert (report.rows_in, report.rows_accepted, report.rows_quarantined) == (5, 3, 2)
+    raw = read_zone(lake, "raw/events")
+    days = {(r["event_id"], r["ts"].day) for r in raw.select(["event_id", "ts"]).to_pylist()}
+    assert days == {("e1", 3), ("e2", 2), ("e3", 2)}
+    quarantined = read_zone(lake, "quarantine/events").to_pylist()
+    assert sorted((q["event_id"], q["_quarantine_rule"]) for q in quarantined) == [
+        ("e1", "unique"),
+        ("e2", "unique"),
+    ]
+    assert not (lake / "raw/events/date=2024-03-01").exists()
+
+
 def test_large_csv_is_read_in_ranges_and_keeps_the_invariant(
     ray_cluster: Any, tmp_path: Path
 ) -> None:

@@ -13,6 +13,7 @@ import pytest
 from entai.shared.errors import ConfigError
 from entai.shared.masking import (
     MaskingOperator,
+    Pseudonymiser,
     apply_operator,
     mask,
     pseudonym,
@@ -107,3 +108,25 @@ def test_column_pseudonyms_are_hmac_sha256_for_any_key_length(key: bytes) -> Non
     expected = ["p_" + hmac.new(key, v.encode(), hashlib.sha256).hexdigest()[:32] for v in values]
     assert pseudonymise(pa.array(values), key).to_pylist() == expected
     assert [pseudonym(v, key) for v in values] == expected
+
+
+def test_pseudonymiser_remembers_up_to_its_capacity_and_keeps_pseudonyms() -> None:
+    pseudonymiser = Pseudonymiser(KEY, capacity=3)
+    first = pseudonymiser(pa.array(["a", "b", "a", None]))
+    assert first.to_pylist() == [
+        pseudonym("a", KEY),
+        pseudonym("b", KEY),
+        pseudonym("a", KEY),
+        None,
+    ]
+    assert repr(pseudonymiser) == "Pseudonymiser(remembered=2, capacity=3)"
+    values = pa.array(["b", "c", "d", "e"])
+    assert pseudonymiser(values) == pseudonymise(values, KEY)  # remembered or not, the same
+    assert repr(pseudonymiser) == "Pseudonymiser(remembered=3, capacity=3)"
+    assert pseudonymiser.uses_key(KEY) and not pseudonymiser.uses_key(KEY + b"x")
+
+
+def test_a_pseudonymiser_of_another_key_is_refused() -> None:
+    other = Pseudonymiser(b"another-key-0123456789")
+    with pytest.raises(ValueError, match="another HMAC key"):
+        apply_operator(pa.array(["u1"]), MaskingOperator.HMAC, KEY, pseudonymiser=other)

@@ -160,3 +160,11 @@ def test_repeated_keys_marks_every_later_copy_of_a_key() -> None:
         *[False, False, True, True, False, True, True, False]
     ]
     assert repeated_keys(keys.slice(0, 0)).tolist() == []
+
+
+def test_key_uniqueness_can_be_left_to_the_caller() -> None:
+    rows = table(row(1), row(2), row(1, amount="20"))
+    accepted, quarantined = validate_and_mask(rows, CONTRACT, KEY, unique_key=False)
+    assert (accepted.num_rows, quarantined.num_rows) == (3, 0)
+    accepted, quarantined = validate_and_mask(rows, CONTRACT, KEY)
+    assert quarantined.column("_quarantine_rule").to_pylist() == ["unique"]
