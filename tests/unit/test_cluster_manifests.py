@@ -515,3 +515,16 @@ def test_clusters_that_serve_run_haproxy_ingress_on_every_node() -> None:
         start = " ".join(launcher[key])
         exported = start.split("&& export ", 1)[1].split("&&", 1)[0].split()
         assert {f"{k}={v}" for k, v in serve_env.items()} <= set(exported), key
+
+
+def test_serve_replicas_ask_for_the_serve_nodes_and_fall_back_to_any() -> None:
+    from entai.actors.placement import role_options
+
+    for where, config in (
+        ("serve_config.yaml", load(SERVE_CONFIG)),
+        ("rayservice.yaml", embedded_serve_config()),
+    ):
+        for deployment in config["applications"][0]["deployments"]:
+            options = deployment["ray_actor_options"]
+            placement = {k: options[k] for k in ("label_selector", "fallback_strategy")}
+            assert placement == role_options("serve"), (where, deployment["name"])
