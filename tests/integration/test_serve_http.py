@@ -5,11 +5,15 @@ governance, shard and registry actors and an MLflow registry holding three XGBoo
 versions (champion, challenger, shadow). The helpers here (:func:`deploy_platform`)
 are shared with the zero-downtime module. The same application answers gRPC on 9121:
 the last tests send the same requests through a client compiled from entai.proto
-(:mod:`grpc_client`) and expect the HTTP answers.
+(:mod:`grpc_client`) and expect the HTTP answers. A second application next to it
+(Ingress -> Model, both autoscaling with short delays) is driven by a ramp of client
+threads and must scale up and back to its minimum, as ``entai status`` reads it.
 """
 
 from __future__ import annotations
 
+import json
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -601,3 +605,157 @@ def test_grpc_refuses_what_http_refuses_with_the_matching_status(
     assert answer["details"]
     assert answer["trailing"]["entai-error-code"] == http_answer.json()["error"]["code"]
     assert answer["trailing"]["request_id"]
+
+
+# --- Serve autoscaling under a load ramp (a second app next to the module's) ----------
+
+AUTOSCALE_APP = "entai-autoscale"
+AUTOSCALE_PREFIX = "/autoscale"
+# Short delays so a test sees both directions; the shipped ones are in serve_config.yaml.
+AUTOSCALING = {
+    "min_replicas": 1,
+    "initial_replicas": 1,
+    "max_replicas": 2,
+    # The Model answers fast (most of a request's time is auth and the feature read in
+    # the Ingress): at 1 its in-flight count hovers around the target and it flaps.
+    "target_ongoing_requests": 0.25,
+    "upscale_delay_s": 1,
+    "downscale_delay_s": 2,
+    "metrics_interval_s": 0.5,
+    "look_back_period_s": 2,
+}
+RAMP_THREADS = (4, 8, 16)  # client threads running in each step of the ramp
+RAMP_STEP_S = 2.0
+# After the ramp's top, the load drops to HOLD_THREADS (still above what one replica of
+# each deployment is meant to carry) until the new replicas run, at most HOLD_MAX_S: on
+# 2 cores, 16 threads leave a starting replica (imports, model loads) little CPU.
+HOLD_THREADS = 4
+HOLD_MAX_S = 90.0
+DOWNSCALE_WITHIN_S = 60.0
+
+
+@dataclass
+class ScaleTrace:
+    """Replica counts of the autoscaling app over time, read the way `entai status` does."""
+
+    started: float = field(default_factory=time.monotonic)
+    peak_running: dict[str, int] = field(default_factory=dict)
+    peak_target: dict[str, int] = field(default_factory=dict)
+    first_target_above_1_s: dict[str, float] = field(default_factory=dict)
+    first_running_above_1_s: dict[str, float] = field(default_factory=dict)
+
+    def read(self) -> list[Any]:
+        from entai.deployments.serve_status import read_serve_details, replica_counts
+
+        details = read_serve_details()
+        assert details is not None, "Serve is not running"
+        rows = [r for r in replica_counts(details) if r.application == AUTOSCALE_APP]
+        now = round(time.monotonic() - self.started, 1)
+        for r in rows:
+            self.peak_running[r.deployment] = max(self.peak_running.get(r.deployment, 0), r.running)
+            self.peak_target[r.deployment] = max(self.peak_target.get(r.deployment, 0), r.target)
+            if r.target > 1:
+                self.first_target_above_1_s.setdefault(r.deployment, now)
+            if r.running > 1:
+                self.first_running_above_1_s.setdefault(r.deployment, now)
+        return rows
+
+    def scaled_up(self) -> bool:
+        return bool(self.peak_running) and all(n > 1 for n in self.peak_running.values())
+
+
+@pytest.fixture
+def autoscaling_app(platform: Platform) -> Iterator[str]:
+    """The same application with Ingress -> Model, both autoscaling per AUTOSCALING."""
+    from ray import serve
+    from serve_graph import options_app
+
+    from entai.deployments.app import AppArgs
+
+    args = AppArgs(
+        model_name=MODEL,
+        feature_service=demo.purchase_propensity.name,
+        definitions_module=demo.__name__,
+        settings=platform.settings,
+        shadow=False,
+        score_in_ingress=False,
+        tap_flush_interval_s=0.5,
+    )
+    app = options_app(args, autoscaling_config=AUTOSCALING, ray_actor_options={"num_cpus": 0})
+    serve.run(app, name=AUTOSCALE_APP, route_prefix=AUTOSCALE_PREFIX)
+    yield f"{platform.url}{AUTOSCALE_PREFIX}"
+    serve.delete(AUTOSCALE_APP)
+
+
+def test_replicas_scale_up_under_a_ramp_and_back_down(
+    platform: Platform, autoscaling_app: str
+) -> None:
+    trace = ScaleTrace()
+    first = trace.read()
+    assert {r.deployment for r in first} == {"Ingress", "Model"}
+    assert all(r.autoscaling == "1-2" and r.target == 1 for r in first)
+
+    stops = [threading.Event() for _ in range(max(RAMP_THREADS))]
+    answers: list[int] = []
+
+    def load(offset: int) -> None:
+        with httpx.Client(base_url=autoscaling_app, timeout=60.0) as c:
+            user = offset
+            while not stops[offset].is_set():
+                try:
+                    r = c.post(
+                        f"/v1/predict/{MODEL}",
+                        json=predict_body(user % USERS, CATEGORIES[user % 3]),
+                        headers=platform.headers(),
+                    )
+                    answers.append(r.status_code)
+                except httpx.HTTPError:
+                    answers.append(-1)  # no answer at all: counted as an error
+                user += max(RAMP_THREADS)
+
+    threads: list[threading.Thread] = []
+    started = trace.started = time.monotonic()
+    try:
+        for step in RAMP_THREADS:
+            while len(threads) < step:
+                threads.append(threading.Thread(target=load, args=(len(threads),), daemon=True))
+                threads[-1].start()
+            step_end = time.monotonic() + RAMP_STEP_S
+            while time.monotonic() < step_end:
+                trace.read()
+                time.sleep(0.25)
+        for stop in stops[HOLD_THREADS:]:
+            stop.set()
+        held = time.monotonic()
+        while not trace.scaled_up() and time.monotonic() - held < HOLD_MAX_S:
+            trace.read()
+            time.sleep(0.25)
+        scaled_up_s = time.monotonic() - started
+    finally:
+        for stop in stops:
+            stop.set()
+        for thread in threads:
+            thread.join(timeout=60)
+    stopped = time.monotonic()
+    rows = trace.read()
+    while not all(r.running == r.target == 1 for r in rows):
+        assert time.monotonic() - stopped < DOWNSCALE_WITHIN_S, rows
+        time.sleep(0.25)
+        rows = trace.read()
+    figures = {
+        "ramp_threads": RAMP_THREADS,
+        "hold_threads": HOLD_THREADS,
+        "requests": len(answers),
+        "non_200": sum(code != 200 for code in answers),
+        "peak_running": trace.peak_running,
+        "peak_target": trace.peak_target,
+        "target_above_1_at_s": trace.first_target_above_1_s,
+        "running_above_1_at_s": trace.first_running_above_1_s,
+        "scaled_up_s": round(scaled_up_s, 1),
+        "back_to_min_s": round(time.monotonic() - stopped, 1),
+    }
+    print(json.dumps(figures))  # the figures, for the report (pytest -s)
+    assert trace.scaled_up(), figures
+    assert all(n > 1 for n in trace.peak_target.values()), figures
+    assert all(n <= AUTOSCALING["max_replicas"] for n in trace.peak_running.values()), figures
+    assert figures["non_200"] == 0, figures
