@@ -22,7 +22,6 @@ Invariant, checked before the commit: rows in = rows accepted + rows quarantined
 
 from __future__ import annotations
 
-import codecs
 import hashlib
 import logging
 import re
@@ -31,6 +30,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.fs as pafs
@@ -66,6 +66,7 @@ _FORMATS = {
     ".json": "json",
 }
 _CHUNK = 1 << 20
+_UTF8_LEADS = ((2, (0xE0, 0xC0)), (3, (0xF0, 0xE0)), (4, (0xF8, 0xF0)))  # bytes, (mask, bits)
 _BATCH_ROWS = 200_000  # per validation task: big enough to amortise per-task costs
 _QUOTED_ROW = re.compile(r"(got [0-9]+( columns)?):.*$")
 
@@ -117,33 +118,54 @@ def _format_of(uri: str, files: list[str], fmt: str | None) -> str:
     return str(kinds.pop())
 
 
+def _whole_characters(data: bytes) -> int:
+    """The length of ``data`` without a UTF-8 character it ends inside of."""
+    for back in range(1, min(4, len(data)) + 1):
+        byte = data[-back]
+        if byte & 0xC0 != 0x80:  # not a continuation byte: a character starts here
+            needs = next((n for n, lead in _UTF8_LEADS if byte & lead[0] == lead[1]), 1)
+            return len(data) - back if needs > back else len(data)
+    return len(data)
+
+
+def _first_bad_byte(data: bytes) -> int | None:
+    """The offset of the first byte of ``data`` that is not UTF-8, or None if all are."""
+    bounds = pa.py_buffer(np.array([0, len(data)], dtype=np.int32))
+    try:
+        pa.StringArray.from_buffers(1, bounds, pa.py_buffer(data)).validate(full=True)
+    except pa.ArrowInvalid:
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return int(exc.start)
+        return 0  # Arrow and Python disagree: name the chunk's start
+    return None
+
+
 def _hash_input(fs: pafs.FileSystem, files: list[str], uri: str, text: bool) -> str:
+    """SHA-256 of the files' names and bytes; text is checked to be UTF-8 on the way."""
     digest = hashlib.sha256()
     for path in files:
         digest.update(path.rsplit("/", 1)[-1].encode() + b"\0")
-        decoder = codecs.getincrementaldecoder("utf-8")()
-        offset = 0
+        pending, offset = b"", 0  # bytes of a character cut by a chunk's end; their offset
         with fs.open_input_stream(path) as stream:
             while chunk := stream.read(_CHUNK):
                 digest.update(chunk)
                 if text:
-                    try:
-                        decoder.decode(chunk)
-                    except UnicodeDecodeError as exc:
+                    data = pending + chunk
+                    whole = _whole_characters(data)
+                    bad = _first_bad_byte(data[:whole])
+                    if bad is not None:
                         raise InvalidInputError(
-                            f"{uri}: {path} is not UTF-8 text (bad byte at offset "
-                            f"{offset + exc.start})",
-                            details={"uri": uri, "file": path, "offset": offset + exc.start},
-                        ) from None
-                offset += len(chunk)
-        if text:
-            try:
-                decoder.decode(b"", final=True)
-            except UnicodeDecodeError:
-                raise InvalidInputError(
-                    f"{uri}: {path} ends inside a UTF-8 character (truncated?)",
-                    details={"uri": uri, "file": path},
-                ) from None
+                            f"{uri}: {path} is not UTF-8 text (bad byte at offset {offset + bad})",
+                            details={"uri": uri, "file": path, "offset": offset + bad},
+                        )
+                    pending, offset = data[whole:], offset + whole
+        if pending:
+            raise InvalidInputError(
+                f"{uri}: {path} ends inside a UTF-8 character (truncated?)",
+                details={"uri": uri, "file": path},
+            )
     return "sha256:" + digest.hexdigest()
 
 
