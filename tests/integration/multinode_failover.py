@@ -268,6 +268,7 @@ class ActorWatch:
     def poll(self, timeout_s: float) -> None:
         """Collect the calls answered within ``timeout_s``; ask again where it failed."""
         if not self._calls:
+            time.sleep(timeout_s)  # keeps the caller's polling loop paced
             return
         calls = list(self._calls.values())
         ready, _ = self._ray.wait(calls, num_returns=len(calls), timeout=timeout_s)
