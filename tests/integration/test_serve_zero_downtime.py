@@ -1,5 +1,9 @@
 """Model lifecycle without downtime: alias moves and replica kills under a steady stream.
 
+This module deploys the graph with a Model deployment (``score_in_ingress=False``);
+the shipped graph, where the Ingress scores, gets the same two checks in
+``test_serve_haproxy.py``, in the cluster's Serve configuration.
+
 A client thread sends predictions back to back while the champion is promoted and
 rolled back twice; no request may fail, and each response must name a version that
 held ``champion`` during the request (allowing ``SWAP_LAG_S`` for the notification and
@@ -58,7 +62,11 @@ class Stream:
 @pytest.fixture(scope="module")
 def platform(ray_cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     deployed = deploy_platform(
-        tmp_path_factory.mktemp("serve-zd"), port=8122, shadow=False, model_replicas=2
+        tmp_path_factory.mktemp("serve-zd"),
+        port=8122,
+        shadow=False,
+        model_replicas=2,
+        score_in_ingress=False,
     )
     yield deployed
     teardown_platform(deployed)
