@@ -49,7 +49,14 @@ import httpx
 import numpy as np
 import pandas as pd
 from serve_graph import options_app
-from test_serve_http import CATEGORIES, USERS, _train, _write_features, predict_body
+from test_serve_http import (
+    CATEGORIES,
+    USERS,
+    _train,
+    _write_features,
+    predict_body,
+    register_booster,
+)
 
 MODEL = "nodeloss_model"
 NUM_SHARDS = 2
@@ -305,8 +312,6 @@ def _longest_gap(ok: list[tuple[float, float]], removed_at: float) -> float:
 
 def run(redis_url: str, key_prefix: str) -> dict[str, Any]:
     """Deploy on the workers, lose them under traffic, measure recovery; always clean up."""
-    import mlflow
-    import mlflow.xgboost
     import ray
     from ray import serve
     from ray.cluster_utils import Cluster
@@ -370,14 +375,7 @@ def run(redis_url: str, key_prefix: str) -> dict[str, Any]:
 
         configure_mlflow(settings.mlflow)
         booster = _train(1)
-        with mlflow.start_run():
-            logged = mlflow.xgboost.log_model(booster, name="model", pip_requirements=["xgboost"])
-        version = ray.get(
-            registry.register.remote(
-                logged.model_uri, MODEL, registrant="trainer", metrics={"valid_auc": 0.8}
-            ),
-            timeout=120,
-        ).version
+        version = register_booster(registry, booster, MODEL)
         ray.get(
             registry.set_alias.remote(MODEL, "champion", version, by="admin", reason="test"),
             timeout=60,

@@ -112,6 +112,23 @@ def _write_features(settings: Any, namespace: str) -> dict[tuple[int, str], np.n
     return out
 
 
+def register_booster(registry: Any, booster: Any, model: str = MODEL) -> int:
+    """Log ``booster`` to MLflow and register it as a version of ``model``; its version."""
+    import mlflow
+    import mlflow.xgboost
+    import ray
+
+    with mlflow.start_run():
+        logged = mlflow.xgboost.log_model(booster, name="model", pip_requirements=["xgboost"])
+    info = ray.get(
+        registry.register.remote(
+            logged.model_uri, model, registrant="trainer", metrics={"valid_auc": 0.8}
+        ),
+        timeout=120,
+    )
+    return int(info.version)
+
+
 def deploy_platform(
     tmp: Path,
     *,
@@ -129,8 +146,6 @@ def deploy_platform(
     ``score_in_ingress`` is :class:`~entai.deployments.app.AppArgs`' scoring switch
     (on, as shipped; off deploys a Model deployment behind the Ingress).
     """
-    import mlflow
-    import mlflow.xgboost
     import ray
     from ray import serve
 
@@ -160,15 +175,7 @@ def deploy_platform(
     boosters: dict[int, Any] = {}
     for seed in (1, 2, 3, 4):
         booster = _train(seed)
-        with mlflow.start_run():
-            logged = mlflow.xgboost.log_model(booster, name="model", pip_requirements=["xgboost"])
-        info = ray.get(
-            registry.register.remote(
-                logged.model_uri, MODEL, registrant="trainer", metrics={"valid_auc": 0.8}
-            ),
-            timeout=120,
-        )
-        boosters[info.version] = booster
+        boosters[register_booster(registry, booster)] = booster
     versions = sorted(boosters)
     aliases = {"champion": versions[0], "challenger": versions[1], "shadow": versions[2]}
     for alias, version in aliases.items():
