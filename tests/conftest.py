@@ -24,6 +24,12 @@ os.environ.setdefault("RAY_SERVE_THROUGHPUT_OPTIMIZED", "1")
 # Custom metrics reach the Prometheus endpoint within 1 s instead of Ray's 10 s.
 os.environ.setdefault("RAY_metrics_report_interval_ms", "1000")
 
+# In Serve's direct-ingress mode (on with throughput-optimized Serve) a stopping
+# Ingress replica stays up for at least 30 s so that an external load balancer can
+# deregister it; every Ingress stop (serve.delete, a scale-down) waits that long. The
+# session cluster has no load balancer in front of its replicas, so they drain 2 s.
+INGRESS_DRAIN_ENV, INGRESS_DRAIN_S = "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S", "2"
+
 TESTS = Path(__file__).parent
 TIERS = ("unit", "ray", "integration", "e2e")
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
@@ -70,22 +76,30 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         yield ray
         return
     namespace = f"entai-test-{uuid.uuid4().hex[:8]}"
-    for attempt in (1, 2):
-        try:
-            ray.init(
-                address="local",
-                num_cpus=2,
-                namespace=namespace,
-                include_dashboard=False,
-                log_to_driver=False,
-            )
-            break
-        except Exception as exc:  # Ray raises a bare Exception for this
-            # Ray waits a hard-coded 30 s for the raylet; on a loaded 2-core machine
-            # that can pass before it registers. Start again once; then fail.
-            ray.shutdown()
-            if attempt == 2 or "timed out during startup" not in str(exc):
-                raise
+    # Only this head's processes get the short drain; heads that tests start in
+    # subprocesses keep Ray's default.
+    set_here = INGRESS_DRAIN_ENV not in os.environ
+    os.environ.setdefault(INGRESS_DRAIN_ENV, INGRESS_DRAIN_S)
+    try:
+        for attempt in (1, 2):
+            try:
+                ray.init(
+                    address="local",
+                    num_cpus=2,
+                    namespace=namespace,
+                    include_dashboard=False,
+                    log_to_driver=False,
+                )
+                break
+            except Exception as exc:  # Ray raises a bare Exception for this
+                # Ray waits a hard-coded 30 s for the raylet; on a loaded 2-core machine
+                # that can pass before it registers. Start again once; then fail.
+                ray.shutdown()
+                if attempt == 2 or "timed out during startup" not in str(exc):
+                    raise
+    finally:
+        if set_here:
+            del os.environ[INGRESS_DRAIN_ENV]
     try:
         yield ray
     finally:
