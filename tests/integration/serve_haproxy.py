@@ -186,6 +186,10 @@ def main() -> None:
             "RAY_SERVE_ENABLE_HA_PROXY": "1",
             "RAY_SERVE_HAPROXY_STATS_PORT": str(stats_port),
             "RAY_SERVE_HAPROXY_METRICS_PORT": str(_free_port()),
+            # A stopping Ingress replica stays up 30 s by default for HAProxy to drop
+            # it. Here Ingress replicas only stop by being killed (the check) or at
+            # the teardown, after the last request; the teardown need not wait 30 s.
+            "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "2",
             "ENTAI_ONLINE_STORE__TYPE": "redis",
             "ENTAI_ONLINE_STORE__URL": redis_url,
             "ENTAI_ONLINE_STORE__KEY_PREFIX": prefix,
