@@ -28,6 +28,7 @@ from collections.abc import Callable
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -176,10 +177,13 @@ class Pseudonymiser:
         self._inner, self._outer = _keyed_states(key)
         self._fingerprint = hmac.digest(key, b"entai-pseudonymiser", "sha256")
         self._capacity = capacity
-        self._known: dict[str, str] = {}
+        # What was hashed, as two aligned arrays: looked up with one vectorised
+        # ``index_in`` per call rather than a dictionary probe per value.
+        self._values = pa.array([], type=pa.string())
+        self._pseudonyms = pa.array([], type=pa.string())
 
     def __repr__(self) -> str:
-        return f"Pseudonymiser(remembered={len(self._known)}, capacity={self._capacity})"
+        return f"Pseudonymiser(remembered={len(self._values)}, capacity={self._capacity})"
 
     def uses_key(self, key: bytes) -> bool:
         """Whether this pseudonymiser was made with ``key``."""
@@ -195,18 +199,18 @@ class Pseudonymiser:
 
     def strings(self, strings: pa.Array) -> pa.Array:
         """The pseudonym of each (non-null) string of a string array."""
-        known = self._known
-        room = self._capacity - len(known)
-        found = []
-        for value in strings.to_pylist():
-            pseudonym_ = known.get(value)
-            if pseudonym_ is None:
-                pseudonym_ = self._hash(value)
-                if room > 0:
-                    known[value] = pseudonym_
-                    room -= 1
-            found.append(pseudonym_)
-        return pa.array(found, type=pa.string())
+        known = len(self._values)
+        at = pc.index_in(strings, value_set=self._values).fill_null(-1).to_numpy().copy()
+        new = np.flatnonzero(at < 0)
+        fresh = strings.take(pa.array(new))
+        hashed = pa.array([self._hash(v) for v in fresh.to_pylist()], type=pa.string())
+        at[new] = known + np.arange(new.size)
+        found = pa.concat_arrays([self._pseudonyms, hashed]).take(pa.array(at))
+        room = min(self._capacity - known, new.size)
+        if room > 0:
+            self._values = pa.concat_arrays([self._values, fresh.slice(0, room)])
+            self._pseudonyms = pa.concat_arrays([self._pseudonyms, hashed.slice(0, room)])
+        return found
 
     def __call__(self, values: pa.Array | pa.ChunkedArray) -> pa.Array:
         """Pseudonymise every value (once per distinct value); nulls stay null."""
