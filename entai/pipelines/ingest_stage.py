@@ -120,6 +120,8 @@ class _Days:
     rows: pa.Table  # sorted by date, input order within a date
     day: np.ndarray  # per input row: its date's index in ``days``
     at: np.ndarray  # per input row: its row within its date's slice
+    starts: np.ndarray  # per date: its slice's first row in ``rows``
+    counts: np.ndarray  # per date: its slice's rows
 
     @classmethod
     def of(cls, accepted: pa.Table, event_time: str) -> _Days:
@@ -128,22 +130,23 @@ class _Days:
         day = encoded.indices.to_numpy()
         order = pc.sort_indices(encoded.indices).to_numpy()  # stable
         counts = np.bincount(day, minlength=len(encoded.dictionary))
+        starts = np.cumsum(counts) - counts
         position = np.empty(order.size, dtype=np.int64)
         position[order] = np.arange(order.size)
         return cls(
             days=[d.isoformat() for d in encoded.dictionary.to_pylist()],
             rows=accepted.take(pa.array(order)),
             day=day,
-            at=position - (np.cumsum(counts) - counts)[day],
+            at=position - starts[day],
+            starts=starts,
+            counts=counts,
         )
 
     def slices(self) -> list[tuple[str, pa.Table]]:
         """Each date with its rows."""
-        counts = np.bincount(self.day, minlength=len(self.days))
-        starts = np.cumsum(counts) - counts
         return [
             (day, self.rows.slice(int(start), int(rows)))
-            for day, start, rows in zip(self.days, starts, counts, strict=True)
+            for day, start, rows in zip(self.days, self.starts, self.counts, strict=True)
         ]
 
 
