@@ -10,7 +10,10 @@ Paths:
       is the source of truth for the Redis backend, so both paths return the same data.
       :meth:`~OnlineFeatureClient.get_online_features_async` is the same read for an
       event loop (a Serve replica): it awaits the shard calls on the loop instead of
-      blocking a thread in ``ray.get``, and runs a direct store read in a thread.
+      blocking a thread in ``ray.get``, awaits a direct store that reads on the loop
+      (:class:`AsyncReads`: Redis, every view in one round trip), and runs any other
+      direct store read in a thread. :meth:`~OnlineFeatureClient.read_async` is that
+      read without the Feast shaping, for the predict path.
 
 Every read is counted in ``entai_online_lookups`` (values per view and status) and
 timed in ``entai_online_lookup_latency_s`` (see :mod:`entai.actors.metrics`).
@@ -27,7 +30,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import ray
@@ -45,7 +48,7 @@ from entai.shared.online import (
     rendezvous_shard,
 )
 
-__all__ = ["Authorize", "OnlineFeatureClient"]
+__all__ = ["AsyncReads", "Authorize", "OnlineFeatureClient"]
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +59,17 @@ _Parts = dict[str, list[tuple[int, np.ndarray, ReadRequest]]]
 """Per shard: (view request index, entity positions, the shard's part of the request)."""
 
 _RETRY_DELAYS_S = (0.05, 0.1, 0.2, 0.5, 1.0, 1.0, 2.0, 2.0, 5.0, 5.0)
+
+
+@runtime_checkable
+class AsyncReads(Protocol):
+    """A direct store that reads on the running event loop (the Redis store)."""
+
+    async def read_many_async(
+        self, requests: Sequence[ReadRequest], now: datetime
+    ) -> list[ReadResult]:
+        """One result per request, in order, as ``OnlineStore.read`` gives them."""
+        ...
 
 
 class OnlineFeatureClient:
@@ -81,6 +95,8 @@ class OnlineFeatureClient:
                 details={"field": "shards"},
             )
         self._direct = direct_store
+        store: object = direct_store  # AsyncReads is a capability beyond OnlineStore
+        self._direct_async = store if isinstance(store, AsyncReads) else None
         self._authorize = authorize
         self._lock = threading.RLock()
         self._shards: dict[str, ShardHandle] = {}
@@ -149,7 +165,8 @@ class OnlineFeatureClient:
         else:
             parts, calls = self._split(requests, now)
             results = self._merge(requests, parts, self._call_shards("read_batch", calls))
-        return self._answer(refs, requests, results, started)
+        self._record(requests, results, started)
+        return _feast(refs, results)
 
     async def get_online_features_async(
         self,
@@ -163,19 +180,44 @@ class OnlineFeatureClient:
         """:meth:`get_online_features` for an event loop; the same arguments and answer.
 
         Shard calls are awaited on the running loop (all shards at once); a direct
-        store read, which blocks on its backend, runs in a worker thread. Authorization
-        (when configured) runs on the loop, so it must not block.
+        store read is awaited on the loop when the store offers it (:class:`AsyncReads`),
+        else it blocks a worker thread. Authorization (when configured) runs on the
+        loop, so it must not block.
         """
         refs, requests = self._plan(view_features, entity_rows, ttls, join_keys)
-        now = now or datetime.now(UTC)
+        return _feast(refs, await self._read_async(requests, now or datetime.now(UTC)))
+
+    async def read_async(
+        self,
+        view_features: Mapping[str, Sequence[str]],
+        entity_rows: Sequence[Mapping[str, Any]],
+        ttls: Mapping[str, timedelta | None],
+        *,
+        join_keys: Mapping[str, Sequence[str]] | None = None,
+        keys: Mapping[str, Sequence[str]] | None = None,
+        now: datetime | None = None,
+    ) -> list[ReadResult]:
+        """:meth:`get_online_features_async` as one :class:`ReadResult` per view, in order.
+
+        Args:
+            keys: Canonical entity keys already worked out for some views (one per
+                entity row, in order); the other views' keys are built from the rows.
+        """
+        _, requests = self._plan(view_features, entity_rows, ttls, join_keys, keys)
+        return await self._read_async(requests, now or datetime.now(UTC))
+
+    async def _read_async(self, requests: Sequence[ReadRequest], now: datetime) -> list[ReadResult]:
         started = time.perf_counter()
-        if self._direct is not None:
+        if self._direct_async is not None:
+            results = await self._direct_async.read_many_async(requests, now)
+        elif self._direct is not None:
             results = await asyncio.to_thread(self._read_direct, requests, now)
         else:
             parts, calls = self._split(requests, now)
             replies = await self._call_shards_async("read_batch", calls)
             results = self._merge(requests, parts, replies)
-        return self._answer(refs, requests, results, started)
+        self._record(requests, results, started)
+        return results
 
     def _plan(
         self,
@@ -183,13 +225,20 @@ class OnlineFeatureClient:
         entity_rows: Sequence[Mapping[str, Any]],
         ttls: Mapping[str, timedelta | None],
         join_keys: Mapping[str, Sequence[str]] | None,
+        keys: Mapping[str, Sequence[str]] | None = None,
     ) -> tuple[list[str], list[ReadRequest]]:
         """Authorize a read and turn it into one request per view."""
         refs = [f"{v}:{f}" for v, feats in view_features.items() for f in feats]
         if self._authorize is not None:
             self._authorize("features:read", refs)
+        known = keys or {}
         requests = [
-            ReadRequest(view, self._keys(view, entity_rows, join_keys), feats, ttls.get(view))
+            ReadRequest(
+                view,
+                known[view] if view in known else self._keys(view, entity_rows, join_keys),
+                feats,
+                ttls.get(view),
+            )
             for view, feats in view_features.items()
         ]
         return refs, requests
@@ -198,26 +247,15 @@ class OnlineFeatureClient:
         assert self._direct is not None
         return [self._direct.read(r.view, r.keys, r.features, ttl=r.ttl, now=now) for r in requests]
 
-    def _answer(
-        self,
-        refs: list[str],
-        requests: Sequence[ReadRequest],
-        results: Sequence[ReadResult],
-        started: float,
-    ) -> dict[str, Any]:
-        """Record the read's metrics and shape the results as Feast does."""
+    def _record(
+        self, requests: Sequence[ReadRequest], results: Sequence[ReadResult], started: float
+    ) -> None:
+        """Record a read's metrics: values per view and status, and its latency."""
         Metrics.online_read(
             "direct" if self._direct is not None else "shards",
             time.perf_counter() - started,
             ((req.view, res.statuses) for req, res in zip(requests, results, strict=True)),
         )
-        out: list[dict[str, Any]] = []
-        for result in results:
-            out += (
-                {"values": v, "statuses": s, "event_timestamps": list(result.event_timestamps)}
-                for v, s in zip(result.values, result.statuses, strict=True)
-            )
-        return {"metadata": {"feature_names": refs}, "results": out}
 
     def delete(self, view: str | None, keys: Sequence[str]) -> int:
         """Delete the keys' rows in ``view`` (every view if None) on every shard."""
@@ -412,6 +450,17 @@ class _Columns:
             [s.tolist() for s in self.statuses],
             self.stamps.tolist(),
         )
+
+
+def _feast(refs: list[str], results: Sequence[ReadResult]) -> dict[str, Any]:
+    """The results shaped as Feast's online response: one result per feature ref."""
+    out: list[dict[str, Any]] = []
+    for result in results:
+        out += (
+            {"values": v, "statuses": s, "event_timestamps": list(result.event_timestamps)}
+            for v, s in zip(result.values, result.statuses, strict=True)
+        )
+    return {"metadata": {"feature_names": refs}, "results": out}
 
 
 def _describe(handles: Sequence[ShardHandle]) -> tuple[dict[str, ShardHandle], bool]:

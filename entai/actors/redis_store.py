@@ -8,23 +8,27 @@ one key, so the layout also works on Redis Cluster.
 Writes run a compare-and-set Lua script (loaded once, called with EVALSHA) in one
 pipeline per batch: a row replaces the hash only if its ``(event_ts, created_ts)`` is
 strictly greater, atomically in Redis, whatever process or order the writes come from.
-Reads are one pipelined ``HMGET`` per key. Retrying a batch is always safe: it is
-idempotent under last-write-wins.
+Reads take one round trip per batch (an ``HMGET``, or the read script for many keys).
+:meth:`RedisOnlineStore.read_many_async` reads several views' keys in one round trip
+on the running event loop (``redis.asyncio``), for the serving replicas' predict path.
+Retrying a batch is always safe: it is idempotent under last-write-wins.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 import redis
+import redis.asyncio
 from redis.exceptions import NoScriptError, RedisError
 
 from entai.shared.errors import InvalidInputError, ServiceUnavailableError
-from entai.shared.online import MISSING, FeatureRow, ReadResult, assemble_result
+from entai.shared.online import MISSING, FeatureRow, ReadRequest, ReadResult, assemble_result
 
 __all__ = ["RedisOnlineStore"]
 
@@ -35,6 +39,13 @@ _US = timedelta(microseconds=1)
 _EVENT, _CREATED = "@e", "@c"
 _SCAN_BATCH = 500
 _T = TypeVar("_T")
+
+_Reply = list[bytes | None]
+"""One key's ``HMGET`` reply: its event time, then the requested features' values."""
+
+_Command = tuple[bool, tuple[Any, ...]]
+"""A read: ``(True, EVALSHA arguments)`` runs the read script, which replies one
+:data:`_Reply` per key; ``(False, (key, *fields))`` is one key's ``HMGET``."""
 
 # KEYS[1] row hash; ARGV[1] event us, ARGV[2] created us, ARGV[3..] field/value pairs.
 # Lua numbers are doubles: exact for microsecond timestamps until the year 2255.
@@ -109,6 +120,7 @@ class RedisOnlineStore:
         self.key_prefix = key_prefix
         self.cluster_mode = cluster_mode
         self._client: redis.Redis = redis.Redis.from_url(url)
+        self._async: tuple[asyncio.AbstractEventLoop, redis.asyncio.Redis] | None = None
         self._lww_sha = self._read_sha = ""
         self._load_scripts()
 
@@ -119,8 +131,9 @@ class RedisOnlineStore:
         return (_rebuild, (self._url, self.key_prefix, self.cluster_mode))
 
     def close(self) -> None:
-        """Release the connection pool."""
+        """Release the connection pool (an event loop's client goes with its loop)."""
         self._client.close()
+        self._async = None
 
     def _load_scripts(self) -> None:
         try:
@@ -149,6 +162,25 @@ class RedisOnlineStore:
                 return fn()
         except RedisError as exc:
             raise self._unavailable(action, exc, **details) from exc
+
+    async def _call_async(self, action: str, fn: Callable[[], Awaitable[_T]], **details: Any) -> _T:
+        """:meth:`_call` for a coroutine; the rare script reload blocks the loop once."""
+        try:
+            try:
+                return await fn()
+            except NoScriptError:
+                logger.warning("Redis lost entai's Lua scripts; reloading and retrying")
+                self._load_scripts()
+                return await fn()
+        except RedisError as exc:
+            raise self._unavailable(action, exc, **details) from exc
+
+    def _async_client(self) -> redis.asyncio.Redis:
+        """The running loop's client: ``redis.asyncio`` connections belong to one loop."""
+        loop = asyncio.get_running_loop()
+        if self._async is None or self._async[0] is not loop:
+            self._async = (loop, redis.asyncio.Redis.from_url(self._url))
+        return self._async[1]
 
     def _key(self, view: str, key: str) -> str:
         return f"{self.key_prefix}:{view}:{key}"
@@ -182,43 +214,64 @@ class RedisOnlineStore:
         now: datetime,
     ) -> ReadResult:
         """Read ``features`` of ``view`` for ``keys``: one round trip for the batch."""
+        commands = self._read_commands(view, keys, features)
+        if not commands:
+            return _result([], features, ttl, now)
+
+        def run() -> list[Any]:
+            if len(commands) == 1:
+                return [_issue(self._client, commands[0])]
+            with self._client.pipeline(transaction=False) as pipe:
+                for command in commands:
+                    _issue(pipe, command)
+                return pipe.execute()
+
+        replies = _per_key(commands, self._call("read", run, view=view))
+        return _result(replies, features, ttl, now)
+
+    async def read_many_async(
+        self, requests: Sequence[ReadRequest], now: datetime
+    ) -> list[ReadResult]:
+        """:meth:`read` of several views at once, on the running event loop.
+
+        Every view's commands go in one pipeline (one round trip); a read of one key of
+        one view is a single ``HMGET``.
+        """
+        plans = [self._read_commands(r.view, r.keys, r.features) for r in requests]
+        commands = [c for plan in plans for c in plan]
+        client = self._async_client()
+
+        async def run() -> list[Any]:
+            if len(commands) == 1:
+                return [await _issue(client, commands[0])]
+            async with client.pipeline(transaction=False) as pipe:
+                for command in commands:
+                    _issue(pipe, command)
+                return await pipe.execute()
+
+        views = [r.view for r in requests]
+        raw = await self._call_async("read", run, views=views) if commands else []
+        results: list[ReadResult] = []
+        done = 0
+        for request, plan in zip(requests, plans, strict=True):
+            replies = _per_key(plan, raw[done : done + len(plan)])
+            done += len(plan)
+            results.append(_result(replies, request.features, request.ttl, now))
+        return results
+
+    def _read_commands(
+        self, view: str, keys: Sequence[str], features: Sequence[str]
+    ) -> list[_Command]:
+        """The commands reading one view's keys: one ``HMGET`` for one key, else the
+        read script (standalone) or one ``HMGET`` per key (cluster mode, routed by slot)."""
         fields = (_EVENT, *features)
         prefix = f"{self.key_prefix}:{view}:"
         names = [prefix + k for k in keys]
-        replies: list[list[bytes | None]]
-        if len(names) == 1:
-            one = self._call("read", lambda: self._client.hmget(names[0], fields))
-            replies = [cast("list[bytes | None]", one)]
-        elif self.cluster_mode:
-            replies = self._call("read", lambda: self._pipelined_hmget(names, fields), view=view)
-        elif names:
-            replies = self._call(
-                "read",
-                lambda: self._client.evalsha(self._read_sha, len(names), *names, *fields),
-                view=view,
-            )
-        else:
-            replies = []
-        present = [r for r in replies if r[0] is not None]
-        stamps = {raw: _from_micros(raw) for raw in {r[0] for r in replies} if raw is not None}
-        flat = [v for r in present for v in r[1:]]
-        # One C-level JSON parse for every stored value instead of one call per cell.
-        decoded = json.loads(b"[" + b",".join(v for v in flat if v is not None) + b"]")
-        if len(decoded) < len(flat):  # some features absent from their rows
-            it = iter(decoded)
-            decoded = [MISSING if v is None else next(it) for v in flat]
-        nf = len(features)
-        cells = iter(decoded[i * nf : (i + 1) * nf] for i in range(len(present)))
-        rows = [None if r[0] is None else (stamps[r[0]], next(cells)) for r in replies]
-        return assemble_result(features, rows, ttl=ttl, now=now)
-
-    def _pipelined_hmget(
-        self, names: Sequence[str], fields: Sequence[str]
-    ) -> list[list[bytes | None]]:
-        with self._client.pipeline(transaction=False) as pipe:
-            for name in names:
-                pipe.hmget(name, fields)
-            return pipe.execute()
+        if len(names) == 1 or (names and self.cluster_mode):
+            return [(False, (name, *fields)) for name in names]
+        if names:
+            return [(True, (self._read_sha, len(names), *names, *fields))]
+        return []
 
     def delete(self, view: str | None, keys: Sequence[str]) -> int:
         """Delete the keys' rows in ``view``; with ``view=None`` scan every view."""
@@ -266,3 +319,40 @@ class RedisOnlineStore:
                 continue
             values = {f.decode(): json.loads(v) for f, v in data.items()}
             yield FeatureRow(view, key, values, _from_micros(event), _from_micros(created))
+
+
+def _issue(target: Any, command: _Command) -> Any:
+    """Send (or queue, on a pipeline) a read on a sync or asyncio client or pipeline."""
+    script, args = command
+    if script:
+        return target.evalsha(*args)
+    return target.hmget(args[0], args[1:])
+
+
+def _per_key(commands: Sequence[_Command], raw: Sequence[Any]) -> list[_Reply]:
+    """Each key's ``HMGET`` reply, in key order, from the commands' raw replies."""
+    replies: list[_Reply] = []
+    for (per_key, _), reply in zip(commands, raw, strict=True):
+        if per_key:
+            replies.extend(reply)
+        else:
+            replies.append(reply)
+    return replies
+
+
+def _result(
+    replies: Sequence[_Reply], features: Sequence[str], ttl: timedelta | None, now: datetime
+) -> ReadResult:
+    """Decode the keys' replies (event time, then feature values) into a ReadResult."""
+    present = [r for r in replies if r[0] is not None]
+    stamps = {raw: _from_micros(raw) for raw in {r[0] for r in present} if raw is not None}
+    flat = [v for r in present for v in r[1:]]
+    # One C-level JSON parse for every stored value instead of one call per cell.
+    decoded = json.loads(b"[" + b",".join(v for v in flat if v is not None) + b"]")
+    if len(decoded) < len(flat):  # some features absent from their rows
+        it = iter(decoded)
+        decoded = [MISSING if v is None else next(it) for v in flat]
+    nf = len(features)
+    cells = iter(decoded[i * nf : (i + 1) * nf] for i in range(len(present)))
+    rows = [None if r[0] is None else (stamps[r[0]], next(cells)) for r in replies]
+    return assemble_result(features, rows, ttl=ttl, now=now)

@@ -59,20 +59,31 @@ class FeatureInputs:
 
 @dataclass(frozen=True)
 class ReadPlan:
-    """What reading a set of feature-view projections needs, worked out once."""
+    """What reading a set of feature-view projections needs, worked out once.
+
+    Attributes:
+        join_keys: Every view's join keys, sorted: an entity row's canonical key.
+        full_key_views: Views keyed by all of ``join_keys``, whose entity key is the
+            row's canonical key.
+    """
 
     join_keys: tuple[str, ...]
     view_features: dict[str, list[str]]
     ttls: dict[str, timedelta | None]
     view_join_keys: dict[str, list[str]]
+    full_key_views: tuple[str, ...]
 
     @classmethod
     def of(cls, projections: Sequence[FeatureViewProjection]) -> ReadPlan:
+        join_keys = tuple(sorted({k for p in projections for k in p.view.join_keys}))
         return cls(
-            join_keys=tuple(sorted({k for p in projections for k in p.view.join_keys})),
+            join_keys=join_keys,
             view_features={p.view.name: list(p.features) for p in projections},
             ttls={p.view.name: p.view.ttl for p in projections},
             view_join_keys={p.view.name: list(p.view.join_keys) for p in projections},
+            full_key_views=tuple(
+                p.view.name for p in projections if set(p.view.join_keys) == set(join_keys)
+            ),
         )
 
 
@@ -135,29 +146,25 @@ class PlatformServices:
     ) -> FeatureInputs:
         """Online features of the model's feature service plus request-time features.
 
-        The online read is awaited on the running loop.
+        The online read is awaited on the running loop. Each row's canonical entity key
+        is built once: it keys the log and canary routing, and the read of every view
+        keyed by all the join keys.
 
         Raises:
             InvalidInputError: a join key is missing, or a request feature is not numeric.
         """
         plan = self.model_plan
-        response = await self.features.get_online_features_async(
+        rows = _entity_rows(plan, entities)
+        entity_keys = [entity_key(row) for row in rows]
+        results = await self.features.read_async(
             plan.view_features,
-            _entity_rows(plan, entities),
+            rows,
             plan.ttls,
             join_keys=plan.view_join_keys,
+            keys=dict.fromkeys(plan.full_key_views, entity_keys),
         )
-        return self._inputs(response, entities, request_features)
-
-    def _inputs(
-        self,
-        response: dict[str, Any],
-        entities: Mapping[str, Sequence[Any]],
-        request_features: Mapping[str, Sequence[Any]],
-    ) -> FeatureInputs:
-        plan = self.model_plan
-        online = [name.split(":", 1)[1] for name in response["metadata"]["feature_names"]]
-        columns = [result["values"] for result in response["results"]]
+        online = [name for result in results for name in result.features]
+        columns: list[Sequence[Any]] = [vals for result in results for vals in result.values]
         extra = [k for k in request_features if k not in online]
         columns += [request_features[k] for k in extra]
         try:
@@ -167,8 +174,6 @@ class PlatformServices:
                 "request_features must hold numbers (or null)",
                 details={"field": "request_features", "features": extra},
             ) from exc
-        n = len(entities[plan.join_keys[0]]) if plan.join_keys else 0
-        entity_keys = [entity_key({k: entities[k][i] for k in plan.join_keys}) for i in range(n)]
         return FeatureInputs((*online, *extra), matrix, entity_keys)
 
     def online_features(self, token: str, body: OnlineFeaturesRequest) -> dict[str, Any]:

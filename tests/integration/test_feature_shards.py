@@ -207,5 +207,5 @@ def test_killing_a_shard_mid_stream_loses_no_acknowledged_write(
     direct = OnlineFeatureClient(None, direct_store=RedisOnlineStore(redis_url, redis_prefix))
     assert direct.get_online_features({"user": ["a"]}, keys, {"user": None}) == via_shards
     awaited = direct.get_online_features_async({"user": ["a"]}, keys, {"user": None})
-    assert asyncio.run(awaited) == via_shards  # the direct read, from a worker thread
+    assert asyncio.run(awaited) == via_shards  # the direct read, on the event loop
     assert ray_cluster.get(handles[0].describe.remote())["pid"] != victim_pid  # it restarted

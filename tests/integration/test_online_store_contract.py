@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import multiprocessing as mp
 import random
 import threading
@@ -12,7 +13,13 @@ import pytest
 
 from entai.actors.redis_store import RedisOnlineStore
 from entai.shared.errors import InvalidInputError, ServiceUnavailableError
-from entai.shared.online import FeatureRow, FeatureStatus, MemoryOnlineStore, OnlineStore
+from entai.shared.online import (
+    FeatureRow,
+    FeatureStatus,
+    MemoryOnlineStore,
+    OnlineStore,
+    ReadRequest,
+)
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 P, N = FeatureStatus.PRESENT, FeatureStatus.NOT_FOUND
@@ -151,6 +158,26 @@ def test_redis_reloads_a_flushed_script(redis_url: str, redis_prefix: str) -> No
     redis_store._client.script_flush()
     res = redis_store.read("v", ["k", "k2"], ["x"], ttl=None, now=T0)
     assert res.values == [[1, None]]
+
+
+@pytest.mark.parametrize("cluster_mode", [False, True])
+def test_redis_event_loop_read_of_many_views_equals_the_reads(
+    redis_url: str, redis_prefix: str, cluster_mode: bool
+) -> None:
+    redis_store = RedisOnlineStore(redis_url, redis_prefix, cluster_mode=cluster_mode)
+    redis_store.write([row(f"k{i}", -i, x=i, y=None) for i in range(4)])
+    redis_store.write([row("k1", 0, view="w", z="s")])
+    requests = [
+        ReadRequest("v", ["k0", "nope", "k3", "k2"], ["x", "y", "absent"], timedelta(seconds=2)),
+        ReadRequest("w", ["k1"], ["z"], None),  # one key: a plain HMGET in the pipeline
+        ReadRequest("w", [], ["z"], None),
+    ]
+    want = [redis_store.read(r.view, r.keys, r.features, ttl=r.ttl, now=T0) for r in requests]
+    assert want[0].statuses[0] == [P, N, OLD, P] and want[1].values == [["s"]]
+    assert asyncio.run(redis_store.read_many_async(requests, T0)) == want
+    redis_store._client.script_flush()  # the event-loop path reloads the scripts too
+    assert asyncio.run(redis_store.read_many_async(requests, T0)) == want
+    assert asyncio.run(redis_store.read_many_async(requests[1:2], T0)) == want[1:2]
 
 
 def _process_writer(url: str, prefix: str, seed: int) -> None:
