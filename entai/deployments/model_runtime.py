@@ -29,6 +29,7 @@ __all__ = [
     "ModelRuntime",
     "VersionsHook",
     "load_mlflow_model",
+    "xgboost_model",
 ]
 
 log = logging.getLogger(__name__)
@@ -108,6 +109,29 @@ class LoadedModel:
         return np.asarray(self.predict(matrix), dtype=np.float64).reshape(-1)
 
 
+def xgboost_model(version: int, booster: Any) -> LoadedModel:
+    """An XGBoost ``Booster`` as a LoadedModel: in-place prediction on float32 rows.
+
+    The column count is checked here, once per call, instead of by XGBoost (which asks
+    its library for the model's feature count on every prediction).
+
+    Raises:
+        InvalidInputError: (from ``predict``) rows with another number of columns.
+    """
+    expected = int(booster.num_features())
+
+    def predict(matrix: np.ndarray) -> np.ndarray:
+        if matrix.shape[1] != expected:
+            raise InvalidInputError(
+                f"model version {version} takes {expected} features, got {matrix.shape[1]}",
+                details={"field": "request_features", "expected": expected},
+            )
+        rows = matrix.astype(np.float32)
+        return np.asarray(booster.inplace_predict(rows, validate_features=False))
+
+    return LoadedModel(version, tuple(booster.feature_names or ()), predict)
+
+
 def load_mlflow_model(name: str, version: int) -> LoadedModel:
     """Load an XGBoost or scikit-learn version from the (configured) MLflow registry."""
     import mlflow
@@ -117,13 +141,7 @@ def load_mlflow_model(name: str, version: int) -> LoadedModel:
     if "xgboost" in flavors:
         import mlflow.xgboost
 
-        booster = mlflow.xgboost.load_model(uri)
-        names = tuple(booster.feature_names or ())
-
-        def predict(matrix: np.ndarray) -> np.ndarray:
-            return np.asarray(booster.inplace_predict(matrix.astype(np.float32)))
-
-        return LoadedModel(version, names, predict)
+        return xgboost_model(version, mlflow.xgboost.load_model(uri))
     if "sklearn" in flavors:
         import mlflow.sklearn
 

@@ -36,9 +36,13 @@ class RequestIdMiddleware:
         serve_rid = _serve_request_id()
         rid = serve_rid or new_request_id()
         scope.setdefault("state", {})["request_id"] = rid
+        if serve_rid is not None:  # Serve returns its id itself
+            with request_context(rid):
+                await self.app(scope, receive, send)
+            return
 
         async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start" and serve_rid is None:
+            if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
                 headers.append((HEADER.encode(), rid.encode()))
                 message = {**message, "headers": headers}

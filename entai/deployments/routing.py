@@ -52,5 +52,7 @@ def route_aliases(
     entity_keys: Sequence[str], percent: float, *, canary: str = "challenger"
 ) -> list[str]:
     """The alias that answers for each entity: ``canary`` or ``champion``."""
+    if percent == 0.0:  # no canary (the usual case): nothing to hash
+        return ["champion"] * len(entity_keys)
     mask = canary_mask(entity_keys, percent)
     return np.where(mask, canary, "champion").tolist()  # type: ignore[no-any-return]
