@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from entai.deployments.model_runtime import LoadedModel, ModelRuntime
+from entai.deployments.model_runtime import LoadedModel, ModelRuntime, xgboost_model
 from entai.shared.errors import InvalidInputError, NotFoundError
 
 
@@ -101,3 +101,23 @@ def test_the_versions_hook_hears_the_first_load_and_every_swap() -> None:
     assert runtime.following  # the hook's errors did not stop the watch thread
     runtime.stop()
     assert runtime.versions() == {"champion": 2}
+
+
+def test_an_xgboost_version_scores_like_its_booster_and_refuses_another_width() -> None:
+    import xgboost as xgb
+
+    rng = np.random.default_rng(3)
+    features = rng.normal(size=(200, 3)).astype(np.float32)
+    labels = (features[:, 0] + features[:, 2] > 0).astype(np.float32)
+    train = xgb.DMatrix(features, label=labels, feature_names=["a", "b", "c"])
+    booster = xgb.train({"objective": "binary:logistic"}, train, num_boost_round=5)
+    model = xgboost_model(4, booster)
+    assert model.feature_names == ("a", "b", "c")
+    rows = features[:7].astype(np.float64)
+    expected = booster.inplace_predict(features[:7])
+    np.testing.assert_allclose(model.score(("a", "b", "c"), rows), expected, rtol=1e-6)
+    swapped = rows[:, [2, 0, 1]]  # columns named in another order are put back in order
+    np.testing.assert_allclose(model.score(("c", "a", "b"), swapped), expected, rtol=1e-6)
+    with pytest.raises(InvalidInputError, match="takes 3 features, got 2") as caught:
+        model.predict(rows[:, :2])
+    assert caught.value.details["expected"] == 3
