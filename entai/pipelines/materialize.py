@@ -106,48 +106,38 @@ def read_watermark(lake: Lake, view: FeatureView) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
-class _ComputeAndStore:
-    """Ray Data callable: transform one hash partition, append it offline, keep latest."""
-
-    def __init__(
-        self,
-        view: FeatureView,
-        lake_root: str,
-        created_at: datetime,
-        after: datetime | None,
-        lookback: timedelta,
-    ) -> None:
-        self._view = view
-        self._offline = OfflineStore(Lake(lake_root))
-        self._created_at = created_at
-        self._after = after
-        self._lookback = lookback
-
-    def _file_id(self, features: pd.DataFrame) -> str:
-        return rows_file_id(f"m{self._after or ''}-", features[[*self._view.join_keys, _EVENT]])
-
-    def __call__(self, raw: pd.DataFrame) -> pd.DataFrame:
-        raw = raw.drop(columns=["date"], errors="ignore")
-        if self._after is not None:
-            # History back to (watermark - lookback) feeds the windows; only rows newer
-            # than the watermark are new output.
-            raw = raw[raw[_EVENT] > pd.Timestamp(self._after - self._lookback)]
-        if raw.empty:
-            return _empty_latest(self._view)
-        features = self._view.compute(raw)
-        if self._after is not None:
-            features = features[features[_EVENT] > pd.Timestamp(self._after)]
-            if features.empty:
-                return _empty_latest(self._view)
-        if _CREATED not in features.columns:
-            features[_CREATED] = pd.Timestamp(self._created_at)
-        written = self._offline.write(self._view, features, file_id=self._file_id(features))
-        latest = latest_per_key(features, self._view.join_keys).reset_index(drop=True)
-        # The offline row count rides on the first latest row; the driver sums it.
-        latest[_WRITTEN] = 0
-        if not latest.empty:
-            latest.loc[0, _WRITTEN] = written
-        return latest
+def _compute_and_store(
+    raw: pd.DataFrame,
+    *,
+    view: FeatureView,
+    lake_root: str,
+    created_at: datetime,
+    after: datetime | None,
+    lookback: timedelta,
+) -> pd.DataFrame:
+    """Ray Data task: transform one hash partition, append it offline, keep latest."""
+    raw = raw.drop(columns=["date"], errors="ignore")
+    if after is not None:
+        # History back to (watermark - lookback) feeds the windows; only rows newer
+        # than the watermark are new output.
+        raw = raw[raw[_EVENT] > pd.Timestamp(after - lookback)]
+    if raw.empty:
+        return _empty_latest(view)
+    features = view.compute(raw)
+    if after is not None:
+        features = features[features[_EVENT] > pd.Timestamp(after)]
+        if features.empty:
+            return _empty_latest(view)
+    if _CREATED not in features.columns:
+        features[_CREATED] = pd.Timestamp(created_at)
+    file_id = rows_file_id(f"m{after or ''}-", features[[*view.join_keys, _EVENT]])
+    written = OfflineStore(Lake(lake_root)).write(view, features, file_id=file_id)
+    latest = latest_per_key(features, view.join_keys).reset_index(drop=True)
+    # The offline row count rides on the first latest row; the driver sums it.
+    latest[_WRITTEN] = 0
+    if not latest.empty:
+        latest.loc[0, _WRITTEN] = written
+    return latest
 
 
 def materialize(
@@ -177,47 +167,91 @@ def materialize(
     """
     import ray.data
 
-    reports = []
     created_at = datetime.now(UTC)
-    for view in views:
-        source = lake.raw(view.source)
-        if not lake.exists(source):
-            raise NotFoundError(
-                f"feature view {view.name!r} reads raw source {view.source!r}, which has no data",
-                details={"view": view.name, "source": view.source},
+    context = ray.data.DataContext.get_current()
+    saved = context.use_datasource_v2
+    # Ray Data's V2 Parquet reader starts a pool of 32 footer-reading actors (a fresh
+    # worker process each) on every execution of a read, sized for listing large remote
+    # directories; a view's raw source is a few files per day, so each run and its row
+    # count waited 10-20 s (on 2 CPUs) for processes that read a handful of footers.
+    # The V1 reader lists the files on the driver and samples a few in plain tasks,
+    # on workers the cluster already has.
+    context.use_datasource_v2 = False
+    try:
+        return [
+            _materialize_view(
+                view,
+                lake=lake,
+                online=online,
+                num_blocks=num_blocks,
+                rows_per_block=rows_per_block,
+                created_at=created_at,
+                after=read_watermark(lake, view) if incremental else None,
+                lookback=view.ttl or lookback,
+                on_view_done=on_view_done,
             )
-        after = read_watermark(lake, view) if incremental else None
-        raw = ray.data.read_parquet(source, filesystem=lake.fs)
-        blocks = max(1, min(num_blocks, -(-raw.count() // rows_per_block)))
-        # One block needs no shuffle: every key's history is already together.
-        partitioned = (
-            raw.repartition(1)
-            if blocks == 1
-            else raw.repartition(blocks, keys=list(view.join_keys))
+            for view in views
+        ]
+    finally:
+        context.use_datasource_v2 = saved
+
+
+def _materialize_view(
+    view: FeatureView,
+    *,
+    lake: Lake,
+    online: OnlineFeatureClient | None,
+    num_blocks: int,
+    rows_per_block: int,
+    created_at: datetime,
+    after: datetime | None,
+    lookback: timedelta,
+    on_view_done: Callable[[MaterializeReport], None] | None,
+) -> MaterializeReport:
+    import ray.data
+
+    source = lake.raw(view.source)
+    if not lake.exists(source):
+        raise NotFoundError(
+            f"feature view {view.name!r} reads raw source {view.source!r}, which has no data",
+            details={"view": view.name, "source": view.source},
         )
-        latest: pd.DataFrame = partitioned.map_batches(
-            _ComputeAndStore,
-            fn_constructor_args=(view, lake.root, created_at, after, view.ttl or lookback),
-            batch_size=None,
-            batch_format="pandas",
-            concurrency=1,
-        ).to_pandas()
-        # Ray Data drops the columns of an all-empty result.
-        written = latest.pop(_WRITTEN) if _WRITTEN in latest.columns else pd.Series(dtype=float)
-        offline_rows = int(written.fillna(0).sum())
-        rows = online_rows(view, latest) if not latest.empty else []
-        if online is not None:
-            for start in range(0, len(rows), _ONLINE_CHUNK):
-                online.write(rows[start : start + _ONLINE_CHUNK])
-        watermark = latest[_EVENT].max().to_pydatetime() if not latest.empty else after
-        report = MaterializeReport(view.name, offline_rows, len(rows), watermark)
-        # Committed only now, after every online write was acknowledged.
-        lake.write_json(
-            _watermark_path(lake, view),
-            {"view": view.name, "watermark": watermark.isoformat() if watermark else None},
-        )
-        log.info("materialized view", extra={"view": view.name, "online_keys": len(rows)})
-        reports.append(report)
-        if on_view_done is not None:
-            on_view_done(report)
-    return reports
+    raw = ray.data.read_parquet(source, filesystem=lake.fs)
+    blocks = max(1, min(num_blocks, -(-raw.count() // rows_per_block)))
+    # One block needs no shuffle: every key's history is already together.
+    partitioned = (
+        raw.repartition(1) if blocks == 1 else raw.repartition(blocks, keys=list(view.join_keys))
+    )
+    # Tasks, not an actor pool: an actor is a fresh worker process per run (seconds
+    # to start) and holds its CPU while the shuffle before it runs; tasks reuse the
+    # cluster's idle workers and take a CPU only while they compute.
+    latest: pd.DataFrame = partitioned.map_batches(
+        _compute_and_store,  # type: ignore[arg-type]
+        fn_kwargs={
+            "view": view,
+            "lake_root": lake.root,
+            "created_at": created_at,
+            "after": after,
+            "lookback": lookback,
+        },
+        batch_size=None,
+        batch_format="pandas",
+    ).to_pandas()
+    # Ray Data drops the columns of an all-empty result.
+    written = latest.pop(_WRITTEN) if _WRITTEN in latest.columns else pd.Series(dtype=float)
+    offline_rows = int(written.fillna(0).sum())
+    rows = online_rows(view, latest) if not latest.empty else []
+    if online is not None:
+        for start in range(0, len(rows), _ONLINE_CHUNK):
+            online.write(rows[start : start + _ONLINE_CHUNK])
+    watermark = latest[_EVENT].max().to_pydatetime() if not latest.empty else after
+    report = MaterializeReport(view.name, offline_rows, len(rows), watermark)
+    # Committed only now, after every online write was acknowledged.
+    lake.write_json(
+        _watermark_path(lake, view),
+        {"view": view.name, "watermark": watermark.isoformat() if watermark else None},
+    )
+    log.info("materialized view", extra={"view": view.name, "online_keys": len(rows)})
+    if on_view_done is not None:
+        on_view_done(report)
+    return report
