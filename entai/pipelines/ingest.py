@@ -241,6 +241,7 @@ def _staged(
         options.preserve_order,
         context.enable_progress_bars,
         context.op_resource_reservation_enabled,
+        context.use_datasource_v2,
     )
     options.preserve_order = True
     context.enable_progress_bars = bool(kwargs.pop("progress"))
@@ -251,6 +252,10 @@ def _staged(
         # size was known (on 2 CPUs: one task at a time for the first second of a
         # 1M-row ingest). Parquet and JSON plans have several operators and keep it.
         context.op_resource_reservation_enabled = False
+    # Ray Data's V2 Parquet reader starts 32 footer-reading actors (a fresh worker
+    # process each) on every read, sized for listing large remote directories; an
+    # ingest names its files, and V1 reads them with plain tasks on existing workers.
+    context.use_datasource_v2 = False
     try:
         for path in files:
             check_schema(_file_schema(fs, path, fmt, contract), contract, where=uri)
@@ -276,6 +281,7 @@ def _staged(
             options.preserve_order,
             context.enable_progress_bars,
             context.op_resource_reservation_enabled,
+            context.use_datasource_v2,
         ) = saved
 
 
