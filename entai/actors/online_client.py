@@ -18,7 +18,8 @@ Paths:
 Every read is counted in ``entai_online_lookups`` (values per view and status) and
 timed in ``entai_online_lookup_latency_s`` (see :mod:`entai.actors.metrics`).
 
-A shard that dies mid-call is retried until it is back (``max_restarts=-1``); retrying
+The shard calls (fan-out, merge, retries) are in :mod:`entai.actors.shard_calls`: a
+shard that dies mid-call is retried until it is back (``max_restarts=-1``); retrying
 is safe because writes are idempotent under last-write-wins.
 """
 
@@ -32,12 +33,12 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
 
-import numpy as np
 import ray
 from ray.exceptions import RayActorError
 
 from entai.actors.feature_shard import ShardHandle
 from entai.actors.metrics import Metrics
+from entai.actors.shard_calls import call_shards, call_shards_async, merge_parts, split_by_shard
 from entai.shared.errors import InvalidInputError, ServiceUnavailableError
 from entai.shared.online import (
     FeatureRow,
@@ -54,11 +55,6 @@ logger = logging.getLogger(__name__)
 
 Authorize = Callable[[str, Sequence[str]], None]
 """``authorize(permission, feature_refs)``: raise (e.g. PermissionDeniedError) to refuse."""
-
-_Parts = dict[str, list[tuple[int, np.ndarray, ReadRequest]]]
-"""Per shard: (view request index, entity positions, the shard's part of the request)."""
-
-_RETRY_DELAYS_S = (0.05, 0.1, 0.2, 0.5, 1.0, 1.0, 2.0, 2.0, 5.0, 5.0)
 
 
 @runtime_checkable
@@ -131,7 +127,8 @@ class OnlineFeatureClient:
             return self._direct.write(rows)
         with self._lock:
             groups = self._group_rows(rows)
-            return sum(self._call_shards("write", {s: (g,) for s, g in groups.items()}))
+            calls = {s: (g,) for s, g in groups.items()}
+            return sum(call_shards(self._shards, "write", calls))
 
     def get_online_features(
         self,
@@ -163,8 +160,8 @@ class OnlineFeatureClient:
         if self._direct is not None:
             results = self._read_direct(requests, now)
         else:
-            parts, calls = self._split(requests, now)
-            results = self._merge(requests, parts, self._call_shards("read_batch", calls))
+            parts, calls = split_by_shard(requests, list(self._shards), now)
+            results = merge_parts(requests, parts, call_shards(self._shards, "read_batch", calls))
         self._record(requests, results, started)
         return _feast(refs, results)
 
@@ -213,9 +210,9 @@ class OnlineFeatureClient:
         elif self._direct is not None:
             results = await asyncio.to_thread(self._read_direct, requests, now)
         else:
-            parts, calls = self._split(requests, now)
-            replies = await self._call_shards_async("read_batch", calls)
-            results = self._merge(requests, parts, replies)
+            parts, calls = split_by_shard(requests, list(self._shards), now)
+            replies = await call_shards_async(self._shards, "read_batch", calls)
+            results = merge_parts(requests, parts, replies)
         self._record(requests, results, started)
         return results
 
@@ -266,7 +263,7 @@ class OnlineFeatureClient:
             calls = {s: (view, list(keys)) for s in self._shards}
             if self.shared_store:  # one shared backend: any shard deletes for all
                 calls = dict([next(iter(calls.items()))])
-            return sum(self._call_shards("delete", calls))
+            return sum(call_shards(self._shards, "delete", calls))
 
     def reshard(
         self, old_handles: Sequence[ShardHandle], new_handles: Sequence[ShardHandle]
@@ -289,7 +286,7 @@ class OnlineFeatureClient:
             found = _get([h.keys_for_reshard.remote(list(new)) for h in old.values()])
             moving: dict[str, list[FeatureRow]] = dict(zip(old, found, strict=True))
             groups = self._group_rows([r for rows in moving.values() for r in rows], list(new))
-            self._call_shards("write", {s: (g,) for s, g in groups.items()}, new)
+            call_shards(new, "write", {s: (g,) for s, g in groups.items()})
             self._shards, self.shared_store = new, shared
             deletes: list[Any] = []
             for shard_id, rows in moving.items():
@@ -326,130 +323,6 @@ class OnlineFeatureClient:
         for row in rows:
             groups.setdefault(rendezvous_shard(row.entity_key, ids), []).append(row)
         return groups
-
-    def _split(
-        self, requests: Sequence[ReadRequest], now: datetime
-    ) -> tuple[_Parts, dict[str, tuple[Any, ...]]]:
-        """Each view's keys grouped by owning shard; one ``read_batch`` call per shard."""
-        ids = list(self._shards)
-        parts: _Parts = {}
-        for i, req in enumerate(requests):
-            owners = [rendezvous_shard(k, ids) for k in req.keys]
-            if len(set(owners)) == 1:  # the usual one-entity read: no index arithmetic
-                idx = np.arange(len(owners))
-                parts.setdefault(owners[0], []).append((i, idx, req))
-                continue
-            owned = np.array(owners, dtype=object)
-            keys = np.array(req.keys, dtype=object)
-            for sid in set(owners):
-                idx = np.flatnonzero(owned == sid)
-                sub = ReadRequest(req.view, keys[idx].tolist(), req.features, req.ttl)
-                parts.setdefault(sid, []).append((i, idx, sub))
-        return parts, {sid: ([p[2] for p in plist], now) for sid, plist in parts.items()}
-
-    @staticmethod
-    def _merge(
-        requests: Sequence[ReadRequest], parts: _Parts, replies: Sequence[list[ReadResult]]
-    ) -> list[ReadResult]:
-        """Put the shards' partial results back in each view's entity order.
-
-        A view whose keys all live on one shard got its request sent whole: that
-        shard's result is already in order and is used as it is.
-        """
-        pieces: list[list[tuple[np.ndarray, ReadRequest, ReadResult]]] = [[] for _ in requests]
-        for plist, reply in zip(parts.values(), replies, strict=True):
-            for (i, idx, sent), result in zip(plist, reply, strict=True):
-                pieces[i].append((idx, sent, result))
-        out: list[ReadResult] = []
-        for req, got in zip(requests, pieces, strict=True):
-            if len(got) == 1 and got[0][1] is req:
-                out.append(got[0][2])
-                continue
-            columns = _Columns(len(req.keys), len(req.features))
-            for idx, _, result in got:
-                columns.scatter(idx, result)
-            out.append(columns.result(req))
-        return out
-
-    def _call_shards(
-        self,
-        method: str,
-        calls: Mapping[str, tuple[Any, ...]],
-        handles: Mapping[str, ShardHandle] | None = None,
-    ) -> list[Any]:
-        """Call ``method`` on each shard in parallel, retrying shards that died."""
-        handles = self._shards if handles is None else handles
-        results: dict[str, Any] = {}
-        pending = dict(calls)
-        for delay in (0.0, *_RETRY_DELAYS_S):
-            time.sleep(delay)
-            refs = {s: getattr(handles[s], method).remote(*a) for s, a in pending.items()}
-            failed: dict[str, tuple[Any, ...]] = {}
-            for sid, ref in refs.items():
-                try:
-                    results[sid] = ray.get(ref)
-                except RayActorError as exc:
-                    logger.warning("shard %s unavailable for %s (%s); retrying", sid, method, exc)
-                    failed[sid] = pending[sid]
-            if not failed:
-                return [results[s] for s in calls]
-            pending = failed
-        raise ServiceUnavailableError(
-            f"feature shards {sorted(pending)} did not come back for {method}",
-            details={"shards": sorted(pending), "method": method},
-        )
-
-    async def _call_shards_async(
-        self, method: str, calls: Mapping[str, tuple[Any, ...]]
-    ) -> list[Any]:
-        """:meth:`_call_shards` on the running event loop: awaits instead of ``ray.get``."""
-        results: dict[str, Any] = {}
-        pending = dict(calls)
-        for delay in (0.0, *_RETRY_DELAYS_S):
-            if delay:
-                await asyncio.sleep(delay)
-            sids = list(pending)
-            refs = [getattr(self._shards[s], method).remote(*pending[s]) for s in sids]
-            replies = await asyncio.gather(*refs, return_exceptions=True)
-            failed: dict[str, tuple[Any, ...]] = {}
-            for sid, reply in zip(sids, replies, strict=True):
-                if isinstance(reply, RayActorError):
-                    logger.warning("shard %s unavailable for %s (%s); retrying", sid, method, reply)
-                    failed[sid] = pending[sid]
-                elif isinstance(reply, BaseException):
-                    raise reply
-                else:
-                    results[sid] = reply
-            if not failed:
-                return [results[s] for s in calls]
-            pending = failed
-        raise ServiceUnavailableError(
-            f"feature shards {sorted(pending)} did not come back for {method}",
-            details={"shards": sorted(pending), "method": method},
-        )
-
-
-class _Columns:
-    """Output columns of one view's read, filled from the shards' partial results."""
-
-    def __init__(self, entities: int, features: int) -> None:
-        self.values = [np.full(entities, None, dtype=object) for _ in range(features)]
-        self.statuses = [np.full(entities, None, dtype=object) for _ in range(features)]
-        self.stamps = np.full(entities, None, dtype=object)
-
-    def scatter(self, idx: np.ndarray, part: ReadResult) -> None:
-        for f, (vals, stats) in enumerate(zip(part.values, part.statuses, strict=True)):
-            self.values[f][idx] = vals
-            self.statuses[f][idx] = stats
-        self.stamps[idx] = part.event_timestamps
-
-    def result(self, req: ReadRequest) -> ReadResult:
-        return ReadResult(
-            tuple(req.features),
-            [v.tolist() for v in self.values],
-            [s.tolist() for s in self.statuses],
-            self.stamps.tolist(),
-        )
 
 
 def _feast(refs: list[str], results: Sequence[ReadResult]) -> dict[str, Any]:
