@@ -37,6 +37,7 @@ import pyarrow.fs as pafs
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
+from entai.pipelines.data_context import V1_PARQUET_READER, data_settings
 from entai.pipelines.ingest_stage import (
     StagedBatch,
     commit_staged,
@@ -232,57 +233,43 @@ def _staged(
     uri: str, fs: pafs.FileSystem, files: list[str], fmt: str, **kwargs: Any
 ) -> StagedBatch:
     """Read, validate, mask and stage with Ray Data; the blocks' summed summaries."""
-    import ray.data
-
     contract: DataContract = kwargs["contract"]
-    context = ray.data.DataContext.get_current()
-    options = context.execution_options
-    saved = (
-        options.preserve_order,
-        context.enable_progress_bars,
-        context.op_resource_reservation_enabled,
-        context.use_datasource_v2,
-    )
-    options.preserve_order = True
-    context.enable_progress_bars = bool(kwargs.pop("progress"))
-    if fmt == "csv":
-        # The CSV plan is one operator (each range's read fused with its validation).
-        # Ray Data's per-operator reservation keeps operators from starving each other;
-        # with one operator it only held back half the cores until the first block's
-        # size was known (on 2 CPUs: one task at a time for the first second of a
-        # 1M-row ingest). Parquet and JSON plans have several operators and keep it.
-        context.op_resource_reservation_enabled = False
-    # Ray Data's V2 Parquet reader starts 32 footer-reading actors (a fresh worker
-    # process each) on every read, sized for listing large remote directories; an
-    # ingest names its files, and V1 reads them with plain tasks on existing workers.
-    context.use_datasource_v2 = False
-    try:
-        for path in files:
-            check_schema(_file_schema(fs, path, fmt, contract), contract, where=uri)
-        dataset = _read(fs, files, fmt, contract)
-        # A CSV range is one block, validated whole in the task that read it (the read
-        # fuses with the map); other formats are cut into batches of _BATCH_ROWS.
-        batch_rows = None if fmt == "csv" else _BATCH_ROWS
-        summaries = dataset.map_batches(
-            stage_block, batch_format="pyarrow", batch_size=batch_rows, fn_kwargs=kwargs
-        )
-        return staged_batch(list(summaries.iter_batches(batch_format="pyarrow", batch_size=None)))
-    except Exception as exc:  # noqa: BLE001 - re-raised below as a clear ingest error
-        cause = _root_cause(exc)
-        if isinstance(cause, EntaiError):
-            named = cause.message if cause.message.startswith(uri) else f"{uri}: {cause.message}"
-            raise type(cause)(named, details={**cause.details, "uri": uri}) from None
-        raise InvalidInputError(
-            f"{uri} cannot be read as {fmt}: {_safe_message(cause)}",
-            details={"uri": uri, "format": fmt},
-        ) from None
-    finally:
-        (
-            options.preserve_order,
-            context.enable_progress_bars,
-            context.op_resource_reservation_enabled,
-            context.use_datasource_v2,
-        ) = saved
+    # The CSV plan is one operator (each range's read fused with its validation). Ray
+    # Data's per-operator reservation keeps operators from starving each other; with one
+    # operator it only held back half the cores until the first block's size was known
+    # (on 2 CPUs: one task at a time for the first second of a 1M-row ingest). Parquet
+    # and JSON plans have several operators and keep it.
+    one_operator = {"op_resource_reservation_enabled": False} if fmt == "csv" else {}
+    with data_settings(
+        preserve_order=True,
+        enable_progress_bars=bool(kwargs.pop("progress")),
+        **V1_PARQUET_READER,
+        **one_operator,
+    ):
+        try:
+            for path in files:
+                check_schema(_file_schema(fs, path, fmt, contract), contract, where=uri)
+            dataset = _read(fs, files, fmt, contract)
+            # A CSV range is one block, validated whole in the task that read it (the read
+            # fuses with the map); other formats are cut into batches of _BATCH_ROWS.
+            batch_rows = None if fmt == "csv" else _BATCH_ROWS
+            summaries = dataset.map_batches(
+                stage_block, batch_format="pyarrow", batch_size=batch_rows, fn_kwargs=kwargs
+            )
+            return staged_batch(
+                list(summaries.iter_batches(batch_format="pyarrow", batch_size=None))
+            )
+        except Exception as exc:  # noqa: BLE001 - re-raised below as a clear ingest error
+            cause = _root_cause(exc)
+            if isinstance(cause, EntaiError):
+                named = (
+                    cause.message if cause.message.startswith(uri) else f"{uri}: {cause.message}"
+                )
+                raise type(cause)(named, details={**cause.details, "uri": uri}) from None
+            raise InvalidInputError(
+                f"{uri} cannot be read as {fmt}: {_safe_message(cause)}",
+                details={"uri": uri, "format": fmt},
+            ) from None
 
 
 def _find_manifest(lake: Lake, source: str, input_hash: str) -> dict[str, Any] | None:

@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 
 from entai.actors.online_client import OnlineFeatureClient
+from entai.pipelines.data_context import V1_PARQUET_READER, data_settings
 from entai.shared.definitions import FeatureView
 from entai.shared.errors import NotFoundError
 from entai.shared.lake import Lake
@@ -165,19 +166,9 @@ def materialize(
             the view's ttl is used when set.
         on_view_done: Called with each view's report (progress).
     """
-    import ray.data
 
     created_at = datetime.now(UTC)
-    context = ray.data.DataContext.get_current()
-    saved = context.use_datasource_v2
-    # Ray Data's V2 Parquet reader starts a pool of 32 footer-reading actors (a fresh
-    # worker process each) on every execution of a read, sized for listing large remote
-    # directories; a view's raw source is a few files per day, so each run and its row
-    # count waited 10-20 s (on 2 CPUs) for processes that read a handful of footers.
-    # The V1 reader lists the files on the driver and samples a few in plain tasks,
-    # on workers the cluster already has.
-    context.use_datasource_v2 = False
-    try:
+    with data_settings(**V1_PARQUET_READER):
         return [
             _materialize_view(
                 view,
@@ -192,8 +183,6 @@ def materialize(
             )
             for view in views
         ]
-    finally:
-        context.use_datasource_v2 = saved
 
 
 def _materialize_view(
