@@ -205,7 +205,8 @@ class Pseudonymiser:
         fresh = strings.take(pa.array(new))
         hashed = pa.array([self._hash(v) for v in fresh.to_pylist()], type=pa.string())
         at[new] = known + np.arange(new.size)
-        found = pa.concat_arrays([self._pseudonyms, hashed]).take(pa.array(at))
+        every = pa.concat_arrays([self._pseudonyms, hashed]) if new.size else self._pseudonyms
+        found = every.take(pa.array(at))
         room = min(self._capacity - known, new.size)
         if room > 0:
             self._values = pa.concat_arrays([self._values, fresh.slice(0, room)])
