@@ -42,10 +42,9 @@ import ray
 import redis
 from online_read import FEATURES, TTLS, VIEW, make_rows
 
-from entai.actors.feature_shard import start_shards
-from entai.actors.online_client import OnlineFeatureClient
-from entai.actors.redis_store import RedisOnlineStore
-from entai.shared.online import FeatureRow
+from entai.actors.backends import RedisOnlineStore
+from entai.actors.features import OnlineFeatureClient, start_shards
+from entai.shared.features import FeatureRow
 from entai.shared.settings import (
     MemoryOnlineStoreSettings,
     RedisOnlineStoreSettings,

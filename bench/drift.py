@@ -29,8 +29,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from entai.shared.drift import DriftStatus, dataset_drift
-from entai.shared.profiles import ReferenceProfile, WindowAccumulator
+from entai.shared.monitoring import DriftStatus, ReferenceProfile, WindowAccumulator, dataset_drift
 
 N_NUMERIC, N_CATEGORICAL = 14, 6
 SHIFTED = {"num_00", "num_03", "num_07", "num_11", "cat_00", "cat_02"}

@@ -139,7 +139,7 @@ def main() -> None:
     import ray
 
     from entai.pipelines.ingest import ingest_file
-    from entai.shared.contracts import DataContract
+    from entai.shared.data import DataContract
 
     contract = DataContract.from_yaml(CONTRACT_YAML)
     key = b"bench-key-0123456789abcdef"

@@ -32,11 +32,10 @@ import numpy as np
 import ray
 import redis
 
-from entai.actors.feature_shard import start_shards
-from entai.actors.online_client import OnlineFeatureClient
-from entai.actors.redis_store import RedisOnlineStore
-from entai.shared.errors import PermissionDeniedError
-from entai.shared.online import FeatureRow, entity_key
+from entai.actors.backends import RedisOnlineStore
+from entai.actors.features import OnlineFeatureClient, start_shards
+from entai.shared.core import PermissionDeniedError
+from entai.shared.features import FeatureRow, entity_key
 from entai.shared.settings import (
     MemoryOnlineStoreSettings,
     RedisOnlineStoreSettings,

@@ -24,8 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from entai.shared.definitions import Entity, FeatureView, Field, ValueType
-from entai.shared.pit_join import point_in_time_join
+from entai.shared.features import Entity, FeatureView, Field, ValueType, point_in_time_join
 
 DAY_NS = 86_400 * 10**9
 
@@ -91,10 +90,9 @@ def timed_pair(repeats: int, fns: list[Any]) -> list[tuple[float, Any]]:
 def ray_join(entity: pd.DataFrame, view: FeatureView, features: pd.DataFrame) -> float:
     import ray
 
-    from entai.pipelines.training_set import get_historical_features
-    from entai.shared.definition_set import Definitions
-    from entai.shared.lake import Lake
-    from entai.shared.offline_store import OfflineStore
+    from entai.pipelines.features import get_historical_features
+    from entai.shared.data import Lake
+    from entai.shared.features import Definitions, OfflineStore
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)

@@ -190,14 +190,13 @@ def run_entai_child(mode: str, store: str, scoring: str, seconds: float, concurr
     import ray
     from ray import serve
 
-    from entai.actors.feature_shard import start_shards
+    from entai.actors.backends import configure_mlflow
+    from entai.actors.features import OnlineFeatureClient, start_shards
     from entai.actors.governance import start_governance
-    from entai.actors.mlflow_backend import configure_mlflow
-    from entai.actors.model_registry import start_registry
-    from entai.actors.online_client import OnlineFeatureClient
+    from entai.actors.models import start_registry
     from entai.demo import features as demo
     from entai.deployments.app import AppArgs, build_app
-    from entai.shared.online import FeatureRow, entity_key
+    from entai.shared.features import FeatureRow, entity_key
     from entai.shared.settings import load_settings
 
     work = Path(tempfile.mkdtemp(prefix="entai-bench-serve-"))

@@ -85,7 +85,7 @@ def entai_train(
     storage: Path,
     transport: str,
 ) -> dict[str, float]:
-    from entai.pipelines.train import train_xgboost
+    from entai.pipelines.training import train_xgboost
 
     start = time.perf_counter()
     outcome = train_xgboost(
@@ -110,9 +110,8 @@ def registry_latency(
     import xgboost
     from mlflow.tracking import MlflowClient
 
-    from entai.actors.model_registry import ModelRegistry
-    from entai.pipelines.tracking import log_xgboost_run
-    from entai.pipelines.train import TrainOutcome
+    from entai.actors.models import ModelRegistry
+    from entai.pipelines.training import TrainOutcome, log_xgboost_run
     from entai.shared.settings import MlflowSettings
 
     small = train.head(5_000)

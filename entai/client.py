@@ -16,17 +16,15 @@ from typing import Any
 
 import ray
 
-from entai.actors.drift_monitor import ACTOR_NAME as DRIFT_MONITOR
-from entai.actors.drift_monitor import start_drift_monitor
-from entai.actors.feature_shard import shard_name, start_shards
+from entai.actors.core import connect_ray, read_head, start_head, stop_head
+from entai.actors.features import OnlineFeatureClient, shard_name, start_shards
 from entai.actors.governance import ACTOR_NAME as GOVERNANCE
 from entai.actors.governance import start_governance
-from entai.actors.local_head import read_head, start_head, stop_head
-from entai.actors.model_registry import ACTOR_NAME as REGISTRY
-from entai.actors.model_registry import start_registry
-from entai.actors.online_client import OnlineFeatureClient
-from entai.actors.runtime import connect_ray
-from entai.shared.errors import ServiceUnavailableError
+from entai.actors.models import ACTOR_NAME as REGISTRY
+from entai.actors.models import start_registry
+from entai.actors.monitoring import ACTOR_NAME as DRIFT_MONITOR
+from entai.actors.monitoring import start_drift_monitor
+from entai.shared.core import ServiceUnavailableError
 from entai.shared.settings import EntaiSettings, load_settings
 
 __all__ = [
@@ -51,7 +49,7 @@ _JOINED_FILE = "joined.json"
 
 def service_names(settings: EntaiSettings) -> list[str]:
     """Names of the platform's actors, in start order."""
-    from entai.pipelines.retrain_worker import ACTOR_NAME as RETRAIN_WORKER
+    from entai.pipelines.training import ACTOR_NAME as RETRAIN_WORKER
 
     shards = [shard_name(i) for i in range(settings.online_store.num_shards)]
     return [*shards, GOVERNANCE, REGISTRY, DRIFT_MONITOR, RETRAIN_WORKER]
@@ -67,8 +65,8 @@ def start_services(settings: EntaiSettings) -> dict[str, Any]:
     closes idle time windows) and the retraining worker (it runs the monitor's
     retrain requests). Pass settings with absolute paths (``settings.resolved()``).
     """
-    from entai.pipelines.retrain_worker import ACTOR_NAME as RETRAIN_WORKER
-    from entai.pipelines.retrain_worker import start_retrain_worker
+    from entai.pipelines.training import ACTOR_NAME as RETRAIN_WORKER
+    from entai.pipelines.training import start_retrain_worker
 
     namespace = settings.ray.namespace
     handles: dict[str, Any] = {}
@@ -204,7 +202,7 @@ def resolve_token(settings: EntaiSettings, token: str | None) -> str:
     """The caller's token: the argument, then $ENTAI_TOKEN, then the admin token file."""
     import os
 
-    from entai.shared.errors import AuthenticationError
+    from entai.shared.core import AuthenticationError
 
     if token:
         return token
@@ -235,7 +233,7 @@ def connect(
         settings: Platform settings; default: from ``ENTAI_*``.
         token: API token; default: ``$ENTAI_TOKEN``, then the embedded admin token.
     """
-    from entai.actors.auth_cache import AuthCache
+    from entai.actors.governance import AuthCache
 
     settings = (settings or load_settings()).resolved()
     target = address or _address(settings)[0] or settings.ray.address
@@ -306,7 +304,7 @@ def registry_service(settings: EntaiSettings) -> Any:
     """
     import ray
 
-    from entai.actors.model_registry import ModelRegistry
+    from entai.actors.models import ModelRegistry
 
     address, _ = _address(settings)
     if address is None:

@@ -19,7 +19,7 @@ import pytest
 from redis_keys import delete_redis_keys
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-# Test the Serve mode entai ships (see entai.actors.runtime.SERVE_ENV).
+# Test the Serve mode entai ships (see entai.actors.core._runtime.SERVE_ENV).
 os.environ.setdefault("RAY_SERVE_THROUGHPUT_OPTIMIZED", "1")
 # Custom metrics reach the Prometheus endpoint within 1 s instead of Ray's 10 s.
 os.environ.setdefault("RAY_metrics_report_interval_ms", "1000")
@@ -142,8 +142,8 @@ def demo_training_data() -> Callable[..., Path]:
 
         from entai.demo import features
         from entai.demo.generator import EcommerceWorld, WorldConfig
-        from entai.shared.lake import Lake
-        from entai.shared.offline_store import OfflineStore
+        from entai.shared.data import Lake
+        from entai.shared.features import OfflineStore, compute_view
         from entai.shared.settings import EntaiSettings
 
         settings = EntaiSettings(home=home).resolved()
@@ -151,7 +151,7 @@ def demo_training_data() -> Callable[..., Path]:
         events = world.events()
         store = OfflineStore(Lake(settings.lake.root))
         for view in (features.user_category_stats, features.user_stats):
-            store.write(view, view.compute(events))
+            store.write(view, compute_view(view, events))
         start = world.config.start
         cutoffs = [start + timedelta(days=d) for d in range(14, days - 6, every_days)]
         labels = home / "labels.parquet"

@@ -8,8 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from entai.shared.errors import EntaiError
-from entai.shared.logs import configure_logging
+from entai.shared.core import EntaiError, configure_logging
 from entai.shared.settings import EntaiSettings, load_settings
 
 __all__ = ["ConfigOption", "app", "console", "main", "settings_from"]

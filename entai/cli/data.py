@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from entai.cli._app import ConfigOption, app, console, settings_from
-from entai.shared.errors import NotFoundError
+from entai.shared.core import NotFoundError
 
 __all__ = ["features_app"]
 
@@ -33,10 +33,10 @@ def ingest(
     config: ConfigOption = None,
 ) -> Any:
     """Validate, mask and land a file in the raw zone; bad rows go to quarantine."""
-    from entai.actors.runtime import connect_ray
+    from entai.actors.core import connect_ray
     from entai.pipelines.ingest import ingest_file
-    from entai.shared.contracts import DataContract
-    from entai.shared.masking import resolve_hmac_key
+    from entai.shared.data import DataContract
+    from entai.shared.settings import resolve_hmac_key
 
     settings = settings_from(config)
     key = resolve_hmac_key(settings)
@@ -63,8 +63,8 @@ def ingest(
 @features_app.command("apply")
 def features_apply(definitions: DefinitionsOption, config: ConfigOption = None) -> str:
     """Validate the definitions and record this version in the lake's registry."""
-    from entai.shared.definition_set import Definitions
-    from entai.shared.lake import Lake
+    from entai.shared.data import Lake
+    from entai.shared.features import Definitions
 
     settings = settings_from(config)
     defs = Definitions.from_module(definitions)
@@ -84,9 +84,9 @@ def materialize(
 ) -> list[Any]:
     """Compute feature views from the raw lake into the offline tables and online shards."""
     from entai.client import connect
-    from entai.pipelines.materialize import materialize as run
-    from entai.shared.definition_set import Definitions
-    from entai.shared.lake import Lake
+    from entai.pipelines.features import materialize as run
+    from entai.shared.data import Lake
+    from entai.shared.features import Definitions
 
     settings = settings_from(config)
     defs = Definitions.from_module(definitions)
@@ -113,9 +113,9 @@ def features_check_skew(
 ) -> Any:
     """Recompute a sample of online values from raw data with the shared transform."""
     from entai.client import connect
-    from entai.pipelines.skew import check_skew
-    from entai.shared.definition_set import Definitions
-    from entai.shared.lake import Lake
+    from entai.pipelines.features import check_skew
+    from entai.shared.data import Lake
+    from entai.shared.features import Definitions
 
     settings = settings_from(config)
     feature_view = Definitions.from_module(definitions).view(view)

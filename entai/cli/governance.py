@@ -162,7 +162,7 @@ def erase(
     import json
 
     from entai.pipelines.erasure import erase as run_erase
-    from entai.shared.erasure import ErasureRequest, parse_entity
+    from entai.shared.governance import ErasureRequest, parse_entity
 
     settings = settings_from(config)
     request = ErasureRequest(parse_entity(entity), requested_by=requested_by, reason=reason)

@@ -28,7 +28,7 @@ SettingsOption = Annotated[
 
 def _run_on_ray(settings_file: Path | None, what: str, job: Callable[[EntaiSettings], Any]) -> Any:
     """Join (or start) Ray, run ``job`` with a spinner, print and return its result."""
-    from entai.actors.runtime import connect_ray
+    from entai.actors.core import connect_ray
 
     settings = settings_from(settings_file)
     connect_ray(settings)
@@ -41,8 +41,7 @@ def _run_on_ray(settings_file: Path | None, what: str, job: Callable[[EntaiSetti
 @app.command()
 def train(config_file: ConfigFile, settings_file: SettingsOption = None) -> dict[str, Any]:
     """Build the training set, train on Ray Train, evaluate, log to MLflow, register."""
-    from entai.pipelines.run_training import run_training
-    from entai.pipelines.train_config import TrainConfig
+    from entai.pipelines.training import TrainConfig, run_training
 
     config = TrainConfig.from_yaml(config_file)
     result: dict[str, Any] = _run_on_ray(
@@ -54,8 +53,7 @@ def train(config_file: ConfigFile, settings_file: SettingsOption = None) -> dict
 @app.command()
 def tune(config_file: ConfigFile, settings_file: SettingsOption = None) -> dict[str, Any]:
     """Search XGBoost parameters with Ray Tune (ASHA), retrain the best, register it."""
-    from entai.pipelines.run_training import run_tuning
-    from entai.pipelines.train_config import TuneConfig
+    from entai.pipelines.training import TuneConfig, run_tuning
 
     config = TuneConfig.from_yaml(config_file)
     result: dict[str, Any] = _run_on_ray(

@@ -12,9 +12,8 @@ from rich.text import Text
 
 from entai.cli._app import ConfigOption, app, console, settings_from
 from entai.cli.governance import TokenOption, authorized_principal
-from entai.shared.drift_report import TABLE_COLUMNS, header_lines, summarize, table_cells
-from entai.shared.drift_report_html import render_html
-from entai.shared.errors import InvalidInputError
+from entai.shared.core import InvalidInputError
+from entai.shared.monitoring import TABLE_COLUMNS, header_lines, render_html, summarize, table_cells
 from entai.shared.settings import EntaiSettings
 
 __all__ = ["monitor_app"]

@@ -17,7 +17,7 @@ import pandas as pd
 from entai.shared.settings import EntaiSettings
 
 if TYPE_CHECKING:
-    from entai.pipelines.train_config import TrainConfig
+    from entai.pipelines.training import TrainConfig
 
 __all__ = ["MODEL_NAME", "register_champion", "train_champion", "training_set"]
 
@@ -32,10 +32,9 @@ def training_set(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Label rows every 2 days of the history, and their point-in-time training set."""
     from entai.demo import features
-    from entai.pipelines.training_set import get_historical_features
-    from entai.shared.definition_set import Definitions
-    from entai.shared.lake import Lake
-    from entai.shared.offline_store import OfflineStore
+    from entai.pipelines.features import get_historical_features
+    from entai.shared.data import Lake
+    from entai.shared.features import Definitions, OfflineStore
 
     start = world.config.start
     cutoffs = [start + timedelta(days=d) for d in range(14, world.config.days - 6, 2)]
@@ -66,7 +65,7 @@ def train_champion(settings: EntaiSettings, training: pd.DataFrame) -> dict[str,
     import xgboost
 
     from entai.demo.features import MODEL_FEATURES
-    from entai.pipelines.train import time_split, train_xgboost
+    from entai.pipelines.training import time_split, train_xgboost
 
     times = np.sort(training["event_timestamp"].unique())
     held_out_from = times[int(len(times) * 0.8)]
@@ -101,7 +100,7 @@ def train_champion(settings: EntaiSettings, training: pd.DataFrame) -> dict[str,
 def _train_config(label_file: str) -> TrainConfig:
     """How the champion was trained, recorded so that retraining can do it again."""
     from entai.demo import features
-    from entai.pipelines.train_config import CardText, TrainConfig
+    from entai.pipelines.training import CardText, TrainConfig
 
     return TrainConfig(
         model_name=MODEL_NAME,
@@ -132,10 +131,9 @@ def register_champion(
     """
     import ray
 
-    from entai.actors.model_registry import ACTOR_NAME
+    from entai.actors.models import ACTOR_NAME
     from entai.demo.features import MODEL_FEATURES, purchase_propensity
-    from entai.pipelines.tracking import log_xgboost_run
-    from entai.pipelines.version_lineage import lineage_artifacts, lineage_tags
+    from entai.pipelines.training import lineage_artifacts, lineage_tags, log_xgboost_run
 
     # The champion's label source: the rows it was trained and validated on.
     label_file = settings.home / "labels.parquet"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from entai.demo.generator import CATEGORIES
-from entai.shared.contracts import DataContract
+from entai.shared.data import DataContract
 
 __all__ = ["EVENTS_CONTRACT"]
 

@@ -27,7 +27,8 @@ import numpy as np
 import pandas as pd
 
 from entai.demo.generator import CATEGORIES, EcommerceWorld, Shift
-from entai.shared.errors import ServiceUnavailableError
+from entai.shared.core import ServiceUnavailableError
+from entai.shared.features import compute_view
 from entai.shared.settings import EntaiSettings, MonitoringSettings
 
 __all__ = [
@@ -195,8 +196,8 @@ def _dataset_levels(windows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def _shift_the_world(ctx: ActContext) -> dict[str, Any]:
     """Two more weeks of shifted events -> features offline and online; fresh labels land."""
     from entai.demo.features import user_category_stats, user_stats
-    from entai.pipelines.stream import push
-    from entai.shared.lake import Lake
+    from entai.pipelines.features import push
+    from entai.shared.data import Lake
 
     shifted = ctx.world.shifted(SHIFT, days=SHIFT_DAYS)
     events = shifted.events()
@@ -206,7 +207,7 @@ def _shift_the_world(ctx: ActContext) -> dict[str, Any]:
     recent = pd.concat([history, events], ignore_index=True)
     lake = Lake(ctx.settings.lake.root)
     for view in (user_category_stats, user_stats):
-        rows = view.compute(recent)
+        rows = compute_view(view, recent)
         push(view, rows[rows["event_timestamp"] > start], lake=lake, online=ctx.online)
     cutoffs = [start + timedelta(days=d) for d in range(0, SHIFT_DAYS - 6, 2)]
     fresh = shifted.label_rows(events, cutoffs, timedelta(days=7))
@@ -217,7 +218,7 @@ def _shift_the_world(ctx: ActContext) -> dict[str, Any]:
 def _challenger(ctx: ActContext) -> dict[str, Any]:
     import ray
 
-    from entai.actors.model_registry import ACTOR_NAME
+    from entai.actors.models import ACTOR_NAME
 
     registry: Any = ray.get_actor(ACTOR_NAME, namespace=ctx.settings.ray.namespace)
 

@@ -13,7 +13,7 @@ from datetime import timedelta
 import numpy as np
 import pandas as pd
 
-from entai.shared.definitions import (
+from entai.shared.features import (
     Entity,
     FeatureService,
     FeatureView,

@@ -25,7 +25,7 @@ from rich.table import Table
 
 from entai.demo.champion import MODEL_NAME, register_champion, train_champion, training_set
 from entai.demo.drift_act import ActContext, demo_monitoring, run_drift_act
-from entai.shared.errors import ServiceUnavailableError
+from entai.shared.core import ServiceUnavailableError
 from entai.shared.settings import EntaiSettings
 
 __all__ = ["run_demo", "stop_demo"]
@@ -79,7 +79,7 @@ def run_demo(
     """Run the walking skeleton; return (and print) its summary."""
     import ray
 
-    from entai.actors.runtime import connect_ray
+    from entai.actors.core import connect_ray
 
     console = console or Console()
     settings = _demo_settings(settings)
@@ -105,7 +105,7 @@ def _run(settings: EntaiSettings, users: int, stages: _Stages) -> dict[str, Any]
     from entai.demo.contracts import EVENTS_CONTRACT
     from entai.demo.generator import EcommerceWorld, WorldConfig
     from entai.pipelines.ingest import ingest_file
-    from entai.shared.masking import resolve_hmac_key
+    from entai.shared.settings import resolve_hmac_key
 
     today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     days = 60
@@ -191,8 +191,7 @@ def _run(settings: EntaiSettings, users: int, stages: _Stages) -> dict[str, Any]
 def _start_services(settings: EntaiSettings) -> Any:
     import ray
 
-    from entai.actors.feature_shard import shard_name
-    from entai.actors.online_client import OnlineFeatureClient
+    from entai.actors.features import OnlineFeatureClient, shard_name
     from entai.client import start_services
 
     handles = start_services(settings)
@@ -204,8 +203,8 @@ def _start_services(settings: EntaiSettings) -> Any:
 
 def _materialize(settings: EntaiSettings, online: Any) -> list[Any]:
     from entai.demo.features import user_category_stats, user_stats
-    from entai.pipelines.materialize import materialize
-    from entai.shared.lake import Lake
+    from entai.pipelines.features import materialize
+    from entai.shared.data import Lake
 
     return materialize(
         [user_category_stats, user_stats], lake=Lake(settings.lake.root), online=online

@@ -32,7 +32,7 @@ from ray.exceptions import RayActorError, RayTaskError
 from ray.serve import Deployment
 from ray.serve.handle import DeploymentHandle
 
-from entai.actors.metrics import Metrics
+from entai.actors.core import Metrics
 from entai.deployments.app_args import AppArgs, settings_of, start_runtime
 from entai.deployments.grpc_ingress import GrpcInference
 from entai.deployments.http_errors import install_error_handlers
@@ -55,14 +55,15 @@ from entai.deployments.schemas import (
 )
 from entai.deployments.scoring import HandleScorer, LocalScorer, Scored
 from entai.deployments.tap import ServedBatch
-from entai.shared.errors import (
+from entai.shared.core import (
     AuthenticationError,
     EntaiError,
     NotFoundError,
     ServiceUnavailableError,
+    new_request_id,
+    request_id,
 )
-from entai.shared.events import EventsReceipt
-from entai.shared.logs import new_request_id, request_id
+from entai.shared.data import EventsReceipt
 
 __all__ = ["AppArgs", "Ingress", "Model", "build_app"]
 
@@ -125,11 +126,11 @@ class Ingress(GrpcInference):
     def __init__(self, model: DeploymentHandle[Any] | None, args: AppArgs) -> None:
         import ray
 
-        from entai.actors.drift_monitor import ACTOR_NAME as MONITOR
-        from entai.actors.model_registry import ACTOR_NAME as REGISTRY
+        from entai.actors.models import ACTOR_NAME as REGISTRY
+        from entai.actors.monitoring import ACTOR_NAME as MONITOR
         from entai.deployments.platform import PlatformServices
         from entai.deployments.tap import DriftMonitorSender, PredictionTap
-        from entai.shared.lake import Lake
+        from entai.shared.data import Lake
 
         settings = settings_of(args)
         self._args = args

@@ -69,8 +69,8 @@ def start_runtime(args: AppArgs, settings: EntaiSettings) -> ModelRuntime:
     """A started ModelRuntime following ``args.model_name``'s aliases in the registry."""
     import ray
 
-    from entai.actors.mlflow_backend import configure_mlflow
-    from entai.actors.model_registry import ACTOR_NAME as REGISTRY
+    from entai.actors.backends import configure_mlflow
+    from entai.actors.models import ACTOR_NAME as REGISTRY
     from entai.deployments.model_runtime import ActorAliasWatcher, load_mlflow_model
     from entai.deployments.monitor_registration import ChampionRegistrar
 

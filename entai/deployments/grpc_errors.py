@@ -18,7 +18,7 @@ from typing import Any
 import grpc
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 
-from entai.shared import errors
+from entai.shared import core
 
 __all__ = ["CODE_BY_ERROR", "ERROR_CODE_KEY", "code_for", "end_with_error"]
 
@@ -27,16 +27,16 @@ log = logging.getLogger(__name__)
 ERROR_CODE_KEY = "entai-error-code"
 
 CODE_BY_ERROR: tuple[tuple[type[Exception], grpc.StatusCode], ...] = (
-    (errors.AuthenticationError, grpc.StatusCode.UNAUTHENTICATED),
-    (errors.PermissionDeniedError, grpc.StatusCode.PERMISSION_DENIED),
-    (errors.NotFoundError, grpc.StatusCode.NOT_FOUND),
-    (errors.ConflictError, grpc.StatusCode.ABORTED),
-    (errors.PromotionRejectedError, grpc.StatusCode.FAILED_PRECONDITION),
-    (errors.InvalidInputError, grpc.StatusCode.INVALID_ARGUMENT),
-    (errors.OverloadedError, grpc.StatusCode.RESOURCE_EXHAUSTED),
-    (errors.ServiceUnavailableError, grpc.StatusCode.UNAVAILABLE),
-    (errors.ConfigError, grpc.StatusCode.INTERNAL),
-    (errors.AuditIntegrityError, grpc.StatusCode.INTERNAL),
+    (core.AuthenticationError, grpc.StatusCode.UNAUTHENTICATED),
+    (core.PermissionDeniedError, grpc.StatusCode.PERMISSION_DENIED),
+    (core.NotFoundError, grpc.StatusCode.NOT_FOUND),
+    (core.ConflictError, grpc.StatusCode.ABORTED),
+    (core.PromotionRejectedError, grpc.StatusCode.FAILED_PRECONDITION),
+    (core.InvalidInputError, grpc.StatusCode.INVALID_ARGUMENT),
+    (core.OverloadedError, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (core.ServiceUnavailableError, grpc.StatusCode.UNAVAILABLE),
+    (core.ConfigError, grpc.StatusCode.INTERNAL),
+    (core.AuditIntegrityError, grpc.StatusCode.INTERNAL),
     (BackPressureError, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (DeploymentUnavailableError, grpc.StatusCode.UNAVAILABLE),
 )
@@ -58,7 +58,7 @@ def end_with_error(context: Any, exc: Exception) -> None:
         exc: What the call raised.
     """
     code = code_for(exc)
-    if isinstance(exc, errors.EntaiError):
+    if isinstance(exc, core.EntaiError):
         entai_code, message = exc.code, exc.message
     elif isinstance(exc, BackPressureError):
         entai_code, message = "overloaded", "the service is at capacity; retry later"

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 from entai.deployments.grpc_errors import end_with_error
 from entai.deployments.request_ids import _serve_request_id
 from entai.deployments.schemas import OnlineFeaturesRequest, PredictRequest, PredictResponse
-from entai.shared.logs import request_context
+from entai.shared.core import request_context
 from entai.shared.settings import ServeSettings
 
 if TYPE_CHECKING:

@@ -3,7 +3,7 @@
 A gRPC request becomes the very pydantic body the HTTP route validates
 (:mod:`entai.deployments.schemas`), so both transports accept and refuse the same
 input with the same messages; an answer of the HTTP route becomes the gRPC response.
-Validation failures are :class:`~entai.shared.errors.InvalidInputError` naming the
+Validation failures are :class:`~entai.shared.core._errors.InvalidInputError` naming the
 fields, as the HTTP API's 422 does.
 """
 
@@ -18,7 +18,7 @@ from pydantic import BaseModel, ValidationError
 
 from entai.deployments.proto import entai_pb2 as pb
 from entai.deployments.schemas import OnlineFeaturesRequest, PredictRequest, PredictResponse
-from entai.shared.errors import InvalidInputError
+from entai.shared.core import InvalidInputError
 
 __all__ = [
     "feature_value",

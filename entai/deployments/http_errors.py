@@ -17,28 +17,28 @@ from fastapi.responses import JSONResponse
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from entai.shared import errors
-from entai.shared.logs import request_id
+from entai.shared import core
+from entai.shared.core import request_id
 
 __all__ = ["STATUS_BY_ERROR", "error_body", "install_error_handlers", "status_for"]
 
 log = logging.getLogger(__name__)
 
-STATUS_BY_ERROR: tuple[tuple[type[errors.EntaiError], int], ...] = (
-    (errors.AuthenticationError, 401),
-    (errors.PermissionDeniedError, 403),
-    (errors.NotFoundError, 404),
-    (errors.ConflictError, 409),
-    (errors.PromotionRejectedError, 409),
-    (errors.InvalidInputError, 422),
-    (errors.OverloadedError, 429),
-    (errors.ServiceUnavailableError, 503),
-    (errors.ConfigError, 500),
-    (errors.AuditIntegrityError, 500),
+STATUS_BY_ERROR: tuple[tuple[type[core.EntaiError], int], ...] = (
+    (core.AuthenticationError, 401),
+    (core.PermissionDeniedError, 403),
+    (core.NotFoundError, 404),
+    (core.ConflictError, 409),
+    (core.PromotionRejectedError, 409),
+    (core.InvalidInputError, 422),
+    (core.OverloadedError, 429),
+    (core.ServiceUnavailableError, 503),
+    (core.ConfigError, 500),
+    (core.AuditIntegrityError, 500),
 )
 
 
-def status_for(exc: errors.EntaiError) -> int:
+def status_for(exc: core.EntaiError) -> int:
     """The HTTP status for an entai error (most specific class first)."""
     for cls, status in STATUS_BY_ERROR:
         if isinstance(exc, cls):
@@ -57,8 +57,8 @@ def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
 def install_error_handlers(app: FastAPI) -> None:
     """Route entai errors, validation errors and HTTP errors into the envelope."""
 
-    @app.exception_handler(errors.EntaiError)
-    async def _entai(_: Request, exc: errors.EntaiError) -> JSONResponse:
+    @app.exception_handler(core.EntaiError)
+    async def _entai(_: Request, exc: core.EntaiError) -> JSONResponse:
         status = status_for(exc)
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
         if status >= 500:

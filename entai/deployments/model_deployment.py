@@ -16,7 +16,7 @@ from ray import serve
 
 from entai.deployments.app_args import AppArgs, settings_of, start_runtime
 from entai.deployments.scoring import score_rows
-from entai.shared.errors import EntaiError, ServiceUnavailableError
+from entai.shared.core import EntaiError, ServiceUnavailableError
 
 __all__ = ["Model"]
 

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from entai.shared.errors import InvalidInputError, NotFoundError
+from entai.shared.core import InvalidInputError, NotFoundError
 
 __all__ = [
     "ActorAliasWatcher",

@@ -79,7 +79,7 @@ class ChampionRegistrar:
     def _monitor(self) -> Any:
         import ray
 
-        from entai.actors.drift_monitor import ACTOR_NAME
+        from entai.actors.monitoring import ACTOR_NAME
 
         try:
             return ray.get_actor(ACTOR_NAME, namespace=self._namespace)

@@ -10,9 +10,8 @@ import importlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from entai.shared.contracts import DataContract
-from entai.shared.errors import ConfigError, NotFoundError
-from entai.shared.events import EventsReceipt
+from entai.shared.core import ConfigError, NotFoundError
+from entai.shared.data import DataContract, EventsReceipt
 from entai.shared.settings import EntaiSettings
 
 __all__ = ["EventIntake", "erase_subject", "load_contract"]
@@ -35,8 +34,8 @@ class EventIntake:
     """Validates event batches against their source's contract and publishes them."""
 
     def __init__(self, settings: EntaiSettings, contracts: Mapping[str, str]) -> None:
-        from entai.actors.event_bus import bus_from_settings
-        from entai.shared.masking import resolve_hmac_key
+        from entai.actors.bus import bus_from_settings
+        from entai.shared.settings import resolve_hmac_key
 
         self._contracts = {source: load_contract(path) for source, path in contracts.items()}
         self._bus = bus_from_settings(settings) if self._contracts else None
@@ -44,7 +43,7 @@ class EventIntake:
 
     def publish(self, source: str, events: Sequence[Any]) -> EventsReceipt:
         """Accepted events go on the bus (masked); rejected ones are reported per event."""
-        from entai.pipelines.stream import publish_events
+        from entai.pipelines.features import publish_events
 
         contract = self._contracts.get(source)
         if contract is None or self._bus is None:
@@ -60,7 +59,7 @@ def erase_subject(
 ) -> dict[str, Any]:
     """Erase a data subject everywhere; the caller needs ``governance:erase``."""
     from entai.pipelines.erasure import erase
-    from entai.shared.erasure import ErasureRequest
+    from entai.shared.governance import ErasureRequest
 
     request = ErasureRequest(dict(entity), requested_by="http", reason=reason)
     receipt = erase(settings, request, caller=token)

@@ -20,20 +20,17 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from entai.actors.auth_cache import AuthCache
-from entai.actors.feature_shard import shard_name
+from entai.actors.features import OnlineFeatureClient, shard_name
 from entai.actors.governance import ACTOR_NAME as GOVERNANCE
-from entai.actors.online_client import OnlineFeatureClient
+from entai.actors.governance import AuthCache
 from entai.deployments.schemas import OnlineFeaturesRequest
-from entai.shared.definition_set import Definitions
-from entai.shared.definitions import FeatureViewProjection
-from entai.shared.errors import InvalidInputError
-from entai.shared.online import OnlineStore, entity_key
-from entai.shared.policy import Decision
+from entai.shared.core import InvalidInputError
+from entai.shared.features import Definitions, FeatureViewProjection, OnlineStore, entity_key
+from entai.shared.governance import Decision
 from entai.shared.settings import EntaiSettings
 
 if TYPE_CHECKING:
-    from entai.deployments.app import AppArgs
+    from entai.deployments.app_args import AppArgs
 
 __all__ = ["FeatureInputs", "PlatformServices", "ReadPlan"]
 
@@ -112,7 +109,7 @@ class PlatformServices:
         direct: OnlineStore | None = None
         store = settings.online_store
         if store.type == "redis":
-            from entai.actors.redis_store import RedisOnlineStore
+            from entai.actors.backends import RedisOnlineStore
 
             direct = RedisOnlineStore(store.url.get_secret_value(), store.key_prefix)
         model_features = tuple(definitions.resolve(args.feature_service))

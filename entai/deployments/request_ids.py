@@ -3,7 +3,7 @@
 Inside Serve the id is Serve's own request id (Serve already returns it as
 ``X-Request-ID`` on every response and accepts a client's ``X-Request-ID``); outside
 Serve a fresh id is made and the header added here. The id is bound with
-:func:`entai.shared.logs.request_context`, so log records and the error envelope of
+:func:`entai.shared.core._logs.request_context`, so log records and the error envelope of
 that request name it. A pure ASGI middleware (no ``BaseHTTPMiddleware``) to keep the
 per-request cost small.
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from entai.shared.logs import new_request_id, request_context
+from entai.shared.core import new_request_id, request_context
 
 __all__ = ["HEADER", "RequestIdMiddleware"]
 

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from entai.shared.errors import InvalidInputError
+from entai.shared.core import InvalidInputError
 
 __all__ = ["BUCKETS", "canary_mask", "route_aliases"]
 
@@ -32,7 +32,7 @@ def canary_mask(entity_keys: Sequence[str], percent: float) -> np.ndarray:
     """Which entities go to the canary, as a boolean array in input order.
 
     Args:
-        entity_keys: Canonical entity keys (``entai.shared.online.entity_key``).
+        entity_keys: Canonical entity keys (``entai.shared.features._online.entity_key``).
         percent: Share of entities sent to the canary, 0 to 100.
 
     Raises:

@@ -24,7 +24,7 @@ import numpy as np
 from ray.exceptions import RayActorError
 
 from entai.deployments.model_runtime import LoadedModel, ModelRuntime
-from entai.shared.errors import EntaiError, ServiceUnavailableError
+from entai.shared.core import EntaiError, ServiceUnavailableError
 
 __all__ = ["HandleScorer", "LocalScorer", "Scored", "score_rows"]
 

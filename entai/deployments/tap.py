@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from entai.shared.lake import Lake
+from entai.shared.data import Lake
 
 __all__ = ["DriftMonitorSender", "MonitorSend", "PredictionTap", "ServedBatch"]
 
@@ -207,7 +207,7 @@ class DriftMonitorSender:
         """Send one micro-batch of served rows to the monitor."""
         import ray
 
-        from entai.actors.drift_monitor import ACTOR_NAME
+        from entai.actors.monitoring import ACTOR_NAME
 
         if self._pending:
             done, self._pending = ray.wait(self._pending, num_returns=len(self._pending), timeout=0)

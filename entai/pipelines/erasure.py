@@ -23,20 +23,21 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from entai.shared.erasure import (
+from entai.shared.core import EntaiError, InvalidInputError
+from entai.shared.data import Lake
+from entai.shared.governance import (
     ErasureReceipt,
     ErasureRequest,
+    LakeZoneStore,
+    Permission,
+    Principal,
     Store,
     StoreReceipt,
     Subject,
+    datasets_with_subject,
     now_iso,
 )
-from entai.shared.erasure_files import LakeZoneStore, datasets_with_subject
-from entai.shared.errors import EntaiError, InvalidInputError
-from entai.shared.lake import Lake
-from entai.shared.masking import resolve_hmac_key
-from entai.shared.policy import Permission, Principal
-from entai.shared.settings import EntaiSettings, RedisOnlineStoreSettings
+from entai.shared.settings import EntaiSettings, RedisOnlineStoreSettings, resolve_hmac_key
 
 __all__ = [
     "ERASE_ACTION",
@@ -131,7 +132,7 @@ class OnlineStoreEraser:
         ]
 
     def _shards(self) -> list[Any]:
-        from entai.actors.feature_shard import shard_name
+        from entai.actors.features import shard_name
 
         found = (
             _ray_actor(self._settings, shard_name(i))
@@ -223,7 +224,7 @@ class DriftMonitorStore:
         """Ask the running DriftMonitor to drop the subject's rows and samples."""
         import ray
 
-        from entai.actors.drift_monitor import ACTOR_NAME
+        from entai.actors.monitoring import ACTOR_NAME
 
         start = time.perf_counter()
         handle = _ray_actor(self._settings, ACTOR_NAME)
@@ -285,7 +286,7 @@ def model_versions_using(settings: EntaiSettings, dataset_ids: Sequence[str]) ->
     uri = settings.mlflow.tracking_uri
     if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
         return []
-    from entai.actors.model_registry import ModelRegistry
+    from entai.actors.models import ModelRegistry
 
     wanted = set(dataset_ids)
     registry = ModelRegistry(settings.mlflow)

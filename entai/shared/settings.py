@@ -8,7 +8,9 @@ they never appear in ``repr``, logs or error messages.
 
 from __future__ import annotations
 
+import logging
 import os
+import secrets
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
@@ -24,11 +26,11 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from entai.shared.errors import ConfigError
-from entai.shared.promotion import PromotionPolicy
-from entai.shared.yaml_mapping import read_yaml_mapping
+from entai.shared.core import ConfigError, read_yaml_mapping
+from entai.shared.models import PromotionPolicy
 
 __all__ = [
+    "MIN_KEY_BYTES",
     "EntaiSettings",
     "LakeSettings",
     "MemoryOnlineStoreSettings",
@@ -40,8 +42,14 @@ __all__ = [
     "RegistrySettings",
     "SecuritySettings",
     "ServeSettings",
+    "check_hmac_key",
     "load_settings",
+    "resolve_hmac_key",
 ]
+
+logger = logging.getLogger(__name__)
+
+MIN_KEY_BYTES = 16
 
 _LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 _MIN_HMAC_KEY_BYTES = 16
@@ -144,7 +152,7 @@ class ServeSettings(_Section):
 
 
 class DriftSettings(_Section):
-    """Thresholds of the drift tests (:class:`entai.shared.drift.DriftConfig` fields)."""
+    """Thresholds of the drift tests (``DriftConfig`` fields)."""
 
     share_threshold: float = Field(0.5, gt=0.0, le=1.0)
     min_samples: int = Field(100, ge=1)
@@ -157,7 +165,7 @@ class DriftSettings(_Section):
 
 
 class AlertSettings(_Section):
-    """Alert hysteresis and cooldown (:class:`entai.shared.alerts.AlertPolicy` fields)."""
+    """Alert hysteresis and cooldown (``AlertPolicy`` fields)."""
 
     warn_k: int = Field(1, ge=1)
     alert_k: int = Field(2, ge=1)
@@ -173,7 +181,7 @@ class AlertSettings(_Section):
 
 
 class RetrainSettings(_Section):
-    """When drift asks for retraining (:class:`entai.shared.monitoring.RetrainPolicy`).
+    """When drift asks for retraining (:class:`entai.shared.monitoring._windows.RetrainPolicy`).
 
     ``min_interval_s`` limits requests per model in the monitor and runs per model in
     the retraining worker; ``auto_promote`` lets a challenger that passes the
@@ -387,3 +395,45 @@ def load_settings(**overrides: Any) -> EntaiSettings:
                 ]
             },
         ) from None
+
+
+def check_hmac_key(key: bytes) -> bytes:
+    """Return ``key`` if it is long enough to be a pseudonymisation key.
+
+    Raises:
+        ConfigError: if the key is shorter than :data:`MIN_KEY_BYTES`.
+    """
+    if len(key) < MIN_KEY_BYTES:
+        raise ConfigError(
+            f"security.hmac_key must be at least {MIN_KEY_BYTES} bytes",
+            details={"field": "security.hmac_key", "min_bytes": MIN_KEY_BYTES},
+        )
+    return key
+
+
+def resolve_hmac_key(settings: EntaiSettings) -> bytes:
+    """The pseudonymisation key, from settings or the embedded default.
+
+    Production requires ``security.hmac_key`` or ``security.hmac_key_file``. In the
+    embedded mode a random key is created once under ``<home>/hmac_key`` (mode 0600)
+    and reused, so pseudonyms stay stable across runs. The key is never logged.
+
+    Raises:
+        ConfigError: if no key is configured in production, or the key is too short.
+    """
+    configured = settings.security.resolved_hmac_key()
+    if configured is not None:
+        return check_hmac_key(configured)
+    if settings.security.mode == "production":
+        raise ConfigError(
+            "security.hmac_key (or hmac_key_file) is required in production",
+            details={"field": "security.hmac_key"},
+        )
+    path = settings.home / "hmac_key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_hex(32))
+        logger.info("created the embedded HMAC key file", extra={"path": str(path)})
+    return check_hmac_key(path.read_bytes().strip())

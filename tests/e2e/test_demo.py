@@ -20,11 +20,9 @@ from rich.console import Console
 
 from entai.client import service_names
 from entai.demo.flow import run_demo, stop_demo
-from entai.shared.audit import AuditLog
-from entai.shared.logs import JsonFormatter
-from entai.shared.masking import resolve_hmac_key
-from entai.shared.settings import EntaiSettings, load_settings
-from entai.shared.tokens import parse_token
+from entai.shared.core import JsonFormatter
+from entai.shared.governance import AuditLog, parse_token
+from entai.shared.settings import EntaiSettings, load_settings, resolve_hmac_key
 
 pytestmark = pytest.mark.timeout(1800)  # the demo under a loaded CI machine
 

@@ -30,7 +30,7 @@ SHARD = "entai-gcs-probe-shard"
 
 
 def _rows(start: int, n: int) -> list[Any]:
-    from entai.shared.online import FeatureRow, entity_key
+    from entai.shared.features import FeatureRow, entity_key
 
     return [
         FeatureRow("user", entity_key({"user_id": i}), {"a": i}, T0, T0)
@@ -41,7 +41,7 @@ def _rows(start: int, n: int) -> list[Any]:
 def _stored(handle: Any, upto: int) -> list[Any]:
     import ray
 
-    from entai.shared.online import entity_key
+    from entai.shared.features import entity_key
 
     keys = [entity_key({"user_id": i}) for i in range(upto)]
     result = ray.get(
@@ -54,7 +54,7 @@ def run() -> dict[str, Any]:
     """Start the head on external Redis, kill and restart its GCS, measure."""
     import ray
 
-    from entai.actors.feature_shard import FeatureShardActor
+    from entai.actors.features import FeatureShardActor
     from entai.shared.settings import MemoryOnlineStoreSettings
 
     ray.init(

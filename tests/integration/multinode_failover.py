@@ -8,7 +8,7 @@ The cluster is a head with no role and three workers labelled ``entai.io/role``:
 ``shard`` (the Redis-backed FeatureShard actors), ``service`` (governance, the model
 registry on MLflow/SQLite, the drift monitor and the retraining worker) and ``serve``.
 The platform actors are started by :func:`entai.client.start_services`, whose
-:func:`entai.actors.placement.role_options` label selectors put them on their role's
+:func:`entai.actors.core._placement.role_options` label selectors put them on their role's
 worker, with a fallback to any node (which is how they come back on the head). The
 Serve app's two Ingress replicas are placed with ``role_options("serve")`` and reserve
 one logical CPU each: the serve worker has room for one, the other falls back to the
@@ -114,7 +114,7 @@ class WriteStream:
         self._thread = threading.Thread(target=self._write, name="write-stream", daemon=True)
 
     def _write(self) -> None:
-        from entai.shared.online import FeatureRow, entity_key
+        from entai.shared.features import FeatureRow, entity_key
 
         for batch in range(self.total_batches):
             rows = [
@@ -152,7 +152,7 @@ class WriteStream:
 
     def lost_writes(self, store: Any) -> int:
         """Acknowledged rows whose value is not in ``store`` (a direct Redis store)."""
-        from entai.shared.online import entity_key
+        from entai.shared.features import entity_key
 
         keys = [
             entity_key({"user_id": b * ROWS_PER_BATCH + j})
@@ -222,7 +222,7 @@ def _free_port() -> int:
 
 def _reference() -> dict[str, Any]:
     from entai.demo.features import MODEL_FEATURES
-    from entai.shared.profiles import ReferenceProfile
+    from entai.shared.monitoring import ReferenceProfile
 
     rng = np.random.default_rng(0)
     frame = pd.DataFrame(rng.normal(size=(500, len(MODEL_FEATURES))), columns=MODEL_FEATURES)
@@ -316,19 +316,17 @@ def run(redis_url: str, key_prefix: str) -> dict[str, Any]:
     from ray import serve
     from ray.cluster_utils import Cluster
 
-    from entai.actors.drift_monitor import ACTOR_NAME as MONITOR
-    from entai.actors.feature_shard import shard_name
+    from entai.actors.backends import RedisOnlineStore, configure_mlflow
+    from entai.actors.core import ROLE_LABEL, role_options
+    from entai.actors.features import OnlineFeatureClient, shard_name
     from entai.actors.governance import ACTOR_NAME as GOVERNANCE
-    from entai.actors.mlflow_backend import configure_mlflow
-    from entai.actors.model_registry import ACTOR_NAME as REGISTRY
-    from entai.actors.online_client import OnlineFeatureClient
-    from entai.actors.placement import ROLE_LABEL, role_options
-    from entai.actors.redis_store import RedisOnlineStore
+    from entai.actors.models import ACTOR_NAME as REGISTRY
+    from entai.actors.monitoring import ACTOR_NAME as MONITOR
     from entai.client import start_services
     from entai.demo import features as demo
     from entai.deployments.app import AppArgs
     from entai.deployments.grpc_ingress import serve_options
-    from entai.shared.promotion import PromotionPolicy
+    from entai.shared.models import PromotionPolicy
     from entai.shared.settings import load_settings
 
     began = time.monotonic()

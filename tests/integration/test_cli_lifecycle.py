@@ -72,7 +72,7 @@ def _entai(home: Path, *args: str, timeout: float = 300) -> subprocess.Completed
 
 _CLIENT_READ = """
 import entai
-from entai.shared.errors import AuthenticationError
+from entai.shared.core import AuthenticationError
 client = entai.connect()
 out = client.features.get_online_features({"v": ["f"]}, [{"user_id": 1}], {"v": None})
 print(out["results"][0]["statuses"][0])

@@ -15,13 +15,12 @@ import pyarrow.parquet as pq
 import pytest
 import redis
 
-from entai.actors.event_bus import DONE, bus_from_settings
-from entai.actors.redis_stream_bus import RedisStreamBus
+from entai.actors.bus import DONE, RedisStreamBus, bus_from_settings
 from entai.demo.contracts import EVENTS_CONTRACT
 from entai.demo.generator import EcommerceWorld, WorldConfig
-from entai.pipelines.stream import StreamConsumer, publish_events
-from entai.shared.errors import ServiceUnavailableError
-from entai.shared.lake import Lake
+from entai.pipelines.features import StreamConsumer, publish_events
+from entai.shared.core import ServiceUnavailableError
+from entai.shared.data import Lake
 from entai.shared.settings import load_settings
 
 KEY = b"redis-stream-key-0123456789abcdef"
@@ -33,10 +32,10 @@ CLAIM_IDLE_S = 0.2
 #   mid-lake: after the first of the batch's files (the batch spans two days).
 CHILD = """
 import os, sys
-from entai.actors.redis_stream_bus import RedisStreamBus
+from entai.actors.bus import RedisStreamBus
 from entai.demo.contracts import EVENTS_CONTRACT
-from entai.pipelines.stream import StreamConsumer
-from entai.shared.lake import Lake
+from entai.pipelines.features import StreamConsumer
+from entai.shared.data import Lake
 
 url, prefix, root, mode, name, size = sys.argv[1:7]
 bus = RedisStreamBus(url, prefix, claim_idle_s=0.2)

@@ -13,11 +13,16 @@ from typing import Any
 
 import pytest
 
-from entai.actors.feature_shard import FeatureShard, FeatureShardActor, shard_name, start_shards
-from entai.actors.online_client import OnlineFeatureClient
-from entai.actors.redis_store import RedisOnlineStore
-from entai.shared.errors import InvalidInputError, PermissionDeniedError
-from entai.shared.online import FeatureRow, FeatureStatus, MemoryOnlineStore, entity_key
+from entai.actors.backends import RedisOnlineStore
+from entai.actors.features import (
+    FeatureShard,
+    FeatureShardActor,
+    OnlineFeatureClient,
+    shard_name,
+    start_shards,
+)
+from entai.shared.core import InvalidInputError, PermissionDeniedError
+from entai.shared.features import FeatureRow, FeatureStatus, MemoryOnlineStore, entity_key
 from entai.shared.settings import (
     EntaiSettings,
     MemoryOnlineStoreSettings,

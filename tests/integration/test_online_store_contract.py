@@ -11,9 +11,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from entai.actors.redis_store import RedisOnlineStore
-from entai.shared.errors import InvalidInputError, ServiceUnavailableError
-from entai.shared.online import (
+from entai.actors.backends import RedisOnlineStore
+from entai.shared.core import InvalidInputError, ServiceUnavailableError
+from entai.shared.features import (
     FeatureRow,
     FeatureStatus,
     MemoryOnlineStore,

@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from entai.shared.errors import ConfigError, EntaiError
-from entai.shared.masking import resolve_hmac_key
-from entai.shared.settings import load_settings
+from entai.shared.core import ConfigError, EntaiError
+from entai.shared.settings import load_settings, resolve_hmac_key
 
 HMAC_KEY = "integration-hmac-key-5f2c9a7e1b3d"
 REDIS_PASSWORD = "redis-pass-8d1e4b"
@@ -31,7 +30,7 @@ def test_settings_reprs_and_dumps_hide_secrets() -> None:
 
 
 def test_error_messages_hide_secrets(tmp_path: Path) -> None:
-    from entai.actors.redis_store import RedisOnlineStore
+    from entai.actors.backends import RedisOnlineStore
 
     errors: list[EntaiError] = []
     with pytest.raises(ConfigError) as invalid:

@@ -32,7 +32,7 @@ import pandas as pd
 import pytest
 
 from entai.demo import features as demo
-from entai.shared.online import FeatureRow, entity_key
+from entai.shared.features import FeatureRow, entity_key
 
 MODEL = "serve_test_model"
 CATEGORIES = ("books", "games", "tools")
@@ -75,8 +75,7 @@ def _train(seed: int) -> Any:
 
 
 def _write_features(settings: Any, namespace: str) -> dict[tuple[int, str], np.ndarray]:
-    from entai.actors.feature_shard import start_shards
-    from entai.actors.online_client import OnlineFeatureClient
+    from entai.actors.features import OnlineFeatureClient, start_shards
 
     rng = np.random.default_rng(7)
     now = datetime.now(UTC)
@@ -149,12 +148,12 @@ def deploy_platform(
     import ray
     from ray import serve
 
+    from entai.actors.backends import configure_mlflow
     from entai.actors.governance import start_governance
-    from entai.actors.mlflow_backend import configure_mlflow
-    from entai.actors.model_registry import start_registry
+    from entai.actors.models import start_registry
     from entai.deployments.app import AppArgs, build_app
     from entai.deployments.grpc_ingress import serve_options
-    from entai.shared.promotion import PromotionPolicy
+    from entai.shared.models import PromotionPolicy
     from entai.shared.settings import load_settings
 
     namespace = f"serve-test-{uuid.uuid4().hex[:8]}"
@@ -219,7 +218,7 @@ def teardown_platform(platform: Platform) -> None:
     import ray
     from ray import serve
 
-    from entai.actors.feature_shard import shard_name
+    from entai.actors.features import shard_name
 
     try:
         serve.delete(platform.app_name)
@@ -788,7 +787,7 @@ def test_no_server_error_and_no_schema_violation(platform: Platform) -> None:
     from schemathesis.checks import not_a_server_error
     from schemathesis.specs.openapi.checks import response_schema_conformance
 
-    from entai.actors.drift_monitor import start_drift_monitor
+    from entai.actors.monitoring import start_drift_monitor
 
     namespace = platform.settings.ray.namespace
     monitor = start_drift_monitor(platform.settings, namespace)

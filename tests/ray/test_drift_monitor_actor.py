@@ -11,9 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from entai.actors.drift_monitor import ACTOR_NAME, DriftMonitor, start_drift_monitor
-from entai.actors.metrics import Metrics
-from entai.shared.profiles import ReferenceProfile
+from entai.actors.core import Metrics
+from entai.actors.monitoring import ACTOR_NAME, DriftMonitor, start_drift_monitor
+from entai.shared.monitoring import ReferenceProfile
 from entai.shared.settings import EntaiSettings, load_settings
 
 WINDOW = {"count": 500, "sample_size": 100}

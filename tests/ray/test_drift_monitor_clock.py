@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from entai.actors.drift_monitor import start_drift_monitor
-from entai.shared.profiles import ReferenceProfile
+from entai.actors.monitoring import start_drift_monitor
+from entai.shared.monitoring import ReferenceProfile
 from entai.shared.settings import load_settings
 
 

@@ -17,27 +17,20 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from entai.actors.drift_monitor import start_drift_monitor
-from entai.actors.feature_shard import start_shards
+from entai.actors.backends import configure_mlflow
+from entai.actors.features import OnlineFeatureClient, start_shards
 from entai.actors.governance import start_governance
-from entai.actors.mlflow_backend import configure_mlflow
-from entai.actors.online_client import OnlineFeatureClient
+from entai.actors.monitoring import start_drift_monitor
 from entai.demo import features
 from entai.demo.contracts import EVENTS_CONTRACT
 from entai.demo.generator import EcommerceWorld, WorldConfig
 from entai.pipelines.erasure import erase
+from entai.pipelines.features import get_historical_features, materialize
 from entai.pipelines.ingest import ingest_file
-from entai.pipelines.materialize import materialize
-from entai.pipelines.training_set import get_historical_features
-from entai.shared.contracts import DataContract
-from entai.shared.definition_set import Definitions
-from entai.shared.erasure import ErasureRequest, Subject
-from entai.shared.erasure_files import lake_traces
-from entai.shared.lake import Lake
-from entai.shared.masking import pseudonym
-from entai.shared.offline_store import OfflineStore
-from entai.shared.online import entity_key
-from entai.shared.profiles import ReferenceProfile
+from entai.shared.data import DataContract, Lake, pseudonym
+from entai.shared.features import Definitions, OfflineStore, entity_key
+from entai.shared.governance import ErasureRequest, Subject, lake_traces
+from entai.shared.monitoring import ReferenceProfile
 from entai.shared.settings import EntaiSettings, load_settings
 
 KEY = b"ray-erasure-key-0123456789abcdef"
@@ -179,7 +172,7 @@ def platform(
     try:
         yield settings, shards, prefix
     finally:
-        from entai.actors.drift_monitor import ACTOR_NAME
+        from entai.actors.monitoring import ACTOR_NAME
 
         handles = [*shards, governance]
         with contextlib.suppress(ValueError):

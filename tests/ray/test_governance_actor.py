@@ -9,11 +9,9 @@ from typing import Any
 
 import pytest
 
-from entai.actors.auth_cache import AuthCache
-from entai.actors.governance import ACTOR_NAME, GovernanceChecker, start_governance
-from entai.shared.audit import AuditLog
-from entai.shared.errors import AuthenticationError, NotFoundError, PermissionDeniedError
-from entai.shared.policy import Policy
+from entai.actors.governance import ACTOR_NAME, AuthCache, GovernanceChecker, start_governance
+from entai.shared.core import AuthenticationError, NotFoundError, PermissionDeniedError
+from entai.shared.governance import AuditLog, Policy
 from entai.shared.settings import EntaiSettings, load_settings
 
 FEATURES = {"email": "identifier", "clicks_7d": "none"}

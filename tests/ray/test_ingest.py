@@ -12,9 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from entai.pipelines.ingest import ingest_file
-from entai.shared.contracts import DataContract
-from entai.shared.errors import ContractViolationError, InvalidInputError
-from entai.shared.masking import pseudonym
+from entai.shared.core import ContractViolationError, InvalidInputError
+from entai.shared.data import DataContract, pseudonym
 
 KEY = b"ray-test-key-0123456789abcdef"
 CONTRACT = DataContract.from_yaml(
@@ -250,7 +249,7 @@ def test_planted_pii_never_lands_anywhere(
 def test_crash_before_manifest_then_rerun(
     ray_cluster: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from entai.shared.lake import Lake
+    from entai.shared.data import Lake
 
     path = write(tmp_path, "c.csv", [good(i, day=1 + i % 2) for i in range(8)])
     real = Lake.write_json

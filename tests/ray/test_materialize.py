@@ -8,13 +8,12 @@ from typing import Any
 
 import pandas as pd
 
-from entai.actors.online_client import OnlineFeatureClient
+from entai.actors.features import OnlineFeatureClient
 from entai.demo.features import user_category_stats, user_category_transform
 from entai.demo.generator import EcommerceWorld, WorldConfig
-from entai.pipelines.materialize import materialize
-from entai.shared.lake import Lake
-from entai.shared.offline_store import OfflineStore
-from entai.shared.online import MemoryOnlineStore
+from entai.pipelines.features import materialize
+from entai.shared.data import Lake
+from entai.shared.features import MemoryOnlineStore, OfflineStore
 
 
 def _land_raw(lake: Lake, events: pd.DataFrame) -> None:
@@ -111,8 +110,8 @@ def test_incremental_run_adds_only_new_rows_and_matches_a_full_recompute(
 
 
 def test_check_skew_finds_a_corrupted_online_value(ray_cluster: Any, tmp_path: Path) -> None:
-    from entai.pipelines.skew import check_skew
-    from entai.shared.online import FeatureRow, entity_key
+    from entai.pipelines.features import check_skew
+    from entai.shared.features import FeatureRow, entity_key
 
     start = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(
         days=20

@@ -22,11 +22,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from entai.actors.drift_monitor import start_drift_monitor
-from entai.actors.metrics import METRICS, Metrics
-from entai.actors.online_client import OnlineFeatureClient
-from entai.shared.online import FeatureRow, MemoryOnlineStore, entity_key
-from entai.shared.profiles import ReferenceProfile
+from entai.actors.core import METRICS, Metrics
+from entai.actors.features import OnlineFeatureClient
+from entai.actors.monitoring import start_drift_monitor
+from entai.shared.features import FeatureRow, MemoryOnlineStore, entity_key
+from entai.shared.monitoring import ReferenceProfile
 from entai.shared.settings import load_settings
 
 DEADLINE_S = 45.0

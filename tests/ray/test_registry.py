@@ -15,16 +15,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from entai.actors.model_registry import ModelRegistry, ModelRegistryActor
-from entai.actors.runtime import service_actor
-from entai.shared.errors import (
+from entai.actors.core import service_actor
+from entai.actors.models import ModelRegistry, ModelRegistryActor
+from entai.shared.core import (
     ConflictError,
     InvalidInputError,
     NotFoundError,
     PromotionRejectedError,
 )
-from entai.shared.model_card import ModelCard, TrainingDataSummary
-from entai.shared.promotion import PromotionPolicy
+from entai.shared.models import ModelCard, PromotionPolicy, TrainingDataSummary
 from entai.shared.settings import MlflowSettings
 
 POLICY = PromotionPolicy(min_metrics={"valid_auc": 0.7}, tolerance=0.01)
@@ -95,8 +94,7 @@ def logged_model(settings: MlflowSettings) -> tuple[str, str]:
     """One small XGBoost model logged to this backend: (model_uri, run_id)."""
     import xgboost
 
-    from entai.pipelines.tracking import log_xgboost_run
-    from entai.pipelines.train import TrainOutcome
+    from entai.pipelines.training import TrainOutcome, log_xgboost_run
 
     rng = np.random.default_rng(0)
     frame = pd.DataFrame(rng.normal(size=(200, 3)), columns=FEATURES)

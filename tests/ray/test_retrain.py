@@ -7,16 +7,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from entai.pipelines.retrain import RETRAIN_PRINCIPAL, pending_requests, process_pending
-from entai.pipelines.train_config import TrainConfig
-from entai.shared.lake import Lake
+from entai.pipelines.training import (
+    RETRAIN_PRINCIPAL,
+    TrainConfig,
+    pending_requests,
+    process_pending,
+)
+from entai.shared.data import Lake
 from entai.shared.settings import EntaiSettings
 
 
 def test_pending_request_becomes_a_challenger_once(
     ray_cluster: Any, tmp_path: Path, demo_training_data: Callable[..., Path]
 ) -> None:
-    from entai.actors.model_registry import ModelRegistry
+    from entai.actors.models import ModelRegistry
 
     settings = EntaiSettings(home=tmp_path).resolved()
     labels = demo_training_data(tmp_path, n_users=300, days=40, seed=9, every_days=3)

@@ -28,8 +28,8 @@ def _log_model(seed: int, names: list[str]) -> tuple[str, Any]:
 
 
 def test_runtime_follows_the_registry_actor_and_swaps(ray_cluster: Any, tmp_path: Path) -> None:
-    from entai.actors.mlflow_backend import configure_mlflow
-    from entai.actors.model_registry import start_registry
+    from entai.actors.backends import configure_mlflow
+    from entai.actors.models import start_registry
     from entai.deployments.model_runtime import ActorAliasWatcher, ModelRuntime, load_mlflow_model
     from entai.shared.settings import load_settings
 

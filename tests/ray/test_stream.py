@@ -15,18 +15,21 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from entai.actors.event_queue import QueueBus
-from entai.actors.feature_shard import FeatureShardActor
-from entai.actors.online_client import OnlineFeatureClient
+from entai.actors.bus import QueueBus
+from entai.actors.features import FeatureShardActor, OnlineFeatureClient
 from entai.demo.contracts import EVENTS_CONTRACT
 from entai.demo.features import user_category_stats, user_stats
 from entai.demo.generator import EcommerceWorld, WorldConfig
-from entai.pipelines.materialize import latest_per_key
-from entai.pipelines.stream import StreamConsumer, publish_events, push
-from entai.shared.definitions import CREATED_TIMESTAMP, EVENT_TIMESTAMP, FeatureView
-from entai.shared.lake import Lake
-from entai.shared.masking import pseudonym
-from entai.shared.offline_store import OfflineStore
+from entai.pipelines.features import StreamConsumer, publish_events, push
+from entai.shared.data import Lake, pseudonym
+from entai.shared.features import (
+    CREATED_TIMESTAMP,
+    EVENT_TIMESTAMP,
+    FeatureView,
+    OfflineStore,
+    compute_view,
+    latest_per_key,
+)
 from entai.shared.settings import MemoryOnlineStoreSettings
 
 KEY = b"ray-stream-key-0123456789abcdef"
@@ -145,7 +148,7 @@ def test_streamed_windowed_features_equal_a_full_batch_recompute(
         consumer.run(max_batches=1)
 
     keys = list(view.join_keys)
-    batch = view.compute(read_raw(tmp_path).drop(columns="_batch_id"))
+    batch = compute_view(view, read_raw(tmp_path).drop(columns="_batch_id"))
     expected = latest_per_key(batch.assign(**{CREATED_TIMESTAMP: 0}), keys)
     expected = expected.drop(columns=CREATED_TIMESTAMP).sort_values(keys, ignore_index=True)
     served = online_frame(online, view, expected[keys]).sort_values(keys, ignore_index=True)

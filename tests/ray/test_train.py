@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from entai.pipelines.train import evaluate_binary, time_split, train_xgboost
-from entai.shared.errors import InvalidInputError
+from entai.pipelines.training import evaluate_binary, time_split, train_xgboost
+from entai.shared.core import InvalidInputError
 
 FEATURES = [f"x{i}" for i in range(5)]
 PARAMS = {"objective": "binary:logistic", "max_depth": 3, "eta": 0.1, "seed": 0}
@@ -136,9 +136,8 @@ def test_run_training_end_to_end(ray_cluster: Any, demo_lake: tuple[Any, Path]) 
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    from entai.actors.model_registry import ModelRegistry
-    from entai.pipelines.run_training import run_training
-    from entai.pipelines.train_config import TrainConfig
+    from entai.actors.models import ModelRegistry
+    from entai.pipelines.training import TrainConfig, run_training
 
     settings, labels = demo_lake
     config_file = labels.parent / "train.yaml"

@@ -11,20 +11,20 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from entai.pipelines.training_set import get_historical_features
-from entai.shared.definition_set import Definitions
-from entai.shared.definitions import (
+from entai.pipelines.features import get_historical_features
+from entai.shared.core import ConflictError, PointInTimeJoinError
+from entai.shared.data import Lake
+from entai.shared.features import (
+    Definitions,
     Entity,
     FeatureService,
     FeatureView,
     Field,
+    OfflineStore,
     OnDemandFeatureView,
     ValueType,
+    point_in_time_join,
 )
-from entai.shared.errors import ConflictError, PointInTimeJoinError
-from entai.shared.lake import Lake
-from entai.shared.offline_store import OfflineStore
-from entai.shared.pit_join import point_in_time_join
 
 USER = Entity("user", ("user_id",))
 PLACE = Entity("place", ("country", "city"), ValueType.STRING)

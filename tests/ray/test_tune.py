@@ -10,9 +10,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from entai.pipelines.run_training import TrainingData, run_tuning, validation_dataset_id
-from entai.pipelines.train import time_split
-from entai.pipelines.train_config import SearchDimension, TuneConfig
+from entai.pipelines.training import (
+    SearchDimension,
+    TrainingData,
+    TuneConfig,
+    run_tuning,
+    time_split,
+    validation_dataset_id,
+)
 
 FEATURES = ["a", "b", "c"]
 
@@ -54,7 +59,7 @@ def test_tuning_logs_children_and_registers_the_retrained_best(
 ) -> None:
     from mlflow.tracking import MlflowClient
 
-    from entai.actors.model_registry import ModelRegistry
+    from entai.actors.models import ModelRegistry
     from entai.shared.settings import EntaiSettings
 
     settings = EntaiSettings(home=tmp_path).resolved()

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from entai.actors.actor_clock import ActorClock
+from entai.actors.core import ActorClock
 
 
 def test_beats_repeat_survive_failures_and_stop() -> None:

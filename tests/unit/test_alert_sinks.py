@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from entai.actors.alert_sinks import FanoutSink, GovernanceAuditor, LogSink, WebhookSink
-from entai.shared.errors import InvalidInputError, ServiceUnavailableError
+from entai.actors.monitoring import FanoutSink, GovernanceAuditor, LogSink, WebhookSink
+from entai.shared.core import InvalidInputError, ServiceUnavailableError
 
 EVENT = {"model": "churn", "feature": "x", "method": "ks", "level": "alert", "window_id": "w1"}
 

@@ -7,14 +7,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from entai.shared.alerts import (
+from entai.shared.core import ConfigError, ConflictError, InvalidInputError
+from entai.shared.monitoring import (
     AlertKey,
     AlertLevel,
     AlertPolicy,
     AlertStateMachine,
     AlertTransition,
 )
-from entai.shared.errors import ConfigError, ConflictError, InvalidInputError
 
 KEY = AlertKey("churn", "age", "wasserstein")
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

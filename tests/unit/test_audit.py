@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from entai.shared.audit import GENESIS_HASH, AuditLog
-from entai.shared.errors import AuditIntegrityError, ConfigError, InvalidInputError
+from entai.shared.core import AuditIntegrityError, ConfigError, InvalidInputError
+from entai.shared.governance import GENESIS_HASH, AuditLog
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 N = 6

@@ -6,9 +6,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from entai.actors.auth_cache import AuthCache, CachedToken, CacheSnapshot, UsageKey
-from entai.shared.policy import Decision, Policy
-from entai.shared.tokens import hash_secret
+from entai.actors.governance import AuthCache, CachedToken, CacheSnapshot, UsageKey
+from entai.shared.governance import Decision, Policy, hash_secret
 
 SECRET = "s" * 43
 APP = f"entai_{'a' * 12}_{SECRET}"

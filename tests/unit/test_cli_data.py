@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from entai.cli import app
-from entai.shared.errors import DefinitionError
+from entai.shared.core import DefinitionError
 
 
 def test_apply_records_the_content_hash_and_is_stable(
@@ -32,7 +32,7 @@ def test_apply_records_the_content_hash_and_is_stable(
 def test_apply_refuses_duplicate_view_names_naming_the_view(tmp_path: Path) -> None:
     bad = tmp_path / "bad_defs.py"
     bad.write_text(
-        "from entai.shared.definitions import Entity, FeatureView, Field, ValueType\n"
+        "from entai.shared.features._definitions import Entity, FeatureView, Field, ValueType\n"
         "user = Entity(name='user', join_keys=('user_id',))\n"
         "x = Field(name='x', dtype=ValueType.FLOAT64)\n"
         "v = FeatureView(name='v', entities=(user,), schema=(x,), source='events')\n"

@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from entai.cli import app
-from entai.shared.errors import PermissionDeniedError
+from entai.shared.core import PermissionDeniedError
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from entai.cli import app
-from entai.shared.errors import PermissionDeniedError, PromotionRejectedError
+from entai.shared.core import PermissionDeniedError, PromotionRejectedError
 
 
 @pytest.fixture
@@ -22,9 +22,8 @@ def _register(home: Path) -> int:
     import numpy as np
     import xgboost
 
-    from entai.actors.model_registry import ModelRegistry
-    from entai.pipelines.tracking import log_xgboost_run
-    from entai.pipelines.train import TrainOutcome
+    from entai.actors.models import ModelRegistry
+    from entai.pipelines.training import TrainOutcome, log_xgboost_run
     from entai.shared.settings import load_settings
 
     settings = load_settings().resolved()

@@ -16,14 +16,13 @@ from typer.testing import CliRunner
 import entai.client
 from entai.cli import app, main
 from entai.cli.monitor import parse_until
-from entai.shared.errors import (
+from entai.shared.core import (
     InvalidInputError,
     NotFoundError,
     PermissionDeniedError,
     ServiceUnavailableError,
 )
-from entai.shared.model_watch import ModelWatch, WatchLimits
-from entai.shared.profiles import ReferenceProfile
+from entai.shared.monitoring import ModelWatch, ReferenceProfile, WatchLimits
 
 
 def _report() -> dict[str, Any]:

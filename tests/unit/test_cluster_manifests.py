@@ -136,7 +136,7 @@ def test_kuberay_manifests_are_ray_io_v1_with_autoscaling_roles() -> None:
 
 
 def test_node_roles_are_roles_that_placement_knows() -> None:
-    from entai.actors.placement import Role
+    from entai.actors.core import Role
 
     roles: list[str] = []
     for doc in kuberay_docs():
@@ -474,9 +474,9 @@ def test_the_pods_environment_is_a_valid_production_configuration(
 def test_role_options_prefer_the_role_and_fall_back_to_any_node() -> None:
     from ray._private.label_utils import validate_fallback_strategy, validate_label_selector
 
-    from entai.actors.placement import ROLE_LABEL as LABEL
-    from entai.actors.placement import role_options
-    from entai.shared.errors import InvalidInputError
+    from entai.actors.core import ROLE_LABEL as LABEL
+    from entai.actors.core import role_options
+    from entai.shared.core import InvalidInputError
 
     options = role_options("shard")
     assert options["label_selector"] == {LABEL: "shard"} and LABEL == ROLE_LABEL
@@ -518,7 +518,7 @@ def test_clusters_that_serve_run_haproxy_ingress_on_every_node() -> None:
 
 
 def test_serve_replicas_ask_for_the_serve_nodes_and_fall_back_to_any() -> None:
-    from entai.actors.placement import role_options
+    from entai.actors.core import role_options
 
     for where, config in (
         ("serve_config.yaml", load(SERVE_CONFIG)),

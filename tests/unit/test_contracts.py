@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from entai.shared.contract_versions import ContractRegistry, breaking_changes, evolve
-from entai.shared.contracts import (
+from entai.shared.core import ConflictError, DefinitionError, NotFoundError
+from entai.shared.data import (
     Column,
     ColumnType,
+    ContractRegistry,
     DataContract,
+    MaskingOperator,
     PiiClass,
+    breaking_changes,
+    evolve,
 )
-from entai.shared.errors import ConflictError, DefinitionError, NotFoundError
-from entai.shared.masking import MaskingOperator
 
 YAML = """
 source: orders

@@ -9,19 +9,19 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from entai.shared.definition_set import Definitions
-from entai.shared.definitions import (
+from entai.shared.core import DefinitionError, NotFoundError
+from entai.shared.data import Lake, PiiClass
+from entai.shared.features import (
+    Definitions,
     Entity,
     FeatureService,
     FeatureView,
     FeatureViewProjection,
     Field,
     OnDemandFeatureView,
-    PiiClass,
     ValueType,
+    compute_view,
 )
-from entai.shared.errors import DefinitionError, NotFoundError
-from entai.shared.lake import Lake
 
 USER = Entity("user", ("user_id",))
 
@@ -153,7 +153,7 @@ def test_from_module_collects_definitions(tmp_path: Path) -> None:
     module.write_text(
         textwrap.dedent(
             """
-            from entai.shared.definitions import Entity, FeatureService, FeatureView, Field
+            from entai.shared.features import Entity, FeatureService, FeatureView, Field
 
             item = Entity("item", ("item_id",))
             prices = FeatureView("prices", (item,), (Field("price", "float64"),), source="p")
@@ -195,8 +195,8 @@ def test_one_transform_serves_batch_and_streaming() -> None:
             "views": [2, 0, 10, 4],
         }
     )
-    batch = view.compute(raw)
-    micro = pd.concat([view.compute(raw.iloc[i : i + 1]) for i in range(len(raw))])
+    batch = compute_view(view, raw)
+    micro = pd.concat([compute_view(view, raw.iloc[i : i + 1]) for i in range(len(raw))])
     pd.testing.assert_frame_equal(batch, micro)
     assert list(batch.columns) == ["user_id", "event_timestamp", "clicks", "ctr"]
     assert batch["clicks"].dtype == "Int64" and str(batch["event_timestamp"].dt.tz) == "UTC"
@@ -207,4 +207,4 @@ def test_transform_output_missing_timestamp_names_the_view() -> None:
     view = make_view(transform=lambda raw: raw.drop(columns=["ts"]))
     raw = pd.DataFrame({"user_id": [1], "ts": [pd.Timestamp.now(tz="UTC")], "clicks": [1]})
     with pytest.raises(DefinitionError, match=r"'user_stats'.*event_timestamp"):
-        view.compute(raw)
+        compute_view(view, raw)

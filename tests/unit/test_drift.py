@@ -11,10 +11,13 @@ import pytest
 from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
-from entai.shared.drift import (
+from entai.shared.core import ConfigError, InvalidInputError
+from entai.shared.monitoring import (
     DriftConfig,
     DriftMethod,
     DriftStatus,
+    ReferenceProfile,
+    WindowProfile,
     chi2_test,
     column_drift,
     dataset_drift,
@@ -25,8 +28,6 @@ from entai.shared.drift import (
     wasserstein_normalised,
     z_test_proportions,
 )
-from entai.shared.errors import ConfigError, InvalidInputError
-from entai.shared.profiles import ReferenceProfile, WindowProfile
 
 PAIRS = 200
 

@@ -12,12 +12,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from entai.actors import metrics as metrics_module
-from entai.actors.drift_monitor import DriftMonitor
-from entai.actors.metrics import Metrics
-from entai.shared.errors import ConflictError, InvalidInputError, NotFoundError
-from entai.shared.monitoring import RetrainRequest
-from entai.shared.profiles import ReferenceProfile
+from entai.actors.core import Metrics
+from entai.actors.core import _metrics as metrics_module
+from entai.actors.monitoring import DriftMonitor
+from entai.shared.core import ConflictError, InvalidInputError, NotFoundError
+from entai.shared.monitoring import ReferenceProfile, RetrainRequest
 from entai.shared.settings import EntaiSettings, load_settings
 
 START = datetime(2026, 1, 1, tzinfo=UTC)

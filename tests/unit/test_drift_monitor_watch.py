@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from entai.actors.drift_monitor import DriftMonitor
-from entai.shared.monitoring_reference import MonitoringReference
+from entai.actors.monitoring import DriftMonitor
+from entai.shared.monitoring import MonitoringReference
 from entai.shared.settings import EntaiSettings, load_settings
 
 

@@ -10,12 +10,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from entai.shared.drift_report import fmt, header_lines, summarize, table_cells
-from entai.shared.drift_report_html import render_html
-from entai.shared.errors import InvalidInputError
-from entai.shared.model_watch import ModelWatch, WatchLimits
-from entai.shared.profiles import ReferenceProfile
-from entai.shared.watch_report import OTHER_LABEL, column_distribution
+from entai.shared.core import InvalidInputError
+from entai.shared.monitoring import (
+    OTHER_LABEL,
+    ModelWatch,
+    ReferenceProfile,
+    WatchLimits,
+    column_distribution,
+    fmt,
+    header_lines,
+    render_html,
+    summarize,
+    table_cells,
+)
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 EVIL = 'x<script>"&'

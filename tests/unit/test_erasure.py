@@ -11,16 +11,17 @@ import pytest
 
 from entai.actors.governance import GovernanceChecker
 from entai.pipelines.erasure import erase, registered_stores, verify_erased
-from entai.shared.audit import AuditLog
-from entai.shared.erasure import (
+from entai.shared.core import InvalidInputError, PermissionDeniedError
+from entai.shared.data import Lake, pseudonym
+from entai.shared.governance import (
+    AuditLog,
     ErasureRequest,
+    LakeZoneStore,
     Subject,
+    datasets_with_subject,
+    lake_traces,
     parse_entity,
 )
-from entai.shared.erasure_files import LakeZoneStore, datasets_with_subject, lake_traces
-from entai.shared.errors import InvalidInputError, PermissionDeniedError
-from entai.shared.lake import Lake
-from entai.shared.masking import pseudonym
 from entai.shared.settings import EntaiSettings, load_settings
 
 KEY = b"unit-erasure-key-0123456789abcdef"

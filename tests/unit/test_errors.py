@@ -5,7 +5,7 @@ import pickle
 
 import pytest
 
-from entai.shared import errors
+from entai.shared.core import _errors as errors
 
 
 def _error_classes() -> list[type[errors.EntaiError]]:

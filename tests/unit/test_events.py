@@ -8,13 +8,10 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from entai.actors.event_bus import DONE
-from entai.actors.event_queue import EventQueue
+from entai.actors.bus import DONE, EventQueue
 from entai.demo.contracts import EVENTS_CONTRACT
-from entai.shared.errors import ContractViolationError, InvalidInputError
-from entai.shared.events import Event, event_table, validate_events
-from entai.shared.masking import pseudonym
-from entai.shared.validation import accepted_schema
+from entai.shared.core import ContractViolationError, InvalidInputError
+from entai.shared.data import Event, accepted_schema, event_table, pseudonym, validate_events
 
 KEY = b"unit-test-key-0123456789abcdef"
 WHEN = datetime(2026, 9, 1, 12, tzinfo=UTC)

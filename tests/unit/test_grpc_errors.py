@@ -10,7 +10,7 @@ from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 
 from entai.deployments.grpc_errors import CODE_BY_ERROR, ERROR_CODE_KEY, code_for, end_with_error
 from entai.deployments.http_errors import status_for
-from entai.shared import errors
+from entai.shared.core import _errors as errors
 
 # The gRPC code each HTTP status of the entai error table stands for.
 CODE_FOR_STATUS = {

@@ -16,7 +16,7 @@ from entai.deployments.grpc_errors import ERROR_CODE_KEY
 from entai.deployments.grpc_ingress import GrpcInference
 from entai.deployments.proto import entai_pb2 as pb
 from entai.deployments.schemas import OnlineFeaturesRequest, PredictRequest, PredictResponse
-from entai.shared.errors import InvalidInputError, PermissionDeniedError
+from entai.shared.core import InvalidInputError, PermissionDeniedError
 
 
 def ints(*values: int) -> pb.EntityColumn:

@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from entai.deployments.http_errors import install_error_handlers, status_for
 from entai.deployments.schemas import OnlineFeaturesRequest, PredictRequest
-from entai.shared import errors
+from entai.shared.core import _errors as errors
 
 
 @pytest.mark.parametrize(

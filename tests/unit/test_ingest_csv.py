@@ -10,7 +10,7 @@ import pyarrow.csv as pacsv
 import pyarrow.fs as pafs
 import pytest
 
-from entai.pipelines.ingest_csv import CsvRangeDatasource, line_ranges, read_parts
+from entai.pipelines.ingest import CsvRangeDatasource, line_ranges, read_parts
 
 FS = pafs.LocalFileSystem()
 OPTIONS = pacsv.ConvertOptions(column_types={"id": pa.string(), "note": pa.string()})

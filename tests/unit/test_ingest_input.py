@@ -8,8 +8,8 @@ from pathlib import Path
 import pyarrow.fs as pafs
 import pytest
 
-from entai.pipelines import ingest
-from entai.shared.errors import InvalidInputError
+from entai.pipelines.ingest import _files as ingest
+from entai.shared.core import InvalidInputError
 
 TEXT = "id,note\n1,caf\u00e9 \u20ac5 \U0001f600 ok\n2,\u00fcber\n".encode()
 

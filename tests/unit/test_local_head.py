@@ -6,8 +6,8 @@ import socket
 
 import pytest
 
-from entai.actors.local_head import agent_port
-from entai.shared.errors import ConflictError
+from entai.actors.core import agent_port
+from entai.shared.core import ConflictError
 
 
 def test_a_taken_default_agent_port_is_replaced_by_a_free_one() -> None:

@@ -4,7 +4,7 @@ import io
 import json
 import logging
 
-from entai.shared.logs import JsonFormatter, request_context
+from entai.shared.core import JsonFormatter, request_context
 
 
 def _record(logger: logging.Logger, stream: io.StringIO) -> dict[str, object]:

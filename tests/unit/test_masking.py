@@ -10,8 +10,8 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from entai.shared.errors import ConfigError
-from entai.shared.masking import (
+from entai.shared.core import ConfigError
+from entai.shared.data import (
     MaskingOperator,
     Pseudonymiser,
     apply_operator,
@@ -19,9 +19,8 @@ from entai.shared.masking import (
     pseudonym,
     pseudonymise,
     redact,
-    resolve_hmac_key,
 )
-from entai.shared.settings import load_settings
+from entai.shared.settings import load_settings, resolve_hmac_key
 
 KEY = b"unit-test-key-0123456789abcdef"
 

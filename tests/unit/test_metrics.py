@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from entai.actors import metrics as metrics_module
+from entai.actors.core import _metrics as metrics_module
 
 
 class FakeGauge:

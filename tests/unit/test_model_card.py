@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from entai.shared.errors import InvalidInputError
-from entai.shared.model_card import ModelCard, TrainingDataSummary
+from entai.shared.core import InvalidInputError
+from entai.shared.models import ModelCard, TrainingDataSummary
 
 
 def complete_card() -> ModelCard:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from entai.deployments.model_runtime import LoadedModel, ModelRuntime, xgboost_model
-from entai.shared.errors import InvalidInputError, NotFoundError
+from entai.shared.core import InvalidInputError, NotFoundError
 
 
 class FakeWatcher:

@@ -11,14 +11,18 @@ import pytest
 from sklearn.metrics import log_loss as sk_log_loss
 from sklearn.metrics import roc_auc_score
 
-from entai.shared.errors import ConfigError, InvalidInputError
+from entai.shared.core import ConfigError, InvalidInputError
 from entai.shared.monitoring import (
+    NumericColumnProfile,
     PredictionLog,
     RetrainPolicy,
+    WindowAccumulator,
     WindowCursor,
     WindowReport,
     WindowSpec,
     batch_frame,
+    decode_floats,
+    encode_floats,
     expected_accuracy,
     log_loss,
     plan_segments,
@@ -27,8 +31,6 @@ from entai.shared.monitoring import (
     window_due,
     window_id,
 )
-from entai.shared.profile_checkpoint import decode_floats, encode_floats
-from entai.shared.profiles import NumericColumnProfile, WindowAccumulator
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 

@@ -8,12 +8,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from entai.shared.alerts import AlertPolicy
-from entai.shared.drift import DriftConfig
-from entai.shared.errors import ConfigError, InvalidInputError
-from entai.shared.monitoring import RetrainPolicy, WindowSpec
-from entai.shared.monitoring_reference import MonitoringReference
-from entai.shared.profiles import ReferenceProfile
+from entai.shared.core import ConfigError, InvalidInputError
+from entai.shared.monitoring import (
+    AlertPolicy,
+    DriftConfig,
+    MonitoringReference,
+    ReferenceProfile,
+    RetrainPolicy,
+    WindowSpec,
+)
 from entai.shared.settings import load_settings
 
 

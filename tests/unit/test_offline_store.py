@@ -8,10 +8,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from entai.shared.definitions import Entity, FeatureView, Field, ValueType
-from entai.shared.errors import ConflictError, ContractViolationError, InvalidInputError
-from entai.shared.lake import Lake
-from entai.shared.offline_store import OfflineStore
+from entai.shared.core import ConflictError, ContractViolationError, InvalidInputError
+from entai.shared.data import Lake
+from entai.shared.features import Entity, FeatureView, Field, OfflineStore, ValueType
 
 USER = Entity("user", ("user_id",))
 VIEW = FeatureView(

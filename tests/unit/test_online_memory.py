@@ -11,8 +11,8 @@ from datetime import UTC, datetime, timedelta, timezone
 import numpy as np
 import pytest
 
-from entai.shared.errors import InvalidInputError
-from entai.shared.online import (
+from entai.shared.core import InvalidInputError
+from entai.shared.features import (
     FeatureRow,
     FeatureStatus,
     MemoryOnlineStore,
@@ -40,7 +40,9 @@ def test_entity_key_is_typed_sorted_and_canonical() -> None:
 
 
 def test_entity_key_is_stable_across_processes() -> None:
-    code = "from entai.shared.online import entity_key as k;print(k({'u': 42, 's': 'é|x'}))"
+    code = (
+        "from entai.shared.features._online import entity_key as k;print(k({'u': 42, 's': 'é|x'}))"
+    )
     other = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout.strip()

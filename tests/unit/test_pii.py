@@ -5,7 +5,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
-from entai.shared.pii import PiiKind, find_pii, replace_pii, scrub_column
+from entai.shared.data import PiiKind, find_pii, replace_pii, scrub_column
 
 
 @pytest.mark.parametrize(

@@ -9,9 +9,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from entai.shared.definitions import Entity, FeatureView, Field, ValueType
-from entai.shared.errors import NotFoundError, PointInTimeJoinError
-from entai.shared.pit_join import hash_partition, point_in_time_join
+from entai.shared.core import NotFoundError, PointInTimeJoinError
+from entai.shared.features import (
+    Entity,
+    FeatureView,
+    Field,
+    ValueType,
+    hash_partition,
+    point_in_time_join,
+)
 
 USER = Entity("user", ("user_id",))
 BASE = pd.Timestamp("2024-03-01", tz="UTC")

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from entai.shared.errors import ConfigError, InvalidInputError, PermissionDeniedError
-from entai.shared.policy import Permission, Policy, Principal
+from entai.shared.core import ConfigError, InvalidInputError, PermissionDeniedError
+from entai.shared.governance import Permission, Policy, Principal
 
 
 class Pii(StrEnum):
-    """Stand-in for entai.shared.definitions.PiiClass (compared by value)."""
+    """Stand-in for entai.shared.features._definitions.PiiClass (compared by value)."""
 
     NONE = "none"
     IDENTIFIER = "identifier"

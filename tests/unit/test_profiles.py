@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from entai.shared.errors import InvalidInputError
-from entai.shared.profiles import (
+from entai.shared.core import InvalidInputError
+from entai.shared.monitoring import (
     OTHER,
     CategoricalColumnProfile,
     DatasetProfile,

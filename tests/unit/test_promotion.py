@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from entai.shared.errors import PromotionRejectedError
-from entai.shared.model_card import ModelCard, TrainingDataSummary
-from entai.shared.promotion import Candidate, PromotionPolicy, check_promotion
+from entai.shared.core import PromotionRejectedError
+from entai.shared.models import (
+    Candidate,
+    ModelCard,
+    PromotionPolicy,
+    TrainingDataSummary,
+    check_promotion,
+)
 
 CARD = ModelCard(
     model_name="m",

@@ -9,10 +9,8 @@ from typing import Any
 
 import pytest
 
-from entai.pipelines.retrain import pending_requests
-from entai.pipelines.retrain_worker import RetrainWorker
-from entai.pipelines.train_config import TrainConfig
-from entai.shared.lake import Lake
+from entai.pipelines.training import RetrainWorker, TrainConfig, pending_requests
+from entai.shared.data import Lake
 from entai.shared.settings import EntaiSettings, load_settings
 
 

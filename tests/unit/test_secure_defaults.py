@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from entai.shared.errors import ConfigError
+from entai.shared.core import ConfigError
 from entai.shared.settings import EntaiSettings, load_settings
 
 KEY = "unit-secure-defaults-key-0123456789"

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from entai.deployments.routing import canary_mask, route_aliases
-from entai.shared.errors import InvalidInputError
+from entai.shared.core import InvalidInputError
 
 KEYS = [f"i:{n}" for n in range(20_000)]
 

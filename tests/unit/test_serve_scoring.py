@@ -7,7 +7,7 @@ import pytest
 
 from entai.deployments.model_runtime import LoadedModel
 from entai.deployments.scoring import score_rows
-from entai.shared.errors import InvalidInputError
+from entai.shared.core import InvalidInputError
 
 NAMES = ("a", "b")
 

@@ -15,7 +15,7 @@ from ray.serve.exceptions import BackPressureError
 from entai.deployments.app import AppArgs
 from entai.deployments.http_errors import install_error_handlers
 from entai.deployments.tap import PredictionTap, ServedBatch
-from entai.shared.lake import Lake
+from entai.shared.data import Lake
 
 ROOT = Path(__file__).parents[2]
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from entai.shared.errors import ConfigError
+from entai.shared.core import ConfigError
 from entai.shared.settings import (
     MemoryOnlineStoreSettings,
     RedisOnlineStoreSettings,

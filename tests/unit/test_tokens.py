@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from entai.shared.errors import AuthenticationError, InvalidInputError, NotFoundError
-from entai.shared.tokens import TokenStore, hash_secret, parse_token
+from entai.shared.core import AuthenticationError, InvalidInputError, NotFoundError
+from entai.shared.governance import TokenStore, hash_secret, parse_token
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

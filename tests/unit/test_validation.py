@@ -6,10 +6,16 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from entai.shared.contracts import ColumnType, DataContract
-from entai.shared.errors import ContractViolationError
-from entai.shared.masking import pseudonym
-from entai.shared.validation import check_schema, coerce_column, repeated_keys, validate_and_mask
+from entai.shared.core import ContractViolationError
+from entai.shared.data import (
+    ColumnType,
+    DataContract,
+    check_schema,
+    coerce_column,
+    pseudonym,
+    repeated_keys,
+    validate_and_mask,
+)
 
 KEY = b"unit-test-key-0123456789abcdef"
 CONTRACT = DataContract.from_yaml(

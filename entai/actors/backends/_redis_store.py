@@ -1,0 +1,358 @@
+"""Redis online store: one hash per (view, entity), last-write-wins in a Lua script.
+
+Layout: key ``<prefix>:<view>:<entity_key>`` holds ``@e`` and ``@c`` (event and created
+time, integer microseconds since the epoch) and one field per feature whose value is
+its JSON encoding (keeps int, float, str, bool and None apart). Every command touches
+one key, so the layout also works on Redis Cluster.
+
+Writes run a compare-and-set Lua script (loaded once, called with EVALSHA) in one
+pipeline per batch: a row replaces the hash only if its ``(event_ts, created_ts)`` is
+strictly greater, atomically in Redis, whatever process or order the writes come from.
+Reads take one round trip per batch (an ``HMGET``, or the read script for many keys).
+:meth:`RedisOnlineStore.read_many_async` reads several views' keys in one round trip
+on the running event loop (``redis.asyncio``), for the serving replicas' predict path.
+Retrying a batch is always safe: it is idempotent under last-write-wins.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+import redis
+import redis.asyncio
+from redis.exceptions import NoScriptError, RedisError
+
+from entai.shared.core import InvalidInputError, ServiceUnavailableError
+from entai.shared.features import MISSING, FeatureRow, ReadRequest, ReadResult, assemble_result
+
+__all__ = ["RedisOnlineStore"]
+
+logger = logging.getLogger(__name__)
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_US = timedelta(microseconds=1)
+_EVENT, _CREATED = "@e", "@c"
+_SCAN_BATCH = 500
+_T = TypeVar("_T")
+
+_Reply = list[bytes | None]
+"""One key's ``HMGET`` reply: its event time, then the requested features' values."""
+
+_Command = tuple[bool, tuple[Any, ...]]
+"""A read: ``(True, EVALSHA arguments)`` runs the read script, which replies one
+:data:`_Reply` per key; ``(False, (key, *fields))`` is one key's ``HMGET``."""
+
+# KEYS[1] row hash; ARGV[1] event us, ARGV[2] created us, ARGV[3..] field/value pairs.
+# Lua numbers are doubles: exact for microsecond timestamps until the year 2255.
+_LWW_SCRIPT = """
+local cur = redis.call('HMGET', KEYS[1], '@e', '@c')
+if cur[1] then
+  local ce, cc = tonumber(cur[1]), tonumber(cur[2])
+  local ne, nc = tonumber(ARGV[1]), tonumber(ARGV[2])
+  if ne < ce or (ne == ce and nc <= cc) then return 0 end
+  redis.call('DEL', KEYS[1])
+end
+redis.call('HSET', KEYS[1], '@e', ARGV[1], '@c', ARGV[2], unpack(ARGV, 3))
+return 1
+"""
+
+# KEYS: row hashes; ARGV: fields. One reply per key, as HMGET's; one round trip.
+_READ_SCRIPT = """
+local out = {}
+for i, key in ipairs(KEYS) do out[i] = redis.call('HMGET', key, unpack(ARGV)) end
+return out
+"""
+
+
+def _micros(ts: datetime) -> int:
+    return (ts - _EPOCH) // _US
+
+
+def _from_micros(raw: bytes) -> datetime:
+    return _EPOCH + timedelta(microseconds=int(raw))
+
+
+def _encode(row: FeatureRow, name: str, value: Any) -> str:
+    try:
+        return json.dumps(value, default=_numpy_scalar)
+    except TypeError as exc:
+        raise InvalidInputError(
+            f"feature {row.view}:{name} has unsupported value type {type(value).__name__}",
+            details={"field": f"{row.view}:{name}", "type": type(value).__name__},
+        ) from exc
+
+
+def _numpy_scalar(value: Any) -> Any:
+    item = getattr(value, "item", None)
+    if item is None:
+        raise TypeError(type(value).__name__)
+    return item()
+
+
+def _rebuild(url: str, key_prefix: str, cluster_mode: bool) -> RedisOnlineStore:
+    return RedisOnlineStore(url, key_prefix, cluster_mode=cluster_mode)
+
+
+def _glob_escape(text: str) -> str:
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
+class RedisOnlineStore:
+    """Online store in Redis.
+
+    Args:
+        url: ``redis://`` or ``rediss://`` URL; never logged.
+        key_prefix: Namespace of every key this store touches.
+        cluster_mode: False (standalone, the default) reads a batch of keys with one
+            EVALSHA, which needs all keys on one server; True reads with one pipelined
+            HMGET per key, which Redis Cluster can route by slot.
+    """
+
+    def __init__(self, url: str, key_prefix: str, *, cluster_mode: bool = False) -> None:
+        if not key_prefix:
+            raise InvalidInputError("key_prefix must be non-empty", details={"field": "key_prefix"})
+        self._url = url
+        self.key_prefix = key_prefix
+        self.cluster_mode = cluster_mode
+        self._client: redis.Redis = redis.Redis.from_url(url)
+        self._async: tuple[asyncio.AbstractEventLoop, redis.asyncio.Redis] | None = None
+        self._lww_sha = self._read_sha = ""
+        self._load_scripts()
+
+    def __repr__(self) -> str:
+        return f"RedisOnlineStore(key_prefix={self.key_prefix!r}, cluster_mode={self.cluster_mode})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (self._url, self.key_prefix, self.cluster_mode))
+
+    def close(self) -> None:
+        """Release the connection pool (an event loop's client goes with its loop)."""
+        self._client.close()
+        self._async = None
+
+    def _load_scripts(self) -> None:
+        try:
+            self._lww_sha = str(self._client.script_load(_LWW_SCRIPT))
+            self._read_sha = str(self._client.script_load(_READ_SCRIPT))
+        except RedisError as exc:
+            raise self._unavailable("connect", exc) from exc
+
+    def _unavailable(self, action: str, exc: RedisError, **details: Any) -> ServiceUnavailableError:
+        return ServiceUnavailableError(
+            f"Redis online store {action} failed: {type(exc).__name__}: {exc}",
+            details={"backend": "redis", "key_prefix": self.key_prefix, **details},
+        )
+
+    def _call(self, action: str, fn: Callable[[], _T], **details: Any) -> _T:
+        """Run ``fn``, reloading the scripts once if Redis lost them (restart, flush).
+
+        Re-running is safe: writes are idempotent under last-write-wins.
+        """
+        try:
+            try:
+                return fn()
+            except NoScriptError:
+                logger.warning("Redis lost entai's Lua scripts; reloading and retrying")
+                self._load_scripts()
+                return fn()
+        except RedisError as exc:
+            raise self._unavailable(action, exc, **details) from exc
+
+    async def _call_async(self, action: str, fn: Callable[[], Awaitable[_T]], **details: Any) -> _T:
+        """:meth:`_call` for a coroutine; the rare script reload blocks the loop once."""
+        try:
+            try:
+                return await fn()
+            except NoScriptError:
+                logger.warning("Redis lost entai's Lua scripts; reloading and retrying")
+                self._load_scripts()
+                return await fn()
+        except RedisError as exc:
+            raise self._unavailable(action, exc, **details) from exc
+
+    def _async_client(self) -> redis.asyncio.Redis:
+        """The running loop's client: ``redis.asyncio`` connections belong to one loop."""
+        loop = asyncio.get_running_loop()
+        if self._async is None or self._async[0] is not loop:
+            self._async = (loop, redis.asyncio.Redis.from_url(self._url))
+        return self._async[1]
+
+    def _key(self, view: str, key: str) -> str:
+        return f"{self.key_prefix}:{view}:{key}"
+
+    def write(self, rows: Sequence[FeatureRow]) -> int:
+        """Apply rows with last-write-wins in one pipeline; return rows applied."""
+        if not rows:
+            return 0
+        commands = []
+        for row in rows:
+            args: list[Any] = [_micros(row.event_ts), _micros(row.created_ts)]
+            for name, value in row.values.items():
+                args += (name, _encode(row, name, value))
+            commands.append((self._key(row.view, row.entity_key), args))
+
+        def run() -> int:
+            with self._client.pipeline(transaction=False) as pipe:
+                for key, args in commands:
+                    pipe.evalsha(self._lww_sha, 1, key, *args)
+                return sum(int(r) for r in pipe.execute())
+
+        return self._call("write", run, rows=len(rows))
+
+    def read(
+        self,
+        view: str,
+        keys: Sequence[str],
+        features: Sequence[str],
+        *,
+        ttl: timedelta | None,
+        now: datetime,
+    ) -> ReadResult:
+        """Read ``features`` of ``view`` for ``keys``: one round trip for the batch."""
+        commands = self._read_commands(view, keys, features)
+        if not commands:
+            return _result([], features, ttl, now)
+
+        def run() -> list[Any]:
+            if len(commands) == 1:
+                return [_issue(self._client, commands[0])]
+            with self._client.pipeline(transaction=False) as pipe:
+                for command in commands:
+                    _issue(pipe, command)
+                return pipe.execute()
+
+        replies = _per_key(commands, self._call("read", run, view=view))
+        return _result(replies, features, ttl, now)
+
+    async def read_many_async(
+        self, requests: Sequence[ReadRequest], now: datetime
+    ) -> list[ReadResult]:
+        """:meth:`read` of several views at once, on the running event loop.
+
+        Every view's commands go in one pipeline (one round trip); a read of one key of
+        one view is a single ``HMGET``.
+        """
+        plans = [self._read_commands(r.view, r.keys, r.features) for r in requests]
+        commands = [c for plan in plans for c in plan]
+        client = self._async_client()
+
+        async def run() -> list[Any]:
+            if len(commands) == 1:
+                return [await _issue(client, commands[0])]
+            async with client.pipeline(transaction=False) as pipe:
+                for command in commands:
+                    _issue(pipe, command)
+                return await pipe.execute()
+
+        views = [r.view for r in requests]
+        raw = await self._call_async("read", run, views=views) if commands else []
+        results: list[ReadResult] = []
+        done = 0
+        for request, plan in zip(requests, plans, strict=True):
+            replies = _per_key(plan, raw[done : done + len(plan)])
+            done += len(plan)
+            results.append(_result(replies, request.features, request.ttl, now))
+        return results
+
+    def _read_commands(
+        self, view: str, keys: Sequence[str], features: Sequence[str]
+    ) -> list[_Command]:
+        """The commands reading one view's keys: one ``HMGET`` for one key, else the
+        read script (standalone) or one ``HMGET`` per key (cluster mode, routed by slot)."""
+        fields = (_EVENT, *features)
+        prefix = f"{self.key_prefix}:{view}:"
+        names = [prefix + k for k in keys]
+        if len(names) == 1 or (names and self.cluster_mode):
+            return [(False, (name, *fields)) for name in names]
+        if names:
+            return [(True, (self._read_sha, len(names), *names, *fields))]
+        return []
+
+    def delete(self, view: str | None, keys: Sequence[str]) -> int:
+        """Delete the keys' rows in ``view``; with ``view=None`` scan every view."""
+        names: list[str | bytes]
+        if view is not None:
+            names = [self._key(view, k) for k in set(keys)]
+        else:
+            wanted = set(keys)
+            names = [name for name, _, key in self._scan_names(None) if key in wanted]
+        if not names:
+            return 0
+        return self._call("delete", lambda: int(self._client.delete(*names)))
+
+    def _scan_names(self, view: str | None) -> Iterator[tuple[bytes, str, str]]:
+        start = f"{self.key_prefix}:" if view is None else f"{self.key_prefix}:{view}:"
+        skip = len(self.key_prefix) + 1
+        try:
+            for name in self._client.scan_iter(match=_glob_escape(start) + "*", count=_SCAN_BATCH):
+                row_view, _, key = name.decode()[skip:].partition(":")
+                yield name, row_view, key
+        except RedisError as exc:
+            raise self._unavailable("scan", exc) from exc
+
+    def scan(self, view: str | None = None) -> Iterator[FeatureRow]:
+        """Every stored row (of ``view`` if given), fetched in pipelined batches."""
+        batch: list[tuple[bytes, str, str]] = []
+        for item in self._scan_names(view):
+            batch.append(item)
+            if len(batch) >= _SCAN_BATCH:
+                yield from self._fetch_rows(batch)
+                batch = []
+        yield from self._fetch_rows(batch)
+
+    def _fetch_rows(self, batch: Sequence[tuple[bytes, str, str]]) -> Iterator[FeatureRow]:
+        def run() -> list[dict[bytes, bytes]]:
+            with self._client.pipeline(transaction=False) as pipe:
+                for name, _, _ in batch:
+                    pipe.hgetall(name)
+                return pipe.execute()
+
+        hashes = self._call("scan", run)
+        for (_, view, key), data in zip(batch, hashes, strict=True):
+            event, created = data.pop(b"@e", None), data.pop(b"@c", None)
+            if event is None or created is None:  # deleted between SCAN and HGETALL
+                continue
+            values = {f.decode(): json.loads(v) for f, v in data.items()}
+            yield FeatureRow(view, key, values, _from_micros(event), _from_micros(created))
+
+
+def _issue(target: Any, command: _Command) -> Any:
+    """Send (or queue, on a pipeline) a read on a sync or asyncio client or pipeline."""
+    script, args = command
+    if script:
+        return target.evalsha(*args)
+    return target.hmget(args[0], args[1:])
+
+
+def _per_key(commands: Sequence[_Command], raw: Sequence[Any]) -> list[_Reply]:
+    """Each key's ``HMGET`` reply, in key order, from the commands' raw replies."""
+    replies: list[_Reply] = []
+    for (per_key, _), reply in zip(commands, raw, strict=True):
+        if per_key:
+            replies.extend(reply)
+        else:
+            replies.append(reply)
+    return replies
+
+
+def _result(
+    replies: Sequence[_Reply], features: Sequence[str], ttl: timedelta | None, now: datetime
+) -> ReadResult:
+    """Decode the keys' replies (event time, then feature values) into a ReadResult."""
+    present = [r for r in replies if r[0] is not None]
+    stamps = {raw: _from_micros(raw) for raw in {r[0] for r in present} if raw is not None}
+    flat = [v for r in present for v in r[1:]]
+    # One C-level JSON parse for every stored value instead of one call per cell.
+    decoded = json.loads(b"[" + b",".join(v for v in flat if v is not None) + b"]")
+    if len(decoded) < len(flat):  # some features absent from their rows
+        it = iter(decoded)
+        decoded = [MISSING if v is None else next(it) for v in flat]
+    nf = len(features)
+    cells = iter(decoded[i * nf : (i + 1) * nf] for i in range(len(present)))
+    rows = [None if r[0] is None else (stamps[r[0]], next(cells)) for r in replies]
+    return assemble_result(features, rows, ttl=ttl, now=now)

@@ -1,0 +1,159 @@
+"""FeatureShard: one shard of the online store, as a plain class and as a Ray actor.
+
+Each shard owns the keys that :func:`~entai.shared.features._online.rendezvous_shard` routes to
+its id. With the memory backend (embedded default) a shard's rows live in its own
+process, and a restarted shard starts empty until rows are re-materialized; with Redis
+every shard writes through to the same key prefix, Redis is the source of truth and a
+restarted shard has lost nothing (it reads Redis, it keeps no cache).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any, TypeAlias
+
+import ray
+
+from entai.actors.backends import RedisOnlineStore
+from entai.actors.core import role_options
+from entai.shared.features import (
+    FeatureRow,
+    MemoryOnlineStore,
+    OnlineStore,
+    ReadRequest,
+    ReadResult,
+    rendezvous_shard,
+)
+from entai.shared.settings import (
+    EntaiSettings,
+    MemoryOnlineStoreSettings,
+    RedisOnlineStoreSettings,
+)
+
+__all__ = [
+    "FeatureShard",
+    "FeatureShardActor",
+    "ShardHandle",
+    "build_store",
+    "shard_name",
+    "start_shards",
+]
+
+logger = logging.getLogger(__name__)
+
+StoreSettings = MemoryOnlineStoreSettings | RedisOnlineStoreSettings
+
+ShardHandle: TypeAlias = Any
+"""A FeatureShard actor handle. Ray types ``ActorHandle.__getattr__`` as ``Never``, so
+calls on a typed ``ActorHandle[FeatureShard]`` would not type-check."""
+
+
+def shard_name(index: int) -> str:
+    """The actor name (and shard id) of shard ``index``."""
+    return f"entai-feature-shard-{index}"
+
+
+def build_store(settings: StoreSettings, shard_id: str) -> OnlineStore:
+    """The backend a shard uses: its own memory store, or the shared Redis prefix."""
+    if isinstance(settings, RedisOnlineStoreSettings):
+        logger.info("shard %s writes through to Redis prefix %s", shard_id, settings.key_prefix)
+        return RedisOnlineStore(settings.url.get_secret_value(), settings.key_prefix)
+    logger.info("shard %s keeps its rows in memory", shard_id)
+    return MemoryOnlineStore()
+
+
+class FeatureShard:
+    """One online-store shard.
+
+    Args:
+        shard_id: The shard's routing id (its actor name).
+        store: A backend, or the settings to build one. Actors get settings, so a
+            restart rebuilds the backend (and its Redis connection) from them.
+    """
+
+    def __init__(self, shard_id: str, store: OnlineStore | StoreSettings) -> None:
+        self.shard_id = shard_id
+        if isinstance(store, MemoryOnlineStoreSettings | RedisOnlineStoreSettings):
+            store = build_store(store, shard_id)
+        self._store: OnlineStore = store
+        self.shared_store = isinstance(self._store, RedisOnlineStore)
+
+    def __repr__(self) -> str:
+        return f"FeatureShard({self.shard_id!r}, {self._store!r})"
+
+    def describe(self) -> dict[str, Any]:
+        """The shard's id, its process id and whether its backend is shared by all shards."""
+        return {"shard_id": self.shard_id, "shared_store": self.shared_store, "pid": os.getpid()}
+
+    def write(self, rows: Sequence[FeatureRow]) -> int:
+        """Apply rows with last-write-wins; return how many were applied."""
+        return self._store.write(rows)
+
+    def read(
+        self,
+        view: str,
+        keys: Sequence[str],
+        features: Sequence[str],
+        *,
+        ttl: timedelta | None,
+        now: datetime,
+    ) -> ReadResult:
+        """Read ``features`` of ``view`` for ``keys`` as of ``now``."""
+        return self._store.read(view, keys, features, ttl=ttl, now=now)
+
+    def read_batch(self, requests: Sequence[ReadRequest], now: datetime) -> list[ReadResult]:
+        """Serve several views' reads in one call (one actor round trip per shard)."""
+        return [self._store.read(r.view, r.keys, r.features, ttl=r.ttl, now=now) for r in requests]
+
+    def delete(self, view: str | None, keys: Sequence[str]) -> int:
+        """Delete the keys' rows in ``view`` (every view if None)."""
+        return self._store.delete(view, keys)
+
+    def scan(self, view: str | None = None) -> list[FeatureRow]:
+        """Every row this shard's backend holds (of ``view`` if given)."""
+        return list(self._store.scan(view))
+
+    def keys_for_reshard(self, shard_ids: Sequence[str]) -> list[FeatureRow]:
+        """Rows held here that ``shard_ids`` route to another shard.
+
+        A shared (Redis) backend has nothing to move: every shard reads the same keys.
+        """
+        if self.shared_store:
+            return []
+        return [
+            row
+            for row in self._store.scan()
+            if rendezvous_shard(row.entity_key, shard_ids) != self.shard_id
+        ]
+
+
+FeatureShardActor = ray.remote(FeatureShard)
+
+
+def start_shards(settings: EntaiSettings, namespace: str | None = None) -> list[ShardHandle]:
+    """Create (or find) the ``num_shards`` named, detached FeatureShard actors.
+
+    Args:
+        settings: Platform settings; ``online_store`` picks backend and shard count.
+        namespace: Ray namespace of the actors; defaults to ``settings.ray.namespace``.
+
+    Returns:
+        Handles in shard order (``entai-feature-shard-0`` first).
+    """
+    store = settings.online_store
+    return [
+        FeatureShardActor.options(
+            name=shard_name(i),
+            namespace=namespace or settings.ray.namespace,
+            lifetime="detached",
+            max_restarts=-1,
+            max_task_retries=-1,
+            num_cpus=0,
+            get_if_exists=True,
+            **role_options("shard"),
+        ).remote(shard_name(i), store)
+        for i in range(store.num_shards)
+    ]

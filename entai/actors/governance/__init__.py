@@ -1,0 +1,35 @@
+"""The GovernanceChecker service, its caller-side cache and the audit forwarder."""
+
+from __future__ import annotations
+
+from entai.actors.governance._audit_forwarder import (
+    GovernanceAuditor,
+)
+from entai.actors.governance._auth_cache import (
+    ActorGovernance,
+    AuthCache,
+    CachedToken,
+    CacheSnapshot,
+    GovernanceBackend,
+    UsageKey,
+)
+from entai.actors.governance._checker import (
+    ACTOR_NAME,
+    GovernanceChecker,
+    GovernanceCheckerActor,
+    start_governance,
+)
+
+__all__ = [
+    "ACTOR_NAME",
+    "ActorGovernance",
+    "AuthCache",
+    "CacheSnapshot",
+    "CachedToken",
+    "GovernanceAuditor",
+    "GovernanceBackend",
+    "GovernanceChecker",
+    "GovernanceCheckerActor",
+    "UsageKey",
+    "start_governance",
+]

@@ -1,0 +1,247 @@
+"""A caller-side cache of governance state, so allowed reads cost no actor round trip.
+
+:class:`AuthCache` keeps a :class:`CacheSnapshot` from the GovernanceChecker (the
+policy plus, per active token, the hash of its secret, its principal and expiry) and
+decides *allowed* requests locally with the same :class:`~entai.shared.governance._policy.Policy`
+code the actor runs. Anything else — a token it does not know, an expired token, a
+denial — is sent to the actor, which decides authoritatively, audits it in full and
+raises. Locally allowed decisions are counted and shipped to the actor at each
+refresh, where they are audited as aggregates.
+
+Staleness is bounded by ``ttl_s`` (default 5 s): a revoked token, a removed role or a
+new policy version takes effect in every cache within ``ttl_s`` of the change. A new
+token works at once (an unknown token goes to the actor).
+"""
+
+from __future__ import annotations
+
+import hmac
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from entai.shared.core import AuthenticationError, EntaiError
+from entai.shared.governance import (
+    Decision,
+    Permission,
+    Policy,
+    Principal,
+    hash_secret,
+    parse_token,
+)
+
+__all__ = [
+    "ActorGovernance",
+    "AuthCache",
+    "CacheSnapshot",
+    "CachedToken",
+    "GovernanceBackend",
+    "UsageKey",
+]
+
+UsageKey = tuple[str, str, str, str]
+"""(principal, action, resource, decision) of locally allowed requests."""
+
+
+@dataclass(frozen=True)
+class CachedToken:
+    """What a cache needs to check one token: never the secret itself."""
+
+    principal: str
+    secret_hash: str
+    expires_at: datetime | None
+
+
+@dataclass(frozen=True)
+class CacheSnapshot:
+    """Governance state a cache may decide from until ``ttl_s`` has passed.
+
+    Attributes:
+        tokens: token id -> its hash, principal and expiry (active tokens only).
+    """
+
+    policy: Policy
+    tokens: Mapping[str, CachedToken]
+    taken_at: datetime
+
+
+class GovernanceBackend(Protocol):
+    """The GovernanceChecker methods a cache calls (the class itself or an actor)."""
+
+    def authorize(
+        self, caller: str, action: str, resource: str, request_id: str | None
+    ) -> Decision: ...
+
+    def authorize_features(
+        self, caller: str, features: Mapping[str, str], resource: str, request_id: str | None
+    ) -> Decision: ...
+
+    def snapshot_for_cache(self, usage: Mapping[UsageKey, int] | None) -> CacheSnapshot: ...
+
+
+class ActorGovernance:
+    """Adapts a GovernanceChecker actor handle to :class:`GovernanceBackend`."""
+
+    def __init__(self, handle: Any) -> None:
+        self._handle = handle
+
+    def _call(self, method: str, *args: Any) -> Any:
+        import ray
+        from ray.exceptions import RayTaskError
+
+        try:
+            return ray.get(getattr(self._handle, method).remote(*args))
+        except RayTaskError as exc:  # re-raise the governance decision itself
+            if isinstance(exc.cause, EntaiError):
+                raise exc.cause from None
+            raise
+
+    def authorize(
+        self, caller: str, action: str, resource: str, request_id: str | None
+    ) -> Decision:
+        """Remote :meth:`GovernanceChecker.authorize`."""
+        decision: Decision = self._call("authorize", caller, action, resource, request_id)
+        return decision
+
+    def authorize_features(
+        self, caller: str, features: Mapping[str, str], resource: str, request_id: str | None
+    ) -> Decision:
+        """Remote :meth:`GovernanceChecker.authorize_features`."""
+        decision: Decision = self._call(
+            "authorize_features", caller, dict(features), resource, request_id
+        )
+        return decision
+
+    def snapshot_for_cache(self, usage: Mapping[UsageKey, int] | None) -> CacheSnapshot:
+        """Remote :meth:`GovernanceChecker.snapshot_for_cache`."""
+        snapshot: CacheSnapshot = self._call("snapshot_for_cache", dict(usage) if usage else None)
+        return snapshot
+
+
+class AuthCache:
+    """Authorize with a short-lived local copy of the governance state.
+
+    Args:
+        backend: The GovernanceChecker, or :class:`ActorGovernance` around its handle.
+        ttl_s: Longest time a snapshot is used before it is refreshed.
+        clock: Monotonic seconds (injectable for tests).
+    """
+
+    def __init__(
+        self,
+        backend: GovernanceBackend,
+        *,
+        ttl_s: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._backend = backend
+        self._ttl_s = ttl_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._snapshot: CacheSnapshot | None = None
+        self._fetched_at = float("-inf")
+        self._usage: Counter[UsageKey] = Counter()
+
+    @classmethod
+    def for_actor(cls, handle: Any, *, ttl_s: float = 5.0) -> AuthCache:
+        """A cache in front of a GovernanceChecker actor handle."""
+        return cls(ActorGovernance(handle), ttl_s=ttl_s)
+
+    def refresh(self) -> CacheSnapshot:
+        """Ship usage counts to the actor and take a fresh snapshot now."""
+        with self._lock:
+            usage, self._usage = self._usage, Counter()
+        try:
+            snapshot = self._backend.snapshot_for_cache(usage or None)
+        except BaseException:
+            with self._lock:
+                self._usage.update(usage)
+            raise
+        with self._lock:
+            self._snapshot, self._fetched_at = snapshot, self._clock()
+        return snapshot
+
+    def _current(self) -> CacheSnapshot:
+        snapshot = self._snapshot
+        if snapshot is None or self._clock() - self._fetched_at >= self._ttl_s:
+            snapshot = self.refresh()
+        return snapshot
+
+    def _local_principal(self, snapshot: CacheSnapshot, token: str) -> Principal | None:
+        try:
+            token_id, secret = parse_token(token)
+        except AuthenticationError:
+            return None
+        cached = snapshot.tokens.get(token_id)
+        if cached is None or not hmac.compare_digest(hash_secret(secret), cached.secret_hash):
+            return None
+        if cached.expires_at is not None and datetime.now(UTC) >= cached.expires_at:
+            return None
+        return snapshot.policy.principals.get(cached.principal)
+
+    def _count(self, decision: Decision) -> Decision:
+        label = "allow-masked" if decision.masked_features else "allow"
+        with self._lock:
+            self._usage[(decision.principal, decision.action, decision.resource, label)] += 1
+        return decision
+
+    def authorize(
+        self,
+        token: str,
+        action: Permission | str,
+        resource: str = "*",
+        request_id: str | None = None,
+    ) -> Decision:
+        """An allowed decision, locally when the snapshot allows it.
+
+        Raises:
+            AuthenticationError: from the actor, for a missing/bad/expired/revoked token.
+            PermissionDeniedError: from the actor, when the permission is missing.
+        """
+        snapshot = self._current()
+        principal = self._local_principal(snapshot, token)
+        if principal is not None:
+            decision = snapshot.policy.authorize(principal, action, resource)
+            if decision.allowed:
+                return self._count(decision)
+        return self._backend.authorize(token, str(action), resource, request_id)
+
+    def authorize_local(
+        self, token: str, action: Permission | str, resource: str = "*"
+    ) -> Decision | None:
+        """The allowed decision if the current snapshot gives it without any call, else None.
+
+        Never blocks: None means :meth:`authorize` would have to call the actor (the
+        snapshot is missing or older than ``ttl_s``, the token is unknown here, or the
+        policy denies), so an event loop can call this inline and hand only the rest to
+        a thread. An allowed decision is counted like one from :meth:`authorize`.
+        """
+        snapshot = self._snapshot
+        if snapshot is None or self._clock() - self._fetched_at >= self._ttl_s:
+            return None
+        principal = self._local_principal(snapshot, token)
+        if principal is None:
+            return None
+        decision = snapshot.policy.authorize(principal, action, resource)
+        return self._count(decision) if decision.allowed else None
+
+    def authorize_features(
+        self,
+        token: str,
+        features: Mapping[str, Any],
+        resource: str = "*",
+        request_id: str | None = None,
+    ) -> Decision:
+        """Like :meth:`authorize` for a feature read; see ``Policy.authorize_features``."""
+        snapshot = self._current()
+        principal = self._local_principal(snapshot, token)
+        if principal is not None:
+            decision = snapshot.policy.authorize_features(principal, features, resource)
+            if decision.allowed:
+                return self._count(decision)
+        values = {name: str(getattr(pii, "value", pii)) for name, pii in features.items()}
+        return self._backend.authorize_features(token, values, resource, request_id)

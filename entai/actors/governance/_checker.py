@@ -1,0 +1,410 @@
+"""The GovernanceChecker service: tokens, authorization decisions and the audit log.
+
+One named, detached actor (``entai-governance``) owns the policy file, the token store
+and the audit log; every piece of its state is on disk, so a restarted actor carries
+on where it stopped. Callers on the hot path put an
+:class:`~entai.actors.governance._auth_cache.AuthCache` in front of it.
+
+What is audited: every denial and failed authentication in full, every admin action
+(tokens, principals, audit queries) in full, and allowed high-volume reads
+(``features:read``, ``predict``) as one aggregate entry per (principal, action,
+resource, outcome) and window, with a count. Aggregates are flushed when a window
+(``audit_window_s``) has passed at the next call, on :meth:`flush_audit` and before
+:meth:`verify_audit` and :meth:`query_audit`; the counts of an unflushed window are
+lost if the actor dies.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import ray
+
+from entai.actors.core import service_actor
+from entai.actors.governance._auth_cache import CachedToken, CacheSnapshot, UsageKey
+from entai.shared.core import AuthenticationError, ConfigError, NotFoundError
+from entai.shared.governance import (
+    AuditEntry,
+    AuditLog,
+    Decision,
+    Permission,
+    Policy,
+    Principal,
+    TokenRecord,
+    TokenStore,
+    VerifyReport,
+)
+from entai.shared.settings import EntaiSettings
+
+__all__ = ["ACTOR_NAME", "GovernanceChecker", "GovernanceCheckerActor", "start_governance"]
+
+logger = logging.getLogger(__name__)
+
+ACTOR_NAME = "entai-governance"
+HIGH_VOLUME = frozenset({Permission.FEATURES_READ.value, Permission.PREDICT.value})
+_SYSTEM = "system"
+_ANONYMOUS = "anonymous"
+
+
+class GovernanceChecker:
+    """Authentication, authorization with PII rules, token admin and the audit log.
+
+    Args:
+        settings: Where the policy (``security.policy_file`` or ``<home>/policy.yaml``),
+            tokens (``<home>/tokens``) and audit log (``<lake.root>/audit``) live.
+        audit_window_s: Length of the window over which allowed high-volume reads are
+            aggregated into one audit entry.
+    """
+
+    def __init__(self, settings: EntaiSettings, *, audit_window_s: float = 60.0) -> None:
+        self._settings = settings
+        self._policy_path = settings.security.policy_file or settings.home / "policy.yaml"
+        self._policy = self._load_policy()
+        self._tokens = TokenStore(settings.home / "tokens")
+        self._audit = AuditLog.in_lake(settings.lake.root)
+        self._window_s = audit_window_s
+        self._window_start = time.monotonic()
+        self._window_opened = datetime.now(UTC)
+        self._usage: Counter[UsageKey] = Counter()
+        self._bootstrap_admin_token()
+
+    def _load_policy(self) -> Policy:
+        if self._policy_path.exists():
+            return Policy.from_yaml(self._policy_path)
+        if self._settings.security.mode != "embedded":
+            raise ConfigError(
+                f"policy file {self._policy_path} does not exist",
+                details={"field": "security.policy_file", "path": str(self._policy_path)},
+            )
+        policy = Policy.default()
+        policy.to_yaml(self._policy_path)
+        logger.info("wrote the default policy", extra={"path": str(self._policy_path)})
+        return policy
+
+    def _bootstrap_admin_token(self) -> None:
+        """First start in embedded mode: one admin token, written 0600; only the path logged."""
+        if self._settings.security.mode != "embedded" or self._tokens.list():
+            return
+        token, record = self._tokens.create("admin")
+        path = self._settings.security.token_file
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(token + "\n")
+        path.chmod(0o600)
+        self._audit.append(
+            principal=_SYSTEM,
+            action="tokens:create",
+            resource=f"token:{record.token_id}",
+            decision="allow",
+            details={"principal": "admin", "bootstrap": True},
+        )
+        logger.info(
+            "created the admin token for the embedded demo; it is kept in %s",
+            path,
+            extra={"path": str(path), "token_id": record.token_id},
+        )
+
+    # -- authentication and authorization -------------------------------------------
+
+    def authenticate(self, token: str, request_id: str | None = None) -> Principal:
+        """The principal a token belongs to.
+
+        Raises:
+            AuthenticationError: missing, malformed, unknown, expired or revoked token,
+                or a token whose principal is no longer in the policy (audited).
+        """
+        self._maybe_flush()
+        try:
+            if not token:
+                raise AuthenticationError("no token given", details={"reason": "missing"})
+            name = self._tokens.verify(token)
+            principal = self._policy.principals.get(name)
+            if principal is None:
+                raise AuthenticationError(
+                    f"principal {name!r} of this token is not in the policy",
+                    details={"reason": "unknown_principal", "principal": name},
+                )
+        except AuthenticationError as exc:
+            self._audit.append(
+                principal=_ANONYMOUS,
+                action="authenticate",
+                resource="*",
+                decision="deny",
+                request_id=request_id,
+                details=dict(exc.details),
+            )
+            raise
+        return principal
+
+    def _resolve(self, caller: str | Principal, request_id: str | None) -> Principal:
+        """A token is authenticated; an in-cluster Principal is re-read from the policy."""
+        if not isinstance(caller, Principal):
+            return self.authenticate(caller, request_id)
+        principal = self._policy.principals.get(caller.name)
+        if principal is None:
+            raise AuthenticationError(
+                f"principal {caller.name!r} is not in the policy",
+                details={"reason": "unknown_principal", "principal": caller.name},
+            )
+        return principal
+
+    def _record(self, decision: Decision, request_id: str | None) -> Decision:
+        """Audit a decision (aggregate allowed high-volume reads) and raise on denial."""
+        if decision.allowed and decision.action in HIGH_VOLUME:
+            label = "allow-masked" if decision.masked_features else "allow"
+            self._usage[(decision.principal, decision.action, decision.resource, label)] += 1
+            return decision
+        details: dict[str, Any] = {"reason": decision.reason}
+        if decision.masked_features:
+            details["features"] = list(decision.masked_features)
+        self._audit.append(
+            principal=decision.principal,
+            action=decision.action,
+            resource=decision.resource,
+            decision="allow" if decision.allowed else "deny",
+            request_id=request_id,
+            details=details,
+        )
+        return decision.raise_if_denied()
+
+    def authorize(
+        self,
+        caller: str | Principal,
+        action: Permission | str,
+        resource: str = "*",
+        request_id: str | None = None,
+    ) -> Decision:
+        """Decide and audit one request.
+
+        Args:
+            caller: A token, or a Principal already authenticated in-cluster (its
+                roles are taken from the policy, never from the object).
+
+        Raises:
+            AuthenticationError: for a missing/bad/expired/revoked token.
+            PermissionDeniedError: when the principal lacks the permission.
+        """
+        self._maybe_flush()
+        principal = self._resolve(caller, request_id)
+        return self._record(self._policy.authorize(principal, action, resource), request_id)
+
+    def authorize_features(
+        self,
+        caller: str | Principal,
+        features: Mapping[str, object],
+        resource: str = "*",
+        request_id: str | None = None,
+    ) -> Decision:
+        """Decide a feature read with the PII rules; see ``Policy.authorize_features``.
+
+        Raises:
+            AuthenticationError: for a missing/bad/expired/revoked token.
+            PermissionDeniedError: without ``features:read``, or for restricted PII
+                features in ``refuse`` mode.
+        """
+        self._maybe_flush()
+        principal = self._resolve(caller, request_id)
+        decision = self._policy.authorize_features(principal, features, resource)
+        return self._record(decision, request_id)
+
+    def _require_admin(self, caller: str | Principal, what: str, request_id: str | None) -> str:
+        self._maybe_flush()
+        principal = self._resolve(caller, request_id)
+        return self._record(
+            self._policy.authorize(principal, Permission.ADMIN, what), request_id
+        ).principal
+
+    # -- tokens and principals (admin) ------------------------------------------------
+
+    def create_token(
+        self,
+        caller: str | Principal,
+        principal: str,
+        ttl_s: float | None = None,
+        request_id: str | None = None,
+    ) -> tuple[str, TokenRecord]:
+        """Mint a token for ``principal`` (admin only); the plaintext is returned once.
+
+        Raises:
+            NotFoundError: when ``principal`` is not in the policy.
+        """
+        admin = self._require_admin(caller, "tokens", request_id)
+        if principal not in self._policy.principals:
+            raise NotFoundError(
+                f"principal {principal!r} is not in the policy", details={"principal": principal}
+            )
+        ttl = None if ttl_s is None else timedelta(seconds=ttl_s)
+        token, record = self._tokens.create(principal, ttl)
+        expires = None if record.expires_at is None else record.expires_at.isoformat()
+        self._audit.append(
+            principal=admin,
+            action="tokens:create",
+            resource=f"token:{record.token_id}",
+            decision="allow",
+            request_id=request_id,
+            details={"principal": principal, "expires_at": expires},
+        )
+        return token, record
+
+    def list_tokens(self, caller: str | Principal) -> list[TokenRecord]:
+        """Every token record (hashes, never secrets); admin only."""
+        self._require_admin(caller, "tokens", None)
+        return self._tokens.list()
+
+    def revoke_token(
+        self, caller: str | Principal, token_id: str, request_id: str | None = None
+    ) -> TokenRecord:
+        """Revoke a token by id (admin only); caches drop it within their TTL.
+
+        Raises:
+            NotFoundError: for an unknown token id.
+        """
+        admin = self._require_admin(caller, "tokens", request_id)
+        record = self._tokens.revoke(token_id)
+        self._audit.append(
+            principal=admin,
+            action="tokens:revoke",
+            resource=f"token:{token_id}",
+            decision="allow",
+            request_id=request_id,
+            details={"principal": record.principal},
+        )
+        return record
+
+    def set_principal(
+        self,
+        caller: str | Principal,
+        name: str,
+        roles: Iterable[str],
+        request_id: str | None = None,
+    ) -> int:
+        """Add or replace a principal's roles (admin only); returns the new policy version."""
+        admin = self._require_admin(caller, "policy", request_id)
+        role_list = sorted(roles)
+        policy = self._policy.with_principal(name, role_list)
+        policy.to_yaml(self._policy_path)
+        self._policy = policy
+        self._audit.append(
+            principal=admin,
+            action="policy:set_principal",
+            resource=f"principal:{name}",
+            decision="allow",
+            request_id=request_id,
+            details={"roles": role_list, "policy_version": policy.version},
+        )
+        return policy.version
+
+    # -- audit ------------------------------------------------------------------------
+
+    def audit(
+        self,
+        action: str,
+        principal: str,
+        resource: str,
+        decision: str,
+        *,
+        details: Mapping[str, Any] | None = None,
+        request_id: str | None = None,
+    ) -> AuditEntry:
+        """Record an event decided elsewhere (promotion, rollback, erasure, contract)."""
+        self._maybe_flush()
+        return self._audit.append(
+            principal=principal,
+            action=action,
+            resource=resource,
+            decision=decision,
+            request_id=request_id,
+            details=details,
+        )
+
+    def flush_audit(self) -> int:
+        """Write the pending aggregate entries now; returns how many were written."""
+        usage, self._usage = self._usage, Counter()
+        opened, self._window_opened = self._window_opened, datetime.now(UTC)
+        self._window_start = time.monotonic()
+        for (principal, action, resource, outcome), count in sorted(usage.items()):
+            self._audit.append(
+                principal=principal,
+                action=action,
+                resource=resource,
+                decision=outcome,
+                details={
+                    "aggregated": True,
+                    "count": count,
+                    "window_start": opened.isoformat(),
+                    "window_end": self._window_opened.isoformat(),
+                },
+            )
+        return len(usage)
+
+    def _maybe_flush(self) -> None:
+        if time.monotonic() - self._window_start >= self._window_s:
+            self.flush_audit()
+
+    def verify_audit(self) -> VerifyReport:
+        """Flush aggregates, then verify the whole chain and its head anchor."""
+        self.flush_audit()
+        return self._audit.verify()
+
+    def query_audit(
+        self,
+        caller: str | Principal,
+        *,
+        principal: str | None = None,
+        action: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int | None = None,
+    ) -> list[AuditEntry]:
+        """Filter the audit log (needs ``audit:read``; the query itself is audited).
+
+        Pending aggregates are flushed first, so counts up to now are included.
+        """
+        self.flush_audit()
+        who = self._resolve(caller, None)
+        self._record(self._policy.authorize(who, Permission.AUDIT_READ, "audit"), None)
+        return self._audit.query(principal, action, since, until, limit=limit)
+
+    # -- caches -----------------------------------------------------------------------
+
+    def snapshot_for_cache(self, usage: Mapping[UsageKey, int] | None = None) -> CacheSnapshot:
+        """Fold a cache's allowed-request counts into the aggregates; return fresh state."""
+        if usage:
+            self._usage.update(usage)
+        self._maybe_flush()
+        now = datetime.now(UTC)
+        tokens = {
+            r.token_id: CachedToken(r.principal, r.secret_hash, r.expires_at)
+            for r in self._tokens.list()
+            if r.state(now) == "active"
+        }
+        return CacheSnapshot(policy=self._policy, tokens=tokens, taken_at=now)
+
+
+GovernanceCheckerActor = ray.remote(GovernanceChecker)
+
+
+def start_governance(settings: EntaiSettings, namespace: str | None = None) -> Any:
+    """Create (or get) the named detached ``entai-governance`` actor.
+
+    It is detached, restarts forever (``max_restarts=-1``, ``max_task_retries=-1``),
+    reserves no CPU and is fetched if it already exists.
+
+    Args:
+        settings: Passed to the actor; use absolute paths (``settings.resolved()``),
+            since relative ones resolve in the actor's working directory.
+        namespace: Ray namespace; ``settings.ray.namespace`` when None.
+
+    Returns:
+        The actor handle.
+    """
+    return service_actor(
+        GovernanceCheckerActor, ACTOR_NAME, namespace or settings.ray.namespace, settings
+    )

@@ -1,0 +1,404 @@
+"""The DriftMonitor service: windows over served rows, drift, alerts, feedback, retraining.
+
+One named, detached actor (``entai-drift-monitor``) monitors every deployed model. The
+serving tap calls :meth:`DriftMonitor.record` asynchronously with micro-batches; the
+work per call is folding the batch into the open window's bounded profile. Drift is
+computed only when a window closes (by count, by event time, or by the clock through
+:meth:`DriftMonitor.tick`, which the actor's own clock calls every
+``monitoring.tick_interval_s``, so a time window closes even when traffic stops).
+
+Serving replicas call :meth:`DriftMonitor.watch` with the champion they load; the
+monitor reads that version's reference profile from its registry lineage and
+registers it with the policies of the ``monitoring`` settings.
+
+Durability: a model's whole state (open window profile with its sampler's generator
+state, closed window reports, alert states, prediction log, processed batch ids) is
+written to ``<lake>/monitoring/<model>/state.json`` atomically after every call that
+changed it, before the call returns; a restarted actor reloads it in ``__init__``.
+A retried ``record`` with a processed ``batch_id`` changes nothing and returns the
+report of the window that batch closed, if any. Alert notifications are sent before
+the checkpoint, so a crash in between resends them (at least once; events carry the
+window id).
+
+Erasure (:meth:`DriftMonitor.erase`) drops a subject's rows from the prediction log
+and their sampled values from open windows (rows are tagged with ``entity_key``, else
+``request_id``). Counts, moments, category frequencies and closed-window statistics are
+aggregates and stay; the reference profile holds no tags (training data is erased by
+the training pipeline, and a new reference comes with the next model version).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import ray
+
+from entai.actors.core import ActorClock, Metrics, call_self, service_actor
+from entai.actors.models import ReferenceSource, lineage_reference_source
+from entai.actors.monitoring._alert_sinks import AlertSink, Auditor, GovernanceAuditor, LogSink
+from entai.actors.monitoring._checkpoints import RETRAIN_DIR, MonitorCheckpoints
+from entai.shared.core import EntaiError, InvalidInputError, NotFoundError
+from entai.shared.data import Lake
+from entai.shared.monitoring import (
+    AlertKey,
+    ModelWatch,
+    MonitoringReference,
+    RetrainRequest,
+    WatchLimits,
+    WindowReport,
+    WindowSpec,
+    batch_frame,
+    timestamps_s,
+)
+from entai.shared.settings import EntaiSettings
+
+__all__ = ["ACTOR_NAME", "DriftMonitor", "DriftMonitorActor", "start_drift_monitor"]
+
+logger = logging.getLogger(__name__)
+
+ACTOR_NAME = "entai-drift-monitor"
+_SYSTEM = "entai-drift-monitor"
+_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _checked_model(model: str) -> str:
+    if not _MODEL_NAME.match(model) or ".." in model or model == RETRAIN_DIR:
+        raise InvalidInputError(
+            f"model name {model!r} is not valid (letters, digits, '_', '.', '-')",
+            details={"field": "model", "value": model},
+        )
+    return model
+
+
+class DriftMonitor:
+    """Drift, alerts, realised metrics and retraining requests for deployed models.
+
+    Args:
+        settings: The lake root holds the checkpoints and retraining requests.
+        sink: Receives alert notifications; a :class:`LogSink` by default.
+        retrain_sink: Receives each :class:`RetrainRequest`; by default it is written
+            to ``<lake>/monitoring/retrain_requests/<request_id>.json``.
+        auditor: Audit log writer; the governance actor by default.
+        clock: Current time (timezone-aware); closes idle time windows.
+        max_batch_ids: Processed batch ids remembered per model (retries older than
+            that are counted again).
+        max_windows: Closed window reports kept per model.
+        max_predictions: Predictions kept per model for the feedback join.
+        references: Where :meth:`watch` finds a version's reference; by default its
+            registry lineage in MLflow.
+        tick_interval_s: Run the actor's own clock (:meth:`tick` every this many
+            seconds); only inside an actor, where the clock calls the actor's handle.
+    """
+
+    def __init__(
+        self,
+        settings: EntaiSettings,
+        *,
+        sink: AlertSink | None = None,
+        retrain_sink: Callable[[RetrainRequest], None] | None = None,
+        auditor: Auditor | None = None,
+        clock: Callable[[], datetime] = _utcnow,
+        max_batch_ids: int = 10_000,
+        max_windows: int = 200,
+        max_predictions: int = 10_000,
+        references: ReferenceSource | None = None,
+        tick_interval_s: float | None = None,
+    ) -> None:
+        self._limits = WatchLimits(max_batch_ids, max_windows, max_predictions)
+        self._store = MonitorCheckpoints(Lake(settings.lake.root), self._limits)
+        self._monitoring = settings.monitoring
+        self._references = references or lineage_reference_source(settings.mlflow)
+        self._watched: dict[str, int] = {}
+        self._sink: AlertSink = sink or LogSink()
+        self._retrain_sink = retrain_sink or self._store.save_retrain_request
+        self._auditor: Auditor = auditor or GovernanceAuditor(settings.ray.namespace)
+        self._clock = clock
+        self._models: dict[str, ModelWatch] = self._store.load()
+        self._ticker: ActorClock | None = None
+        if tick_interval_s is not None:
+            self._ticker = ActorClock(call_self("tick"), tick_interval_s, name="monitor-clock")
+            self._ticker.start()
+
+    def __repr__(self) -> str:
+        return f"DriftMonitor(lake={self._store.lake.root!r}, models={sorted(self._models)})"
+
+    def _watch(self, model: str) -> ModelWatch:
+        watch = self._models.get(model)
+        if watch is None:
+            raise NotFoundError(
+                f"model {model!r} is not registered with the drift monitor",
+                details={"model": model},
+            )
+        return watch
+
+    # -- registration -----------------------------------------------------------------
+
+    def register_model(
+        self,
+        model: str,
+        version: int,
+        reference: Mapping[str, Any],
+        *,
+        feature_columns: Sequence[str],
+        prediction_column: str = "prediction",
+        window: WindowSpec | Mapping[str, Any],
+        drift_config: Mapping[str, Any] | None = None,
+        alert_policy: Mapping[str, Any] | None = None,
+        retrain_policy: Mapping[str, Any] | None = None,
+        reference_auc: float | None = None,
+    ) -> None:
+        """Start (or keep) monitoring a model version against its reference profile.
+
+        Idempotent: the same version with the same configuration changes nothing. A new
+        version (or a new configuration) starts fresh windows, alerts and prediction log.
+
+        Args:
+            reference: ``ReferenceProfile.from_frame(training_df).to_dict()``; it must
+                profile every feature column (and the prediction column for
+                prediction drift).
+            window: A :class:`WindowSpec` or its dict (``count`` and/or ``seconds``).
+            drift_config: ``DriftConfig`` fields; alert_policy: ``AlertPolicy`` fields;
+                retrain_policy: ``RetrainPolicy`` fields.
+            reference_auc: The version's validation AUC, for the realised-AUC rule.
+        """
+        spec = window if isinstance(window, WindowSpec) else WindowSpec.from_dict(window)
+        config: dict[str, Any] = {
+            "version": int(version),
+            "features": [str(c) for c in feature_columns],
+            "prediction_column": prediction_column,
+            "window": spec.to_dict(),
+            "drift_config": dict(drift_config or {}),
+            "alert_policy": dict(alert_policy or {}),
+            "retrain_policy": dict(retrain_policy or {}),
+            "reference_auc": reference_auc,
+        }
+        ref_text = json.dumps(dict(reference), sort_keys=True, separators=(",", ":"))
+        config["reference_id"] = hashlib.sha256(ref_text.encode()).hexdigest()[:16]
+        old = self._models.get(_checked_model(model))
+        if old is not None and old.config == config:
+            return
+        first_seq = old.cursor.seq + (1 if old.cursor.n else 0) if old is not None else 0
+        watch = ModelWatch.create(
+            model, config, reference, first_seq=first_seq, limits=self._limits
+        )
+        # The reference is immutable and named by its hash: written once, before the
+        # state that points to it, and never again on the hot path.
+        self._store.save_reference(model, config["reference_id"], ref_text)
+        self._models[model] = watch
+        self._store.save(watch)
+        self._audit(
+            "monitoring:register", f"model:{model}:v{version}", {"window": config["window"]}
+        )
+        logger.info("model registered for monitoring", extra={"model": model, "version": version})
+
+    def watch(self, model: str, version: int) -> str:
+        """Monitor ``version`` against the reference profile in its registry lineage.
+
+        Serving replicas call this for the champion they load, at start and after every
+        swap; the window, drift, alert and retraining policies come from the
+        ``monitoring`` settings. Repeating a call changes nothing.
+
+        Returns:
+            ``"registered"``, ``"unchanged"``, or ``"no_reference"`` for a version
+            trained without a reference profile (it is then not monitored).
+        """
+        current = self._models.get(_checked_model(model))
+        if current is not None and self._watched.get(model) == version == current.version:
+            return "unchanged"
+        document = self._references(model, int(version))
+        if document is None:
+            logger.warning(
+                "version has no monitoring reference; not monitored",
+                extra={"model": model, "version": version},
+            )
+            return "no_reference"
+        reference = MonitoringReference.from_dict(document)
+        before = None if current is None else current.config
+        self.register_model(
+            model, version, reference.profile, **reference.registration(self._monitoring)
+        )
+        self._watched[model] = int(version)
+        return "unchanged" if self._models[model].config == before else "registered"
+
+    def models(self) -> list[str]:
+        """Names of the monitored models."""
+        return sorted(self._models)
+
+    def close(self) -> None:
+        """Stop the actor's clock (after its current tick)."""
+        if self._ticker is not None:
+            self._ticker.stop()
+
+    # -- hot path ---------------------------------------------------------------------
+
+    def record(
+        self,
+        model: str,
+        batch_id: str,
+        rows: Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Any]],
+    ) -> WindowReport | None:
+        """Fold a micro-batch of served rows into the model's windows.
+
+        Rows carry the feature columns, the prediction column and optionally
+        ``request_id``, ``version`` (rows of other versions are ignored and counted),
+        ``ts`` (epoch seconds or ISO time; missing -> now) and ``entity_key``.
+
+        Returns:
+            The report of the last window this batch closed, or None. A retried
+            ``batch_id`` changes nothing and returns the same answer.
+        """
+        watch = self._watch(model)
+        if batch_id in watch.batches:
+            return watch.last_report(watch.batches[batch_id])
+        now = self._clock()
+        frame = watch.conform(batch_frame(rows))
+        ts = timestamps_s(frame, "ts", now.timestamp())
+        closed = watch.close_due(now)
+        closed += watch.add(frame, ts, now)
+        Metrics.predictions(model, watch.version, len(frame))
+        watch.remember_batch(batch_id, [r.window_id for r in closed])
+        self._after_change(watch, closed, now)
+        return closed[-1] if closed else None
+
+    def tick(self) -> list[WindowReport]:
+        """Close every time window the clock says is over; returns their reports."""
+        now = self._clock()
+        out: list[WindowReport] = []
+        for watch in self._models.values():
+            closed = watch.close_due(now)
+            if closed:
+                self._after_change(watch, closed, now)
+                out += closed
+        return out
+
+    def _after_change(self, watch: ModelWatch, closed: list[WindowReport], now: datetime) -> None:
+        """Notify, request retraining, publish metrics, then checkpoint."""
+        for report in closed:
+            columns = dict(report.features)
+            if report.prediction is not None:
+                columns[watch.prediction_column] = report.prediction
+            for name, column in columns.items():
+                Metrics.drift_statistic(watch.name, name, column["method"], column["statistic"])
+            for event in report.alerts:
+                self._alert(event)
+        if closed or watch.retrain_pending:
+            self._maybe_retrain(watch, now)
+        self._store.save(watch)
+
+    def _alert(self, event: Mapping[str, Any]) -> None:
+        Metrics.alert_state(event["model"], event["feature"], event["method"], event["level"])
+        self._audit(
+            "monitoring:alert",
+            f"model:{event['model']}:{event['feature']}:{event['method']}",
+            dict(event),
+        )
+        if not event["notify"]:
+            return
+        try:
+            self._sink.send(event)
+        except EntaiError as exc:
+            logger.warning(
+                "alert sink failed", extra={"error": exc.message, "details": exc.details}
+            )
+
+    def _maybe_retrain(self, watch: ModelWatch, now: datetime) -> None:
+        request = watch.retrain_request(now)
+        if request is None:
+            return
+        self._retrain_sink(request)
+        self._audit("monitoring:retrain_request", f"model:{watch.name}", request.to_dict())
+        logger.info("retraining requested", extra={"retrain": request.to_dict()})
+
+    def _audit(
+        self, action: str, resource: str, details: Mapping[str, Any], principal: str = _SYSTEM
+    ) -> None:
+        self._auditor.audit(action, principal, resource, "allow", details=details)
+
+    # -- feedback, report, operators --------------------------------------------------
+
+    def feedback(self, model: str, labels: Mapping[str, int]) -> int:
+        """Join labels (0/1 by request id) to logged predictions; returns how many matched.
+
+        Realised AUC and log loss of the windows concerned are recomputed.
+        """
+        watch = self._watch(model)
+        matched = watch.feedback(labels)
+        if matched:
+            self._after_change(watch, [], self._clock())
+        return matched
+
+    def report(self, model: str) -> dict[str, Any]:
+        """A JSON-able report: configuration, open window, closed windows, alert states."""
+        return self._watch(model).report()
+
+    def acknowledge(self, model: str, feature: str, method: str, by: str) -> None:
+        """Acknowledge an alert: no more notifications at its level for this episode.
+
+        Raises:
+            ConflictError: when the alert is OK.
+        """
+        watch = self._watch(model)
+        watch.alerts.acknowledge(AlertKey(model, feature, method), by)
+        self._store.save(watch)
+        resource = f"model:{model}:{feature}:{method}"
+        self._audit("monitoring:acknowledge", resource, {"by": by}, principal=by)
+
+    def silence(self, model: str, feature: str, method: str, until: datetime, by: str) -> None:
+        """Send no notifications for an alert key before ``until`` (timezone-aware).
+
+        ``by`` is the principal who asked; the audit log records it.
+        """
+        watch = self._watch(model)
+        watch.alerts.silence(AlertKey(model, feature, method), until)
+        self._store.save(watch)
+        resource = f"model:{model}:{feature}:{method}"
+        details = {"until": until.isoformat(), "by": by}
+        self._audit("monitoring:silence", resource, details, principal=by)
+
+    def erase(self, keys: Sequence[str]) -> int:
+        """Drop stored rows and samples of data subjects, by entity key or request id.
+
+        Returns:
+            Prediction-log rows plus sampled values dropped, over all models.
+        """
+        total = 0
+        for watch in self._models.values():
+            dropped = watch.erase(keys)
+            if dropped:
+                self._store.save(watch)
+                total += dropped
+        self._audit("monitoring:erase", "monitoring", {"keys": len(keys), "dropped": total})
+        return total
+
+
+DriftMonitorActor = ray.remote(DriftMonitor)
+
+
+def start_drift_monitor(settings: EntaiSettings, namespace: str | None = None) -> Any:
+    """Create (or get) the named, detached ``entai-drift-monitor`` actor.
+
+    Detached, restarted forever (``max_restarts=-1``, ``max_task_retries=-1``), no CPU
+    reserved, fetched if it exists, its clock ticking every
+    ``settings.monitoring.tick_interval_s``. Pass settings with absolute paths
+    (``settings.resolved()``).
+
+    Returns:
+        The actor handle.
+    """
+    return service_actor(
+        DriftMonitorActor,
+        ACTOR_NAME,
+        namespace or settings.ray.namespace,
+        settings,
+        tick_interval_s=settings.monitoring.tick_interval_s,
+    )

@@ -1,0 +1,41 @@
+"""Feature pipelines: materialization, the streaming path, skew checks and
+point-in-time training sets.
+"""
+
+from __future__ import annotations
+
+from entai.pipelines.features._materialize import (
+    MaterializeReport,
+    materialize,
+    read_watermark,
+)
+from entai.pipelines.features._skew import (
+    SkewReport,
+    check_skew,
+)
+from entai.pipelines.features._stream import (
+    BatchReport,
+    StreamConsumer,
+    StreamReport,
+    publish_events,
+    push,
+)
+from entai.pipelines.features._training_set import (
+    TrainingSet,
+    get_historical_features,
+)
+
+__all__ = [
+    "BatchReport",
+    "MaterializeReport",
+    "SkewReport",
+    "StreamConsumer",
+    "StreamReport",
+    "TrainingSet",
+    "check_skew",
+    "get_historical_features",
+    "materialize",
+    "publish_events",
+    "push",
+    "read_watermark",
+]

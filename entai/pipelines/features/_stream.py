@@ -1,0 +1,353 @@
+"""The streaming path: events in through the bus, out to the lake and the feature views.
+
+Publish side: :func:`publish_events` validates and masks a batch of events (the
+contract's rules, as for files) and publishes the accepted ones; the ``POST /v1/events``
+endpoint answers its :class:`EventsReceipt` with 202.
+
+Consume side: a :class:`StreamConsumer` reads micro-batches from the bus and, per batch:
+
+1. drops events whose id the bus ledger marks ``DONE`` (repeats) or that a consumer
+   that died already wrote to the lake (the ledger names its file, the file exists);
+2. records, per event, the lake file it goes to (write-ahead), then writes the rest to
+   ``raw/<source>/date=<event date>/part-stream-<hash of the event ids>.parquet``
+   (atomically; a re-run of the same events rewrites the same file);
+3. feeds every feature view reading that source: ``view.compute`` -> offline table ->
+   online store, with one ``created_timestamp``, so the offline table holds what the
+   online store served;
+4. acknowledges, which marks the ids ``DONE``. A crash anywhere before that re-delivers
+   the batch; steps 1-2 make the lake see every event exactly once.
+
+Windowed features: a transform only sees the frame it is given. For a view with
+history (by default: a view with a transform and a ttl; the transform's windows must
+fit in that lookback, as the demo's 7- and 30-day counts fit in their 30-day ttl),
+the consumer recomputes, for the keys the micro-batch touches, from the lake's raw
+events since ``earliest event - lookback`` (the batch is already in the lake), and keeps
+the rows at or after the batch's earliest event: the values a full batch recompute
+gives. This assumes causal transforms (a row depends only on events at or before it).
+Repeated redelivery of a batch whose lake write succeeded can append the same feature
+rows to the offline table again (same values and event time, newer created time).
+
+:func:`push` writes already-computed feature rows to a view: offline, then online.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as pads
+import pyarrow.parquet as pq
+
+from entai.actors.bus import DONE, Delivery, EventBus
+from entai.actors.features import OnlineFeatureClient
+from entai.shared.core import InvalidInputError
+from entai.shared.data import (
+    DataContract,
+    Event,
+    EventsReceipt,
+    Lake,
+    accepted_schema,
+    event_table,
+    validate_events,
+)
+from entai.shared.features import (
+    EVENT_TIMESTAMP,
+    FeatureView,
+    OfflineStore,
+    compute_view,
+    conform,
+    latest_per_key,
+    online_rows,
+    rows_file_id,
+    stamp_created,
+)
+
+__all__ = ["BatchReport", "StreamConsumer", "StreamReport", "publish_events", "push"]
+
+logger = logging.getLogger(__name__)
+
+_DATE = "date"
+_PARTITIONING = pads.partitioning(pa.schema([(_DATE, pa.string())]), flavor="hive")
+
+
+def publish_events(
+    bus: EventBus,
+    contract: DataContract,
+    events: Sequence[Any],
+    *,
+    hmac_key: bytes,
+    received_at: datetime | None = None,
+) -> EventsReceipt:
+    """Validate a batch of events and publish the accepted ones, masked.
+
+    Args:
+        bus: The event bus.
+        contract: The source's contract.
+        events: Envelopes or bare payloads (see :mod:`entai.shared.data._events`).
+        hmac_key: Pseudonymisation key.
+        received_at: Receive time (default: now).
+
+    Returns:
+        Accepted and rejected counts and the per-event errors (the 202 body).
+
+    Raises:
+        InvalidInputError: the batch is empty or too large.
+        ServiceUnavailableError: the bus cannot be reached (nothing was accepted).
+    """
+    checked = validate_events(events, contract, hmac_key, received_at=received_at)
+    if checked.accepted:
+        bus.publish(checked.accepted)
+    return EventsReceipt(
+        accepted=len(checked.accepted), rejected=len(checked.rejected), errors=checked.rejected
+    )
+
+
+def push(
+    view: FeatureView,
+    df: pd.DataFrame,
+    *,
+    lake: Lake,
+    online: OnlineFeatureClient | None,
+    created_at: datetime | None = None,
+    file_id: str | None = None,
+) -> int:
+    """Write already-computed feature rows to a view: offline table, then online store.
+
+    Every row gets the same ``created_timestamp`` (``created_at``, default now) unless
+    the frame has one, so the offline table holds exactly what the online store serves.
+
+    Returns:
+        How many rows were written offline.
+
+    Raises:
+        ContractViolationError: the frame does not fit the view.
+    """
+    return _store(
+        view, conform(view, df), lake=lake, online=online, created_at=created_at, file_id=file_id
+    )
+
+
+def _store(
+    view: FeatureView,
+    rows: pd.DataFrame,
+    *,
+    lake: Lake,
+    online: OnlineFeatureClient | None,
+    created_at: datetime | None = None,
+    file_id: str | None = None,
+) -> int:
+    """Shaped rows (``conform``/``compute_view``) to the offline table, then online."""
+    rows = stamp_created(rows, created_at)
+    written = OfflineStore(lake).append(view, rows, file_id=file_id)
+    if online is not None and written:
+        online.write(online_rows(view, latest_per_key(rows, view.join_keys)))
+    return written
+
+
+@dataclass(frozen=True)
+class BatchReport:
+    """What one micro-batch did.
+
+    Attributes:
+        events: Deliveries in the batch.
+        written: Events written to the lake by this batch.
+        duplicates: Events skipped as already stored (ledger DONE, repeated in the
+            batch, or in a file a dead consumer wrote).
+        files: Lake paths written (relative to the lake root).
+        feature_rows: Per view, the feature rows written offline.
+    """
+
+    events: int
+    written: int
+    duplicates: int
+    files: tuple[str, ...]
+    feature_rows: Mapping[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StreamReport:
+    """Totals over :meth:`StreamConsumer.run`."""
+
+    batches: int
+    events: int
+    written: int
+    duplicates: int
+    files: tuple[str, ...]
+
+
+class StreamConsumer:
+    """Consumes one source's events from the bus into the lake and its feature views.
+
+    Args:
+        bus: The event bus.
+        contract: The source's contract (the bus carries validated, masked events).
+        lake: The lake.
+        consumer: This consumer's name in the group (unique per process).
+        views: Feature views; those whose ``source`` is the contract's are fed.
+        online: Online store client (None: offline only).
+        batch_size: Most events per micro-batch.
+        block_s: How long one read waits for events.
+        history: Per view name, the raw history its transform needs (None: the
+            micro-batch alone); views not named use their ttl when they have a transform.
+    """
+
+    def __init__(
+        self,
+        bus: EventBus,
+        contract: DataContract,
+        *,
+        lake: Lake,
+        consumer: str,
+        views: Sequence[FeatureView] = (),
+        online: OnlineFeatureClient | None = None,
+        batch_size: int = 500,
+        block_s: float = 1.0,
+        history: Mapping[str, timedelta | None] | None = None,
+    ) -> None:
+        if batch_size < 1:
+            raise InvalidInputError("batch_size must be >= 1", details={"field": "batch_size"})
+        self.bus = bus
+        self.contract = contract
+        self.source = contract.source
+        self.lake = lake
+        self.consumer = consumer
+        self.views = [v for v in views if v.source == contract.source]
+        self.online = online
+        self.batch_size = batch_size
+        self.block_s = block_s
+        self._history = dict(history or {})
+        self._stop = threading.Event()
+
+    def __repr__(self) -> str:
+        return (
+            f"StreamConsumer(source={self.source!r}, consumer={self.consumer!r}, "
+            f"views={[v.name for v in self.views]})"
+        )
+
+    def step(self) -> BatchReport | None:
+        """Read one micro-batch, process it and acknowledge it; None when none came."""
+        deliveries = self.bus.read(
+            self.source, self.consumer, max_events=self.batch_size, block_s=self.block_s
+        )
+        if not deliveries:
+            return None
+        report = self.process(deliveries)
+        self.bus.ack(self.source, deliveries)
+        return report
+
+    def run(self, *, max_batches: int | None = None, until_empty: bool = False) -> StreamReport:
+        """Process micro-batches until ``max_batches``, the first empty read
+        (``until_empty``) or :meth:`stop`.
+        """
+        self._stop.clear()
+        reports: list[BatchReport] = []
+        while not self._stop.is_set() and (max_batches is None or len(reports) < max_batches):
+            report = self.step()
+            if report is not None:
+                reports.append(report)
+            elif until_empty:
+                break
+        return StreamReport(
+            batches=len(reports),
+            events=sum(r.events for r in reports),
+            written=sum(r.written for r in reports),
+            duplicates=sum(r.duplicates for r in reports),
+            files=tuple(f for r in reports for f in r.files),
+        )
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to return after the batch in progress."""
+        self._stop.set()
+
+    def process(self, deliveries: Sequence[Delivery]) -> BatchReport:
+        """Everything before the acknowledgement: lake write, then the feature views."""
+        unique: dict[str, Event] = {}
+        for delivery in deliveries:
+            unique.setdefault(delivery.event.event_id, delivery.event)
+        ledger = self.bus.ledger(self.source, list(unique))
+        claimed = {p for p in ledger.values() if p != DONE}
+        in_lake = {p for p in claimed if self.lake.exists(self.lake.path(p))}
+        stored = {i for i, p in ledger.items() if p in in_lake}
+        pending = [e for e in unique.values() if ledger.get(e.event_id) != DONE]
+        new = [e for e in pending if e.event_id not in stored]
+        written = self._write_raw(new)
+        rows: dict[str, int] = {}
+        if pending and self.views:
+            batch = event_table(pending, self.contract).to_pandas()
+            rows = {view.name: self._feed(view, batch) for view in self.views}
+        report = BatchReport(len(deliveries), len(new), len(deliveries) - len(new), written, rows)
+        logger.info(
+            "stream batch",
+            extra={"source": self.source, "events": report.events, "written": report.written},
+        )
+        return report
+
+    def _write_raw(self, events: Sequence[Event]) -> tuple[str, ...]:
+        if not events:
+            return ()
+        ids = sorted(e.event_id for e in events)
+        digest = hashlib.sha256("\n".join(ids).encode()).hexdigest()[:32]
+        name = f"stream-{digest}"
+        table = event_table(events, self.contract, batch_id=name)
+        dates = pc.cast(table.column(self.contract.event_time), pa.date32())  # as ingest does
+        days = pc.cast(dates, pa.string())
+        event_ids = pa.array([e.event_id for e in events], pa.string())
+        paths: list[str] = []
+        for day in pc.unique(days).to_pylist():
+            mask = pc.equal(days, day)
+            rel = f"raw/{self.source}/date={day}/part-{name}.parquet"
+            self.bus.record(self.source, event_ids.filter(mask).to_pylist(), rel)  # write-ahead
+            sink = pa.BufferOutputStream()
+            pq.write_table(table.filter(mask), sink)
+            self.lake.write_bytes(self.lake.path(rel), sink.getvalue().to_pybytes())
+            paths.append(rel)
+        return tuple(paths)
+
+    def _lookback(self, view: FeatureView) -> timedelta | None:
+        if view.name in self._history:
+            return self._history[view.name]
+        return view.ttl if view.transform is not None else None
+
+    def _feed(self, view: FeatureView, batch: pd.DataFrame) -> int:
+        features = compute_view(view, batch)
+        lookback = self._lookback(view)
+        if lookback is not None and not features.empty:
+            keys = features[list(view.join_keys)].drop_duplicates()
+            since = pd.Timestamp(batch[self.contract.event_time].min())
+            recomputed = compute_view(view, self._history_frame(view, keys, since - lookback))
+            recomputed = recomputed[recomputed[EVENT_TIMESTAMP] >= since]
+            features = recomputed.merge(keys, on=list(view.join_keys), how="inner")
+        # Named by the rows it holds, a redelivered batch replaces its own offline files.
+        file_id = rows_file_id("s", features[[*view.join_keys, EVENT_TIMESTAMP]])
+        return _store(view, features, lake=self.lake, online=self.online, file_id=file_id)
+
+    def _history_frame(
+        self, view: FeatureView, keys: pd.DataFrame, start: pd.Timestamp
+    ) -> pd.DataFrame:
+        """Raw events of the source from ``start``'s day on.
+
+        Join keys that are also raw columns (same name, same values) narrow the read
+        to the keys' rows; other keys cannot be pushed down and the whole days are read.
+        """
+        schema = accepted_schema(self.contract)
+        dataset = pads.dataset(
+            self.lake.raw(self.source),
+            schema=schema.append(pa.field(_DATE, pa.string())),
+            format="parquet",
+            partitioning=_PARTITIONING,
+            filesystem=self.lake.fs,
+        )
+        expr = pads.field(_DATE) >= start.tz_convert(UTC).strftime("%Y-%m-%d")
+        for key in view.join_keys:
+            if key in schema.names:
+                values = pa.array(keys[key].unique()).cast(schema.field(key).type)
+                expr = expr & pads.field(key).isin(values)
+        return dataset.to_table(columns=schema.names, filter=expr).to_pandas()

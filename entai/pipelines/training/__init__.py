@@ -1,0 +1,101 @@
+"""Training: XGBoost on Ray Train, Ray Tune search, MLflow tracking, lineage,
+``entai train``/``tune`` and the retraining workflow.
+"""
+
+from __future__ import annotations
+
+from entai.pipelines.training._config import (
+    CardText,
+    SearchDimension,
+    TrainConfig,
+    TuneConfig,
+)
+from entai.pipelines.training._lineage import (
+    lineage_artifacts,
+    lineage_tags,
+    recorded_config,
+    recorded_train_config,
+)
+from entai.pipelines.training._retrain import (
+    RETRAIN_PRINCIPAL,
+    ConfigSource,
+    last_runs,
+    pending_requests,
+    process_pending,
+    retrain,
+)
+from entai.pipelines.training._retrain_worker import (
+    ACTOR_NAME,
+    RetrainWorker,
+    RetrainWorkerActor,
+    start_retrain_worker,
+)
+from entai.pipelines.training._run import (
+    TrainingData,
+    build_training_data,
+    evaluate_version,
+    run_training,
+    run_tuning,
+    validation_dataset_id,
+)
+from entai.pipelines.training._tracking import (
+    LoggedRun,
+    log_xgboost_run,
+    pinned_requirements,
+)
+from entai.pipelines.training._train import (
+    BASELINES,
+    TrainOutcome,
+    Transport,
+    evaluate_binary,
+    time_split,
+    train_baselines,
+    train_xgboost,
+)
+from entai.pipelines.training._tune import (
+    TrialRecord,
+    TuneOutcome,
+    log_trials,
+    tune_xgboost,
+)
+
+__all__ = [
+    "ACTOR_NAME",
+    "BASELINES",
+    "RETRAIN_PRINCIPAL",
+    "CardText",
+    "ConfigSource",
+    "LoggedRun",
+    "RetrainWorker",
+    "RetrainWorkerActor",
+    "SearchDimension",
+    "TrainConfig",
+    "TrainOutcome",
+    "TrainingData",
+    "Transport",
+    "TrialRecord",
+    "TuneConfig",
+    "TuneOutcome",
+    "build_training_data",
+    "evaluate_binary",
+    "evaluate_version",
+    "last_runs",
+    "lineage_artifacts",
+    "lineage_tags",
+    "log_trials",
+    "log_xgboost_run",
+    "pending_requests",
+    "pinned_requirements",
+    "process_pending",
+    "recorded_config",
+    "recorded_train_config",
+    "retrain",
+    "run_training",
+    "run_tuning",
+    "start_retrain_worker",
+    "time_split",
+    "train_baselines",
+    "train_xgboost",
+    "tune_xgboost",
+    "validation_dataset_id",
+]

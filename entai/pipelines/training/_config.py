@@ -1,0 +1,174 @@
+"""Training and tuning configuration, loaded from YAML (``entai train --config``).
+
+A config names what to train on (a feature service from a definitions module and a
+label source, joined point-in-time), how (XGBoost parameters, rounds, workers, the
+time split, baselines) and what to register (model name, alias, card text).
+:class:`TuneConfig` adds the search space and the search's budget.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from entai.pipelines.training._train import BASELINES
+from entai.shared.core import ConfigError, read_yaml_mapping
+
+__all__ = ["CardText", "SearchDimension", "TrainConfig", "TuneConfig"]
+
+_DEFAULT_PARAMS: dict[str, Any] = {
+    "objective": "binary:logistic",
+    "tree_method": "hist",
+    "max_depth": 5,
+    "eta": 0.1,
+    "min_child_weight": 5,
+    "seed": 0,
+}
+
+
+class _Config(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CardText(_Config):
+    """The human-written parts of the model card; the rest is filled in by training."""
+
+    intended_use: str = ""
+    out_of_scope: str = ""
+    limitations: tuple[str, ...] = ()
+    owners: tuple[str, ...] = ()
+
+
+class TrainConfig(_Config):
+    """One training run.
+
+    Attributes:
+        model_name: Registered model name.
+        feature_service: Feature service the model consumes.
+        definitions_module: Module (or ``.py`` path) holding the feature definitions.
+        label_source: Parquet or CSV file of entity rows: join keys, timestamp, label.
+        label_column: The binary label column.
+        timestamp_column: Time of each entity row (the PIT join and split key).
+        segment_column: Column to report per-segment metrics on (e.g. ``category``).
+        oracle_column: Column holding the true probability, when the data is synthetic.
+        as_served: PIT join only on rows written by each row's time.
+        dataset_id: Save the training set under this id (immutable; None = not saved).
+        params: XGBoost parameters.
+        num_boost_round: Boosting rounds.
+        num_workers: Ray Train workers.
+        cpus_per_worker: CPUs (and XGBoost threads) per worker.
+        valid_fraction: Latest share of distinct timestamps used for validation.
+        baselines: scikit-learn baselines to fit and log alongside.
+        register_model: Register the trained model.
+        registrant: Principal recorded as the registrant.
+        alias: Alias given on registration (never ``champion``: that needs promotion).
+        card: Card text.
+    """
+
+    model_name: str = Field(..., min_length=1)
+    feature_service: str = Field(..., min_length=1)
+    definitions_module: str = Field(..., min_length=1)
+    label_source: str = Field(..., min_length=1)
+    label_column: str = "label"
+    timestamp_column: str = "event_timestamp"
+    segment_column: str | None = None
+    oracle_column: str | None = None
+    as_served: bool = False
+    dataset_id: str | None = None
+    params: dict[str, Any] = Field(default_factory=lambda: dict(_DEFAULT_PARAMS))
+    num_boost_round: int = Field(100, ge=1, le=100_000)
+    num_workers: int = Field(1, ge=1)
+    cpus_per_worker: int = Field(1, ge=1)
+    valid_fraction: float = Field(0.2, gt=0.0, lt=1.0)
+    baselines: tuple[str, ...] = ("logistic_regression",)
+    register_model: bool = True
+    registrant: str = "entai-train"
+    alias: Literal["challenger", "shadow"] | None = "challenger"
+    card: CardText = CardText()
+
+    @model_validator(mode="after")
+    def _known_baselines(self) -> Self:
+        unknown = sorted(set(self.baselines) - set(BASELINES))
+        if unknown:
+            raise ValueError(f"unknown baselines {unknown}; choose from {list(BASELINES)}")
+        return self
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> Self:
+        """Load a config file.
+
+        Raises:
+            ConfigError: the file is missing, not YAML, or invalid (naming each field).
+        """
+        file = Path(path)
+        data = read_yaml_mapping(file, "config file")
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            fields = [".".join(str(p) for p in e["loc"]) or "<root>" for e in exc.errors()]
+            raise ConfigError(
+                f"invalid {cls.__name__} in {file}: {', '.join(fields)}",
+                details={
+                    "errors": [
+                        {"field": f, "message": e["msg"]}
+                        for f, e in zip(fields, exc.errors(), strict=True)
+                    ]
+                },
+            ) from None
+
+
+class SearchDimension(_Config):
+    """One tuned parameter: ``uniform``/``loguniform`` floats, ``randint``, ``choice``."""
+
+    type: Literal["uniform", "loguniform", "randint", "choice"]
+    low: float | None = None
+    high: float | None = None
+    values: tuple[Any, ...] = ()
+
+    @model_validator(mode="after")
+    def _bounds(self) -> Self:
+        if self.type == "choice":
+            if not self.values:
+                raise ValueError("a choice dimension needs values")
+        elif self.low is None or self.high is None or self.low >= self.high:
+            raise ValueError(f"a {self.type} dimension needs low < high")
+        return self
+
+
+def _default_space() -> dict[str, SearchDimension]:
+    return {
+        "max_depth": SearchDimension(type="randint", low=3, high=9),
+        "eta": SearchDimension(type="loguniform", low=0.03, high=0.3),
+        "min_child_weight": SearchDimension(type="loguniform", low=1.0, high=20.0),
+        "subsample": SearchDimension(type="uniform", low=0.6, high=1.0),
+    }
+
+
+class TuneConfig(TrainConfig):
+    """A tuning run: a training config plus the search.
+
+    Attributes:
+        search_space: Parameters to tune; the rest come from ``params``.
+        num_samples: Trials.
+        max_concurrent: Trials running at once (2 fits a 2-core machine with 1 CPU each).
+        cpus_per_trial: CPUs (and XGBoost threads) per trial.
+        metric: The validation metric ASHA and the final choice use.
+        mode: ``max`` or ``min`` for ``metric``.
+        grace_period: Rounds every trial gets before ASHA may stop it.
+        reduction_factor: ASHA's halving rate.
+        report_every: Rounds between reports to Tune (fewer reports, less overhead).
+        seed: Seed of the search.
+    """
+
+    search_space: dict[str, SearchDimension] = Field(default_factory=_default_space)
+    num_samples: int = Field(6, ge=1)
+    max_concurrent: int = Field(1, ge=1)
+    cpus_per_trial: int = Field(1, ge=1)
+    metric: str = "valid_auc"
+    mode: Literal["max", "min"] = "max"
+    grace_period: int = Field(10, ge=1)
+    reduction_factor: int = Field(3, ge=2)
+    report_every: int = Field(5, ge=1)
+    seed: int = 0

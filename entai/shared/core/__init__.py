@@ -1,0 +1,53 @@
+"""The domain's base: the exception tree, structured logging and YAML files."""
+
+from __future__ import annotations
+
+from entai.shared.core._errors import (
+    AuditIntegrityError,
+    AuthenticationError,
+    ConfigError,
+    ConflictError,
+    ContractViolationError,
+    DefinitionError,
+    EntaiError,
+    InvalidInputError,
+    NotFoundError,
+    OverloadedError,
+    PermissionDeniedError,
+    PointInTimeJoinError,
+    PromotionRejectedError,
+    ServiceUnavailableError,
+)
+from entai.shared.core._logs import (
+    JsonFormatter,
+    configure_logging,
+    new_request_id,
+    request_context,
+    request_id,
+)
+from entai.shared.core._yaml_files import (
+    read_yaml_mapping,
+)
+
+__all__ = [
+    "AuditIntegrityError",
+    "AuthenticationError",
+    "ConfigError",
+    "ConflictError",
+    "ContractViolationError",
+    "DefinitionError",
+    "EntaiError",
+    "InvalidInputError",
+    "JsonFormatter",
+    "NotFoundError",
+    "OverloadedError",
+    "PermissionDeniedError",
+    "PointInTimeJoinError",
+    "PromotionRejectedError",
+    "ServiceUnavailableError",
+    "configure_logging",
+    "new_request_id",
+    "read_yaml_mapping",
+    "request_context",
+    "request_id",
+]

@@ -1,0 +1,89 @@
+"""Features: definitions and their versioned set, row shaping, the offline and online
+store contracts, and the point-in-time join.
+"""
+
+from __future__ import annotations
+
+from entai.shared.features._definition_set import (
+    Definitions,
+)
+from entai.shared.features._definitions import (
+    CREATED_TIMESTAMP,
+    EVENT_TIMESTAMP,
+    Entity,
+    FeatureService,
+    FeatureView,
+    FeatureViewProjection,
+    Field,
+    OnDemandFeatureView,
+    Transform,
+    ValueType,
+)
+from entai.shared.features._offline_store import (
+    OfflineStore,
+    arrow_schema,
+)
+from entai.shared.features._online import (
+    MISSING,
+    FeatureRow,
+    FeatureStatus,
+    MemoryOnlineStore,
+    OnlineStore,
+    ReadRequest,
+    ReadResult,
+    assemble_result,
+    entity_key,
+    rendezvous_shard,
+)
+from entai.shared.features._pit_join import (
+    entity_timestamps,
+    hash_partition,
+    output_name,
+    point_in_time_join,
+)
+from entai.shared.features._rows import (
+    compute_view,
+    conform,
+    latest_per_key,
+    online_rows,
+    rows_file_id,
+    stamp_created,
+    to_utc,
+)
+
+__all__ = [
+    "CREATED_TIMESTAMP",
+    "EVENT_TIMESTAMP",
+    "MISSING",
+    "Definitions",
+    "Entity",
+    "FeatureRow",
+    "FeatureService",
+    "FeatureStatus",
+    "FeatureView",
+    "FeatureViewProjection",
+    "Field",
+    "MemoryOnlineStore",
+    "OfflineStore",
+    "OnDemandFeatureView",
+    "OnlineStore",
+    "ReadRequest",
+    "ReadResult",
+    "Transform",
+    "ValueType",
+    "arrow_schema",
+    "assemble_result",
+    "compute_view",
+    "conform",
+    "entity_key",
+    "entity_timestamps",
+    "hash_partition",
+    "latest_per_key",
+    "online_rows",
+    "output_name",
+    "point_in_time_join",
+    "rendezvous_shard",
+    "rows_file_id",
+    "stamp_created",
+    "to_utc",
+]

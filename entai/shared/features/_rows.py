@@ -1,0 +1,193 @@
+"""Row shaping: how a view's frames look, shared by the batch and the stream paths.
+
+A view's frame holds its join keys (the entity's type, never null), ``event_timestamp``
+and, once written, ``created_timestamp`` (timezone-aware UTC, never null), and its
+features in the nullable dtype of their :class:`ValueType`. :func:`conform` gives a
+frame that shape and :func:`compute_view` runs a view's transform and then conforms its
+output, once; everything downstream (the offline store's :meth:`append`, the online
+rows, the replay-stable file names) takes the shaped frame as it is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import pandas as pd
+
+from entai.shared.core import ContractViolationError, DefinitionError, InvalidInputError
+from entai.shared.features._definitions import (
+    CREATED_TIMESTAMP,
+    EVENT_TIMESTAMP,
+    FeatureView,
+    ValueType,
+)
+from entai.shared.features._online import FeatureRow, entity_key
+
+__all__ = [
+    "compute_view",
+    "conform",
+    "latest_per_key",
+    "online_rows",
+    "rows_file_id",
+    "stamp_created",
+    "to_utc",
+]
+
+
+def to_utc(
+    values: pd.Series, column: str, *, error: type[InvalidInputError] = InvalidInputError
+) -> pd.Series:
+    """Timezone-aware timestamps as ``datetime64[ns, UTC]``.
+
+    Args:
+        values: Aware datetimes (any zone), or objects/strings that parse to them.
+        column: The column's name, for the error message.
+        error: The error class to raise.
+
+    Raises:
+        InvalidInputError: (or ``error``) naive values, naive mixed with aware, or
+            unparseable values; the message names the column.
+    """
+    if not isinstance(values.dtype, pd.DatetimeTZDtype):
+        try:
+            values = pd.to_datetime(values)
+        except (ValueError, TypeError) as exc:
+            raise error(
+                f"column {column!r} is not timezone-aware timestamps "
+                f"(naive and aware values mixed, or unparseable): {exc}",
+                details={"field": column, "dtype": str(values.dtype)},
+            ) from None
+        if not isinstance(values.dtype, pd.DatetimeTZDtype):
+            raise error(
+                f"column {column!r} holds naive timestamps; entai needs timezone-aware "
+                "timestamps (e.g. pd.to_datetime(..., utc=True))",
+                details={"field": column, "dtype": str(values.dtype)},
+            )
+    return values.dt.tz_convert("UTC").dt.as_unit("ns")
+
+
+def _cast(values: pd.Series, value_type: ValueType, column: str, owner: str) -> pd.Series:
+    if value_type is ValueType.TIMESTAMP:
+        return to_utc(values, column, error=ContractViolationError)
+    kinds = {
+        ValueType.INT64: "iu",
+        ValueType.FLOAT64: "iuf",
+        ValueType.BOOL: "b",
+        ValueType.STRING: "OSU",
+    }[value_type]
+    dtype = values.dtype
+    ok = getattr(dtype, "kind", "O") in kinds or (
+        value_type is ValueType.STRING and pd.api.types.is_string_dtype(dtype)
+    )
+    if value_type is ValueType.INT64 and pd.api.types.is_float_dtype(dtype):
+        ok = bool(((values % 1) == 0).all())  # lossless: 1.0 is fine, 1.5 is not
+    try:
+        if ok:
+            return values.astype(value_type.pandas_dtype)
+    except (ValueError, TypeError):
+        pass
+    raise ContractViolationError(
+        f"{owner}: column {column!r} has dtype {dtype}, which is not {value_type.value}",
+        details={"field": column, "dtype": str(dtype), "expected": value_type.value},
+    )
+
+
+def conform(view: FeatureView, df: pd.DataFrame, *, require_created: bool = False) -> pd.DataFrame:
+    """Select and type a view's columns: join keys, timestamps and features.
+
+    Join keys get the entity's type and may not be null; timestamps become UTC;
+    features get the nullable dtype of their :class:`ValueType`. Extra columns are
+    dropped. ``created_timestamp`` is kept when present.
+
+    Raises:
+        ContractViolationError: a missing column, a null key or timestamp, or a value
+            type that does not convert losslessly; the message names view and column.
+    """
+    owner = f"feature view {view.name!r}"
+    needed = [*view.join_keys, EVENT_TIMESTAMP, *view.feature_names]
+    if require_created:
+        needed.append(CREATED_TIMESTAMP)
+    missing = [c for c in needed if c not in df.columns]
+    if missing:
+        raise ContractViolationError(
+            f"{owner}: data lacks column(s) {missing}",
+            details={"view": view.name, "missing": missing},
+        )
+    out: dict[str, pd.Series] = {}
+    for key in view.join_keys:
+        out[key] = _cast(df[key], view.key_type(key), key, owner)
+    for ts in (EVENT_TIMESTAMP, CREATED_TIMESTAMP):
+        if ts in df.columns:
+            out[ts] = to_utc(df[ts], ts, error=ContractViolationError)
+    for name in [*view.join_keys, EVENT_TIMESTAMP, CREATED_TIMESTAMP]:
+        if name in out and out[name].isna().any():
+            raise ContractViolationError(
+                f"{owner}: column {name!r} has null values",
+                details={"view": view.name, "field": name},
+            )
+        if name in view.join_keys and view.key_type(name) is ValueType.INT64:
+            out[name] = out[name].astype("int64")
+    for f in view.schema:
+        out[f.name] = _cast(df[f.name], f.dtype, f.name, owner)
+    return pd.DataFrame(out, index=df.index)
+
+
+def compute_view(view: FeatureView, raw: pd.DataFrame) -> pd.DataFrame:
+    """Apply a view's transform to raw events and conform the result to the view.
+
+    The batch (materialization) and streaming paths both call this, so a feature
+    is computed by one function everywhere.
+
+    Raises:
+        DefinitionError: the transform's output lacks a column or has a bad type.
+    """
+    out = raw if view.transform is None else view.transform(raw)
+    try:
+        return conform(view, out)
+    except Exception as exc:
+        raise DefinitionError(
+            f"feature view {view.name!r} transform output is invalid: {exc}",
+            details={"object": view.name, **getattr(exc, "details", {})},
+        ) from exc
+
+
+def stamp_created(rows: pd.DataFrame, created_at: datetime | None = None) -> pd.DataFrame:
+    """Give rows without a ``created_timestamp`` one write time (default: now, UTC)."""
+    if CREATED_TIMESTAMP not in rows.columns:
+        rows[CREATED_TIMESTAMP] = pd.Timestamp(created_at or datetime.now(UTC)).as_unit("ns")
+    return rows
+
+
+def latest_per_key(frame: pd.DataFrame, join_keys: Sequence[str]) -> pd.DataFrame:
+    """The newest row per key by (event_timestamp, created_timestamp)."""
+    ordered = frame.sort_values([EVENT_TIMESTAMP, CREATED_TIMESTAMP], kind="stable")
+    return ordered.drop_duplicates(subset=list(join_keys), keep="last")
+
+
+def online_rows(view: FeatureView, latest: pd.DataFrame) -> list[FeatureRow]:
+    """Online-store rows for the latest value of each key."""
+    keys = list(view.join_keys)
+    features = list(view.feature_names)
+    key_records = latest[keys].to_dict("records")
+    value_records = latest[features].astype(object).where(latest[features].notna(), None)
+    values = value_records.to_dict("records")
+    events = latest[EVENT_TIMESTAMP].dt.to_pydatetime()
+    created = latest[CREATED_TIMESTAMP].dt.to_pydatetime()
+    return [
+        FeatureRow(
+            view=view.name,
+            entity_key=entity_key(k),
+            values=v,
+            event_ts=e,
+            created_ts=c,
+        )
+        for k, v, e, c in zip(key_records, values, events, created, strict=True)
+    ]
+
+
+def rows_file_id(prefix: str, rows: pd.DataFrame) -> str:
+    """A file name for a set of feature rows that a replay of the same rows reproduces."""
+    hashed = pd.util.hash_pandas_object(rows, index=False).sort_values().to_numpy()
+    return f"{prefix}{hashlib.sha256(hashed.tobytes()).hexdigest()[:20]}"
