@@ -10,21 +10,31 @@ refresh, where they are audited as aggregates.
 
 Staleness is bounded by ``ttl_s`` (default 5 s): a revoked token, a removed role or a
 new policy version takes effect in every cache within ``ttl_s`` of the change. A new
-token works at once (an unknown token goes to the actor).
+token works at once (an unknown token goes to the actor). When the actor does not
+answer a refresh, the last snapshot keeps deciding until it is ``max_stale_s`` old
+(default ``ttl_s``, i.e. not at all); every call to the actor has a timeout and a dead,
+restarting or silent actor is a :class:`~entai.shared.core.ServiceUnavailableError`.
+
+Serving replicas authenticate before they read a request
+(:mod:`entai.deployments.auth_gate`) with :meth:`AuthCache.principal_local` and, for a
+token the snapshot does not know, :meth:`AuthCache.lookup`, which asks the actor's
+read-only ``lookup_token`` (never audited, never queued behind audit writes).
 """
 
 from __future__ import annotations
 
 import hmac
+import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from entai.shared.core import AuthenticationError, EntaiError
+from entai.actors.governance._auth_failures import FailedAuthWindow
+from entai.shared.core import AuthenticationError, EntaiError, ServiceUnavailableError
 from entai.shared.governance import (
     Decision,
     Permission,
@@ -42,6 +52,8 @@ __all__ = [
     "GovernanceBackend",
     "UsageKey",
 ]
+
+log = logging.getLogger(__name__)
 
 UsageKey = tuple[str, str, str, str]
 """(principal, action, resource, decision) of locally allowed requests."""
@@ -82,23 +94,44 @@ class GovernanceBackend(Protocol):
 
     def snapshot_for_cache(self, usage: Mapping[UsageKey, int] | None) -> CacheSnapshot: ...
 
+    def lookup_token(self, token_id: str, secret_hash: str) -> Principal | None: ...
+
+    def record_auth_failures(self, windows: Sequence[FailedAuthWindow]) -> int: ...
+
 
 class ActorGovernance:
-    """Adapts a GovernanceChecker actor handle to :class:`GovernanceBackend`."""
+    """Adapts a GovernanceChecker actor handle to :class:`GovernanceBackend`.
 
-    def __init__(self, handle: Any) -> None:
+    Args:
+        handle: The actor handle.
+        timeout_s: Longest wait for one call; past it the call is a
+            ServiceUnavailableError (the actor may still finish it).
+    """
+
+    def __init__(self, handle: Any, *, timeout_s: float = 10.0) -> None:
         self._handle = handle
+        self._timeout_s = timeout_s
 
     def _call(self, method: str, *args: Any) -> Any:
         import ray
-        from ray.exceptions import RayTaskError
+        from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 
         try:
-            return ray.get(getattr(self._handle, method).remote(*args))
+            return ray.get(getattr(self._handle, method).remote(*args), timeout=self._timeout_s)
         except RayTaskError as exc:  # re-raise the governance decision itself
             if isinstance(exc.cause, EntaiError):
                 raise exc.cause from None
             raise
+        except GetTimeoutError as exc:
+            raise ServiceUnavailableError(
+                f"the governance service did not answer within {self._timeout_s}s",
+                details={"service": "governance", "call": method, "timeout_s": self._timeout_s},
+            ) from exc
+        except RayActorError as exc:
+            raise ServiceUnavailableError(
+                "the governance service is restarting or gone; retry",
+                details={"service": "governance", "call": method, "error": type(exc).__name__},
+            ) from exc
 
     def authorize(
         self, caller: str, action: str, resource: str, request_id: str | None
@@ -121,6 +154,15 @@ class ActorGovernance:
         snapshot: CacheSnapshot = self._call("snapshot_for_cache", dict(usage) if usage else None)
         return snapshot
 
+    def lookup_token(self, token_id: str, secret_hash: str) -> Principal | None:
+        """Remote :meth:`GovernanceChecker.lookup_token` (its own concurrency group)."""
+        principal: Principal | None = self._call("lookup_token", token_id, secret_hash)
+        return principal
+
+    def record_auth_failures(self, windows: Sequence[FailedAuthWindow]) -> int:
+        """Remote :meth:`GovernanceChecker.record_auth_failures`."""
+        return int(self._call("record_auth_failures", list(windows)))
+
 
 class AuthCache:
     """Authorize with a short-lived local copy of the governance state.
@@ -128,6 +170,8 @@ class AuthCache:
     Args:
         backend: The GovernanceChecker, or :class:`ActorGovernance` around its handle.
         ttl_s: Longest time a snapshot is used before it is refreshed.
+        max_stale_s: Longest time a snapshot keeps deciding while refreshes fail
+            (the service is down or silent); None means ``ttl_s``.
         clock: Monotonic seconds (injectable for tests).
     """
 
@@ -136,10 +180,12 @@ class AuthCache:
         backend: GovernanceBackend,
         *,
         ttl_s: float = 5.0,
+        max_stale_s: float | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._backend = backend
         self._ttl_s = ttl_s
+        self._max_stale_s = ttl_s if max_stale_s is None else max(ttl_s, max_stale_s)
         self._clock = clock
         self._lock = threading.Lock()
         self._snapshot: CacheSnapshot | None = None
@@ -147,9 +193,29 @@ class AuthCache:
         self._usage: Counter[UsageKey] = Counter()
 
     @classmethod
-    def for_actor(cls, handle: Any, *, ttl_s: float = 5.0) -> AuthCache:
-        """A cache in front of a GovernanceChecker actor handle."""
-        return cls(ActorGovernance(handle), ttl_s=ttl_s)
+    def for_actor(
+        cls,
+        handle: Any,
+        *,
+        ttl_s: float = 5.0,
+        max_stale_s: float | None = None,
+        timeout_s: float = 10.0,
+    ) -> AuthCache:
+        """A cache in front of a GovernanceChecker actor handle (calls bounded by ``timeout_s``)."""
+        return cls(
+            ActorGovernance(handle, timeout_s=timeout_s), ttl_s=ttl_s, max_stale_s=max_stale_s
+        )
+
+    @property
+    def ttl_s(self) -> float:
+        """How long a snapshot decides before it is refreshed."""
+        return self._ttl_s
+
+    def snapshot_age(self) -> float | None:
+        """Seconds since the current snapshot was taken; None before the first."""
+        if self._snapshot is None:
+            return None
+        return self._clock() - self._fetched_at
 
     def refresh(self) -> CacheSnapshot:
         """Ship usage counts to the actor and take a fresh snapshot now."""
@@ -168,7 +234,21 @@ class AuthCache:
     def _current(self) -> CacheSnapshot:
         snapshot = self._snapshot
         if snapshot is None or self._clock() - self._fetched_at >= self._ttl_s:
-            snapshot = self.refresh()
+            try:
+                snapshot = self.refresh()
+            except ServiceUnavailableError:
+                usable = self._usable()
+                if usable is None:
+                    raise
+                log.warning("governance refresh failed; deciding from the last snapshot")
+                return usable
+        return snapshot
+
+    def _usable(self) -> CacheSnapshot | None:
+        """The snapshot if it is younger than ``max_stale_s``, without refreshing."""
+        snapshot = self._snapshot
+        if snapshot is None or self._clock() - self._fetched_at >= self._max_stale_s:
+            return None
         return snapshot
 
     def _local_principal(self, snapshot: CacheSnapshot, token: str) -> Principal | None:
@@ -216,18 +296,57 @@ class AuthCache:
         """The allowed decision if the current snapshot gives it without any call, else None.
 
         Never blocks: None means :meth:`authorize` would have to call the actor (the
-        snapshot is missing or older than ``ttl_s``, the token is unknown here, or the
-        policy denies), so an event loop can call this inline and hand only the rest to
-        a thread. An allowed decision is counted like one from :meth:`authorize`.
+        snapshot is missing or older than ``max_stale_s``, the token is unknown here, or
+        the policy denies), so an event loop can call this inline and hand only the rest
+        to a thread. An allowed decision is counted like one from :meth:`authorize`.
         """
-        snapshot = self._snapshot
-        if snapshot is None or self._clock() - self._fetched_at >= self._ttl_s:
+        snapshot = self._usable()
+        if snapshot is None:
             return None
         principal = self._local_principal(snapshot, token)
         if principal is None:
             return None
         decision = snapshot.policy.authorize(principal, action, resource)
         return self._count(decision) if decision.allowed else None
+
+    def principal_local(self, token: str) -> Principal | None:
+        """The principal of ``token`` when the snapshot knows it as active; never blocks.
+
+        None when there is no snapshot younger than ``max_stale_s``, or the token is
+        malformed, unknown to the snapshot, expired or of a principal not in the policy.
+        """
+        snapshot = self._usable()
+        if snapshot is None:
+            return None
+        return self._local_principal(snapshot, token)
+
+    def lookup(self, token: str) -> Principal | None:
+        """Ask the governance service about a token (read-only, never audited).
+
+        Only the token id and the SHA-256 of its secret are sent.
+
+        Returns:
+            The principal of an active token; None for a malformed, unknown, expired or
+            revoked one.
+
+        Raises:
+            ServiceUnavailableError: the service did not answer in time.
+        """
+        try:
+            token_id, secret = parse_token(token)
+        except AuthenticationError:
+            return None
+        return self._backend.lookup_token(token_id, hash_secret(secret))
+
+    def report_failures(self, windows: Sequence[FailedAuthWindow]) -> int:
+        """Have the governance service audit failed authentications counted here.
+
+        Raises:
+            ServiceUnavailableError: the service did not answer in time.
+        """
+        if not windows:
+            return 0
+        return self._backend.record_auth_failures(windows)
 
     def authorize_features(
         self,
