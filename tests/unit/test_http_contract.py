@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
-from entai.deployments.http_errors import install_error_handlers, status_for
+from entai.deployments.http_errors import error_response, install_error_handlers, status_for
 from entai.deployments.schemas import EventsRequest, OnlineFeaturesRequest, PredictRequest
 from entai.shared.core import _errors as errors
 
@@ -28,6 +28,9 @@ from entai.shared.core import _errors as errors
         (errors.OverloadedError, 429),
         (errors.ServiceUnavailableError, 503),
         (errors.ConflictError, 409),
+        (errors.PayloadTooLargeError, 413),
+        (errors.RateLimitedError, 429),
+        (errors.ModelOutputInvalidError, 502),
     ],
 )
 def test_status_table(error: type[errors.EntaiError], status: int) -> None:
@@ -143,3 +146,20 @@ def test_event_values_keep_their_json_types() -> None:
     (event,) = EventsRequest.model_validate_json(json.dumps(body)).events
     assert event == {"a": 1, "b": True, "c": 1.5, "d": "007", "e": None}
     assert [type(v) for v in event.values()] == [int, bool, float, str, type(None)]
+
+
+def test_refusals_say_how_to_retry_or_authenticate() -> None:
+    status, body, headers = error_response(
+        errors.RateLimitedError("too many", details={"retry_after_s": 2.2})
+    )
+    assert (status, headers) == (429, {"Retry-After": "3"})
+    assert body["error"]["code"] == "rate_limited"
+    assert error_response(errors.ServiceUnavailableError("down"))[2] == {"Retry-After": "1"}
+    assert error_response(errors.AuthenticationError("no"))[2] == {"WWW-Authenticate": "Bearer"}
+    assert error_response(errors.ModelOutputInvalidError("nan"))[:2] == (
+        502,
+        {
+            "error": {"code": "model_output_invalid", "message": "nan", "details": {}},
+            "request_id": None,
+        },
+    )
