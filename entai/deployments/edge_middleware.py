@@ -8,8 +8,9 @@ replica only when the replica asks for it, so a refused body never reaches the
 replica. Then the body limit: a ``Content-Length`` over it is refused with 413 at once;
 a body without one (chunked) is counted as it streams in and refused with 413 as soon
 as it passes the limit, the application seeing a client disconnect (its own answer,
-or its error, is dropped). Refusals of a request whose body was not read close the
-connection, so the server does not drain it.
+or its error, is dropped). A refusal of a request whose unread body is large (over
+:data:`DRAIN_BYTES`, or chunked) closes the connection, so the server does not drain
+it; a small one keeps the connection, as a new one would cost more than the drain.
 
 A pure ASGI middleware (no ``BaseHTTPMiddleware``, which would buffer). It finds the
 replica's :class:`EdgePolicy` on ``app.state`` (:func:`install_edge`), set when the
@@ -27,10 +28,19 @@ from entai.deployments.http_errors import error_response
 from entai.shared.core import EntaiError, PayloadTooLargeError, ServiceUnavailableError
 from entai.shared.governance import Principal
 
-__all__ = ["PUBLIC_PATHS", "Authenticator", "EdgeMiddleware", "EdgePolicy", "install_edge"]
+__all__ = [
+    "DRAIN_BYTES",
+    "PUBLIC_PATHS",
+    "Authenticator",
+    "EdgeMiddleware",
+    "EdgePolicy",
+    "install_edge",
+]
 
 PUBLIC_PATHS = frozenset({"/healthz", "/docs", "/docs/oauth2-redirect", "/openapi.json", "/redoc"})
 _STATE_KEY = "edge_policy"
+DRAIN_BYTES = 64 * 1024
+"""A refused request's body up to this size is drained, keeping the connection open."""
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -92,10 +102,16 @@ def _client(scope: Scope) -> str | None:
     return str(client[0]) if client else None
 
 
-def _has_body(scope: Scope) -> bool:
+def _unread_body_is_large(scope: Scope) -> bool:
+    """Whether a refusal should close the connection rather than let the server drain it.
+
+    A body of at most :data:`DRAIN_BYTES` announced by ``Content-Length`` is cheaper to
+    drain than a new connection is to accept; a larger or chunked one is not drained.
+    """
     length = _header(scope, b"content-length")
     if length is not None:
-        return length.strip() not in ("", "0")
+        length = length.strip()
+        return not length.isdigit() or int(length) > DRAIN_BYTES
     return _header(scope, b"transfer-encoding") is not None
 
 
@@ -142,7 +158,7 @@ class EdgeMiddleware:
             await self.app(scope, receive, send)
             return
         policy = self._policy_of(scope)
-        unread = _has_body(scope)
+        unread = _unread_body_is_large(scope)
         if policy is None:
             await _refuse(
                 send,

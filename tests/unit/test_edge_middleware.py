@@ -239,3 +239,11 @@ def test_public_paths_are_matched_under_a_route_prefix(root_path: str) -> None:
     }
     asyncio.run(app(scope, exchange.receive, exchange.send))
     assert exchange.status == 200
+
+
+def test_a_refused_small_body_keeps_the_connection_and_a_large_one_closes_it() -> None:
+    app, _ = make_app(Gate())
+    small = call(app, "/v1/echo", headers={"content-length": "2000"}, chunks=[b"x" * 2000])
+    assert small.status == 401 and "connection" not in small.headers
+    chunked = call(app, "/v1/echo", headers={"transfer-encoding": "chunked"})
+    assert chunked.status == 401 and chunked.headers["connection"] == "close"
