@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +23,7 @@ import numpy as np
 from entai.actors.features import OnlineFeatureClient, shard_name
 from entai.actors.governance import ACTOR_NAME as GOVERNANCE
 from entai.actors.governance import AuthCache
+from entai.deployments.circuit_breaker import Breakers
 from entai.deployments.schemas import OnlineFeaturesRequest
 from entai.shared.core import InvalidInputError
 from entai.shared.features import Definitions, FeatureViewProjection, OnlineStore, entity_key
@@ -86,13 +87,19 @@ class ReadPlan:
 
 @dataclass
 class PlatformServices:
-    """Auth, definitions and online features for one serving replica."""
+    """Auth, definitions and online features for one serving replica.
+
+    Calls to governance and to the online store go through the replica's
+    :class:`~entai.deployments.circuit_breaker.Breakers` (a timeout each; 503 at once
+    while a dependency keeps failing).
+    """
 
     auth: AuthCache
     features: OnlineFeatureClient
     definitions: Definitions
     model_features: tuple[FeatureViewProjection, ...]
     model_plan: ReadPlan
+    breakers: Breakers = field(default_factory=Breakers)
 
     @classmethod
     def connect(cls, settings: EntaiSettings, args: AppArgs) -> PlatformServices:
@@ -125,6 +132,7 @@ class PlatformServices:
             definitions=definitions,
             model_features=model_features,
             model_plan=ReadPlan.of(model_features),
+            breakers=Breakers.from_settings(settings),
         )
 
     def authorize(self, token: str, action: str, resource: str) -> Decision:
@@ -132,16 +140,13 @@ class PlatformServices:
         return self.auth.authorize(token, action, resource)
 
     async def authorize_async(self, token: str, action: str, resource: str) -> Decision:
-        """:meth:`authorize` for an event loop: inline when the cache allows, else a thread."""
+        """:meth:`authorize` for an event loop: inline when the cache allows, else a thread
+        (through the governance breaker)."""
         decision = self.auth.authorize_local(token, action, resource)
         if decision is not None:
             return decision
-        return await asyncio.to_thread(self.auth.authorize, token, action, resource)
-
-    def _read(self, plan: ReadPlan, entities: Mapping[str, Sequence[Any]]) -> dict[str, Any]:
-        rows = _entity_rows(plan, entities)
-        return self.features.get_online_features(
-            plan.view_features, rows, plan.ttls, join_keys=plan.view_join_keys
+        return await self.breakers.governance.call(
+            lambda: asyncio.to_thread(self.auth.authorize, token, action, resource)
         )
 
     async def feature_inputs(
@@ -159,12 +164,14 @@ class PlatformServices:
         plan = self.model_plan
         rows = _entity_rows(plan, entities)
         entity_keys = [entity_key(row) for row in rows]
-        results = await self.features.read_async(
-            plan.view_features,
-            rows,
-            plan.ttls,
-            join_keys=plan.view_join_keys,
-            keys=dict.fromkeys(plan.full_key_views, entity_keys),
+        results = await self.breakers.online_store.call(
+            lambda: self.features.read_async(
+                plan.view_features,
+                rows,
+                plan.ttls,
+                join_keys=plan.view_join_keys,
+                keys=dict.fromkeys(plan.full_key_views, entity_keys),
+            )
         )
         online = [name for result in results for name in result.features]
         columns: list[Sequence[Any]] = [vals for result in results for vals in result.values]
@@ -179,8 +186,14 @@ class PlatformServices:
             ) from exc
         return FeatureInputs((*online, *extra), matrix, entity_keys)
 
-    def online_features(self, token: str, body: OnlineFeaturesRequest) -> dict[str, Any]:
-        """Feast-shaped online features, PII masked for principals without read_pii."""
+    async def online_features_async(
+        self, token: str, body: OnlineFeaturesRequest
+    ) -> dict[str, Any]:
+        """Feast-shaped online features, PII masked for principals without read_pii.
+
+        The authorization (a thread, through the governance breaker) and the read
+        (awaited on the loop, through the online-store breaker) are each bounded.
+        """
         source: Any = body.feature_service if body.feature_service is not None else body.features
         projections = self.definitions.resolve(source)
         pii = {
@@ -188,20 +201,35 @@ class PlatformServices:
             for p in projections
             for name in p.features
         }
-        decision = self.auth.authorize_features(token, pii, "features")
-        response = self._read(ReadPlan.of(projections), body.entities)
-        masked = set(decision.masked_features)
-        names = response["metadata"]["feature_names"]
-        for name, result in zip(names, response["results"], strict=True):
-            if name in masked:
-                result["values"] = [None if v is None else _MASKED for v in result["values"]]
-            result["statuses"] = [str(s) for s in result["statuses"]]
-            result["event_timestamps"] = [
-                None if ts is None else ts.isoformat() for ts in result["event_timestamps"]
-            ]
-        if not body.full_feature_names:
-            response["metadata"]["feature_names"] = [n.split(":", 1)[1] for n in names]
-        return response
+        decision = await self.breakers.governance.call(
+            lambda: asyncio.to_thread(self.auth.authorize_features, token, pii, "features")
+        )
+        plan = ReadPlan.of(projections)
+        rows = _entity_rows(plan, body.entities)
+        response = await self.breakers.online_store.call(
+            lambda: self.features.get_online_features_async(
+                plan.view_features, rows, plan.ttls, join_keys=plan.view_join_keys
+            )
+        )
+        return _feast_answer(response, decision, full_names=body.full_feature_names)
+
+
+def _feast_answer(
+    response: dict[str, Any], decision: Decision, *, full_names: bool
+) -> dict[str, Any]:
+    """A read's answer made JSON-ready: PII masked, statuses named, times in ISO."""
+    masked = set(decision.masked_features)
+    names = response["metadata"]["feature_names"]
+    for name, result in zip(names, response["results"], strict=True):
+        if name in masked:
+            result["values"] = [None if v is None else _MASKED for v in result["values"]]
+        result["statuses"] = [str(s) for s in result["statuses"]]
+        result["event_timestamps"] = [
+            None if ts is None else ts.isoformat() for ts in result["event_timestamps"]
+        ]
+    if not full_names:
+        response["metadata"]["feature_names"] = [n.split(":", 1)[1] for n in names]
+    return response
 
 
 def _entity_rows(plan: ReadPlan, entities: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
