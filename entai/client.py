@@ -1,30 +1,49 @@
 """The Python SDK and the platform lifecycle behind ``entai up|status|down``.
 
-``entai.connect()`` joins the cluster and returns a :class:`Client` whose
-attributes are handles to every service: ``features`` (online reads and writes
-through the shard actors), ``registry``, ``governance``.
+``entai.connect()`` joins the cluster and returns a :class:`Client` whose attributes
+are typed handles to the services: ``features`` (online reads and writes through the
+shard actors, authorized for the caller's token), ``registry``, ``governance`` and
+``monitor`` (call a method by reference: ``client.registry.call(ModelRegistry.versions,
+"churn")``, checked by mypy against the service's class).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import ray
+import yaml
+from ray import serve
+from ray.dashboard.modules.serve.sdk import ServeSubmissionClient
+from ray.serve.schema import ServeDeploySchema
 
-from entai.actors.core import connect_ray, read_head, start_head, stop_head
+from entai.actors.core import (
+    ActorService,
+    Service,
+    connect_ray,
+    read_head,
+    start_head,
+    stop_head,
+)
 from entai.actors.features import OnlineFeatureClient, shard_name, start_shards
 from entai.actors.governance import ACTOR_NAME as GOVERNANCE
-from entai.actors.governance import start_governance
+from entai.actors.governance import GovernanceChecker, actor_auth_cache, start_governance
 from entai.actors.models import ACTOR_NAME as REGISTRY
-from entai.actors.models import start_registry
+from entai.actors.models import ModelRegistry, start_registry
 from entai.actors.monitoring import ACTOR_NAME as DRIFT_MONITOR
-from entai.actors.monitoring import start_drift_monitor
-from entai.shared.core import ServiceUnavailableError
+from entai.actors.monitoring import DriftMonitor, start_drift_monitor
+from entai.actors.services import Services, governance_here, registry_here
+from entai.deployments.serve_status import read_serve_details, replica_counts
+from entai.pipelines.training import ACTOR_NAME as RETRAIN_WORKER
+from entai.pipelines.training import start_retrain_worker
+from entai.shared.core import AuthenticationError, ServiceUnavailableError
 from entai.shared.settings import EntaiSettings, load_settings
 
 __all__ = [
@@ -49,8 +68,6 @@ _JOINED_FILE = "joined.json"
 
 def service_names(settings: EntaiSettings) -> list[str]:
     """Names of the platform's actors, in start order."""
-    from entai.pipelines.training import ACTOR_NAME as RETRAIN_WORKER
-
     shards = [shard_name(i) for i in range(settings.online_store.num_shards)]
     return [*shards, GOVERNANCE, REGISTRY, DRIFT_MONITOR, RETRAIN_WORKER]
 
@@ -63,21 +80,22 @@ def start_services(settings: EntaiSettings) -> dict[str, Any]:
 
     The shards, governance, the model registry, the drift monitor (its clock
     closes idle time windows) and the retraining worker (it runs the monitor's
-    retrain requests). Pass settings with absolute paths (``settings.resolved()``).
+    retrain requests). The registry and the drift monitor audit through governance,
+    which starts first. Pass settings with absolute paths (``settings.resolved()``).
     """
-    from entai.pipelines.training import ACTOR_NAME as RETRAIN_WORKER
-    from entai.pipelines.training import start_retrain_worker
-
     namespace = settings.ray.namespace
     handles: dict[str, Any] = {}
     for i, handle in enumerate(start_shards(settings, namespace)):
         handles[shard_name(i)] = handle
     handles[GOVERNANCE] = start_governance(settings, namespace)
-    handles[REGISTRY] = start_registry(settings.mlflow, namespace, policy=settings.registry.policy)
+    auditor = Services.of(settings).auditor()
+    handles[REGISTRY] = start_registry(
+        settings.mlflow, namespace, policy=settings.registry.policy, audit=auditor
+    )
     # The registry creates MLflow's schema on a fresh store; the services after it open
     # the same store, and two processes migrating one new SQLite file at once can fail.
     ray.get(handles[REGISTRY].__ray_ready__.remote(), timeout=_REGISTRY_READY_S)
-    handles[DRIFT_MONITOR] = start_drift_monitor(settings, namespace)
+    handles[DRIFT_MONITOR] = start_drift_monitor(settings, namespace, auditor=auditor)
     handles[RETRAIN_WORKER] = start_retrain_worker(settings, namespace)
     return handles
 
@@ -86,8 +104,6 @@ def start_platform(
     settings: EntaiSettings, *, address: str | None = None, gcs_port: int = 6390
 ) -> dict[str, Any]:
     """Start a local head (or join ``address``) and deploy the platform services."""
-    import ray
-
     settings.check_secure()
     if address is None:
         head = start_head(settings, gcs_port=gcs_port)
@@ -122,27 +138,24 @@ def platform_status(settings: EntaiSettings, *, timeout_s: float = 5.0) -> dict[
     :class:`~entai.deployments.serve_status.DeploymentReplicas` per deployment of every
     Serve application (empty when Serve is not running).
     """
-    import ray
-
-    from entai.deployments.serve_status import read_serve_details, replica_counts
-
     address, dashboard = _address(settings)
     if address is None:
         return {"running": False, "services": [], "serve": []}
     connect_ray(settings, address=address)
     rows: list[dict[str, str]] = []
     deployments = []
+    services = Services.of(settings)
     try:
         for name in service_names(settings):
-            try:
-                handle: Any = ray.get_actor(name, namespace=settings.ray.namespace)
-                ready: Any = handle.__ray_ready__.remote()
-                ray.get(ready, timeout=timeout_s)
-                state = "ALIVE"
-            except ValueError:
+            handle: Any = services.find(name)
+            if handle is None:
                 state = "NOT_STARTED"
-            except (ray.exceptions.GetTimeoutError, ray.exceptions.RayActorError):
-                state = "UNHEALTHY"
+            else:
+                try:
+                    ray.get(handle.__ray_ready__.remote(), timeout=timeout_s)
+                    state = "ALIVE"
+                except (ray.exceptions.GetTimeoutError, ray.exceptions.RayActorError):
+                    state = "UNHEALTHY"
             rows.append({"kind": "actor", "name": name, "state": state})
         try:
             details = read_serve_details()
@@ -163,9 +176,6 @@ def platform_status(settings: EntaiSettings, *, timeout_s: float = 5.0) -> dict[
 
 def stop_platform(settings: EntaiSettings) -> bool:
     """Remove entai's actors and Serve app; stop the head only if ``entai up`` started it."""
-    import ray
-    from ray import serve
-
     address, _ = _address(settings)
     if address is None:
         return False
@@ -176,11 +186,11 @@ def stop_platform(settings: EntaiSettings) -> bool:
     else:
         try:
             serve.shutdown()  # type: ignore[no-untyped-call]
+            services = Services.of(settings)
             for name in service_names(settings):
-                try:
-                    ray.kill(ray.get_actor(name, namespace=settings.ray.namespace))
-                except ValueError:
-                    continue
+                handle = services.find(name)
+                if handle is not None:
+                    ray.kill(handle)
         finally:
             ray.shutdown()
     (settings.home / _JOINED_FILE).unlink(missing_ok=True)
@@ -190,20 +200,25 @@ def stop_platform(settings: EntaiSettings) -> bool:
 
 @dataclass
 class Client:
-    """Handles to the platform's services on a connected cluster."""
+    """Typed handles to the platform's services on a connected cluster.
+
+    Attributes:
+        settings: The platform's settings.
+        features: Online reads and writes, authorized for the caller's token.
+        registry: The ModelRegistry service.
+        governance: The GovernanceChecker service.
+        monitor: The DriftMonitor service.
+    """
 
     settings: EntaiSettings
     features: OnlineFeatureClient
-    registry: Any
-    governance: Any
+    registry: ActorService[ModelRegistry]
+    governance: ActorService[GovernanceChecker]
+    monitor: ActorService[DriftMonitor]
 
 
 def resolve_token(settings: EntaiSettings, token: str | None) -> str:
     """The caller's token: the argument, then $ENTAI_TOKEN, then the admin token file."""
-    import os
-
-    from entai.shared.core import AuthenticationError
-
     if token:
         return token
     if os.environ.get("ENTAI_TOKEN"):
@@ -233,8 +248,6 @@ def connect(
         settings: Platform settings; default: from ``ENTAI_*``.
         token: API token; default: ``$ENTAI_TOKEN``, then the embedded admin token.
     """
-    from entai.actors.governance import AuthCache
-
     settings = (settings or load_settings()).resolved()
     target = address or _address(settings)[0] or settings.ray.address
     if target is None:
@@ -243,78 +256,48 @@ def connect(
         )
     secret = resolve_token(settings, token)
     connect_ray(settings, address=target)
-    namespace = settings.ray.namespace
-    governance = ray.get_actor(GOVERNANCE, namespace=namespace)
-    cache = AuthCache.for_actor(governance)
+    services = Services.of(settings)
+    governance = services.governance()
+    cache = actor_auth_cache(governance)
 
     def authorize(action: str, resources: Sequence[str]) -> None:
         cache.authorize(secret, action, "features")
 
-    shards = [
-        ray.get_actor(shard_name(i), namespace=namespace)
-        for i in range(settings.online_store.num_shards)
-    ]
     return Client(
         settings=settings,
-        features=OnlineFeatureClient(shards, authorize=authorize),
-        registry=ray.get_actor(REGISTRY, namespace=namespace),
+        features=OnlineFeatureClient(services.shards(), authorize=authorize),
+        registry=services.registry(),
         governance=governance,
+        monitor=services.drift_monitor(),
     )
 
 
-class _SyncActor:
-    """Calls an actor's methods synchronously: ``proxy.f(x)`` is ``ray.get(h.f.remote(x))``."""
-
-    def __init__(self, handle: Any) -> None:
-        self._handle = handle
-
-    def __getattr__(self, name: str) -> Any:
-        import ray
-
-        method = getattr(self._handle, name)
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            return ray.get(method.remote(*args, **kwargs))
-
-        return call
-
-
-def governance_service(settings: EntaiSettings) -> Any:
+def governance_service(settings: EntaiSettings) -> Service[GovernanceChecker]:
     """The governance service: the running actor if entai is up, else a local instance.
 
     Only one writer may own the audit log, so when the platform runs, every change
     goes through its GovernanceChecker actor.
     """
-    import ray
-
-    from entai.actors.governance import GovernanceChecker
-
     address, _ = _address(settings)
-    if address is None:
-        return GovernanceChecker(settings)
-    connect_ray(settings, address=address)
-    return _SyncActor(ray.get_actor(GOVERNANCE, namespace=settings.ray.namespace))
+    if address is not None:
+        connect_ray(settings, address=address)
+    return governance_here(settings)
 
 
-def registry_service(settings: EntaiSettings) -> Any:
+def registry_service(settings: EntaiSettings) -> Service[ModelRegistry]:
     """The model registry: the running actor if entai is up, else a local instance.
 
     Going through the actor when it runs wakes the serving replicas that wait on it
     for alias changes at once.
     """
-    import ray
-
-    from entai.actors.models import ModelRegistry
-
     address, _ = _address(settings)
-    if address is None:
-        return ModelRegistry(settings.mlflow, policy=settings.registry.policy)
-    connect_ray(settings, address=address)
-    return _SyncActor(ray.get_actor(REGISTRY, namespace=settings.ray.namespace))
+    if address is not None:
+        connect_ray(settings, address=address)
+    return registry_here(settings)
 
 
-def drift_monitor_service(settings: EntaiSettings) -> Any:
-    """The running DriftMonitor actor, called synchronously.
+def drift_monitor_service(settings: EntaiSettings) -> ActorService[DriftMonitor]:
+    """The running DriftMonitor service.
 
     Its state lives in the actor (checkpointed to the lake after every change), so
     there is no local stand-in: reports, acknowledgements and silences go to the actor.
@@ -328,14 +311,7 @@ def drift_monitor_service(settings: EntaiSettings) -> Any:
             "entai is not up: run `entai up` first (the drift monitor runs on the platform)"
         )
     connect_ray(settings, address=address)
-    try:
-        handle = ray.get_actor(DRIFT_MONITOR, namespace=settings.ray.namespace)
-    except ValueError as exc:
-        raise ServiceUnavailableError(
-            "the drift monitor is not running on the platform",
-            details={"service": DRIFT_MONITOR},
-        ) from exc
-    return _SyncActor(handle)
+    return Services.of(settings).drift_monitor()
 
 
 def deploy_serve_config(
@@ -345,13 +321,6 @@ def deploy_serve_config(
 
     Returns each application's status once all are RUNNING.
     """
-    import time
-
-    import yaml
-    from ray import serve
-    from ray.dashboard.modules.serve.sdk import ServeSubmissionClient
-    from ray.serve.schema import ServeDeploySchema
-
     head = read_head(settings)
     if head is None:
         raise ServiceUnavailableError("entai is not up: run `entai up` first")

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated, Any
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
 from entai.cli._app import ConfigOption, app, console, settings_from
 from entai.shared.settings import EntaiSettings
+
+if TYPE_CHECKING:
+    from entai.actors.core import Service
+    from entai.actors.governance import GovernanceChecker
 
 __all__ = ["audit_app", "tokens_app"]
 
@@ -43,12 +47,16 @@ def authorized_principal(
     Raises:
         AuthenticationError / AuthorizationError: from the governance service.
     """
-    decision = _governance(settings).authorize(caller_token(settings, token), permission, resource)
+    from entai.actors.governance import GovernanceChecker  # ray: not at CLI start-up
+
+    decision = _governance(settings).call(
+        GovernanceChecker.authorize, caller_token(settings, token), permission, resource
+    )
     return str(decision.principal)
 
 
-def _governance(settings: EntaiSettings) -> Any:
-    from entai.client import governance_service
+def _governance(settings: EntaiSettings) -> Service[GovernanceChecker]:
+    from entai.client import governance_service  # ray: not at CLI start-up
 
     return governance_service(settings)
 
@@ -61,10 +69,14 @@ def tokens_create(
     config: ConfigOption = None,
 ) -> str:
     """Create a token; it is printed once and stored only as a hash."""
+    from entai.actors.governance import GovernanceChecker  # ray: not at CLI start-up
+
     settings = settings_from(config)
     service = _governance(settings)
     ttl_s = None if ttl_hours is None else ttl_hours * 3600.0
-    secret, record = service.create_token(caller_token(settings, token), principal, ttl_s)
+    secret, record = service.call(
+        GovernanceChecker.create_token, caller_token(settings, token), principal, ttl_s
+    )
     console.print(f"token id {record.token_id} for {record.principal} (shown once):")
     console.print(secret, soft_wrap=True, highlight=False)
     return str(secret)
@@ -73,8 +85,12 @@ def tokens_create(
 @tokens_app.command("list")
 def tokens_list(token: TokenOption = None, config: ConfigOption = None) -> list[Any]:
     """List tokens (ids, principals, expiry and revocation; never secrets)."""
+    from entai.actors.governance import GovernanceChecker  # ray: not at CLI start-up
+
     settings = settings_from(config)
-    records = _governance(settings).list_tokens(caller_token(settings, token))
+    records = _governance(settings).call(
+        GovernanceChecker.list_tokens, caller_token(settings, token)
+    )
     table = Table("token id", "principal", "created", "expires", "revoked")
     for r in records:
         table.add_row(
@@ -95,8 +111,12 @@ def tokens_revoke(
     config: ConfigOption = None,
 ) -> Any:
     """Revoke a token; callers' caches drop it within their TTL (5 s)."""
+    from entai.actors.governance import GovernanceChecker  # ray: not at CLI start-up
+
     settings = settings_from(config)
-    record = _governance(settings).revoke_token(caller_token(settings, token), token_id)
+    record = _governance(settings).call(
+        GovernanceChecker.revoke_token, caller_token(settings, token), token_id
+    )
     console.print(f"revoked {record.token_id} ({record.principal})")
     return record
 
@@ -104,8 +124,10 @@ def tokens_revoke(
 @audit_app.command("verify")
 def audit_verify(config: ConfigOption = None) -> Any:
     """Check the audit log's hash chain; exit 1 naming the first bad entry."""
+    from entai.actors.governance import GovernanceChecker  # ray: not at CLI start-up
+
     settings = settings_from(config)
-    report = _governance(settings).verify_audit()
+    report = _governance(settings).call(GovernanceChecker.verify_audit)
     if report.ok:
         console.print(f"audit log verified: {report.entries} entries, chain intact")
         return report
@@ -126,10 +148,11 @@ def audit_query(
     config: ConfigOption = None,
 ) -> list[Any]:
     """Filter the audit log (needs audit:read)."""
-    from datetime import UTC
+    from entai.actors.governance import GovernanceChecker  # ray: not at CLI start-up
 
     settings = settings_from(config)
-    entries = _governance(settings).query_audit(
+    entries = _governance(settings).call(
+        GovernanceChecker.query_audit,
         caller_token(settings, token),
         principal=principal,
         action=action,

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from entai.actors.models import ModelRegistry
+from entai.actors.services import Services
 from entai.shared.settings import EntaiSettings
 
 if TYPE_CHECKING:
@@ -129,9 +131,6 @@ def register_champion(
     The label rows of the training period are written as the champion's recorded
     label source, so a retrain with the recorded config rebuilds the same split.
     """
-    import ray
-
-    from entai.actors.models import ACTOR_NAME
     from entai.demo.features import MODEL_FEATURES, purchase_propensity
     from entai.pipelines.training import lineage_artifacts, lineage_tags, log_xgboost_run
 
@@ -158,22 +157,24 @@ def register_champion(
         run_name="demo-train",
         artifacts=artifacts,
     )
-    registry: Any = ray.get_actor(ACTOR_NAME, namespace=settings.ray.namespace)
-    info: Any = ray.get(
-        registry.register.remote(
-            logged.model_uri,
-            MODEL_NAME,
-            registrant="demo",
-            lineage={
-                "entai.feature_service": purchase_propensity.name,
-                **lineage_tags(logged.run_id),
-            },
-            run_id=logged.run_id,
-        )
+    registry = Services.of(settings).registry()
+    info = registry.call(
+        ModelRegistry.register,
+        logged.model_uri,
+        MODEL_NAME,
+        registrant="demo",
+        lineage={
+            "entai.feature_service": purchase_propensity.name,
+            **lineage_tags(logged.run_id),
+        },
+        run_id=logged.run_id,
     )
-    ray.get(
-        registry.set_alias.remote(
-            MODEL_NAME, "champion", info.version, by="demo", reason="first model"
-        )
+    registry.call(
+        ModelRegistry.set_alias,
+        MODEL_NAME,
+        "champion",
+        info.version,
+        by="demo",
+        reason="first model",
     )
     return {"version": info.version, "run_id": logged.run_id, "label_file": label_file}

@@ -26,6 +26,8 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
+from entai.actors.models import ModelRegistry, ModelVersionInfo
+from entai.actors.services import Services
 from entai.demo.generator import CATEGORIES, EcommerceWorld, Shift
 from entai.shared.core import ServiceUnavailableError
 from entai.shared.features import compute_view
@@ -216,20 +218,16 @@ def _shift_the_world(ctx: ActContext) -> dict[str, Any]:
 
 
 def _challenger(ctx: ActContext) -> dict[str, Any]:
-    import ray
+    registry = Services.of(ctx.settings).registry()
 
-    from entai.actors.models import ACTOR_NAME
-
-    registry: Any = ray.get_actor(ACTOR_NAME, namespace=ctx.settings.ray.namespace)
-
-    def registered() -> Any:
-        aliases = ray.get(registry.subscribe.remote(ctx.model))["aliases"]
+    def registered() -> ModelVersionInfo | None:
+        aliases = registry.call(ModelRegistry.subscribe, ctx.model)["aliases"]
         if "challenger" not in aliases:
             return None
-        return ray.get(registry.version.remote(ctx.model, int(aliases["challenger"])))
+        return registry.call(ModelRegistry.version, ctx.model, int(aliases["challenger"]))
 
     info = _wait("the retrained challenger", registered, 240.0)
-    champion = ray.get(registry.resolve.remote(ctx.model, "champion")).version
+    champion = registry.call(ModelRegistry.resolve, ctx.model, "champion").version
     return {
         "version": info.version,
         "reason": info.tags.get("entai.retrain_reason"),

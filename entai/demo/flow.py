@@ -23,6 +23,7 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
+from entai.actors.services import Services
 from entai.demo.champion import MODEL_NAME, register_champion, train_champion, training_set
 from entai.demo.drift_act import ActContext, demo_monitoring, run_drift_act
 from entai.shared.core import ServiceUnavailableError
@@ -276,11 +277,11 @@ def stop_demo(settings: EntaiSettings) -> None:
         finally:
             serve.shutdown()  # type: ignore[no-untyped-call]
     finally:
+        services = Services.of(settings)
         for name in service_names(settings):
-            try:
-                ray.kill(ray.get_actor(name, namespace=settings.ray.namespace))
-            except ValueError:
-                continue
+            handle = services.find(name)
+            if handle is not None:
+                ray.kill(handle)
 
 
 def _print_summary(console: Console, summary: dict[str, Any]) -> None:

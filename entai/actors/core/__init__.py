@@ -30,16 +30,24 @@ from entai.actors.core._runtime import (
     connect_ray,
     service_actor,
 )
+from entai.actors.core._service import (
+    ActorService,
+    LocalService,
+    Service,
+)
 
 __all__ = [
     "METRICS",
     "ROLE_LABEL",
     "SERVE_ENV",
     "ActorClock",
+    "ActorService",
     "HeadInfo",
+    "LocalService",
     "MetricSpec",
     "Metrics",
     "Role",
+    "Service",
     "agent_port",
     "call_self",
     "connect_ray",
