@@ -41,6 +41,12 @@ from entai.actors.monitoring import ACTOR_NAME as DRIFT_MONITOR
 from entai.actors.monitoring import DriftMonitor, start_drift_monitor
 from entai.actors.services import Services, governance_here, registry_here
 from entai.deployments.serve_status import read_serve_details, replica_counts
+from entai.pipelines.features import (
+    StreamWorker,
+    start_stream_workers,
+    stream_worker_name,
+    stream_worker_names,
+)
 from entai.pipelines.training import ACTOR_NAME as RETRAIN_WORKER
 from entai.pipelines.training import start_retrain_worker
 from entai.shared.core import AuthenticationError, ServiceUnavailableError
@@ -55,6 +61,7 @@ __all__ = [
     "platform_status",
     "registry_service",
     "resolve_token",
+    "running_address",
     "service_names",
     "start_platform",
     "stop_platform",
@@ -69,7 +76,14 @@ _JOINED_FILE = "joined.json"
 def service_names(settings: EntaiSettings) -> list[str]:
     """Names of the platform's actors, in start order."""
     shards = [shard_name(i) for i in range(settings.online_store.num_shards)]
-    return [*shards, GOVERNANCE, REGISTRY, DRIFT_MONITOR, RETRAIN_WORKER]
+    return [
+        *shards,
+        GOVERNANCE,
+        REGISTRY,
+        DRIFT_MONITOR,
+        RETRAIN_WORKER,
+        *stream_worker_names(settings),
+    ]
 
 
 _REGISTRY_READY_S = 180.0
@@ -97,6 +111,7 @@ def start_services(settings: EntaiSettings) -> dict[str, Any]:
     ray.get(handles[REGISTRY].__ray_ready__.remote(), timeout=_REGISTRY_READY_S)
     handles[DRIFT_MONITOR] = start_drift_monitor(settings, namespace, auditor=auditor)
     handles[RETRAIN_WORKER] = start_retrain_worker(settings, namespace)
+    handles.update(start_stream_workers(settings, namespace))
     return handles
 
 
@@ -131,16 +146,23 @@ def _address(settings: EntaiSettings) -> tuple[str | None, str]:
     return None, ""
 
 
+def running_address(settings: EntaiSettings) -> str | None:
+    """The Ray address of the running platform (``entai up``'s head or the joined one)."""
+    return _address(settings)[0]
+
+
 def platform_status(settings: EntaiSettings, *, timeout_s: float = 5.0) -> dict[str, Any]:
     """Health of every platform actor, and each Serve deployment's replicas.
 
-    ``services`` lists the actors with their state; ``serve`` holds one
+    ``services`` lists the actors with their state; ``streams`` each stream worker's
+    :meth:`~entai.pipelines.features.StreamWorker.status` (its source's backlog: the
+    consumer lag, and its counts); ``serve`` holds one
     :class:`~entai.deployments.serve_status.DeploymentReplicas` per deployment of every
     Serve application (empty when Serve is not running).
     """
     address, dashboard = _address(settings)
     if address is None:
-        return {"running": False, "services": [], "serve": []}
+        return {"running": False, "services": [], "streams": [], "serve": []}
     connect_ray(settings, address=address)
     rows: list[dict[str, str]] = []
     deployments = []
@@ -157,6 +179,7 @@ def platform_status(settings: EntaiSettings, *, timeout_s: float = 5.0) -> dict[
                 except (ray.exceptions.GetTimeoutError, ray.exceptions.RayActorError):
                     state = "UNHEALTHY"
             rows.append({"kind": "actor", "name": name, "state": state})
+        streams = _stream_status(settings, services, timeout_s)
         try:
             details = read_serve_details()
         except Exception as exc:  # noqa: BLE001 - Serve not answering is a status, not an error
@@ -170,8 +193,27 @@ def platform_status(settings: EntaiSettings, *, timeout_s: float = 5.0) -> dict[
         "address": address,
         "dashboard_url": dashboard,
         "services": rows,
+        "streams": streams,
         "serve": deployments,
     }
+
+
+def _stream_status(
+    settings: EntaiSettings, services: Services, timeout_s: float
+) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for source, stream in settings.streams.items():
+        for i in range(stream.consumers):
+            name = stream_worker_name(source, i)
+            handle = services.find(name)
+            if handle is None:
+                continue
+            try:
+                ref = ActorService(name, handle).submit(StreamWorker.status)
+                out.append(ray.get(ref, timeout=timeout_s))
+            except (ray.exceptions.GetTimeoutError, ray.exceptions.RayActorError):
+                out.append({"source": source, "consumer": name, "running": False})
+    return out
 
 
 def stop_platform(settings: EntaiSettings) -> bool:

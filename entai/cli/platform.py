@@ -51,6 +51,18 @@ def status(config: ConfigOption = None) -> dict[str, Any]:
         table.add_row(row["kind"], row["name"], row["state"])
     console.print(f"cluster: {result['address']}  dashboard: {result['dashboard_url']}")
     console.print(table)
+    if result["streams"]:
+        streams = Table("stream consumer", "running", "backlog (lag)", "landed", "dead letters")
+        for w in result["streams"]:
+            counts = w.get("counts", {})
+            streams.add_row(
+                str(w.get("consumer")),
+                "yes" if w.get("running") else "no",
+                str(w.get("backlog", "?")),
+                str(counts.get("landed", 0)),
+                str(counts.get("dead_letter", 0)),
+            )
+        console.print(streams)
     console.print(serve_table(result["serve"]))
     return result
 

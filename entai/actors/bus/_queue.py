@@ -65,9 +65,15 @@ class EventQueue:
             queue[str(next(self._seq))] = text
         return len(messages)
 
-    def receive(self, source: str, max_events: int) -> list[tuple[str, str, bool]]:
-        """``(receipt, event json, redelivered)``: timed-out deliveries first, then new."""
+    def receive(
+        self, source: str, max_events: int, visibility_s: float | None = None
+    ) -> list[tuple[str, str, bool]]:
+        """``(receipt, event json, redelivered)``: timed-out deliveries first, then new.
+
+        ``visibility_s`` (default: the queue's) is how long they stay invisible.
+        """
         now = self._clock()
+        timeout = self._timeout if visibility_s is None else visibility_s
         in_flight = self._in_flight.setdefault(source, {})
         expired = [r for r, (_, deadline) in in_flight.items() if deadline <= now][:max_events]
         out = [(r, in_flight[r][0], True) for r in expired]
@@ -76,7 +82,7 @@ class EventQueue:
             receipt, text = queue.popitem(last=False)
             out.append((receipt, text, False))
         for receipt, text, _ in out:
-            in_flight[receipt] = (text, now + self._timeout)
+            in_flight[receipt] = (text, now + timeout)
         return out
 
     def ack(self, source: str, receipts: Sequence[str], event_ids: Sequence[str]) -> int:
@@ -124,7 +130,8 @@ class QueueBus:
     Args:
         name: The actor's name; every QueueBus with the same name shares the queue.
         namespace: Its Ray namespace (default: the current one).
-        visibility_timeout_s: See :class:`EventQueue` (used when the actor is created).
+        visibility_timeout_s: How long events this client reads stay invisible to other
+            readers before they are delivered again (its reads say so to the queue).
         ledger_ttl_s: See :class:`EventQueue` (used when the actor is created).
         poll_s: How often a blocking read asks the actor again.
     """
@@ -140,6 +147,7 @@ class QueueBus:
     ) -> None:
         self.name = name
         self._poll_s = poll_s
+        self._visibility_s = visibility_timeout_s
         handle = service_actor(
             EventQueueActor,
             name,
@@ -177,7 +185,9 @@ class QueueBus:
         check_read(max_events, block_s)
         deadline = time.monotonic() + block_s
         while True:
-            raw: list[tuple[str, str, bool]] = self._call(EventQueue.receive, source, max_events)
+            raw: list[tuple[str, str, bool]] = self._call(
+                EventQueue.receive, source, max_events, self._visibility_s
+            )
             if raw or time.monotonic() >= deadline:
                 break
             time.sleep(self._poll_s)
@@ -194,6 +204,11 @@ class QueueBus:
         return int(
             self._call(EventQueue.ack, source, receipts, [d.event.event_id for d in deliveries])
         )
+
+    def reject(self, source: str, deliveries: Sequence[Delivery]) -> int:
+        """Remove the deliveries; their ids stay as they are in the ledger."""
+        receipts = [d.receipt for d in deliveries]
+        return int(self._call(EventQueue.ack, source, receipts, []))
 
     def ledger(self, source: str, event_ids: Sequence[str]) -> dict[str, str]:
         """The ledger values of the known ids."""
