@@ -58,6 +58,7 @@ __all__ = [
     "deploy_serve_config",
     "drift_monitor_service",
     "governance_service",
+    "join_running",
     "platform_status",
     "registry_service",
     "resolve_token",
@@ -149,6 +150,20 @@ def _address(settings: EntaiSettings) -> tuple[str | None, str]:
 def running_address(settings: EntaiSettings) -> str | None:
     """The Ray address of the running platform (``entai up``'s head or the joined one)."""
     return _address(settings)[0]
+
+
+def join_running(settings: EntaiSettings) -> bool:
+    """Connect this process to the running platform, if one runs; whether it did.
+
+    Commands that change platform state call it first, so that they act through the
+    platform's services (the audit log's one writer, the shards that hold the online
+    rows) rather than on local copies.
+    """
+    address = running_address(settings)
+    if address is None:
+        return False
+    connect_ray(settings, address=address)
+    return True
 
 
 def platform_status(settings: EntaiSettings, *, timeout_s: float = 5.0) -> dict[str, Any]:
@@ -320,9 +335,7 @@ def governance_service(settings: EntaiSettings) -> Service[GovernanceChecker]:
     Only one writer may own the audit log, so when the platform runs, every change
     goes through its GovernanceChecker actor.
     """
-    address, _ = _address(settings)
-    if address is not None:
-        connect_ray(settings, address=address)
+    join_running(settings)
     return governance_here(settings)
 
 
@@ -332,9 +345,7 @@ def registry_service(settings: EntaiSettings) -> Service[ModelRegistry]:
     Going through the actor when it runs wakes the serving replicas that wait on it
     for alias changes at once.
     """
-    address, _ = _address(settings)
-    if address is not None:
-        connect_ray(settings, address=address)
+    join_running(settings)
     return registry_here(settings)
 
 
@@ -347,12 +358,10 @@ def drift_monitor_service(settings: EntaiSettings) -> ActorService[DriftMonitor]
     Raises:
         ServiceUnavailableError: when entai is not up, or the drift monitor is not running.
     """
-    address, _ = _address(settings)
-    if address is None:
+    if not join_running(settings):
         raise ServiceUnavailableError(
             "entai is not up: run `entai up` first (the drift monitor runs on the platform)"
         )
-    connect_ray(settings, address=address)
     return Services.of(settings).drift_monitor()
 
 

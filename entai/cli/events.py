@@ -53,20 +53,17 @@ def dead_letters_replay(
 ) -> int:
     """Put dead letters back on the bus for the consumers to land (needs events:write)."""
     from entai.actors.bus import bus_from_settings  # ray: not at CLI start-up
-    from entai.actors.core import connect_ray
-    from entai.client import running_address
+    from entai.client import join_running
     from entai.pipelines.features import DeadLetters
     from entai.shared.core import ServiceUnavailableError
     from entai.shared.data import Lake
 
     settings = settings_from(config)
     authorized_principal(settings, token, "events:write", f"source:{source}")
-    address = running_address(settings)
-    if address is None:
+    if not join_running(settings):
         raise ServiceUnavailableError(
             "entai is not up: run `entai up` first (replay needs the bus)"
         )
-    connect_ray(settings, address=address)
     bus = bus_from_settings(settings)
     try:
         replayed = DeadLetters(Lake(settings.lake.root)).replay(bus, source, event_id or None)

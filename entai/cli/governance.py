@@ -184,12 +184,16 @@ def erase(
     """Erase a subject from every store; print the receipt (exit 1 if traces remain)."""
     import json
 
+    from entai.client import join_running  # ray: not at CLI start-up
     from entai.pipelines.erasure import erase as run_erase
     from entai.shared.governance import ErasureRequest, parse_entity
 
     settings = settings_from(config)
     request = ErasureRequest(parse_entity(entity), requested_by=requested_by, reason=reason)
     with console.status("erasing..."):
+        # Through the running platform when there is one: its governance actor is the
+        # audit log's one writer and its shards hold the subject's online rows.
+        join_running(settings)
         receipt = run_erase(settings, request, caller=caller_token(settings, token))
     out: dict[str, Any] = receipt.to_dict()
     console.print_json(json.dumps(out, default=str))
