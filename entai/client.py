@@ -272,7 +272,8 @@ def platform_status(settings: EntaiSettings, *, timeout_s: float = 5.0) -> dict[
 
 
 def stop_platform(settings: EntaiSettings) -> bool:
-    """Remove entai's actors and Serve app; stop the head and MLflow UI ``entai up`` started.
+    """Stop the head and MLflow UI ``entai up`` started; on a cluster it joined, remove
+    entai's actors and Serve app instead (and nothing else).
 
     Returns:
         False when there was nothing to stop.
@@ -283,6 +284,12 @@ def stop_platform(settings: EntaiSettings) -> bool:
     address, _ = _address(settings)
     if address is None:
         return stop_mlflow_ui(settings)
+    if read_head(settings) is not None:
+        # entai's own head: stopping its process group stops every actor and replica
+        # on it; removing them one by one first only made `entai down` slower.
+        stop_mlflow_ui(settings)
+        stop_head(settings)
+        return True
     try:
         connect_ray(settings, address=address)
     except ServiceUnavailableError:

@@ -1,11 +1,11 @@
 """The Typer app, its console, the global options and what a failing command prints.
 
 At the default verbosity the console shows only what commands print: log records go
-to ``<home>/logs/entai.log`` (JSON lines), and whatever libraries write to stderr
-(Ray's own log lines, its C++ core's warnings, Python warnings) to
-``<home>/logs/stderr.log``. ``-v`` sends both to the console as well. A failing
-command prints one line (``error: ...``) and exits non-zero; ``--debug`` adds the
-traceback.
+to ``<home>/logs/entai.log`` (JSON lines), and whatever libraries write to the
+process's stdout and stderr (Ray's own log lines, the raylet's warnings its driver
+prints, its C++ core's messages, Python warnings) to ``<home>/logs/output.log``.
+``-v`` sends both to the console as well. A failing command prints one line
+(``error: ...``) and exits non-zero; ``--debug`` adds the traceback.
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ class _Output:
     # app in their own process keep theirs.
     own_process: bool = False
     logs: Path | None = None
-    saved_stderr: int | None = None
+    saved_fds: tuple[int, int] | None = None  # the real stdout and stderr, while captured
 
 
 _OUTPUT = _Output()
@@ -107,7 +107,7 @@ def settings_from(config: Path | None) -> EntaiSettings:
     _OUTPUT.logs = logs
     configure_logging(settings.log_level, log_file=logs / "entai.log", console=_OUTPUT.verbose)
     if _OUTPUT.own_process and not _OUTPUT.verbose:
-        _capture_stderr(logs / "stderr.log")
+        _capture_output(logs / "output.log")
     return settings
 
 
@@ -131,7 +131,11 @@ def join_ray(settings: EntaiSettings, doing: str) -> None:
 @contextmanager
 def working(description: str, total: int | None = None) -> Iterator[Callable[[], None]]:
     """Show progress while a block runs: a bar over ``total`` steps, else a spinner,
-    with the elapsed time. Yields the function that marks one step done."""
+    with the elapsed time; nothing when the console is not a terminal (a pipe, a file).
+    Yields the function that marks one step done."""
+    if not console.is_terminal:
+        yield lambda: None
+        return
     columns: list[ProgressColumn | str] = [SpinnerColumn(), TextColumn("{task.description}")]
     if total is not None:
         columns += [BarColumn(), MofNCompleteColumn()]
@@ -141,25 +145,41 @@ def working(description: str, total: int | None = None) -> Iterator[Callable[[],
         yield lambda: progress.advance(task)
 
 
-def _capture_stderr(path: Path) -> None:
-    """Point file descriptor 2 at ``path``: Ray's C++ core and its Python handlers
-    write there directly, below anything logging can reroute."""
+def _capture_output(path: Path) -> None:
+    """Point file descriptors 1 and 2 at ``path``; the console keeps the real stdout.
+
+    Ray writes below anything logging can reroute: its C++ core to descriptor 2, the
+    driver's listener of raylet errors ("N PYTHON worker processes have been
+    started...") with ``print`` to ``sys.stdout``. Only the CLI's console writes to
+    the terminal.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
     target = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    if _OUTPUT.saved_stderr is None:
-        _OUTPUT.saved_stderr = os.dup(2)
+    if _OUTPUT.saved_fds is None:
+        _OUTPUT.saved_fds = (os.dup(1), os.dup(2))
+        # Closed when the output is given back (_restore_output).
+        console.file = os.fdopen(
+            os.dup(_OUTPUT.saved_fds[0]), "w", encoding="utf-8", errors="replace", buffering=1
+        )
+    os.dup2(target, 1)
     os.dup2(target, 2)
     os.close(target)
 
 
-def _restore_stderr() -> None:
-    if _OUTPUT.saved_stderr is None:
+def _restore_output() -> None:
+    if _OUTPUT.saved_fds is None:
         return
-    sys.stderr.flush()
-    os.dup2(_OUTPUT.saved_stderr, 2)
-    os.close(_OUTPUT.saved_stderr)
-    _OUTPUT.saved_stderr = None
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    real = console.file
+    console.file = None  # type: ignore[assignment]  # rich: None means sys.stdout
+    real.close()
+    for fd, saved in zip((1, 2), _OUTPUT.saved_fds, strict=True):
+        os.dup2(saved, fd)
+        os.close(saved)
+    _OUTPUT.saved_fds = None
 
 
 def _first_line(text: str) -> str:
@@ -194,8 +214,8 @@ def _fail(exc: BaseException, code: int) -> None:
 
 
 def _release() -> None:
-    """Leave Ray (its shutdown may still print) while stderr is captured, then give
-    stderr back."""
+    """Leave Ray (its shutdown may still print) while the output is captured, then give
+    the output back."""
     if "ray" in sys.modules:
         import ray
 
@@ -204,7 +224,7 @@ def _release() -> None:
                 ray.shutdown()
             except Exception:  # leaving a broken cluster must not hide the news
                 log.warning("leaving Ray failed", exc_info=True)
-    _restore_stderr()
+    _restore_output()
 
 
 def main() -> None:

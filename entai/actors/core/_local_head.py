@@ -143,7 +143,7 @@ def start_head(
             details={"port": gcs_port},
         )
     settings.home.mkdir(parents=True, exist_ok=True)
-    log_file = settings.home / "ray-head.log"
+    log_file = settings.home / "logs" / "ray-head.log"
     ray_cli = str(Path(sys.executable).with_name("ray"))
     explicit = "dashboard_agent_port" in settings.ray.model_fields_set
     agent = agent_port(settings.ray.dashboard_agent_port, explicit=explicit)
