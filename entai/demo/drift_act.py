@@ -219,7 +219,7 @@ def _not_retrained(ctx: ActContext) -> str | None:
     """Why the retraining worker closed this act's request without a run, if it did.
 
     A platform's worker limits runs per model (``monitoring.retrain.min_interval_s``):
-    a second demo in the same home within that time gets no challenger.
+    a second demo in the same home within that time gets no challenger, and says why.
     """
     lake = Lake(ctx.settings.lake.root)
     for closed in lake.list_json(lake.path("monitoring", "retrain_requests", "done")):
@@ -242,10 +242,7 @@ def _challenger(ctx: ActContext) -> dict[str, Any]:
     def registered() -> Any:
         why_not = _not_retrained(ctx)
         if why_not is not None:
-            raise ServiceUnavailableError(
-                f"the retraining worker did not retrain {ctx.model}: {why_not}",
-                details={"model": ctx.model},
-            )
+            return why_not
         aliases = ray.get(registry.subscribe.remote(ctx.model))["aliases"]
         if "challenger" not in aliases:
             return None
@@ -255,6 +252,8 @@ def _challenger(ctx: ActContext) -> dict[str, Any]:
 
     info = _wait("the retrained challenger", registered, 240.0)
     champion = ray.get(registry.resolve.remote(ctx.model, "champion")).version
+    if isinstance(info, str):  # the worker closed the request without a run
+        return {"skipped": info, "champion_after": champion}
     return {
         "version": info.version,
         "reason": info.tags.get("entai.retrain_reason"),

@@ -60,7 +60,7 @@ or one the demo started."""
 
 
 class _Stages:
-    """A progress bar over the demo's stages and a line per finished stage.
+    """A progress bar over the demo's stages (on a terminal) and a line per finished stage.
 
     Keeps each stage's duration for the summary.
     """
@@ -68,19 +68,22 @@ class _Stages:
     def __init__(self, console: Console, total: int) -> None:
         self.console = console
         self.timings: dict[str, float] = {}
-        self._progress = Progress(
-            SpinnerColumn(),
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-            transient=True,
-        )
-        self._task = self._progress.add_task("entai demo", total=total)
+        self._progress: Progress | None = None
+        if console.is_terminal:
+            self._progress = Progress(
+                SpinnerColumn(),
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=console,
+                transient=True,
+            )
+            self._task = self._progress.add_task("entai demo", total=total)
 
     def __enter__(self) -> _Stages:
-        self._progress.start()
+        if self._progress is not None:
+            self._progress.start()
         return self
 
     def __exit__(
@@ -89,17 +92,20 @@ class _Stages:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._progress.stop()
+        if self._progress is not None:
+            self._progress.stop()
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
         """Run a block as one named stage."""
-        self._progress.update(self._task, description=name)
+        if self._progress is not None:
+            self._progress.update(self._task, description=name)
         start = time.perf_counter()
         yield
         took = time.perf_counter() - start
         self.timings[name] = round(took, 2)
-        self._progress.advance(self._task)
+        if self._progress is not None:
+            self._progress.advance(self._task)
         self.console.print(Text.assemble(("✓ ", "green"), name, (f" ({took:.1f}s)", "dim")))
 
 
@@ -454,6 +460,9 @@ def _print_monitoring(console: Console, act: dict[str, Any], champion: int) -> N
         f"drift; after the {act['shift']['category']} shift, {drift['drifted']} of "
         f"{drift['windows']} windows drifted: [bold]{levels or 'no alert'}[/bold]"
     )
+    if "skipped" in challenger:
+        console.print(Text(f"not retrained: {challenger['skipped']}; champion v{champion} stays"))
+        return
     console.print(
         f"retrained: challenger [bold]v{challenger['version']}[/bold] "
         f"(valid AUC {challenger['valid_auc']:.3f}, reason: {challenger['reason']}); "
