@@ -25,12 +25,18 @@ from ray.dashboard.modules.serve.sdk import ServeSubmissionClient
 from ray.serve.schema import ServeDeploySchema
 
 from entai.actors.core import (
+    DEFAULT_UI_PORT,
     ActorService,
     Service,
     connect_ray,
+    launch_mlflow_ui,
+    ray_target,
     read_head,
+    read_mlflow_ui,
     start_head,
     stop_head,
+    stop_mlflow_ui,
+    wait_for_mlflow_ui,
 )
 from entai.actors.features import OnlineFeatureClient, shard_name, start_shards
 from entai.actors.governance import ACTOR_NAME as GOVERNANCE
@@ -57,8 +63,10 @@ __all__ = [
     "connect",
     "deploy_serve_config",
     "drift_monitor_service",
+    "ensure_platform",
     "governance_service",
     "join_running",
+    "platform_address",
     "platform_status",
     "registry_service",
     "resolve_token",
@@ -117,24 +125,107 @@ def start_services(settings: EntaiSettings) -> dict[str, Any]:
 
 
 def start_platform(
-    settings: EntaiSettings, *, address: str | None = None, gcs_port: int = 6390
+    settings: EntaiSettings,
+    *,
+    address: str | None = None,
+    gcs_port: int = 6390,
+    mlflow_port: int | None = DEFAULT_UI_PORT,
+    ui_wait_s: float = 60.0,
+    stay_connected: bool = False,
 ) -> dict[str, Any]:
-    """Start a local head (or join ``address``) and deploy the platform services."""
+    """Start a local head (or join ``address``), the platform services and the MLflow UI.
+
+    The head and the UI run in their own process groups, recorded under the home, so
+    they outlive this process until :func:`stop_platform`. Starting what already runs
+    is a no-op: the recorded head and UI are reused, the services found by name.
+
+    Args:
+        address: Join this Ray cluster instead of starting a local head.
+        gcs_port: GCS port of a new local head.
+        mlflow_port: The MLflow UI's port (a free one if taken); None: no UI.
+        ui_wait_s: How long to wait for the UI to answer before reporting it as
+            still starting (it does not hold up the platform).
+        stay_connected: Leave this process connected to the cluster (the caller then
+            owns ``ray.shutdown()``).
+
+    Returns:
+        ``address``, ``dashboard_url``, ``services``, ``started`` (whether this call
+        started the head), ``mlflow_url`` (None without a UI) and ``mlflow_note``
+        (why the UI is not answering yet, if it is not).
+    """
     settings.check_secure()
+    started = False
     if address is None:
-        head = start_head(settings, gcs_port=gcs_port)
+        head = read_head(settings)
+        if head is None:
+            head = start_head(settings, gcs_port=gcs_port)
+            started = True
         address, dashboard = head.address, head.dashboard_url
     else:
         dashboard = "(the joined cluster's dashboard)"
         settings.home.mkdir(parents=True, exist_ok=True)
         (settings.home / _JOINED_FILE).write_text(json.dumps({"address": address}))
     connect_ray(settings, address=address)
+    ui = None
     try:
         handles = start_services(settings)
+        # After the registry is ready: it creates the tracking store's schema.
+        ui = launch_mlflow_ui(settings, port=mlflow_port) if mlflow_port else None
         ray.get([h.__ray_ready__.remote() for h in handles.values()], timeout=120)
     finally:
-        ray.shutdown()
-    return {"address": address, "dashboard_url": dashboard, "services": list(handles)}
+        if not stay_connected:
+            ray.shutdown()
+    note = None
+    if ui is not None:
+        try:
+            if not wait_for_mlflow_ui(ui, timeout_s=ui_wait_s):
+                note = f"still starting; its log: {ui.log_file}"
+        except ServiceUnavailableError as exc:
+            note = exc.message
+    return {
+        "address": address,
+        "dashboard_url": dashboard,
+        "services": list(handles),
+        "started": started,
+        "mlflow_url": None if ui is None else ui.url,
+        "mlflow_note": note,
+    }
+
+
+def ensure_platform(
+    settings: EntaiSettings,
+    *,
+    gcs_port: int = 6390,
+    mlflow_port: int | None = DEFAULT_UI_PORT,
+) -> dict[str, Any]:
+    """Join the running platform, or start one as ``entai up`` does; stay connected.
+
+    The platform joined is the head ``entai up`` started or joined under this home,
+    else the cluster of ``RAY_ADDRESS`` / ``ray.address``; its services are started
+    where missing. With none of these, a head owned by entai starts (it outlives
+    this process until ``entai down``). The caller owns ``ray.shutdown()``.
+
+    Returns:
+        What :func:`start_platform` returns; ``started`` says whether this call
+        started the head (and so whether stopping it is the caller's business).
+    """
+    address, dashboard = _address(settings)
+    if address is None and ray_target(settings) is None:
+        return start_platform(
+            settings, gcs_port=gcs_port, mlflow_port=mlflow_port, stay_connected=True
+        )
+    connect_ray(settings, address=address)
+    handles = start_services(settings)
+    ray.get([h.__ray_ready__.remote() for h in handles.values()], timeout=120)
+    ui = read_mlflow_ui(settings)
+    return {
+        "address": address or ray_target(settings),
+        "dashboard_url": dashboard,
+        "services": list(handles),
+        "started": False,
+        "mlflow_url": None if ui is None else ui.url,
+        "mlflow_note": None,
+    }
 
 
 def _address(settings: EntaiSettings) -> tuple[str | None, str]:
@@ -166,6 +257,15 @@ def join_running(settings: EntaiSettings) -> bool:
     return True
 
 
+def platform_address(settings: EntaiSettings) -> str | None:
+    """The running platform's Ray address, or None when nothing runs to join.
+
+    The head ``entai up`` started (or the cluster it joined) under this home, else
+    ``ray.address`` / ``RAY_ADDRESS``.
+    """
+    return _address(settings)[0] or ray_target(settings)
+
+
 def platform_status(settings: EntaiSettings, *, timeout_s: float = 5.0) -> dict[str, Any]:
     """Health of every platform actor, and each Serve deployment's replicas.
 
@@ -173,7 +273,8 @@ def platform_status(settings: EntaiSettings, *, timeout_s: float = 5.0) -> dict[
     :meth:`~entai.pipelines.features.StreamWorker.status` (its source's backlog: the
     consumer lag, and its counts); ``serve`` holds one
     :class:`~entai.deployments.serve_status.DeploymentReplicas` per deployment of every
-    Serve application (empty when Serve is not running).
+    Serve application (empty when Serve is not running); ``mlflow_url`` is the MLflow
+    UI's, when one runs.
     """
     address, dashboard = _address(settings)
     if address is None:
@@ -203,10 +304,12 @@ def platform_status(settings: EntaiSettings, *, timeout_s: float = 5.0) -> dict[
             deployments = replica_counts(details) if details is not None else []
     finally:
         ray.shutdown()
+    ui = read_mlflow_ui(settings)
     return {
         "running": True,
         "address": address,
         "dashboard_url": dashboard,
+        "mlflow_url": None if ui is None else ui.url,
         "services": rows,
         "streams": streams,
         "serve": deployments,
@@ -232,13 +335,24 @@ def _stream_status(
 
 
 def stop_platform(settings: EntaiSettings) -> bool:
-    """Remove entai's actors and Serve app; stop the head only if ``entai up`` started it."""
+    """Stop the head and MLflow UI ``entai up`` started; on a cluster it joined, remove
+    entai's actors and Serve app instead (and nothing else).
+
+    Returns:
+        False when there was nothing to stop.
+    """
     address, _ = _address(settings)
     if address is None:
-        return False
+        return stop_mlflow_ui(settings)
+    if read_head(settings) is not None:
+        # entai's own head: stopping its process group stops every actor and replica
+        # on it; removing them one by one first only made `entai down` slower.
+        stop_mlflow_ui(settings)
+        stop_head(settings)
+        return True
     try:
         connect_ray(settings, address=address)
-    except ConnectionError:
+    except ServiceUnavailableError:
         log.warning("cluster not reachable; stopping the local head only")
     else:
         try:
@@ -251,6 +365,7 @@ def stop_platform(settings: EntaiSettings) -> bool:
         finally:
             ray.shutdown()
     (settings.home / _JOINED_FILE).unlink(missing_ok=True)
+    stop_mlflow_ui(settings)
     stop_head(settings)
     return True
 

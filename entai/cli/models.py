@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
-from entai.cli._app import ConfigOption, app, console, settings_from
+from entai.cli._app import ConfigOption, app, console, join_ray, settings_from, working
 from entai.cli.governance import TokenOption, authorized_principal
 from entai.shared.settings import EntaiSettings
 
@@ -31,12 +31,11 @@ SettingsOption = Annotated[
 
 
 def _run_on_ray(settings_file: Path | None, what: str, job: Callable[[EntaiSettings], Any]) -> Any:
-    """Join (or start) Ray, run ``job`` with a spinner, print and return its result."""
-    from entai.actors.core import connect_ray
-
+    """Join the platform's Ray (or a temporary one), run ``job`` showing progress, print
+    and return its result."""
     settings = settings_from(settings_file)
-    connect_ray(settings)
-    with console.status(f"{what}..."):
+    join_ray(settings, what)
+    with working(f"{what}..."):
         result = job(settings)
     console.print(result)
     return result
