@@ -48,9 +48,9 @@ from entai.actors.monitoring import DriftMonitor, start_drift_monitor
 from entai.actors.services import Services, governance_here, registry_here
 from entai.deployments.serve_status import read_serve_details, replica_counts
 from entai.pipelines.features import (
+    STREAM_WORKER_PREFIX,
     StreamWorker,
     start_stream_workers,
-    stream_worker_name,
     stream_worker_names,
 )
 from entai.pipelines.training import ACTOR_NAME as RETRAIN_WORKER
@@ -319,18 +319,19 @@ def platform_status(settings: EntaiSettings, *, timeout_s: float = 5.0) -> dict[
 def _stream_status(
     settings: EntaiSettings, services: Services, timeout_s: float
 ) -> list[dict[str, Any]]:
+    """Every stream worker's status: those the settings name, and any other running
+    (a demo adds its source's consumers to the platform it joins)."""
+    names = sorted({*stream_worker_names(settings), *services.names(STREAM_WORKER_PREFIX)})
     out: list[dict[str, Any]] = []
-    for source, stream in settings.streams.items():
-        for i in range(stream.consumers):
-            name = stream_worker_name(source, i)
-            handle = services.find(name)
-            if handle is None:
-                continue
-            try:
-                ref = ActorService(name, handle).submit(StreamWorker.status)
-                out.append(ray.get(ref, timeout=timeout_s))
-            except (ray.exceptions.GetTimeoutError, ray.exceptions.RayActorError):
-                out.append({"source": source, "consumer": name, "running": False})
+    for name in names:
+        handle = services.find(name)
+        if handle is None:
+            continue
+        try:
+            ref = ActorService(name, handle).submit(StreamWorker.status)
+            out.append(ray.get(ref, timeout=timeout_s))
+        except (ray.exceptions.GetTimeoutError, ray.exceptions.RayActorError):
+            out.append({"consumer": name, "running": False})
     return out
 
 
@@ -358,7 +359,8 @@ def stop_platform(settings: EntaiSettings) -> bool:
         try:
             serve.shutdown()  # type: ignore[no-untyped-call]
             services = Services.of(settings)
-            for name in service_names(settings):
+            extra = services.names(STREAM_WORKER_PREFIX)
+            for name in dict.fromkeys([*service_names(settings), *extra]):
                 handle = services.find(name)
                 if handle is not None:
                     ray.kill(handle)

@@ -71,6 +71,18 @@ class Services:
         self._found[name] = handle
         return handle
 
+    def names(self, prefix: str) -> list[str]:
+        """Names of the running actors of this platform that start with ``prefix``
+        (e.g. the stream workers a demo added), sorted."""
+        if not ray.is_initialized():
+            return []
+        found = ray.util.list_named_actors(all_namespaces=True)
+        return sorted(
+            str(a["name"])
+            for a in found
+            if a["namespace"] == self.namespace and str(a["name"]).startswith(prefix)
+        )
+
     def _require(self, name: str) -> ActorHandle[Any]:
         handle = self.find(name)
         if handle is None:

@@ -44,14 +44,20 @@ from entai.actors.services import Services
 from entai.demo.champion import MODEL_NAME, register_champion, train_champion, training_set
 from entai.demo.drift_act import ActContext, demo_policy, run_drift_act
 from entai.shared.core import ServiceUnavailableError
-from entai.shared.settings import EntaiSettings
+from entai.shared.settings import EntaiSettings, StreamSettings
 
 __all__ = ["run_demo", "stop_demo"]
 
 log = logging.getLogger(__name__)
 
 _SERVE_APP = "entai"
-_STAGES = 14  # platform, 9 of the flow, 4 of the drift act
+_STAGES = 15  # platform, 10 of the flow, 4 of the drift act
+_LIVE_VIEWS = 5
+_LIVE_TIMEOUT_S = 60.0
+DEMO_STREAM = StreamSettings(
+    contract="entai.demo.contracts:EVENTS_CONTRACT", definitions_module="entai.demo.features"
+)
+"""The demo's event source: consumed by the platform's stream workers while it runs."""
 _APP_TOKEN_TTL_S = 24 * 3600.0
 _APP_PRINCIPAL = "app"  # the default policy's role that may predict and nothing else
 
@@ -137,6 +143,13 @@ def _platform(settings: EntaiSettings, owner: Owner, mlflow_port: int | None) ->
     return {**platform, "handles": handles}
 
 
+def with_demo_stream(settings: EntaiSettings) -> EntaiSettings:
+    """The settings with the demo's ``events`` stream, unless they configure one."""
+    if "events" in settings.streams:
+        return settings
+    return settings.model_copy(update={"streams": {**settings.streams, "events": DEMO_STREAM}})
+
+
 def run_demo(
     settings: EntaiSettings,
     *,
@@ -156,7 +169,7 @@ def run_demo(
         mlflow_port: The MLflow UI's port when the demo starts the platform.
     """
     console = console or Console(soft_wrap=True)
-    settings = settings.resolved()
+    settings = with_demo_stream(settings.resolved())
     owner, action = _whose_platform(settings)
     with _Stages(console, total=_STAGES + (0 if keep_running else 1)) as stages:
         with stages.stage(action):
@@ -276,6 +289,8 @@ def _run(
         url = _deploy(settings)
     with stages.stage("predict over HTTP"):
         predictions = _predict(settings, url, rows)
+    with stages.stage("live: views over POST /v1/events -> lake -> online features"):
+        live = _live_events(settings, url, events)
     context = ActContext(
         settings=settings,
         url=url,
@@ -311,6 +326,7 @@ def _run(
             "valid": trained["valid_auc"],
         },
         "predictions": predictions,
+        "live": live,
         "monitoring": act,
         "urls": {
             "api": url,
@@ -386,6 +402,75 @@ def _predict(settings: EntaiSettings, url: str, rows: pd.DataFrame) -> list[dict
     ]
 
 
+def _live_events(settings: EntaiSettings, url: str, events: pd.DataFrame) -> dict[str, Any]:
+    """A user views products now: the events go through ``POST /v1/events``, the
+    platform's stream workers land them and update the user's features by themselves;
+    the freshness is the time from the 202 to the new value read over HTTP."""
+    import httpx
+
+    headers = {"Authorization": f"Bearer {settings.security.token_file.read_text().strip()}"}
+    template = events.sort_values("event_timestamp").iloc[-1]
+    user = int(template["user_id"])
+    now = datetime.now(UTC)
+    stamp = int(now.timestamp() * 1000)
+    payloads = [
+        {
+            **{k: _plain(v) for k, v in template.items()},
+            "event_id": f"ev-{stamp}-{i}",
+            "event_type": "view",
+            "event_timestamp": now.isoformat(),
+        }
+        for i in range(_LIVE_VIEWS)
+    ]
+    read = {"features": ["user_stats:user_views_7d"], "entities": {"user_id": [user]}}
+
+    def views() -> tuple[float | None, str | None]:
+        answer = httpx.post(f"{url}/v1/features/online", json=read, headers=headers, timeout=10)
+        answer.raise_for_status()
+        result = answer.json()["results"][0]
+        return result["values"][0], result["event_timestamps"][0]
+
+    before = views()
+    posted = httpx.post(
+        f"{url}/v1/events",
+        json={"source": "events", "events": payloads},
+        headers=headers,
+        timeout=30,
+    )
+    accepted_at = time.perf_counter()
+    if posted.status_code != 202:
+        raise ServiceUnavailableError(
+            f"POST /v1/events answered HTTP {posted.status_code}: {posted.text[:300]}",
+            details={"status": posted.status_code},
+        )
+    deadline = accepted_at + _LIVE_TIMEOUT_S
+    after = before
+    while after == before and time.perf_counter() < deadline:
+        time.sleep(0.05)
+        after = views()
+    if after == before:
+        raise ServiceUnavailableError(
+            f"the stream workers did not update user {user}'s features within "
+            f"{_LIVE_TIMEOUT_S:.0f} s of the 202 (see `entai status`)",
+            details={"user_id": user},
+        )
+    return {
+        "user_id": user,
+        "events": len(payloads),
+        "user_views_7d": {"before": before[0], "after": after[0]},
+        "freshness_s": round(time.perf_counter() - accepted_at, 3),
+    }
+
+
+def _plain(value: Any) -> Any:
+    """A JSON value of a frame cell (numpy scalars and timestamps included)."""
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    if hasattr(value, "item"):
+        return value.item()
+    return None if pd.isna(value) else value
+
+
 def stop_demo(settings: EntaiSettings) -> None:
     """Delete the demo's Serve app and kill its service actors (what it started)."""
     import ray
@@ -421,6 +506,13 @@ def _print_summary(console: Console, summary: dict[str, Any]) -> None:
         f"(oracle {auc['oracle']:.3f}, chance 0.500); "
         f"{summary['events']:,} events, {summary['ingest']['quarantined']} quarantined, "
         f"{summary['training_rows']:,} training rows"
+    )
+    live = summary["live"]
+    console.print(
+        f"live: {live['events']} views of user {live['user_id']} over POST /v1/events -> "
+        f"user_views_7d {live['user_views_7d']['before']} -> {live['user_views_7d']['after']}, "
+        f"readable online [bold]{live['freshness_s']:.2f} s[/bold] after the 202 "
+        "(the platform's stream workers, no batch job)"
     )
     _print_monitoring(console, summary["monitoring"], summary["model"]["version"])
 

@@ -1,5 +1,5 @@
-"""What every service actor shares: joining or starting Ray, the local head and the
-MLflow UI beside it, placement, the actor clock and the metrics facade.
+"""What every service actor shares: joining or starting Ray, the local head, placement,
+the actor clock and the metrics facade.
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ from entai.pipelines.features._stream import (
     push,
 )
 from entai.pipelines.features._stream_worker import (
+    STREAM_WORKER_PREFIX,
     DeadLetter,
     DeadLetters,
     StreamWorker,
@@ -36,6 +37,7 @@ from entai.pipelines.features._training_set import (
 )
 
 __all__ = [
+    "STREAM_WORKER_PREFIX",
     "BatchReport",
     "DeadLetter",
     "DeadLetters",

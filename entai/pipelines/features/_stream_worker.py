@@ -40,6 +40,7 @@ from entai.shared.features import Definitions
 from entai.shared.settings import EntaiSettings, StreamSettings
 
 __all__ = [
+    "STREAM_WORKER_PREFIX",
     "DeadLetter",
     "DeadLetters",
     "StreamWorker",
@@ -52,13 +53,15 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+STREAM_WORKER_PREFIX = "entai-stream-"
+"""Every stream worker's actor name starts with it."""
 _ZONE = "deadletter"
 _ERROR_CHARS = 2_000
 
 
 def stream_worker_name(source: str, index: int) -> str:
     """The actor name of a source's ``index``-th consumer."""
-    return f"entai-stream-{source}-{index}"
+    return f"{STREAM_WORKER_PREFIX}{source}-{index}"
 
 
 def stream_worker_names(settings: EntaiSettings) -> list[str]:
