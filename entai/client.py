@@ -435,7 +435,10 @@ def connect(
     cache = actor_auth_cache(governance)
 
     def authorize(action: str, resources: Sequence[str]) -> None:
-        cache.authorize(secret, action, "features")
+        # Feature refs (view:feature) when reading, view names when writing: the
+        # policy may grant either on some views only, so each view is checked.
+        for view in sorted({r.split(":", 1)[0] for r in resources}):
+            cache.authorize(secret, action, f"view:{view}")
 
     return Client(
         settings=settings,

@@ -38,6 +38,7 @@ from entai.shared.governance._policy import (
     Permission,
     Policy,
     Principal,
+    Scopes,
     normalise_pii_class,
 )
 from entai.shared.governance._tokens import (
@@ -62,6 +63,7 @@ __all__ = [
     "Permission",
     "Policy",
     "Principal",
+    "Scopes",
     "Store",
     "StoreReceipt",
     "StoreStatus",
