@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -14,7 +15,9 @@ from entai.shared.settings import EntaiSettings
 __all__ = ["audit_app", "tokens_app"]
 
 tokens_app = typer.Typer(help="Create, list and revoke API tokens.", no_args_is_help=True)
-audit_app = typer.Typer(help="Verify and query the hash-chained audit log.", no_args_is_help=True)
+audit_app = typer.Typer(
+    help="Verify, query and export the keyed, anchored audit log.", no_args_is_help=True
+)
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(audit_app, name="audit")
 
@@ -101,18 +104,73 @@ def tokens_revoke(
     return record
 
 
-@audit_app.command("verify")
-def audit_verify(config: ConfigOption = None) -> Any:
-    """Check the audit log's hash chain; exit 1 naming the first bad entry."""
-    settings = settings_from(config)
-    report = _governance(settings).verify_audit()
+def _report_verification(report: Any, what: str) -> None:
+    """Print a VerifyReport; exit 1 naming the first bad entry when it is not ok."""
     if report.ok:
-        console.print(f"audit log verified: {report.entries} entries, chain intact")
-        return report
-    console.print(
-        f"[red]audit log is NOT intact[/red] at entry {report.first_bad_position}: {report.problem}"
+        anchored = (
+            "" if report.anchored_seq is None else f", anchored at entry {report.anchored_seq}"
+        )
+        console.print(f"{what} verified: {report.entries} entries, chain intact{anchored}")
+        if report.legacy_entries:
+            console.print(
+                f"entries 1..{report.legacy_entries} are legacy unkeyed (plain SHA-256, written "
+                "before the chain was keyed): only the keyed entries after them vouch for them"
+            )
+        return
+    where = (
+        f"entry {report.first_bad_position}"
+        if report.first_bad_position is not None
+        else "its anchor"
     )
+    console.print(f"[red]{what} is NOT intact[/red] at {where}: {report.problem}")
     raise typer.Exit(1)
+
+
+@audit_app.command("verify")
+def audit_verify(
+    bundle: Annotated[
+        Path | None,
+        typer.Option(
+            "--bundle",
+            help="Verify an exported bundle instead of the live log (needs the audit key).",
+            exists=True,
+            dir_okay=False,
+        ),
+    ] = None,
+    config: ConfigOption = None,
+) -> Any:
+    """Check every entry's MAC and link and the anchor; exit 1 naming the first bad entry."""
+    settings = settings_from(config)
+    if bundle is not None:
+        from entai.shared.governance import verify_bundle
+        from entai.shared.settings import resolve_audit_key
+
+        report = verify_bundle(bundle.read_bytes(), resolve_audit_key(settings, create=False))
+        _report_verification(report, f"audit bundle {bundle}")
+        return report
+    report = _governance(settings).verify_audit()
+    _report_verification(report, "audit log")
+    return report
+
+
+@audit_app.command("export")
+def audit_export(
+    output: Annotated[Path, typer.Option("--output", "-o", help="Bundle file to write.")],
+    token: TokenOption = None,
+    config: ConfigOption = None,
+) -> Path:
+    """Write a verifiable bundle: entries, a signed anchor and a manifest (needs audit:read)."""
+    import os
+
+    settings = settings_from(config)
+    data = _governance(settings).export_audit(caller_token(settings, token))
+    output.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(data)
+    console.print(f"wrote the audit bundle {output} ({len(data)} bytes)")
+    console.print(f"verify it with: entai audit verify --bundle {output}")
+    return output
 
 
 @audit_app.command("query")
@@ -166,8 +224,12 @@ def erase(
 
     settings = settings_from(config)
     request = ErasureRequest(parse_entity(entity), requested_by=requested_by, reason=reason)
+    # One audit writer: the running governance service when the platform is up.
+    governance = _governance(settings)
     with console.status("erasing..."):
-        receipt = run_erase(settings, request, caller=caller_token(settings, token))
+        receipt = run_erase(
+            settings, request, caller=caller_token(settings, token), governance=governance
+        )
     out: dict[str, Any] = receipt.to_dict()
     console.print_json(json.dumps(out, default=str))
     if not receipt.complete:
