@@ -97,3 +97,24 @@ def test_anchor_store_is_chosen_by_type(tmp_path: Path, monkeypatch: pytest.Monk
     with pytest.raises(ConfigError, match="audit_anchor"):
         load_settings()
 
+
+def test_the_platform_manifests_give_governance_the_audit_key_from_a_secret(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import yaml
+
+    kuberay = Path(__file__).parents[2] / "cluster" / "kuberay"
+    for name, path in (
+        ("raycluster.yaml", ("spec",)),
+        ("rayservice.yaml", ("spec", "rayClusterConfig")),
+    ):
+        spec = yaml.safe_load((kuberay / name).read_text())
+        for key in path:
+            spec = spec[key]
+        head = spec["headGroupSpec"]["template"]["spec"]["containers"][0]
+        env = {e["name"]: e for e in head["env"]}
+        ref = env["ENTAI_SECURITY__AUDIT_KEY"]["valueFrom"]["secretKeyRef"]
+        assert ref == {"name": "entai-secrets", "key": "audit-key"}, name
+    monkeypatch.setenv("ENTAI_SECURITY__AUDIT_KEY", "k" * 64)
+    settings = load_settings(home=tmp_path, security={"mode": "production"})
+    assert resolve_audit_key(settings) == b"k" * 64
