@@ -48,6 +48,7 @@ __all__ = [
     "RegistrySettings",
     "SecuritySettings",
     "ServeSettings",
+    "StreamSettings",
     "audit_anchor_store",
     "check_hmac_key",
     "load_settings",
@@ -309,6 +310,33 @@ def _configured_key(value: SecretStr | None, path: Path | None, field: str) -> b
     return None
 
 
+class StreamSettings(_Section):
+    """One event source the platform consumes continuously (``entai up`` starts it).
+
+    Attributes:
+        contract: The source's contract: ``"package.module:NAME"`` or a YAML path.
+        definitions_module: Importable module whose feature views reading this source
+            the consumers update (None: the events only land in the lake).
+        consumers: Consumer actors for the source (one consumer group).
+        batch_size: Most events per micro-batch.
+        block_s: How long one read of the bus waits for events.
+        max_attempts: Failed attempts after which an event goes to the dead letters.
+        max_backlog: Events on the bus not yet landed above which ``POST /v1/events``
+            answers 429 with ``Retry-After`` instead of queueing more.
+        redelivery_s: How long a read, unacknowledged event waits before another
+            consumer takes it over (its consumer died); longer than one batch takes.
+    """
+
+    contract: str
+    definitions_module: str | None = None
+    consumers: int = Field(1, ge=1, le=64)
+    batch_size: int = Field(500, ge=1, le=50_000)
+    block_s: float = Field(1.0, gt=0, le=30)
+    max_attempts: int = Field(5, ge=1, le=100)
+    max_backlog: int = Field(100_000, ge=1)
+    redelivery_s: float = Field(60.0, gt=0)
+
+
 class EntaiSettings(BaseSettings):
     """The root of entai's configuration."""
 
@@ -326,6 +354,7 @@ class EntaiSettings(BaseSettings):
     serve: ServeSettings = ServeSettings()
     security: SecuritySettings = SecuritySettings()
     monitoring: MonitoringSettings = MonitoringSettings()
+    streams: dict[str, StreamSettings] = Field(default_factory=dict)
 
     @classmethod
     def settings_customise_sources(

@@ -174,37 +174,3 @@ def test_a_legacy_unkeyed_log_is_taken_over_and_reported(home: Path) -> None:
     result = runner.invoke(app, ["audit", "verify"])
     assert result.exit_code == 0, result.output
     assert "chain intact" in result.output and "entries 1..3 are legacy unkeyed" in result.output
-
-
-def test_erase_audits_through_the_governance_service_not_a_second_writer(
-    home: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """`entai erase` hands the erasure the service `governance_service` returns (the
-    running actor when the platform is up) instead of letting it build its own."""
-    import entai.client
-    import entai.pipelines.erasure
-    from entai.shared.governance import ErasureReceipt
-
-    service = object()
-    seen: dict[str, object] = {}
-
-    def fake_erase(settings: object, request: object, **kwargs: object) -> ErasureReceipt:
-        seen.update(kwargs)
-        return ErasureReceipt(
-            erasure_id="e1",
-            subject="s",
-            requested_by="data-subject",
-            principal="admin",
-            reason="r",
-            started_at="t0",
-            finished_at="t1",
-            stores=(),
-            remaining={},
-        )
-
-    monkeypatch.setattr(entai.client, "governance_service", lambda settings: service)
-    monkeypatch.setattr(entai.pipelines.erasure, "erase", fake_erase)
-    monkeypatch.setenv("ENTAI_TOKEN", "entai_x_y")
-    result = CliRunner().invoke(app, ["erase", "--entity", "user_id=42"])
-    assert result.exit_code == 0, result.output
-    assert seen["governance"] is service and seen["caller"] == "entai_x_y"
