@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -18,7 +19,9 @@ if TYPE_CHECKING:
 __all__ = ["audit_app", "tokens_app"]
 
 tokens_app = typer.Typer(help="Create, list and revoke API tokens.", no_args_is_help=True)
-audit_app = typer.Typer(help="Verify and query the hash-chained audit log.", no_args_is_help=True)
+audit_app = typer.Typer(
+    help="Verify, query and export the keyed, anchored audit log.", no_args_is_help=True
+)
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(audit_app, name="audit")
 
@@ -121,20 +124,77 @@ def tokens_revoke(
     return record
 
 
+def _report_verification(report: Any, what: str) -> None:
+    """Print a VerifyReport; exit 1 naming the first bad entry when it is not ok."""
+    if report.ok:
+        anchored = (
+            "" if report.anchored_seq is None else f", anchored at entry {report.anchored_seq}"
+        )
+        console.print(f"{what} verified: {report.entries} entries, chain intact{anchored}")
+        if report.legacy_entries:
+            console.print(
+                f"entries 1..{report.legacy_entries} are legacy unkeyed (plain SHA-256, written "
+                "before the chain was keyed): only the keyed entries after them vouch for them"
+            )
+        return
+    where = (
+        f"entry {report.first_bad_position}"
+        if report.first_bad_position is not None
+        else "its anchor"
+    )
+    console.print(f"[red]{what} is NOT intact[/red] at {where}: {report.problem}")
+    raise typer.Exit(1)
+
+
 @audit_app.command("verify")
-def audit_verify(config: ConfigOption = None) -> Any:
-    """Check the audit log's hash chain; exit 1 naming the first bad entry."""
+def audit_verify(
+    bundle: Annotated[
+        Path | None,
+        typer.Option(
+            "--bundle",
+            help="Verify an exported bundle instead of the live log (needs the audit key).",
+            exists=True,
+            dir_okay=False,
+        ),
+    ] = None,
+    config: ConfigOption = None,
+) -> Any:
+    """Check every entry's MAC and link and the anchor; exit 1 naming the first bad entry."""
+    settings = settings_from(config)
+    if bundle is not None:
+        from entai.shared.governance import verify_bundle
+        from entai.shared.settings import resolve_audit_key
+
+        report = verify_bundle(bundle.read_bytes(), resolve_audit_key(settings, create=False))
+        _report_verification(report, f"audit bundle {bundle}")
+        return report
+    from entai.actors.governance import GovernanceChecker  # ray: not at CLI start-up
+
+    report = _governance(settings).call(GovernanceChecker.verify_audit)
+    _report_verification(report, "audit log")
+    return report
+
+
+@audit_app.command("export")
+def audit_export(
+    output: Annotated[Path, typer.Option("--output", "-o", help="Bundle file to write.")],
+    token: TokenOption = None,
+    config: ConfigOption = None,
+) -> Path:
+    """Write a verifiable bundle: entries, a signed anchor and a manifest (needs audit:read)."""
+    import os
+
     from entai.actors.governance import GovernanceChecker  # ray: not at CLI start-up
 
     settings = settings_from(config)
-    report = _governance(settings).call(GovernanceChecker.verify_audit)
-    if report.ok:
-        console.print(f"audit log verified: {report.entries} entries, chain intact")
-        return report
-    console.print(
-        f"[red]audit log is NOT intact[/red] at entry {report.first_bad_position}: {report.problem}"
-    )
-    raise typer.Exit(1)
+    data = _governance(settings).call(GovernanceChecker.export_audit, caller_token(settings, token))
+    output.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(data)
+    console.print(f"wrote the audit bundle {output} ({len(data)} bytes)")
+    console.print(f"verify it with: entai audit verify --bundle {output}")
+    return output
 
 
 @audit_app.command("query")
