@@ -134,7 +134,10 @@ class MlflowSettings(_Section):
 
 
 class RegistrySettings(_Section):
-    """Promotion gates of the model registry."""
+    """Promotion gates of the model registry: metric thresholds, the model card, the
+    comparison with the champion, four-eyes approval and, when ``policy.fairness`` sets
+    thresholds, the fairness measures (``registry: {policy: {fairness: {...}}}``).
+    """
 
     policy: PromotionPolicy = PromotionPolicy()
 

@@ -6,9 +6,16 @@ from __future__ import annotations
 
 from entai.pipelines.training._config import (
     CardText,
+    FairnessConfig,
     SearchDimension,
     TrainConfig,
     TuneConfig,
+)
+from entai.pipelines.training._fairness import (
+    MISSING_GROUP,
+    check_fairness_columns,
+    fairness_reports,
+    with_fairness,
 )
 from entai.pipelines.training._lineage import (
     lineage_artifacts,
@@ -62,9 +69,11 @@ from entai.pipelines.training._tune import (
 __all__ = [
     "ACTOR_NAME",
     "BASELINES",
+    "MISSING_GROUP",
     "RETRAIN_PRINCIPAL",
     "CardText",
     "ConfigSource",
+    "FairnessConfig",
     "LoggedRun",
     "RetrainWorker",
     "RetrainWorkerActor",
@@ -77,8 +86,10 @@ __all__ = [
     "TuneConfig",
     "TuneOutcome",
     "build_training_data",
+    "check_fairness_columns",
     "evaluate_binary",
     "evaluate_version",
+    "fairness_reports",
     "last_runs",
     "lineage_artifacts",
     "lineage_tags",
@@ -98,4 +109,5 @@ __all__ = [
     "train_xgboost",
     "tune_xgboost",
     "validation_dataset_id",
+    "with_fairness",
 ]

@@ -3,9 +3,10 @@
 The steps: read the label source, build the training set through the point-in-time
 join of the feature service, split it by time, train XGBoost on Ray Train (or search
 with Ray Tune and retrain the best), fit the scikit-learn baselines, evaluate (AUC,
-log loss, calibration, per-segment), log everything to MLflow, register the model
-with its lineage and model card, and give it the configured alias. Both functions
-return a summary dict, so the CLI prints it and tests assert on it.
+log loss, calibration, per-segment, fairness by the configured columns), log
+everything to MLflow, register the model with its lineage and model card, and give it
+the configured alias. Both functions return a summary dict, so the CLI prints it and
+tests assert on it.
 
 The validation set's id is a hash of its rows (entity keys, timestamps, labels):
 two models trained on the same labels and split get the same id, which is what lets
@@ -30,7 +31,8 @@ from entai.actors.core import Service
 from entai.actors.models import ModelRegistry, ModelVersionInfo
 from entai.actors.services import registry_here
 from entai.pipelines.features import get_historical_features
-from entai.pipelines.training._config import TrainConfig, TuneConfig
+from entai.pipelines.training._config import FairnessConfig, TrainConfig, TuneConfig
+from entai.pipelines.training._fairness import check_fairness_columns, with_fairness
 from entai.pipelines.training._lineage import lineage_artifacts, lineage_tags
 from entai.pipelines.training._tracking import LoggedRun, log_xgboost_run
 from entai.pipelines.training._train import (
@@ -142,8 +144,10 @@ def build_training_data(
             else FeatureViewProjection.of(item).features
         )
     ]
+    frame = built.to_pandas()
+    check_fairness_columns(config.fairness, frame)
     train, valid = time_split(
-        built.to_pandas(),
+        frame,
         timestamp_column=config.timestamp_column,
         valid_fraction=config.valid_fraction,
     )
@@ -163,11 +167,14 @@ def evaluate_version(
     *,
     label_column: str,
     segment_column: str | None = None,
+    fairness: FairnessConfig | None = None,
 ) -> dict[str, Any]:
     """Score a logged or registered model on ``frame``; the metrics of :func:`evaluate_binary`.
 
     Use it to evaluate champion and challenger on one dataset, then record the
-    metrics with ``ModelRegistry.record_evaluation`` under that dataset's id.
+    metrics with ``ModelRegistry.record_evaluation`` under that dataset's id. With
+    ``fairness``, the evaluation also carries the fairness reports by its columns
+    (``with_fairness``).
     """
     import mlflow.xgboost
 
@@ -175,7 +182,8 @@ def evaluate_version(
     features = list(booster.feature_names or [])
     scores = booster.inplace_predict(frame[features])
     segments = None if segment_column is None else frame[segment_column]
-    return evaluate_binary(frame[label_column], scores, segments=segments)
+    evaluation = evaluate_binary(frame[label_column], scores, segments=segments)
+    return with_fairness(evaluation, fairness, frame, frame[label_column], scores)
 
 
 def _git_commit() -> str | None:
@@ -215,6 +223,7 @@ def _evaluate(config: TrainConfig, data: TrainingData, booster: Any) -> Evaluati
     scores = booster.inplace_predict(valid[data.features])
     segments = None if config.segment_column is None else valid[config.segment_column]
     report = evaluate_binary(valid[label], scores, segments=segments)
+    report = with_fairness(report, config.fairness, valid, valid[label], scores)
     metrics = dict(report["metrics"])
     baselines = train_baselines(
         data.train, valid, feature_columns=data.features, label_column=label, names=config.baselines
@@ -400,6 +409,7 @@ def _card(config: TrainConfig, data: TrainingData, evaluation: dict[str, Any]) -
         ),
         metrics=evaluation["metrics"],
         segment_metrics=evaluation["segments"],
+        fairness=evaluation.get("fairness", {}),
         limitations=config.card.limitations,
         owners=config.card.owners,
     )

@@ -3,7 +3,10 @@
 A :class:`DataContract` is declared in Python or YAML. Per column it states the type,
 nullability, range, allowed categories, a regular expression (RE2 syntax, matched
 against the whole value), the PII class and the masking operator; per source it states
-the unique key, the event-time column, retention and purpose.
+the unique key, the event-time column, retention and purpose. Columns that models
+are evaluated by (per-segment metrics, fairness) are marked: ``protected: true`` on a
+protected attribute (e.g. an age band), and the contract's ``segments`` list for
+business segments; neither needs to be a model input.
 
 Contracts are versioned (see ``entai.shared.data._contract_versions``): a changed contract gets the
 next version, and a breaking change (column removed, type narrowed, rule tightened) is
@@ -22,6 +25,9 @@ Example:
           - {name: user_email, type: string, pii: identifier}
           - {name: amount, type: float64, min: 0}
           - {name: ts, type: timestamp, nullable: false}
+          - {name: age_band, type: string, protected: true}
+          - {name: region, type: string}
+        segments: [region]
 """
 
 from __future__ import annotations
@@ -105,6 +111,9 @@ class Column(BaseModel):
         regex: RE2 pattern the whole value must match (rule ``regex``).
         pii: The PII class of the column.
         masking: Operator applied before storage; defaults from ``pii``.
+        protected: A protected attribute (e.g. sex, age band): model decisions are
+            evaluated for fairness across its values. Its masking must keep distinct
+            values distinct (``none`` or ``hmac``).
         description: Free text for people.
     """
 
@@ -119,6 +128,7 @@ class Column(BaseModel):
     regex: str | None = None
     pii: PiiClass = PiiClass.NONE
     masking: MaskingOperator | None = None
+    protected: bool = False
     description: str = ""
 
     @model_validator(mode="after")
@@ -146,6 +156,11 @@ class Column(BaseModel):
             object.__setattr__(self, "masking", _DEFAULT_OPERATOR[self.pii])
         if self.pii in _MUST_MASK and self.masking == MaskingOperator.NONE:
             raise ValueError(f"{where}: pii class {self.pii} cannot use masking 'none'")
+        if self.protected and self.masking not in _INJECTIVE:
+            raise ValueError(
+                f"{where}: protected attribute uses masking {self.masking}, which merges "
+                "its groups; use hmac or none"
+            )
         return self
 
     def allowed_array(self) -> pa.Array:
@@ -175,6 +190,8 @@ class DataContract(BaseModel):
         owner: Team or person accountable for the source.
         extra_columns: ``reject`` refuses input with undeclared columns; ``drop``
             discards them (their content is never stored).
+        segments: Columns that models are evaluated by, per value (e.g. region);
+            protected columns are evaluated by without being listed.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -188,6 +205,7 @@ class DataContract(BaseModel):
     purpose: str = Field(min_length=1)
     owner: str = ""
     extra_columns: Literal["reject", "drop"] = "reject"
+    segments: tuple[str, ...] = ()
 
     @model_validator(mode="after")
     def _check(self) -> DataContract:
@@ -210,7 +228,24 @@ class DataContract(BaseModel):
                     f"key column {name!r} uses masking {column.operator}, "
                     "which merges distinct values; use hmac or none"
                 )
+        for name in self.segments:
+            column = by_name.get(name)
+            if column is None:
+                raise ValueError(f"segment column {name!r} is not declared")
+            if column.operator not in _INJECTIVE:
+                raise ValueError(
+                    f"segment column {name!r} uses masking {column.operator}, "
+                    "which merges its segments; use hmac or none"
+                )
+        if len(set(self.segments)) != len(self.segments):
+            raise ValueError(f"segments lists a column twice: {list(self.segments)}")
         return self
+
+    @property
+    def evaluation_attributes(self) -> tuple[str, ...]:
+        """Columns models are evaluated by: protected columns and segments, in column order."""
+        marked = set(self.segments)
+        return tuple(c.name for c in self.columns if c.protected or c.name in marked)
 
     def column(self, name: str) -> Column:
         """The column called ``name``.
@@ -228,8 +263,17 @@ class DataContract(BaseModel):
 
     @property
     def fingerprint(self) -> str:
-        """SHA-256 of the contract's content, version excluded."""
+        """SHA-256 of the contract's content, version excluded.
+
+        The evaluation marks (``protected``, ``segments``) count only when set, so a
+        contract that uses none keeps the fingerprint it had before they existed.
+        """
         body = self.model_dump(mode="json", exclude={"version"})
+        if not self.segments:
+            del body["segments"]
+        for column in body["columns"]:
+            if not column["protected"]:
+                del column["protected"]
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
     @classmethod

@@ -20,6 +20,7 @@ import hmac
 import io
 import json
 import zipfile
+import zlib
 from datetime import UTC, datetime
 from typing import Any
 
@@ -94,7 +95,7 @@ def _read(data: bytes) -> tuple[bytes, str, Any] | str:
                 archive.read(_ANCHOR).decode("utf-8"),
                 json.loads(archive.read(_MANIFEST)),
             )
-    except (zipfile.BadZipFile, ValueError, OSError) as exc:
+    except (zipfile.BadZipFile, zlib.error, ValueError, OSError) as exc:  # a changed byte
         return f"the bundle is not a readable zip archive of an audit export: {exc}"
 
 
