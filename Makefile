@@ -9,7 +9,7 @@ UV_VERSION := 0.13.9
 
 export RAY_USAGE_STATS_ENABLED := 0
 
-.PHONY: demo test lint typecheck layers test-unit test-cluster install clean
+.PHONY: demo test lint typecheck layers test-unit test-cluster test-chaos install clean
 
 install: $(STAMP)
 
@@ -36,7 +36,12 @@ test-unit: $(STAMP)
 	$(BIN)/pytest tests/unit -q
 
 test-cluster: $(STAMP)
-	$(BIN)/pytest tests/ray tests/integration tests/e2e -q --durations=30
+	$(BIN)/pytest tests/ray tests/integration tests/e2e -q --durations=30 -m "not chaos"
+
+# Node loss, GCS restart and replica kills under traffic: minutes each, so they are a
+# tier of their own; CI runs it after `make test`.
+test-chaos: $(STAMP)
+	$(BIN)/pytest tests/integration -q --durations=10 -m chaos
 
 test: lint typecheck layers test-unit test-cluster
 

@@ -33,11 +33,15 @@ from ray.serve import Deployment
 from ray.serve.handle import DeploymentHandle
 
 from entai.actors.core import Metrics
+from entai.actors.models import ModelRegistry
+from entai.actors.monitoring import DriftMonitor
+from entai.actors.services import Services
 from entai.deployments.app_args import AppArgs, settings_of, start_runtime
 from entai.deployments.grpc_ingress import GrpcInference
 from entai.deployments.http_errors import install_error_handlers
 from entai.deployments.model_deployment import Model
 from entai.deployments.operations import EventIntake, erase_subject
+from entai.deployments.platform import PlatformServices
 from entai.deployments.request_ids import RequestIdMiddleware
 from entai.deployments.routing import route_aliases
 from entai.deployments.schemas import (
@@ -54,7 +58,7 @@ from entai.deployments.schemas import (
     PredictResponse,
 )
 from entai.deployments.scoring import HandleScorer, LocalScorer, Scored
-from entai.deployments.tap import ServedBatch
+from entai.deployments.tap import DriftMonitorSender, PredictionTap, ServedBatch
 from entai.shared.core import (
     AuthenticationError,
     EntaiError,
@@ -63,7 +67,7 @@ from entai.shared.core import (
     new_request_id,
     request_id,
 )
-from entai.shared.data import EventsReceipt
+from entai.shared.data import EventsReceipt, Lake
 
 __all__ = ["AppArgs", "Ingress", "Model", "build_app"]
 
@@ -124,30 +128,22 @@ class Ingress(GrpcInference):
     """HTTP (and gRPC) translation: auth, feature lookup, model call, tap, response."""
 
     def __init__(self, model: DeploymentHandle[Any] | None, args: AppArgs) -> None:
-        import ray
-
-        from entai.actors.models import ACTOR_NAME as REGISTRY
-        from entai.actors.monitoring import ACTOR_NAME as MONITOR
-        from entai.deployments.platform import PlatformServices
-        from entai.deployments.tap import DriftMonitorSender, PredictionTap
-        from entai.shared.data import Lake
-
         settings = settings_of(args)
+        platform = Services.of(settings)
         self._args = args
         self._scorer: HandleScorer | LocalScorer
         if model is None:
             self._scorer = LocalScorer(start_runtime(args, settings))
         else:
             self._scorer = HandleScorer(model, settings.serve.request_timeout_s)
-        self._services = PlatformServices.connect(settings, args)
+        self._services = PlatformServices.connect(settings, args, platform)
         self._settings = settings
         self._intake = EventIntake(settings, args.event_contracts)
-        self._namespace = settings.ray.namespace
-        self._registry: Any = ray.get_actor(REGISTRY, namespace=self._namespace)
-        self._monitor_name = MONITOR
+        self._platform = platform
+        self._registry = platform.registry()
         self._tap = PredictionTap(
             Lake(settings.lake.root),
-            DriftMonitorSender(self._namespace),
+            DriftMonitorSender(platform),
             prediction_column=args.prediction_column,
             flush_interval_s=args.tap_flush_interval_s,
         )
@@ -251,7 +247,9 @@ class Ingress(GrpcInference):
     async def list_models(self, authorization: str | None = Header(None)) -> list[Any]:
         """Registered models with their aliases."""
         await self._allow(authorization, "predict", "models")
-        return cast("list[Any]", await _actor_call(self._registry.list_models.remote()))
+        return cast(
+            "list[Any]", await _actor_call(self._registry.submit(ModelRegistry.list_models))
+        )
 
     @api.get("/v1/models/{name}", response_model=ModelDetail, responses=_ERRORS)
     async def model_detail(
@@ -259,7 +257,7 @@ class Ingress(GrpcInference):
     ) -> ModelDetail:
         """A model's versions, and which version each alias serves in this application."""
         await self._allow(authorization, "predict", f"model:{name}")
-        infos = await _actor_call(self._registry.versions.remote(name))
+        infos = await _actor_call(self._registry.submit(ModelRegistry.versions, name))
         serving: Mapping[str, int] = {}
         if name == self._args.model_name:
             serving = await self._scorer.versions()
@@ -280,8 +278,10 @@ class Ingress(GrpcInference):
     ) -> FeedbackResponse:
         """Observed labels by request id, joined to logged predictions by the monitor."""
         await self._allow(authorization, "predict", f"model:{body.model}")
-        monitor = self._monitor()
-        matched = await _actor_call(monitor.feedback.remote(body.model, dict(body.labels)))
+        monitor = self._platform.drift_monitor()
+        matched = await _actor_call(
+            monitor.submit(DriftMonitor.feedback, body.model, dict(body.labels))
+        )
         return FeedbackResponse(model=body.model, received=len(body.labels), matched=int(matched))
 
     @api.get("/v1/monitoring/{model}", responses=_ERRORS)
@@ -290,7 +290,8 @@ class Ingress(GrpcInference):
     ) -> dict[str, Any]:
         """The DriftMonitor's report of a model: windows, drift, alerts."""
         await self._allow(authorization, "audit:read", f"model:{model}")
-        report = await _actor_call(self._monitor().report.remote(model))
+        monitor = self._platform.drift_monitor()
+        report = await _actor_call(monitor.submit(DriftMonitor.report, model))
         return cast("dict[str, Any]", report)
 
     @api.post("/v1/events", status_code=202, response_model=EventsReceipt, responses=_ERRORS)
@@ -314,16 +315,6 @@ class Ingress(GrpcInference):
     async def _allow(self, authorization: str | None, action: str, resource: str) -> None:
         token = _bearer(authorization)
         await asyncio.to_thread(self._services.authorize, token, action, resource)
-
-    def _monitor(self) -> Any:
-        import ray
-
-        try:
-            return ray.get_actor(self._monitor_name, namespace=self._namespace)
-        except ValueError as exc:
-            raise ServiceUnavailableError(
-                "the drift monitor is not running", details={"service": self._monitor_name}
-            ) from exc
 
     def check_health(self) -> None:
         """Unhealthy when the prediction tap's thread died or in-ingress scoring is lost."""

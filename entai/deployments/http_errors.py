@@ -61,6 +61,9 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _entai(_: Request, exc: core.EntaiError) -> JSONResponse:
         status = status_for(exc)
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        if status in (429, 503):
+            retry = exc.details.get("retry_after_s", 1.0)
+            headers = {"Retry-After": str(max(1, round(float(retry))))}
         if status >= 500:
             log.error("request failed", extra={"code": exc.code})
         return JSONResponse(

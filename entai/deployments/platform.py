@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from entai.actors.features import OnlineFeatureClient, shard_name
-from entai.actors.governance import ACTOR_NAME as GOVERNANCE
-from entai.actors.governance import AuthCache
+from entai.actors.features import OnlineFeatureClient
+from entai.actors.governance import AuthCache, actor_auth_cache
+from entai.actors.services import Services
 from entai.deployments.schemas import OnlineFeaturesRequest
 from entai.shared.core import InvalidInputError
 from entai.shared.features import Definitions, FeatureViewProjection, OnlineStore, entity_key
@@ -95,16 +95,11 @@ class PlatformServices:
     model_plan: ReadPlan
 
     @classmethod
-    def connect(cls, settings: EntaiSettings, args: AppArgs) -> PlatformServices:
-        """Find the governance and shard actors and load the definitions module."""
-        import ray
-
-        namespace = settings.ray.namespace
-        governance = ray.get_actor(GOVERNANCE, namespace=namespace)
-        shards = [
-            ray.get_actor(shard_name(i), namespace=namespace)
-            for i in range(settings.online_store.num_shards)
-        ]
+    def connect(
+        cls, settings: EntaiSettings, args: AppArgs, services: Services
+    ) -> PlatformServices:
+        """Take the governance and shard services and load the definitions module."""
+        shards = services.shards()
         definitions = Definitions.from_module(args.definitions_module)
         direct: OnlineStore | None = None
         store = settings.online_store
@@ -114,7 +109,7 @@ class PlatformServices:
             direct = RedisOnlineStore(store.url.get_secret_value(), store.key_prefix)
         model_features = tuple(definitions.resolve(args.feature_service))
         return cls(
-            auth=AuthCache.for_actor(governance),
+            auth=actor_auth_cache(services.governance()),
             features=OnlineFeatureClient(shards, direct_store=direct),
             definitions=definitions,
             model_features=model_features,

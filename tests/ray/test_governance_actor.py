@@ -9,7 +9,14 @@ from typing import Any
 
 import pytest
 
-from entai.actors.governance import ACTOR_NAME, AuthCache, GovernanceChecker, start_governance
+from entai.actors.core import ActorService
+from entai.actors.governance import (
+    ACTOR_NAME,
+    AuthCache,
+    GovernanceChecker,
+    actor_auth_cache,
+    start_governance,
+)
 from entai.shared.core import AuthenticationError, NotFoundError, PermissionDeniedError
 from entai.shared.governance import AuditLog, Policy
 from entai.shared.settings import EntaiSettings, load_settings
@@ -230,7 +237,7 @@ def test_cache_in_front_of_the_actor(
     handle, settings, _ = actor
     admin = _admin_token(settings)
     app, _ = ray_cluster.get(handle.create_token.remote(admin, "app"))
-    cache = AuthCache.for_actor(handle)
+    cache = actor_auth_cache(ActorService(ACTOR_NAME, handle))
     assert cache.authorize(app, "predict", "model:m").allowed
     with pytest.raises(PermissionDeniedError):
         cache.authorize(app, "models:register", "model:m")

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from entai.shared.core import AuthenticationError, EntaiError
+from entai.shared.core import AuthenticationError
 from entai.shared.governance import (
     Decision,
     Permission,
@@ -35,7 +35,6 @@ from entai.shared.governance import (
 )
 
 __all__ = [
-    "ActorGovernance",
     "AuthCache",
     "CacheSnapshot",
     "CachedToken",
@@ -83,45 +82,6 @@ class GovernanceBackend(Protocol):
     def snapshot_for_cache(self, usage: Mapping[UsageKey, int] | None) -> CacheSnapshot: ...
 
 
-class ActorGovernance:
-    """Adapts a GovernanceChecker actor handle to :class:`GovernanceBackend`."""
-
-    def __init__(self, handle: Any) -> None:
-        self._handle = handle
-
-    def _call(self, method: str, *args: Any) -> Any:
-        import ray
-        from ray.exceptions import RayTaskError
-
-        try:
-            return ray.get(getattr(self._handle, method).remote(*args))
-        except RayTaskError as exc:  # re-raise the governance decision itself
-            if isinstance(exc.cause, EntaiError):
-                raise exc.cause from None
-            raise
-
-    def authorize(
-        self, caller: str, action: str, resource: str, request_id: str | None
-    ) -> Decision:
-        """Remote :meth:`GovernanceChecker.authorize`."""
-        decision: Decision = self._call("authorize", caller, action, resource, request_id)
-        return decision
-
-    def authorize_features(
-        self, caller: str, features: Mapping[str, str], resource: str, request_id: str | None
-    ) -> Decision:
-        """Remote :meth:`GovernanceChecker.authorize_features`."""
-        decision: Decision = self._call(
-            "authorize_features", caller, dict(features), resource, request_id
-        )
-        return decision
-
-    def snapshot_for_cache(self, usage: Mapping[UsageKey, int] | None) -> CacheSnapshot:
-        """Remote :meth:`GovernanceChecker.snapshot_for_cache`."""
-        snapshot: CacheSnapshot = self._call("snapshot_for_cache", dict(usage) if usage else None)
-        return snapshot
-
-
 class AuthCache:
     """Authorize with a short-lived local copy of the governance state.
 
@@ -145,11 +105,6 @@ class AuthCache:
         self._snapshot: CacheSnapshot | None = None
         self._fetched_at = float("-inf")
         self._usage: Counter[UsageKey] = Counter()
-
-    @classmethod
-    def for_actor(cls, handle: Any, *, ttl_s: float = 5.0) -> AuthCache:
-        """A cache in front of a GovernanceChecker actor handle."""
-        return cls(ActorGovernance(handle), ttl_s=ttl_s)
 
     def refresh(self) -> CacheSnapshot:
         """Ship usage counts to the actor and take a fresh snapshot now."""

@@ -14,6 +14,7 @@ from entai.shared.data._contracts import (
     ColumnType,
     DataContract,
     PiiClass,
+    load_contract,
 )
 from entai.shared.data._events import (
     MAX_BATCH_EVENTS,
@@ -94,6 +95,7 @@ __all__ = [
     "event_table",
     "evolve",
     "find_pii",
+    "load_contract",
     "mask",
     "mask_table",
     "mask_text",

@@ -33,6 +33,7 @@ Example:
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import logging
 from enum import StrEnum
@@ -44,7 +45,7 @@ import pyarrow.compute as pc
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from entai.shared.core import DefinitionError, NotFoundError
+from entai.shared.core import ConfigError, DefinitionError, NotFoundError
 from entai.shared.data._masking import MaskingOperator
 from entai.shared.data._pii import PiiClass
 
@@ -53,6 +54,7 @@ __all__ = [
     "ColumnType",
     "DataContract",
     "PiiClass",
+    "load_contract",
 ]
 
 logger = logging.getLogger(__name__)
@@ -318,3 +320,16 @@ class DataContract(BaseModel):
         data = self.model_dump(mode="json", exclude_defaults=True)
         data["columns"] = [c.model_dump(mode="json", exclude_defaults=True) for c in self.columns]
         return yaml.safe_dump(data, sort_keys=False)
+
+
+def load_contract(import_path: str) -> DataContract:
+    """A contract from ``"package.module:NAME"`` or a YAML file path."""
+    if ":" in import_path and not import_path.endswith((".yaml", ".yml")):
+        module, _, attr = import_path.partition(":")
+        contract = getattr(importlib.import_module(module), attr, None)
+        if not isinstance(contract, DataContract):
+            raise ConfigError(
+                f"{import_path} is not a DataContract", details={"contract": import_path}
+            )
+        return contract
+    return DataContract.from_yaml(Path(import_path))

@@ -1,4 +1,4 @@
-"""Governance: policy (roles, permissions, decisions), API tokens, the hash-chained
+"""Governance: policy (roles, permissions, decisions), API tokens, the keyed, anchored
 audit log, and the pure part of erasure.
 """
 
@@ -6,14 +6,26 @@ from __future__ import annotations
 
 from entai.shared.governance._audit import (
     GENESIS_HASH,
+    KEYED_ACTION,
     AuditEntry,
     AuditLog,
     VerifyReport,
 )
+from entai.shared.governance._audit_anchor import (
+    AnchorStore,
+    FileAnchorStore,
+    MemoryAnchorStore,
+    sign_anchor,
+)
+from entai.shared.governance._audit_anchor_postgres import PostgresAnchorStore
+from entai.shared.governance._audit_bundle import BUNDLE_FORMAT, verify_bundle
 from entai.shared.governance._audit_chain import (
+    Anchor,
     canonical_json,
-    check_line,
-    entry_hash,
+    check_chain,
+    derive_key,
+    entry_mac,
+    legacy_entry_hash,
     line_of,
 )
 from entai.shared.governance._erasure import (
@@ -38,6 +50,7 @@ from entai.shared.governance._policy import (
     Permission,
     Policy,
     Principal,
+    Scopes,
     normalise_pii_class,
 )
 from entai.shared.governance._tokens import (
@@ -49,19 +62,27 @@ from entai.shared.governance._tokens import (
 )
 
 __all__ = [
+    "BUNDLE_FORMAT",
     "ENTITY_KEY_COLUMN",
     "GENESIS_HASH",
+    "KEYED_ACTION",
     "KNOWN_PII_CLASSES",
     "TOKEN_PREFIX",
+    "Anchor",
+    "AnchorStore",
     "AuditEntry",
     "AuditLog",
     "Decision",
     "ErasureReceipt",
     "ErasureRequest",
+    "FileAnchorStore",
     "LakeZoneStore",
+    "MemoryAnchorStore",
     "Permission",
     "Policy",
+    "PostgresAnchorStore",
     "Principal",
+    "Scopes",
     "Store",
     "StoreReceipt",
     "StoreStatus",
@@ -70,14 +91,18 @@ __all__ = [
     "TokenStore",
     "VerifyReport",
     "canonical_json",
-    "check_line",
+    "check_chain",
     "datasets_with_subject",
-    "entry_hash",
+    "derive_key",
+    "entry_mac",
     "hash_secret",
     "lake_traces",
+    "legacy_entry_hash",
     "line_of",
     "normalise_pii_class",
     "now_iso",
     "parse_entity",
     "parse_token",
+    "sign_anchor",
+    "verify_bundle",
 ]
