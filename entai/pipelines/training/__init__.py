@@ -52,6 +52,7 @@ from entai.pipelines.training._tracking import (
 )
 from entai.pipelines.training._train import (
     BASELINES,
+    Runner,
     TrainOutcome,
     Transport,
     evaluate_binary,
@@ -77,6 +78,7 @@ __all__ = [
     "LoggedRun",
     "RetrainWorker",
     "RetrainWorkerActor",
+    "Runner",
     "SearchDimension",
     "TrainConfig",
     "TrainOutcome",

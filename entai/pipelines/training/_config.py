@@ -22,7 +22,7 @@ from pydantic import (
     model_validator,
 )
 
-from entai.pipelines.training._train import BASELINES
+from entai.pipelines.training._train import BASELINES, Runner
 from entai.shared.core import ConfigError, read_yaml_mapping
 
 __all__ = ["CardText", "FairnessConfig", "SearchDimension", "TrainConfig", "TuneConfig"]
@@ -103,6 +103,8 @@ class TrainConfig(_Config):
         num_boost_round: Boosting rounds.
         num_workers: Ray Train workers.
         cpus_per_worker: CPUs (and XGBoost threads) per worker.
+        runner: Where training runs: ``auto`` (one Ray task for one worker, Ray Train
+            for more), ``task`` (one worker only) or ``ray_train``.
         valid_fraction: Latest share of distinct timestamps used for validation.
         baselines: scikit-learn baselines to fit and log alongside.
         register_model: Register the trained model.
@@ -126,6 +128,7 @@ class TrainConfig(_Config):
     num_boost_round: int = Field(100, ge=1, le=100_000)
     num_workers: int = Field(1, ge=1)
     cpus_per_worker: int = Field(1, ge=1)
+    runner: Runner = "auto"
     valid_fraction: float = Field(0.2, gt=0.0, lt=1.0)
     baselines: tuple[str, ...] = ("logistic_regression",)
     register_model: bool = True
@@ -150,6 +153,12 @@ class TrainConfig(_Config):
         if clash:
             raise ValueError(f"fairness.columns cannot be the label or timestamp: {clash}")
         return value
+
+    @model_validator(mode="after")
+    def _runner_fits_workers(self) -> Self:
+        if self.runner == "task" and self.num_workers != 1:
+            raise ValueError("runner 'task' trains on one worker; use 'ray_train' or 'auto'")
+        return self
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> Self:

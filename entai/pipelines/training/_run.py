@@ -275,7 +275,12 @@ def _log(
     return log_xgboost_run(
         settings.mlflow,
         outcome,
-        params={**params, "num_boost_round": num_boost_round, "num_workers": config.num_workers},
+        params={
+            **params,
+            "num_boost_round": num_boost_round,
+            "num_workers": config.num_workers,
+            "runner": outcome.runner,
+        },
         metrics=evaluation.all_metrics,
         training_data=data.train,
         dataset_name=lineage["entai.dataset_id"],
@@ -351,6 +356,7 @@ def _fit_and_register(
         storage_path=settings.home / "ray_train",
         num_workers=config.num_workers,
         cpus_per_worker=config.cpus_per_worker,
+        runner=config.runner,
         run_name=run_name,
     )
     evaluation = _evaluate(config, data, outcome.booster)
