@@ -13,7 +13,10 @@ accelerators, ``@serve.batch``). Canary rows are chosen by
 :mod:`entai.deployments.routing`; served rows go to the prediction log and the
 DriftMonitor through :mod:`entai.deployments.tap`, off the request path. The Ingress
 also answers gRPC (``entai.proto``) behind Serve's gRPC proxy
-(:mod:`entai.deployments.grpc_ingress`), through the same routes.
+(:mod:`entai.deployments.grpc_ingress`), through the same routes. Every request is
+authenticated and its body bounded before the body is read
+(:mod:`entai.deployments.edge_middleware`, :mod:`entai.deployments.auth_gate`); the
+routes then authorize.
 """
 
 # No `from __future__ import annotations` here: Serve's class-based FastAPI views read
@@ -37,6 +40,8 @@ from entai.actors.models import ModelRegistry
 from entai.actors.monitoring import DriftMonitor
 from entai.actors.services import Services
 from entai.deployments.app_args import AppArgs, settings_of, start_runtime
+from entai.deployments.auth_gate import AuthGate, bearer_token
+from entai.deployments.edge_middleware import EdgeMiddleware, EdgePolicy, install_edge
 from entai.deployments.grpc_ingress import GrpcInference
 from entai.deployments.http_errors import install_error_handlers
 from entai.deployments.model_deployment import Model
@@ -60,7 +65,6 @@ from entai.deployments.schemas import (
 from entai.deployments.scoring import HandleScorer, LocalScorer, Scored
 from entai.deployments.tap import DriftMonitorSender, PredictionTap, ServedBatch
 from entai.shared.core import (
-    AuthenticationError,
     EntaiError,
     NotFoundError,
     ServiceUnavailableError,
@@ -74,15 +78,7 @@ __all__ = ["AppArgs", "Ingress", "Model", "build_app"]
 log = logging.getLogger(__name__)
 
 
-def _bearer(authorization: str | None) -> str:
-    if not authorization:
-        raise AuthenticationError("missing bearer token", details={"reason": "missing"})
-    scheme, _, token = authorization.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise AuthenticationError(
-            "Authorization header must be 'Bearer <token>'", details={"reason": "malformed"}
-        )
-    return token.strip()
+_bearer = bearer_token
 
 
 async def _actor_call(ref: Any) -> Any:
@@ -101,7 +97,8 @@ async def _actor_call(ref: Any) -> Any:
 
 api = FastAPI(title="entai", version="0.1.0", docs_url="/docs")
 install_error_handlers(api)
-api.add_middleware(RequestIdMiddleware)
+api.add_middleware(EdgeMiddleware)
+api.add_middleware(RequestIdMiddleware)  # added last: outermost, so refusals carry the id
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"description": text}
@@ -137,6 +134,10 @@ class Ingress(GrpcInference):
         else:
             self._scorer = HandleScorer(model, settings.serve.request_timeout_s)
         self._services = PlatformServices.connect(settings, args, platform)
+        self._gate = AuthGate(self._services.auth, settings.security.auth_guard)
+        self._gate.start()
+        self._edge = EdgePolicy(self._gate, settings.serve.max_body_bytes)
+        install_edge(api, self._edge)
         self._settings = settings
         self._intake = EventIntake(settings, args.event_contracts)
         self._platform = platform
@@ -320,10 +321,15 @@ class Ingress(GrpcInference):
         """Unhealthy when the prediction tap's thread died or in-ingress scoring is lost."""
         if not self._tap.running:
             raise ServiceUnavailableError("the prediction tap stopped")
+        if not self._gate.running:
+            raise ServiceUnavailableError("the auth gate's refresher stopped")
         if not self._scorer.healthy:
             raise ServiceUnavailableError("ingress replica lost its champion or alias watch")
 
     def __del__(self) -> None:
+        gate = getattr(self, "_gate", None)
+        if gate is not None:
+            gate.stop()
         tap = getattr(self, "_tap", None)
         if tap is not None:
             tap.stop()

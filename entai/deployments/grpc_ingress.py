@@ -9,6 +9,12 @@ message and a ``grpc_context``. A FastAPI ingress answers such calls too, so the
 hops of an HTTP one (proxy -> ingress, features read in-process, -> Model). Each method
 translates around the HTTP route of the same operation, so auth (the ``authorization``
 metadata is the HTTP header), feature lookup, canary, tap and answers are the same.
+As over HTTP, a call is authenticated (the ``authorization`` metadata and the peer,
+through the replica's :class:`~entai.deployments.edge_middleware.EdgePolicy`) before
+its message is looked at, then the message's size is checked against
+``serve.max_body_bytes`` (RESOURCE_EXHAUSTED over it). Ray 2.60's gRPC options have no
+message-size setting (its proxy takes ``RAY_SERVE_GRPC_MAX_MESSAGE_SIZE`` from the
+environment, 2 GiB by default), so the size is checked on receipt in the replica.
 """
 
 from __future__ import annotations
@@ -16,10 +22,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
+from entai.deployments.edge_middleware import EdgePolicy
 from entai.deployments.grpc_errors import end_with_error
 from entai.deployments.request_ids import _serve_request_id
 from entai.deployments.schemas import OnlineFeaturesRequest, PredictRequest, PredictResponse
-from entai.shared.core import request_context
+from entai.shared.core import PayloadTooLargeError, ServiceUnavailableError, request_context
 from entai.shared.settings import ServeSettings
 
 if TYPE_CHECKING:
@@ -28,7 +35,7 @@ if TYPE_CHECKING:
 
     from entai.deployments.proto import entai_pb2 as pb
 
-__all__ = ["SERVICER_FUNCTION", "GrpcInference", "serve_options"]
+__all__ = ["SERVICER_FUNCTION", "GrpcInference", "peer_host", "serve_options"]
 
 SERVICER_FUNCTION = "entai.deployments.proto.entai_pb2_grpc.add_EntaiInferenceServicer_to_server"
 _Reply = TypeVar("_Reply", bound="Message")
@@ -47,7 +54,30 @@ class _Routes(Protocol):
 
 
 class GrpcInference:
-    """Mixin of the ingress deployment: the gRPC methods, named as in ``entai.proto``."""
+    """Mixin of the ingress deployment: the gRPC methods, named as in ``entai.proto``.
+
+    The ingress sets ``_edge`` when its replica starts; until then calls are UNAVAILABLE.
+    """
+
+    _edge: EdgePolicy | None = None
+
+    async def _admit(self, request: Message, context: RayServegRPCContext) -> None:
+        """Authenticate the call, then bound its message, before anything reads it.
+
+        Raises:
+            AuthenticationError, RateLimitedError, ServiceUnavailableError: as over HTTP.
+            PayloadTooLargeError: the message is over ``serve.max_body_bytes``.
+        """
+        edge = self._edge
+        if edge is None:
+            raise ServiceUnavailableError("the ingress replica is not ready")
+        await edge.authenticator.authenticate(_authorization(context), peer_host(context.peer()))
+        size = request.ByteSize()
+        if size > edge.max_body_bytes:
+            raise PayloadTooLargeError(
+                f"request message is larger than {edge.max_body_bytes} bytes",
+                details={"field": "message", "max_bytes": edge.max_body_bytes, "bytes": size},
+            )
 
     async def Predict(  # noqa: N802 - Serve calls the method named like the RPC
         self, request: pb.PredictRequest, grpc_context: RayServegRPCContext
@@ -59,6 +89,7 @@ class GrpcInference:
         routes = cast("_Routes", self)
 
         async def call() -> pb.PredictResponse:
+            await self._admit(request, grpc_context)
             model, body = messages.predict_request(request)
             answer = await routes.predict(body, model, _authorization(grpc_context))
             return messages.predict_response(answer)
@@ -75,11 +106,24 @@ class GrpcInference:
         routes = cast("_Routes", self)
 
         async def call() -> pb.GetOnlineFeaturesResponse:
+            await self._admit(request, grpc_context)
             body = messages.online_features_request(request)
             answer = await routes.online_features(body, _authorization(grpc_context))
             return messages.online_features_response(answer)
 
         return await _answer(grpc_context, call, entai_pb2.GetOnlineFeaturesResponse)
+
+
+def peer_host(peer: str | None) -> str | None:
+    """The address part of a gRPC peer string (``ipv4:1.2.3.4:5``, ``ipv6:[::1]:5``)."""
+    if not peer:
+        return None
+    kind, _, rest = peer.partition(":")
+    if kind == "ipv6" and rest.startswith("["):
+        return rest[1:].partition("]")[0]
+    if kind == "ipv4":
+        return rest.rpartition(":")[0] or rest
+    return peer
 
 
 def _authorization(context: RayServegRPCContext) -> str | None:

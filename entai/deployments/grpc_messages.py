@@ -4,11 +4,13 @@ A gRPC request becomes the very pydantic body the HTTP route validates
 (:mod:`entai.deployments.schemas`), so both transports accept and refuse the same
 input with the same messages; an answer of the HTTP route becomes the gRPC response.
 Validation failures are :class:`~entai.shared.core._errors.InvalidInputError` naming the
-fields, as the HTTP API's 422 does.
+fields, as the HTTP API's 422 does. A ``DoubleList`` cannot hold a null, so a NaN
+request feature is a missing value (null over HTTP); infinities are refused as there.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, TypeVar
@@ -70,7 +72,8 @@ def predict_request(request: pb.PredictRequest) -> tuple[str, PredictRequest]:
         {
             "entities": _entities(request.entities),
             "request_features": {
-                name: list(column.values) for name, column in request.request_features.items()
+                name: [None if math.isnan(v) else v for v in column.values]
+                for name, column in request.request_features.items()
             },
         },
     )

@@ -1,7 +1,9 @@
 """The one table mapping entai errors to HTTP statuses, and the error body shape.
 
 Every error response is ``{"error": {"code", "message", "details"}}``. Bad input is
-never a 500: request validation errors become 422 with the offending fields. Serve's
+never a 500: request validation errors become 422 with the offending fields, a body
+over the limit 413. A 401 carries ``WWW-Authenticate``; a 429 or 503 carries
+``Retry-After`` (the error's ``details["retry_after_s"]``, else 1 s). Serve's
 own overload signals (``BackPressureError`` when a handle's ``max_queued_requests`` is
 exceeded, an unavailable deployment) become 503/429 in the same envelope.
 """
@@ -9,6 +11,7 @@ exceeded, an unavailable deployment) become 503/429 in the same envelope.
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -20,7 +23,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from entai.shared import core
 from entai.shared.core import request_id
 
-__all__ = ["STATUS_BY_ERROR", "error_body", "install_error_handlers", "status_for"]
+__all__ = [
+    "STATUS_BY_ERROR",
+    "error_body",
+    "error_response",
+    "install_error_handlers",
+    "status_for",
+]
 
 log = logging.getLogger(__name__)
 
@@ -30,9 +39,12 @@ STATUS_BY_ERROR: tuple[tuple[type[core.EntaiError], int], ...] = (
     (core.NotFoundError, 404),
     (core.ConflictError, 409),
     (core.PromotionRejectedError, 409),
+    (core.PayloadTooLargeError, 413),
     (core.InvalidInputError, 422),
+    (core.RateLimitedError, 429),
     (core.OverloadedError, 429),
     (core.ServiceUnavailableError, 503),
+    (core.ModelOutputInvalidError, 502),
     (core.ConfigError, 500),
     (core.AuditIntegrityError, 500),
 )
@@ -54,21 +66,28 @@ def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
     }
 
 
+def error_response(exc: core.EntaiError) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """Status, envelope and headers of the answer to ``exc``."""
+    status = status_for(exc)
+    headers: dict[str, str] = {}
+    if status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+    elif status in (429, 503):
+        retry = exc.details.get("retry_after_s")
+        seconds = float(retry) if isinstance(retry, int | float) else 1.0
+        headers["Retry-After"] = str(max(1, math.ceil(seconds)))
+    return status, error_body(exc.code, exc.message, exc.details), headers
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Route entai errors, validation errors and HTTP errors into the envelope."""
 
     @app.exception_handler(core.EntaiError)
     async def _entai(_: Request, exc: core.EntaiError) -> JSONResponse:
-        status = status_for(exc)
-        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-        if status in (429, 503):
-            retry = exc.details.get("retry_after_s", 1.0)
-            headers = {"Retry-After": str(max(1, round(float(retry))))}
+        status, body, headers = error_response(exc)
         if status >= 500:
             log.error("request failed", extra={"code": exc.code})
-        return JSONResponse(
-            error_body(exc.code, exc.message, exc.details), status_code=status, headers=headers
-        )
+        return JSONResponse(body, status_code=status, headers=headers or None)
 
     @app.exception_handler(BackPressureError)
     async def _backpressure(_: Request, exc: BackPressureError) -> JSONResponse:

@@ -46,18 +46,20 @@ class Model:
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.002)
     async def score(
-        self, requests: list[tuple[tuple[str, ...], np.ndarray, list[str]]]
+        self, requests: list[tuple[tuple[str, ...], np.ndarray, list[str], list[str]]]
     ) -> list[Any]:
         """Per request: ``[(score, version, alias), ...]`` per row, or the entai error.
+
+        A request is ``(column names, rows, alias per row, request-feature names)``.
 
         A ``challenger`` row falls back to ``champion`` when no challenger is loaded;
         ``shadow`` rows without a shadow version are left out (an empty list).
         """
         models = self._runtime.snapshot()  # one snapshot for the whole batch
         out: list[Any] = []
-        for names, matrix, aliases in requests:
+        for names, matrix, aliases, request_names in requests:
             try:
-                out.append(score_rows(models, names, matrix, aliases))
+                out.append(score_rows(models, names, matrix, aliases, request_names))
             except EntaiError as exc:
                 out.append(exc)
         return out

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -23,7 +23,7 @@ import ray
 
 from entai.actors.core import ActorService
 from entai.actors.models import ModelRegistry
-from entai.shared.core import InvalidInputError, NotFoundError
+from entai.shared.core import InvalidInputError, ModelOutputInvalidError, NotFoundError
 
 __all__ = [
     "ActorAliasWatcher",
@@ -93,8 +93,33 @@ class LoadedModel:
     feature_names: tuple[str, ...]
     predict: Callable[[np.ndarray], np.ndarray]
 
-    def score(self, names: tuple[str, ...], matrix: np.ndarray) -> np.ndarray:
-        """Scores for rows whose columns are ``names``, reordered to the model's inputs."""
+    def score(
+        self, names: tuple[str, ...], matrix: np.ndarray, request_names: Collection[str] = ()
+    ) -> np.ndarray:
+        """Scores for rows whose columns are ``names``, reordered to the model's inputs.
+
+        Args:
+            names: The columns of ``matrix``.
+            matrix: One row per entity; missing values are NaN.
+            request_names: The columns the caller sent as request features; each must
+                be one of the model's inputs.
+
+        Raises:
+            InvalidInputError: a request feature the model does not take, or an input
+                the rows lack, or rows with missing values for a model that cannot
+                take them.
+            ModelOutputInvalidError: the model answered a score that is not finite.
+        """
+        unknown = sorted(set(request_names) - set(self.feature_names))
+        if unknown:
+            raise InvalidInputError(
+                f"model version {self.version} takes no request feature(s) {unknown}",
+                details={
+                    "field": f"request_features.{unknown[0]}",
+                    "unknown": unknown,
+                    "inputs": list(self.feature_names),
+                },
+            )
         if names != self.feature_names:
             index = {n: i for i, n in enumerate(names)}
             missing = [n for n in self.feature_names if n not in index]
@@ -104,7 +129,28 @@ class LoadedModel:
                     details={"field": "request_features", "missing": missing},
                 )
             matrix = matrix[:, [index[n] for n in self.feature_names]]
-        return np.asarray(self.predict(matrix), dtype=np.float64).reshape(-1)
+        try:
+            scores = np.asarray(self.predict(matrix), dtype=np.float64).reshape(-1)
+        except ValueError as exc:  # e.g. scikit-learn refusing NaN
+            gaps = np.isnan(matrix).any(axis=0) if matrix.size else np.zeros(0, dtype=bool)
+            if not gaps.any():
+                raise
+            absent = [n for n, gap in zip(self.feature_names, gaps, strict=True) if gap]
+            raise InvalidInputError(
+                f"model version {self.version} cannot score rows with missing values of {absent}",
+                details={"field": "request_features", "missing_values": absent},
+            ) from exc
+        bad = int(np.count_nonzero(~np.isfinite(scores)))
+        if bad:
+            log.error(
+                "model returned non-finite scores",
+                extra={"model_version": self.version, "rows": bad, "of": len(scores)},
+            )
+            raise ModelOutputInvalidError(
+                f"model version {self.version} returned {bad} score(s) that are not finite",
+                details={"model_version": self.version, "rows": bad},
+            )
+        return scores
 
 
 def xgboost_model(version: int, booster: Any) -> LoadedModel:

@@ -108,8 +108,14 @@ class PlatformServices:
 
             direct = RedisOnlineStore(store.url.get_secret_value(), store.key_prefix)
         model_features = tuple(definitions.resolve(args.feature_service))
+        guard = settings.security.auth_guard
         return cls(
-            auth=actor_auth_cache(services.governance()),
+            auth=actor_auth_cache(
+                services.governance(),
+                ttl_s=guard.cache_ttl_s,
+                max_stale_s=guard.max_stale_s,
+                timeout_s=guard.governance_timeout_s,
+            ),
             features=OnlineFeatureClient(shards, direct_store=direct),
             definitions=definitions,
             model_features=model_features,

@@ -1,4 +1,14 @@
-"""Pydantic request and response models of the HTTP API (DESIGN §5)."""
+"""Pydantic request and response models of the HTTP API (DESIGN §5).
+
+Every request model bounds what it accepts, so a request is refused with 422 naming
+the field (before any lookup) rather than costing memory and time: at most
+:data:`MAX_ENTITY_ROWS` entity rows and :data:`MAX_JOIN_KEYS` join keys, at most
+:data:`MAX_REQUEST_FEATURES` request-time features (finite numbers or null: NaN and
+infinities are refused), names up to :data:`MAX_NAME_LENGTH` characters, entity
+strings up to :data:`MAX_ENTITY_STRING` and 64-bit entity integers. The body as a
+whole is bounded before it is read (``serve.max_body_bytes``,
+:mod:`entai.deployments.edge_middleware`).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +17,17 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
+    "MAX_ENTITY_ROWS",
+    "MAX_ENTITY_STRING",
+    "MAX_EVENTS",
+    "MAX_EVENT_FIELDS",
+    "MAX_EVENT_STRING",
+    "MAX_FEATURE_REFS",
+    "MAX_JOIN_KEYS",
+    "MAX_NAME_LENGTH",
+    "MAX_REQUEST_FEATURES",
     "EntityValue",
+    "FeatureValue",
     "FeedbackRequest",
     "FeedbackResponse",
     "ModelDetail",
@@ -19,8 +39,38 @@ __all__ = [
     "PredictResponse",
 ]
 
-EntityValue = Annotated[int | str, Field(union_mode="left_to_right")]
-_MAX_ENTITIES = 1_000
+MAX_ENTITY_ROWS = 1_000
+MAX_JOIN_KEYS = 16
+MAX_REQUEST_FEATURES = 256
+MAX_FEATURE_REFS = 1_000
+MAX_NAME_LENGTH = 200
+MAX_ENTITY_STRING = 256
+MAX_EVENTS = 10_000
+MAX_EVENT_FIELDS = 256
+MAX_EVENT_STRING = 10_000
+_INT64 = 2**63
+
+Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME_LENGTH)]
+EntityValue = Annotated[
+    Annotated[int, Field(ge=-_INT64, lt=_INT64)]
+    | Annotated[str, Field(max_length=MAX_ENTITY_STRING)],
+    Field(union_mode="left_to_right"),
+]
+FeatureValue = Annotated[float, Field(allow_inf_nan=False)] | None
+"""A request-time feature value: a finite number, or null for missing."""
+EntityColumns = Annotated[
+    dict[Name, Annotated[list[EntityValue], Field(max_length=MAX_ENTITY_ROWS)]],
+    Field(max_length=MAX_JOIN_KEYS),
+]
+EventValue = Annotated[
+    Annotated[bool, Field(strict=True)]
+    | Annotated[int, Field(strict=True, ge=-_INT64, lt=_INT64)]
+    | Annotated[float, Field(strict=True, allow_inf_nan=False)]
+    | Annotated[str, Field(strict=True, max_length=MAX_EVENT_STRING)]
+    | None,
+    Field(union_mode="left_to_right"),
+]
+"""One field of an event: a JSON scalar kept as sent (the source's contract types it)."""
 
 
 def _check_entities(entities: dict[str, list[EntityValue]]) -> None:
@@ -32,8 +82,6 @@ def _check_entities(entities: dict[str, list[EntityValue]]) -> None:
     (n,) = lengths
     if n == 0:
         raise ValueError("entities must hold at least one row")
-    if n > _MAX_ENTITIES:
-        raise ValueError(f"at most {_MAX_ENTITIES} entity rows per request")
 
 
 class OnlineFeaturesRequest(BaseModel):
@@ -41,9 +89,9 @@ class OnlineFeaturesRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    feature_service: str | None = None
-    features: list[str] | None = None
-    entities: dict[str, list[EntityValue]]
+    feature_service: Name | None = None
+    features: Annotated[list[Name], Field(max_length=MAX_FEATURE_REFS)] | None = None
+    entities: EntityColumns
     full_feature_names: bool = False
 
     @model_validator(mode="after")
@@ -76,8 +124,11 @@ class PredictRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    entities: dict[str, list[EntityValue]]
-    request_features: dict[str, list[Any]] = Field(default_factory=dict)
+    entities: EntityColumns
+    request_features: Annotated[
+        dict[Name, Annotated[list[FeatureValue], Field(max_length=MAX_ENTITY_ROWS)]],
+        Field(max_length=MAX_REQUEST_FEATURES),
+    ] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _shape(self) -> PredictRequest:
@@ -155,8 +206,10 @@ class EventsRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    source: str = Field(min_length=1, max_length=200)
-    events: list[dict[str, Any]] = Field(min_length=1, max_length=10_000)
+    source: Name
+    events: list[
+        Annotated[dict[Name, EventValue], Field(min_length=1, max_length=MAX_EVENT_FIELDS)]
+    ] = Field(min_length=1, max_length=MAX_EVENTS)
 
 
 class EraseRequest(BaseModel):
@@ -164,5 +217,5 @@ class EraseRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    entity: dict[str, EntityValue] = Field(min_length=1, max_length=8)
+    entity: dict[Name, EntityValue] = Field(min_length=1, max_length=8)
     reason: str = Field("right to erasure", max_length=500)

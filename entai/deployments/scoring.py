@@ -41,6 +41,7 @@ def score_rows(
     names: tuple[str, ...],
     matrix: np.ndarray,
     aliases: Sequence[str],
+    request_names: Sequence[str] = (),
 ) -> Scored:
     """Score each row with the version holding its alias in ``models``.
 
@@ -48,7 +49,9 @@ def score_rows(
     without a version for some other alias (``shadow``) the answer is an empty list.
 
     Raises:
-        InvalidInputError: a version needs a feature the rows do not have.
+        InvalidInputError: a version needs a feature the rows do not have, or does
+            not take one of ``request_names`` (the caller's request features).
+        ModelOutputInvalidError: a version answered a NaN or infinite score.
     """
     distinct = set(aliases)
     if len(distinct) == 1:  # every row by one alias (always, without a canary)
@@ -56,7 +59,8 @@ def score_rows(
         model, served = _model_for(models, alias)
         if model is None:
             return []
-        return [(s, model.version, served) for s in model.score(names, matrix).tolist()]
+        scores = model.score(names, matrix, request_names)
+        return [(s, model.version, served) for s in scores.tolist()]
     result: Scored = [(float("nan"), 0, "")] * len(aliases)
     wanted = np.asarray(aliases, dtype=object)
     for alias in distinct:
@@ -64,7 +68,7 @@ def score_rows(
         if model is None:
             return []
         rows = np.flatnonzero(wanted == alias)
-        scores = model.score(names, matrix[rows])
+        scores = model.score(names, matrix[rows], request_names)
         for i, s in zip(rows.tolist(), scores.tolist(), strict=True):
             result[i] = (s, model.version, served)
     return result
@@ -91,7 +95,11 @@ class HandleScorer:
         self._timeout_s = timeout_s
 
     async def score(
-        self, names: tuple[str, ...], matrix: np.ndarray, aliases: Sequence[str]
+        self,
+        names: tuple[str, ...],
+        matrix: np.ndarray,
+        aliases: Sequence[str],
+        request_names: Sequence[str] = (),
     ) -> Scored:
         """One Model call (retried on a dead replica), bounded by the timeout."""
         deadline = time.monotonic() + self._timeout_s
@@ -99,7 +107,7 @@ class HandleScorer:
             remaining = deadline - time.monotonic()
             try:
                 result = await asyncio.wait_for(
-                    self._handle.score.remote((names, matrix, list(aliases))),
+                    self._handle.score.remote((names, matrix, list(aliases), list(request_names))),
                     timeout=max(0.001, remaining),
                 )
             except RayActorError as exc:
@@ -142,10 +150,14 @@ class LocalScorer:
         self._runtime = runtime
 
     async def score(
-        self, names: tuple[str, ...], matrix: np.ndarray, aliases: Sequence[str]
+        self,
+        names: tuple[str, ...],
+        matrix: np.ndarray,
+        aliases: Sequence[str],
+        request_names: Sequence[str] = (),
     ) -> Scored:
         """The rows' scores from the current snapshot."""
-        return score_rows(self._runtime.snapshot(), names, matrix, aliases)
+        return score_rows(self._runtime.snapshot(), names, matrix, aliases, request_names)
 
     async def versions(self) -> dict[str, int]:
         """Which version serves each alias in this replica."""

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 __all__ = [
     "MIN_KEY_BYTES",
     "AuditAnchorSettings",
+    "AuthGuardSettings",
     "EntaiSettings",
     "FileAnchorSettings",
     "LakeSettings",
@@ -157,6 +158,14 @@ class ServeSettings(_Section):
         ),
     )
     request_timeout_s: float = Field(10.0, gt=0)
+    max_body_bytes: int = Field(
+        1_048_576,
+        ge=1024,
+        description=(
+            "Largest request body (HTTP) or request message (gRPC) a replica accepts; "
+            "larger ones get 413 (RESOURCE_EXHAUSTED) before they are read."
+        ),
+    )
     tls_note: str | None = Field(
         None,
         description="Where TLS terminates in front of a non-loopback bind (e.g. 'ingress LB').",
@@ -271,6 +280,43 @@ AuditAnchorSettings = Annotated[
 ]
 
 
+class AuthGuardSettings(_Section):
+    """How a serving replica authenticates requests before reading them.
+
+    A replica decides from its copy of the governance state (refreshed every
+    ``cache_ttl_s``); a token that copy does not know is looked up in the governance
+    service (at most ``lookup_concurrency`` at once, each within ``governance_timeout_s``)
+    and, when unknown, remembered as bad for ``negative_ttl_s``. Each client (peer
+    address) may fail ``failure_burst`` times, then ``failure_rate_per_s`` times a
+    second; beyond that it gets 429. Failures are audited as one entry per client and
+    ``failure_window_s``.
+    """
+
+    cache_ttl_s: float = Field(5.0, gt=0.0)
+    max_stale_s: float = Field(
+        60.0,
+        gt=0.0,
+        description=(
+            "How long a replica keeps deciding from its last copy of the governance "
+            "state while the service does not answer; after that, 503."
+        ),
+    )
+    governance_timeout_s: float = Field(5.0, gt=0.0)
+    lookup_concurrency: int = Field(8, ge=1)
+    negative_cache_size: int = Field(10_000, ge=1)
+    negative_ttl_s: float = Field(30.0, gt=0.0)
+    failure_burst: int = Field(20, ge=1)
+    failure_rate_per_s: float = Field(1.0, gt=0.0)
+    max_clients: int = Field(10_000, ge=1)
+    failure_window_s: float = Field(60.0, gt=0.0)
+
+    @model_validator(mode="after")
+    def _stale_after_ttl(self) -> Self:
+        if self.max_stale_s < self.cache_ttl_s:
+            raise ValueError("max_stale_s must be at least cache_ttl_s")
+        return self
+
+
 class SecuritySettings(_Section):
     """Tokens, keys, the governance policy and the audit log's key and anchors.
 
@@ -289,6 +335,7 @@ class SecuritySettings(_Section):
     audit_key_file: Path | None = None
     audit_anchor: AuditAnchorSettings = FileAnchorSettings()
     audit_anchor_every: int = Field(1, ge=1)
+    auth_guard: AuthGuardSettings = AuthGuardSettings()
 
     def resolved_hmac_key(self) -> bytes | None:
         """The HMAC key from the setting or its file, or None when neither is set."""

@@ -2,8 +2,10 @@ from __future__ import annotations
 
 import logging
 import stat
+import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -13,12 +15,18 @@ from entai.actors.core import ActorService
 from entai.actors.governance import (
     ACTOR_NAME,
     AuthCache,
+    FailedAuthWindow,
     GovernanceChecker,
     actor_auth_cache,
     start_governance,
 )
-from entai.shared.core import AuthenticationError, NotFoundError, PermissionDeniedError
-from entai.shared.governance import AuditLog, Policy
+from entai.shared.core import (
+    AuthenticationError,
+    NotFoundError,
+    PermissionDeniedError,
+    ServiceUnavailableError,
+)
+from entai.shared.governance import AuditLog, Policy, hash_secret, parse_token
 from entai.shared.settings import EntaiSettings, load_settings
 
 FEATURES = {"email": "identifier", "clicks_7d": "none"}
@@ -243,3 +251,93 @@ def test_cache_in_front_of_the_actor(
         cache.authorize(app, "models:register", "model:m")
     with pytest.raises(AuthenticationError):
         cache.authorize("entai_000000000000_" + "A" * 43, "predict")
+
+
+def test_lookup_token_answers_from_the_store_without_auditing(
+    checker: GovernanceChecker, settings: EntaiSettings
+) -> None:
+    admin = _admin_token(settings)
+    app, _ = checker.create_token(admin, "app")
+    gone, gone_record = checker.create_token(admin, "app")
+    checker.revoke_token(admin, gone_record.token_id)
+    entries = checker.verify_audit().entries
+
+    def lookup(token: str) -> Any:
+        token_id, secret = parse_token(token)
+        return checker.lookup_token(token_id, hash_secret(secret))
+
+    principal = lookup(app)
+    assert principal is not None and principal.name == "app"
+    assert lookup(app[:-4] + "AAAA") is None  # wrong secret
+    assert lookup(gone) is None  # revoked
+    assert lookup("entai_000000000000_" + "A" * 43) is None  # unknown id
+    assert checker.verify_audit().entries == entries  # nothing written
+
+
+def test_failed_authentications_are_audited_one_entry_per_client_window(
+    checker: GovernanceChecker, settings: EntaiSettings
+) -> None:
+    admin = _admin_token(settings)
+    start = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+    windows = [
+        FailedAuthWindow(
+            client=client,
+            window_start=start,
+            window_end=start + timedelta(seconds=60),
+            count=count,
+            first_seen=start + timedelta(seconds=1),
+            last_seen=start + timedelta(seconds=59),
+            reasons={"unknown": count - 1, "missing": 1},
+        )
+        for client, count in (("10.0.0.1", 1999), ("10.0.0.2", 2))
+    ]
+    before = checker.verify_audit().entries
+    assert checker.record_auth_failures(windows) == 2
+    assert checker.verify_audit().entries == before + 2
+    entries = checker.query_audit(admin, action="authenticate")
+    assert [(e.resource, e.decision, e.details["count"]) for e in entries] == [
+        ("client:10.0.0.1", "deny", 1999),
+        ("client:10.0.0.2", "deny", 2),
+    ]
+    first = entries[0].details
+    assert first["reasons"] == {"unknown": 1998, "missing": 1}
+    assert first["first_seen"] == "2026-11-01T12:00:01+00:00"
+    assert first["last_seen"] == "2026-11-01T12:00:59+00:00"
+
+
+def test_token_lookups_do_not_wait_behind_the_writer(
+    ray_cluster: Any, actor: tuple[Any, EntaiSettings, str]
+) -> None:
+    """A lookup answers while the writer thread is busy (here: a 20 s sleep in it)."""
+    ray = ray_cluster
+    handle, settings, _ = actor
+    admin = _admin_token(settings)
+    app, _ = ray.get(handle.create_token.remote(admin, "app"))
+    token_id, secret = parse_token(app)
+    busy = handle.__ray_call__.remote(lambda checker: time.sleep(20))
+    lookup = handle.lookup_token.remote(token_id, hash_secret(secret))
+    ready, _ = ray.wait([busy, lookup], num_returns=1, timeout=60)
+    assert ready == [lookup], "the lookup queued behind the writer"
+    assert ray.get(lookup).name == "app"
+    snapshot = handle.snapshot_for_cache.remote()  # the writer's group: after the sleep
+    assert ray.wait([busy, snapshot], num_returns=1, timeout=60)[0] == [busy]
+    ray.get(snapshot)
+
+
+def test_cache_calls_to_a_silent_actor_time_out_as_unavailable(
+    ray_cluster: Any, actor: tuple[Any, EntaiSettings, str]
+) -> None:
+    ray = ray_cluster
+    handle, settings, _ = actor
+    cache = actor_auth_cache(
+        ActorService(ACTOR_NAME, handle), ttl_s=0.5, max_stale_s=30.0, timeout_s=1.0
+    )
+    cache.refresh()
+    admin = _admin_token(settings)
+    busy = handle.__ray_call__.remote(lambda checker: time.sleep(5))
+    time.sleep(0.6)  # the snapshot is past its ttl: authorize refreshes, which times out
+    decision = cache.authorize(admin, "admin", "*")  # decided from the stale snapshot
+    assert decision.allowed
+    with pytest.raises(ServiceUnavailableError, match=r"did not answer within 1\.0s"):
+        cache.refresh()
+    ray.get(busy)

@@ -18,10 +18,12 @@ CODE_FOR_STATUS = {
     403: grpc.StatusCode.PERMISSION_DENIED,
     404: grpc.StatusCode.NOT_FOUND,
     409: {grpc.StatusCode.ABORTED, grpc.StatusCode.FAILED_PRECONDITION},
+    413: grpc.StatusCode.RESOURCE_EXHAUSTED,
     422: grpc.StatusCode.INVALID_ARGUMENT,
     429: grpc.StatusCode.RESOURCE_EXHAUSTED,
     503: grpc.StatusCode.UNAVAILABLE,
     500: grpc.StatusCode.INTERNAL,
+    502: grpc.StatusCode.INTERNAL,
 }
 
 

@@ -12,11 +12,13 @@ import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from entai.deployments import grpc_messages as messages
+from entai.deployments.edge_middleware import EdgePolicy
 from entai.deployments.grpc_errors import ERROR_CODE_KEY
-from entai.deployments.grpc_ingress import GrpcInference
+from entai.deployments.grpc_ingress import GrpcInference, peer_host
 from entai.deployments.proto import entai_pb2 as pb
 from entai.deployments.schemas import OnlineFeaturesRequest, PredictRequest, PredictResponse
-from entai.shared.core import InvalidInputError, PermissionDeniedError
+from entai.shared.core import AuthenticationError, InvalidInputError, PermissionDeniedError
+from entai.shared.governance import Principal
 
 
 def ints(*values: int) -> pb.EntityColumn:
@@ -39,8 +41,7 @@ def test_a_predict_request_becomes_the_http_body() -> None:
         '{"entities": {"user_id": [1, 2], "category": ["books", "7"]}}'
     )
     assert body.entities == http.entities
-    assert body.request_features["discount"][0] == 0.5
-    assert math.isnan(body.request_features["discount"][1])  # a missing value, as null
+    assert body.request_features["discount"] == [0.5, None]  # NaN: a missing value, as null
 
 
 @pytest.mark.parametrize(
@@ -138,13 +139,17 @@ def test_a_value_no_feature_type_holds_is_a_bug_not_bad_input() -> None:
 class Context:
     """Serve's gRPC context, as far as the ingress methods use it."""
 
-    def __init__(self, metadata: list[tuple[str, str]]) -> None:
+    def __init__(self, metadata: list[tuple[str, str]], peer: str = "ipv4:10.1.2.3:5555") -> None:
         self.metadata = metadata
         self.code: Any = None
         self.trailing: list[tuple[str, str]] = []
+        self._peer = peer
 
     def invocation_metadata(self) -> list[tuple[str, str]]:
         return self.metadata
+
+    def peer(self) -> str:
+        return self._peer
 
     def set_code(self, code: grpc.StatusCode) -> None:
         self.code = code
@@ -156,11 +161,27 @@ class Context:
         self.trailing = metadata
 
 
+class Gate:
+    """An authenticator that admits ``Bearer good`` (and, for the old tests, any token)."""
+
+    def __init__(self, *, strict: bool = False) -> None:
+        self.strict = strict
+        self.seen: list[tuple[str | None, str | None]] = []
+
+    async def authenticate(self, authorization: str | None, client: str | None) -> Principal:
+        self.seen.append((authorization, client))
+        if self.strict and authorization != "Bearer good":
+            raise AuthenticationError("token is unknown", details={"reason": "unknown"})
+        return Principal("app", frozenset({"app"}))
+
+
 class Routes(GrpcInference):
     """The ingress's HTTP routes, recording what the gRPC methods pass them."""
 
-    def __init__(self) -> None:
+    def __init__(self, gate: Gate | None = None, max_bytes: int = 1 << 20) -> None:
         self.calls: list[tuple[Any, ...]] = []
+        self.gate = gate or Gate()
+        self._edge = EdgePolicy(self.gate, max_bytes)
 
     async def predict(
         self, body: PredictRequest, model: str, authorization: str | None
@@ -199,3 +220,56 @@ def test_a_refused_call_ends_with_its_status_and_an_empty_answer() -> None:
     asyncio.run(routes.Predict(bad, context))  # type: ignore[arg-type]
     assert context.code == grpc.StatusCode.INVALID_ARGUMENT
     assert not routes.calls  # refused before the route: nothing scored
+
+
+def test_a_call_is_authenticated_before_its_message_is_read() -> None:
+    gate = Gate(strict=True)
+    routes = Routes(gate)
+    invalid = pb.PredictRequest(model="")  # INVALID_ARGUMENT, had it been read
+    context = Context([("authorization", "Bearer bad")], peer="ipv6:[::1]:4000")
+    asyncio.run(routes.Predict(invalid, context))  # type: ignore[arg-type]
+    assert context.code == grpc.StatusCode.UNAUTHENTICATED
+    assert context.trailing == [(ERROR_CODE_KEY, "unauthenticated")]
+    assert gate.seen == [("Bearer bad", "::1")]
+    assert not routes.calls
+
+
+def test_a_message_over_the_size_limit_is_resource_exhausted() -> None:
+    routes = Routes(Gate(strict=True), max_bytes=1024)
+    big = pb.PredictRequest(model="m", entities={"user_id": ints(*range(1000))})
+    assert big.ByteSize() > 1024
+    context = Context([("authorization", "Bearer good")])
+    asyncio.run(routes.Predict(big, context))  # type: ignore[arg-type]
+    assert context.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert context.trailing == [(ERROR_CODE_KEY, "payload_too_large")]
+    assert not routes.calls
+    small = pb.PredictRequest(model="m", entities={"user_id": ints(1)})
+    context = Context([("authorization", "Bearer good")])
+    asyncio.run(routes.Predict(small, context))  # type: ignore[arg-type]
+    assert context.code is None and len(routes.calls) == 1
+
+
+def test_an_infinite_request_feature_is_refused_naming_it() -> None:
+    request = pb.PredictRequest(
+        model="m",
+        entities={"user_id": ints(1)},
+        request_features={"discount": pb.DoubleList(values=[math.inf])},
+    )
+    with pytest.raises(InvalidInputError) as caught:
+        messages.predict_request(request)
+    (problem,) = caught.value.details["errors"]
+    assert problem["field"] == "request_features.discount.0"
+    assert "finite" in problem["message"]
+
+
+@pytest.mark.parametrize(
+    ("peer", "host"),
+    [
+        ("ipv4:127.0.0.1:51234", "127.0.0.1"),
+        ("ipv6:[::1]:51234", "::1"),
+        ("unix:/tmp/sock", "unix:/tmp/sock"),
+        ("", None),
+    ],
+)
+def test_the_peer_address_is_the_host_part(peer: str, host: str | None) -> None:
+    assert peer_host(peer) == host

@@ -7,7 +7,7 @@ import pytest
 
 from entai.deployments.model_runtime import LoadedModel
 from entai.deployments.scoring import score_rows
-from entai.shared.core import InvalidInputError
+from entai.shared.core import InvalidInputError, ModelOutputInvalidError
 
 NAMES = ("a", "b")
 
@@ -37,3 +37,36 @@ def test_challenger_falls_back_to_champion_and_missing_shadow_scores_nothing() -
     models = {"champion": _model(3, 1.0)}
     assert score_rows(models, NAMES, MATRIX[:1], ["challenger"]) == [(1.5, 3, "champion")]
     assert score_rows(models, NAMES, MATRIX, ["shadow"] * 3) == []
+
+
+def test_a_request_feature_the_model_does_not_take_is_refused_naming_it() -> None:
+    models = {"champion": _model(1, 1.0)}
+    names = ("a", "b", "zz")
+    matrix = np.hstack([MATRIX, np.ones((3, 1))])
+    with pytest.raises(InvalidInputError) as caught:
+        score_rows(models, names, matrix, ["champion"] * 3, ["zz"])
+    assert caught.value.details["field"] == "request_features.zz"
+    assert caught.value.details["inputs"] == ["a", "b"]
+    known = score_rows(models, NAMES, MATRIX, ["champion"] * 3, ["b"])  # an input: fine
+    assert [s for s, _, _ in known] == [1.5, 2.0, 4.0]
+
+
+def test_a_model_answering_nan_or_infinity_is_model_output_invalid() -> None:
+    for bad in (np.nan, np.inf):
+        broken = LoadedModel(7, NAMES, lambda m, bad=bad: np.where(m[:, 0] > 1, bad, 0.5))
+        with pytest.raises(ModelOutputInvalidError) as caught:
+            score_rows({"champion": broken}, NAMES, MATRIX, ["champion"] * 3)
+        assert caught.value.details == {"model_version": 7, "rows": 2}
+
+
+def test_a_model_refusing_missing_values_is_invalid_input_naming_them() -> None:
+    def strict(m: np.ndarray) -> np.ndarray:
+        if np.isnan(m).any():
+            raise ValueError("Input X contains NaN.")  # as scikit-learn says it
+        return m[:, 0]
+
+    model = LoadedModel(2, NAMES, strict)
+    gappy = np.array([[1.0, np.nan], [2.0, 0.0]])
+    with pytest.raises(InvalidInputError) as caught:
+        score_rows({"champion": model}, NAMES, gappy, ["champion"] * 2)
+    assert caught.value.details == {"field": "request_features", "missing_values": ["b"]}

@@ -16,8 +16,14 @@ from entai.actors.governance._auth_cache import (
     GovernanceBackend,
     UsageKey,
 )
+from entai.actors.governance._auth_failures import (
+    OTHER_CLIENTS,
+    AuthFailureTally,
+    FailedAuthWindow,
+)
 from entai.actors.governance._checker import (
     ACTOR_NAME,
+    AUTH_GROUP,
     GovernanceChecker,
     GovernanceCheckerActor,
     start_governance,
@@ -25,10 +31,14 @@ from entai.actors.governance._checker import (
 
 __all__ = [
     "ACTOR_NAME",
+    "AUTH_GROUP",
+    "OTHER_CLIENTS",
     "ActorGovernance",
     "AuthCache",
+    "AuthFailureTally",
     "CacheSnapshot",
     "CachedToken",
+    "FailedAuthWindow",
     "GovernanceAuditor",
     "GovernanceBackend",
     "GovernanceChecker",

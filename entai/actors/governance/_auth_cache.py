@@ -10,21 +10,31 @@ refresh, where they are audited as aggregates.
 
 Staleness is bounded by ``ttl_s`` (default 5 s): a revoked token, a removed role or a
 new policy version takes effect in every cache within ``ttl_s`` of the change. A new
-token works at once (an unknown token goes to the actor).
+token works at once (an unknown token goes to the actor). When the actor does not
+answer a refresh, the last snapshot keeps deciding until it is ``max_stale_s`` old
+(default ``ttl_s``, i.e. not at all); every call to the actor has a timeout and a dead,
+restarting or silent actor is a :class:`~entai.shared.core.ServiceUnavailableError`.
+
+Serving replicas authenticate before they read a request
+(:mod:`entai.deployments.auth_gate`) with :meth:`AuthCache.principal_local` and, for a
+token the snapshot does not know, :meth:`AuthCache.lookup`, which asks the actor's
+read-only ``lookup_token`` (never audited, never queued behind audit writes).
 """
 
 from __future__ import annotations
 
 import hmac
+import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from entai.shared.core import AuthenticationError
+from entai.actors.governance._auth_failures import FailedAuthWindow
+from entai.shared.core import AuthenticationError, ServiceUnavailableError
 from entai.shared.governance import (
     Decision,
     Permission,
@@ -41,6 +51,8 @@ __all__ = [
     "GovernanceBackend",
     "UsageKey",
 ]
+
+log = logging.getLogger(__name__)
 
 UsageKey = tuple[str, str, str, str]
 """(principal, action, resource, decision) of locally allowed requests."""
@@ -81,6 +93,10 @@ class GovernanceBackend(Protocol):
 
     def snapshot_for_cache(self, usage: Mapping[UsageKey, int] | None) -> CacheSnapshot: ...
 
+    def lookup_token(self, token_id: str, secret_hash: str) -> Principal | None: ...
+
+    def record_auth_failures(self, windows: Sequence[FailedAuthWindow]) -> int: ...
+
 
 class AuthCache:
     """Authorize with a short-lived local copy of the governance state.
@@ -88,6 +104,8 @@ class AuthCache:
     Args:
         backend: The GovernanceChecker, or :class:`ActorGovernance` around its handle.
         ttl_s: Longest time a snapshot is used before it is refreshed.
+        max_stale_s: Longest time a snapshot keeps deciding while refreshes fail
+            (the service is down or silent); None means ``ttl_s``.
         clock: Monotonic seconds (injectable for tests).
     """
 
@@ -96,15 +114,28 @@ class AuthCache:
         backend: GovernanceBackend,
         *,
         ttl_s: float = 5.0,
+        max_stale_s: float | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._backend = backend
         self._ttl_s = ttl_s
+        self._max_stale_s = ttl_s if max_stale_s is None else max(ttl_s, max_stale_s)
         self._clock = clock
         self._lock = threading.Lock()
         self._snapshot: CacheSnapshot | None = None
         self._fetched_at = float("-inf")
         self._usage: Counter[UsageKey] = Counter()
+
+    @property
+    def ttl_s(self) -> float:
+        """How long a snapshot decides before it is refreshed."""
+        return self._ttl_s
+
+    def snapshot_age(self) -> float | None:
+        """Seconds since the current snapshot was taken; None before the first."""
+        if self._snapshot is None:
+            return None
+        return self._clock() - self._fetched_at
 
     def refresh(self) -> CacheSnapshot:
         """Ship usage counts to the actor and take a fresh snapshot now."""
@@ -123,7 +154,21 @@ class AuthCache:
     def _current(self) -> CacheSnapshot:
         snapshot = self._snapshot
         if snapshot is None or self._clock() - self._fetched_at >= self._ttl_s:
-            snapshot = self.refresh()
+            try:
+                snapshot = self.refresh()
+            except ServiceUnavailableError:
+                usable = self._usable()
+                if usable is None:
+                    raise
+                log.warning("governance refresh failed; deciding from the last snapshot")
+                return usable
+        return snapshot
+
+    def _usable(self) -> CacheSnapshot | None:
+        """The snapshot if it is younger than ``max_stale_s``, without refreshing."""
+        snapshot = self._snapshot
+        if snapshot is None or self._clock() - self._fetched_at >= self._max_stale_s:
+            return None
         return snapshot
 
     def _local_principal(self, snapshot: CacheSnapshot, token: str) -> Principal | None:
@@ -171,18 +216,57 @@ class AuthCache:
         """The allowed decision if the current snapshot gives it without any call, else None.
 
         Never blocks: None means :meth:`authorize` would have to call the actor (the
-        snapshot is missing or older than ``ttl_s``, the token is unknown here, or the
-        policy denies), so an event loop can call this inline and hand only the rest to
-        a thread. An allowed decision is counted like one from :meth:`authorize`.
+        snapshot is missing or older than ``max_stale_s``, the token is unknown here, or
+        the policy denies), so an event loop can call this inline and hand only the rest
+        to a thread. An allowed decision is counted like one from :meth:`authorize`.
         """
-        snapshot = self._snapshot
-        if snapshot is None or self._clock() - self._fetched_at >= self._ttl_s:
+        snapshot = self._usable()
+        if snapshot is None:
             return None
         principal = self._local_principal(snapshot, token)
         if principal is None:
             return None
         decision = snapshot.policy.authorize(principal, action, resource)
         return self._count(decision) if decision.allowed else None
+
+    def principal_local(self, token: str) -> Principal | None:
+        """The principal of ``token`` when the snapshot knows it as active; never blocks.
+
+        None when there is no snapshot younger than ``max_stale_s``, or the token is
+        malformed, unknown to the snapshot, expired or of a principal not in the policy.
+        """
+        snapshot = self._usable()
+        if snapshot is None:
+            return None
+        return self._local_principal(snapshot, token)
+
+    def lookup(self, token: str) -> Principal | None:
+        """Ask the governance service about a token (read-only, never audited).
+
+        Only the token id and the SHA-256 of its secret are sent.
+
+        Returns:
+            The principal of an active token; None for a malformed, unknown, expired or
+            revoked one.
+
+        Raises:
+            ServiceUnavailableError: the service did not answer in time.
+        """
+        try:
+            token_id, secret = parse_token(token)
+        except AuthenticationError:
+            return None
+        return self._backend.lookup_token(token_id, hash_secret(secret))
+
+    def report_failures(self, windows: Sequence[FailedAuthWindow]) -> int:
+        """Have the governance service audit failed authentications counted here.
+
+        Raises:
+            ServiceUnavailableError: the service did not answer in time.
+        """
+        if not windows:
+            return 0
+        return self._backend.record_auth_failures(windows)
 
     def authorize_features(
         self,

@@ -5,7 +5,15 @@ and the audit log; every piece of its state is on disk, so a restarted actor car
 on where it stopped. Callers on the hot path put an
 :class:`~entai.actors.governance._auth_cache.AuthCache` in front of it.
 
-What is audited: every denial and failed authentication in full, every admin action
+Token lookups for serving replicas (:meth:`GovernanceChecker.lookup_token`) run in a
+concurrency group of their own (:data:`AUTH_GROUP`), on threads beside the one that
+writes: a replica asking about a token it does not know never waits behind audit
+writes and their fsyncs. That method only reads (one dict read of the token store, the
+current policy object) and writes nothing.
+
+What is audited: every denial and failed authentication in full (failures that
+serving replicas answered themselves arrive counted per client and window,
+:meth:`GovernanceChecker.record_auth_failures`), every admin action
 (tokens, principals, audit queries) in full, and allowed high-volume reads
 (``features:read``, ``predict``) as one aggregate entry per (principal, action,
 resource, outcome) and window, with a count. Aggregates are flushed when a window
@@ -16,6 +24,7 @@ lost if the actor dies.
 
 from __future__ import annotations
 
+import hmac
 import logging
 import os
 import time
@@ -28,6 +37,7 @@ import ray
 
 from entai.actors.core import service_actor
 from entai.actors.governance._auth_cache import CachedToken, CacheSnapshot, UsageKey
+from entai.actors.governance._auth_failures import FailedAuthWindow
 from entai.shared.core import AuthenticationError, ConfigError, NotFoundError
 from entai.shared.governance import (
     AuditEntry,
@@ -42,11 +52,20 @@ from entai.shared.governance import (
 )
 from entai.shared.settings import EntaiSettings, audit_anchor_store, resolve_audit_key
 
-__all__ = ["ACTOR_NAME", "GovernanceChecker", "GovernanceCheckerActor", "start_governance"]
+__all__ = [
+    "ACTOR_NAME",
+    "AUTH_GROUP",
+    "GovernanceChecker",
+    "GovernanceCheckerActor",
+    "start_governance",
+]
 
 logger = logging.getLogger(__name__)
 
 ACTOR_NAME = "entai-governance"
+AUTH_GROUP = "auth"
+"""The concurrency group of the read-only token lookups, with its own threads."""
+_AUTH_THREADS = 4
 HIGH_VOLUME = frozenset({Permission.FEATURES_READ.value, Permission.PREDICT.value})
 _SYSTEM = "system"
 _ANONYMOUS = "anonymous"
@@ -148,6 +167,52 @@ class GovernanceChecker:
             )
             raise
         return principal
+
+    @ray.method(concurrency_group=AUTH_GROUP)
+    def lookup_token(self, token_id: str, secret_hash: str) -> Principal | None:
+        """The principal of an active token, or None; read-only and never audited.
+
+        Serving replicas ask this about tokens their cache does not know (a token
+        minted since their last refresh, or a bad one). It takes the token id and the
+        SHA-256 of the secret, so no usable secret crosses the wire, compares the hash
+        in constant time and writes nothing: the replica counts failures and sends them
+        in aggregate (:meth:`record_auth_failures`). It runs on the actor's
+        :data:`AUTH_GROUP` threads, beside the writer.
+        """
+        record = self._tokens.get(token_id)
+        expected = record.secret_hash if record is not None else "0" * 64
+        if not hmac.compare_digest(secret_hash, expected) or record is None:
+            return None
+        if record.state(datetime.now(UTC)) != "active":
+            return None
+        return self._policy.principals.get(record.principal)
+
+    def record_auth_failures(self, windows: Iterable[FailedAuthWindow]) -> int:
+        """Audit failed authentications counted by a replica: one entry per client and window.
+
+        Returns:
+            How many entries were written.
+        """
+        self._maybe_flush()
+        written = 0
+        for w in windows:
+            self._audit.append(
+                principal=_ANONYMOUS,
+                action="authenticate",
+                resource=f"client:{w.client}",
+                decision="deny",
+                details={
+                    "aggregated": True,
+                    "count": w.count,
+                    "reasons": dict(w.reasons),
+                    "first_seen": w.first_seen.isoformat(),
+                    "last_seen": w.last_seen.isoformat(),
+                    "window_start": w.window_start.isoformat(),
+                    "window_end": w.window_end.isoformat(),
+                },
+            )
+            written += 1
+        return written
 
     def _resolve(self, caller: str | Principal, request_id: str | None) -> Principal:
         """A token is authenticated; an in-cluster Principal is re-read from the policy."""
@@ -406,7 +471,11 @@ class GovernanceChecker:
         return CacheSnapshot(policy=self._policy, tokens=tokens, taken_at=now)
 
 
-GovernanceCheckerActor = ray.remote(GovernanceChecker)
+# Ray's typed overloads of `ray.remote` omit `concurrency_groups`, which it accepts.
+_remote_with_groups: Any = ray.remote
+GovernanceCheckerActor = _remote_with_groups(concurrency_groups={AUTH_GROUP: _AUTH_THREADS})(
+    GovernanceChecker
+)
 
 
 def start_governance(settings: EntaiSettings, namespace: str | None = None) -> Any:

@@ -9,12 +9,15 @@ the caller's process unchanged.
     ├── InvalidInputError           bad input from a caller (names the field)
     │   ├── DefinitionError         a feature definition is invalid
     │   ├── ContractViolationError  data does not satisfy its contract
-    │   └── PointInTimeJoinError    entity dataframe or feature request is unusable
+    │   ├── PointInTimeJoinError    entity dataframe or feature request is unusable
+    │   └── PayloadTooLargeError    a request body or message is over its size limit
     ├── NotFoundError               an entity, view, model or version does not exist
     ├── ConflictError               the change contradicts existing state
     ├── AuthenticationError         no, bad, expired or revoked token
     ├── PermissionDeniedError       authenticated, but not allowed
     ├── PromotionRejectedError      a promotion gate failed
+    ├── RateLimitedError            one client failed too often; retry after a while
+    ├── ModelOutputInvalidError     a model answered with something that is not a score
     ├── ServiceUnavailableError     a backend or actor is not reachable
     │   └── OverloadedError         too much work queued; retry later
     └── AuditIntegrityError         the audit log's hash chain is broken
@@ -34,11 +37,14 @@ __all__ = [
     "DefinitionError",
     "EntaiError",
     "InvalidInputError",
+    "ModelOutputInvalidError",
     "NotFoundError",
     "OverloadedError",
+    "PayloadTooLargeError",
     "PermissionDeniedError",
     "PointInTimeJoinError",
     "PromotionRejectedError",
+    "RateLimitedError",
     "ServiceUnavailableError",
 ]
 
@@ -101,6 +107,12 @@ class PointInTimeJoinError(InvalidInputError):
     code = "invalid_pit_request"
 
 
+class PayloadTooLargeError(InvalidInputError):
+    """A request body (or gRPC message) is larger than the configured limit."""
+
+    code = "payload_too_large"
+
+
 class NotFoundError(EntaiError):
     """The named object (view, model, version, request id) does not exist."""
 
@@ -129,6 +141,18 @@ class PromotionRejectedError(EntaiError):
     """A model promotion failed one or more governance gates."""
 
     code = "promotion_rejected"
+
+
+class RateLimitedError(EntaiError):
+    """A client failed too often; ``details["retry_after_s"]`` says when to retry."""
+
+    code = "rate_limited"
+
+
+class ModelOutputInvalidError(EntaiError):
+    """A model returned a score that is not a finite number (NaN, infinity)."""
+
+    code = "model_output_invalid"
 
 
 class ServiceUnavailableError(EntaiError):

@@ -1,4 +1,4 @@
-"""Governance: policy (roles, permissions, decisions), API tokens, the keyed, anchored
+"""Governance: policy (roles, permissions, decisions), API tokens, the hash-chained
 audit log, and the pure part of erasure.
 """
 
@@ -15,18 +15,28 @@ from entai.shared.governance._audit_anchor import (
     AnchorStore,
     FileAnchorStore,
     MemoryAnchorStore,
+    parse_anchor,
     sign_anchor,
 )
-from entai.shared.governance._audit_anchor_postgres import PostgresAnchorStore
-from entai.shared.governance._audit_bundle import BUNDLE_FORMAT, verify_bundle
+from entai.shared.governance._audit_anchor_postgres import (
+    PostgresAnchorStore,
+)
+from entai.shared.governance._audit_bundle import (
+    BUNDLE_FORMAT,
+    build_bundle,
+    verify_bundle,
+)
 from entai.shared.governance._audit_chain import (
     Anchor,
+    anchor_mac,
     canonical_json,
+    check_anchor,
     check_chain,
     derive_key,
     entry_mac,
     legacy_entry_hash,
     line_of,
+    parse_entry,
 )
 from entai.shared.governance._erasure import (
     ENTITY_KEY_COLUMN,
@@ -90,7 +100,10 @@ __all__ = [
     "TokenRecord",
     "TokenStore",
     "VerifyReport",
+    "anchor_mac",
+    "build_bundle",
     "canonical_json",
+    "check_anchor",
     "check_chain",
     "datasets_with_subject",
     "derive_key",
@@ -101,7 +114,9 @@ __all__ = [
     "line_of",
     "normalise_pii_class",
     "now_iso",
+    "parse_anchor",
     "parse_entity",
+    "parse_entry",
     "parse_token",
     "sign_anchor",
     "verify_bundle",

@@ -221,6 +221,10 @@ class TokenStore:
             )
         return record
 
+    def get(self, token_id: str) -> TokenRecord | None:
+        """The record named ``token_id``, or None; one dict read, safe beside a writer."""
+        return self._records.get(token_id)
+
     def revoke(self, token_id: str, *, now: datetime | None = None) -> TokenRecord:
         """Revoke a token; revoking twice keeps the first revocation time.
 

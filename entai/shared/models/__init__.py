@@ -1,4 +1,4 @@
-"""Models: promotion gates, model cards and fairness measures."""
+"""Models: promotion gates and model cards."""
 
 from __future__ import annotations
 
