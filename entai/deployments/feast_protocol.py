@@ -32,7 +32,7 @@ from entai.deployments.platform import OnlineRead
 from entai.deployments.schemas import FeastOnlineFeaturesRequest
 from entai.shared.core import InvalidInputError
 
-__all__ = ["FEAST_ZERO_TIME", "feast_name", "feast_response", "feast_time", "feast_value"]
+__all__ = ["FEAST_ZERO_TIME", "feast_response", "feast_time", "feast_value"]
 
 FEAST_ZERO_TIME = "1970-01-01T00:00:00Z"
 _PRESENT = "PRESENT"
@@ -67,12 +67,6 @@ def feast_value(value: Any) -> Any:
     return value
 
 
-def feast_name(ref: str, *, full_feature_names: bool) -> str:
-    """Feast's name of the feature ``view:feature``: ``view__feature`` or ``feature``."""
-    view, _, feature = ref.partition(":")
-    return f"{view}__{feature}" if full_feature_names else feature
-
-
 def feast_response(read: OnlineRead, request: FeastOnlineFeaturesRequest) -> dict[str, Any]:
     """The read as Feast's feature server answers ``/get-online-features``.
 
@@ -80,7 +74,8 @@ def feast_response(read: OnlineRead, request: FeastOnlineFeaturesRequest) -> dic
         InvalidInputError: without ``full_feature_names``, two views give features of
             one name (Feast's name collision); the message names the features.
     """
-    names = [feast_name(c.ref, full_feature_names=request.full_feature_names) for c in read.columns]
+    full = request.full_feature_names
+    names = [f"{c.view}__{c.feature}" if full else c.feature for c in read.columns]
     collided = sorted(n for n, count in Counter((*read.join_keys, *names)).items() if count > 1)
     if collided:
         raise InvalidInputError(
