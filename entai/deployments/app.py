@@ -42,6 +42,7 @@ from entai.actors.services import Services
 from entai.deployments.app_args import AppArgs, settings_of, start_runtime
 from entai.deployments.auth_gate import AuthGate, bearer_token
 from entai.deployments.edge_middleware import EdgeMiddleware, EdgePolicy, install_edge
+from entai.deployments.feast_protocol import feast_response
 from entai.deployments.grpc_ingress import GrpcInference
 from entai.deployments.http_errors import install_error_handlers
 from entai.deployments.model_deployment import Model
@@ -52,6 +53,8 @@ from entai.deployments.routing import route_aliases
 from entai.deployments.schemas import (
     EraseRequest,
     EventsRequest,
+    FeastOnlineFeaturesRequest,
+    FeastOnlineFeaturesResponse,
     FeedbackRequest,
     FeedbackResponse,
     ModelDetail,
@@ -237,12 +240,23 @@ class Ingress(GrpcInference):
 
         return await asyncio.to_thread(read)
 
-    @api.post("/get-online-features", response_model=OnlineFeaturesResponse, responses=_ERRORS)
+    @api.post(
+        "/get-online-features",
+        response_model=FeastOnlineFeaturesResponse,
+        response_model_exclude_none=True,
+        responses=_ERRORS,
+    )
     async def feast_online_features(
-        self, body: OnlineFeaturesRequest, authorization: str | None = Header(None)
+        self, body: FeastOnlineFeaturesRequest, authorization: str | None = Header(None)
     ) -> dict[str, Any]:
-        """The same handler at Feast's path, so Feast HTTP clients work unchanged."""
-        return await self.online_features(body, authorization)
+        """Feast's feature-server route: the same read, answered in Feast's shape."""
+        token = _bearer(authorization)
+
+        def read() -> dict[str, Any]:
+            self._services.authorize(token, "features:read", "features")
+            return feast_response(self._services.read_online(token, body), body)
+
+        return await asyncio.to_thread(read)
 
     @api.get("/v1/models", response_model=list[ModelSummary], responses=_ERRORS)
     async def list_models(self, authorization: str | None = Header(None)) -> list[Any]:

@@ -15,7 +15,7 @@ import asyncio
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -32,7 +32,7 @@ from entai.shared.settings import EntaiSettings
 if TYPE_CHECKING:
     from entai.deployments.app_args import AppArgs
 
-__all__ = ["FeatureInputs", "PlatformServices", "ReadPlan"]
+__all__ = ["FeatureColumn", "FeatureInputs", "OnlineRead", "PlatformServices", "ReadPlan"]
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,53 @@ class FeatureInputs:
     names: tuple[str, ...]
     matrix: np.ndarray
     entity_keys: list[str]
+
+
+@dataclass(frozen=True)
+class FeatureColumn:
+    """One feature's answer for a request's entity rows, before an API shapes it.
+
+    Attributes:
+        ref: ``view:feature``.
+        values: In entity order; ``None`` unless PRESENT, masked where the principal
+            may not read the feature in the clear.
+        statuses: Status names (``PRESENT``, ``NOT_FOUND``, ``NULL_VALUE``,
+            ``OUTSIDE_MAX_AGE``), in entity order.
+        event_timestamps: The stored row's event time per entity (``None`` if NOT_FOUND).
+    """
+
+    ref: str
+    values: list[Any]
+    statuses: list[str]
+    event_timestamps: list[datetime | None]
+
+    @property
+    def view(self) -> str:
+        """The feature view's name."""
+        return self.ref.split(":", 1)[0]
+
+    @property
+    def feature(self) -> str:
+        """The feature's name within its view."""
+        return self.ref.split(":", 1)[1]
+
+
+@dataclass(frozen=True)
+class OnlineRead:
+    """An online read for the feature routes, shared by entai's answer and Feast's.
+
+    Attributes:
+        views: The feature views read, in request order.
+        join_keys: The request's entity keys that are join keys of those views, in
+            the request's order.
+        entities: The request's entity columns.
+        columns: One per feature, grouped by view, in request order.
+    """
+
+    views: tuple[str, ...]
+    join_keys: tuple[str, ...]
+    entities: Mapping[str, Sequence[Any]]
+    columns: tuple[FeatureColumn, ...]
 
 
 @dataclass(frozen=True)
@@ -174,8 +221,17 @@ class PlatformServices:
             ) from exc
         return FeatureInputs((*online, *extra), matrix, entity_keys)
 
-    def online_features(self, token: str, body: OnlineFeaturesRequest) -> dict[str, Any]:
-        """Feast-shaped online features, PII masked for principals without read_pii."""
+    def read_online(self, token: str, body: OnlineFeaturesRequest) -> OnlineRead:
+        """The online read behind both feature routes, PII masked for the principal.
+
+        Values of features the principal may not read in the clear (no
+        ``features:read_pii``) are masked; statuses are their names.
+
+        Raises:
+            AuthenticationError, PermissionDeniedError: the token may not read features.
+            NotFoundError: an unknown service, view or feature.
+            InvalidInputError: a join key is missing.
+        """
         source: Any = body.feature_service if body.feature_service is not None else body.features
         projections = self.definitions.resolve(source)
         pii = {
@@ -184,19 +240,53 @@ class PlatformServices:
             for name in p.features
         }
         decision = self.auth.authorize_features(token, pii, "features")
-        response = self._read(ReadPlan.of(projections), body.entities)
+        plan = ReadPlan.of(projections)
+        response = self._read(plan, body.entities)
         masked = set(decision.masked_features)
-        names = response["metadata"]["feature_names"]
-        for name, result in zip(names, response["results"], strict=True):
-            if name in masked:
-                result["values"] = [None if v is None else _MASKED for v in result["values"]]
-            result["statuses"] = [str(s) for s in result["statuses"]]
-            result["event_timestamps"] = [
-                None if ts is None else ts.isoformat() for ts in result["event_timestamps"]
-            ]
-        if not body.full_feature_names:
-            response["metadata"]["feature_names"] = [n.split(":", 1)[1] for n in names]
-        return response
+        columns = tuple(
+            FeatureColumn(
+                ref=ref,
+                values=[None if v is None else _MASKED for v in result["values"]]
+                if ref in masked
+                else list(result["values"]),
+                statuses=[str(s) for s in result["statuses"]],
+                event_timestamps=list(result["event_timestamps"]),
+            )
+            for ref, result in zip(
+                response["metadata"]["feature_names"], response["results"], strict=True
+            )
+        )
+        return OnlineRead(
+            views=tuple(p.view.name for p in projections),
+            join_keys=tuple(k for k in body.entities if k in plan.join_keys),
+            entities=body.entities,
+            columns=columns,
+        )
+
+    def online_features(self, token: str, body: OnlineFeaturesRequest) -> dict[str, Any]:
+        """entai's own answer (DESIGN §5): one result per feature, ISO timestamps or null.
+
+        Feature names are ``view:feature`` with ``full_feature_names``, else the feature
+        name alone; join keys are not echoed.
+        """
+        read = self.read_online(token, body)
+        return {
+            "metadata": {
+                "feature_names": [
+                    c.ref if body.full_feature_names else c.feature for c in read.columns
+                ]
+            },
+            "results": [
+                {
+                    "values": c.values,
+                    "statuses": c.statuses,
+                    "event_timestamps": [
+                        None if ts is None else ts.isoformat() for ts in c.event_timestamps
+                    ],
+                }
+                for c in read.columns
+            ],
+        }
 
 
 def _entity_rows(plan: ReadPlan, entities: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
