@@ -39,11 +39,13 @@ from entai.shared.data._masking import (
     redact,
 )
 from entai.shared.data._pii import (
+    ColumnScan,
     PiiKind,
     PiiMatch,
     canonical_finding,
     find_pii,
     replace_pii,
+    scan_column,
     scrub_column,
 )
 from entai.shared.data._validation import (
@@ -71,6 +73,7 @@ __all__ = [
     "QUARANTINE_REASON",
     "QUARANTINE_RULE",
     "Column",
+    "ColumnScan",
     "ColumnType",
     "ContractRegistry",
     "DataContract",
@@ -105,6 +108,7 @@ __all__ = [
     "repeated_keys",
     "replace_pii",
     "rule_failures",
+    "scan_column",
     "scrub_column",
     "validate_and_mask",
     "validate_events",

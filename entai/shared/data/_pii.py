@@ -4,13 +4,17 @@ Own recognizers (Presidio's analyzer needs spaCy, which is not a dependency). Ea
 a regular expression written in the common subset of Python ``re`` and RE2, plus an
 optional validator (Luhn for cards, ``ipaddress`` for IPv6, context checks), so that:
 
-1. :func:`scrub_column` finds candidate rows for a whole column at once with
-   ``pyarrow.compute.match_substring_regex`` (RE2, vectorised);
-2. only candidate rows are scanned in Python, where validators run and each finding
-   is replaced through a callback (redact, mask or pseudonymise).
+1. :func:`scan_column` (and :func:`scrub_column`) finds candidate rows for a whole
+   column at once with ``pyarrow.compute.match_substring_regex`` (RE2, vectorised);
+2. only the distinct candidate values are scanned in Python, where validators run;
+   each finding is reported per row and kind, and replaced through a callback
+   (redact, mask or pseudonymise).
 
 A candidate that fails its validator is not skipped wholesale: scanning resumes one
 character after its start, so a valid value inside a longer look-alike is still found.
+Numbers (cards, SSNs, IPv4 addresses, phones) are bounded by "no digit next to them"
+rather than by word boundaries, so one glued into a longer token (``host_10.0.0.1``,
+``pan:4111111111111111x``) is found, while a part of a longer digit run is not.
 """
 
 from __future__ import annotations
@@ -26,12 +30,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 __all__ = [
+    "ColumnScan",
     "PiiClass",
     "PiiKind",
     "PiiMatch",
     "canonical_finding",
     "find_pii",
     "replace_pii",
+    "scan_column",
     "scrub_column",
 ]
 
@@ -73,21 +79,30 @@ _EMAIL = (
     r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?"
     r"(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}"
 )
+# Numbers (cards, SSNs, IPv4 addresses, phones) must not touch another digit: that
+# makes them part of a longer number. A word boundary (\b) would also miss one glued
+# to letters or underscores (``ref_10.0.0.1``). The boundary is a lookaround in the
+# Python pattern (which decides) and left out of the RE2 one (which only preselects
+# rows, and has no lookarounds).
+_BEFORE, _AFTER = "\x00before\x00", "\x00after\x00"
 _CARD = (
-    r"\b(?:[0-9]{13,19}"
+    rf"{_BEFORE}(?:[0-9]{{13,19}}"
     r"|[0-9]{4}(?:[ \-][0-9]{4}){2,3}(?:[ \-][0-9]{1,3})?"
-    r"|[0-9]{4}[ \-][0-9]{6}[ \-][0-9]{4,5})\b"
+    rf"|[0-9]{{4}}[ \-][0-9]{{6}}[ \-][0-9]{{4,5}}){_AFTER}"
 )
 _SSN = (
-    r"\b(?:00[1-9]|0[1-9][0-9]|[1-578][0-9]{2}|6[0-57-9][0-9]|66[0-57-9])"
+    rf"{_BEFORE}(?:00[1-9]|0[1-9][0-9]|[1-578][0-9]{{2}}|6[0-57-9][0-9]|66[0-57-9])"
     r"[ \-](?:0[1-9]|[1-9][0-9])"
-    r"[ \-](?:000[1-9]|00[1-9][0-9]|0[1-9][0-9]{2}|[1-9][0-9]{3})\b"
+    rf"[ \-](?:000[1-9]|00[1-9][0-9]|0[1-9][0-9]{{2}}|[1-9][0-9]{{3}}){_AFTER}"
 )
-_IPV4 = rf"\b(?:{_OCTET}\.){{3}}{_OCTET}\b"
+_IPV4 = rf"{_BEFORE}(?:{_OCTET}\.){{3}}{_OCTET}{_AFTER}"
 _IPV6 = r"(?:[0-9A-Fa-f]{1,4}|:)?(?::[0-9A-Fa-f]{0,4}){2,7}"
+# An IPv6 address ending in a dotted quad (``::ffff:10.0.0.1``).
+_IPV6_V4 = rf"(?:[0-9A-Fa-f]{{1,4}}|:)?(?::[0-9A-Fa-f]{{0,4}}){{1,5}}:(?:{_OCTET}\.){{3}}{_OCTET}"
 _PHONE = (
-    r"(?:\+1[ .\-]?)?(?:\([0-9]{3}\)[ .\-]?|\b[0-9]{3}[ .\-])[0-9]{3}[ .\-][0-9]{4}\b"
-    r"|\+[1-9][0-9]{0,2}(?:[ .\-]?[0-9]{2,4}){2,5}\b"
+    rf"(?:\+1[ .\-]?)?(?:\([0-9]{{3}}\)[ .\-]?|{_BEFORE}[0-9]{{3}}[ .\-])"
+    rf"[0-9]{{3}}[ .\-][0-9]{{4}}{_AFTER}"
+    rf"|\+[1-9][0-9]{{0,2}}(?:[ .\-]?[0-9]{{2,4}}){{2,5}}{_AFTER}"
 )
 # Order matters: at one position the first alternative that matches wins.
 _PATTERNS: tuple[tuple[str, str], ...] = (
@@ -95,6 +110,7 @@ _PATTERNS: tuple[tuple[str, str], ...] = (
     ("card", _CARD),
     ("ssn", _SSN),
     ("ipv4", _IPV4),
+    ("ipv6v4", _IPV6_V4),
     ("ipv6", _IPV6),
     ("phone", _PHONE),
 )
@@ -103,11 +119,16 @@ _KIND = {
     "card": PiiKind.CARD,
     "ssn": PiiKind.SSN,
     "ipv4": PiiKind.IP,
+    "ipv6v4": PiiKind.IP,
     "ipv6": PiiKind.IP,
     "phone": PiiKind.PHONE,
 }
-_COMBINED = "|".join(f"(?P<{name}>{pattern})" for name, pattern in _PATTERNS)
-_REGEX = re.compile(_COMBINED, re.ASCII)
+_ALTERNATIVES = "|".join(f"(?P<{name}>{pattern})" for name, pattern in _PATTERNS)
+# RE2 (pyarrow), to preselect rows: without the boundaries, so it matches a superset.
+_COMBINED = _ALTERNATIVES.replace(_BEFORE, "").replace(_AFTER, "")
+_REGEX = re.compile(
+    _ALTERNATIVES.replace(_BEFORE, "(?<![0-9])").replace(_AFTER, "(?![0-9])"), re.ASCII
+)
 _PHONE_DIGITS = (8, 15)
 _ALNUM = frozenset("0123456789ABCDEFabcdefghijklmnopqrstuvwxyzGHIJKLMNOPQRSTUVWXYZ")
 
@@ -155,6 +176,7 @@ def _phone_ok(text: str, match: re.Match[str]) -> bool:
 _VALIDATORS: dict[str, Callable[[str, re.Match[str]], bool]] = {
     "card": _card_ok,
     "ipv4": _ipv4_ok,
+    "ipv6v4": _ipv6_ok,
     "ipv6": _ipv6_ok,
     "phone": _phone_ok,
 }
@@ -175,16 +197,22 @@ def find_pii(text: str) -> list[PiiMatch]:
     return found
 
 
-def replace_pii(text: str, replacement: Callable[[PiiKind, str], str]) -> str:
-    """``text`` with each finding replaced by ``replacement(kind, found_text)``."""
+def _replaced(
+    text: str, findings: list[PiiMatch], replacement: Callable[[PiiKind, str], str]
+) -> str:
     parts: list[str] = []
     last = 0
-    for finding in find_pii(text):
+    for finding in findings:
         parts.append(text[last : finding.start])
         parts.append(replacement(finding.kind, text[finding.start : finding.end]))
         last = finding.end
     parts.append(text[last:])
     return "".join(parts)
+
+
+def replace_pii(text: str, replacement: Callable[[PiiKind, str], str]) -> str:
+    """``text`` with each finding replaced by ``replacement(kind, found_text)``."""
+    return _replaced(text, find_pii(text), replacement)
 
 
 def canonical_finding(kind: PiiKind, text: str) -> str:
@@ -196,14 +224,61 @@ def canonical_finding(kind: PiiKind, text: str) -> str:
     return text.lower()
 
 
-def scrub_column(values: pa.Array, replacement: Callable[[PiiKind, str], str]) -> pa.Array:
-    """Replace PII in a string column; rows without a candidate are not touched in Python."""
+@dataclass(frozen=True)
+class ColumnScan:
+    """What :func:`scan_column` found in one string column.
+
+    Attributes:
+        found: Per row, whether it holds at least one finding.
+        kinds: Per kind found, a mask over the rows: True where a row holds that kind.
+        scrubbed: The column with every finding replaced (the input when none was).
+    """
+
+    found: np.ndarray
+    kinds: dict[PiiKind, np.ndarray]
+    scrubbed: pa.Array
+
+    def counts(self) -> dict[PiiKind, int]:
+        """Per kind found, how many rows hold it."""
+        return {kind: int(rows.sum()) for kind, rows in self.kinds.items()}
+
+
+def scan_column(values: pa.Array, replacement: Callable[[PiiKind, str], str]) -> ColumnScan:
+    """Find (per row and kind) and replace the PII in a string column.
+
+    One RE2 pass over the whole column picks candidate rows; only the distinct
+    candidate values are scanned in Python, where the validators run. Nulls and rows
+    without a candidate are never looked at in Python.
+    """
+    found = np.zeros(len(values), dtype=bool)
     candidates = pc.fill_null(pc.match_substring_regex(values, _COMBINED), False)
     positions = np.flatnonzero(candidates.to_numpy(zero_copy_only=False))
     if positions.size == 0:
-        return values
-    texts = pc.take(values, pa.array(positions)).to_pylist()
-    scrubbed = pa.array([replace_pii(t, replacement) for t in texts], type=pa.string())
-    mask = np.zeros(len(values), dtype=bool)
-    mask[positions] = True
-    return pc.replace_with_mask(values, pa.array(mask), scrubbed)
+        return ColumnScan(found, {}, values)
+    encoded = pc.take(values, pa.array(positions)).dictionary_encode()
+    texts = encoded.dictionary.to_pylist()
+    findings = [find_pii(text) for text in texts]
+    codes = encoded.indices.to_numpy(zero_copy_only=False)
+    found[positions] = np.array([bool(f) for f in findings], dtype=bool)[codes]
+    if not found.any():
+        return ColumnScan(found, {}, values)
+    kinds: dict[PiiKind, np.ndarray] = {}
+    for kind in PiiKind:
+        holds = np.array([any(m.kind == kind for m in f) for f in findings], dtype=bool)
+        if holds.any():
+            rows = np.zeros(len(values), dtype=bool)
+            rows[positions] = holds[codes]
+            kinds[kind] = rows
+    replaced = pa.array(
+        [_replaced(t, f, replacement) if f else t for t, f in zip(texts, findings, strict=True)],
+        type=values.type,
+    )
+    changed = np.zeros(len(values), dtype=bool)
+    changed[positions] = True
+    scrubbed = pc.replace_with_mask(values, pa.array(changed), pc.take(replaced, encoded.indices))
+    return ColumnScan(found, kinds, scrubbed)
+
+
+def scrub_column(values: pa.Array, replacement: Callable[[PiiKind, str], str]) -> pa.Array:
+    """Replace PII in a string column; rows without a candidate are not touched in Python."""
+    return scan_column(values, replacement).scrubbed
