@@ -96,9 +96,9 @@ _SSN = (
     rf"[ \-](?:000[1-9]|00[1-9][0-9]|0[1-9][0-9]{{2}}|[1-9][0-9]{{3}}){_AFTER}"
 )
 _IPV4 = rf"{_BEFORE}(?:{_OCTET}\.){{3}}{_OCTET}{_AFTER}"
-_IPV6 = r"(?:[0-9A-Fa-f]{1,4}|:)?(?::[0-9A-Fa-f]{0,4}){2,7}"
-# An IPv6 address ending in a dotted quad (``::ffff:10.0.0.1``).
-_IPV6_V4 = rf"(?:[0-9A-Fa-f]{{1,4}}|:)?(?::[0-9A-Fa-f]{{0,4}}){{1,5}}:(?:{_OCTET}\.){{3}}{_OCTET}"
+# The optional tail completes an address ending in a dotted quad (``::ffff:10.0.0.1``:
+# "10" is taken as a hex group, then ".0.0.1").
+_IPV6 = rf"(?:[0-9A-Fa-f]{{1,4}}|:)?(?::[0-9A-Fa-f]{{0,4}}){{2,7}}(?:(?:\.{_OCTET}){{3}})?"
 _PHONE = (
     rf"(?:\+1[ .\-]?)?(?:\([0-9]{{3}}\)[ .\-]?|{_BEFORE}[0-9]{{3}}[ .\-])"
     rf"[0-9]{{3}}[ .\-][0-9]{{4}}{_AFTER}"
@@ -110,7 +110,6 @@ _PATTERNS: tuple[tuple[str, str], ...] = (
     ("card", _CARD),
     ("ssn", _SSN),
     ("ipv4", _IPV4),
-    ("ipv6v4", _IPV6_V4),
     ("ipv6", _IPV6),
     ("phone", _PHONE),
 )
@@ -119,13 +118,19 @@ _KIND = {
     "card": PiiKind.CARD,
     "ssn": PiiKind.SSN,
     "ipv4": PiiKind.IP,
-    "ipv6v4": PiiKind.IP,
     "ipv6": PiiKind.IP,
     "phone": PiiKind.PHONE,
 }
 _ALTERNATIVES = "|".join(f"(?P<{name}>{pattern})" for name, pattern in _PATTERNS)
-# RE2 (pyarrow), to preselect rows: without the boundaries, so it matches a superset.
-_COMBINED = _ALTERNATIVES.replace(_BEFORE, "").replace(_AFTER, "")
+# RE2 (pyarrow), to preselect rows: a superset of what the Python pattern finds. No
+# boundaries; and an IPv6 address is only looked for where one can be: a valid one has
+# "::" or eight groups (the dotted-quad forms are candidates through the IPv4
+# alternative already). The Python pattern's IPv6 alternative also matches any "a:b:c",
+# so without this every time of day ("10:00:00") would be a candidate.
+_IPV6_CANDIDATE = r"::|(?:[0-9A-Fa-f]{1,4}:){7}[0-9A-Fa-f]{1,4}"
+_COMBINED = "|".join(
+    f"(?:{_IPV6_CANDIDATE if name == 'ipv6' else pattern})" for name, pattern in _PATTERNS
+).replace(_BEFORE, "").replace(_AFTER, "")
 _REGEX = re.compile(
     _ALTERNATIVES.replace(_BEFORE, "(?<![0-9])").replace(_AFTER, "(?![0-9])"), re.ASCII
 )
@@ -176,7 +181,6 @@ def _phone_ok(text: str, match: re.Match[str]) -> bool:
 _VALIDATORS: dict[str, Callable[[str, re.Match[str]], bool]] = {
     "card": _card_ok,
     "ipv4": _ipv4_ok,
-    "ipv6v4": _ipv6_ok,
     "ipv6": _ipv6_ok,
     "phone": _phone_ok,
 }
@@ -243,6 +247,12 @@ class ColumnScan:
         return {kind: int(rows.sum()) for kind, rows in self.kinds.items()}
 
 
+def _candidates(values: pa.Array) -> np.ndarray:
+    """Positions of the rows the RE2 prefilter picks (one vectorised pass)."""
+    candidates = pc.fill_null(pc.match_substring_regex(values, _COMBINED), False)
+    return np.flatnonzero(candidates.to_numpy(zero_copy_only=False))
+
+
 def scan_column(values: pa.Array, replacement: Callable[[PiiKind, str], str]) -> ColumnScan:
     """Find (per row and kind) and replace the PII in a string column.
 
@@ -251,24 +261,23 @@ def scan_column(values: pa.Array, replacement: Callable[[PiiKind, str], str]) ->
     without a candidate are never looked at in Python.
     """
     found = np.zeros(len(values), dtype=bool)
-    candidates = pc.fill_null(pc.match_substring_regex(values, _COMBINED), False)
-    positions = np.flatnonzero(candidates.to_numpy(zero_copy_only=False))
+    positions = _candidates(values)
     if positions.size == 0:
         return ColumnScan(found, {}, values)
     encoded = pc.take(values, pa.array(positions)).dictionary_encode()
     texts = encoded.dictionary.to_pylist()
     findings = [find_pii(text) for text in texts]
     codes = encoded.indices.to_numpy(zero_copy_only=False)
-    found[positions] = np.array([bool(f) for f in findings], dtype=bool)[codes]
+    found[positions] = np.fromiter(map(bool, findings), dtype=bool, count=len(findings))[codes]
     if not found.any():
         return ColumnScan(found, {}, values)
+    kinds_of = [{m.kind for m in f} for f in findings]
+    present = set().union(*kinds_of)
     kinds: dict[PiiKind, np.ndarray] = {}
-    for kind in PiiKind:
-        holds = np.array([any(m.kind == kind for m in f) for f in findings], dtype=bool)
-        if holds.any():
-            rows = np.zeros(len(values), dtype=bool)
-            rows[positions] = holds[codes]
-            kinds[kind] = rows
+    for kind in (k for k in PiiKind if k in present):
+        holds = np.fromiter((kind in k for k in kinds_of), dtype=bool, count=len(kinds_of))
+        kinds[kind] = np.zeros(len(values), dtype=bool)
+        kinds[kind][positions] = holds[codes]
     replaced = pa.array(
         [_replaced(t, f, replacement) if f else t for t, f in zip(texts, findings, strict=True)],
         type=values.type,
@@ -280,5 +289,16 @@ def scan_column(values: pa.Array, replacement: Callable[[PiiKind, str], str]) ->
 
 
 def scrub_column(values: pa.Array, replacement: Callable[[PiiKind, str], str]) -> pa.Array:
-    """Replace PII in a string column; rows without a candidate are not touched in Python."""
-    return scan_column(values, replacement).scrubbed
+    """Replace PII in a string column; rows without a candidate are not touched in Python.
+
+    Unlike :func:`scan_column` it neither deduplicates nor reports per kind: free-text
+    columns come here already deduplicated (``per_distinct``).
+    """
+    positions = _candidates(values)
+    if positions.size == 0:
+        return values
+    texts = pc.take(values, pa.array(positions)).to_pylist()
+    scrubbed = pa.array([replace_pii(t, replacement) for t in texts], type=values.type)
+    changed = np.zeros(len(values), dtype=bool)
+    changed[positions] = True
+    return pc.replace_with_mask(values, pa.array(changed), scrubbed)
