@@ -128,9 +128,8 @@ _ALTERNATIVES = "|".join(f"(?P<{name}>{pattern})" for name, pattern in _PATTERNS
 # alternative already). The Python pattern's IPv6 alternative also matches any "a:b:c",
 # so without this every time of day ("10:00:00") would be a candidate.
 _IPV6_CANDIDATE = r"::|(?:[0-9A-Fa-f]{1,4}:){7}[0-9A-Fa-f]{1,4}"
-_COMBINED = "|".join(
-    f"(?:{_IPV6_CANDIDATE if name == 'ipv6' else pattern})" for name, pattern in _PATTERNS
-).replace(_BEFORE, "").replace(_AFTER, "")
+_PREFILTERS = [_IPV6_CANDIDATE if name == "ipv6" else pattern for name, pattern in _PATTERNS]
+_COMBINED = "|".join(f"(?:{p})" for p in _PREFILTERS).replace(_BEFORE, "").replace(_AFTER, "")
 _REGEX = re.compile(
     _ALTERNATIVES.replace(_BEFORE, "(?<![0-9])").replace(_AFTER, "(?![0-9])"), re.ASCII
 )
