@@ -35,7 +35,7 @@ def ingest(
     """Validate, mask and land a file in the raw zone; bad rows go to quarantine."""
     from entai.actors.core import connect_ray
     from entai.pipelines.ingest import ingest_file
-    from entai.shared.data import DataContract
+    from entai.shared.data import DataContract, UndeclaredPii
     from entai.shared.settings import resolve_hmac_key
 
     settings = settings_from(config)
@@ -48,7 +48,13 @@ def ingest(
         )
     connect_ray(settings)
     report = ingest_file(
-        data_contract, path, lake_root=settings.lake.root, hmac_key=key, batch_id=batch_id, fmt=fmt
+        data_contract,
+        path,
+        lake_root=settings.lake.root,
+        hmac_key=key,
+        batch_id=batch_id,
+        fmt=fmt,
+        undeclared_pii=UndeclaredPii(settings.security.undeclared_pii),
     )
     if report.skipped_as_duplicate:
         console.print(f"already ingested (batch {report.batch_id}); nothing written")
@@ -57,6 +63,8 @@ def ingest(
             f"batch {report.batch_id}: {report.rows_in:,} rows in = {report.rows_accepted:,} "
             f"accepted + {report.rows_quarantined:,} quarantined"
         )
+    for warning in report.warnings:
+        console.print(f"warning: {warning}", markup=False)
     return report
 
 

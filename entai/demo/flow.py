@@ -26,6 +26,7 @@ from rich.table import Table
 from entai.demo.champion import MODEL_NAME, register_champion, train_champion, training_set
 from entai.demo.drift_act import ActContext, demo_monitoring, run_drift_act
 from entai.shared.core import ServiceUnavailableError
+from entai.shared.data import UndeclaredPii
 from entai.shared.settings import EntaiSettings
 
 __all__ = ["run_demo", "stop_demo"]
@@ -125,6 +126,7 @@ def _run(settings: EntaiSettings, users: int, stages: _Stages) -> dict[str, Any]
             lake_root=settings.lake.root,
             hmac_key=resolve_hmac_key(settings),
             progress=False,
+            undeclared_pii=UndeclaredPii(settings.security.undeclared_pii),
         )
     with stages.stage("start platform services (shards, governance, registry, monitor)"):
         services = _start_services(settings)

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from entai.shared.core import ConfigError, NotFoundError
-from entai.shared.data import DataContract, EventsReceipt
+from entai.shared.data import DataContract, EventsReceipt, UndeclaredPii
 from entai.shared.settings import EntaiSettings
 
 __all__ = ["EventIntake", "erase_subject", "load_contract"]
@@ -40,6 +40,7 @@ class EventIntake:
         self._contracts = {source: load_contract(path) for source, path in contracts.items()}
         self._bus = bus_from_settings(settings) if self._contracts else None
         self._key = resolve_hmac_key(settings) if self._contracts else b""
+        self._undeclared_pii = UndeclaredPii(settings.security.undeclared_pii)
 
     def publish(self, source: str, events: Sequence[Any]) -> EventsReceipt:
         """Accepted events go on the bus (masked); rejected ones are reported per event."""
@@ -51,7 +52,9 @@ class EventIntake:
                 f"no event source {source!r} is configured on this deployment",
                 details={"source": source, "known": sorted(self._contracts)},
             )
-        return publish_events(self._bus, contract, events, hmac_key=self._key)
+        return publish_events(
+            self._bus, contract, events, hmac_key=self._key, undeclared_pii=self._undeclared_pii
+        )
 
 
 def erase_subject(

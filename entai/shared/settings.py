@@ -22,6 +22,7 @@ from pydantic import (
     SecretStr,
     Tag,
     ValidationError,
+    field_validator,
     model_validator,
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -231,13 +232,33 @@ class MonitoringSettings(_Section):
 
 
 class SecuritySettings(_Section):
-    """Tokens, keys and the governance policy."""
+    """Tokens, keys, the governance policy, and what happens to undeclared PII."""
 
     mode: Literal["embedded", "production"] = "embedded"
     hmac_key: SecretStr | None = None
     hmac_key_file: Path | None = None
     policy_file: Path | None = None
     token_file: Path = Path(".entai/admin_token")
+    # The values of entai.shared.data.UndeclaredPii, spelled out: importing the data
+    # domain here would load pyarrow and pandas on every CLI start.
+    undeclared_pii: Literal["quarantine", "redact"] = Field(
+        "quarantine",
+        description=(
+            "PII found at ingest in a column the contract stores in the clear: "
+            "'quarantine' the row (default) or 'redact' the finding in place. To allow a "
+            "column's values, opt it out in its contract (pii_scan: false)."
+        ),
+    )
+
+    @field_validator("undeclared_pii", mode="before")
+    @classmethod
+    def _not_allow(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip().lower() == "allow":
+            raise ValueError(
+                "'allow' is per column, not platform-wide: set pii_scan: false on the "
+                "column in its data contract"
+            )
+        return value
 
     def resolved_hmac_key(self) -> bytes | None:
         """The HMAC key from the setting or its file, or None when neither is set."""

@@ -1,5 +1,6 @@
-"""Data: contracts and their versions, batch validation, PII classes and the scanner,
-masking, event envelopes, and the lake's layout.
+"""Data: contracts and their versions, batch validation, PII classes and the scanner
+(PII where the contract did not declare it included), masking, event envelopes, and
+the lake's layout.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from entai.shared.data._masking import (
     pseudonym,
     pseudonymise,
     redact,
+    redact_finding,
 )
 from entai.shared.data._pii import (
     ColumnScan,
@@ -48,14 +50,22 @@ from entai.shared.data._pii import (
     scan_column,
     scrub_column,
 )
+from entai.shared.data._undeclared import (
+    PiiCounts,
+    UndeclaredPii,
+    merge_pii_counts,
+    undeclared_pii_warnings,
+)
 from entai.shared.data._validation import (
     BATCH_ID,
     QUARANTINE_COLUMN,
     QUARANTINE_COLUMNS,
     QUARANTINE_REASON,
     QUARANTINE_RULE,
+    CheckedBatch,
     RuleFailure,
     accepted_schema,
+    check_batch,
     check_schema,
     coerce_column,
     mask_table,
@@ -72,6 +82,7 @@ __all__ = [
     "QUARANTINE_COLUMNS",
     "QUARANTINE_REASON",
     "QUARANTINE_RULE",
+    "CheckedBatch",
     "Column",
     "ColumnScan",
     "ColumnType",
@@ -83,15 +94,18 @@ __all__ = [
     "Lake",
     "MaskingOperator",
     "PiiClass",
+    "PiiCounts",
     "PiiKind",
     "PiiMatch",
     "Pseudonymiser",
     "RuleFailure",
+    "UndeclaredPii",
     "ValidatedEvents",
     "accepted_schema",
     "apply_operator",
     "breaking_changes",
     "canonical_finding",
+    "check_batch",
     "check_schema",
     "coerce_column",
     "event_table",
@@ -100,16 +114,19 @@ __all__ = [
     "mask",
     "mask_table",
     "mask_text",
+    "merge_pii_counts",
     "per_distinct",
     "pseudonym",
     "pseudonymise",
     "quarantine_schema",
     "redact",
+    "redact_finding",
     "repeated_keys",
     "replace_pii",
     "rule_failures",
     "scan_column",
     "scrub_column",
+    "undeclared_pii_warnings",
     "validate_and_mask",
     "validate_events",
 ]

@@ -103,6 +103,10 @@ class Column(BaseModel):
         regex: RE2 pattern the whole value must match (rule ``regex``).
         pii: The PII class of the column.
         masking: Operator applied before storage; defaults from ``pii``.
+        pii_scan: Whether ingestion looks for PII in the column's values. Every string
+            column stored unmasked is scanned (findings are quarantined or redacted by
+            ``security.undeclared_pii``); ``false`` is the explicit opt-out for a column
+            that legitimately holds such patterns (e.g. public support phone numbers).
         description: Free text for people.
     """
 
@@ -117,6 +121,7 @@ class Column(BaseModel):
     regex: str | None = None
     pii: PiiClass = PiiClass.NONE
     masking: MaskingOperator | None = None
+    pii_scan: bool = True
     description: str = ""
 
     @model_validator(mode="after")
@@ -144,6 +149,11 @@ class Column(BaseModel):
             object.__setattr__(self, "masking", _DEFAULT_OPERATOR[self.pii])
         if self.pii in _MUST_MASK and self.masking == MaskingOperator.NONE:
             raise ValueError(f"{where}: pii class {self.pii} cannot use masking 'none'")
+        if not self.pii_scan and not self.stored_in_clear:
+            raise ValueError(
+                f"{where}: pii_scan: false only applies to a string column with masking "
+                f"'none' (this one is {self.type} with masking {self.masking})"
+            )
         return self
 
     def allowed_array(self) -> pa.Array:
@@ -157,6 +167,16 @@ class Column(BaseModel):
     def operator(self) -> MaskingOperator:
         """The resolved masking operator (never None after validation)."""
         return self.masking or MaskingOperator.NONE
+
+    @property
+    def stored_in_clear(self) -> bool:
+        """Whether the column holds text that is stored as it arrives (no masking)."""
+        return self.type == ColumnType.STRING and self.operator == MaskingOperator.NONE
+
+    @property
+    def scanned_for_pii(self) -> bool:
+        """Whether ingestion looks for undeclared PII in this column's values."""
+        return self.stored_in_clear and self.pii_scan
 
 
 class DataContract(BaseModel):
