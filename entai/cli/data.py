@@ -37,7 +37,7 @@ def ingest(
     Runs on the platform's Ray, or on a temporary local one when none runs.
     """
     from entai.pipelines.ingest import ingest_file
-    from entai.shared.data import DataContract
+    from entai.shared.data import DataContract, UndeclaredPii
     from entai.shared.settings import resolve_hmac_key
 
     settings = settings_from(config)
@@ -58,6 +58,7 @@ def ingest(
             batch_id=batch_id,
             fmt=fmt,
             progress=False,
+            undeclared_pii=UndeclaredPii(settings.security.undeclared_pii),
         )
     if report.skipped_as_duplicate:
         console.print(f"already ingested (batch {report.batch_id}); nothing written")
@@ -66,6 +67,8 @@ def ingest(
             f"batch {report.batch_id}: {report.rows_in:,} rows in = {report.rows_accepted:,} "
             f"accepted + {report.rows_quarantined:,} quarantined"
         )
+    for warning in report.warnings:
+        console.print(f"warning: {warning}", markup=False)
     return report
 
 

@@ -44,6 +44,7 @@ from entai.actors.services import Services
 from entai.demo.champion import MODEL_NAME, register_champion, train_champion, training_set
 from entai.demo.drift_act import ActContext, demo_policy, run_drift_act
 from entai.shared.core import ServiceUnavailableError
+from entai.shared.data import UndeclaredPii
 from entai.shared.settings import EntaiSettings, StreamSettings
 
 __all__ = ["run_demo", "stop_demo"]
@@ -266,6 +267,7 @@ def _run(
             lake_root=settings.lake.root,
             hmac_key=resolve_hmac_key(settings),
             progress=False,
+            undeclared_pii=UndeclaredPii(settings.security.undeclared_pii),
         )
     handles = platform["handles"]
     services = OnlineFeatureClient(

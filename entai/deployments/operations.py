@@ -12,7 +12,7 @@ from typing import Any
 from entai.actors.bus import bus_from_settings
 from entai.pipelines.features import publish_events
 from entai.shared.core import NotFoundError, OverloadedError
-from entai.shared.data import EventsReceipt, load_contract
+from entai.shared.data import EventsReceipt, UndeclaredPii, load_contract
 from entai.shared.settings import EntaiSettings, resolve_hmac_key
 
 __all__ = ["EventIntake", "erase_subject"]
@@ -36,6 +36,7 @@ class EventIntake:
         self._limits = {source: s.max_backlog for source, s in settings.streams.items()}
         self._bus = bus_from_settings(settings) if self._contracts else None
         self._key = resolve_hmac_key(settings) if self._contracts else b""
+        self._undeclared_pii = UndeclaredPii(settings.security.undeclared_pii)
 
     def publish(self, source: str, events: Sequence[Any]) -> EventsReceipt:
         """Accepted events go on the bus (masked); rejected ones are reported per event.
@@ -64,7 +65,9 @@ class EventIntake:
                         "retry_after_s": _RETRY_AFTER_S,
                     },
                 )
-        return publish_events(self._bus, contract, events, hmac_key=self._key)
+        return publish_events(
+            self._bus, contract, events, hmac_key=self._key, undeclared_pii=self._undeclared_pii
+        )
 
 
 def erase_subject(

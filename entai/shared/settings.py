@@ -22,6 +22,7 @@ from pydantic import (
     SecretStr,
     Tag,
     ValidationError,
+    field_validator,
     model_validator,
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -318,7 +319,8 @@ class AuthGuardSettings(_Section):
 
 
 class SecuritySettings(_Section):
-    """Tokens, keys, the governance policy and the audit log's key and anchors.
+    """Tokens, keys, the governance policy, the audit log's key and anchors, and what
+    happens to undeclared PII.
 
     ``audit_key`` (or ``audit_key_file``) keys the audit log's hash chain and signs its
     anchors; it must live outside the lake (a secret store). ``audit_anchor`` is the
@@ -336,6 +338,26 @@ class SecuritySettings(_Section):
     audit_anchor: AuditAnchorSettings = FileAnchorSettings()
     audit_anchor_every: int = Field(1, ge=1)
     auth_guard: AuthGuardSettings = AuthGuardSettings()
+    # The values of entai.shared.data.UndeclaredPii, spelled out: importing the data
+    # domain here would load pyarrow and pandas on every CLI start.
+    undeclared_pii: Literal["quarantine", "redact"] = Field(
+        "quarantine",
+        description=(
+            "PII found at ingest in a column the contract stores in the clear: "
+            "'quarantine' the row (default) or 'redact' the finding in place. To allow a "
+            "column's values, opt it out in its contract (pii_scan: false)."
+        ),
+    )
+
+    @field_validator("undeclared_pii", mode="before")
+    @classmethod
+    def _not_allow(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip().lower() == "allow":
+            raise ValueError(
+                "'allow' is per column, not platform-wide: set pii_scan: false on the "
+                "column in its data contract"
+            )
+        return value
 
     def resolved_hmac_key(self) -> bytes | None:
         """The HMAC key from the setting or its file, or None when neither is set."""

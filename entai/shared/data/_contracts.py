@@ -114,6 +114,10 @@ class Column(BaseModel):
         protected: A protected attribute (e.g. sex, age band): model decisions are
             evaluated for fairness across its values. Its masking must keep distinct
             values distinct (``none`` or ``hmac``).
+        pii_scan: Whether ingestion looks for PII in the column's values. Every string
+            column stored unmasked is scanned (findings are quarantined or redacted by
+            ``security.undeclared_pii``); ``false`` is the explicit opt-out for a column
+            that legitimately holds such patterns (e.g. public support phone numbers).
         description: Free text for people.
     """
 
@@ -129,6 +133,7 @@ class Column(BaseModel):
     pii: PiiClass = PiiClass.NONE
     masking: MaskingOperator | None = None
     protected: bool = False
+    pii_scan: bool = True
     description: str = ""
 
     @model_validator(mode="after")
@@ -161,6 +166,11 @@ class Column(BaseModel):
                 f"{where}: protected attribute uses masking {self.masking}, which merges "
                 "its groups; use hmac or none"
             )
+        if not self.pii_scan and not self.stored_in_clear:
+            raise ValueError(
+                f"{where}: pii_scan: false only applies to a string column with masking "
+                f"'none' (this one is {self.type} with masking {self.masking})"
+            )
         return self
 
     def allowed_array(self) -> pa.Array:
@@ -174,6 +184,16 @@ class Column(BaseModel):
     def operator(self) -> MaskingOperator:
         """The resolved masking operator (never None after validation)."""
         return self.masking or MaskingOperator.NONE
+
+    @property
+    def stored_in_clear(self) -> bool:
+        """Whether the column holds text that is stored as it arrives (no masking)."""
+        return self.type == ColumnType.STRING and self.operator == MaskingOperator.NONE
+
+    @property
+    def scanned_for_pii(self) -> bool:
+        """Whether ingestion looks for undeclared PII in this column's values."""
+        return self.stored_in_clear and self.pii_scan
 
 
 class DataContract(BaseModel):
@@ -265,8 +285,9 @@ class DataContract(BaseModel):
     def fingerprint(self) -> str:
         """SHA-256 of the contract's content, version excluded.
 
-        The evaluation marks (``protected``, ``segments``) count only when set, so a
-        contract that uses none keeps the fingerprint it had before they existed.
+        The evaluation marks (``protected``, ``segments``) and the PII scan opt-out
+        (``pii_scan: false``) count only when set, so a contract that uses none keeps
+        the fingerprint it had before they existed.
         """
         body = self.model_dump(mode="json", exclude={"version"})
         if not self.segments:
@@ -274,6 +295,8 @@ class DataContract(BaseModel):
         for column in body["columns"]:
             if not column["protected"]:
                 del column["protected"]
+            if column["pii_scan"]:
+                del column["pii_scan"]
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
     @classmethod
