@@ -9,7 +9,7 @@ UV_VERSION := 0.13.9
 
 export RAY_USAGE_STATS_ENABLED := 0
 
-.PHONY: demo test lint typecheck layers test-unit test-cluster install clean
+.PHONY: demo test lint typecheck layers test-unit test-cluster test-chaos feast-venv install clean
 
 install: $(STAMP)
 
@@ -35,8 +35,19 @@ layers: $(STAMP)
 test-unit: $(STAMP)
 	$(BIN)/pytest tests/unit -q
 
-test-cluster: $(STAMP)
-	$(BIN)/pytest tests/ray tests/integration tests/e2e -q --durations=30
+# Feast's SDK, for tests/integration/test_feast_sdk.py: a virtualenv of its own
+# (.venv-feast), as its dependencies clash with the lock; made once, before the
+# cluster tiers, so no test waits on pip.
+feast-venv: $(STAMP)
+	$(BIN)/python tests/integration/feast_venv.py
+
+test-cluster: $(STAMP) feast-venv
+	$(BIN)/pytest tests/ray tests/integration tests/e2e -q --durations=30 -m "not chaos"
+
+# Node loss, GCS restart and replica kills under traffic: minutes each, so they are a
+# tier of their own; CI runs it after `make test`.
+test-chaos: $(STAMP)
+	$(BIN)/pytest tests/integration -q --durations=10 -m chaos
 
 test: lint typecheck layers test-unit test-cluster
 

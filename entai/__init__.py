@@ -6,13 +6,18 @@ network. Heavy modules load when a function that needs them is called.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from entai.client import Client
+
 __all__ = ["__version__", "connect"]
 
 __version__ = "0.1.0"
 
 
-def connect(address: str | None = None, *, token: str | None = None) -> object:
-    """Connect to a running entai platform and return the client.
+def connect(address: str | None = None, *, token: str | None = None) -> Client:
+    """Connect to a running entai platform and return its typed client.
 
     Args:
         address: Ray address to join; ``None`` uses ``entai up``'s head or the settings.

@@ -12,6 +12,7 @@ import os
 import socket
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -134,10 +135,19 @@ def demo_training_data() -> Callable[..., Path]:
 
     The views are the demo's ``user_category_stats`` and ``user_stats`` computed from a
     generated world; labels (purchase within 7 days) are taken every ``every_days``
-    from day 14 on and written as ``<home>/labels.parquet``.
+    from day 14 on and written as ``<home>/labels.parquet``. ``start`` moves the
+    world's history (by default the generator's) to another period.
     """
 
-    def write(home: Path, *, n_users: int, days: int, seed: int = 7, every_days: int = 2) -> Path:
+    def write(
+        home: Path,
+        *,
+        n_users: int,
+        days: int,
+        seed: int = 7,
+        every_days: int = 2,
+        start: datetime | None = None,
+    ) -> Path:
         from datetime import timedelta
 
         from entai.demo import features
@@ -147,7 +157,10 @@ def demo_training_data() -> Callable[..., Path]:
         from entai.shared.settings import EntaiSettings
 
         settings = EntaiSettings(home=home).resolved()
-        world = EcommerceWorld(WorldConfig(n_users=n_users, days=days, seed=seed))
+        config = WorldConfig(n_users=n_users, days=days, seed=seed)
+        if start is not None:  # another period than the generator's default one
+            config = WorldConfig(n_users=n_users, days=days, seed=seed, start=start)
+        world = EcommerceWorld(config)
         events = world.events()
         store = OfflineStore(Lake(settings.lake.root))
         for view in (features.user_category_stats, features.user_stats):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from entai.cli import (  # noqa: F401 - registers the commands
     data,
+    events,
     governance,
     models,
     monitor,

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from entai.cli._app import ConfigOption, app, console, settings_from
+from entai.cli._app import ConfigOption, app, console, join_ray, settings_from, working
 from entai.shared.core import NotFoundError
 
 __all__ = ["features_app"]
@@ -32,10 +32,12 @@ def ingest(
     batch_id: Annotated[str | None, typer.Option(help="Batch id (default: generated).")] = None,
     config: ConfigOption = None,
 ) -> Any:
-    """Validate, mask and land a file in the raw zone; bad rows go to quarantine."""
-    from entai.actors.core import connect_ray
+    """Validate, mask and land a file in the raw zone; bad rows go to quarantine.
+
+    Runs on the platform's Ray, or on a temporary local one when none runs.
+    """
     from entai.pipelines.ingest import ingest_file
-    from entai.shared.data import DataContract
+    from entai.shared.data import DataContract, UndeclaredPii
     from entai.shared.settings import resolve_hmac_key
 
     settings = settings_from(config)
@@ -46,10 +48,18 @@ def ingest(
             f"contract {contract} is for source {data_contract.source!r}, not {source!r}",
             details={"source": source},
         )
-    connect_ray(settings)
-    report = ingest_file(
-        data_contract, path, lake_root=settings.lake.root, hmac_key=key, batch_id=batch_id, fmt=fmt
-    )
+    join_ray(settings, "ingesting")
+    with working(f"ingesting {path} (contract {source})"):
+        report = ingest_file(
+            data_contract,
+            path,
+            lake_root=settings.lake.root,
+            hmac_key=key,
+            batch_id=batch_id,
+            fmt=fmt,
+            progress=False,
+            undeclared_pii=UndeclaredPii(settings.security.undeclared_pii),
+        )
     if report.skipped_as_duplicate:
         console.print(f"already ingested (batch {report.batch_id}); nothing written")
     else:
@@ -57,6 +67,8 @@ def ingest(
             f"batch {report.batch_id}: {report.rows_in:,} rows in = {report.rows_accepted:,} "
             f"accepted + {report.rows_quarantined:,} quarantined"
         )
+    for warning in report.warnings:
+        console.print(f"warning: {warning}", markup=False)
     return report
 
 
@@ -92,15 +104,19 @@ def materialize(
     defs = Definitions.from_module(definitions)
     chosen = [defs.view(v) for v in views] if views else list(defs.views.values())
     client = connect(settings=settings)
-    reports = run(
-        chosen,
-        lake=Lake(settings.lake.root),
-        online=client.features,
-        on_view_done=lambda r: console.print(
-            f"{r.view}: {r.offline_rows:,} offline rows, {r.online_keys:,} online keys, "
-            f"watermark {r.watermark}"
-        ),
-    )
+
+    with working("materializing feature views", total=len(chosen)) as step:
+
+        def done(r: Any) -> None:
+            console.print(
+                f"{r.view}: {r.offline_rows:,} offline rows, {r.online_keys:,} online keys, "
+                f"watermark {r.watermark}"
+            )
+            step()
+
+        reports = run(
+            chosen, lake=Lake(settings.lake.root), online=client.features, on_view_done=done
+        )
     return reports
 
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated, Any
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -11,10 +12,16 @@ from rich.table import Table
 from entai.cli._app import ConfigOption, app, console, settings_from
 from entai.shared.settings import EntaiSettings
 
+if TYPE_CHECKING:
+    from entai.actors.core import Service
+    from entai.actors.governance import GovernanceChecker
+
 __all__ = ["audit_app", "tokens_app"]
 
 tokens_app = typer.Typer(help="Create, list and revoke API tokens.", no_args_is_help=True)
-audit_app = typer.Typer(help="Verify and query the hash-chained audit log.", no_args_is_help=True)
+audit_app = typer.Typer(
+    help="Verify, query and export the keyed, anchored audit log.", no_args_is_help=True
+)
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(audit_app, name="audit")
 
@@ -43,12 +50,16 @@ def authorized_principal(
     Raises:
         AuthenticationError / AuthorizationError: from the governance service.
     """
-    decision = _governance(settings).authorize(caller_token(settings, token), permission, resource)
+    from entai.actors.governance import GovernanceChecker  # ray: not at CLI start-up
+
+    decision = _governance(settings).call(
+        GovernanceChecker.authorize, caller_token(settings, token), permission, resource
+    )
     return str(decision.principal)
 
 
-def _governance(settings: EntaiSettings) -> Any:
-    from entai.client import governance_service
+def _governance(settings: EntaiSettings) -> Service[GovernanceChecker]:
+    from entai.client import governance_service  # ray: not at CLI start-up
 
     return governance_service(settings)
 
@@ -61,10 +72,14 @@ def tokens_create(
     config: ConfigOption = None,
 ) -> str:
     """Create a token; it is printed once and stored only as a hash."""
+    from entai.actors.governance import GovernanceChecker  # ray: not at CLI start-up
+
     settings = settings_from(config)
     service = _governance(settings)
     ttl_s = None if ttl_hours is None else ttl_hours * 3600.0
-    secret, record = service.create_token(caller_token(settings, token), principal, ttl_s)
+    secret, record = service.call(
+        GovernanceChecker.create_token, caller_token(settings, token), principal, ttl_s
+    )
     console.print(f"token id {record.token_id} for {record.principal} (shown once):")
     console.print(secret, soft_wrap=True, highlight=False)
     return str(secret)
@@ -73,8 +88,12 @@ def tokens_create(
 @tokens_app.command("list")
 def tokens_list(token: TokenOption = None, config: ConfigOption = None) -> list[Any]:
     """List tokens (ids, principals, expiry and revocation; never secrets)."""
+    from entai.actors.governance import GovernanceChecker  # ray: not at CLI start-up
+
     settings = settings_from(config)
-    records = _governance(settings).list_tokens(caller_token(settings, token))
+    records = _governance(settings).call(
+        GovernanceChecker.list_tokens, caller_token(settings, token)
+    )
     table = Table("token id", "principal", "created", "expires", "revoked")
     for r in records:
         table.add_row(
@@ -95,24 +114,87 @@ def tokens_revoke(
     config: ConfigOption = None,
 ) -> Any:
     """Revoke a token; callers' caches drop it within their TTL (5 s)."""
+    from entai.actors.governance import GovernanceChecker  # ray: not at CLI start-up
+
     settings = settings_from(config)
-    record = _governance(settings).revoke_token(caller_token(settings, token), token_id)
+    record = _governance(settings).call(
+        GovernanceChecker.revoke_token, caller_token(settings, token), token_id
+    )
     console.print(f"revoked {record.token_id} ({record.principal})")
     return record
 
 
-@audit_app.command("verify")
-def audit_verify(config: ConfigOption = None) -> Any:
-    """Check the audit log's hash chain; exit 1 naming the first bad entry."""
-    settings = settings_from(config)
-    report = _governance(settings).verify_audit()
+def _report_verification(report: Any, what: str) -> None:
+    """Print a VerifyReport; exit 1 naming the first bad entry when it is not ok."""
     if report.ok:
-        console.print(f"audit log verified: {report.entries} entries, chain intact")
-        return report
-    console.print(
-        f"[red]audit log is NOT intact[/red] at entry {report.first_bad_position}: {report.problem}"
+        anchored = (
+            "" if report.anchored_seq is None else f", anchored at entry {report.anchored_seq}"
+        )
+        console.print(f"{what} verified: {report.entries} entries, chain intact{anchored}")
+        if report.legacy_entries:
+            console.print(
+                f"entries 1..{report.legacy_entries} are legacy unkeyed (plain SHA-256, written "
+                "before the chain was keyed): only the keyed entries after them vouch for them"
+            )
+        return
+    where = (
+        f"entry {report.first_bad_position}"
+        if report.first_bad_position is not None
+        else "its anchor"
     )
+    console.print(f"[red]{what} is NOT intact[/red] at {where}: {report.problem}")
     raise typer.Exit(1)
+
+
+@audit_app.command("verify")
+def audit_verify(
+    bundle: Annotated[
+        Path | None,
+        typer.Option(
+            "--bundle",
+            help="Verify an exported bundle instead of the live log (needs the audit key).",
+            exists=True,
+            dir_okay=False,
+        ),
+    ] = None,
+    config: ConfigOption = None,
+) -> Any:
+    """Check every entry's MAC and link and the anchor; exit 1 naming the first bad entry."""
+    settings = settings_from(config)
+    if bundle is not None:
+        from entai.shared.governance import verify_bundle
+        from entai.shared.settings import resolve_audit_key
+
+        report = verify_bundle(bundle.read_bytes(), resolve_audit_key(settings, create=False))
+        _report_verification(report, f"audit bundle {bundle}")
+        return report
+    from entai.actors.governance import GovernanceChecker  # ray: not at CLI start-up
+
+    report = _governance(settings).call(GovernanceChecker.verify_audit)
+    _report_verification(report, "audit log")
+    return report
+
+
+@audit_app.command("export")
+def audit_export(
+    output: Annotated[Path, typer.Option("--output", "-o", help="Bundle file to write.")],
+    token: TokenOption = None,
+    config: ConfigOption = None,
+) -> Path:
+    """Write a verifiable bundle: entries, a signed anchor and a manifest (needs audit:read)."""
+    import os
+
+    from entai.actors.governance import GovernanceChecker  # ray: not at CLI start-up
+
+    settings = settings_from(config)
+    data = _governance(settings).call(GovernanceChecker.export_audit, caller_token(settings, token))
+    output.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(data)
+    console.print(f"wrote the audit bundle {output} ({len(data)} bytes)")
+    console.print(f"verify it with: entai audit verify --bundle {output}")
+    return output
 
 
 @audit_app.command("query")
@@ -126,10 +208,11 @@ def audit_query(
     config: ConfigOption = None,
 ) -> list[Any]:
     """Filter the audit log (needs audit:read)."""
-    from datetime import UTC
+    from entai.actors.governance import GovernanceChecker  # ray: not at CLI start-up
 
     settings = settings_from(config)
-    entries = _governance(settings).query_audit(
+    entries = _governance(settings).call(
+        GovernanceChecker.query_audit,
         caller_token(settings, token),
         principal=principal,
         action=action,
@@ -161,12 +244,16 @@ def erase(
     """Erase a subject from every store; print the receipt (exit 1 if traces remain)."""
     import json
 
+    from entai.client import join_running  # ray: not at CLI start-up
     from entai.pipelines.erasure import erase as run_erase
     from entai.shared.governance import ErasureRequest, parse_entity
 
     settings = settings_from(config)
     request = ErasureRequest(parse_entity(entity), requested_by=requested_by, reason=reason)
     with console.status("erasing..."):
+        # Through the running platform when there is one: its governance actor is the
+        # audit log's one writer and its shards hold the subject's online rows.
+        join_running(settings)
         receipt = run_erase(settings, request, caller=caller_token(settings, token))
     out: dict[str, Any] = receipt.to_dict()
     console.print_json(json.dumps(out, default=str))

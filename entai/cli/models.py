@@ -4,14 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
-from entai.cli._app import ConfigOption, app, console, settings_from
+from entai.cli._app import ConfigOption, app, console, join_ray, settings_from, working
 from entai.cli.governance import TokenOption, authorized_principal
 from entai.shared.settings import EntaiSettings
+
+if TYPE_CHECKING:
+    from entai.actors.core import Service
+    from entai.actors.models import ModelRegistry
 
 __all__ = ["models_app"]
 
@@ -27,12 +31,11 @@ SettingsOption = Annotated[
 
 
 def _run_on_ray(settings_file: Path | None, what: str, job: Callable[[EntaiSettings], Any]) -> Any:
-    """Join (or start) Ray, run ``job`` with a spinner, print and return its result."""
-    from entai.actors.core import connect_ray
-
+    """Join the platform's Ray (or a temporary one), run ``job`` showing progress, print
+    and return its result."""
     settings = settings_from(settings_file)
-    connect_ray(settings)
-    with console.status(f"{what}..."):
+    join_ray(settings, what)
+    with working(f"{what}..."):
         result = job(settings)
     console.print(result)
     return result
@@ -62,8 +65,8 @@ def tune(config_file: ConfigFile, settings_file: SettingsOption = None) -> dict[
     return result
 
 
-def _registry(settings: EntaiSettings) -> Any:
-    from entai.client import registry_service
+def _registry(settings: EntaiSettings) -> Service[ModelRegistry]:
+    from entai.client import registry_service  # ray: not at CLI start-up
 
     return registry_service(settings)
 
@@ -71,7 +74,9 @@ def _registry(settings: EntaiSettings) -> Any:
 @models_app.command("list")
 def models_list(config: ConfigOption = None) -> list[dict[str, Any]]:
     """Registered models with their aliases."""
-    models: list[dict[str, Any]] = _registry(settings_from(config)).list_models()
+    from entai.actors.models import ModelRegistry  # ray: not at CLI start-up
+
+    models = _registry(settings_from(config)).call(ModelRegistry.list_models)
     table = Table("model", "latest version", "aliases")
     for m in models:
         aliases = ", ".join(f"{a}={v}" for a, v in sorted(m["aliases"].items()))
@@ -83,9 +88,11 @@ def models_list(config: ConfigOption = None) -> list[dict[str, Any]]:
 @models_app.command("show")
 def models_show(name: str, config: ConfigOption = None) -> dict[str, Any]:
     """Versions of a model with lineage, and its alias history."""
+    from entai.actors.models import ModelRegistry  # ray: not at CLI start-up
+
     registry = _registry(settings_from(config))
-    versions = registry.versions(name)
-    history = registry.alias_history(name)
+    versions = registry.call(ModelRegistry.versions, name)
+    history = registry.call(ModelRegistry.alias_history, name)
     table = Table("version", "aliases", "registrant", "run")
     for v in versions:
         table.add_row(
@@ -115,7 +122,11 @@ def models_promote(
     """Move an alias to a version through the promotion gates (needs models:approve)."""
     settings = settings_from(config)
     approver = authorized_principal(settings, token, "models:approve", f"model:{name}")
-    info = _registry(settings).promote(name, version, alias, approver=approver, reason=reason)
+    from entai.actors.models import ModelRegistry  # ray: not at CLI start-up
+
+    info = _registry(settings).call(
+        ModelRegistry.promote, name, version, alias, approver=approver, reason=reason
+    )
     console.print(f"{name}: {alias} -> v{info.version} (approved by {approver})")
     return info
 
@@ -131,7 +142,9 @@ def models_rollback(
     """Move an alias back to its previous holder (needs models:approve)."""
     settings = settings_from(config)
     by = authorized_principal(settings, token, "models:approve", f"model:{name}")
-    info = _registry(settings).rollback(name, alias, by=by, reason=reason)
+    from entai.actors.models import ModelRegistry  # ray: not at CLI start-up
+
+    info = _registry(settings).call(ModelRegistry.rollback, name, alias, by=by, reason=reason)
     console.print(f"{name}: {alias} rolled back to v{info.version}")
     return info
 
@@ -139,7 +152,9 @@ def models_rollback(
 @models_app.command("card")
 def models_card(name: str, version: int, config: ConfigOption = None) -> str:
     """Print a version's model card."""
-    card = _registry(settings_from(config)).card(name, version)
+    from entai.actors.models import ModelRegistry  # ray: not at CLI start-up
+
+    card = _registry(settings_from(config)).call(ModelRegistry.card, name, version)
     text = str(card.to_markdown())
     console.print(text, markup=False, highlight=False)
     return text

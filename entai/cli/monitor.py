@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -15,6 +15,10 @@ from entai.cli.governance import TokenOption, authorized_principal
 from entai.shared.core import InvalidInputError
 from entai.shared.monitoring import TABLE_COLUMNS, header_lines, render_html, summarize, table_cells
 from entai.shared.settings import EntaiSettings
+
+if TYPE_CHECKING:
+    from entai.actors.core import ActorService
+    from entai.actors.monitoring import DriftMonitor
 
 __all__ = ["monitor_app"]
 
@@ -27,8 +31,8 @@ Feature = Annotated[str, typer.Argument(help="Feature column, or '*' for dataset
 Method = Annotated[str, typer.Argument(help="Its test: ks, chi2, wasserstein... or dataset.")]
 
 
-def _monitor(settings: EntaiSettings) -> Any:
-    from entai.client import drift_monitor_service
+def _monitor(settings: EntaiSettings) -> ActorService[DriftMonitor]:
+    from entai.client import drift_monitor_service  # ray: not at CLI start-up
 
     return drift_monitor_service(settings)
 
@@ -62,7 +66,9 @@ def monitor_report(
     """Per-feature drift of the last closed window, alerts and quality (needs audit:read)."""
     settings = settings_from(config)
     authorized_principal(settings, token, "audit:read", f"model:{model}")
-    report: dict[str, Any] = _monitor(settings).report(model)
+    from entai.actors.monitoring import DriftMonitor  # ray: not at CLI start-up
+
+    report = _monitor(settings).call(DriftMonitor.report, model)
     _print_report(report)
     if html is not None:
         html.write_text(render_html(report), encoding="utf-8")
@@ -81,7 +87,9 @@ def monitor_ack(
     """Acknowledge an alert: no more notifications at its level (needs models:approve)."""
     settings = settings_from(config)
     by = authorized_principal(settings, token, "models:approve", f"model:{model}")
-    _monitor(settings).acknowledge(model, feature, method, by)
+    from entai.actors.monitoring import DriftMonitor  # ray: not at CLI start-up
+
+    _monitor(settings).call(DriftMonitor.acknowledge, model, feature, method, by)
     console.print(Text(f"{model}/{feature}/{method}: acknowledged by {by}"))
     return by
 
@@ -120,6 +128,8 @@ def monitor_silence(
     moment = parse_until(until)
     settings = settings_from(config)
     by = authorized_principal(settings, token, "models:approve", f"model:{model}")
-    _monitor(settings).silence(model, feature, method, moment, by)
+    from entai.actors.monitoring import DriftMonitor  # ray: not at CLI start-up
+
+    _monitor(settings).call(DriftMonitor.silence, model, feature, method, moment, by)
     console.print(Text(f"{model}/{feature}/{method}: silenced by {by} until {moment.isoformat()}"))
     return moment

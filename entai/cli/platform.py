@@ -1,4 +1,8 @@
-"""Platform lifecycle commands: up, status, down, demo."""
+"""Platform lifecycle commands: up, status, down, demo, deploy.
+
+``up`` starts a head (and the MLflow UI) that outlive it; the other commands join that
+platform through the settings' home, and ``down`` stops it.
+"""
 
 from __future__ import annotations
 
@@ -17,40 +21,77 @@ if TYPE_CHECKING:
     from entai.deployments.serve_status import DeploymentReplicas
 
 
+MlflowPortOption = Annotated[
+    int,
+    typer.Option(
+        "--mlflow-port", help="The MLflow UI's port (a free one if taken); 0: no UI.", min=0
+    ),
+]
+
+
 @app.command()
 def up(
     config: ConfigOption = None,
     address: Annotated[str | None, typer.Option(help="Join this Ray cluster instead.")] = None,
     gcs_port: Annotated[int, typer.Option(help="GCS port of a new local head.")] = 6390,
+    mlflow_port: MlflowPortOption = 5000,
 ) -> dict[str, Any]:
-    """Start (or join) a Ray head on 127.0.0.1 and deploy the platform services."""
+    """Start (or join) a Ray head on 127.0.0.1, the platform services and the MLflow UI.
+
+    They keep running after this command, until `entai down`.
+    """
     from entai.client import start_platform
 
     settings = _settings(config)
-    with console.status("starting the Ray head and the platform services..."):
-        result = start_platform(settings, address=address, gcs_port=gcs_port)
-    console.print(f"[green]entai is up[/green] at {result['address']}")
+    with console.status("starting the Ray head, the platform services and the MLflow UI..."):
+        result = start_platform(
+            settings, address=address, gcs_port=gcs_port, mlflow_port=mlflow_port or None
+        )
+    already = address is None and not result["started"]
+    state = "entai is already up" if already else "[green]entai is up[/green]"
+    console.print(f"{state} at {result['address']} ({len(result['services'])} services)")
     console.print(f"  dashboard: {result['dashboard_url']}")
+    if result["mlflow_url"]:
+        note = f" ({result['mlflow_note']})" if result["mlflow_note"] else ""
+        console.print(f"  MLflow UI: {result['mlflow_url']}{note}")
     for name in result["services"]:
         console.print(f"  service: {name}")
+    console.print(f"  logs: {settings.home / 'logs'}; stop everything with `entai down`")
     return result
 
 
 @app.command()
 def status(config: ConfigOption = None) -> dict[str, Any]:
-    """Show each platform service's health and each Serve deployment's replicas."""
+    """Show each platform service's health and each Serve deployment's replicas.
+
+    Exits 1 when no platform runs under the settings' home.
+    """
     from entai.client import platform_status
 
     settings = _settings(config)
     result = platform_status(settings)
     if not result["running"]:
-        console.print("entai is not running (no head started by `entai up`).")
-        return result
+        console.print(f"entai is not running under {settings.home}: `entai up` starts it.")
+        raise typer.Exit(1)
     table = Table("kind", "name", "state")
     for row in result["services"]:
         table.add_row(row["kind"], row["name"], row["state"])
     console.print(f"cluster: {result['address']}  dashboard: {result['dashboard_url']}")
+    if result.get("mlflow_url"):
+        console.print(f"MLflow UI: {result['mlflow_url']}")
     console.print(table)
+    if result["streams"]:
+        streams = Table("stream consumer", "running", "backlog (lag)", "landed", "dead letters")
+        for w in result["streams"]:
+            counts = w.get("counts", {})
+            streams.add_row(
+                str(w.get("consumer")),
+                "yes" if w.get("running") else "no",
+                str(w.get("backlog", "?")),
+                str(counts.get("landed", 0)),
+                str(counts.get("dead_letter", 0)),
+            )
+        console.print(streams)
     console.print(serve_table(result["serve"]))
     return result
 
@@ -80,7 +121,9 @@ def down(config: ConfigOption = None) -> bool:
     with console.status("stopping entai..."):
         stopped = stop_platform(settings)
     console.print(
-        "entai stopped." if stopped else "nothing to stop: entai up did not start a head."
+        "entai stopped."
+        if stopped
+        else f"nothing to stop: no platform started by `entai up` under {settings.home}."
     )
     return stopped
 
@@ -89,18 +132,32 @@ def down(config: ConfigOption = None) -> bool:
 def demo(
     config: ConfigOption = None,
     keep_running: Annotated[
-        bool, typer.Option("--keep-running", help="Leave Ray and Serve up after the demo.")
+        bool,
+        typer.Option(
+            "--keep-running",
+            help="Leave the platform and the demo's app up afterwards (`entai down` stops it).",
+        ),
     ] = False,
     users: Annotated[int, typer.Option(help="Synthetic users.", min=100)] = 2_000,
     json_out: Annotated[
         Path | None, typer.Option("--json", help="Also write the summary here.")
     ] = None,
+    mlflow_port: MlflowPortOption = 5000,
 ) -> dict[str, Any]:
-    """Run the whole platform end to end on synthetic e-commerce data."""
+    """Run the whole platform end to end on synthetic e-commerce data.
+
+    It joins the platform `entai up` started, or starts one the same way.
+    """
     from entai.demo.flow import run_demo
 
     settings = _settings(config)
-    summary = run_demo(settings, users=users, keep_running=keep_running, console=console)
+    summary = run_demo(
+        settings,
+        users=users,
+        keep_running=keep_running,
+        console=console,
+        mlflow_port=mlflow_port or None,
+    )
     if json_out is not None:
         json_out.write_text(json.dumps(summary, indent=2, default=str))
     return summary

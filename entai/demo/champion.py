@@ -8,12 +8,16 @@ can train it again on fresh labels.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
+from entai.actors.models import ModelRegistry
+from entai.actors.services import Services
 from entai.shared.settings import EntaiSettings
 
 if TYPE_CHECKING:
@@ -122,21 +126,25 @@ def _train_config(label_file: str) -> TrainConfig:
 
 
 def register_champion(
-    settings: EntaiSettings, trained: dict[str, Any], rows: pd.DataFrame
+    settings: EntaiSettings,
+    trained: dict[str, Any],
+    rows: pd.DataFrame,
+    *,
+    label_file: Path,
+    monitoring_policy: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Log the run with its lineage artifacts, register it and make it champion.
 
-    The label rows of the training period are written as the champion's recorded
-    label source, so a retrain with the recorded config rebuilds the same split.
+    The label rows of the training period are written to ``label_file``, the
+    champion's recorded label source, so a retrain with the recorded config rebuilds
+    the same split. ``monitoring_policy`` goes into its monitoring reference (see
+    ``MonitoringReference.policy``).
     """
-    import ray
-
-    from entai.actors.models import ACTOR_NAME
     from entai.demo.features import MODEL_FEATURES, purchase_propensity
     from entai.pipelines.training import lineage_artifacts, lineage_tags, log_xgboost_run
+    from entai.shared.monitoring import REFERENCE_ARTIFACT, MonitoringReference
 
     # The champion's label source: the rows it was trained and validated on.
-    label_file = settings.home / "labels.parquet"
     rows[rows["event_timestamp"] < trained["held_out_from"]].to_parquet(label_file, index=False)
     valid = trained["valid_df"]
     artifacts = lineage_artifacts(
@@ -147,6 +155,9 @@ def register_champion(
         valid_auc=trained["valid_auc"],
         sample_size=settings.monitoring.reference_sample_size,
     )
+    if monitoring_policy:
+        reference = MonitoringReference.from_dict(artifacts[REFERENCE_ARTIFACT])
+        artifacts[REFERENCE_ARTIFACT] = reference.with_policy(monitoring_policy).to_dict()
     logged = log_xgboost_run(
         settings.mlflow,
         trained["outcome"],
@@ -158,22 +169,24 @@ def register_champion(
         run_name="demo-train",
         artifacts=artifacts,
     )
-    registry: Any = ray.get_actor(ACTOR_NAME, namespace=settings.ray.namespace)
-    info: Any = ray.get(
-        registry.register.remote(
-            logged.model_uri,
-            MODEL_NAME,
-            registrant="demo",
-            lineage={
-                "entai.feature_service": purchase_propensity.name,
-                **lineage_tags(logged.run_id),
-            },
-            run_id=logged.run_id,
-        )
+    registry = Services.of(settings).registry()
+    info = registry.call(
+        ModelRegistry.register,
+        logged.model_uri,
+        MODEL_NAME,
+        registrant="demo",
+        lineage={
+            "entai.feature_service": purchase_propensity.name,
+            **lineage_tags(logged.run_id),
+        },
+        run_id=logged.run_id,
     )
-    ray.get(
-        registry.set_alias.remote(
-            MODEL_NAME, "champion", info.version, by="demo", reason="first model"
-        )
+    registry.call(
+        ModelRegistry.set_alias,
+        MODEL_NAME,
+        "champion",
+        info.version,
+        by="demo",
+        reason="first model",
     )
     return {"version": info.version, "run_id": logged.run_id, "label_file": label_file}

@@ -11,6 +11,10 @@ ALERT, and writes a RetrainRequest; the retraining worker rebuilds the training 
 with the fresh labels through the same point-in-time path, trains and registers a
 ``challenger``. The champion stays until a person promotes the challenger, unless
 ``monitoring.retrain.auto_promote`` says otherwise.
+
+The act runs on whatever platform the demo joined, whose monitoring settings are
+the platform's: the champion carries its own policy (:func:`demo_policy`, recorded in
+its monitoring reference), so the monitor watches it with small windows anyway.
 """
 
 from __future__ import annotations
@@ -26,16 +30,19 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
+from entai.actors.models import ModelRegistry, ModelVersionInfo
+from entai.actors.services import Services
 from entai.demo.generator import CATEGORIES, EcommerceWorld, Shift
 from entai.shared.core import ServiceUnavailableError
+from entai.shared.data import Lake
 from entai.shared.features import compute_view
-from entai.shared.settings import EntaiSettings, MonitoringSettings
+from entai.shared.settings import EntaiSettings
 
 __all__ = [
     "SHIFT",
     "SMALL_WINDOW_DRIFT",
     "ActContext",
-    "demo_monitoring",
+    "demo_policy",
     "run_drift_act",
     "send_rows",
 ]
@@ -48,7 +55,7 @@ MAX_DRIFT_WINDOWS = 4
 SHIFTED_SHARE = 0.7  # of the traffic after the shift, about the shifted category
 _BATCH = 50
 SMALL_WINDOW_DRIFT = {"small_reference_max": 10**9, "ks_p": 0.01, "chi2_p": 0.01, "z_p": 0.01}
-"""Drift settings for windows of a few hundred rows (see :func:`demo_monitoring`)."""
+"""Drift settings for windows of a few hundred rows (see :func:`demo_policy`)."""
 _DATASET = ("*", "dataset")
 
 
@@ -89,26 +96,21 @@ class ActContext:
     online: Any
 
 
-def demo_monitoring(base: MonitoringSettings) -> MonitoringSettings:
-    """Monitoring settings for the demo: 200-row windows, fast clocks, no rate limit.
+def demo_policy() -> dict[str, Any]:
+    """The demo champion's own monitoring policy: 200-row count windows, a retrain
+    request after 2 drifted windows, no rate limit on requests.
 
     Windows this small take p-value tests (KS, chi-squared) at p < 0.01 whatever the
     reference size: the distance thresholds of the automatic choice (Wasserstein, JS
     >= 0.1) are meant for large windows, and 200 rows of count features cross them
     by sampling noise alone in about half the windows (measured on the demo's data).
     """
-    retrain = base.retrain.model_copy(update={"drift_windows": 2, "min_interval_s": 0.0})
-    drift = base.drift.model_copy(update=SMALL_WINDOW_DRIFT)
-    return base.model_copy(
-        update={
-            "window_count": WINDOW_ROWS,
-            "window_seconds": None,
-            "tick_interval_s": 1.0,
-            "retrain_poll_s": 1.0,
-            "drift": drift,
-            "retrain": retrain,
-        }
-    )
+    return {
+        "window_count": WINDOW_ROWS,
+        "window_seconds": None,
+        "drift": dict(SMALL_WINDOW_DRIFT),
+        "retrain": {"drift_windows": 2, "min_interval_s": 0.0},
+    }
 
 
 def send_rows(url: str, token: str, model: str, users: np.ndarray, categories: np.ndarray) -> None:
@@ -215,21 +217,41 @@ def _shift_the_world(ctx: ActContext) -> dict[str, Any]:
     return {"events": len(events), "fresh_label_rows": len(fresh)}
 
 
+def _not_retrained(ctx: ActContext) -> str | None:
+    """Why the retraining worker closed this act's request without a run, if it did.
+
+    A platform's worker limits runs per model (``monitoring.retrain.min_interval_s``):
+    a second demo in the same home within that time gets no challenger, and says why.
+    """
+    lake = Lake(ctx.settings.lake.root)
+    for closed in lake.list_json(lake.path("monitoring", "retrain_requests", "done")):
+        request, outcome = closed.get("request", {}), closed.get("outcome", {})
+        if request.get("model") != ctx.model or request.get("version") != ctx.champion:
+            continue
+        why = outcome.get("skipped") or outcome.get("error")
+        if why:
+            return str(why)
+    return None
+
+
 def _challenger(ctx: ActContext) -> dict[str, Any]:
-    import ray
+    registry = Services.of(ctx.settings).registry()
 
-    from entai.actors.models import ACTOR_NAME
-
-    registry: Any = ray.get_actor(ACTOR_NAME, namespace=ctx.settings.ray.namespace)
-
-    def registered() -> Any:
-        aliases = ray.get(registry.subscribe.remote(ctx.model))["aliases"]
+    def registered() -> ModelVersionInfo | str | None:
+        why_not = _not_retrained(ctx)
+        if why_not is not None:
+            return why_not
+        aliases = registry.call(ModelRegistry.subscribe, ctx.model)["aliases"]
         if "challenger" not in aliases:
             return None
-        return ray.get(registry.version.remote(ctx.model, int(aliases["challenger"])))
+        info = registry.call(ModelRegistry.version, ctx.model, int(aliases["challenger"]))
+        # A challenger left by an earlier run in this home is not this act's.
+        return info if info.tags.get("entai.retrained_from") == str(ctx.champion) else None
 
     info = _wait("the retrained challenger", registered, 240.0)
-    champion = ray.get(registry.resolve.remote(ctx.model, "champion")).version
+    champion = registry.call(ModelRegistry.resolve, ctx.model, "champion").version
+    if isinstance(info, str):  # the worker closed the request without a run
+        return {"skipped": info, "champion_after": champion}
     return {
         "version": info.version,
         "reason": info.tags.get("entai.retrain_reason"),

@@ -1,12 +1,18 @@
 """``entai demo``: the walking skeleton of the whole platform on synthetic data.
 
-generate events -> ingest (contract, masking, Ray Data -> raw lake) -> materialize
-feature views (Ray Data -> offline Parquet + online shards) -> point-in-time training
-set -> XGBoost on Ray Train -> MLflow run + registry (champion) -> Ray Serve app ->
-predictions over HTTP with a bearer token -> the monitoring act
-(:mod:`entai.demo.drift_act`: injected drift -> WARN -> ALERT -> retrain ->
-challenger) -> summary. The demo works in its own ``<home>/demo`` directory,
-recreated on each run.
+join (or start) the platform -> generate events -> ingest (contract, masking, Ray
+Data -> raw lake) -> materialize feature views (Ray Data -> offline Parquet + online
+shards) -> point-in-time training set -> XGBoost on Ray Train -> MLflow run + registry
+(champion) -> Ray Serve app -> predictions over HTTP with a bearer token -> the
+monitoring act (:mod:`entai.demo.drift_act`: injected drift -> WARN -> ALERT ->
+retrain -> challenger) -> summary.
+
+The demo runs on the platform of its settings' home, like every command: the one
+``entai up`` started (or the cluster of ``RAY_ADDRESS``), else one it starts itself
+as ``entai up`` would (a head that outlives the demo with ``--keep-running``, stopped
+after it otherwise). Called from Python with Ray already connected, it uses that
+cluster. Its own files (the generated events, the champion's labels) live in
+``<home>/demo``, recreated on each run.
 """
 
 from __future__ import annotations
@@ -17,56 +23,132 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal
 
 import pandas as pd
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
+from rich.text import Text
 
+from entai.actors.services import Services
 from entai.demo.champion import MODEL_NAME, register_champion, train_champion, training_set
-from entai.demo.drift_act import ActContext, demo_monitoring, run_drift_act
+from entai.demo.drift_act import ActContext, demo_policy, run_drift_act
 from entai.shared.core import ServiceUnavailableError
-from entai.shared.settings import EntaiSettings
+from entai.shared.data import UndeclaredPii
+from entai.shared.settings import EntaiSettings, StreamSettings
 
 __all__ = ["run_demo", "stop_demo"]
 
 log = logging.getLogger(__name__)
 
 _SERVE_APP = "entai"
+_STAGES = 15  # platform, 10 of the flow, 4 of the drift act
+_LIVE_VIEWS = 5
+_LIVE_TIMEOUT_S = 60.0
+DEMO_STREAM = StreamSettings(
+    contract="entai.demo.contracts:EVENTS_CONTRACT", definitions_module="entai.demo.features"
+)
+"""The demo's event source: consumed by the platform's stream workers while it runs."""
+_APP_TOKEN_TTL_S = 24 * 3600.0
+_APP_PRINCIPAL = "app"  # the default policy's role that may predict and nothing else
+
+Owner = Literal["caller", "joined", "started"]
+"""Whose platform the demo runs on: Ray the caller connected, one that was running,
+or one the demo started."""
 
 
 class _Stages:
-    """Prints one line per stage with its duration; keeps the timings for the summary."""
+    """A progress bar over the demo's stages (on a terminal) and a line per finished stage.
 
-    def __init__(self, console: Console) -> None:
+    Keeps each stage's duration for the summary.
+    """
+
+    def __init__(self, console: Console, total: int) -> None:
         self.console = console
         self.timings: dict[str, float] = {}
+        self._progress: Progress | None = None
+        if console.is_terminal:
+            self._progress = Progress(
+                SpinnerColumn(),
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=console,
+                transient=True,
+            )
+            self._task = self._progress.add_task("entai demo", total=total)
+
+    def __enter__(self) -> _Stages:
+        if self._progress is not None:
+            self._progress.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._progress is not None:
+            self._progress.stop()
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
+        """Run a block as one named stage."""
+        if self._progress is not None:
+            self._progress.update(self._task, description=name)
         start = time.perf_counter()
-        with self.console.status(f"{name}..."):
-            yield
+        yield
         took = time.perf_counter() - start
         self.timings[name] = round(took, 2)
-        self.console.print(f"[green]✓[/green] {name} [dim]({took:.1f}s)[/dim]")
+        if self._progress is not None:
+            self._progress.advance(self._task)
+        self.console.print(Text.assemble(("✓ ", "green"), name, (f" ({took:.1f}s)", "dim")))
 
 
-def _demo_settings(settings: EntaiSettings) -> EntaiSettings:
-    home = settings.home / "demo"
-    if home.exists():
-        shutil.rmtree(home)
-    home.mkdir(parents=True)
-    return EntaiSettings(
-        home=home,
-        log_level=settings.log_level,
-        ray=settings.ray,
-        online_store=settings.online_store,
-        registry=settings.registry,
-        serve=settings.serve,
-        security=settings.security.model_copy(update={"token_file": home / "admin_token"}),
-        monitoring=demo_monitoring(settings.monitoring),
-    ).resolved()
+def _whose_platform(settings: EntaiSettings) -> tuple[Owner, str]:
+    """Whose platform the demo will use, and the stage that gets it ready."""
+    import ray
+
+    from entai.client import platform_address
+
+    if ray.is_initialized():
+        return "caller", "start the platform services on the connected Ray cluster"
+    address = platform_address(settings)
+    if address is not None:
+        return "joined", f"join the running platform at {address}"
+    return "started", "no platform running: start one (Ray head, services, MLflow UI)"
+
+
+def _platform(settings: EntaiSettings, owner: Owner, mlflow_port: int | None) -> dict[str, Any]:
+    import ray
+
+    from entai.client import ensure_platform, start_services
+
+    platform: dict[str, Any] = {"mlflow_url": None, "dashboard_url": ""}
+    if owner != "caller":
+        platform = ensure_platform(settings, mlflow_port=mlflow_port)
+    handles = start_services(settings)  # found by name where the platform runs them
+    ray.get([h.__ray_ready__.remote() for h in handles.values()])
+    return {**platform, "handles": handles}
+
+
+def with_demo_stream(settings: EntaiSettings) -> EntaiSettings:
+    """The settings with the demo's ``events`` stream, unless they configure one."""
+    if "events" in settings.streams:
+        return settings
+    return settings.model_copy(update={"streams": {**settings.streams, "events": DEMO_STREAM}})
 
 
 def run_demo(
@@ -75,33 +157,94 @@ def run_demo(
     users: int = 2_000,
     keep_running: bool = False,
     console: Console | None = None,
+    mlflow_port: int | None = 5000,
 ) -> dict[str, Any]:
-    """Run the walking skeleton; return (and print) its summary."""
+    """Run the walking skeleton on the settings' platform; return (and print) its summary.
+
+    Args:
+        settings: The platform's settings (its home is the demo's).
+        users: Synthetic users.
+        keep_running: Leave the platform and the demo's Serve app up afterwards;
+            otherwise the demo stops what it started.
+        console: Where to print (default: stdout).
+        mlflow_port: The MLflow UI's port when the demo starts the platform.
+    """
+    console = console or Console(soft_wrap=True)
+    settings = with_demo_stream(settings.resolved())
+    owner, action = _whose_platform(settings)
+    with _Stages(console, total=_STAGES + (0 if keep_running else 1)) as stages:
+        with stages.stage(action):
+            platform = _platform(settings, owner, mlflow_port)
+        try:
+            summary = _run(settings, users, stages, platform)
+        except BaseException:
+            if not keep_running:
+                _leave(settings, owner)
+            raise
+        if not keep_running:
+            with stages.stage("stop what the demo started"):
+                left = _leave(settings, owner)
+    token = _app_token(settings, platform["handles"]) if keep_running else None
+    _print_summary(console, summary)
+    if keep_running:
+        _print_running(console, summary, owner, token)
+    else:
+        console.print(left)
+    return summary
+
+
+def _leave(settings: EntaiSettings, owner: Owner) -> str:
+    """Stop what the demo started; say what is left."""
     import ray
 
-    from entai.actors.core import connect_ray
+    from entai.client import stop_platform
 
-    console = console or Console()
-    settings = _demo_settings(settings)
-    for noisy in ("ray.data", "ray.serve", "ray.train", "ray.tune"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    stages = _Stages(console)
-    with stages.stage("start Ray (local head, dashboard on 127.0.0.1)"):
-        started = connect_ray(settings)
+    if owner == "caller":
+        stop_demo(settings)
+        return "stopped the demo's Serve app and the platform services"
+    if owner == "started":
+        ray.shutdown()
+        stop_platform(settings)
+        return "stopped the platform the demo started (`entai demo --keep-running` leaves it up)"
     try:
-        summary = _run(settings, users, stages)
-        _print_summary(console, summary)
-        return summary
+        _delete_app()
     finally:
-        if not keep_running:
-            stop_demo(settings)
-            if started:
-                ray.shutdown()
-        else:
-            console.print("left running (--keep-running); stop with `ray stop` on this head.")
+        ray.shutdown()
+    return "removed the demo's Serve app; the platform it joined keeps running (`entai down`)"
 
 
-def _run(settings: EntaiSettings, users: int, stages: _Stages) -> dict[str, Any]:
+def _delete_app() -> None:
+    from ray import serve
+
+    if _SERVE_APP in serve.status().applications:
+        serve.delete(_SERVE_APP)  # blocks until its replicas are gone
+
+
+def _app_token(settings: EntaiSettings, handles: dict[str, Any]) -> str:
+    """A token for predictions only (principal ``app``), expiring in 24 hours."""
+    import ray
+
+    from entai.actors.governance import ACTOR_NAME as GOVERNANCE
+
+    admin = settings.security.token_file.read_text().strip()
+    governance = handles[GOVERNANCE]
+    secret, _ = ray.get(governance.create_token.remote(admin, _APP_PRINCIPAL, _APP_TOKEN_TTL_S))
+    return str(secret)
+
+
+def _workdir(settings: EntaiSettings) -> Path:
+    """``<home>/demo``, emptied: the demo's generated input and the champion's labels."""
+    workdir = settings.home / "demo"
+    if workdir.exists():
+        shutil.rmtree(workdir)
+    workdir.mkdir(parents=True)
+    return workdir
+
+
+def _run(
+    settings: EntaiSettings, users: int, stages: _Stages, platform: dict[str, Any]
+) -> dict[str, Any]:
+    from entai.actors.features import OnlineFeatureClient, shard_name
     from entai.demo.contracts import EVENTS_CONTRACT
     from entai.demo.generator import EcommerceWorld, WorldConfig
     from entai.pipelines.ingest import ingest_file
@@ -114,9 +257,8 @@ def _run(settings: EntaiSettings, users: int, stages: _Stages) -> dict[str, Any]
     )
     with stages.stage("generate synthetic e-commerce events"):
         events = world.events()
-        incoming = settings.home / "incoming"
-        incoming.mkdir()
-        events_file = incoming / "events.parquet"
+        workdir = _workdir(settings)
+        events_file = workdir / "events.parquet"
         events.to_parquet(events_file, index=False)
     with stages.stage("ingest: contract validation, PII masking, Ray Data -> raw lake"):
         ingest = ingest_file(
@@ -125,9 +267,12 @@ def _run(settings: EntaiSettings, users: int, stages: _Stages) -> dict[str, Any]
             lake_root=settings.lake.root,
             hmac_key=resolve_hmac_key(settings),
             progress=False,
+            undeclared_pii=UndeclaredPii(settings.security.undeclared_pii),
         )
-    with stages.stage("start platform services (shards, governance, registry, monitor)"):
-        services = _start_services(settings)
+    handles = platform["handles"]
+    services = OnlineFeatureClient(
+        [handles[shard_name(i)] for i in range(settings.online_store.num_shards)]
+    )
     with stages.stage("materialize feature views (Ray Data -> offline + online)"):
         reports = _materialize(settings, services)
     with stages.stage("build the point-in-time training set"):
@@ -135,11 +280,19 @@ def _run(settings: EntaiSettings, users: int, stages: _Stages) -> dict[str, Any]
     with stages.stage("train XGBoost on Ray Train"):
         trained = train_champion(settings, training)
     with stages.stage("log to MLflow (with its monitoring reference), register as champion"):
-        registered = register_champion(settings, trained, rows)
+        registered = register_champion(
+            settings,
+            trained,
+            rows,
+            label_file=workdir / "labels.parquet",
+            monitoring_policy=demo_policy(),
+        )
     with stages.stage("deploy the Serve application"):
         url = _deploy(settings)
     with stages.stage("predict over HTTP"):
         predictions = _predict(settings, url, rows)
+    with stages.stage("live: views over POST /v1/events -> lake -> online features"):
+        live = _live_events(settings, url, events)
     context = ActContext(
         settings=settings,
         url=url,
@@ -175,30 +328,20 @@ def _run(settings: EntaiSettings, users: int, stages: _Stages) -> dict[str, Any]
             "valid": trained["valid_auc"],
         },
         "predictions": predictions,
+        "live": live,
         "monitoring": act,
         "urls": {
             "api": url,
             "docs": f"{url}/docs",
-            "dashboard": f"http://{settings.ray.dashboard_host}:{settings.ray.dashboard_port}",
-            "mlflow": settings.mlflow.tracking_uri,
+            "dashboard": platform["dashboard_url"]
+            or f"http://{settings.ray.dashboard_host}:{settings.ray.dashboard_port}",
+            "mlflow": platform["mlflow_url"] or settings.mlflow.tracking_uri,
         },
         "token_file": str(settings.security.token_file),
         "lake": settings.lake.root,
+        "logs": str(settings.home / "logs"),
         "timings_s": stages.timings,
     }
-
-
-def _start_services(settings: EntaiSettings) -> Any:
-    import ray
-
-    from entai.actors.features import OnlineFeatureClient, shard_name
-    from entai.client import start_services
-
-    handles = start_services(settings)
-    ray.get([h.__ray_ready__.remote() for h in handles.values()])
-    return OnlineFeatureClient(
-        [handles[shard_name(i)] for i in range(settings.online_store.num_shards)]
-    )
 
 
 def _materialize(settings: EntaiSettings, online: Any) -> list[Any]:
@@ -261,6 +404,75 @@ def _predict(settings: EntaiSettings, url: str, rows: pd.DataFrame) -> list[dict
     ]
 
 
+def _live_events(settings: EntaiSettings, url: str, events: pd.DataFrame) -> dict[str, Any]:
+    """A user views products now: the events go through ``POST /v1/events``, the
+    platform's stream workers land them and update the user's features by themselves;
+    the freshness is the time from the 202 to the new value read over HTTP."""
+    import httpx
+
+    headers = {"Authorization": f"Bearer {settings.security.token_file.read_text().strip()}"}
+    template = events.sort_values("event_timestamp").iloc[-1]
+    user = int(template["user_id"])
+    now = datetime.now(UTC)
+    stamp = int(now.timestamp() * 1000)
+    payloads = [
+        {
+            **{k: _plain(v) for k, v in template.items()},
+            "event_id": f"ev-{stamp}-{i}",
+            "event_type": "view",
+            "event_timestamp": now.isoformat(),
+        }
+        for i in range(_LIVE_VIEWS)
+    ]
+    read = {"features": ["user_stats:user_views_7d"], "entities": {"user_id": [user]}}
+
+    def views() -> tuple[float | None, str | None]:
+        answer = httpx.post(f"{url}/v1/features/online", json=read, headers=headers, timeout=10)
+        answer.raise_for_status()
+        result = answer.json()["results"][0]
+        return result["values"][0], result["event_timestamps"][0]
+
+    before = views()
+    posted = httpx.post(
+        f"{url}/v1/events",
+        json={"source": "events", "events": payloads},
+        headers=headers,
+        timeout=30,
+    )
+    accepted_at = time.perf_counter()
+    if posted.status_code != 202:
+        raise ServiceUnavailableError(
+            f"POST /v1/events answered HTTP {posted.status_code}: {posted.text[:300]}",
+            details={"status": posted.status_code},
+        )
+    deadline = accepted_at + _LIVE_TIMEOUT_S
+    after = before
+    while after == before and time.perf_counter() < deadline:
+        time.sleep(0.05)
+        after = views()
+    if after == before:
+        raise ServiceUnavailableError(
+            f"the stream workers did not update user {user}'s features within "
+            f"{_LIVE_TIMEOUT_S:.0f} s of the 202 (see `entai status`)",
+            details={"user_id": user},
+        )
+    return {
+        "user_id": user,
+        "events": len(payloads),
+        "user_views_7d": {"before": before[0], "after": after[0]},
+        "freshness_s": round(time.perf_counter() - accepted_at, 3),
+    }
+
+
+def _plain(value: Any) -> Any:
+    """A JSON value of a frame cell (numpy scalars and timestamps included)."""
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    if hasattr(value, "item"):
+        return value.item()
+    return None if pd.isna(value) else value
+
+
 def stop_demo(settings: EntaiSettings) -> None:
     """Delete the demo's Serve app and kill its service actors (what it started)."""
     import ray
@@ -276,11 +488,11 @@ def stop_demo(settings: EntaiSettings) -> None:
         finally:
             serve.shutdown()  # type: ignore[no-untyped-call]
     finally:
+        services = Services.of(settings)
         for name in service_names(settings):
-            try:
-                ray.kill(ray.get_actor(name, namespace=settings.ray.namespace))
-            except ValueError:
-                continue
+            handle = services.find(name)
+            if handle is not None:
+                ray.kill(handle)
 
 
 def _print_summary(console: Console, summary: dict[str, Any]) -> None:
@@ -297,10 +509,42 @@ def _print_summary(console: Console, summary: dict[str, Any]) -> None:
         f"{summary['events']:,} events, {summary['ingest']['quarantined']} quarantined, "
         f"{summary['training_rows']:,} training rows"
     )
+    live = summary["live"]
+    console.print(
+        f"live: {live['events']} views of user {live['user_id']} over POST /v1/events -> "
+        f"user_views_7d {live['user_views_7d']['before']} -> {live['user_views_7d']['after']}, "
+        f"readable online [bold]{live['freshness_s']:.2f} s[/bold] after the 202 "
+        "(the platform's stream workers, no batch job)"
+    )
     _print_monitoring(console, summary["monitoring"], summary["model"]["version"])
+
+
+def _print_running(
+    console: Console, summary: dict[str, Any], owner: Owner, token: str | None
+) -> None:
+    """The closing lines of a demo left running: how to stop it, where to look, a token."""
+    import ray
+
+    if owner != "caller":
+        ray.shutdown()  # this process's connection only; the platform stays
+        console.print("entai is running: `entai status` shows it, `entai down` stops it.")
     urls = summary["urls"]
-    console.print(f"API {urls['api']}  (OpenAPI {urls['docs']})   dashboard {urls['dashboard']}")
-    console.print(f"MLflow {urls['mlflow']}   admin token in {summary['token_file']}")
+    for name, url in (
+        ("API", urls["api"]),
+        ("OpenAPI", urls["docs"]),
+        ("Ray dashboard", urls["dashboard"]),
+        ("MLflow UI", urls["mlflow"]),
+    ):
+        console.print(Text(f"{name + ':':15}{url}"))
+    if token is not None:
+        console.print(Text(f"{'token:':15}{token}"))
+        console.print(
+            Text(
+                f"{'':15}(principal {_APP_PRINCIPAL}: predictions only, expires in 24 h; "
+                "`entai tokens create` makes others)",
+                style="dim",
+            )
+        )
 
 
 def _print_monitoring(console: Console, act: dict[str, Any], champion: int) -> None:
@@ -311,6 +555,9 @@ def _print_monitoring(console: Console, act: dict[str, Any], champion: int) -> N
         f"drift; after the {act['shift']['category']} shift, {drift['drifted']} of "
         f"{drift['windows']} windows drifted: [bold]{levels or 'no alert'}[/bold]"
     )
+    if "skipped" in challenger:
+        console.print(Text(f"not retrained: {challenger['skipped']}; champion v{champion} stays"))
+        return
     console.print(
         f"retrained: challenger [bold]v{challenger['version']}[/bold] "
         f"(valid AUC {challenger['valid_auc']:.3f}, reason: {challenger['reason']}); "

@@ -36,18 +36,25 @@ from ray.serve import Deployment
 from ray.serve.handle import DeploymentHandle
 
 from entai.actors.core import Metrics
+from entai.actors.models import ModelRegistry
+from entai.actors.monitoring import DriftMonitor
+from entai.actors.services import Services
 from entai.deployments.app_args import AppArgs, settings_of, start_runtime
 from entai.deployments.auth_gate import AuthGate, bearer_token
 from entai.deployments.edge_middleware import EdgeMiddleware, EdgePolicy, install_edge
+from entai.deployments.feast_protocol import feast_response
 from entai.deployments.grpc_ingress import GrpcInference
 from entai.deployments.http_errors import install_error_handlers
 from entai.deployments.model_deployment import Model
 from entai.deployments.operations import EventIntake, erase_subject
+from entai.deployments.platform import PlatformServices
 from entai.deployments.request_ids import RequestIdMiddleware
 from entai.deployments.routing import route_aliases
 from entai.deployments.schemas import (
     EraseRequest,
     EventsRequest,
+    FeastOnlineFeaturesRequest,
+    FeastOnlineFeaturesResponse,
     FeedbackRequest,
     FeedbackResponse,
     ModelDetail,
@@ -59,7 +66,7 @@ from entai.deployments.schemas import (
     PredictResponse,
 )
 from entai.deployments.scoring import HandleScorer, LocalScorer, Scored
-from entai.deployments.tap import ServedBatch
+from entai.deployments.tap import DriftMonitorSender, PredictionTap, ServedBatch
 from entai.shared.core import (
     EntaiError,
     NotFoundError,
@@ -67,7 +74,7 @@ from entai.shared.core import (
     new_request_id,
     request_id,
 )
-from entai.shared.data import EventsReceipt
+from entai.shared.data import EventsReceipt, Lake
 
 __all__ = ["AppArgs", "Ingress", "Model", "build_app"]
 
@@ -123,22 +130,15 @@ class Ingress(GrpcInference):
     """HTTP (and gRPC) translation: auth, feature lookup, model call, tap, response."""
 
     def __init__(self, model: DeploymentHandle[Any] | None, args: AppArgs) -> None:
-        import ray
-
-        from entai.actors.models import ACTOR_NAME as REGISTRY
-        from entai.actors.monitoring import ACTOR_NAME as MONITOR
-        from entai.deployments.platform import PlatformServices
-        from entai.deployments.tap import DriftMonitorSender, PredictionTap
-        from entai.shared.data import Lake
-
         settings = settings_of(args)
+        platform = Services.of(settings)
         self._args = args
         self._scorer: HandleScorer | LocalScorer
         if model is None:
             self._scorer = LocalScorer(start_runtime(args, settings))
         else:
             self._scorer = HandleScorer(model, settings.serve.request_timeout_s)
-        self._services = PlatformServices.connect(settings, args)
+        self._services = PlatformServices.connect(settings, args, platform)
         self._gate = AuthGate(
             self._services.auth,
             settings.security.auth_guard,
@@ -149,12 +149,11 @@ class Ingress(GrpcInference):
         install_edge(api, self._edge)
         self._settings = settings
         self._intake = EventIntake(settings, args.event_contracts)
-        self._namespace = settings.ray.namespace
-        self._registry: Any = ray.get_actor(REGISTRY, namespace=self._namespace)
-        self._monitor_name = MONITOR
+        self._platform = platform
+        self._registry = platform.registry()
         self._tap = PredictionTap(
             Lake(settings.lake.root),
-            DriftMonitorSender(self._namespace),
+            DriftMonitorSender(platform),
             prediction_column=args.prediction_column,
             flush_interval_s=args.tap_flush_interval_s,
         )
@@ -183,8 +182,7 @@ class Ingress(GrpcInference):
         await self._services.authorize_async(token, "predict", f"model:{model}")
         inputs = await self._services.feature_inputs(body.entities, body.request_features)
         aliases = route_aliases(inputs.entity_keys, self._args.canary_percent)
-        request_names = list(body.request_features)
-        scored = await self._scorer.score(inputs.names, inputs.matrix, aliases, request_names)
+        scored = await self._scorer.score(inputs.names, inputs.matrix, aliases)
         predictions = [s for s, _, _ in scored]
         versions = [v for _, v, _ in scored]
         self._tap.submit(
@@ -200,7 +198,7 @@ class Ingress(GrpcInference):
             )
         )
         if self._args.shadow:
-            task = asyncio.create_task(self._shadow(rid, model, inputs, request_names))
+            task = asyncio.create_task(self._shadow(rid, model, inputs))
             self._background.add(task)
             task.add_done_callback(self._background.discard)
         Metrics.prediction_latency(model, versions[0], time.perf_counter() - started)
@@ -212,11 +210,11 @@ class Ingress(GrpcInference):
             request_id=rid,
         )
 
-    async def _shadow(self, rid: str, model: str, inputs: Any, request_names: list[str]) -> None:
+    async def _shadow(self, rid: str, model: str, inputs: Any) -> None:
         """Score with ``shadow`` and log it; never affects the response."""
         try:
             scored: Scored = await self._scorer.score(
-                inputs.names, inputs.matrix, ["shadow"] * len(inputs.entity_keys), request_names
+                inputs.names, inputs.matrix, ["shadow"] * len(inputs.entity_keys)
             )
         except Exception as exc:  # noqa: BLE001 - shadow must never fail the real request
             log.warning("shadow scoring failed", extra={"error": repr(exc)})
@@ -244,19 +242,28 @@ class Ingress(GrpcInference):
         await self._services.authorize_async(token, "features:read", "features")
         return await self._services.online_features_async(token, body)
 
-    @api.post("/get-online-features", response_model=OnlineFeaturesResponse, responses=_ERRORS)
+    @api.post(
+        "/get-online-features",
+        response_model=FeastOnlineFeaturesResponse,
+        response_model_exclude_none=True,
+        responses=_ERRORS,
+    )
     async def feast_online_features(
-        self, body: OnlineFeaturesRequest, authorization: str | None = Header(None)
+        self, body: FeastOnlineFeaturesRequest, authorization: str | None = Header(None)
     ) -> dict[str, Any]:
-        """The same handler at Feast's path, so Feast HTTP clients work unchanged."""
-        return await self.online_features(body, authorization)
+        """Feast's feature-server route: the same read, answered in Feast's shape."""
+        token = _bearer(authorization)
+        await self._services.authorize_async(token, "features:read", "features")
+        return feast_response(await self._services.read_online_async(token, body), body)
 
     @api.get("/v1/models", response_model=list[ModelSummary], responses=_ERRORS)
     async def list_models(self, authorization: str | None = Header(None)) -> list[Any]:
         """Registered models with their aliases."""
         await self._allow(authorization, "predict", "models")
         registry = self._services.breakers.registry
-        models = await registry.call(lambda: _actor_call(self._registry.list_models.remote()))
+        models = await registry.call(
+            lambda: _actor_call(self._registry.submit(ModelRegistry.list_models))
+        )
         return cast("list[Any]", models)
 
     @api.get("/v1/models/{name}", response_model=ModelDetail, responses=_ERRORS)
@@ -266,7 +273,9 @@ class Ingress(GrpcInference):
         """A model's versions, and which version each alias serves in this application."""
         await self._allow(authorization, "predict", f"model:{name}")
         registry = self._services.breakers.registry
-        infos = await registry.call(lambda: _actor_call(self._registry.versions.remote(name)))
+        infos = await registry.call(
+            lambda: _actor_call(self._registry.submit(ModelRegistry.versions, name))
+        )
         serving: Mapping[str, int] = {}
         if name == self._args.model_name:
             serving = await self._scorer.versions()
@@ -287,8 +296,10 @@ class Ingress(GrpcInference):
     ) -> FeedbackResponse:
         """Observed labels by request id, joined to logged predictions by the monitor."""
         await self._allow(authorization, "predict", f"model:{body.model}")
-        monitor = self._monitor()
-        matched = await _actor_call(monitor.feedback.remote(body.model, dict(body.labels)))
+        monitor = self._platform.drift_monitor()
+        matched = await _actor_call(
+            monitor.submit(DriftMonitor.feedback, body.model, dict(body.labels))
+        )
         return FeedbackResponse(model=body.model, received=len(body.labels), matched=int(matched))
 
     @api.get("/v1/monitoring/{model}", responses=_ERRORS)
@@ -297,7 +308,8 @@ class Ingress(GrpcInference):
     ) -> dict[str, Any]:
         """The DriftMonitor's report of a model: windows, drift, alerts."""
         await self._allow(authorization, "audit:read", f"model:{model}")
-        report = await _actor_call(self._monitor().report.remote(model))
+        monitor = self._platform.drift_monitor()
+        report = await _actor_call(monitor.submit(DriftMonitor.report, model))
         return cast("dict[str, Any]", report)
 
     @api.post("/v1/events", status_code=202, response_model=EventsReceipt, responses=_ERRORS)
@@ -321,16 +333,6 @@ class Ingress(GrpcInference):
     async def _allow(self, authorization: str | None, action: str, resource: str) -> None:
         token = _bearer(authorization)
         await self._services.authorize_async(token, action, resource)
-
-    def _monitor(self) -> Any:
-        import ray
-
-        try:
-            return ray.get_actor(self._monitor_name, namespace=self._namespace)
-        except ValueError as exc:
-            raise ServiceUnavailableError(
-                "the drift monitor is not running", details={"service": self._monitor_name}
-            ) from exc
 
     def check_health(self) -> None:
         """Unhealthy when the prediction tap's thread died or in-ingress scoring is lost."""

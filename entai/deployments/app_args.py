@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from entai.deployments.model_runtime import ModelRuntime
+from entai.actors.backends import configure_mlflow
+from entai.actors.services import Services
+from entai.deployments.model_runtime import ActorAliasWatcher, ModelRuntime, load_mlflow_model
+from entai.deployments.monitor_registration import ChampionRegistrar
 from entai.shared.settings import EntaiSettings, load_settings
 
 __all__ = ["AppArgs", "settings_of", "start_runtime"]
@@ -67,20 +70,13 @@ def settings_of(args: AppArgs) -> EntaiSettings:
 
 def start_runtime(args: AppArgs, settings: EntaiSettings) -> ModelRuntime:
     """A started ModelRuntime following ``args.model_name``'s aliases in the registry."""
-    import ray
-
-    from entai.actors.backends import configure_mlflow
-    from entai.actors.models import ACTOR_NAME as REGISTRY
-    from entai.deployments.model_runtime import ActorAliasWatcher, load_mlflow_model
-    from entai.deployments.monitor_registration import ChampionRegistrar
-
     configure_mlflow(settings.mlflow)
-    registry = ray.get_actor(REGISTRY, namespace=settings.ray.namespace)
+    services = Services.of(settings)
     runtime = ModelRuntime(
         args.model_name,
-        ActorAliasWatcher(registry),
+        ActorAliasWatcher(services.registry()),
         load_mlflow_model,
-        on_versions=ChampionRegistrar(args.model_name, settings.ray.namespace),
+        on_versions=ChampionRegistrar(args.model_name, services),
     )
     runtime.start()
     return runtime

@@ -19,7 +19,10 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
+import ray
 
+from entai.actors.core import ActorService
+from entai.actors.models import ModelRegistry
 from entai.shared.core import InvalidInputError, ModelOutputInvalidError, NotFoundError
 
 __all__ = [
@@ -53,31 +56,26 @@ class AliasWatcher(Protocol):
 
 
 class ActorAliasWatcher:
-    """:class:`AliasWatcher` over the ``entai-model-registry`` actor handle."""
+    """:class:`AliasWatcher` over the running ModelRegistry service."""
 
-    def __init__(self, handle: Any, *, call_timeout_s: float = 120.0) -> None:
-        self._handle = handle
+    def __init__(
+        self, registry: ActorService[ModelRegistry], *, call_timeout_s: float = 120.0
+    ) -> None:
+        self._registry = registry
         self._timeout = call_timeout_s
 
     def subscribe(self, name: str) -> Mapping[str, Any]:
         """The registry's current alias map for ``name``."""
-        import ray
-
-        result: Mapping[str, Any] = ray.get(
-            self._handle.subscribe.remote(name), timeout=self._timeout
-        )
+        ref = self._registry.submit(ModelRegistry.subscribe, name)
+        result: dict[str, Any] = ray.get(ref, timeout=self._timeout)
         return result
 
     def wait_for_change(
         self, name: str, known_revision: int, timeout_s: float
     ) -> Mapping[str, Any]:
         """Block in the registry actor until ``name``'s aliases move or time runs out."""
-        import ray
-
-        result: Mapping[str, Any] = ray.get(
-            self._handle.wait_for_change.remote(name, known_revision, timeout_s),
-            timeout=timeout_s + self._timeout,
-        )
+        ref = self._registry.submit(ModelRegistry.wait_for_change, name, known_revision, timeout_s)
+        result: dict[str, Any] = ray.get(ref, timeout=timeout_s + self._timeout)
         return result
 
 

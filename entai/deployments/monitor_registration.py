@@ -16,6 +16,11 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+import ray
+
+from entai.actors.monitoring import DriftMonitor
+from entai.actors.services import Services
+
 __all__ = ["ChampionRegistrar"]
 
 log = logging.getLogger(__name__)
@@ -26,12 +31,12 @@ class ChampionRegistrar:
 
     Args:
         model: Registered model name.
-        namespace: Ray namespace of the drift monitor.
+        services: The platform's services (the drift monitor among them).
     """
 
-    def __init__(self, model: str, namespace: str) -> None:
+    def __init__(self, model: str, services: Services) -> None:
         self._model = model
-        self._namespace = namespace
+        self._services = services
         self._pending: tuple[int, Any] | None = None
         self.acknowledged: int | None = None
         self.status: str | None = None
@@ -41,8 +46,6 @@ class ChampionRegistrar:
 
     def __call__(self, versions: Mapping[str, int]) -> None:
         """Make sure the monitor watches ``versions["champion"]``; never blocks."""
-        import ray
-
         champion = versions.get("champion")
         if champion is None or champion == self.acknowledged:
             return
@@ -54,13 +57,13 @@ class ChampionRegistrar:
             self._pending = None
             if ready and self._collect(version, ref) and version == champion:
                 return
-        handle = self._monitor()
-        if handle is not None:
-            self._pending = (champion, handle.watch.remote(self._model, champion))
+        monitor = self._services.drift_monitor_if_running()
+        if monitor is None:
+            log.debug("no drift monitor running yet", extra={"model": self._model})
+        else:
+            self._pending = (champion, monitor.submit(DriftMonitor.watch, self._model, champion))
 
     def _collect(self, version: int, ref: Any) -> bool:
-        import ray
-
         try:
             self.status = str(ray.get(ref))
         except Exception as exc:  # noqa: BLE001 - the monitor may be restarting; asked again
@@ -75,14 +78,3 @@ class ChampionRegistrar:
             extra={"model": self._model, "version": version, "status": self.status},
         )
         return True
-
-    def _monitor(self) -> Any:
-        import ray
-
-        from entai.actors.monitoring import ACTOR_NAME
-
-        try:
-            return ray.get_actor(ACTOR_NAME, namespace=self._namespace)
-        except ValueError:
-            log.debug("no drift monitor running yet", extra={"model": self._model})
-            return None

@@ -6,52 +6,68 @@ the lake), never on its event loop.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from entai.shared.core import ConfigError, NotFoundError
-from entai.shared.data import DataContract, EventsReceipt
-from entai.shared.settings import EntaiSettings
+from entai.actors.bus import bus_from_settings
+from entai.pipelines.features import publish_events
+from entai.shared.core import NotFoundError, OverloadedError
+from entai.shared.data import EventsReceipt, UndeclaredPii, load_contract
+from entai.shared.settings import EntaiSettings, resolve_hmac_key
 
-__all__ = ["EventIntake", "erase_subject", "load_contract"]
+__all__ = ["EventIntake", "erase_subject"]
 
-
-def load_contract(import_path: str) -> DataContract:
-    """A contract from ``"package.module:NAME"`` or a YAML file path."""
-    if ":" in import_path and not import_path.endswith((".yaml", ".yml")):
-        module, _, attr = import_path.partition(":")
-        contract = getattr(importlib.import_module(module), attr, None)
-        if not isinstance(contract, DataContract):
-            raise ConfigError(
-                f"{import_path} is not a DataContract", details={"contract": import_path}
-            )
-        return contract
-    return DataContract.from_yaml(import_path)
+_RETRY_AFTER_S = 2.0
 
 
 class EventIntake:
-    """Validates event batches against their source's contract and publishes them."""
+    """Validates event batches against their source's contract and publishes them.
+
+    The sources are the application's ``event_contracts`` and, for the others, the
+    platform's ``settings.streams`` (which its consumers land). A source whose backlog
+    (events on the bus not yet landed) reached its stream's ``max_backlog`` is refused
+    with :class:`OverloadedError` (429 and ``Retry-After``) instead of queueing more.
+    """
 
     def __init__(self, settings: EntaiSettings, contracts: Mapping[str, str]) -> None:
-        from entai.actors.bus import bus_from_settings
-        from entai.shared.settings import resolve_hmac_key
-
-        self._contracts = {source: load_contract(path) for source, path in contracts.items()}
+        paths = {source: stream.contract for source, stream in settings.streams.items()}
+        paths.update(contracts)
+        self._contracts = {source: load_contract(path) for source, path in paths.items()}
+        self._limits = {source: s.max_backlog for source, s in settings.streams.items()}
         self._bus = bus_from_settings(settings) if self._contracts else None
         self._key = resolve_hmac_key(settings) if self._contracts else b""
+        self._undeclared_pii = UndeclaredPii(settings.security.undeclared_pii)
 
     def publish(self, source: str, events: Sequence[Any]) -> EventsReceipt:
-        """Accepted events go on the bus (masked); rejected ones are reported per event."""
-        from entai.pipelines.features import publish_events
+        """Accepted events go on the bus (masked); rejected ones are reported per event.
 
+        Raises:
+            NotFoundError: the source is not configured here.
+            OverloadedError: the source's consumers lag more than its ``max_backlog``.
+        """
         contract = self._contracts.get(source)
         if contract is None or self._bus is None:
             raise NotFoundError(
                 f"no event source {source!r} is configured on this deployment",
                 details={"source": source, "known": sorted(self._contracts)},
             )
-        return publish_events(self._bus, contract, events, hmac_key=self._key)
+        limit = self._limits.get(source)
+        if limit is not None:
+            backlog = self._bus.backlog(source)
+            if backlog >= limit:
+                raise OverloadedError(
+                    f"source {source!r} has {backlog} events not yet landed "
+                    f"(limit {limit}); retry later",
+                    details={
+                        "source": source,
+                        "backlog": backlog,
+                        "max_backlog": limit,
+                        "retry_after_s": _RETRY_AFTER_S,
+                    },
+                )
+        return publish_events(
+            self._bus, contract, events, hmac_key=self._key, undeclared_pii=self._undeclared_pii
+        )
 
 
 def erase_subject(

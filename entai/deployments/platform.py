@@ -5,8 +5,11 @@ online features are read in-process (shard fan-out, or a direct Redis read when 
 online store is Redis), so a prediction costs no extra deployment hop for either. This
 is the FeatureLookup stage of the serving graph: it turns a request's entities and
 request-time features into named model input columns. The ``*_async`` methods are the
-predict path's: they run on the replica's event loop (shard calls awaited, an allowed
-token decided from the cache inline) and leave only blocking work to a thread.
+predict path's and the feature routes': they run on the replica's event loop (shard
+calls awaited, an allowed token decided from the cache inline) and leave only blocking
+work to a thread; each call to governance or the online store goes through the
+replica's :class:`~entai.deployments.circuit_breaker.Breakers` (a timeout each, 503 at
+once while a dependency keeps failing).
 """
 
 from __future__ import annotations
@@ -15,14 +18,14 @@ import asyncio
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from entai.actors.features import OnlineFeatureClient, shard_name
-from entai.actors.governance import ACTOR_NAME as GOVERNANCE
-from entai.actors.governance import AuthCache
+from entai.actors.features import OnlineFeatureClient
+from entai.actors.governance import AuthCache, actor_auth_cache
+from entai.actors.services import Services
 from entai.deployments.circuit_breaker import Breakers
 from entai.deployments.schemas import OnlineFeaturesRequest
 from entai.shared.core import InvalidInputError
@@ -33,7 +36,7 @@ from entai.shared.settings import EntaiSettings
 if TYPE_CHECKING:
     from entai.deployments.app_args import AppArgs
 
-__all__ = ["FeatureInputs", "PlatformServices", "ReadPlan"]
+__all__ = ["FeatureColumn", "FeatureInputs", "OnlineRead", "PlatformServices", "ReadPlan"]
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +56,53 @@ class FeatureInputs:
     names: tuple[str, ...]
     matrix: np.ndarray
     entity_keys: list[str]
+
+
+@dataclass(frozen=True)
+class FeatureColumn:
+    """One feature's answer for a request's entity rows, before an API shapes it.
+
+    Attributes:
+        ref: ``view:feature``.
+        values: In entity order; ``None`` unless PRESENT, masked where the principal
+            may not read the feature in the clear.
+        statuses: Status names (``PRESENT``, ``NOT_FOUND``, ``NULL_VALUE``,
+            ``OUTSIDE_MAX_AGE``), in entity order.
+        event_timestamps: The stored row's event time per entity (``None`` if NOT_FOUND).
+    """
+
+    ref: str
+    values: list[Any]
+    statuses: list[str]
+    event_timestamps: list[datetime | None]
+
+    @property
+    def view(self) -> str:
+        """The feature view's name."""
+        return self.ref.split(":", 1)[0]
+
+    @property
+    def feature(self) -> str:
+        """The feature's name within its view."""
+        return self.ref.split(":", 1)[1]
+
+
+@dataclass(frozen=True)
+class OnlineRead:
+    """An online read for the feature routes, shared by entai's answer and Feast's.
+
+    Attributes:
+        views: The feature views read, in request order.
+        join_keys: The request's entity keys that are join keys of those views, in
+            the request's order.
+        entities: The request's entity columns.
+        columns: One per feature, grouped by view, in request order.
+    """
+
+    views: tuple[str, ...]
+    join_keys: tuple[str, ...]
+    entities: Mapping[str, Sequence[Any]]
+    columns: tuple[FeatureColumn, ...]
 
 
 @dataclass(frozen=True)
@@ -87,12 +137,7 @@ class ReadPlan:
 
 @dataclass
 class PlatformServices:
-    """Auth, definitions and online features for one serving replica.
-
-    Calls to governance and to the online store go through the replica's
-    :class:`~entai.deployments.circuit_breaker.Breakers` (a timeout each; 503 at once
-    while a dependency keeps failing).
-    """
+    """Auth, definitions and online features for one serving replica."""
 
     auth: AuthCache
     features: OnlineFeatureClient
@@ -102,16 +147,11 @@ class PlatformServices:
     breakers: Breakers = field(default_factory=Breakers)
 
     @classmethod
-    def connect(cls, settings: EntaiSettings, args: AppArgs) -> PlatformServices:
-        """Find the governance and shard actors and load the definitions module."""
-        import ray
-
-        namespace = settings.ray.namespace
-        governance = ray.get_actor(GOVERNANCE, namespace=namespace)
-        shards = [
-            ray.get_actor(shard_name(i), namespace=namespace)
-            for i in range(settings.online_store.num_shards)
-        ]
+    def connect(
+        cls, settings: EntaiSettings, args: AppArgs, services: Services
+    ) -> PlatformServices:
+        """Take the governance and shard services and load the definitions module."""
+        shards = services.shards()
         definitions = Definitions.from_module(args.definitions_module)
         direct: OnlineStore | None = None
         store = settings.online_store
@@ -122,8 +162,8 @@ class PlatformServices:
         model_features = tuple(definitions.resolve(args.feature_service))
         guard = settings.security.auth_guard
         return cls(
-            auth=AuthCache.for_actor(
-                governance,
+            auth=actor_auth_cache(
+                services.governance(),
                 ttl_s=guard.cache_ttl_s,
                 max_stale_s=guard.max_stale_s,
                 timeout_s=guard.governance_timeout_s,
@@ -147,6 +187,12 @@ class PlatformServices:
             return decision
         return await self.breakers.governance.call(
             lambda: asyncio.to_thread(self.auth.authorize, token, action, resource)
+        )
+
+    def _read(self, plan: ReadPlan, entities: Mapping[str, Sequence[Any]]) -> dict[str, Any]:
+        rows = _entity_rows(plan, entities)
+        return self.features.get_online_features(
+            plan.view_features, rows, plan.ttls, join_keys=plan.view_join_keys
         )
 
     async def feature_inputs(
@@ -186,14 +232,10 @@ class PlatformServices:
             ) from exc
         return FeatureInputs((*online, *extra), matrix, entity_keys)
 
-    async def online_features_async(
-        self, token: str, body: OnlineFeaturesRequest
-    ) -> dict[str, Any]:
-        """Feast-shaped online features, PII masked for principals without read_pii.
-
-        The authorization (a thread, through the governance breaker) and the read
-        (awaited on the loop, through the online-store breaker) are each bounded.
-        """
+    def _feature_request(
+        self, body: OnlineFeaturesRequest
+    ) -> tuple[list[FeatureViewProjection], dict[str, Any]]:
+        """The projections a feature request names, and each feature's PII class."""
         source: Any = body.feature_service if body.feature_service is not None else body.features
         projections = self.definitions.resolve(source)
         pii = {
@@ -201,6 +243,32 @@ class PlatformServices:
             for p in projections
             for name in p.features
         }
+        return list(projections), pii
+
+    def read_online(self, token: str, body: OnlineFeaturesRequest) -> OnlineRead:
+        """The online read behind both feature routes, PII masked for the principal.
+
+        Values of features the principal may not read in the clear (no
+        ``features:read_pii``) are masked; statuses are their names.
+
+        Raises:
+            AuthenticationError, PermissionDeniedError: the token may not read features.
+            NotFoundError: an unknown service, view or feature.
+            InvalidInputError: a join key is missing.
+        """
+        projections, pii = self._feature_request(body)
+        decision = self.auth.authorize_features(token, pii, "features")
+        plan = ReadPlan.of(projections)
+        return _online_read(projections, plan, body, decision, self._read(plan, body.entities))
+
+    async def read_online_async(self, token: str, body: OnlineFeaturesRequest) -> OnlineRead:
+        """:meth:`read_online` for an event loop, each call through its breaker.
+
+        Raises:
+            ServiceUnavailableError: governance or the online store did not answer in
+                time, or its breaker is open.
+        """
+        projections, pii = self._feature_request(body)
         decision = await self.breakers.governance.call(
             lambda: asyncio.to_thread(self.auth.authorize_features, token, pii, "features")
         )
@@ -211,25 +279,70 @@ class PlatformServices:
                 plan.view_features, rows, plan.ttls, join_keys=plan.view_join_keys
             )
         )
-        return _feast_answer(response, decision, full_names=body.full_feature_names)
+        return _online_read(projections, plan, body, decision, response)
+
+    def online_features(self, token: str, body: OnlineFeaturesRequest) -> dict[str, Any]:
+        """entai's own answer (DESIGN §5): one result per feature, ISO timestamps or null.
+
+        Feature names are ``view:feature`` with ``full_feature_names``, else the feature
+        name alone; join keys are not echoed.
+        """
+        return _entai_answer(self.read_online(token, body), body)
+
+    async def online_features_async(
+        self, token: str, body: OnlineFeaturesRequest
+    ) -> dict[str, Any]:
+        """:meth:`online_features` for an event loop (see :meth:`read_online_async`)."""
+        return _entai_answer(await self.read_online_async(token, body), body)
 
 
-def _feast_answer(
-    response: dict[str, Any], decision: Decision, *, full_names: bool
-) -> dict[str, Any]:
-    """A read's answer made JSON-ready: PII masked, statuses named, times in ISO."""
+def _online_read(
+    projections: Sequence[FeatureViewProjection],
+    plan: ReadPlan,
+    body: OnlineFeaturesRequest,
+    decision: Decision,
+    response: Mapping[str, Any],
+) -> OnlineRead:
+    """A Feast-shaped read's answer as an :class:`OnlineRead`, masked per ``decision``."""
     masked = set(decision.masked_features)
-    names = response["metadata"]["feature_names"]
-    for name, result in zip(names, response["results"], strict=True):
-        if name in masked:
-            result["values"] = [None if v is None else _MASKED for v in result["values"]]
-        result["statuses"] = [str(s) for s in result["statuses"]]
-        result["event_timestamps"] = [
-            None if ts is None else ts.isoformat() for ts in result["event_timestamps"]
-        ]
-    if not full_names:
-        response["metadata"]["feature_names"] = [n.split(":", 1)[1] for n in names]
-    return response
+    columns = tuple(
+        FeatureColumn(
+            ref=ref,
+            values=[None if v is None else _MASKED for v in result["values"]]
+            if ref in masked
+            else list(result["values"]),
+            statuses=[str(s) for s in result["statuses"]],
+            event_timestamps=list(result["event_timestamps"]),
+        )
+        for ref, result in zip(
+            response["metadata"]["feature_names"], response["results"], strict=True
+        )
+    )
+    return OnlineRead(
+        views=tuple(p.view.name for p in projections),
+        join_keys=tuple(k for k in body.entities if k in plan.join_keys),
+        entities=body.entities,
+        columns=columns,
+    )
+
+
+def _entai_answer(read: OnlineRead, body: OnlineFeaturesRequest) -> dict[str, Any]:
+    """entai's own answer to a feature read: one result per feature, ISO timestamps."""
+    return {
+        "metadata": {
+            "feature_names": [c.ref if body.full_feature_names else c.feature for c in read.columns]
+        },
+        "results": [
+            {
+                "values": c.values,
+                "statuses": c.statuses,
+                "event_timestamps": [
+                    None if ts is None else ts.isoformat() for ts in c.event_timestamps
+                ],
+            }
+            for c in read.columns
+        ],
+    }
 
 
 def _entity_rows(plan: ReadPlan, entities: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:

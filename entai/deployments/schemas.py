@@ -27,6 +27,11 @@ __all__ = [
     "MAX_NAME_LENGTH",
     "MAX_REQUEST_FEATURES",
     "EntityValue",
+    "FeastFeatureVector",
+    "FeastFeatureViewMetadata",
+    "FeastMetadata",
+    "FeastOnlineFeaturesRequest",
+    "FeastOnlineFeaturesResponse",
     "FeatureValue",
     "FeedbackRequest",
     "FeedbackResponse",
@@ -117,6 +122,44 @@ class OnlineFeaturesResponse(BaseModel):
 
     metadata: dict[str, list[str]]
     results: list[FeatureResult]
+
+
+class FeastOnlineFeaturesRequest(OnlineFeaturesRequest):
+    """The body Feast's SDK sends to ``/get-online-features`` (Feast 0.67's feature server).
+
+    entai's body plus Feast's ``include_feature_view_version_metadata``: when true, the
+    answer's metadata names the feature views read. Any other field is refused.
+    """
+
+    include_feature_view_version_metadata: bool = False
+
+
+class FeastFeatureVector(BaseModel):
+    """One column of Feast's answer (a join key or a feature), in entity order."""
+
+    values: list[Any]
+    statuses: list[str]
+    event_timestamps: list[str]
+
+
+class FeastFeatureViewMetadata(BaseModel):
+    """A feature view read (entai's views have no version number to report)."""
+
+    name: str
+
+
+class FeastMetadata(BaseModel):
+    """Column names (join keys first), and the views read when asked for."""
+
+    feature_names: list[str]
+    feature_view_metadata: list[FeastFeatureViewMetadata] | None = None
+
+
+class FeastOnlineFeaturesResponse(BaseModel):
+    """Feast's answer: join-key columns, then one column per feature."""
+
+    metadata: FeastMetadata
+    results: list[FeastFeatureVector]
 
 
 class PredictRequest(BaseModel):

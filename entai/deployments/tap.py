@@ -26,7 +26,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+import ray
 
+from entai.actors.monitoring import DriftMonitor
+from entai.actors.services import Services
 from entai.shared.data import Lake
 
 __all__ = ["DriftMonitorSender", "MonitorSend", "PredictionTap", "ServedBatch"]
@@ -196,19 +199,14 @@ class DriftMonitorSender:
     that batches are dropped and counted instead of queueing without bound.
     """
 
-    def __init__(self, namespace: str, *, max_pending: int = 64) -> None:
-        self._namespace = namespace
+    def __init__(self, services: Services, *, max_pending: int = 64) -> None:
+        self._services = services
         self._max_pending = max_pending
-        self._handle: Any = None
         self._pending: list[Any] = []
         self.dropped = 0
 
     def __call__(self, model: str, batch_id: str, columns: dict[str, list[Any]]) -> None:
         """Send one micro-batch of served rows to the monitor."""
-        import ray
-
-        from entai.actors.monitoring import ACTOR_NAME
-
         if self._pending:
             done, self._pending = ray.wait(self._pending, num_returns=len(self._pending), timeout=0)
             for ref in done:
@@ -219,10 +217,8 @@ class DriftMonitorSender:
         if len(self._pending) >= self._max_pending:
             self.dropped += 1
             return
-        if self._handle is None:
-            try:
-                self._handle = ray.get_actor(ACTOR_NAME, namespace=self._namespace)
-            except ValueError:
-                log.debug("no drift monitor running; rows logged to the lake only")
-                return
-        self._pending.append(self._handle.record.remote(model, batch_id, columns))
+        monitor = self._services.drift_monitor_if_running()
+        if monitor is None:
+            log.debug("no drift monitor running; rows logged to the lake only")
+            return
+        self._pending.append(monitor.submit(DriftMonitor.record, model, batch_id, columns))

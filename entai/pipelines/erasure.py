@@ -23,6 +23,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import ray
+
+from entai.actors.core import Service
+from entai.actors.governance import GovernanceChecker
+from entai.actors.models import ModelRegistry
+from entai.actors.monitoring import DriftMonitor
+from entai.actors.services import Services, governance_here, registry_here
 from entai.shared.core import EntaiError, InvalidInputError
 from entai.shared.data import Lake
 from entai.shared.governance import (
@@ -81,18 +88,6 @@ def registered_stores(settings: EntaiSettings) -> list[Store]:
     return [factory(settings) for factory in _REGISTRY.values()]
 
 
-def _ray_actor(settings: EntaiSettings, name: str) -> Any | None:
-    """The named actor in the settings' namespace, or None (no Ray, or no such actor)."""
-    import ray
-
-    if not ray.is_initialized():
-        return None
-    try:
-        return ray.get_actor(name, namespace=settings.ray.namespace)
-    except ValueError:
-        return None
-
-
 class OnlineStoreEraser:
     """The online store: Redis keys under the prefix, or the memory shards' rows.
 
@@ -132,13 +127,7 @@ class OnlineStoreEraser:
         ]
 
     def _shards(self) -> list[Any]:
-        from entai.actors.features import shard_name
-
-        found = (
-            _ray_actor(self._settings, shard_name(i))
-            for i in range(self._settings.online_store.num_shards)
-        )
-        return [h for h in found if h is not None]
+        return list(Services.of(self._settings).running_shards())
 
     def _found(self, subject: Subject) -> list[_Found] | None:
         """(Redis key name or shard handle, view, entity key) of each subject row."""
@@ -147,8 +136,6 @@ class OnlineStoreEraser:
         shards = self._shards()
         if not shards:
             return None
-        import ray
-
         found: list[_Found] = []
         for handle, rows in zip(
             shards, ray.get([h.scan.remote(None) for h in shards]), strict=True
@@ -222,16 +209,13 @@ class DriftMonitorStore:
 
     def erase(self, subject: Subject) -> StoreReceipt:
         """Ask the running DriftMonitor to drop the subject's rows and samples."""
-        import ray
-
-        from entai.actors.monitoring import ACTOR_NAME
-
         start = time.perf_counter()
-        handle = _ray_actor(self._settings, ACTOR_NAME)
-        if handle is None:
-            note = f"the {ACTOR_NAME} actor is not running; its checkpoints are only scanned"
+        monitor = Services.of(self._settings).drift_monitor_if_running()
+        if monitor is None:
+            note = "the drift monitor is not running; its checkpoints are only scanned"
             return StoreReceipt(self.name, "absent", seconds=0.0, note=note)
-        dropped = int(ray.get(handle.erase.remote(subject.entity_keys()), timeout=120))
+        ref = monitor.submit(DriftMonitor.erase, subject.entity_keys())
+        dropped = int(ray.get(ref, timeout=120))
         return StoreReceipt(
             self.name,
             "erased" if dropped else "clean",
@@ -286,37 +270,17 @@ def model_versions_using(settings: EntaiSettings, dataset_ids: Sequence[str]) ->
     uri = settings.mlflow.tracking_uri
     if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
         return []
-    from entai.actors.models import ModelRegistry
-
     wanted = set(dataset_ids)
-    registry = ModelRegistry(settings.mlflow)
+    registry = registry_here(settings)
     found = []
-    for model in registry.list_models():
-        for info in registry.versions(model["name"]):
+    for model in registry.call(ModelRegistry.list_models):
+        for info in registry.call(ModelRegistry.versions, model["name"]):
             if wanted & set(info.tags.values()):
                 found.append(f"{info.name}/{info.version}")
     return found
 
 
 # -- the coordinator ----------------------------------------------------------------
-
-
-class _Governance:
-    """The governance actor when it runs, else a local GovernanceChecker (one audit writer)."""
-
-    def __init__(self, settings: EntaiSettings, service: Any | None) -> None:
-        from entai.actors.governance import ACTOR_NAME, GovernanceChecker
-
-        actor = None if service is not None else _ray_actor(settings, ACTOR_NAME)
-        self._remote = actor is not None
-        self._service = service or actor or GovernanceChecker(settings)
-
-    def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        if not self._remote:
-            return getattr(self._service, method)(*args, **kwargs)
-        import ray
-
-        return ray.get(getattr(self._service, method).remote(*args, **kwargs), timeout=120)
 
 
 def subject_for(
@@ -367,7 +331,7 @@ def erase(
     *,
     caller: str | Principal,
     stores: Sequence[Store] | None = None,
-    governance: Any | None = None,
+    governance: Service[GovernanceChecker] | None = None,
     hmac_key: bytes | None = None,
 ) -> ErasureReceipt:
     """Erase a data subject from every store; audit and return the receipt.
@@ -377,8 +341,8 @@ def erase(
         request: Who is to be erased, by whom and why.
         caller: A token, or an in-cluster Principal, needing ``governance:erase``.
         stores: The stores to erase from (default: every registered store).
-        governance: A GovernanceChecker (or compatible) object; default: the running
-            ``entai-governance`` actor, else a local checker.
+        governance: The governance service; default: the running platform's, else a
+            local checker (one audit writer either way).
         hmac_key: The pseudonymisation key; default: ``resolve_hmac_key(settings)``.
 
     Returns:
@@ -391,10 +355,12 @@ def erase(
     """
     if not isinstance(request, ErasureRequest):
         raise InvalidInputError("request must be an ErasureRequest", details={"field": "request"})
-    service = _Governance(settings, governance)
+    service = governance or governance_here(settings)
     subject = subject_for(settings, request, hmac_key)
     resource = f"subject:{subject.digest}"
-    decision = service.call("authorize", caller, Permission.GOVERNANCE_ERASE, resource)
+    decision = service.call(
+        GovernanceChecker.authorize, caller, Permission.GOVERNANCE_ERASE, resource
+    )
     started = now_iso()
     chosen = registered_stores(settings) if stores is None else list(stores)
     subject = _discover(chosen, subject)
@@ -414,7 +380,7 @@ def erase(
         remaining=verify_erased(settings, subject, stores=chosen),
     )
     service.call(
-        "audit",
+        GovernanceChecker.audit,
         ERASE_ACTION,
         decision.principal,
         resource,

@@ -12,7 +12,7 @@ import logging
 import os
 import secrets
 from pathlib import Path
-from typing import Annotated, Any, Literal, Self
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Self
 
 from pydantic import (
     BaseModel,
@@ -22,6 +22,7 @@ from pydantic import (
     SecretStr,
     Tag,
     ValidationError,
+    field_validator,
     model_validator,
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -29,22 +30,31 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from entai.shared.core import ConfigError, read_yaml_mapping
 from entai.shared.models import PromotionPolicy
 
+if TYPE_CHECKING:
+    from entai.shared.governance import AnchorStore
+
 __all__ = [
     "MIN_KEY_BYTES",
+    "AuditAnchorSettings",
     "AuthGuardSettings",
     "EntaiSettings",
+    "FileAnchorSettings",
     "LakeSettings",
     "MemoryOnlineStoreSettings",
     "MlflowSettings",
     "MonitoringSettings",
     "OnlineStoreSettings",
+    "PostgresAnchorSettings",
     "RaySettings",
     "RedisOnlineStoreSettings",
     "RegistrySettings",
     "SecuritySettings",
     "ServeSettings",
+    "StreamSettings",
+    "audit_anchor_store",
     "check_hmac_key",
     "load_settings",
+    "resolve_audit_key",
     "resolve_hmac_key",
 ]
 
@@ -126,7 +136,10 @@ class MlflowSettings(_Section):
 
 
 class RegistrySettings(_Section):
-    """Promotion gates of the model registry."""
+    """Promotion gates of the model registry: metric thresholds, the model card, the
+    comparison with the champion, four-eyes approval and, when ``policy.fairness`` sets
+    thresholds, the fairness measures (``registry: {policy: {fairness: {...}}}``).
+    """
 
     policy: PromotionPolicy = PromotionPolicy()
 
@@ -256,6 +269,35 @@ class MonitoringSettings(_Section):
         }
 
 
+class FileAnchorSettings(_Section):
+    """Audit anchors in one file outside the lake (default ``<home>/audit_anchor.json``)."""
+
+    type: Literal["file"] = "file"
+    path: Path | None = None
+
+
+class PostgresAnchorSettings(_Section):
+    """Audit anchors in a PostgreSQL table: one row per log, created if missing."""
+
+    type: Literal["postgres"] = "postgres"
+    dsn: SecretStr
+    table: str = Field("entai_audit_anchors", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+    log_id: str = Field("entai", min_length=1, description="Names this log in the table.")
+
+
+def _anchor_type(value: Any) -> str:
+    """The ``type`` tag of an audit-anchor section; a section without one is a file."""
+    if isinstance(value, dict):
+        return str(value.get("type", "file"))
+    return str(getattr(value, "type", "file"))
+
+
+AuditAnchorSettings = Annotated[
+    Annotated[FileAnchorSettings, Tag("file")] | Annotated[PostgresAnchorSettings, Tag("postgres")],
+    Discriminator(_anchor_type),
+]
+
+
 class AuthGuardSettings(_Section):
     """How a serving replica authenticates requests before reading them.
 
@@ -294,28 +336,94 @@ class AuthGuardSettings(_Section):
 
 
 class SecuritySettings(_Section):
-    """Tokens, keys and the governance policy."""
+    """Tokens, keys, the governance policy, the audit log's key and anchors, and what
+    happens to undeclared PII.
+
+    ``audit_key`` (or ``audit_key_file``) keys the audit log's hash chain and signs its
+    anchors; it must live outside the lake (a secret store). ``audit_anchor`` is the
+    second store the anchors are kept in; ``audit_anchor_every`` how many entries pass
+    between anchors (1: every entry).
+    """
 
     mode: Literal["embedded", "production"] = "embedded"
     hmac_key: SecretStr | None = None
     hmac_key_file: Path | None = None
     policy_file: Path | None = None
     token_file: Path = Path(".entai/admin_token")
+    audit_key: SecretStr | None = None
+    audit_key_file: Path | None = None
+    audit_anchor: AuditAnchorSettings = FileAnchorSettings()
+    audit_anchor_every: int = Field(1, ge=1)
     auth_guard: AuthGuardSettings = AuthGuardSettings()
+    # The values of entai.shared.data.UndeclaredPii, spelled out: importing the data
+    # domain here would load pyarrow and pandas on every CLI start.
+    undeclared_pii: Literal["quarantine", "redact"] = Field(
+        "quarantine",
+        description=(
+            "PII found at ingest in a column the contract stores in the clear: "
+            "'quarantine' the row (default) or 'redact' the finding in place. To allow a "
+            "column's values, opt it out in its contract (pii_scan: false)."
+        ),
+    )
+
+    @field_validator("undeclared_pii", mode="before")
+    @classmethod
+    def _not_allow(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip().lower() == "allow":
+            raise ValueError(
+                "'allow' is per column, not platform-wide: set pii_scan: false on the "
+                "column in its data contract"
+            )
+        return value
 
     def resolved_hmac_key(self) -> bytes | None:
         """The HMAC key from the setting or its file, or None when neither is set."""
-        if self.hmac_key is not None:
-            return self.hmac_key.get_secret_value().encode()
-        if self.hmac_key_file is not None:
-            try:
-                return self.hmac_key_file.read_bytes().strip()
-            except OSError as exc:
-                raise ConfigError(
-                    f"security.hmac_key_file {self.hmac_key_file} cannot be read: {exc.strerror}",
-                    details={"field": "security.hmac_key_file"},
-                ) from exc
-        return None
+        return _configured_key(self.hmac_key, self.hmac_key_file, "hmac_key_file")
+
+    def resolved_audit_key(self) -> bytes | None:
+        """The audit key from the setting or its file, or None when neither is set."""
+        return _configured_key(self.audit_key, self.audit_key_file, "audit_key_file")
+
+
+def _configured_key(value: SecretStr | None, path: Path | None, field: str) -> bytes | None:
+    if value is not None:
+        return value.get_secret_value().encode()
+    if path is not None:
+        try:
+            return path.read_bytes().strip()
+        except OSError as exc:
+            raise ConfigError(
+                f"security.{field} {path} cannot be read: {exc.strerror}",
+                details={"field": f"security.{field}"},
+            ) from exc
+    return None
+
+
+class StreamSettings(_Section):
+    """One event source the platform consumes continuously (``entai up`` starts it).
+
+    Attributes:
+        contract: The source's contract: ``"package.module:NAME"`` or a YAML path.
+        definitions_module: Importable module whose feature views reading this source
+            the consumers update (None: the events only land in the lake).
+        consumers: Consumer actors for the source (one consumer group).
+        batch_size: Most events per micro-batch.
+        block_s: How long one read of the bus waits for events.
+        max_attempts: Failed attempts after which an event goes to the dead letters.
+        max_backlog: Events on the bus not yet landed above which ``POST /v1/events``
+            answers 429 with ``Retry-After`` instead of queueing more.
+        redelivery_s: How long a read, unacknowledged event waits before another
+            consumer takes it over (its consumer died); longer than one batch takes.
+    """
+
+    contract: str
+    definitions_module: str | None = None
+    consumers: int = Field(1, ge=1, le=64)
+    batch_size: int = Field(500, ge=1, le=50_000)
+    block_s: float = Field(1.0, gt=0, le=30)
+    max_attempts: int = Field(5, ge=1, le=100)
+    max_backlog: int = Field(100_000, ge=1)
+    redelivery_s: float = Field(60.0, gt=0)
 
 
 class EntaiSettings(BaseSettings):
@@ -335,6 +443,7 @@ class EntaiSettings(BaseSettings):
     serve: ServeSettings = ServeSettings()
     security: SecuritySettings = SecuritySettings()
     monitoring: MonitoringSettings = MonitoringSettings()
+    streams: dict[str, StreamSettings] = Field(default_factory=dict)
 
     @classmethod
     def settings_customise_sources(
@@ -376,9 +485,14 @@ class EntaiSettings(BaseSettings):
             tracking = sqlite + str(Path(tracking[len(sqlite) :]).resolve())
         if "://" not in artifacts:
             artifacts = str(Path(artifacts).expanduser().resolve())
+        anchor = self.security.audit_anchor
+        if isinstance(anchor, FileAnchorSettings):
+            anchor = anchor.model_copy(update={"path": absolute(anchor.path)})
         security = self.security.model_copy(
             update={
                 "hmac_key_file": absolute(self.security.hmac_key_file),
+                "audit_key_file": absolute(self.security.audit_key_file),
+                "audit_anchor": anchor,
                 "policy_file": absolute(self.security.policy_file),
                 "token_file": absolute(self.security.token_file)
                 if "token_file" in self.security.model_fields_set
@@ -501,3 +615,85 @@ def resolve_hmac_key(settings: EntaiSettings) -> bytes:
             handle.write(secrets.token_hex(32))
         logger.info("created the embedded HMAC key file", extra={"path": str(path)})
     return check_hmac_key(path.read_bytes().strip())
+
+
+def _outside_lake(settings: EntaiSettings, path: Path, field: str) -> Path:
+    """``path``, refused when it lies under a local lake root (a lake writer could reach it).
+
+    Raises:
+        ConfigError: naming ``field``.
+    """
+    root = settings.lake.root
+    if "://" not in root and path.resolve().is_relative_to(Path(root).resolve()):
+        raise ConfigError(
+            f"{field} {path} is under the lake root {root}: keep it outside the lake",
+            details={"field": field},
+        )
+    return path
+
+
+def resolve_audit_key(settings: EntaiSettings, *, create: bool = True) -> bytes:
+    """The audit log's key, from settings or the embedded default.
+
+    Production requires ``security.audit_key`` or ``security.audit_key_file``. In the
+    embedded mode a random key is created once under ``<home>/audit_key`` (mode 0600),
+    never under the lake root, and reused. The key is never logged.
+
+    Args:
+        settings: Platform settings.
+        create: Create the embedded key file when it is missing (False: refuse instead,
+            e.g. to verify an exported bundle, where a new key would prove nothing).
+
+    Raises:
+        ConfigError: naming the field, when no key is configured in production (or the
+            embedded file is missing and ``create`` is False), when the key is shorter
+            than :data:`MIN_KEY_BYTES`, or when its file lies under the lake root.
+    """
+    field = "security.audit_key"
+    if settings.security.audit_key_file is not None:
+        _outside_lake(settings, settings.security.audit_key_file, "security.audit_key_file")
+    configured = settings.security.resolved_audit_key()
+    if configured is None and settings.security.mode == "production":
+        raise ConfigError(
+            "security.audit_key (or audit_key_file) is required in production",
+            details={"field": field},
+        )
+    if configured is None:
+        path = _outside_lake(settings, settings.home / "audit_key", "security.audit_key_file")
+        if not path.exists() and not create:
+            raise ConfigError(
+                f"no audit key: set security.audit_key or audit_key_file ({path} does not exist)",
+                details={"field": field},
+            )
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_hex(32))
+            logger.info("created the embedded audit key file", extra={"path": str(path)})
+        configured = path.read_bytes().strip()
+    if len(configured) < MIN_KEY_BYTES:
+        raise ConfigError(
+            f"security.audit_key must be at least {MIN_KEY_BYTES} bytes",
+            details={"field": field, "min_bytes": MIN_KEY_BYTES},
+        )
+    return configured
+
+
+def audit_anchor_store(settings: EntaiSettings) -> AnchorStore:
+    """The store the audit log's anchors are kept in (``security.audit_anchor``).
+
+    Raises:
+        ConfigError: when the anchor file lies under the lake root.
+    """
+    # Imported here: the governance package pulls in the lake's pyarrow readers, which
+    # the CLI's start-up (it imports these settings) does not need.
+    from entai.shared.governance import FileAnchorStore, PostgresAnchorStore
+
+    anchor = settings.security.audit_anchor
+    if isinstance(anchor, PostgresAnchorSettings):
+        return PostgresAnchorStore(
+            anchor.dsn.get_secret_value(), table=anchor.table, log_id=anchor.log_id
+        )
+    path = anchor.path or settings.home / "audit_anchor.json"
+    return FileAnchorStore(_outside_lake(settings, path, "security.audit_anchor.path"))

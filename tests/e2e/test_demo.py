@@ -1,9 +1,11 @@
 """`entai demo` end to end: it predicts over HTTP, learns, acts on drift, leaves nothing
 behind, and no secret or raw PII reaches its lake, logs, console or error responses.
 
-One demo run serves every test here (it is the suite's longest step): it runs with a
-configured HMAC key and every log record captured, is left running for the error
-requests, then stopped by the demo's own teardown.
+One demo run serves every test here (it is the suite's longest step): it runs on the
+test session's Ray cluster (a caller's cluster: the demo starts its services there)
+with a configured HMAC key and every log record captured, is left running for the
+error requests, then stopped by the demo's own teardown. The demo through the real
+command, on a platform `entai up` started, is tests/integration/test_cli_lifecycle.py.
 """
 
 from __future__ import annotations
@@ -63,9 +65,6 @@ def demo_run(
     settings = load_settings(
         home=home, serve={"port": PORT}, security={"hmac_key": HMAC_KEY}
     ).resolved()
-    demo_settings = load_settings(
-        home=home / "demo", serve={"port": PORT}, security={"hmac_key": HMAC_KEY}
-    ).resolved()
     buffer = io.StringIO()
     handler = logging.StreamHandler(buffer)
     handler.setFormatter(JsonFormatter())
@@ -77,12 +76,12 @@ def demo_run(
         summary = run_demo(
             settings, users=600, keep_running=True, console=Console(file=buffer, width=120)
         )
-        responses = _error_responses(summary["urls"]["api"], demo_settings)
+        responses = _error_responses(summary["urls"]["api"], settings)
     finally:
         root.removeHandler(handler)
         root.setLevel(old_level)
-        stop_demo(demo_settings)
-    yield demo_settings, summary, buffer.getvalue(), responses
+        stop_demo(settings)
+    yield settings, summary, buffer.getvalue(), responses
 
 
 def _secrets(settings: EntaiSettings) -> dict[str, str]:
@@ -196,6 +195,10 @@ def test_demo_logs_and_console_output_hold_no_secret(demo_run: Demo) -> None:
     settings, _, output, _ = demo_run
     assert "predict over HTTP" in output  # the capture did see the run
     assert _leaks(output, _secrets(settings)) == []
+    # the closing lines: where to look, and a token for predictions only
+    names = ("API", "OpenAPI", "Ray dashboard", "MLflow UI", "token")
+    closing = [ln.split(":", 1)[0] for ln in output.splitlines() if ln.startswith(names)]
+    assert closing == list(names)
 
 
 def test_ray_session_logs_hold_no_secret(demo_run: Demo) -> None:

@@ -1,33 +1,41 @@
-"""`entai up` -> `entai status` -> `ray job submit ... -- entai train` -> `entai down`.
+"""The README's lifecycle through the real `entai` command, each step a subprocess:
+`up` -> `status` -> (a client, a Ray job) -> `demo --keep-running` -> a predict with
+the printed token -> `ingest` -> commands against the running platform -> `down`.
+First, commands against a platform that is not running.
 
 One head for the module, started by `entai up` in a fresh user home (no Ray token
-yet, so `entai up` must create one): the platform's services answer and a client
-reads through them; a Ray job trains on the feature data prepared in the same home and
-its run lands in MLflow; `entai down` leaves no Ray process of ours behind. The last
-test stops the head; the fixture only stops it again when a test failed before.
+yet, so `entai up` must create one): its services answer and a client reads through
+them; a Ray job trains on feature data prepared in the same home (another period
+than the demo's) and its run lands in MLflow; the demo joins the same platform and
+leaves its app serving; `entai down` leaves no process of ours behind and nothing
+answering on its ports. The last test stops the head; the fixture only stops it
+again when a test failed before.
 
-The job's driver runs on the head with the environment `entai up` started it with
-(PATH to this virtualenv, ENTAI_HOME), finds the cluster through RAY_ADDRESS, and
-trains on the data prepared here.
+Every command's output is checked for what must never be on the console: a Python
+traceback, a JSON log line, a line of Ray's own logging. The log files under
+`<home>/logs` have those records instead.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 import pytest
 
 pytestmark = pytest.mark.timeout(900)
 
-GCS_PORT, DASHBOARD_PORT = 6391, 8277
-MODEL = "job_propensity"
+GCS_PORT, DASHBOARD_PORT, SERVE_PORT = 6391, 8277, 8012
+MODEL, DEMO_MODEL = "job_propensity", "purchase_propensity"
 SERVICES = (
     "entai-feature-shard-0",
     "entai-feature-shard-1",
@@ -36,6 +44,20 @@ SERVICES = (
     "entai-drift-monitor",
     "entai-retrain-worker",
 )
+RAY_LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+\s+(DEBUG|INFO|WARNING|ERROR)\b")
+CONTRACT = """
+source: clicks
+purpose: lifecycle test
+retention_days: 30
+event_time: ts
+key: [event_id]
+columns:
+  - {name: event_id, type: string, nullable: false}
+  - {name: user_id, type: int64, nullable: false}
+  - {name: amount, type: float64, min: 0}
+  - {name: ts, type: timestamp}
+"""
+CLICKS = "event_id,user_id,amount,ts\ne1,1,2.5,2026-11-01T10:00:00Z\ne2,2,-1,2026-11-01T11:00:00Z\n"
 
 
 def _user_home(home: Path) -> str:
@@ -45,7 +67,7 @@ def _user_home(home: Path) -> str:
 
 
 def _env(home: Path) -> dict[str, str]:
-    return {
+    env = {
         **os.environ,
         "HOME": _user_home(home),
         # The job's driver runs `entai` with the PATH the head was started with.
@@ -56,8 +78,13 @@ def _env(home: Path) -> dict[str, str]:
         # `entai up` must pick another one for the head's job agent by itself.
         "ENTAI_RAY__NUM_CPUS": "2",
         "ENTAI_ONLINE_STORE__NUM_SHARDS": "2",
+        "ENTAI_SERVE__PORT": str(SERVE_PORT),
         "RAY_USAGE_STATS_ENABLED": "0",
+        "COLUMNS": "200",
     }
+    for inherited in ("RAY_ADDRESS", "ENTAI_TOKEN"):  # the command finds its own platform
+        env.pop(inherited, None)
+    return env
 
 
 def _run(cmd: list[str], env: dict[str, str], timeout: float) -> subprocess.CompletedProcess[str]:
@@ -66,8 +93,43 @@ def _run(cmd: list[str], env: dict[str, str], timeout: float) -> subprocess.Comp
     )
 
 
-def _entai(home: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return _run([str(Path(sys.executable).with_name("entai")), *args], _env(home), timeout=timeout)
+def _console_faults(done: subprocess.CompletedProcess[str]) -> list[str]:
+    """What the console must never show: tracebacks, JSON log records, Ray's log lines."""
+    faults = []
+    for line in (done.stdout + done.stderr).splitlines():
+        text = line.strip()
+        if "Traceback" in text:
+            faults.append(f"traceback: {text}")
+        elif text.startswith("{") and '"logger"' in text:
+            faults.append(f"JSON log line: {text[:200]}")
+        elif RAY_LOG_LINE.match(text) or "(raylet)" in text:
+            faults.append(f"Ray log line: {text[:200]}")
+    return faults
+
+
+def _entai(home: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    done = _run([str(Path(sys.executable).with_name("entai")), *args], _env(home), timeout)
+    assert _console_faults(done) == [], (args, done.stdout[-3000:], done.stderr[-3000:])
+    return done
+
+
+def _one_line_error(done: subprocess.CompletedProcess[str], *expected: str) -> str:
+    """A failed command's output: one `error:` line (or click's usage error) saying why."""
+    assert done.returncode != 0, done.stdout
+    text = (done.stdout + done.stderr).strip()
+    errors = [ln for ln in text.splitlines() if ln.lower().startswith(("error:", "│ error", "╭"))]
+    assert errors, text
+    for needle in expected:
+        assert needle in text, text
+    return text
+
+
+def _answers(port: int) -> bool:
+    try:
+        httpx.get(f"http://127.0.0.1:{port}/", timeout=2.0)
+    except httpx.TransportError:
+        return False
+    return True
 
 
 _CLIENT_READ = """
@@ -85,9 +147,7 @@ except AuthenticationError as exc:
 
 
 def _python(home: Path, code: str) -> subprocess.CompletedProcess[str]:
-    env = _env(home)
-    env.pop("ENTAI_TOKEN", None)
-    return _run([sys.executable, "-c", code], env, timeout=300)
+    return _run([sys.executable, "-c", code], _env(home), timeout=300)
 
 
 def _write_job(job_dir: Path, labels: Path) -> None:
@@ -108,12 +168,53 @@ card:
     )
 
 
+def _write_clicks(directory: Path) -> tuple[Path, Path]:
+    (directory / "clicks.yaml").write_text(CONTRACT)
+    (directory / "clicks.csv").write_text(CLICKS)
+    return directory / "clicks.csv", directory / "clicks.yaml"
+
+
 def _group_alive(pgid: int) -> bool:
     try:
         os.killpg(pgid, 0)
     except ProcessLookupError:
         return False
     return True
+
+
+def test_commands_against_a_stopped_platform_say_what_to_do(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    home = tmp_path_factory.mktemp("stopped-home")
+    csv, contract = _write_clicks(tmp_path_factory.mktemp("stopped-data"))
+    status = _entai(home, "status")
+    assert status.returncode == 1
+    assert status.stdout.strip() == f"entai is not running under {home}: `entai up` starts it."
+    down = _entai(home, "down")
+    assert down.returncode == 0
+    assert down.stdout.strip().startswith("nothing to stop")
+    needs_platform = [
+        ("materialize", "-d", "entai.demo.features"),
+        ("features", "check-skew", "user_stats", "-d", "entai.demo.features"),
+        ("monitor", "report", DEMO_MODEL),
+    ]
+    for args in needs_platform:
+        _one_line_error(_entai(home, *args), "entai up")
+    deploy = _entai(home, "deploy", "--serve-config", str(contract))
+    _one_line_error(deploy, "entai is not up: run `entai up` first")
+    wrong = _entai(home, "ingest", "orders", str(csv), "--contract", str(contract))
+    _one_line_error(wrong, "is for source 'clicks', not 'orders'")
+    # What needs no platform works without one.
+    for args in (("models", "list"), ("tokens", "list"), ("audit", "verify")):
+        done = _entai(home, *args)
+        assert done.returncode == 0, (args, done.stdout, done.stderr)
+    # Ingestion needs only Ray: a temporary one, said in one line.
+    ingest = _entai(home, "ingest", "clicks", str(csv), "--contract", str(contract))
+    assert ingest.returncode == 0, ingest.stdout + ingest.stderr
+    lines = ingest.stdout.strip().splitlines()
+    assert lines[0].startswith("no entai platform is running: ingesting on a temporary local Ray")
+    assert lines[-1].endswith("2 rows in = 1 accepted + 1 quarantined")
+    assert not (home / "cluster.json").exists()
 
 
 @dataclass
@@ -124,6 +225,7 @@ class Head:
     job_dir: Path
     up: subprocess.CompletedProcess[str]
     pgid: int
+    demo: dict[str, str] = field(default_factory=dict)
 
 
 @pytest.fixture(scope="module")
@@ -132,7 +234,10 @@ def head(
 ) -> Iterator[Head]:
     home = tmp_path_factory.mktemp("cli-home")
     job_dir = home.parent / f"{home.name}-job"
-    _write_job(job_dir, demo_training_data(home, n_users=300, days=40))
+    # The job's feature data lies in another period than the demo's (the last 60 days),
+    # so the two never share the views' point-in-time windows.
+    labels = demo_training_data(home, n_users=300, days=40, start=datetime(2025, 1, 1, tzinfo=UTC))
+    _write_job(job_dir, labels)
     up = _entai(home, "up", "--gcs-port", str(GCS_PORT))
     try:
         assert up.returncode == 0, up.stdout + up.stderr
@@ -146,12 +251,19 @@ def head(
 def test_up_starts_a_token_head_whose_services_answer(head: Head) -> None:
     # The head runs with token auth even on a machine that never had a Ray token.
     assert (head.home / "user" / ".ray" / "auth_token").stat().st_size > 0
-    assert f"127.0.0.1:{GCS_PORT}" in head.up.stdout
+    assert f"entai is up at 127.0.0.1:{GCS_PORT} (6 services)" in head.up.stdout
+    ui = json.loads((head.home / "mlflow-ui.json").read_text())
+    assert f"MLflow UI: {ui['url']}" in head.up.stdout
+    assert httpx.get(f"{ui['url']}/health", timeout=10.0).text == "OK"
     status = _entai(head.home, "status")
     assert status.returncode == 0, status.stderr
     for name in SERVICES:
         assert name in status.stdout
     assert status.stdout.count("ALIVE") == 6
+    assert f"MLflow UI: {ui['url']}" in status.stdout
+    again = _entai(head.home, "up", "--gcs-port", str(GCS_PORT))
+    assert again.returncode == 0
+    assert f"entai is already up at 127.0.0.1:{GCS_PORT}" in again.stdout
     client = _python(head.home, _CLIENT_READ)
     assert client.returncode == 0, client.stderr
     assert client.stdout.split() == ["NOT_FOUND", "AuthenticationError"]
@@ -193,11 +305,95 @@ def test_ray_job_submit_trains_and_the_run_is_in_mlflow(head: Head) -> None:
     assert str(client.get_model_version_by_alias(MODEL, "challenger").version) == "1"
 
 
+def _closing_lines(stdout: str) -> dict[str, str]:
+    """The demo's closing `name: value` lines (API, OpenAPI, ..., token)."""
+    found = {}
+    for line in stdout.splitlines():
+        name, sep, value = line.partition(":")
+        if sep and name in {"API", "OpenAPI", "Ray dashboard", "MLflow UI", "token"}:
+            found[name] = value.strip()
+    return found
+
+
+def test_demo_keep_running_joins_the_platform_and_leaves_it_serving(head: Head) -> None:
+    demo = _entai(head.home, "demo", "--keep-running", "--users", "300", timeout=900)
+    assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
+    out = demo.stdout
+    assert f"join the running platform at 127.0.0.1:{GCS_PORT}" in out
+    assert "predict over HTTP" in out
+    assert "entai is running: `entai status` shows it, `entai down` stops it." in out
+    closing = _closing_lines(out)
+    ui = json.loads((head.home / "mlflow-ui.json").read_text())["url"]
+    assert closing["API"] == f"http://127.0.0.1:{SERVE_PORT}"
+    assert closing["OpenAPI"] == f"http://127.0.0.1:{SERVE_PORT}/docs"
+    assert closing["Ray dashboard"] == f"http://127.0.0.1:{DASHBOARD_PORT}"
+    assert closing["MLflow UI"] == ui
+    assert closing["token"].startswith("entai_")
+    admin = (head.home / "admin_token").read_text().strip()
+    assert admin not in out  # the printed token is a predict-only one, never the admin's
+    head.demo.update(closing)
+    # The log files have what the console did not show.
+    records = [json.loads(x) for x in (head.home / "logs" / "entai.log").read_text().splitlines()]
+    assert any(r["logger"].startswith("entai.pipelines") for r in records)
+    assert "Connecting to existing Ray cluster" in (head.home / "logs" / "output.log").read_text()
+
+
+def test_a_predict_with_the_printed_token_answers(head: Head) -> None:
+    assert head.demo, "the demo did not run"
+    body = {"entities": {"user_id": [1, 2], "category": ["books", "electronics"]}}
+    answer = httpx.post(
+        f"{head.demo['API']}/v1/predict/{DEMO_MODEL}",
+        json=body,
+        headers={"Authorization": f"Bearer {head.demo['token']}"},
+        timeout=30.0,
+    )
+    assert answer.status_code == 200, answer.text
+    payload = answer.json()
+    assert payload["model"] == DEMO_MODEL and len(payload["predictions"]) == 2
+    # the token is for predictions only
+    refused = httpx.get(
+        f"{head.demo['API']}/v1/monitoring/{DEMO_MODEL}",
+        headers={"Authorization": f"Bearer {head.demo['token']}"},
+        timeout=30.0,
+    )
+    assert refused.status_code == 403, refused.text
+    status = _entai(head.home, "status")
+    assert status.returncode == 0
+    assert "entai (RUNNING)" in status.stdout
+
+
+def test_ingest_joins_the_running_platform(head: Head) -> None:
+    csv, contract = _write_clicks(head.job_dir)
+    ingest = _entai(head.home, "ingest", "clicks", str(csv), "--contract", str(contract))
+    assert ingest.returncode == 0, ingest.stdout + ingest.stderr
+    lines = ingest.stdout.strip().splitlines()  # no "temporary Ray" line: it joined
+    assert len(lines) == 1 and lines[0].endswith("2 rows in = 1 accepted + 1 quarantined")
+
+
+def test_commands_against_the_running_platform_work_or_say_why(head: Head) -> None:
+    models = _entai(head.home, "models", "list")
+    assert models.returncode == 0 and DEMO_MODEL in models.stdout
+    audit = _entai(head.home, "audit", "verify")
+    assert audit.returncode == 0 and "chain intact" in audit.stdout
+    report = _entai(head.home, "monitor", "report", DEMO_MODEL)
+    assert report.returncode == 0, report.stdout + report.stderr
+    missing = _entai(head.home, "monitor", "report", "no_such_model")
+    _one_line_error(missing, "'no_such_model' is not registered with the drift monitor")
+    bad_defs = _entai(head.home, "materialize", "-d", "no.such.definitions")
+    _one_line_error(bad_defs, "no.such.definitions")
+
+
 def test_down_leaves_no_process_of_the_head_behind(head: Head) -> None:
+    ui_pgid = json.loads((head.home / "mlflow-ui.json").read_text())["pgid"]
+    ui_port = int(json.loads((head.home / "mlflow-ui.json").read_text())["url"].rsplit(":", 1)[1])
     down = _entai(head.home, "down")
     assert down.returncode == 0, down.stderr
     assert "entai stopped" in down.stdout
     assert not _group_alive(head.pgid), "a process of the head's group survived `entai down`"
+    assert not _group_alive(ui_pgid), "a process of the MLflow UI survived `entai down`"
     assert not (head.home / "cluster.json").exists()
+    assert not (head.home / "mlflow-ui.json").exists()
+    for port in (SERVE_PORT, ui_port, DASHBOARD_PORT):
+        assert not _answers(port), f"something still answers on {port} after `entai down`"
     again = _entai(head.home, "status")
-    assert "not running" in again.stdout
+    assert again.returncode == 1 and "not running" in again.stdout

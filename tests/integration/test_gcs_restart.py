@@ -15,6 +15,8 @@ import pytest
 from redis_keys import delete_redis_keys
 from scripts import run_json_script
 
+pytestmark = pytest.mark.chaos  # its own tier: `make test-chaos` (CI runs it)
+
 SCRIPT = Path(__file__).with_name("gcs_restart.py")
 
 

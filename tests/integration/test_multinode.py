@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.chaos  # its own tier: `make test-chaos` (CI runs it)
+
 SCRIPT = Path(__file__).with_name("multinode_failover.py")
 STARTUP_FAILED = 75  # the script's "cluster did not start" status: only that is retried
 STARTUP_ATTEMPTS = 3

@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 from scripts import run_json_script
 
+pytestmark = pytest.mark.chaos  # its own tier: `make test-chaos` (CI runs it)
+
 SCRIPT = Path(__file__).with_name("serve_haproxy.py")
 
 

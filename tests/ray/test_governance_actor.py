@@ -11,11 +11,13 @@ from typing import Any
 
 import pytest
 
+from entai.actors.core import ActorService
 from entai.actors.governance import (
     ACTOR_NAME,
     AuthCache,
     FailedAuthWindow,
     GovernanceChecker,
+    actor_auth_cache,
     start_governance,
 )
 from entai.shared.core import (
@@ -243,7 +245,7 @@ def test_cache_in_front_of_the_actor(
     handle, settings, _ = actor
     admin = _admin_token(settings)
     app, _ = ray_cluster.get(handle.create_token.remote(admin, "app"))
-    cache = AuthCache.for_actor(handle)
+    cache = actor_auth_cache(ActorService(ACTOR_NAME, handle))
     assert cache.authorize(app, "predict", "model:m").allowed
     with pytest.raises(PermissionDeniedError):
         cache.authorize(app, "models:register", "model:m")
@@ -327,7 +329,9 @@ def test_cache_calls_to_a_silent_actor_time_out_as_unavailable(
 ) -> None:
     ray = ray_cluster
     handle, settings, _ = actor
-    cache = AuthCache.for_actor(handle, ttl_s=0.5, max_stale_s=30.0, timeout_s=1.0)
+    cache = actor_auth_cache(
+        ActorService(ACTOR_NAME, handle), ttl_s=0.5, max_stale_s=30.0, timeout_s=1.0
+    )
     cache.refresh()
     admin = _admin_token(settings)
     busy = handle.__ray_call__.remote(lambda checker: time.sleep(5))

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from planted_pii import clean, counts, leaked, planted
 
 from entai.pipelines.ingest import ingest_file
 from entai.shared.core import ContractViolationError, InvalidInputError
-from entai.shared.data import DataContract, pseudonym
+from entai.shared.data import DataContract, UndeclaredPii, pseudonym
 
 KEY = b"ray-test-key-0123456789abcdef"
 CONTRACT = DataContract.from_yaml(
@@ -244,6 +247,92 @@ def test_planted_pii_never_lands_anywhere(
     assert by_event["e1"] == by_event["e99"] == pseudonym(planted["emails"][1], KEY)
     accepted_users = {by_event[f"e{i}"] for i in range(20) if i % 5}
     assert len(accepted_users) == 16  # distinct ids never collide
+
+
+TICKETS = DataContract.from_yaml(
+    """
+source: tickets
+purpose: test
+retention_days: 30
+event_time: ts
+key: [ticket_id]
+columns:
+  - {name: ticket_id, type: string, nullable: false}
+  - {name: customer, type: string, pii: identifier}
+  - {name: comment, type: string}
+  - {name: amount, type: float64, min: 0}
+  - {name: ts, type: timestamp, nullable: false}
+"""
+)
+
+
+def lake_text(lake: Path) -> str:
+    """Every file under the lake read back: Parquet as its rows, and every file's bytes."""
+    parts = []
+    for path in sorted(p for p in lake.rglob("*") if p.is_file()):
+        if path.suffix == ".parquet":
+            parts.append(json.dumps(pq.read_table(path).to_pylist(), default=str))
+        parts.append(path.read_bytes().decode("latin-1"))  # footers, manifests, intents
+    return "\n".join(parts)
+
+
+@pytest.mark.parametrize("policy", [UndeclaredPii.QUARANTINE, UndeclaredPii.REDACT])
+def test_undeclared_free_text_pii_never_lands_in_the_clear(
+    ray_cluster: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture, policy: UndeclaredPii
+) -> None:
+    values = planted(2000)
+    comments = [text for _, _, text in values] + clean(2000)
+    order = list(range(len(comments)))
+    random.Random(17).shuffle(order)
+    frame = pd.DataFrame(
+        {
+            "ticket_id": [f"t{i}" for i in order],
+            "customer": [f"c{i % 300}" for i in order],
+            "comment": [comments[i] for i in order],
+            "amount": ["-1" if i % 97 == 0 else "12.5" for i in order],  # rule range
+            "ts": [f"2024-03-0{1 + i % 3}T10:00:00Z" for i in order],
+        }
+    )
+    path = tmp_path / "tickets.csv"
+    frame.to_csv(path, index=False)
+    lake = tmp_path / "lake"
+    caplog.set_level(logging.DEBUG)
+
+    report = ingest_file(
+        TICKETS,
+        str(path),
+        lake_root=str(lake),
+        hmac_key=KEY,
+        progress=False,
+        undeclared_pii=policy,
+    )
+
+    out_of_range = sum(1 for i in order if i % 97 == 0)
+    planted_out_of_range = sum(1 for i in range(2000) if i % 97 == 0)
+    assert report.rows_in == 4000 == report.rows_accepted + report.rows_quarantined
+    assert report.pii_findings == {"comment": counts(values)}
+    (warning,) = report.warnings
+    assert "column 'comment'" in warning and "declare it PII" in warning
+    manifest = json.loads((lake / f"manifests/ingest/tickets/{report.batch_id}.json").read_text())
+    assert manifest["pii_findings"] == report.pii_findings
+    assert manifest["warnings"] == [warning]
+    raw = read_zone(lake, "raw/tickets")
+    quarantine = read_zone(lake, "quarantine/tickets")
+    assert (raw.num_rows, quarantine.num_rows) == (report.rows_accepted, report.rows_quarantined)
+    if policy == UndeclaredPii.QUARANTINE:
+        assert report.rows_quarantined == 2000 + out_of_range - planted_out_of_range
+        assert manifest["quarantine_rules"] == {
+            "pii": 2000 - planted_out_of_range,
+            "range": out_of_range,
+        }
+        assert sorted(raw.column("comment").to_pylist()) == sorted(
+            clean(2000)[i] for i in range(2000) if (2000 + i) % 97
+        )
+    else:
+        assert report.rows_quarantined == out_of_range
+        assert manifest["quarantine_rules"] == {"range": out_of_range}
+    assert leaked(values, lake_text(lake)) == []
+    assert leaked(values, caplog.text) == []
 
 
 def test_crash_before_manifest_then_rerun(

@@ -29,6 +29,7 @@ def _log_model(seed: int, names: list[str]) -> tuple[str, Any]:
 
 def test_runtime_follows_the_registry_actor_and_swaps(ray_cluster: Any, tmp_path: Path) -> None:
     from entai.actors.backends import configure_mlflow
+    from entai.actors.core import ActorService
     from entai.actors.models import start_registry
     from entai.deployments.model_runtime import ActorAliasWatcher, ModelRuntime, load_mlflow_model
     from entai.shared.settings import load_settings
@@ -45,7 +46,12 @@ def test_runtime_follows_the_registry_actor_and_swaps(ray_cluster: Any, tmp_path
         boosters[info.version] = booster
     v1, v2 = sorted(boosters)
     ray_cluster.get(registry.set_alias.remote("rt", "champion", v1, by="t", reason="t"))
-    runtime = ModelRuntime("rt", ActorAliasWatcher(registry), load_mlflow_model, poll_timeout_s=2)
+    runtime = ModelRuntime(
+        "rt",
+        ActorAliasWatcher(ActorService("registry", registry)),
+        load_mlflow_model,
+        poll_timeout_s=2,
+    )
     try:
         row = np.array([[0.3, -1.2, 0.8]])
         old = runtime.snapshot()["champion"]

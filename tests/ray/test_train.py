@@ -1,5 +1,6 @@
-"""Training on Ray Train: near-oracle AUC, no leakage through the time split, and the
-whole ``entai train`` path (PIT join -> train -> evaluate -> MLflow -> registry)."""
+"""Training on Ray: near-oracle AUC, the same model from the single-worker task and from
+Ray Train, no leakage through the time split, and the whole ``entai train`` path
+(PIT join -> train -> evaluate -> MLflow -> registry)."""
 
 from __future__ import annotations
 
@@ -79,31 +80,80 @@ def test_future_only_signal_does_not_raise_validation_auc() -> None:
     assert leaky > oracle + 0.05
 
 
-def test_auc_is_close_to_the_oracle_and_both_transports_train_the_same_model(
+def _train(train: pd.DataFrame, valid: pd.DataFrame, path: Path, **kwargs: Any) -> Any:
+    return train_xgboost(
+        train,
+        valid,
+        feature_columns=FEATURES,
+        label_column="label",
+        params=PARAMS,
+        num_boost_round=150,
+        storage_path=path,
+        **kwargs,
+    )
+
+
+def test_task_and_ray_train_train_the_same_model_close_to_the_oracle(
     ray_cluster: Any, tmp_path: Path
 ) -> None:
+    """One worker: the default runner (a Ray task) gives Ray Train's model, either transport."""
     frame = synthetic()
     train, valid = time_split(frame, timestamp_column="event_timestamp", valid_fraction=0.2)
-    outcomes = [
-        train_xgboost(
-            train,
-            valid,
-            feature_columns=FEATURES,
-            label_column="label",
-            params=PARAMS,
-            num_boost_round=150,
-            storage_path=tmp_path / transport,
-            transport=transport,
+    task = _train(train, valid, tmp_path / "task")
+    ray_train = _train(train, valid, tmp_path / "ray_train", runner="ray_train")
+    via_ray_data = _train(train, valid, tmp_path / "ray_data", transport="ray_data")
+    assert (task.runner, ray_train.runner, via_ray_data.runner) == ("task", "ray_train", "task")
+    assert not (tmp_path / "task").exists()  # no checkpoint round trip on the task runner
+    scores = task.booster.inplace_predict(valid[FEATURES])
+    for other in (ray_train, via_ray_data):
+        np.testing.assert_allclose(
+            other.booster.inplace_predict(valid[FEATURES]), scores, rtol=0, atol=1e-6
         )
-        for transport in ("object_store", "ray_data")
-    ]
-    a, b = (o.booster.inplace_predict(valid[FEATURES]) for o in outcomes)
-    np.testing.assert_allclose(a, b, rtol=1e-6)
-    assert outcomes[0].evals["valid"]["auc"] == outcomes[1].evals["valid"]["auc"]
-    assert {"handover_s", "fit_s", "worker_train_s"} <= outcomes[0].timings.keys()
-    auc = float(roc_auc_score(valid["label"], a))
+        assert other.evals == task.evals
+    keys = {"handover_s", "fit_s", "worker_data_s", "worker_train_s", "fixed_overhead_s"}
+    assert keys | {"load_model_s"} <= task.timings.keys() & ray_train.timings.keys()
+    worker = task.timings["worker_data_s"] + task.timings["worker_train_s"]
+    assert task.timings["fixed_overhead_s"] == pytest.approx(task.timings["fit_s"] - worker)
+    auc = float(roc_auc_score(valid["label"], scores))
     oracle = float(roc_auc_score(valid["label"], valid["oracle"]))
     assert oracle - auc < 0.02, (auc, oracle)
+
+
+def test_several_workers_train_on_ray_train(ray_cluster: Any, tmp_path: Path) -> None:
+    frame = synthetic(10_000)
+    train, valid = time_split(frame, timestamp_column="event_timestamp", valid_fraction=0.2)
+    outcome = _train(train, valid, tmp_path, num_workers=2)
+    assert outcome.runner == "ray_train"
+    scores = outcome.booster.inplace_predict(valid[FEATURES])
+    oracle = float(roc_auc_score(valid["label"], valid["oracle"]))
+    assert oracle - float(roc_auc_score(valid["label"], scores)) < 0.03
+    assert len(outcome.evals["valid"]["auc"]) == 150
+
+
+def test_runner_and_cpu_choices_are_checked(ray_cluster: Any, tmp_path: Path) -> None:
+    frame = synthetic(2_000)
+    train, valid = time_split(frame, timestamp_column="event_timestamp", valid_fraction=0.2)
+    with pytest.raises(InvalidInputError, match="runner 'task' trains on one worker") as info:
+        _train(train, valid, tmp_path, runner="task", num_workers=2)
+    assert info.value.details["field"] == "runner"
+    with pytest.raises(InvalidInputError, match="runner must be") as info:
+        _train(train, valid, tmp_path, runner="spark")
+    assert info.value.details["field"] == "runner"
+    # the test cluster has 2 CPUs: a job holding both would starve its own Ray Data feed
+    with pytest.raises(InvalidInputError, match="needs one free") as info:
+        _train(train, valid, tmp_path, transport="ray_data", cpus_per_worker=2)
+    assert info.value.details["field"] == "cpus_per_worker"
+
+
+def test_config_rejects_the_task_runner_with_several_workers() -> None:
+    from pydantic import ValidationError
+
+    from entai.pipelines.training import TrainConfig
+
+    base = {"model_name": "m", "feature_service": "f", "definitions_module": "d"}
+    assert TrainConfig(**base, label_source="l.parquet").runner == "auto"
+    with pytest.raises(ValidationError, match="runner 'task' trains on one worker"):
+        TrainConfig(**base, label_source="l.parquet", runner="task", num_workers=2)
 
 
 def test_evaluation_reports_calibration_and_segments() -> None:
@@ -185,6 +235,7 @@ card:
     uri = settings.mlflow.tracking_uri
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     run = client.get_run(summary["run_id"])
+    assert run.data.params["runner"] == "task"  # the default for one worker
     assert [d.dataset.name for d in run.inputs.dataset_inputs] == [summary["dataset_id"]]
     assert len(client.get_metric_history(run.info.run_id, "valid_auc")) >= 60
     model = mlflow.models.get_model_info(summary["model_uri"])

@@ -125,5 +125,5 @@ def test_fanout_delivers_to_every_sink_and_reports_failures() -> None:
     assert len(info.value.details["failed"]) == 1
 
 
-def test_governance_auditor_is_a_no_op_without_ray() -> None:
-    assert GovernanceAuditor("entai").audit("monitoring:alert", "me", "model:x", "allow") is False
+def test_governance_auditor_without_a_governance_service_audits_nothing() -> None:
+    assert GovernanceAuditor(None).audit("monitoring:alert", "me", "model:x", "allow") is False

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from entai.actors.governance import AuthCache, CachedToken, CacheSnapshot, UsageKey
-from entai.shared.governance import Decision, Policy, hash_secret
+from entai.shared.governance import Decision, Permission, Policy, Principal, hash_secret
 
 SECRET = "s" * 43
 APP = f"entai_{'a' * 12}_{SECRET}"
@@ -51,3 +51,23 @@ def test_local_decision_needs_a_fresh_snapshot_and_an_allowing_policy() -> None:
     assert backend.snapshots == 1
     cache.refresh()
     assert backend.usage == [{("app", "predict", "model:m", "allow"): 1}]
+
+
+def test_the_local_decision_applies_the_policys_resource_scopes() -> None:
+    scoped = Policy(
+        2,
+        {"app": frozenset({Permission.PREDICT})},
+        {"app": Principal("app", frozenset({"app"}))},
+        scopes={"app": {Permission.PREDICT: ("model:fraud_*",)}},
+    )
+
+    class ScopedBackend(Backend):
+        def snapshot_for_cache(self, usage: Mapping[UsageKey, int] | None) -> CacheSnapshot:
+            token = CachedToken("app", hash_secret(SECRET), None)
+            return CacheSnapshot(scoped, {"a" * 12: token}, datetime.now(UTC))
+
+    cache = AuthCache(ScopedBackend(), ttl_s=5.0, clock=lambda: 0.0)
+    cache.refresh()
+    allowed = cache.authorize_local(APP, "predict", "model:fraud_v1")
+    assert allowed is not None and allowed.allowed
+    assert cache.authorize_local(APP, "predict", "model:churn") is None  # the actor decides

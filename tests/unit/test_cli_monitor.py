@@ -14,6 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 import entai.client
+from entai.actors.core import LocalService
 from entai.cli import app, main
 from entai.cli.monitor import parse_until
 from entai.shared.core import (
@@ -90,8 +91,12 @@ def services(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[FakeMonit
     monkeypatch.setenv("ENTAI_HOME", str(tmp_path))
     monkeypatch.setenv("ENTAI_TOKEN", "entai_test_token")
     monitor, governance = FakeMonitor(), FakeGovernance()
-    monkeypatch.setattr(entai.client, "drift_monitor_service", lambda settings: monitor)
-    monkeypatch.setattr(entai.client, "governance_service", lambda settings: governance)
+    monkeypatch.setattr(
+        entai.client, "drift_monitor_service", lambda settings: LocalService(monitor)
+    )
+    monkeypatch.setattr(
+        entai.client, "governance_service", lambda settings: LocalService(governance)
+    )
     return monitor, governance
 
 

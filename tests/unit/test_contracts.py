@@ -151,3 +151,51 @@ def test_registry_keeps_history() -> None:
         registry.get("orders", 9)
     with pytest.raises(ConflictError):
         registry.register(with_columns(*contract().columns[:-2], contract().columns[-1]))
+
+
+def test_protected_columns_and_segments_are_the_evaluation_attributes() -> None:
+    marked = DataContract.from_yaml(
+        YAML.replace(
+            "{name: status, type: string, allowed: [new, paid]}",
+            "{name: status, type: string, allowed: [new, paid], protected: true}",
+        )
+        + "segments: [amount, user_id]\n"
+    )
+    assert marked.column("status").protected
+    assert marked.evaluation_attributes == ("user_id", "amount", "status")  # column order
+    assert DataContract.from_yaml(marked.to_yaml()) == marked
+    assert DataContract.from_yaml(YAML).evaluation_attributes == ()
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        ("segments: [nope]\n", "segment column 'nope' is not declared"),
+        ("segments: [note]\n", "segment column 'note' uses masking redact"),
+        ("segments: [amount, amount]\n", "segments lists a column twice"),
+    ],
+)
+def test_invalid_segments_are_refused(extra: str, needle: str) -> None:
+    with pytest.raises(DefinitionError, match=needle):
+        DataContract.from_yaml(YAML + extra)
+
+
+def test_a_protected_column_must_keep_its_groups_apart() -> None:
+    with pytest.raises(ValueError, match="protected attribute uses masking redact"):
+        Column(name="sex", type=ColumnType.STRING, pii=PiiClass.SENSITIVE, protected=True)
+    hashed = Column(
+        name="sex",
+        type=ColumnType.STRING,
+        pii=PiiClass.SENSITIVE,
+        masking=MaskingOperator.HMAC,
+        protected=True,
+    )
+    assert hashed.operator == MaskingOperator.HMAC
+
+
+def test_fingerprint_of_a_contract_without_marks_is_unchanged() -> None:
+    """The value this contract had before ``protected``/``segments`` existed (main at
+    f8da74a): contracts that use neither keep their fingerprint."""
+    plain = DataContract.from_yaml(YAML)
+    assert plain.fingerprint == "4ae4a07cea6264208fec6ccd1c3b8bfcb3a74d5ffec649928a529f1bce4477df"
+    assert plain.model_copy(update={"segments": ("amount",)}).fingerprint != plain.fingerprint

@@ -116,6 +116,34 @@ def test_content_hash_is_canonical_and_sensitive() -> None:
     assert first != Definitions(entities=[USER], views=[other_code, b]).content_hash()
 
 
+def test_protected_and_segment_marks() -> None:
+    view = make_view(
+        schema=(
+            Field("clicks", ValueType.INT64),
+            Field("age_band", ValueType.STRING, protected=True),
+            Field("region", ValueType.STRING, segment=True),
+        )
+    )
+    assert view.evaluation_attributes == ("age_band", "region")
+    assert make_view().evaluation_attributes == ()
+
+
+def test_unset_marks_leave_the_content_hash_alone() -> None:
+    """Fields that do not use ``protected``/``segment`` hash as before the marks existed."""
+    plain = Definitions(entities=[USER], views=[make_view()])
+    assert '"protected"' not in plain.canonical_json()
+    assert '"segment"' not in plain.canonical_json()
+    marked = make_view(
+        schema=(
+            *make_view().schema[:2],
+            Field("email", ValueType.STRING, pii=PiiClass.IDENTIFIER, protected=True),
+        )
+    )
+    with_mark = Definitions(entities=[USER], views=[marked])
+    assert '"protected":true' in with_mark.canonical_json()
+    assert with_mark.content_hash() != plain.content_hash()
+
+
 def _defs() -> Definitions:
     view = make_view()
     ratio = OnDemandFeatureView(

@@ -9,6 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from entai.actors.core import LocalService
 from entai.actors.governance import GovernanceChecker
 from entai.pipelines.erasure import erase, registered_stores, verify_erased
 from entai.shared.core import InvalidInputError, PermissionDeniedError
@@ -195,7 +196,7 @@ def test_erase_authorises_erases_verifies_and_audits_without_values(tmp_path: Pa
         settings,
         ErasureRequest({"user_id": 42}, "dpo@example.com", "ticket 17"),
         caller=admin,
-        governance=governance,
+        governance=LocalService(governance),
         hmac_key=KEY,
     )
 
@@ -235,7 +236,7 @@ def test_erase_without_the_permission_is_refused_and_erases_nothing(tmp_path: Pa
             settings,
             ErasureRequest({"user_id": 42}, "someone"),
             caller=analyst,
-            governance=governance,
+            governance=LocalService(governance),
             hmac_key=KEY,
         )
     assert pq.read_table(path).num_rows == 1

@@ -75,6 +75,30 @@ def test_predict_request_features_must_align_with_entities() -> None:
         PredictRequest(entities={"user_id": [1, 2]}, request_features={"hour": [3]})
 
 
+@pytest.mark.parametrize(
+    ("error", "status", "retry_after"),
+    [
+        (errors.OverloadedError("lagging", details={"retry_after_s": 2.4}), 429, "3"),
+        (errors.OverloadedError("lagging"), 429, "1"),
+        (errors.ServiceUnavailableError("redis down"), 503, "1"),
+    ],
+)
+def test_overload_and_unavailability_tell_when_to_retry(
+    error: errors.EntaiError, status: int, retry_after: str
+) -> None:
+    app = FastAPI()
+    install_error_handlers(app)
+
+    @app.get("/e")
+    def fail() -> None:
+        raise error
+
+    answer = TestClient(app).get("/e")
+    assert answer.status_code == status
+    assert answer.headers["retry-after"] == retry_after
+    assert answer.json()["error"]["code"] == error.code
+
+
 def _problems(model: type[Any], body: str) -> list[tuple[str, str]]:
     with pytest.raises(ValidationError) as caught:
         model.model_validate(json.loads(body))

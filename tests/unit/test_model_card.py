@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from entai.shared.core import InvalidInputError
-from entai.shared.models import ModelCard, TrainingDataSummary
+from entai.shared.models import ModelCard, TrainingDataSummary, binary_fairness
 
 
 def complete_card() -> ModelCard:
@@ -63,3 +63,23 @@ def test_markdown_marks_missing_sections() -> None:
     assert "## Limitations\n- _missing_" not in text
     assert "## Limitations\n_missing_" in text
     assert "valid_auc: 0.8000" in complete_card().to_markdown()
+
+
+def test_fairness_section_round_trips_and_renders() -> None:
+    report = binary_fairness(
+        [1, 0, 1, 0, 1],
+        [0.9, 0.2, 0.8, 0.6, 0.7],
+        ["north", "north", "south", "south", "east"],
+        attribute="region",
+        min_group_size=2,
+    )
+    card = complete_card().model_copy(update={"fairness": {"region": report}})
+    assert ModelCard.from_json(card.to_json()) == card
+    text = card.to_markdown()
+    assert "## Fairness by region" in text
+    assert (
+        "- demographic_parity_difference: 0.5000 (selection_rate: north=0.5000, south=1.0000)"
+        in text
+    )
+    assert "| east (insufficient) | 1 | 1.0000 |" in text
+    assert "groups with fewer than 2 rows left out: ['east']" in text

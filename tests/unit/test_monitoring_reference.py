@@ -82,3 +82,36 @@ def test_reference_refuses_missing_columns_misaligned_scores_and_bad_documents()
         MonitoringReference.from_scores(frame, ["a"], np.zeros(3))
     with pytest.raises(InvalidInputError, match="malformed"):
         MonitoringReference.from_dict({"feature_columns": ["a"]})
+
+
+def test_a_references_policy_overrides_the_platform_settings_for_that_version_only() -> None:
+    frame = _frame()
+    ref = MonitoringReference.from_scores(frame, ["a", "b"], np.linspace(0, 1, len(frame)))
+    policy = {
+        "window_count": 200,
+        "window_seconds": None,
+        "drift": {"ks_p": 0.01},
+        "retrain": {"min_interval_s": 0.0},
+    }
+    platform = load_settings().monitoring
+    own = ref.with_policy(policy)
+    assert MonitoringReference.from_dict(own.to_dict()) == own
+    kwargs = own.registration(platform)
+    assert kwargs["window"]["count"] == 200 and kwargs["window"]["seconds"] is None
+    # a partial section keeps the platform's other values
+    assert kwargs["drift_config"]["ks_p"] == 0.01
+    assert kwargs["drift_config"]["chi2_p"] == platform.drift.chi2_p
+    assert kwargs["retrain_policy"]["min_interval_s"] == 0.0
+    assert kwargs["retrain_policy"]["drift_windows"] == platform.retrain.drift_windows
+    # without a policy the platform's settings hold, and the document has no policy key
+    assert ref.registration(platform)["window"]["count"] == platform.window_count
+    assert "policy" not in ref.to_dict()
+
+
+def test_a_policy_names_what_it_cannot_set_or_sets_wrongly() -> None:
+    ref = MonitoringReference.from_scores(_frame(), ["a"], np.zeros(500))
+    with pytest.raises(InvalidInputError, match=r"\['tick_interval_s'\] cannot be set per model"):
+        ref.with_policy({"tick_interval_s": 1.0})
+    bad = ref.with_policy({"drift": {"ks_p": 2.0}})
+    with pytest.raises(InvalidInputError, match=r"drift\.ks_p"):
+        bad.registration(load_settings().monitoring)

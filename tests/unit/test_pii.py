@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pyarrow as pa
 import pytest
+from planted_pii import clean, planted
 
-from entai.shared.data import PiiKind, find_pii, replace_pii, scrub_column
+from entai.shared.data import PiiKind, find_pii, replace_pii, scan_column, scrub_column
 
 
 @pytest.mark.parametrize(
@@ -73,3 +74,83 @@ def test_scrub_column_leaves_clean_rows_and_nulls() -> None:
     values = pa.array(["clean", None, "mail a@b.io", "ssn 123-45-6789"])
     out = scrub_column(values, lambda kind, _: f"[{kind}]").to_pylist()
     assert out == ["clean", None, "mail [email]", "ssn [ssn]"]
+
+
+@pytest.mark.parametrize(
+    ("text", "found"),
+    [
+        ("ref_10.1.2.3_end", "10.1.2.3"),  # glued to underscores
+        ("host10.0.0.1:8080", "10.0.0.1"),  # glued to letters, then a port
+        ("url=http://192.168.0.7/x", "192.168.0.7"),
+        ("peer ::ffff:10.0.0.1 up", "::ffff:10.0.0.1"),  # IPv4-mapped IPv6, whole
+        ("[2001:db8::1]:443", "2001:db8::1"),
+        ("pan_4111111111111111_x", "4111111111111111"),
+        ("ssn_123-45-6789.", "123-45-6789"),
+        ("tel_415-555-0100_home", "415-555-0100"),
+    ],
+)
+def test_value_inside_a_longer_token_is_found(text: str, found: str) -> None:
+    assert [text[m.start : m.end] for m in find_pii(text)] == [found]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "1256.1.1.1",  # the address would be part of a longer number
+        "10.1.2.3.4",
+        "94111111111111111",  # a valid card number inside a longer digit run
+        "1123-45-6789",
+        "card 4111 1111 1111 1112",  # fails Luhn, in any position
+        "pan_4111111111111112_x",
+    ],
+)
+def test_part_of_a_longer_number_or_failing_luhn_is_not_found(text: str) -> None:
+    assert find_pii(text) == []
+
+
+def test_scan_column_reports_rows_per_kind_and_scrubs_only_findings() -> None:
+    values = pa.array(
+        [
+            "clean",
+            None,
+            "a@b.io and 10.0.0.1",
+            "card 4111 1111 1111 1112",  # a candidate that fails Luhn
+            "a@b.io",
+            "card 4111 1111 1111 1111",
+        ]
+    )
+    scan = scan_column(values, lambda kind, _: f"[{kind}]")
+    assert scan.found.tolist() == [False, False, True, False, True, True]
+    assert {kind: rows.tolist() for kind, rows in scan.kinds.items()} == {
+        PiiKind.EMAIL: [False, False, True, False, True, False],
+        PiiKind.CARD: [False, False, False, False, False, True],
+        PiiKind.IP: [False, False, True, False, False, False],
+    }
+    assert scan.counts() == {PiiKind.EMAIL: 2, PiiKind.CARD: 1, PiiKind.IP: 1}
+    assert scan.scrubbed.to_pylist() == [
+        "clean",
+        None,
+        "[email] and [ip]",
+        "card 4111 1111 1111 1112",
+        "[email]",
+        "card [card]",
+    ]
+
+
+def test_scan_column_without_candidates_returns_the_column_itself() -> None:
+    values = pa.array(["e1", "e2", None, "view"])
+    scan = scan_column(values, lambda kind, _: "x")
+    assert scan.kinds == {} and not scan.found.any()
+    assert scan.scrubbed is values
+
+
+def test_every_planted_value_is_found_and_no_clean_look_alike() -> None:
+    values = planted(600)
+    for kind, value, text in values:
+        spans = [(m.kind, m.start, m.end) for m in find_pii(text)]
+        start = text.index(value)
+        assert len(spans) == 1, text
+        found_kind, found_start, found_end = spans[0]
+        assert found_kind == kind
+        assert found_start <= start and start + len(value) <= found_end, text
+    assert [text for text in clean(60) if find_pii(text)] == []

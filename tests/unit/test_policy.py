@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import pickle
 from enum import StrEnum
 from pathlib import Path
@@ -174,3 +175,97 @@ def test_policy_file_with_undefined_role_or_missing_file_is_config_error(tmp_pat
         Policy.from_yaml(path)
     with pytest.raises(ConfigError, match="cannot be read"):
         Policy.from_yaml(tmp_path / "missing.yaml")
+
+
+SCOPED = """
+version: 4
+roles:
+  fraud-app:
+    - predict: ["model:fraud_*"]
+    - events:write: [source:clickstream]
+    - features:read: ["view:user_*"]
+    - features:read_pii: ["feature:user_profile:*"]
+  reader: [features:read]
+principals:
+  fraud-svc: {roles: [fraud-app]}
+  bob: {roles: [reader]}
+"""
+
+
+@pytest.fixture
+def scoped(tmp_path: Path) -> Policy:
+    path = tmp_path / "policy.yaml"
+    path.write_text(SCOPED)
+    return Policy.from_yaml(path)
+
+
+@pytest.mark.parametrize(
+    ("action", "resource", "allowed"),
+    [
+        ("predict", "model:fraud_v2", True),
+        ("predict", "model:fraud_", True),
+        ("predict", "model:churn", False),
+        ("predict", "model:xfraud_v2", False),
+        ("predict", "models", True),  # the service as a whole; each model is checked
+        ("predict", "*", False),  # "every model" is more than the grant
+        ("events:write", "source:clickstream", True),
+        ("events:write", "source:clickstream2", False),
+        ("events:write", "source:orders", False),
+        ("models:register", "model:fraud_v2", False),  # not granted at all
+        ("features:read", "view:user_stats", True),
+        ("features:read", "view:item_stats", False),
+    ],
+)
+def test_a_scoped_role_holds_only_on_its_resources(
+    scoped: Policy, action: str, resource: str, allowed: bool
+) -> None:
+    decision = scoped.authorize(scoped.principals["fraud-svc"], action, resource)
+    assert decision.allowed is allowed
+    if not allowed and action != "models:register":
+        assert f"not granted on {resource!r}" in decision.reason
+    with pytest.raises(PermissionDeniedError) if not allowed else contextlib.nullcontext():
+        decision.raise_if_denied()
+
+
+def test_an_unscoped_grant_and_admin_hold_everywhere(scoped: Policy) -> None:
+    bob = scoped.principals["bob"]
+    assert scoped.authorize(bob, "features:read", "view:item_stats").allowed
+    root = Policy.default().principals["admin"]
+    assert Policy.default().authorize(root, "predict", "model:anything").allowed
+
+
+def test_a_feature_read_checks_every_view_and_each_restricted_feature(scoped: Policy) -> None:
+    svc = scoped.principals["fraud-svc"]
+    ok = scoped.authorize_features(
+        svc, {"user_profile:email": "identifier", "user_stats:views": "none"}, "fs"
+    )
+    assert ok.allowed and ok.masked_features == ()  # read_pii on user_profile's features
+    masked = scoped.authorize_features(
+        svc, {"user_stats:email": "identifier", "user_stats:views": "none"}, "fs"
+    )
+    assert masked.allowed and masked.masked_features == ("user_stats:email",)
+    denied = scoped.authorize_features(
+        svc, {"user_stats:views": "none", "item_stats:price": "none"}, "fs"
+    )
+    assert not denied.allowed and denied.resource == "fs"
+    assert "view:item_stats" in denied.reason
+
+
+def test_scopes_survive_the_file_and_pickling(scoped: Policy, tmp_path: Path) -> None:
+    path = tmp_path / "again.yaml"
+    scoped.to_yaml(path)
+    again = Policy.from_yaml(path)
+    assert again.scopes == scoped.scopes and again.roles == scoped.roles
+    copied = pickle.loads(pickle.dumps(scoped))
+    svc = copied.principals["fraud-svc"]
+    assert not copied.authorize(svc, "predict", "model:churn").allowed
+    assert copied.authorize(svc, "predict", "model:fraud_1").allowed
+
+
+def test_a_scope_on_a_permission_the_role_lacks_or_on_nothing_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not grant"):
+        Policy(1, {"r": frozenset()}, {}, scopes={"r": {Permission.PREDICT: ("model:*",)}})
+    path = tmp_path / "empty.yaml"
+    path.write_text("version: 1\nroles:\n  r:\n    - predict: []\n")
+    with pytest.raises(ConfigError, match="on no resource"):
+        Policy.from_yaml(path)

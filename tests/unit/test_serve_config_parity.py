@@ -49,8 +49,6 @@ def entai_deploy_request(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dic
 
     Returns the request's address and JSON body as the dashboard would receive them.
     """
-    import ray.dashboard.modules.serve.sdk as serve_sdk
-
     import entai.client
 
     sent: dict[str, Any] = {}
@@ -64,7 +62,7 @@ def entai_deploy_request(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dic
             raise _SentError
 
     head = SimpleNamespace(address="127.0.0.1:6390", dashboard_url=DASHBOARD)
-    monkeypatch.setattr(serve_sdk, "ServeSubmissionClient", Dashboard)
+    monkeypatch.setattr(entai.client, "ServeSubmissionClient", Dashboard)
     monkeypatch.setattr(entai.client, "read_head", lambda settings: head)
     monkeypatch.setenv("ENTAI_HOME", str(tmp_path))
     monkeypatch.chdir(ROOT)

@@ -9,7 +9,6 @@ import pytest
 from typer.testing import CliRunner
 
 import entai.client
-import entai.deployments.serve_status as serve_status
 from entai.deployments.serve_status import DeploymentReplicas, read_serve_details, replica_counts
 
 
@@ -149,13 +148,13 @@ def test_platform_status_without_serve_or_when_serve_fails(
     from entai.shared.settings import load_settings
 
     settings = load_settings(home=tmp_path).resolved()
-    monkeypatch.setattr(serve_status, "read_serve_details", lambda: None)
+    monkeypatch.setattr(entai.client, "read_serve_details", lambda: None)
     assert entai.client.platform_status(settings)["serve"] == []
 
     def broken() -> None:
         raise ConnectionError("controller gone")
 
-    monkeypatch.setattr(serve_status, "read_serve_details", broken)
+    monkeypatch.setattr(entai.client, "read_serve_details", broken)
     result = entai.client.platform_status(settings)
     assert result["serve"] == [] and len(result["services"]) > 0
 

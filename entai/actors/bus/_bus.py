@@ -84,6 +84,11 @@ class EventBus(Protocol):
         """Mark the events DONE in the ledger and remove them; return how many."""
         ...
 
+    def reject(self, source: str, deliveries: Sequence[Delivery]) -> int:
+        """Remove deliveries without marking them DONE (they went to the dead letters,
+        and a replay must land them); return how many."""
+        ...
+
     def ledger(self, source: str, event_ids: Sequence[str]) -> dict[str, str]:
         """The ledger value of each known id (``DONE`` or a lake file)."""
         ...

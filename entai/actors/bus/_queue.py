@@ -10,18 +10,21 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Concatenate, ParamSpec, TypeVar
 
 import ray
 
 from entai.actors.bus._bus import DEFAULT_LEDGER_TTL_S, DONE, Delivery, check_read, decode_entry
-from entai.actors.core import service_actor
+from entai.actors.core import ActorService, service_actor
 from entai.shared.core import ServiceUnavailableError
 from entai.shared.data import Event
 
 __all__ = ["EventQueue", "EventQueueActor", "QueueBus"]
 
 logger = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 class EventQueue:
@@ -62,9 +65,15 @@ class EventQueue:
             queue[str(next(self._seq))] = text
         return len(messages)
 
-    def receive(self, source: str, max_events: int) -> list[tuple[str, str, bool]]:
-        """``(receipt, event json, redelivered)``: timed-out deliveries first, then new."""
+    def receive(
+        self, source: str, max_events: int, visibility_s: float | None = None
+    ) -> list[tuple[str, str, bool]]:
+        """``(receipt, event json, redelivered)``: timed-out deliveries first, then new.
+
+        ``visibility_s`` (default: the queue's) is how long they stay invisible.
+        """
         now = self._clock()
+        timeout = self._timeout if visibility_s is None else visibility_s
         in_flight = self._in_flight.setdefault(source, {})
         expired = [r for r, (_, deadline) in in_flight.items() if deadline <= now][:max_events]
         out = [(r, in_flight[r][0], True) for r in expired]
@@ -73,7 +82,7 @@ class EventQueue:
             receipt, text = queue.popitem(last=False)
             out.append((receipt, text, False))
         for receipt, text, _ in out:
-            in_flight[receipt] = (text, now + self._timeout)
+            in_flight[receipt] = (text, now + timeout)
         return out
 
     def ack(self, source: str, receipts: Sequence[str], event_ids: Sequence[str]) -> int:
@@ -121,7 +130,8 @@ class QueueBus:
     Args:
         name: The actor's name; every QueueBus with the same name shares the queue.
         namespace: Its Ray namespace (default: the current one).
-        visibility_timeout_s: See :class:`EventQueue` (used when the actor is created).
+        visibility_timeout_s: How long events this client reads stay invisible to other
+            readers before they are delivered again (its reads say so to the queue).
         ledger_ttl_s: See :class:`EventQueue` (used when the actor is created).
         poll_s: How often a blocking read asks the actor again.
     """
@@ -137,24 +147,28 @@ class QueueBus:
     ) -> None:
         self.name = name
         self._poll_s = poll_s
-        self._actor = service_actor(
+        self._visibility_s = visibility_timeout_s
+        handle = service_actor(
             EventQueueActor,
             name,
             namespace or ray.get_runtime_context().namespace,
             visibility_timeout_s=visibility_timeout_s,
             ledger_ttl_s=ledger_ttl_s,
         )
+        self._queue: ActorService[EventQueue] = ActorService(name, handle)
 
     def __repr__(self) -> str:
         return f"QueueBus(name={self.name!r})"
 
-    def _call(self, method: str, *args: Any) -> Any:
+    def _call(
+        self, method: Callable[Concatenate[EventQueue, P], R], /, *args: P.args, **kwargs: P.kwargs
+    ) -> R:
         try:
-            return ray.get(getattr(self._actor, method).remote(*args))
+            return self._queue.call(method, *args, **kwargs)
         except ray.exceptions.RayActorError as exc:
             raise ServiceUnavailableError(
-                f"event queue actor {self.name!r} unavailable for {method}",
-                details={"backend": "queue", "operation": method},
+                f"event queue actor {self.name!r} unavailable for {method.__name__}",
+                details={"backend": "queue", "operation": method.__name__},
             ) from exc
 
     def publish(self, events: Sequence[Event]) -> int:
@@ -162,7 +176,7 @@ class QueueBus:
         by_source: dict[str, list[str]] = {}
         for event in events:
             by_source.setdefault(event.source, []).append(event.model_dump_json())
-        return sum(self._call("publish", s, texts) for s, texts in by_source.items())
+        return sum(self._call(EventQueue.publish, s, texts) for s, texts in by_source.items())
 
     def read(
         self, source: str, consumer: str, *, max_events: int = 500, block_s: float = 1.0
@@ -171,34 +185,43 @@ class QueueBus:
         check_read(max_events, block_s)
         deadline = time.monotonic() + block_s
         while True:
-            raw: list[tuple[str, str, bool]] = self._call("receive", source, max_events)
+            raw: list[tuple[str, str, bool]] = self._call(
+                EventQueue.receive, source, max_events, self._visibility_s
+            )
             if raw or time.monotonic() >= deadline:
                 break
             time.sleep(self._poll_s)
         decoded = [decode_entry(r, text, again) for r, text, again in raw]
         poison = [r for (r, _, _), d in zip(raw, decoded, strict=True) if d is None]
         if poison:
-            self._call("ack", source, poison, [])
+            self._call(EventQueue.ack, source, poison, [])
         logger.debug("queue read", extra={"consumer": consumer, "events": len(raw)})
         return [d for d in decoded if d is not None]
 
     def ack(self, source: str, deliveries: Sequence[Delivery]) -> int:
         """Remove the deliveries and mark their ids DONE."""
         receipts = [d.receipt for d in deliveries]
-        return int(self._call("ack", source, receipts, [d.event.event_id for d in deliveries]))
+        return int(
+            self._call(EventQueue.ack, source, receipts, [d.event.event_id for d in deliveries])
+        )
+
+    def reject(self, source: str, deliveries: Sequence[Delivery]) -> int:
+        """Remove the deliveries; their ids stay as they are in the ledger."""
+        receipts = [d.receipt for d in deliveries]
+        return int(self._call(EventQueue.ack, source, receipts, []))
 
     def ledger(self, source: str, event_ids: Sequence[str]) -> dict[str, str]:
         """The ledger values of the known ids."""
-        found: dict[str, str] = self._call("ledger", source, list(event_ids))
+        found: dict[str, str] = self._call(EventQueue.ledger, source, list(event_ids))
         return found
 
     def record(self, source: str, event_ids: Sequence[str], value: str) -> None:
         """Set the ids' ledger value, except where it is DONE."""
-        self._call("record", source, list(event_ids), value)
+        self._call(EventQueue.record, source, list(event_ids), value)
 
     def backlog(self, source: str) -> int:
         """Events queued or in flight."""
-        return int(self._call("backlog", source))
+        return int(self._call(EventQueue.backlog, source))
 
     def close(self) -> None:
         """Nothing to release: the actor (and its queue) outlives this client."""

@@ -165,6 +165,18 @@ class RedisStreamBus:
             acked = pipe.execute()[len(keys)]
         return int(acked)
 
+    def reject(self, source: str, deliveries: Sequence[Delivery]) -> int:
+        """``XACK`` + ``XDEL`` the entries, leaving their ids' ledger as it is."""
+        if not deliveries:
+            return 0
+        stream, ids = self._stream(source), [d.receipt for d in deliveries]
+        with self._guard("reject"):
+            pipe = self._redis.pipeline(transaction=True)
+            pipe.xack(stream, self._group, *ids)
+            pipe.xdel(stream, *ids)
+            rejected = pipe.execute()[0]
+        return int(rejected)
+
     def ledger(self, source: str, event_ids: Sequence[str]) -> dict[str, str]:
         """The ledger values of the known ids (one ``MGET``)."""
         if not event_ids:

@@ -9,10 +9,16 @@ from entai.actors.core._actor_clock import (
     call_self,
 )
 from entai.actors.core._local_head import (
+    QUIET_RAY_ENV,
     SERVE_ENV,
     HeadInfo,
     agent_port,
+    free_port,
+    group_alive,
+    kill_group,
+    port_open,
     read_head,
+    spawn_group,
     start_head,
     stop_head,
 )
@@ -21,6 +27,15 @@ from entai.actors.core._metrics import (
     Metrics,
     MetricSpec,
 )
+from entai.actors.core._mlflow_ui import (
+    DEFAULT_UI_PORT,
+    MlflowUi,
+    launch_mlflow_ui,
+    mlflow_ui_command,
+    read_mlflow_ui,
+    stop_mlflow_ui,
+    wait_for_mlflow_ui,
+)
 from entai.actors.core._placement import (
     ROLE_LABEL,
     Role,
@@ -28,24 +43,47 @@ from entai.actors.core._placement import (
 )
 from entai.actors.core._runtime import (
     connect_ray,
+    ray_target,
     service_actor,
+)
+from entai.actors.core._service import (
+    ActorService,
+    LocalService,
+    Service,
 )
 
 __all__ = [
+    "DEFAULT_UI_PORT",
     "METRICS",
+    "QUIET_RAY_ENV",
     "ROLE_LABEL",
     "SERVE_ENV",
     "ActorClock",
+    "ActorService",
     "HeadInfo",
+    "LocalService",
     "MetricSpec",
     "Metrics",
+    "MlflowUi",
     "Role",
+    "Service",
     "agent_port",
     "call_self",
     "connect_ray",
+    "free_port",
+    "group_alive",
+    "kill_group",
+    "launch_mlflow_ui",
+    "mlflow_ui_command",
+    "port_open",
+    "ray_target",
     "read_head",
+    "read_mlflow_ui",
     "role_options",
     "service_actor",
+    "spawn_group",
     "start_head",
     "stop_head",
+    "stop_mlflow_ui",
+    "wait_for_mlflow_ui",
 ]

@@ -1,8 +1,10 @@
 """Start and stop a local Ray head that entai owns (``entai up`` / ``entai down``).
 
 The head runs as ``ray start --head --block`` in its own process group, recorded in
-``<home>/cluster.json``. Stopping signals that process group only, so Ray clusters
-that entai did not start (a test session's, another user's) are never touched.
+``<home>/cluster.json``; it outlives the command that started it. Stopping signals
+that process group only, so Ray clusters that entai did not start (a test session's,
+another user's) are never touched. The helpers that spawn, find and stop such a
+process group serve the platform's other local process too (the MLflow UI).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -19,7 +22,20 @@ from pathlib import Path
 from entai.shared.core import ConflictError, ServiceUnavailableError
 from entai.shared.settings import EntaiSettings
 
-__all__ = ["SERVE_ENV", "HeadInfo", "agent_port", "read_head", "start_head", "stop_head"]
+__all__ = [
+    "QUIET_RAY_ENV",
+    "SERVE_ENV",
+    "HeadInfo",
+    "agent_port",
+    "free_port",
+    "group_alive",
+    "kill_group",
+    "port_open",
+    "read_head",
+    "spawn_group",
+    "start_head",
+    "stop_head",
+]
 
 # Ray Serve reads these once, at import, in every Serve process, so they must be in
 # the environment the Ray processes start with. Throughput-optimized mode measured
@@ -29,6 +45,12 @@ __all__ = ["SERVE_ENV", "HeadInfo", "agent_port", "read_head", "start_head", "st
 # laptop's head must not do (everything binds 127.0.0.1 unless configured), so a
 # local head started here keeps Serve's own proxy.
 SERVE_ENV = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}
+
+# Ray Data draws its progress bars with tqdm, which entai does not install; asked for
+# bars anyway, every process that runs a dataset warns "tqdm is not installed". entai
+# shows its own (rich) progress where the CLI drives a stage, so Ray's are off in the
+# processes entai starts.
+QUIET_RAY_ENV = {"RAY_DATA_DISABLE_PROGRESS_BARS": "1"}
 
 _STATE_FILE = "cluster.json"
 _READY_LINE = b"Ray runtime started"
@@ -54,22 +76,58 @@ def read_head(settings: EntaiSettings) -> HeadInfo | None:
     if not path.exists():
         return None
     info = HeadInfo(**json.loads(path.read_text()))
-    try:
-        os.killpg(info.pgid, 0)
-    except ProcessLookupError:
+    if not group_alive(info.pgid):
         path.unlink(missing_ok=True)
         return None
     return info
 
 
-def _port_open(port: int) -> bool:
-    import socket
+def group_alive(pgid: int) -> bool:
+    """Whether any process of the process group ``pgid`` is still running.
 
+    Members that are this process's own exited children are reaped first: a child
+    that exited stays a zombie, which signals reach, until its parent waits for it
+    (the demo starts a head and stops it from the same process).
+    """
+    _reap(pgid)
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, but another user's: not ours to signal
+        return True
+    return True
+
+
+def _reap(pgid: int) -> None:
+    try:
+        while os.waitpid(-pgid, os.WNOHANG)[0] != 0:
+            pass
+    except ChildProcessError:  # none of the group's processes is our child
+        return
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether something accepts TCP connections on ``host:port``."""
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
             return True
     except OSError:
         return False
+
+
+def spawn_group(cmd: list[str], log_file: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """Start ``cmd`` in a new session (its own process group), output appended to a file.
+
+    The process outlives the caller: a new session is not signalled when the
+    caller's terminal closes, and nothing waits for it.
+    """
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with log_file.open("ab") as log:
+        return subprocess.Popen(  # noqa: S603 - fixed argv, no shell
+            cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True, env=env,
+        )  # fmt: skip
 
 
 def start_head(
@@ -79,13 +137,13 @@ def start_head(
     existing = read_head(settings)
     if existing is not None:
         return existing
-    if _port_open(gcs_port):
+    if port_open(gcs_port):
         raise ConflictError(
             f"port {gcs_port} is already in use; another Ray head may be running there",
             details={"port": gcs_port},
         )
     settings.home.mkdir(parents=True, exist_ok=True)
-    log_file = settings.home / "ray-head.log"
+    log_file = settings.home / "logs" / "ray-head.log"
     ray_cli = str(Path(sys.executable).with_name("ray"))
     explicit = "dashboard_agent_port" in settings.ray.model_fields_set
     agent = agent_port(settings.ray.dashboard_agent_port, explicit=explicit)
@@ -100,15 +158,11 @@ def start_head(
     ]  # fmt: skip
     if settings.ray.num_cpus is not None:
         cmd.append(f"--num-cpus={settings.ray.num_cpus}")
-    env = {**SERVE_ENV, **os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    env = {**SERVE_ENV, **QUIET_RAY_ENV, **os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
     if env.get("RAY_AUTH_MODE", "token").lower() != "disabled":
         _ensure_token(ray_cli, env)
         env["RAY_AUTH_MODE"] = "token"
-    with log_file.open("ab") as log:
-        proc = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
-            cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True, env=env,
-        )  # fmt: skip
+    proc = spawn_group(cmd, log_file, env)
     info = HeadInfo(
         address=f"127.0.0.1:{gcs_port}",
         pgid=proc.pid,
@@ -116,12 +170,12 @@ def start_head(
         log_file=str(log_file),
     )
     deadline = time.monotonic() + timeout_s
-    while not (_port_open(gcs_port) and _READY_LINE in log_file.read_bytes()):
+    while not (port_open(gcs_port) and _READY_LINE in log_file.read_bytes()):
         code = proc.poll()
         if code is not None or time.monotonic() > deadline:
             details: dict[str, object] = {"log": str(log_file), "timeout_s": timeout_s}
             try:
-                _kill_group(proc.pid)
+                kill_group(proc.pid)
             except ServiceUnavailableError as exc:  # the start failure is the news
                 details["cleanup"] = exc.message
             what = (
@@ -144,19 +198,31 @@ def agent_port(port: int, *, explicit: bool) -> int:
     Raises:
         ConflictError: an explicitly configured port is in use.
     """
-    import socket
-
-    with socket.socket() as probe:
-        try:
-            probe.bind(("", port))  # all interfaces: Ray's agent binds the node's address
-            return port
-        except OSError:
-            pass
+    if _bindable(port, ""):  # all interfaces: Ray's agent binds the node's address
+        return port
     if explicit:
         raise ConflictError(
             f"the dashboard agent port {port} (ray.dashboard_agent_port) is already in use",
             details={"port": port},
         )
+    return _ephemeral_port()
+
+
+def free_port(preferred: int, host: str = "127.0.0.1") -> int:
+    """``preferred`` if it can be bound on ``host``, else a free port chosen by the OS."""
+    return preferred if _bindable(preferred, host) else _ephemeral_port()
+
+
+def _bindable(port: int, host: str) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+def _ephemeral_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
@@ -189,16 +255,18 @@ def _last_line(log_file: Path) -> str:
 def _group_gone(pgid: int, within_s: float) -> bool:
     deadline = time.monotonic() + within_s
     while time.monotonic() < deadline:
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
+        if not group_alive(pgid):
             return True
         time.sleep(0.3)
     return False
 
 
-def _kill_group(pgid: int, grace_s: float = 15.0) -> None:
-    """SIGTERM the head's process group, then SIGKILL what is left after ``grace_s``."""
+def kill_group(pgid: int, grace_s: float = 15.0) -> None:
+    """SIGTERM a process group entai started, then SIGKILL what is left after ``grace_s``.
+
+    Raises:
+        ServiceUnavailableError: processes of the group survived SIGKILL.
+    """
     for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 10.0)):
         try:
             os.killpg(pgid, sig)
@@ -207,7 +275,7 @@ def _kill_group(pgid: int, grace_s: float = 15.0) -> None:
         if _group_gone(pgid, wait_s):
             return
     raise ServiceUnavailableError(
-        f"processes of the Ray head's group {pgid} did not exit", details={"pgid": pgid}
+        f"processes of the group {pgid} did not exit", details={"pgid": pgid}
     )
 
 
@@ -216,6 +284,6 @@ def stop_head(settings: EntaiSettings) -> bool:
     info = read_head(settings)
     if info is None:
         return False
-    _kill_group(info.pgid)
+    kill_group(info.pgid)
     _state_path(settings).unlink(missing_ok=True)
     return True

@@ -23,6 +23,8 @@ entai_predictions               counter    model, version                   pred
 entai_prediction_latency_s      histogram  model, version                   seconds
 entai_drift_statistic           gauge      model, feature, method           statistic
 entai_alert_level               gauge      model, feature, method           0 ok, 1 warn, 2 alert
+entai_stream_backlog            gauge      source                           events
+entai_stream_events             counter    source, outcome                  events
 ==============================  =========  ===============================  ===========
 """
 
@@ -99,6 +101,18 @@ METRICS = (
         "gauge",
         ("model", "feature", "method"),
         "Drift alert level: 0 ok, 1 warn, 2 alert.",
+    ),
+    MetricSpec(
+        "entai_stream_backlog",
+        "gauge",
+        ("source",),
+        "Events of a source published on the bus and not yet landed (consumer lag).",
+    ),
+    MetricSpec(
+        "entai_stream_events",
+        "counter",
+        ("source", "outcome"),
+        "Events consumed from the bus: landed, duplicate or dead_letter.",
     ),
 )
 """Every metric entai records, in the order of the module docstring's table."""
@@ -245,3 +259,15 @@ class Metrics:
         if (m := _get()) is not None:
             tags = {"model": model, "feature": feature, "method": method}
             _gauges.set(m, "entai_alert_level", _ALERT_LEVELS.get(level, math.nan), tags)
+
+    @staticmethod
+    def stream_backlog(source: str, events: int) -> None:
+        """Set a source's backlog: events on the bus not yet landed."""
+        if (m := _get()) is not None:
+            _gauges.set(m, "entai_stream_backlog", float(events), {"source": source})
+
+    @staticmethod
+    def stream_events(source: str, outcome: str, n: int) -> None:
+        """Count ``n`` consumed events of a source by outcome."""
+        if n > 0 and (m := _get()) is not None:
+            m["entai_stream_events"].inc(n, tags={"source": source, "outcome": outcome})

@@ -6,37 +6,48 @@ import logging
 import os
 from typing import Any
 
-from entai.actors.core._local_head import SERVE_ENV, read_head
+from entai.actors.core._local_head import QUIET_RAY_ENV, SERVE_ENV, read_head
 from entai.actors.core._placement import role_options
+from entai.shared.core import ServiceUnavailableError
 from entai.shared.settings import EntaiSettings
 
-__all__ = ["connect_ray", "service_actor"]
+__all__ = ["connect_ray", "ray_target", "service_actor"]
 
 log = logging.getLogger(__name__)
 
 
-def connect_ray(settings: EntaiSettings, *, address: str | None = None) -> bool:
-    """Join a Ray cluster, or start a local head when there is none to join.
+def ray_target(settings: EntaiSettings, address: str | None = None) -> str | None:
+    """The Ray cluster to join: the first of ``address``, ``settings.ray.address``,
+    ``RAY_ADDRESS`` (set by Ray for a driver started by ``ray job submit``) and the
+    head ``entai up`` recorded under ``settings.home``; None when there is none.
+    """
+    head = read_head(settings)
+    return (
+        address
+        or settings.ray.address
+        or os.environ.get("RAY_ADDRESS")
+        or (head.address if head is not None else None)
+    )
 
-    The cluster joined is the first of: ``address``, ``settings.ray.address``,
-    ``RAY_ADDRESS`` (set by Ray for a driver started by ``ray job submit``), the head
-    ``entai up`` recorded under ``settings.home``. Without any, a local head starts.
+
+def connect_ray(settings: EntaiSettings, *, address: str | None = None) -> bool:
+    """Join a Ray cluster (see :func:`ray_target`), or start a temporary local one.
+
+    The temporary cluster lives in this process (it stops when the process does) and
+    has no dashboard, so it never competes for the ports of a platform's head.
 
     Returns:
         True when this call started a local head (so the caller owns its shutdown).
+
+    Raises:
+        ServiceUnavailableError: the cluster to join does not answer.
     """
     import ray
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if ray.is_initialized():
         return False
-    head = read_head(settings)
-    target = (
-        address
-        or settings.ray.address
-        or os.environ.get("RAY_ADDRESS")
-        or (head.address if head is not None else None)
-    )
+    target = ray_target(settings, address)
     if target:
         # Ray turns token auth on by itself only for a cluster found by "auto"; joining
         # an explicit address does the same here, so a token in ~/.ray (or RAY_AUTH_TOKEN)
@@ -46,17 +57,23 @@ def connect_ray(settings: EntaiSettings, *, address: str | None = None) -> bool:
         )
 
         maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
-        ray.init(address=target, namespace=settings.ray.namespace, log_to_driver=False)
+        try:
+            ray.init(address=target, namespace=settings.ray.namespace, log_to_driver=False)
+        except ConnectionError as exc:
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise ServiceUnavailableError(
+                f"the Ray cluster at {target} does not answer ({reason}); `entai status` "
+                "shows what runs, `entai down` then `entai up` starts it again",
+                details={"address": target},
+            ) from exc
         return False
-    for key, value in SERVE_ENV.items():
+    for key, value in {**SERVE_ENV, **QUIET_RAY_ENV}.items():
         os.environ.setdefault(key, value)
     ray.init(
         address="local",
         num_cpus=settings.ray.num_cpus,
         namespace=settings.ray.namespace,
-        include_dashboard=True,
-        dashboard_host=settings.ray.dashboard_host,
-        dashboard_port=settings.ray.dashboard_port,
+        include_dashboard=False,
         log_to_driver=False,
     )
     return True

@@ -37,7 +37,7 @@ import ray
 from ray.exceptions import RayActorError
 
 from entai.actors.core import Metrics
-from entai.actors.features._feature_shard import ShardHandle
+from entai.actors.features._feature_shard import FeatureShard, ShardHandle
 from entai.actors.features._shard_calls import (
     call_shards,
     call_shards_async,
@@ -133,7 +133,7 @@ class OnlineFeatureClient:
         with self._lock:
             groups = self._group_rows(rows)
             calls = {s: (g,) for s, g in groups.items()}
-            return sum(call_shards(self._shards, "write", calls))
+            return sum(call_shards(self._shards, FeatureShard.write, calls))
 
     def get_online_features(
         self,
@@ -166,7 +166,9 @@ class OnlineFeatureClient:
             results = self._read_direct(requests, now)
         else:
             parts, calls = split_by_shard(requests, list(self._shards), now)
-            results = merge_parts(requests, parts, call_shards(self._shards, "read_batch", calls))
+            results = merge_parts(
+                requests, parts, call_shards(self._shards, FeatureShard.read_batch, calls)
+            )
         self._record(requests, results, started)
         return _feast(refs, results)
 
@@ -216,7 +218,7 @@ class OnlineFeatureClient:
             results = await asyncio.to_thread(self._read_direct, requests, now)
         else:
             parts, calls = split_by_shard(requests, list(self._shards), now)
-            replies = await call_shards_async(self._shards, "read_batch", calls)
+            replies = await call_shards_async(self._shards, FeatureShard.read_batch, calls)
             results = merge_parts(requests, parts, replies)
         self._record(requests, results, started)
         return results
@@ -268,7 +270,7 @@ class OnlineFeatureClient:
             calls = {s: (view, list(keys)) for s in self._shards}
             if self.shared_store:  # one shared backend: any shard deletes for all
                 calls = dict([next(iter(calls.items()))])
-            return sum(call_shards(self._shards, "delete", calls))
+            return sum(call_shards(self._shards, FeatureShard.delete, calls))
 
     def reshard(
         self, old_handles: Sequence[ShardHandle], new_handles: Sequence[ShardHandle]
@@ -291,7 +293,7 @@ class OnlineFeatureClient:
             found = _get([h.keys_for_reshard.remote(list(new)) for h in old.values()])
             moving: dict[str, list[FeatureRow]] = dict(zip(old, found, strict=True))
             groups = self._group_rows([r for rows in moving.values() for r in rows], list(new))
-            call_shards(new, "write", {s: (g,) for s, g in groups.items()})
+            call_shards(new, FeatureShard.write, {s: (g,) for s, g in groups.items()})
             self._shards, self.shared_store = new, shared
             deletes: list[Any] = []
             for shard_id, rows in moving.items():

@@ -14,9 +14,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import ray
@@ -29,6 +29,8 @@ from entai.shared.features import ReadRequest, ReadResult, rendezvous_shard
 __all__ = ["Parts", "call_shards", "call_shards_async", "merge_parts", "split_by_shard"]
 
 logger = logging.getLogger(__name__)
+
+R = TypeVar("R")
 
 Parts = dict[str, list[tuple[int, np.ndarray, ReadRequest]]]
 """Per shard: (view request index, entity positions, the shard's part of the request)."""
@@ -81,24 +83,29 @@ def merge_parts(
 
 
 def call_shards(
-    handles: Mapping[str, ShardHandle], method: str, calls: Mapping[str, tuple[Any, ...]]
-) -> list[Any]:
-    """Call ``method`` on each shard of ``calls`` in parallel, retrying shards that died.
+    handles: Mapping[str, ShardHandle],
+    method: Callable[..., R],
+    calls: Mapping[str, tuple[Any, ...]],
+) -> list[R]:
+    """Call ``method`` (of FeatureShard) on each shard of ``calls`` in parallel, retrying
+    shards that died.
 
     Returns:
         The replies, in the order of ``calls``.
     """
-    results: dict[str, Any] = {}
+    results: dict[str, R] = {}
     pending = dict(calls)
     for delay in (0.0, *_RETRY_DELAYS_S):
         time.sleep(delay)
-        refs = {s: getattr(handles[s], method).remote(*a) for s, a in pending.items()}
+        refs = {s: _remote(handles[s], method, a) for s, a in pending.items()}
         failed: dict[str, tuple[Any, ...]] = {}
         for sid, ref in refs.items():
             try:
                 results[sid] = ray.get(ref)
             except RayActorError as exc:
-                logger.warning("shard %s unavailable for %s (%s); retrying", sid, method, exc)
+                logger.warning(
+                    "shard %s unavailable for %s (%s); retrying", sid, method.__name__, exc
+                )
                 failed[sid] = pending[sid]
         if not failed:
             return [results[s] for s in calls]
@@ -107,21 +114,25 @@ def call_shards(
 
 
 async def call_shards_async(
-    handles: Mapping[str, ShardHandle], method: str, calls: Mapping[str, tuple[Any, ...]]
-) -> list[Any]:
+    handles: Mapping[str, ShardHandle],
+    method: Callable[..., R],
+    calls: Mapping[str, tuple[Any, ...]],
+) -> list[R]:
     """:func:`call_shards` on the running event loop: awaits instead of ``ray.get``."""
-    results: dict[str, Any] = {}
+    results: dict[str, R] = {}
     pending = dict(calls)
     for delay in (0.0, *_RETRY_DELAYS_S):
         if delay:
             await asyncio.sleep(delay)
         sids = list(pending)
-        refs = [getattr(handles[s], method).remote(*pending[s]) for s in sids]
+        refs = [_remote(handles[s], method, pending[s]) for s in sids]
         replies = await asyncio.gather(*refs, return_exceptions=True)
         failed: dict[str, tuple[Any, ...]] = {}
         for sid, reply in zip(sids, replies, strict=True):
             if isinstance(reply, RayActorError):
-                logger.warning("shard %s unavailable for %s (%s); retrying", sid, method, reply)
+                logger.warning(
+                    "shard %s unavailable for %s (%s); retrying", sid, method.__name__, reply
+                )
                 failed[sid] = pending[sid]
             elif isinstance(reply, BaseException):
                 raise reply
@@ -133,10 +144,15 @@ async def call_shards_async(
     raise _gone(pending, method)
 
 
-def _gone(pending: Mapping[str, Any], method: str) -> ServiceUnavailableError:
+def _remote(handle: ShardHandle, method: Callable[..., R], args: tuple[Any, ...]) -> Any:
+    """Start ``method`` (named by the FeatureShard method itself) on one shard actor."""
+    return getattr(handle, method.__name__).remote(*args)
+
+
+def _gone(pending: Mapping[str, Any], method: Callable[..., Any]) -> ServiceUnavailableError:
     return ServiceUnavailableError(
-        f"feature shards {sorted(pending)} did not come back for {method}",
-        details={"shards": sorted(pending), "method": method},
+        f"feature shards {sorted(pending)} did not come back for {method.__name__}",
+        details={"shards": sorted(pending), "method": method.__name__},
     )
 
 

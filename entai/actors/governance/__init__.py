@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from entai.actors.governance._actor_backend import (
+    ActorGovernance,
+    actor_auth_cache,
+)
 from entai.actors.governance._audit_forwarder import (
     GovernanceAuditor,
 )
 from entai.actors.governance._auth_cache import (
-    ActorGovernance,
     AuthCache,
     CachedToken,
     CacheSnapshot,
@@ -41,5 +44,6 @@ __all__ = [
     "GovernanceChecker",
     "GovernanceCheckerActor",
     "UsageKey",
+    "actor_auth_cache",
     "start_governance",
 ]

@@ -2,7 +2,8 @@
 
 One writer owns the audit log (the ``entai-governance`` actor); the registry, the
 drift monitor and the retraining workflow hand their events to it through
-:class:`GovernanceAuditor`. It holds only a namespace, so it pickles into actors.
+:class:`GovernanceAuditor`, built by the services wiring with the governance
+service's handle. It pickles into actors with that handle.
 """
 
 from __future__ import annotations
@@ -11,7 +12,10 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from entai.actors.governance._checker import ACTOR_NAME as GOVERNANCE_ACTOR
+import ray
+
+from entai.actors.core import ActorService
+from entai.actors.governance._checker import GovernanceChecker
 from entai.shared.core import EntaiError
 
 __all__ = ["GovernanceAuditor"]
@@ -20,19 +24,22 @@ logger = logging.getLogger(__name__)
 
 
 class GovernanceAuditor:
-    """Audits through the ``entai-governance`` actor's ``audit`` method, when it exists.
+    """Audits through the governance service's ``audit`` method.
 
     Args:
-        namespace: Ray namespace of the governance actor.
+        governance: The governance service; ``None`` (no platform running) logs each
+            event as not audited instead.
         timeout_s: How long to wait for the audit entry to be written.
     """
 
-    def __init__(self, namespace: str, *, timeout_s: float = 10.0) -> None:
-        self.namespace = namespace
+    def __init__(
+        self, governance: ActorService[GovernanceChecker] | None, *, timeout_s: float = 10.0
+    ) -> None:
+        self.governance = governance
         self.timeout_s = timeout_s
 
     def __repr__(self) -> str:
-        return f"GovernanceAuditor(namespace={self.namespace!r})"
+        return f"GovernanceAuditor(governance={self.governance!r})"
 
     def audit(
         self,
@@ -45,14 +52,12 @@ class GovernanceAuditor:
         request_id: str | None = None,
     ) -> bool:
         """Write one entry; False (and a log line) when governance is not reachable."""
-        import ray
-
-        if not ray.is_initialized():
-            logger.info("not audited: Ray is not initialised", extra={"action": action})
+        if self.governance is None:
+            logger.warning("not audited: no governance service", extra={"action": action})
             return False
         try:
-            handle: Any = ray.get_actor(GOVERNANCE_ACTOR, namespace=self.namespace)
-            ref = handle.audit.remote(
+            ref = self.governance.submit(
+                GovernanceChecker.audit,
                 action,
                 principal,
                 resource,
@@ -61,12 +66,6 @@ class GovernanceAuditor:
                 request_id=request_id,
             )
             ray.get(ref, timeout=self.timeout_s)
-        except ValueError:
-            logger.warning(
-                "not audited: no governance actor",
-                extra={"action": action, "namespace": self.namespace},
-            )
-            return False
         except (ray.exceptions.RayError, EntaiError) as exc:
             logger.warning(
                 "not audited: governance call failed",

@@ -34,7 +34,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from entai.actors.governance._auth_failures import FailedAuthWindow
-from entai.shared.core import AuthenticationError, EntaiError, ServiceUnavailableError
+from entai.shared.core import AuthenticationError, ServiceUnavailableError
 from entai.shared.governance import (
     Decision,
     Permission,
@@ -45,7 +45,6 @@ from entai.shared.governance import (
 )
 
 __all__ = [
-    "ActorGovernance",
     "AuthCache",
     "CacheSnapshot",
     "CachedToken",
@@ -99,71 +98,6 @@ class GovernanceBackend(Protocol):
     def record_auth_failures(self, windows: Sequence[FailedAuthWindow]) -> int: ...
 
 
-class ActorGovernance:
-    """Adapts a GovernanceChecker actor handle to :class:`GovernanceBackend`.
-
-    Args:
-        handle: The actor handle.
-        timeout_s: Longest wait for one call; past it the call is a
-            ServiceUnavailableError (the actor may still finish it).
-    """
-
-    def __init__(self, handle: Any, *, timeout_s: float = 10.0) -> None:
-        self._handle = handle
-        self._timeout_s = timeout_s
-
-    def _call(self, method: str, *args: Any) -> Any:
-        import ray
-        from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
-
-        try:
-            return ray.get(getattr(self._handle, method).remote(*args), timeout=self._timeout_s)
-        except RayTaskError as exc:  # re-raise the governance decision itself
-            if isinstance(exc.cause, EntaiError):
-                raise exc.cause from None
-            raise
-        except GetTimeoutError as exc:
-            raise ServiceUnavailableError(
-                f"the governance service did not answer within {self._timeout_s}s",
-                details={"service": "governance", "call": method, "timeout_s": self._timeout_s},
-            ) from exc
-        except RayActorError as exc:
-            raise ServiceUnavailableError(
-                "the governance service is restarting or gone; retry",
-                details={"service": "governance", "call": method, "error": type(exc).__name__},
-            ) from exc
-
-    def authorize(
-        self, caller: str, action: str, resource: str, request_id: str | None
-    ) -> Decision:
-        """Remote :meth:`GovernanceChecker.authorize`."""
-        decision: Decision = self._call("authorize", caller, action, resource, request_id)
-        return decision
-
-    def authorize_features(
-        self, caller: str, features: Mapping[str, str], resource: str, request_id: str | None
-    ) -> Decision:
-        """Remote :meth:`GovernanceChecker.authorize_features`."""
-        decision: Decision = self._call(
-            "authorize_features", caller, dict(features), resource, request_id
-        )
-        return decision
-
-    def snapshot_for_cache(self, usage: Mapping[UsageKey, int] | None) -> CacheSnapshot:
-        """Remote :meth:`GovernanceChecker.snapshot_for_cache`."""
-        snapshot: CacheSnapshot = self._call("snapshot_for_cache", dict(usage) if usage else None)
-        return snapshot
-
-    def lookup_token(self, token_id: str, secret_hash: str) -> Principal | None:
-        """Remote :meth:`GovernanceChecker.lookup_token` (its own concurrency group)."""
-        principal: Principal | None = self._call("lookup_token", token_id, secret_hash)
-        return principal
-
-    def record_auth_failures(self, windows: Sequence[FailedAuthWindow]) -> int:
-        """Remote :meth:`GovernanceChecker.record_auth_failures`."""
-        return int(self._call("record_auth_failures", list(windows)))
-
-
 class AuthCache:
     """Authorize with a short-lived local copy of the governance state.
 
@@ -191,20 +125,6 @@ class AuthCache:
         self._snapshot: CacheSnapshot | None = None
         self._fetched_at = float("-inf")
         self._usage: Counter[UsageKey] = Counter()
-
-    @classmethod
-    def for_actor(
-        cls,
-        handle: Any,
-        *,
-        ttl_s: float = 5.0,
-        max_stale_s: float | None = None,
-        timeout_s: float = 10.0,
-    ) -> AuthCache:
-        """A cache in front of a GovernanceChecker actor handle (calls bounded by ``timeout_s``)."""
-        return cls(
-            ActorGovernance(handle, timeout_s=timeout_s), ttl_s=ttl_s, max_stale_s=max_stale_s
-        )
 
     @property
     def ttl_s(self) -> float:

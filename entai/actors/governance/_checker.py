@@ -50,7 +50,7 @@ from entai.shared.governance import (
     TokenStore,
     VerifyReport,
 )
-from entai.shared.settings import EntaiSettings
+from entai.shared.settings import EntaiSettings, audit_anchor_store, resolve_audit_key
 
 __all__ = [
     "ACTOR_NAME",
@@ -76,7 +76,8 @@ class GovernanceChecker:
 
     Args:
         settings: Where the policy (``security.policy_file`` or ``<home>/policy.yaml``),
-            tokens (``<home>/tokens``) and audit log (``<lake.root>/audit``) live.
+            tokens (``<home>/tokens``) and audit log (``<lake.root>/audit``) live, and
+            the audit log's key and anchor store (``security.audit_*``).
         audit_window_s: Length of the window over which allowed high-volume reads are
             aggregated into one audit entry.
     """
@@ -86,7 +87,12 @@ class GovernanceChecker:
         self._policy_path = settings.security.policy_file or settings.home / "policy.yaml"
         self._policy = self._load_policy()
         self._tokens = TokenStore(settings.home / "tokens")
-        self._audit = AuditLog.in_lake(settings.lake.root)
+        self._audit = AuditLog.in_lake(
+            settings.lake.root,
+            key=resolve_audit_key(settings),
+            anchors=audit_anchor_store(settings),
+            anchor_every=settings.security.audit_anchor_every,
+        )
         self._window_s = audit_window_s
         self._window_start = time.monotonic()
         self._window_opened = datetime.now(UTC)
@@ -414,9 +420,21 @@ class GovernanceChecker:
             self.flush_audit()
 
     def verify_audit(self) -> VerifyReport:
-        """Flush aggregates, then verify the whole chain and its head anchor."""
-        self.flush_audit()
+        """Flush aggregates (unless the log is sealed), then verify every MAC and the anchor."""
+        if self._audit.sealed is None:
+            self.flush_audit()
         return self._audit.verify()
+
+    def export_audit(self, caller: str | Principal) -> bytes:
+        """A verifiable bundle of the whole audit log (needs ``audit:read``; audited)."""
+        self.flush_audit()
+        who = self._resolve(caller, None)
+        decision = self._policy.authorize(who, Permission.AUDIT_READ, "audit")
+        principal = self._record(decision, None).principal
+        self._audit.append(
+            principal=principal, action="audit:export", resource="audit", decision="allow"
+        )
+        return self._audit.export(exported_by=principal)
 
     def query_audit(
         self,

@@ -29,7 +29,6 @@ from typing import Any
 import ray
 
 from entai.actors.backends import configure_mlflow, load_card, store_card
-from entai.actors.governance import GovernanceAuditor
 from entai.actors.models._registry_tags import (
     ALIASES,
     CARD_TAG,
@@ -483,9 +482,13 @@ ModelRegistryActor = ray.remote(  # type: ignore[call-overload]
 
 
 def start_registry(
-    settings: MlflowSettings, namespace: str, *, policy: PromotionPolicy | None = None
+    settings: MlflowSettings,
+    namespace: str,
+    *,
+    policy: PromotionPolicy | None = None,
+    audit: AuditSink | None = None,
 ) -> Any:
-    """Create (or find) the named, detached ModelRegistry actor, auditing to governance."""
+    """Create (or find) the named, detached ModelRegistry actor, auditing to ``audit``."""
     from entai.actors.core import service_actor
 
     return service_actor(
@@ -494,5 +497,5 @@ def start_registry(
         namespace,
         settings,
         policy=policy,
-        audit=GovernanceAuditor(namespace),
+        audit=audit,
     )

@@ -88,7 +88,8 @@ class DriftMonitor:
         sink: Receives alert notifications; a :class:`LogSink` by default.
         retrain_sink: Receives each :class:`RetrainRequest`; by default it is written
             to ``<lake>/monitoring/retrain_requests/<request_id>.json``.
-        auditor: Audit log writer; the governance actor by default.
+        auditor: Audit log writer (the services wiring passes the governance service's);
+            by default events are logged as not audited.
         clock: Current time (timezone-aware); closes idle time windows.
         max_batch_ids: Processed batch ids remembered per model (retries older than
             that are counted again).
@@ -121,7 +122,7 @@ class DriftMonitor:
         self._watched: dict[str, int] = {}
         self._sink: AlertSink = sink or LogSink()
         self._retrain_sink = retrain_sink or self._store.save_retrain_request
-        self._auditor: Auditor = auditor or GovernanceAuditor(settings.ray.namespace)
+        self._auditor: Auditor = auditor or GovernanceAuditor(None)
         self._clock = clock
         self._models: dict[str, ModelWatch] = self._store.load()
         self._ticker: ActorClock | None = None
@@ -384,7 +385,9 @@ class DriftMonitor:
 DriftMonitorActor = ray.remote(DriftMonitor)
 
 
-def start_drift_monitor(settings: EntaiSettings, namespace: str | None = None) -> Any:
+def start_drift_monitor(
+    settings: EntaiSettings, namespace: str | None = None, *, auditor: Auditor | None = None
+) -> Any:
     """Create (or get) the named, detached ``entai-drift-monitor`` actor.
 
     Detached, restarted forever (``max_restarts=-1``, ``max_task_retries=-1``), no CPU
@@ -400,5 +403,6 @@ def start_drift_monitor(settings: EntaiSettings, namespace: str | None = None) -
         ACTOR_NAME,
         namespace or settings.ray.namespace,
         settings,
+        auditor=auditor,
         tick_interval_s=settings.monitoring.tick_interval_s,
     )

@@ -54,6 +54,7 @@ from entai.shared.data import (
     Event,
     EventsReceipt,
     Lake,
+    UndeclaredPii,
     accepted_schema,
     event_table,
     validate_events,
@@ -85,6 +86,7 @@ def publish_events(
     *,
     hmac_key: bytes,
     received_at: datetime | None = None,
+    undeclared_pii: UndeclaredPii = UndeclaredPii.QUARANTINE,
 ) -> EventsReceipt:
     """Validate a batch of events and publish the accepted ones, masked.
 
@@ -94,20 +96,23 @@ def publish_events(
         events: Envelopes or bare payloads (see :mod:`entai.shared.data._events`).
         hmac_key: Pseudonymisation key.
         received_at: Receive time (default: now).
+        undeclared_pii: What PII found in a payload column stored in the clear does
+            (``security.undeclared_pii``): reject the event or redact the finding.
 
     Returns:
-        Accepted and rejected counts and the per-event errors (the 202 body).
+        Accepted and rejected counts, the per-event errors and the PII findings per
+        column and kind with their warnings (the 202 body).
 
     Raises:
         InvalidInputError: the batch is empty or too large.
         ServiceUnavailableError: the bus cannot be reached (nothing was accepted).
     """
-    checked = validate_events(events, contract, hmac_key, received_at=received_at)
+    checked = validate_events(
+        events, contract, hmac_key, received_at=received_at, undeclared_pii=undeclared_pii
+    )
     if checked.accepted:
         bus.publish(checked.accepted)
-    return EventsReceipt(
-        accepted=len(checked.accepted), rejected=len(checked.rejected), errors=checked.rejected
-    )
+    return checked.receipt()
 
 
 def push(

@@ -7,7 +7,9 @@ keeps every core busy: :mod:`entai.pipelines.ingest._csv_ranges`) and commits in
 1. hash the input bytes (streamed SHA-256; text formats are checked to be UTF-8 on
    the way); an ingest manifest with that hash for the source means a no-op;
 2. each Ray Data task validates and masks its block with the pure
-   :func:`entai.shared.data._validation.validate_and_mask` and stages its own Parquet files
+   :func:`entai.shared.data._validation.check_batch` (which also scans every string column
+   the contract stores in the clear for PII: :mod:`entai.shared.data._undeclared`) and
+   stages its own Parquet files
    (accepted rows by event date, quarantined rows by ingest date) under
    ``_staging/ingest/<batch_id>/`` (:mod:`entai.pipelines.ingest._staging`); the driver
    only sees counts and key columns, checks the key's uniqueness across blocks, then
@@ -18,6 +20,8 @@ keeps every core busy: :mod:`entai.pipelines.ingest._csv_ranges`) and commits in
    derived from the input hash and the staged intent lists the paths to replace.
 
 Invariant, checked before the commit: rows in = rows accepted + rows quarantined.
+The report and the manifest count the PII found per column and kind and carry one
+warning per such column (declare it PII).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import hashlib
 import logging
 import re
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -48,7 +52,15 @@ from entai.pipelines.ingest._staging import (
     staging_dir,
 )
 from entai.shared.core import ContractViolationError, EntaiError, InvalidInputError
-from entai.shared.data import DataContract, Lake, PiiKind, check_schema, replace_pii
+from entai.shared.data import (
+    DataContract,
+    Lake,
+    PiiKind,
+    UndeclaredPii,
+    check_schema,
+    replace_pii,
+    undeclared_pii_warnings,
+)
 from entai.shared.settings import check_hmac_key
 
 __all__ = ["IngestReport", "ingest_file"]
@@ -71,7 +83,12 @@ _QUOTED_ROW = re.compile(r"(got [0-9]+( columns)?):.*$")
 
 @dataclass(frozen=True)
 class IngestReport:
-    """What one ingestion did; ``rows_in == rows_accepted + rows_quarantined``."""
+    """What one ingestion did; ``rows_in == rows_accepted + rows_quarantined``.
+
+    ``pii_findings`` counts, per column the contract stores in the clear and per PII
+    kind, the rows that held it (quarantined or redacted, by ``undeclared_pii``);
+    ``warnings`` has one sentence per such column, naming it: declare it PII.
+    """
 
     source: str
     batch_id: str
@@ -82,6 +99,8 @@ class IngestReport:
     files_written: tuple[str, ...]
     skipped_as_duplicate: bool
     contract_version: int
+    pii_findings: dict[str, dict[str, int]] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
 
 
 def _input_files(uri: str) -> tuple[pafs.FileSystem, list[str]]:
@@ -290,6 +309,7 @@ def ingest_file(
     batch_id: str | None = None,
     progress: bool = True,
     fmt: str | None = None,
+    undeclared_pii: UndeclaredPii = UndeclaredPii.QUARANTINE,
 ) -> IngestReport:
     """Ingest one file (or a directory of files) for ``contract.source``.
 
@@ -301,6 +321,9 @@ def ingest_file(
         batch_id: Id of this batch; by default derived from the input hash.
         progress: Show Ray Data's progress bars.
         fmt: ``csv``, ``parquet`` or ``json``; by default from the file extension.
+        undeclared_pii: What PII found in a column the contract stores in the clear
+            does: quarantine its row (default) or redact it in place
+            (``security.undeclared_pii``).
 
     Returns:
         The report; ``skipped_as_duplicate`` when this input was already ingested.
@@ -319,7 +342,11 @@ def ingest_file(
     if previous is not None:
         logger.info("input already ingested", extra={"batch_id": previous["batch_id"]})
         fields = {k: previous[k] for k in IngestReport.__dataclass_fields__ if k in previous}
-        fields.update(files_written=tuple(previous["files_written"]), skipped_as_duplicate=True)
+        fields.update(
+            files_written=tuple(previous["files_written"]),
+            warnings=tuple(previous.get("warnings", ())),
+            skipped_as_duplicate=True,
+        )
         return IngestReport(**fields)
     batch = batch_id or f"{contract.source}-{input_hash.removeprefix('sha256:')[:16]}"
     reset_staging(lake, batch)
@@ -334,6 +361,7 @@ def ingest_file(
             batch_id=batch,
             lake_root=lake.base if lake.is_local else lake.root,
             run_id=uuid.uuid4().hex,
+            undeclared_pii=undeclared_pii,
             progress=progress,
         )
         move_duplicates(lake, staged, contract, batch)
@@ -346,6 +374,11 @@ def ingest_file(
         reset_staging(lake, batch)
         raise
     written = commit_staged(lake, staged, batch)
+    warnings = undeclared_pii_warnings(contract, staged.pii_findings, undeclared_pii)
+    for warning in warnings:
+        logger.warning(
+            warning, extra={"source": contract.source, "pii_findings": staged.pii_findings}
+        )
     report = IngestReport(
         source=contract.source,
         batch_id=batch,
@@ -356,6 +389,8 @@ def ingest_file(
         files_written=tuple(written),
         skipped_as_duplicate=False,
         contract_version=contract.version,
+        pii_findings=staged.pii_findings,
+        warnings=tuple(warnings),
     )
     manifest = {
         **asdict(report),
@@ -363,6 +398,7 @@ def ingest_file(
         "input_uri": uri,
         "contract_fingerprint": contract.fingerprint,
         "quarantine_rules": dict(sorted(staged.rules.items())),
+        "undeclared_pii": str(undeclared_pii),
         "created_at": datetime.now(UTC).isoformat(),
     }
     lake.write_json(lake.path("manifests", "ingest", contract.source, f"{batch}.json"), manifest)

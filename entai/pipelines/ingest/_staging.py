@@ -2,7 +2,8 @@
 
 Each validation task writes its own block's accepted rows (one Parquet file per event
 date) and quarantined rows into ``_staging/ingest/<batch_id>/`` and returns only a
-one-row summary: counts, the files it staged, the quarantine rules, and its accepted
+one-row summary: counts, the files it staged, the quarantine rules, the PII it found in
+columns the contract stores in the clear (per column and kind), and its accepted
 rows' key columns with the file and row each was staged at. Blocks leave the key's
 uniqueness alone: the driver checks it once over every block's keys (the same hashing
 per key as a block would do), rewrites the few staged files that hold a later
@@ -40,11 +41,14 @@ from entai.shared.data import (
     ColumnType,
     DataContract,
     Lake,
+    PiiCounts,
     Pseudonymiser,
+    UndeclaredPii,
+    check_batch,
     coerce_column,
+    merge_pii_counts,
     quarantine_schema,
     repeated_keys,
-    validate_and_mask,
 )
 
 __all__ = [
@@ -68,6 +72,7 @@ SUMMARY_SCHEMA = pa.schema(
         ("quarantined", pa.int64()),
         ("files", pa.list_(pa.string())),
         ("rules", pa.string()),
+        ("pii", pa.string()),
         ("keys", pa.binary()),
     ]
 )
@@ -175,20 +180,24 @@ def stage_block(
     batch_id: str,
     lake_root: str,
     run_id: str,
+    undeclared_pii: UndeclaredPii = UndeclaredPii.QUARANTINE,
 ) -> pa.Table:
     """Validate, mask and stage one block; return its one-row summary.
 
     ``run_id`` names the ingestion run: blocks of one run in one worker process share
-    a pseudonymiser.
+    a pseudonymiser. ``undeclared_pii`` is what PII found in a column stored in the
+    clear does (quarantine the row or redact the finding).
     """
-    accepted, quarantined = validate_and_mask(
+    checked = check_batch(
         batch,
         contract,
         hmac_key,
         batch_id=batch_id,
         pseudonymiser=_pseudonymiser(run_id, hmac_key),
         unique_key=False,
+        undeclared_pii=undeclared_pii,
     )
+    accepted, quarantined = checked.accepted, checked.quarantined
     lake = Lake(lake_root)
     name = f"part-{batch_id}-{uuid.uuid4().hex[:12]}.parquet"
     files: list[str] = []
@@ -220,6 +229,7 @@ def stage_block(
         "quarantined": [quarantined.num_rows],
         "files": [files],
         "rules": [json.dumps(dict(rules))],
+        "pii": [json.dumps(checked.pii_findings)],
         "keys": [_ipc(keys) if keys.num_columns else b""],
     }
     return pa.table(row, schema=SUMMARY_SCHEMA)
@@ -234,6 +244,7 @@ class StagedBatch:
     quarantined: int = 0
     files: list[str] = field(default_factory=list)
     rules: Counter[str] = field(default_factory=Counter)
+    pii_findings: PiiCounts = field(default_factory=dict)
     keys: list[pa.Table] = field(default_factory=list)
 
 
@@ -247,6 +258,7 @@ def staged_batch(summaries: Sequence[pa.Table]) -> StagedBatch:
             out.quarantined += row["quarantined"]
             out.files += row["files"]
             out.rules.update(json.loads(row["rules"]))
+            out.pii_findings = merge_pii_counts([out.pii_findings, json.loads(row["pii"])])
             if row["keys"]:
                 out.keys.append(pa.ipc.open_stream(row["keys"]).read_all())
     return out

@@ -6,9 +6,16 @@ from __future__ import annotations
 
 from entai.pipelines.training._config import (
     CardText,
+    FairnessConfig,
     SearchDimension,
     TrainConfig,
     TuneConfig,
+)
+from entai.pipelines.training._fairness import (
+    MISSING_GROUP,
+    check_fairness_columns,
+    fairness_reports,
+    with_fairness,
 )
 from entai.pipelines.training._lineage import (
     lineage_artifacts,
@@ -45,6 +52,7 @@ from entai.pipelines.training._tracking import (
 )
 from entai.pipelines.training._train import (
     BASELINES,
+    Runner,
     TrainOutcome,
     Transport,
     evaluate_binary,
@@ -62,12 +70,15 @@ from entai.pipelines.training._tune import (
 __all__ = [
     "ACTOR_NAME",
     "BASELINES",
+    "MISSING_GROUP",
     "RETRAIN_PRINCIPAL",
     "CardText",
     "ConfigSource",
+    "FairnessConfig",
     "LoggedRun",
     "RetrainWorker",
     "RetrainWorkerActor",
+    "Runner",
     "SearchDimension",
     "TrainConfig",
     "TrainOutcome",
@@ -77,8 +88,10 @@ __all__ = [
     "TuneConfig",
     "TuneOutcome",
     "build_training_data",
+    "check_fairness_columns",
     "evaluate_binary",
     "evaluate_version",
+    "fairness_reports",
     "last_runs",
     "lineage_artifacts",
     "lineage_tags",
@@ -98,4 +111,5 @@ __all__ = [
     "train_xgboost",
     "tune_xgboost",
     "validation_dataset_id",
+    "with_fairness",
 ]

@@ -2,8 +2,9 @@
 
 A config names what to train on (a feature service from a definitions module and a
 label source, joined point-in-time), how (XGBoost parameters, rounds, workers, the
-time split, baselines) and what to register (model name, alias, card text).
-:class:`TuneConfig` adds the search space and the search's budget.
+time split, baselines), what to evaluate fairness by (``fairness:``) and what to
+register (model name, alias, card text). :class:`TuneConfig` adds the search space and
+the search's budget.
 """
 
 from __future__ import annotations
@@ -11,12 +12,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
-from entai.pipelines.training._train import BASELINES
+from entai.pipelines.training._train import BASELINES, Runner
 from entai.shared.core import ConfigError, read_yaml_mapping
 
-__all__ = ["CardText", "SearchDimension", "TrainConfig", "TuneConfig"]
+__all__ = ["CardText", "FairnessConfig", "SearchDimension", "TrainConfig", "TuneConfig"]
 
 _DEFAULT_PARAMS: dict[str, Any] = {
     "objective": "binary:logistic",
@@ -41,6 +50,39 @@ class CardText(_Config):
     owners: tuple[str, ...] = ()
 
 
+class FairnessConfig(_Config):
+    """What the validation set's fairness is evaluated by (``entai.shared.models._fairness``).
+
+    Example::
+
+        fairness:
+          columns: [region]
+          top_fraction: 0.2
+
+    Attributes:
+        columns: Protected or segment columns of the training set. A column of the label
+            source is kept through the point-in-time join as an extra column and is not a
+            model input; a feature of the service may be named too.
+        threshold: Scores at or above it count as selected.
+        top_fraction: Select this top share of the validation scores instead (the
+            threshold becomes that quantile), as a campaign that contacts the top 20%.
+        min_group_size: Groups with fewer validation rows are reported, not compared.
+        bins: Equal-width score bins of each group's calibration error.
+    """
+
+    columns: tuple[str, ...] = Field(..., min_length=1)
+    threshold: float = Field(0.5, ge=0.0, le=1.0)
+    top_fraction: float | None = Field(None, gt=0.0, lt=1.0)
+    min_group_size: int = Field(30, ge=1)
+    bins: int = Field(10, ge=1)
+
+    @model_validator(mode="after")
+    def _distinct(self) -> Self:
+        if len(set(self.columns)) != len(self.columns):
+            raise ValueError(f"columns lists a column twice: {list(self.columns)}")
+        return self
+
+
 class TrainConfig(_Config):
     """One training run.
 
@@ -52,6 +94,8 @@ class TrainConfig(_Config):
         label_column: The binary label column.
         timestamp_column: Time of each entity row (the PIT join and split key).
         segment_column: Column to report per-segment metrics on (e.g. ``category``).
+        fairness: Columns to evaluate fairness by, and how; the reports go to the
+            model card, the run's metrics and ``evaluation.json``.
         oracle_column: Column holding the true probability, when the data is synthetic.
         as_served: PIT join only on rows written by each row's time.
         dataset_id: Save the training set under this id (immutable; None = not saved).
@@ -59,6 +103,8 @@ class TrainConfig(_Config):
         num_boost_round: Boosting rounds.
         num_workers: Ray Train workers.
         cpus_per_worker: CPUs (and XGBoost threads) per worker.
+        runner: Where training runs: ``auto`` (one Ray task for one worker, Ray Train
+            for more), ``task`` (one worker only) or ``ray_train``.
         valid_fraction: Latest share of distinct timestamps used for validation.
         baselines: scikit-learn baselines to fit and log alongside.
         register_model: Register the trained model.
@@ -74,6 +120,7 @@ class TrainConfig(_Config):
     label_column: str = "label"
     timestamp_column: str = "event_timestamp"
     segment_column: str | None = None
+    fairness: FairnessConfig | None = None
     oracle_column: str | None = None
     as_served: bool = False
     dataset_id: str | None = None
@@ -81,6 +128,7 @@ class TrainConfig(_Config):
     num_boost_round: int = Field(100, ge=1, le=100_000)
     num_workers: int = Field(1, ge=1)
     cpus_per_worker: int = Field(1, ge=1)
+    runner: Runner = "auto"
     valid_fraction: float = Field(0.2, gt=0.0, lt=1.0)
     baselines: tuple[str, ...] = ("logistic_regression",)
     register_model: bool = True
@@ -93,6 +141,23 @@ class TrainConfig(_Config):
         unknown = sorted(set(self.baselines) - set(BASELINES))
         if unknown:
             raise ValueError(f"unknown baselines {unknown}; choose from {list(BASELINES)}")
+        return self
+
+    @field_validator("fairness")
+    @classmethod
+    def _fairness_columns(
+        cls, value: FairnessConfig | None, info: ValidationInfo
+    ) -> FairnessConfig | None:
+        reserved = {str(info.data.get(f)) for f in ("label_column", "timestamp_column")}
+        clash = sorted(reserved & set(value.columns if value else ()))
+        if clash:
+            raise ValueError(f"fairness.columns cannot be the label or timestamp: {clash}")
+        return value
+
+    @model_validator(mode="after")
+    def _runner_fits_workers(self) -> Self:
+        if self.runner == "task" and self.num_workers != 1:
+            raise ValueError("runner 'task' trains on one worker; use 'ray_train' or 'auto'")
         return self
 
     @classmethod

@@ -20,9 +20,12 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from entai.actors.governance import GovernanceAuditor
+from entai.actors.core import Service
+from entai.actors.models import ModelRegistry
+from entai.actors.monitoring import Auditor
+from entai.actors.services import Services, registry_here
 from entai.pipelines.training._config import TrainConfig
-from entai.pipelines.training._run import registry_call, run_training
+from entai.pipelines.training._run import run_training
 from entai.shared.core import PromotionRejectedError
 from entai.shared.data import Lake
 from entai.shared.settings import EntaiSettings
@@ -45,10 +48,8 @@ ConfigSource = Callable[[Mapping[str, Any]], TrainConfig]
 """``config_for(request)``: the training config to rerun for a request's model."""
 
 
-def _audit(settings: EntaiSettings, action: str, resource: str, details: dict[str, Any]) -> None:
-    GovernanceAuditor(settings.ray.namespace).audit(
-        action, RETRAIN_PRINCIPAL, resource, "allow", details=details
-    )
+def _audit(auditor: Auditor, action: str, resource: str, details: dict[str, Any]) -> None:
+    auditor.audit(action, RETRAIN_PRINCIPAL, resource, "allow", details=details)
 
 
 def pending_requests(lake: Lake) -> list[dict[str, Any]]:
@@ -69,12 +70,23 @@ def last_runs(lake: Lake) -> dict[str, datetime]:
 
 
 def retrain(
-    settings: EntaiSettings, request: Mapping[str, Any], config: TrainConfig
+    settings: EntaiSettings,
+    request: Mapping[str, Any],
+    config: TrainConfig,
+    *,
+    registry: Service[ModelRegistry] | None = None,
+    auditor: Auditor | None = None,
 ) -> dict[str, Any]:
-    """Handle one request: train on fresh data, register a challenger, maybe promote."""
+    """Handle one request: train on fresh data, register a challenger, maybe promote.
+
+    ``registry`` and ``auditor`` default to the running platform's (a local registry
+    and log-only auditing without one).
+    """
+    registry = registry or registry_here(settings)
+    auditor = auditor or Services.of(settings).auditor()
     model = str(request["model"])
     resource = f"model:{model}"
-    _audit(settings, "retrain:start", resource, {"request": dict(request)})
+    _audit(auditor, "retrain:start", resource, {"request": dict(request)})
     dataset_id = config.dataset_id
     if dataset_id is not None:  # saved datasets are immutable: the fresh one needs its own id
         dataset_id = f"{dataset_id}-retrain-{str(request['request_id'])[:12]}"
@@ -91,14 +103,13 @@ def retrain(
         "entai.retrain_reason": str(request["reason"]),
         "entai.retrained_from": str(request["version"]),
     }
-    result = run_training(settings, run_config, lineage=lineage)
+    result = run_training(settings, run_config, lineage=lineage, registry=registry)
     version = result.get("version")
     outcome: dict[str, Any] = {"request_id": request["request_id"], "model": model, **result}
     if request.get("auto_promote") and version is not None:
         try:
-            registry_call(
-                settings,
-                "promote",
+            registry.call(
+                ModelRegistry.promote,
                 model,
                 int(version),
                 "champion",
@@ -110,7 +121,7 @@ def retrain(
             outcome["promoted"] = False
             outcome["promotion_rejected"] = exc.details
     _audit(
-        settings,
+        auditor,
         "retrain:registered",
         resource,
         {"request_id": request["request_id"], "version": version, "reason": request["reason"]},
@@ -131,6 +142,8 @@ def process_pending(
     config_for: ConfigSource,
     *,
     skip_reason: Callable[[Mapping[str, Any]], str | None] = lambda request: None,
+    registry: Service[ModelRegistry] | None = None,
+    auditor: Auditor | None = None,
 ) -> list[dict[str, Any]]:
     """Handle every pending request; each moves to ``done/`` with its outcome.
 
@@ -139,25 +152,31 @@ def process_pending(
         config_for: The training config for a request.
         skip_reason: Why a request must not run now (e.g. a rate limit), or None.
             A skipped request is closed and audited as ``retrain:skipped``.
+        registry: Where challengers are registered; default: the running platform's.
+        auditor: Where the workflow's events are audited; default: the platform's.
 
     A request whose run fails is closed with the error and audited as
     ``retrain:failed``; the others still run.
     """
     lake = Lake(settings.lake.root)
+    registry = registry or registry_here(settings)
+    auditor = auditor or Services.of(settings).auditor()
     outcomes = []
     for request in pending_requests(lake):
         resource = f"model:{request['model']}"
         why_not = skip_reason(request)
         if why_not is not None:
             outcome: dict[str, Any] = {"request_id": request["request_id"], "skipped": why_not}
-            _audit(settings, "retrain:skipped", resource, outcome)
+            _audit(auditor, "retrain:skipped", resource, outcome)
         else:
             try:
-                outcome = retrain(settings, request, config_for(request))
+                outcome = retrain(
+                    settings, request, config_for(request), registry=registry, auditor=auditor
+                )
             except Exception as exc:
                 log.exception("retraining failed", extra={"request_id": request["request_id"]})
                 outcome = {"request_id": request["request_id"], "error": repr(exc)}
-                _audit(settings, "retrain:failed", resource, outcome)
+                _audit(auditor, "retrain:failed", resource, outcome)
         _close(lake, request, outcome)
         outcomes.append(outcome)
     return outcomes

@@ -3,9 +3,10 @@
 The steps: read the label source, build the training set through the point-in-time
 join of the feature service, split it by time, train XGBoost on Ray Train (or search
 with Ray Tune and retrain the best), fit the scikit-learn baselines, evaluate (AUC,
-log loss, calibration, per-segment), log everything to MLflow, register the model
-with its lineage and model card, and give it the configured alias. Both functions
-return a summary dict, so the CLI prints it and tests assert on it.
+log loss, calibration, per-segment, fairness by the configured columns), log
+everything to MLflow, register the model with its lineage and model card, and give it
+the configured alias. Both functions return a summary dict, so the CLI prints it and
+tests assert on it.
 
 The validation set's id is a hash of its rows (entity keys, timestamps, labels):
 two models trained on the same labels and split get the same id, which is what lets
@@ -19,20 +20,37 @@ import logging
 import shutil
 import subprocess
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from entai.actors.models import ACTOR_NAME, ModelRegistry
-from entai.pipelines.training._config import TrainConfig, TuneConfig
+from entai.actors.core import Service
+from entai.actors.models import ModelRegistry, ModelVersionInfo
+from entai.actors.services import registry_here
+from entai.pipelines.features import get_historical_features
+from entai.pipelines.training._config import FairnessConfig, TrainConfig, TuneConfig
+from entai.pipelines.training._fairness import check_fairness_columns, with_fairness
+from entai.pipelines.training._lineage import lineage_artifacts, lineage_tags
+from entai.pipelines.training._tracking import LoggedRun, log_xgboost_run
 from entai.pipelines.training._train import (
+    TrainOutcome,
     evaluate_binary,
     time_split,
     train_baselines,
     train_xgboost,
 )
+from entai.pipelines.training._tune import log_trials, tune_xgboost
 from entai.shared.core import InvalidInputError
+from entai.shared.data import Lake
+from entai.shared.features import (
+    Definitions,
+    FeatureViewProjection,
+    OfflineStore,
+    OnDemandFeatureView,
+)
 from entai.shared.models import ModelCard, TrainingDataSummary
 from entai.shared.settings import EntaiSettings
 
@@ -105,15 +123,6 @@ def build_training_data(
         config: Feature service, definitions, label source, split.
         labels: Entity/label rows to use instead of reading ``config.label_source``.
     """
-    from entai.pipelines.features import get_historical_features
-    from entai.shared.data import Lake
-    from entai.shared.features import (
-        Definitions,
-        FeatureViewProjection,
-        OfflineStore,
-        OnDemandFeatureView,
-    )
-
     rows = _read_labels(config) if labels is None else labels
     definitions = Definitions.from_module(config.definitions_module)
     service = definitions.service(config.feature_service)
@@ -135,8 +144,10 @@ def build_training_data(
             else FeatureViewProjection.of(item).features
         )
     ]
+    frame = built.to_pandas()
+    check_fairness_columns(config.fairness, frame)
     train, valid = time_split(
-        built.to_pandas(),
+        frame,
         timestamp_column=config.timestamp_column,
         valid_fraction=config.valid_fraction,
     )
@@ -156,11 +167,14 @@ def evaluate_version(
     *,
     label_column: str,
     segment_column: str | None = None,
+    fairness: FairnessConfig | None = None,
 ) -> dict[str, Any]:
     """Score a logged or registered model on ``frame``; the metrics of :func:`evaluate_binary`.
 
     Use it to evaluate champion and challenger on one dataset, then record the
-    metrics with ``ModelRegistry.record_evaluation`` under that dataset's id.
+    metrics with ``ModelRegistry.record_evaluation`` under that dataset's id. With
+    ``fairness``, the evaluation also carries the fairness reports by its columns
+    (``with_fairness``).
     """
     import mlflow.xgboost
 
@@ -168,21 +182,8 @@ def evaluate_version(
     features = list(booster.feature_names or [])
     scores = booster.inplace_predict(frame[features])
     segments = None if segment_column is None else frame[segment_column]
-    return evaluate_binary(frame[label_column], scores, segments=segments)
-
-
-def registry_call(settings: EntaiSettings, method: str, *args: Any, **kwargs: Any) -> Any:
-    """Call the running registry actor when there is one, else a local registry."""
-    import ray
-
-    if ray.is_initialized():
-        try:
-            handle = ray.get_actor(ACTOR_NAME, namespace=settings.ray.namespace)
-        except ValueError:
-            handle = None
-        if handle is not None:
-            return ray.get(getattr(handle, method).remote(*args, **kwargs))
-    return getattr(ModelRegistry(settings.mlflow), method)(*args, **kwargs)
+    evaluation = evaluate_binary(frame[label_column], scores, segments=segments)
+    return with_fairness(evaluation, fairness, frame, frame[label_column], scores)
 
 
 def _git_commit() -> str | None:
@@ -195,20 +196,156 @@ def _git_commit() -> str | None:
     return done.stdout.strip() or None if done.returncode == 0 else None
 
 
+@dataclass(frozen=True)
+class Evaluation:
+    """How a trained booster does on the validation rows.
+
+    Attributes:
+        scores: The booster's validation scores.
+        report: :func:`evaluate_binary`'s output (metrics, calibration, segments).
+        metrics: The model's own metrics (``report["metrics"]``).
+        comparisons: The baselines' metrics and the oracle's, for context.
+    """
+
+    scores: np.ndarray
+    report: dict[str, Any]
+    metrics: dict[str, float]
+    comparisons: dict[str, float]
+
+    @property
+    def all_metrics(self) -> dict[str, float]:
+        """The model's metrics and the comparisons, as logged to MLflow."""
+        return {**self.metrics, **self.comparisons}
+
+
+def _evaluate(config: TrainConfig, data: TrainingData, booster: Any) -> Evaluation:
+    valid, label = data.valid, config.label_column
+    scores = booster.inplace_predict(valid[data.features])
+    segments = None if config.segment_column is None else valid[config.segment_column]
+    report = evaluate_binary(valid[label], scores, segments=segments)
+    report = with_fairness(report, config.fairness, valid, valid[label], scores)
+    metrics = dict(report["metrics"])
+    baselines = train_baselines(
+        data.train, valid, feature_columns=data.features, label_column=label, names=config.baselines
+    )
+    comparisons = {
+        f"baseline_{name}_{metric}": value
+        for name, values in baselines.items()
+        for metric, value in values.items()
+    }
+    if config.oracle_column is not None:
+        oracle = evaluate_binary(valid[label], valid[config.oracle_column])["metrics"]
+        comparisons["oracle_valid_auc"] = oracle["valid_auc"]
+        comparisons["oracle_gap_auc"] = oracle["valid_auc"] - metrics["valid_auc"]
+    return Evaluation(scores, report, metrics, comparisons)
+
+
+def _lineage(
+    config: TrainConfig, data: TrainingData, extra: Mapping[str, str] | None
+) -> dict[str, str]:
+    """The version's lineage tags: feature service, definitions, datasets, code."""
+    lineage = {
+        "entai.feature_service": config.feature_service,
+        "entai.definitions_hash": str(data.manifest.get("definitions_hash", "")),
+        "entai.dataset_id": str(data.manifest.get("dataset_id", "")),
+        "entai.valid_dataset_id": data.valid_id,
+        **dict(extra or {}),
+    }
+    commit = _git_commit()
+    if commit:
+        lineage["entai.git_commit"] = commit
+    return lineage
+
+
+def _log(
+    settings: EntaiSettings,
+    config: TrainConfig,
+    data: TrainingData,
+    *,
+    outcome: TrainOutcome,
+    evaluation: Evaluation,
+    lineage: Mapping[str, str],
+    params: dict[str, Any],
+    num_boost_round: int,
+    run_name: str,
+    parent_run_id: str | None,
+) -> LoggedRun:
+    """Log the run to MLflow: params, metrics, dataset, model, lineage artifacts."""
+    trained = config.model_copy(update={"params": params, "num_boost_round": num_boost_round})
+    return log_xgboost_run(
+        settings.mlflow,
+        outcome,
+        params={
+            **params,
+            "num_boost_round": num_boost_round,
+            "num_workers": config.num_workers,
+            "runner": outcome.runner,
+        },
+        metrics=evaluation.all_metrics,
+        training_data=data.train,
+        dataset_name=lineage["entai.dataset_id"],
+        tags=dict(lineage),
+        run_name=run_name,
+        label_column=config.label_column,
+        evaluation=evaluation.report,
+        parent_run_id=parent_run_id,
+        artifacts=lineage_artifacts(
+            trained,
+            data.valid,
+            data.features,
+            evaluation.scores,
+            valid_auc=evaluation.metrics["valid_auc"],
+            sample_size=settings.monitoring.reference_sample_size,
+        ),
+    )
+
+
+def _register(
+    registry: Service[ModelRegistry],
+    config: TrainConfig,
+    data: TrainingData,
+    *,
+    evaluation: Evaluation,
+    lineage: Mapping[str, str],
+    logged: LoggedRun,
+) -> ModelVersionInfo:
+    """Register the logged model as a new version, and give it the configured alias."""
+    info = registry.call(
+        ModelRegistry.register,
+        logged.model_uri,
+        config.model_name,
+        registrant=config.registrant,
+        lineage={**lineage, **lineage_tags(logged.run_id)},
+        run_id=logged.run_id,
+        metrics=evaluation.metrics,
+        validation_dataset_id=data.valid_id,
+        card=_card(config, data, evaluation.report),
+    )
+    if config.alias is not None:
+        registry.call(
+            ModelRegistry.set_alias,
+            config.model_name,
+            config.alias,
+            info.version,
+            by=config.registrant,
+            reason=f"trained by run {logged.run_id}",
+        )
+    return info
+
+
 def _fit_and_register(
     settings: EntaiSettings,
     config: TrainConfig,
     data: TrainingData,
     *,
+    registry: Service[ModelRegistry] | None,
     params: dict[str, Any],
     num_boost_round: int,
     run_name: str,
     parent_run_id: str | None = None,
     extra_lineage: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    from entai.pipelines.training._lineage import lineage_artifacts, lineage_tags
-    from entai.pipelines.training._tracking import log_xgboost_run
-
+    """Train, evaluate, log and (if configured) register; return the run's summary."""
     outcome = train_xgboost(
         data.train,
         data.valid,
@@ -219,93 +356,43 @@ def _fit_and_register(
         storage_path=settings.home / "ray_train",
         num_workers=config.num_workers,
         cpus_per_worker=config.cpus_per_worker,
+        runner=config.runner,
         run_name=run_name,
     )
-    valid, label = data.valid, config.label_column
-    scores = outcome.booster.inplace_predict(valid[data.features])
-    segments = None if config.segment_column is None else valid[config.segment_column]
-    evaluation = evaluate_binary(valid[label], scores, segments=segments)
-    metrics = dict(evaluation["metrics"])
-    extra = {
-        f"baseline_{name}_{metric}": value
-        for name, values in train_baselines(
-            data.train,
-            valid,
-            feature_columns=data.features,
-            label_column=label,
-            names=config.baselines,
-        ).items()
-        for metric, value in values.items()
-    }
-    if config.oracle_column is not None:
-        oracle = evaluate_binary(valid[label], valid[config.oracle_column])["metrics"]
-        extra["oracle_valid_auc"] = oracle["valid_auc"]
-        extra["oracle_gap_auc"] = oracle["valid_auc"] - metrics["valid_auc"]
-    lineage = {
-        "entai.feature_service": config.feature_service,
-        "entai.definitions_hash": str(data.manifest.get("definitions_hash", "")),
-        "entai.dataset_id": str(data.manifest.get("dataset_id", "")),
-        "entai.valid_dataset_id": data.valid_id,
-        **dict(extra_lineage or {}),
-    }
-    commit = _git_commit()
-    if commit:
-        lineage["entai.git_commit"] = commit
-    logged = log_xgboost_run(
-        settings.mlflow,
-        outcome,
-        params={**params, "num_boost_round": num_boost_round, "num_workers": config.num_workers},
-        metrics={**metrics, **extra},
-        training_data=data.train,
-        dataset_name=lineage["entai.dataset_id"],
-        tags=lineage,
-        run_name=run_name,
-        label_column=label,
+    evaluation = _evaluate(config, data, outcome.booster)
+    lineage = _lineage(config, data, extra_lineage)
+    logged = _log(
+        settings,
+        config,
+        data,
+        outcome=outcome,
         evaluation=evaluation,
+        lineage=lineage,
+        params=params,
+        num_boost_round=num_boost_round,
+        run_name=run_name,
         parent_run_id=parent_run_id,
-        artifacts=lineage_artifacts(
-            config.model_copy(update={"params": params, "num_boost_round": num_boost_round}),
-            valid,
-            data.features,
-            scores,
-            valid_auc=metrics["valid_auc"],
-            sample_size=settings.monitoring.reference_sample_size,
-        ),
     )
     summary: dict[str, Any] = {
         "run_id": logged.run_id,
         "model_uri": logged.model_uri,
-        "metrics": {**metrics, **extra},
+        "metrics": evaluation.all_metrics,
         "dataset_id": lineage["entai.dataset_id"],
         "valid_dataset_id": data.valid_id,
-        "rows": {"train": len(data.train), "valid": len(valid)},
+        "rows": {"train": len(data.train), "valid": len(data.valid)},
         "timings_s": outcome.timings,
     }
     if config.register_model:
-        card = _card(config, data, evaluation)
-        info = registry_call(
-            settings,
-            "register",
-            logged.model_uri,
-            config.model_name,
-            registrant=config.registrant,
-            lineage={**lineage, **lineage_tags(logged.run_id)},
-            run_id=logged.run_id,
-            metrics=metrics,
-            validation_dataset_id=data.valid_id,
-            card=card,
+        info = _register(
+            registry or registry_here(settings),
+            config,
+            data,
+            evaluation=evaluation,
+            lineage=lineage,
+            logged=logged,
         )
         summary["version"] = info.version
         if config.alias is not None:
-            registry_call(
-                settings,
-                "set_alias",
-                config.model_name,
-                config.alias,
-                info.version,
-                by=config.registrant,
-                reason=f"trained by run {logged.run_id}",
-            )
             summary["alias"] = config.alias
     log.info("training run finished", extra={"model": config.model_name, **summary["rows"]})
     return summary
@@ -328,6 +415,7 @@ def _card(config: TrainConfig, data: TrainingData, evaluation: dict[str, Any]) -
         ),
         metrics=evaluation["metrics"],
         segment_metrics=evaluation["segments"],
+        fairness=evaluation.get("fairness", {}),
         limitations=config.card.limitations,
         owners=config.card.owners,
     )
@@ -339,18 +427,21 @@ def run_training(
     *,
     labels: pd.DataFrame | None = None,
     lineage: Mapping[str, str] | None = None,
+    registry: Service[ModelRegistry] | None = None,
 ) -> dict[str, Any]:
     """Build the training set, train, evaluate, log and register; return a summary.
 
     The run also logs the version's monitoring reference and this config as artifacts
     (:mod:`entai.pipelines.training._lineage`); ``lineage`` adds tags to the version
-    (a retrain records its request and reason there).
+    (a retrain records its request and reason there). ``registry`` is where the version
+    is registered; default: the running platform's registry, else a local one.
     """
     data = build_training_data(settings, config, labels=labels)
     return _fit_and_register(
         settings,
         config,
         data,
+        registry=registry,
         params=dict(config.params),
         num_boost_round=config.num_boost_round,
         run_name=f"train-{config.model_name}",
@@ -364,6 +455,7 @@ def run_tuning(
     *,
     labels: pd.DataFrame | None = None,
     data: TrainingData | None = None,
+    registry: Service[ModelRegistry] | None = None,
 ) -> dict[str, Any]:
     """Search with Ray Tune + ASHA, log every trial, retrain and register the best.
 
@@ -372,9 +464,8 @@ def run_tuning(
         config: The search and the training it wraps.
         labels: Entity/label rows to use instead of ``config.label_source``.
         data: An already built and split training set (skips the PIT join).
+        registry: Where the best is registered; default as :func:`run_training`.
     """
-    from entai.pipelines.training._tune import log_trials, tune_xgboost
-
     if data is None:
         data = build_training_data(settings, config, labels=labels)
     outcome = tune_xgboost(
@@ -396,6 +487,7 @@ def run_tuning(
         settings,
         config,
         data,
+        registry=registry,
         params={**config.params, **outcome.best.params},
         num_boost_round=outcome.best_rounds,
         run_name=f"tune-{config.model_name}/best",

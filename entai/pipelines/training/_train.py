@@ -1,12 +1,21 @@
-"""XGBoost training on Ray Train (the 2.60 V2 API) with a time-based split.
+"""XGBoost training on Ray: one Ray task for one worker, Ray Train (V2) for more.
 
-Per-round metrics are not reported to Ray Train: reporting on every round costs a
-round trip to the controller each time and dominated the run time in measurements.
-The worker keeps XGBoost's own ``evals_result`` and reports once, with the model
-checkpoint, when training ends; the driver logs the per-round curve to MLflow.
+Two runners train the same loop on the same float32 arrays:
 
-Data reaches the workers as float32 array shards in the object store by default:
-``ray.data.from_pandas`` plus a streaming Ray Data job per split and a pandas
+- ``"task"``: one Ray task reserving ``cpus_per_worker`` CPUs. The data shards reach it
+  by object ref and the booster comes back as bytes: no controller, no worker group,
+  no placement group, no checkpoint directory. For one worker this gives the same
+  model as Ray Train without its fixed start and stop (measured in
+  ``docs/benchmarks.md``: tens of seconds on a loaded 2-core machine).
+- ``"ray_train"``: ``XGBoostTrainer`` (V2 API), for multi-worker (distributed) runs.
+  Per-round metrics are not reported to Ray Train: reporting on every round costs a
+  round trip to the controller each time and dominated the run time in measurements.
+  Rank 0 reports once, with the model checkpoint, when training ends.
+
+``"auto"`` (the default) picks ``"task"`` for one worker and ``"ray_train"`` otherwise.
+
+Data reaches the training process as float32 array shards in the object store by
+default: ``ray.data.from_pandas`` plus a streaming Ray Data job per split and a pandas
 round-trip on the worker cost seconds of fixed time for data that already sits in
 the driver's memory (see ``bench/train.py``).
 """
@@ -14,9 +23,11 @@ the driver's memory (see ``bench/train.py``).
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import tempfile
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -29,6 +40,7 @@ from entai.shared.core import InvalidInputError
 
 __all__ = [
     "BASELINES",
+    "Runner",
     "TrainOutcome",
     "Transport",
     "evaluate_binary",
@@ -40,6 +52,10 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 Transport = Literal["object_store", "ray_data"]
+Runner = Literal["auto", "task", "ray_train"]
+"""Where training runs: ``"auto"`` (task for one worker, Ray Train for more), or forced."""
+
+Evals = dict[str, dict[str, list[float]]]
 
 _MODEL_FILE = "model.ubj"
 _EVALS_FILE = "evals.json"
@@ -53,14 +69,21 @@ class TrainOutcome:
         booster: The trained model.
         evals: Per-round metric curves, ``{"train": {"auc": [...]}, "valid": {...}}``.
         feature_columns: Input columns, in the order the model expects.
-        timings: Seconds per stage (hand-over, fit, worker data build, worker training,
-            fixed Ray Train overhead, checkpoint load).
+        timings: Seconds per stage: ``handover_s`` (arrays into the object store),
+            ``fit_s`` (the task or the Ray Train run, end to end), ``worker_data_s``
+            and ``worker_train_s`` (DMatrix build and boosting, measured where the
+            training runs), ``fixed_overhead_s`` (``fit_s`` minus the worker's own
+            time: scheduling, process start, Ray Train's controller and worker group,
+            checkpoint, result transfer) and ``load_model_s`` (the booster from the
+            returned bytes or the checkpoint).
+        runner: The runner that trained it, ``"task"`` or ``"ray_train"``.
     """
 
     booster: Any
-    evals: dict[str, dict[str, list[float]]]
+    evals: Evals
     feature_columns: tuple[str, ...]
     timings: dict[str, float] = field(default_factory=dict)
+    runner: str = ""
 
 
 def time_split(
@@ -102,7 +125,7 @@ def _check_columns(df: pd.DataFrame, columns: Sequence[str], what: str) -> None:
 
 
 def _worker_arrays(config: dict[str, Any], split: str) -> tuple[np.ndarray, np.ndarray]:
-    """This worker's shard of ``split`` as (features, labels) arrays."""
+    """This Ray Train worker's shard of ``split`` as (features, labels) arrays."""
     import ray
     import ray.train
 
@@ -111,26 +134,33 @@ def _worker_arrays(config: dict[str, Any], split: str) -> tuple[np.ndarray, np.n
         shard: dict[str, np.ndarray] = ray.get(config["shards"][split][rank])
         return shard["x"], shard["y"]
     frame = ray.train.get_dataset_shard(split).materialize().to_pandas()
+    return _frame_arrays(config, frame)
+
+
+def _frame_arrays(config: dict[str, Any], frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     x = frame[config["features"]].to_numpy(dtype=np.float32)
     return x, frame[config["label"]].to_numpy(dtype=np.float32)
 
 
-def _train_loop_per_worker(config: dict[str, Any]) -> None:
-    """Runs on each Ray Train worker: build DMatrices, train, report once."""
-    import json
-    import time
+def _fit_booster(
+    config: dict[str, Any], arrays: Callable[[str], tuple[np.ndarray, np.ndarray]]
+) -> tuple[Any, Evals, dict[str, float]]:
+    """The training loop both runners share: build the DMatrices, train, time both.
 
-    import ray.train
+    Returns:
+        The booster, its per-round curves, and the final metrics with the worker's
+        ``worker_data_s`` and ``worker_train_s``.
+    """
     import xgboost
 
     features: list[str] = config["features"]
     started = time.perf_counter()
     matrices = {}
     for split in ("train", "valid"):
-        x, y = _worker_arrays(config, split)
+        x, y = arrays(split)
         matrices[split] = xgboost.DMatrix(x, label=y, feature_names=features)
     built = time.perf_counter()
-    evals_result: dict[str, dict[str, list[float]]] = {}
+    evals_result: Evals = {}
     booster = xgboost.train(
         config["params"],
         matrices["train"],
@@ -146,6 +176,14 @@ def _train_loop_per_worker(config: dict[str, Any]) -> None:
     }
     final["worker_data_s"] = built - started
     final["worker_train_s"] = time.perf_counter() - built
+    return booster, evals_result, final
+
+
+def _train_loop_per_worker(config: dict[str, Any]) -> None:
+    """Runs on each Ray Train worker: train, then report once (rank 0 with the model)."""
+    import ray.train
+
+    booster, evals_result, final = _fit_booster(config, lambda split: _worker_arrays(config, split))
     if ray.train.get_context().get_world_rank() == 0:
         with tempfile.TemporaryDirectory() as tmp:
             booster.save_model(str(Path(tmp) / _MODEL_FILE))
@@ -153,6 +191,32 @@ def _train_loop_per_worker(config: dict[str, Any]) -> None:
             ray.train.report(final, checkpoint=ray.train.Checkpoint.from_directory(tmp))
     else:
         ray.train.report(final)
+
+
+def _train_task(
+    config: dict[str, Any], train: Any, valid: Any
+) -> tuple[bytes, Evals, dict[str, float]]:
+    """The single-worker runner's Ray task: train on the whole data, return the model.
+
+    Args:
+        config: Features, label, parameters, rounds, transport.
+        train: The training shard (``{"x", "y"}`` arrays, resolved from its object
+            ref by Ray) or, with the ``ray_data`` transport, a Ray Dataset.
+        valid: The validation shard, likewise.
+
+    Returns:
+        The booster serialised as UBJSON, its curves, the final metrics and timings.
+    """
+    data = {"train": train, "valid": valid}
+
+    def arrays(split: str) -> tuple[np.ndarray, np.ndarray]:
+        if config["transport"] == "object_store":
+            shard: dict[str, np.ndarray] = data[split]
+            return shard["x"], shard["y"]
+        return _frame_arrays(config, data[split].materialize().to_pandas())
+
+    booster, evals_result, final = _fit_booster(config, arrays)
+    return bytes(booster.save_raw(raw_format="ubj")), evals_result, final
 
 
 def _shards(df: pd.DataFrame, features: list[str], label: str, n: int) -> list[Any]:
@@ -163,6 +227,97 @@ def _shards(df: pd.DataFrame, features: list[str], label: str, n: int) -> list[A
     y = df[label].to_numpy(dtype=np.float32)
     bounds = np.linspace(0, len(df), n + 1).astype(np.int64)
     return [ray.put({"x": x[lo:hi], "y": y[lo:hi]}) for lo, hi in itertools.pairwise(bounds)]
+
+
+def _resolve_runner(runner: Runner, num_workers: int) -> Literal["task", "ray_train"]:
+    if runner == "auto":
+        return "task" if num_workers == 1 else "ray_train"
+    if runner == "task" and num_workers != 1:
+        raise InvalidInputError(
+            f"runner 'task' trains on one worker, got num_workers={num_workers}; "
+            "use runner 'ray_train' or 'auto'",
+            details={"field": "runner"},
+        )
+    if runner not in ("task", "ray_train"):
+        raise InvalidInputError(
+            f"runner must be 'auto', 'task' or 'ray_train', got {runner!r}",
+            details={"field": "runner"},
+        )
+    return runner
+
+
+def _check_cpu_left_for_data(reserved: int) -> None:
+    """With Ray Data feeding the training, the job must not hold every CPU."""
+    import ray
+
+    total = float(ray.cluster_resources().get("CPU", 0.0))  # type: ignore[no-untyped-call]
+    if reserved >= total:
+        raise InvalidInputError(
+            f"cpus_per_worker x num_workers = {reserved} holds all {total:g} CPUs of the "
+            "cluster; the ray_data transport needs one free for the tasks that feed "
+            "training (lower cpus_per_worker or use the object_store transport)",
+            details={"field": "cpus_per_worker"},
+        )
+
+
+@dataclass(frozen=True)
+class _Fitted:
+    booster: Any
+    evals: Evals
+    worker: dict[str, float]
+    fit_s: float
+    load_model_s: float
+
+
+def _fit_in_task(
+    config: dict[str, Any], inputs: Mapping[str, Any], *, cpus: int, run_name: str
+) -> _Fitted:
+    """One Ray task holding ``cpus`` CPUs; the booster comes back as bytes."""
+    import ray
+    import xgboost
+
+    task = ray.remote(_train_task).options(num_cpus=cpus, name=run_name)
+    started = time.perf_counter()
+    raw, evals, final = ray.get(task.remote(config, inputs["train"], inputs["valid"]))
+    fitted = time.perf_counter()
+    booster = xgboost.Booster()
+    booster.load_model(bytearray(raw))
+    worker = {k: float(v) for k, v in final.items() if k.startswith("worker_")}
+    return _Fitted(booster, evals, worker, fitted - started, time.perf_counter() - fitted)
+
+
+def _fit_on_ray_train(
+    config: dict[str, Any],
+    datasets: dict[str, Any] | None,
+    *,
+    num_workers: int,
+    cpus: int,
+    storage_path: str | Path,
+    run_name: str,
+) -> _Fitted:
+    """Ray Train's ``XGBoostTrainer``; rank 0's checkpoint holds the booster."""
+    import xgboost
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.xgboost import XGBoostTrainer
+
+    trainer = XGBoostTrainer(
+        _train_loop_per_worker,
+        train_loop_config=config,
+        datasets=datasets,
+        scaling_config=ScalingConfig(num_workers=num_workers, resources_per_worker={"CPU": cpus}),
+        run_config=RunConfig(name=run_name, storage_path=str(Path(storage_path).resolve())),
+    )
+    started = time.perf_counter()
+    result = trainer.fit()
+    fitted = time.perf_counter()
+    if result.checkpoint is None:
+        raise RuntimeError(f"Ray Train run {run_name} finished without a checkpoint")
+    with result.checkpoint.as_directory() as path:
+        booster = xgboost.Booster()
+        booster.load_model(str(Path(path) / _MODEL_FILE))
+        evals = json.loads((Path(path) / _EVALS_FILE).read_text())
+    worker = {k: float(v) for k, v in (result.metrics or {}).items() if k.startswith("worker_")}
+    return _Fitted(booster, evals, worker, fitted - started, time.perf_counter() - fitted)
 
 
 def train_xgboost(
@@ -177,9 +332,10 @@ def train_xgboost(
     num_workers: int = 1,
     cpus_per_worker: int = 1,
     transport: Transport = "object_store",
+    runner: Runner = "auto",
     run_name: str = "entai-train",
 ) -> TrainOutcome:
-    """Train an XGBoost model with Ray Train's ``XGBoostTrainer`` (V2 API).
+    """Train an XGBoost model on Ray: one task for one worker, Ray Train for more.
 
     Args:
         train_df: Training rows.
@@ -188,26 +344,30 @@ def train_xgboost(
         label_column: The binary label.
         params: XGBoost parameters; ``nthread`` defaults to ``cpus_per_worker``.
         num_boost_round: Boosting rounds.
-        storage_path: Where Ray Train keeps checkpoints (absolute path or URI).
-        num_workers: Ray Train workers.
+        storage_path: Where Ray Train keeps checkpoints (absolute path or URI); the
+            task runner writes nothing there.
+        num_workers: Training workers (more than one needs Ray Train).
         cpus_per_worker: CPUs each worker reserves (and XGBoost threads it uses).
+            With the ``ray_data`` transport the workers must leave a CPU of the
+            cluster free for the Ray Data tasks that feed them.
         transport: ``"object_store"`` puts one float32 array shard per worker in the
             object store (no Ray Data job, no pandas on the worker: the fast path for
             frames that fit in memory); ``"ray_data"`` passes Ray Datasets, for data
             that does not.
-        run_name: Name of the Ray Train run.
+        runner: ``"task"`` (one Ray task, one worker), ``"ray_train"``
+            (``XGBoostTrainer``) or ``"auto"``: the task for one worker, Ray Train
+            for more. Both train the same model from the same data and seed.
+        run_name: Name of the Ray Train run, or of the task.
 
     Returns:
-        The booster, its per-round evaluation curves and where the time went.
+        The booster, its per-round evaluation curves, where the time went and the
+        runner used.
+
+    Raises:
+        InvalidInputError: A missing column, empty data, an unknown transport or
+            runner, ``runner="task"`` with several workers, or (``ray_data``) no CPU
+            left for the data tasks.
     """
-    import json
-    import time
-
-    import ray.data
-    import xgboost
-    from ray.train import RunConfig, ScalingConfig
-    from ray.train.xgboost import XGBoostTrainer
-
     features = list(feature_columns)
     columns = [*features, label_column]
     _check_columns(train_df, columns, "training data")
@@ -219,6 +379,7 @@ def train_xgboost(
             f"transport must be 'object_store' or 'ray_data', got {transport!r}",
             details={"field": "transport"},
         )
+    chosen = _resolve_runner(runner, num_workers)
     full_params = {"nthread": cpus_per_worker, "eval_metric": ["logloss", "auc"], **params}
     started = time.perf_counter()
     config: dict[str, Any] = {
@@ -228,50 +389,61 @@ def train_xgboost(
         "num_boost_round": num_boost_round,
         "transport": transport,
     }
-    datasets: dict[str, Any] | None = None
+    inputs: dict[str, Any] = {}
     if transport == "object_store":
-        config["shards"] = {
-            "train": _shards(train_df, features, label_column, num_workers),
-            "valid": _shards(valid_df, features, label_column, num_workers),
-        }
+        for split, frame in (("train", train_df), ("valid", valid_df)):
+            inputs[split] = _shards(frame, features, label_column, num_workers)
     else:
-        datasets = {
-            "train": ray.data.from_arrow(
-                pa.Table.from_pandas(train_df[columns], preserve_index=False)
-            ),
-            "valid": ray.data.from_arrow(
-                pa.Table.from_pandas(valid_df[columns], preserve_index=False)
-            ),
-        }
+        import ray.data  # only this transport needs Ray Data (a second of import)
+
+        for split, frame in (("train", train_df), ("valid", valid_df)):
+            table = pa.Table.from_pandas(frame[columns], preserve_index=False)
+            inputs[split] = ray.data.from_arrow(table)
+        _check_cpu_left_for_data(num_workers * cpus_per_worker)
     handed_over = time.perf_counter()
-    trainer = XGBoostTrainer(
-        _train_loop_per_worker,
-        train_loop_config=config,
-        datasets=datasets,
-        scaling_config=ScalingConfig(
-            num_workers=num_workers, resources_per_worker={"CPU": cpus_per_worker}
-        ),
-        run_config=RunConfig(name=run_name, storage_path=str(Path(storage_path).resolve())),
+    log.info(
+        "training xgboost with the %s runner",
+        chosen,
+        extra={
+            "runner": chosen,
+            "requested_runner": runner,
+            "num_workers": num_workers,
+            "cpus_per_worker": cpus_per_worker,
+            "transport": transport,
+        },
     )
-    result = trainer.fit()
-    fitted = time.perf_counter()
-    if result.checkpoint is None:
-        raise RuntimeError(f"Ray Train run {run_name} finished without a checkpoint")
-    with result.checkpoint.as_directory() as path:
-        booster = xgboost.Booster()
-        booster.load_model(str(Path(path) / _MODEL_FILE))
-        evals = json.loads((Path(path) / _EVALS_FILE).read_text())
-    worker = {k: float(v) for k, v in (result.metrics or {}).items() if k.startswith("worker_")}
+    if chosen == "task":
+        if transport == "object_store":
+            inputs = {split: refs[0] for split, refs in inputs.items()}
+        fitted = _fit_in_task(config, inputs, cpus=cpus_per_worker, run_name=run_name)
+    else:
+        if transport == "object_store":
+            config["shards"] = inputs
+        fitted = _fit_on_ray_train(
+            config,
+            None if transport == "object_store" else inputs,
+            num_workers=num_workers,
+            cpus=cpus_per_worker,
+            storage_path=storage_path,
+            run_name=run_name,
+        )
     timings = {
         "handover_s": handed_over - started,
-        "fit_s": fitted - handed_over,
-        **worker,
-        "fixed_overhead_s": (fitted - handed_over) - sum(worker.values()),
-        "load_checkpoint_s": time.perf_counter() - fitted,
+        "fit_s": fitted.fit_s,
+        **fitted.worker,
+        "fixed_overhead_s": fitted.fit_s - sum(fitted.worker.values()),
+        "load_model_s": fitted.load_model_s,
     }
-    log.info("trained xgboost", extra={"rounds": num_boost_round, "timings": timings})
+    log.info(
+        "trained xgboost",
+        extra={"runner": chosen, "rounds": num_boost_round, "timings": timings},
+    )
     return TrainOutcome(
-        booster=booster, evals=evals, feature_columns=tuple(features), timings=timings
+        booster=fitted.booster,
+        evals=fitted.evals,
+        feature_columns=tuple(features),
+        timings=timings,
+        runner=chosen,
     )
 
 

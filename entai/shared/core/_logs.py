@@ -1,4 +1,8 @@
-"""Structured JSON logging with a request id, configured once per entry point."""
+"""Structured JSON logging with a request id, configured once per entry point.
+
+Entry points choose where records go: the CLI writes them to a file under the home
+(``<home>/logs/entai.log``) and to the console only when asked (``-v``).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,8 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from io import TextIOWrapper
+from pathlib import Path
 
 __all__ = ["JsonFormatter", "configure_logging", "new_request_id", "request_context", "request_id"]
 
@@ -75,13 +81,50 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
         return
 
 
-def configure_logging(level: str = "INFO") -> None:
-    """Install the JSON handler on the root logger; calling again only sets the level."""
+class _LogFileHandler(logging.FileHandler):
+    """Appends to a file, creating it (and its directory) at the first record only."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, encoding="utf-8", delay=True)
+
+    def _open(self) -> TextIOWrapper:
+        Path(self.baseFilename).parent.mkdir(parents=True, exist_ok=True)
+        return super()._open()
+
+
+# Libraries whose INFO records are one line per HTTP request or file lock: kept out of
+# the logs unless the level is DEBUG.
+_CHATTY = ("httpx", "httpcore", "urllib3", "filelock")
+
+
+def configure_logging(
+    level: str = "INFO", *, log_file: Path | None = None, console: bool = True
+) -> None:
+    """Send log records, as JSON lines, to ``log_file`` and/or the console (stderr).
+
+    Called once per entry point; calling it again replaces the handlers it installed
+    (a later call may name another file), never anyone else's.
+
+    Args:
+        level: Root level (``DEBUG``, ``INFO``...). Below DEBUG, the per-request INFO
+            records of HTTP clients and file locks are left out.
+        log_file: Append here (created at the first record); None for no file.
+        console: Also write to stderr.
+    """
     root = logging.getLogger()
     root.setLevel(level.upper())
-    if any(getattr(h, _HANDLER_MARK, False) for h in root.handlers):
-        return
-    handler = _StderrHandler()
-    handler.setFormatter(JsonFormatter())
-    setattr(handler, _HANDLER_MARK, True)
-    root.addHandler(handler)
+    for old in [h for h in root.handlers if getattr(h, _HANDLER_MARK, False)]:
+        root.removeHandler(old)
+        old.close()
+    handlers: list[logging.Handler] = []
+    if console:
+        handlers.append(_StderrHandler())
+    if log_file is not None:
+        handlers.append(_LogFileHandler(log_file))
+    for handler in handlers:
+        handler.setFormatter(JsonFormatter())
+        setattr(handler, _HANDLER_MARK, True)
+        root.addHandler(handler)
+    chatty_level = logging.DEBUG if root.level <= logging.DEBUG else logging.WARNING
+    for name in _CHATTY:
+        logging.getLogger(name).setLevel(chatty_level)

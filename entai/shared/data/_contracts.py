@@ -3,7 +3,10 @@
 A :class:`DataContract` is declared in Python or YAML. Per column it states the type,
 nullability, range, allowed categories, a regular expression (RE2 syntax, matched
 against the whole value), the PII class and the masking operator; per source it states
-the unique key, the event-time column, retention and purpose.
+the unique key, the event-time column, retention and purpose. Columns that models
+are evaluated by (per-segment metrics, fairness) are marked: ``protected: true`` on a
+protected attribute (e.g. an age band), and the contract's ``segments`` list for
+business segments; neither needs to be a model input.
 
 Contracts are versioned (see ``entai.shared.data._contract_versions``): a changed contract gets the
 next version, and a breaking change (column removed, type narrowed, rule tightened) is
@@ -22,11 +25,15 @@ Example:
           - {name: user_email, type: string, pii: identifier}
           - {name: amount, type: float64, min: 0}
           - {name: ts, type: timestamp, nullable: false}
+          - {name: age_band, type: string, protected: true}
+          - {name: region, type: string}
+        segments: [region]
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import logging
 from enum import StrEnum
@@ -38,7 +45,7 @@ import pyarrow.compute as pc
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from entai.shared.core import DefinitionError, NotFoundError
+from entai.shared.core import ConfigError, DefinitionError, NotFoundError
 from entai.shared.data._masking import MaskingOperator
 from entai.shared.data._pii import PiiClass
 
@@ -47,6 +54,7 @@ __all__ = [
     "ColumnType",
     "DataContract",
     "PiiClass",
+    "load_contract",
 ]
 
 logger = logging.getLogger(__name__)
@@ -103,6 +111,13 @@ class Column(BaseModel):
         regex: RE2 pattern the whole value must match (rule ``regex``).
         pii: The PII class of the column.
         masking: Operator applied before storage; defaults from ``pii``.
+        protected: A protected attribute (e.g. sex, age band): model decisions are
+            evaluated for fairness across its values. Its masking must keep distinct
+            values distinct (``none`` or ``hmac``).
+        pii_scan: Whether ingestion looks for PII in the column's values. Every string
+            column stored unmasked is scanned (findings are quarantined or redacted by
+            ``security.undeclared_pii``); ``false`` is the explicit opt-out for a column
+            that legitimately holds such patterns (e.g. public support phone numbers).
         description: Free text for people.
     """
 
@@ -117,6 +132,8 @@ class Column(BaseModel):
     regex: str | None = None
     pii: PiiClass = PiiClass.NONE
     masking: MaskingOperator | None = None
+    protected: bool = False
+    pii_scan: bool = True
     description: str = ""
 
     @model_validator(mode="after")
@@ -144,6 +161,16 @@ class Column(BaseModel):
             object.__setattr__(self, "masking", _DEFAULT_OPERATOR[self.pii])
         if self.pii in _MUST_MASK and self.masking == MaskingOperator.NONE:
             raise ValueError(f"{where}: pii class {self.pii} cannot use masking 'none'")
+        if self.protected and self.masking not in _INJECTIVE:
+            raise ValueError(
+                f"{where}: protected attribute uses masking {self.masking}, which merges "
+                "its groups; use hmac or none"
+            )
+        if not self.pii_scan and not self.stored_in_clear:
+            raise ValueError(
+                f"{where}: pii_scan: false only applies to a string column with masking "
+                f"'none' (this one is {self.type} with masking {self.masking})"
+            )
         return self
 
     def allowed_array(self) -> pa.Array:
@@ -157,6 +184,16 @@ class Column(BaseModel):
     def operator(self) -> MaskingOperator:
         """The resolved masking operator (never None after validation)."""
         return self.masking or MaskingOperator.NONE
+
+    @property
+    def stored_in_clear(self) -> bool:
+        """Whether the column holds text that is stored as it arrives (no masking)."""
+        return self.type == ColumnType.STRING and self.operator == MaskingOperator.NONE
+
+    @property
+    def scanned_for_pii(self) -> bool:
+        """Whether ingestion looks for undeclared PII in this column's values."""
+        return self.stored_in_clear and self.pii_scan
 
 
 class DataContract(BaseModel):
@@ -173,6 +210,8 @@ class DataContract(BaseModel):
         owner: Team or person accountable for the source.
         extra_columns: ``reject`` refuses input with undeclared columns; ``drop``
             discards them (their content is never stored).
+        segments: Columns that models are evaluated by, per value (e.g. region);
+            protected columns are evaluated by without being listed.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -186,6 +225,7 @@ class DataContract(BaseModel):
     purpose: str = Field(min_length=1)
     owner: str = ""
     extra_columns: Literal["reject", "drop"] = "reject"
+    segments: tuple[str, ...] = ()
 
     @model_validator(mode="after")
     def _check(self) -> DataContract:
@@ -208,7 +248,24 @@ class DataContract(BaseModel):
                     f"key column {name!r} uses masking {column.operator}, "
                     "which merges distinct values; use hmac or none"
                 )
+        for name in self.segments:
+            column = by_name.get(name)
+            if column is None:
+                raise ValueError(f"segment column {name!r} is not declared")
+            if column.operator not in _INJECTIVE:
+                raise ValueError(
+                    f"segment column {name!r} uses masking {column.operator}, "
+                    "which merges its segments; use hmac or none"
+                )
+        if len(set(self.segments)) != len(self.segments):
+            raise ValueError(f"segments lists a column twice: {list(self.segments)}")
         return self
+
+    @property
+    def evaluation_attributes(self) -> tuple[str, ...]:
+        """Columns models are evaluated by: protected columns and segments, in column order."""
+        marked = set(self.segments)
+        return tuple(c.name for c in self.columns if c.protected or c.name in marked)
 
     def column(self, name: str) -> Column:
         """The column called ``name``.
@@ -226,8 +283,20 @@ class DataContract(BaseModel):
 
     @property
     def fingerprint(self) -> str:
-        """SHA-256 of the contract's content, version excluded."""
+        """SHA-256 of the contract's content, version excluded.
+
+        The evaluation marks (``protected``, ``segments``) and the PII scan opt-out
+        (``pii_scan: false``) count only when set, so a contract that uses none keeps
+        the fingerprint it had before they existed.
+        """
         body = self.model_dump(mode="json", exclude={"version"})
+        if not self.segments:
+            del body["segments"]
+        for column in body["columns"]:
+            if not column["protected"]:
+                del column["protected"]
+            if column["pii_scan"]:
+                del column["pii_scan"]
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
     @classmethod
@@ -274,3 +343,16 @@ class DataContract(BaseModel):
         data = self.model_dump(mode="json", exclude_defaults=True)
         data["columns"] = [c.model_dump(mode="json", exclude_defaults=True) for c in self.columns]
         return yaml.safe_dump(data, sort_keys=False)
+
+
+def load_contract(import_path: str) -> DataContract:
+    """A contract from ``"package.module:NAME"`` or a YAML file path."""
+    if ":" in import_path and not import_path.endswith((".yaml", ".yml")):
+        module, _, attr = import_path.partition(":")
+        contract = getattr(importlib.import_module(module), attr, None)
+        if not isinstance(contract, DataContract):
+            raise ConfigError(
+                f"{import_path} is not a DataContract", details={"contract": import_path}
+            )
+        return contract
+    return DataContract.from_yaml(Path(import_path))

@@ -5,7 +5,7 @@ source it belongs to, its payload (one row of the source's contract) and when th
 platform received it. :func:`validate_events` turns what a caller sent (a list of JSON
 objects) into accepted, masked events plus per-event errors, with the same rules and
 masking as file ingestion: the payloads become one Arrow batch and go through
-:func:`entai.shared.data._validation.validate_and_mask`.
+:func:`entai.shared.data._validation.check_batch`.
 
 Input items take one of two shapes:
 
@@ -13,6 +13,14 @@ Input items take one of two shapes:
 - a bare payload ``{...}``: its id is then the contract's key value when the key is one
   unmasked column, else a keyed pseudonym of the payload, so a retried request gets
   the same ids (and the bus drops the repeats).
+
+PII found in a payload column the contract stores in the clear is handled as in file
+ingestion (:mod:`entai.shared.data._undeclared`): under ``quarantine`` the event is
+rejected with a ``pii(<column>): undeclared <kind> found`` error (rejected events are
+never stored), under ``redact`` the finding is redacted in the accepted payload; the
+receipt counts the findings per column and kind and warns, naming the column. An
+event id never carries PII: one derived from a key value holding PII is a pseudonym,
+and a caller's ``event_id`` holding PII is rejected.
 
 :func:`event_table` rebuilds the accepted-row table (the raw zone's schema) from
 validated events, e.g. after they crossed the bus as JSON.
@@ -34,13 +42,18 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 from entai.shared.core import ContractViolationError, InvalidInputError
 from entai.shared.data._contracts import DataContract
 from entai.shared.data._masking import MaskingOperator, pseudonym
+from entai.shared.data._pii import find_pii
+from entai.shared.data._undeclared import (
+    PiiCounts,
+    UndeclaredPii,
+    undeclared_pii_warnings,
+)
 from entai.shared.data._validation import (
     BATCH_ID,
     QUARANTINE_REASON,
     accepted_schema,
+    check_batch,
     coerce_column,
-    rule_failures,
-    validate_and_mask,
 )
 
 __all__ = [
@@ -97,11 +110,22 @@ class EventError(BaseModel):
 
 
 class EventsReceipt(BaseModel):
-    """The answer to a batch of events: counts and the per-event errors."""
+    """The answer to a batch of events: counts, the per-event errors and PII findings.
+
+    Attributes:
+        accepted: Events accepted (and published).
+        rejected: Events rejected; ``accepted + rejected`` is the batch's size.
+        errors: One entry per rejected event.
+        pii_findings: Per payload column stored in the clear, per PII kind: the events
+            holding it (rejected or redacted, by ``security.undeclared_pii``).
+        warnings: One per column with findings, naming it: declare it PII.
+    """
 
     accepted: int
     rejected: int
     errors: list[EventError]
+    pii_findings: dict[str, dict[str, int]] = Field(default_factory=dict)
+    warnings: list[str] = Field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -112,11 +136,25 @@ class ValidatedEvents:
         accepted: Accepted events with masked payloads, in input order.
         table: The same rows in the raw zone's schema (``accepted_schema``).
         rejected: One entry per rejected item, in input order.
+        pii_findings: Per column stored in the clear, per PII kind: the events holding it.
+        warnings: One per column with findings, naming it.
     """
 
     accepted: list[Event]
     table: pa.Table
     rejected: list[EventError]
+    pii_findings: PiiCounts
+    warnings: list[str]
+
+    def receipt(self) -> EventsReceipt:
+        """The answer to the caller: counts, per-event errors, PII findings, warnings."""
+        return EventsReceipt(
+            accepted=len(self.accepted),
+            rejected=len(self.rejected),
+            errors=self.rejected,
+            pii_findings=self.pii_findings,
+            warnings=self.warnings,
+        )
 
 
 def _text(value: Any) -> str | None:
@@ -136,7 +174,10 @@ def _derived_id(payload: Mapping[str, Any], contract: DataContract, key: bytes) 
     if len(contract.key) == 1:  # the key value, masked as it is stored
         column = contract.column(contract.key[0])
         value = _text(payload.get(column.name))
-        if value is None or column.operator == MaskingOperator.NONE:
+        if value is None:
+            return value
+        clear = column.operator == MaskingOperator.NONE
+        if clear and not (column.scanned_for_pii and find_pii(value)):
             return value
         return pseudonym(value, key)
     body = json.dumps(
@@ -162,6 +203,9 @@ def _envelope(
         return (raw_id if isinstance(raw_id, str) else None), None, received_at, errors
     if event.source != contract.source:
         return event.event_id, None, received_at, [f"source: not {contract.source!r}"]
+    found = sorted({str(m.kind) for m in find_pii(event.event_id)})
+    if found:  # the id travels with the event and is never masked: refuse it
+        return None, None, received_at, [f"event_id: holds PII ({', '.join(found)})"]
     return event.event_id, dict(event.payload), event.received_at, []
 
 
@@ -186,35 +230,33 @@ def _contract_check(
     candidates: Sequence[_Candidate],
     contract: DataContract,
     hmac_key: bytes,
-    batch_id: str | None,
     errors: dict[int, list[str]],
-) -> tuple[pa.Table, list[_Candidate]]:
+    *,
+    batch_id: str | None,
+    undeclared_pii: UndeclaredPii,
+) -> tuple[pa.Table, list[_Candidate], PiiCounts]:
     """Validate the payloads as one batch; adds failures to ``errors``.
 
     Returns:
-        The accepted rows (masked) and their candidates, in input order.
+        The accepted rows (masked) and their candidates, in input order, and the PII
+        found in columns stored in the clear.
     """
-    if not candidates:  # nothing to validate (validate_and_mask wants rows)
-        return accepted_schema(contract).empty_table(), []
+    if not candidates:  # nothing to validate (check_batch wants rows)
+        return accepted_schema(contract).empty_table(), [], {}
     table = pa.table(
         {
             c.name: pa.array([_text(p.get(c.name)) for _, _, p, _ in candidates], pa.string())
             for c in contract.columns
         }
     )
-    accepted, quarantined = validate_and_mask(table, contract, hmac_key, batch_id=batch_id)
-    failed = np.zeros(table.num_rows, dtype=bool)
-    for failure in rule_failures(table, contract)[1]:
-        failed |= failure.rows
-    if int(failed.sum()) != quarantined.num_rows:
-        raise ContractViolationError(
-            f"events for {contract.source!r}: rejected rows do not match the quarantine",
-            details={"source": contract.source, "rows": table.num_rows},
-        )
-    reasons = quarantined.column(QUARANTINE_REASON).to_pylist()
-    for position, reason in zip(np.flatnonzero(failed).tolist(), reasons, strict=True):
+    checked = check_batch(
+        table, contract, hmac_key, batch_id=batch_id, undeclared_pii=undeclared_pii
+    )
+    reasons = checked.quarantined.column(QUARANTINE_REASON).to_pylist()
+    for position, reason in zip(np.flatnonzero(checked.failed).tolist(), reasons, strict=True):
         errors[candidates[position][0]] = str(reason).split("; ")
-    return accepted, [c for c, bad in zip(candidates, failed, strict=True) if not bad]
+    kept = [c for c, bad in zip(candidates, checked.failed, strict=True) if not bad]
+    return checked.accepted, kept, checked.pii_findings
 
 
 def validate_events(
@@ -224,6 +266,7 @@ def validate_events(
     *,
     received_at: datetime | None = None,
     batch_id: str | None = None,
+    undeclared_pii: UndeclaredPii = UndeclaredPii.QUARANTINE,
 ) -> ValidatedEvents:
     """Validate and mask a batch of events against ``contract``.
 
@@ -233,9 +276,12 @@ def validate_events(
         hmac_key: Pseudonymisation key for ``hmac`` columns and derived ids.
         received_at: Receive time for items without one (default: now).
         batch_id: Stored in ``_batch_id`` of the accepted rows.
+        undeclared_pii: What PII found in a payload column stored in the clear does:
+            reject the event (``quarantine``) or redact the finding (``redact``).
 
     Returns:
-        Accepted (masked) events and their table, and the rejected items' errors.
+        Accepted (masked) events and their table, the rejected items' errors, and
+        the PII findings with their warnings.
 
     Raises:
         InvalidInputError: the batch is empty or holds more than ``MAX_BATCH_EVENTS``.
@@ -264,18 +310,23 @@ def validate_events(
             continue
         seen.add(event_id)
         candidates.append((index, event_id, payload, when))
-    accepted, kept = _contract_check(candidates, contract, hmac_key, batch_id, errors)
+    accepted, kept, findings = _contract_check(
+        candidates, contract, hmac_key, errors, batch_id=batch_id, undeclared_pii=undeclared_pii
+    )
     rows = accepted.drop_columns([BATCH_ID]).to_pylist()
     events = [
         Event(event_id=event_id, source=contract.source, payload=row, received_at=when)
         for (_, event_id, _, when), row in zip(kept, rows, strict=True)
     ]
     rejected = [EventError(index=i, event_id=ids[i], errors=errors[i]) for i in sorted(errors)]
+    warnings = undeclared_pii_warnings(contract, findings, undeclared_pii)
+    for warning in warnings:
+        logger.warning(warning, extra={"source": contract.source, "pii_findings": findings})
     logger.info(
         "validated events",
         extra={"source": contract.source, "accepted": len(events), "rejected": len(rejected)},
     )
-    return ValidatedEvents(events, accepted, rejected)
+    return ValidatedEvents(events, accepted, rejected, findings, warnings)
 
 
 def event_table(

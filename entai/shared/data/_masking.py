@@ -41,6 +41,7 @@ __all__ = [
     "pseudonym",
     "pseudonymise",
     "redact",
+    "redact_finding",
 ]
 
 logger = logging.getLogger(__name__)
@@ -196,12 +197,17 @@ def redact(values: pa.Array | pa.ChunkedArray, token: str = REDACTED) -> pa.Arra
     return pc.if_else(pc.is_valid(strings), token, pa.scalar(None, pa.string()))
 
 
+def redact_finding(kind: PiiKind, text: str) -> str:
+    """What a redacted finding inside free text becomes: ``[REDACTED:<KIND>]``."""
+    return f"[REDACTED:{kind.upper()}]"
+
+
 def _finding_replacer(operator: MaskingOperator, key: bytes) -> Callable[[PiiKind, str], str]:
     if operator == MaskingOperator.HMAC:
         return lambda kind, text: pseudonym(canonical_finding(kind, text), key)
     if operator == MaskingOperator.MASK:
         return lambda kind, text: mask_text(text)
-    return lambda kind, text: f"[REDACTED:{kind.upper()}]"
+    return redact_finding
 
 
 def apply_operator(

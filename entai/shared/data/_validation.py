@@ -5,14 +5,17 @@ Data, HTTP events, the event bus). For each rule it computes one boolean failure
 over the whole batch (``pyarrow.compute``/numpy, no loop over rows), then:
 
 - accepted rows: typed per the contract, masked, plus ``_batch_id``;
-- quarantined rows: original values as strings, masked the same way (PII never lands
-  unmasked, quarantine included), plus ``_quarantine_rule`` and ``_quarantine_column``
-  (the first failing rule), ``_quarantine_reason`` (every failure, ``; ``-joined; it
-  names rules and columns, never values) and ``_batch_id``.
+- quarantined rows: original values as strings, masked the same way and with the PII
+  found in unmasked columns redacted (PII never lands unmasked, quarantine included),
+  plus ``_quarantine_rule`` and ``_quarantine_column`` (the first failing rule),
+  ``_quarantine_reason`` (every failure, ``; ``-joined; it names rules and columns,
+  never values) and ``_batch_id``.
 
 Rules, checked in this order per column: ``type``, ``not_null``, ``range``,
-``category``, ``regex``; then ``unique`` on the key (rows failing nothing else,
-duplicates after the first). Always ``rows in = accepted + quarantined``.
+``category``, ``regex``; then ``pii`` (PII found in a column the contract stores in the
+clear, under the ``quarantine`` policy: :mod:`entai.shared.data._undeclared`); then
+``unique`` on the key (rows failing nothing else, duplicates after the first). Always
+``rows in = accepted + quarantined``.
 """
 
 from __future__ import annotations
@@ -30,6 +33,14 @@ from entai.shared.core import ContractViolationError, InvalidInputError
 from entai.shared.data._contracts import Column, ColumnType, DataContract
 from entai.shared.data._masking import MaskingOperator, Pseudonymiser, apply_operator
 from entai.shared.data._pii import PiiClass
+from entai.shared.data._undeclared import (
+    PiiCounts,
+    UndeclaredPii,
+    UndeclaredScan,
+    quarantines,
+    scan_undeclared,
+    scrub_in_clear,
+)
 
 __all__ = [
     "BATCH_ID",
@@ -37,8 +48,10 @@ __all__ = [
     "QUARANTINE_COLUMNS",
     "QUARANTINE_REASON",
     "QUARANTINE_RULE",
+    "CheckedBatch",
     "RuleFailure",
     "accepted_schema",
+    "check_batch",
     "check_schema",
     "coerce_column",
     "mask_table",
@@ -269,18 +282,9 @@ def repeated_keys(keys: pa.Table) -> np.ndarray:
     return repeated
 
 
-def rule_failures(
-    table: pa.Table, contract: DataContract, *, unique_key: bool = True
-) -> tuple[pa.Table, list[RuleFailure]]:
-    """Type the contract's columns and find every rule failure, in rule order.
-
-    ``unique_key=False`` leaves the key's uniqueness to the caller (ingestion checks it
-    once over every block).
-
-    Returns:
-        The typed table (contract columns only; unconvertible values null) and the
-        failures that hit at least one row.
-    """
+def _checked_rules(
+    table: pa.Table, contract: DataContract, unique_key: bool, undeclared_pii: UndeclaredPii
+) -> tuple[pa.Table, list[RuleFailure], UndeclaredScan]:
     typed: dict[str, pa.Array] = {}
     failures: list[RuleFailure] = []
     for column in contract.columns:
@@ -288,6 +292,15 @@ def rule_failures(
         typed[column.name] = coerce_column(raw, column.type)
         required = not column.nullable or column.name == contract.event_time
         failures.extend(_column_failures(column, raw, typed[column.name], required))
+    scan = scan_undeclared(pa.table(typed), contract)
+    for name, found in scan.columns.items():
+        if quarantines(contract.column(name), contract, undeclared_pii):
+            failures.extend(
+                RuleFailure("pii", name, f"pii({name}): undeclared {kind} found", rows)
+                for kind, rows in found.kinds.items()
+            )
+        else:
+            typed[name] = found.scrubbed
     typed_table = pa.table(typed)
     if contract.key and unique_key:
         candidates = np.flatnonzero(~_any_failed(failures, len(table)))
@@ -298,7 +311,29 @@ def rule_failures(
             label = ",".join(contract.key)
             reason = f"unique({label}): duplicate of an earlier row"
             failures.append(RuleFailure("unique", label, reason, duplicate))
-    return typed_table, failures
+    return typed_table, failures, scan
+
+
+def rule_failures(
+    table: pa.Table,
+    contract: DataContract,
+    *,
+    unique_key: bool = True,
+    undeclared_pii: UndeclaredPii = UndeclaredPii.QUARANTINE,
+) -> tuple[pa.Table, list[RuleFailure]]:
+    """Type the contract's columns and find every rule failure, in rule order.
+
+    ``unique_key=False`` leaves the key's uniqueness to the caller (ingestion checks it
+    once over every block). ``undeclared_pii`` says what PII found in a column stored
+    in the clear does: fail rule ``pii`` (``quarantine``) or be redacted in the typed
+    table (``redact``; a key column's findings fail the rule either way).
+
+    Returns:
+        The typed table (contract columns only; unconvertible values null) and the
+        failures that hit at least one row.
+    """
+    typed, failures, _ = _checked_rules(table, contract, unique_key, undeclared_pii)
+    return typed, failures
 
 
 def accepted_schema(contract: DataContract) -> pa.Schema:
@@ -337,6 +372,83 @@ def _as_text(values: pa.ChunkedArray) -> pa.Array:
     return coerce_column(values, ColumnType.STRING)
 
 
+@dataclass(frozen=True)
+class CheckedBatch:
+    """A batch split into accepted and quarantined rows, both masked.
+
+    Attributes:
+        accepted: Accepted rows, in :func:`accepted_schema`.
+        quarantined: Quarantined rows, in :func:`quarantine_schema`.
+        failed: Per input row, whether it was quarantined.
+        pii_findings: Per column stored in the clear, per PII kind: the rows holding it
+            (whether they were quarantined or redacted).
+    """
+
+    accepted: pa.Table
+    quarantined: pa.Table
+    failed: np.ndarray
+    pii_findings: PiiCounts
+
+
+def check_batch(
+    table: pa.Table,
+    contract: DataContract,
+    hmac_key: bytes,
+    *,
+    batch_id: str | None = None,
+    pseudonymiser: Pseudonymiser | None = None,
+    unique_key: bool = True,
+    undeclared_pii: UndeclaredPii = UndeclaredPii.QUARANTINE,
+) -> CheckedBatch:
+    """Split an Arrow batch into accepted and quarantined rows, both masked.
+
+    Args:
+        table: The batch.
+        contract: The source's contract.
+        hmac_key: Pseudonymisation key for ``hmac`` columns.
+        batch_id: Stored in ``_batch_id`` on every output row.
+        pseudonymiser: Pseudonymises ``hmac`` columns (made with ``hmac_key``; one kept
+            across batches hashes each id once); by default one for this batch.
+        unique_key: Quarantine later duplicates of the key within the batch; False
+            when the caller checks the key across batches.
+        undeclared_pii: What PII found in a column stored in the clear does
+            (:class:`~entai.shared.data._undeclared.UndeclaredPii`).
+
+    Raises:
+        ContractViolationError: if the batch's columns cannot satisfy the contract.
+        ValueError: if ``pseudonymiser`` was made with another key.
+    """
+    check_schema(table.schema, contract, where="batch")
+    typed, failures, scan = _checked_rules(table, contract, unique_key, undeclared_pii)
+    failed = _any_failed(failures, len(table))
+    rows = np.flatnonzero(failed)
+    batch = pa.scalar(batch_id, pa.string())
+    pseudonymiser = pseudonymiser or Pseudonymiser(hmac_key)
+
+    kept = mask_table(typed.filter(pa.array(~failed)), contract, hmac_key, pseudonymiser)
+    accepted = kept.append_column(BATCH_ID, pa.repeat(batch, kept.num_rows))
+    accepted = accepted.cast(accepted_schema(contract))
+
+    originals = table.select([c.name for c in contract.columns]).take(pa.array(rows))
+    as_text = pa.table({name: _as_text(originals.column(name)) for name in originals.column_names})
+    quarantined = scrub_in_clear(mask_table(as_text, contract, hmac_key, pseudonymiser), contract)
+    rule, column, reason = _first_and_all(failures, rows)
+    quarantined = (
+        quarantined.append_column(QUARANTINE_RULE, rule)
+        .append_column(QUARANTINE_COLUMN, column)
+        .append_column(QUARANTINE_REASON, reason)
+        .append_column(BATCH_ID, pa.repeat(batch, len(rows)))
+    )
+    quarantined = quarantined.cast(quarantine_schema(contract))
+
+    if accepted.num_rows + quarantined.num_rows != table.num_rows:
+        raise ContractViolationError(
+            "row count invariant broken while validating a batch",
+            details={"rows_in": table.num_rows, "accepted": accepted.num_rows},
+        )
+    return CheckedBatch(accepted, quarantined, failed, scan.counts())
+
+
 def validate_and_mask(
     data: Batch,
     contract: DataContract,
@@ -345,18 +457,12 @@ def validate_and_mask(
     batch_id: str | None = None,
     pseudonymiser: Pseudonymiser | None = None,
     unique_key: bool = True,
+    undeclared_pii: UndeclaredPii = UndeclaredPii.QUARANTINE,
 ) -> tuple[Batch, Batch]:
     """Split a batch into accepted and quarantined rows, both masked.
 
-    Args:
-        data: The batch, as Arrow or pandas (the result has the same kind).
-        contract: The source's contract.
-        hmac_key: Pseudonymisation key for ``hmac`` columns.
-        batch_id: Stored in ``_batch_id`` on every output row.
-        pseudonymiser: Pseudonymises ``hmac`` columns (made with ``hmac_key``; one kept
-            across batches hashes each id once); by default one for this batch.
-        unique_key: Quarantine later duplicates of the key within the batch; False
-            when the caller checks the key across batches.
+    :func:`check_batch` for Arrow or pandas (the result has the same kind), without
+    the per-row outcome and the PII counts.
 
     Raises:
         ContractViolationError: if the batch's columns cannot satisfy the contract.
@@ -373,37 +479,18 @@ def validate_and_mask(
             ) from None
     else:
         table = data
-    check_schema(table.schema, contract, where="batch")
-    typed, failures = rule_failures(table, contract, unique_key=unique_key)
-    failed = _any_failed(failures, len(table))
-    rows = np.flatnonzero(failed)
-    batch = pa.scalar(batch_id, pa.string())
-    pseudonymiser = pseudonymiser or Pseudonymiser(hmac_key)
-
-    kept = mask_table(typed.filter(pa.array(~failed)), contract, hmac_key, pseudonymiser)
-    accepted = kept.append_column(BATCH_ID, pa.repeat(batch, kept.num_rows))
-    accepted = accepted.cast(accepted_schema(contract))
-
-    originals = table.select([c.name for c in contract.columns]).take(pa.array(rows))
-    as_text = pa.table({name: _as_text(originals.column(name)) for name in originals.column_names})
-    quarantined = mask_table(as_text, contract, hmac_key, pseudonymiser)
-    rule, column, reason = _first_and_all(failures, rows)
-    quarantined = (
-        quarantined.append_column(QUARANTINE_RULE, rule)
-        .append_column(QUARANTINE_COLUMN, column)
-        .append_column(QUARANTINE_REASON, reason)
-        .append_column(BATCH_ID, pa.repeat(batch, len(rows)))
+    checked = check_batch(
+        table,
+        contract,
+        hmac_key,
+        batch_id=batch_id,
+        pseudonymiser=pseudonymiser,
+        unique_key=unique_key,
+        undeclared_pii=undeclared_pii,
     )
-    quarantined = quarantined.cast(quarantine_schema(contract))
-
-    if accepted.num_rows + quarantined.num_rows != table.num_rows:
-        raise ContractViolationError(
-            "row count invariant broken while validating a batch",
-            details={"rows_in": table.num_rows, "accepted": accepted.num_rows},
-        )
     if isinstance(data, pd.DataFrame):
-        return accepted.to_pandas(), quarantined.to_pandas()
-    return accepted, quarantined
+        return checked.accepted.to_pandas(), checked.quarantined.to_pandas()
+    return checked.accepted, checked.quarantined
 
 
 def mask_table(

@@ -22,6 +22,7 @@ from typing import Any
 from entai.shared.core import DefinitionError, NotFoundError
 from entai.shared.data import Lake
 from entai.shared.features._definitions import (
+    OMIT_DEFAULT,
     Entity,
     FeatureService,
     FeatureView,
@@ -47,8 +48,18 @@ def _transform_record(fn: Callable[..., Any] | None) -> dict[str, str] | None:
 
 
 def _record(definition: Any) -> dict[str, Any]:
-    """A definition's fields as JSON values; other definitions appear by name."""
-    return {f.name: _value(getattr(definition, f.name)) for f in dataclasses.fields(definition)}
+    """A definition's fields as JSON values; other definitions appear by name.
+
+    Fields marked ``OMIT_DEFAULT`` appear only when set, so adding such a field to a
+    definition class leaves the content hash of definitions that do not use it as it was.
+    """
+    record: dict[str, Any] = {}
+    for f in dataclasses.fields(definition):
+        value = getattr(definition, f.name)
+        if f.metadata.get(OMIT_DEFAULT) and value == f.default:
+            continue
+        record[f.name] = _value(value)
+    return record
 
 
 def _value(value: Any) -> Any:

@@ -39,6 +39,10 @@ __all__ = [
 EVENT_TIMESTAMP = "event_timestamp"
 CREATED_TIMESTAMP = "created_timestamp"
 _RESERVED = frozenset({EVENT_TIMESTAMP, CREATED_TIMESTAMP})
+# Dataclass-field metadata key: the field enters a definition's hashed record only when
+# set, so definitions that leave it at its default keep the content hash they had
+# before the field existed.
+OMIT_DEFAULT = "entai.omit_default"
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 Transform = Callable[[pd.DataFrame], pd.DataFrame]
@@ -127,12 +131,24 @@ class Entity:
 
 @dataclass(frozen=True)
 class Field:
-    """One feature column: its name, value type and PII class."""
+    """One feature column: its name, value type, PII class and evaluation marks.
+
+    Args:
+        name: Column name.
+        dtype: Value type.
+        pii: PII class.
+        description: What the feature means.
+        protected: A protected attribute (e.g. sex, age band): model decisions are
+            evaluated for fairness across its values, whether or not a model uses it.
+        segment: A business segment (e.g. region): models are evaluated per value.
+    """
 
     name: str
     dtype: ValueType
     pii: PiiClass = PiiClass.NONE
     description: str = ""
+    protected: bool = field(default=False, metadata={OMIT_DEFAULT: True})
+    segment: bool = field(default=False, metadata={OMIT_DEFAULT: True})
 
     def __post_init__(self) -> None:
         _name("field", self.name)
@@ -213,6 +229,11 @@ class FeatureView:
     def pii(self) -> Mapping[str, PiiClass]:
         """The PII class of each feature."""
         return {f.name: f.pii for f in self.schema}
+
+    @property
+    def evaluation_attributes(self) -> tuple[str, ...]:
+        """Fields marked ``protected`` or ``segment``, in schema order."""
+        return tuple(f.name for f in self.schema if f.protected or f.segment)
 
     def key_type(self, key: str) -> ValueType:
         """The value type of one join key."""

@@ -6,15 +6,37 @@ from __future__ import annotations
 
 from entai.shared.governance._audit import (
     GENESIS_HASH,
+    KEYED_ACTION,
     AuditEntry,
     AuditLog,
     VerifyReport,
 )
+from entai.shared.governance._audit_anchor import (
+    AnchorStore,
+    FileAnchorStore,
+    MemoryAnchorStore,
+    parse_anchor,
+    sign_anchor,
+)
+from entai.shared.governance._audit_anchor_postgres import (
+    PostgresAnchorStore,
+)
+from entai.shared.governance._audit_bundle import (
+    BUNDLE_FORMAT,
+    build_bundle,
+    verify_bundle,
+)
 from entai.shared.governance._audit_chain import (
+    Anchor,
+    anchor_mac,
     canonical_json,
-    check_line,
-    entry_hash,
+    check_anchor,
+    check_chain,
+    derive_key,
+    entry_mac,
+    legacy_entry_hash,
     line_of,
+    parse_entry,
 )
 from entai.shared.governance._erasure import (
     ENTITY_KEY_COLUMN,
@@ -38,6 +60,7 @@ from entai.shared.governance._policy import (
     Permission,
     Policy,
     Principal,
+    Scopes,
     normalise_pii_class,
 )
 from entai.shared.governance._tokens import (
@@ -49,19 +72,27 @@ from entai.shared.governance._tokens import (
 )
 
 __all__ = [
+    "BUNDLE_FORMAT",
     "ENTITY_KEY_COLUMN",
     "GENESIS_HASH",
+    "KEYED_ACTION",
     "KNOWN_PII_CLASSES",
     "TOKEN_PREFIX",
+    "Anchor",
+    "AnchorStore",
     "AuditEntry",
     "AuditLog",
     "Decision",
     "ErasureReceipt",
     "ErasureRequest",
+    "FileAnchorStore",
     "LakeZoneStore",
+    "MemoryAnchorStore",
     "Permission",
     "Policy",
+    "PostgresAnchorStore",
     "Principal",
+    "Scopes",
     "Store",
     "StoreReceipt",
     "StoreStatus",
@@ -69,15 +100,24 @@ __all__ = [
     "TokenRecord",
     "TokenStore",
     "VerifyReport",
+    "anchor_mac",
+    "build_bundle",
     "canonical_json",
-    "check_line",
+    "check_anchor",
+    "check_chain",
     "datasets_with_subject",
-    "entry_hash",
+    "derive_key",
+    "entry_mac",
     "hash_secret",
     "lake_traces",
+    "legacy_entry_hash",
     "line_of",
     "normalise_pii_class",
     "now_iso",
+    "parse_anchor",
     "parse_entity",
+    "parse_entry",
     "parse_token",
+    "sign_anchor",
+    "verify_bundle",
 ]

@@ -1,102 +1,188 @@
-"""The append-only, hash-chained audit log (JSON lines).
+"""The append-only audit log: a keyed hash chain in JSON lines, anchored outside the lake.
 
-Each line is one :class:`AuditEntry` in canonical JSON (sorted keys, no spaces).
-``hash`` is the SHA-256 of the canonical JSON of every other field, ``prev_hash``
-included, so each entry commits to the whole history before it; the first entry's
-``prev_hash`` is 64 zeros and ``seq`` counts from 1 (``seq`` = line number).
+Each line is one :class:`AuditEntry` in canonical JSON whose ``hash`` is an HMAC-SHA256
+under the audit key (see :mod:`entai.shared.governance._audit_chain`). The key lives
+outside the lake (the secret store, or a 0600 file under the home), so whoever can
+rewrite the lake cannot recompute a valid chain: deleting an entry, renumbering the
+rest and recomputing every hash is found at the first rewritten entry.
 
-:meth:`AuditLog.verify` re-derives everything and reports the first bad line:
-an edited byte (the line is no longer canonical, or its hash differs), a deleted,
-reordered or inserted entry (``seq`` out of order or ``prev_hash`` not the previous
-hash) and a forged entry (wrong chain). Dropping entries from the *end* leaves a
-valid chain, so the writer also keeps an anchor, ``<log>.head`` holding the last
-``seq`` and ``hash``; verify compares the log's end with it, which catches a
-truncated tail and a well-chained entry appended behind the writer's back. Someone
-who can rewrite both files can rewrite history: exporting the head elsewhere
-(another store, a ticket) from time to time closes that gap.
+A keyed chain alone still lets a lake writer cut entries off the end. So the writer
+keeps a signed checkpoint of the head, an *anchor* (last ``seq``, its hash, the log's
+size there, a time, and a MAC), in a second store (:class:`AnchorStore`: a file under
+the home, or PostgreSQL), every ``anchor_every`` entries and on :meth:`AuditLog.close`.
+:meth:`AuditLog.verify` checks every MAC and link, and that the log holds the anchored
+entry with the anchored hash and nothing missing before it.
 
-One process writes (the GovernanceChecker actor): appends are ``write`` + ``fsync``
-on an ``O_APPEND`` descriptor, then the head is replaced atomically. On restart the
-log resumes from its last line. A torn last line (crash mid-write) is cut off. One
-whole, well-chained line just beyond the head is what a crash between the two writes
-leaves, but also what a forger appending behind a stopped writer leaves: it is adopted
-and an ``audit:recovered`` entry naming it is appended to the chain, so the adoption
-is visible forever. Anything else that disagrees with the head is left for
-:meth:`AuditLog.verify` to report.
+Writing: appends are ``write`` + ``fsync`` on an ``O_APPEND`` descriptor under an
+exclusive ``flock`` of the log, then the anchor. Two writers on one host (the
+governance service and a local command) are serialised by the lock; one that finds
+the log grown behind it re-reads the tail and carries on only if the new entries carry
+the audit key's MAC. A torn last line (crash mid-write) is cut off at start. A log
+that disagrees with its anchor at start (shorter than the anchor, the anchored entry
+changed, the last entry not MACed, keyed entries but no anchor) is *sealed*: it still
+verifies and answers queries, but refuses new entries with
+:class:`~entai.shared.core.AuditIntegrityError` until an operator restores it, so a
+writer never anchors over the evidence.
+
+Migration: a log written before the chain was keyed (plain SHA-256, a ``.head`` file
+beside it, no anchor) is taken over by the first keyed writer: it checks the old chain,
+appends an ``audit:keyed`` entry that records how many legacy entries there were and
+whether they verified, and anchors. Verify then reports those entries as "legacy
+unkeyed" (SHA-256 only); from the takeover on, they cannot be changed without breaking
+the keyed link, but edits made before it cannot be told apart.
+
+Opened without a key, the log is read-only: :meth:`AuditLog.query` works, nothing is
+written (no takeover, no cut), and :meth:`AuditLog.append` and :meth:`AuditLog.verify`
+refuse.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
-import tempfile
+import threading
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
-from entai.shared.core import AuditIntegrityError, ConfigError, InvalidInputError
+from entai.shared.core import (
+    AuditIntegrityError,
+    ConfigError,
+    InvalidInputError,
+    ServiceUnavailableError,
+)
+from entai.shared.governance._audit_anchor import AnchorStore, sign_anchor
+from entai.shared.governance._audit_bundle import build_bundle
 from entai.shared.governance._audit_chain import (
     GENESIS_HASH,
+    KEYED_ACTION,
+    Anchor,
     AuditEntry,
     VerifyReport,
-    check_line,
-    entry_hash,
+    check_anchor,
+    check_chain,
+    derive_key,
+    entry_mac,
+    legacy_entry_hash,
     line_of,
+    parse_entry,
 )
 
-__all__ = ["GENESIS_HASH", "AuditEntry", "AuditLog", "VerifyReport"]
+__all__ = ["GENESIS_HASH", "KEYED_ACTION", "AuditEntry", "AuditLog", "VerifyReport"]
 
 logger = logging.getLogger(__name__)
 
+_KEY_FIELD = "security.audit_key"
 
-@dataclass
-class _Head:
-    seq: int = 0
-    hash: str = GENESIS_HASH
+
+def _line_ending_at(src: BinaryIO, end: int) -> bytes | None:
+    """The whole line whose newline is the byte before ``end`` (None if there is none).
+
+    Reads only the end of the range, doubling the window until a line boundary shows.
+    """
+    if end <= 0:
+        return None
+    window = 64 * 1024
+    while True:
+        start = max(0, end - window)
+        src.seek(start)
+        chunk = src.read(end - start)
+        if not chunk.endswith(b"\n"):
+            return None
+        if start == 0 or chunk.count(b"\n") >= 2:
+            break
+        window *= 2
+    return chunk[chunk.rfind(b"\n", 0, len(chunk) - 1) + 1 :]
 
 
 class AuditLog:
-    """An audit log file and its head anchor.
+    """An audit log file, written under the audit key and anchored in a second store.
 
     Args:
-        path: The ``.jsonl`` file (created with its directory if missing). Local
-            paths only for now.
+        path: The ``.jsonl`` file (created with its directory if missing). Local paths only.
+        key: The audit key (``security.audit_key``); None opens the log read-only.
+        anchors: Where the anchors are kept; required with a key.
+        anchor_every: Write an anchor after this many entries (and on close). With 1,
+            every acknowledged entry is anchored; with more, up to ``anchor_every - 1``
+            entries at the end may be cut off unnoticed.
         fsync: Make every append durable before returning (keep True outside tests).
     """
 
-    def __init__(self, path: str | Path, *, fsync: bool = True) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        key: bytes | None = None,
+        anchors: AnchorStore | None = None,
+        anchor_every: int = 1,
+        fsync: bool = True,
+    ) -> None:
         self._fd = -1
         if "://" in str(path):
             raise ConfigError(
                 f"audit log {path} is not a local path; object stores are not supported yet",
                 details={"field": "lake.root", "path": str(path)},
             )
+        if key is not None and anchors is None:
+            raise ConfigError(
+                "a keyed audit log needs an anchor store",
+                details={"field": "security.audit_anchor"},
+            )
+        if anchor_every < 1:
+            raise ConfigError(
+                "security.audit_anchor_every must be at least 1",
+                details={"field": "security.audit_anchor_every"},
+            )
         self._path = Path(path)
-        self._head_path = self._path.with_name(self._path.name + ".head")
+        self._key = key
+        self._anchors = anchors
+        self._anchor_every = anchor_every
         self._fsync = fsync
+        self._lock = threading.Lock()
+        self._seq, self._hash, self._size = 0, GENESIS_HASH, 0
+        self._keyed_from = 1
+        self._anchored_seq = 0
+        self._sealed: str | None = None
+        if key is None:
+            return
+        self._entry_key = derive_key(key, "entry")
         self._path.parent.mkdir(parents=True, exist_ok=True)
-        self._head, adopted = self._resume()
         self._fd = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        if adopted:
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        try:
+            takeover = self._resume()
+        finally:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        if takeover is not None:
             self.append(
                 principal="system",
-                action="audit:recovered",
-                resource=str(self._path.name),
-                decision="adopted",
-                details={
-                    "adopted_seq": self._head.seq,
-                    "reason": "entry beyond the head anchor at start (crash between the log "
-                    "and head writes, or appended while the writer was stopped)",
-                },
+                action=KEYED_ACTION,
+                resource=self._path.name,
+                decision="allow",
+                details=takeover,
             )
 
     @classmethod
-    def in_lake(cls, lake_root: str | Path, *, fsync: bool = True) -> AuditLog:
+    def in_lake(
+        cls,
+        lake_root: str | Path,
+        *,
+        key: bytes | None = None,
+        anchors: AnchorStore | None = None,
+        anchor_every: int = 1,
+        fsync: bool = True,
+    ) -> AuditLog:
         """The platform's log, ``<lake_root>/audit/audit.jsonl``."""
-        return cls(f"{lake_root}/audit/audit.jsonl", fsync=fsync)
+        return cls(
+            f"{lake_root}/audit/audit.jsonl",
+            key=key,
+            anchors=anchors,
+            anchor_every=anchor_every,
+            fsync=fsync,
+        )
 
     @property
     def path(self) -> Path:
@@ -106,86 +192,162 @@ class AuditLog:
     @property
     def last_seq(self) -> int:
         """``seq`` of the last entry written (0 for an empty log)."""
-        return self._head.seq
+        return self._seq
+
+    @property
+    def sealed(self) -> str | None:
+        """Why the log refuses new entries, or None when it accepts them."""
+        return self._sealed
 
     def close(self) -> None:
-        """Release the file descriptor."""
+        """Anchor the last entry (if it is not yet) and release the file."""
+        with self._lock:
+            if self._fd < 0:
+                return
+            try:
+                if self._sealed is None and self._seq > self._anchored_seq:
+                    self._anchor()
+            finally:
+                self._release()
+
+    def _release(self) -> None:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
 
     def __del__(self) -> None:
-        self.close()
+        self._release()
 
-    def _read_head(self) -> _Head | None:
-        if not self._head_path.exists():
-            return None
-        data = json.loads(self._head_path.read_text())
-        return _Head(seq=int(data["seq"]), hash=str(data["hash"]))
+    # -- start ----------------------------------------------------------------------
 
-    def _write_head(self, head: _Head) -> None:
-        payload = json.dumps({"seq": head.seq, "hash": head.hash})
-        fd, tmp = tempfile.mkstemp(dir=self._path.parent, prefix=f".{self._head_path.name}.")
+    def _seal(self, problem: str) -> None:
+        self._sealed = problem
+        logger.error(
+            "audit log sealed: it refuses new entries until restored",
+            extra={"path": str(self._path), "problem": problem},
+        )
+
+    def _read_anchor(self) -> tuple[Anchor | None, str]:
+        """The store's anchor, or the reason it cannot be used."""
+        assert self._anchors is not None and self._key is not None
         try:
-            with os.fdopen(fd, "w") as out:
-                out.write(payload)
-                out.flush()
-                if self._fsync:
-                    os.fsync(out.fileno())
-            Path(tmp).replace(self._head_path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+            anchor = self._anchors.read()
+        except AuditIntegrityError as exc:
+            return None, exc.message
+        if anchor is not None and not check_anchor(anchor, derive_key(self._key, "anchor")):
+            return None, f"the anchor in {self._anchors.name} is not signed with the audit key"
+        return anchor, ""
 
-    def _resume(self) -> tuple[_Head, bool]:
-        """The chain's end, and whether one unanchored entry was adopted."""
-        found = self._read_head()
-        anchored = found or _Head()
-        if not self._path.exists():
-            return anchored, False
-        last_line = self._cut_torn_tail()
-        if last_line is None:
-            return anchored, False
-        try:
-            last = json.loads(last_line)
-            tail = _Head(seq=int(last["seq"]), hash=str(last["hash"]))
-        except (ValueError, KeyError, TypeError):
-            return anchored, False
-        if tail.seq == anchored.seq + 1 and last.get("prev_hash") == anchored.hash:
-            logger.warning(
-                "audit log has one entry beyond its head anchor; adopting it",
-                extra={"path": str(self._path), "seq": tail.seq},
-            )
-            self._write_head(tail)
-            return tail, True
-        return (anchored if found is not None else tail), False
-
-    def _cut_torn_tail(self) -> bytes | None:
-        """Cut off a torn last line; return the last whole line (None if the log is empty).
-
-        Reads only the end of the file, doubling the window until a line boundary shows.
-        """
+    def _resume(self) -> dict[str, Any] | None:
+        """Find the chain's end; seal on disagreement; details of a legacy takeover, if any."""
         with self._path.open("r+b") as src:
-            size = src.seek(0, os.SEEK_END)
-            window = 64 * 1024
-            while True:
-                start = max(0, size - window)
-                src.seek(start)
-                chunk = src.read()
-                if start == 0 or chunk.count(b"\n") >= 2:
-                    break
-                window *= 2
-            if chunk and not chunk.endswith(b"\n"):
-                keep = chunk.rfind(b"\n") + 1
-                logger.warning(
-                    "audit log ends with a torn line; cutting it off",
-                    extra={"path": str(self._path), "bytes": len(chunk) - keep},
-                )
-                src.truncate(start + keep)
-                os.fsync(src.fileno())
-                chunk = chunk[:keep]
-        lines = chunk.splitlines()
-        return lines[-1] if lines else None
+            self._size = self._cut_torn_tail(src)
+            anchor, problem = self._read_anchor()
+            tail = _line_ending_at(src, self._size)
+            if problem:
+                self._seal(problem)
+            elif anchor is not None:
+                self._resume_anchored(src, anchor, tail)
+        if problem or anchor is not None or tail is None:
+            return None
+        return self._resume_unanchored(tail)
+
+    def _resume_unanchored(self, tail: bytes) -> dict[str, Any] | None:
+        """A log with no anchor: a legacy one is taken over; a keyed one is sealed."""
+        assert self._anchors is not None
+        data, problem = parse_entry(tail, 0)
+        if data is None:
+            self._seal(f"the log's last line is not an audit entry ({problem})")
+            return None
+        body = {k: v for k, v in data.items() if k != "hash"}
+        if entry_mac(body, self._entry_key) == data["hash"]:
+            self._seal(
+                f"the log has keyed entries but there is no anchor in {self._anchors.name} "
+                "(anchor deleted, or the anchor store changed)"
+            )
+        elif legacy_entry_hash(body) != data["hash"]:
+            self._seal("the log's last entry matches neither its MAC nor a legacy SHA-256")
+        else:
+            return self._legacy_takeover(int(data["seq"]), str(data["hash"]))
+        return None
+
+    def _resume_anchored(self, src: BinaryIO, anchor: Anchor, tail: bytes | None) -> None:
+        where = self._anchors.name if self._anchors else "?"
+        if self._size < anchor.size:
+            self._seal(
+                f"the log has {self._size} bytes but the anchor in {where} records entry "
+                f"{anchor.seq} at {anchor.size} bytes (entries deleted)"
+            )
+            return
+        if anchor.seq:
+            data, _ = parse_entry(_line_ending_at(src, anchor.size) or b"", anchor.seq)
+            if data is None or data["seq"] != anchor.seq or data["hash"] != anchor.hash:
+                self._seal(f"entry {anchor.seq} differs from the one anchored in {where}")
+                return
+        if tail is None:
+            return  # an empty log
+        data, problem = parse_entry(tail, 0)
+        if data is None:
+            self._seal(f"the log's last line is not an audit entry ({problem})")
+            return
+        body = {k: v for k, v in data.items() if k != "hash"}
+        if entry_mac(body, self._entry_key) != data["hash"] or int(data["seq"]) < anchor.seq:
+            self._seal(f"the log's last entry (seq {data['seq']}) is not MACed under the audit key")
+            return
+        self._seq, self._hash = int(data["seq"]), str(data["hash"])
+        self._keyed_from, self._anchored_seq = anchor.keyed_from, anchor.seq
+
+    def _legacy_takeover(self, seq: int, last_hash: str) -> dict[str, Any]:
+        """Adopt an unkeyed log: its end, and what the keyed marker entry records."""
+        assert self._key is not None
+        report = check_chain(self._lines(), self._key, None, require_takeover=False)
+        head_path = self._path.with_name(self._path.name + ".head")
+        head: Any = None
+        if head_path.exists():
+            try:
+                head = json.loads(head_path.read_text())
+            except ValueError:
+                head = head_path.read_text()[:200]
+        chain_ok = report.first_bad_position is None and report.legacy_entries == seq
+        logger.warning(
+            "audit log written without a key: taking it over with a keyed chain",
+            extra={"path": str(self._path), "legacy_entries": seq, "legacy_ok": chain_ok},
+        )
+        self._seq, self._hash, self._keyed_from = seq, last_hash, seq + 1
+        head_path.unlink(missing_ok=True)
+        return {
+            "legacy_entries": seq,
+            "legacy_chain_ok": chain_ok,
+            "legacy_problem": "" if chain_ok else report.problem,
+            "legacy_head": head,
+        }
+
+    def _cut_torn_tail(self, src: BinaryIO) -> int:
+        """Cut off a torn last line (crash mid-write); return the log's size."""
+        size = src.seek(0, os.SEEK_END)
+        if size == 0:
+            return 0
+        src.seek(size - 1)
+        if src.read(1) == b"\n":
+            return size
+        window = 64 * 1024
+        while True:
+            start = max(0, size - window)
+            src.seek(start)
+            newline = src.read(size - start).rfind(b"\n")
+            if newline >= 0 or start == 0:
+                break
+            window *= 2
+        keep = start + newline + 1
+        logger.warning(
+            "audit log ends with a torn line; cutting it off",
+            extra={"path": str(self._path), "bytes": size - keep},
+        )
+        src.truncate(keep)
+        os.fsync(src.fileno())
+        return keep
+
+    # -- writing ----------------------------------------------------------------------
 
     def append(
         self,
@@ -202,32 +364,105 @@ class AuditLog:
 
         Raises:
             InvalidInputError: when ``details`` is not JSON-serialisable.
+            ConfigError: when the log was opened without a key (read-only).
+            AuditIntegrityError: when the log is sealed (it disagreed with its anchor).
         """
+        if self._key is None:
+            raise ConfigError(
+                f"audit log {self._path} was opened without the audit key: it is read-only",
+                details={"field": _KEY_FIELD},
+            )
         moment = (ts or datetime.now(UTC)).astimezone(UTC)
-        body: dict[str, Any] = {
-            "seq": self._head.seq + 1,
-            "ts": moment.isoformat(timespec="microseconds"),
-            "principal": principal,
-            "action": action,
-            "resource": resource,
-            "decision": decision,
-            "request_id": request_id,
-            "details": dict(details or {}),
-            "prev_hash": self._head.hash,
-        }
-        try:
-            entry = AuditEntry(**body, hash=entry_hash(body))
-            line = line_of(entry).encode()
-        except (TypeError, ValueError) as exc:
-            raise InvalidInputError(
-                f"audit details are not JSON-serialisable: {exc}", details={"field": "details"}
-            ) from exc
-        os.write(self._fd, line)
-        if self._fsync:
-            os.fsync(self._fd)
-        self._head = _Head(seq=entry.seq, hash=entry.hash)
-        self._write_head(self._head)
+        with self._lock:
+            self._refuse_if_sealed()
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+            try:
+                self._catch_up()
+                body: dict[str, Any] = {
+                    "seq": self._seq + 1,
+                    "ts": moment.isoformat(timespec="microseconds"),
+                    "principal": principal,
+                    "action": action,
+                    "resource": resource,
+                    "decision": decision,
+                    "request_id": request_id,
+                    "details": dict(details or {}),
+                    "prev_hash": self._hash,
+                }
+                try:
+                    entry = AuditEntry(**body, hash=entry_mac(body, self._entry_key))
+                    line = line_of(entry).encode()
+                except (TypeError, ValueError) as exc:
+                    raise InvalidInputError(
+                        f"audit details are not JSON-serialisable: {exc}",
+                        details={"field": "details"},
+                    ) from exc
+                os.write(self._fd, line)
+                if self._fsync:
+                    os.fsync(self._fd)
+                self._seq, self._hash = entry.seq, entry.hash
+                self._size += len(line)
+                if self._seq - self._anchored_seq >= self._anchor_every:
+                    self._anchor()
+            finally:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
         return entry
+
+    def _refuse_if_sealed(self) -> None:
+        if self._sealed is not None:
+            raise AuditIntegrityError(
+                f"audit log {self._path} refuses new entries: {self._sealed}; run `entai audit "
+                "verify`, then restore the log and its anchor from backup (docs/operations.md)",
+                details={"path": str(self._path), "problem": self._sealed},
+            )
+
+    def _catch_up(self) -> None:
+        """Follow entries another writer appended since our last write (under the lock)."""
+        size = os.fstat(self._fd).st_size
+        if size == self._size:
+            return
+        with self._path.open("rb") as src:
+            tail = _line_ending_at(src, size) if size > self._size else None
+        data, _ = parse_entry(tail or b"", 0)
+        if data is None or int(data["seq"]) <= self._seq:
+            self._seal(f"the log changed size behind the writer ({self._size} -> {size} bytes)")
+            self._refuse_if_sealed()
+        assert data is not None
+        body = {k: v for k, v in data.items() if k != "hash"}
+        if entry_mac(body, self._entry_key) != data["hash"]:
+            self._seal(f"entry {data['seq']}, appended behind the writer, is not MACed")
+            self._refuse_if_sealed()
+        logger.info(
+            "audit log: following entries another writer appended",
+            extra={"path": str(self._path), "from_seq": self._seq, "to_seq": data["seq"]},
+        )
+        self._seq, self._hash, self._size = int(data["seq"]), str(data["hash"]), size
+
+    def _anchor(self) -> Anchor | None:
+        """Write an anchor at the current end; a store that is down is retried next time."""
+        assert self._key is not None and self._anchors is not None
+        anchor = sign_anchor(
+            self._key,
+            seq=self._seq,
+            digest=self._hash,
+            keyed_from=self._keyed_from,
+            size=self._size,
+        )
+        try:
+            self._anchors.write(anchor)
+        except ServiceUnavailableError as exc:
+            logger.warning(
+                "audit anchor not written; retried after the next entry",
+                extra={"anchor_store": self._anchors.name, "seq": self._seq, "error": exc.message},
+            )
+            return None
+        except AuditIntegrityError as exc:
+            self._seal(exc.message)
+            raise
+        self._anchored_seq = self._seq
+        return anchor
+
+    # -- reading ----------------------------------------------------------------------
 
     def _lines(self) -> Iterator[bytes]:
         if not self._path.exists():
@@ -235,49 +470,49 @@ class AuditLog:
         with self._path.open("rb") as src:
             yield from src
 
-    def verify(self) -> VerifyReport:
-        """Check every line, the chain and the head anchor; report the first problem."""
-        prev_hash, count = GENESIS_HASH, 0
-        for position, line in enumerate(self._lines(), start=1):
-            problem, prev_hash = check_line(line, position, prev_hash)
-            if problem:
-                return VerifyReport(False, count, position, problem)
-            count = position
-        bad = self._head_problem(count, prev_hash)
-        if bad is not None:
-            return VerifyReport(False, count, bad[0], bad[1])
-        return VerifyReport(True, count)
+    def _require_key(self, what: str) -> bytes:
+        if self._key is None or self._anchors is None:
+            raise ConfigError(
+                f"{what} the audit log needs the audit key ({_KEY_FIELD})",
+                details={"field": _KEY_FIELD},
+            )
+        return self._key
 
-    def _head_problem(self, count: int, last_hash: str) -> tuple[int, str] | None:
-        """Where and how the log's end disagrees with the head anchor, if it does."""
-        head = self._read_head()
-        if head is None:
-            return (count, "head anchor file is missing") if count else None
-        if count < head.seq:
-            return count + 1, (
-                f"log ends at entry {count} but the head anchors entry {head.seq} "
-                "(entries deleted from the end)"
-            )
-        if count > head.seq:
-            return head.seq + 1, (
-                f"entries after {head.seq} are not anchored by the head "
-                "(appended outside the writer)"
-            )
-        if count and last_hash != head.hash:
-            return count, "last entry's hash differs from the head anchor"
-        return None
+    def verify(self) -> VerifyReport:
+        """Check every MAC and link, and the anchor; report the first problem.
+
+        Raises:
+            ConfigError: when the log was opened without the key.
+            ServiceUnavailableError: when the anchor store cannot be reached.
+        """
+        key = self._require_key("verifying")
+        assert self._anchors is not None
+        with self._lock:
+            try:
+                anchor, problem = self._anchors.read(), ""
+            except AuditIntegrityError as exc:
+                anchor, problem = None, exc.message
+            with self._path.open("rb") as src:
+                fcntl.flock(src.fileno(), fcntl.LOCK_SH)
+                return check_chain(
+                    src, key, anchor, anchor_problem=problem, where=self._anchors.name
+                )
 
     def verify_or_raise(self) -> VerifyReport:
         """:meth:`verify`, raising on any problem.
 
         Raises:
-            AuditIntegrityError: naming the first bad line and the problem.
+            AuditIntegrityError: naming the first bad entry and the problem.
         """
         report = self.verify()
         if not report.ok:
+            where = (
+                f"entry {report.first_bad_position}"
+                if report.first_bad_position is not None
+                else "its anchor"
+            )
             raise AuditIntegrityError(
-                f"audit log {self._path} fails verification at line "
-                f"{report.first_bad_position}: {report.problem}",
+                f"audit log {self._path} fails verification at {where}: {report.problem}",
                 details={
                     "path": str(self._path),
                     "position": report.first_bad_position,
@@ -286,6 +521,34 @@ class AuditLog:
                 },
             )
         return report
+
+    def export(self, *, exported_by: str) -> bytes:
+        """A verifiable bundle of the whole log: entries, a fresh anchor, a signed manifest.
+
+        Raises:
+            ConfigError: when the log was opened without the key.
+            AuditIntegrityError: when the log is sealed.
+        """
+        key = self._require_key("exporting")
+        with self._lock:
+            self._refuse_if_sealed()
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+            try:
+                self._catch_up()
+                anchor = sign_anchor(
+                    key,
+                    seq=self._seq,
+                    digest=self._hash,
+                    keyed_from=self._keyed_from,
+                    size=self._size,
+                )
+                if self._seq > self._anchored_seq:
+                    self._anchor()
+                with self._path.open("rb") as src:
+                    entries = src.read(self._size)
+            finally:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+        return build_bundle(entries, anchor, key, source=str(self._path), exported_by=exported_by)
 
     def query(
         self,

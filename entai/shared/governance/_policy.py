@@ -8,14 +8,27 @@ lives in a versioned YAML file::
     restricted_pii: [identifier, sensitive]
     roles:
       analyst: [features:read]
+      fraud-app:
+        - predict: ["model:fraud_*"]           # only on these resources
+        - events:write: [source:clickstream]
+        - features:read: ["view:user_*"]
+        - features:read_pii: ["feature:user_*:*"]
     principals:
       alice: {roles: [analyst]}
 
-``admin`` implies every permission. Feature-level rules come from each field's PII
-class: a principal without ``features:read_pii`` gets the restricted classes masked
-(``pii_mode: mask``) or the whole read refused (``pii_mode: refuse``). PII classes are
-compared by value, so ``entai.shared.features._definitions.PiiClass`` members and plain strings
-both work.
+``admin`` implies every permission on every resource. A permission listed plainly
+holds on every resource; one listed with patterns holds only on resources matching
+one of them (shell-style: ``*``, ``?``, ``[...]``). Resources name a kind and an
+object: ``model:<name>``, ``source:<source>``, ``view:<view>``,
+``feature:<view>:<feature>``, ``subject:<digest>``. A resource without a kind
+(``models``, ``features``, ``audit``) is the service as a whole: a scoped grant
+admits the caller to it, and each object it then touches is checked on its own (a
+feature read checks every view read and, for restricted PII, every feature).
+
+Feature-level rules come from each field's PII class: a principal without
+``features:read_pii`` gets the restricted classes masked (``pii_mode: mask``) or the
+whole read refused (``pii_mode: refuse``). PII classes are compared by value, so
+``PiiClass`` members and plain strings both work.
 """
 
 from __future__ import annotations
@@ -25,6 +38,7 @@ import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
+from fnmatch import fnmatchcase
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
@@ -40,6 +54,7 @@ __all__ = [
     "Permission",
     "Policy",
     "Principal",
+    "Scopes",
     "normalise_pii_class",
 ]
 
@@ -125,6 +140,21 @@ def normalise_pii_class(value: object, *, feature: str = "?") -> str:
     return name
 
 
+Scopes = Mapping[str, Mapping["Permission", tuple[str, ...]]]
+"""Per role, the permissions it grants only on some resources, with their patterns."""
+
+
+def covers(patterns: tuple[str, ...], resource: str) -> bool:
+    """Whether a grant limited to ``patterns`` holds on ``resource``.
+
+    A resource without a kind (no ``:``) is a whole service: a scoped grant admits to
+    it, and the objects inside are checked one by one by the caller.
+    """
+    if ":" not in resource and resource != "*":
+        return True
+    return any(fnmatchcase(resource, pattern) for pattern in patterns)
+
+
 class _PrincipalDoc(BaseModel):
     model_config = ConfigDict(extra="forbid")
     roles: list[str] = Field(default_factory=list)
@@ -135,8 +165,31 @@ class _PolicyDoc(BaseModel):
     version: int = Field(1, ge=1)
     pii_mode: Literal["mask", "refuse"] = "mask"
     restricted_pii: list[str] = Field(default_factory=lambda: ["identifier", "sensitive"])
-    roles: dict[str, list[Permission]]
+    roles: dict[str, list[Permission | dict[Permission, list[str]]]]
     principals: dict[str, _PrincipalDoc] = Field(default_factory=dict)
+
+    def grants(
+        self,
+    ) -> tuple[dict[str, frozenset[Permission]], dict[str, dict[Permission, tuple[str, ...]]]]:
+        """Each role's permissions, and the patterns of those it grants with a scope."""
+        roles: dict[str, frozenset[Permission]] = {}
+        scopes: dict[str, dict[Permission, tuple[str, ...]]] = {}
+        for name, entries in self.roles.items():
+            permissions: set[Permission] = set()
+            for entry in entries:
+                if isinstance(entry, Permission):
+                    permissions.add(entry)
+                    continue
+                for permission, patterns in entry.items():
+                    if not patterns:
+                        raise ConfigError(
+                            f"role {name!r} grants {permission.value} on no resource",
+                            details={"field": f"roles.{name}", "permission": permission.value},
+                        )
+                    permissions.add(permission)
+                    scopes.setdefault(name, {})[permission] = tuple(patterns)
+            roles[name] = frozenset(permissions)
+        return roles, scopes
 
 
 _DEFAULT_ROLES: dict[str, frozenset[Permission]] = {
@@ -184,10 +237,23 @@ class Policy:
     restricted_pii: frozenset[str] = field(
         default_factory=lambda: frozenset({"identifier", "sensitive"})
     )
+    scopes: Scopes = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "roles", MappingProxyType(dict(self.roles)))
         object.__setattr__(self, "principals", MappingProxyType(dict(self.principals)))
+        object.__setattr__(
+            self,
+            "scopes",
+            MappingProxyType({r: MappingProxyType(dict(g)) for r, g in self.scopes.items()}),
+        )
+        for role, scoped in self.scopes.items():
+            stray = sorted(p.value for p in scoped if p not in self.roles.get(role, frozenset()))
+            if stray:
+                raise ConfigError(
+                    f"role {role!r} scopes permission(s) {stray} it does not grant",
+                    details={"field": f"roles.{role}", "permissions": stray},
+                )
         for principal in self.principals.values():
             unknown = sorted(principal.roles - set(self.roles))
             if unknown:
@@ -207,6 +273,7 @@ class Policy:
                 dict(self.principals),
                 self.pii_mode,
                 self.restricted_pii,
+                {r: dict(g) for r, g in self.scopes.items()},
             ),
         )
 
@@ -238,18 +305,17 @@ class Policy:
         try:
             doc = _PolicyDoc.model_validate(raw)
         except ValidationError as exc:
-            problems = [
-                {"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]}
-                for e in exc.errors()
-            ]
+            problems = [{"field": _field_of(e["loc"]), "message": e["msg"]} for e in exc.errors()]
             raise ConfigError(
                 f"policy file {file} is invalid: "
                 + "; ".join(f"{p['field']}: {p['message']}" for p in problems),
                 details={"path": str(file), "errors": problems},
             ) from None
+        roles, scopes = doc.grants()
         return cls(
             version=doc.version,
-            roles={name: frozenset(perms) for name, perms in doc.roles.items()},
+            roles=roles,
+            scopes=scopes,
             principals={
                 name: Principal(name, frozenset(p.roles)) for name, p in doc.principals.items()
             },
@@ -265,7 +331,7 @@ class Policy:
             "version": self.version,
             "pii_mode": self.pii_mode,
             "restricted_pii": sorted(self.restricted_pii),
-            "roles": {name: sorted(str(p) for p in perms) for name, perms in self.roles.items()},
+            "roles": {name: self._role_doc(name, perms) for name, perms in self.roles.items()},
             "principals": {p.name: {"roles": sorted(p.roles)} for p in self.principals.values()},
         }
         file = Path(path)
@@ -280,6 +346,13 @@ class Policy:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+
+    def _role_doc(self, name: str, permissions: frozenset[Permission]) -> list[Any]:
+        scoped = self.scopes.get(name, {})
+        return [
+            {p.value: list(scoped[p])} if p in scoped else p.value
+            for p in sorted(permissions, key=lambda p: p.value)
+        ]
 
     def with_principal(self, name: str, roles: Iterable[str]) -> Policy:
         """A new version with ``name`` holding exactly ``roles`` (added or replaced).
@@ -315,9 +388,22 @@ class Policy:
             InvalidInputError: when ``action`` is not a known permission.
         """
         permission = _parse_permission(action)
-        granted = permission in self.permissions_of(principal)
-        reason = "granted by role" if granted else f"requires permission {permission.value}"
-        return Decision(granted, principal.name, permission.value, resource, reason)
+        if any(self._role_allows(role, permission, resource) for role in principal.roles):
+            return Decision(True, principal.name, permission.value, resource, "granted by role")
+        if permission in self.permissions_of(principal):
+            reason = f"permission {permission.value} is not granted on {resource!r}"
+        else:
+            reason = f"requires permission {permission.value}"
+        return Decision(False, principal.name, permission.value, resource, reason)
+
+    def _role_allows(self, role: str, permission: Permission, resource: str) -> bool:
+        granted = self.roles.get(role, frozenset())
+        if Permission.ADMIN in granted:
+            return True
+        if permission not in granted:
+            return False
+        patterns = self.scopes.get(role, {}).get(permission)
+        return patterns is None or covers(patterns, resource)
 
     def authorize_features(
         self, principal: Principal, features: Mapping[str, object], resource: str = "*"
@@ -326,7 +412,10 @@ class Policy:
 
         Args:
             principal: Who reads.
-            features: Feature name -> PII class (``PiiClass`` member or its value).
+            features: Feature name (``view:feature``) -> PII class (``PiiClass``
+                member or its value). Each view needs ``features:read`` on
+                ``view:<view>``; a restricted feature needs ``features:read_pii`` on
+                ``feature:<view>:<feature>``.
             resource: What is read (feature service or view), for the record.
 
         Returns:
@@ -337,14 +426,22 @@ class Policy:
         base = self.authorize(principal, Permission.FEATURES_READ, resource)
         if not base.allowed:
             return base
+        views = sorted({name.split(":", 1)[0] for name in features if ":" in name})
+        for view in views:
+            per_view = self.authorize(principal, Permission.FEATURES_READ, f"view:{view}")
+            if not per_view.allowed:
+                return replace(per_view, resource=resource)
         restricted = tuple(
             sorted(
                 name
                 for name, pii in features.items()
                 if normalise_pii_class(pii, feature=name) in self.restricted_pii
+                and not self.authorize(
+                    principal, Permission.FEATURES_READ_PII, f"feature:{name}"
+                ).allowed
             )
         )
-        if not restricted or Permission.FEATURES_READ_PII in self.permissions_of(principal):
+        if not restricted:
             return base
         if self.pii_mode == "refuse":
             return replace(
@@ -358,6 +455,11 @@ class Policy:
             reason=f"PII features masked without {Permission.FEATURES_READ_PII.value}",
             masked_features=restricted,
         )
+
+
+def _field_of(loc: tuple[int | str, ...]) -> str:
+    """A validation error's field path, without pydantic's union branch tags."""
+    return ".".join(str(p) for p in loc if not (isinstance(p, str) and "[" in p))
 
 
 def _parse_permission(action: Permission | str) -> Permission:

@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from entai.shared.core import InvalidInputError
+from entai.shared.models._fairness import FairnessReport
 
 __all__ = ["ModelCard", "TrainingDataSummary"]
 
@@ -53,6 +54,9 @@ class ModelCard(_Frozen):
         training_data: Summary of the training and validation data.
         metrics: Evaluation metrics on the validation set (e.g. ``valid_auc``).
         segment_metrics: Metrics per segment (e.g. per category), to show unequal quality.
+        fairness: Fairness of the decisions per protected or segment attribute, filled
+            from the numbers by training (the promotion gates' fairness thresholds
+            read it).
         limitations: Known weaknesses, biases, and conditions where it degrades.
         owners: People or teams accountable for the model.
     """
@@ -63,6 +67,7 @@ class ModelCard(_Frozen):
     training_data: TrainingDataSummary = TrainingDataSummary()
     metrics: dict[str, float] = Field(default_factory=dict)
     segment_metrics: dict[str, dict[str, float]] = Field(default_factory=dict)
+    fairness: dict[str, FairnessReport] = Field(default_factory=dict)
     limitations: tuple[str, ...] = ()
     owners: tuple[str, ...] = ()
 
@@ -147,10 +152,39 @@ class ModelCard(_Frozen):
         for segment, values in sorted(self.segment_metrics.items()):
             shown = ", ".join(f"{k}={v:.4f}" for k, v in sorted(values.items()))
             lines.append(f"- segment {segment}: {shown}")
+        for attribute, report in sorted(self.fairness.items()):
+            lines += ["", f"## Fairness by {attribute}", *_fairness_lines(report)]
         lines += ["", "## Limitations"]
         lines += [f"- {item}" for item in self.limitations] or ["_missing_"]
         lines += ["", "## Owners", ", ".join(self.owners) or "_missing_"]
         return "\n".join(lines) + "\n"
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def _fairness_lines(report: FairnessReport) -> list[str]:
+    lines = [
+        f"Selected: score >= {report.threshold:.4f}; groups under {report.min_group_size}"
+        " rows are shown but not compared.",
+        "",
+    ]
+    for name, measure in report.measures().items():
+        worst = ", ".join(f"{g}={v:.4f}" for g, v in measure.worst_groups.items())
+        shown = f"- {name}: {_number(measure.value)}"
+        shown += f" ({measure.rate}: {worst})" if worst else ""
+        lines.append(shown + (f"; {measure.reason}" if measure.reason else ""))
+    lines += [
+        "",
+        "| group | rows | selection rate | TPR | FPR | AUC | mean score | label rate | ECE |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for g in report.groups:
+        name = g.group if g.sufficient else f"{g.group} (insufficient)"
+        cells = [g.selection_rate, g.tpr, g.fpr, g.auc, g.mean_score, g.label_rate, g.ece]
+        lines.append(f"| {name} | {g.count} | " + " | ".join(_number(c) for c in cells) + " |")
+    return lines
 
 
 def _invalid(exc: ValidationError) -> InvalidInputError:

@@ -13,6 +13,11 @@ Gates, for aliases the policy gates (``champion`` by default):
   (same dataset id), the candidate's primary metric is not worse than the current
   holder's by more than ``tolerance``; when they share no evaluation set the gate
   fails and asks for a re-evaluation on a common set;
+- ``fairness`` (when the policy sets fairness thresholds): the fairness reports in the
+  candidate's model card (``ModelCard.fairness``, filled by training) meet every
+  threshold for every required attribute; a measure that could not be computed, or a
+  missing report, fails the gate. Each failure carries the measure's value, the
+  threshold and the lowest and highest groups with their rates;
 - ``distinct_approver``: the approver is not the registrant (four-eyes).
 """
 
@@ -22,18 +27,62 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from entai.shared.core import PromotionRejectedError
+from entai.shared.models._fairness import FairnessReport
 from entai.shared.models._model_card import ModelCard
 
 __all__ = [
     "Candidate",
+    "FairnessPolicy",
     "GateFailure",
     "PromotionPolicy",
     "PromotionVerdict",
     "check_promotion",
 ]
+
+
+class FairnessPolicy(BaseModel):
+    """Fairness thresholds a gated promotion must meet (see ``entai.shared.models._fairness``).
+
+    Example (settings YAML, ``registry.policy.fairness``)::
+
+        fairness:
+          attributes: [region]
+          max_demographic_parity_difference: 0.1
+          max_equalized_odds_difference: 0.1
+          min_disparate_impact_ratio: 0.8
+
+    Attributes:
+        attributes: Attributes the candidate must have been evaluated by; empty means
+            every attribute its card reports (and at least one).
+        max_demographic_parity_difference: Upper bound on the selection-rate gap.
+        max_equalized_odds_difference: Upper bound on the larger of the TPR/FPR gaps.
+        min_disparate_impact_ratio: Lower bound on lowest/highest selection rate.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    attributes: tuple[str, ...] = ()
+    max_demographic_parity_difference: float | None = Field(None, ge=0.0, le=1.0)
+    max_equalized_odds_difference: float | None = Field(None, ge=0.0, le=1.0)
+    min_disparate_impact_ratio: float | None = Field(None, ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _some_threshold(self) -> FairnessPolicy:
+        if not self.bounds():
+            raise ValueError("fairness policy sets no threshold")
+        return self
+
+    def bounds(self) -> list[tuple[str, float, bool]]:
+        """``(measure, threshold, is_upper_bound)`` for every threshold set."""
+        given = [
+            ("demographic_parity_difference", self.max_demographic_parity_difference, True),
+            ("equalized_odds_difference", self.max_equalized_odds_difference, True),
+            ("disparate_impact_ratio", self.min_disparate_impact_ratio, False),
+        ]
+        return [(m, bound, upper) for m, bound, upper in given if bound is not None]
 
 
 class PromotionPolicy(BaseModel):
@@ -47,6 +96,7 @@ class PromotionPolicy(BaseModel):
         tolerance: How much worse than the champion the candidate may be.
         require_card: A complete model card is required.
         require_distinct_approver: The approver must not be the registrant.
+        fairness: Fairness thresholds; None turns the fairness gate off.
         gated_aliases: Aliases whose assignment goes through the gates.
     """
 
@@ -59,6 +109,7 @@ class PromotionPolicy(BaseModel):
     tolerance: float = Field(0.01, ge=0.0)
     require_card: bool = True
     require_distinct_approver: bool = True
+    fairness: FairnessPolicy | None = None
     gated_aliases: tuple[str, ...] = ("champion",)
 
 
@@ -92,24 +143,34 @@ class Candidate:
 
 @dataclass(frozen=True)
 class GateFailure:
-    """One failed gate and why."""
+    """One failed gate, why, and the numbers behind it (e.g. a fairness measure's value,
+    threshold and worst groups)."""
 
     gate: str
     reason: str
+    details: Mapping[str, Any] = field(default_factory=dict)
 
-    def to_dict(self) -> dict[str, str]:
+    def to_dict(self) -> dict[str, Any]:
         """As a JSON-ready mapping."""
-        return {"gate": self.gate, "reason": self.reason}
+        out: dict[str, Any] = {"gate": self.gate, "reason": self.reason}
+        if self.details:
+            out["details"] = dict(self.details)
+        return out
 
 
 @dataclass(frozen=True)
 class PromotionVerdict:
-    """The outcome of all gates for one promotion request."""
+    """The outcome of all gates for one promotion request.
+
+    ``measured`` holds the numbers gates checked beyond the registered metrics (the
+    fairness measures per attribute), so an approval's audit entry records them too.
+    """
 
     alias: str
     version: int
     gates_checked: tuple[str, ...]
     failures: tuple[GateFailure, ...] = ()
+    measured: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def approved(self) -> bool:
@@ -118,12 +179,15 @@ class PromotionVerdict:
 
     def details(self) -> dict[str, Any]:
         """Structured summary for audit entries and error details."""
-        return {
+        out: dict[str, Any] = {
             "alias": self.alias,
             "version": self.version,
             "gates_checked": list(self.gates_checked),
             "failures": [f.to_dict() for f in self.failures],
         }
+        if self.measured:
+            out["measured"] = dict(self.measured)
+        return out
 
     def raise_if_rejected(self, model: str) -> None:
         """Raise when any gate failed.
@@ -170,6 +234,11 @@ def check_promotion(
     if incumbent is not None and incumbent.version != candidate.version:
         gates.append("not_worse_than_champion")
         failures += _comparison(policy, candidate, incumbent)
+    measured: dict[str, Any] = {}
+    if policy.fairness is not None:
+        gates.append("fairness")
+        fairness_failures, measured["fairness"] = _fairness(policy.fairness, candidate)
+        failures += fairness_failures
     if policy.require_distinct_approver:
         gates.append("distinct_approver")
         if not approver.strip() or approver == candidate.registrant:
@@ -185,6 +254,7 @@ def check_promotion(
         version=candidate.version,
         gates_checked=tuple(gates),
         failures=tuple(failures),
+        measured=measured,
     )
 
 
@@ -253,3 +323,62 @@ def _comparison(
             )
         ]
     return []
+
+
+def _fairness(
+    policy: FairnessPolicy, candidate: Candidate
+) -> tuple[list[GateFailure], dict[str, dict[str, float | None]]]:
+    """Failures of the fairness thresholds, and every measure checked per attribute."""
+    gate = "fairness"
+    reports = candidate.card.fairness if candidate.card is not None else {}
+    wanted = policy.attributes or tuple(sorted(reports))
+    if not wanted:
+        reason = (
+            "no fairness evaluation is recorded for this version (its model card has no "
+            "fairness section); train it with fairness.columns set"
+        )
+        return [GateFailure(gate, reason)], {}
+    failures: list[GateFailure] = []
+    measured: dict[str, dict[str, float | None]] = {}
+    for attribute in wanted:
+        report = reports.get(attribute)
+        if report is None:
+            failures.append(
+                GateFailure(
+                    gate,
+                    f"no fairness evaluation by {attribute!r} is recorded for this version",
+                    {"attribute": attribute, "recorded": sorted(reports)},
+                )
+            )
+            continue
+        measured[attribute] = {m: d.value for m, d in report.measures().items()}
+        failures += _fairness_bounds(policy, report)
+    return failures, measured
+
+
+def _fairness_bounds(policy: FairnessPolicy, report: FairnessReport) -> list[GateFailure]:
+    failures: list[GateFailure] = []
+    measures = report.measures()
+    for measure, bound, upper in policy.bounds():
+        disparity = measures[measure]
+        value = disparity.value
+        details: dict[str, Any] = {
+            "attribute": report.attribute,
+            "measure": measure,
+            "value": value,
+            "threshold": bound,
+            "bound": "max" if upper else "min",
+            "rate": disparity.rate,
+            "worst_groups": dict(disparity.worst_groups),
+            "insufficient_groups": list(report.insufficient),
+        }
+        where = f"{report.attribute}: {measure}"
+        if value is None:
+            reason = f"{where} cannot be computed ({disparity.reason})"
+            failures.append(GateFailure("fairness", reason, details))
+        elif (value > bound) if upper else (value < bound):
+            side = "above the maximum" if upper else "below the minimum"
+            worst = ", ".join(f"{g}={v:.4f}" for g, v in disparity.worst_groups.items())
+            reason = f"{where}={value:.4f} is {side} {bound} ({disparity.rate}: {worst})"
+            failures.append(GateFailure("fairness", reason, details))
+    return failures

@@ -87,6 +87,7 @@ from entai.shared.monitoring._profiles import (
     is_numeric_series,
 )
 from entai.shared.monitoring._reference import (
+    POLICY_FIELDS,
     REFERENCE_ARTIFACT,
     REFERENCE_TAG,
     TRAIN_CONFIG_ARTIFACT,
@@ -115,6 +116,7 @@ __all__ = [
     "MIN_STD",
     "OTHER",
     "OTHER_LABEL",
+    "POLICY_FIELDS",
     "REFERENCE_ARTIFACT",
     "REFERENCE_TAG",
     "TABLE_COLUMNS",
