@@ -182,7 +182,8 @@ class Ingress(GrpcInference):
         await self._services.authorize_async(token, "predict", f"model:{model}")
         inputs = await self._services.feature_inputs(body.entities, body.request_features)
         aliases = route_aliases(inputs.entity_keys, self._args.canary_percent)
-        scored = await self._scorer.score(inputs.names, inputs.matrix, aliases)
+        request_names = list(body.request_features)
+        scored = await self._scorer.score(inputs.names, inputs.matrix, aliases, request_names)
         predictions = [s for s, _, _ in scored]
         versions = [v for _, v, _ in scored]
         self._tap.submit(
@@ -198,7 +199,7 @@ class Ingress(GrpcInference):
             )
         )
         if self._args.shadow:
-            task = asyncio.create_task(self._shadow(rid, model, inputs))
+            task = asyncio.create_task(self._shadow(rid, model, inputs, request_names))
             self._background.add(task)
             task.add_done_callback(self._background.discard)
         Metrics.prediction_latency(model, versions[0], time.perf_counter() - started)
@@ -210,11 +211,11 @@ class Ingress(GrpcInference):
             request_id=rid,
         )
 
-    async def _shadow(self, rid: str, model: str, inputs: Any) -> None:
+    async def _shadow(self, rid: str, model: str, inputs: Any, request_names: list[str]) -> None:
         """Score with ``shadow`` and log it; never affects the response."""
         try:
             scored: Scored = await self._scorer.score(
-                inputs.names, inputs.matrix, ["shadow"] * len(inputs.entity_keys)
+                inputs.names, inputs.matrix, ["shadow"] * len(inputs.entity_keys), request_names
             )
         except Exception as exc:  # noqa: BLE001 - shadow must never fail the real request
             log.warning("shadow scoring failed", extra={"error": repr(exc)})
