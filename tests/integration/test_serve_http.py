@@ -273,7 +273,7 @@ def test_request_features_are_rejected_when_not_numbers(
     body = {**predict_body(1, "books"), "request_features": {"x": ["not a number"]}}
     response = client.post(f"/v1/predict/{MODEL}", json=body, headers=platform.headers())
     assert response.status_code == 422
-    assert response.json()["error"]["details"]["field"] == "request_features"
+    assert "request_features" in json.dumps(response.json()["error"])
 
 
 @pytest.mark.parametrize(
