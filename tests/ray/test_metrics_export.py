@@ -88,6 +88,8 @@ def test_entai_series_appear_on_the_prometheus_endpoint(ray_cluster: Any, monito
     client = OnlineFeatureClient(None, direct_store=store)
     client.get_online_features({model: ["f"]}, [{"user_id": 1}, {"user_id": 2}], {})
     Metrics.prediction_latency(model, 7, 0.02)
+    Metrics.stream_backlog(model, 3)  # a stream worker's figures, as it records them
+    Metrics.stream_events(model, "landed", 5)
 
     node = next(n for n in ray_cluster.nodes() if n["Alive"])
     url = f"http://{node['NodeManagerAddress']}:{node['MetricsExportPort']}/metrics"
@@ -100,6 +102,8 @@ def test_entai_series_appear_on_the_prometheus_endpoint(ray_cluster: Any, monito
         ("entai_online_lookups", ("view", model), ("status", "not_found")),
         ("entai_online_lookup_latency_s", ("route", "direct"), ("route", "direct")),
         ("entai_prediction_latency_s", ("model", model), ("version", "7")),
+        ("entai_stream_backlog", ("source", model), ("source", model)),
+        ("entai_stream_events", ("source", model), ("outcome", "landed")),
     }
     seen: set[tuple[Any, ...]] = set()
     started = time.monotonic()
