@@ -109,8 +109,10 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         (401, "missing or bad token"),
         (403, "not allowed"),
         (404, "unknown model or object"),
+        (413, "body over serve.max_body_bytes"),
         (422, "invalid body"),
-        (429, "overloaded"),
+        (429, "overloaded, or too many failed authentications"),
+        (502, "the model answered a score that is not finite"),
         (503, "unavailable or timed out"),
     )
 }
@@ -137,7 +139,11 @@ class Ingress(GrpcInference):
         else:
             self._scorer = HandleScorer(model, settings.serve.request_timeout_s)
         self._services = PlatformServices.connect(settings, args, platform)
-        self._gate = AuthGate(self._services.auth, settings.security.auth_guard)
+        self._gate = AuthGate(
+            self._services.auth,
+            settings.security.auth_guard,
+            breaker=self._services.breakers.governance,
+        )
         self._gate.start()
         self._edge = EdgePolicy(self._gate, settings.serve.max_body_bytes)
         install_edge(api, self._edge)
@@ -176,7 +182,8 @@ class Ingress(GrpcInference):
         await self._services.authorize_async(token, "predict", f"model:{model}")
         inputs = await self._services.feature_inputs(body.entities, body.request_features)
         aliases = route_aliases(inputs.entity_keys, self._args.canary_percent)
-        scored = await self._scorer.score(inputs.names, inputs.matrix, aliases)
+        request_names = list(body.request_features)
+        scored = await self._scorer.score(inputs.names, inputs.matrix, aliases, request_names)
         predictions = [s for s, _, _ in scored]
         versions = [v for _, v, _ in scored]
         self._tap.submit(
@@ -192,7 +199,7 @@ class Ingress(GrpcInference):
             )
         )
         if self._args.shadow:
-            task = asyncio.create_task(self._shadow(rid, model, inputs))
+            task = asyncio.create_task(self._shadow(rid, model, inputs, request_names))
             self._background.add(task)
             task.add_done_callback(self._background.discard)
         Metrics.prediction_latency(model, versions[0], time.perf_counter() - started)
@@ -204,11 +211,11 @@ class Ingress(GrpcInference):
             request_id=rid,
         )
 
-    async def _shadow(self, rid: str, model: str, inputs: Any) -> None:
+    async def _shadow(self, rid: str, model: str, inputs: Any, request_names: list[str]) -> None:
         """Score with ``shadow`` and log it; never affects the response."""
         try:
             scored: Scored = await self._scorer.score(
-                inputs.names, inputs.matrix, ["shadow"] * len(inputs.entity_keys)
+                inputs.names, inputs.matrix, ["shadow"] * len(inputs.entity_keys), request_names
             )
         except Exception as exc:  # noqa: BLE001 - shadow must never fail the real request
             log.warning("shadow scoring failed", extra={"error": repr(exc)})
@@ -233,12 +240,8 @@ class Ingress(GrpcInference):
     ) -> dict[str, Any]:
         """Feast-compatible online feature retrieval."""
         token = _bearer(authorization)
-
-        def read() -> dict[str, Any]:
-            self._services.authorize(token, "features:read", "features")
-            return self._services.online_features(token, body)
-
-        return await asyncio.to_thread(read)
+        await self._services.authorize_async(token, "features:read", "features")
+        return await self._services.online_features_async(token, body)
 
     @api.post(
         "/get-online-features",
@@ -251,20 +254,18 @@ class Ingress(GrpcInference):
     ) -> dict[str, Any]:
         """Feast's feature-server route: the same read, answered in Feast's shape."""
         token = _bearer(authorization)
-
-        def read() -> dict[str, Any]:
-            self._services.authorize(token, "features:read", "features")
-            return feast_response(self._services.read_online(token, body), body)
-
-        return await asyncio.to_thread(read)
+        await self._services.authorize_async(token, "features:read", "features")
+        return feast_response(await self._services.read_online_async(token, body), body)
 
     @api.get("/v1/models", response_model=list[ModelSummary], responses=_ERRORS)
     async def list_models(self, authorization: str | None = Header(None)) -> list[Any]:
         """Registered models with their aliases."""
         await self._allow(authorization, "predict", "models")
-        return cast(
-            "list[Any]", await _actor_call(self._registry.submit(ModelRegistry.list_models))
+        registry = self._services.breakers.registry
+        models = await registry.call(
+            lambda: _actor_call(self._registry.submit(ModelRegistry.list_models))
         )
+        return cast("list[Any]", models)
 
     @api.get("/v1/models/{name}", response_model=ModelDetail, responses=_ERRORS)
     async def model_detail(
@@ -272,7 +273,10 @@ class Ingress(GrpcInference):
     ) -> ModelDetail:
         """A model's versions, and which version each alias serves in this application."""
         await self._allow(authorization, "predict", f"model:{name}")
-        infos = await _actor_call(self._registry.submit(ModelRegistry.versions, name))
+        registry = self._services.breakers.registry
+        infos = await registry.call(
+            lambda: _actor_call(self._registry.submit(ModelRegistry.versions, name))
+        )
         serving: Mapping[str, int] = {}
         if name == self._args.model_name:
             serving = await self._scorer.versions()
@@ -329,7 +333,7 @@ class Ingress(GrpcInference):
 
     async def _allow(self, authorization: str | None, action: str, resource: str) -> None:
         token = _bearer(authorization)
-        await asyncio.to_thread(self._services.authorize, token, action, resource)
+        await self._services.authorize_async(token, action, resource)
 
     def check_health(self) -> None:
         """Unhealthy when the prediction tap's thread died or in-ingress scoring is lost."""

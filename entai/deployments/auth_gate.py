@@ -15,7 +15,10 @@
    ``lookup_concurrency`` at once; concurrent lookups of one token share one call;
    each bounded by ``governance_timeout_s``, past which the answer is 503). A token it
    does not know is remembered in the negative cache; one it knows gives the budget
-   token back and wakes the refresher so the next request finds it locally.
+   token back and wakes the refresher so the next request finds it locally. Lookups,
+   refreshes and failure reports go through the replica's governance
+   :class:`~entai.deployments.circuit_breaker.CircuitBreaker`: while it is open a
+   lookup is 503 at once.
 
 Every failure is counted per client and reason (:class:`AuthFailureTally`) and the
 refresher sends the counts to the audit log once per ``failure_window_s``: one entry
@@ -35,6 +38,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from entai.actors.governance import AuthCache, AuthFailureTally
+from entai.deployments.circuit_breaker import CircuitBreaker
 from entai.deployments.negative_cache import NegativeCache, token_digest
 from entai.deployments.rate_limit import ClientRateLimiter
 from entai.shared.core import (
@@ -79,6 +83,8 @@ class AuthGate:
     Args:
         cache: The replica's governance cache (its backend calls need timeouts).
         settings: Limits, TTLs and timeouts.
+        breaker: The replica's governance breaker (lookups, refreshes and failure
+            reports go through it); a new one when None.
         clock: Monotonic seconds, for the negative cache and the rate limiter.
         wall_clock: UTC time, for the audited failure windows.
     """
@@ -88,11 +94,15 @@ class AuthGate:
         cache: AuthCache,
         settings: AuthGuardSettings,
         *,
+        breaker: CircuitBreaker | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], datetime] = _utc_now,
     ) -> None:
         self._cache = cache
         self._settings = settings
+        self._breaker = breaker or CircuitBreaker(
+            "governance", timeout_s=settings.governance_timeout_s, clock=clock
+        )
         self._negative = NegativeCache(
             settings.negative_cache_size, settings.negative_ttl_s, clock=clock
         )
@@ -186,7 +196,7 @@ class AuthGate:
                 details={"service": "governance", "timeout_s": timeout, "retry_after_s": 1},
             ) from None
         try:
-            return await asyncio.to_thread(self._cache.lookup, token)
+            return await self._breaker.call(lambda: asyncio.to_thread(self._cache.lookup, token))
         finally:
             self._lookup_slots.release()
 
@@ -215,7 +225,7 @@ class AuthGate:
     def refresh_once(self) -> None:
         """One refresher step: a new snapshot, and the failures when their window is due."""
         try:
-            self._cache.refresh()
+            self._breaker.call_sync(self._cache.refresh)
         except EntaiError as exc:
             age = self._cache.snapshot_age()
             log.warning(
@@ -231,7 +241,7 @@ class AuthGate:
         if not windows:
             return
         try:
-            self._cache.report_failures(windows)
+            self._breaker.call_sync(lambda: self._cache.report_failures(windows))
         except EntaiError as exc:
             self.failures.restore(windows)
             log.warning("failed authentications not audited yet", extra={"error": exc.code})

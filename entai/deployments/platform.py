@@ -5,8 +5,11 @@ online features are read in-process (shard fan-out, or a direct Redis read when 
 online store is Redis), so a prediction costs no extra deployment hop for either. This
 is the FeatureLookup stage of the serving graph: it turns a request's entities and
 request-time features into named model input columns. The ``*_async`` methods are the
-predict path's: they run on the replica's event loop (shard calls awaited, an allowed
-token decided from the cache inline) and leave only blocking work to a thread.
+predict path's and the feature routes': they run on the replica's event loop (shard
+calls awaited, an allowed token decided from the cache inline) and leave only blocking
+work to a thread; each call to governance or the online store goes through the
+replica's :class:`~entai.deployments.circuit_breaker.Breakers` (a timeout each, 503 at
+once while a dependency keeps failing).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +26,7 @@ import numpy as np
 from entai.actors.features import OnlineFeatureClient
 from entai.actors.governance import AuthCache, actor_auth_cache
 from entai.actors.services import Services
+from entai.deployments.circuit_breaker import Breakers
 from entai.deployments.schemas import OnlineFeaturesRequest
 from entai.shared.core import InvalidInputError
 from entai.shared.features import Definitions, FeatureViewProjection, OnlineStore, entity_key
@@ -140,6 +144,7 @@ class PlatformServices:
     definitions: Definitions
     model_features: tuple[FeatureViewProjection, ...]
     model_plan: ReadPlan
+    breakers: Breakers = field(default_factory=Breakers)
 
     @classmethod
     def connect(
@@ -167,6 +172,7 @@ class PlatformServices:
             definitions=definitions,
             model_features=model_features,
             model_plan=ReadPlan.of(model_features),
+            breakers=Breakers.from_settings(settings),
         )
 
     def authorize(self, token: str, action: str, resource: str) -> Decision:
@@ -174,11 +180,14 @@ class PlatformServices:
         return self.auth.authorize(token, action, resource)
 
     async def authorize_async(self, token: str, action: str, resource: str) -> Decision:
-        """:meth:`authorize` for an event loop: inline when the cache allows, else a thread."""
+        """:meth:`authorize` for an event loop: inline when the cache allows, else a thread
+        (through the governance breaker)."""
         decision = self.auth.authorize_local(token, action, resource)
         if decision is not None:
             return decision
-        return await asyncio.to_thread(self.auth.authorize, token, action, resource)
+        return await self.breakers.governance.call(
+            lambda: asyncio.to_thread(self.auth.authorize, token, action, resource)
+        )
 
     def _read(self, plan: ReadPlan, entities: Mapping[str, Sequence[Any]]) -> dict[str, Any]:
         rows = _entity_rows(plan, entities)
@@ -201,12 +210,14 @@ class PlatformServices:
         plan = self.model_plan
         rows = _entity_rows(plan, entities)
         entity_keys = [entity_key(row) for row in rows]
-        results = await self.features.read_async(
-            plan.view_features,
-            rows,
-            plan.ttls,
-            join_keys=plan.view_join_keys,
-            keys=dict.fromkeys(plan.full_key_views, entity_keys),
+        results = await self.breakers.online_store.call(
+            lambda: self.features.read_async(
+                plan.view_features,
+                rows,
+                plan.ttls,
+                join_keys=plan.view_join_keys,
+                keys=dict.fromkeys(plan.full_key_views, entity_keys),
+            )
         )
         online = [name for result in results for name in result.features]
         columns: list[Sequence[Any]] = [vals for result in results for vals in result.values]
@@ -221,6 +232,19 @@ class PlatformServices:
             ) from exc
         return FeatureInputs((*online, *extra), matrix, entity_keys)
 
+    def _feature_request(
+        self, body: OnlineFeaturesRequest
+    ) -> tuple[list[FeatureViewProjection], dict[str, Any]]:
+        """The projections a feature request names, and each feature's PII class."""
+        source: Any = body.feature_service if body.feature_service is not None else body.features
+        projections = self.definitions.resolve(source)
+        pii = {
+            f"{p.view.name}:{name}": p.view.field(name).pii
+            for p in projections
+            for name in p.features
+        }
+        return list(projections), pii
+
     def read_online(self, token: str, body: OnlineFeaturesRequest) -> OnlineRead:
         """The online read behind both feature routes, PII masked for the principal.
 
@@ -232,36 +256,30 @@ class PlatformServices:
             NotFoundError: an unknown service, view or feature.
             InvalidInputError: a join key is missing.
         """
-        source: Any = body.feature_service if body.feature_service is not None else body.features
-        projections = self.definitions.resolve(source)
-        pii = {
-            f"{p.view.name}:{name}": p.view.field(name).pii
-            for p in projections
-            for name in p.features
-        }
+        projections, pii = self._feature_request(body)
         decision = self.auth.authorize_features(token, pii, "features")
         plan = ReadPlan.of(projections)
-        response = self._read(plan, body.entities)
-        masked = set(decision.masked_features)
-        columns = tuple(
-            FeatureColumn(
-                ref=ref,
-                values=[None if v is None else _MASKED for v in result["values"]]
-                if ref in masked
-                else list(result["values"]),
-                statuses=[str(s) for s in result["statuses"]],
-                event_timestamps=list(result["event_timestamps"]),
-            )
-            for ref, result in zip(
-                response["metadata"]["feature_names"], response["results"], strict=True
+        return _online_read(projections, plan, body, decision, self._read(plan, body.entities))
+
+    async def read_online_async(self, token: str, body: OnlineFeaturesRequest) -> OnlineRead:
+        """:meth:`read_online` for an event loop, each call through its breaker.
+
+        Raises:
+            ServiceUnavailableError: governance or the online store did not answer in
+                time, or its breaker is open.
+        """
+        projections, pii = self._feature_request(body)
+        decision = await self.breakers.governance.call(
+            lambda: asyncio.to_thread(self.auth.authorize_features, token, pii, "features")
+        )
+        plan = ReadPlan.of(projections)
+        rows = _entity_rows(plan, body.entities)
+        response = await self.breakers.online_store.call(
+            lambda: self.features.get_online_features_async(
+                plan.view_features, rows, plan.ttls, join_keys=plan.view_join_keys
             )
         )
-        return OnlineRead(
-            views=tuple(p.view.name for p in projections),
-            join_keys=tuple(k for k in body.entities if k in plan.join_keys),
-            entities=body.entities,
-            columns=columns,
-        )
+        return _online_read(projections, plan, body, decision, response)
 
     def online_features(self, token: str, body: OnlineFeaturesRequest) -> dict[str, Any]:
         """entai's own answer (DESIGN §5): one result per feature, ISO timestamps or null.
@@ -269,24 +287,62 @@ class PlatformServices:
         Feature names are ``view:feature`` with ``full_feature_names``, else the feature
         name alone; join keys are not echoed.
         """
-        read = self.read_online(token, body)
-        return {
-            "metadata": {
-                "feature_names": [
-                    c.ref if body.full_feature_names else c.feature for c in read.columns
-                ]
-            },
-            "results": [
-                {
-                    "values": c.values,
-                    "statuses": c.statuses,
-                    "event_timestamps": [
-                        None if ts is None else ts.isoformat() for ts in c.event_timestamps
-                    ],
-                }
-                for c in read.columns
-            ],
-        }
+        return _entai_answer(self.read_online(token, body), body)
+
+    async def online_features_async(
+        self, token: str, body: OnlineFeaturesRequest
+    ) -> dict[str, Any]:
+        """:meth:`online_features` for an event loop (see :meth:`read_online_async`)."""
+        return _entai_answer(await self.read_online_async(token, body), body)
+
+
+def _online_read(
+    projections: Sequence[FeatureViewProjection],
+    plan: ReadPlan,
+    body: OnlineFeaturesRequest,
+    decision: Decision,
+    response: Mapping[str, Any],
+) -> OnlineRead:
+    """A Feast-shaped read's answer as an :class:`OnlineRead`, masked per ``decision``."""
+    masked = set(decision.masked_features)
+    columns = tuple(
+        FeatureColumn(
+            ref=ref,
+            values=[None if v is None else _MASKED for v in result["values"]]
+            if ref in masked
+            else list(result["values"]),
+            statuses=[str(s) for s in result["statuses"]],
+            event_timestamps=list(result["event_timestamps"]),
+        )
+        for ref, result in zip(
+            response["metadata"]["feature_names"], response["results"], strict=True
+        )
+    )
+    return OnlineRead(
+        views=tuple(p.view.name for p in projections),
+        join_keys=tuple(k for k in body.entities if k in plan.join_keys),
+        entities=body.entities,
+        columns=columns,
+    )
+
+
+def _entai_answer(read: OnlineRead, body: OnlineFeaturesRequest) -> dict[str, Any]:
+    """entai's own answer to a feature read: one result per feature, ISO timestamps."""
+    return {
+        "metadata": {
+            "feature_names": [c.ref if body.full_feature_names else c.feature for c in read.columns]
+        },
+        "results": [
+            {
+                "values": c.values,
+                "statuses": c.statuses,
+                "event_timestamps": [
+                    None if ts is None else ts.isoformat() for ts in c.event_timestamps
+                ],
+            }
+            for c in read.columns
+        ],
+    }
 
 
 def _entity_rows(plan: ReadPlan, entities: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:

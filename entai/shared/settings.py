@@ -171,6 +171,23 @@ class ServeSettings(_Section):
         None,
         description="Where TLS terminates in front of a non-loopback bind (e.g. 'ingress LB').",
     )
+    online_read_timeout_s: float = Field(3.0, gt=0.0)
+    registry_timeout_s: float = Field(5.0, gt=0.0)
+    breaker_failures: int = Field(
+        5, ge=1, description="Failures in a row of one dependency that open its breaker."
+    )
+    breaker_open_s: float = Field(
+        5.0, gt=0.0, description="How long an open breaker answers 503 before a probe."
+    )
+
+    @model_validator(mode="after")
+    def _dependencies_within_the_request(self) -> Self:
+        slowest = max(self.online_read_timeout_s, self.registry_timeout_s)
+        if slowest >= self.request_timeout_s:
+            raise ValueError(
+                "online_read_timeout_s and registry_timeout_s must be below request_timeout_s"
+            )
+        return self
 
 
 class DriftSettings(_Section):

@@ -138,12 +138,16 @@ def deploy_platform(
     ingress_replicas: int | None = None,
     grpc_port: int | None = None,
     score_in_ingress: bool = True,
+    security: dict[str, Any] | None = None,
+    serve_settings: dict[str, Any] | None = None,
 ) -> Platform:
     """Start governance, shards, registry (3 versions) and the Serve app on ``port``.
 
     With ``grpc_port``, Serve's gRPC proxy serves the same app there (entai.proto);
     ``score_in_ingress`` is :class:`~entai.deployments.app.AppArgs`' scoring switch
-    (on, as shipped; off deploys a Model deployment behind the Ingress).
+    (on, as shipped; off deploys a Model deployment behind the Ingress); ``security``
+    and ``serve_settings`` override fields of those settings sections (e.g.
+    ``auth_guard``, breaker thresholds).
     """
     import ray
     from ray import serve
@@ -160,7 +164,13 @@ def deploy_platform(
     settings = load_settings(
         home=tmp,
         ray={"namespace": namespace},
-        serve={"port": port, "grpc_port": grpc_port, "request_timeout_s": 30},
+        serve={
+            "port": port,
+            "grpc_port": grpc_port,
+            "request_timeout_s": 30,
+            **(serve_settings or {}),
+        },
+        security=security or {},
     ).resolved()
     governance = start_governance(settings, namespace)
     ray.get(governance.__ray_ready__.remote(), timeout=120)
@@ -273,7 +283,8 @@ def test_request_features_are_rejected_when_not_numbers(
     body = {**predict_body(1, "books"), "request_features": {"x": ["not a number"]}}
     response = client.post(f"/v1/predict/{MODEL}", json=body, headers=platform.headers())
     assert response.status_code == 422
-    assert "request_features" in json.dumps(response.json()["error"])
+    (problem,) = response.json()["error"]["details"]["errors"]
+    assert problem["field"] == "body.request_features.x.0"
 
 
 @pytest.mark.parametrize(
