@@ -18,7 +18,7 @@ debug lines give the placement group and worker-actor times.
 Then MLflow: log the model, register (entai's ModelRegistry vs a bare MlflowClient),
 set an alias, load by alias.
 
-    .venv/bin/python bench/train.py [--small] [--nthread 1]
+    .venv/bin/python bench/train.py [--small] [--nthread 1] [--dashboard]
 
 The last line is JSON; ``ratio`` = entai wall time (default runner, cold) / plain
 xgboost wall time.
@@ -132,7 +132,8 @@ _PHASES = (
     ("report + checkpoint persist", "reporting", "reported"),
     ("finish noticed (poll)", "train_fn_done", "worker_group_stopping"),
     ("worker group shutdown", "worker_group_stopping", "worker_group_stopped"),
-    ("controller finish + result", "worker_group_stopped", "fit_returned"),
+    ("controller shutdown hooks", "worker_group_stopped", "controller_finished"),
+    ("result to the driver", "controller_finished", "fit_returned"),
 )
 
 
@@ -199,6 +200,9 @@ def ray_train_phases(tmp: Path) -> dict[str, Any]:
 
         def after_worker_group_shutdown(self, worker_group_context: Any) -> None:
             _stamp(stamps, "worker_group_stopped")
+
+        def after_controller_finish(self, result: Any) -> None:
+            _stamp(stamps, "controller_finished")
 
     trainer = XGBoostTrainer(
         _probe_loop,
@@ -292,6 +296,11 @@ def main() -> None:
     parser.add_argument("--small", action="store_true", help="100k rows, 20 rounds")
     parser.add_argument("--nthread", type=int, default=1, help="XGBoost threads on both sides")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--dashboard",
+        action="store_true",
+        help="start Ray's dashboard as `entai up` does (Ray Train's state API calls use it)",
+    )
     args = parser.parse_args()
     rows, rounds = (100_000, 20) if args.small else (1_000_000, 100)
     features = 20
@@ -310,7 +319,7 @@ def main() -> None:
     import ray
 
     t = time.perf_counter()
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=args.dashboard, log_to_driver=False)
     cluster_s = time.perf_counter() - t
     try:
         with tempfile.TemporaryDirectory() as tmp_dir:
@@ -337,7 +346,7 @@ def main() -> None:
     print(
         f"load average before/after: {load_before[0]:.2f} / {load_after[0]:.2f} (2 cores, shared)"
     )
-    print(f"ray.init (not counted): {cluster_s:.1f}s")
+    print(f"ray.init (not counted): {cluster_s:.1f}s, dashboard {args.dashboard}")
     print(
         f"plain xgboost.train : {ref_s:7.2f}s  (DMatrix {reference['dmatrix_s']:.2f}s, "
         f"train {reference['train_s']:.2f}s)  valid AUC {reference['valid_auc']:.4f}"
@@ -383,6 +392,7 @@ def main() -> None:
                 "max_prediction_diff": same_model,
                 "within_target": ratio <= 1.2 and entai["start_up_s"] <= 10.0,
                 "cluster_start_s": round(cluster_s, 3),
+                "dashboard": args.dashboard,
                 "load_avg": [round(load_before[0], 2), round(load_after[0], 2)],
                 "registry_ms": {k: round(v * 1000, 1) for k, v in registry.items()},
                 "ratio": round(ratio, 3),
