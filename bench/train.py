@@ -228,6 +228,31 @@ def ray_train_phases(tmp: Path) -> dict[str, Any]:
     return {"phases": phases, "ray_train_debug": ray_lines}
 
 
+def _import_times(modules: list[str]) -> dict[str, float]:
+    import importlib
+
+    out = {}
+    for name in modules:
+        t = time.perf_counter()
+        importlib.import_module(name)
+        out[name] = time.perf_counter() - t
+    return out
+
+
+def cold_worker_imports() -> dict[str, float]:
+    """What a fresh Ray worker spends importing before the task runner can train."""
+    import ray
+
+    # A runtime env of its own makes Ray start a new worker process for it.
+    probe = ray.remote(num_cpus=1, runtime_env={"env_vars": {"ENTAI_BENCH_PROBE": "1"}})(
+        _import_times
+    )
+    t = time.perf_counter()
+    out: dict[str, float] = ray.get(probe.remote(["xgboost", "entai.pipelines.training"]))
+    out["task round trip (new process)"] = time.perf_counter() - t
+    return out
+
+
 def registry_latency(
     tmp: Path, train: pd.DataFrame, names: list[str], params: dict[str, Any]
 ) -> dict[str, float]:
@@ -333,6 +358,7 @@ def main() -> None:
                 "via Ray Data": entai_train(*common, tmp / "d", transport="ray_data"),
             }
             phases = ray_train_phases(tmp)
+            imports = cold_worker_imports()
             registry = registry_latency(tmp, train, names, params)
     finally:
         ray.shutdown()
@@ -361,6 +387,10 @@ def main() -> None:
             f"(start-up in all {run['start_up_s']:.2f}s)  valid AUC {run['valid_auc']:.4f}"
         )
     print(f"task vs Ray Train: max |prediction difference| {same_model:.2e}")
+    print(
+        "a fresh worker's imports: "
+        + ", ".join(f"{name} {seconds:.2f}s" for name, seconds in imports.items())
+    )
     print("Ray Train fixed phases (1,000 rows, 1 round):")
     for name, seconds in phases["phases"].items():
         print(f"  {name:30s} {seconds:6.2f}s")
@@ -390,6 +420,7 @@ def main() -> None:
                 "ray_train_fixed_overhead_s": round(ray_train["fixed_overhead_s"], 3),
                 "ray_train_phases_s": {k: round(v, 3) for k, v in phases["phases"].items()},
                 "max_prediction_diff": same_model,
+                "cold_worker_imports_s": {k: round(v, 3) for k, v in imports.items()},
                 "within_target": ratio <= 1.2 and entai["start_up_s"] <= 10.0,
                 "cluster_start_s": round(cluster_s, 3),
                 "dashboard": args.dashboard,
