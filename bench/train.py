@@ -18,7 +18,7 @@ debug lines give the placement group and worker-actor times.
 Then MLflow: log the model, register (entai's ModelRegistry vs a bare MlflowClient),
 set an alias, load by alias.
 
-    .venv/bin/python bench/train.py [--small] [--nthread 1]
+    .venv/bin/python bench/train.py [--small] [--nthread 1] [--dashboard]
 
 The last line is JSON; ``ratio`` = entai wall time (default runner, cold) / plain
 xgboost wall time.
@@ -132,7 +132,8 @@ _PHASES = (
     ("report + checkpoint persist", "reporting", "reported"),
     ("finish noticed (poll)", "train_fn_done", "worker_group_stopping"),
     ("worker group shutdown", "worker_group_stopping", "worker_group_stopped"),
-    ("controller finish + result", "worker_group_stopped", "fit_returned"),
+    ("controller shutdown hooks", "worker_group_stopped", "controller_finished"),
+    ("result to the driver", "controller_finished", "fit_returned"),
 )
 
 
@@ -200,6 +201,9 @@ def ray_train_phases(tmp: Path) -> dict[str, Any]:
         def after_worker_group_shutdown(self, worker_group_context: Any) -> None:
             _stamp(stamps, "worker_group_stopped")
 
+        def after_controller_finish(self, result: Any) -> None:
+            _stamp(stamps, "controller_finished")
+
     trainer = XGBoostTrainer(
         _probe_loop,
         train_loop_config={"stamps": stamps},
@@ -222,6 +226,31 @@ def ray_train_phases(tmp: Path) -> dict[str, Any]:
     phases = {name: events[end] - events[begin] for name, begin, end in _PHASES}
     phases["total (fit)"] = events["fit_returned"] - events["fit_called"]
     return {"phases": phases, "ray_train_debug": ray_lines}
+
+
+def _import_times(modules: list[str]) -> dict[str, float]:
+    import importlib
+
+    out = {}
+    for name in modules:
+        t = time.perf_counter()
+        importlib.import_module(name)
+        out[name] = time.perf_counter() - t
+    return out
+
+
+def cold_worker_imports() -> dict[str, float]:
+    """What a fresh Ray worker spends importing before the task runner can train."""
+    import ray
+
+    # A runtime env of its own makes Ray start a new worker process for it.
+    probe = ray.remote(num_cpus=1, runtime_env={"env_vars": {"ENTAI_BENCH_PROBE": "1"}})(
+        _import_times
+    )
+    t = time.perf_counter()
+    out: dict[str, float] = ray.get(probe.remote(["xgboost", "entai.pipelines.training"]))
+    out["task round trip (new process)"] = time.perf_counter() - t
+    return out
 
 
 def registry_latency(
@@ -292,6 +321,11 @@ def main() -> None:
     parser.add_argument("--small", action="store_true", help="100k rows, 20 rounds")
     parser.add_argument("--nthread", type=int, default=1, help="XGBoost threads on both sides")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--dashboard",
+        action="store_true",
+        help="start Ray's dashboard as `entai up` does (Ray Train's state API calls use it)",
+    )
     args = parser.parse_args()
     rows, rounds = (100_000, 20) if args.small else (1_000_000, 100)
     features = 20
@@ -310,7 +344,7 @@ def main() -> None:
     import ray
 
     t = time.perf_counter()
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=args.dashboard, log_to_driver=False)
     cluster_s = time.perf_counter() - t
     try:
         with tempfile.TemporaryDirectory() as tmp_dir:
@@ -324,6 +358,7 @@ def main() -> None:
                 "via Ray Data": entai_train(*common, tmp / "d", transport="ray_data"),
             }
             phases = ray_train_phases(tmp)
+            imports = cold_worker_imports()
             registry = registry_latency(tmp, train, names, params)
     finally:
         ray.shutdown()
@@ -337,7 +372,7 @@ def main() -> None:
     print(
         f"load average before/after: {load_before[0]:.2f} / {load_after[0]:.2f} (2 cores, shared)"
     )
-    print(f"ray.init (not counted): {cluster_s:.1f}s")
+    print(f"ray.init (not counted): {cluster_s:.1f}s, dashboard {args.dashboard}")
     print(
         f"plain xgboost.train : {ref_s:7.2f}s  (DMatrix {reference['dmatrix_s']:.2f}s, "
         f"train {reference['train_s']:.2f}s)  valid AUC {reference['valid_auc']:.4f}"
@@ -352,6 +387,10 @@ def main() -> None:
             f"(start-up in all {run['start_up_s']:.2f}s)  valid AUC {run['valid_auc']:.4f}"
         )
     print(f"task vs Ray Train: max |prediction difference| {same_model:.2e}")
+    print(
+        "a fresh worker's imports: "
+        + ", ".join(f"{name} {seconds:.2f}s" for name, seconds in imports.items())
+    )
     print("Ray Train fixed phases (1,000 rows, 1 round):")
     for name, seconds in phases["phases"].items():
         print(f"  {name:30s} {seconds:6.2f}s")
@@ -381,8 +420,10 @@ def main() -> None:
                 "ray_train_fixed_overhead_s": round(ray_train["fixed_overhead_s"], 3),
                 "ray_train_phases_s": {k: round(v, 3) for k, v in phases["phases"].items()},
                 "max_prediction_diff": same_model,
+                "cold_worker_imports_s": {k: round(v, 3) for k, v in imports.items()},
                 "within_target": ratio <= 1.2 and entai["start_up_s"] <= 10.0,
                 "cluster_start_s": round(cluster_s, 3),
+                "dashboard": args.dashboard,
                 "load_avg": [round(load_before[0], 2), round(load_after[0], 2)],
                 "registry_ms": {k: round(v * 1000, 1) for k, v in registry.items()},
                 "ratio": round(ratio, 3),
