@@ -27,6 +27,7 @@ MlflowPortOption = Annotated[
         "--mlflow-port", help="The MLflow UI's port (a free one if taken); 0: no UI.", min=0
     ),
 ]
+_DEFAULT_UI_PORT = 5000
 
 
 @app.command()
@@ -34,7 +35,16 @@ def up(
     config: ConfigOption = None,
     address: Annotated[str | None, typer.Option(help="Join this Ray cluster instead.")] = None,
     gcs_port: Annotated[int, typer.Option(help="GCS port of a new local head.")] = 6390,
-    mlflow_port: MlflowPortOption = 5000,
+    mlflow_port: Annotated[
+        int | None,
+        typer.Option(
+            "--mlflow-port",
+            help="The MLflow UI's port (a free one if taken); 0: no UI. Default: 5000 with "
+            "a local head, no UI when joining a cluster (--address).",
+            min=0,
+            show_default=False,
+        ),
+    ] = None,
 ) -> dict[str, Any]:
     """Start (or join) a Ray head on 127.0.0.1, the platform services and the MLflow UI.
 
@@ -43,6 +53,8 @@ def up(
     from entai.client import start_platform
 
     settings = _settings(config)
+    if mlflow_port is None:
+        mlflow_port = 0 if address else _DEFAULT_UI_PORT
     with console.status("starting the Ray head, the platform services and the MLflow UI..."):
         result = start_platform(
             settings, address=address, gcs_port=gcs_port, mlflow_port=mlflow_port or None
@@ -142,7 +154,7 @@ def demo(
     json_out: Annotated[
         Path | None, typer.Option("--json", help="Also write the summary here.")
     ] = None,
-    mlflow_port: MlflowPortOption = 5000,
+    mlflow_port: MlflowPortOption = _DEFAULT_UI_PORT,
 ) -> dict[str, Any]:
     """Run the whole platform end to end on synthetic e-commerce data.
 

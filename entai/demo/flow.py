@@ -173,13 +173,12 @@ def run_demo(
     settings = with_demo_stream(settings.resolved())
     owner, action = _whose_platform(settings)
     with _Stages(console, total=_STAGES + (0 if keep_running else 1)) as stages:
-        with stages.stage(action):
-            platform = _platform(settings, owner, mlflow_port)
         try:
+            with stages.stage(action):
+                platform = _platform(settings, owner, mlflow_port)
             summary = _run(settings, users, stages, platform)
         except BaseException:
-            if not keep_running:
-                _leave(settings, owner)
+            _after_failure(settings, owner, keep_running, console)
             raise
         if not keep_running:
             with stages.stage("stop what the demo started"):
@@ -211,6 +210,20 @@ def _leave(settings: EntaiSettings, owner: Owner) -> str:
     finally:
         ray.shutdown()
     return "removed the demo's Serve app; the platform it joined keeps running (`entai down`)"
+
+
+def _after_failure(
+    settings: EntaiSettings, owner: Owner, keep_running: bool, console: Console
+) -> None:
+    """Stop what the demo started unless told to keep it; never hide the failure."""
+    if keep_running:
+        if owner == "started":
+            console.print("the platform the demo started is still up: `entai down` stops it")
+        return
+    try:
+        _leave(settings, owner)
+    except Exception:  # the demo's own failure is the news
+        log.warning("could not stop what the demo started", exc_info=True)
 
 
 def _delete_app() -> None:

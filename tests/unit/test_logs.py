@@ -23,13 +23,14 @@ def test_json_lines_carry_the_bound_request_id_and_extras() -> None:
     logger.setLevel(logging.INFO)
     try:
         with request_context("req-123"):
-            logger.info("served", extra={"model": "m", "version": 3})
+            logger.info("served", extra={"model": "m", "version": 3, "_private": 1})
         first = _record(logger, stream)
         logger.info("outside")
         second = _record(logger, stream)
     finally:
         logger.removeHandler(handler)
     assert first["message"] == "served"
+    assert not any(key.startswith("_") for key in first)
     assert first["request_id"] == "req-123"
     assert first["model"] == "m" and first["version"] == 3
     assert second["request_id"] is None

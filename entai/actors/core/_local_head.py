@@ -52,6 +52,12 @@ SERVE_ENV = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}
 # processes entai starts.
 QUIET_RAY_ENV = {"RAY_DATA_DISABLE_PROGRESS_BARS": "1"}
 
+# On SIGTERM, `ray start --block` first marks its node as draining and waits up to
+# 30 s for Serve to move the node's replicas elsewhere. A one-node head has nowhere to
+# move them, so `entai down` waited out our grace period and then killed it anyway
+# (25-30 s per down); stopping at once is what a local head needs.
+_NO_DRAIN_ENV = {"RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0"}
+
 _STATE_FILE = "cluster.json"
 _READY_LINE = b"Ray runtime started"
 
@@ -158,7 +164,13 @@ def start_head(
     ]  # fmt: skip
     if settings.ray.num_cpus is not None:
         cmd.append(f"--num-cpus={settings.ray.num_cpus}")
-    env = {**SERVE_ENV, **QUIET_RAY_ENV, **os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    env = {
+        **SERVE_ENV,
+        **QUIET_RAY_ENV,
+        **_NO_DRAIN_ENV,
+        **os.environ,
+        "RAY_USAGE_STATS_ENABLED": "0",
+    }
     if env.get("RAY_AUTH_MODE", "token").lower() != "disabled":
         _ensure_token(ray_cli, env)
         env["RAY_AUTH_MODE"] = "token"

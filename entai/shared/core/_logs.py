@@ -62,7 +62,9 @@ class JsonFormatter(logging.Formatter):
             "request_id": getattr(record, "request_id", None) or _REQUEST_ID.get(),
         }
         for key, value in vars(record).items():
-            if key not in _STANDARD_ATTRS and key not in payload:
+            # Private attributes are other libraries' bookkeeping (Ray's log record
+            # factory stamps every record of the process with _ray_timestamp_ns).
+            if key not in _STANDARD_ATTRS and key not in payload and not key.startswith("_"):
                 payload[key] = value
         if record.exc_info:
             payload["exc"] = self.formatException(record.exc_info)
@@ -106,7 +108,7 @@ def configure_logging(
     (a later call may name another file), never anyone else's.
 
     Args:
-        level: Root level (``DEBUG``, ``INFO``...). Below DEBUG, the per-request INFO
+        level: Root level (``DEBUG``, ``INFO``...). Above DEBUG, the per-request INFO
             records of HTTP clients and file locks are left out.
         log_file: Append here (created at the first record); None for no file.
         console: Also write to stderr.
