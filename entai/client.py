@@ -24,6 +24,7 @@ from ray import serve
 from ray.dashboard.modules.serve.sdk import ServeSubmissionClient
 from ray.serve.schema import ServeDeploySchema
 
+from entai.actors.bus import PlatformEvents
 from entai.actors.core import (
     DEFAULT_UI_PORT,
     ActorService,
@@ -113,7 +114,11 @@ def start_services(settings: EntaiSettings) -> dict[str, Any]:
     handles[GOVERNANCE] = start_governance(settings, namespace)
     auditor = Services.of(settings).auditor()
     handles[REGISTRY] = start_registry(
-        settings.mlflow, namespace, policy=settings.registry.policy, audit=auditor
+        settings.mlflow,
+        namespace,
+        policy=settings.registry.policy,
+        audit=auditor,
+        events=PlatformEvents(settings),
     )
     # The registry creates MLflow's schema on a fresh store; the services after it open
     # the same store, and two processes migrating one new SQLite file at once can fail.

@@ -239,7 +239,9 @@ class MonitoringSettings(_Section):
     A window closes after ``window_count`` rows or at the end of a ``window_seconds``
     bucket, whichever comes first (set one to None to use only the other); the
     monitor's own clock closes idle time windows every ``tick_interval_s``. Tests and
-    the demo use small count windows.
+    the demo use small count windows. The retrain worker runs a request when the
+    monitor announces it on the bus, and reconciles from the request files every
+    ``retrain_resync_s`` (a request whose announcement was lost runs that late).
     """
 
     window_count: int | None = Field(5000, ge=1)
@@ -248,7 +250,7 @@ class MonitoringSettings(_Section):
     sample_size: int = Field(2000, ge=1)
     tick_interval_s: float = Field(10.0, gt=0.0)
     reference_sample_size: int = Field(5000, ge=100)
-    retrain_poll_s: float = Field(5.0, gt=0.0)
+    retrain_resync_s: float = Field(300.0, gt=0.0)
     drift: DriftSettings = DriftSettings()
     alerts: AlertSettings = AlertSettings()
     retrain: RetrainSettings = RetrainSettings()

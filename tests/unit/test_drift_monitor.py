@@ -11,11 +11,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from in_process_bus import InProcessBus
 
+from entai.actors.bus import PlatformEvents
 from entai.actors.core import Metrics
 from entai.actors.core import _metrics as metrics_module
 from entai.actors.monitoring import DriftMonitor
 from entai.shared.core import ConflictError, InvalidInputError, NotFoundError
+from entai.shared.data import PlatformEventKind
 from entai.shared.monitoring import ReferenceProfile, RetrainRequest
 from entai.shared.settings import EntaiSettings, load_settings
 
@@ -336,13 +339,22 @@ def test_drift_in_consecutive_windows_requests_retraining_once(
 def test_default_retrain_sink_writes_the_request_to_the_lake(
     settings: EntaiSettings, clock: Clock, sink: Sink, auditor: Auditor
 ) -> None:
-    monitor = _monitor(settings, clock, sink, auditor)
+    bus = InProcessBus()
+    monitor = _monitor(settings, clock, sink, auditor, events=PlatformEvents(settings, bus=bus))
     _register(monitor, {"count": 400}, retrain_policy={"drift_windows": 1})
     monitor.record("churn", "b0", _batch(0, 400, shift=2.0))
     files = list((Path(settings.lake.root) / "monitoring" / "retrain_requests").glob("*.json"))
     assert len(files) == 1
     written = json.loads(files[0].read_text())
     assert (written["model"], written["window_ids"]) == ("churn", ["churn/v1/w0"])
+    # Then it is announced, naming the request the file holds.
+    (announced,) = bus.read(PlatformEventKind.RETRAIN_REQUESTED.value, "test", block_s=0)
+    assert announced.event.payload == {
+        "model": "churn",
+        "version": 1,
+        "request_id": written["request_id"],
+        "reason": written["reason"],
+    }
 
 
 def test_erase_drops_a_subjects_logged_rows_and_sampled_values(

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from in_process_bus import InProcessBus
 
 from entai.pipelines.training import RetrainWorker, TrainConfig, pending_requests
-from entai.shared.data import Lake
+from entai.shared.data import Lake, PlatformEventKind, retrain_requested
 from entai.shared.settings import EntaiSettings, load_settings
 
 
@@ -88,3 +90,43 @@ def test_without_a_rate_limit_every_request_runs(tmp_path: Path) -> None:
         _request(lake, rid)
     assert len(worker.run_once()) == 2
     assert sorted(seen) == ["a", "b"]
+
+
+def _wait_for(predicate: Callable[[], bool], timeout_s: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return predicate()
+
+
+def test_an_announced_request_runs_at_once_and_its_announcement_is_acked_after(
+    settings: EntaiSettings,
+) -> None:
+    """No polling: with no resync clock, only the announcement can make the worker run."""
+    lake = Lake(settings.lake.root)
+    bus = InProcessBus()
+    seen: list[str] = []
+
+    def config_for(request: Mapping[str, Any]) -> TrainConfig:
+        seen.append(str(request["request_id"]))
+        raise RuntimeError("no data")
+
+    worker = RetrainWorker(settings, config_for=config_for, listen=True, bus=bus)
+    try:
+        _request(lake, "quiet")  # filed, not announced: waits for a resync or an event
+        time.sleep(0.3)
+        assert seen == []
+        _request(lake, "loud")
+        announced = retrain_requested("m", 1, "loud", "dataset drift")
+        bus.publish([announced])
+        assert _wait_for(lambda: bus.acked == [announced.event_id])
+        # One run closes every pending file, the unannounced one included (the second
+        # of model "m" as rate limited).
+        assert pending_requests(lake) == []
+        assert sorted(o["request_id"] for o in worker.outcomes()) == ["loud", "quiet"]
+        assert len(seen) == 1
+        assert bus.queue.backlog(PlatformEventKind.RETRAIN_REQUESTED.value) == 0
+    finally:
+        worker.close()

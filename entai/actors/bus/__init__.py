@@ -13,6 +13,9 @@ from entai.actors.bus._bus import (
 from entai.actors.bus._open import (
     bus_from_settings,
 )
+from entai.actors.bus._platform import (
+    PlatformEvents,
+)
 from entai.actors.bus._queue import (
     EventQueue,
     EventQueueActor,
@@ -29,6 +32,7 @@ __all__ = [
     "EventBus",
     "EventQueue",
     "EventQueueActor",
+    "PlatformEvents",
     "QueueBus",
     "RedisStreamBus",
     "bus_from_settings",

@@ -17,7 +17,7 @@ import ray
 from entai.actors.bus._bus import DEFAULT_LEDGER_TTL_S, DONE, Delivery, check_read, decode_entry
 from entai.actors.core import ActorService, service_actor
 from entai.shared.core import ServiceUnavailableError
-from entai.shared.data import Event
+from entai.shared.data import PLATFORM_STREAM_MAXLEN, Event, is_platform_source
 
 __all__ = ["EventQueue", "EventQueueActor", "QueueBus"]
 
@@ -63,6 +63,9 @@ class EventQueue:
         queue = self._queued.setdefault(source, OrderedDict())
         for text in messages:
             queue[str(next(self._seq))] = text
+        if is_platform_source(source):  # may have no consumer: keep the latest only
+            while len(queue) > PLATFORM_STREAM_MAXLEN:
+                queue.popitem(last=False)
         return len(messages)
 
     def receive(

@@ -12,7 +12,7 @@ from typing import Any
 
 from entai.actors.bus._bus import DEFAULT_LEDGER_TTL_S, DONE, Delivery, check_read, decode_entry
 from entai.shared.core import InvalidInputError, ServiceUnavailableError
-from entai.shared.data import Event
+from entai.shared.data import PLATFORM_STREAM_MAXLEN, Event, is_platform_source
 
 __all__ = ["RedisStreamBus"]
 
@@ -103,11 +103,21 @@ class RedisStreamBus:
         self._groups.add(stream)
 
     def publish(self, events: Sequence[Event]) -> int:
-        """``XADD`` each event to its source's stream (one pipelined round trip)."""
+        """``XADD`` each event to its source's stream (one pipelined round trip).
+
+        Platform streams are trimmed to about :data:`PLATFORM_STREAM_MAXLEN` entries.
+        """
         with self._guard("publish"):
             pipe = self._redis.pipeline(transaction=False)
             for event in events:
-                pipe.xadd(self._stream(event.source), {_FIELD: event.model_dump_json()})
+                # A platform stream may have no consumer: it keeps the latest entries only.
+                maxlen = PLATFORM_STREAM_MAXLEN if is_platform_source(event.source) else None
+                pipe.xadd(
+                    self._stream(event.source),
+                    {_FIELD: event.model_dump_json()},
+                    maxlen=maxlen,
+                    approximate=True,
+                )
             pipe.execute()
         return len(events)
 

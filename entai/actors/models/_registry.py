@@ -29,6 +29,7 @@ from typing import Any
 import ray
 
 from entai.actors.backends import configure_mlflow, load_card, store_card
+from entai.actors.bus import PlatformEvents
 from entai.actors.models._registry_tags import (
     ALIASES,
     CARD_TAG,
@@ -43,6 +44,7 @@ from entai.actors.models._registry_tags import (
     version_info,
 )
 from entai.shared.core import ConflictError, InvalidInputError, NotFoundError
+from entai.shared.data import alias_moved
 from entai.shared.models import Candidate, ModelCard, PromotionPolicy, check_promotion
 from entai.shared.settings import MlflowSettings
 
@@ -71,6 +73,8 @@ class ModelRegistry:
         policy: The promotion gates (defaults: ``PromotionPolicy()``).
         audit: Called as ``audit(action, principal, resource, decision, *, details,
             request_id)`` for every registration and alias change; None skips auditing.
+        events: Announces every alias move on the bus (``entai-alias-moved``), after
+            the move is recorded and audited; None announces nothing.
     """
 
     def __init__(
@@ -79,11 +83,13 @@ class ModelRegistry:
         *,
         policy: PromotionPolicy | None = None,
         audit: AuditSink | None = None,
+        events: PlatformEvents | None = None,
     ) -> None:
         self._client = configure_mlflow(settings)
         self._experiment = settings.experiment
         self.policy = policy or PromotionPolicy()
         self._audit = audit
+        self._events = events
         self._lock = threading.Lock()
         self._changed = threading.Condition()
         self._revisions: dict[str, int] = {}
@@ -419,6 +425,9 @@ class ModelRegistry:
         audit = {**dict(details or {}), **entry}
         self._emit(f"models:{kind}", by, f"{name}@{alias}", "allow", request_id=rid, details=audit)
         log.info("alias moved", extra={"model": name, "alias": alias, "version": version})
+        if self._events is not None:
+            moved = alias_moved(name, alias, version, previous, revision=revision, kind=kind)
+            self._events.publish([moved])
         return self.version(name, version)
 
     def _registered(self, name: str) -> Any:
@@ -487,8 +496,10 @@ def start_registry(
     *,
     policy: PromotionPolicy | None = None,
     audit: AuditSink | None = None,
+    events: PlatformEvents | None = None,
 ) -> Any:
-    """Create (or find) the named, detached ModelRegistry actor, auditing to ``audit``."""
+    """Create (or find) the named, detached ModelRegistry actor, auditing to ``audit``
+    and announcing alias moves on ``events``."""
     from entai.actors.core import service_actor
 
     return service_actor(
@@ -498,4 +509,5 @@ def start_registry(
         settings,
         policy=policy,
         audit=audit,
+        events=events,
     )

@@ -39,12 +39,13 @@ from typing import Any
 
 import ray
 
+from entai.actors.bus import PlatformEvents
 from entai.actors.core import ActorClock, Metrics, call_self, service_actor
 from entai.actors.models import ReferenceSource, lineage_reference_source
 from entai.actors.monitoring._alert_sinks import AlertSink, Auditor, GovernanceAuditor, LogSink
 from entai.actors.monitoring._checkpoints import RETRAIN_DIR, MonitorCheckpoints
 from entai.shared.core import EntaiError, InvalidInputError, NotFoundError
-from entai.shared.data import Lake
+from entai.shared.data import Lake, retrain_requested
 from entai.shared.monitoring import (
     AlertKey,
     ModelWatch,
@@ -99,6 +100,8 @@ class DriftMonitor:
             registry lineage in MLflow.
         tick_interval_s: Run the actor's own clock (:meth:`tick` every this many
             seconds); only inside an actor, where the clock calls the actor's handle.
+        events: Announces each filed retrain request on the bus
+            (``entai-retrain-requested``), which wakes the retrain worker.
     """
 
     def __init__(
@@ -114,7 +117,9 @@ class DriftMonitor:
         max_predictions: int = 10_000,
         references: ReferenceSource | None = None,
         tick_interval_s: float | None = None,
+        events: PlatformEvents | None = None,
     ) -> None:
+        self._events = events
         self._limits = WatchLimits(max_batch_ids, max_windows, max_predictions)
         self._store = MonitorCheckpoints(Lake(settings.lake.root), self._limits)
         self._monitoring = settings.monitoring
@@ -319,6 +324,14 @@ class DriftMonitor:
         self._retrain_sink(request)
         self._audit("monitoring:retrain_request", f"model:{watch.name}", request.to_dict())
         logger.info("retraining requested", extra={"retrain": request.to_dict()})
+        if self._events is not None:
+            self._events.publish(
+                [
+                    retrain_requested(
+                        request.model, request.version, request.request_id, request.reason
+                    )
+                ]
+            )
 
     def _audit(
         self, action: str, resource: str, details: Mapping[str, Any], principal: str = _SYSTEM
@@ -405,4 +418,5 @@ def start_drift_monitor(
         settings,
         auditor=auditor,
         tick_interval_s=settings.monitoring.tick_interval_s,
+        events=PlatformEvents(settings),
     )

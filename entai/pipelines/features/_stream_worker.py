@@ -4,7 +4,8 @@
 :class:`StreamWorker` actors (``entai-stream-<source>-<i>``), one consumer group. Each
 runs a :class:`StreamConsumer` in a thread of its own, continuously: read a micro-batch,
 land it in the lake exactly once, update the source's feature views offline and
-online, acknowledge.
+online, acknowledge, then announce the landed files on the bus (``entai-data-landed``,
+one event per date partition).
 
 A batch that fails is retried event by event at once, so one bad event cannot hold
 the others back: the events that land are acknowledged, the ones that fail stay on the
@@ -29,13 +30,13 @@ from typing import Any
 
 import ray
 
-from entai.actors.bus import Delivery, EventBus, bus_from_settings
+from entai.actors.bus import Delivery, EventBus, PlatformEvents, bus_from_settings
 from entai.actors.core import Metrics, service_actor
 from entai.actors.features import OnlineFeatureClient
 from entai.actors.services import Services
 from entai.pipelines.features._stream import BatchReport, StreamConsumer
 from entai.shared.core import InvalidInputError, NotFoundError
-from entai.shared.data import Event, Lake, load_contract
+from entai.shared.data import Event, Lake, data_landed, load_contract
 from entai.shared.features import Definitions
 from entai.shared.settings import EntaiSettings, StreamSettings
 
@@ -198,6 +199,7 @@ class StreamWorker:
             block_s=stream.block_s,
         )
         self._dead = DeadLetters(self._lake)
+        self._events = PlatformEvents(settings, bus=self._bus)
         self._attempts: Counter[str] = Counter()
         self._counts: Counter[str] = Counter()
         self._last_error: str | None = None
@@ -248,6 +250,8 @@ class StreamWorker:
     def _land(self, deliveries: Sequence[Delivery]) -> BatchReport:
         report = self._consumer.process(deliveries)
         self._bus.ack(self._source, deliveries)
+        if report.files:
+            self._events.publish(data_landed(self._source, report.files, report.written))
         for delivery in deliveries:
             self._attempts.pop(delivery.event.event_id, None)
         self._count("landed", report.written)

@@ -1,17 +1,19 @@
 """The retraining worker: a named, detached actor that runs pending RetrainRequests.
 
-It polls ``<lake>/monitoring/retrain_requests/`` every ``monitoring.retrain_poll_s``
-(its own clock, :class:`entai.actors.core._actor_clock.ActorClock`) and hands what it finds
-to :func:`entai.pipelines.training._retrain.process_pending`, with the training config
-recorded in the drifted version's lineage.
+The DriftMonitor writes each request to ``<lake>/monitoring/retrain_requests/`` and
+then announces it on the bus (``entai-retrain-requested``). The worker listens on that
+platform stream and, when a request is announced, hands every pending request to
+:func:`entai.pipelines.training._retrain.process_pending`, with the training config
+recorded in the drifted version's lineage; it acknowledges the announcement only
+after the run, so a worker killed mid-run hears it again after its restart.
 
-Why poll rather than have the DriftMonitor call it: a request is a durable file,
-written before the monitor audits it, so the worker picks it up however it got there
-(the monitor, an operator, a monitor that crashed right after writing it), including
-after its own restart, and the monitor (an actor, a lower layer) needs to know nothing
-about a workflow that lives in ``pipelines``. The price is up to one poll interval of
-latency, small next to a training run. A worker killed mid-run leaves the request
-pending, so it is run again after the restart (at least once).
+The request file stays the durable record, not the event: the worker reconciles
+from the files when it starts and every ``monitoring.retrain_resync_s`` (default
+5 minutes), so a request whose announcement was lost (the bus down when the monitor
+published, a queue actor restarted) still runs, late. Requests reach the worker
+however they were filed (the monitor, an operator, a monitor that crashed between the
+file and the event), and the monitor (an actor, a lower layer) knows nothing about a
+workflow that lives in ``pipelines``.
 
 Rate limit: on top of the monitor's per-model limit on requests, the worker runs at
 most one retrain per model per ``monitoring.retrain.min_interval_s``; a request that
@@ -23,17 +25,19 @@ the limit.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import ray
 
+from entai.actors.bus import EventBus, bus_from_settings
 from entai.actors.core import ActorClock, call_self, service_actor
 from entai.pipelines.training._config import TrainConfig
 from entai.pipelines.training._lineage import recorded_train_config
 from entai.pipelines.training._retrain import ConfigSource, last_runs, process_pending
-from entai.shared.data import Lake
+from entai.shared.data import Lake, PlatformEventKind
 from entai.shared.settings import EntaiSettings
 
 __all__ = ["ACTOR_NAME", "RetrainWorker", "RetrainWorkerActor", "start_retrain_worker"]
@@ -55,8 +59,11 @@ class RetrainWorker:
         settings: Lake, MLflow and monitoring settings (absolute paths).
         config_for: The config to rerun for a request; by default the one recorded
             in the lineage of the version the request is about.
-        poll_s: Run the worker's own clock (:meth:`run_once` every this many
-            seconds); only inside an actor.
+        resync_s: Reconcile from the request files every this many seconds (the
+            worker's own clock); only inside an actor.
+        listen: Listen for ``entai-retrain-requested`` announcements (a thread of
+            the worker's) on ``bus``, by default the settings' bus.
+        bus: The bus to listen on.
         clock: Current time (timezone-aware), for the rate limit.
     """
 
@@ -65,7 +72,9 @@ class RetrainWorker:
         settings: EntaiSettings,
         *,
         config_for: ConfigSource | None = None,
-        poll_s: float | None = None,
+        resync_s: float | None = None,
+        listen: bool = False,
+        bus: EventBus | None = None,
         clock: Callable[[], datetime] = _utcnow,
     ) -> None:
         self._settings = settings
@@ -74,10 +83,21 @@ class RetrainWorker:
         self._clock = clock
         self._last_run: dict[str, datetime] = last_runs(Lake(settings.lake.root))
         self._outcomes: list[dict[str, Any]] = []
+        self._run_lock = threading.Lock()
+        self._stop = threading.Event()
         self._ticker: ActorClock | None = None
-        if poll_s is not None:
-            self._ticker = ActorClock(call_self("run_once"), poll_s, name="retrain-poll")
+        self._listener: threading.Thread | None = None
+        if resync_s is not None:
+            self._ticker = ActorClock(call_self("run_once"), resync_s, name="retrain-resync")
             self._ticker.start()
+        if listen:
+            self._listener = threading.Thread(
+                target=self._listen,
+                args=(bus or bus_from_settings(settings),),
+                name="retrain-listen",
+                daemon=True,
+            )
+            self._listener.start()
 
     def __repr__(self) -> str:
         return f"RetrainWorker(lake={self._settings.lake.root!r})"
@@ -95,18 +115,35 @@ class RetrainWorker:
 
     def run_once(self) -> list[dict[str, Any]]:
         """Handle every pending request now; returns their outcomes."""
-        outcomes = process_pending(self._settings, self._config_for, skip_reason=self._skip_reason)
-        if outcomes:
-            log.info("retrain requests handled", extra={"outcomes": len(outcomes)})
-        self._outcomes = [*self._outcomes, *outcomes][-_KEPT_OUTCOMES:]
-        return outcomes
+        with self._run_lock:  # the listener and the resync clock may both ask
+            outcomes = process_pending(
+                self._settings, self._config_for, skip_reason=self._skip_reason
+            )
+            if outcomes:
+                log.info("retrain requests handled", extra={"outcomes": len(outcomes)})
+            self._outcomes = [*self._outcomes, *outcomes][-_KEPT_OUTCOMES:]
+            return outcomes
+
+    def _listen(self, bus: EventBus) -> None:
+        source = PlatformEventKind.RETRAIN_REQUESTED.value
+        while not self._stop.is_set():
+            try:
+                deliveries = bus.read(source, ACTOR_NAME, max_events=100, block_s=1.0)
+                if deliveries:
+                    log.info("retrain requested", extra={"announcements": len(deliveries)})
+                    self.run_once()
+                    bus.ack(source, deliveries)
+            except Exception as exc:  # noqa: BLE001 - bus or run failed: the resync catches up
+                log.warning("retrain listener failed; retrying", extra={"error": str(exc)})
+                self._stop.wait(1.0)
 
     def outcomes(self) -> list[dict[str, Any]]:
         """The latest outcomes, oldest first."""
         return list(self._outcomes)
 
     def close(self) -> None:
-        """Stop polling (after the current run)."""
+        """Stop listening and reconciling (after the current run)."""
+        self._stop.set()
         if self._ticker is not None:
             self._ticker.stop()
 
@@ -118,13 +155,15 @@ def start_retrain_worker(settings: EntaiSettings, namespace: str | None = None) 
     """Create (or get) the named, detached ``entai-retrain-worker`` actor.
 
     Like every service it reserves no CPU; the training it starts asks Ray for its
-    own. It polls every ``settings.monitoring.retrain_poll_s``. Pass settings with
-    absolute paths (``settings.resolved()``).
+    own. It listens for announced requests on the settings' bus and reconciles from
+    the request files every ``settings.monitoring.retrain_resync_s``. Pass settings
+    with absolute paths (``settings.resolved()``).
     """
     return service_actor(
         RetrainWorkerActor,
         ACTOR_NAME,
         namespace or settings.ray.namespace,
         settings,
-        poll_s=settings.monitoring.retrain_poll_s,
+        resync_s=settings.monitoring.retrain_resync_s,
+        listen=True,
     )

@@ -50,6 +50,7 @@ from entai.shared.data._masking import MaskingOperator
 from entai.shared.data._pii import PiiClass
 
 __all__ = [
+    "RESERVED_SOURCE_PREFIX",
     "Column",
     "ColumnType",
     "DataContract",
@@ -73,6 +74,9 @@ class ColumnType(StrEnum):
         """The Arrow type a validated column of this type has."""
         return _ARROW_TYPES[self]
 
+
+RESERVED_SOURCE_PREFIX = "entai-"
+"""Sources whose name starts with this belong to the platform's own events."""
 
 _ARROW_TYPES: dict[ColumnType, pa.DataType] = {
     ColumnType.INT64: pa.int64(),
@@ -229,6 +233,11 @@ class DataContract(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> DataContract:
+        if self.source.startswith(RESERVED_SOURCE_PREFIX):
+            raise ValueError(
+                f"source names starting with {RESERVED_SOURCE_PREFIX!r} are reserved for "
+                "the platform's own events"
+            )
         names = [c.name for c in self.columns]
         duplicated = sorted({n for n in names if names.count(n) > 1})
         if duplicated:
