@@ -14,7 +14,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from in_process_bus import InProcessBus
 
+from entai.actors.bus import PlatformEvents
 from entai.actors.core import service_actor
 from entai.actors.models import ModelRegistry, ModelRegistryActor
 from entai.shared.core import (
@@ -23,8 +25,9 @@ from entai.shared.core import (
     NotFoundError,
     PromotionRejectedError,
 )
+from entai.shared.data import PlatformEventKind
 from entai.shared.models import ModelCard, PromotionPolicy, TrainingDataSummary
-from entai.shared.settings import MlflowSettings
+from entai.shared.settings import MlflowSettings, load_settings
 
 POLICY = PromotionPolicy(min_metrics={"valid_auc": 0.7}, tolerance=0.01)
 FEATURES = ["f0", "f1", "f2"]
@@ -123,11 +126,19 @@ def audit() -> list[tuple[str, str, str, str]]:
 
 
 @pytest.fixture
-def registry(settings: MlflowSettings, audit: list[tuple[str, str, str, str]]) -> ModelRegistry:
+def bus() -> InProcessBus:
+    return InProcessBus()
+
+
+@pytest.fixture
+def registry(
+    settings: MlflowSettings, audit: list[tuple[str, str, str, str]], bus: InProcessBus
+) -> ModelRegistry:
     def sink(action: str, principal: str, resource: str, decision: str, **_: Any) -> None:
         audit.append((action, principal, resource, decision))
 
-    return ModelRegistry(settings, policy=POLICY, audit=sink)
+    events = PlatformEvents(load_settings(), bus=bus)
+    return ModelRegistry(settings, policy=POLICY, audit=sink, events=events)
 
 
 def _name() -> str:
@@ -227,7 +238,7 @@ def test_recorded_evaluation_on_a_common_set_unblocks_the_comparison(
 
 
 def test_rollback_restores_the_previous_champion(
-    registry: ModelRegistry, logged_model: tuple[str, str]
+    registry: ModelRegistry, logged_model: tuple[str, str], bus: InProcessBus
 ) -> None:
     name = _name()
     v1, v2, v3 = (_register(registry, logged_model, name, auc=a) for a in (0.80, 0.81, 0.82))
@@ -249,6 +260,14 @@ def test_rollback_restores_the_previous_champion(
     assert history[-1]["by"] == "ops" and history[-1]["at"]
     with pytest.raises(InvalidInputError):
         registry.rollback(name, alias="production", by="ops")
+    # Every move was announced on the bus, in order, with the holder it replaced.
+    moved = bus.read(PlatformEventKind.ALIAS_MOVED.value, "test", block_s=0)
+    assert [
+        (m.event.payload["alias"], m.event.payload["kind"], m.event.payload["version"])
+        for m in moved
+    ] == [(h["alias"], h["kind"], h["version"]) for h in history]
+    assert [m.event.payload["previous"] for m in moved][-2:] == [v3, v2]
+    assert [m.event.payload["revision"] for m in moved] == list(range(1, len(history) + 1))
 
 
 def test_load_by_alias(registry: ModelRegistry, logged_model: tuple[str, str]) -> None:

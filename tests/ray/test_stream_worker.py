@@ -29,7 +29,7 @@ from entai.pipelines.features import (
     wait_for_backlog,
 )
 from entai.shared.core import OverloadedError
-from entai.shared.data import Event, Lake, pseudonym
+from entai.shared.data import Event, Lake, PlatformEventKind, pseudonym
 from entai.shared.settings import EntaiSettings, load_settings
 
 KEY = b"ray-stream-worker-key-0123456789"
@@ -129,6 +129,15 @@ def test_events_given_to_the_intake_land_once_and_update_online_features(
     assert wait_for_backlog(bus, "events", timeout_s=60) == 0
     counts = _lake_ids(settings)
     assert set(counts) == set(frame["event_id"]) and set(counts.values()) == {1}
+    # Each landing was announced: every raw file, in its date partition, once.
+    landed = bus.read(PlatformEventKind.DATA_LANDED.value, "test", max_events=10_000, block_s=0)
+    announced = [f for d in landed for f in d.event.payload["files"]]
+    raw = Path(settings.lake.root) / "raw" / "events"
+    on_disk = sorted(str(p.relative_to(settings.lake.root)) for p in raw.rglob("*.parquet"))
+    assert sorted(announced) == on_disk
+    for d in landed:
+        assert all(f"/{d.event.payload['partition']}/" in f for f in d.event.payload["files"])
+    bus.ack(PlatformEventKind.DATA_LANDED.value, landed)
 
     user = int(frame["user_id"].iloc[0])
     _wait("the user's online features", lambda: _user_views(settings, user) is not None)
