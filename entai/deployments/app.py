@@ -182,7 +182,10 @@ class Ingress(GrpcInference):
         await self._services.authorize_async(token, "predict", f"model:{model}")
         inputs = await self._services.feature_inputs(body.entities, body.request_features)
         aliases = route_aliases(inputs.entity_keys, self._args.canary_percent)
-        request_names = list(body.request_features)
+        # Request columns the feature service's on-demand views consume are its inputs,
+        # not the model's: only the others must be model inputs.
+        consumed = self._services.on_demand_request_columns
+        request_names = [n for n in body.request_features if n not in consumed]
         scored = await self._scorer.score(inputs.names, inputs.matrix, aliases, request_names)
         predictions = [s for s, _, _ in scored]
         versions = [v for _, v, _ in scored]

@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pandas as pd
 
 from entai.actors.features import OnlineFeatureClient
 from entai.actors.governance import AuthCache, actor_auth_cache
@@ -29,7 +30,14 @@ from entai.actors.services import Services
 from entai.deployments.circuit_breaker import Breakers
 from entai.deployments.schemas import OnlineFeaturesRequest
 from entai.shared.core import InvalidInputError
-from entai.shared.features import Definitions, FeatureViewProjection, OnlineStore, entity_key
+from entai.shared.features import (
+    Definitions,
+    FeatureViewProjection,
+    OnDemandFeatureView,
+    OnlineStore,
+    compute_on_demand,
+    entity_key,
+)
 from entai.shared.governance import Decision
 from entai.shared.settings import EntaiSettings
 
@@ -145,6 +153,7 @@ class PlatformServices:
     model_features: tuple[FeatureViewProjection, ...]
     model_plan: ReadPlan
     breakers: Breakers = field(default_factory=Breakers)
+    on_demand: tuple[OnDemandFeatureView, ...] = ()
 
     @classmethod
     def connect(
@@ -173,7 +182,13 @@ class PlatformServices:
             model_features=model_features,
             model_plan=ReadPlan.of(model_features),
             breakers=Breakers.from_settings(settings),
+            on_demand=tuple(definitions.on_demand(args.feature_service)),
         )
+
+    @property
+    def on_demand_request_columns(self) -> frozenset[str]:
+        """Request features the feature service's on-demand views take."""
+        return frozenset(f.name for view in self.on_demand for f in view.request_schema)
 
     def authorize(self, token: str, action: str, resource: str) -> Decision:
         """An allowed decision, or AuthenticationError / PermissionDeniedError."""
@@ -202,10 +217,13 @@ class PlatformServices:
 
         The online read is awaited on the running loop. Each row's canonical entity key
         is built once: it keys the log and canary routing, and the read of every view
-        keyed by all the join keys.
+        keyed by all the join keys. The service's on-demand views are then computed
+        from the request features and the online values, by the function training sets
+        use (:func:`entai.shared.features.compute_on_demand`).
 
         Raises:
-            InvalidInputError: a join key is missing, or a request feature is not numeric.
+            InvalidInputError: a join key is missing, a request feature is not numeric,
+                or one an on-demand view needs is missing.
         """
         plan = self.model_plan
         rows = _entity_rows(plan, entities)
@@ -223,6 +241,12 @@ class PlatformServices:
         columns: list[Sequence[Any]] = [vals for result in results for vals in result.values]
         extra = [k for k in request_features if k not in online]
         columns += [request_features[k] for k in extra]
+        if self.on_demand:
+            computed = _on_demand_columns(
+                self.on_demand, [*online, *extra], columns, len(entity_keys)
+            )
+            extra += list(computed)
+            columns += list(computed.values())
         try:
             matrix = np.array(columns, dtype=np.float64).T
         except (TypeError, ValueError) as exc:
@@ -294,6 +318,22 @@ class PlatformServices:
     ) -> dict[str, Any]:
         """:meth:`online_features` for an event loop (see :meth:`read_online_async`)."""
         return _entai_answer(await self.read_online_async(token, body), body)
+
+
+def _on_demand_columns(
+    views: Sequence[OnDemandFeatureView],
+    names: Sequence[str],
+    columns: Sequence[Sequence[Any]],
+    rows: int,
+) -> dict[str, list[Any]]:
+    """The on-demand views' outputs for one request, as model input columns."""
+    frame = pd.DataFrame(dict(zip(names, columns, strict=True)), index=range(rows))
+    out = compute_on_demand(views, frame)
+    new = [f.name for view in views for f in view.schema]
+    return {
+        name: out[name].astype("float64").to_numpy(na_value=np.nan).tolist()
+        for name in new
+    }
 
 
 def _online_read(

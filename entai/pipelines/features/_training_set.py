@@ -35,7 +35,7 @@ from entai.shared.features import (
     FeatureService,
     FeatureViewProjection,
     OfflineStore,
-    OnDemandFeatureView,
+    compute_on_demand,
     entity_timestamps,
     hash_partition,
     output_name,
@@ -133,7 +133,9 @@ def get_historical_features(
         joined = _ray_join(entity_df, tables, num_partitions=num_partitions, **kwargs)
     else:
         joined = point_in_time_join(entity_df, tables, **kwargs)
-    joined = _on_demand(joined, on_demand, full_feature_names=full_feature_names)
+    joined = compute_on_demand(
+        on_demand, joined, full_feature_names=full_feature_names, error=PointInTimeJoinError
+    )
     manifest = _manifest(
         entity_df, joined, tables, definitions, features, save=save, engine=engine, **kwargs
     )
@@ -145,38 +147,6 @@ def get_historical_features(
         extra={"dataset_id": manifest["dataset_id"], "rows": len(joined), "engine": engine},
     )
     return result
-
-
-def _on_demand(
-    joined: pd.DataFrame, views: Sequence[OnDemandFeatureView], *, full_feature_names: bool
-) -> pd.DataFrame:
-    """Append each on-demand view's outputs, computed from request columns and sources."""
-    for odfv in views:
-        inputs: dict[str, pd.Series] = {}
-        for req in odfv.request_schema:
-            if req.name not in joined.columns:
-                raise PointInTimeJoinError(
-                    f"on-demand feature view {odfv.name!r} needs request column {req.name!r}",
-                    details={"field": req.name, "view": odfv.name},
-                )
-            inputs[req.name] = joined[req.name]
-        for src in odfv.sources:
-            proj = FeatureViewProjection.of(src)
-            for f in proj.features:
-                col = output_name(proj.view, f, full_feature_names=full_feature_names)
-                inputs[f] = joined[col]
-        out = odfv.transform(pd.DataFrame(inputs, index=joined.index))
-        new = {}
-        for fld in odfv.schema:
-            if fld.name not in out.columns:
-                raise PointInTimeJoinError(
-                    f"on-demand feature view {odfv.name!r} did not return {fld.name!r}",
-                    details={"view": odfv.name, "field": fld.name},
-                )
-            name = f"{odfv.name}__{fld.name}" if full_feature_names else fld.name
-            new[name] = out[fld.name].astype(fld.dtype.pandas_dtype).to_numpy()
-        joined = joined.assign(**new)
-    return joined
 
 
 def _frame_hash(df: pd.DataFrame) -> str:

@@ -42,6 +42,7 @@ from entai.shared.features._pit_join import (
     point_in_time_join,
 )
 from entai.shared.features._rows import (
+    compute_on_demand,
     compute_view,
     conform,
     latest_per_key,
@@ -73,6 +74,7 @@ __all__ = [
     "ValueType",
     "arrow_schema",
     "assemble_result",
+    "compute_on_demand",
     "compute_view",
     "conform",
     "entity_key",

@@ -6,6 +6,9 @@ features in the nullable dtype of their :class:`ValueType`. :func:`conform` give
 frame that shape and :func:`compute_view` runs a view's transform and then conforms its
 output, once; everything downstream (the offline store's :meth:`append`, the online
 rows, the replay-stable file names) takes the shaped frame as it is.
+
+:func:`compute_on_demand` is the same promise for on-demand views: training sets and
+the Serve replicas both call it, so a model is served the features it was trained on.
 """
 
 from __future__ import annotations
@@ -21,11 +24,14 @@ from entai.shared.features._definitions import (
     CREATED_TIMESTAMP,
     EVENT_TIMESTAMP,
     FeatureView,
+    FeatureViewProjection,
+    OnDemandFeatureView,
     ValueType,
 )
 from entai.shared.features._online import FeatureRow, entity_key
 
 __all__ = [
+    "compute_on_demand",
     "compute_view",
     "conform",
     "latest_per_key",
@@ -151,6 +157,61 @@ def compute_view(view: FeatureView, raw: pd.DataFrame) -> pd.DataFrame:
             f"feature view {view.name!r} transform output is invalid: {exc}",
             details={"object": view.name, **getattr(exc, "details", {})},
         ) from exc
+
+
+def compute_on_demand(
+    views: Sequence[OnDemandFeatureView],
+    frame: pd.DataFrame,
+    *,
+    full_feature_names: bool = False,
+    error: type[InvalidInputError] = InvalidInputError,
+) -> pd.DataFrame:
+    """``frame`` with each on-demand view's outputs appended, row for row.
+
+    Each transform receives the view's request columns and its sources' features under
+    their plain names (read from ``frame``, where they are ``view__feature`` when
+    ``full_feature_names``) and must return every field of its schema, cast to the
+    field's type. Outputs are named like the features (``odfv__feature`` with full
+    names).
+
+    Raises:
+        error: ``frame`` lacks a request column or a source feature (the caller's
+            input error: a training set's join, a prediction's request).
+        DefinitionError: a transform did not return a field of its schema, or changed
+            the number of rows.
+    """
+    for odfv in views:
+        inputs: dict[str, pd.Series] = {}
+        for req in odfv.request_schema:
+            if req.name not in frame.columns:
+                raise error(
+                    f"on-demand feature view {odfv.name!r} needs request column {req.name!r}",
+                    details={"field": req.name, "view": odfv.name},
+                )
+            inputs[req.name] = frame[req.name]
+        for src in odfv.sources:
+            proj = FeatureViewProjection.of(src)
+            for feature in proj.features:
+                column = f"{proj.view.name}__{feature}" if full_feature_names else feature
+                if column not in frame.columns:
+                    raise error(
+                        f"on-demand feature view {odfv.name!r} needs feature {column!r}",
+                        details={"field": column, "view": odfv.name},
+                    )
+                inputs[feature] = frame[column]
+        out = odfv.transform(pd.DataFrame(inputs, index=frame.index))
+        new = {}
+        for fld in odfv.schema:
+            if fld.name not in out.columns or len(out) != len(frame):
+                raise DefinitionError(
+                    f"on-demand feature view {odfv.name!r} did not return {fld.name!r} "
+                    f"for each of the {len(frame)} rows",
+                    details={"object": odfv.name, "field": fld.name},
+                )
+            name = f"{odfv.name}__{fld.name}" if full_feature_names else fld.name
+            new[name] = out[fld.name].astype(fld.dtype.pandas_dtype).to_numpy()
+        frame = frame.assign(**new)
+    return frame
 
 
 def stamp_created(rows: pd.DataFrame, created_at: datetime | None = None) -> pd.DataFrame:
