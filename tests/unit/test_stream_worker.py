@@ -4,16 +4,16 @@ so a replay lands it once it is fixed."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from in_process_bus import InProcessBus
 
-from entai.actors.bus import DONE, Delivery, EventQueue
+from entai.actors.bus import DONE
 from entai.pipelines.features import DeadLetters, StreamWorker
 from entai.shared.core import InvalidInputError, NotFoundError
-from entai.shared.data import Event, Lake
+from entai.shared.data import Event, Lake, PlatformEventKind
 from entai.shared.settings import EntaiSettings, load_settings
 
 SOURCE = "clicks"
@@ -27,41 +27,6 @@ CONTRACT = {
         {"name": "ts", "type": "timestamp", "nullable": False},
     ],
 }
-
-
-class LocalBus:
-    """The EventBus protocol over an EventQueue in this process (visibility 0 s)."""
-
-    def __init__(self) -> None:
-        self.queue = EventQueue(visibility_timeout_s=0.0)
-
-    def publish(self, events: Sequence[Event]) -> int:
-        return self.queue.publish(SOURCE, [e.model_dump_json() for e in events])
-
-    def read(
-        self, source: str, consumer: str, *, max_events: int = 500, block_s: float = 1.0
-    ) -> list[Delivery]:
-        raw = self.queue.receive(source, max_events)
-        return [Delivery(r, Event.model_validate_json(t), again) for r, t, again in raw]
-
-    def ack(self, source: str, deliveries: Sequence[Delivery]) -> int:
-        ids = [d.event.event_id for d in deliveries]
-        return self.queue.ack(source, [d.receipt for d in deliveries], ids)
-
-    def reject(self, source: str, deliveries: Sequence[Delivery]) -> int:
-        return self.queue.ack(source, [d.receipt for d in deliveries], [])
-
-    def ledger(self, source: str, event_ids: Sequence[str]) -> dict[str, str]:
-        return self.queue.ledger(source, event_ids)
-
-    def record(self, source: str, event_ids: Sequence[str], value: str) -> None:
-        self.queue.record(source, event_ids, value)
-
-    def backlog(self, source: str) -> int:
-        return self.queue.backlog(source)
-
-    def close(self) -> None:
-        return None
 
 
 @pytest.fixture
@@ -88,7 +53,7 @@ def _landed(settings: EntaiSettings) -> list[str]:
 
 
 def test_a_bad_event_is_isolated_then_dead_lettered_not_done(settings: EntaiSettings) -> None:
-    bus = LocalBus()
+    bus = InProcessBus(visibility_timeout_s=0.0)
     worker = StreamWorker(settings, SOURCE, bus=bus, run=False)
     bus.publish([_event(1), _event(2, ts="not a time"), _event(3)])
 
@@ -96,6 +61,11 @@ def test_a_bad_event_is_isolated_then_dead_lettered_not_done(settings: EntaiSett
     assert _landed(settings) == ["e1", "e3"]
     assert bus.ledger(SOURCE, ["e1", "e2", "e3"]) == {"e1": DONE, "e3": DONE}
     assert bus.backlog(SOURCE) == 1 and worker.status()["retrying"] == 1
+    # What landed was announced (two one-event landings), each file once.
+    landed = bus.read(PlatformEventKind.DATA_LANDED.value, "test", block_s=0)
+    files = [f for d in landed for f in d.event.payload["files"]]
+    assert {d.event.payload["source"] for d in landed} == {SOURCE} and len(files) == 2
+    assert all((Path(settings.lake.root) / f).is_file() for f in files)
 
     assert worker.step() == 1 and worker.step() == 1  # attempts 2 and 3
     letters = DeadLetters(Lake(settings.lake.root)).entries(SOURCE)
@@ -107,7 +77,7 @@ def test_a_bad_event_is_isolated_then_dead_lettered_not_done(settings: EntaiSett
 
 
 def test_a_replayed_dead_letter_lands_once_it_can(settings: EntaiSettings) -> None:
-    bus = LocalBus()
+    bus = InProcessBus(visibility_timeout_s=0.0)
     lake = Lake(settings.lake.root)
     letters = DeadLetters(lake)
     worker = StreamWorker(settings, SOURCE, bus=bus, run=False)
@@ -129,4 +99,4 @@ def test_a_replayed_dead_letter_lands_once_it_can(settings: EntaiSettings) -> No
 
 def test_an_unknown_stream_is_a_clear_error(settings: EntaiSettings) -> None:
     with pytest.raises(InvalidInputError, match="no stream 'orders'"):
-        StreamWorker(settings, "orders", bus=LocalBus(), run=False)
+        StreamWorker(settings, "orders", bus=InProcessBus(visibility_timeout_s=0.0), run=False)
