@@ -2,7 +2,8 @@
 
 Layout: key ``<prefix>:<view>:<entity_key>`` holds ``@e`` and ``@c`` (event and created
 time, integer microseconds since the epoch) and one field per feature whose value is
-its JSON encoding (keeps int, float, str, bool and None apart). Every command touches
+its JSON encoding (keeps int, float, str, bool, None and the lists of list-valued
+features apart: :func:`_encode` writes, :func:`_result` reads). Every command touches
 one key, so the layout also works on Redis Cluster.
 
 Writes run a compare-and-set Lua script (loaded once, called with EVALSHA) in one
@@ -23,6 +24,7 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
+import numpy as np
 import redis
 import redis.asyncio
 from redis.exceptions import NoScriptError, RedisError
@@ -88,6 +90,8 @@ def _encode(row: FeatureRow, name: str, value: Any) -> str:
 
 
 def _numpy_scalar(value: Any) -> Any:
+    if isinstance(value, (tuple, np.ndarray)):  # a list feature's value: a JSON array
+        return list(value.tolist() if isinstance(value, np.ndarray) else value)
     item = getattr(value, "item", None)
     if item is None:
         raise TypeError(type(value).__name__)

@@ -50,6 +50,11 @@ from entai.shared.features._rows import (
     stamp_created,
     to_utc,
 )
+from entai.shared.features._values import (
+    arrow_list_type,
+    list_cells,
+    list_column,
+)
 
 __all__ = [
     "CREATED_TIMESTAMP",
@@ -71,6 +76,7 @@ __all__ = [
     "ReadResult",
     "Transform",
     "ValueType",
+    "arrow_list_type",
     "arrow_schema",
     "assemble_result",
     "compute_view",
@@ -79,6 +85,8 @@ __all__ = [
     "entity_timestamps",
     "hash_partition",
     "latest_per_key",
+    "list_cells",
+    "list_column",
     "online_rows",
     "output_name",
     "point_in_time_join",
