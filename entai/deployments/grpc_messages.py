@@ -31,6 +31,12 @@ __all__ = [
 ]
 
 _MAX_MODEL_NAME = 200  # as the HTTP path parameter
+_SCALAR_FIELDS: tuple[tuple[type, str], ...] = (
+    (bool, "bool_value"),
+    (int, "int64_value"),
+    (float, "double_value"),
+    (str, "string_value"),
+)
 _Body = TypeVar("_Body", bound=BaseModel)
 
 
@@ -129,16 +135,13 @@ def feature_value(value: Any, *, empty_list: str = "string_list_value") -> pb.Fe
         return pb.FeatureValue()
     if isinstance(value, list):
         return _list_value(value, empty_list)
-    if isinstance(value, bool):  # before int: bool is an int
-        return pb.FeatureValue(bool_value=value)
-    if isinstance(value, int):
-        return pb.FeatureValue(int64_value=value)
-    if isinstance(value, float):
-        return pb.FeatureValue(double_value=value)
-    if isinstance(value, str):
-        return pb.FeatureValue(string_value=value)
     if isinstance(value, datetime):
         return pb.FeatureValue(timestamp_value=_timestamp(value))
+    for kind, field in _SCALAR_FIELDS:  # bool before int: a bool is an int
+        if isinstance(value, kind):
+            out = pb.FeatureValue()
+            setattr(out, field, value)
+            return out
     raise TypeError(f"no FeatureValue field holds a {type(value).__name__}")
 
 
@@ -148,8 +151,9 @@ def _list_value(value: list[Any], empty_list: str) -> pb.FeatureValue:
     if all(isinstance(v, int) and not isinstance(v, bool) for v in value) and value:
         return pb.FeatureValue(int64_list_value=pb.Int64List(values=value))
     if not value:
-        kind = pb.StringList() if empty_list == "string_list_value" else pb.Int64List()
-        return pb.FeatureValue(**{empty_list: kind})
+        out = pb.FeatureValue()
+        getattr(out, empty_list).SetInParent()  # set, and empty
+        return out
     kinds = sorted({type(v).__name__ for v in value})
     raise TypeError(f"no FeatureValue list field holds elements of types {kinds}")
 

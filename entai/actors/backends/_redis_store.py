@@ -24,7 +24,6 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-import numpy as np
 import redis
 import redis.asyncio
 from redis.exceptions import NoScriptError, RedisError
@@ -90,8 +89,6 @@ def _encode(row: FeatureRow, name: str, value: Any) -> str:
 
 
 def _numpy_scalar(value: Any) -> Any:
-    if isinstance(value, (tuple, np.ndarray)):  # a list feature's value: a JSON array
-        return list(value.tolist() if isinstance(value, np.ndarray) else value)
     item = getattr(value, "item", None)
     if item is None:
         raise TypeError(type(value).__name__)

@@ -33,6 +33,7 @@ from entai.shared.features._online import (
     ReadResult,
     assemble_result,
     entity_key,
+    list_value,
     rendezvous_shard,
 )
 from entai.shared.features._pit_join import (
@@ -87,6 +88,7 @@ __all__ = [
     "latest_per_key",
     "list_cells",
     "list_column",
+    "list_value",
     "online_rows",
     "output_name",
     "point_in_time_join",

@@ -241,7 +241,9 @@ def _values(
         if dtype is ValueType.TIMESTAMP:
             column = to_utc(column, f"{view.name}.{feature}", error=PointInTimeJoinError)
         elif dtype.is_list:
-            column = list_column(column, dtype, f"{view.name}.{feature}", error=PointInTimeJoinError)
+            column = list_column(
+                column, dtype, f"{view.name}.{feature}", error=PointInTimeJoinError
+            )
         return column.astype(dtype.pandas_dtype).array
     except (ValueError, TypeError) as exc:
         raise PointInTimeJoinError(

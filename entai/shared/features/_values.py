@@ -50,8 +50,8 @@ def _element_ok(element: pa.DataType, value_type: ValueType) -> bool:
     if pa.types.is_null(element):  # only empty lists (or null elements, refused below)
         return True
     if value_type is ValueType.LIST_INT64:
-        return pa.types.is_integer(element)
-    return pa.types.is_string(element) or pa.types.is_large_string(element)
+        return bool(pa.types.is_integer(element))
+    return bool(pa.types.is_string(element) or pa.types.is_large_string(element))
 
 
 def _arrow_cells(
