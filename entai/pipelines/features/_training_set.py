@@ -253,8 +253,14 @@ def _to_blob(df: pd.DataFrame) -> bytes:
 
 
 def _from_blob(blob: bytes) -> pd.DataFrame:
-    frame: pd.DataFrame = pa.ipc.open_stream(blob).read_all().to_pandas()
+    table = pa.ipc.open_stream(blob).read_all()
+    frame: pd.DataFrame = table.to_pandas(types_mapper=_list_dtype)
     return frame
+
+
+def _list_dtype(arrow_type: pa.DataType) -> pd.ArrowDtype | None:
+    """List columns come back as Arrow list dtypes (pandas cannot parse their metadata)."""
+    return pd.ArrowDtype(arrow_type) if pa.types.is_list(arrow_type) else None
 
 
 def _split(
