@@ -22,6 +22,7 @@ from entai.deployments.schemas import (
     FeastOnlineFeaturesResponse,
     OnlineFeaturesRequest,
 )
+from entai.pipelines.features._training_set import _from_blob, _to_blob
 from entai.shared.core import ContractViolationError, DefinitionError, PointInTimeJoinError
 from entai.shared.data import Lake
 from entai.shared.features import (
@@ -388,3 +389,10 @@ def test_grpc_feature_value_of_lists() -> None:
         messages.feature_value([1, "a"])
     with pytest.raises(TypeError, match="elements of types"):
         messages.feature_value([True])
+
+
+def test_list_columns_survive_the_ray_join_blobs() -> None:
+    shaped = conform(RECENT, _frame())
+    back = _from_blob(_to_blob(shaped))
+    assert back["products"].tolist()[:2] == [[3, 1, 2], [2**62, -1]]
+    assert back["tags"].tolist() == [["a", "b"], [], ["é", "x y"]]
