@@ -4,6 +4,24 @@
 the trailing 7 and 30 days; ``user_stats`` does the same across categories. Both are
 computed per (key, day) and stamped at the END of the day they cover (midnight
 after it), so a training row at time T only ever sees days that had ended by T.
+
+The streaming views are computed per event, stamped at the event's time, so the
+stream workers update them online within seconds:
+
+- ``user_recent_views``: a user's last :data:`RECENT_VIEWS` viewed product ids (and
+  their categories) of the trailing 30 days, most recent first, as of each view
+  (list-valued features);
+- ``product_category_affinity``: per user and category, the share of the user's events
+  of the trailing 30 days that were in the category (a row for every category of
+  :data:`~entai.demo.generator.CATEGORIES` at each of the user's events, so the
+  shares of one event time sum to 1);
+- ``product_popularity``: per product, its views and purchases over the trailing 1
+  and 7 days, as of each of its events.
+
+A per-event window is evaluated when the key has an event: a key without new events
+keeps its last value until the view's ttl. Events at one instant are ordered by a
+column of their own (product id, category, event type) so that a batch and a stream
+computation give the same rows whatever order the events came in.
 """
 
 from __future__ import annotations
@@ -13,6 +31,7 @@ from datetime import timedelta
 import numpy as np
 import pandas as pd
 
+from entai.demo.generator import CATEGORIES
 from entai.shared.features import (
     Entity,
     FeatureService,
@@ -23,17 +42,29 @@ from entai.shared.features import (
 
 __all__ = [
     "MODEL_FEATURES",
+    "RECENT_VIEWS",
     "category",
+    "category_affinity_transform",
+    "product",
+    "product_category_affinity",
+    "product_popularity",
+    "product_popularity_transform",
     "purchase_propensity",
+    "recent_views_transform",
     "user",
     "user_category_stats",
     "user_category_transform",
+    "user_recent_views",
     "user_stats",
     "user_transform",
 ]
 
 _KINDS = ("view", "cart", "purchase")
 _WINDOWS = {"7d": 7, "30d": 30}
+RECENT_VIEWS = 10
+"""How many of a user's latest viewed products ``user_recent_views`` keeps."""
+_RECENT_WINDOW = timedelta(days=30)
+_TS = "event_timestamp"
 
 
 def _daily_counts(events: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
@@ -79,8 +110,110 @@ def user_transform(events: pd.DataFrame) -> pd.DataFrame:
     return stats.rename(columns={c: f"user_{c}" for c in windowed})
 
 
+def _last_per_instant(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """One row per (keys, event time): the last, which has seen every event of it."""
+    return frame.drop_duplicates(subset=[*keys, _TS], keep="last").reset_index(drop=True)
+
+
+def recent_views_transform(events: pd.DataFrame) -> pd.DataFrame:
+    """Raw events -> per (user, view time) the last viewed product ids and categories.
+
+    The lists are most recent first and at most :data:`RECENT_VIEWS` long, of the views
+    in the trailing 30 days (the view's ttl, so the stream's history read holds every
+    view a list can name); a product viewed twice appears twice. Only ``view`` events
+    count.
+    """
+    views = events.loc[events["event_type"] == "view", ["user_id", "product_id", "category", _TS]]
+    views = views.sort_values(["user_id", _TS, "product_id"], kind="stable").reset_index(drop=True)
+    users = views["user_id"].to_numpy()
+    products = views["product_id"].to_numpy(dtype=np.int64)
+    categories = views["category"].to_numpy(dtype=object)
+    n = len(views)
+    first = np.zeros(n, dtype=np.int64)  # position of each row's user's first view
+    starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]]) if n else first
+    first[starts] = starts
+    first = np.maximum.accumulate(first) if n else first
+    in_window = (  # views in the trailing window up to each row (within its user)
+        pd.Series(1.0, index=pd.DatetimeIndex(views[_TS]))
+        .groupby(users, sort=False)
+        .rolling(f"{_RECENT_WINDOW.days}D")
+        .sum()
+        .to_numpy(dtype=np.int64)
+    )
+    positions = np.arange(n)
+    lows = np.maximum(first, np.maximum(positions - RECENT_VIEWS, positions - in_window) + 1)
+    out = views[["user_id", _TS]].copy()
+    out["recent_product_ids"] = pd.Series(
+        [products[lo : i + 1][::-1].tolist() for i, lo in enumerate(lows)], dtype=object
+    )
+    out["recent_categories"] = pd.Series(
+        [categories[lo : i + 1][::-1].tolist() for i, lo in enumerate(lows)], dtype=object
+    )
+    return _last_per_instant(out, ["user_id"])
+
+
+def category_affinity_transform(events: pd.DataFrame) -> pd.DataFrame:
+    """Raw events -> per (user, category, event time) the category's share of the
+    user's events in the trailing 30 days, and their count.
+
+    Every event of the user gives a row for each category in
+    :data:`~entai.demo.generator.CATEGORIES` (share 0 where the user had none).
+    """
+    ev = events[["user_id", "category", _TS]]
+    ev = ev.sort_values(["user_id", _TS, "category"], kind="stable").reset_index(drop=True)
+    names = list(CATEGORIES)
+    hits = ev["category"].to_numpy(dtype=object)[:, None] == np.array(names, dtype=object)
+    counts = pd.DataFrame(hits.astype(np.float64), columns=names)
+    counts["_all"] = 1.0
+    counts["user_id"] = ev["user_id"].to_numpy()
+    counts[_TS] = ev[_TS].to_numpy()
+    rolled = (
+        counts.set_index(_TS)
+        .groupby("user_id", sort=False)[[*names, "_all"]]
+        .rolling("30D")
+        .sum()
+        .reset_index(drop=True)
+    )
+    rolled["user_id"] = ev["user_id"].to_numpy()
+    rolled[_TS] = ev[_TS].to_numpy()
+    rolled = _last_per_instant(rolled, ["user_id"])
+    long = rolled.melt(
+        id_vars=["user_id", _TS, "_all"],
+        value_vars=names,
+        var_name="category",
+        value_name="category_events_30d",
+    )
+    long["category_share_30d"] = long["category_events_30d"] / long["_all"]
+    long = long.drop(columns="_all").sort_values(["user_id", _TS, "category"], kind="stable")
+    return long.reset_index(drop=True)
+
+
+def product_popularity_transform(events: pd.DataFrame) -> pd.DataFrame:
+    """Raw events -> per (product, event time) its views and purchases over the
+    trailing 1 and 7 days."""
+    ev = events[["product_id", "event_type", _TS]]
+    ev = ev.sort_values(["product_id", _TS, "event_type"], kind="stable").reset_index(drop=True)
+    kinds = {"views": "view", "purchases": "purchase"}
+    counts = pd.DataFrame(
+        {
+            name: (ev["event_type"] == kind).to_numpy(dtype=np.float64)
+            for name, kind in kinds.items()
+        }
+    )
+    counts["product_id"] = ev["product_id"].to_numpy()
+    counts.index = pd.DatetimeIndex(ev[_TS])
+    out = ev[["product_id", _TS]].copy()
+    grouped = counts.groupby("product_id", sort=False)[list(kinds)]
+    for window in ("1d", "7d"):
+        rolled = grouped.rolling(window.upper()).sum().reset_index(drop=True)
+        for name in kinds:
+            out[f"product_{name}_{window}"] = rolled[name].to_numpy(dtype=np.float64)
+    return _last_per_instant(out, ["product_id"])
+
+
 user = Entity(name="user", join_keys=("user_id",), value_type=ValueType.INT64)
 category = Entity(name="category", join_keys=("category",), value_type=ValueType.STRING)
+product = Entity(name="product", join_keys=("product_id",), value_type=ValueType.INT64)
 
 _UC_FIELDS = tuple(
     Field(name=f"{kind}s_{suffix}", dtype=ValueType.FLOAT64)
@@ -106,6 +239,56 @@ user_stats = FeatureView(
     transform=user_transform,
     owner="demo@entai.local",
     tags={"domain": "ecommerce"},
+)
+user_recent_views = FeatureView(
+    name="user_recent_views",
+    entities=(user,),
+    schema=(
+        Field(
+            name="recent_product_ids",
+            dtype=ValueType.LIST_INT64,
+            description=f"The user's last {RECENT_VIEWS} viewed product ids, most recent first",
+        ),
+        Field(
+            name="recent_categories",
+            dtype=ValueType.LIST_STRING,
+            description="The categories of those products, in the same order",
+        ),
+    ),
+    source="events",
+    ttl=_RECENT_WINDOW,
+    transform=recent_views_transform,
+    owner="demo@entai.local",
+    tags={"domain": "ecommerce", "freshness": "stream"},
+)
+product_category_affinity = FeatureView(
+    name="product_category_affinity",
+    entities=(user, category),
+    schema=(
+        Field(name="category_share_30d", dtype=ValueType.FLOAT64),
+        Field(name="category_events_30d", dtype=ValueType.FLOAT64),
+    ),
+    source="events",
+    ttl=timedelta(days=30),
+    transform=category_affinity_transform,
+    owner="demo@entai.local",
+    tags={"domain": "ecommerce", "freshness": "stream"},
+    description="Share of the user's events of the trailing 30 days in the category",
+)
+product_popularity = FeatureView(
+    name="product_popularity",
+    entities=(product,),
+    schema=tuple(
+        Field(name=f"product_{kind}_{window}", dtype=ValueType.FLOAT64)
+        for window in ("1d", "7d")
+        for kind in ("views", "purchases")
+    ),
+    source="events",
+    ttl=timedelta(days=7),
+    transform=product_popularity_transform,
+    owner="demo@entai.local",
+    tags={"domain": "ecommerce", "freshness": "stream"},
+    description="Views and purchases of the product over the trailing 1 and 7 days",
 )
 purchase_propensity = FeatureService(
     name="purchase_propensity",

@@ -14,6 +14,8 @@ Feast's Python SDK (a ``type: remote`` online store) parses this answer into its
   instant ``1970-01-01T00:00:00Z`` where no row was found;
 - non-finite floats are the strings ``NaN``, ``Infinity``, ``-Infinity`` (JSON has no
   such numbers; Feast writes protobuf's JSON names);
+- a list-valued feature's value is a JSON array (``[]`` for an empty list, ``null``
+  for no value);
 - with ``include_feature_view_version_metadata``, ``metadata.feature_view_metadata``
   names each view read. entai's views carry no version number, so ``version`` is left
   out, as Feast leaves out a zero version.
@@ -59,7 +61,12 @@ def feast_time(ts: datetime | None) -> str:
 
 
 def feast_value(value: Any) -> Any:
-    """A value as Feast's JSON carries it: non-finite floats become their names."""
+    """A value as Feast's JSON carries it: non-finite floats become their names.
+
+    A list-valued feature's value is a JSON array of its elements.
+    """
+    if isinstance(value, list):
+        return [feast_value(v) for v in value]
     if isinstance(value, float) and not math.isfinite(value):
         if math.isnan(value):
             return "NaN"

@@ -11,7 +11,7 @@ request feature is a missing value (null over HTTP); infinities are refused as t
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -31,6 +31,12 @@ __all__ = [
 ]
 
 _MAX_MODEL_NAME = 200  # as the HTTP path parameter
+_SCALAR_FIELDS: tuple[tuple[type, str], ...] = (
+    (bool, "bool_value"),
+    (int, "int64_value"),
+    (float, "double_value"),
+    (str, "string_value"),
+)
 _Body = TypeVar("_Body", bound=BaseModel)
 
 
@@ -115,38 +121,66 @@ def _timestamp(value: datetime) -> Timestamp:
     return stamp
 
 
-def feature_value(value: Any) -> pb.FeatureValue:
+def feature_value(value: Any, *, empty_list: str = "string_list_value") -> pb.FeatureValue:
     """One online value as a ``FeatureValue`` (none of its fields set for null).
+
+    A list is an ``int64_list_value`` or a ``string_list_value`` by its elements; an
+    empty list has no elements to tell, so it sets the field ``empty_list`` names (an
+    empty message either way: the declared type's field reads as the empty list).
 
     Raises:
         TypeError: a value of a type no feature has (a bug upstream, not bad input).
     """
     if value is None:
         return pb.FeatureValue()
-    if isinstance(value, bool):  # before int: bool is an int
-        return pb.FeatureValue(bool_value=value)
-    if isinstance(value, int):
-        return pb.FeatureValue(int64_value=value)
-    if isinstance(value, float):
-        return pb.FeatureValue(double_value=value)
-    if isinstance(value, str):
-        return pb.FeatureValue(string_value=value)
+    if isinstance(value, list):
+        return _list_value(value, empty_list)
     if isinstance(value, datetime):
         return pb.FeatureValue(timestamp_value=_timestamp(value))
+    for kind, field in _SCALAR_FIELDS:  # bool before int: a bool is an int
+        if isinstance(value, kind):
+            out = pb.FeatureValue()
+            setattr(out, field, value)
+            return out
     raise TypeError(f"no FeatureValue field holds a {type(value).__name__}")
+
+
+def _list_value(value: list[Any], empty_list: str) -> pb.FeatureValue:
+    if all(isinstance(v, str) for v in value) and value:
+        return pb.FeatureValue(string_list_value=pb.StringList(values=value))
+    if all(isinstance(v, int) and not isinstance(v, bool) for v in value) and value:
+        return pb.FeatureValue(int64_list_value=pb.Int64List(values=value))
+    if not value:
+        out = pb.FeatureValue()
+        getattr(out, empty_list).SetInParent()  # set, and empty
+        return out
+    kinds = sorted({type(v).__name__ for v in value})
+    raise TypeError(f"no FeatureValue list field holds elements of types {kinds}")
+
+
+def _empty_list_field(values: Sequence[Any]) -> str:
+    """The list field of a feature's empty lists: that of its non-empty ones, if any."""
+    for value in values:
+        if isinstance(value, list) and value:
+            return "string_list_value" if isinstance(value[0], str) else "int64_list_value"
+    return "string_list_value"
 
 
 def online_features_response(payload: Mapping[str, Any]) -> pb.GetOnlineFeaturesResponse:
     """The gRPC form of the HTTP route's Feast-shaped answer.
 
     Statuses keep their names; ISO event timestamps become ``Timestamp``s, and a null
-    one the zero ``Timestamp``.
+    one the zero ``Timestamp``. A list feature's empty lists set the list field its
+    other values set (``string_list_value`` when all are empty or null).
     """
     return pb.GetOnlineFeaturesResponse(
         metadata=pb.OnlineFeaturesMetadata(feature_names=payload["metadata"]["feature_names"]),
         results=[
             pb.FeatureResult(
-                values=[feature_value(v) for v in result["values"]],
+                values=[
+                    feature_value(v, empty_list=_empty_list_field(result["values"]))
+                    for v in result["values"]
+                ],
                 statuses=[pb.FeatureStatus.Value(s) for s in result["statuses"]],
                 event_timestamps=[
                     Timestamp() if ts is None else _timestamp(datetime.fromisoformat(ts))

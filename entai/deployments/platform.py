@@ -330,10 +330,7 @@ def _on_demand_columns(
     frame = pd.DataFrame(dict(zip(names, columns, strict=True)), index=range(rows))
     out = compute_on_demand(views, frame)
     new = [f.name for view in views for f in view.schema]
-    return {
-        name: out[name].astype("float64").to_numpy(na_value=np.nan).tolist()
-        for name in new
-    }
+    return {name: out[name].astype("float64").to_numpy(na_value=np.nan).tolist() for name in new}
 
 
 def _online_read(

@@ -416,6 +416,9 @@ class StreamSettings(_Section):
             answers 429 with ``Retry-After`` instead of queueing more.
         redelivery_s: How long a read, unacknowledged event waits before another
             consumer takes it over (its consumer died); longer than one batch takes.
+        max_future_skew_s: An event dated more than this many seconds after the
+            consumer's clock is quarantined (kept with the dead letters, with the
+            reason) instead of landing, so a bad clock cannot pin a feature value.
     """
 
     contract: str
@@ -426,6 +429,7 @@ class StreamSettings(_Section):
     max_attempts: int = Field(5, ge=1, le=100)
     max_backlog: int = Field(100_000, ge=1)
     redelivery_s: float = Field(60.0, gt=0)
+    max_future_skew_s: float = Field(300.0, gt=0)
 
 
 class EntaiSettings(BaseSettings):

@@ -9,6 +9,7 @@ import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import pytest
 
 from entai.actors.backends import RedisOnlineStore
@@ -84,6 +85,25 @@ def test_equal_version_is_idempotent_and_microseconds_count(store: OnlineStore) 
     assert store.write([row("k", 1, 1.000001, x=4)]) == 1
     assert store.write([row("k", 0.999999, 9, x=5)]) == 0
     assert store.read("v", ["k"], ["x"], ttl=None, now=T0).values == [[4]]
+
+
+def test_list_values_come_back_exact_and_last_write_wins(store: OnlineStore) -> None:
+    recent = {"ids": [3, 1, 2**62, -4], "tags": ["é", 'q"', ""], "empty": [], "none": None}
+    assert store.write([row("k", 2, **recent)]) == 1
+    assert store.write([row("k", 1, ids=[9], tags=["late"], empty=[1], none=[1])]) == 0
+    numpy_row = row("n", 1, ids=np.array([5, 6]), tags=("a",), empty=[], none=None)
+    assert store.write([numpy_row]) == 1
+    res = store.read("v", ["k", "n", "zz"], list(recent), ttl=None, now=T0)
+    assert res.values == [
+        [[3, 1, 2**62, -4], [5, 6], None],
+        [["é", 'q"', ""], ["a"], None],
+        [[], [], None],
+        [None, None, None],
+    ]
+    assert all(type(v) is list for v in (res.values[0][0], res.values[1][1], res.values[2][0]))
+    assert [s[0] for s in res.statuses] == [P, P, P, NV]
+    scanned = {r.entity_key: dict(r.values) for r in store.scan("v")}
+    assert scanned["k"] == recent
 
 
 def test_write_replaces_the_whole_row(store: OnlineStore) -> None:

@@ -9,11 +9,11 @@ from typing import Any
 import pandas as pd
 
 from entai.actors.features import OnlineFeatureClient
-from entai.demo.features import user_category_stats, user_category_transform
+from entai.demo.features import user_category_stats, user_category_transform, user_recent_views
 from entai.demo.generator import EcommerceWorld, WorldConfig
 from entai.pipelines.features import materialize
 from entai.shared.data import Lake
-from entai.shared.features import MemoryOnlineStore, OfflineStore
+from entai.shared.features import MemoryOnlineStore, OfflineStore, compute_view, entity_key
 
 
 def _land_raw(lake: Lake, events: pd.DataFrame) -> None:
@@ -143,3 +143,39 @@ def test_check_skew_finds_a_corrupted_online_value(ray_cluster: Any, tmp_path: P
         "category": victim["category"],
     }
     assert example["online"]["views_7d"] == 999.0
+
+
+def test_a_list_valued_view_materializes_exactly(ray_cluster: Any, tmp_path: Path) -> None:
+    start = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=5)
+    world = EcommerceWorld(WorldConfig(n_users=30, n_products=40, days=5, start=start, seed=12))
+    events = world.events()
+    lake = Lake(str(tmp_path / "lake"))
+    _land_raw(lake, events)
+    store = MemoryOnlineStore()
+    online = OnlineFeatureClient(None, direct_store=store)
+
+    (report,) = materialize(
+        [user_recent_views], lake=lake, online=online, num_blocks=2, rows_per_block=1_000
+    )
+    expected = compute_view(user_recent_views, events)
+    assert report.offline_rows == len(expected)
+    keys = ["user_id", "event_timestamp"]
+    offline = OfflineStore(lake).read(user_recent_views).sort_values(keys).reset_index(drop=True)
+    expected = expected.sort_values(keys).reset_index(drop=True)
+    assert offline["recent_product_ids"].tolist() == expected["recent_product_ids"].tolist()
+    assert offline["recent_categories"].tolist() == expected["recent_categories"].tolist()
+
+    latest = expected.drop_duplicates("user_id", keep="last")
+    assert report.online_keys == len(latest)
+    users = latest["user_id"].tolist()
+    got = store.read(
+        user_recent_views.name,
+        [entity_key({"user_id": u}) for u in users],
+        ["recent_product_ids", "recent_categories"],
+        ttl=None,
+        now=datetime.now(UTC),
+    )
+    assert got.values == [
+        latest["recent_product_ids"].tolist(),
+        latest["recent_categories"].tolist(),
+    ]

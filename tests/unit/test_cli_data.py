@@ -22,7 +22,13 @@ def test_apply_records_the_content_hash_and_is_stable(
     registry = tmp_path / "lake" / "registry"
     digest = (registry / "current").read_text()
     record = json.loads((registry / f"{digest}.json").read_text())
-    assert {v["name"] for v in record["views"]} == {"user_category_stats", "user_stats"}
+    assert {v["name"] for v in record["views"]} == {
+        "user_category_stats",
+        "user_stats",
+        "user_recent_views",
+        "product_category_affinity",
+        "product_popularity",
+    }
     again = runner.invoke(app, ["features", "apply", "-d", "entai.demo.features"])
     assert again.exit_code == 0
     assert (registry / "current").read_text() == digest

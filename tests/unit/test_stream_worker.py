@@ -4,6 +4,7 @@ so a replay lands it once it is fixed."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -11,9 +12,13 @@ import pytest
 from in_process_bus import InProcessBus
 
 from entai.actors.bus import DONE
-from entai.pipelines.features import DeadLetters, StreamWorker
+from entai.actors.features import OnlineFeatureClient
+from entai.demo.contracts import EVENTS_CONTRACT
+from entai.demo.features import user_recent_views
+from entai.pipelines.features import DeadLetters, StreamConsumer, StreamWorker
 from entai.shared.core import InvalidInputError, NotFoundError
 from entai.shared.data import Event, Lake, PlatformEventKind
+from entai.shared.features import MemoryOnlineStore, entity_key
 from entai.shared.settings import EntaiSettings, load_settings
 
 SOURCE = "clicks"
@@ -100,3 +105,100 @@ def test_a_replayed_dead_letter_lands_once_it_can(settings: EntaiSettings) -> No
 def test_an_unknown_stream_is_a_clear_error(settings: EntaiSettings) -> None:
     with pytest.raises(InvalidInputError, match="no stream 'orders'"):
         StreamWorker(settings, "orders", bus=InProcessBus(visibility_timeout_s=0.0), run=False)
+
+
+def test_a_future_event_is_quarantined_with_its_reason_and_lands_on_replay(
+    settings: EntaiSettings,
+) -> None:
+    bus = InProcessBus(visibility_timeout_s=0.0)
+    worker = StreamWorker(settings, SOURCE, bus=bus, run=False)
+    ahead = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    bus.publish([_event(1), _event(2, ts=ahead), _event(3)])
+
+    assert worker.step() == 3
+    assert _landed(settings) == ["e1", "e3"]  # the future event did not land
+    assert bus.backlog(SOURCE) == 0
+    assert "e2" not in bus.ledger(SOURCE, ["e2"])  # left the bus, not DONE
+    letters = DeadLetters(Lake(settings.lake.root)).entries(SOURCE)
+    assert [d.event.event_id for d in letters] == ["e2"]
+    assert letters[0].error.startswith("future event: ts ")
+    assert "more than 300 s after the consumer's clock" in letters[0].error
+    assert worker.status()["counts"] == {"landed": 2, "quarantined": 1}
+
+    # A consumer allowing a larger skew (or one running once its time has come) lands it.
+    lenient = settings.model_copy(
+        update={
+            "streams": {
+                SOURCE: settings.streams[SOURCE].model_copy(update={"max_future_skew_s": 7200.0})
+            }
+        }
+    )
+    later = StreamWorker(lenient, SOURCE, bus=bus, run=False)
+    assert DeadLetters(Lake(settings.lake.root)).replay(bus, SOURCE) == 1
+    assert later.step() == 1
+    assert _landed(settings) == ["e1", "e2", "e3"]
+
+
+def test_events_a_little_ahead_of_the_clock_land(settings: EntaiSettings) -> None:
+    bus = InProcessBus(visibility_timeout_s=0.0)
+    worker = StreamWorker(settings, SOURCE, bus=bus, run=False)
+    bus.publish([_event(4, ts=(datetime.now(UTC) + timedelta(seconds=60)).isoformat())])
+    assert worker.step() == 1
+    assert _landed(settings) == ["e4"]
+    assert worker.status()["counts"] == {"landed": 1}
+
+
+def _view(i: int, user: int, product: int, at: datetime) -> Event:
+    payload = {
+        "event_id": f"ev-1-{i}",
+        "user_id": user,
+        "user_email": "p_masked",
+        "product_id": product,
+        "category": "books",
+        "price": 10.0,
+        "event_type": "view",
+        "event_timestamp": at.isoformat(),
+        "search_query": None,
+    }
+    return Event(event_id=f"ev-1-{i}", source="events", payload=payload)
+
+
+def test_a_late_view_corrects_recent_views_and_a_future_one_cannot_pin_them(
+    tmp_path: Path,
+) -> None:
+    bus, store, held = InProcessBus(visibility_timeout_s=0.0), MemoryOnlineStore(), []
+    consumer = StreamConsumer(
+        bus,
+        EVENTS_CONTRACT,
+        lake=Lake(str(tmp_path / "lake")),
+        consumer="c0",
+        views=[user_recent_views],
+        online=OnlineFeatureClient(None, direct_store=store),
+        max_future_skew=timedelta(minutes=5),
+        quarantine=held.extend,
+    )
+    now = datetime.now(UTC).replace(microsecond=0)
+    key = entity_key({"user_id": 1})
+
+    def recent() -> tuple[list[int] | None, datetime | None]:
+        got = store.read("user_recent_views", [key], ["recent_product_ids"], ttl=None, now=now)
+        return got.values[0][0], got.event_timestamps[0]
+
+    bus.publish([_view(i, 1, 10 + i, now - timedelta(minutes=30 - i)) for i in range(3)])
+    consumer.run(until_empty=True)
+    assert recent() == ([12, 11, 10], now - timedelta(minutes=28))
+
+    # Late: between the first two views. It lands, and the newest row is recomputed.
+    bus.publish([_view(3, 1, 99, now - timedelta(minutes=29, seconds=30))])
+    consumer.run(until_empty=True)
+    assert recent() == ([12, 11, 99, 10], now - timedelta(minutes=28))
+
+    # An hour ahead: quarantined, so the value is neither replaced nor pinned.
+    bus.publish([_view(4, 1, 77, now + timedelta(hours=1))])
+    report = consumer.run(until_empty=True)
+    assert report.quarantined == 1 and report.written == 0
+    assert [e.event_id for e, _ in held] == ["ev-1-4"]
+    assert recent() == ([12, 11, 99, 10], now - timedelta(minutes=28))
+    bus.publish([_view(5, 1, 13, now - timedelta(minutes=1))])
+    consumer.run(until_empty=True)
+    assert recent() == ([13, 12, 11, 99, 10], now - timedelta(minutes=1))

@@ -2,7 +2,8 @@
 
 Layout: key ``<prefix>:<view>:<entity_key>`` holds ``@e`` and ``@c`` (event and created
 time, integer microseconds since the epoch) and one field per feature whose value is
-its JSON encoding (keeps int, float, str, bool and None apart). Every command touches
+its JSON encoding (keeps int, float, str, bool, None and the lists of list-valued
+features apart: :func:`_encode` writes, :func:`_result` reads). Every command touches
 one key, so the layout also works on Redis Cluster.
 
 Writes run a compare-and-set Lua script (loaded once, called with EVALSHA) in one

@@ -160,20 +160,25 @@ class _Columns:
     """Output columns of one view's read, filled from the shards' partial results."""
 
     def __init__(self, entities: int, features: int) -> None:
-        self.values = [np.full(entities, None, dtype=object) for _ in range(features)]
+        # Values stay Python lists: numpy would broadcast list-valued features into
+        # its own dimensions on a fancy-indexed assignment.
+        self.values: list[list[Any]] = [[None] * entities for _ in range(features)]
         self.statuses = [np.full(entities, None, dtype=object) for _ in range(features)]
         self.stamps = np.full(entities, None, dtype=object)
 
     def scatter(self, idx: np.ndarray, part: ReadResult) -> None:
+        positions = idx.tolist()
         for f, (vals, stats) in enumerate(zip(part.values, part.statuses, strict=True)):
-            self.values[f][idx] = vals
+            column = self.values[f]
+            for position, value in zip(positions, vals, strict=True):
+                column[position] = value
             self.statuses[f][idx] = stats
         self.stamps[idx] = part.event_timestamps
 
     def result(self, req: ReadRequest) -> ReadResult:
         return ReadResult(
             tuple(req.features),
-            [v.tolist() for v in self.values],
+            [list(v) for v in self.values],
             [s.tolist() for s in self.statuses],
             self.stamps.tolist(),
         )

@@ -113,18 +113,22 @@ class FeatureList(_message.Message):
     def __init__(self, names: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class FeatureValue(_message.Message):
-    __slots__ = ("double_value", "int64_value", "string_value", "bool_value", "timestamp_value")
+    __slots__ = ("double_value", "int64_value", "string_value", "bool_value", "timestamp_value", "int64_list_value", "string_list_value")
     DOUBLE_VALUE_FIELD_NUMBER: _ClassVar[int]
     INT64_VALUE_FIELD_NUMBER: _ClassVar[int]
     STRING_VALUE_FIELD_NUMBER: _ClassVar[int]
     BOOL_VALUE_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_VALUE_FIELD_NUMBER: _ClassVar[int]
+    INT64_LIST_VALUE_FIELD_NUMBER: _ClassVar[int]
+    STRING_LIST_VALUE_FIELD_NUMBER: _ClassVar[int]
     double_value: float
     int64_value: int
     string_value: str
     bool_value: bool
     timestamp_value: _timestamp_pb2.Timestamp
-    def __init__(self, double_value: _Optional[float] = ..., int64_value: _Optional[int] = ..., string_value: _Optional[str] = ..., bool_value: _Optional[bool] = ..., timestamp_value: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    int64_list_value: Int64List
+    string_list_value: StringList
+    def __init__(self, double_value: _Optional[float] = ..., int64_value: _Optional[int] = ..., string_value: _Optional[str] = ..., bool_value: _Optional[bool] = ..., timestamp_value: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., int64_list_value: _Optional[_Union[Int64List, _Mapping]] = ..., string_list_value: _Optional[_Union[StringList, _Mapping]] = ...) -> None: ...
 
 class FeatureResult(_message.Message):
     __slots__ = ("values", "statuses", "event_timestamps")

@@ -29,6 +29,7 @@ from entai.shared.features import (
     OfflineStore,
     compute_view,
     latest_per_key,
+    list_cells,
     online_rows,
     rows_file_id,
     stamp_created,
@@ -102,6 +103,9 @@ def _compute_and_store(
     file_id = rows_file_id(f"m{after or ''}-", features[[*view.join_keys, _EVENT]])
     written = OfflineStore(Lake(lake_root)).append(view, features, file_id=file_id)
     latest = latest_per_key(features, view.join_keys).reset_index(drop=True)
+    for f in view.schema:  # Ray Data cannot rebuild Arrow list dtypes from pandas metadata
+        if f.dtype.is_list:
+            latest[f.name] = pd.Series(list_cells(latest[f.name], f.dtype, f.name), dtype=object)
     # The offline row count rides on the first latest row; the driver sums it.
     latest[_WRITTEN] = 0
     if not latest.empty:

@@ -17,6 +17,18 @@ Consume side: a :class:`StreamConsumer` reads micro-batches from the bus and, pe
 4. acknowledges, which marks the ids ``DONE``. A crash anywhere before that re-delivers
    the batch; steps 1-2 make the lake see every event exactly once.
 
+Future-dated events: with ``max_future_skew``, an event dated more than that after the
+consumer's clock neither lands nor feeds a view (last-write-wins would let it pin the
+online value until real time caught up). It is handed to ``quarantine`` with the
+reason and leaves the bus without being marked ``DONE``, so a replay (once the
+producer's clock is fixed, or once its time has come) lands it; without a
+``quarantine`` it stays on the bus and is delivered again.
+
+Late events (older than values already online) land like any other; a view with
+history recomputes its keys from the lake (below), so the newest row of a key is
+computed again with the late event in it and replaces the stored one under
+last-write-wins (same event time, newer created time).
+
 Windowed features: a transform only sees the frame it is given. For a view with
 history (by default: a view with a transform and a ttl; the transform's windows must
 fit in that lookback, as the demo's 7- and 30-day counts fit in their 30-day ttl),
@@ -35,7 +47,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -71,7 +83,14 @@ from entai.shared.features import (
     stamp_created,
 )
 
-__all__ = ["BatchReport", "StreamConsumer", "StreamReport", "publish_events", "push"]
+__all__ = [
+    "BatchReport",
+    "Quarantine",
+    "StreamConsumer",
+    "StreamReport",
+    "publish_events",
+    "push",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -168,6 +187,7 @@ class BatchReport:
             batch, or in a file a dead consumer wrote).
         files: Lake paths written (relative to the lake root).
         feature_rows: Per view, the feature rows written offline.
+        quarantined: Future-dated events held back, each with the reason.
     """
 
     events: int
@@ -175,6 +195,7 @@ class BatchReport:
     duplicates: int
     files: tuple[str, ...]
     feature_rows: Mapping[str, int] = field(default_factory=dict)
+    quarantined: tuple[tuple[Event, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -186,6 +207,11 @@ class StreamReport:
     written: int
     duplicates: int
     files: tuple[str, ...]
+    quarantined: int = 0
+
+
+Quarantine = Callable[[Sequence[tuple[Event, str]]], None]
+"""Keeps future-dated events (each with its reason) before they leave the bus."""
 
 
 class StreamConsumer:
@@ -202,6 +228,9 @@ class StreamConsumer:
         block_s: How long one read waits for events.
         history: Per view name, the raw history its transform needs (None: the
             micro-batch alone); views not named use their ttl when they have a transform.
+        max_future_skew: Events dated more than this after now are held back (None:
+            no check).
+        quarantine: Where held-back events go; without it they stay on the bus.
     """
 
     def __init__(
@@ -216,6 +245,8 @@ class StreamConsumer:
         batch_size: int = 500,
         block_s: float = 1.0,
         history: Mapping[str, timedelta | None] | None = None,
+        max_future_skew: timedelta | None = None,
+        quarantine: Quarantine | None = None,
     ) -> None:
         if batch_size < 1:
             raise InvalidInputError("batch_size must be >= 1", details={"field": "batch_size"})
@@ -229,6 +260,8 @@ class StreamConsumer:
         self.batch_size = batch_size
         self.block_s = block_s
         self._history = dict(history or {})
+        self.max_future_skew = max_future_skew
+        self.quarantine = quarantine
         self._stop = threading.Event()
 
     def __repr__(self) -> str:
@@ -245,8 +278,20 @@ class StreamConsumer:
         if not deliveries:
             return None
         report = self.process(deliveries)
-        self.bus.ack(self.source, deliveries)
+        self.settle(deliveries, report)
         return report
+
+    def settle(self, deliveries: Sequence[Delivery], report: BatchReport) -> None:
+        """Acknowledge a processed batch: its quarantined events go to ``quarantine``
+        and leave the bus without being marked ``DONE`` (or, with no quarantine, stay
+        on it); every other delivery is acknowledged."""
+        held = {event.event_id for event, _ in report.quarantined}
+        done = [d for d in deliveries if d.event.event_id not in held]
+        if done:
+            self.bus.ack(self.source, done)
+        if held and self.quarantine is not None:
+            self.quarantine(report.quarantined)
+            self.bus.reject(self.source, [d for d in deliveries if d.event.event_id in held])
 
     def run(self, *, max_batches: int | None = None, until_empty: bool = False) -> StreamReport:
         """Process micro-batches until ``max_batches``, the first empty read
@@ -266,6 +311,7 @@ class StreamConsumer:
             written=sum(r.written for r in reports),
             duplicates=sum(r.duplicates for r in reports),
             files=tuple(f for r in reports for f in r.files),
+            quarantined=sum(len(r.quarantined) for r in reports),
         )
 
     def stop(self) -> None:
@@ -282,18 +328,56 @@ class StreamConsumer:
         in_lake = {p for p in claimed if self.lake.exists(self.lake.path(p))}
         stored = {i for i, p in ledger.items() if p in in_lake}
         pending = [e for e in unique.values() if ledger.get(e.event_id) != DONE]
+        pending, quarantined = self._screen(pending)
         new = [e for e in pending if e.event_id not in stored]
         written = self._write_raw(new)
         rows: dict[str, int] = {}
         if pending and self.views:
             batch = event_table(pending, self.contract).to_pandas()
             rows = {view.name: self._feed(view, batch) for view in self.views}
-        report = BatchReport(len(deliveries), len(new), len(deliveries) - len(new), written, rows)
+        held = {e.event_id for e, _ in quarantined}
+        skipped = len(deliveries) - len(new) - sum(d.event.event_id in held for d in deliveries)
+        report = BatchReport(len(deliveries), len(new), skipped, written, rows, quarantined)
         logger.info(
             "stream batch",
             extra={"source": self.source, "events": report.events, "written": report.written},
         )
         return report
+
+    def _screen(self, events: list[Event]) -> tuple[list[Event], tuple[tuple[Event, str], ...]]:
+        """Split off the events dated more than ``max_future_skew`` after now.
+
+        A time that does not parse is not judged here: the lake write refuses it.
+        """
+        if self.max_future_skew is None or not events:
+            return events, ()
+        now = datetime.now(UTC)
+        limit = now + self.max_future_skew
+        column = self.contract.event_time
+        times = pd.to_datetime(
+            pd.Series([e.payload.get(column) for e in events], dtype=object),
+            utc=True,
+            errors="coerce",
+            format="ISO8601",
+        )
+        ahead = (times > limit).to_numpy(dtype=bool)
+        if not ahead.any():
+            return events, ()
+        skew = self.max_future_skew.total_seconds()
+        held = tuple(
+            (
+                e,
+                f"future event: {column} {ts.isoformat()} is more than {skew:g} s after the "
+                f"consumer's clock ({now.isoformat()}); quarantined, not landed",
+            )
+            for e, ts, far in zip(events, times, ahead, strict=True)
+            if far
+        )
+        logger.warning(
+            "future events quarantined",
+            extra={"source": self.source, "events": len(held), "max_future_skew_s": skew},
+        )
+        return [e for e, far in zip(events, ahead, strict=True) if not far], held
 
     def _write_raw(self, events: Sequence[Event]) -> tuple[str, ...]:
         if not events:

@@ -12,9 +12,11 @@ the others back: the events that land are acknowledged, the ones that fail stay 
 bus and come back after ``redelivery_s``. An event that has failed ``max_attempts``
 times goes to the dead letters (:class:`DeadLetters`, in the lake under
 ``deadletter/<source>/``, with its error) and is acknowledged; ``entai events
-dead-letters replay`` puts it back on the bus. A worker killed mid-batch is restarted
-by Ray and its unacknowledged events are delivered again; the consumer's write-ahead
-ledger lands each in the lake once.
+dead-letters replay`` puts it back on the bus. An event dated more than
+``max_future_skew_s`` ahead of the worker's clock is quarantined there too (its error
+says so) instead of landing; a replay lands it once its time has come. A worker killed
+mid-batch is restarted by Ray and its unacknowledged events are delivered again; the
+consumer's write-ahead ledger lands each in the lake once.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import ray
@@ -197,6 +199,8 @@ class StreamWorker:
             online=online,
             batch_size=stream.batch_size,
             block_s=stream.block_s,
+            max_future_skew=timedelta(seconds=stream.max_future_skew_s),
+            quarantine=self._quarantine,
         )
         self._dead = DeadLetters(self._lake)
         self._events = PlatformEvents(settings, bus=self._bus)
@@ -249,7 +253,7 @@ class StreamWorker:
 
     def _land(self, deliveries: Sequence[Delivery]) -> BatchReport:
         report = self._consumer.process(deliveries)
-        self._bus.ack(self._source, deliveries)
+        self._consumer.settle(deliveries, report)
         if report.files:
             self._events.publish(data_landed(self._source, report.files, report.written))
         for delivery in deliveries:
@@ -257,6 +261,17 @@ class StreamWorker:
         self._count("landed", report.written)
         self._count("duplicate", report.duplicates)
         return report
+
+    def _quarantine(self, held: Sequence[tuple[Event, str]]) -> None:
+        """Keep future-dated events with the dead letters, the reason as their error."""
+        at = datetime.now(UTC).isoformat()
+        for event, reason in held:
+            self._dead.add(DeadLetter(event=event, error=reason, attempts=1, at=at))
+        self._count("quarantined", len(held))
+        log.warning(
+            "future events quarantined",
+            extra={"source": self._source, "event_ids": [e.event_id for e, _ in held]},
+        )
 
     def _one(self, delivery: Delivery) -> None:
         event_id = delivery.event.event_id

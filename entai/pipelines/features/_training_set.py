@@ -38,6 +38,7 @@ from entai.shared.features import (
     compute_on_demand,
     entity_timestamps,
     hash_partition,
+    list_cells,
     output_name,
     point_in_time_join,
 )
@@ -223,8 +224,14 @@ def _to_blob(df: pd.DataFrame) -> bytes:
 
 
 def _from_blob(blob: bytes) -> pd.DataFrame:
-    frame: pd.DataFrame = pa.ipc.open_stream(blob).read_all().to_pandas()
+    table = pa.ipc.open_stream(blob).read_all()
+    frame: pd.DataFrame = table.to_pandas(types_mapper=_list_dtype)
     return frame
+
+
+def _list_dtype(arrow_type: pa.DataType) -> pd.ArrowDtype | None:
+    """List columns come back as Arrow list dtypes (pandas cannot parse their metadata)."""
+    return pd.ArrowDtype(arrow_type) if pa.types.is_list(arrow_type) else None
 
 
 def _split(
@@ -311,6 +318,12 @@ def _ray_join_view(
     ent[ts] = pd.to_datetime(entity_timestamps(entity_df, ts), utc=True)
     ent[_ROW] = np.arange(len(entity_df))
     feats = table.reset_index(drop=True).assign(**{_POS: np.arange(len(table))})
+    for fld in view.schema:  # Ray Data cannot rebuild Arrow list dtypes from pandas metadata
+        if fld.dtype.is_list and fld.name in feats.columns:
+            cells = list_cells(
+                feats[fld.name], fld.dtype, f"{view.name}.{fld.name}", error=PointInTimeJoinError
+            )
+            feats[fld.name] = pd.Series(cells, dtype=object)
     sides = []
     for side, frame in enumerate((ent, feats)):
         chunks = max(1, min(parts, len(frame) // 50_000 + 1))

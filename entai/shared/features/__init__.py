@@ -33,6 +33,7 @@ from entai.shared.features._online import (
     ReadResult,
     assemble_result,
     entity_key,
+    list_value,
     rendezvous_shard,
 )
 from entai.shared.features._pit_join import (
@@ -50,6 +51,11 @@ from entai.shared.features._rows import (
     rows_file_id,
     stamp_created,
     to_utc,
+)
+from entai.shared.features._values import (
+    arrow_list_type,
+    list_cells,
+    list_column,
 )
 
 __all__ = [
@@ -72,6 +78,7 @@ __all__ = [
     "ReadResult",
     "Transform",
     "ValueType",
+    "arrow_list_type",
     "arrow_schema",
     "assemble_result",
     "compute_on_demand",
@@ -81,6 +88,9 @@ __all__ = [
     "entity_timestamps",
     "hash_partition",
     "latest_per_key",
+    "list_cells",
+    "list_column",
+    "list_value",
     "online_rows",
     "output_name",
     "point_in_time_join",

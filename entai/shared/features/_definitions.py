@@ -19,6 +19,7 @@ from types import MappingProxyType
 from typing import TypeVar
 
 import pandas as pd
+import pyarrow as pa
 
 from entai.shared.core import DefinitionError, NotFoundError
 from entai.shared.data import PiiClass
@@ -50,26 +51,49 @@ _E = TypeVar("_E", bound=StrEnum)
 
 
 class ValueType(StrEnum):
-    """The value type of a field or of an entity's join keys."""
+    """The value type of a field or of an entity's join keys.
+
+    ``list<string>`` and ``list<int64>`` are list-valued features (e.g. a user's last
+    viewed product ids): a value is a list (possibly empty) of non-null elements of
+    the element type, or null. Join keys cannot be lists.
+    """
 
     INT64 = "int64"
     FLOAT64 = "float64"
     STRING = "string"
     BOOL = "bool"
     TIMESTAMP = "timestamp"
+    LIST_STRING = "list<string>"
+    LIST_INT64 = "list<int64>"
 
     @property
-    def pandas_dtype(self) -> str:
-        """The nullable pandas dtype values of this type have in every entai frame."""
+    def pandas_dtype(self) -> str | pd.ArrowDtype:
+        """The nullable pandas dtype values of this type have in every entai frame.
+
+        List types are Arrow list dtypes: a cell reads back as a Python list.
+        """
         return _PANDAS_DTYPES[self]
 
+    @property
+    def element_type(self) -> ValueType | None:
+        """The type of a list type's elements; None for a scalar type."""
+        return _ELEMENTS.get(self)
 
-_PANDAS_DTYPES = {
+    @property
+    def is_list(self) -> bool:
+        """Whether values of this type are lists."""
+        return self in _ELEMENTS
+
+
+_ELEMENTS = {ValueType.LIST_STRING: ValueType.STRING, ValueType.LIST_INT64: ValueType.INT64}
+_PANDAS_DTYPES: dict[ValueType, str | pd.ArrowDtype] = {
     ValueType.INT64: "Int64",
     ValueType.FLOAT64: "float64",
     ValueType.STRING: "string",
     ValueType.BOOL: "boolean",
     ValueType.TIMESTAMP: "datetime64[ns, UTC]",
+    ValueType.LIST_STRING: pd.ArrowDtype(pa.list_(pa.string())),
+    ValueType.LIST_INT64: pd.ArrowDtype(pa.list_(pa.int64())),
 }
 
 
@@ -127,6 +151,12 @@ class Entity:
         object.__setattr__(
             self, "value_type", _enum("entity", self.name, ValueType, self.value_type)
         )
+        if self.value_type.is_list:
+            raise DefinitionError(
+                f"entity {self.name!r} has value type {self.value_type.value!r}; "
+                "join keys cannot be lists",
+                details={"object": self.name, "value": self.value_type.value},
+            )
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from entai.shared.features._definitions import (
     ValueType,
 )
 from entai.shared.features._rows import conform, stamp_created
+from entai.shared.features._values import arrow_list_type
 
 __all__ = ["OfflineStore", "arrow_schema"]
 
@@ -42,6 +43,8 @@ _ARROW = {
     ValueType.STRING: pa.string(),
     ValueType.BOOL: pa.bool_(),
     ValueType.TIMESTAMP: pa.timestamp("ns", tz="UTC"),
+    ValueType.LIST_STRING: arrow_list_type(ValueType.LIST_STRING),
+    ValueType.LIST_INT64: arrow_list_type(ValueType.LIST_INT64),
 }
 _PARTITIONING = pads.partitioning(pa.schema([(_DATE, pa.string())]), flavor="hive")
 
@@ -173,6 +176,8 @@ def _time_filter(start: datetime | None, end: datetime | None) -> pads.Expressio
 
 
 def _nullable(arrow_type: pa.DataType) -> object:
+    if pa.types.is_list(arrow_type):  # list features read back as Python lists per cell
+        return pd.ArrowDtype(arrow_type)
     mapping = {
         pa.int64(): pd.Int64Dtype(),
         pa.bool_(): pd.BooleanDtype(),

@@ -1,6 +1,6 @@
 """Online-store domain: rows, read results, statuses, key canonicalisation and routing.
 
-Pure Python (no Ray, no Redis). The backends (:class:`MemoryOnlineStore` here, the
+Pure Python and numpy (no Ray, no Redis). The backends (:class:`MemoryOnlineStore` here, the
 Redis one in ``entai.actors.backends._redis_store``) implement :class:`OnlineStore` and share
 the rules below, so the same contract tests run against every backend.
 
@@ -29,6 +29,8 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Final, Protocol, runtime_checkable
 
+import numpy as np
+
 from entai.shared.core import InvalidInputError
 
 __all__ = [
@@ -41,6 +43,7 @@ __all__ = [
     "ReadResult",
     "assemble_result",
     "entity_key",
+    "list_value",
     "rendezvous_shard",
 ]
 
@@ -84,6 +87,22 @@ def _utc(ts: datetime, field: str) -> datetime:
     return ts if ts.tzinfo is UTC else ts.astimezone(UTC)
 
 
+_ARRAYS = (tuple, np.ndarray)
+
+
+def list_value(value: Any) -> Any:
+    """A list feature's value as every backend keeps it: a Python list of Python values.
+
+    Tuples and numpy arrays become lists (numpy elements their Python values); any
+    other value is returned as it is. :class:`FeatureRow` applies it to its values.
+    """
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, tuple):
+        return [v.item() if isinstance(v, np.generic) else v for v in value]
+    return value
+
+
 @dataclass(frozen=True, slots=True)
 class FeatureRow:
     """One write: every feature of a view for one entity at one event time.
@@ -91,7 +110,8 @@ class FeatureRow:
     Attributes:
         view: Feature view name (letters, digits, ``_ . -``; no ``:``).
         entity_key: Canonical entity key from :func:`entity_key`.
-        values: Feature name to value (int, float, str, bool or None).
+        values: Feature name to value (int, float, str, bool, None, or a list of
+            ints or strs for a list feature; tuples and numpy arrays become lists).
         event_ts: When the values were true; normalised to UTC.
         created_ts: When the row was written; breaks event-time ties.
     """
@@ -120,6 +140,8 @@ class FeatureRow:
             )
         object.__setattr__(self, "event_ts", _utc(self.event_ts, "event_ts"))
         object.__setattr__(self, "created_ts", _utc(self.created_ts, "created_ts"))
+        if any(isinstance(v, _ARRAYS) for v in self.values.values()):
+            object.__setattr__(self, "values", {k: list_value(v) for k, v in self.values.items()})
 
     @property
     def version(self) -> tuple[datetime, datetime]:

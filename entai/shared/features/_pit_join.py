@@ -37,6 +37,7 @@ from entai.shared.features._definitions import (
     ValueType,
 )
 from entai.shared.features._rows import to_utc
+from entai.shared.features._values import list_column
 
 __all__ = ["entity_timestamps", "hash_partition", "output_name", "point_in_time_join"]
 
@@ -239,6 +240,10 @@ def _values(
     try:
         if dtype is ValueType.TIMESTAMP:
             column = to_utc(column, f"{view.name}.{feature}", error=PointInTimeJoinError)
+        elif dtype.is_list:
+            column = list_column(
+                column, dtype, f"{view.name}.{feature}", error=PointInTimeJoinError
+            )
         return column.astype(dtype.pandas_dtype).array
     except (ValueError, TypeError) as exc:
         raise PointInTimeJoinError(

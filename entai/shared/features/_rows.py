@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import pandas as pd
+import pyarrow as pa
 
 from entai.shared.core import ContractViolationError, DefinitionError, InvalidInputError
 from entai.shared.features._definitions import (
@@ -29,6 +30,7 @@ from entai.shared.features._definitions import (
     ValueType,
 )
 from entai.shared.features._online import FeatureRow, entity_key
+from entai.shared.features._values import list_cells, list_column
 
 __all__ = [
     "compute_on_demand",
@@ -77,6 +79,11 @@ def to_utc(
 def _cast(values: pd.Series, value_type: ValueType, column: str, owner: str) -> pd.Series:
     if value_type is ValueType.TIMESTAMP:
         return to_utc(values, column, error=ContractViolationError)
+    if value_type.is_list:
+        try:
+            return list_column(values, value_type, column)
+        except ContractViolationError as exc:
+            raise ContractViolationError(f"{owner}: {exc.message}", details=exc.details) from None
     kinds = {
         ValueType.INT64: "iu",
         ValueType.FLOAT64: "iuf",
@@ -230,10 +237,14 @@ def latest_per_key(frame: pd.DataFrame, join_keys: Sequence[str]) -> pd.DataFram
 def online_rows(view: FeatureView, latest: pd.DataFrame) -> list[FeatureRow]:
     """Online-store rows for the latest value of each key."""
     keys = list(view.join_keys)
-    features = list(view.feature_names)
+    scalars = [f.name for f in view.schema if not f.dtype.is_list]
     key_records = latest[keys].to_dict("records")
-    value_records = latest[features].astype(object).where(latest[features].notna(), None)
+    value_records = latest[scalars].astype(object).where(latest[scalars].notna(), None)
     values = value_records.to_dict("records")
+    for f in view.schema:
+        if f.dtype.is_list:  # Python lists, whatever frame (Arrow, numpy cells) they came in
+            for row, cell in zip(values, list_cells(latest[f.name], f.dtype, f.name), strict=True):
+                row[f.name] = cell
     events = latest[EVENT_TIMESTAMP].dt.to_pydatetime()
     created = latest[CREATED_TIMESTAMP].dt.to_pydatetime()
     return [
@@ -248,7 +259,14 @@ def online_rows(view: FeatureView, latest: pd.DataFrame) -> list[FeatureRow]:
     ]
 
 
+def _is_list_dtype(dtype: object) -> bool:
+    return isinstance(dtype, pd.ArrowDtype) and pa.types.is_list(dtype.pyarrow_dtype)
+
+
 def rows_file_id(prefix: str, rows: pd.DataFrame) -> str:
     """A file name for a set of feature rows that a replay of the same rows reproduces."""
+    lists = [c for c in rows.columns if _is_list_dtype(rows[c].dtype)]
+    if lists:  # list cells are not hashable: hash their text
+        rows = rows.assign(**{c: rows[c].astype(str) for c in lists})
     hashed = pd.util.hash_pandas_object(rows, index=False).sort_values().to_numpy()
     return f"{prefix}{hashlib.sha256(hashed.tobytes()).hexdigest()[:20]}"
