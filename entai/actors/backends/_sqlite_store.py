@@ -70,6 +70,7 @@ power cut); ``normal`` fsyncs at checkpoints only (durable across a process cras
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
 _PURGE_TRIES = 50
+_OWNER_CACHE = 100_000  # keys whose owning shard is remembered (about 10 MB at most)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS online_rows (
@@ -150,6 +151,7 @@ class SqliteOnlineStore:
         self._local = threading.local()
         self._opened: list[sqlite3.Connection] = []
         self._opened_lock = threading.Lock()
+        self._owners: dict[str, str] = {}
 
     def __repr__(self) -> str:
         return f"SqliteOnlineStore({str(self.directory)!r}, shards={self.shard_ids})"
@@ -227,8 +229,16 @@ class SqliteOnlineStore:
         )
 
     def _owner(self, key: str) -> str:
+        """The shard file of ``key``; routing is remembered for the last keys seen."""
         ids = self.shard_ids
-        return ids[0] if len(ids) == 1 else rendezvous_shard(key, ids)
+        if len(ids) == 1:
+            return ids[0]
+        owner = self._owners.get(key)
+        if owner is None:
+            if len(self._owners) >= _OWNER_CACHE:
+                self._owners.clear()
+            owner = self._owners[key] = rendezvous_shard(key, ids)
+        return owner
 
     def _by_shard(self, keys: Sequence[str]) -> dict[str, list[str]]:
         groups: dict[str, list[str]] = {}
