@@ -46,10 +46,11 @@ def row(key: str, ev: float, **values: object) -> FeatureRow:
     return FeatureRow("v", key, values, T0 + timedelta(seconds=ev), T0)
 
 
-def python(code: str, *args: str, **kwargs: object) -> subprocess.Popen[str]:
+def python(code: str, *args: str) -> subprocess.Popen[str]:
+    """``code`` in a new Python process that imports this checkout's entai."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     cmd = [sys.executable, "-c", code, *args]
-    return subprocess.Popen(cmd, env=env, text=True, stdout=subprocess.PIPE, **kwargs)  # type: ignore[call-overload]
+    return subprocess.Popen(cmd, env=env, text=True, stdout=subprocess.PIPE)
 
 
 def test_every_acknowledged_write_survives_a_killed_writer(tmp_path: Path) -> None:
