@@ -18,7 +18,10 @@ Rules:
     * **Durable acknowledgement**: :meth:`SqliteOnlineStore.write` returns only after its
       transaction committed; with ``synchronous="full"`` (the default) the commit has
       been fsynced to the write-ahead log, so a write it acknowledged survives the
-      writer's death (``ray.kill``) and a power cut.
+      writer's death (``ray.kill``) and a power cut. A batch is one transaction per
+      file: a shard (one file) applies a batch whole or not at all; a store over several
+      files commits file by file, so a writer killed mid-batch may leave part of that
+      unacknowledged batch.
     * **Readers never wait for the writer** (WAL): a read sees every transaction
       committed before it started. :meth:`SqliteOnlineStore.read_many_async` therefore
       reads on the running event loop with a connection that does not wait; in the rare
