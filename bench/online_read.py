@@ -8,6 +8,8 @@ iteration so every case sees the same machine load:
 * entai, Redis, direct read path (client reads Redis itself): 100 and 1 entities;
 * entai, Redis, through the shard actors: 100 and 1 entities;
 * entai, memory backend, through the shard actors: 100 and 1 entities;
+* entai, SQLite backend (the embedded default): direct read of the shards' files from
+  this process (a Serve replica's path), 100 and 1 entities;
 * entai direct with a cached-decision ``authorize`` hook (a dict lookup) vs none.
 
 Usage: ``.venv/bin/python bench/online_read.py [--small]``. The last line is JSON;
@@ -20,6 +22,7 @@ import argparse
 import json
 import os
 import random
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -32,13 +35,14 @@ import numpy as np
 import ray
 import redis
 
-from entai.actors.backends import RedisOnlineStore
-from entai.actors.features import OnlineFeatureClient, start_shards
+from entai.actors.backends import RedisOnlineStore, SqliteOnlineStore
+from entai.actors.features import OnlineFeatureClient, shard_name, sqlite_directory, start_shards
 from entai.shared.core import PermissionDeniedError
 from entai.shared.features import FeatureRow, entity_key
 from entai.shared.settings import (
     MemoryOnlineStoreSettings,
     RedisOnlineStoreSettings,
+    SqliteOnlineStoreSettings,
     load_settings,
 )
 
@@ -97,6 +101,7 @@ def main() -> None:
     )
     raw = redis.Redis.from_url(args.redis_url)
     handles: list[Any] = []
+    home = tempfile.TemporaryDirectory(prefix="entai-bench-online-")
     try:
         redis_settings = load_settings(
             online_store=RedisOnlineStoreSettings(
@@ -106,7 +111,18 @@ def main() -> None:
         mem_settings = load_settings(online_store=MemoryOnlineStoreSettings(num_shards=args.shards))
         redis_shards = start_shards(redis_settings, namespace)
         mem_shards = start_shards(mem_settings, namespace + "-mem")
-        handles = redis_shards + mem_shards
+        sqlite_settings = load_settings(
+            home=home.name, online_store=SqliteOnlineStoreSettings(num_shards=args.shards)
+        ).resolved()
+        sqlite_shards = start_shards(sqlite_settings, namespace + "-sqlite")
+        handles = redis_shards + mem_shards + sqlite_shards
+        sqlite_section = sqlite_settings.online_store
+        assert isinstance(sqlite_section, SqliteOnlineStoreSettings)
+        sqlite_files = SqliteOnlineStore(
+            sqlite_directory(sqlite_section), [shard_name(i) for i in range(args.shards)]
+        )
+        via_sqlite_shards = OnlineFeatureClient(sqlite_shards)
+        sqlite_direct = OnlineFeatureClient(sqlite_shards, direct_store=sqlite_files)
         direct_store = RedisOnlineStore(args.redis_url, prefix)
         via_redis_shards = OnlineFeatureClient(redis_shards)
         via_mem_shards = OnlineFeatureClient(mem_shards)
@@ -124,6 +140,10 @@ def main() -> None:
         for i in range(0, n_entities, 1_000):
             via_mem_shards.write(rows[i : i + 1_000])
         write_mem_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        for i in range(0, n_entities, 1_000):
+            via_sqlite_shards.write(rows[i : i + 1_000])
+        write_sqlite_s = time.perf_counter() - t0
 
         def raw_read(names: list[str]) -> Any:
             with raw.pipeline(transaction=False) as pipe:
@@ -140,11 +160,13 @@ def main() -> None:
             "entai_redis_direct_auth_100": (100, entai(direct_auth), "entities"),
             "entai_redis_actors_100": (100, entai(via_redis_shards), "entities"),
             "entai_memory_actors_100": (100, entai(via_mem_shards), "entities"),
+            "entai_sqlite_direct_100": (100, entai(sqlite_direct), "entities"),
             "raw_redis_1": (1, lambda names: raw.hmget(names[0], FEATURES), "names"),
             "entai_redis_direct_1": (1, entai(direct), "entities"),
             "entai_redis_direct_auth_1": (1, entai(direct_auth), "entities"),
             "entai_redis_actors_1": (1, entai(via_redis_shards), "entities"),
             "entai_memory_actors_1": (1, entai(via_mem_shards), "entities"),
+            "entai_sqlite_direct_1": (1, entai(sqlite_direct), "entities"),
         }
         samples: dict[str, list[int]] = {name: [] for name in cases}
         order = list(cases)
@@ -173,7 +195,7 @@ def main() -> None:
         print(f"load average before {load_before}, after {load_after} (2 shared cores)")
         print(
             f"write {n_entities} rows: redis via shards {write_redis_s:.2f} s, "
-            f"memory via shards {write_mem_s:.2f} s"
+            f"memory via shards {write_mem_s:.2f} s, sqlite via shards {write_sqlite_s:.2f} s"
         )
         print(f"{'case':32} {'p50 ms':>9} {'p99 ms':>9}")
         for name, fig in figures.items():
@@ -204,6 +226,7 @@ def main() -> None:
             "write_s": {
                 "redis_via_shards": round(write_redis_s, 3),
                 "memory_via_shards": round(write_mem_s, 3),
+                "sqlite_via_shards": round(write_sqlite_s, 3),
             },
             **figures,
             "ratio_p50": ratio("entai_redis_direct_100", "raw_redis_100", "p50_ms"),
@@ -216,6 +239,7 @@ def main() -> None:
         for handle in handles:
             ray.kill(handle, no_restart=True)
         ray.shutdown()
+        home.cleanup()
         stale = list(raw.scan_iter(match=f"{prefix}:*", count=1_000))
         for i in range(0, len(stale), 1_000):
             raw.delete(*stale[i : i + 1_000])

@@ -1,13 +1,14 @@
 """Serving benchmark: entai's full predict path vs a plain FastAPI + uvicorn app.
 
     .venv/bin/python bench/serve.py [--small] [--modes default,throughput,haproxy]
-                                    [--stores memory,redis] [--scoring model,ingress]
+                                    [--stores sqlite,memory,redis] [--scoring model,ingress]
 
 (a) reference: one uvicorn worker serving the same XGBoost model, features from an
     in-process dict; (b) entai: ``POST /v1/predict/<model>`` through Ray Serve (bearer
     auth + online features for one entity + the model), for each Serve mode
-    and online store: ``memory`` (the embedded default: the shard actors) or ``redis``
-    (production: the ingress reads Redis in-process, no actor hop), and for each
+    and online store: ``sqlite`` (the embedded default: the ingress reads the shards'
+    SQLite files in place, no actor hop), ``memory`` (reads are shard actor calls) or
+    ``redis`` (production: the ingress reads Redis in-process, no actor hop), and for each
     scoring path: ``model`` (the Model deployment, one handle hop) or ``ingress``
     (``AppArgs.score_in_ingress``: the ingress scores in-process). Serve's modes are
     read from the environment when Ray's workers start, so each case runs in a child
@@ -38,7 +39,7 @@ from typing import Any
 import numpy as np
 
 # The configurations entai ships: the cluster manifests' and a laptop's (entai up, demo).
-SHIPPED = {"cluster": "haproxy/redis/ingress", "laptop": "throughput/memory/ingress"}
+SHIPPED = {"cluster": "haproxy/redis/ingress", "laptop": "throughput/sqlite/ingress"}
 MODES: dict[str, dict[str, str]] = {
     "default": {},
     "throughput": {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"},
@@ -169,9 +170,9 @@ def run_reference(work: Path, seconds: float, concurrency: int) -> dict:
 
 
 def _store_settings(store: str) -> dict[str, Any]:
-    """The online store section: the embedded shard actors, or Redis on loopback."""
-    if store == "memory":
-        return {"type": "memory"}
+    """The online store section: SQLite files or memory shards (embedded), or Redis."""
+    if store in ("sqlite", "memory"):
+        return {"type": store}
     return {"type": "redis", "url": REDIS_URL, "key_prefix": f"entai-bench-{os.getpid()}"}
 
 
@@ -272,7 +273,7 @@ def main() -> None:
     parser.add_argument("--modes", default="default,throughput,haproxy")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=None)
-    parser.add_argument("--stores", default="memory,redis")
+    parser.add_argument("--stores", default="sqlite,memory,redis")
     parser.add_argument(
         "--scoring", default="model,ingress", help="model (handle hop), ingress (in-process)"
     )

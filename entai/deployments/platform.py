@@ -1,8 +1,9 @@
 """What an ingress replica needs from the platform, connected once per replica.
 
 Authorization goes through a short-lived local cache of the governance state, and
-online features are read in-process (shard fan-out, or a direct Redis read when the
-online store is Redis), so a prediction costs no extra deployment hop for either. This
+online features are read in-process (a direct read of Redis or of the SQLite shard
+files, or a shard fan-out for the memory backend), so a prediction costs no extra
+deployment hop for either. This
 is the FeatureLookup stage of the serving graph: it turns a request's entities and
 request-time features into named model input columns. The ``*_async`` methods are the
 predict path's and the feature routes': they run on the replica's event loop (shard
@@ -24,7 +25,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from entai.actors.features import OnlineFeatureClient
+from entai.actors.backends import RedisOnlineStore, SqliteOnlineStore
+from entai.actors.features import OnlineFeatureClient, shard_name, sqlite_directory
 from entai.actors.governance import AuthCache, actor_auth_cache
 from entai.actors.services import Services
 from entai.deployments.circuit_breaker import Breakers
@@ -165,9 +167,13 @@ class PlatformServices:
         direct: OnlineStore | None = None
         store = settings.online_store
         if store.type == "redis":
-            from entai.actors.backends import RedisOnlineStore
-
             direct = RedisOnlineStore(store.url.get_secret_value(), store.key_prefix)
+        elif store.type == "sqlite":
+            if store.path is None:
+                store = settings.resolved().online_store
+                assert store.type == "sqlite"
+            ids = [shard_name(i) for i in range(store.num_shards)]
+            direct = SqliteOnlineStore(sqlite_directory(store), ids)
         model_features = tuple(definitions.resolve(args.feature_service))
         guard = settings.security.auth_guard
         return cls(

@@ -7,7 +7,8 @@ the subject (to be retrained; they are never rewritten), runs the verification s
 (:func:`verify_erased`) and audits the receipt. The audit entry and the receipt name
 the subject by its digest only.
 
-Built-in stores, in order: ``online`` (feature shards' memory, or the Redis prefix),
+Built-in stores, in order: ``online`` (the SQLite shard files, the Redis prefix, or
+the feature shards' memory),
 ``offline`` (feature tables), ``raw``, ``quarantine``, ``predictions`` (the lake's
 prediction log) and ``drift_monitor`` (the DriftMonitor actor's stored samples). Other
 modules add theirs with :func:`register_store`, a factory ``settings -> Store``.
@@ -25,7 +26,9 @@ from typing import Any
 
 import ray
 
+from entai.actors.backends import SqliteOnlineStore
 from entai.actors.core import Service
+from entai.actors.features import sqlite_directory
 from entai.actors.governance import GovernanceChecker
 from entai.actors.models import ModelRegistry
 from entai.actors.monitoring import DriftMonitor
@@ -44,7 +47,12 @@ from entai.shared.governance import (
     datasets_with_subject,
     now_iso,
 )
-from entai.shared.settings import EntaiSettings, RedisOnlineStoreSettings, resolve_hmac_key
+from entai.shared.settings import (
+    EntaiSettings,
+    RedisOnlineStoreSettings,
+    SqliteOnlineStoreSettings,
+    resolve_hmac_key,
+)
 
 __all__ = [
     "ERASE_ACTION",
@@ -89,8 +97,13 @@ def registered_stores(settings: EntaiSettings) -> list[Store]:
 
 
 class OnlineStoreEraser:
-    """The online store: Redis keys under the prefix, or the memory shards' rows.
+    """The online store: the SQLite shard files, Redis keys under the prefix, or the
+    memory shards' rows.
 
+    With SQLite every shard file in the store's directory is scanned and its matching
+    rows deleted in place (running shards or not: SQLite serialises this with the
+    shards' writes), then each touched file is purged (rebuilt, its write-ahead log
+    truncated) so no page keeps a deleted row; without files there is nothing to erase.
     With Redis the key names are scanned (``SCAN``) and deleted directly; shards keep no
     cache of Redis rows. With the memory backend every shard actor is scanned and asked
     to delete its matching rows; without running shards there is nothing to erase.
@@ -126,13 +139,63 @@ class OnlineStoreEraser:
             if hit
         ]
 
+    def _sqlite(self) -> SqliteOnlineStoreSettings:
+        store = self._settings.online_store
+        if isinstance(store, SqliteOnlineStoreSettings) and store.path is None:
+            store = self._settings.resolved().online_store
+        assert isinstance(store, SqliteOnlineStoreSettings)
+        return store
+
+    def _sqlite_files(self) -> list[SqliteOnlineStore]:
+        """One store per shard file on disk (whatever the shard count is now)."""
+        directory = sqlite_directory(self._sqlite())
+        return [
+            SqliteOnlineStore(directory, [shard_id])
+            for shard_id in SqliteOnlineStore.shards_on_disk(directory)
+        ]
+
+    def _sqlite_found(self, subject: Subject) -> list[_Found] | None:
+        files = self._sqlite_files()
+        if not files:
+            return None
+        found: list[_Found] = []
+        for store in files:
+            try:
+                rows = [(r.view, r.entity_key) for r in store.scan()]
+            finally:
+                store.close()
+            hits = _key_hits(subject, [key for _, key in rows])
+            found += [
+                (store.shard_ids[0], view, key)
+                for (view, key), hit in zip(rows, hits, strict=True)
+                if hit
+            ]
+        return found
+
+    def _sqlite_erase(self, found: Sequence[_Found]) -> None:
+        directory = sqlite_directory(self._sqlite())
+        groups: dict[str, dict[str, list[str]]] = {}
+        for shard_id, view, key in found:
+            groups.setdefault(shard_id, {}).setdefault(view, []).append(key)
+        for shard_id, by_view in groups.items():
+            store = SqliteOnlineStore(directory, [shard_id])
+            try:
+                for view, keys in by_view.items():
+                    store.delete(view, keys)
+                store.purge()
+            finally:
+                store.close()
+
     def _shards(self) -> list[Any]:
         return list(Services.of(self._settings).running_shards())
 
     def _found(self, subject: Subject) -> list[_Found] | None:
-        """(Redis key name or shard handle, view, entity key) of each subject row."""
+        """(Redis key name, shard file id or shard handle; view; entity key) of each
+        subject row."""
         if isinstance(self._settings.online_store, RedisOnlineStoreSettings):
             return self._redis_found(subject)
+        if isinstance(self._settings.online_store, SqliteOnlineStoreSettings):
+            return self._sqlite_found(subject)
         shards = self._shards()
         if not shards:
             return None
@@ -155,9 +218,15 @@ class OnlineStoreEraser:
         start = time.perf_counter()
         found = self._found(subject)
         if found is None:
-            note = "no feature shard actors are running: the memory backend holds nothing"
+            note = (
+                "no online store files: the SQLite backend holds nothing"
+                if isinstance(self._settings.online_store, SqliteOnlineStoreSettings)
+                else "no feature shard actors are running: the memory backend holds nothing"
+            )
             return StoreReceipt(self.name, "absent", note=note)
-        if isinstance(self._settings.online_store, RedisOnlineStoreSettings):
+        if isinstance(self._settings.online_store, SqliteOnlineStoreSettings):
+            self._sqlite_erase(found)
+        elif isinstance(self._settings.online_store, RedisOnlineStoreSettings):
             client = self._redis()
             try:
                 for i in range(0, len(found), _SCAN_BATCH):

@@ -50,6 +50,7 @@ __all__ = [
     "RegistrySettings",
     "SecuritySettings",
     "ServeSettings",
+    "SqliteOnlineStoreSettings",
     "StreamSettings",
     "audit_anchor_store",
     "check_hmac_key",
@@ -100,9 +101,28 @@ class _OnlineStoreBase(_Section):
 
 
 class MemoryOnlineStoreSettings(_OnlineStoreBase):
-    """Online values live in the FeatureShard actors' memory (embedded default)."""
+    """Online values live in the FeatureShard actors' memory: a restarted shard starts
+    empty (tests and throwaway runs; not durable)."""
 
     type: Literal["memory"] = "memory"
+
+
+class SqliteOnlineStoreSettings(_OnlineStoreBase):
+    """Each FeatureShard actor writes its own SQLite file (WAL) on local disk and
+    acknowledges a write once it is committed; serving replicas on the same machine read
+    the files in place. The embedded (one machine) default."""
+
+    type: Literal["sqlite"] = "sqlite"
+    path: Path | None = Field(
+        None, description="Directory of the shard files; None is <home>/online."
+    )
+    synchronous: Literal["full", "normal"] = Field(
+        "full",
+        description=(
+            "full: every commit is fsynced (an acknowledged write survives a power cut); "
+            "normal: fsync at checkpoints only (survives a process crash, not a power cut)."
+        ),
+    )
 
 
 class RedisOnlineStoreSettings(_OnlineStoreBase):
@@ -114,14 +134,15 @@ class RedisOnlineStoreSettings(_OnlineStoreBase):
 
 
 def _store_type(value: Any) -> str:
-    """The ``type`` tag of an online-store section; a section without one is memory."""
+    """The ``type`` tag of an online-store section; a section without one is sqlite."""
     if isinstance(value, dict):
-        return str(value.get("type", "memory"))
-    return str(getattr(value, "type", "memory"))
+        return str(value.get("type", "sqlite"))
+    return str(getattr(value, "type", "sqlite"))
 
 
 OnlineStoreSettings = Annotated[
-    Annotated[MemoryOnlineStoreSettings, Tag("memory")]
+    Annotated[SqliteOnlineStoreSettings, Tag("sqlite")]
+    | Annotated[MemoryOnlineStoreSettings, Tag("memory")]
     | Annotated[RedisOnlineStoreSettings, Tag("redis")],
     Discriminator(_store_type),
 ]
@@ -443,7 +464,7 @@ class EntaiSettings(BaseSettings):
     log_level: str = "INFO"
     ray: RaySettings = RaySettings()
     lake: LakeSettings = LakeSettings()
-    online_store: OnlineStoreSettings = MemoryOnlineStoreSettings()
+    online_store: OnlineStoreSettings = SqliteOnlineStoreSettings()
     mlflow: MlflowSettings = MlflowSettings()
     registry: RegistrySettings = RegistrySettings()
     serve: ServeSettings = ServeSettings()
@@ -472,7 +493,8 @@ class EntaiSettings(BaseSettings):
 
         Ray workers do not share the driver's working directory, so entry points
         resolve paths once before handing settings to actors and tasks. Sections left
-        at their defaults follow ``home`` (the lake, MLflow, the admin token file).
+        at their defaults follow ``home`` (the lake, MLflow, the admin token file, the
+        SQLite online store's directory).
         """
 
         def absolute(path: Path | None) -> Path | None:
@@ -505,10 +527,15 @@ class EntaiSettings(BaseSettings):
                 else home / "admin_token",
             }
         )
+        online = self.online_store
+        if isinstance(online, SqliteOnlineStoreSettings):
+            directory = home / "online" if online.path is None else absolute(online.path)
+            online = online.model_copy(update={"path": directory})
         return self.model_copy(
             update={
                 "home": home,
                 "lake": self.lake.model_copy(update={"root": lake_root}),
+                "online_store": online,
                 "mlflow": self.mlflow.model_copy(
                     update={"tracking_uri": tracking, "artifact_root": artifacts}
                 ),

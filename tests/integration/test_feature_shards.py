@@ -9,24 +9,33 @@ import threading
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from entai.actors.backends import RedisOnlineStore
+from entai.actors.backends import RedisOnlineStore, SqliteOnlineStore
 from entai.actors.features import (
     FeatureShard,
     FeatureShardActor,
     OnlineFeatureClient,
     shard_name,
+    sqlite_directory,
     start_shards,
 )
 from entai.shared.core import InvalidInputError, PermissionDeniedError
-from entai.shared.features import FeatureRow, FeatureStatus, MemoryOnlineStore, entity_key
+from entai.shared.features import (
+    FeatureRow,
+    FeatureStatus,
+    MemoryOnlineStore,
+    OnlineStore,
+    entity_key,
+)
 from entai.shared.settings import (
     EntaiSettings,
     MemoryOnlineStoreSettings,
     RedisOnlineStoreSettings,
+    SqliteOnlineStoreSettings,
     load_settings,
 )
 
@@ -62,6 +71,22 @@ def test_shard_class_works_without_ray() -> None:
     assert shard.keys_for_reshard(["s0"]) == []
     assert len(shard.keys_for_reshard(["other"])) == 3
     assert shard.describe()["shared_store"] is False
+
+
+def test_sqlite_shards_keep_their_own_files_and_allow_direct_reads(tmp_path: Path) -> None:
+    settings = load_settings(home=tmp_path, online_store={"num_shards": 2}).resolved()
+    a = FeatureShard("a", settings.online_store)
+    b = FeatureShard("b", settings.online_store)
+    a.write(rows_for(20))
+    assert b.scan() == [] and len(a.keys_for_reshard(["a", "b"])) in range(1, 20)
+    assert sorted(p.name for p in (tmp_path / "online").iterdir() if p.suffix == ".sqlite") == [
+        "a.sqlite",
+        "b.sqlite",
+    ]
+    info = a.describe()
+    assert info["shared_store"] is False and info["direct_reads"] is True
+    again = FeatureShard("a", settings.online_store)  # a restarted shard: same file
+    assert sorted(r.entity_key for r in again.scan()) == sorted(r.entity_key for r in a.scan())
 
 
 def test_redis_shards_share_the_store_so_reshard_moves_nothing(
@@ -158,17 +183,35 @@ def test_authorize_hook_is_called_and_can_refuse() -> None:
     assert calls[:2] == [("features:write", ["user"]), ("features:read", ["user:a"])]
 
 
+def durable_settings(backend: str, tmp_path: Path, redis_url: str, prefix: str) -> EntaiSettings:
+    """Two shards on a backend that keeps acknowledged writes: Redis or SQLite files."""
+    if backend == "redis":
+        store: Any = RedisOnlineStoreSettings(num_shards=2, url=redis_url, key_prefix=prefix)
+        return load_settings(online_store=store)
+    return load_settings(home=tmp_path, online_store={"num_shards": 2}).resolved()
+
+
+def direct_store(settings: EntaiSettings, redis_url: str, prefix: str) -> OnlineStore:
+    """What a serving replica reads in place: the Redis prefix, or the shards' files."""
+    store = settings.online_store
+    if isinstance(store, SqliteOnlineStoreSettings):
+        ids = [shard_name(i) for i in range(store.num_shards)]
+        return SqliteOnlineStore(sqlite_directory(store), ids)
+    return RedisOnlineStore(redis_url, prefix)
+
+
+@pytest.mark.parametrize("backend", ["redis", "sqlite"])
 @pytest.mark.parametrize("task_retries", [-1, 0], ids=["ray-retries", "client-retries"])
 def test_killing_a_shard_mid_stream_loses_no_acknowledged_write(
     task_retries: int,
+    backend: str,
     namespace: str,
     ray_cluster: Any,
     redis_url: str,
     redis_prefix: str,
+    tmp_path: Path,
 ) -> None:
-    settings = load_settings(
-        online_store=RedisOnlineStoreSettings(num_shards=2, url=redis_url, key_prefix=redis_prefix)
-    )
+    settings = durable_settings(backend, tmp_path, redis_url, redis_prefix)
     if task_retries == -1:  # as deployed: Ray re-sends calls in flight to the restarted actor
         handles = start_shards(settings, namespace)
     else:  # without Ray's task retries, the client's own retry must cover the kill
@@ -209,8 +252,20 @@ def test_killing_a_shard_mid_stream_loses_no_acknowledged_write(
     want = [i // 4 for i in range(total * 4)]
     via_shards = client.get_online_features({"user": ["a"]}, keys, {"user": None})
     assert via_shards["results"][0]["values"] == want
-    direct = OnlineFeatureClient(None, direct_store=RedisOnlineStore(redis_url, redis_prefix))
+    # This process reads the backend in place (a serving replica's path): no actor hop.
+    direct = OnlineFeatureClient(
+        handles, direct_store=direct_store(settings, redis_url, redis_prefix)
+    )
     assert direct.get_online_features({"user": ["a"]}, keys, {"user": None}) == via_shards
     awaited = direct.get_online_features_async({"user": ["a"]}, keys, {"user": None})
     assert asyncio.run(awaited) == via_shards  # the direct read, on the event loop
     assert ray_cluster.get(handles[0].describe.remote())["pid"] != victim_pid  # it restarted
+
+    # Both shards killed once more with no write in flight: what they serve after the
+    # restart is what they had acknowledged, read back from the backend.
+    pids = [i["pid"] for i in ray_cluster.get([h.describe.remote() for h in handles])]
+    for handle in handles:
+        ray_cluster.kill(handle, no_restart=False)
+    again = client.get_online_features({"user": ["a"]}, keys, {"user": None})
+    assert again["results"][0]["values"] == want
+    assert [i["pid"] for i in ray_cluster.get([h.describe.remote() for h in handles])] != pids

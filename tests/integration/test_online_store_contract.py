@@ -1,4 +1,4 @@
-"""One contract, every backend: the same tests run on the memory and Redis stores."""
+"""One contract, every backend: the same tests run on the memory, SQLite and Redis stores."""
 
 from __future__ import annotations
 
@@ -8,11 +8,12 @@ import random
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from entai.actors.backends import RedisOnlineStore
+from entai.actors.backends import RedisOnlineStore, SqliteOnlineStore
 from entai.shared.core import InvalidInputError, ServiceUnavailableError
 from entai.shared.features import (
     FeatureRow,
@@ -31,10 +32,16 @@ def row(key: str, ev: float, cr: float = 0, view: str = "v", **values: object) -
     return FeatureRow(view, key, values, T0 + timedelta(seconds=ev), T0 + timedelta(seconds=cr))
 
 
-@pytest.fixture(params=["memory", "redis", "redis-cluster-mode"])
-def store(request: pytest.FixtureRequest) -> Iterator[OnlineStore]:
+@pytest.fixture(params=["memory", "sqlite", "sqlite-3-files", "redis", "redis-cluster-mode"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[OnlineStore]:
     if request.param == "memory":
         yield MemoryOnlineStore()
+        return
+    if request.param.startswith("sqlite"):
+        ids = ["s0", "s1", "s2"] if request.param.endswith("files") else ["s0"]
+        sqlite_store = SqliteOnlineStore(tmp_path / "online", ids)
+        yield sqlite_store
+        sqlite_store.close()
         return
     url = request.getfixturevalue("redis_url")
     prefix = request.getfixturevalue("redis_prefix")

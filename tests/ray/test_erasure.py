@@ -1,10 +1,12 @@
 """Right to erasure end to end on Ray: a subject ingested, materialized, predicted and
-monitored is erased everywhere; the lake, Redis and the actors keep no trace of it;
-other subjects are untouched; datasets and models that used it are listed."""
+monitored is erased everywhere; the lake, Redis, the SQLite shard files and the actors
+keep no trace of it; other subjects are untouched; datasets and models that used it are
+listed."""
 
 from __future__ import annotations
 
 import contextlib
+import re
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -51,7 +53,7 @@ PROFILES = DataContract.from_dict(
 
 
 def _settings(tmp: Path, backend: str, redis_url: str, prefix: str) -> EntaiSettings:
-    store: dict[str, Any] = {"type": "memory", "num_shards": 2}
+    store: dict[str, Any] = {"type": backend, "num_shards": 2}
     if backend == "redis":
         store = {"type": "redis", "num_shards": 2, "url": redis_url, "key_prefix": prefix}
     return load_settings(
@@ -160,7 +162,7 @@ def _redis_dump(redis_url: str, prefix: str) -> dict[bytes, dict[bytes, bytes]]:
         client.close()
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "sqlite", "redis"])
 def platform(
     request: pytest.FixtureRequest, ray_cluster: Any, tmp_path: Path, redis_url: str
 ) -> Iterator[tuple[EntaiSettings, list[Any], str]]:
@@ -272,6 +274,14 @@ def test_a_subject_is_erased_everywhere_and_others_are_untouched(
         assert len(dump) == len(online_after)
         text = b"".join(n + b"".join(v.values()) for n, v in dump.items())
         assert pseudonym(subject_id, KEY).encode() not in text
+
+    # SQLite: no byte of any shard file (or its log) names the subject.
+    if settings.online_store.type == "sqlite":
+        files = sorted(Path(settings.home, "online").iterdir())
+        data = b"".join(p.read_bytes() for p in files)
+        assert any(p.suffix == ".sqlite" for p in files) and b"user_id=i:4" in data
+        assert not re.search(rb"user_id=i:3(?![0-9])", data)
+        assert pseudonym(subject_id, KEY).encode() not in data
 
     # Other subjects: offline and raw rows intact.
     after = offline.read(features.user_stats)

@@ -8,6 +8,7 @@ from entai.shared.core import ConfigError
 from entai.shared.settings import (
     MemoryOnlineStoreSettings,
     RedisOnlineStoreSettings,
+    SqliteOnlineStoreSettings,
     load_settings,
 )
 
@@ -23,7 +24,8 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_defaults_are_the_embedded_mode() -> None:
     s = load_settings()
-    assert isinstance(s.online_store, MemoryOnlineStoreSettings)
+    assert isinstance(s.online_store, SqliteOnlineStoreSettings)
+    assert s.online_store.synchronous == "full" and s.online_store.path is None
     assert s.mlflow.tracking_uri.startswith("sqlite:///")
     assert s.serve.host == "127.0.0.1"
     assert s.ray.dashboard_host == "127.0.0.1"
@@ -88,11 +90,28 @@ def test_production_with_key_file_policy_and_loopback_passes(tmp_path: Path) -> 
     assert s.security.resolved_hmac_key() == b"s3cr3t-key-material"
 
 
-def test_store_section_without_type_is_the_memory_store(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_store_section_without_type_is_the_sqlite_store(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ENTAI_ONLINE_STORE__NUM_SHARDS", "2")
     s = load_settings()
-    assert isinstance(s.online_store, MemoryOnlineStoreSettings)
+    assert isinstance(s.online_store, SqliteOnlineStoreSettings)
     assert s.online_store.num_shards == 2
+
+
+def test_memory_store_is_still_selectable_by_type(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ENTAI_ONLINE_STORE__TYPE", "memory")
+    assert isinstance(load_settings().online_store, MemoryOnlineStoreSettings)
+
+
+def test_sqlite_directory_follows_home_unless_set(tmp_path: Path) -> None:
+    s = load_settings(home=tmp_path / "h").resolved()
+    assert isinstance(s.online_store, SqliteOnlineStoreSettings)
+    assert s.online_store.path == tmp_path / "h" / "online"
+    own = load_settings(
+        home=tmp_path / "h", online_store={"type": "sqlite", "path": "rel/dir"}
+    ).resolved()
+    assert isinstance(own.online_store, SqliteOnlineStoreSettings)
+    assert own.online_store.path == Path("rel/dir").resolve()
+    assert own.resolved() == own  # resolving twice changes nothing
 
 
 def test_resolved_paths_follow_home_and_are_absolute(tmp_path: Path) -> None:

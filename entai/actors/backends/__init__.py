@@ -1,4 +1,5 @@
-"""Storage backends the services write through: the Redis online store and MLflow."""
+"""Storage backends the services write through: the online stores (Redis; SQLite files on
+local disk, the embedded default) and MLflow."""
 
 from __future__ import annotations
 
@@ -11,9 +12,17 @@ from entai.actors.backends._mlflow import (
 from entai.actors.backends._redis_store import (
     RedisOnlineStore,
 )
+from entai.actors.backends._sqlite_store import (
+    SQLITE_SUFFIX,
+    SqliteOnlineStore,
+    Synchronous,
+)
 
 __all__ = [
+    "SQLITE_SUFFIX",
     "RedisOnlineStore",
+    "SqliteOnlineStore",
+    "Synchronous",
     "configure_mlflow",
     "load_card",
     "resolved_tracking_uri",

@@ -8,6 +8,7 @@ from entai.actors.features._feature_shard import (
     ShardHandle,
     build_store,
     shard_name,
+    sqlite_directory,
     start_shards,
 )
 from entai.actors.features._online_client import (
@@ -37,5 +38,6 @@ __all__ = [
     "merge_parts",
     "shard_name",
     "split_by_shard",
+    "sqlite_directory",
     "start_shards",
 ]

@@ -1,10 +1,16 @@
 """FeatureShard: one shard of the online store, as a plain class and as a Ray actor.
 
 Each shard owns the keys that :func:`~entai.shared.features._online.rendezvous_shard` routes to
-its id. With the memory backend (embedded default) a shard's rows live in its own
-process, and a restarted shard starts empty until rows are re-materialized; with Redis
-every shard writes through to the same key prefix, Redis is the source of truth and a
-restarted shard has lost nothing (it reads Redis, it keeps no cache).
+its id. Backends:
+
+* **sqlite** (embedded default): a shard writes its own SQLite file under the
+  platform home and acknowledges a write once it is committed, so a restarted shard
+  has lost nothing it acknowledged; processes on the shard's machine (the serving
+  replicas) read the file in place (``direct_reads`` in :meth:`FeatureShard.describe`).
+* **redis**: every shard writes through to the same key prefix; Redis is the source of
+  truth and a restarted shard has lost nothing (it reads Redis, it keeps no cache).
+* **memory**: a shard's rows live in its own process; a restarted shard starts empty
+  until rows are re-materialized (tests, throwaway runs).
 """
 
 from __future__ import annotations
@@ -17,8 +23,9 @@ from typing import Any, TypeAlias
 
 import ray
 
-from entai.actors.backends import RedisOnlineStore
+from entai.actors.backends import RedisOnlineStore, SqliteOnlineStore
 from entai.actors.core import role_options
+from entai.shared.core import ConfigError
 from entai.shared.features import (
     FeatureRow,
     MemoryOnlineStore,
@@ -31,6 +38,7 @@ from entai.shared.settings import (
     EntaiSettings,
     MemoryOnlineStoreSettings,
     RedisOnlineStoreSettings,
+    SqliteOnlineStoreSettings,
 )
 
 __all__ = [
@@ -39,12 +47,13 @@ __all__ = [
     "ShardHandle",
     "build_store",
     "shard_name",
+    "sqlite_directory",
     "start_shards",
 ]
 
 logger = logging.getLogger(__name__)
 
-StoreSettings = MemoryOnlineStoreSettings | RedisOnlineStoreSettings
+StoreSettings = MemoryOnlineStoreSettings | RedisOnlineStoreSettings | SqliteOnlineStoreSettings
 
 ShardHandle: TypeAlias = Any
 """A FeatureShard actor handle. Ray types ``ActorHandle.__getattr__`` as ``Never``, so
@@ -57,12 +66,36 @@ def shard_name(index: int) -> str:
 
 
 def build_store(settings: StoreSettings, shard_id: str) -> OnlineStore:
-    """The backend a shard uses: its own memory store, or the shared Redis prefix."""
+    """The backend a shard uses: its own SQLite file, the shared Redis prefix, or its
+    own memory store.
+
+    Raises:
+        ConfigError: a SQLite section without a directory (resolve the settings first:
+            ``EntaiSettings.resolved()`` puts it under the home).
+    """
     if isinstance(settings, RedisOnlineStoreSettings):
         logger.info("shard %s writes through to Redis prefix %s", shard_id, settings.key_prefix)
         return RedisOnlineStore(settings.url.get_secret_value(), settings.key_prefix)
+    if isinstance(settings, SqliteOnlineStoreSettings):
+        store = SqliteOnlineStore(sqlite_directory(settings), [shard_id])
+        logger.info("shard %s writes %s", shard_id, store.path(shard_id))
+        return store
     logger.info("shard %s keeps its rows in memory", shard_id)
     return MemoryOnlineStore()
+
+
+def sqlite_directory(settings: SqliteOnlineStoreSettings) -> str:
+    """The directory of a SQLite online store's shard files.
+
+    Raises:
+        ConfigError: the section has no directory yet (unresolved settings).
+    """
+    if settings.path is None or not settings.path.is_absolute():
+        raise ConfigError(
+            "online_store.path must be an absolute directory: pass settings.resolved()",
+            details={"field": "online_store.path"},
+        )
+    return str(settings.path)
 
 
 class FeatureShard:
@@ -76,17 +109,31 @@ class FeatureShard:
 
     def __init__(self, shard_id: str, store: OnlineStore | StoreSettings) -> None:
         self.shard_id = shard_id
-        if isinstance(store, MemoryOnlineStoreSettings | RedisOnlineStoreSettings):
+        if isinstance(
+            store, MemoryOnlineStoreSettings | RedisOnlineStoreSettings | SqliteOnlineStoreSettings
+        ):
             store = build_store(store, shard_id)
         self._store: OnlineStore = store
         self.shared_store = isinstance(self._store, RedisOnlineStore)
+        self.direct_reads = isinstance(self._store, RedisOnlineStore | SqliteOnlineStore)
 
     def __repr__(self) -> str:
         return f"FeatureShard({self.shard_id!r}, {self._store!r})"
 
     def describe(self) -> dict[str, Any]:
-        """The shard's id, its process id and whether its backend is shared by all shards."""
-        return {"shard_id": self.shard_id, "shared_store": self.shared_store, "pid": os.getpid()}
+        """The shard's id, its process and node, and how others may read its rows.
+
+        ``shared_store``: one backend holds every shard's rows (Redis).
+        ``direct_reads``: another process may read this shard's rows from its backend
+        (Redis anywhere; a SQLite file from the same node, ``node_id``).
+        """
+        return {
+            "shard_id": self.shard_id,
+            "shared_store": self.shared_store,
+            "direct_reads": self.direct_reads,
+            "node_id": _node_id(),
+            "pid": os.getpid(),
+        }
 
     def write(self, rows: Sequence[FeatureRow]) -> int:
         """Apply rows with last-write-wins; return how many were applied."""
@@ -130,6 +177,13 @@ class FeatureShard:
         ]
 
 
+def _node_id() -> str | None:
+    """The Ray node this process runs on, or None outside Ray."""
+    if not ray.is_initialized():
+        return None
+    return str(ray.get_runtime_context().get_node_id())
+
+
 FeatureShardActor = ray.remote(FeatureShard)
 
 
@@ -144,6 +198,8 @@ def start_shards(settings: EntaiSettings, namespace: str | None = None) -> list[
         Handles in shard order (``entai-feature-shard-0`` first).
     """
     store = settings.online_store
+    if isinstance(store, SqliteOnlineStoreSettings) and store.path is None:
+        store = settings.resolved().online_store
     return [
         FeatureShardActor.options(
             name=shard_name(i),

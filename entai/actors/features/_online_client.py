@@ -6,8 +6,11 @@ Paths:
       shards they go to ``direct_store`` (for Redis: the same atomic Lua compare-and-set
       the shards run, so both paths can be mixed safely).
     * **reads** fan out to the shards in parallel (one ``read_batch`` call per shard),
-      or, with ``direct_store`` (Redis), read Redis from this process: no actor hop. Redis
-      is the source of truth for the Redis backend, so both paths return the same data.
+      or, with ``direct_store``, read the shards' backend from this process: no actor
+      hop. For Redis that is the shared key prefix; for SQLite, the shards' files, which
+      only a process on the shards' node can open (elsewhere the client reads through
+      the shards). The backend is the source of truth and a write is acknowledged once
+      it is stored there, so both paths return the same data.
       :meth:`~OnlineFeatureClient.get_online_features_async` is the same read for an
       event loop (a Serve replica): it awaits the shard calls on the loop instead of
       blocking a thread in ``ray.get``, awaits a direct store that reads on the loop
@@ -103,13 +106,20 @@ class OnlineFeatureClient:
         self._shards: dict[str, ShardHandle] = {}
         self.shared_store = False
         if shards:
-            self._shards, self.shared_store = _describe(shards)
-            if direct_store is not None and not self.shared_store:
+            infos = _infos(shards)
+            self._shards, self.shared_store = _index(shards, infos)
+            if direct_store is not None and not all(i.get("direct_reads") for i in infos):
                 raise InvalidInputError(
-                    "direct_store needs shards with a shared (Redis) backend: memory shards "
-                    "hold rows the direct store cannot see",
+                    "direct_store needs shards whose backend other processes can read "
+                    "(Redis, SQLite): memory shards hold rows the direct store cannot see",
                     details={"field": "direct_store"},
                 )
+            if direct_store is not None and not self.shared_store and not _same_node(infos):
+                logger.warning(
+                    "the online store's files are on another node than this process: "
+                    "reading through the shard actors"
+                )
+                self._direct = self._direct_async = None
 
     def __repr__(self) -> str:
         return f"OnlineFeatureClient(shards={list(self._shards)}, direct_store={self._direct!r})"
@@ -343,11 +353,29 @@ def _feast(refs: list[str], results: Sequence[ReadResult]) -> dict[str, Any]:
     return {"metadata": {"feature_names": refs}, "results": out}
 
 
-def _describe(handles: Sequence[ShardHandle]) -> tuple[dict[str, ShardHandle], bool]:
+def _infos(handles: Sequence[ShardHandle]) -> list[dict[str, Any]]:
+    """Each shard's :meth:`~entai.actors.features.FeatureShard.describe`, in order."""
     infos: list[dict[str, Any]] = _get([h.describe.remote() for h in handles])
+    return infos
+
+
+def _index(
+    handles: Sequence[ShardHandle], infos: Sequence[Mapping[str, Any]]
+) -> tuple[dict[str, ShardHandle], bool]:
+    """Handles by shard id, and whether the shards share one backend."""
     return {i["shard_id"]: h for i, h in zip(infos, handles, strict=True)}, any(
         i["shared_store"] for i in infos
     )
+
+
+def _describe(handles: Sequence[ShardHandle]) -> tuple[dict[str, ShardHandle], bool]:
+    return _index(handles, _infos(handles))
+
+
+def _same_node(infos: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether every shard runs on this process's Ray node (or Ray is not running)."""
+    here = ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
+    return all(i.get("node_id") in (None, here) for i in infos)
 
 
 def _get(refs: Any) -> Any:
