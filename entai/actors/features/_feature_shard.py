@@ -4,7 +4,9 @@ Each shard owns the keys that :func:`~entai.shared.features._online.rendezvous_s
 its id. With the memory backend (embedded default) a shard's rows live in its own
 process, and a restarted shard starts empty until rows are re-materialized; with Redis
 every shard writes through to the same key prefix, Redis is the source of truth and a
-restarted shard has lost nothing (it reads Redis, it keeps no cache).
+restarted shard has lost nothing (it reads Redis, it keeps no cache). With tracing on,
+``read_batch`` and ``write`` called with a ``trace`` carrier are spans of the caller's
+trace (``entai.shard.read_batch``, ``entai.shard.write``).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any, TypeAlias
 import ray
 
 from entai.actors.backends import RedisOnlineStore
-from entai.actors.core import role_options
+from entai.actors.core import TraceCarrier, configure_tracing, role_options, span
 from entai.shared.features import (
     FeatureRow,
     MemoryOnlineStore,
@@ -30,6 +32,7 @@ from entai.shared.features import (
 from entai.shared.settings import (
     EntaiSettings,
     MemoryOnlineStoreSettings,
+    ObservabilitySettings,
     RedisOnlineStoreSettings,
 )
 
@@ -72,9 +75,19 @@ class FeatureShard:
         shard_id: The shard's routing id (its actor name).
         store: A backend, or the settings to build one. Actors get settings, so a
             restart rebuilds the backend (and its Redis connection) from them.
+        tracing: The platform's ``observability`` settings (resolved): this process
+            traces when they turn tracing on.
     """
 
-    def __init__(self, shard_id: str, store: OnlineStore | StoreSettings) -> None:
+    def __init__(
+        self,
+        shard_id: str,
+        store: OnlineStore | StoreSettings,
+        *,
+        tracing: ObservabilitySettings | None = None,
+    ) -> None:
+        if tracing is not None:
+            configure_tracing(tracing, "feature-shard")
         self.shard_id = shard_id
         if isinstance(store, MemoryOnlineStoreSettings | RedisOnlineStoreSettings):
             store = build_store(store, shard_id)
@@ -88,9 +101,16 @@ class FeatureShard:
         """The shard's id, its process id and whether its backend is shared by all shards."""
         return {"shard_id": self.shard_id, "shared_store": self.shared_store, "pid": os.getpid()}
 
-    def write(self, rows: Sequence[FeatureRow]) -> int:
+    def write(self, rows: Sequence[FeatureRow], *, trace: TraceCarrier | None = None) -> int:
         """Apply rows with last-write-wins; return how many were applied."""
-        return self._store.write(rows)
+        if trace is None:
+            return self._store.write(rows)
+        with span(
+            "entai.shard.write",
+            {"entai.shard": self.shard_id, "entai.rows": len(rows)},
+            parent=trace,
+        ):
+            return self._store.write(rows)
 
     def read(
         self,
@@ -104,8 +124,17 @@ class FeatureShard:
         """Read ``features`` of ``view`` for ``keys`` as of ``now``."""
         return self._store.read(view, keys, features, ttl=ttl, now=now)
 
-    def read_batch(self, requests: Sequence[ReadRequest], now: datetime) -> list[ReadResult]:
+    def read_batch(
+        self, requests: Sequence[ReadRequest], now: datetime, *, trace: TraceCarrier | None = None
+    ) -> list[ReadResult]:
         """Serve several views' reads in one call (one actor round trip per shard)."""
+        if trace is None:
+            return self._read_batch(requests, now)
+        attributes = {"entai.shard": self.shard_id, "entai.views": [r.view for r in requests]}
+        with span("entai.shard.read_batch", attributes, parent=trace):
+            return self._read_batch(requests, now)
+
+    def _read_batch(self, requests: Sequence[ReadRequest], now: datetime) -> list[ReadResult]:
         return [self._store.read(r.view, r.keys, r.features, ttl=r.ttl, now=now) for r in requests]
 
     def delete(self, view: str | None, keys: Sequence[str]) -> int:
@@ -154,6 +183,6 @@ def start_shards(settings: EntaiSettings, namespace: str | None = None) -> list[
             num_cpus=0,
             get_if_exists=True,
             **role_options("shard"),
-        ).remote(shard_name(i), store)
+        ).remote(shard_name(i), store, tracing=settings.observability)
         for i in range(store.num_shards)
     ]
