@@ -16,7 +16,8 @@ Paths:
       read without the Feast shaping, for the predict path.
 
 Every read is counted in ``entai_online_lookups`` (values per view and status) and
-timed in ``entai_online_lookup_latency_s`` (see :mod:`entai.actors.core._metrics`).
+timed in ``entai_online_lookup_latency_s``; every write raises its views'
+``entai_feature_event_time_s`` (see :mod:`entai.actors.core._metrics`).
 With tracing on, a read is the span ``entai.online.read`` and a write
 ``entai.online.write``; the shard calls under them carry the trace to the shards.
 
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -133,12 +135,19 @@ class OnlineFeatureClient:
         with span("entai.online.write", {"entai.route": route, "entai.rows": len(rows)}):
             if not self._shards:
                 assert self._direct is not None
-                return self._direct.write(rows)
-            with self._lock:
-                groups = self._group_rows(rows)
-                calls = {s: (g,) for s, g in groups.items()}
-                replies = call_shards(self._shards, FeatureShard.write, calls, trace_carrier())
-                return sum(replies)
+                written = self._direct.write(rows)
+            else:
+                with self._lock:
+                    groups = self._group_rows(rows)
+                    calls = {s: (g,) for s, g in groups.items()}
+                    replies = call_shards(self._shards, FeatureShard.write, calls, trace_carrier())
+                    written = sum(replies)
+        if Metrics.enabled():
+            newest: dict[str, float] = {}
+            for row in rows:
+                newest[row.view] = max(newest.get(row.view, -math.inf), row.event_ts.timestamp())
+            Metrics.feature_event_times(newest)
+        return written
 
     def get_online_features(
         self,
