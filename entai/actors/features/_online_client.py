@@ -40,7 +40,7 @@ from typing import Any, Protocol, runtime_checkable
 import ray
 from ray.exceptions import RayActorError
 
-from entai.actors.core import Metrics, span, trace_carrier
+from entai.actors.core import Metrics, span, trace_carrier, tracing_enabled
 from entai.actors.features._feature_shard import FeatureShard, ShardHandle
 from entai.actors.features._shard_calls import (
     call_shards,
@@ -240,7 +240,9 @@ class OnlineFeatureClient:
         self._record(requests, results, started)
         return results
 
-    def _span_attributes(self, requests: Sequence[ReadRequest]) -> dict[str, Any]:
+    def _span_attributes(self, requests: Sequence[ReadRequest]) -> dict[str, Any] | None:
+        if not tracing_enabled():
+            return None
         return {
             "entai.route": "direct" if self._direct is not None else "shards",
             "entai.views": [r.view for r in requests],
