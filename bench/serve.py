@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/serve.py [--small] [--modes default,throughput,haproxy]
                                     [--stores sqlite,memory,redis] [--scoring model,ingress]
+                                    [--tracing off,on]
 
 (a) reference: one uvicorn worker serving the same XGBoost model, features from an
     in-process dict; (b) entai: ``POST /v1/predict/<model>`` through Ray Serve (bearer
@@ -10,7 +11,10 @@
     SQLite files in place, no actor hop), ``memory`` (reads are shard actor calls) or
     ``redis`` (production: the ingress reads Redis in-process, no actor hop), and for each
     scoring path: ``model`` (the Model deployment, one handle hop) or ``ingress``
-    (``AppArgs.score_in_ingress``: the ingress scores in-process). Serve's modes are
+    (``AppArgs.score_in_ingress``: the ingress scores in-process); ``--tracing on``
+    runs each case again with ``observability.tracing`` on (spans to JSON lines under
+    the case's home) and reports the p50 and throughput with tracing over without it
+    ("tracing" in the JSON). Serve's modes are
     read from the environment when Ray's workers start, so each case runs in a child
     process with its own local Ray (num_cpus=2, no dashboard). Load: closed loop,
     concurrency 8, aiohttp, on loopback.
@@ -184,7 +188,9 @@ def _drop_redis_keys(prefix: str) -> None:
         client.delete(key)
 
 
-def run_entai_child(mode: str, store: str, scoring: str, seconds: float, concurrency: int) -> dict:
+def run_entai_child(
+    mode: str, store: str, scoring: str, seconds: float, concurrency: int, tracing: bool = False
+) -> dict:
     """Inside the child: start Ray with the mode's env, deploy, load, tear down."""
     import mlflow
     import mlflow.xgboost
@@ -203,7 +209,12 @@ def run_entai_child(mode: str, store: str, scoring: str, seconds: float, concurr
     work = Path(tempfile.mkdtemp(prefix="entai-bench-serve-"))
     port = _free_port()
     online = _store_settings(store)
-    settings = load_settings(home=work, serve={"port": port}, online_store=online).resolved()
+    settings = load_settings(
+        home=work,
+        serve={"port": port},
+        online_store=online,
+        observability={"tracing": tracing},
+    ).resolved()
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
              namespace=settings.ray.namespace)  # fmt: skip
     try:
@@ -249,6 +260,10 @@ def run_entai_child(mode: str, store: str, scoring: str, seconds: float, concurr
         asyncio.run(_load(f"{url}/v1/predict/{MODEL}", headers, 3, concurrency))  # warm-up
         result = asyncio.run(_load(f"{url}/v1/predict/{MODEL}", headers, seconds, concurrency))
         serve.shutdown()
+        if tracing:
+            result["span_lines"] = sum(
+                len(p.read_text().splitlines()) for p in (work / "traces").glob("*.jsonl")
+            )
         return result
     finally:
         ray.shutdown()
@@ -256,15 +271,34 @@ def run_entai_child(mode: str, store: str, scoring: str, seconds: float, concurr
             _drop_redis_keys(online["key_prefix"])
 
 
-def run_entai(mode: str, store: str, scoring: str, seconds: float, concurrency: int) -> dict:
+def run_entai(
+    mode: str, store: str, scoring: str, seconds: float, concurrency: int, tracing: bool = False
+) -> dict:
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", **MODES[mode]}
     cmd = [sys.executable, __file__, "--child", mode, "--store", store, "--scoring", scoring,
-           "--seconds", str(seconds), "--concurrency", str(concurrency)]  # fmt: skip
+           "--seconds", str(seconds), "--concurrency", str(concurrency),
+           "--trace", "on" if tracing else "off"]  # fmt: skip
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800, check=False)
     lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
     if out.returncode != 0 or not lines:
         return {"error": (out.stderr or out.stdout)[-1500:]}
     return dict(json.loads(lines[-1]))
+
+
+def _tracing_overhead(results: dict[str, dict]) -> dict[str, dict[str, float]]:
+    """Per case run both ways: traced p50, p99 over untraced, untraced rps over traced."""
+    out = {}
+    for case, on in results.items():
+        off = results.get(case.removesuffix("/traced"), {})
+        if case.endswith("/traced") and "rps" in on and "rps" in off:
+            out[case.removesuffix("/traced")] = {
+                "p50_off_ms": off["p50_ms"],
+                "p50_on_ms": on["p50_ms"],
+                "p50_ratio": round(on["p50_ms"] / off["p50_ms"], 3),
+                "p99_ratio": round(on["p99_ms"] / off["p99_ms"], 3),
+                "rps_ratio": round(off["rps"] / on["rps"], 3),
+            }
+    return out
 
 
 def main() -> None:
@@ -277,12 +311,16 @@ def main() -> None:
     parser.add_argument(
         "--scoring", default="model,ingress", help="model (handle hop), ingress (in-process)"
     )
+    parser.add_argument("--tracing", default="off", help="off, on, or off,on to compare")
     parser.add_argument("--child", default=None)
     parser.add_argument("--store", default="memory", help=argparse.SUPPRESS)
+    parser.add_argument("--trace", default="off", help=argparse.SUPPRESS)
     opts = parser.parse_args()
     seconds = opts.seconds or (5.0 if opts.small else 20.0)
     if opts.child:
-        result = run_entai_child(opts.child, opts.store, opts.scoring, seconds, opts.concurrency)
+        result = run_entai_child(
+            opts.child, opts.store, opts.scoring, seconds, opts.concurrency, opts.trace == "on"
+        )
         print(json.dumps(result))
         return
     print(f"load: {os.getloadavg()} on {os.cpu_count()} cores; concurrency {opts.concurrency}")
@@ -293,13 +331,21 @@ def main() -> None:
     for store in opts.stores.split(","):
         for mode in opts.modes.split(","):
             for scoring in opts.scoring.split(","):
-                case = f"{mode}/{store}/{scoring}"
-                results[case] = run_entai(mode, store, scoring, seconds, opts.concurrency)
-                print(f"entai [{case}]: {results[case]}")
-    ok = {m: r for m, r in results.items() if "rps" in r and r["errors"] == 0}
+                for tracing in opts.tracing.split(","):
+                    case = f"{mode}/{store}/{scoring}" + ("/traced" if tracing == "on" else "")
+                    results[case] = run_entai(
+                        mode, store, scoring, seconds, opts.concurrency, tracing == "on"
+                    )
+                    print(f"entai [{case}]: {results[case]}")
+    traced = _tracing_overhead(results)
+    ok = {
+        m: r for m, r in results.items() if "rps" in r and r["errors"] == 0 and "/traced" not in m
+    }
     best = max(ok, key=lambda m: ok[m]["rps"]) if ok else None
     figures: dict[str, Any] = {"reference": reference, "entai": results, "best_mode": best,
                                "load_avg_1m": round(os.getloadavg()[0], 2)}  # fmt: skip
+    if traced:
+        figures["tracing"] = traced
     figures["shipped"] = {
         name: {"case": case, "throughput_share": round(ok[case]["rps"] / reference["rps"], 3),
                "p99_ms": ok[case]["p99_ms"]}

@@ -35,7 +35,7 @@ from ray.exceptions import RayActorError, RayTaskError
 from ray.serve import Deployment
 from ray.serve.handle import DeploymentHandle
 
-from entai.actors.core import Metrics
+from entai.actors.core import Metrics, configure_tracing, span, trace_carrier
 from entai.actors.models import ModelRegistry
 from entai.actors.monitoring import DriftMonitor
 from entai.actors.services import Services
@@ -67,6 +67,7 @@ from entai.deployments.schemas import (
 )
 from entai.deployments.scoring import HandleScorer, LocalScorer, Scored
 from entai.deployments.tap import DriftMonitorSender, PredictionTap, ServedBatch
+from entai.deployments.trace_middleware import TracingMiddleware
 from entai.shared.core import (
     EntaiError,
     NotFoundError,
@@ -101,6 +102,7 @@ async def _actor_call(ref: Any) -> Any:
 api = FastAPI(title="entai", version="0.1.0", docs_url="/docs")
 install_error_handlers(api)
 api.add_middleware(EdgeMiddleware)
+api.add_middleware(TracingMiddleware)  # the server span: around the edge, inside the id
 api.add_middleware(RequestIdMiddleware)  # added last: outermost, so refusals carry the id
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -131,6 +133,7 @@ class Ingress(GrpcInference):
 
     def __init__(self, model: DeploymentHandle[Any] | None, args: AppArgs) -> None:
         settings = settings_of(args)
+        configure_tracing(settings.observability, "ingress")
         platform = Services.of(settings)
         self._args = args
         self._scorer: HandleScorer | LocalScorer
@@ -186,7 +189,8 @@ class Ingress(GrpcInference):
         # not the model's: only the others must be model inputs.
         consumed = self._services.on_demand_request_columns
         request_names = [n for n in body.request_features if n not in consumed]
-        scored = await self._scorer.score(inputs.names, inputs.matrix, aliases, request_names)
+        with span("entai.score", {"entai.model": model, "entai.rows": len(aliases)}):
+            scored = await self._scorer.score(inputs.names, inputs.matrix, aliases, request_names)
         predictions = [s for s, _, _ in scored]
         versions = [v for _, v, _ in scored]
         self._tap.submit(
@@ -199,6 +203,7 @@ class Ingress(GrpcInference):
                 feature_names=inputs.names,
                 features=inputs.matrix,
                 predictions=predictions,
+                trace=trace_carrier(),
             )
         )
         if self._args.shadow:

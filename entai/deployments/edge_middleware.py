@@ -14,7 +14,8 @@ it; a small one keeps the connection, as a new one would cost more than the drai
 
 A pure ASGI middleware (no ``BaseHTTPMiddleware``, which would buffer). It finds the
 replica's :class:`EdgePolicy` on ``app.state`` (:func:`install_edge`), set when the
-ingress replica starts; until then every guarded request is 503.
+ingress replica starts; until then every guarded request is 503. Authentication is timed as
+the span ``entai.authenticate`` when the replica traces.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from entai.actors.core import span
 from entai.deployments.http_errors import error_response
 from entai.shared.core import EntaiError, PayloadTooLargeError, ServiceUnavailableError
 from entai.shared.governance import Principal
@@ -168,9 +170,10 @@ class EdgeMiddleware:
             return
         if _route_path(scope) not in PUBLIC_PATHS:
             try:
-                principal = await policy.authenticator.authenticate(
-                    _header(scope, b"authorization"), _client(scope)
-                )
+                with span("entai.authenticate"):
+                    principal = await policy.authenticator.authenticate(
+                        _header(scope, b"authorization"), _client(scope)
+                    )
             except EntaiError as exc:
                 await _refuse(send, exc, close=unread)
                 return

@@ -15,6 +15,9 @@ its message is looked at, then the message's size is checked against
 ``serve.max_body_bytes`` (RESOURCE_EXHAUSTED over it). Ray 2.60's gRPC options have no
 message-size setting (its proxy takes ``RAY_SERVE_GRPC_MAX_MESSAGE_SIZE`` from the
 environment, 2 GiB by default), so the size is checked on receipt in the replica.
+With tracing on, a call is a server span (``gRPC /entai.v1.EntaiInference/Predict``;
+a ``traceparent`` metadata entry continues the caller's trace) over the same spans as
+the HTTP route's.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
+from entai.actors.core import span, tracing_enabled
 from entai.deployments.edge_middleware import EdgePolicy
 from entai.deployments.grpc_errors import end_with_error
 from entai.deployments.request_ids import _serve_request_id
@@ -71,7 +75,10 @@ class GrpcInference:
         edge = self._edge
         if edge is None:
             raise ServiceUnavailableError("the ingress replica is not ready")
-        await edge.authenticator.authenticate(_authorization(context), peer_host(context.peer()))
+        with span("entai.authenticate"):
+            await edge.authenticator.authenticate(
+                _authorization(context), peer_host(context.peer())
+            )
         size = request.ByteSize()
         if size > edge.max_body_bytes:
             raise PayloadTooLargeError(
@@ -94,7 +101,7 @@ class GrpcInference:
             answer = await routes.predict(body, model, _authorization(grpc_context))
             return messages.predict_response(answer)
 
-        return await _answer(grpc_context, call, entai_pb2.PredictResponse)
+        return await _answer(grpc_context, call, entai_pb2.PredictResponse, "Predict")
 
     async def GetOnlineFeatures(  # noqa: N802 - Serve calls the method named like the RPC
         self, request: pb.GetOnlineFeaturesRequest, grpc_context: RayServegRPCContext
@@ -111,7 +118,9 @@ class GrpcInference:
             answer = await routes.online_features(body, _authorization(grpc_context))
             return messages.online_features_response(answer)
 
-        return await _answer(grpc_context, call, entai_pb2.GetOnlineFeaturesResponse)
+        return await _answer(
+            grpc_context, call, entai_pb2.GetOnlineFeaturesResponse, "GetOnlineFeatures"
+        )
 
 
 def peer_host(peer: str | None) -> str | None:
@@ -132,10 +141,19 @@ def _authorization(context: RayServegRPCContext) -> str | None:
 
 
 async def _answer(
-    context: RayServegRPCContext, call: Callable[[], Awaitable[_Reply]], empty: type[_Reply]
+    context: RayServegRPCContext,
+    call: Callable[[], Awaitable[_Reply]],
+    empty: type[_Reply],
+    method: str,
 ) -> _Reply:
-    """Run one call with Serve's request id bound; a failure ends as a gRPC status."""
-    with request_context(_serve_request_id()):
+    """Run one call with Serve's request id bound, as a server span; a failure ends as a
+    gRPC status."""
+    name = f"gRPC /entai.v1.EntaiInference/{method}"
+    carrier = None
+    if tracing_enabled():
+        wanted = ("traceparent", "tracestate")
+        carrier = {k: v for k, v in context.invocation_metadata() if k in wanted} or None
+    with request_context(_serve_request_id()), span(name, parent=carrier, server=True):
         try:
             return await call()
         except Exception as exc:  # noqa: BLE001 - every failure becomes a status, as in HTTP

@@ -5,7 +5,10 @@ never a 500: request validation errors become 422 with the offending fields, a b
 over the limit 413. A 401 carries ``WWW-Authenticate``; a 429 or 503 carries
 ``Retry-After`` (the error's ``details["retry_after_s"]``, else 1 s). Serve's
 own overload signals (``BackPressureError`` when a handle's ``max_queued_requests`` is
-exceeded, an unavailable deployment) become 503/429 in the same envelope.
+exceeded, an unavailable deployment) become 503/429 in the same envelope. An error
+answered on the predict route is counted in ``entai_prediction_errors`` by model and
+code (a model name the route does not serve is counted as ``_unknown``, so the label
+stays bounded).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from fastapi.responses import JSONResponse
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from entai.actors.core import Metrics
 from entai.shared import core
 from entai.shared.core import request_id
 
@@ -79,18 +83,32 @@ def error_response(exc: core.EntaiError) -> tuple[int, dict[str, Any], dict[str,
     return status, error_body(exc.code, exc.message, exc.details), headers
 
 
+_PREDICT_ROUTE = "/v1/predict/{model}"
+
+
+def _count(request: Request, code: str) -> None:
+    """Count an error answered on the predict route, by model and code."""
+    route = getattr(request.scope.get("route"), "path", None)
+    if route != _PREDICT_ROUTE:
+        return
+    model = "_unknown" if code == "not_found" else str(request.path_params.get("model", ""))
+    Metrics.prediction_error(model, code)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Route entai errors, validation errors and HTTP errors into the envelope."""
 
     @app.exception_handler(core.EntaiError)
-    async def _entai(_: Request, exc: core.EntaiError) -> JSONResponse:
+    async def _entai(request: Request, exc: core.EntaiError) -> JSONResponse:
+        _count(request, exc.code)
         status, body, headers = error_response(exc)
         if status >= 500:
             log.error("request failed", extra={"code": exc.code})
         return JSONResponse(body, status_code=status, headers=headers or None)
 
     @app.exception_handler(BackPressureError)
-    async def _backpressure(_: Request, exc: BackPressureError) -> JSONResponse:
+    async def _backpressure(request: Request, exc: BackPressureError) -> JSONResponse:
+        _count(request, "overloaded")
         status = exc.status_code if exc.status_code in (429, 503) else 503
         retry = exc.retry_after_s if exc.retry_after_s is not None else 1.0
         return JSONResponse(
@@ -100,7 +118,8 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
     @app.exception_handler(DeploymentUnavailableError)
-    async def _unavailable(_: Request, exc: DeploymentUnavailableError) -> JSONResponse:
+    async def _unavailable(request: Request, exc: DeploymentUnavailableError) -> JSONResponse:
+        _count(request, "service_unavailable")
         log.error("deployment unavailable", extra={"error": exc.message})
         return JSONResponse(
             error_body("service_unavailable", "a serving deployment is unavailable", {}),
@@ -109,7 +128,8 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        _count(request, "invalid_input")
         problems = [
             {"field": ".".join(str(p) for p in e.get("loc", ())), "message": e.get("msg", "")}
             for e in exc.errors()
@@ -120,7 +140,8 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
     @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        _count(request, "internal_error")
         log.exception("unexpected error", extra={"error": type(exc).__name__})
         return JSONResponse(
             error_body("internal_error", "the request failed unexpectedly", {}), status_code=500

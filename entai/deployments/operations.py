@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from entai.actors.bus import bus_from_settings
+from entai.actors.core import span
 from entai.pipelines.features import publish_events
 from entai.shared.core import NotFoundError, OverloadedError
 from entai.shared.data import EventsReceipt, UndeclaredPii, load_contract
@@ -45,6 +46,10 @@ class EventIntake:
             NotFoundError: the source is not configured here.
             OverloadedError: the source's consumers lag more than its ``max_backlog``.
         """
+        with span("entai.events.publish", {"entai.source": source, "entai.events": len(events)}):
+            return self._publish(source, events)
+
+    def _publish(self, source: str, events: Sequence[Any]) -> EventsReceipt:
         contract = self._contracts.get(source)
         if contract is None or self._bus is None:
             raise NotFoundError(

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from entai.actors.backends import RedisOnlineStore, SqliteOnlineStore
+from entai.actors.core import span
 from entai.actors.features import OnlineFeatureClient, shard_name, sqlite_directory
 from entai.actors.governance import AuthCache, actor_auth_cache
 from entai.actors.services import Services
@@ -202,13 +203,16 @@ class PlatformServices:
 
     async def authorize_async(self, token: str, action: str, resource: str) -> Decision:
         """:meth:`authorize` for an event loop: inline when the cache allows, else a thread
-        (through the governance breaker)."""
-        decision = self.auth.authorize_local(token, action, resource)
-        if decision is not None:
-            return decision
-        return await self.breakers.governance.call(
-            lambda: asyncio.to_thread(self.auth.authorize, token, action, resource)
-        )
+        (through the governance breaker); timed as the span ``entai.authorize``."""
+        with span("entai.authorize", {"entai.action": action, "entai.resource": resource}) as s:
+            decision = self.auth.authorize_local(token, action, resource)
+            if s is not None:
+                s.set_attribute("entai.auth.cached", decision is not None)
+            if decision is not None:
+                return decision
+            return await self.breakers.governance.call(
+                lambda: asyncio.to_thread(self.auth.authorize, token, action, resource)
+            )
 
     def _read(self, plan: ReadPlan, entities: Mapping[str, Sequence[Any]]) -> dict[str, Any]:
         rows = _entity_rows(plan, entities)

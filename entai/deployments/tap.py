@@ -7,6 +7,10 @@ The request path only appends a small record to a bounded in-memory buffer
 model on the DriftMonitor actor. When the buffer is full, new records are dropped and
 counted rather than slowing requests down. Shadow predictions are logged with
 ``alias="shadow"`` and never sent to the monitor (it watches what was served).
+
+With tracing on, a flush is the span ``entai.tap.flush`` in the trace of the first
+request it holds, linked to the others' traces; the monitor's ``record`` call carries
+it on (``entai.monitor.record`` in the DriftMonitor's process).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import ray
 
+from entai.actors.core import TraceCarrier, span, trace_carrier
 from entai.actors.monitoring import DriftMonitor
 from entai.actors.services import Services
 from entai.shared.data import Lake
@@ -54,6 +59,7 @@ class ServedBatch:
         features: Rows x features matrix as served.
         predictions: One score per row.
         ts: Epoch seconds when the request was served.
+        trace: The request's trace context (None when not tracing).
     """
 
     request_id: str
@@ -65,6 +71,7 @@ class ServedBatch:
     features: np.ndarray
     predictions: Sequence[float]
     ts: float = field(default_factory=time.time)
+    trace: TraceCarrier | None = None
 
 
 class PredictionTap:
@@ -143,11 +150,19 @@ class PredictionTap:
                 by_model.setdefault(b.model, []).append(b)
             rows = 0
             for model, group in by_model.items():
-                table = _table(group, self._prediction_column)
-                self._write(model, table)
-                served = table.filter(pc.not_equal(table["alias"], "shadow"))
-                if served.num_rows and self._monitor is not None:
-                    self._monitor(model, uuid.uuid4().hex, served.to_pydict())
+                traces = [b.trace for b in group if b.trace is not None]
+                attributes = {"entai.model": model, "entai.requests": len(group)}
+                with span(
+                    "entai.tap.flush",
+                    attributes,
+                    parent=traces[0] if traces else None,
+                    links=traces[1:],
+                ):
+                    table = _table(group, self._prediction_column)
+                    self._write(model, table)
+                    served = table.filter(pc.not_equal(table["alias"], "shadow"))
+                    if served.num_rows and self._monitor is not None:
+                        self._monitor(model, uuid.uuid4().hex, served.to_pydict())
                 rows += table.num_rows
             self.flushed_rows += rows
             return rows
@@ -221,4 +236,7 @@ class DriftMonitorSender:
         if monitor is None:
             log.debug("no drift monitor running; rows logged to the lake only")
             return
-        self._pending.append(monitor.submit(DriftMonitor.record, model, batch_id, columns))
+        trace = trace_carrier()
+        self._pending.append(
+            monitor.submit(DriftMonitor.record, model, batch_id, columns, trace=trace)
+        )

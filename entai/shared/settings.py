@@ -43,6 +43,7 @@ __all__ = [
     "MemoryOnlineStoreSettings",
     "MlflowSettings",
     "MonitoringSettings",
+    "ObservabilitySettings",
     "OnlineStoreSettings",
     "PostgresAnchorSettings",
     "RaySettings",
@@ -292,6 +293,31 @@ class MonitoringSettings(_Section):
         }
 
 
+class ObservabilitySettings(_Section):
+    """Distributed tracing of requests and events across the platform's processes.
+
+    Off by default: every span call is then a no-op. On, each process that handles a
+    request (the ingress replicas, the feature shards, the drift monitor, the stream
+    workers) exports its spans to ``otlp_endpoint`` (OTLP over HTTP, e.g.
+    ``http://collector:4318/v1/traces``) when set, else as JSON lines to one file per
+    process under ``trace_dir`` (default ``<home>/traces``), which ``entai trace``
+    reads.
+    """
+
+    tracing: bool = False
+    otlp_endpoint: str | None = Field(
+        None, description="OTLP/HTTP traces URL; None writes JSON lines under trace_dir."
+    )
+    trace_dir: Path | None = Field(None, description="Local span files; None: <home>/traces.")
+    sample_ratio: float = Field(
+        1.0, ge=0.0, le=1.0, description="Share of new traces recorded (parents decide theirs)."
+    )
+    export_interval_ms: int = Field(
+        1000, ge=10, le=60_000, description="Most time a finished span waits for export."
+    )
+    service_name: str = Field("entai", min_length=1, max_length=100)
+
+
 class FileAnchorSettings(_Section):
     """Audit anchors in one file outside the lake (default ``<home>/audit_anchor.json``)."""
 
@@ -470,6 +496,7 @@ class EntaiSettings(BaseSettings):
     serve: ServeSettings = ServeSettings()
     security: SecuritySettings = SecuritySettings()
     monitoring: MonitoringSettings = MonitoringSettings()
+    observability: ObservabilitySettings = ObservabilitySettings()
     streams: dict[str, StreamSettings] = Field(default_factory=dict)
 
     @classmethod
@@ -540,6 +567,9 @@ class EntaiSettings(BaseSettings):
                     update={"tracking_uri": tracking, "artifact_root": artifacts}
                 ),
                 "security": security,
+                "observability": self.observability.model_copy(
+                    update={"trace_dir": absolute(self.observability.trace_dir) or home / "traces"}
+                ),
             }
         )
 

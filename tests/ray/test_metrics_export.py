@@ -1,10 +1,12 @@
-"""entai's metrics reach Ray's Prometheus endpoint, with their names and tags.
+"""entai's metrics reach Ray's Prometheus endpoint, with their names and tags, and the
+shipped dashboard and alert rules read only series that endpoint exports.
 
 The drift monitor actor records predictions, drift statistics and alert levels; an
-online read through :class:`OnlineFeatureClient` records lookups and their latency in
-this process; the ingress's prediction latency is recorded through the facade. Each
-process reports to its node's metrics agent every ``metrics_report_interval_ms`` (10 s
-by default), so the scrape is retried for a bounded time.
+online write and read through :class:`OnlineFeatureClient` record the view's newest
+event time, lookups and their latency in this process; the ingress's prediction
+latency and errors are recorded through the facade. Each process reports to its node's
+metrics agent every ``metrics_report_interval_ms`` (10 s by default), so the scrape is
+retried for a bounded time.
 """
 
 from __future__ import annotations
@@ -15,12 +17,12 @@ import urllib.request
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
+from promql_names import queried_metrics
 
 from entai.actors.core import METRICS, Metrics
 from entai.actors.features import OnlineFeatureClient
@@ -55,8 +57,9 @@ def _family(sample_name: str) -> str:
     return name
 
 
-@pytest.fixture
-def monitor(ray_cluster: Any, tmp_path: Path) -> Iterator[Any]:
+@pytest.fixture(scope="module")
+def monitor(ray_cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    tmp_path = tmp_path_factory.mktemp("metrics")
     settings = load_settings(home=tmp_path / "home", lake={"root": str(tmp_path / "lake")})
     handle = start_drift_monitor(settings.resolved(), f"entai-metrics-{uuid.uuid4().hex[:8]}")
     try:
@@ -65,7 +68,9 @@ def monitor(ray_cluster: Any, tmp_path: Path) -> Iterator[Any]:
         ray_cluster.kill(handle, no_restart=True)
 
 
-def test_entai_series_appear_on_the_prometheus_endpoint(ray_cluster: Any, monitor: Any) -> None:
+@pytest.fixture(scope="module")
+def exported(ray_cluster: Any, monitor: Any) -> list[tuple[str, dict[str, str], float]]:
+    """The endpoint's samples once every entai series recorded here has reached it."""
     model = f"probe-{uuid.uuid4().hex[:6]}"
     rng = np.random.default_rng(0)
     reference = pd.DataFrame({"x": rng.normal(0, 1, 500), "prediction": rng.random(500)})
@@ -82,12 +87,12 @@ def test_entai_series_appear_on_the_prometheus_endpoint(ray_cluster: Any, monito
     closed = ray_cluster.get(monitor.record.remote(model, "b0", batch))
     assert closed is not None and closed.status == "drift"
 
-    store = MemoryOnlineStore()
     now = datetime.now(UTC)
-    store.write([FeatureRow(model, entity_key({"user_id": 1}), {"f": 1.0}, now, now)])
-    client = OnlineFeatureClient(None, direct_store=store)
+    client = OnlineFeatureClient(None, direct_store=MemoryOnlineStore())
+    client.write([FeatureRow(model, entity_key({"user_id": 1}), {"f": 1.0}, now, now)])
     client.get_online_features({model: ["f"]}, [{"user_id": 1}, {"user_id": 2}], {})
     Metrics.prediction_latency(model, 7, 0.02)
+    Metrics.prediction_error(model, "service_unavailable")
     Metrics.stream_backlog(model, 3)  # a stream worker's figures, as it records them
     Metrics.stream_events(model, "landed", 5)
 
@@ -104,6 +109,8 @@ def test_entai_series_appear_on_the_prometheus_endpoint(ray_cluster: Any, monito
         ("entai_prediction_latency_s", ("model", model), ("version", "7")),
         ("entai_stream_backlog", ("source", model), ("source", model)),
         ("entai_stream_events", ("source", model), ("outcome", "landed")),
+        ("entai_prediction_errors", ("model", model), ("code", "service_unavailable")),
+        ("entai_feature_event_time_s", ("view", model), ("view", model)),
     }
     seen: set[tuple[Any, ...]] = set()
     started = time.monotonic()
@@ -119,9 +126,25 @@ def test_entai_series_appear_on_the_prometheus_endpoint(ray_cluster: Any, monito
             break
         time.sleep(1.0)
     assert seen == wanted, f"missing after {DEADLINE_S}s: {sorted(wanted - seen)}"
+    return samples
+
+
+def test_entai_series_appear_on_the_prometheus_endpoint(
+    exported: list[tuple[str, dict[str, str], float]],
+) -> None:
+    samples = exported
     ours = {_family(name) for name, _, _ in samples if name.startswith("ray_entai_")}
     assert ours == {m.name for m in METRICS}
     for name, labels, _ in samples:
         if _family(name) in {m.name for m in METRICS}:
             spec = next(m for m in METRICS if m.name == _family(name))
             assert set(spec.tag_keys) <= set(labels), (name, labels)
+
+
+def test_the_dashboard_and_alert_rules_read_only_exported_series(
+    exported: list[tuple[str, dict[str, str], float]],
+) -> None:
+    names = {name for name, _, _ in exported}
+    queried = queried_metrics()
+    assert queried, "no metric names found in cluster/grafana and cluster/prometheus"
+    assert queried <= names, f"queried but not exported: {sorted(queried - names)}"

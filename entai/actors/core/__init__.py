@@ -1,5 +1,5 @@
 """What every service actor shares: joining or starting Ray, the local head, placement,
-the actor clock and the metrics facade.
+the actor clock, the metrics facade and tracing.
 """
 
 from __future__ import annotations
@@ -51,6 +51,14 @@ from entai.actors.core._service import (
     LocalService,
     Service,
 )
+from entai.actors.core._tracing import (
+    TraceCarrier,
+    configure_tracing,
+    reset_tracing,
+    span,
+    trace_carrier,
+    tracing_enabled,
+)
 
 __all__ = [
     "DEFAULT_UI_PORT",
@@ -67,8 +75,10 @@ __all__ = [
     "MlflowUi",
     "Role",
     "Service",
+    "TraceCarrier",
     "agent_port",
     "call_self",
+    "configure_tracing",
     "connect_ray",
     "free_port",
     "group_alive",
@@ -79,11 +89,15 @@ __all__ = [
     "ray_target",
     "read_head",
     "read_mlflow_ui",
+    "reset_tracing",
     "role_options",
     "service_actor",
+    "span",
     "spawn_group",
     "start_head",
     "stop_head",
     "stop_mlflow_ui",
+    "trace_carrier",
+    "tracing_enabled",
     "wait_for_mlflow_ui",
 ]

@@ -21,9 +21,11 @@ entai_online_lookups            counter    view, status                     valu
 entai_online_lookup_latency_s   histogram  route                            seconds
 entai_predictions               counter    model, version                   predictions
 entai_prediction_latency_s      histogram  model, version                   seconds
+entai_prediction_errors         counter    model, code                      requests
 entai_drift_statistic           gauge      model, feature, method           statistic
 entai_alert_level               gauge      model, feature, method           0 ok, 1 warn, 2 alert
 entai_stream_backlog            gauge      source                           events
+entai_feature_event_time_s      gauge      view                             epoch seconds
 entai_stream_events             counter    source, outcome                  events
 ==============================  =========  ===============================  ===========
 """
@@ -36,7 +38,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -91,6 +93,12 @@ METRICS = (
         "Latency of a prediction request, in seconds.",
     ),
     MetricSpec(
+        "entai_prediction_errors",
+        "counter",
+        ("model", "code"),
+        "Prediction requests answered with an error, per model and error code.",
+    ),
+    MetricSpec(
         "entai_drift_statistic",
         "gauge",
         ("model", "feature", "method"),
@@ -114,10 +122,18 @@ METRICS = (
         ("source", "outcome"),
         "Events consumed from the bus: landed, duplicate or dead_letter.",
     ),
+    MetricSpec(
+        "entai_feature_event_time_s",
+        "gauge",
+        ("view",),
+        "Newest event time written to a view's online store, in epoch seconds "
+        "(freshness: time() minus it).",
+    ),
 )
 """Every metric entai records, in the order of the module docstring's table."""
 
 _instruments: dict[str, Any] | None = None
+_newest_event_s: dict[str, float] = {}
 _DEFAULT_REPORT_INTERVAL_S = 10.0
 
 
@@ -245,6 +261,12 @@ class Metrics:
             m["entai_prediction_latency_s"].observe(seconds, tags=tags)
 
     @staticmethod
+    def prediction_error(model: str, code: str) -> None:
+        """Count one prediction request that failed with an error ``code``."""
+        if (m := _get()) is not None:
+            m["entai_prediction_errors"].inc(1, tags={"model": model, "code": code})
+
+    @staticmethod
     def drift_statistic(model: str, feature: str, method: str, value: float | None) -> None:
         """Set a feature's latest drift statistic (skipped when not computed)."""
         if value is None or not math.isfinite(value):
@@ -271,3 +293,14 @@ class Metrics:
         """Count ``n`` consumed events of a source by outcome."""
         if n > 0 and (m := _get()) is not None:
             m["entai_stream_events"].inc(n, tags={"source": source, "outcome": outcome})
+
+    @staticmethod
+    def feature_event_times(newest: Mapping[str, float]) -> None:
+        """Raise each view's newest online event time (epoch seconds) to ``newest``'s;
+        an older write (a late event, a backfill) leaves it where it is."""
+        if (m := _get()) is None:
+            return
+        for view, seconds in newest.items():
+            if seconds > _newest_event_s.get(view, -math.inf):
+                _newest_event_s[view] = seconds
+                _gauges.set(m, "entai_feature_event_time_s", seconds, {"view": view})

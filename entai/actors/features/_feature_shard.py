@@ -11,6 +11,9 @@ its id. Backends:
   truth and a restarted shard has lost nothing (it reads Redis, it keeps no cache).
 * **memory**: a shard's rows live in its own process; a restarted shard starts empty
   until rows are re-materialized (tests, throwaway runs).
+
+With tracing on, ``read_batch`` and ``write`` called with a ``trace`` carrier are spans
+of the caller's trace (``entai.shard.read_batch``, ``entai.shard.write``).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from typing import Any, TypeAlias
 import ray
 
 from entai.actors.backends import RedisOnlineStore, SqliteOnlineStore
-from entai.actors.core import role_options
+from entai.actors.core import TraceCarrier, configure_tracing, role_options, span
 from entai.shared.core import ConfigError
 from entai.shared.features import (
     FeatureRow,
@@ -37,6 +40,7 @@ from entai.shared.features import (
 from entai.shared.settings import (
     EntaiSettings,
     MemoryOnlineStoreSettings,
+    ObservabilitySettings,
     RedisOnlineStoreSettings,
     SqliteOnlineStoreSettings,
 )
@@ -105,9 +109,19 @@ class FeatureShard:
         shard_id: The shard's routing id (its actor name).
         store: A backend, or the settings to build one. Actors get settings, so a
             restart rebuilds the backend (and its Redis connection) from them.
+        tracing: The platform's ``observability`` settings (resolved): this process
+            traces when they turn tracing on.
     """
 
-    def __init__(self, shard_id: str, store: OnlineStore | StoreSettings) -> None:
+    def __init__(
+        self,
+        shard_id: str,
+        store: OnlineStore | StoreSettings,
+        *,
+        tracing: ObservabilitySettings | None = None,
+    ) -> None:
+        if tracing is not None:
+            configure_tracing(tracing, "feature-shard")
         self.shard_id = shard_id
         if isinstance(
             store, MemoryOnlineStoreSettings | RedisOnlineStoreSettings | SqliteOnlineStoreSettings
@@ -135,9 +149,16 @@ class FeatureShard:
             "pid": os.getpid(),
         }
 
-    def write(self, rows: Sequence[FeatureRow]) -> int:
+    def write(self, rows: Sequence[FeatureRow], *, trace: TraceCarrier | None = None) -> int:
         """Apply rows with last-write-wins; return how many were applied."""
-        return self._store.write(rows)
+        if trace is None:
+            return self._store.write(rows)
+        with span(
+            "entai.shard.write",
+            {"entai.shard": self.shard_id, "entai.rows": len(rows)},
+            parent=trace,
+        ):
+            return self._store.write(rows)
 
     def read(
         self,
@@ -151,8 +172,17 @@ class FeatureShard:
         """Read ``features`` of ``view`` for ``keys`` as of ``now``."""
         return self._store.read(view, keys, features, ttl=ttl, now=now)
 
-    def read_batch(self, requests: Sequence[ReadRequest], now: datetime) -> list[ReadResult]:
+    def read_batch(
+        self, requests: Sequence[ReadRequest], now: datetime, *, trace: TraceCarrier | None = None
+    ) -> list[ReadResult]:
         """Serve several views' reads in one call (one actor round trip per shard)."""
+        if trace is None:
+            return self._read_batch(requests, now)
+        attributes = {"entai.shard": self.shard_id, "entai.views": [r.view for r in requests]}
+        with span("entai.shard.read_batch", attributes, parent=trace):
+            return self._read_batch(requests, now)
+
+    def _read_batch(self, requests: Sequence[ReadRequest], now: datetime) -> list[ReadResult]:
         return [self._store.read(r.view, r.keys, r.features, ttl=r.ttl, now=now) for r in requests]
 
     def delete(self, view: str | None, keys: Sequence[str]) -> int:
@@ -210,6 +240,6 @@ def start_shards(settings: EntaiSettings, namespace: str | None = None) -> list[
             num_cpus=0,
             get_if_exists=True,
             **role_options("shard"),
-        ).remote(shard_name(i), store)
+        ).remote(shard_name(i), store, tracing=settings.observability)
         for i in range(store.num_shards)
     ]

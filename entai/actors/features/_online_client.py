@@ -19,7 +19,10 @@ Paths:
       read without the Feast shaping, for the predict path.
 
 Every read is counted in ``entai_online_lookups`` (values per view and status) and
-timed in ``entai_online_lookup_latency_s`` (see :mod:`entai.actors.core._metrics`).
+timed in ``entai_online_lookup_latency_s``; every write raises its views'
+``entai_feature_event_time_s`` (see :mod:`entai.actors.core._metrics`).
+With tracing on, a read is the span ``entai.online.read`` and a write
+``entai.online.write``; the shard calls under them carry the trace to the shards.
 
 The shard calls (fan-out, merge, retries) are in :mod:`entai.actors.features._shard_calls`: a
 shard that dies mid-call is retried until it is back (``max_restarts=-1``); retrying
@@ -30,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -39,7 +43,7 @@ from typing import Any, Protocol, runtime_checkable
 import ray
 from ray.exceptions import RayActorError
 
-from entai.actors.core import Metrics
+from entai.actors.core import Metrics, span, trace_carrier, tracing_enabled
 from entai.actors.features._feature_shard import FeatureShard, ShardHandle
 from entai.actors.features._shard_calls import (
     call_shards,
@@ -137,13 +141,23 @@ class OnlineFeatureClient:
         """
         if self._authorize is not None:
             self._authorize("features:write", sorted({r.view for r in rows}))
-        if not self._shards:
-            assert self._direct is not None
-            return self._direct.write(rows)
-        with self._lock:
-            groups = self._group_rows(rows)
-            calls = {s: (g,) for s, g in groups.items()}
-            return sum(call_shards(self._shards, FeatureShard.write, calls))
+        route = "shards" if self._shards else "direct"
+        with span("entai.online.write", {"entai.route": route, "entai.rows": len(rows)}):
+            if not self._shards:
+                assert self._direct is not None
+                written = self._direct.write(rows)
+            else:
+                with self._lock:
+                    groups = self._group_rows(rows)
+                    calls = {s: (g,) for s, g in groups.items()}
+                    replies = call_shards(self._shards, FeatureShard.write, calls, trace_carrier())
+                    written = sum(replies)
+        if Metrics.enabled():
+            newest: dict[str, float] = {}
+            for row in rows:
+                newest[row.view] = max(newest.get(row.view, -math.inf), row.event_ts.timestamp())
+            Metrics.feature_event_times(newest)
+        return written
 
     def get_online_features(
         self,
@@ -172,13 +186,13 @@ class OnlineFeatureClient:
         refs, requests = self._plan(view_features, entity_rows, ttls, join_keys)
         now = now or datetime.now(UTC)
         started = time.perf_counter()
-        if self._direct is not None:
-            results = self._read_direct(requests, now)
-        else:
-            parts, calls = split_by_shard(requests, list(self._shards), now)
-            results = merge_parts(
-                requests, parts, call_shards(self._shards, FeatureShard.read_batch, calls)
-            )
+        with span("entai.online.read", self._span_attributes(requests)):
+            if self._direct is not None:
+                results = self._read_direct(requests, now)
+            else:
+                parts, calls = split_by_shard(requests, list(self._shards), now)
+                replies = call_shards(self._shards, FeatureShard.read_batch, calls, trace_carrier())
+                results = merge_parts(requests, parts, replies)
         self._record(requests, results, started)
         return _feast(refs, results)
 
@@ -222,16 +236,28 @@ class OnlineFeatureClient:
 
     async def _read_async(self, requests: Sequence[ReadRequest], now: datetime) -> list[ReadResult]:
         started = time.perf_counter()
-        if self._direct_async is not None:
-            results = await self._direct_async.read_many_async(requests, now)
-        elif self._direct is not None:
-            results = await asyncio.to_thread(self._read_direct, requests, now)
-        else:
-            parts, calls = split_by_shard(requests, list(self._shards), now)
-            replies = await call_shards_async(self._shards, FeatureShard.read_batch, calls)
-            results = merge_parts(requests, parts, replies)
+        with span("entai.online.read", self._span_attributes(requests)):
+            if self._direct_async is not None:
+                results = await self._direct_async.read_many_async(requests, now)
+            elif self._direct is not None:
+                results = await asyncio.to_thread(self._read_direct, requests, now)
+            else:
+                parts, calls = split_by_shard(requests, list(self._shards), now)
+                replies = await call_shards_async(
+                    self._shards, FeatureShard.read_batch, calls, trace_carrier()
+                )
+                results = merge_parts(requests, parts, replies)
         self._record(requests, results, started)
         return results
+
+    def _span_attributes(self, requests: Sequence[ReadRequest]) -> dict[str, Any] | None:
+        if not tracing_enabled():
+            return None
+        return {
+            "entai.route": "direct" if self._direct is not None else "shards",
+            "entai.views": [r.view for r in requests],
+            "entai.entities": len(requests[0].keys) if requests else 0,
+        }
 
     def _plan(
         self,

@@ -6,7 +6,8 @@ several views is split into one ``read_batch`` call per owning shard
 :func:`call_shards_async` on an event loop), and their partial results are put back in
 each view's entity order (:func:`merge_parts`). A shard that dies mid-call is retried
 until it is back (``max_restarts=-1``); retrying is safe because writes are idempotent
-under last-write-wins and reads have no effect.
+under last-write-wins and reads have no effect. A trace carrier, when given, goes to
+every call as its ``trace`` keyword, so the shard's span joins the caller's trace.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import numpy as np
 import ray
 from ray.exceptions import RayActorError
 
+from entai.actors.core import TraceCarrier
 from entai.actors.features._feature_shard import ShardHandle
 from entai.shared.core import ServiceUnavailableError
 from entai.shared.features import ReadRequest, ReadResult, rendezvous_shard
@@ -86,6 +88,7 @@ def call_shards(
     handles: Mapping[str, ShardHandle],
     method: Callable[..., R],
     calls: Mapping[str, tuple[Any, ...]],
+    trace: TraceCarrier | None = None,
 ) -> list[R]:
     """Call ``method`` (of FeatureShard) on each shard of ``calls`` in parallel, retrying
     shards that died.
@@ -97,7 +100,7 @@ def call_shards(
     pending = dict(calls)
     for delay in (0.0, *_RETRY_DELAYS_S):
         time.sleep(delay)
-        refs = {s: _remote(handles[s], method, a) for s, a in pending.items()}
+        refs = {s: _remote(handles[s], method, a, trace) for s, a in pending.items()}
         failed: dict[str, tuple[Any, ...]] = {}
         for sid, ref in refs.items():
             try:
@@ -117,6 +120,7 @@ async def call_shards_async(
     handles: Mapping[str, ShardHandle],
     method: Callable[..., R],
     calls: Mapping[str, tuple[Any, ...]],
+    trace: TraceCarrier | None = None,
 ) -> list[R]:
     """:func:`call_shards` on the running event loop: awaits instead of ``ray.get``."""
     results: dict[str, R] = {}
@@ -125,7 +129,7 @@ async def call_shards_async(
         if delay:
             await asyncio.sleep(delay)
         sids = list(pending)
-        refs = [_remote(handles[s], method, pending[s]) for s in sids]
+        refs = [_remote(handles[s], method, pending[s], trace) for s in sids]
         replies = await asyncio.gather(*refs, return_exceptions=True)
         failed: dict[str, tuple[Any, ...]] = {}
         for sid, reply in zip(sids, replies, strict=True):
@@ -144,9 +148,12 @@ async def call_shards_async(
     raise _gone(pending, method)
 
 
-def _remote(handle: ShardHandle, method: Callable[..., R], args: tuple[Any, ...]) -> Any:
+def _remote(
+    handle: ShardHandle, method: Callable[..., R], args: tuple[Any, ...], trace: TraceCarrier | None
+) -> Any:
     """Start ``method`` (named by the FeatureShard method itself) on one shard actor."""
-    return getattr(handle, method.__name__).remote(*args)
+    remote = getattr(handle, method.__name__).remote
+    return remote(*args) if trace is None else remote(*args, trace=trace)
 
 
 def _gone(pending: Mapping[str, Any], method: Callable[..., Any]) -> ServiceUnavailableError:

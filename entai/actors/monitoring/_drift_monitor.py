@@ -40,7 +40,15 @@ from typing import Any
 import ray
 
 from entai.actors.bus import PlatformEvents
-from entai.actors.core import ActorClock, Metrics, call_self, service_actor
+from entai.actors.core import (
+    ActorClock,
+    Metrics,
+    TraceCarrier,
+    call_self,
+    configure_tracing,
+    service_actor,
+    span,
+)
 from entai.actors.models import ReferenceSource, lineage_reference_source
 from entai.actors.monitoring._alert_sinks import AlertSink, Auditor, GovernanceAuditor, LogSink
 from entai.actors.monitoring._checkpoints import RETRAIN_DIR, MonitorCheckpoints
@@ -120,6 +128,7 @@ class DriftMonitor:
         events: PlatformEvents | None = None,
     ) -> None:
         self._events = events
+        configure_tracing(settings.observability, "drift-monitor")
         self._limits = WatchLimits(max_batch_ids, max_windows, max_predictions)
         self._store = MonitorCheckpoints(Lake(settings.lake.root), self._limits)
         self._monitoring = settings.monitoring
@@ -252,17 +261,35 @@ class DriftMonitor:
         model: str,
         batch_id: str,
         rows: Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Any]],
+        *,
+        trace: TraceCarrier | None = None,
     ) -> WindowReport | None:
         """Fold a micro-batch of served rows into the model's windows.
 
         Rows carry the feature columns, the prediction column and optionally
         ``request_id``, ``version`` (rows of other versions are ignored and counted),
-        ``ts`` (epoch seconds or ISO time; missing -> now) and ``entity_key``.
+        ``ts`` (epoch seconds or ISO time; missing -> now) and ``entity_key``. With a
+        ``trace`` carrier (the prediction tap's), the call is the span
+        ``entai.monitor.record`` of that trace.
 
         Returns:
             The report of the last window this batch closed, or None. A retried
             ``batch_id`` changes nothing and returns the same answer.
         """
+        if trace is None:
+            return self._record(model, batch_id, rows)
+        with span("entai.monitor.record", {"entai.model": model}, parent=trace) as current:
+            report = self._record(model, batch_id, rows)
+            if current is not None:
+                current.set_attribute("entai.window_closed", report is not None)
+            return report
+
+    def _record(
+        self,
+        model: str,
+        batch_id: str,
+        rows: Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Any]],
+    ) -> WindowReport | None:
         watch = self._watch(model)
         if batch_id in watch.batches:
             return watch.last_report(watch.batches[batch_id])

@@ -40,6 +40,12 @@ Repeated redelivery of a batch whose lake write succeeded can append the same fe
 rows to the offline table again (same values and event time, newer created time).
 
 :func:`push` writes already-computed feature rows to a view: offline, then online.
+
+Tracing: published events carry the publishing request's trace context
+(``Event.trace``, taken inside the span ``entai.bus.publish``); a micro-batch is the
+span ``entai.stream.process`` in the trace of its first event, linked to the others',
+with ``entai.stream.land`` (the lake write) and one ``entai.stream.feature_update``
+per view (its online write reaches the shards in the same trace) under it.
 """
 
 from __future__ import annotations
@@ -59,6 +65,7 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
 from entai.actors.bus import DONE, Delivery, EventBus
+from entai.actors.core import span, trace_carrier
 from entai.actors.features import OnlineFeatureClient
 from entai.shared.core import InvalidInputError
 from entai.shared.data import (
@@ -130,7 +137,13 @@ def publish_events(
         events, contract, hmac_key, received_at=received_at, undeclared_pii=undeclared_pii
     )
     if checked.accepted:
-        bus.publish(checked.accepted)
+        attributes = {"entai.source": contract.source, "entai.events": len(checked.accepted)}
+        with span("entai.bus.publish", attributes):
+            trace = trace_carrier()
+            accepted = checked.accepted
+            if trace is not None:
+                accepted = [e.model_copy(update={"trace": trace}) for e in accepted]
+            bus.publish(accepted)
     return checked.receipt()
 
 
@@ -320,6 +333,13 @@ class StreamConsumer:
 
     def process(self, deliveries: Sequence[Delivery]) -> BatchReport:
         """Everything before the acknowledgement: lake write, then the feature views."""
+        traces = [d.event.trace for d in deliveries if d.event.trace is not None]
+        attributes = {"entai.source": self.source, "entai.events": len(deliveries)}
+        parent = traces[0] if traces else None
+        with span("entai.stream.process", attributes, parent=parent, links=traces[1:]):
+            return self._process(deliveries)
+
+    def _process(self, deliveries: Sequence[Delivery]) -> BatchReport:
         unique: dict[str, Event] = {}
         for delivery in deliveries:
             unique.setdefault(delivery.event.event_id, delivery.event)
@@ -330,11 +350,14 @@ class StreamConsumer:
         pending = [e for e in unique.values() if ledger.get(e.event_id) != DONE]
         pending, quarantined = self._screen(pending)
         new = [e for e in pending if e.event_id not in stored]
-        written = self._write_raw(new)
+        with span("entai.stream.land", {"entai.events": len(new)}):
+            written = self._write_raw(new)
         rows: dict[str, int] = {}
         if pending and self.views:
             batch = event_table(pending, self.contract).to_pandas()
-            rows = {view.name: self._feed(view, batch) for view in self.views}
+            for view in self.views:
+                with span("entai.stream.feature_update", {"entai.view": view.name}):
+                    rows[view.name] = self._feed(view, batch)
         held = {e.event_id for e, _ in quarantined}
         skipped = len(deliveries) - len(new) - sum(d.event.event_id in held for d in deliveries)
         report = BatchReport(len(deliveries), len(new), skipped, written, rows, quarantined)

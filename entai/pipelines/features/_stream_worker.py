@@ -33,7 +33,7 @@ from typing import Any
 import ray
 
 from entai.actors.bus import Delivery, EventBus, PlatformEvents, bus_from_settings
-from entai.actors.core import Metrics, service_actor
+from entai.actors.core import Metrics, configure_tracing, service_actor
 from entai.actors.features import OnlineFeatureClient
 from entai.actors.services import Services
 from entai.pipelines.features._stream import BatchReport, StreamConsumer
@@ -179,6 +179,7 @@ class StreamWorker:
                 f"no stream {source!r} in settings.streams",
                 details={"field": "streams", "source": source, "known": sorted(settings.streams)},
             )
+        configure_tracing(settings.observability, "stream-worker")
         self._stream: StreamSettings = stream
         self._source = source
         self._lake = Lake(settings.lake.root)

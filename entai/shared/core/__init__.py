@@ -1,4 +1,4 @@
-"""The domain's base: the exception tree, structured logging and YAML files."""
+"""The domain's base: the exception tree, structured logging, local trace files and YAML files."""
 
 from __future__ import annotations
 
@@ -28,11 +28,22 @@ from entai.shared.core._logs import (
     request_context,
     request_id,
 )
+from entai.shared.core._traces import (
+    REQUEST_ID_ATTR,
+    TRACE_SUFFIX,
+    SpanNode,
+    SpanRecord,
+    read_spans,
+    read_trace,
+    span_tree,
+)
 from entai.shared.core._yaml_files import (
     read_yaml_mapping,
 )
 
 __all__ = [
+    "REQUEST_ID_ATTR",
+    "TRACE_SUFFIX",
     "AuditIntegrityError",
     "AuthenticationError",
     "ConfigError",
@@ -51,9 +62,14 @@ __all__ = [
     "PromotionRejectedError",
     "RateLimitedError",
     "ServiceUnavailableError",
+    "SpanNode",
+    "SpanRecord",
     "configure_logging",
     "new_request_id",
+    "read_spans",
+    "read_trace",
     "read_yaml_mapping",
     "request_context",
     "request_id",
+    "span_tree",
 ]

@@ -80,6 +80,8 @@ class Event(BaseModel):
         source: The source (and contract) the payload belongs to.
         payload: One row: column name to a JSON scalar (or datetime).
         received_at: When the platform received it (UTC).
+        trace: W3C trace context (``traceparent``) of the request that published it,
+            so its consumers' spans join that request's trace; None when untraced.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -88,6 +90,7 @@ class Event(BaseModel):
     source: str = Field(min_length=1, pattern=r"^[a-z0-9][a-z0-9_\-]*$")
     payload: dict[str, Any]
     received_at: AwareDatetime = Field(default_factory=lambda: datetime.now(UTC))
+    trace: dict[str, str] | None = Field(None, max_length=4)
 
     @field_validator("received_at")
     @classmethod
