@@ -29,7 +29,13 @@ from entai.actors.services import Services
 from entai.deployments.circuit_breaker import Breakers
 from entai.deployments.schemas import OnlineFeaturesRequest
 from entai.shared.core import InvalidInputError
-from entai.shared.features import Definitions, FeatureViewProjection, OnlineStore, entity_key
+from entai.shared.features import (
+    Definitions,
+    FeatureViewProjection,
+    OnlineStore,
+    ReadResult,
+    entity_key,
+)
 from entai.shared.governance import Decision
 from entai.shared.settings import EntaiSettings
 
@@ -51,11 +57,16 @@ class FeatureInputs:
         names: Column names (online features, then request-time features).
         matrix: Rows x ``names``; missing values are NaN.
         entity_keys: Canonical key of each entity row (canary routing, the log).
+        views: The feature views read, in the order of ``reads``.
+        reads: The online read of each view (statuses and event timestamps, which an
+            explanation reports).
     """
 
     names: tuple[str, ...]
     matrix: np.ndarray
     entity_keys: list[str]
+    views: tuple[str, ...] = ()
+    reads: tuple[ReadResult, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -230,7 +241,9 @@ class PlatformServices:
                 "request_features must hold numbers (or null)",
                 details={"field": "request_features", "features": extra},
             ) from exc
-        return FeatureInputs((*online, *extra), matrix, entity_keys)
+        return FeatureInputs(
+            (*online, *extra), matrix, entity_keys, tuple(plan.view_features), tuple(results)
+        )
 
     def _feature_request(
         self, body: OnlineFeaturesRequest
