@@ -53,9 +53,8 @@ def markdown_page(markdown: str, *, title: str) -> str:
             in_list = False
         if table:
             head, *rows = table
-            body.append("<table><thead><tr>")
-            body.extend(f"<th>{_inline(c)}</th>" for c in head)
-            body.append("</tr></thead><tbody>")
+            heads = "".join(f"<th>{_inline(c)}</th>" for c in head)
+            body.append(f"<table><thead><tr>{heads}</tr></thead><tbody>")
             for row in rows:
                 body.append("<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in row) + "</tr>")
             body.append("</tbody></table>")
