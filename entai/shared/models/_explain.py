@@ -180,21 +180,22 @@ class TreeShapExplainer:
         self._booster = booster
         self.feature_names = tuple(str(n) for n in names)
 
-    def _predict(self, rows: np.ndarray, **kind: bool) -> np.ndarray:
+    def explain(self, matrix: np.ndarray) -> Attribution:
+        """Contributions of each row (missing values as NaN, as the booster takes them).
+
+        One ``DMatrix`` serves both calls (contributions, then the margin).
+        """
         import xgboost  # heavy: only when a booster is explained
 
-        data = xgboost.DMatrix(
-            rows.astype(np.float32), feature_names=list(self.feature_names), missing=np.nan
-        )
-        return np.asarray(
-            self._booster.predict(data, validate_features=False, **kind), dtype=np.float64
-        )
-
-    def explain(self, matrix: np.ndarray) -> Attribution:
-        """Contributions of each row (missing values as NaN, as the booster takes them)."""
         rows = _checked(matrix, len(self.feature_names))
         probe = rows if len(rows) else np.full((1, len(self.feature_names)), np.nan)
-        contribs = self._predict(probe, pred_contribs=True)
+        data = xgboost.DMatrix(
+            probe.astype(np.float32), feature_names=list(self.feature_names), missing=np.nan
+        )
+        contribs = np.asarray(
+            self._booster.predict(data, pred_contribs=True, validate_features=False),
+            dtype=np.float64,
+        )
         if contribs.ndim != 2 or contribs.shape[1] != len(self.feature_names) + 1:
             raise InvalidInputError(
                 "TreeSHAP explains models with one output only",
@@ -204,7 +205,10 @@ class TreeShapExplainer:
         if not len(rows):
             empty = np.zeros((0, len(self.feature_names)))
             return Attribution(self.method, self.feature_names, base, empty, np.zeros(0))
-        margins = self._predict(rows, output_margin=True).reshape(-1)
+        margins = np.asarray(
+            self._booster.predict(data, output_margin=True, validate_features=False),
+            dtype=np.float64,
+        ).reshape(-1)
         return Attribution(self.method, self.feature_names, base, contribs[:, :-1], margins)
 
 
