@@ -169,6 +169,14 @@ class LoadedModel:
             scores = np.asarray(self.predict(matrix), dtype=np.float64).reshape(-1)
         except ValueError as exc:  # e.g. scikit-learn refusing NaN
             raise self._missing_values(matrix, "score") or exc from exc
+        return self.finite(scores)
+
+    def finite(self, scores: np.ndarray) -> np.ndarray:
+        """``scores``, once every one is finite.
+
+        Raises:
+            ModelOutputInvalidError: the model answered a score that is not finite.
+        """
         bad = int(np.count_nonzero(~np.isfinite(scores)))
         if bad:
             log.error(

@@ -123,8 +123,11 @@ def explain_rows(
             return []
         rows = np.flatnonzero(wanted == alias)
         part = matrix if len(rows) == len(aliases) else matrix[rows]
-        scores = model.score(names, part, request_names)
         attribution = model.explain(names, part, request_names)
+        if attribution.outputs is not None:  # TreeSHAP computed the scores on the way
+            scores = model.finite(attribution.outputs)
+        else:
+            scores = model.score(names, part, request_names)
         for k, i in enumerate(rows.tolist()):
             out[i] = ExplainedRow(
                 score=float(scores[k]),

@@ -109,6 +109,8 @@ class Attribution:
         base_value: The margin the contributions start from (the expected margin).
         contributions: Rows x features; each row sums to ``margins - base_value``.
         margins: The model's margin per row (log-odds for a logistic model).
+        outputs: What the model serves per row (a probability for a logistic model),
+            when the explainer computed it on the way (TreeSHAP does); else None.
     """
 
     method: ExplainMethod
@@ -116,6 +118,7 @@ class Attribution:
     base_value: float
     contributions: np.ndarray
     margins: np.ndarray
+    outputs: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.contributions.shape[0])
@@ -129,6 +132,7 @@ class Attribution:
             self.base_value,
             self.contributions[picked],
             self.margins[picked],
+            None if self.outputs is None else self.outputs[picked],
         )
 
     def gap(self) -> float:
@@ -183,15 +187,15 @@ class TreeShapExplainer:
     def explain(self, matrix: np.ndarray) -> Attribution:
         """Contributions of each row (missing values as NaN, as the booster takes them).
 
-        One ``DMatrix`` serves both calls (contributions, then the margin).
+        One ``DMatrix`` serves the three calls: contributions, margins, and the
+        served outputs (``Booster.predict``'s default, what ``inplace_predict`` answers).
         """
         import xgboost  # heavy: only when a booster is explained
 
         rows = _checked(matrix, len(self.feature_names))
         probe = rows if len(rows) else np.full((1, len(self.feature_names)), np.nan)
-        data = xgboost.DMatrix(
-            probe.astype(np.float32), feature_names=list(self.feature_names), missing=np.nan
-        )
+        # unnamed columns (features are not validated: the rows are in the booster's order)
+        data = xgboost.DMatrix(probe.astype(np.float32), missing=np.nan)
         contribs = np.asarray(
             self._booster.predict(data, pred_contribs=True, validate_features=False),
             dtype=np.float64,
@@ -209,7 +213,12 @@ class TreeShapExplainer:
             self._booster.predict(data, output_margin=True, validate_features=False),
             dtype=np.float64,
         ).reshape(-1)
-        return Attribution(self.method, self.feature_names, base, contribs[:, :-1], margins)
+        outputs = np.asarray(
+            self._booster.predict(data, validate_features=False), dtype=np.float64
+        ).reshape(-1)
+        return Attribution(
+            self.method, self.feature_names, base, contribs[:, :-1], margins, outputs
+        )
 
 
 class LinearExplainer:
