@@ -1,7 +1,7 @@
 """Explanations over real HTTP: /v1/explain and predict's "explain": true (issue 19).
 
 One application for the module (the shipped graph: the Ingress scores in-process; no
-canary, no shadow) on port 8126, over the real governance, shard and registry actors
+canary, no shadow) on port 8126 (gRPC on 9126), over the real governance, shard and registry actors
 and an MLflow registry holding XGBoost versions (:func:`deploy_platform`). The demo's
 feature service has no PII feature; withholding PII values is tested in
 ``tests/unit/test_serve_explain.py``.
@@ -11,8 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
+import grpc_client
 import httpx
 import numpy as np
 import pytest
@@ -28,11 +30,14 @@ from test_serve_http import (
 from entai.demo import features as demo
 
 PORT = 8126
+GRPC_TARGET = "127.0.0.1:9126"
 
 
 @pytest.fixture(scope="module")
 def platform(ray_cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
-    deployed = deploy_platform(tmp_path_factory.mktemp("serve-explain"), port=PORT, shadow=False)
+    deployed = deploy_platform(
+        tmp_path_factory.mktemp("serve-explain"), port=PORT, grpc_port=9126, shadow=False
+    )
     yield deployed
     teardown_platform(deployed)
 
@@ -140,3 +145,40 @@ def test_explain_errors_have_predicts_statuses(
     response = client.post(path, json=body, headers=headers)
     assert response.status_code == status, response.text
     assert response.json()["error"]["code"] == code
+
+
+def test_grpc_explain_equals_the_http_answer(
+    platform: Platform, client: httpx.Client, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    stubs: Path = grpc_client.compile_stubs(tmp_path_factory.mktemp("grpc-client"))
+    grpc_client.wait_for_route(GRPC_TARGET, platform.app_name)
+    entities = {"user_id": [5, 10_000_001], "category": ["games", "books"]}
+    response = client.post(
+        f"/v1/explain/{MODEL}", json={"entities": entities}, headers=platform.headers()
+    )
+    assert response.status_code == 200, response.text
+    expected = response.json()["explanations"]
+    request = {"model": MODEL, "entities": grpc_client.columns(entities)}
+    metadata = [
+        ["application", platform.app_name],
+        ["authorization", f"Bearer {platform.app_token}"],
+    ]
+    (answer,) = grpc_client.call(
+        stubs, GRPC_TARGET, [{"method": "Explain", "request": request, "metadata": metadata}]
+    )
+    assert answer["code"] == "OK", answer["details"]
+    got = answer["response"]
+    assert got["output"] == "margin" and got["request_id"] == answer["trailing"]["request_id"]
+    for mine, theirs in zip(got["explanations"], expected, strict=True):
+        assert int(mine["version"]) == theirs["version"]
+        assert mine["method"] == theirs["method"] == "tree_shap"
+        assert mine["margin"] == pytest.approx(theirs["margin"])
+        assert mine["base_value"] == pytest.approx(theirs["base_value"])
+        for f, g in zip(mine["features"], theirs["features"], strict=True):
+            assert (f["name"], f["source"], f["masked"]) == (g["name"], g["source"], g["masked"])
+            assert f["contribution"] == pytest.approx(g["contribution"])
+            assert f.get("value") == g["value"]  # absent in proto JSON where HTTP says null
+            assert (f["status"] or None) == g["status"]
+            assert grpc_client.instant(f.get("event_timestamp"), null=None) == (
+                grpc_client.instant(g["event_timestamp"], null=None)
+            )
