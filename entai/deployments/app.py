@@ -11,7 +11,9 @@ measured 1.1-1.8x the requests/s of calling a separate deployment
 Ingress -> Model instead, for models that need replicas of their own (large models,
 accelerators, ``@serve.batch``). Canary rows are chosen by
 :mod:`entai.deployments.routing`; served rows go to the prediction log and the
-DriftMonitor through :mod:`entai.deployments.tap`, off the request path. The Ingress
+DriftMonitor through :mod:`entai.deployments.tap`, off the request path.
+``/v1/explain`` (and ``"explain": true`` on predict) splits each row's margin into
+feature contributions (:mod:`entai.deployments.explanations`). The Ingress
 also answers gRPC (``entai.proto``) behind Serve's gRPC proxy
 (:mod:`entai.deployments.grpc_ingress`), through the same routes. Every request is
 authenticated and its body bounded before the body is read
