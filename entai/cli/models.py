@@ -11,6 +11,7 @@ from rich.table import Table
 
 from entai.cli._app import ConfigOption, app, console, join_ray, settings_from, working
 from entai.cli.governance import TokenOption, authorized_principal
+from entai.shared.core import InvalidInputError, NotFoundError
 from entai.shared.settings import EntaiSettings
 
 if TYPE_CHECKING:
@@ -149,12 +150,52 @@ def models_rollback(
     return info
 
 
+CardFormat = Annotated[
+    str, typer.Option("--format", help="md (Markdown) or html (one self-contained page).")
+]
+CardOutput = Annotated[
+    Path | None, typer.Option("--output", "-o", help="Write the card here instead of printing it.")
+]
+
+
 @models_app.command("card")
-def models_card(name: str, version: int, config: ConfigOption = None) -> str:
-    """Print a version's model card."""
+def models_card(
+    model: Annotated[str, typer.Argument(help="NAME, or NAME@ALIAS (e.g. propensity@champion).")],
+    version: Annotated[
+        int | None, typer.Argument(help="The version (default: the alias's, else the latest).")
+    ] = None,
+    fmt: CardFormat = "md",
+    output: CardOutput = None,
+    config: ConfigOption = None,
+) -> str:
+    """Render a version's model card with its lineage and approvals (Markdown or HTML)."""
     from entai.actors.models import ModelRegistry  # ray: not at CLI start-up
 
-    card = _registry(settings_from(config)).call(ModelRegistry.card, name, version)
-    text = str(card.to_markdown())
-    console.print(text, markup=False, highlight=False)
+    if fmt not in ("md", "html"):
+        raise InvalidInputError(
+            f"--format must be md or html, not {fmt!r}", details={"field": "format"}
+        )
+    name, _, alias = model.partition("@")
+    registry = _registry(settings_from(config))
+    if alias and version is not None:
+        raise InvalidInputError(
+            "give NAME@ALIAS or NAME VERSION, not both", details={"field": "version"}
+        )
+    if alias:
+        version = registry.call(ModelRegistry.resolve, name, alias).version
+    elif version is None:
+        versions = registry.call(ModelRegistry.versions, name)
+        if not versions:
+            raise NotFoundError(f"model {name!r} has no versions", details={"model": name})
+        version = max(v.version for v in versions)
+    card = registry.call(ModelRegistry.card, name, version)
+    info = registry.call(ModelRegistry.version, name, version)
+    history = registry.call(ModelRegistry.alias_history, name)
+    card = card.with_registry_record(version, info.tags, history)
+    text = str(card.to_html() if fmt == "html" else card.to_markdown())
+    if output is not None:
+        output.write_text(text, encoding="utf-8")
+        console.print(f"model card of {name} v{version} written to {output} ({fmt})")
+    else:
+        console.print(text, markup=False, highlight=False)
     return text

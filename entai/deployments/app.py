@@ -11,7 +11,9 @@ measured 1.1-1.8x the requests/s of calling a separate deployment
 Ingress -> Model instead, for models that need replicas of their own (large models,
 accelerators, ``@serve.batch``). Canary rows are chosen by
 :mod:`entai.deployments.routing`; served rows go to the prediction log and the
-DriftMonitor through :mod:`entai.deployments.tap`, off the request path. The Ingress
+DriftMonitor through :mod:`entai.deployments.tap`, off the request path.
+``/v1/explain`` (and ``"explain": true`` on predict) splits each row's margin into
+feature contributions (:mod:`entai.deployments.explanations`). The Ingress
 also answers gRPC (``entai.proto``) behind Serve's gRPC proxy
 (:mod:`entai.deployments.grpc_ingress`), through the same routes. Every request is
 authenticated and its body bounded before the body is read
@@ -42,6 +44,7 @@ from entai.actors.services import Services
 from entai.deployments.app_args import AppArgs, settings_of, start_runtime
 from entai.deployments.auth_gate import AuthGate, bearer_token
 from entai.deployments.edge_middleware import EdgeMiddleware, EdgePolicy, install_edge
+from entai.deployments.explanations import Explanations
 from entai.deployments.feast_protocol import feast_response
 from entai.deployments.grpc_ingress import GrpcInference
 from entai.deployments.http_errors import install_error_handlers
@@ -53,6 +56,8 @@ from entai.deployments.routing import route_aliases
 from entai.deployments.schemas import (
     EraseRequest,
     EventsRequest,
+    ExplainRequest,
+    ExplainResponse,
     FeastOnlineFeaturesRequest,
     FeastOnlineFeaturesResponse,
     FeedbackRequest,
@@ -142,6 +147,7 @@ class Ingress(GrpcInference):
         else:
             self._scorer = HandleScorer(model, settings.serve.request_timeout_s)
         self._services = PlatformServices.connect(settings, args, platform)
+        self._explanations = Explanations(self._services, self._scorer)
         self._gate = AuthGate(
             self._services.auth,
             settings.security.auth_guard,
@@ -175,22 +181,28 @@ class Ingress(GrpcInference):
         model: str = Path(max_length=200),
         authorization: str | None = Header(None),
     ) -> PredictResponse:
-        """Score entities: canary rows by ``challenger``, the rest by ``champion``."""
+        """Score entities: canary rows by ``challenger``, the rest by ``champion``.
+
+        With ``"explain": true`` the answer also carries each row's explanation
+        (as ``/v1/explain``).
+        """
         started = time.perf_counter()
         rid = request_id() or new_request_id()
-        token = _bearer(authorization)
-        if model != self._args.model_name:
-            await self._services.authorize_async(token, "predict", "models")
-            raise NotFoundError(f"no deployed model {model!r}", details={"model": model})
-        await self._services.authorize_async(token, "predict", f"model:{model}")
+        token = await self._allow_model(authorization, model)
         inputs = await self._services.feature_inputs(body.entities, body.request_features)
         aliases = route_aliases(inputs.entity_keys, self._args.canary_percent)
-        # Request columns the feature service's on-demand views consume are its inputs,
-        # not the model's: only the others must be model inputs.
-        consumed = self._services.on_demand_request_columns
-        request_names = [n for n in body.request_features if n not in consumed]
-        with span("entai.score", {"entai.model": model, "entai.rows": len(aliases)}):
-            scored = await self._scorer.score(inputs.names, inputs.matrix, aliases, request_names)
+        request_names = self._services.model_request_names(body.request_features)
+        explained = None
+        if body.explain:
+            explained = await self._explanations.explain(
+                token, model, inputs, aliases, request_names
+            )
+            scored = [(e.prediction, e.version, e.alias) for e in explained]
+        else:
+            with span("entai.score", {"entai.model": model, "entai.rows": len(aliases)}):
+                scored = await self._scorer.score(
+                    inputs.names, inputs.matrix, aliases, request_names
+                )
         predictions = [s for s, _, _ in scored]
         versions = [v for _, v, _ in scored]
         self._tap.submit(
@@ -217,7 +229,38 @@ class Ingress(GrpcInference):
             versions=versions,
             predictions=predictions,
             request_id=rid,
+            explanations=explained,
         )
+
+    @api.post("/v1/explain/{model}", response_model=ExplainResponse, responses=_ERRORS)
+    async def explain(
+        self,
+        body: ExplainRequest,
+        model: str = Path(max_length=200),
+        authorization: str | None = Header(None),
+    ) -> ExplainResponse:
+        """Each row's feature contributions to the model's margin, and the base value.
+
+        Needs ``predict`` on the model; values of PII features are withheld without
+        ``features:read_pii``. Explanations are not logged as served predictions.
+        """
+        rid = request_id() or new_request_id()
+        token = await self._allow_model(authorization, model)
+        inputs = await self._services.feature_inputs(body.entities, body.request_features)
+        aliases = route_aliases(inputs.entity_keys, self._args.canary_percent)
+        rows = await self._explanations.explain(
+            token, model, inputs, aliases, self._services.model_request_names(body.request_features)
+        )
+        return ExplainResponse(model=model, request_id=rid, explanations=rows)
+
+    async def _allow_model(self, authorization: str | None, model: str) -> str:
+        """The caller's token once it may predict with ``model`` (404 for another model)."""
+        token = _bearer(authorization)
+        if model != self._args.model_name:
+            await self._services.authorize_async(token, "predict", "models")
+            raise NotFoundError(f"no deployed model {model!r}", details={"model": model})
+        await self._services.authorize_async(token, "predict", f"model:{model}")
+        return token
 
     async def _shadow(self, rid: str, model: str, inputs: Any, request_names: list[str]) -> None:
         """Score with ``shadow`` and log it; never affects the response."""

@@ -29,7 +29,13 @@ from entai.actors.core import span, tracing_enabled
 from entai.deployments.edge_middleware import EdgePolicy
 from entai.deployments.grpc_errors import end_with_error
 from entai.deployments.request_ids import _serve_request_id
-from entai.deployments.schemas import OnlineFeaturesRequest, PredictRequest, PredictResponse
+from entai.deployments.schemas import (
+    ExplainRequest,
+    ExplainResponse,
+    OnlineFeaturesRequest,
+    PredictRequest,
+    PredictResponse,
+)
 from entai.shared.core import PayloadTooLargeError, ServiceUnavailableError, request_context
 from entai.shared.settings import ServeSettings
 
@@ -51,6 +57,10 @@ class _Routes(Protocol):
     async def predict(
         self, body: PredictRequest, model: str, authorization: str | None
     ) -> PredictResponse: ...
+
+    async def explain(
+        self, body: ExplainRequest, model: str, authorization: str | None
+    ) -> ExplainResponse: ...
 
     async def online_features(
         self, body: OnlineFeaturesRequest, authorization: str | None
@@ -102,6 +112,23 @@ class GrpcInference:
             return messages.predict_response(answer)
 
         return await _answer(grpc_context, call, entai_pb2.PredictResponse, "Predict")
+
+    async def Explain(  # noqa: N802 - Serve calls the method named like the RPC
+        self, request: pb.PredictRequest, grpc_context: RayServegRPCContext
+    ) -> pb.ExplainResponse:
+        """``EntaiInference/Explain``: the HTTP explain route's answer as a message."""
+        from entai.deployments import grpc_messages as messages
+        from entai.deployments.proto import entai_pb2
+
+        routes = cast("_Routes", self)
+
+        async def call() -> pb.ExplainResponse:
+            await self._admit(request, grpc_context)
+            model, body = messages.explain_request(request)
+            answer = await routes.explain(body, model, _authorization(grpc_context))
+            return messages.explain_response(answer)
+
+        return await _answer(grpc_context, call, entai_pb2.ExplainResponse, "Explain")
 
     async def GetOnlineFeatures(  # noqa: N802 - Serve calls the method named like the RPC
         self, request: pb.GetOnlineFeaturesRequest, grpc_context: RayServegRPCContext

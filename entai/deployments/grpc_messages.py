@@ -19,10 +19,19 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from pydantic import BaseModel, ValidationError
 
 from entai.deployments.proto import entai_pb2 as pb
-from entai.deployments.schemas import OnlineFeaturesRequest, PredictRequest, PredictResponse
+from entai.deployments.schemas import (
+    ExplainRequest,
+    ExplainResponse,
+    OnlineFeaturesRequest,
+    PredictRequest,
+    PredictResponse,
+    RowExplanation,
+)
 from entai.shared.core import InvalidInputError
 
 __all__ = [
+    "explain_request",
+    "explain_response",
     "feature_value",
     "online_features_request",
     "online_features_response",
@@ -68,22 +77,63 @@ def predict_request(request: pb.PredictRequest) -> tuple[str, PredictRequest]:
     Raises:
         InvalidInputError: no model name, or the body the HTTP API would refuse.
     """
-    if not request.model or len(request.model) > _MAX_MODEL_NAME:
+    _check_model(request.model)
+    data = _scoring_body(request)
+    data["explain"] = request.explain
+    return request.model, _validated(PredictRequest, data)
+
+
+def explain_request(request: pb.PredictRequest) -> tuple[str, ExplainRequest]:
+    """The model name and the HTTP body of a gRPC ``Explain`` request (``explain`` ignored).
+
+    Raises:
+        InvalidInputError: no model name, or the body the HTTP API would refuse.
+    """
+    _check_model(request.model)
+    return request.model, _validated(ExplainRequest, _scoring_body(request))
+
+
+def _check_model(model: str) -> None:
+    if not model or len(model) > _MAX_MODEL_NAME:
         raise InvalidInputError(
             f"model must name the deployed model (1-{_MAX_MODEL_NAME} characters)",
             details={"field": "model"},
         )
-    body = _validated(
-        PredictRequest,
-        {
-            "entities": _entities(request.entities),
-            "request_features": {
-                name: [None if math.isnan(v) else v for v in column.values]
-                for name, column in request.request_features.items()
-            },
+
+
+def _scoring_body(request: pb.PredictRequest) -> dict[str, Any]:
+    return {
+        "entities": _entities(request.entities),
+        "request_features": {
+            name: [None if math.isnan(v) else v for v in column.values]
+            for name, column in request.request_features.items()
         },
+    }
+
+
+def _row_explanation(row: RowExplanation) -> pb.RowExplanation:
+    return pb.RowExplanation(
+        version=row.version,
+        alias=row.alias,
+        method=row.method,
+        prediction=row.prediction,
+        margin=row.margin,
+        base_value=row.base_value,
+        features=[
+            pb.FeatureContribution(
+                name=f.name,
+                contribution=f.contribution,
+                value=f.value,
+                masked=f.masked,
+                source=f.source,
+                status=f.status or "",
+                event_timestamp=None
+                if f.event_timestamp is None
+                else _timestamp(datetime.fromisoformat(f.event_timestamp)),
+            )
+            for f in row.features
+        ],
     )
-    return request.model, body
 
 
 def predict_response(response: PredictResponse) -> pb.PredictResponse:
@@ -94,6 +144,17 @@ def predict_response(response: PredictResponse) -> pb.PredictResponse:
         versions=response.versions,
         predictions=response.predictions,
         request_id=response.request_id,
+        explanations=[_row_explanation(r) for r in response.explanations or ()],
+    )
+
+
+def explain_response(response: ExplainResponse) -> pb.ExplainResponse:
+    """The gRPC form of the HTTP explain route's answer."""
+    return pb.ExplainResponse(
+        model=response.model,
+        request_id=response.request_id,
+        output=response.output,
+        explanations=[_row_explanation(r) for r in response.explanations],
     )
 
 

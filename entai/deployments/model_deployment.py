@@ -15,7 +15,7 @@ import numpy as np
 from ray import serve
 
 from entai.deployments.app_args import AppArgs, settings_of, start_runtime
-from entai.deployments.scoring import score_rows
+from entai.deployments.scoring import explain_rows, score_rows
 from entai.shared.core import EntaiError, ServiceUnavailableError
 
 __all__ = ["Model"]
@@ -63,6 +63,17 @@ class Model:
             except EntaiError as exc:
                 out.append(exc)
         return out
+
+    def explain(self, request: tuple[tuple[str, ...], np.ndarray, list[str], list[str]]) -> Any:
+        """One request's scores and explanations (``ExplainedRow`` per row), or the entai error.
+
+        Not batched: explanations are asked for rarely and cost more than a score.
+        """
+        names, matrix, aliases, request_names = request
+        try:
+            return explain_rows(self._runtime.snapshot(), names, matrix, aliases, request_names)
+        except EntaiError as exc:
+            return exc
 
     def check_health(self) -> None:
         """Serve calls this periodically; raising marks the replica unhealthy."""

@@ -8,6 +8,10 @@ replaces the snapshot in one assignment. A request takes the snapshot once and
 finishes on it, so in-flight requests complete on the version they started with.
 After the first load and after every long poll, an optional hook hears which version
 serves each alias (the serving app uses it to have the DriftMonitor watch the champion).
+A loaded version also carries its explainer (``entai.shared.models``): TreeSHAP for an
+XGBoost booster; for a scikit-learn model, linear or sampling Shapley attributions
+against a background rebuilt from the version's monitoring reference (the validation
+rows' profile that training records), when it has one.
 """
 
 from __future__ import annotations
@@ -24,6 +28,19 @@ import ray
 from entai.actors.core import ActorService
 from entai.actors.models import ModelRegistry
 from entai.shared.core import InvalidInputError, ModelOutputInvalidError, NotFoundError
+from entai.shared.models import (
+    Attribution,
+    Background,
+    Explainer,
+    TreeShapExplainer,
+    explainer_for,
+)
+from entai.shared.monitoring import (
+    REFERENCE_TAG,
+    MonitoringReference,
+    NumericColumnProfile,
+    column_from_dict,
+)
 
 __all__ = [
     "ActorAliasWatcher",
@@ -31,6 +48,7 @@ __all__ = [
     "LoadedModel",
     "ModelRuntime",
     "VersionsHook",
+    "background_of_reference",
     "load_mlflow_model",
     "xgboost_model",
 ]
@@ -39,6 +57,8 @@ log = logging.getLogger(__name__)
 
 Loader = Callable[[str, int], "LoadedModel"]
 VersionsHook = Callable[[Mapping[str, int]], None]
+
+_BACKGROUND_ROWS = 50
 
 
 class AliasWatcher(Protocol):
@@ -87,28 +107,24 @@ class LoadedModel:
         version: Registry version number.
         feature_names: Inputs in the model's order.
         predict: Feature matrix (rows x ``feature_names``) -> one score per row.
+        explainer: Splits the model's margin into per-feature contributions; None when
+            the version cannot be explained (a scikit-learn model without a recorded
+            background).
     """
 
     version: int
     feature_names: tuple[str, ...]
     predict: Callable[[np.ndarray], np.ndarray]
+    explainer: Explainer | None = None
 
-    def score(
+    def inputs(
         self, names: tuple[str, ...], matrix: np.ndarray, request_names: Collection[str] = ()
     ) -> np.ndarray:
-        """Scores for rows whose columns are ``names``, reordered to the model's inputs.
-
-        Args:
-            names: The columns of ``matrix``.
-            matrix: One row per entity; missing values are NaN.
-            request_names: The columns the caller sent as request features; each must
-                be one of the model's inputs.
+        """``matrix`` (columns ``names``) reordered to the model's inputs.
 
         Raises:
             InvalidInputError: a request feature the model does not take, or an input
-                the rows lack, or rows with missing values for a model that cannot
-                take them.
-            ModelOutputInvalidError: the model answered a score that is not finite.
+                the rows lack.
         """
         unknown = sorted(set(request_names) - set(self.feature_names))
         if unknown:
@@ -129,17 +145,38 @@ class LoadedModel:
                     details={"field": "request_features", "missing": missing},
                 )
             matrix = matrix[:, [index[n] for n in self.feature_names]]
+        return matrix
+
+    def score(
+        self, names: tuple[str, ...], matrix: np.ndarray, request_names: Collection[str] = ()
+    ) -> np.ndarray:
+        """Scores for rows whose columns are ``names``, reordered to the model's inputs.
+
+        Args:
+            names: The columns of ``matrix``.
+            matrix: One row per entity; missing values are NaN.
+            request_names: The columns the caller sent as request features; each must
+                be one of the model's inputs.
+
+        Raises:
+            InvalidInputError: a request feature the model does not take, or an input
+                the rows lack, or rows with missing values for a model that cannot
+                take them.
+            ModelOutputInvalidError: the model answered a score that is not finite.
+        """
+        matrix = self.inputs(names, matrix, request_names)
         try:
             scores = np.asarray(self.predict(matrix), dtype=np.float64).reshape(-1)
         except ValueError as exc:  # e.g. scikit-learn refusing NaN
-            gaps = np.isnan(matrix).any(axis=0) if matrix.size else np.zeros(0, dtype=bool)
-            if not gaps.any():
-                raise
-            absent = [n for n, gap in zip(self.feature_names, gaps, strict=True) if gap]
-            raise InvalidInputError(
-                f"model version {self.version} cannot score rows with missing values of {absent}",
-                details={"field": "request_features", "missing_values": absent},
-            ) from exc
+            raise self._missing_values(matrix, "score") or exc from exc
+        return self.finite(scores)
+
+    def finite(self, scores: np.ndarray) -> np.ndarray:
+        """``scores``, once every one is finite.
+
+        Raises:
+            ModelOutputInvalidError: the model answered a score that is not finite.
+        """
         bad = int(np.count_nonzero(~np.isfinite(scores)))
         if bad:
             log.error(
@@ -151,6 +188,37 @@ class LoadedModel:
                 details={"model_version": self.version, "rows": bad},
             )
         return scores
+
+    def explain(
+        self, names: tuple[str, ...], matrix: np.ndarray, request_names: Collection[str] = ()
+    ) -> Attribution:
+        """Each feature's contribution to each row's margin, in the model's input order.
+
+        Raises:
+            InvalidInputError: as :meth:`score`, or the version has no explainer.
+        """
+        if self.explainer is None:
+            raise InvalidInputError(
+                f"model version {self.version} cannot be explained: it is not XGBoost and "
+                "has no recorded background (train it with `entai train`)",
+                details={"field": "model", "model_version": self.version},
+            )
+        matrix = self.inputs(names, matrix, request_names)
+        try:
+            return self.explainer.explain(matrix)
+        except ValueError as exc:  # e.g. scikit-learn refusing NaN
+            raise self._missing_values(matrix, "explain") or exc from exc
+
+    def _missing_values(self, matrix: np.ndarray, what: str) -> InvalidInputError | None:
+        """The error naming the inputs with missing values, if any have some."""
+        gaps = np.isnan(matrix).any(axis=0) if matrix.size else np.zeros(0, dtype=bool)
+        if not gaps.any():
+            return None
+        absent = [n for n, gap in zip(self.feature_names, gaps, strict=True) if gap]
+        return InvalidInputError(
+            f"model version {self.version} cannot {what} rows with missing values of {absent}",
+            details={"field": "request_features", "missing_values": absent},
+        )
 
 
 def xgboost_model(version: int, booster: Any) -> LoadedModel:
@@ -173,7 +241,51 @@ def xgboost_model(version: int, booster: Any) -> LoadedModel:
         rows = matrix.astype(np.float32)
         return np.asarray(booster.inplace_predict(rows, validate_features=False))
 
-    return LoadedModel(version, tuple(booster.feature_names or ()), predict)
+    names = tuple(booster.feature_names or ())
+    explainer = TreeShapExplainer(booster, names) if names else None
+    return LoadedModel(version, names, predict, explainer)
+
+
+def background_of_reference(
+    reference: Mapping[str, Any], feature_names: tuple[str, ...], *, rows: int = 50, seed: int = 0
+) -> Background | None:
+    """A background rebuilt from a monitoring reference's numeric profiles.
+
+    The mean is each feature's exact mean; the rows pair each feature's values at
+    ``rows`` evenly spaced quantiles of its sample, shuffled per feature with
+    ``seed``: a sample of the features' marginals, as if independent. None when a
+    feature has no numeric profile.
+    """
+    profiles = MonitoringReference.from_dict(reference).profile.get("columns", {})
+    rng = np.random.default_rng(seed)
+    columns: list[np.ndarray] = []
+    means: list[float] = []
+    for name in feature_names:
+        data = profiles.get(name)
+        if data is None:
+            return None
+        profile = column_from_dict(data)
+        if not isinstance(profile, NumericColumnProfile) or not len(profile.values):
+            return None
+        at = np.linspace(0.0, 1.0, rows)
+        columns.append(rng.permutation(np.quantile(profile.values, at)))
+        means.append(profile.mean)
+    return Background(rows=np.column_stack(columns), mean=np.asarray(means))
+
+
+def _recorded_background(
+    name: str, version: int, feature_names: tuple[str, ...]
+) -> Background | None:
+    """The version's background from its monitoring reference artifact, if it has one."""
+    import mlflow
+    import mlflow.artifacts
+
+    tags = mlflow.MlflowClient().get_model_version(name, str(version)).tags or {}
+    uri = tags.get(REFERENCE_TAG)
+    if not uri:
+        return None
+    content = mlflow.artifacts.load_dict(uri)
+    return background_of_reference(content, feature_names, rows=_BACKGROUND_ROWS)
 
 
 def load_mlflow_model(name: str, version: int) -> LoadedModel:
@@ -191,9 +303,13 @@ def load_mlflow_model(name: str, version: int) -> LoadedModel:
 
         estimator = mlflow.sklearn.load_model(uri)
         names = tuple(str(n) for n in getattr(estimator, "feature_names_in_", ()))
+        background = _recorded_background(name, version, names) if names else None
+        explainer = None if background is None else explainer_for(estimator, names, background)
         if hasattr(estimator, "predict_proba"):
-            return LoadedModel(version, names, lambda m: estimator.predict_proba(m)[:, 1])
-        return LoadedModel(version, names, estimator.predict)
+            return LoadedModel(
+                version, names, lambda m: estimator.predict_proba(m)[:, 1], explainer
+            )
+        return LoadedModel(version, names, estimator.predict, explainer)
     raise InvalidInputError(
         f"model {name!r} version {version} is neither XGBoost nor scikit-learn",
         details={"model": name, "version": version, "flavors": sorted(flavors)},

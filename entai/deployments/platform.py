@@ -38,6 +38,7 @@ from entai.shared.features import (
     FeatureViewProjection,
     OnDemandFeatureView,
     OnlineStore,
+    ReadResult,
     compute_on_demand,
     entity_key,
 )
@@ -62,11 +63,16 @@ class FeatureInputs:
         names: Column names (online features, then request-time features).
         matrix: Rows x ``names``; missing values are NaN.
         entity_keys: Canonical key of each entity row (canary routing, the log).
+        views: The feature views read, in the order of ``reads``.
+        reads: The online read of each view (statuses and event timestamps, which an
+            explanation reports).
     """
 
     names: tuple[str, ...]
     matrix: np.ndarray
     entity_keys: list[str]
+    views: tuple[str, ...] = ()
+    reads: tuple[ReadResult, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -197,6 +203,12 @@ class PlatformServices:
         """Request features the feature service's on-demand views take."""
         return frozenset(f.name for view in self.on_demand for f in view.request_schema)
 
+    def model_request_names(self, request_features: Mapping[str, Any]) -> list[str]:
+        """The request features that must be model inputs: those the feature service's
+        on-demand views consume are the service's inputs, not the model's."""
+        consumed = self.on_demand_request_columns
+        return [name for name in request_features if name not in consumed]
+
     def authorize(self, token: str, action: str, resource: str) -> Decision:
         """An allowed decision, or AuthenticationError / PermissionDeniedError."""
         return self.auth.authorize(token, action, resource)
@@ -264,7 +276,9 @@ class PlatformServices:
                 "request_features must hold numbers (or null)",
                 details={"field": "request_features", "features": extra},
             ) from exc
-        return FeatureInputs((*online, *extra), matrix, entity_keys)
+        return FeatureInputs(
+            (*online, *extra), matrix, entity_keys, tuple(plan.view_features), tuple(results)
+        )
 
     def _feature_request(
         self, body: OnlineFeaturesRequest

@@ -12,7 +12,7 @@ whole is bounded before it is read (``serve.max_body_bytes``,
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -27,11 +27,14 @@ __all__ = [
     "MAX_NAME_LENGTH",
     "MAX_REQUEST_FEATURES",
     "EntityValue",
+    "ExplainRequest",
+    "ExplainResponse",
     "FeastFeatureVector",
     "FeastFeatureViewMetadata",
     "FeastMetadata",
     "FeastOnlineFeaturesRequest",
     "FeastOnlineFeaturesResponse",
+    "FeatureContribution",
     "FeatureValue",
     "FeedbackRequest",
     "FeedbackResponse",
@@ -42,6 +45,7 @@ __all__ = [
     "OnlineFeaturesResponse",
     "PredictRequest",
     "PredictResponse",
+    "RowExplanation",
 ]
 
 MAX_ENTITY_ROWS = 1_000
@@ -162,8 +166,8 @@ class FeastOnlineFeaturesResponse(BaseModel):
     results: list[FeastFeatureVector]
 
 
-class PredictRequest(BaseModel):
-    """Entities to score, plus request-time features."""
+class ExplainRequest(BaseModel):
+    """Entities to explain, plus request-time features (the limits of predict)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -174,13 +178,64 @@ class PredictRequest(BaseModel):
     ] = Field(default_factory=dict)
 
     @model_validator(mode="after")
-    def _shape(self) -> PredictRequest:
+    def _shape(self) -> ExplainRequest:
         _check_entities(self.entities)
         n = len(next(iter(self.entities.values())))
         bad = [k for k, v in self.request_features.items() if len(v) != n]
         if bad:
             raise ValueError(f"request_features {bad} must have one value per entity row")
         return self
+
+
+class PredictRequest(ExplainRequest):
+    """Entities to score, plus request-time features; ``explain`` adds explanations."""
+
+    explain: bool = False
+
+
+class FeatureContribution(BaseModel):
+    """One model input of one row: its contribution and where its value came from.
+
+    ``source`` is the feature view the value was read from (``status`` and
+    ``event_timestamp`` are that read's) or ``request`` for a request-time feature.
+    ``value`` is null when the value is missing, or withheld (``masked``: a PII feature
+    the caller may not read without ``features:read_pii``).
+    """
+
+    name: str
+    contribution: float
+    value: float | None
+    masked: bool = False
+    source: str
+    status: str | None = None
+    event_timestamp: str | None = None
+
+
+class RowExplanation(BaseModel):
+    """One entity row's explanation: ``base_value + sum(contributions) == margin``.
+
+    ``method`` names the explainer (``tree_shap``: XGBoost's exact TreeSHAP; ``linear``:
+    exact linear attributions; ``sampling_shapley``: permutation-sampling estimate).
+    The margin is the model's raw output (log-odds for a logistic model);
+    ``prediction`` is what predict answers.
+    """
+
+    version: int
+    alias: str
+    method: str
+    prediction: float
+    margin: float
+    base_value: float
+    features: list[FeatureContribution]
+
+
+class ExplainResponse(BaseModel):
+    """Explanations in entity order; contributions sum to each row's ``margin``."""
+
+    model: str
+    request_id: str
+    output: Literal["margin"] = "margin"
+    explanations: list[RowExplanation]
 
 
 class PredictResponse(BaseModel):
@@ -195,6 +250,7 @@ class PredictResponse(BaseModel):
     versions: list[int]
     predictions: list[float]
     request_id: str
+    explanations: list[RowExplanation] | None = None
 
 
 RequestId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]

@@ -1,8 +1,9 @@
 """How the ingress turns feature rows into scores: a Model deployment call, or in-process.
 
 :func:`score_rows` is the scoring rule itself (which loaded version answers each row),
-shared by the Model deployment's batched method and by :class:`LocalScorer`. The
-ingress holds one scorer:
+shared by the Model deployment's batched method and by :class:`LocalScorer`;
+:func:`explain_rows` applies the same rule and also splits each row's margin into
+feature contributions (the version's explainer). The ingress holds one scorer:
 
 * :class:`HandleScorer` (default) calls the Model deployment through its handle: the
   graph Ingress -> Model with ``@serve.batch``, retried when a Model replica dies.
@@ -18,6 +19,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, cast
 
 import numpy as np
@@ -25,8 +27,9 @@ from ray.exceptions import RayActorError
 
 from entai.deployments.model_runtime import LoadedModel, ModelRuntime
 from entai.shared.core import EntaiError, ServiceUnavailableError
+from entai.shared.models import ExplainMethod
 
-__all__ = ["HandleScorer", "LocalScorer", "Scored", "score_rows"]
+__all__ = ["ExplainedRow", "HandleScorer", "LocalScorer", "Scored", "explain_rows", "score_rows"]
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +75,75 @@ def score_rows(
         for i, s in zip(rows.tolist(), scores.tolist(), strict=True):
             result[i] = (s, model.version, served)
     return result
+
+
+@dataclass(frozen=True)
+class ExplainedRow:
+    """One row's score and the split of its margin into feature contributions.
+
+    Attributes:
+        score: What predict answers for the row.
+        version: The version that answered.
+        alias: The alias it answered as.
+        method: The explainer (``tree_shap``, ``linear``, ``sampling_shapley``).
+        feature_names: The version's inputs, in the order of ``contributions``.
+        base_value: The margin the contributions start from.
+        contributions: One per input; they sum to ``margin - base_value``.
+        margin: The version's margin for the row.
+    """
+
+    score: float
+    version: int
+    alias: str
+    method: ExplainMethod
+    feature_names: tuple[str, ...]
+    base_value: float
+    contributions: tuple[float, ...]
+    margin: float
+
+
+def explain_rows(
+    models: Mapping[str, LoadedModel],
+    names: tuple[str, ...],
+    matrix: np.ndarray,
+    aliases: Sequence[str],
+    request_names: Sequence[str] = (),
+) -> list[ExplainedRow]:
+    """Score and explain each row with the version holding its alias (as :func:`score_rows`).
+
+    Raises:
+        InvalidInputError: as :func:`score_rows`, or a version cannot be explained.
+        ModelOutputInvalidError: a version answered a NaN or infinite score.
+    """
+    out: list[ExplainedRow | None] = [None] * len(aliases)
+    wanted = np.asarray(aliases, dtype=object)
+    for alias in sorted(set(aliases)):
+        model, served = _model_for(models, alias)
+        if model is None:
+            return []
+        rows = np.flatnonzero(wanted == alias)
+        part = matrix if len(rows) == len(aliases) else matrix[rows]
+        attribution = model.explain(names, part, request_names)
+        if attribution.outputs is not None:  # TreeSHAP computed the scores on the way
+            scores = model.finite(attribution.outputs)
+        else:
+            scores = model.score(names, part, request_names)
+        for k, i in enumerate(rows.tolist()):
+            out[i] = ExplainedRow(
+                score=float(scores[k]),
+                version=model.version,
+                alias=served,
+                method=attribution.method,
+                feature_names=attribution.feature_names,
+                base_value=attribution.base_value,
+                contributions=tuple(attribution.contributions[k].tolist()),
+                margin=float(attribution.margins[k]),
+            )
+    return [row for row in out if row is not None]
+
+
+def _exact(model: LoadedModel) -> bool:
+    return model.explainer is None or model.explainer.method != "sampling_shapley"
 
 
 def _model_for(models: Mapping[str, LoadedModel], alias: str) -> tuple[LoadedModel | None, str]:
@@ -128,6 +200,32 @@ class HandleScorer:
             return cast("Scored", result)
         raise AssertionError("unreachable: the loop returns or raises")
 
+    async def explain(
+        self,
+        names: tuple[str, ...],
+        matrix: np.ndarray,
+        aliases: Sequence[str],
+        request_names: Sequence[str] = (),
+    ) -> list[ExplainedRow]:
+        """Scores and explanations from a Model replica (not batched), bounded by the timeout."""
+        try:
+            result = await asyncio.wait_for(
+                self._handle.explain.remote((names, matrix, list(aliases), list(request_names))),
+                timeout=self._timeout_s,
+            )
+        except RayActorError as exc:
+            raise ServiceUnavailableError(
+                "model replicas are restarting; retry", details={"error": repr(exc)}
+            ) from exc
+        except TimeoutError as exc:
+            raise ServiceUnavailableError(
+                f"the model did not answer within {self._timeout_s}s",
+                details={"timeout_s": self._timeout_s},
+            ) from exc
+        if isinstance(result, EntaiError):
+            raise result
+        return cast("list[ExplainedRow]", result)
+
     async def versions(self) -> dict[str, int]:
         """Which version serves each alias in a Model replica."""
         return dict(await self._handle.versions.remote())
@@ -158,6 +256,24 @@ class LocalScorer:
     ) -> Scored:
         """The rows' scores from the current snapshot."""
         return score_rows(self._runtime.snapshot(), names, matrix, aliases, request_names)
+
+    async def explain(
+        self,
+        names: tuple[str, ...],
+        matrix: np.ndarray,
+        aliases: Sequence[str],
+        request_names: Sequence[str] = (),
+    ) -> list[ExplainedRow]:
+        """The rows' scores and explanations from the current snapshot.
+
+        Exact explanations (TreeSHAP, linear) cost about what scoring does and run on
+        the event loop; a sampling explainer evaluates the model thousands of times
+        per row, so a snapshot holding one explains in a thread.
+        """
+        models = self._runtime.snapshot()
+        if all(_exact(m) for m in models.values()):
+            return explain_rows(models, names, matrix, aliases, request_names)
+        return await asyncio.to_thread(explain_rows, models, names, matrix, aliases, request_names)
 
     async def versions(self) -> dict[str, int]:
         """Which version serves each alias in this replica."""

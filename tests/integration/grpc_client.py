@@ -104,6 +104,7 @@ def main() -> None:
 
     requests = {
         "Predict": entai_pb2.PredictRequest,
+        "Explain": entai_pb2.PredictRequest,
         "GetOnlineFeatures": entai_pb2.GetOnlineFeaturesRequest,
     }
     answers: list[dict[str, Any]] = []

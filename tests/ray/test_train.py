@@ -232,6 +232,20 @@ card:
         "grocery",
     }
 
+    # the global explanation: TreeSHAP on the validation rows, in the card and the run
+    explanation = card.explanations
+    assert explanation is not None and explanation.method == "tree_shap"
+    assert explanation.rows == min(summary["rows"]["valid"], 20_000)
+    assert len(explanation.top) == 5 and len(explanation.importance) == 12
+    ranked = list(explanation.importance.values())
+    assert ranked == sorted(ranked, reverse=True) and ranked[0] > 0
+    assert all(sum(b.rows for b in f.dependence) == explanation.rows for f in explanation.top)
+    assert "## Top features" in card.to_markdown()
+    logged = mlflow.artifacts.load_dict(
+        f"runs:/{summary['run_id']}/explanations/global_importance.json"
+    )
+    assert logged["importance"] == explanation.importance
+
     uri = settings.mlflow.tracking_uri
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     run = client.get_run(summary["run_id"])

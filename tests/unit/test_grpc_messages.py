@@ -16,7 +16,15 @@ from entai.deployments.edge_middleware import EdgePolicy
 from entai.deployments.grpc_errors import ERROR_CODE_KEY
 from entai.deployments.grpc_ingress import GrpcInference, peer_host
 from entai.deployments.proto import entai_pb2 as pb
-from entai.deployments.schemas import OnlineFeaturesRequest, PredictRequest, PredictResponse
+from entai.deployments.schemas import (
+    ExplainRequest,
+    ExplainResponse,
+    FeatureContribution,
+    OnlineFeaturesRequest,
+    PredictRequest,
+    PredictResponse,
+    RowExplanation,
+)
 from entai.shared.core import AuthenticationError, InvalidInputError, PermissionDeniedError
 from entai.shared.governance import Principal
 
@@ -191,6 +199,12 @@ class Routes(GrpcInference):
             model=model, version=1, versions=[1], predictions=[0.5], request_id="r"
         )
 
+    async def explain(
+        self, body: ExplainRequest, model: str, authorization: str | None
+    ) -> ExplainResponse:
+        self.calls.append((body, model, authorization))
+        return ExplainResponse(model=model, request_id="r", explanations=[_row()])
+
     async def online_features(
         self, body: OnlineFeaturesRequest, authorization: str | None
     ) -> dict[str, Any]:
@@ -273,3 +287,79 @@ def test_an_infinite_request_feature_is_refused_naming_it() -> None:
 )
 def test_the_peer_address_is_the_host_part(peer: str, host: str | None) -> None:
     assert peer_host(peer) == host
+
+
+def _row() -> RowExplanation:
+    return RowExplanation(
+        version=3,
+        alias="champion",
+        method="tree_shap",
+        prediction=0.6,
+        margin=0.4,
+        base_value=-0.1,
+        features=[
+            FeatureContribution(
+                name="views",
+                contribution=0.7,
+                value=12.0,
+                source="user_stats",
+                status="PRESENT",
+                event_timestamp="2026-12-01T12:00:00+00:00",
+            ),
+            FeatureContribution(
+                name="email_score", contribution=-0.2, value=None, masked=True, source="user_stats"
+            ),
+            FeatureContribution(name="discount", contribution=0.0, value=0.0, source="request"),
+        ],
+    )
+
+
+def test_explain_and_predicts_explain_flag_become_the_http_bodies() -> None:
+    request = pb.PredictRequest(model="m", entities={"user_id": ints(1)}, explain=True)
+    model, predict = messages.predict_request(request)
+    assert (model, predict.explain) == ("m", True)
+    model, body = messages.explain_request(request)
+    assert isinstance(body, ExplainRequest) and body.entities == {"user_id": [1]}
+    with pytest.raises(InvalidInputError):
+        messages.explain_request(pb.PredictRequest(model="", entities={"user_id": ints(1)}))
+
+
+def test_an_explanation_keeps_values_masks_sources_and_timestamps() -> None:
+    answer = ExplainResponse(model="m", request_id="r1", explanations=[_row()])
+    message = messages.explain_response(answer)
+    assert (message.model, message.request_id, message.output) == ("m", "r1", "margin")
+    (row,) = message.explanations
+    assert (row.version, row.alias, row.method) == (3, "champion", "tree_shap")
+    assert (row.prediction, row.margin, row.base_value) == (0.6, 0.4, -0.1)
+    views, email, discount = row.features
+    assert (views.value, views.status, views.source) == (12.0, "PRESENT", "user_stats")
+    assert views.event_timestamp.ToDatetime(tzinfo=UTC) == datetime(2026, 12, 1, 12, tzinfo=UTC)
+    assert email.masked and not email.HasField("value") and email.contribution == -0.2
+    assert not email.HasField("event_timestamp")
+    assert discount.HasField("value") and discount.value == 0.0 and discount.status == ""
+    plain = messages.predict_response(
+        PredictResponse(model="m", version=1, versions=[1], predictions=[0.5], request_id="r")
+    )
+    assert list(plain.explanations) == []
+    explained = messages.predict_response(
+        PredictResponse(
+            model="m",
+            version=1,
+            versions=[1],
+            predictions=[0.6],
+            request_id="r",
+            explanations=[_row()],
+        )
+    )
+    assert explained.explanations[0] == row
+
+
+def test_explain_passes_the_authorization_metadata_to_the_http_route() -> None:
+    routes = Routes()
+    request = pb.PredictRequest(model="m", entities={"user_id": ints(4)})
+    context = Context([("authorization", "Bearer t0k")])
+    answer = asyncio.run(routes.Explain(request, context))  # type: ignore[arg-type]
+    assert answer.explanations[0].features[0].name == "views"
+    ((body, model, authorization),) = routes.calls
+    assert (body.entities, model, authorization) == ({"user_id": [4]}, "m", "Bearer t0k")
+    assert context.code is None

@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 
 from entai.shared.core import InvalidInputError
-from entai.shared.models import ModelCard, TrainingDataSummary, binary_fairness
+from entai.shared.models import (
+    DependenceBin,
+    FeatureImportance,
+    GlobalExplanation,
+    ModelCard,
+    TrainingDataSummary,
+    binary_fairness,
+)
 
 
 def complete_card() -> ModelCard:
@@ -83,3 +90,92 @@ def test_fairness_section_round_trips_and_renders() -> None:
     )
     assert "| east (insufficient) | 1 | 1.0000 |" in text
     assert "groups with fewer than 2 rows left out: ['east']" in text
+
+
+def _explanation() -> GlobalExplanation:
+    return GlobalExplanation(
+        method="tree_shap",
+        rows=1000,
+        base_value=-1.5,
+        importance={"views_7d": 0.42, "buys_30d": 0.2},
+        top=(
+            FeatureImportance(
+                feature="views_7d",
+                mean_abs_contribution=0.42,
+                mean_contribution=0.01,
+                dependence=(
+                    DependenceBin(low=0, high=2, rows=600, mean_value=0.5, mean_contribution=-0.3),
+                    DependenceBin(low=3, high=40, rows=380, mean_value=9.0, mean_contribution=0.5),
+                    DependenceBin(
+                        low=None, high=None, rows=20, mean_value=None, mean_contribution=0.0
+                    ),
+                ),
+            ),
+        ),
+    )
+
+
+def test_registry_record_adds_lineage_and_this_versions_approvals_only() -> None:
+    tags = {
+        "entai.dataset_id": "ts-1",
+        "entai.git_commit": "abc123",
+        "entai.metrics": "{}",
+        "entai.card": "runs:/x/card.json",
+        "mlflow.source": "ignored",
+    }
+    history = [
+        {"alias": "challenger", "version": 2, "kind": "set", "by": "trainer", "at": "t1"},
+        {"alias": "champion", "version": "3", "kind": "promote", "by": "ann", "at": "t2",
+         "reason": "better AUC"},
+        {"alias": "champion", "version": 2, "kind": "rollback", "by": "bob", "at": "t3"},
+    ]  # fmt: skip
+    card = complete_card().with_registry_record(2, tags, history)
+    assert card.version == 2
+    assert card.lineage == {"entai.dataset_id": "ts-1", "entai.git_commit": "abc123"}
+    assert [(a.alias, a.kind, a.by) for a in card.approvals] == [
+        ("challenger", "set", "trainer"),
+        ("champion", "rollback", "bob"),
+    ]
+    text = card.to_markdown()
+    assert text.startswith("# Model card: propensity v2")
+    assert "- entai.git_commit: abc123" in text
+    assert (
+        "## Approvals\n- t1: challenger (set) by trainer\n- t3: champion (rollback) by bob" in text
+    )
+    assert ModelCard.from_json(card.to_json()) == card
+
+
+def test_markdown_shows_top_features_with_dependence_and_missing_sections() -> None:
+    bare = complete_card().to_markdown()
+    assert "## Top features\n_not recorded_" in bare
+    assert "## Approvals\n_none recorded_" in bare
+    card = complete_card().model_copy(update={"explanations": _explanation()})
+    text = card.to_markdown()
+    assert "over 1,000 validation rows (tree_shap; base value -1.5000)" in text
+    assert "| views_7d | 0.4200 | 0.0100 |" in text
+    assert (
+        "- views_7d dependence (value: contribution (rows)): ~0.5: -0.3000 (600); "
+        "~9: +0.5000 (380); missing: +0.0000 (20)"
+    ) in text
+    assert ModelCard.from_json(card.to_json()) == card
+
+
+def test_html_is_one_escaped_self_contained_page() -> None:
+    card = complete_card().model_copy(
+        update={
+            "intended_use": 'Rank <b>users</b> & "friends"',
+            "explanations": _explanation(),
+        }
+    )
+    page = card.to_html()
+    assert page.startswith("<!DOCTYPE html>")
+    assert "<title>Model card: propensity</title>" in page
+    assert "Rank &lt;b&gt;users&lt;/b&gt; &amp; &quot;friends&quot;" in page
+    assert "<b>users</b>" not in page
+    assert "<h2>Top features</h2>" in page
+    assert "<th>feature</th><th>mean abs contribution</th>" in page
+    assert "<tr><td>views_7d</td><td>0.4200</td><td>0.0100</td></tr>" in page
+    assert "<li>valid_auc: 0.8000</li>" in page
+    assert "<h2>Approvals</h2>\n<p><em>none recorded</em></p>" in page
+    for outside in ("<script", "<link", "src=", "http://", "https://"):
+        assert outside not in page

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#entai/deployments/proto/entai.proto\x12\x08\x65ntai.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"t\n\x0c\x45ntityColumn\x12+\n\x0cint64_values\x18\x01 \x01(\x0b\x32\x13.entai.v1.Int64ListH\x00\x12-\n\rstring_values\x18\x02 \x01(\x0b\x32\x14.entai.v1.StringListH\x00\x42\x08\n\x06values\"\x1b\n\tInt64List\x12\x0e\n\x06values\x18\x01 \x03(\x03\"\x1c\n\nStringList\x12\x0e\n\x06values\x18\x01 \x03(\t\"\x1c\n\nDoubleList\x12\x0e\n\x06values\x18\x01 \x03(\x01\"\xb9\x02\n\x0ePredictRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x38\n\x08\x65ntities\x18\x02 \x03(\x0b\x32&.entai.v1.PredictRequest.EntitiesEntry\x12G\n\x10request_features\x18\x03 \x03(\x0b\x32-.entai.v1.PredictRequest.RequestFeaturesEntry\x1aG\n\rEntitiesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12%\n\x05value\x18\x02 \x01(\x0b\x32\x16.entai.v1.EntityColumn:\x02\x38\x01\x1aL\n\x14RequestFeaturesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12#\n\x05value\x18\x02 \x01(\x0b\x32\x14.entai.v1.DoubleList:\x02\x38\x01\"l\n\x0fPredictResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x10\n\x08versions\x18\x03 \x03(\x03\x12\x13\n\x0bpredictions\x18\x04 \x03(\x01\x12\x12\n\nrequest_id\x18\x05 \x01(\t\"\x93\x02\n\x18GetOnlineFeaturesRequest\x12\x19\n\x0f\x66\x65\x61ture_service\x18\x01 \x01(\tH\x00\x12)\n\x08\x66\x65\x61tures\x18\x02 \x01(\x0b\x32\x15.entai.v1.FeatureListH\x00\x12\x42\n\x08\x65ntities\x18\x03 \x03(\x0b\x32\x30.entai.v1.GetOnlineFeaturesRequest.EntitiesEntry\x12\x1a\n\x12\x66ull_feature_names\x18\x04 \x01(\x08\x1aG\n\rEntitiesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12%\n\x05value\x18\x02 \x01(\x0b\x32\x16.entai.v1.EntityColumn:\x02\x38\x01\x42\x08\n\x06source\"\x1c\n\x0b\x46\x65\x61tureList\x12\r\n\x05names\x18\x01 \x03(\t\"\x8e\x02\n\x0c\x46\x65\x61tureValue\x12\x16\n\x0c\x64ouble_value\x18\x01 \x01(\x01H\x00\x12\x15\n\x0bint64_value\x18\x02 \x01(\x03H\x00\x12\x16\n\x0cstring_value\x18\x03 \x01(\tH\x00\x12\x14\n\nbool_value\x18\x04 \x01(\x08H\x00\x12\x35\n\x0ftimestamp_value\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x00\x12/\n\x10int64_list_value\x18\x06 \x01(\x0b\x32\x13.entai.v1.Int64ListH\x00\x12\x31\n\x11string_list_value\x18\x07 \x01(\x0b\x32\x14.entai.v1.StringListH\x00\x42\x06\n\x04kind\"\x98\x01\n\rFeatureResult\x12&\n\x06values\x18\x01 \x03(\x0b\x32\x16.entai.v1.FeatureValue\x12)\n\x08statuses\x18\x02 \x03(\x0e\x32\x17.entai.v1.FeatureStatus\x12\x34\n\x10\x65vent_timestamps\x18\x03 \x03(\x0b\x32\x1a.google.protobuf.Timestamp\"/\n\x16OnlineFeaturesMetadata\x12\x15\n\rfeature_names\x18\x01 \x03(\t\"y\n\x19GetOnlineFeaturesResponse\x12\x32\n\x08metadata\x18\x01 \x01(\x0b\x32 .entai.v1.OnlineFeaturesMetadata\x12(\n\x07results\x18\x02 \x03(\x0b\x32\x17.entai.v1.FeatureResult*p\n\rFeatureStatus\x12\x1e\n\x1a\x46\x45\x41TURE_STATUS_UNSPECIFIED\x10\x00\x12\x0b\n\x07PRESENT\x10\x01\x12\r\n\tNOT_FOUND\x10\x02\x12\x0e\n\nNULL_VALUE\x10\x03\x12\x13\n\x0fOUTSIDE_MAX_AGE\x10\x04\x32\xae\x01\n\x0e\x45ntaiInference\x12>\n\x07Predict\x12\x18.entai.v1.PredictRequest\x1a\x19.entai.v1.PredictResponse\x12\\\n\x11GetOnlineFeatures\x12\".entai.v1.GetOnlineFeaturesRequest\x1a#.entai.v1.GetOnlineFeaturesResponseB\x0f\n\x0bio.entai.v1P\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#entai/deployments/proto/entai.proto\x12\x08\x65ntai.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"t\n\x0c\x45ntityColumn\x12+\n\x0cint64_values\x18\x01 \x01(\x0b\x32\x13.entai.v1.Int64ListH\x00\x12-\n\rstring_values\x18\x02 \x01(\x0b\x32\x14.entai.v1.StringListH\x00\x42\x08\n\x06values\"\x1b\n\tInt64List\x12\x0e\n\x06values\x18\x01 \x03(\x03\"\x1c\n\nStringList\x12\x0e\n\x06values\x18\x01 \x03(\t\"\x1c\n\nDoubleList\x12\x0e\n\x06values\x18\x01 \x03(\x01\"\xca\x02\n\x0ePredictRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x38\n\x08\x65ntities\x18\x02 \x03(\x0b\x32&.entai.v1.PredictRequest.EntitiesEntry\x12G\n\x10request_features\x18\x03 \x03(\x0b\x32-.entai.v1.PredictRequest.RequestFeaturesEntry\x12\x0f\n\x07\x65xplain\x18\x04 \x01(\x08\x1aG\n\rEntitiesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12%\n\x05value\x18\x02 \x01(\x0b\x32\x16.entai.v1.EntityColumn:\x02\x38\x01\x1aL\n\x14RequestFeaturesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12#\n\x05value\x18\x02 \x01(\x0b\x32\x14.entai.v1.DoubleList:\x02\x38\x01\"\x9c\x01\n\x0fPredictResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x10\n\x08versions\x18\x03 \x03(\x03\x12\x13\n\x0bpredictions\x18\x04 \x03(\x01\x12\x12\n\nrequest_id\x18\x05 \x01(\t\x12.\n\x0c\x65xplanations\x18\x06 \x03(\x0b\x32\x18.entai.v1.RowExplanation\"\xbc\x01\n\x13\x46\x65\x61tureContribution\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x63ontribution\x18\x02 \x01(\x01\x12\x12\n\x05value\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12\x0e\n\x06masked\x18\x04 \x01(\x08\x12\x0e\n\x06source\x18\x05 \x01(\t\x12\x0e\n\x06status\x18\x06 \x01(\t\x12\x33\n\x0f\x65vent_timestamp\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x08\n\x06_value\"\xa9\x01\n\x0eRowExplanation\x12\x0f\n\x07version\x18\x01 \x01(\x03\x12\r\n\x05\x61lias\x18\x02 \x01(\t\x12\x0e\n\x06method\x18\x03 \x01(\t\x12\x12\n\nprediction\x18\x04 \x01(\x01\x12\x0e\n\x06margin\x18\x05 \x01(\x01\x12\x12\n\nbase_value\x18\x06 \x01(\x01\x12/\n\x08\x66\x65\x61tures\x18\x07 \x03(\x0b\x32\x1d.entai.v1.FeatureContribution\"t\n\x0f\x45xplainResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x0e\n\x06output\x18\x03 \x01(\t\x12.\n\x0c\x65xplanations\x18\x04 \x03(\x0b\x32\x18.entai.v1.RowExplanation\"\x93\x02\n\x18GetOnlineFeaturesRequest\x12\x19\n\x0f\x66\x65\x61ture_service\x18\x01 \x01(\tH\x00\x12)\n\x08\x66\x65\x61tures\x18\x02 \x01(\x0b\x32\x15.entai.v1.FeatureListH\x00\x12\x42\n\x08\x65ntities\x18\x03 \x03(\x0b\x32\x30.entai.v1.GetOnlineFeaturesRequest.EntitiesEntry\x12\x1a\n\x12\x66ull_feature_names\x18\x04 \x01(\x08\x1aG\n\rEntitiesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12%\n\x05value\x18\x02 \x01(\x0b\x32\x16.entai.v1.EntityColumn:\x02\x38\x01\x42\x08\n\x06source\"\x1c\n\x0b\x46\x65\x61tureList\x12\r\n\x05names\x18\x01 \x03(\t\"\x8e\x02\n\x0c\x46\x65\x61tureValue\x12\x16\n\x0c\x64ouble_value\x18\x01 \x01(\x01H\x00\x12\x15\n\x0bint64_value\x18\x02 \x01(\x03H\x00\x12\x16\n\x0cstring_value\x18\x03 \x01(\tH\x00\x12\x14\n\nbool_value\x18\x04 \x01(\x08H\x00\x12\x35\n\x0ftimestamp_value\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x00\x12/\n\x10int64_list_value\x18\x06 \x01(\x0b\x32\x13.entai.v1.Int64ListH\x00\x12\x31\n\x11string_list_value\x18\x07 \x01(\x0b\x32\x14.entai.v1.StringListH\x00\x42\x06\n\x04kind\"\x98\x01\n\rFeatureResult\x12&\n\x06values\x18\x01 \x03(\x0b\x32\x16.entai.v1.FeatureValue\x12)\n\x08statuses\x18\x02 \x03(\x0e\x32\x17.entai.v1.FeatureStatus\x12\x34\n\x10\x65vent_timestamps\x18\x03 \x03(\x0b\x32\x1a.google.protobuf.Timestamp\"/\n\x16OnlineFeaturesMetadata\x12\x15\n\rfeature_names\x18\x01 \x03(\t\"y\n\x19GetOnlineFeaturesResponse\x12\x32\n\x08metadata\x18\x01 \x01(\x0b\x32 .entai.v1.OnlineFeaturesMetadata\x12(\n\x07results\x18\x02 \x03(\x0b\x32\x17.entai.v1.FeatureResult*p\n\rFeatureStatus\x12\x1e\n\x1a\x46\x45\x41TURE_STATUS_UNSPECIFIED\x10\x00\x12\x0b\n\x07PRESENT\x10\x01\x12\r\n\tNOT_FOUND\x10\x02\x12\x0e\n\nNULL_VALUE\x10\x03\x12\x13\n\x0fOUTSIDE_MAX_AGE\x10\x04\x32\xee\x01\n\x0e\x45ntaiInference\x12>\n\x07Predict\x12\x18.entai.v1.PredictRequest\x1a\x19.entai.v1.PredictResponse\x12>\n\x07\x45xplain\x12\x18.entai.v1.PredictRequest\x1a\x19.entai.v1.ExplainResponse\x12\\\n\x11GetOnlineFeatures\x12\".entai.v1.GetOnlineFeaturesRequest\x1a#.entai.v1.GetOnlineFeaturesResponseB\x0f\n\x0bio.entai.v1P\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,8 +39,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PREDICTREQUEST_REQUESTFEATURESENTRY']._serialized_options = b'8\001'
   _globals['_GETONLINEFEATURESREQUEST_ENTITIESENTRY']._loaded_options = None
   _globals['_GETONLINEFEATURESREQUEST_ENTITIESENTRY']._serialized_options = b'8\001'
-  _globals['_FEATURESTATUS']._serialized_start=1623
-  _globals['_FEATURESTATUS']._serialized_end=1735
+  _globals['_FEATURESTATUS']._serialized_start=2170
+  _globals['_FEATURESTATUS']._serialized_end=2282
   _globals['_ENTITYCOLUMN']._serialized_start=82
   _globals['_ENTITYCOLUMN']._serialized_end=198
   _globals['_INT64LIST']._serialized_start=200
@@ -50,27 +50,33 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DOUBLELIST']._serialized_start=259
   _globals['_DOUBLELIST']._serialized_end=287
   _globals['_PREDICTREQUEST']._serialized_start=290
-  _globals['_PREDICTREQUEST']._serialized_end=603
-  _globals['_PREDICTREQUEST_ENTITIESENTRY']._serialized_start=454
-  _globals['_PREDICTREQUEST_ENTITIESENTRY']._serialized_end=525
-  _globals['_PREDICTREQUEST_REQUESTFEATURESENTRY']._serialized_start=527
-  _globals['_PREDICTREQUEST_REQUESTFEATURESENTRY']._serialized_end=603
-  _globals['_PREDICTRESPONSE']._serialized_start=605
-  _globals['_PREDICTRESPONSE']._serialized_end=713
-  _globals['_GETONLINEFEATURESREQUEST']._serialized_start=716
-  _globals['_GETONLINEFEATURESREQUEST']._serialized_end=991
-  _globals['_GETONLINEFEATURESREQUEST_ENTITIESENTRY']._serialized_start=454
-  _globals['_GETONLINEFEATURESREQUEST_ENTITIESENTRY']._serialized_end=525
-  _globals['_FEATURELIST']._serialized_start=993
-  _globals['_FEATURELIST']._serialized_end=1021
-  _globals['_FEATUREVALUE']._serialized_start=1024
-  _globals['_FEATUREVALUE']._serialized_end=1294
-  _globals['_FEATURERESULT']._serialized_start=1297
-  _globals['_FEATURERESULT']._serialized_end=1449
-  _globals['_ONLINEFEATURESMETADATA']._serialized_start=1451
-  _globals['_ONLINEFEATURESMETADATA']._serialized_end=1498
-  _globals['_GETONLINEFEATURESRESPONSE']._serialized_start=1500
-  _globals['_GETONLINEFEATURESRESPONSE']._serialized_end=1621
-  _globals['_ENTAIINFERENCE']._serialized_start=1738
-  _globals['_ENTAIINFERENCE']._serialized_end=1912
+  _globals['_PREDICTREQUEST']._serialized_end=620
+  _globals['_PREDICTREQUEST_ENTITIESENTRY']._serialized_start=471
+  _globals['_PREDICTREQUEST_ENTITIESENTRY']._serialized_end=542
+  _globals['_PREDICTREQUEST_REQUESTFEATURESENTRY']._serialized_start=544
+  _globals['_PREDICTREQUEST_REQUESTFEATURESENTRY']._serialized_end=620
+  _globals['_PREDICTRESPONSE']._serialized_start=623
+  _globals['_PREDICTRESPONSE']._serialized_end=779
+  _globals['_FEATURECONTRIBUTION']._serialized_start=782
+  _globals['_FEATURECONTRIBUTION']._serialized_end=970
+  _globals['_ROWEXPLANATION']._serialized_start=973
+  _globals['_ROWEXPLANATION']._serialized_end=1142
+  _globals['_EXPLAINRESPONSE']._serialized_start=1144
+  _globals['_EXPLAINRESPONSE']._serialized_end=1260
+  _globals['_GETONLINEFEATURESREQUEST']._serialized_start=1263
+  _globals['_GETONLINEFEATURESREQUEST']._serialized_end=1538
+  _globals['_GETONLINEFEATURESREQUEST_ENTITIESENTRY']._serialized_start=471
+  _globals['_GETONLINEFEATURESREQUEST_ENTITIESENTRY']._serialized_end=542
+  _globals['_FEATURELIST']._serialized_start=1540
+  _globals['_FEATURELIST']._serialized_end=1568
+  _globals['_FEATUREVALUE']._serialized_start=1571
+  _globals['_FEATUREVALUE']._serialized_end=1841
+  _globals['_FEATURERESULT']._serialized_start=1844
+  _globals['_FEATURERESULT']._serialized_end=1996
+  _globals['_ONLINEFEATURESMETADATA']._serialized_start=1998
+  _globals['_ONLINEFEATURESMETADATA']._serialized_end=2045
+  _globals['_GETONLINEFEATURESRESPONSE']._serialized_start=2047
+  _globals['_GETONLINEFEATURESRESPONSE']._serialized_end=2168
+  _globals['_ENTAIINFERENCE']._serialized_start=2285
+  _globals['_ENTAIINFERENCE']._serialized_end=2523
 # @@protoc_insertion_point(module_scope)

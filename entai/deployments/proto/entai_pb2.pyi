@@ -50,7 +50,7 @@ class DoubleList(_message.Message):
     def __init__(self, values: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class PredictRequest(_message.Message):
-    __slots__ = ("model", "entities", "request_features")
+    __slots__ = ("model", "entities", "request_features", "explain")
     class EntitiesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -68,24 +68,76 @@ class PredictRequest(_message.Message):
     MODEL_FIELD_NUMBER: _ClassVar[int]
     ENTITIES_FIELD_NUMBER: _ClassVar[int]
     REQUEST_FEATURES_FIELD_NUMBER: _ClassVar[int]
+    EXPLAIN_FIELD_NUMBER: _ClassVar[int]
     model: str
     entities: _containers.MessageMap[str, EntityColumn]
     request_features: _containers.MessageMap[str, DoubleList]
-    def __init__(self, model: _Optional[str] = ..., entities: _Optional[_Mapping[str, EntityColumn]] = ..., request_features: _Optional[_Mapping[str, DoubleList]] = ...) -> None: ...
+    explain: bool
+    def __init__(self, model: _Optional[str] = ..., entities: _Optional[_Mapping[str, EntityColumn]] = ..., request_features: _Optional[_Mapping[str, DoubleList]] = ..., explain: _Optional[bool] = ...) -> None: ...
 
 class PredictResponse(_message.Message):
-    __slots__ = ("model", "version", "versions", "predictions", "request_id")
+    __slots__ = ("model", "version", "versions", "predictions", "request_id", "explanations")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     VERSIONS_FIELD_NUMBER: _ClassVar[int]
     PREDICTIONS_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    EXPLANATIONS_FIELD_NUMBER: _ClassVar[int]
     model: str
     version: int
     versions: _containers.RepeatedScalarFieldContainer[int]
     predictions: _containers.RepeatedScalarFieldContainer[float]
     request_id: str
-    def __init__(self, model: _Optional[str] = ..., version: _Optional[int] = ..., versions: _Optional[_Iterable[int]] = ..., predictions: _Optional[_Iterable[float]] = ..., request_id: _Optional[str] = ...) -> None: ...
+    explanations: _containers.RepeatedCompositeFieldContainer[RowExplanation]
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[int] = ..., versions: _Optional[_Iterable[int]] = ..., predictions: _Optional[_Iterable[float]] = ..., request_id: _Optional[str] = ..., explanations: _Optional[_Iterable[_Union[RowExplanation, _Mapping]]] = ...) -> None: ...
+
+class FeatureContribution(_message.Message):
+    __slots__ = ("name", "contribution", "value", "masked", "source", "status", "event_timestamp")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CONTRIBUTION_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    MASKED_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    EVENT_TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    contribution: float
+    value: float
+    masked: bool
+    source: str
+    status: str
+    event_timestamp: _timestamp_pb2.Timestamp
+    def __init__(self, name: _Optional[str] = ..., contribution: _Optional[float] = ..., value: _Optional[float] = ..., masked: _Optional[bool] = ..., source: _Optional[str] = ..., status: _Optional[str] = ..., event_timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class RowExplanation(_message.Message):
+    __slots__ = ("version", "alias", "method", "prediction", "margin", "base_value", "features")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    ALIAS_FIELD_NUMBER: _ClassVar[int]
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    PREDICTION_FIELD_NUMBER: _ClassVar[int]
+    MARGIN_FIELD_NUMBER: _ClassVar[int]
+    BASE_VALUE_FIELD_NUMBER: _ClassVar[int]
+    FEATURES_FIELD_NUMBER: _ClassVar[int]
+    version: int
+    alias: str
+    method: str
+    prediction: float
+    margin: float
+    base_value: float
+    features: _containers.RepeatedCompositeFieldContainer[FeatureContribution]
+    def __init__(self, version: _Optional[int] = ..., alias: _Optional[str] = ..., method: _Optional[str] = ..., prediction: _Optional[float] = ..., margin: _Optional[float] = ..., base_value: _Optional[float] = ..., features: _Optional[_Iterable[_Union[FeatureContribution, _Mapping]]] = ...) -> None: ...
+
+class ExplainResponse(_message.Message):
+    __slots__ = ("model", "request_id", "output", "explanations")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    EXPLANATIONS_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    request_id: str
+    output: str
+    explanations: _containers.RepeatedCompositeFieldContainer[RowExplanation]
+    def __init__(self, model: _Optional[str] = ..., request_id: _Optional[str] = ..., output: _Optional[str] = ..., explanations: _Optional[_Iterable[_Union[RowExplanation, _Mapping]]] = ...) -> None: ...
 
 class GetOnlineFeaturesRequest(_message.Message):
     __slots__ = ("feature_service", "features", "entities", "full_feature_names")

@@ -26,7 +26,7 @@ if _version_not_supported:
 
 
 class EntaiInferenceStub:
-    """Inference for services outside Python: predictions and online features.
+    """Inference for services outside Python: predictions, explanations, online features.
     """
 
     def __init__(self, channel):
@@ -40,6 +40,11 @@ class EntaiInferenceStub:
                 request_serializer=entai_dot_deployments_dot_proto_dot_entai__pb2.PredictRequest.SerializeToString,
                 response_deserializer=entai_dot_deployments_dot_proto_dot_entai__pb2.PredictResponse.FromString,
                 _registered_method=True)
+        self.Explain = channel.unary_unary(
+                '/entai.v1.EntaiInference/Explain',
+                request_serializer=entai_dot_deployments_dot_proto_dot_entai__pb2.PredictRequest.SerializeToString,
+                response_deserializer=entai_dot_deployments_dot_proto_dot_entai__pb2.ExplainResponse.FromString,
+                _registered_method=True)
         self.GetOnlineFeatures = channel.unary_unary(
                 '/entai.v1.EntaiInference/GetOnlineFeatures',
                 request_serializer=entai_dot_deployments_dot_proto_dot_entai__pb2.GetOnlineFeaturesRequest.SerializeToString,
@@ -48,12 +53,21 @@ class EntaiInferenceStub:
 
 
 class EntaiInferenceServicer:
-    """Inference for services outside Python: predictions and online features.
+    """Inference for services outside Python: predictions, explanations, online features.
     """
 
     def Predict(self, request, context):
         """Score entities with the deployed model (HTTP: POST /v1/predict/{model}).
         Needs the `predict` permission.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Explain(self, request, context):
+        """Each entity row's feature contributions to the model's margin, and the base value
+        (HTTP: POST /v1/explain/{model}; the request's `explain` field is ignored).
+        Needs `predict`; PII feature values are withheld without `features:read_pii`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -75,6 +89,11 @@ def add_EntaiInferenceServicer_to_server(servicer, server):
                     request_deserializer=entai_dot_deployments_dot_proto_dot_entai__pb2.PredictRequest.FromString,
                     response_serializer=entai_dot_deployments_dot_proto_dot_entai__pb2.PredictResponse.SerializeToString,
             ),
+            'Explain': grpc.unary_unary_rpc_method_handler(
+                    servicer.Explain,
+                    request_deserializer=entai_dot_deployments_dot_proto_dot_entai__pb2.PredictRequest.FromString,
+                    response_serializer=entai_dot_deployments_dot_proto_dot_entai__pb2.ExplainResponse.SerializeToString,
+            ),
             'GetOnlineFeatures': grpc.unary_unary_rpc_method_handler(
                     servicer.GetOnlineFeatures,
                     request_deserializer=entai_dot_deployments_dot_proto_dot_entai__pb2.GetOnlineFeaturesRequest.FromString,
@@ -89,7 +108,7 @@ def add_EntaiInferenceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class EntaiInference:
-    """Inference for services outside Python: predictions and online features.
+    """Inference for services outside Python: predictions, explanations, online features.
     """
 
     @staticmethod
@@ -109,6 +128,33 @@ class EntaiInference:
             '/entai.v1.EntaiInference/Predict',
             entai_dot_deployments_dot_proto_dot_entai__pb2.PredictRequest.SerializeToString,
             entai_dot_deployments_dot_proto_dot_entai__pb2.PredictResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Explain(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/entai.v1.EntaiInference/Explain',
+            entai_dot_deployments_dot_proto_dot_entai__pb2.PredictRequest.SerializeToString,
+            entai_dot_deployments_dot_proto_dot_entai__pb2.ExplainResponse.FromString,
             options,
             channel_credentials,
             insecure,

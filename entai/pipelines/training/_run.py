@@ -3,7 +3,8 @@
 The steps: read the label source, build the training set through the point-in-time
 join of the feature service, split it by time, train XGBoost on Ray Train (or search
 with Ray Tune and retrain the best), fit the scikit-learn baselines, evaluate (AUC,
-log loss, calibration, per-segment, fairness by the configured columns), log
+log loss, calibration, per-segment, fairness by the configured columns, the global
+explanation: TreeSHAP importance and dependence of the top features), log
 everything to MLflow, register the model with its lineage and model card, and give it
 the configured alias. Both functions return a summary dict, so the CLI prints it and
 tests assert on it.
@@ -32,6 +33,7 @@ from entai.actors.models import ModelRegistry, ModelVersionInfo
 from entai.actors.services import registry_here
 from entai.pipelines.features import get_historical_features
 from entai.pipelines.training._config import FairnessConfig, TrainConfig, TuneConfig
+from entai.pipelines.training._explain import EXPLANATION_ARTIFACT, validation_explanation
 from entai.pipelines.training._fairness import check_fairness_columns, with_fairness
 from entai.pipelines.training._lineage import lineage_artifacts, lineage_tags
 from entai.pipelines.training._tracking import LoggedRun, log_xgboost_run
@@ -51,7 +53,7 @@ from entai.shared.features import (
     OfflineStore,
     OnDemandFeatureView,
 )
-from entai.shared.models import ModelCard, TrainingDataSummary
+from entai.shared.models import GlobalExplanation, ModelCard, TrainingDataSummary
 from entai.shared.settings import EntaiSettings
 
 __all__ = [
@@ -205,12 +207,14 @@ class Evaluation:
         report: :func:`evaluate_binary`'s output (metrics, calibration, segments).
         metrics: The model's own metrics (``report["metrics"]``).
         comparisons: The baselines' metrics and the oracle's, for context.
+        explanation: Global TreeSHAP importance on the validation rows.
     """
 
     scores: np.ndarray
     report: dict[str, Any]
     metrics: dict[str, float]
     comparisons: dict[str, float]
+    explanation: GlobalExplanation
 
     @property
     def all_metrics(self) -> dict[str, float]:
@@ -237,7 +241,8 @@ def _evaluate(config: TrainConfig, data: TrainingData, booster: Any) -> Evaluati
         oracle = evaluate_binary(valid[label], valid[config.oracle_column])["metrics"]
         comparisons["oracle_valid_auc"] = oracle["valid_auc"]
         comparisons["oracle_gap_auc"] = oracle["valid_auc"] - metrics["valid_auc"]
-    return Evaluation(scores, report, metrics, comparisons)
+    explanation = validation_explanation(booster, valid, data.features)
+    return Evaluation(scores, report, metrics, comparisons, explanation)
 
 
 def _lineage(
@@ -289,14 +294,17 @@ def _log(
         label_column=config.label_column,
         evaluation=evaluation.report,
         parent_run_id=parent_run_id,
-        artifacts=lineage_artifacts(
-            trained,
-            data.valid,
-            data.features,
-            evaluation.scores,
-            valid_auc=evaluation.metrics["valid_auc"],
-            sample_size=settings.monitoring.reference_sample_size,
-        ),
+        artifacts={
+            **lineage_artifacts(
+                trained,
+                data.valid,
+                data.features,
+                evaluation.scores,
+                valid_auc=evaluation.metrics["valid_auc"],
+                sample_size=settings.monitoring.reference_sample_size,
+            ),
+            EXPLANATION_ARTIFACT: evaluation.explanation.model_dump(mode="json"),
+        },
     )
 
 
@@ -319,7 +327,7 @@ def _register(
         run_id=logged.run_id,
         metrics=evaluation.metrics,
         validation_dataset_id=data.valid_id,
-        card=_card(config, data, evaluation.report),
+        card=_card(config, data, evaluation),
     )
     if config.alias is not None:
         registry.call(
@@ -398,8 +406,9 @@ def _fit_and_register(
     return summary
 
 
-def _card(config: TrainConfig, data: TrainingData, evaluation: dict[str, Any]) -> ModelCard:
+def _card(config: TrainConfig, data: TrainingData, evaluation: Evaluation) -> ModelCard:
     ts = data.train[config.timestamp_column]
+    report = evaluation.report
     return ModelCard(
         model_name=config.model_name,
         intended_use=config.card.intended_use,
@@ -413,11 +422,12 @@ def _card(config: TrainConfig, data: TrainingData, evaluation: dict[str, Any]) -
             time_range=(ts.min().isoformat(), ts.max().isoformat()),
             validation_dataset_id=data.valid_id,
         ),
-        metrics=evaluation["metrics"],
-        segment_metrics=evaluation["segments"],
-        fairness=evaluation.get("fairness", {}),
+        metrics=report["metrics"],
+        segment_metrics=report["segments"],
+        fairness=report.get("fairness", {}),
         limitations=config.card.limitations,
         owners=config.card.owners,
+        explanations=evaluation.explanation,
     )
 
 

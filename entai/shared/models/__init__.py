@@ -1,7 +1,18 @@
-"""Models: promotion gates and model cards."""
+"""Models: promotion gates, model cards, fairness, and explanations of predictions."""
 
 from __future__ import annotations
 
+from entai.shared.models._explain import (
+    Attribution,
+    Background,
+    Explainer,
+    ExplainMethod,
+    LinearExplainer,
+    SamplingExplainer,
+    TreeShapExplainer,
+    explainer_for,
+    margin_function,
+)
 from entai.shared.models._fairness import (
     Disparity,
     FairnessReport,
@@ -11,7 +22,14 @@ from entai.shared.models._fairness import (
     binary_fairness,
     ranking_fairness,
 )
+from entai.shared.models._importance import (
+    DependenceBin,
+    FeatureImportance,
+    GlobalExplanation,
+    global_explanation,
+)
 from entai.shared.models._model_card import (
+    Approval,
     ModelCard,
     TrainingDataSummary,
 )
@@ -25,19 +43,33 @@ from entai.shared.models._promotion import (
 )
 
 __all__ = [
+    "Approval",
+    "Attribution",
+    "Background",
     "Candidate",
+    "DependenceBin",
     "Disparity",
+    "ExplainMethod",
+    "Explainer",
     "FairnessPolicy",
     "FairnessReport",
+    "FeatureImportance",
     "GateFailure",
+    "GlobalExplanation",
     "GroupExposure",
     "GroupFairness",
+    "LinearExplainer",
     "ModelCard",
     "PromotionPolicy",
     "PromotionVerdict",
     "RankingFairnessReport",
+    "SamplingExplainer",
     "TrainingDataSummary",
+    "TreeShapExplainer",
     "binary_fairness",
     "check_promotion",
+    "explainer_for",
+    "global_explanation",
+    "margin_function",
     "ranking_fairness",
 ]

@@ -2,20 +2,29 @@
 
 A card travels with each registered version (stored as an artifact by the registry)
 and is one of the promotion gates: a card that leaves a required section empty is
-incomplete, and :meth:`ModelCard.missing` names every such section.
+incomplete, and :meth:`ModelCard.missing` names every such section. Training fills
+the numbers (metrics overall and per segment, fairness, the global explanation's top
+features); the registry's record of the version adds its lineage tags and approvals
+(:meth:`ModelCard.with_registry_record`) before the card is rendered as Markdown or
+as one self-contained HTML page (:mod:`entai.shared.models._model_card_html`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from entai.shared.core import InvalidInputError
 from entai.shared.models._fairness import FairnessReport
+from entai.shared.models._importance import GlobalExplanation
+from entai.shared.models._model_card_html import markdown_page
 
-__all__ = ["ModelCard", "TrainingDataSummary"]
+__all__ = ["Approval", "ModelCard", "TrainingDataSummary"]
+
+# Registry tags that are records of their own, not lineage (metrics, evaluations, card).
+_NOT_LINEAGE = ("entai.metrics", "entai.evaluations", "entai.card")
 
 
 class _Frozen(BaseModel):
@@ -44,6 +53,24 @@ class TrainingDataSummary(_Frozen):
     validation_dataset_id: str = ""
 
 
+class Approval(_Frozen):
+    """One alias move of the version: who put it where, when and why.
+
+    Attributes:
+        alias: ``champion``, ``challenger`` or ``shadow``.
+        kind: ``promote`` (through the gates), ``set`` or ``rollback``.
+        by: The approver (or the principal that set the alias).
+        reason: Why, as recorded.
+        at: When (ISO 8601).
+    """
+
+    alias: str
+    kind: str = ""
+    by: str = ""
+    reason: str = ""
+    at: str = ""
+
+
 class ModelCard(_Frozen):
     """A model card (after Mitchell et al., 2019), reduced to what governance checks.
 
@@ -59,6 +86,11 @@ class ModelCard(_Frozen):
             read it).
         limitations: Known weaknesses, biases, and conditions where it degrades.
         owners: People or teams accountable for the model.
+        explanations: Global importance and dependence of the top features on the
+            validation set, filled by training.
+        version: The registered version the card describes (set when rendered).
+        lineage: The version's lineage tags in the registry (set when rendered).
+        approvals: The version's alias moves (set when rendered).
     """
 
     model_name: str = Field(..., min_length=1)
@@ -70,6 +102,41 @@ class ModelCard(_Frozen):
     fairness: dict[str, FairnessReport] = Field(default_factory=dict)
     limitations: tuple[str, ...] = ()
     owners: tuple[str, ...] = ()
+    explanations: GlobalExplanation | None = None
+    version: int | None = None
+    lineage: dict[str, str] = Field(default_factory=dict)
+    approvals: tuple[Approval, ...] = ()
+
+    def with_registry_record(
+        self, version: int, tags: Mapping[str, str], history: Iterable[Mapping[str, Any]]
+    ) -> ModelCard:
+        """The card of registered ``version``: its lineage tags and its approvals added.
+
+        Args:
+            version: The version the card is of.
+            tags: The version's registry tags; the ``entai.*`` lineage tags are kept
+                (not the metrics, evaluations and card records).
+            history: The model's alias history; the moves to ``version`` are kept, in order.
+        """
+        lineage = {
+            k: str(v)
+            for k, v in sorted(tags.items())
+            if k.startswith("entai.") and k not in _NOT_LINEAGE
+        }
+        approvals = tuple(
+            Approval(
+                alias=str(move.get("alias", "")),
+                kind=str(move.get("kind", "")),
+                by=str(move.get("by", "")),
+                reason=str(move.get("reason", "")),
+                at=str(move.get("at", "")),
+            )
+            for move in history
+            if _as_int(move.get("version")) == version
+        )
+        return self.model_copy(
+            update={"version": version, "lineage": lineage, "approvals": approvals}
+        )
 
     def missing(self) -> list[str]:
         """Required sections that are empty, by field path (empty when complete)."""
@@ -127,8 +194,9 @@ class ModelCard(_Frozen):
     def to_markdown(self) -> str:
         """A human-readable rendering for the CLI and the MLflow UI."""
         data = self.training_data
+        title = self.model_name if self.version is None else f"{self.model_name} v{self.version}"
         lines = [
-            f"# Model card: {self.model_name}",
+            f"# Model card: {title}",
             "",
             "## Intended use",
             self.intended_use or "_missing_",
@@ -147,6 +215,7 @@ class ModelCard(_Frozen):
             lines.append(f"- label rate: {data.label_rate:.4f}")
         if data.time_range is not None:
             lines.append(f"- time range: {data.time_range[0]} .. {data.time_range[1]}")
+        lines += [f"- {k}: {v}" for k, v in self.lineage.items()]
         lines += ["", "## Metrics"]
         lines += [f"- {k}: {v:.4f}" for k, v in sorted(self.metrics.items())] or ["_missing_"]
         for segment, values in sorted(self.segment_metrics.items()):
@@ -154,10 +223,51 @@ class ModelCard(_Frozen):
             lines.append(f"- segment {segment}: {shown}")
         for attribute, report in sorted(self.fairness.items()):
             lines += ["", f"## Fairness by {attribute}", *_fairness_lines(report)]
+        lines += ["", "## Top features", *_explanation_lines(self.explanations)]
         lines += ["", "## Limitations"]
         lines += [f"- {item}" for item in self.limitations] or ["_missing_"]
         lines += ["", "## Owners", ", ".join(self.owners) or "_missing_"]
+        lines += ["", "## Approvals"]
+        lines += [
+            f"- {a.at}: {a.alias} ({a.kind or 'set'}) by {a.by or '?'}"
+            + (f": {a.reason}" if a.reason else "")
+            for a in self.approvals
+        ] or ["_none recorded_"]
         return "\n".join(lines) + "\n"
+
+    def to_html(self) -> str:
+        """The Markdown rendering as one self-contained HTML page (no external resources)."""
+        return markdown_page(self.to_markdown(), title=f"Model card: {self.model_name}")
+
+
+def _as_int(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _explanation_lines(explanation: GlobalExplanation | None) -> list[str]:
+    if explanation is None:
+        return ["_not recorded_"]
+    lines = [
+        f"Mean |contribution| to the margin over {explanation.rows:,} validation rows"
+        f" ({explanation.method}; base value {explanation.base_value:.4f}).",
+        "",
+        "| feature | mean abs contribution | mean contribution |",
+        "|---|---|---|",
+    ]
+    for f in explanation.top:
+        lines.append(f"| {f.feature} | {f.mean_abs_contribution:.4f} | {f.mean_contribution:.4f} |")
+    for f in explanation.top:
+        shown = "; ".join(
+            ("missing" if b.mean_value is None else f"~{b.mean_value:.3g}")
+            + f": {b.mean_contribution:+.4f} ({b.rows})"
+            for b in f.dependence
+        )
+        if shown:
+            lines.append(f"- {f.feature} dependence (value: contribution (rows)): {shown}")
+    return lines
 
 
 def _number(value: float | None) -> str:
