@@ -15,6 +15,7 @@ from entai.shared.recommend._examples import (
 )
 from entai.shared.recommend._index import (
     EVENT_WEIGHTS,
+    INDEX_ARTIFACT,
     RANKING_FEATURES,
     CandidatePolicy,
     IndexPolicy,
@@ -30,6 +31,7 @@ from entai.shared.recommend._metrics import (
 
 __all__ = [
     "EVENT_WEIGHTS",
+    "INDEX_ARTIFACT",
     "RANKING_FEATURES",
     "CandidatePolicy",
     "IndexPolicy",

@@ -35,6 +35,7 @@ from entai.shared.core import InvalidInputError
 
 __all__ = [
     "EVENT_WEIGHTS",
+    "INDEX_ARTIFACT",
     "RANKING_FEATURES",
     "CandidatePolicy",
     "IndexPolicy",
@@ -43,6 +44,9 @@ __all__ = [
 
 EVENT_WEIGHTS: Mapping[str, float] = {"view": 1.0, "cart": 2.0, "purchase": 3.0}
 """How much one event of each type counts towards popularity and category activity."""
+
+INDEX_ARTIFACT = "interaction_index.json"
+"""Where a ranker's training run keeps the index its serving replicas load."""
 
 RANKING_FEATURES: tuple[str, ...] = (
     "item_popularity",
@@ -212,13 +216,24 @@ class InteractionIndex:
         ranked += [c for c in self._category_order if c not in mine]
         return ranked[:n]
 
+    def recent(self, user: int, session: Sequence[int] = ()) -> list[int]:
+        """The user's recent views, most recent first: ``session`` (views the caller
+        saw after the index was built, newest first) before the indexed ones."""
+        return [*session, *self.user_recent.get(user, ())]
+
     def candidates(
-        self, user: int, *, policy: CandidatePolicy | None = None, exclude: Iterable[int] = ()
+        self,
+        user: int,
+        *,
+        policy: CandidatePolicy | None = None,
+        exclude: Iterable[int] = (),
+        session: Sequence[int] = (),
     ) -> list[int]:
         """Popular items of the user's top categories, then items co-viewed with recent views.
 
         Each item appears once, in the order first found; excluded items never.
         A user without history gets the popular items of the most popular categories.
+        ``session`` views (newest first) count as the most recent views.
         """
         policy = policy or CandidatePolicy()
         skip = set(exclude)
@@ -231,7 +246,7 @@ class InteractionIndex:
                 if item not in skip:
                     found[item] = None
                     taken += 1
-        recent = list(dict.fromkeys(self.user_recent.get(user, ())))[: policy.recent_views]
+        recent = list(dict.fromkeys(self.recent(user, session)))[: policy.recent_views]
         for viewed in recent:
             taken = 0
             for item, _ in self.co_views.get(viewed, ()):
@@ -242,16 +257,17 @@ class InteractionIndex:
                     taken += 1
         return list(found)
 
-    def features(self, user: int, items: Sequence[int]) -> np.ndarray:
-        """One row of :data:`RANKING_FEATURES` per item, for ``user``.
+    def features(
+        self, user: int, items: Sequence[int], *, session: Sequence[int] = ()
+    ) -> np.ndarray:
+        """One row of :data:`RANKING_FEATURES` per item, for ``user`` (and ``session`` views).
 
         Raises:
             InvalidInputError: an item that is not in the catalogue.
         """
         mine = self.user_categories.get(user, {})
         total = sum(mine.values())
-        recent = self.user_recent.get(user, [])
-        recent_counts = Counter(recent)
+        recent_counts = Counter(self.recent(user, session))
         co_score: dict[int, float] = {}
         for viewed in recent_counts:
             for other, count in self.co_views.get(viewed, ()):
