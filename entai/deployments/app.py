@@ -44,7 +44,7 @@ from entai.deployments.app_args import AppArgs, settings_of, start_ranker, start
 from entai.deployments.auth_gate import AuthGate, bearer_token
 from entai.deployments.edge_middleware import EdgeMiddleware, EdgePolicy, install_edge
 from entai.deployments.feast_protocol import feast_response
-from entai.deployments.feedback_log import FeedbackLog
+from entai.deployments.feedback_log import FeedbackLog, ranking_report
 from entai.deployments.grpc_ingress import GrpcInference
 from entai.deployments.http_errors import install_error_handlers
 from entai.deployments.model_deployment import Model
@@ -387,8 +387,17 @@ class Ingress(GrpcInference):
     async def monitoring(
         self, model: str = Path(max_length=200), authorization: str | None = Header(None)
     ) -> dict[str, Any]:
-        """The DriftMonitor's report of a model: windows, drift, alerts."""
+        """The DriftMonitor's report of a model: windows, drift, alerts. For the ranker:
+        CTR, precision, recall and NDCG at k per window, from its impression and
+        feedback logs."""
         await self._allow(authorization, "audit:read", f"model:{model}")
+        if self._ranker is not None and model == self._args.ranker_model:
+            return await asyncio.to_thread(
+                ranking_report,
+                Lake(self._settings.lake.root),
+                model,
+                window_s=self._settings.monitoring.window_seconds or 3600.0,
+            )
         monitor = self._platform.drift_monitor()
         report = await _actor_call(monitor.submit(DriftMonitor.report, model))
         return cast("dict[str, Any]", report)

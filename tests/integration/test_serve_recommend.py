@@ -179,3 +179,10 @@ def test_impressions_are_logged_and_feedback_is_taken_by_request_and_item(
     assert feedback.json() == {"model": RANKER, "received": 2, "matched": 0, "interactions": 2}
     (logged,) = (lake / "feedback" / f"model={RANKER}").rglob("*.parquet")
     assert pq.read_table(logged).to_pydict()["kind"] == ["click", "purchase"]
+    report = client.get(f"/v1/monitoring/{RANKER}", headers=platform.headers(platform.admin))
+    assert report.status_code == 200, report.text
+    windows = report.json()["windows"]
+    assert sum(w["clicked"] for w in windows) == 1
+    assert sum(w["impressions"] for w in windows) >= 3
+    (judged,) = [w for w in windows if w["lists"]]
+    assert judged["precision"] is not None and judged["ndcg"] is not None

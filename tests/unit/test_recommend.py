@@ -21,6 +21,7 @@ from entai.shared.recommend import (
     precision_at_k,
     rank_items,
     ranking_examples,
+    ranking_windows,
     recall_at_k,
 )
 
@@ -230,3 +231,39 @@ def test_products_catalogue_matches_events() -> None:
     merged = world.events().merge(products, on="product_id", suffixes=("", "_catalogue"))
     assert (merged["category"] == merged["category_catalogue"]).all()
     assert (merged["price"] == merged["price_catalogue"]).all()
+
+
+# --- live quality per window ---------------------------------------------------------
+
+
+def test_ranking_windows_exact() -> None:
+    impressions = pd.DataFrame(
+        {
+            "request_id": ["r1", "r1", "r1", "r2", "r2", "r3", "r3"],
+            "item_id": [5, 6, 7, 1, 2, 8, 9],
+            "rank": [1, 2, 3, 1, 2, 1, 2],
+            "ts": [10.0, 10.0, 10.0, 50.0, 50.0, 150.0, 150.0],
+        }
+    )
+    interactions = pd.DataFrame(
+        {
+            "request_id": ["r1", "r1", "r1", "r3", "unknown"],
+            "item_id": [6, 6, 99, 8, 1],
+            "kind": ["click", "purchase", "click", "click", "click"],
+        }
+    )
+    first, second = ranking_windows(impressions, interactions, window_s=100.0, k=2)
+    assert (first.start_s, first.end_s) == (0.0, 100.0)
+    assert (first.requests, first.impressions, first.clicked) == (2, 5, 1)
+    assert first.ctr == pytest.approx(0.2)
+    assert first.lists == 1  # r2 had no feedback
+    assert first.precision == pytest.approx(0.5)
+    assert first.recall == pytest.approx(0.5)  # item 99 was bought but not shown
+    ideal = 3.0 + 1.0 / math.log2(3)  # gains 2 (purchase) and 1 (click)
+    assert first.ndcg == pytest.approx((3.0 / math.log2(3)) / ideal)
+    assert (second.ctr, second.precision, second.recall, second.ndcg) == (0.5, 0.5, 1.0, 1.0)
+    quiet = ranking_windows(impressions, interactions.iloc[:0], window_s=1000.0, k=2)
+    assert quiet[0].ndcg is None and quiet[0].ctr == 0.0 and quiet[0].requests == 3
+    assert ranking_windows(impressions.iloc[:0], interactions, window_s=10.0) == []
+    with pytest.raises(InvalidInputError):
+        ranking_windows(impressions, interactions, window_s=0.0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import threading
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
@@ -16,7 +17,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from entai.deployments.feedback_log import FeedbackLog
+from entai.deployments.feedback_log import FeedbackLog, ranking_report
 from entai.deployments.http_errors import install_error_handlers
 from entai.deployments.model_runtime import LoadedModel
 from entai.deployments.recommend import RankerRuntime, recommend
@@ -27,6 +28,7 @@ from entai.deployments.schemas import (
     Interaction,
     RecommendRequest,
 )
+from entai.deployments.tap import PredictionTap, ServedBatch
 from entai.shared.core import ServiceUnavailableError
 from entai.shared.data import Lake
 from entai.shared.recommend import RANKING_FEATURES, CandidatePolicy, InteractionIndex
@@ -199,3 +201,34 @@ def test_runtime_without_champion_is_unavailable() -> None:
     runtime._indexes.clear()
     with pytest.raises(ServiceUnavailableError):
         runtime.recommend(1, k=2)
+
+
+def test_ranking_report_joins_the_tap_impressions_and_the_feedback_log(tmp_path: Path) -> None:
+    lake = Lake(str(tmp_path))
+    tap = PredictionTap(lake, None, prediction_column="score")
+    items = [4, 2, 9]
+    features = np.column_stack(
+        [np.zeros((3, len(RANKING_FEATURES))), [1.0, 2.0, 3.0], np.asarray(items, float)]
+    )
+    tap.submit(
+        ServedBatch(
+            request_id="req-1",
+            model="ranker",
+            aliases=["champion"] * 3,
+            versions=[1] * 3,
+            entity_keys=["a", "b", "c"],
+            feature_names=(*RANKING_FEATURES, "rank", "item_id"),
+            features=features,
+            predictions=[0.9, 0.5, 0.1],
+        )
+    )
+    assert tap.flush() == 3
+    FeedbackLog(lake).append("ranker", [Interaction(request_id="req-1", item_id=2, kind="click")])
+    report = ranking_report(lake, "ranker", window_s=3600.0, k=2)
+    (window,) = report["windows"]
+    assert (window["requests"], window["impressions"], window["clicked"]) == (1, 3, 1)
+    assert window["ctr"] == pytest.approx(1 / 3)
+    assert window["precision"] == pytest.approx(0.5)
+    assert window["recall"] == 1.0
+    assert window["ndcg"] == pytest.approx(1 / math.log2(3))  # the click was at rank 2
+    assert ranking_report(lake, "other", window_s=3600.0)["windows"] == []

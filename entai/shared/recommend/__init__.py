@@ -28,21 +28,29 @@ from entai.shared.recommend._metrics import (
     precision_at_k,
     recall_at_k,
 )
+from entai.shared.recommend._monitoring import (
+    INTERACTION_GAINS,
+    RankingWindow,
+    ranking_windows,
+)
 
 __all__ = [
     "EVENT_WEIGHTS",
     "INDEX_ARTIFACT",
+    "INTERACTION_GAINS",
     "RANKING_FEATURES",
     "CandidatePolicy",
     "IndexPolicy",
     "InteractionIndex",
     "RankingExamples",
     "RankingMetrics",
+    "RankingWindow",
     "evaluate_ranking",
     "mean_ranking_metrics",
     "ndcg_at_k",
     "precision_at_k",
     "rank_items",
     "ranking_examples",
+    "ranking_windows",
     "recall_at_k",
 ]
