@@ -8,7 +8,7 @@ top k=10 items with scores:
 
 (a) reference: one uvicorn worker; per user, the candidates and their feature rows are
     precomputed in an in-process dict; a request is a dict lookup, one
-    ``inplace_predict`` and a top-k.
+    ``inplace_predict`` (one thread, as entai's ranker runtime) and a top-k.
 (b) entai: ``POST /v1/recommend/<ranker>`` through Ray Serve: bearer auth (RBAC
     ``predict``), candidate generation and features from the interaction index the
     ranker's run shipped, the champion's scores, top-k, and the impression log (the
@@ -124,6 +124,7 @@ import numpy as np, xgboost as xgb
 from fastapi import FastAPI
 from pydantic import BaseModel
 booster = xgb.Booster(); booster.load_model("ranker.ubj")
+booster.set_param({"nthread": 1})  # tens of rows per request: one thread is fastest
 CANDIDATES = pickle.loads(open("candidates.pkl", "rb").read())
 app = FastAPI()
 class Body(BaseModel):
