@@ -10,7 +10,7 @@ the registry's gates (``demo`` registers it, ``demo-lead`` approves it: four eye
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -18,11 +18,21 @@ from entai.actors.services import Services
 from entai.shared.core import ServiceUnavailableError
 from entai.shared.settings import EntaiSettings
 
-__all__ = ["RANKER_NAME", "recommend_over_http", "train_and_promote_ranker"]
+if TYPE_CHECKING:
+    from entai.pipelines.training import RankerConfig
+
+__all__ = ["RANKER_NAME", "ranker_config", "recommend_over_http", "train_and_promote_ranker"]
 
 RANKER_NAME = "product_ranker"
 _REGISTRANT = "demo"
 _APPROVER = "demo-lead"
+
+
+def ranker_config() -> RankerConfig:
+    """The demo's ranker: cutoffs every 4 days from day 14, 300 users each, 7-day horizon."""
+    from entai.pipelines.training import RankerConfig  # Ray and XGBoost: not at CLI start-up
+
+    return RankerConfig(model_name=RANKER_NAME, cutoff_every_days=4, users_per_cutoff=300)
 
 
 def train_and_promote_ranker(
@@ -39,9 +49,9 @@ def train_and_promote_ranker(
         Version, run id, held-out metrics of the model and of the baseline, and the
         number of training rows.
     """
-    from entai.pipelines.training import RankerConfig, register_ranker, train_ranker
+    from entai.pipelines.training import register_ranker, train_ranker
 
-    config = RankerConfig(model_name=RANKER_NAME, cutoff_every_days=4, users_per_cutoff=300)
+    config = ranker_config()
     trained = train_ranker(settings, events, catalogue, start=start, end=end, config=config)
     info, logged = register_ranker(
         settings,

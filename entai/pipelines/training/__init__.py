@@ -28,6 +28,7 @@ from entai.pipelines.training._ranker import (
     RankerConfig,
     TrainedRanker,
     register_ranker,
+    split_examples,
     train_ranker,
 )
 from entai.pipelines.training._retrain import (
@@ -116,6 +117,7 @@ __all__ = [
     "retrain",
     "run_training",
     "run_tuning",
+    "split_examples",
     "start_retrain_worker",
     "time_split",
     "train_baselines",

@@ -47,6 +47,7 @@ __all__ = [
     "RankerConfig",
     "TrainedRanker",
     "register_ranker",
+    "split_examples",
     "train_ranker",
 ]
 
@@ -87,6 +88,13 @@ class RankerConfig:
     num_boost_round: int = 120
     seed: int = 0
 
+    def split(self, cutoffs: Sequence[datetime]) -> tuple[datetime, datetime]:
+        """Where validation and the held-out period start among ``cutoffs``."""
+        n = len(cutoffs)
+        held = min(max(round(n * (1.0 - self.held_out_fraction)), 2), n - 1)
+        valid = min(max(round(held * (1.0 - self.valid_fraction)), 1), held - 1)
+        return cutoffs[valid], cutoffs[held]
+
     def cutoffs(self, start: datetime, end: datetime) -> list[datetime]:
         """Cutoffs from ``start + first_cutoff_day`` while a full horizon fits before ``end``."""
         out: list[datetime] = []
@@ -123,18 +131,48 @@ class TrainedRanker:
     dataset_id: str
 
 
-def _split_cutoffs(
-    cutoffs: Sequence[datetime], held_out_fraction: float, valid_fraction: float
-) -> tuple[datetime, datetime]:
-    n = len(cutoffs)
-    held = min(max(round(n * (1.0 - held_out_fraction)), 2), n - 1)
-    valid = min(max(round(held * (1.0 - valid_fraction)), 1), held - 1)
-    return cutoffs[valid], cutoffs[held]
-
-
 def _dataset_id(rows: pd.DataFrame) -> str:
     digest = hashlib.sha256(pd.util.hash_pandas_object(rows, index=False).to_numpy().tobytes())
     return "ranking-" + digest.hexdigest()[:16]
+
+
+def split_examples(
+    events: pd.DataFrame,
+    catalogue: pd.DataFrame,
+    *,
+    start: datetime,
+    end: datetime,
+    config: RankerConfig,
+) -> tuple[RankingExamples, RankingExamples, RankingExamples, str]:
+    """Examples at the config's cutoffs, split in time: train, valid, held out, and the
+    content hash of all of them.
+
+    Raises:
+        InvalidInputError: fewer than three cutoffs fit in the history.
+    """
+    cutoffs = config.cutoffs(start, end)
+    if len(cutoffs) < 3:
+        raise InvalidInputError(
+            f"the history gives {len(cutoffs)} cutoff(s); the ranker needs at least 3",
+            details={"field": "cutoffs"},
+        )
+    examples = ranking_examples(
+        events,
+        catalogue,
+        cutoffs,
+        config.horizon,
+        users_per_cutoff=config.users_per_cutoff,
+        seed=config.seed,
+        baseline_k=config.k,
+    )
+    valid_from, held_out_from = config.split(cutoffs)
+    development = examples.before(held_out_from)
+    return (
+        development.before(valid_from),
+        development.from_(valid_from),
+        examples.from_(held_out_from),
+        _dataset_id(examples.rows),
+    )
 
 
 def train_ranker(
@@ -160,27 +198,9 @@ def train_ranker(
         InvalidInputError: fewer than three cutoffs fit in the history.
     """
     config = config or RankerConfig()
-    cutoffs = config.cutoffs(start, end)
-    if len(cutoffs) < 3:
-        raise InvalidInputError(
-            f"the history gives {len(cutoffs)} cutoff(s); the ranker needs at least 3",
-            details={"field": "cutoffs"},
-        )
-    examples = ranking_examples(
-        events,
-        catalogue,
-        cutoffs,
-        config.horizon,
-        users_per_cutoff=config.users_per_cutoff,
-        seed=config.seed,
-        baseline_k=config.k,
+    train, valid, held_out, dataset_id = split_examples(
+        events, catalogue, start=start, end=end, config=config
     )
-    valid_from, held_out_from = _split_cutoffs(
-        cutoffs, config.held_out_fraction, config.valid_fraction
-    )
-    development = examples.before(held_out_from)
-    train, valid = development.before(valid_from), development.from_(valid_from)
-    held_out = examples.from_(held_out_from)
     features = list(RANKING_FEATURES)
     outcome = train_xgboost(
         train.rows,
@@ -209,7 +229,7 @@ def train_ranker(
         held_out=held_out,
         metrics={k: round(float(v), 4) for k, v in metrics.items()},
         index=InteractionIndex.from_events(events, catalogue, as_of=end),
-        dataset_id=_dataset_id(examples.rows),
+        dataset_id=dataset_id,
     )
 
 
