@@ -70,8 +70,8 @@ def train_and_promote_ranker(
         "training_rows": len(trained.train.rows),
         "held_out_requests": int(m["held_out_requests"]),
         "valid_auc": m["valid_auc"],
-        "model": {n: m[f"{n}@{k}"] for n in ("ndcg", "precision", "recall")},
-        "popularity": {n: m[f"popularity_{n}@{k}"] for n in ("ndcg", "precision", "recall")},
+        "model": {n: m[f"{n}_at_{k}"] for n in ("ndcg", "precision", "recall")},
+        "popularity": {n: m[f"popularity_{n}_at_{k}"] for n in ("ndcg", "precision", "recall")},
     }
 
 

@@ -78,7 +78,7 @@ def test_the_ranker_was_promoted_through_the_gates_and_beats_popularity(
 ) -> None:
     metrics = trained_ranker["trained"].metrics
     assert "champion" in trained_ranker["aliases"]
-    assert metrics["ndcg@10"] > metrics["popularity_ndcg@10"]
+    assert metrics["ndcg_at_10"] > metrics["popularity_ndcg_at_10"]
 
 
 def test_recommendations_are_the_champion_ranking_the_candidates(

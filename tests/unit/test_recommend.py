@@ -107,7 +107,7 @@ def test_mean_metrics_skip_lists_without_relevant_items() -> None:
     assert got.ndcg == pytest.approx(0.5)  # 1.0 and 0.0
     assert got.precision == pytest.approx(0.25)  # 1/2 and 0
     assert got.recall == pytest.approx(0.5)
-    assert got.as_dict()["ndcg@2"] == pytest.approx(0.5)
+    assert got.as_dict()["ndcg_at_2"] == pytest.approx(0.5)
 
 
 # --- the index, candidates and the popularity baseline ------------------------------

@@ -115,8 +115,9 @@ class TrainedRanker:
         train: Training examples.
         valid: Validation examples.
         held_out: Offline-evaluation examples (latest cutoffs).
-        metrics: ``valid_auc`` and, on held-out time, ``ndcg@k``, ``precision@k``,
-            ``recall@k`` of the model and ``popularity_ndcg@k`` etc. of the baseline.
+        metrics: ``valid_auc`` and, on held-out time, ``ndcg_at_<k>``,
+            ``precision_at_<k>``, ``recall_at_<k>`` of the model and
+            ``popularity_ndcg_at_<k>`` etc. of the baseline.
         index: The interaction index as of the end of the events (what serving uses).
         dataset_id: Content hash of the examples.
     """
@@ -300,7 +301,7 @@ def register_ranker(
         info.version,
         "champion",
         approver=approver,
-        reason=f"NDCG@{trained.config.k} {trained.metrics[f'ndcg@{trained.config.k}']} vs "
-        f"popularity {trained.metrics[f'popularity_ndcg@{trained.config.k}']}",
+        reason=f"NDCG@{trained.config.k} {trained.metrics[f'ndcg_at_{trained.config.k}']} vs "
+        f"popularity {trained.metrics[f'popularity_ndcg_at_{trained.config.k}']}",
     )
     return promoted, logged

@@ -98,11 +98,12 @@ class RankingMetrics:
     lists: int
 
     def as_dict(self) -> dict[str, float]:
-        """``{"ndcg@k": ..., "precision@k": ..., "recall@k": ..., "lists": n}``."""
+        """``{"ndcg_at_<k>": ..., "precision_at_<k>": ..., "recall_at_<k>": ..., "lists": n}``
+        (names MLflow accepts as metric names)."""
         return {
-            f"ndcg@{self.k}": self.ndcg,
-            f"precision@{self.k}": self.precision,
-            f"recall@{self.k}": self.recall,
+            f"ndcg_at_{self.k}": self.ndcg,
+            f"precision_at_{self.k}": self.precision,
+            f"recall_at_{self.k}": self.recall,
             "lists": float(self.lists),
         }
 
