@@ -46,8 +46,9 @@ class AppArgs(BaseModel):
         event_contracts: Event sources accepted by ``POST /v1/events``, each with its
             contract as ``"package.module:NAME"`` or a YAML path.
         ranker_model: Registered ranker answering ``POST /v1/recommend/{model}``
-            (its ``champion`` and interaction index, loaded in the ingress); None
-            serves no recommendations.
+            (its ``champion`` and interaction index, loaded in the ingress; like
+            ``model_name``, it needs a champion when a replica starts); None serves
+            no recommendations.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
