@@ -3,7 +3,9 @@
 join (or start) the platform -> generate events -> ingest (contract, masking, Ray
 Data -> raw lake) -> materialize feature views (Ray Data -> offline Parquet + online
 shards) -> point-in-time training set -> XGBoost on Ray Train -> MLflow run + registry
-(champion) -> Ray Serve app -> predictions over HTTP with a bearer token -> the
+(champion) -> the product ranker (:mod:`entai.demo.ranker`: trained, compared with
+popularity, promoted through the gates) -> Ray Serve app -> predictions and
+recommendations over HTTP with a bearer token -> the
 monitoring act (:mod:`entai.demo.drift_act`: injected drift -> WARN -> ALERT ->
 retrain -> challenger) -> summary.
 
@@ -43,6 +45,7 @@ from rich.text import Text
 from entai.actors.services import Services
 from entai.demo.champion import MODEL_NAME, register_champion, train_champion, training_set
 from entai.demo.drift_act import ActContext, demo_policy, run_drift_act
+from entai.demo.ranker import RANKER_NAME, recommend_over_http, train_and_promote_ranker
 from entai.shared.core import ServiceUnavailableError
 from entai.shared.data import UndeclaredPii
 from entai.shared.settings import EntaiSettings, StreamSettings
@@ -52,7 +55,7 @@ __all__ = ["run_demo", "stop_demo"]
 log = logging.getLogger(__name__)
 
 _SERVE_APP = "entai"
-_STAGES = 15  # platform, 10 of the flow, 4 of the drift act
+_STAGES = 17  # platform, 12 of the flow, 4 of the drift act
 _LIVE_VIEWS = 5
 _LIVE_TIMEOUT_S = 60.0
 DEMO_STREAM = StreamSettings(
@@ -300,10 +303,21 @@ def _run(
             label_file=workdir / "labels.parquet",
             monitoring_policy=demo_policy(),
         )
+    with stages.stage("train the product ranker on Ray, NDCG vs popularity, promote via gates"):
+        ranker = train_and_promote_ranker(
+            settings,
+            events,
+            world.products(),
+            start=world.config.start,
+            end=world.config.start + timedelta(days=days),
+        )
     with stages.stage("deploy the Serve application"):
         url = _deploy(settings)
-    with stages.stage("predict over HTTP"):
+    with stages.stage("predict and recommend over HTTP"):
         predictions = _predict(settings, url, rows)
+        ranker["recommendations"] = recommend_over_http(
+            url, settings.security.token_file.read_text().strip(), int(rows["user_id"].iloc[0])
+        )
     with stages.stage("live: views over POST /v1/events -> lake -> online features"):
         live = _live_events(settings, url, events)
     context = ActContext(
@@ -341,6 +355,7 @@ def _run(
             "valid": trained["valid_auc"],
         },
         "predictions": predictions,
+        "ranker": ranker,
         "live": live,
         "monitoring": act,
         "urls": {
@@ -381,6 +396,7 @@ def _deploy(settings: EntaiSettings) -> str:
         definitions_module=features.__name__,
         settings=settings,
         event_contracts={"events": "entai.demo.contracts:EVENTS_CONTRACT"},
+        ranker_model=RANKER_NAME,
     )
     serve.run(build_app(args), name=_SERVE_APP, route_prefix="/")
     return f"http://{settings.serve.host}:{settings.serve.port}"
@@ -522,6 +538,7 @@ def _print_summary(console: Console, summary: dict[str, Any]) -> None:
         f"{summary['events']:,} events, {summary['ingest']['quarantined']} quarantined, "
         f"{summary['training_rows']:,} training rows"
     )
+    _print_ranker(console, summary["ranker"])
     live = summary["live"]
     console.print(
         f"live: {live['events']} views of user {live['user_id']} over POST /v1/events -> "
@@ -530,6 +547,28 @@ def _print_summary(console: Console, summary: dict[str, Any]) -> None:
         "(the platform's stream workers, no batch job)"
     )
     _print_monitoring(console, summary["monitoring"], summary["model"]["version"])
+
+
+def _print_ranker(console: Console, ranker: dict[str, Any]) -> None:
+    k, model, popular = ranker["k"], ranker["model"], ranker["popularity"]
+    console.print(
+        f"ranker {ranker['name']} v{ranker['version']} (champion through the gates): "
+        f"held-out NDCG@{k} [bold]{model['ndcg']:.3f}[/bold] vs popularity "
+        f"{popular['ndcg']:.3f}; precision@{k} {model['precision']:.3f} vs "
+        f"{popular['precision']:.3f}, recall@{k} {model['recall']:.3f} vs "
+        f"{popular['recall']:.3f} ({ranker['held_out_requests']:,} held-out requests)"
+    )
+    recs = ranker["recommendations"]
+    table = Table(
+        "rank",
+        "item_id",
+        "score",
+        title=f"Recommendations for user {recs['user_id']} "
+        f"(POST /v1/recommend/{recs['model']}, v{recs['version']})",
+    )
+    for rank, item in enumerate(recs["items"], start=1):
+        table.add_row(str(rank), str(item["item_id"]), f"{item['score']:.3f}")
+    console.print(table)
 
 
 def _print_running(

@@ -1,11 +1,14 @@
 """Seeded generator of realistic e-commerce events with a known ground truth.
 
 Users have latent category preferences and activity levels; products belong to
-categories and have prices. Each (user, category) pair emits views as a Poisson
-process; a view becomes a cart with a pair-specific probability and a cart becomes a
-purchase with a user-specific probability. Because the generator knows every rate, it
-can give the *oracle* probability that a user buys in a category within a horizon,
-which bounds what any model can reach on the data.
+categories, have prices and an *appeal* (how often a product is picked among its
+category's products: a few popular items and a long tail, drawn from a random stream
+of their own so the rest of the world does not change with it). Each (user,
+category) pair emits views as a Poisson process; a view becomes a cart with a
+pair-specific probability and a cart becomes a purchase with a user-specific
+probability. Because the generator knows every rate, it can give the *oracle*
+probability that a user buys in a category within a horizon, which bounds what any
+model can reach on the data. :meth:`EcommerceWorld.products` is the catalogue.
 
 :meth:`EcommerceWorld.shifted` continues a world after its history with a market
 change (:class:`Shift`: one category's prices cut and its popularity up), the drift
@@ -22,6 +25,9 @@ import numpy as np
 import pandas as pd
 
 __all__ = ["CATEGORIES", "EcommerceWorld", "Shift", "WorldConfig"]
+
+_APPEAL_STREAM = 17  # the appeal's own random stream: np.random.default_rng([seed, 17])
+_APPEAL_SIGMA = 1.0
 
 CATEGORIES = (
     "electronics",
@@ -107,7 +113,23 @@ class EcommerceWorld:
         self.product_price = np.round(
             medians[self.product_category] * rng.lognormal(0.0, 0.35, cfg.n_products), 2
         )
+        appeal_rng = np.random.default_rng([cfg.seed, _APPEAL_STREAM])
+        self.product_appeal = appeal_rng.lognormal(0.0, _APPEAL_SIGMA, cfg.n_products)
         self._rng = rng
+
+    def products(self) -> pd.DataFrame:
+        """The product catalogue: product_id, category, price and appeal (the share of
+        its category's views a product draws), one row per product, by id."""
+        cats = self.product_category
+        totals = np.bincount(cats, weights=self.product_appeal, minlength=len(CATEGORIES))
+        return pd.DataFrame(
+            {
+                "product_id": np.arange(self.config.n_products, dtype=np.int64),
+                "category": np.asarray(CATEGORIES, dtype=object)[cats].astype(str),
+                "price": self.product_price.astype(np.float64),
+                "appeal": self.product_appeal / totals[cats],
+            }
+        )
 
     def shifted(self, shift: Shift, *, days: int) -> EcommerceWorld:
         """The same users and products over the ``days`` after this history, shifted.
@@ -208,13 +230,22 @@ class EcommerceWorld:
         return base.where(~pii, base + contact)
 
     def _pick_products(self, categories: np.ndarray) -> np.ndarray:
-        """A product of the given category for every view, uniformly within the category."""
-        order = np.argsort(self.product_category, kind="stable")
+        """A product of the given category for every view, drawn by the products' appeal.
+
+        One uniform draw per view is mapped through the category's cumulative appeal,
+        so the world's random stream does not depend on the appeal.
+        """
+        order = np.lexsort((np.arange(self.product_category.size), self.product_category))
         sorted_cats = self.product_category[order]
+        appeal = self.product_appeal[order]
+        cum = np.cumsum(appeal)
         lo = np.searchsorted(sorted_cats, categories, side="left")
         hi = np.searchsorted(sorted_cats, categories, side="right")
-        width = np.maximum(hi - lo, 1)
-        pick = lo + (self._rng.random(categories.size) * width).astype(np.int64)
+        base = np.where(lo > 0, cum[np.maximum(lo - 1, 0)], 0.0)
+        top = cum[np.maximum(hi - 1, 0)]
+        target = base + self._rng.random(categories.size) * (top - base)
+        pick = np.searchsorted(cum, target, side="right")
+        pick = np.clip(pick, lo, np.maximum(hi - 1, lo))
         picked: np.ndarray = order[np.minimum(pick, len(order) - 1)]
         return picked
 

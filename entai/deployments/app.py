@@ -31,6 +31,7 @@ import time
 from collections.abc import Mapping
 from typing import Any, cast
 
+import numpy as np
 from fastapi import FastAPI, Header, Path
 from ray import serve
 from ray.exceptions import RayActorError, RayTaskError
@@ -41,16 +42,18 @@ from entai.actors.core import Metrics, configure_tracing, span, trace_carrier
 from entai.actors.models import ModelRegistry
 from entai.actors.monitoring import DriftMonitor
 from entai.actors.services import Services
-from entai.deployments.app_args import AppArgs, settings_of, start_runtime
+from entai.deployments.app_args import AppArgs, settings_of, start_ranker, start_runtime
 from entai.deployments.auth_gate import AuthGate, bearer_token
 from entai.deployments.edge_middleware import EdgeMiddleware, EdgePolicy, install_edge
 from entai.deployments.explanations import Explanations
 from entai.deployments.feast_protocol import feast_response
+from entai.deployments.feedback_log import FeedbackLog, ranking_report
 from entai.deployments.grpc_ingress import GrpcInference
 from entai.deployments.http_errors import install_error_handlers
 from entai.deployments.model_deployment import Model
 from entai.deployments.operations import EventIntake, erase_subject
 from entai.deployments.platform import PlatformServices
+from entai.deployments.recommend import RankerRuntime
 from entai.deployments.request_ids import RequestIdMiddleware
 from entai.deployments.routing import route_aliases
 from entai.deployments.schemas import (
@@ -69,6 +72,9 @@ from entai.deployments.schemas import (
     OnlineFeaturesResponse,
     PredictRequest,
     PredictResponse,
+    RecommendedItem,
+    RecommendRequest,
+    RecommendResponse,
 )
 from entai.deployments.scoring import HandleScorer, LocalScorer, Scored
 from entai.deployments.tap import DriftMonitorSender, PredictionTap, ServedBatch
@@ -81,6 +87,8 @@ from entai.shared.core import (
     request_id,
 )
 from entai.shared.data import EventsReceipt, Lake
+from entai.shared.features import entity_key
+from entai.shared.recommend import RANKING_FEATURES
 
 __all__ = ["AppArgs", "Ingress", "Model", "build_app"]
 
@@ -167,6 +175,19 @@ class Ingress(GrpcInference):
             flush_interval_s=args.tap_flush_interval_s,
         )
         self._tap.start()
+        self._ranker: RankerRuntime | None = None
+        if args.ranker_model is not None:
+            self._ranker = start_ranker(args.ranker_model, settings)
+        # impressions go to the prediction log only: the drift monitor watches the
+        # propensity model's feature distributions, not the ranker's lists
+        self._impressions = PredictionTap(
+            Lake(settings.lake.root),
+            None,
+            prediction_column="score",
+            flush_interval_s=args.tap_flush_interval_s,
+        )
+        self._impressions.start()
+        self._feedback_log = FeedbackLog(Lake(settings.lake.root))
         self._background: set[asyncio.Task[None]] = set()
 
     @api.get("/healthz")
@@ -285,6 +306,55 @@ class Ingress(GrpcInference):
                 )
             )
 
+    @api.post("/v1/recommend/{model}", response_model=RecommendResponse, responses=_ERRORS)
+    async def recommend(
+        self,
+        body: RecommendRequest,
+        model: str = Path(max_length=200),
+        authorization: str | None = Header(None),
+    ) -> RecommendResponse:
+        """``k`` items for a user from the ranker's champion; every impression is logged."""
+        started = time.perf_counter()
+        rid = request_id() or new_request_id()
+        token = _bearer(authorization)
+        if self._ranker is None or model != self._args.ranker_model:
+            await self._services.authorize_async(token, "predict", "models")
+            raise NotFoundError(f"no deployed ranker {model!r}", details={"model": model})
+        await self._services.authorize_async(token, "predict", f"model:{model}")
+        answer = self._ranker.recommend(
+            body.user_id, k=body.k, exclude=body.exclude, session=body.context.recent_views
+        )
+        n = len(answer.items)
+        if n:
+            ranks = np.arange(1, n + 1, dtype=np.float64)[:, None]
+            self._impressions.submit(
+                ServedBatch(
+                    request_id=rid,
+                    model=model,
+                    aliases=["champion"] * n,
+                    versions=[answer.version] * n,
+                    entity_keys=[
+                        entity_key({"product_id": item, "user_id": body.user_id})
+                        for item in answer.items
+                    ],
+                    feature_names=(*RANKING_FEATURES, "rank", "item_id"),
+                    features=np.hstack(
+                        [answer.features, ranks, np.asarray(answer.items, np.float64)[:, None]]
+                    ),
+                    predictions=answer.scores,
+                )
+            )
+        Metrics.prediction_latency(model, answer.version, time.perf_counter() - started)
+        return RecommendResponse(
+            model=model,
+            version=answer.version,
+            items=[
+                RecommendedItem(item_id=i, score=s)
+                for i, s in zip(answer.items, answer.scores, strict=True)
+            ],
+            request_id=rid,
+        )
+
     @api.post("/v1/features/online", response_model=OnlineFeaturesResponse, responses=_ERRORS)
     async def online_features(
         self, body: OnlineFeaturesRequest, authorization: str | None = Header(None)
@@ -346,20 +416,39 @@ class Ingress(GrpcInference):
     async def feedback(
         self, body: FeedbackRequest, authorization: str | None = Header(None)
     ) -> FeedbackResponse:
-        """Observed labels by request id, joined to logged predictions by the monitor."""
+        """Observed labels by request id, joined to logged predictions by the monitor;
+        clicks and purchases of recommended items, appended to the feedback log."""
         await self._allow(authorization, "predict", f"model:{body.model}")
-        monitor = self._platform.drift_monitor()
-        matched = await _actor_call(
-            monitor.submit(DriftMonitor.feedback, body.model, dict(body.labels))
+        matched = 0
+        if body.labels:
+            monitor = self._platform.drift_monitor()
+            matched = await _actor_call(
+                monitor.submit(DriftMonitor.feedback, body.model, dict(body.labels))
+            )
+        if body.interactions:
+            await asyncio.to_thread(self._feedback_log.append, body.model, body.interactions)
+        return FeedbackResponse(
+            model=body.model,
+            received=len(body.labels) + len(body.interactions),
+            matched=int(matched),
+            interactions=len(body.interactions),
         )
-        return FeedbackResponse(model=body.model, received=len(body.labels), matched=int(matched))
 
     @api.get("/v1/monitoring/{model}", responses=_ERRORS)
     async def monitoring(
         self, model: str = Path(max_length=200), authorization: str | None = Header(None)
     ) -> dict[str, Any]:
-        """The DriftMonitor's report of a model: windows, drift, alerts."""
+        """The DriftMonitor's report of a model: windows, drift, alerts. For the ranker:
+        CTR, precision, recall and NDCG at k per window, from its impression and
+        feedback logs."""
         await self._allow(authorization, "audit:read", f"model:{model}")
+        if self._ranker is not None and model == self._args.ranker_model:
+            return await asyncio.to_thread(
+                ranking_report,
+                Lake(self._settings.lake.root),
+                model,
+                window_s=self._settings.monitoring.window_seconds or 3600.0,
+            )
         monitor = self._platform.drift_monitor()
         report = await _actor_call(monitor.submit(DriftMonitor.report, model))
         return cast("dict[str, Any]", report)
@@ -388,8 +477,10 @@ class Ingress(GrpcInference):
 
     def check_health(self) -> None:
         """Unhealthy when the prediction tap's thread died or in-ingress scoring is lost."""
-        if not self._tap.running:
+        if not self._tap.running or not self._impressions.running:
             raise ServiceUnavailableError("the prediction tap stopped")
+        if self._ranker is not None and not self._ranker.following:
+            raise ServiceUnavailableError("ingress replica lost its ranker's alias watch")
         if not self._gate.running:
             raise ServiceUnavailableError("the auth gate's refresher stopped")
         if not self._scorer.healthy:
@@ -399,9 +490,13 @@ class Ingress(GrpcInference):
         gate = getattr(self, "_gate", None)
         if gate is not None:
             gate.stop()
-        tap = getattr(self, "_tap", None)
-        if tap is not None:
-            tap.stop()
+        for name in ("_tap", "_impressions"):
+            tap = getattr(self, name, None)
+            if tap is not None:
+                tap.stop()
+        ranker = getattr(self, "_ranker", None)
+        if ranker is not None:
+            ranker.stop()
         scorer = getattr(self, "_scorer", None)
         if isinstance(scorer, LocalScorer):
             scorer.stop()

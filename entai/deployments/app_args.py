@@ -2,7 +2,8 @@
 
 :class:`AppArgs` is what ``build_app`` takes and what a Serve config file's ``args``
 validate into; :func:`start_runtime` gives a replica that scores (the Ingress by
-default, the Model deployment otherwise) its alias-following model runtime.
+default, the Model deployment otherwise) its alias-following model runtime, and
+:func:`start_ranker` the ingress its ranker runtime when it serves recommendations.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from entai.actors.backends import configure_mlflow
 from entai.actors.services import Services
 from entai.deployments.model_runtime import ActorAliasWatcher, ModelRuntime, load_mlflow_model
 from entai.deployments.monitor_registration import ChampionRegistrar
+from entai.deployments.recommend import RankerRuntime, load_mlflow_ranker
 from entai.shared.settings import EntaiSettings, load_settings
 
-__all__ = ["AppArgs", "settings_of", "start_runtime"]
+__all__ = ["AppArgs", "settings_of", "start_ranker", "start_runtime"]
 
 _MODEL_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
@@ -43,6 +45,10 @@ class AppArgs(BaseModel):
         tap_flush_interval_s: How often served rows are shipped to the log/monitor.
         event_contracts: Event sources accepted by ``POST /v1/events``, each with its
             contract as ``"package.module:NAME"`` or a YAML path.
+        ranker_model: Registered ranker answering ``POST /v1/recommend/{model}``
+            (its ``champion`` and interaction index, loaded in the ingress; like
+            ``model_name``, it needs a champion when a replica starts); None serves
+            no recommendations.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -61,6 +67,7 @@ class AppArgs(BaseModel):
     batch_wait_timeout_s: float = Field(0.002, ge=0.0)
     tap_flush_interval_s: float = Field(1.0, gt=0.0)
     event_contracts: dict[str, str] = Field(default_factory=dict)
+    ranker_model: str | None = Field(None, pattern=_MODEL_NAME)
 
 
 def settings_of(args: AppArgs) -> EntaiSettings:
@@ -78,5 +85,14 @@ def start_runtime(args: AppArgs, settings: EntaiSettings) -> ModelRuntime:
         load_mlflow_model,
         on_versions=ChampionRegistrar(args.model_name, services),
     )
+    runtime.start()
+    return runtime
+
+
+def start_ranker(name: str, settings: EntaiSettings) -> RankerRuntime:
+    """A started RankerRuntime following ranker ``name``'s champion in the registry."""
+    configure_mlflow(settings.mlflow)
+    services = Services.of(settings)
+    runtime = RankerRuntime(name, ActorAliasWatcher(services.registry()), load_mlflow_ranker)
     runtime.start()
     return runtime

@@ -5,7 +5,9 @@ the field (before any lookup) rather than costing memory and time: at most
 :data:`MAX_ENTITY_ROWS` entity rows and :data:`MAX_JOIN_KEYS` join keys, at most
 :data:`MAX_REQUEST_FEATURES` request-time features (finite numbers or null: NaN and
 infinities are refused), names up to :data:`MAX_NAME_LENGTH` characters, entity
-strings up to :data:`MAX_ENTITY_STRING` and 64-bit entity integers. The body as a
+strings up to :data:`MAX_ENTITY_STRING` and 64-bit entity integers; a recommendation
+asks for 1 to :data:`MAX_RECOMMEND_K` items, excludes at most
+:data:`MAX_EXCLUDED_ITEMS` and passes at most :data:`MAX_SESSION_VIEWS` session views. The body as a
 whole is bounded before it is read (``serve.max_body_bytes``,
 :mod:`entai.deployments.edge_middleware`).
 """
@@ -22,10 +24,13 @@ __all__ = [
     "MAX_EVENTS",
     "MAX_EVENT_FIELDS",
     "MAX_EVENT_STRING",
+    "MAX_EXCLUDED_ITEMS",
     "MAX_FEATURE_REFS",
     "MAX_JOIN_KEYS",
     "MAX_NAME_LENGTH",
+    "MAX_RECOMMEND_K",
     "MAX_REQUEST_FEATURES",
+    "MAX_SESSION_VIEWS",
     "EntityValue",
     "ExplainRequest",
     "ExplainResponse",
@@ -38,6 +43,7 @@ __all__ = [
     "FeatureValue",
     "FeedbackRequest",
     "FeedbackResponse",
+    "Interaction",
     "ModelDetail",
     "ModelSummary",
     "ModelVersion",
@@ -45,6 +51,10 @@ __all__ = [
     "OnlineFeaturesResponse",
     "PredictRequest",
     "PredictResponse",
+    "RecommendContext",
+    "RecommendRequest",
+    "RecommendResponse",
+    "RecommendedItem",
     "RowExplanation",
 ]
 
@@ -57,6 +67,9 @@ MAX_ENTITY_STRING = 256
 MAX_EVENTS = 10_000
 MAX_EVENT_FIELDS = 256
 MAX_EVENT_STRING = 10_000
+MAX_RECOMMEND_K = 100
+MAX_EXCLUDED_ITEMS = 1_000
+MAX_SESSION_VIEWS = 50
 _INT64 = 2**63
 
 Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME_LENGTH)]
@@ -253,26 +266,92 @@ class PredictResponse(BaseModel):
     explanations: list[RowExplanation] | None = None
 
 
+ItemId = Annotated[int, Field(ge=0, lt=_INT64)]
+
+
+class RecommendContext(BaseModel):
+    """What the front end knows about the moment of the request.
+
+    Attributes:
+        recent_views: Items the user viewed in this session, newest first (they count
+            as the most recent views for co-view candidates and features).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    recent_views: list[ItemId] = Field(default_factory=list, max_length=MAX_SESSION_VIEWS)
+
+
+class RecommendRequest(BaseModel):
+    """A user to recommend ``k`` items to (``POST /v1/recommend/{model}``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: Annotated[int, Field(ge=-_INT64, lt=_INT64)]
+    k: int = Field(10, ge=1, le=MAX_RECOMMEND_K)
+    exclude: list[ItemId] = Field(default_factory=list, max_length=MAX_EXCLUDED_ITEMS)
+    context: RecommendContext = Field(default_factory=RecommendContext)
+
+
+class RecommendedItem(BaseModel):
+    """One recommended item with the ranker's score."""
+
+    item_id: int
+    score: float
+
+
+class RecommendResponse(BaseModel):
+    """Items best first, the ranker version that chose them, and the request id
+    (feedback on an item names it)."""
+
+    model: str
+    version: int
+    items: list[RecommendedItem]
+    request_id: str
+
+
 RequestId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
 
 
+class Interaction(BaseModel):
+    """A click or a purchase of a recommended item, by the recommendation's request id."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    request_id: RequestId
+    item_id: ItemId
+    kind: Literal["click", "purchase"]
+
+
 class FeedbackRequest(BaseModel):
-    """Observed outcomes (0/1) of earlier predictions, by the request id they returned."""
+    """Observed outcomes of earlier answers, by the request id they returned.
+
+    ``labels`` are 0/1 outcomes of predictions; ``interactions`` are clicks and
+    purchases of recommended items. At least one of the two must be given.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     model: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     labels: dict[RequestId, Annotated[int, Field(ge=0, le=1)]] = Field(
-        min_length=1, max_length=10_000
+        default_factory=dict, max_length=10_000
     )
+    interactions: list[Interaction] = Field(default_factory=list, max_length=10_000)
+
+    @model_validator(mode="after")
+    def _something(self) -> FeedbackRequest:
+        if not self.labels and not self.interactions:
+            raise ValueError("give labels or interactions")
+        return self
 
 
 class FeedbackResponse(BaseModel):
-    """How many labels matched a logged prediction."""
+    """How many labels matched a logged prediction, and how many interactions were logged."""
 
     model: str
     received: int
     matched: int
+    interactions: int = 0
 
 
 class ModelSummary(BaseModel):

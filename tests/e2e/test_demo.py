@@ -123,6 +123,18 @@ def test_demo_model_is_far_above_chance_and_near_the_oracle(
     assert auc["oracle"] - auc["held_out"] < 0.1
 
 
+def test_demo_ranker_beats_popularity_and_recommends_over_http(demo_run: Demo) -> None:
+    _, summary, output, _ = demo_run
+    ranker = summary["ranker"]
+    assert ranker["model"]["ndcg"] > ranker["popularity"]["ndcg"]
+    recs = ranker["recommendations"]
+    assert recs["version"] == ranker["version"]
+    assert len(recs["items"]) == 5
+    scores = [i["score"] for i in recs["items"]]
+    assert scores == sorted(scores, reverse=True)
+    assert f"NDCG@{ranker['k']}" in output
+
+
 def test_demo_leaves_no_service_running(demo_run: Demo, ray_cluster: Any) -> None:
     settings, _, _, _ = demo_run
     for name in service_names(settings):

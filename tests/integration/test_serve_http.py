@@ -18,7 +18,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -141,6 +141,8 @@ def deploy_platform(
     security: dict[str, Any] | None = None,
     serve_settings: dict[str, Any] | None = None,
     settings_overrides: dict[str, Any] | None = None,
+    ranker_model: str | None = None,
+    before_serve: Callable[[Any, Any], None] | None = None,
 ) -> Platform:
     """Start governance, shards, registry (3 versions) and the Serve app on ``port``.
 
@@ -149,7 +151,9 @@ def deploy_platform(
     (on, as shipped; off deploys a Model deployment behind the Ingress); ``security``
     and ``serve_settings`` override fields of those settings sections (e.g.
     ``auth_guard``, breaker thresholds); ``settings_overrides`` sets other sections
-    (``observability``, ``streams``).
+    (``observability``, ``streams``). ``before_serve(settings, registry)`` runs
+    before the app starts (e.g. to register a ranker); ``ranker_model`` then serves
+    ``/v1/recommend``.
     """
     import ray
     from ray import serve
@@ -195,6 +199,8 @@ def deploy_platform(
             registry.set_alias.remote(MODEL, alias, version, by="admin", reason="test"),
             timeout=60,
         )
+    if before_serve is not None:
+        before_serve(settings, registry)
     serve.start(**serve_options(settings.serve))
     args = AppArgs(
         model_name=MODEL,
@@ -208,6 +214,7 @@ def deploy_platform(
         score_in_ingress=score_in_ingress,
         tap_flush_interval_s=0.2,
         event_contracts={"events": "entai.demo.contracts:EVENTS_CONTRACT"},
+        ranker_model=ranker_model,
     )
     app_name = f"entai-{port}"
     serve.run(build_app(args), name=app_name, route_prefix="/")

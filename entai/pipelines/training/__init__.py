@@ -1,4 +1,4 @@
-"""Training: XGBoost on Ray Train, Ray Tune search, MLflow tracking, lineage,
+"""Training: XGBoost on Ray Train, Ray Tune search, MLflow tracking, lineage, the ranker,
 ``entai train``/``tune`` and the retraining workflow.
 """
 
@@ -22,6 +22,14 @@ from entai.pipelines.training._lineage import (
     lineage_tags,
     recorded_config,
     recorded_train_config,
+)
+from entai.pipelines.training._ranker import (
+    RANKER_PARAMS,
+    RankerConfig,
+    TrainedRanker,
+    register_ranker,
+    split_examples,
+    train_ranker,
 )
 from entai.pipelines.training._retrain import (
     RETRAIN_PRINCIPAL,
@@ -71,17 +79,20 @@ __all__ = [
     "ACTOR_NAME",
     "BASELINES",
     "MISSING_GROUP",
+    "RANKER_PARAMS",
     "RETRAIN_PRINCIPAL",
     "CardText",
     "ConfigSource",
     "FairnessConfig",
     "LoggedRun",
+    "RankerConfig",
     "RetrainWorker",
     "RetrainWorkerActor",
     "Runner",
     "SearchDimension",
     "TrainConfig",
     "TrainOutcome",
+    "TrainedRanker",
     "TrainingData",
     "Transport",
     "TrialRecord",
@@ -102,12 +113,15 @@ __all__ = [
     "process_pending",
     "recorded_config",
     "recorded_train_config",
+    "register_ranker",
     "retrain",
     "run_training",
     "run_tuning",
+    "split_examples",
     "start_retrain_worker",
     "time_split",
     "train_baselines",
+    "train_ranker",
     "train_xgboost",
     "tune_xgboost",
     "validation_dataset_id",

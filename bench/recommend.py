@@ -1,0 +1,329 @@
+"""Recommendation serving benchmark: ``POST /v1/recommend`` vs a plain FastAPI + uvicorn app.
+
+    .venv/bin/python bench/recommend.py [--small] [--modes throughput] [--seconds 20]
+
+Both sides rank the same candidates with the same XGBoost ranker and answer the top
+k=10 items with scores. The ranker is the demo's (its world: 2,000 users, 400
+products, 60 days; its cutoffs and parameters, :func:`entai.demo.ranker.ranker_config`),
+trained here with xgboost directly; its offline evaluation on held-out time (NDCG,
+precision and recall at 10 of the model and of the popularity baseline) is part of
+the JSON line ("offline").
+
+(a) reference: one uvicorn worker; per user, the candidates and their feature rows are
+    precomputed in an in-process dict; a request is a dict lookup, one
+    ``inplace_predict`` (one thread, as entai's ranker runtime) and a top-k.
+(b) entai: ``POST /v1/recommend/<ranker>`` through Ray Serve: bearer auth (RBAC
+    ``predict``), candidate generation and features from the interaction index the
+    ranker's run shipped, the champion's scores, top-k, and the impression log (the
+    prediction tap). Serve's mode is read from the environment when Ray's workers
+    start, so each mode runs in a child process with its own local Ray (num_cpus=2).
+
+Load: closed loop, concurrency 8, aiohttp, random users, on loopback. The last line
+is JSON: reference and entai requests/s and p50/p99, "throughput_share" (entai rps /
+reference rps; target >= 0.4), "ratio" (reference rps / entai rps; lower is better,
+2.5 is the target), "p99_ms" of entai (target <= 50 ms).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import pickle
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from serve import _free_port, _wait_http
+
+MODES: dict[str, dict[str, str]] = {
+    "default": {},
+    "throughput": {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"},
+    "haproxy": {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_HA_PROXY": "1"},
+}
+RANKER = "bench_ranker"
+PROPENSITY = "bench_model"
+K = 10
+USERS = 2_000
+
+
+def build_ranker(work: Path) -> dict[str, Any]:
+    """The demo's ranker on the demo's world (2,000 users, seed 7, 60 days): examples at
+    the demo's cutoffs, trained on the early ones, evaluated on held-out time against
+    popularity; saves booster, serving index and the reference's dict."""
+    import xgboost as xgb
+
+    from entai.demo.generator import EcommerceWorld, WorldConfig
+    from entai.demo.ranker import ranker_config
+    from entai.pipelines.training import RANKER_PARAMS, split_examples
+    from entai.shared.recommend import RANKING_FEATURES, InteractionIndex, evaluate_ranking
+
+    config = ranker_config()
+    world = EcommerceWorld(WorldConfig(n_users=USERS))
+    events, catalogue = world.events(), world.products()
+    start = world.config.start
+    end = start + timedelta(days=world.config.days)
+    train, _, held_out, _ = split_examples(events, catalogue, start=start, end=end, config=config)
+    names = list(RANKING_FEATURES)
+    data = xgb.DMatrix(train.rows[names], label=train.rows["label"], feature_names=names)
+    params = {**RANKER_PARAMS, "nthread": 1, "seed": 0}
+    booster = xgb.train(params, data, num_boost_round=config.num_boost_round)
+    booster.save_model(str(work / "ranker.ubj"))
+    scores = booster.inplace_predict(held_out.rows[names].to_numpy(np.float32))
+    ranked = evaluate_ranking(held_out, scores, K)
+    offline = {
+        **{k: round(v, 4) for k, v in ranked["model"].as_dict().items() if k != "lists"},
+        **{
+            f"popularity_{k}": round(v, 4)
+            for k, v in ranked["popularity"].as_dict().items()
+            if k != "lists"
+        },
+        "held_out_requests": ranked["model"].lists,
+        "train_rows": len(train.rows),
+    }
+    index = InteractionIndex.from_events(events, catalogue, as_of=end)
+    (work / "index.json").write_text(json.dumps(index.to_dict()))
+    table = {}
+    for user in range(USERS):
+        items = index.candidates(user)
+        table[user] = (np.asarray(items, dtype=np.int64), index.features(user, items))
+    (work / "candidates.pkl").write_bytes(pickle.dumps(table))
+    return {"booster": booster, "index": index, "offline": offline}
+
+
+async def _load(url: str, headers: dict[str, str], seconds: float, concurrency: int) -> dict:
+    import aiohttp
+
+    latencies: list[float] = []
+    errors = 0
+    short = 0
+    rng = np.random.default_rng(2)
+    deadline = time.perf_counter() + seconds
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    timeout = aiohttp.ClientTimeout(total=30.0)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as client:
+
+        async def worker() -> None:
+            nonlocal errors, short
+            while time.perf_counter() < deadline:
+                body = {"user_id": int(rng.integers(USERS)), "k": K}
+                start = time.perf_counter()
+                async with client.post(url, json=body, headers=headers) as r:
+                    payload = await r.read()
+                    errors += r.status != 200
+                latencies.append(time.perf_counter() - start)
+                if r.status == 200:
+                    short += len(json.loads(payload)["items"]) != K
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        took = time.perf_counter() - started
+    lat = np.asarray(latencies) * 1000
+    return {
+        "requests": len(lat),
+        "errors": errors,
+        "short_answers": short,
+        "rps": round(len(lat) / took, 1),
+        "p50_ms": round(float(np.percentile(lat, 50)), 2),
+        "p99_ms": round(float(np.percentile(lat, 99)), 2),
+    }
+
+
+REFERENCE_APP = """
+import pickle
+import numpy as np, xgboost as xgb
+from fastapi import FastAPI
+from pydantic import BaseModel
+booster = xgb.Booster(); booster.load_model("ranker.ubj")
+booster.set_param({"nthread": 1})  # tens of rows per request: one thread is fastest
+CANDIDATES = pickle.loads(open("candidates.pkl", "rb").read())
+app = FastAPI()
+class Body(BaseModel):
+    user_id: int
+    k: int = 10
+@app.get("/healthz")
+def healthz(): return {"status": "ok"}
+@app.post("/recommend")
+async def recommend(body: Body):
+    items, rows = CANDIDATES[body.user_id]
+    scores = booster.inplace_predict(rows.astype(np.float32))
+    top = np.lexsort((items, -scores))[: body.k]
+    return {"items": [{"item_id": int(items[i]), "score": float(scores[i])} for i in top]}
+"""
+
+
+def run_reference(work: Path, seconds: float, concurrency: int) -> dict:
+    (work / "ref_app.py").write_text(REFERENCE_APP)
+    port = _free_port()
+    uvicorn = str(Path(sys.executable).with_name("uvicorn"))
+    proc = subprocess.Popen(
+        [uvicorn, "ref_app:app", "--port", str(port), "--workers", "1", "--log-level", "warning"],
+        cwd=work,
+    )
+    try:
+        _wait_http(f"http://127.0.0.1:{port}/healthz")
+        url = f"http://127.0.0.1:{port}/recommend"
+        asyncio.run(_load(url, {}, 2, concurrency))  # warm-up
+        return asyncio.run(_load(url, {}, seconds, concurrency))
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def _propensity(work: Path) -> Any:
+    """A small propensity model: the app's main model must have a champion to start."""
+    import xgboost as xgb
+
+    from entai.demo import features as demo
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(500, len(demo.MODEL_FEATURES)))
+    y = (x[:, 0] > 0).astype(int)
+    data = xgb.DMatrix(x, label=y, feature_names=list(demo.MODEL_FEATURES))
+    return xgb.train({"objective": "binary:logistic", "max_depth": 3}, data, 10)
+
+
+def run_entai_child(work: Path, seconds: float, concurrency: int) -> dict:
+    """Inside the child: start Ray with the mode's env, deploy, load, tear down."""
+    import mlflow
+    import mlflow.xgboost
+    import ray
+    import xgboost as xgb
+    from ray import serve
+
+    from entai.actors.backends import configure_mlflow
+    from entai.actors.features import start_shards
+    from entai.actors.governance import start_governance
+    from entai.actors.models import start_registry
+    from entai.demo import features as demo
+    from entai.deployments.app import AppArgs, build_app
+    from entai.shared.recommend import INDEX_ARTIFACT
+    from entai.shared.settings import load_settings
+
+    port = _free_port()
+    settings = load_settings(home=work / "home", serve={"port": port}).resolved()
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+             namespace=settings.ray.namespace)  # fmt: skip
+    try:
+        ns = settings.ray.namespace
+        governance = start_governance(settings, ns)
+        ray.get(governance.__ray_ready__.remote(), timeout=120)
+        admin = Path(settings.security.token_file).read_text().strip()
+        token, _ = ray.get(governance.create_token.remote(admin, "app"), timeout=60)
+        start_shards(settings, ns)
+        registry = start_registry(settings.mlflow, ns)
+        configure_mlflow(settings.mlflow)
+        ranker = xgb.Booster()
+        ranker.load_model(str(work / "ranker.ubj"))
+        index = json.loads((work / "index.json").read_text())
+        for name, booster, artifacts in (
+            (PROPENSITY, _propensity(work), {}),
+            (RANKER, ranker, {INDEX_ARTIFACT: index}),
+        ):
+            with mlflow.start_run():
+                for path, content in artifacts.items():
+                    mlflow.log_dict(content, path)
+                logged = mlflow.xgboost.log_model(
+                    booster, name="model", pip_requirements=["xgboost"]
+                )
+            info = ray.get(registry.register.remote(logged.model_uri, name, registrant="bench"),
+                           timeout=120)  # fmt: skip
+            ray.get(registry.set_alias.remote(name, "champion", info.version, by="b", reason="b"))
+        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        args = AppArgs(
+            model_name=PROPENSITY,
+            feature_service=demo.purchase_propensity.name,
+            definitions_module=demo.__name__,
+            settings=settings,
+            shadow=False,
+            ranker_model=RANKER,
+        )
+        serve.run(build_app(args), name="entai", route_prefix="/")
+        url = f"http://127.0.0.1:{port}"
+        _wait_http(f"{url}/healthz")
+        headers = {"Authorization": f"Bearer {token}"}
+        target = f"{url}/v1/recommend/{RANKER}"
+        asyncio.run(_load(target, headers, 3, concurrency))  # warm-up
+        result = asyncio.run(_load(target, headers, seconds, concurrency))
+        serve.shutdown()
+        return result
+    finally:
+        ray.shutdown()
+
+
+def run_entai(mode: str, work: Path, seconds: float, concurrency: int) -> dict:
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", **MODES[mode]}
+    cmd = [sys.executable, __file__, "--child", str(work), "--seconds", str(seconds),
+           "--concurrency", str(concurrency)]  # fmt: skip
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800, check=False)
+    lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
+    if out.returncode != 0 or not lines:
+        return {"error": (out.stderr or out.stdout)[-1500:]}
+    return dict(json.loads(lines[-1]))
+
+
+def _same_answers(work: Path, built: dict[str, Any]) -> bool:
+    """Both sides rank the same candidates with the same model: check a few users."""
+    from entai.deployments.model_runtime import xgboost_model
+    from entai.deployments.recommend import recommend
+
+    table = pickle.loads((work / "candidates.pkl").read_bytes())
+    model = xgboost_model(1, built["booster"])
+    for user in (0, 17, 1999):
+        items, rows = table[user]
+        scores = built["booster"].inplace_predict(rows.astype(np.float32))
+        ref = [int(items[i]) for i in np.lexsort((items, -scores))[:K]]
+        if recommend(model, built["index"], user, k=K).items != ref:
+            return False
+    return True
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--small", action="store_true")
+    parser.add_argument("--modes", default="throughput")
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=None)
+    parser.add_argument("--child", default=None)
+    opts = parser.parse_args()
+    seconds = opts.seconds or (5.0 if opts.small else 20.0)
+    if opts.child:
+        print(json.dumps(run_entai_child(Path(opts.child), seconds, opts.concurrency)))
+        return
+    print(f"load: {os.getloadavg()} on {os.cpu_count()} cores; concurrency {opts.concurrency}")
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        built = build_ranker(work)
+        same = _same_answers(work, built)
+        print(f"offline evaluation on held-out time: {built['offline']}")
+        print(f"same top-{K} on both sides for sampled users: {same}")
+        reference = run_reference(work, seconds, opts.concurrency)
+        print(f"reference FastAPI+uvicorn: {reference}")
+        results = {}
+        for mode in opts.modes.split(","):
+            results[mode] = run_entai(mode, work, seconds, opts.concurrency)
+            print(f"entai [{mode}]: {results[mode]}")
+    ok = {m: r for m, r in results.items() if "rps" in r and r["errors"] == 0}
+    figures: dict[str, Any] = {"reference": reference, "entai": results, "k": K,
+                               "concurrency": opts.concurrency, "same_answers": same,
+                               "offline": built["offline"],
+                               "load_avg_1m": round(os.getloadavg()[0], 2)}  # fmt: skip
+    if ok:
+        best = max(ok, key=lambda m: ok[m]["rps"])
+        figures["mode"] = best
+        figures["throughput_share"] = round(ok[best]["rps"] / reference["rps"], 3)
+        figures["p99_ms"] = ok[best]["p99_ms"]
+        figures["ratio"] = round(reference["rps"] / ok[best]["rps"], 3)
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,188 @@
+"""Recommendations over real HTTP on the platform: a trained, gated ranker in the ingress.
+
+A small generated world trains a ranker on Ray (examples at cutoffs, held-out NDCG
+against popularity), which is logged to MLflow with its interaction index,
+registered and promoted through the registry's gates; the Serve app of
+:mod:`test_serve_http` then serves it next to the propensity model on port 8131.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pyarrow.parquet as pq
+import pytest
+from test_serve_http import Platform, deploy_platform, teardown_platform
+
+from entai.demo.generator import EcommerceWorld, WorldConfig
+
+RANKER = "test_ranker"
+PORT = 8131
+trained_ranker: dict[str, Any] = {}
+
+
+def _train_and_promote(settings: Any, registry: Any) -> None:
+    from entai.actors.services import Services
+    from entai.pipelines.training import RankerConfig, register_ranker, train_ranker
+
+    world = EcommerceWorld(WorldConfig(n_users=300, n_products=80, days=40, seed=11))
+    cfg = world.config
+    trained = train_ranker(
+        settings,
+        world.events(),
+        world.products(),
+        start=cfg.start,
+        end=cfg.start + timedelta(days=cfg.days),
+        config=RankerConfig(model_name=RANKER, users_per_cutoff=120, num_boost_round=40),
+    )
+    info, _ = register_ranker(
+        settings, trained, Services.of(settings).registry(), registrant="trainer", approver="lead"
+    )
+    trained_ranker.update(trained=trained, version=info.version, aliases=info.aliases)
+
+
+@pytest.fixture(scope="module")
+def platform(ray_cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    deployed = deploy_platform(
+        tmp_path_factory.mktemp("serve-recommend"),
+        port=PORT,
+        ranker_model=RANKER,
+        before_serve=_train_and_promote,
+    )
+    yield deployed
+    teardown_platform(deployed)
+
+
+@pytest.fixture(scope="module")
+def client(platform: Platform) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=platform.url, timeout=60.0) as c:
+        yield c
+
+
+def _local(user: int, k: int, exclude: tuple[int, ...] = ()) -> Any:
+    from entai.deployments.model_runtime import xgboost_model
+    from entai.deployments.recommend import recommend
+
+    trained = trained_ranker["trained"]
+    model = xgboost_model(trained_ranker["version"], trained.outcome.booster)
+    return recommend(model, trained.index, user, k=k, exclude=exclude)
+
+
+def test_the_ranker_was_promoted_through_the_gates_and_beats_popularity(
+    platform: Platform,
+) -> None:
+    metrics = trained_ranker["trained"].metrics
+    assert "champion" in trained_ranker["aliases"]
+    assert metrics["ndcg_at_10"] > metrics["popularity_ndcg_at_10"]
+
+
+def test_recommendations_are_the_champion_ranking_the_candidates(
+    platform: Platform, client: httpx.Client
+) -> None:
+    for user in (3, 42, 299, 10_000):  # 10_000: unknown user, popular items
+        answer = client.post(
+            f"/v1/recommend/{RANKER}", json={"user_id": user}, headers=platform.headers()
+        )
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        expected = _local(user, 10)
+        assert body["model"] == RANKER
+        assert body["version"] == trained_ranker["version"]
+        assert [i["item_id"] for i in body["items"]] == expected.items
+        assert [i["score"] for i in body["items"]] == pytest.approx(expected.scores, rel=1e-6)
+        assert answer.headers["x-request-id"] == body["request_id"]
+
+
+def test_k_and_excluded_items_are_honoured(platform: Platform, client: httpx.Client) -> None:
+    first = client.post(
+        f"/v1/recommend/{RANKER}", json={"user_id": 5, "k": 4}, headers=platform.headers()
+    ).json()
+    top = [i["item_id"] for i in first["items"]]
+    assert len(top) == 4
+    again = client.post(
+        f"/v1/recommend/{RANKER}",
+        json={"user_id": 5, "k": 4, "exclude": top[:2]},
+        headers=platform.headers(),
+    ).json()
+    got = [i["item_id"] for i in again["items"]]
+    assert not set(got) & set(top[:2])
+    assert got == _local(5, 4, tuple(top[:2])).items
+
+
+@pytest.mark.parametrize(
+    ("case", "status", "code"),
+    [
+        ("no_token", 401, "unauthenticated"),
+        ("not_allowed", 403, "permission_denied"),
+        ("unknown_ranker", 404, "not_found"),
+        ("k_over_bound", 422, "invalid_input"),
+        ("k_zero", 422, "invalid_input"),
+        ("too_large", 413, "payload_too_large"),
+    ],
+)
+def test_refusals(
+    platform: Platform, client: httpx.Client, case: str, status: int, code: str
+) -> None:
+    path, headers = f"/v1/recommend/{RANKER}", platform.headers()
+    body: dict[str, Any] = {"user_id": 1}
+    if case == "no_token":
+        headers = {}
+    elif case == "not_allowed":
+        headers = platform.headers(platform.analyst)
+    elif case == "unknown_ranker":
+        path = "/v1/recommend/no_such_ranker"
+    elif case == "k_over_bound":
+        body["k"] = 101
+    elif case == "k_zero":
+        body["k"] = 0
+    elif case == "too_large":
+        body["exclude"] = list(range(400_000))
+    answer = client.post(path, json=body, headers=headers)
+    assert answer.status_code == status, answer.text
+    assert answer.json()["error"]["code"] == code
+
+
+def test_impressions_are_logged_and_feedback_is_taken_by_request_and_item(
+    platform: Platform, client: httpx.Client
+) -> None:
+    answer = client.post(
+        f"/v1/recommend/{RANKER}", json={"user_id": 7, "k": 3}, headers=platform.headers()
+    ).json()
+    rid, items = answer["request_id"], [i["item_id"] for i in answer["items"]]
+    lake = Path(platform.settings.lake.root)
+    deadline = time.monotonic() + 30
+    rows: list[dict[str, Any]] = []
+    while time.monotonic() < deadline and not rows:
+        files = list((lake / "predictions" / f"model={RANKER}").rglob("*.parquet"))
+        rows = [r for f in files for r in pq.read_table(f).to_pylist() if r["request_id"] == rid]
+        time.sleep(0.3)
+    assert [int(r["item_id"]) for r in rows] == items
+    assert [int(r["rank"]) for r in rows] == [1, 2, 3]
+    assert [r["score"] for r in rows] == pytest.approx([i["score"] for i in answer["items"]])
+    feedback = client.post(
+        "/v1/feedback",
+        json={
+            "model": RANKER,
+            "interactions": [
+                {"request_id": rid, "item_id": items[1], "kind": "click"},
+                {"request_id": rid, "item_id": items[1], "kind": "purchase"},
+            ],
+        },
+        headers=platform.headers(),
+    )
+    assert feedback.status_code == 200, feedback.text
+    assert feedback.json() == {"model": RANKER, "received": 2, "matched": 0, "interactions": 2}
+    (logged,) = (lake / "feedback" / f"model={RANKER}").rglob("*.parquet")
+    assert pq.read_table(logged).to_pydict()["kind"] == ["click", "purchase"]
+    report = client.get(f"/v1/monitoring/{RANKER}", headers=platform.headers(platform.admin))
+    assert report.status_code == 200, report.text
+    windows = report.json()["windows"]
+    assert sum(w["clicked"] for w in windows) == 1
+    assert sum(w["impressions"] for w in windows) >= 3
+    (judged,) = [w for w in windows if w["lists"]]
+    assert judged["precision"] is not None and judged["ndcg"] is not None
