@@ -59,9 +59,7 @@ def prefix() -> Iterator[str]:
         yield prefix
     finally:
         with conn.cursor() as cur:
-            cur.execute(
-                "SELECT tablename FROM pg_tables WHERE tablename LIKE %s", (prefix + "%",)
-            )
+            cur.execute("SELECT tablename FROM pg_tables WHERE tablename LIKE %s", (prefix + "%",))
             for (table,) in cur.fetchall():
                 cur.execute(f'DROP TABLE IF EXISTS "{table}"')
         conn.close()
