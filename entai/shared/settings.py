@@ -289,7 +289,7 @@ class PostgresAnchorSettings(_Section):
 
 
 def _anchor_type(value: Any) -> str:
-    """The ``type`` tag of an audit-anchor section; a section without one is a file."""
+    """The ``type`` tag of a store section (audit anchor, governance store); default file."""
     if isinstance(value, dict):
         return str(value.get("type", "file"))
     return str(getattr(value, "type", "file"))

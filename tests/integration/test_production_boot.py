@@ -332,7 +332,6 @@ def _drive_and_restart(env: dict[str, str], tmp: Path) -> None:
 
     alice = _shown_token(_ok(_entai(env, "tokens", "create", "alice", "--token", admin)))
     approver = _shown_token(_ok(_entai(env, "tokens", "create", "approver", "--token", admin)))
-    app = _shown_token(_ok(_entai(env, "tokens", "create", "admin", "--token", admin)))
 
     # -- a model registered, then promoted by another principal through the gates ----
     registered = subprocess.run(
@@ -370,7 +369,6 @@ def _drive_and_restart(env: dict[str, str], tmp: Path) -> None:
     actions = {e["action"] for e in before}
     assert {"tokens:bootstrap", "tokens:create", "tokens:revoke", "governance:erase"} <= actions
     assert any(e["action"].startswith("models:") for e in before), actions
-    del app
 
     # -- the head's services restart: everything is still there -----------------------
     _ok(_entai(env, "down"))
