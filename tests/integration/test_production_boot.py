@@ -28,6 +28,7 @@ alias and every audit entry are found, and ``entai audit verify`` passes.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import secrets
@@ -136,6 +137,7 @@ def servers() -> Iterator[Servers]:
     import redis
     from moto.server import ThreadedMotoServer
 
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's request lines
     _require("Redis", 6379)
     _require("PostgreSQL", 5432)
     run = uuid.uuid4().hex[:8]
@@ -235,6 +237,14 @@ def _ok(done: subprocess.CompletedProcess[str]) -> str:
     return done.stdout
 
 
+def _refused(done: subprocess.CompletedProcess[str], reason: str) -> None:
+    """A command that failed with one `error:` message (the console may wrap it)."""
+    text = done.stdout + done.stderr
+    flat = " ".join(text.split())
+    assert done.returncode != 0, text
+    assert flat.startswith("error:") and flat.count("error:") == 1 and reason in flat, text
+
+
 def _shown_token(stdout: str) -> str:
     found = re.findall(r"entai_[0-9a-f]{12}_[A-Za-z0-9_-]{43}", stdout)
     assert len(found) == 1, stdout
@@ -247,7 +257,7 @@ from entai.actors.backends import configure_mlflow
 from entai.actors.models import ModelRegistry
 from entai.client import registry_service
 from entai.demo import features as demo
-from entai.shared.models import ModelCard
+from entai.shared.models import ModelCard, TrainingDataSummary
 from entai.shared.settings import load_settings
 
 MODEL = "__MODEL__"
@@ -264,6 +274,10 @@ with mlflow.start_run():
 card = ModelCard(
     model_name=MODEL,
     intended_use="Production-boot test of the governance path.",
+    training_data=TrainingDataSummary(
+        dataset_id="ts-production-boot", feature_service=MODEL, rows=300
+    ),
+    metrics={"valid_auc": 0.9},
     limitations=("Synthetic data only.",),
     owners=("ml-team",),
 )
@@ -324,11 +338,9 @@ def _drive_and_restart(env: dict[str, str], tmp: Path) -> None:
     # -- the first admin token, once --------------------------------------------------
     boot = _ok(_entai(env, "tokens", "bootstrap"))
     admin = _shown_token(boot)
-    again = _entai(env, "tokens", "bootstrap")
-    assert again.returncode == 1
-    assert "already created" in again.stdout + again.stderr
+    _refused(_entai(env, "tokens", "bootstrap"), "the first admin token was already created")
     wrong = _entai(env, "tokens", "bootstrap", "--secret-file", str(_file(tmp, "x" * 40)))
-    assert wrong.returncode == 1 and "bootstrap secret is wrong" in wrong.stdout + wrong.stderr
+    _refused(wrong, "the bootstrap secret is wrong")
 
     alice = _shown_token(_ok(_entai(env, "tokens", "create", "alice", "--token", admin)))
     approver = _shown_token(_ok(_entai(env, "tokens", "create", "approver", "--token", admin)))
@@ -345,7 +357,7 @@ def _drive_and_restart(env: dict[str, str], tmp: Path) -> None:
     assert registered.returncode == 0, registered.stderr[-4000:]
     version = registered.stdout.split("VERSION")[-1].strip()
     refused = _entai(env, "models", "promote", MODEL, version, "--token", alice)
-    assert refused.returncode == 1
+    _refused(refused, "may not models:approve")
     promoted = _ok(_entai(env, "models", "promote", MODEL, version, "--token", approver))
     assert f"champion -> v{version} (approved by approver)" in promoted
 
@@ -376,16 +388,14 @@ def _drive_and_restart(env: dict[str, str], tmp: Path) -> None:
     listed = _ok(_entai(env, "tokens", "list", "--token", admin))
     for token in (admin, alice, approver):
         assert token.split("_")[1] in listed, listed
-    revoked = _entai(env, "tokens", "list", "--token", alice)
-    assert revoked.returncode == 1 and "revoked" in revoked.stdout + revoked.stderr
+    _refused(_entai(env, "tokens", "list", "--token", alice), "is revoked")
     shown = _ok(_entai(env, "models", "show", MODEL))
     assert re.search(rf"champion -> v{version} by approver", shown), shown
     verify = _ok(_entai(env, "audit", "verify"))
     assert "chain intact" in verify, verify
     after = _audit(env, admin)
     assert after[: len(before)] == before
-    again_boot = _entai(env, "tokens", "bootstrap")
-    assert again_boot.returncode == 1 and "already created" in again_boot.stdout + again_boot.stderr
+    _refused(_entai(env, "tokens", "bootstrap"), "the first admin token was already created")
 
 
 def _file(tmp: Path, text: str) -> Path:
