@@ -18,7 +18,10 @@ if TYPE_CHECKING:
 
 __all__ = ["audit_app", "tokens_app"]
 
-tokens_app = typer.Typer(help="Create, list and revoke API tokens.", no_args_is_help=True)
+tokens_app = typer.Typer(
+    help="Bootstrap the first admin token; create, list and revoke API tokens.",
+    no_args_is_help=True,
+)
 audit_app = typer.Typer(
     help="Verify, query and export the keyed, anchored audit log.", no_args_is_help=True
 )
@@ -83,6 +86,51 @@ def tokens_create(
     console.print(f"token id {record.token_id} for {record.principal} (shown once):")
     console.print(secret, soft_wrap=True, highlight=False)
     return str(secret)
+
+
+@tokens_app.command("bootstrap")
+def tokens_bootstrap(
+    principal: Annotated[
+        str, typer.Option(help="The admin principal (holding `admin` in the policy).")
+    ] = "admin",
+    secret_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--secret-file",
+            help="File holding the bootstrap secret; default security.bootstrap_secret "
+            "($ENTAI_SECURITY__BOOTSTRAP_SECRET) or bootstrap_secret_file.",
+            exists=True,
+            dir_okay=False,
+        ),
+    ] = None,
+    config: ConfigOption = None,
+) -> str:
+    """Create the first admin token of a production deployment; only ever once.
+
+    Presents the one-time bootstrap secret to the running governance service, which
+    mints the token, records that it did (a second bootstrap is refused) and audits it.
+    """
+    from entai.actors.governance import GovernanceChecker  # ray: not at CLI start-up
+    from entai.shared.core import ConfigError
+
+    settings = settings_from(config)
+    if secret_file is not None:
+        secret: bytes | None = secret_file.read_bytes().strip()
+    else:
+        secret = settings.security.resolved_bootstrap_secret()
+    if not secret:
+        raise ConfigError(
+            "no bootstrap secret: set ENTAI_SECURITY__BOOTSTRAP_SECRET (or "
+            "security.bootstrap_secret_file), or pass --secret-file",
+            details={"field": "security.bootstrap_secret"},
+        )
+    token, record = _governance(settings).call(
+        GovernanceChecker.bootstrap_admin, secret.decode(), principal
+    )
+    console.print(f"first admin token {record.token_id} for {record.principal} (shown once):")
+    console.print(token, soft_wrap=True, highlight=False)
+    console.print("store it in your secret manager; the bootstrap secret is now spent")
+    return str(token)
 
 
 @tokens_app.command("list")

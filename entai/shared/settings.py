@@ -39,6 +39,8 @@ __all__ = [
     "AuthGuardSettings",
     "EntaiSettings",
     "FileAnchorSettings",
+    "FileGovernanceStoreSettings",
+    "GovernanceStoreSettings",
     "LakeSettings",
     "MemoryOnlineStoreSettings",
     "MlflowSettings",
@@ -46,6 +48,7 @@ __all__ = [
     "ObservabilitySettings",
     "OnlineStoreSettings",
     "PostgresAnchorSettings",
+    "PostgresGovernanceStoreSettings",
     "RaySettings",
     "RedisOnlineStoreSettings",
     "RegistrySettings",
@@ -335,11 +338,33 @@ class PostgresAnchorSettings(_Section):
 
 
 def _anchor_type(value: Any) -> str:
-    """The ``type`` tag of an audit-anchor section; a section without one is a file."""
+    """The ``type`` tag of a store section (audit anchor, governance store); default file."""
     if isinstance(value, dict):
         return str(value.get("type", "file"))
     return str(getattr(value, "type", "file"))
 
+
+class FileGovernanceStoreSettings(_Section):
+    """Governance state in files under the home: ``policy.yaml`` (or ``policy_file``),
+    ``tokens/`` and the audit log under the lake root (local lakes only)."""
+
+    type: Literal["file"] = "file"
+
+
+class PostgresGovernanceStoreSettings(_Section):
+    """Governance state in PostgreSQL: policy versions, token records, the bootstrap
+    marker and the audit log, in tables named ``<table_prefix>...`` (created if missing)."""
+
+    type: Literal["postgres"] = "postgres"
+    dsn: SecretStr
+    table_prefix: str = Field("entai_gov_", pattern=r"^[a-z_][a-z0-9_]{0,40}$")
+
+
+GovernanceStoreSettings = Annotated[
+    Annotated[FileGovernanceStoreSettings, Tag("file")]
+    | Annotated[PostgresGovernanceStoreSettings, Tag("postgres")],
+    Discriminator(_anchor_type),
+]
 
 AuditAnchorSettings = Annotated[
     Annotated[FileAnchorSettings, Tag("file")] | Annotated[PostgresAnchorSettings, Tag("postgres")],
@@ -391,7 +416,10 @@ class SecuritySettings(_Section):
     ``audit_key`` (or ``audit_key_file``) keys the audit log's hash chain and signs its
     anchors; it must live outside the lake (a secret store). ``audit_anchor`` is the
     second store the anchors are kept in; ``audit_anchor_every`` how many entries pass
-    between anchors (1: every entry).
+    between anchors (1: every entry). ``governance_store`` is where the policy, the
+    tokens and the audit log live (files under the home, or PostgreSQL for a cluster);
+    ``bootstrap_secret`` (or its file) is the one-time secret ``entai tokens bootstrap``
+    presents to create the first admin token.
     """
 
     mode: Literal["embedded", "production"] = "embedded"
@@ -403,6 +431,9 @@ class SecuritySettings(_Section):
     audit_key_file: Path | None = None
     audit_anchor: AuditAnchorSettings = FileAnchorSettings()
     audit_anchor_every: int = Field(1, ge=1)
+    governance_store: GovernanceStoreSettings = FileGovernanceStoreSettings()
+    bootstrap_secret: SecretStr | None = None
+    bootstrap_secret_file: Path | None = None
     auth_guard: AuthGuardSettings = AuthGuardSettings()
     # The values of entai.shared.data.UndeclaredPii, spelled out: importing the data
     # domain here would load pyarrow and pandas on every CLI start.
@@ -432,6 +463,12 @@ class SecuritySettings(_Section):
     def resolved_audit_key(self) -> bytes | None:
         """The audit key from the setting or its file, or None when neither is set."""
         return _configured_key(self.audit_key, self.audit_key_file, "audit_key_file")
+
+    def resolved_bootstrap_secret(self) -> bytes | None:
+        """The first-admin bootstrap secret from the setting or its file, or None."""
+        return _configured_key(
+            self.bootstrap_secret, self.bootstrap_secret_file, "bootstrap_secret_file"
+        )
 
 
 def _configured_key(value: SecretStr | None, path: Path | None, field: str) -> bytes | None:
@@ -547,6 +584,7 @@ class EntaiSettings(BaseSettings):
             update={
                 "hmac_key_file": absolute(self.security.hmac_key_file),
                 "audit_key_file": absolute(self.security.audit_key_file),
+                "bootstrap_secret_file": absolute(self.security.bootstrap_secret_file),
                 "audit_anchor": anchor,
                 "policy_file": absolute(self.security.policy_file),
                 "token_file": absolute(self.security.token_file)

@@ -1,4 +1,5 @@
-"""The GovernanceChecker service, its caller-side cache and the audit forwarder."""
+"""The GovernanceChecker service, where it keeps its state, its caller-side cache and the
+audit forwarder."""
 
 from __future__ import annotations
 
@@ -28,6 +29,11 @@ from entai.actors.governance._checker import (
     GovernanceCheckerActor,
     start_governance,
 )
+from entai.actors.governance._state import (
+    GovernanceState,
+    PolicyKeeper,
+    open_state,
+)
 
 __all__ = [
     "ACTOR_NAME",
@@ -43,7 +49,10 @@ __all__ = [
     "GovernanceBackend",
     "GovernanceChecker",
     "GovernanceCheckerActor",
+    "GovernanceState",
+    "PolicyKeeper",
     "UsageKey",
     "actor_auth_cache",
+    "open_state",
     "start_governance",
 ]

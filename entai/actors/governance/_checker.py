@@ -1,8 +1,11 @@
 """The GovernanceChecker service: tokens, authorization decisions and the audit log.
 
-One named, detached actor (``entai-governance``) owns the policy file, the token store
-and the audit log; every piece of its state is on disk, so a restarted actor carries
-on where it stopped. Callers on the hot path put an
+One named, detached actor (``entai-governance``) owns the policy, the token store and
+the audit log; every piece of its state is durable (files under the home, or
+PostgreSQL in a cluster: :mod:`entai.actors.governance._state`), so a restarted actor
+carries on where it stopped. It also mints the first admin token of a production
+deployment, once, for whoever presents the bootstrap secret
+(:meth:`GovernanceChecker.bootstrap_admin`). Callers on the hot path put an
 :class:`~entai.actors.governance._auth_cache.AuthCache` in front of it.
 
 Token lookups for serving replicas (:meth:`GovernanceChecker.lookup_token`) run in a
@@ -38,19 +41,18 @@ import ray
 from entai.actors.core import service_actor
 from entai.actors.governance._auth_cache import CachedToken, CacheSnapshot, UsageKey
 from entai.actors.governance._auth_failures import FailedAuthWindow
-from entai.shared.core import AuthenticationError, ConfigError, NotFoundError
+from entai.actors.governance._state import open_state
+from entai.shared.core import AuthenticationError, ConfigError, ConflictError, NotFoundError
 from entai.shared.governance import (
     AuditEntry,
-    AuditLog,
     Decision,
     Permission,
-    Policy,
     Principal,
     TokenRecord,
-    TokenStore,
     VerifyReport,
+    already_bootstrapped,
 )
-from entai.shared.settings import EntaiSettings, audit_anchor_store, resolve_audit_key
+from entai.shared.settings import MIN_KEY_BYTES, EntaiSettings
 
 __all__ = [
     "ACTOR_NAME",
@@ -75,48 +77,31 @@ class GovernanceChecker:
     """Authentication, authorization with PII rules, token admin and the audit log.
 
     Args:
-        settings: Where the policy (``security.policy_file`` or ``<home>/policy.yaml``),
-            tokens (``<home>/tokens``) and audit log (``<lake.root>/audit``) live, and
-            the audit log's key and anchor store (``security.audit_*``).
+        settings: Where the policy, tokens and audit log live
+            (``security.governance_store``), the audit log's key and anchor store
+            (``security.audit_*``) and the bootstrap secret.
         audit_window_s: Length of the window over which allowed high-volume reads are
             aggregated into one audit entry.
     """
 
     def __init__(self, settings: EntaiSettings, *, audit_window_s: float = 60.0) -> None:
         self._settings = settings
-        self._policy_path = settings.security.policy_file or settings.home / "policy.yaml"
-        self._policy = self._load_policy()
-        self._tokens = TokenStore(settings.home / "tokens")
-        self._audit = AuditLog.in_lake(
-            settings.lake.root,
-            key=resolve_audit_key(settings),
-            anchors=audit_anchor_store(settings),
-            anchor_every=settings.security.audit_anchor_every,
-        )
+        state = open_state(settings)
+        self._policy_keeper = state.policy
+        self._policy = state.policy.load()
+        self._tokens = state.tokens
+        self._audit = state.audit
         self._window_s = audit_window_s
         self._window_start = time.monotonic()
         self._window_opened = datetime.now(UTC)
         self._usage: Counter[UsageKey] = Counter()
         self._bootstrap_admin_token()
 
-    def _load_policy(self) -> Policy:
-        if self._policy_path.exists():
-            return Policy.from_yaml(self._policy_path)
-        if self._settings.security.mode != "embedded":
-            raise ConfigError(
-                f"policy file {self._policy_path} does not exist",
-                details={"field": "security.policy_file", "path": str(self._policy_path)},
-            )
-        policy = Policy.default()
-        policy.to_yaml(self._policy_path)
-        logger.info("wrote the default policy", extra={"path": str(self._policy_path)})
-        return policy
-
     def _bootstrap_admin_token(self) -> None:
         """First start in embedded mode: one admin token, written 0600; only the path logged."""
         if self._settings.security.mode != "embedded" or self._tokens.list():
             return
-        token, record = self._tokens.create("admin")
+        token, record = self._tokens.bootstrap("admin")
         path = self._settings.security.token_file
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -324,6 +309,81 @@ class GovernanceChecker:
         )
         return token, record
 
+    def bootstrap_admin(
+        self, secret: str, principal: str = "admin", request_id: str | None = None
+    ) -> tuple[str, TokenRecord]:
+        """Mint the first admin token for whoever presents the one-time bootstrap secret.
+
+        Only once per token store: the second call is refused even with the right
+        secret, and so is a call when an admin token already exists. Every outcome
+        is audited (``tokens:bootstrap``).
+
+        Raises:
+            ConfigError: when the service has no bootstrap secret (or one shorter than
+                16 bytes), or ``principal`` does not hold ``admin`` in the policy.
+            AuthenticationError: for a wrong secret.
+            ConflictError: when the first admin token was created before.
+        """
+        self._maybe_flush()
+        expected = self._settings.security.resolved_bootstrap_secret()
+        if expected is None or len(expected) < MIN_KEY_BYTES:
+            raise ConfigError(
+                "the governance service has no bootstrap secret (of at least "
+                f"{MIN_KEY_BYTES} bytes): set security.bootstrap_secret "
+                "(ENTAI_SECURITY__BOOTSTRAP_SECRET) or bootstrap_secret_file on the head",
+                details={"field": "security.bootstrap_secret"},
+            )
+        if not hmac.compare_digest(secret.strip().encode(), expected):
+            self._deny_bootstrap(principal, "wrong bootstrap secret", request_id)
+            raise AuthenticationError(
+                "the bootstrap secret is wrong", details={"reason": "bad_bootstrap_secret"}
+            )
+        try:
+            self._refuse_second_bootstrap()
+        except ConflictError as exc:
+            self._deny_bootstrap(principal, exc.message, request_id)
+            raise
+        holder = self._policy.principals.get(principal)
+        if holder is None or not self._policy.authorize(holder, Permission.ADMIN, "tokens").allowed:
+            raise ConfigError(
+                f"principal {principal!r} does not hold the admin role in the policy "
+                f"({self._policy_keeper.name}): the first token must be an admin's",
+                details={"field": "security.policy_file", "principal": principal},
+            )
+        token, record = self._tokens.bootstrap(principal)
+        self._audit.append(
+            principal=_SYSTEM,
+            action="tokens:bootstrap",
+            resource=f"token:{record.token_id}",
+            decision="allow",
+            request_id=request_id,
+            details={"principal": principal, "bootstrap": True},
+        )
+        return token, record
+
+    def _refuse_second_bootstrap(self) -> None:
+        marker = self._tokens.bootstrapped()
+        if marker is not None:
+            raise already_bootstrapped(marker, self._tokens.name)
+        for record in self._tokens.list():
+            holder = self._policy.principals.get(record.principal)
+            if holder is not None and self._policy.authorize(holder, Permission.ADMIN, "*").allowed:
+                raise ConflictError(
+                    f"an admin token exists already ({record.token_id} for {record.principal}): "
+                    "bootstrap only creates the first one; use `entai tokens create`",
+                    details={"reason": "already_bootstrapped", "token_id": record.token_id},
+                )
+
+    def _deny_bootstrap(self, principal: str, reason: str, request_id: str | None) -> None:
+        self._audit.append(
+            principal=_ANONYMOUS,
+            action="tokens:bootstrap",
+            resource="tokens",
+            decision="deny",
+            request_id=request_id,
+            details={"principal": principal, "reason": reason},
+        )
+
     def list_tokens(self, caller: str | Principal) -> list[TokenRecord]:
         """Every token record (hashes, never secrets); admin only."""
         self._require_admin(caller, "tokens", None)
@@ -360,7 +420,7 @@ class GovernanceChecker:
         admin = self._require_admin(caller, "policy", request_id)
         role_list = sorted(roles)
         policy = self._policy.with_principal(name, role_list)
-        policy.to_yaml(self._policy_path)
+        self._policy_keeper.save(policy)
         self._policy = policy
         self._audit.append(
             principal=admin,

@@ -1,5 +1,6 @@
 """Governance: policy (roles, permissions, decisions), API tokens, the hash-chained
-audit log, and the pure part of erasure.
+audit log, and the pure part of erasure; the state in files (embedded) or in
+PostgreSQL (a cluster).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from entai.shared.governance._audit import (
     AuditEntry,
     AuditLog,
     VerifyReport,
+    select_entries,
 )
 from entai.shared.governance._audit_anchor import (
     AnchorStore,
@@ -38,6 +40,7 @@ from entai.shared.governance._audit_chain import (
     line_of,
     parse_entry,
 )
+from entai.shared.governance._audit_postgres import PostgresAuditLog
 from entai.shared.governance._erasure import (
     ENTITY_KEY_COLUMN,
     ErasureReceipt,
@@ -63,10 +66,16 @@ from entai.shared.governance._policy import (
     Scopes,
     normalise_pii_class,
 )
+from entai.shared.governance._state_postgres import (
+    PostgresConnection,
+    PostgresPolicyStore,
+    PostgresTokenStore,
+)
 from entai.shared.governance._tokens import (
     TOKEN_PREFIX,
     TokenRecord,
     TokenStore,
+    already_bootstrapped,
     hash_secret,
     parse_token,
 )
@@ -91,6 +100,10 @@ __all__ = [
     "Permission",
     "Policy",
     "PostgresAnchorStore",
+    "PostgresAuditLog",
+    "PostgresConnection",
+    "PostgresPolicyStore",
+    "PostgresTokenStore",
     "Principal",
     "Scopes",
     "Store",
@@ -100,6 +113,7 @@ __all__ = [
     "TokenRecord",
     "TokenStore",
     "VerifyReport",
+    "already_bootstrapped",
     "anchor_mac",
     "build_bundle",
     "canonical_json",
@@ -118,6 +132,7 @@ __all__ = [
     "parse_entity",
     "parse_entry",
     "parse_token",
+    "select_entries",
     "sign_anchor",
     "verify_bundle",
 ]

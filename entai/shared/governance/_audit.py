@@ -43,7 +43,7 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -71,7 +71,14 @@ from entai.shared.governance._audit_chain import (
     parse_entry,
 )
 
-__all__ = ["GENESIS_HASH", "KEYED_ACTION", "AuditEntry", "AuditLog", "VerifyReport"]
+__all__ = [
+    "GENESIS_HASH",
+    "KEYED_ACTION",
+    "AuditEntry",
+    "AuditLog",
+    "VerifyReport",
+    "select_entries",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -123,7 +130,8 @@ class AuditLog:
         self._fd = -1
         if "://" in str(path):
             raise ConfigError(
-                f"audit log {path} is not a local path; object stores are not supported yet",
+                f"audit log {path} is not a local path: with the lake on an object store, "
+                "keep the governance state in PostgreSQL (security.governance_store)",
                 details={"field": "lake.root", "path": str(path)},
             )
         if key is not None and anchors is None:
@@ -565,22 +573,42 @@ class AuditLog:
         ``limit`` keeps the last ``limit`` matches. Lines that do not parse are skipped
         here (``verify`` is where damage is reported).
         """
-        for name, value in (("since", since), ("until", until)):
-            if value is not None and value.tzinfo is None:
-                raise InvalidInputError(f"{name} must be timezone-aware", details={"field": name})
-        found: list[AuditEntry] = []
-        for line in self._lines():
-            try:
-                entry = AuditEntry(**json.loads(line))
-            except (ValueError, TypeError):
-                continue
-            if principal is not None and entry.principal != principal:
-                continue
-            if action is not None and entry.action != action:
-                continue
-            if since is not None and entry.time < since:
-                continue
-            if until is not None and entry.time >= until:
-                continue
-            found.append(entry)
-        return found[-limit:] if limit else found
+        return select_entries(self._lines(), principal, action, since, until, limit=limit)
+
+
+def select_entries(
+    lines: Iterable[bytes],
+    principal: str | None = None,
+    action: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    *,
+    limit: int | None = None,
+) -> list[AuditEntry]:
+    """The entries among ``lines`` matching every given filter, in log order.
+
+    ``since`` is inclusive, ``until`` exclusive; both must be timezone-aware. ``limit``
+    keeps the last ``limit`` matches. Lines that do not parse are skipped.
+
+    Raises:
+        InvalidInputError: for a naive ``since`` or ``until``.
+    """
+    for name, value in (("since", since), ("until", until)):
+        if value is not None and value.tzinfo is None:
+            raise InvalidInputError(f"{name} must be timezone-aware", details={"field": name})
+    found: list[AuditEntry] = []
+    for line in lines:
+        try:
+            entry = AuditEntry(**json.loads(line))
+        except (ValueError, TypeError):
+            continue
+        if principal is not None and entry.principal != principal:
+            continue
+        if action is not None and entry.action != action:
+            continue
+        if since is not None and entry.time < since:
+            continue
+        if until is not None and entry.time >= until:
+            continue
+        found.append(entry)
+    return found[-limit:] if limit else found

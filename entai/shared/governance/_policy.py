@@ -292,24 +292,37 @@ class Policy:
         """
         file = Path(path)
         try:
-            raw = yaml.safe_load(file.read_text())
+            text = file.read_text()
         except OSError as exc:
             raise ConfigError(
                 f"policy file {file} cannot be read: {exc.strerror}",
                 details={"field": "security.policy_file", "path": str(file)},
             ) from exc
+        return cls.from_yaml_text(text, f"policy file {file}", {"path": str(file)})
+
+    @classmethod
+    def from_yaml_text(
+        cls, text: str, where: str, context: Mapping[str, Any] | None = None
+    ) -> Policy:
+        """Parse a policy document; ``where`` names its origin in errors.
+
+        Raises:
+            ConfigError: when the text is not YAML or not a valid policy.
+        """
+        try:
+            raw = yaml.safe_load(text)
         except yaml.YAMLError as exc:
             raise ConfigError(
-                f"policy file {file} is not valid YAML: {exc}", details={"path": str(file)}
+                f"{where} is not valid YAML: {exc}", details=dict(context or {})
             ) from exc
         try:
             doc = _PolicyDoc.model_validate(raw)
         except ValidationError as exc:
             problems = [{"field": _field_of(e["loc"]), "message": e["msg"]} for e in exc.errors()]
             raise ConfigError(
-                f"policy file {file} is invalid: "
+                f"{where} is invalid: "
                 + "; ".join(f"{p['field']}: {p['message']}" for p in problems),
-                details={"path": str(file), "errors": problems},
+                details={**(context or {}), "errors": problems},
             ) from None
         roles, scopes = doc.grants()
         return cls(
@@ -325,8 +338,8 @@ class Policy:
             ),
         )
 
-    def to_yaml(self, path: str | Path) -> None:
-        """Write the policy atomically (temporary file, fsync, rename)."""
+    def to_yaml_text(self) -> str:
+        """The policy as a YAML document (what :meth:`from_yaml_text` reads)."""
         doc = {
             "version": self.version,
             "pii_mode": self.pii_mode,
@@ -334,12 +347,17 @@ class Policy:
             "roles": {name: self._role_doc(name, perms) for name, perms in self.roles.items()},
             "principals": {p.name: {"roles": sorted(p.roles)} for p in self.principals.values()},
         }
+        return yaml.safe_dump(doc, sort_keys=False)
+
+    def to_yaml(self, path: str | Path) -> None:
+        """Write the policy atomically (temporary file, fsync, rename)."""
+        text = self.to_yaml_text()
         file = Path(path)
         file.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=file.parent, prefix=f".{file.name}.")
         try:
             with os.fdopen(fd, "w") as out:
-                yaml.safe_dump(doc, out, sort_keys=False)
+                out.write(text)
                 out.flush()
                 os.fsync(out.fileno())
             Path(tmp).replace(file)

@@ -9,7 +9,14 @@ which matters because every online read is authorized. Hashes are compared in
 constant time.
 
 The store is one JSON file (mode 0600) rewritten atomically (temporary file, fsync,
-rename) on every change. It has one writer, the GovernanceChecker actor.
+rename) on every change. It has one writer, the GovernanceChecker actor. Subclasses
+keep the records elsewhere by overriding :meth:`TokenStore._load`,
+:meth:`TokenStore._persist` and the bootstrap marker's two methods
+(:class:`~entai.shared.governance._state_postgres.PostgresTokenStore`).
+
+The *first admin token* of a production deployment is minted by
+:meth:`TokenStore.bootstrap`, once per store: a marker records it, and a second
+bootstrap is refused (:class:`~entai.shared.core.ConflictError`).
 """
 
 from __future__ import annotations
@@ -26,13 +33,27 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from entai.shared.core import AuthenticationError, ConfigError, InvalidInputError, NotFoundError
+from entai.shared.core import (
+    AuthenticationError,
+    ConfigError,
+    ConflictError,
+    InvalidInputError,
+    NotFoundError,
+)
 
-__all__ = ["TOKEN_PREFIX", "TokenRecord", "TokenStore", "hash_secret", "parse_token"]
+__all__ = [
+    "TOKEN_PREFIX",
+    "TokenRecord",
+    "TokenStore",
+    "already_bootstrapped",
+    "hash_secret",
+    "parse_token",
+]
 
 TOKEN_PREFIX = "entai"  # noqa: S105 - the tokens' visible prefix, not a secret
 _TOKEN_RE = re.compile(r"^entai_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
 _STORE_FILE = "tokens.json"
+_BOOTSTRAP_FILE = "bootstrap.json"
 
 
 @dataclass(frozen=True)
@@ -129,16 +150,21 @@ class TokenStore:
     def __init__(self, directory: str | Path) -> None:
         self._dir = Path(directory)
         self._file = self._dir / _STORE_FILE
-        self._records: dict[str, TokenRecord] = self._load()
+        self._records: dict[str, TokenRecord] = {r.token_id: r for r in self._load()}
 
     @property
     def path(self) -> Path:
         """The JSON file holding the records."""
         return self._file
 
-    def _load(self) -> dict[str, TokenRecord]:
+    @property
+    def name(self) -> str:
+        """Where the records are kept, for messages (never a secret)."""
+        return f"file {self._file}"
+
+    def _load(self) -> list[TokenRecord]:
         if not self._file.exists():
-            return {}
+            return []
         try:
             rows = json.loads(self._file.read_text())
             records = [TokenRecord.from_json(row) for row in rows]
@@ -147,7 +173,12 @@ class TokenStore:
                 f"token store {self._file} cannot be read: {exc}",
                 details={"path": str(self._file)},
             ) from exc
-        return {r.token_id: r for r in records}
+        return records
+
+    def _persist(self, record: TokenRecord) -> None:
+        """Make one new or changed record durable, already in the map (here: rewrite the file)."""
+        del record
+        self._save()
 
     def _save(self) -> None:
         self._dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -178,6 +209,27 @@ class TokenStore:
             raise InvalidInputError("principal is empty", details={"field": "principal"})
         if ttl is not None and ttl <= timedelta(0):
             raise InvalidInputError(f"ttl must be positive, got {ttl}", details={"field": "ttl"})
+        token, record = self._mint(principal, ttl, now)
+        self._store(record)
+        return token, record
+
+    def _store(self, record: TokenRecord) -> None:
+        """Put one record in place and persist it; the map is unchanged when that fails."""
+        before = self._records.get(record.token_id)
+        self._records[record.token_id] = record
+        try:
+            self._persist(record)
+        except BaseException:
+            if before is None:
+                del self._records[record.token_id]
+            else:
+                self._records[record.token_id] = before
+            raise
+
+    def _mint(
+        self, principal: str, ttl: timedelta | None, now: datetime | None
+    ) -> tuple[str, TokenRecord]:
+        """A new token and its record, not yet stored."""
         created = _aware(now)
         token_id = secrets.token_hex(6)
         while token_id in self._records:
@@ -191,8 +243,6 @@ class TokenStore:
             revoked_at=None,
             secret_hash=hash_secret(secret),
         )
-        self._records[token_id] = record
-        self._save()
         return f"{TOKEN_PREFIX}_{token_id}_{secret}", record
 
     def verify(self, token: str, now: datetime | None = None) -> str:
@@ -238,10 +288,67 @@ class TokenStore:
             )
         if record.revoked_at is None:
             record = replace(record, revoked_at=_aware(now))
-            self._records[token_id] = record
-            self._save()
+            self._store(record)
         return record
 
     def list(self) -> list[TokenRecord]:
         """Every record, oldest first (hashes only, never secrets)."""
         return sorted(self._records.values(), key=lambda r: (r.created_at, r.token_id))
+
+    # -- the first admin token --------------------------------------------------------
+
+    def bootstrapped(self) -> dict[str, Any] | None:
+        """The bootstrap marker (``token_id``, ``principal``, ``created_at``), or None."""
+        path = self._dir / _BOOTSTRAP_FILE
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            raise ConfigError(
+                f"bootstrap marker {path} cannot be read: {exc}", details={"path": str(path)}
+            ) from exc
+        return dict(data)
+
+    def bootstrap(self, principal: str, *, now: datetime | None = None) -> tuple[str, TokenRecord]:
+        """Mint the store's first admin token for ``principal``; only ever once.
+
+        Returns:
+            The plaintext token (shown this once) and its record.
+
+        Raises:
+            ConflictError: when the store was bootstrapped before (details name when
+                and which token).
+        """
+        token, record = self._mint(principal, None, now)
+        self._claim_bootstrap(record)
+        self._store(record)
+        return token, record
+
+    def _claim_bootstrap(self, record: TokenRecord) -> None:
+        """Write the marker if there is none (atomically); else raise ConflictError."""
+        self._dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path = self._dir / _BOOTSTRAP_FILE
+        marker = {
+            "token_id": record.token_id,
+            "principal": record.principal,
+            "created_at": record.created_at.isoformat(),
+        }
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            raise already_bootstrapped(self.bootstrapped() or {}, self.name) from None
+        with os.fdopen(fd, "w") as out:
+            out.write(json.dumps(marker))
+            out.flush()
+            os.fsync(out.fileno())
+
+
+def already_bootstrapped(marker: dict[str, Any], where: str) -> ConflictError:
+    """The error of a second bootstrap, naming the first one."""
+    return ConflictError(
+        f"the first admin token was already created ({marker.get('token_id', '?')} for "
+        f"{marker.get('principal', '?')} at {marker.get('created_at', '?')}, in {where}); "
+        "bootstrap runs once: create further tokens with `entai tokens create`",
+        details={"reason": "already_bootstrapped", **marker},
+    )
