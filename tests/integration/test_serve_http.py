@@ -167,6 +167,8 @@ def deploy_platform(
         serve={
             "port": port,
             "grpc_port": grpc_port,
+            # Ray's gRPC proxy binds every interface: accepted explicitly, as it must be.
+            "wildcard_listeners": grpc_port is not None,
             "request_timeout_s": 30,
             **(serve_settings or {}),
         },

@@ -1,4 +1,5 @@
-"""The domain's base: the exception tree, structured logging and YAML files."""
+"""The domain's base: the exception tree, structured logging, redaction of secrets
+and YAML files."""
 
 from __future__ import annotations
 
@@ -28,11 +29,23 @@ from entai.shared.core._logs import (
     request_context,
     request_id,
 )
+from entai.shared.core._redaction import (
+    REDACTED,
+    RedactingFilter,
+    install_redaction,
+    redact,
+    redact_hosts,
+    redact_url,
+    redact_value,
+    register_secret,
+    register_url_secrets,
+)
 from entai.shared.core._yaml_files import (
     read_yaml_mapping,
 )
 
 __all__ = [
+    "REDACTED",
     "AuditIntegrityError",
     "AuthenticationError",
     "ConfigError",
@@ -50,10 +63,18 @@ __all__ = [
     "PointInTimeJoinError",
     "PromotionRejectedError",
     "RateLimitedError",
+    "RedactingFilter",
     "ServiceUnavailableError",
     "configure_logging",
+    "install_redaction",
     "new_request_id",
     "read_yaml_mapping",
+    "redact",
+    "redact_hosts",
+    "redact_url",
+    "redact_value",
+    "register_secret",
+    "register_url_secrets",
     "request_context",
     "request_id",
 ]
