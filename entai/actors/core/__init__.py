@@ -37,6 +37,10 @@ from entai.actors.core._mlflow_ui import (
     stop_mlflow_ui,
     wait_for_mlflow_ui,
 )
+from entai.actors.core._node_tls import (
+    NodeCertificate,
+    write_node_certificate,
+)
 from entai.actors.core._placement import (
     ROLE_LABEL,
     Role,
@@ -66,6 +70,7 @@ __all__ = [
     "MetricSpec",
     "Metrics",
     "MlflowUi",
+    "NodeCertificate",
     "Role",
     "Service",
     "agent_port",
@@ -88,4 +93,5 @@ __all__ = [
     "stop_head",
     "stop_mlflow_ui",
     "wait_for_mlflow_ui",
+    "write_node_certificate",
 ]
