@@ -140,6 +140,7 @@ def deploy_platform(
     score_in_ingress: bool = True,
     security: dict[str, Any] | None = None,
     serve_settings: dict[str, Any] | None = None,
+    sections: dict[str, Any] | None = None,
 ) -> Platform:
     """Start governance, shards, registry (3 versions) and the Serve app on ``port``.
 
@@ -147,7 +148,8 @@ def deploy_platform(
     ``score_in_ingress`` is :class:`~entai.deployments.app.AppArgs`' scoring switch
     (on, as shipped; off deploys a Model deployment behind the Ingress); ``security``
     and ``serve_settings`` override fields of those settings sections (e.g.
-    ``auth_guard``, breaker thresholds).
+    ``auth_guard``, breaker thresholds); ``sections`` replaces whole sections (e.g.
+    ``mlflow``, ``online_store``, ``monitoring``).
     """
     import ray
     from ray import serve
@@ -173,6 +175,7 @@ def deploy_platform(
             **(serve_settings or {}),
         },
         security=security or {},
+        **(sections or {}),
     ).resolved()
     governance = start_governance(settings, namespace)
     ray.get(governance.__ray_ready__.remote(), timeout=120)
