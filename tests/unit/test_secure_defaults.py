@@ -208,3 +208,43 @@ def test_production_listeners_beyond_loopback_need_a_fence_and_ray_tls(
     ]
     _ray_tls(monkeypatch, tmp_path)
     fenced.check_secure()
+
+
+def test_entai_deploy_refuses_a_serve_config_with_grpc_unless_accepted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import entai.client as client
+    from entai.actors.core import HeadInfo
+
+    monkeypatch.delenv("RAY_SERVE_ENABLE_HA_PROXY", raising=False)
+    head = HeadInfo(address="127.0.0.1:1", pgid=0, dashboard_url="http://127.0.0.1:1", log_file="")
+    monkeypatch.setattr(client, "read_head", lambda settings: head)
+    config = Path(__file__).resolve().parents[2] / "cluster" / "serve_config.yaml"
+    with pytest.raises(ConfigError, match=r"serve\.grpc_port=9000: Ray's gRPC proxy"):
+        client.deploy_serve_config(load_settings(home=tmp_path), config)
+    # accepted: it gets as far as the (unreachable) dashboard
+    accepted = load_settings(home=tmp_path, serve={"wildcard_listeners": True})
+    with pytest.raises(Exception) as info:
+        client.deploy_serve_config(accepted, config, timeout_s=1)
+    assert not isinstance(info.value, ConfigError)
+
+
+def test_entai_deploy_refuses_the_shipped_config_by_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    import entai.client as client
+    from entai.actors.core import HeadInfo
+    from entai.cli import app
+
+    head = HeadInfo(address="127.0.0.1:1", pgid=0, dashboard_url="http://127.0.0.1:1", log_file="")
+    monkeypatch.setattr(client, "read_head", lambda settings: head)
+    monkeypatch.setenv("ENTAI_HOME", str(tmp_path))
+    monkeypatch.delenv("ENTAI_SERVE__WILDCARD_LISTENERS", raising=False)
+    monkeypatch.chdir(Path(__file__).resolve().parents[2])
+    result = CliRunner().invoke(app, ["deploy"])  # main() prints it as one `error:` line
+    assert isinstance(result.exception, ConfigError)
+    assert result.exception.message.startswith(
+        "refusing to listen on every interface: serve.grpc_port=9000"
+    )
