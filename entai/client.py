@@ -57,7 +57,7 @@ from entai.pipelines.features import (
 from entai.pipelines.training import ACTOR_NAME as RETRAIN_WORKER
 from entai.pipelines.training import start_retrain_worker
 from entai.shared.core import AuthenticationError, ServiceUnavailableError
-from entai.shared.settings import EntaiSettings, load_settings
+from entai.shared.settings import EntaiSettings, check_listeners, load_settings
 
 __all__ = [
     "Client",
@@ -496,11 +496,18 @@ def deploy_serve_config(
     """Deploy a Serve config file on the running platform, as ``serve deploy`` does.
 
     Returns each application's status once all are RUNNING.
+
+    Raises:
+        ConfigError: the config starts Serve's gRPC proxy (or HAProxy is on), which
+            listens on every interface, and ``serve.wildcard_listeners`` is off.
     """
     head = read_head(settings)
     if head is None:
         raise ServiceUnavailableError("entai is not up: run `entai up` first")
     config = ServeDeploySchema.model_validate(yaml.safe_load(config_file.read_text()))
+    grpc = config.grpc_options
+    grpc_port = grpc.port if grpc is not None and grpc.grpc_servicer_functions else None
+    check_listeners(settings.serve.model_copy(update={"grpc_port": grpc_port or None}))
     ServeSubmissionClient(head.dashboard_url).deploy_applications(
         config.model_dump(exclude_unset=True)
     )

@@ -46,7 +46,7 @@ from entai.actors.services import Services
 from entai.demo.champion import MODEL_NAME, register_champion, train_champion, training_set
 from entai.demo.drift_act import ActContext, demo_policy, run_drift_act
 from entai.demo.ranker import RANKER_NAME, recommend_over_http, train_and_promote_ranker
-from entai.shared.core import ServiceUnavailableError
+from entai.shared.core import ServiceUnavailableError, redact_url
 from entai.shared.data import UndeclaredPii
 from entai.shared.settings import EntaiSettings, StreamSettings
 
@@ -363,7 +363,8 @@ def _run(
             "docs": f"{url}/docs",
             "dashboard": platform["dashboard_url"]
             or f"http://{settings.ray.dashboard_host}:{settings.ray.dashboard_port}",
-            "mlflow": platform["mlflow_url"] or settings.mlflow.tracking_uri,
+            "mlflow": platform["mlflow_url"]
+            or redact_url(settings.mlflow.tracking_uri.get_secret_value()),
         },
         "token_file": str(settings.security.token_file),
         "lake": settings.lake.root,

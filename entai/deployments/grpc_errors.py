@@ -71,6 +71,11 @@ def end_with_error(context: Any, exc: Exception) -> None:
         entai_code, message = "internal_error", "the request failed unexpectedly"
     if code == grpc.StatusCode.INTERNAL:
         log.error("grpc request failed", exc_info=exc, extra={"code": entai_code})
+    message = core.redact(message)
+    if code in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNAVAILABLE):
+        if message != (plain := core.redact_hosts(message)):
+            log.warning("service address left out of the status", extra={"error": message})
+        message = plain
     context.set_code(code)
     context.set_details(message)
     context.set_trailing_metadata([(ERROR_CODE_KEY, entai_code)])

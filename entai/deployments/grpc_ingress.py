@@ -37,7 +37,7 @@ from entai.deployments.schemas import (
     PredictResponse,
 )
 from entai.shared.core import PayloadTooLargeError, ServiceUnavailableError, request_context
-from entai.shared.settings import ServeSettings
+from entai.shared.settings import ServeSettings, check_listeners
 
 if TYPE_CHECKING:
     from google.protobuf.message import Message
@@ -193,9 +193,15 @@ def serve_options(settings: ServeSettings) -> dict[str, Any]:
     """``serve.start`` keyword arguments: the HTTP proxy, and the gRPC proxy unless off.
 
     Serve's gRPC proxy listens on every interface (``[::]``; Ray 2.60 has no host
-    option for it), unlike HTTP's ``settings.host``; the service needs a token all the
-    same. Server reflection stays off: clients compile ``entai.proto``.
+    option for it), unlike HTTP's ``settings.host``, so it starts only when the settings
+    accept that (``serve.wildcard_listeners``); the service needs a token all the same.
+    Server reflection stays off: clients compile ``entai.proto``.
+
+    Raises:
+        ConfigError: gRPC (or HAProxy) would listen on every interface and
+            ``serve.wildcard_listeners`` is off.
     """
+    check_listeners(settings)
     options: dict[str, Any] = {"http_options": {"host": settings.host, "port": settings.port}}
     if settings.grpc_port:
         options["grpc_options"] = {

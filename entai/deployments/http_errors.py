@@ -3,7 +3,9 @@
 Every error response is ``{"error": {"code", "message", "details"}}``. Bad input is
 never a 500: request validation errors become 422 with the offending fields, a body
 over the limit 413. A 401 carries ``WWW-Authenticate``; a 429 or 503 carries
-``Retry-After`` (the error's ``details["retry_after_s"]``, else 1 s). Serve's
+``Retry-After`` (the error's ``details["retry_after_s"]``, else 1 s). Bodies are
+redacted (:func:`entai.shared.core.redact`: secrets, URL passwords, tokens), and a 5xx
+body names no ``host:port`` of the service that failed (the log keeps it). Serve's
 own overload signals (``BackPressureError`` when a handle's ``max_queued_requests`` is
 exceeded, an unavailable deployment) become 503/429 in the same envelope. An error
 answered on the predict route is counted in ``entai_prediction_errors`` by model and
@@ -25,7 +27,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from entai.actors.core import Metrics
 from entai.shared import core
-from entai.shared.core import request_id
+from entai.shared.core import redact, redact_hosts, redact_value, request_id
 
 __all__ = [
     "STATUS_BY_ERROR",
@@ -63,9 +65,10 @@ def status_for(exc: core.EntaiError) -> int:
 
 
 def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
-    """The error envelope, with the request id when one is bound."""
+    """The error envelope, with the request id when one is bound; message and details
+    redacted."""
     return {
-        "error": {"code": code, "message": message, "details": details or {}},
+        "error": {"code": code, "message": redact(message), "details": redact_value(details or {})},
         "request_id": request_id(),
     }
 
@@ -80,7 +83,16 @@ def error_response(exc: core.EntaiError) -> tuple[int, dict[str, Any], dict[str,
         retry = exc.details.get("retry_after_s")
         seconds = float(retry) if isinstance(retry, int | float) else 1.0
         headers["Retry-After"] = str(max(1, math.ceil(seconds)))
-    return status, error_body(exc.code, exc.message, exc.details), headers
+    body = error_body(exc.code, exc.message, exc.details)
+    if status >= 500:
+        plain = redact_value(body, redact_hosts)
+        if plain != body:  # the address stays in the log, out of the answer
+            log.warning(
+                "service address left out of the error body",
+                extra={"code": exc.code, "error": body["error"]["message"]},
+            )
+        body = plain
+    return status, body, headers
 
 
 _PREDICT_ROUTE = "/v1/predict/{model}"

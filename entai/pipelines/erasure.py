@@ -336,7 +336,7 @@ def model_versions_using(settings: EntaiSettings, dataset_ids: Sequence[str]) ->
     """Registered model versions (``name/version``) whose lineage tags name a dataset."""
     if not dataset_ids:
         return []
-    uri = settings.mlflow.tracking_uri
+    uri = settings.mlflow.tracking_uri.get_secret_value()
     if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
         return []
     wanted = set(dataset_ids)

@@ -2,8 +2,13 @@
 
 Values come, in order of precedence, from keyword arguments, ``ENTAI_*`` environment
 variables (nested with ``__``, e.g. ``ENTAI_ONLINE_STORE__TYPE=redis``) and an
-optional YAML file (:meth:`EntaiSettings.from_yaml`). Secrets are ``SecretStr``:
-they never appear in ``repr``, logs or error messages.
+optional YAML file (:meth:`EntaiSettings.from_yaml`). Every setting that can carry a
+credential is a ``SecretStr`` (the online store's Redis URL, the MLflow tracking URI,
+the audit anchors' DSN, the keys, alert webhooks' URLs and headers): they never appear
+in ``repr``, and a process that builds or receives settings registers their secret
+parts with the log redaction (:func:`entai.shared.core.register_secret`), so they never
+appear in its logs or error messages either. Print a URL with
+:func:`entai.shared.core.redact_url`.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Self
 
@@ -27,13 +33,20 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from entai.shared.core import ConfigError, read_yaml_mapping
+from entai.shared.core import (
+    ConfigError,
+    install_redaction,
+    read_yaml_mapping,
+    register_secret,
+    register_url_secrets,
+)
 from entai.shared.models import PromotionPolicy
 
 if TYPE_CHECKING:
     from entai.shared.governance import AnchorStore
 
 __all__ = [
+    "LOOPBACK_HOSTS",
     "MIN_KEY_BYTES",
     "AuditAnchorSettings",
     "AuthGuardSettings",
@@ -56,18 +69,23 @@ __all__ = [
     "ServeSettings",
     "SqliteOnlineStoreSettings",
     "StreamSettings",
+    "WebhookSettings",
     "audit_anchor_store",
     "check_hmac_key",
+    "check_listeners",
     "load_settings",
+    "ray_tls_problems",
     "resolve_audit_key",
     "resolve_hmac_key",
+    "wildcard_listener_problems",
 ]
 
 logger = logging.getLogger(__name__)
 
 MIN_KEY_BYTES = 16
 
-_LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+_LOOPBACK = LOOPBACK_HOSTS
 _MIN_HMAC_KEY_BYTES = 16
 
 
@@ -153,9 +171,12 @@ OnlineStoreSettings = Annotated[
 
 
 class MlflowSettings(_Section):
-    """MLflow tracking and registry: SQLite by default, PostgreSQL in production."""
+    """MLflow tracking and registry: SQLite by default, PostgreSQL in production.
 
-    tracking_uri: str = "sqlite:///.entai/mlflow.db"
+    ``tracking_uri`` is a secret: a PostgreSQL URI carries the password.
+    """
+
+    tracking_uri: SecretStr = SecretStr("sqlite:///.entai/mlflow.db")
     artifact_root: str = ".entai/mlartifacts"
     experiment: str = "entai"
 
@@ -170,7 +191,16 @@ class RegistrySettings(_Section):
 
 
 class ServeSettings(_Section):
-    """Ray Serve ingress: the HTTP proxy and the gRPC proxy (``entai.proto``)."""
+    """Ray Serve ingress: the HTTP proxy and the gRPC proxy (``entai.proto``).
+
+    Every listener binds loopback unless the settings say otherwise. ``host`` is where
+    the HTTP proxy listens. Ray binds some listeners on every interface whatever the
+    host: the gRPC proxy (Ray 2.60 has no host option for it) and, with
+    ``RAY_SERVE_ENABLE_HA_PROXY=1``, HAProxy's stats (8404) and Prometheus metrics
+    (9101) pages. entai refuses to start those unless ``wildcard_listeners`` is true,
+    an explicit acceptance for hosts fenced by a firewall or NetworkPolicy
+    (cluster/kuberay/networkpolicies.yaml).
+    """
 
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
@@ -195,6 +225,13 @@ class ServeSettings(_Section):
     tls_note: str | None = Field(
         None,
         description="Where TLS terminates in front of a non-loopback bind (e.g. 'ingress LB').",
+    )
+    wildcard_listeners: bool = Field(
+        False,
+        description=(
+            "Accept the listeners Ray binds on every interface (the gRPC proxy; HAProxy's "
+            "stats and metrics pages). Off: entai refuses to start them."
+        ),
     )
     online_read_timeout_s: float = Field(3.0, gt=0.0)
     registry_timeout_s: float = Field(5.0, gt=0.0)
@@ -258,6 +295,19 @@ class RetrainSettings(_Section):
     auto_promote: bool = False
 
 
+class WebhookSettings(_Section):
+    """One alert webhook: drift alerts are POSTed to ``url`` as JSON.
+
+    The URL is a secret (a chat webhook's path is its credential), and so are the
+    header values (e.g. ``Authorization``); logs and errors show only the scheme and host.
+    """
+
+    url: SecretStr
+    headers: dict[str, SecretStr] = Field(default_factory=dict)
+    timeout_s: float = Field(2.0, gt=0.0)
+    retries: int = Field(2, ge=0, le=10)
+
+
 class MonitoringSettings(_Section):
     """Drift monitoring of served champions and the retraining loop.
 
@@ -279,6 +329,10 @@ class MonitoringSettings(_Section):
     drift: DriftSettings = DriftSettings()
     alerts: AlertSettings = AlertSettings()
     retrain: RetrainSettings = RetrainSettings()
+    webhooks: list[WebhookSettings] = Field(
+        default_factory=list,
+        description="Alert webhooks; alerts are always logged, and also sent to these.",
+    )
 
     @model_validator(mode="after")
     def _some_window(self) -> Self:
@@ -423,6 +477,14 @@ class SecuritySettings(_Section):
     """
 
     mode: Literal["embedded", "production"] = "embedded"
+    network_policy: str | None = Field(
+        None,
+        description=(
+            "What fences the listeners that are not on loopback (the dashboard, Ray's "
+            "wildcard listeners), e.g. 'cluster/kuberay/networkpolicies.yaml'; "
+            "production refuses such listeners without it."
+        ),
+    )
     hmac_key: SecretStr | None = None
     hmac_key_file: Path | None = None
     policy_file: Path | None = None
@@ -547,6 +609,34 @@ class EntaiSettings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, env_settings, file_secret_settings)
 
+    def model_post_init(self, context: Any, /) -> None:
+        self._register_secrets()
+
+    def __setstate__(self, state: dict[Any, Any]) -> None:
+        # Settings reach Ray workers pickled: the worker redacts them as the driver does.
+        super().__setstate__(state)
+        self._register_secrets()
+
+    def _register_secrets(self) -> None:
+        """Tell this process's log redaction every secret these settings carry."""
+        install_redaction()
+        store = self.online_store
+        if isinstance(store, RedisOnlineStoreSettings):
+            register_url_secrets(store.url.get_secret_value())
+        register_url_secrets(self.mlflow.tracking_uri.get_secret_value())
+        for key in (self.security.hmac_key, self.security.audit_key):
+            if key is not None:
+                register_secret(key.get_secret_value())
+        anchor = self.security.audit_anchor
+        if isinstance(anchor, PostgresAnchorSettings):
+            register_url_secrets(anchor.dsn.get_secret_value())
+        for hook in self.monitoring.webhooks:
+            register_url_secrets(hook.url.get_secret_value())
+            for value in hook.headers.values():
+                secret = value.get_secret_value()
+                register_secret(secret)
+                register_secret(secret.rpartition(" ")[2])  # "Bearer <token>"
+
     @classmethod
     def from_yaml(cls, path: str | Path) -> EntaiSettings:
         """Load settings from a YAML file; environment variables still take precedence."""
@@ -569,7 +659,8 @@ class EntaiSettings(BaseSettings):
         lake_root = self.lake.root if "lake" in explicit else str(home / "lake")
         if "://" not in lake_root:
             lake_root = str(Path(lake_root).expanduser().resolve())
-        tracking, artifacts = self.mlflow.tracking_uri, self.mlflow.artifact_root
+        tracking = self.mlflow.tracking_uri.get_secret_value()
+        artifacts = self.mlflow.artifact_root
         if "mlflow" not in explicit:
             tracking, artifacts = f"sqlite:///{home / 'mlflow.db'}", str(home / "mlartifacts")
         sqlite = "sqlite:///"
@@ -602,7 +693,7 @@ class EntaiSettings(BaseSettings):
                 "lake": self.lake.model_copy(update={"root": lake_root}),
                 "online_store": online,
                 "mlflow": self.mlflow.model_copy(
-                    update={"tracking_uri": tracking, "artifact_root": artifacts}
+                    update={"tracking_uri": SecretStr(tracking), "artifact_root": artifacts}
                 ),
                 "security": security,
                 "observability": self.observability.model_copy(
@@ -634,16 +725,99 @@ class EntaiSettings(BaseSettings):
                 f"serve.host={self.serve.host} is not loopback: terminate TLS in front of it "
                 "and say where in serve.tls_note"
             )
-        if self.ray.dashboard_host not in _LOOPBACK:
+        fence = self.security.network_policy
+        if self.ray.dashboard_host not in _LOOPBACK and not fence:
             problems.append(
                 f"ray.dashboard_host={self.ray.dashboard_host} is not loopback: the dashboard "
-                "has no authentication of its own; reach it through a tunnel"
+                "answers anyone who reaches it with a Ray token; fence it (a NetworkPolicy) "
+                "and name the fence in security.network_policy, or reach it through a tunnel"
             )
+        problems += wildcard_listener_problems(self.serve, os.environ)
+        if self.serve.wildcard_listeners and not fence:
+            problems.append(
+                "serve.wildcard_listeners is on: name the fence of those listeners in "
+                "security.network_policy"
+            )
+        exposed = self.exposed_listeners(os.environ)
+        if exposed:
+            problems += [
+                f"{', '.join(exposed)} beyond loopback: {problem}"
+                for problem in ray_tls_problems(os.environ)
+            ]
         if problems:
             raise ConfigError(
                 "insecure production configuration: " + "; ".join(problems),
                 details={"problems": problems},
             )
+
+    def exposed_listeners(self, environ: Mapping[str, str]) -> list[str]:
+        """The listeners these settings (and Ray's environment) put beyond loopback."""
+        exposed = []
+        if self.serve.host not in _LOOPBACK:
+            exposed.append(f"serve.host={self.serve.host}")
+        if self.ray.dashboard_host not in _LOOPBACK:
+            exposed.append(f"ray.dashboard_host={self.ray.dashboard_host}")
+        if self.serve.grpc_port:
+            exposed.append(f"the gRPC proxy (port {self.serve.grpc_port})")
+        if _haproxy_on(environ):
+            exposed.append("HAProxy's stats and metrics")
+        return exposed
+
+
+_RAY_TLS_FILES = ("RAY_TLS_SERVER_CERT", "RAY_TLS_SERVER_KEY", "RAY_TLS_CA_CERT")
+
+
+def _haproxy_on(environ: Mapping[str, str]) -> bool:
+    return environ.get("RAY_SERVE_ENABLE_HA_PROXY", "0").strip().lower() in {"1", "true"}
+
+
+def ray_tls_problems(environ: Mapping[str, str]) -> list[str]:
+    """What is missing for Ray's own traffic to be TLS (``RAY_USE_TLS`` and its files)."""
+    if environ.get("RAY_USE_TLS", "0").strip().lower() not in {"1", "true"}:
+        return ["Ray's TLS is off (set RAY_USE_TLS=1 with " + ", ".join(_RAY_TLS_FILES) + ")"]
+    missing = [name for name in _RAY_TLS_FILES if not environ.get(name)]
+    return [f"RAY_USE_TLS=1 without {', '.join(missing)}"] if missing else []
+
+
+def wildcard_listener_problems(serve: ServeSettings, environ: Mapping[str, str]) -> list[str]:
+    """The listeners Ray would bind on every interface that the settings did not accept.
+
+    Ray 2.60's gRPC proxy binds ``[::]`` whatever the host; with
+    ``RAY_SERVE_ENABLE_HA_PROXY=1`` HAProxy's stats (8404) and metrics (9101) pages bind
+    every interface. Each needs ``serve.wildcard_listeners: true``.
+    """
+    if serve.wildcard_listeners:
+        return []
+    problems = []
+    if serve.grpc_port:
+        problems.append(
+            f"serve.grpc_port={serve.grpc_port}: Ray's gRPC proxy listens on every "
+            "interface (it has no host option); set serve.wildcard_listeners: true to accept "
+            "that behind a firewall, or leave gRPC off"
+        )
+    if _haproxy_on(environ):
+        problems.append(
+            "RAY_SERVE_ENABLE_HA_PROXY=1: HAProxy's stats (8404) and metrics (9101) pages "
+            "listen on every interface; set serve.wildcard_listeners: true to accept that "
+            "behind a firewall, or leave HAProxy off"
+        )
+    return problems
+
+
+def check_listeners(serve: ServeSettings, environ: Mapping[str, str] | None = None) -> None:
+    """Refuse to start listeners on every interface that the settings did not accept.
+
+    Called before entai starts Serve; in every mode.
+
+    Raises:
+        ConfigError: naming each listener and the setting that accepts it.
+    """
+    problems = wildcard_listener_problems(serve, os.environ if environ is None else environ)
+    if problems:
+        raise ConfigError(
+            "refusing to listen on every interface: " + "; ".join(problems),
+            details={"problems": problems, "field": "serve.wildcard_listeners"},
+        )
 
 
 def _env_overrides(file_data: dict[str, Any]) -> dict[str, Any]:
@@ -702,6 +876,7 @@ def resolve_hmac_key(settings: EntaiSettings) -> bytes:
     """
     configured = settings.security.resolved_hmac_key()
     if configured is not None:
+        register_secret(configured)
         return check_hmac_key(configured)
     if settings.security.mode == "production":
         raise ConfigError(
@@ -715,7 +890,9 @@ def resolve_hmac_key(settings: EntaiSettings) -> bytes:
         with os.fdopen(fd, "w") as handle:
             handle.write(secrets.token_hex(32))
         logger.info("created the embedded HMAC key file", extra={"path": str(path)})
-    return check_hmac_key(path.read_bytes().strip())
+    key = path.read_bytes().strip()
+    register_secret(key)
+    return check_hmac_key(key)
 
 
 def _outside_lake(settings: EntaiSettings, path: Path, field: str) -> Path:
@@ -773,6 +950,7 @@ def resolve_audit_key(settings: EntaiSettings, *, create: bool = True) -> bytes:
                 handle.write(secrets.token_hex(32))
             logger.info("created the embedded audit key file", extra={"path": str(path)})
         configured = path.read_bytes().strip()
+    register_secret(configured)
     if len(configured) < MIN_KEY_BYTES:
         raise ConfigError(
             f"security.audit_key must be at least {MIN_KEY_BYTES} bytes",

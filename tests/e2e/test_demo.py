@@ -181,7 +181,7 @@ def test_demo_retrain_is_recorded_once_with_its_lineage_and_audit(demo_run: Demo
     act = summary["monitoring"]
     model, version = act["model"], act["challenger"]["version"]
     champion = summary["model"]["version"]
-    uri = settings.mlflow.tracking_uri
+    uri = settings.mlflow.tracking_uri.get_secret_value()
     tags = MlflowClient(tracking_uri=uri, registry_uri=uri).get_model_version(model, version).tags
     reason = "dataset drift in 2 consecutive windows"
     assert tags["entai.retrain_reason"] == reason

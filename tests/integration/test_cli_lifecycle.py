@@ -294,7 +294,7 @@ def test_ray_job_submit_trains_and_the_run_is_in_mlflow(head: Head) -> None:
     assert "succeeded" in job.stdout
 
     settings = EntaiSettings(home=head.home).resolved()
-    uri = settings.mlflow.tracking_uri
+    uri = settings.mlflow.tracking_uri.get_secret_value()
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)  # not the process default
     versions = client.search_model_versions(f"name='{MODEL}'")
     assert [str(v.version) for v in versions] == ["1"], job.stdout[-4000:]

@@ -150,10 +150,10 @@ def deploy_platform(
     ``score_in_ingress`` is :class:`~entai.deployments.app.AppArgs`' scoring switch
     (on, as shipped; off deploys a Model deployment behind the Ingress); ``security``
     and ``serve_settings`` override fields of those settings sections (e.g.
-    ``auth_guard``, breaker thresholds); ``settings_overrides`` sets other sections
-    (``observability``, ``streams``). ``before_serve(settings, registry)`` runs
-    before the app starts (e.g. to register a ranker); ``ranker_model`` then serves
-    ``/v1/recommend``.
+    ``auth_guard``, breaker thresholds); ``settings_overrides`` replaces whole sections
+    (e.g. ``observability``, ``streams``, ``mlflow``, ``online_store``, ``monitoring``).
+    ``before_serve(settings, registry)`` runs before the app starts (e.g. to register a
+    ranker); ``ranker_model`` then serves ``/v1/recommend``.
     """
     import ray
     from ray import serve
@@ -173,6 +173,8 @@ def deploy_platform(
         serve={
             "port": port,
             "grpc_port": grpc_port,
+            # Ray's gRPC proxy binds every interface: accepted explicitly, as it must be.
+            "wildcard_listeners": grpc_port is not None,
             "request_timeout_s": 30,
             **(serve_settings or {}),
         },

@@ -134,7 +134,7 @@ def test_fairness_lands_on_the_version_and_gates_promotion(
     assert value is not None and value > 0.1, report
     # the same number in the version's metrics tag, the run's metrics, evaluation.json
     assert version.metrics[DPD] == pytest.approx(value)
-    uri = settings.mlflow.tracking_uri
+    uri = settings.mlflow.tracking_uri.get_secret_value()
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     assert client.get_run(biased["run_id"]).data.metrics[DPD] == pytest.approx(value)
     logged = mlflow.artifacts.load_dict(f"runs:/{biased['run_id']}/evaluation.json")

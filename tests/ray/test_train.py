@@ -246,7 +246,7 @@ card:
     )
     assert logged["importance"] == explanation.importance
 
-    uri = settings.mlflow.tracking_uri
+    uri = settings.mlflow.tracking_uri.get_secret_value()
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     run = client.get_run(summary["run_id"])
     assert run.data.params["runner"] == "task"  # the default for one worker

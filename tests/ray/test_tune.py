@@ -84,7 +84,7 @@ def test_tuning_logs_children_and_registers_the_retrained_best(
     assert tuning["trials"] == 4
     assert 1 <= tuning["best_rounds"] <= 30
 
-    uri = settings.mlflow.tracking_uri
+    uri = settings.mlflow.tracking_uri.get_secret_value()
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     children = client.search_runs(
         [client.get_experiment_by_name(settings.mlflow.experiment).experiment_id],

@@ -11,8 +11,15 @@ from typing import Any
 
 import pytest
 
-from entai.actors.monitoring import FanoutSink, GovernanceAuditor, LogSink, WebhookSink
+from entai.actors.monitoring import (
+    FanoutSink,
+    GovernanceAuditor,
+    LogSink,
+    WebhookSink,
+    configured_sink,
+)
 from entai.shared.core import InvalidInputError, ServiceUnavailableError
+from entai.shared.settings import load_settings
 
 EVENT = {"model": "churn", "feature": "x", "method": "ks", "level": "alert", "window_id": "w1"}
 
@@ -127,3 +134,39 @@ def test_fanout_delivers_to_every_sink_and_reports_failures() -> None:
 
 def test_governance_auditor_without_a_governance_service_audits_nothing() -> None:
     assert GovernanceAuditor(None).audit("monitoring:alert", "me", "model:x", "allow") is False
+
+
+def test_the_configured_sink_logs_and_posts_to_each_webhook_of_the_settings(
+    server: tuple[str, Receiver], caplog: pytest.LogCaptureFixture
+) -> None:
+    url, receiver = server
+    assert isinstance(configured_sink(load_settings().monitoring), LogSink)
+    secret_url = f"{url}/T0SECRET/hook-path-s3cret"
+    settings = load_settings(
+        monitoring={
+            "webhooks": [
+                {"url": secret_url, "headers": {"Authorization": "Bearer hook-bearer-0123456789"}}
+            ]
+        }
+    )
+    sink = configured_sink(settings.monitoring)
+    with caplog.at_level(logging.WARNING, logger="entai"):
+        sink.send(EVENT)
+    assert receiver.bodies == [EVENT]
+    assert receiver.headers[0]["Authorization"] == "Bearer hook-bearer-0123456789"
+    assert caplog.records[-1].alert == EVENT  # type: ignore[attr-defined]
+    assert "s3cret" not in repr(sink) and "hook-bearer" not in repr(sink)
+
+
+def test_a_failing_webhook_names_its_host_only(caplog: pytest.LogCaptureFixture) -> None:
+    url = "http://127.0.0.1:9/T0SECRET/closed-port-s3cret?token=t0ken-value"
+    sink = WebhookSink(url, timeout_s=0.5, retries=1, backoff_s=0.0, headers={"X-Key": "xk3y"})
+    with (
+        caplog.at_level(logging.INFO, logger="entai"),
+        pytest.raises(ServiceUnavailableError) as info,
+    ):
+        sink.send(EVENT)
+    shown = f"{info.value.message} {info.value.details} {caplog.text}"
+    assert "http://127.0.0.1" in shown
+    for secret in ("T0SECRET", "closed-port-s3cret", "t0ken-value", "xk3y"):
+        assert secret not in shown

@@ -4,7 +4,10 @@ Docker and Kubernetes are not available here, so the manifests are checked the w
 reviewer would: they parse; the Serve config passes Ray's own schema and its
 ``import_path`` and deployments resolve; every ``entai`` command they run exists; the
 image and the manifests pin the Ray version of the lock; secrets appear only as
-``secretKeyRef``; the pods' environment loads into valid production settings.
+``secretKeyRef``; the pods' environment loads into valid production settings. The
+NetworkPolicies, the Secrets and every pod template are validated against Kubernetes'
+own JSON schemas (kubernetes-validate, strict: unknown fields fail), and the policies
+are evaluated against the traffic the platform needs and the ports it must not expose.
 """
 
 from __future__ import annotations
@@ -41,6 +44,11 @@ SECRET_ENV = {
     "AWS_SECRET_ACCESS_KEY",
 }
 SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|PASSWD|HMAC|_KEY(_ID)?$|CREDENTIAL|_DSN$")
+# Variables that name files: the files come from a volume (checked below), not the value.
+TLS_FILE_ENV = ("RAY_TLS_SERVER_CERT", "RAY_TLS_SERVER_KEY", "RAY_TLS_CA_CERT")
+NETWORK_POLICIES = KUBERAY / "networkpolicies.yaml"
+K8S_VERSION = "1.33"
+PART_OF = {"app.kubernetes.io/part-of": "entai"}
 CREDENTIAL_IN_URL = re.compile(r"://[^/\s:@]+:[^/\s@]+@")
 # Placeholders a Secret's value takes the place of, for loading the pods' settings.
 PLACEHOLDERS = {
@@ -113,7 +121,9 @@ def serve_configs() -> list[tuple[str, dict[str, Any]]]:
 
 
 def test_every_manifest_parses_to_mappings() -> None:
-    expected = {"raycluster", "rayservice", "rayjob", "secrets.example", "launcher"}
+    expected = {
+        "raycluster", "rayservice", "rayjob", "secrets.example", "launcher", "networkpolicies",
+    }  # fmt: skip
     assert expected <= {p.name.removesuffix(".yaml") for p in MANIFESTS}
     for path in MANIFESTS:
         docs = list(yaml.safe_load_all(path.read_text()))
@@ -280,6 +290,11 @@ def entai_commands() -> list[tuple[str, list[str]]]:
     commands = []
     job = load(KUBERAY / "rayjob.yaml")
     commands.append(("rayjob entrypoint", shlex.split(job["spec"]["entrypoint"])))
+    for doc in kuberay_docs():  # init containers run the image's entrypoint, `entai`
+        for node in walk(doc):
+            if isinstance(node, dict) and isinstance(node.get("initContainers"), list):
+                for init in node["initContainers"]:
+                    commands.append((f"{doc['kind']} {init['name']}", ["entai", *init["args"]]))
     launcher = load(CLUSTER / "launcher.yaml")
     for node in walk(launcher):
         if isinstance(node, str) and re.search(r"(^|[\s;&|])entai\s", node):
@@ -396,6 +411,8 @@ def is_secret_env(node: Any) -> bool:
         return False
     if "value" not in node and "valueFrom" not in node:
         return False
+    if node["name"] in TLS_FILE_ENV:
+        return False
     return node["name"] in SECRET_ENV or bool(SECRET_NAME.search(node["name"]))
 
 
@@ -454,9 +471,8 @@ def test_the_pods_environment_is_a_valid_production_configuration(
             if not any(name.startswith("ENTAI_") for name in env):
                 continue
             monkeypatch.delenv("ENTAI_HOME", raising=False)
-            for name, entry in env.items():
-                if name.startswith("ENTAI_") or name == "RAY_AUTH_MODE":
-                    monkeypatch.setenv(name, entry.get("value", PLACEHOLDERS.get(name, "x")))
+            for name, entry in env.items():  # the whole environment: Ray's TLS, HAProxy...
+                monkeypatch.setenv(name, entry.get("value", PLACEHOLDERS.get(name, "x")))
             settings = load_settings()
             settings.check_secure()
             assert settings.security.mode == "production"
@@ -464,8 +480,7 @@ def test_the_pods_environment_is_a_valid_production_configuration(
             if "ENTAI_ONLINE_STORE__URL" in env:
                 assert settings.online_store.type == "redis"
             for name in env:
-                if name.startswith("ENTAI_"):
-                    monkeypatch.delenv(name)
+                monkeypatch.delenv(name)
 
 
 # --- placement -----------------------------------------------------------------
@@ -528,3 +543,239 @@ def test_serve_replicas_ask_for_the_serve_nodes_and_fall_back_to_any() -> None:
             options = deployment["ray_actor_options"]
             placement = {k: options[k] for k in ("label_selector", "fallback_strategy")}
             assert placement == role_options("serve"), (where, deployment["name"])
+
+
+# --- Kubernetes schemas, NetworkPolicies, Ray TLS ------------------------------------
+
+
+def pod_templates() -> list[tuple[str, dict[str, Any]]]:
+    """Every pod template of the KubeRay manifests (head, worker groups, submitter)."""
+    templates = []
+    for doc in kuberay_docs():
+        for spec in cluster_specs(doc):
+            templates.append((f"{doc['kind']} head", spec["headGroupSpec"]["template"]))
+            for group in spec["workerGroupSpecs"]:
+                templates.append((f"{doc['kind']} {group['groupName']}", group["template"]))
+        if doc["kind"] == "RayJob":
+            templates.append(("RayJob submitter", doc["spec"]["submitterPodTemplate"]))
+    return templates
+
+
+def policies() -> list[dict[str, Any]]:
+    return list(yaml.safe_load_all(NETWORK_POLICIES.read_text()))
+
+
+def test_policies_secrets_and_pod_templates_pass_the_kubernetes_schemas() -> None:
+    import kubernetes_validate
+
+    docs = [*policies(), *yaml.safe_load_all((KUBERAY / "secrets.example.yaml").read_text())]
+    assert {d["kind"] for d in docs} == {"NetworkPolicy", "Secret"}
+    for doc in docs:
+        kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+    for where, template in pod_templates():
+        wrapped = {
+            "apiVersion": "v1",
+            "kind": "PodTemplate",
+            "metadata": {"name": "entai"},
+            "template": template,
+        }
+        try:
+            kubernetes_validate.validate(wrapped, K8S_VERSION, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            raise AssertionError(f"{where}: {exc.message}") from None
+
+
+def test_the_schema_check_catches_a_misspelt_policy_field() -> None:
+    import kubernetes_validate
+
+    policy = policies()[0]
+    policy["spec"]["policyType"] = policy["spec"].pop("policyTypes")
+    with pytest.raises(kubernetes_validate.ValidationError, match="policyType"):
+        kubernetes_validate.validate(policy, K8S_VERSION, strict=True)
+
+
+def _labels_match(selector: dict[str, Any] | None, labels: dict[str, str]) -> bool:
+    assert set(selector or {}) <= {"matchLabels"}, "only matchLabels is evaluated here"
+    wanted = (selector or {}).get("matchLabels", {})
+    return all(labels.get(k) == v for k, v in wanted.items())
+
+
+def _peer_matches(peer: dict[str, Any], source: dict[str, Any]) -> bool:
+    if "ipBlock" in peer:
+        import ipaddress
+
+        ip = source.get("ip")
+        return ip is not None and ipaddress.ip_address(ip) in ipaddress.ip_network(
+            peer["ipBlock"]["cidr"]
+        )
+    if "ip" in source and "pod" not in source:
+        return False  # an address outside the cluster is no pod
+    if "namespaceSelector" in peer:
+        if not _labels_match(peer["namespaceSelector"], source["ns"]):
+            return False
+    elif source["ns"] != NAMESPACE:
+        return False  # a podSelector alone means this namespace
+    return _labels_match(peer.get("podSelector"), source.get("pod", {}))
+
+
+NAMESPACE = {"kubernetes.io/metadata.name": "entai"}
+
+
+def allowed(
+    direction: str, pod: dict[str, str], peer: dict[str, Any], port: int, protocol: str = "TCP"
+) -> bool:
+    """NetworkPolicy semantics for the fields these policies use: is the connection
+    allowed (``ingress``: from ``peer`` to ``pod``; ``egress``: from ``pod`` to ``peer``)?"""
+    kind, key, peers_key = {
+        "ingress": ("Ingress", "ingress", "from"),
+        "egress": ("Egress", "egress", "to"),
+    }[direction]
+    applying = [
+        p["spec"]
+        for p in policies()
+        if _labels_match(p["spec"]["podSelector"], pod) and kind in p["spec"]["policyTypes"]
+    ]
+    if not applying:
+        return True
+    for spec in applying:
+        for rule in spec.get(key, []):
+            peers = rule.get(peers_key)
+            ports = rule.get("ports")
+            peer_ok = peers is None or any(_peer_matches(p, peer) for p in peers)
+            port_ok = ports is None or any(
+                p.get("port") == port and p.get("protocol", "TCP") == protocol for p in ports
+            )
+            if peer_ok and port_ok:
+                return True
+    return False
+
+
+def test_every_entai_pod_is_selected_by_the_default_deny() -> None:
+    (deny,) = [p for p in policies() if p["metadata"]["name"] == "entai-default-deny"]
+    assert set(deny["spec"]["policyTypes"]) == {"Ingress", "Egress"}
+    assert "ingress" not in deny["spec"] and "egress" not in deny["spec"]
+    for where, template in pod_templates():
+        labels = template.get("metadata", {}).get("labels", {})
+        assert _labels_match(deny["spec"]["podSelector"], labels), where
+
+
+def test_the_policies_open_what_the_platform_needs_and_nothing_else() -> None:
+    head = {**PART_OF, "ray.io/node-type": "head"}
+    worker = {**PART_OF, "ray.io/node-type": "worker"}
+    other_ns = {"kubernetes.io/metadata.name": "gateways"}
+    gateway = {"ns": other_ns, "pod": {"entai.io/ingress": "true"}}
+    stranger = {"ns": NAMESPACE, "pod": {"app": "something-else"}}
+    operator = {"ns": {"kubernetes.io/metadata.name": "ray-system"},
+                "pod": {"app.kubernetes.io/name": "kuberay-operator"}}  # fmt: skip
+    prometheus = {"ns": {"kubernetes.io/metadata.name": "monitoring"},
+                  "pod": {"app.kubernetes.io/name": "prometheus"}}  # fmt: skip
+    internet = {"ip": "203.0.113.9"}
+    # serve ingress: the labelled gateway only, on the proxy ports only
+    for port in (8000, 9000):
+        assert allowed("ingress", head, gateway, port)
+        assert allowed("ingress", worker, gateway, port)  # HAProxy runs on every node
+        assert not allowed("ingress", head, stranger, port)
+    assert not allowed("ingress", head, gateway, 8265)
+    # head <-> workers: every port (GCS, raylets, object transfer, workers)
+    for port in (6379, 8076, 10001, 12345, 52365):
+        assert allowed("ingress", head, {"ns": NAMESPACE, "pod": worker}, port)
+        assert allowed("egress", worker, {"ns": NAMESPACE, "pod": head}, port)
+    # the operator reaches the head's dashboard and agent, not the workers or the GCS
+    assert allowed("ingress", head, operator, 8265) and allowed("ingress", head, operator, 52365)
+    assert not allowed("ingress", worker, operator, 8265)
+    assert not allowed("ingress", head, operator, 6379)
+    # Prometheus scrapes Ray's and HAProxy's metrics; nobody gets HAProxy's stats page
+    assert allowed("ingress", worker, prometheus, 8080) and allowed(
+        "ingress", head, prometheus, 9101
+    )
+    for source in (gateway, stranger, operator, prometheus):
+        assert not allowed("ingress", head, source, 8404)
+        assert not allowed("ingress", head, source, 10001)  # Ray client
+    # egress: DNS, the stores at the ports the manifests name, HTTPS; nothing else out
+    dns = {"ns": {"kubernetes.io/metadata.name": "kube-system"}, "pod": {"k8s-app": "kube-dns"}}
+    assert allowed("egress", worker, dns, 53, "UDP")
+    redis = {"ns": NAMESPACE, "pod": {"app.kubernetes.io/name": "redis"}}
+    (cluster,) = cluster_specs(load(KUBERAY / "raycluster.yaml"))
+    gcs_port = int(cluster["gcsFaultToleranceOptions"]["redisAddress"].rpartition(":")[2])
+    for port in (gcs_port, 6380):  # the GCS's tables; the online store (rediss, secrets example)
+        assert allowed("egress", head, redis, port)
+    postgres = {"ns": NAMESPACE, "pod": {"app.kubernetes.io/name": "postgresql"}}
+    assert allowed("egress", worker, postgres, 5432)
+    assert not allowed("egress", worker, postgres, 6379)
+    assert allowed("egress", worker, internet, 443)
+    assert not allowed("egress", worker, internet, 80)
+    assert not allowed("egress", worker, internet, 6379)
+
+
+def test_every_ray_pod_runs_ray_over_tls_with_a_certificate_from_the_ca_secret() -> None:
+    declared = {
+        d["metadata"]["name"]: set(d["stringData"])
+        for d in yaml.safe_load_all((KUBERAY / "secrets.example.yaml").read_text())
+    }
+    for where, template in pod_templates():
+        if where == "RayJob submitter":  # it talks HTTP to the dashboard, not Ray's gRPC
+            continue
+        spec = template["spec"]
+        volumes = {v["name"]: v for v in spec["volumes"]}
+        (init,) = spec["initContainers"]
+        init_mounts = {m["name"]: m["mountPath"] for m in init["volumeMounts"]}
+        words = ["entai", *init["args"]]
+        assert words[1:3] == ["tls", "node-cert"], where
+        out = words[words.index("--out") + 1]
+        ca_dir = words[words.index("--ca-dir") + 1]
+        # the CA comes from the Secret, read-only, into the init container only
+        (ca_volume,) = [n for n, path in init_mounts.items() if path == ca_dir]
+        secret = volumes[ca_volume]["secret"]["secretName"]
+        assert {"ca.crt", "ca.key"} <= declared[secret], where
+        (tls_volume,) = [n for n, path in init_mounts.items() if path == out]
+        assert volumes[tls_volume]["emptyDir"]["medium"] == "Memory", where
+        for container in spec["containers"]:
+            env = {e["name"]: e.get("value") for e in container["env"]}
+            assert env["RAY_USE_TLS"] == "1", where
+            mounts = {m["name"]: m for m in container["volumeMounts"]}
+            assert ca_volume not in mounts, f"{where}: the CA key reaches {container['name']}"
+            assert mounts[tls_volume]["readOnly"] is True
+            files = {
+                "RAY_TLS_SERVER_CERT": "tls.crt",
+                "RAY_TLS_SERVER_KEY": "tls.key",
+                "RAY_TLS_CA_CERT": "ca.crt",
+            }  # what `entai tls node-cert` writes
+            for name, file in files.items():
+                assert env[name] == f"{mounts[tls_volume]['mountPath']}/{file}", (where, name)
+
+
+def test_check_secure_sees_the_listeners_the_manifests_really_open(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from entai.shared.core import ConfigError
+    from entai.shared.settings import load_settings
+
+    serve = embedded_serve_config()
+    for doc in kuberay_docs():
+        for spec in cluster_specs(doc):
+            head = spec["headGroupSpec"]
+            (container,) = head["template"]["spec"]["containers"]
+            env = {e["name"]: e for e in container["env"]}
+            values = {k: e.get("value", PLACEHOLDERS.get(k, "x")) for k, e in env.items()}
+            assert values["ENTAI_RAY__DASHBOARD_HOST"] == head["rayStartParams"]["dashboard-host"]
+            if doc["kind"] != "RayJob":  # the clusters that serve
+                assert values["ENTAI_SERVE__HOST"] == serve["http_options"]["host"]
+                assert int(values["ENTAI_SERVE__GRPC_PORT"]) == serve["grpc_options"]["port"]
+            assert (
+                values["ENTAI_SECURITY__NETWORK_POLICY"] == "cluster/kuberay/networkpolicies.yaml"
+            )
+            assert (ROOT / values["ENTAI_SECURITY__NETWORK_POLICY"]).exists()
+            for name, value in values.items():
+                monkeypatch.setenv(name, value)
+            load_settings().check_secure()
+            # without the fence, or without Ray's TLS, the same pods are refused
+            for drop, named in (
+                ("ENTAI_SECURITY__NETWORK_POLICY", "security.network_policy"),
+                ("RAY_USE_TLS", "Ray's TLS is off"),
+            ):
+                monkeypatch.delenv(drop)
+                with pytest.raises(ConfigError, match=re.escape(named)):
+                    load_settings().check_secure()
+                monkeypatch.setenv(drop, values[drop])
+            for name in values:
+                monkeypatch.delenv(name)

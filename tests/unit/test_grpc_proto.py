@@ -92,7 +92,7 @@ def test_the_serve_configs_register_the_servicer_with_reflection_off(path: str) 
 
 
 def test_serve_options_start_grpc_unless_its_port_is_off() -> None:
-    on = serve_options(ServeSettings(port=8001, grpc_port=9001))
+    on = serve_options(ServeSettings(port=8001, grpc_port=9001, wildcard_listeners=True))
     assert on["http_options"] == {"host": "127.0.0.1", "port": 8001}
     assert on["grpc_options"]["port"] == 9001
     assert on["grpc_options"]["grpc_servicer_functions"] == [SERVICER_FUNCTION]

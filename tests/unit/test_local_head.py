@@ -13,6 +13,7 @@ from entai.actors.core import (
     agent_port,
     group_alive,
     launch_mlflow_ui,
+    mlflow_ui_env,
     read_mlflow_ui,
     stop_mlflow_ui,
     wait_for_mlflow_ui,
@@ -82,9 +83,13 @@ def test_the_mlflow_ui_is_recorded_under_the_home_and_stopped_with_its_group(
         assert read_mlflow_ui(settings) == ui
         assert launch_mlflow_ui(settings, port=taken) == ui  # running: reused, not doubled
         assert len(fake_ui) == 1
-        # the real command serves the platform's store on loopback
+        # the real command serves the platform's store on loopback; the store's URI
+        # (a PostgreSQL one carries the password) is in the environment, not in argv
         real = fake_ui[0]
-        assert real[real.index("--backend-store-uri") + 1] == settings.mlflow.tracking_uri
+        assert "--backend-store-uri" not in real
+        uri = settings.mlflow.tracking_uri.get_secret_value()
+        assert not any(uri in word for word in real)
+        assert mlflow_ui_env(settings)["MLFLOW_BACKEND_STORE_URI"] == uri
         assert real[real.index("--host") + 1] == "127.0.0.1"
     finally:
         stopped = stop_mlflow_ui(settings)

@@ -65,6 +65,9 @@ def entai_deploy_request(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dic
     monkeypatch.setattr(entai.client, "ServeSubmissionClient", Dashboard)
     monkeypatch.setattr(entai.client, "read_head", lambda settings: head)
     monkeypatch.setenv("ENTAI_HOME", str(tmp_path))
+    # The shipped config starts Serve's gRPC proxy, which listens on every interface:
+    # `entai deploy` refuses it unless the settings accept that.
+    monkeypatch.setenv("ENTAI_SERVE__WILDCARD_LISTENERS", "true")
     monkeypatch.chdir(ROOT)
 
     from entai.cli import app

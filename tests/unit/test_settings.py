@@ -26,7 +26,7 @@ def test_defaults_are_the_embedded_mode() -> None:
     s = load_settings()
     assert isinstance(s.online_store, SqliteOnlineStoreSettings)
     assert s.online_store.synchronous == "full" and s.online_store.path is None
-    assert s.mlflow.tracking_uri.startswith("sqlite:///")
+    assert s.mlflow.tracking_uri.get_secret_value().startswith("sqlite:///")
     assert s.serve.host == "127.0.0.1"
     assert s.ray.dashboard_host == "127.0.0.1"
 
@@ -117,7 +117,7 @@ def test_sqlite_directory_follows_home_unless_set(tmp_path: Path) -> None:
 def test_resolved_paths_follow_home_and_are_absolute(tmp_path: Path) -> None:
     s = load_settings(home=tmp_path / "h").resolved()
     assert s.lake.root == str(tmp_path / "h" / "lake")
-    assert s.mlflow.tracking_uri == f"sqlite:///{tmp_path / 'h' / 'mlflow.db'}"
+    assert s.mlflow.tracking_uri.get_secret_value() == f"sqlite:///{tmp_path / 'h' / 'mlflow.db'}"
     assert s.security.token_file == tmp_path / "h" / "admin_token"
     explicit = load_settings(home=tmp_path, lake={"root": "s3://bucket/lake"}).resolved()
     assert explicit.lake.root == "s3://bucket/lake"
@@ -147,4 +147,10 @@ def test_production_checks_auth_key_length_dashboard_and_tls_note(
         },
         serve={"host": "0.0.0.0", "tls_note": "TLS ends at the ingress load balancer"},
     )
+    monkeypatch.delenv("RAY_USE_TLS", raising=False)
+    with pytest.raises(ConfigError, match="Ray's TLS is off"):
+        behind_tls.check_secure()  # a node reachable from the network talks Ray over TLS
+    monkeypatch.setenv("RAY_USE_TLS", "1")
+    for name in ("RAY_TLS_SERVER_CERT", "RAY_TLS_SERVER_KEY", "RAY_TLS_CA_CERT"):
+        monkeypatch.setenv(name, f"/etc/ray/tls/{name}")
     behind_tls.check_secure()

@@ -26,7 +26,7 @@ def resolved_tracking_uri(settings: MlflowSettings) -> str:
     A bare ``postgresql://`` gets the ``psycopg2`` driver named: SQLAlchemy 2.1
     otherwise picks psycopg 3, which entai does not install.
     """
-    uri = settings.tracking_uri
+    uri = settings.tracking_uri.get_secret_value()
     if uri.startswith(_POSTGRES):
         return _POSTGRES_DRIVER + uri[len(_POSTGRES) :]
     if uri.startswith(_SQLITE) and not uri.startswith(_SQLITE + "/"):

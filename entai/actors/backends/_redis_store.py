@@ -144,8 +144,17 @@ class RedisOnlineStore:
             raise self._unavailable("connect", exc) from exc
 
     def _unavailable(self, action: str, exc: RedisError, **details: Any) -> ServiceUnavailableError:
+        # Redis's own text names the server (host:port): it goes to the log, not into the
+        # error, which may end up in a response body.
+        logger.warning(
+            "Redis online store %s failed: %s: %s",
+            action,
+            type(exc).__name__,
+            exc,
+            extra={"action": action},
+        )
         return ServiceUnavailableError(
-            f"Redis online store {action} failed: {type(exc).__name__}: {exc}",
+            f"Redis online store {action} failed: {type(exc).__name__}",
             details={"backend": "redis", "key_prefix": self.key_prefix, **details},
         )
 

@@ -32,9 +32,14 @@ from entai.actors.core._mlflow_ui import (
     MlflowUi,
     launch_mlflow_ui,
     mlflow_ui_command,
+    mlflow_ui_env,
     read_mlflow_ui,
     stop_mlflow_ui,
     wait_for_mlflow_ui,
+)
+from entai.actors.core._node_tls import (
+    NodeCertificate,
+    write_node_certificate,
 )
 from entai.actors.core._placement import (
     ROLE_LABEL,
@@ -73,6 +78,7 @@ __all__ = [
     "MetricSpec",
     "Metrics",
     "MlflowUi",
+    "NodeCertificate",
     "Role",
     "Service",
     "TraceCarrier",
@@ -85,6 +91,7 @@ __all__ = [
     "kill_group",
     "launch_mlflow_ui",
     "mlflow_ui_command",
+    "mlflow_ui_env",
     "port_open",
     "ray_target",
     "read_head",
@@ -100,4 +107,5 @@ __all__ = [
     "trace_carrier",
     "tracing_enabled",
     "wait_for_mlflow_ui",
+    "write_node_certificate",
 ]

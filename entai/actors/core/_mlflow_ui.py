@@ -27,6 +27,7 @@ __all__ = [
     "MlflowUi",
     "launch_mlflow_ui",
     "mlflow_ui_command",
+    "mlflow_ui_env",
     "read_mlflow_ui",
     "stop_mlflow_ui",
     "wait_for_mlflow_ui",
@@ -66,16 +67,30 @@ def read_mlflow_ui(settings: EntaiSettings) -> MlflowUi | None:
 
 
 def mlflow_ui_command(settings: EntaiSettings, port: int) -> list[str]:
-    """``mlflow server`` on 127.0.0.1:``port`` against the settings' store, one worker."""
+    """``mlflow server`` on 127.0.0.1:``port`` against the settings' store, one worker.
+
+    The tracking URI is not on the command line (``ps`` shows it to every user of the
+    machine, and a PostgreSQL URI carries the password): :func:`mlflow_ui_env` passes
+    it in the environment.
+    """
     mlflow_cli = str(Path(sys.executable).with_name("mlflow"))
     return [
         mlflow_cli, "server",
-        "--backend-store-uri", settings.mlflow.tracking_uri,
         "--default-artifact-root", settings.mlflow.artifact_root,
         "--host", _HOST,
         "--port", str(port),
         "--workers", "1",
     ]  # fmt: skip
+
+
+def mlflow_ui_env(settings: EntaiSettings) -> dict[str, str]:
+    """The UI's environment: this one, the tracking URI, no background job runner."""
+    return {
+        **os.environ,
+        "MLFLOW_BACKEND_STORE_URI": settings.mlflow.tracking_uri.get_secret_value(),
+        # Its background job runner is for MLflow's GenAI features; the UI does not need it.
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+    }
 
 
 def launch_mlflow_ui(settings: EntaiSettings, *, port: int = DEFAULT_UI_PORT) -> MlflowUi:
@@ -90,9 +105,7 @@ def launch_mlflow_ui(settings: EntaiSettings, *, port: int = DEFAULT_UI_PORT) ->
         return running
     chosen = free_port(port, _HOST)
     log_file = settings.home / "logs" / "mlflow-ui.log"
-    # Its background job runner is for MLflow's GenAI features; the UI does not need it.
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    proc = spawn_group(mlflow_ui_command(settings, chosen), log_file, env)
+    proc = spawn_group(mlflow_ui_command(settings, chosen), log_file, mlflow_ui_env(settings))
     _LAUNCHED[proc.pid] = proc
     ui = MlflowUi(url=f"http://{_HOST}:{chosen}", pgid=proc.pid, log_file=str(log_file))
     _state_path(settings).write_text(json.dumps(asdict(ui)))

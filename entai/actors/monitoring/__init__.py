@@ -9,6 +9,7 @@ from entai.actors.monitoring._alert_sinks import (
     GovernanceAuditor,
     LogSink,
     WebhookSink,
+    configured_sink,
 )
 from entai.actors.monitoring._checkpoints import (
     RETRAIN_DIR,
@@ -33,5 +34,6 @@ __all__ = [
     "LogSink",
     "MonitorCheckpoints",
     "WebhookSink",
+    "configured_sink",
     "start_drift_monitor",
 ]

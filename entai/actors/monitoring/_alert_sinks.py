@@ -3,9 +3,12 @@
 A sink is anything with ``send(event)``; an event is a JSON-able mapping (model,
 feature, method, window id, previous and new level, when). :class:`LogSink` logs it,
 :class:`WebhookSink` POSTs it as JSON with a timeout and bounded retries,
-:class:`FanoutSink` sends to several. Sinks are plain picklable objects, so they can be
-passed to the DriftMonitor actor. Events carry the window id: a receiver can drop the
-duplicate that an actor restart in the middle of a call may send (at-least-once).
+:class:`FanoutSink` sends to several; :func:`configured_sink` is the one the monitor
+uses: the log, plus each webhook of ``monitoring.webhooks``. Sinks are plain picklable
+objects, so they can be passed to the DriftMonitor actor. A webhook's URL and headers
+are secrets: its ``repr``, logs and errors show only the URL's scheme and host. Events
+carry the window id: a receiver can drop the duplicate that an actor restart in the
+middle of a call may send (at-least-once).
 
 :class:`GovernanceAuditor` writes to the audit log of the ``entai-governance`` actor
 when Ray is initialised and that actor exists; otherwise it logs and carries on.
@@ -22,8 +25,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
+from pydantic import SecretStr
+
 from entai.actors.governance import GovernanceAuditor
 from entai.shared.core import EntaiError, InvalidInputError, ServiceUnavailableError
+from entai.shared.settings import MonitoringSettings
 
 __all__ = [
     "AlertSink",
@@ -32,6 +38,7 @@ __all__ = [
     "GovernanceAuditor",
     "LogSink",
     "WebhookSink",
+    "configured_sink",
 ]
 
 logger = logging.getLogger(__name__)
@@ -80,7 +87,8 @@ class WebhookSink:
     """POSTs each event as JSON; retries timeouts, connection errors, 408/429/5xx.
 
     Args:
-        url: http(s) endpoint; only its scheme and host are ever logged.
+        url: http(s) endpoint (a secret: a chat webhook's path is its credential); only
+            its scheme and host are ever logged.
         timeout_s: Per-attempt timeout.
         retries: Extra attempts after the first.
         backoff_s: Sleep before retry i is ``backoff_s * 2**i``.
@@ -89,14 +97,15 @@ class WebhookSink:
 
     def __init__(
         self,
-        url: str,
+        url: str | SecretStr,
         *,
         timeout_s: float = 2.0,
         retries: int = 2,
         backoff_s: float = 0.2,
-        headers: Mapping[str, str] | None = None,
+        headers: Mapping[str, str | SecretStr] | None = None,
     ) -> None:
-        parts = urlsplit(url)
+        url = url if isinstance(url, SecretStr) else SecretStr(url)
+        parts = urlsplit(url.get_secret_value())
         if parts.scheme not in {"http", "https"} or not parts.netloc:
             raise InvalidInputError(
                 "webhook url must be an http(s) URL with a host", details={"field": "url"}
@@ -110,7 +119,13 @@ class WebhookSink:
         self.timeout_s = timeout_s
         self.retries = retries
         self.backoff_s = backoff_s
-        self._headers = {"Content-Type": "application/json", **(headers or {})}
+        self._headers: dict[str, SecretStr] = {
+            "Content-Type": SecretStr("application/json"),
+            **{
+                k: v if isinstance(v, SecretStr) else SecretStr(v)
+                for k, v in (headers or {}).items()
+            },
+        }
         self._target = f"{parts.scheme}://{parts.hostname}"
 
     def __repr__(self) -> str:
@@ -124,12 +139,13 @@ class WebhookSink:
                 the event with a non-retryable status.
         """
         body = json.dumps(dict(event), default=str).encode()
+        headers = {k: v.get_secret_value() for k, v in self._headers.items()}
         last = ""
         for attempt in range(self.retries + 1):
             if attempt:
                 time.sleep(self.backoff_s * 2 ** (attempt - 1))
             request = urllib.request.Request(  # noqa: S310 - scheme checked in __init__
-                self.url, data=body, headers=self._headers, method="POST"
+                self.url.get_secret_value(), data=body, headers=headers, method="POST"
             )
             try:
                 with urllib.request.urlopen(request, timeout=self.timeout_s) as response:  # noqa: S310
@@ -176,3 +192,14 @@ class FanoutSink:
             raise ServiceUnavailableError(
                 f"{len(failed)} alert sink(s) failed", details={"failed": failed}
             )
+
+
+def configured_sink(settings: MonitoringSettings) -> AlertSink:
+    """The monitor's sink: the log, plus each of ``settings.webhooks`` when there are any."""
+    if not settings.webhooks:
+        return LogSink()
+    webhooks = [
+        WebhookSink(hook.url, timeout_s=hook.timeout_s, retries=hook.retries, headers=hook.headers)
+        for hook in settings.webhooks
+    ]
+    return FanoutSink([LogSink(), *webhooks])

@@ -50,7 +50,12 @@ from entai.actors.core import (
     span,
 )
 from entai.actors.models import ReferenceSource, lineage_reference_source
-from entai.actors.monitoring._alert_sinks import AlertSink, Auditor, GovernanceAuditor, LogSink
+from entai.actors.monitoring._alert_sinks import (
+    AlertSink,
+    Auditor,
+    GovernanceAuditor,
+    configured_sink,
+)
 from entai.actors.monitoring._checkpoints import RETRAIN_DIR, MonitorCheckpoints
 from entai.shared.core import EntaiError, InvalidInputError, NotFoundError
 from entai.shared.data import Lake, retrain_requested
@@ -94,7 +99,8 @@ class DriftMonitor:
 
     Args:
         settings: The lake root holds the checkpoints and retraining requests.
-        sink: Receives alert notifications; a :class:`LogSink` by default.
+        sink: Receives alert notifications; by default the log and the webhooks of
+            ``settings.monitoring.webhooks`` (:func:`configured_sink`).
         retrain_sink: Receives each :class:`RetrainRequest`; by default it is written
             to ``<lake>/monitoring/retrain_requests/<request_id>.json``.
         auditor: Audit log writer (the services wiring passes the governance service's);
@@ -134,7 +140,7 @@ class DriftMonitor:
         self._monitoring = settings.monitoring
         self._references = references or lineage_reference_source(settings.mlflow)
         self._watched: dict[str, int] = {}
-        self._sink: AlertSink = sink or LogSink()
+        self._sink: AlertSink = sink or configured_sink(settings.monitoring)
         self._retrain_sink = retrain_sink or self._store.save_retrain_request
         self._auditor: Auditor = auditor or GovernanceAuditor(None)
         self._clock = clock

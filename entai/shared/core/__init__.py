@@ -1,4 +1,5 @@
-"""The domain's base: the exception tree, structured logging, local trace files and YAML files."""
+"""The domain's base: the exception tree, structured logging, redaction of secrets,
+local trace files and YAML files."""
 
 from __future__ import annotations
 
@@ -28,6 +29,17 @@ from entai.shared.core._logs import (
     request_context,
     request_id,
 )
+from entai.shared.core._redaction import (
+    REDACTED,
+    RedactingFilter,
+    install_redaction,
+    redact,
+    redact_hosts,
+    redact_url,
+    redact_value,
+    register_secret,
+    register_url_secrets,
+)
 from entai.shared.core._traces import (
     REQUEST_ID_ATTR,
     TRACE_SUFFIX,
@@ -42,6 +54,7 @@ from entai.shared.core._yaml_files import (
 )
 
 __all__ = [
+    "REDACTED",
     "REQUEST_ID_ATTR",
     "TRACE_SUFFIX",
     "AuditIntegrityError",
@@ -61,14 +74,22 @@ __all__ = [
     "PointInTimeJoinError",
     "PromotionRejectedError",
     "RateLimitedError",
+    "RedactingFilter",
     "ServiceUnavailableError",
     "SpanNode",
     "SpanRecord",
     "configure_logging",
+    "install_redaction",
     "new_request_id",
     "read_spans",
     "read_trace",
     "read_yaml_mapping",
+    "redact",
+    "redact_hosts",
+    "redact_url",
+    "redact_value",
+    "register_secret",
+    "register_url_secrets",
     "request_context",
     "request_id",
     "span_tree",

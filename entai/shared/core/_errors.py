@@ -2,7 +2,9 @@
 
 Every error raised on purpose by entai derives from :class:`EntaiError`. All of
 them are picklable with their structured attributes, so Ray can re-raise them in
-the caller's process unchanged.
+the caller's process unchanged. Message and details are redacted when the error is
+made (:func:`entai.shared.core.redact`): a secret that slips into one never reaches a
+traceback, a log or a Ray worker's output.
 
     EntaiError
     ├── ConfigError                 settings are invalid or insecure
@@ -27,6 +29,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
+
+from entai.shared.core._redaction import redact, redact_value
 
 __all__ = [
     "AuditIntegrityError",
@@ -53,16 +57,18 @@ class EntaiError(Exception):
     """Base of every error entai raises on purpose.
 
     Args:
-        message: A sentence a person can act on; never contains secrets.
+        message: A sentence a person can act on; never contains secrets (any that does
+            is redacted).
         details: Structured context (field names, ids, counts), JSON-serialisable.
     """
 
     code: str = "entai_error"
 
     def __init__(self, message: str, *, details: Mapping[str, Any] | None = None) -> None:
+        message = redact(message)
         super().__init__(message)
         self.message = message
-        self.details: dict[str, Any] = dict(details or {})
+        self.details: dict[str, Any] = redact_value(dict(details or {}))
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (_rebuild, (type(self), self.message, self.details))

@@ -1,7 +1,9 @@
 """Structured JSON logging with a request id, configured once per entry point.
 
 Entry points choose where records go: the CLI writes them to a file under the home
-(``<home>/logs/entai.log``) and to the console only when asked (``-v``).
+(``<home>/logs/entai.log``) and to the console only when asked (``-v``). Every record
+is redacted first (:mod:`entai.shared.core._redaction`): configured secrets, URL
+passwords, bearer and entai tokens never reach a handler.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from io import TextIOWrapper
 from pathlib import Path
+
+from entai.shared.core._redaction import add_redacting_filter, install_redaction, redact_value
 
 __all__ = ["JsonFormatter", "configure_logging", "new_request_id", "request_context", "request_id"]
 
@@ -68,7 +72,9 @@ class JsonFormatter(logging.Formatter):
                 payload[key] = value
         if record.exc_info:
             payload["exc"] = self.formatException(record.exc_info)
-        return json.dumps(payload, default=str)
+        elif record.exc_text:  # already formatted (and redacted) by the redacting filter
+            payload["exc"] = record.exc_text
+        return json.dumps(redact_value(payload), default=str)
 
 
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -105,7 +111,9 @@ def configure_logging(
     """Send log records, as JSON lines, to ``log_file`` and/or the console (stderr).
 
     Called once per entry point; calling it again replaces the handlers it installed
-    (a later call may name another file), never anyone else's.
+    (a later call may name another file), never anyone else's. Installs the process's
+    redaction (:func:`~entai.shared.core._redaction.install_redaction`) and a
+    redacting filter on each handler.
 
     Args:
         level: Root level (``DEBUG``, ``INFO``...). Above DEBUG, the per-request INFO
@@ -125,8 +133,10 @@ def configure_logging(
         handlers.append(_LogFileHandler(log_file))
     for handler in handlers:
         handler.setFormatter(JsonFormatter())
+        add_redacting_filter(handler)
         setattr(handler, _HANDLER_MARK, True)
         root.addHandler(handler)
+    install_redaction()
     chatty_level = logging.DEBUG if root.level <= logging.DEBUG else logging.WARNING
     for name in _CHATTY:
         logging.getLogger(name).setLevel(chatty_level)
