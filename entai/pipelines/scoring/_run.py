@@ -29,6 +29,8 @@ from datetime import UTC, datetime
 
 import numpy as np
 import pyarrow as pa
+import ray
+import ray.data
 
 from entai.actors.core import Service
 from entai.actors.models import ModelRegistry
@@ -315,8 +317,6 @@ def _actors(requested: int | None, parts: int) -> int:
         if requested < 1:
             raise InvalidInputError("actors must be >= 1", details={"field": "actors"})
         return min(requested, parts)
-    import ray
-
     free = int(ray.available_resources().get("CPU", 0))  # type: ignore[no-untyped-call]
     return max(1, min(free, parts))
 
@@ -340,8 +340,6 @@ def run_scoring(
         on_part_done: Called as each part is written.
         scorer: The actors' callable class (a subclass may add work per part).
     """
-    import ray.data
-
     start = time.perf_counter()
     job, todo = plan.job, plan.todo
     output = ScoringOutput(job.output)
