@@ -13,6 +13,7 @@ from entai.cli import (  # noqa: F401 - registers the commands
     models,
     monitor,
     platform,
+    scoring,
     tls,
     trace,
 )

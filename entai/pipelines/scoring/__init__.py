@@ -1,0 +1,80 @@
+"""Batch scoring (``entai score``): a registered model over a dataset on Ray Data,
+resumable part by part, with lineage on every output row."""
+
+from __future__ import annotations
+
+from entai.pipelines.scoring._input import (
+    DEFAULT_PART_BYTES,
+    DEFAULT_PART_ROWS,
+    InputFile,
+    Part,
+    PartReader,
+    ScoringInput,
+    open_input,
+    plan_parts,
+)
+from entai.pipelines.scoring._model import (
+    DEFAULT_ALIAS,
+    ModelRef,
+    ScoringModel,
+    feature_matrix,
+    load_scoring_model,
+    parse_model_ref,
+    predict,
+    resolve_model,
+)
+from entai.pipelines.scoring._output import (
+    MANIFEST,
+    Resumption,
+    ScoringOutput,
+    begin_run,
+    finish_run,
+    part_name,
+)
+from entai.pipelines.scoring._run import (
+    LINEAGE_COLUMNS,
+    PartDone,
+    PartScorer,
+    ScoringJob,
+    ScoringPlan,
+    ScoringReport,
+    default_output,
+    plan_scoring,
+    run_scoring,
+    scores_table,
+)
+
+__all__ = [
+    "DEFAULT_ALIAS",
+    "DEFAULT_PART_BYTES",
+    "DEFAULT_PART_ROWS",
+    "LINEAGE_COLUMNS",
+    "MANIFEST",
+    "InputFile",
+    "ModelRef",
+    "Part",
+    "PartDone",
+    "PartReader",
+    "PartScorer",
+    "Resumption",
+    "ScoringInput",
+    "ScoringJob",
+    "ScoringModel",
+    "ScoringOutput",
+    "ScoringPlan",
+    "ScoringReport",
+    "begin_run",
+    "default_output",
+    "feature_matrix",
+    "finish_run",
+    "load_scoring_model",
+    "open_input",
+    "parse_model_ref",
+    "part_name",
+    "plan_parts",
+    "plan_scoring",
+    "predict",
+    "resolve_model",
+    "run_scoring",
+    "scores_table",
+]
