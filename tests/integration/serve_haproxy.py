@@ -147,7 +147,14 @@ def run(stats_port: int) -> dict[str, Any]:
     home = Path(tempfile.mkdtemp(prefix="entai-haproxy-home-", dir="/tmp"))
     try:
         platform = deploy_platform(
-            home, port=_free_port(), shadow=False, ingress_replicas=2, score_in_ingress=True
+            home,
+            port=_free_port(),
+            shadow=False,
+            ingress_replicas=2,
+            score_in_ingress=True,
+            # HAProxy's stats and metrics pages bind every interface: accepted explicitly,
+            # as the cluster configuration does (a fenced pod network).
+            serve_settings={"wildcard_listeners": True},
         )
         try:
             stats = httpx.get(f"http://127.0.0.1:{stats_port}/stats", timeout=10)
