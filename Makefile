@@ -55,12 +55,12 @@ feast-venv: $(STAMP)
 	$(BIN)/python tests/integration/feast_venv.py
 
 test-cluster: $(STAMP) feast-venv
-	$(BIN)/pytest tests/ray tests/integration tests/e2e -q --durations=30 -m "not chaos"
+	$(BIN)/pytest tests/ray tests/integration tests/e2e -q --durations=30 -m "not chaos and not manual"
 
 # Node loss, GCS restart and replica kills under traffic: minutes each, so they are a
 # tier of their own; CI runs it after `make test`.
 test-chaos: $(STAMP)
-	$(BIN)/pytest tests/integration -q --durations=10 -m chaos
+	$(BIN)/pytest tests/integration -q --durations=10 -m "chaos and not manual"
 
 test: audit lint typecheck layers test-unit test-cluster
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -96,6 +97,7 @@ def error_response(exc: core.EntaiError) -> tuple[int, dict[str, Any], dict[str,
 
 
 _PREDICT_ROUTE = "/v1/predict/{model}"
+_MODEL_LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}")
 
 
 def _count(request: Request, code: str) -> None:
@@ -103,8 +105,13 @@ def _count(request: Request, code: str) -> None:
     route = getattr(request.scope.get("route"), "path", None)
     if route != _PREDICT_ROUTE:
         return
-    model = "_unknown" if code == "not_found" else str(request.path_params.get("model", ""))
-    Metrics.prediction_error(model, code)
+    model = str(request.path_params.get("model", ""))
+    if code == "not_found" or not _MODEL_LABEL.fullmatch(model):
+        model = "_unknown"  # bounded labels: a caller's path is not a metric label
+    try:
+        Metrics.prediction_error(model, code)
+    except Exception:  # noqa: BLE001 - counting must never turn an answer into a 500
+        log.warning("prediction error not counted", extra={"code": code})
 
 
 def install_error_handlers(app: FastAPI) -> None:
