@@ -53,6 +53,9 @@ def platform(ray_cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iter
         settings_overrides={
             "observability": {"tracing": True, "export_interval_ms": 200},
             "streams": {"events": stream},
+            # Reads through the shard actors, so the trace crosses into them (the SQLite
+            # default reads its files in the replica: no shard hop to follow).
+            "online_store": {"type": "memory"},
         },
     )
     settings, namespace = deployed.settings, deployed.settings.ray.namespace
