@@ -205,7 +205,7 @@ def test_demo_retrain_is_recorded_once_with_its_lineage_and_audit(demo_run: Demo
 
 def test_demo_logs_and_console_output_hold_no_secret(demo_run: Demo) -> None:
     settings, _, output, _ = demo_run
-    assert "predict over HTTP" in output  # the capture did see the run
+    assert "predict and recommend over HTTP" in output  # the capture did see the run
     assert _leaks(output, _secrets(settings)) == []
     # the closing lines: where to look, and a token for predictions only
     names = ("API", "OpenAPI", "Ray dashboard", "MLflow UI", "token")
