@@ -27,6 +27,7 @@ from typer.testing import CliRunner
 from entai.cli import app as cli
 from entai.demo import features as demo
 from entai.shared.core import SpanRecord, read_trace
+from entai.shared.features import Definitions
 
 DEADLINE_S = 90.0
 
@@ -227,5 +228,7 @@ def test_an_event_is_one_trace_from_the_ingress_to_the_feature_update(
         ],
     )
     updated = {s.attributes["entai.view"] for s in spans if s.name == "entai.stream.feature_update"}
-    assert updated == {"user_category_stats", "user_stats"}
+    # Every view of the stream's definitions module reads the source: one update each.
+    assert updated == {v.name for v in Definitions.from_module(demo.__name__).views.values()}
+    assert {"user_category_stats", "user_stats", "user_recent_views"} <= updated
     assert _one(spans, "entai.stream.land").attributes["entai.events"] == 1
