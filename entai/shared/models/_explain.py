@@ -24,6 +24,7 @@ booster is explained (it is heavy, and this package is imported by the CLI).
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
@@ -190,12 +191,13 @@ class TreeShapExplainer:
         One ``DMatrix`` serves the three calls: contributions, margins, and the
         served outputs (``Booster.predict``'s default, what ``inplace_predict`` answers).
         """
-        import xgboost  # heavy: only when a booster is explained
-
+        # The booster's own package builds its input (shared imports no model library):
+        # whoever made the booster has imported it already.
+        dmatrix = sys.modules[type(self._booster).__module__.partition(".")[0]].DMatrix
         rows = _checked(matrix, len(self.feature_names))
         probe = rows if len(rows) else np.full((1, len(self.feature_names)), np.nan)
         # unnamed columns (features are not validated: the rows are in the booster's order)
-        data = xgboost.DMatrix(probe.astype(np.float32), missing=np.nan)
+        data = dmatrix(probe.astype(np.float32), missing=np.nan)
         contribs = np.asarray(
             self._booster.predict(data, pred_contribs=True, validate_features=False),
             dtype=np.float64,
