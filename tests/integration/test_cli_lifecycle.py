@@ -320,7 +320,7 @@ def test_demo_keep_running_joins_the_platform_and_leaves_it_serving(head: Head) 
     assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
     out = demo.stdout
     assert f"join the running platform at 127.0.0.1:{GCS_PORT}" in out
-    assert "predict over HTTP" in out
+    assert "predict and recommend over HTTP" in out
     assert "entai is running: `entai status` shows it, `entai down` stops it." in out
     closing = _closing_lines(out)
     ui = json.loads((head.home / "mlflow-ui.json").read_text())["url"]
