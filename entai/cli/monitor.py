@@ -13,7 +13,6 @@ from rich.text import Text
 from entai.cli._app import ConfigOption, app, console, settings_from
 from entai.cli.governance import TokenOption, authorized_principal
 from entai.shared.core import InvalidInputError
-from entai.shared.monitoring import TABLE_COLUMNS, header_lines, render_html, summarize, table_cells
 from entai.shared.settings import EntaiSettings
 
 if TYPE_CHECKING:
@@ -38,6 +37,10 @@ def _monitor(settings: EntaiSettings) -> ActorService[DriftMonitor]:
 
 
 def _print_report(report: dict[str, Any]) -> None:
+    # The monitoring domain imports the statistics stack (scipy, pandas): seconds that
+    # every other command would pay at start-up.
+    from entai.shared.monitoring import TABLE_COLUMNS, header_lines, summarize, table_cells
+
     summary = summarize(report)
     for line in header_lines(summary):
         console.print(Text(line))
@@ -71,6 +74,8 @@ def monitor_report(
     report = _monitor(settings).call(DriftMonitor.report, model)
     _print_report(report)
     if html is not None:
+        from entai.shared.monitoring import render_html
+
         html.write_text(render_html(report), encoding="utf-8")
         console.print(Text(f"HTML report written to {html}"))
     return report

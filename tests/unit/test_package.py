@@ -13,7 +13,8 @@ def test_public_surface_is_pinned() -> None:
 def test_import_is_cheap_and_side_effect_free(tmp_path: object) -> None:
     code = (
         "import sys, os; before = set(os.listdir('.')); import entai, entai.cli; "
-        "heavy = [m for m in ('ray', 'mlflow', 'xgboost', 'redis', 'fastapi') "
+        "heavy = [m for m in ('ray', 'mlflow', 'xgboost', 'redis', 'fastapi', 'scipy', 'pandas', "
+        "'pyarrow') "
         "if m in sys.modules]; "
         "print(','.join(heavy)); assert set(os.listdir('.')) == before"
     )
