@@ -9,7 +9,7 @@ UV_VERSION := 0.13.9
 
 export RAY_USAGE_STATS_ENABLED := 0
 
-.PHONY: demo test audit lint typecheck layers test-unit test-cluster test-chaos feast-venv install clean
+.PHONY: demo test audit lint typecheck layers test-unit test-cluster test-system test-chaos feast-venv install clean
 
 install: $(STAMP)
 
@@ -48,14 +48,24 @@ layers: $(STAMP)
 test-unit: $(STAMP)
 	$(BIN)/pytest tests/unit -q
 
+# The services on the shared session Ray cluster: actors, Ray Data, Train, Tune, the
+# stores against the real Redis and PostgreSQL.
+test-cluster: $(STAMP)
+	$(BIN)/pytest tests/ray tests/integration -q --durations=20 \
+		-m "not system and not chaos and not manual"
+
 # Feast's SDK, for tests/integration/test_feast_sdk.py: a virtualenv of its own
 # (.venv-feast), as its dependencies clash with the lock; made once, before the
-# cluster tiers, so no test waits on pip.
+# system tier, so no test waits on pip.
 feast-venv: $(STAMP)
 	$(BIN)/python tests/integration/feast_venv.py
 
-test-cluster: $(STAMP) feast-venv
-	$(BIN)/pytest tests/ray tests/integration tests/e2e -q --durations=30 -m "not chaos and not manual"
+# The assembled platform: each module boots its own (a Serve app with its services, an
+# `entai up` head and the CLI against it, the whole demo) and drives it over HTTP, gRPC
+# and the command line. A minute or more of start-up per module, so a tier of its own
+# that `make test` leaves out and CI runs after it.
+test-system: $(STAMP) feast-venv
+	$(BIN)/pytest tests/integration tests/e2e -q --durations=20 -m "system and not chaos and not manual"
 
 # Node loss, GCS restart and replica kills under traffic: minutes each, so they are a
 # tier of their own; CI runs it after `make test`.

@@ -26,7 +26,7 @@ from entai.shared.core import JsonFormatter
 from entai.shared.governance import AuditLog, parse_token
 from entai.shared.settings import EntaiSettings, load_settings, resolve_hmac_key
 
-pytestmark = pytest.mark.timeout(1800)  # the demo under a loaded CI machine
+pytestmark = [pytest.mark.system, pytest.mark.timeout(1800)]  # the demo under a loaded CI machine
 
 PORT = 8011
 HMAC_KEY = "integration-hmac-key-5f2c9a7e1b3d"

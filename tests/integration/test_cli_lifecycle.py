@@ -32,7 +32,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-pytestmark = pytest.mark.timeout(900)
+pytestmark = [pytest.mark.system, pytest.mark.timeout(900)]
 
 GCS_PORT, DASHBOARD_PORT, SERVE_PORT = 6391, 8277, 8012
 MODEL, DEMO_MODEL = "job_propensity", "purchase_propensity"

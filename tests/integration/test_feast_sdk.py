@@ -28,6 +28,8 @@ from test_serve_http import CATEGORIES, Platform, deploy_platform, teardown_plat
 from entai.demo import features as demo
 from entai.shared.features import FeatureView
 
+pytestmark = pytest.mark.system  # boots a platform of its own: `make test-system` (CI runs it)
+
 FEAST_SCRIPT = Path(__file__).with_name("feast_sdk_client.py")
 PORT = 8123
 UNKNOWN_USER = 99_999

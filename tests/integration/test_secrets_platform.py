@@ -40,7 +40,7 @@ from test_serve_http import MODEL, Platform, deploy_platform, predict_body, tear
 from entai.shared.core import configure_logging
 from entai.shared.governance import parse_token
 
-pytestmark = pytest.mark.timeout(900)
+pytestmark = [pytest.mark.system, pytest.mark.timeout(900)]
 
 PORT = 8133
 REDIS_PASSWORD = "redis-acl-Pa55-7c1e9b"

@@ -34,6 +34,8 @@ from test_serve_http import (
     teardown_platform,
 )
 
+pytestmark = pytest.mark.system  # boots a platform of its own: `make test-system` (CI runs it)
+
 PORT = 8124
 MIB = 1024 * 1024
 FAILURE_WINDOW_S = 5.0

@@ -29,6 +29,8 @@ from test_serve_http import (
 
 from entai.demo import features as demo
 
+pytestmark = pytest.mark.system  # boots a platform of its own: `make test-system` (CI runs it)
+
 PORT = 8126
 GRPC_TARGET = "127.0.0.1:9126"
 

@@ -34,6 +34,8 @@ import pytest
 from entai.demo import features as demo
 from entai.shared.features import FeatureRow, entity_key
 
+pytestmark = pytest.mark.system  # boots a platform of its own: `make test-system` (CI runs it)
+
 MODEL = "serve_test_model"
 CATEGORIES = ("books", "games", "tools")
 USERS = 400

@@ -21,6 +21,8 @@ from test_serve_http import Platform, deploy_platform, teardown_platform
 
 from entai.demo.generator import EcommerceWorld, WorldConfig
 
+pytestmark = pytest.mark.system  # boots a platform of its own: `make test-system` (CI runs it)
+
 RANKER = "test_ranker"
 PORT = 8131
 trained_ranker: dict[str, Any] = {}

@@ -29,6 +29,8 @@ from test_serve_http import (
     teardown_platform,
 )
 
+pytestmark = pytest.mark.system  # boots a platform of its own: `make test-system` (CI runs it)
+
 SWAP_LAG_S = 2.0
 
 

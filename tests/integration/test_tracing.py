@@ -29,6 +29,8 @@ from entai.demo import features as demo
 from entai.shared.core import SpanRecord, read_trace
 from entai.shared.features import Definitions
 
+pytestmark = pytest.mark.system  # boots a platform of its own: `make test-system` (CI runs it)
+
 DEADLINE_S = 90.0
 
 
