@@ -203,6 +203,19 @@ class RankingFairnessReport(_Frozen):
     exposure_ratio: Disparity
     ndcg_difference: Disparity
 
+    @property
+    def insufficient(self) -> tuple[str, ...]:
+        """Groups below the minimum size (reported, left out of the summary)."""
+        return tuple(g.group for g in self.groups if not g.sufficient)
+
+    def measures(self) -> dict[str, Disparity]:
+        """The summary measures by name."""
+        return {"exposure_ratio": self.exposure_ratio, "ndcg_difference": self.ndcg_difference}
+
+    def summary(self) -> dict[str, float]:
+        """The summary measures that could be computed, by name."""
+        return {k: m.value for k, m in self.measures().items() if m.value is not None}
+
     def group(self, name: str) -> GroupExposure:
         """The numbers of one group.
 
