@@ -21,6 +21,9 @@ from entai.shared.monitoring import (
     PredictionLog,
     WindowFairness,
     fairness_verdicts,
+    fmt,
+    header_lines,
+    summarize,
     window_fairness,
 )
 from entai.shared.settings import EntaiSettings, load_settings
@@ -165,6 +168,9 @@ def test_a_window_with_one_groups_labels_shifted_is_flagged_and_alerts(
     assert gauges[("offers", "region_code", EOD)] == pytest.approx(fairness["measures"][EOD])
     alerts = {tuple(a["key"]): a["level"] for a in m.report("offers")["alerts"]}
     assert alerts[("offers", "region_code", EOD)] == "warn"
+    text = header_lines(summarize(m.report("offers")))
+    assert "fairness by region_code: demographic_parity_difference " in text[-1]
+    assert f"{EOD} {fmt(fairness['measures'][EOD])} (beyond the threshold)" in text[-1]
 
 
 def test_a_stable_window_is_measured_and_does_not_alert(
