@@ -28,6 +28,7 @@ import pandas as pd
 from entai.pipelines.training._config import FairnessConfig, RankingFairnessConfig
 from entai.shared.core import InvalidInputError
 from entai.shared.models import (
+    MISSING_GROUP,
     FairnessReport,
     RankingFairnessReport,
     binary_fairness,
@@ -46,7 +47,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-MISSING_GROUP = "<missing>"
 _METRIC_UNSAFE = re.compile(r"[^A-Za-z0-9_\-. /]")
 
 

@@ -35,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from entai.shared.core import InvalidInputError, NotFoundError
 
 __all__ = [
+    "MISSING_GROUP",
     "Disparity",
     "FairnessReport",
     "GroupExposure",
@@ -43,6 +44,9 @@ __all__ = [
     "binary_fairness",
     "ranking_fairness",
 ]
+
+MISSING_GROUP = "<missing>"
+"""The group of a row whose attribute has no value (training and monitoring name it so)."""
 
 _Floats = npt.NDArray[np.float64]
 _Ints = npt.NDArray[np.int64]

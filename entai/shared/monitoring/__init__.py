@@ -58,7 +58,6 @@ from entai.shared.monitoring._drift_stats import (
     wasserstein_sorted,
 )
 from entai.shared.monitoring._fairness_windows import (
-    MISSING_GROUP,
     FairnessColumn,
     WindowFairness,
     fairness_verdicts,
@@ -122,7 +121,6 @@ from entai.shared.monitoring._windows import (
 __all__ = [
     "DATASET_KEY",
     "MIN_STD",
-    "MISSING_GROUP",
     "OTHER",
     "OTHER_LABEL",
     "POLICY_FIELDS",

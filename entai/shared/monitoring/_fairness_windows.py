@@ -27,19 +27,15 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from entai.shared.models import FairnessPolicy, ModelCard, binary_fairness
+from entai.shared.models import MISSING_GROUP, FairnessPolicy, ModelCard, binary_fairness
 
 __all__ = [
-    "MISSING_GROUP",
     "FairnessColumn",
     "WindowFairness",
     "fairness_verdicts",
     "group_values",
     "window_fairness",
 ]
-
-MISSING_GROUP = "<missing>"
-"""The group of a served row whose value of the column is null (as training names it)."""
 
 
 @dataclass(frozen=True)
