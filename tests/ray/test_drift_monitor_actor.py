@@ -1,4 +1,5 @@
-"""The DriftMonitor actor: killed mid-window it resumes with the same results."""
+"""The DriftMonitor actor: killed mid-window it resumes with the same results; fairness
+per window survives a restart between the window's close and its labels."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ import pytest
 
 from entai.actors.core import Metrics
 from entai.actors.monitoring import ACTOR_NAME, DriftMonitor, start_drift_monitor
-from entai.shared.monitoring import ReferenceProfile
+from entai.shared.models import FairnessPolicy
+from entai.shared.monitoring import ReferenceProfile, WindowFairness
 from entai.shared.settings import EntaiSettings, load_settings
 
 WINDOW = {"count": 500, "sample_size": 100}
@@ -119,3 +121,34 @@ def test_metrics_record_once_ray_is_initialised(ray_cluster: Any) -> None:
     Metrics.predictions("churn", 1, 3)
     Metrics.drift_statistic("churn", "x", "ks", 0.2)
     Metrics.alert_state("churn", "x", "ks", "alert")
+
+
+def test_fairness_per_window_alerts_after_a_restart_between_close_and_labels(
+    ray_cluster: Any, monitor: Any
+) -> None:
+    fairness = WindowFairness.create(
+        {"c": {"min_group_size": 50}}, FairnessPolicy(max_equalized_odds_difference=0.2)
+    )
+    ray_cluster.get(
+        monitor.register_model.remote(
+            "churn", 1, _reference(), feature_columns=["x", "c"], window=WINDOW, fairness=fairness
+        )
+    )
+    rows = [_batch(i) for i in range(4)]  # 600 rows: the first window closes at 500
+    for i, batch in enumerate(rows):
+        ray_cluster.get(monitor.record.remote("churn", f"b{i}", batch))
+    ray_cluster.kill(monitor, no_restart=False)
+    # labels agree with the scores for group a and contradict them for group b
+    labels = {
+        rid: int((p >= 0.5) == (c == "a"))
+        for batch in rows
+        for rid, p, c in zip(batch["request_id"], batch["prediction"], batch["c"], strict=True)
+    }
+    assert ray_cluster.get(monitor.feedback.remote("churn", labels)) == 600
+    report = ray_cluster.get(monitor.report.remote("churn"))
+    (window,) = report["windows"]
+    measured = window["realised"]["fairness"]["c"]
+    assert measured["measures"]["equalized_odds_difference"] == 1.0
+    assert measured["crossed"] == ["equalized_odds_difference"]
+    alerts = {tuple(a["key"]): a["level"] for a in report["alerts"]}
+    assert alerts[("churn", "c", "equalized_odds_difference")] == "warn"

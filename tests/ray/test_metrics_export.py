@@ -1,7 +1,8 @@
 """entai's metrics reach Ray's Prometheus endpoint, with their names and tags, and the
 shipped dashboard and alert rules read only series that endpoint exports.
 
-The drift monitor actor records predictions, drift statistics and alert levels; an
+The drift monitor actor records predictions, drift statistics, alert levels and the
+fairness measures of a window with feedback labels; an
 online write and read through :class:`OnlineFeatureClient` record the view's newest
 event time, lookups and their latency in this process; the ingress's prediction
 latency and errors are recorded through the facade. Each process reports to its node's
@@ -74,6 +75,7 @@ def exported(ray_cluster: Any, monitor: Any) -> list[tuple[str, dict[str, str], 
     model = f"probe-{uuid.uuid4().hex[:6]}"
     rng = np.random.default_rng(0)
     reference = pd.DataFrame({"x": rng.normal(0, 1, 500), "prediction": rng.random(500)})
+    fairness = {"columns": {"g": {"min_group_size": 10}}}  # fairness per window by g
     ray_cluster.get(
         monitor.register_model.remote(
             model,
@@ -81,11 +83,19 @@ def exported(ray_cluster: Any, monitor: Any) -> list[tuple[str, dict[str, str], 
             ReferenceProfile.from_frame(reference).to_dict(),
             feature_columns=["x"],
             window={"count": 200},
+            fairness=fairness,
         )
     )
-    batch = {"x": rng.normal(3, 1, 200).tolist(), "prediction": rng.random(200).tolist()}
+    batch = {
+        "request_id": [f"r{i}" for i in range(200)],
+        "x": rng.normal(3, 1, 200).tolist(),
+        "g": ["a", "b"] * 100,
+        "prediction": rng.random(200).tolist(),
+    }
     closed = ray_cluster.get(monitor.record.remote(model, "b0", batch))
     assert closed is not None and closed.status == "drift"
+    labels = {f"r{i}": int(i % 3 == 0) for i in range(200)}
+    assert ray_cluster.get(monitor.feedback.remote(model, labels)) == 200
 
     now = datetime.now(UTC)
     client = OnlineFeatureClient(None, direct_store=MemoryOnlineStore())
@@ -103,6 +113,7 @@ def exported(ray_cluster: Any, monitor: Any) -> list[tuple[str, dict[str, str], 
         ("entai_drift_statistic", ("model", model), ("feature", "x")),
         ("entai_drift_statistic", ("model", model), ("feature", "prediction")),
         ("entai_alert_level", ("model", model), ("feature", "x")),
+        ("entai_fairness_measure", ("model", model), ("attribute", "g")),
         ("entai_online_lookups", ("view", model), ("status", "present")),
         ("entai_online_lookups", ("view", model), ("status", "not_found")),
         ("entai_online_lookup_latency_s", ("route", "direct"), ("route", "direct")),

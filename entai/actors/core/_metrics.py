@@ -24,6 +24,7 @@ entai_prediction_latency_s      histogram  model, version                   seco
 entai_prediction_errors         counter    model, code                      requests
 entai_drift_statistic           gauge      model, feature, method           statistic
 entai_alert_level               gauge      model, feature, method           0 ok, 1 warn, 2 alert
+entai_fairness_measure          gauge      model, attribute, measure        measure
 entai_stream_backlog            gauge      source                           events
 entai_feature_event_time_s      gauge      view                             epoch seconds
 entai_stream_events             counter    source, outcome                  events
@@ -109,6 +110,13 @@ METRICS = (
         "gauge",
         ("model", "feature", "method"),
         "Drift alert level: 0 ok, 1 warn, 2 alert.",
+    ),
+    MetricSpec(
+        "entai_fairness_measure",
+        "gauge",
+        ("model", "attribute", "measure"),
+        "Fairness measure of a model by a protected or segment attribute, from the "
+        "feedback labels of the latest closed window that has them.",
     ),
     MetricSpec(
         "entai_stream_backlog",
@@ -281,6 +289,15 @@ class Metrics:
         if (m := _get()) is not None:
             tags = {"model": model, "feature": feature, "method": method}
             _gauges.set(m, "entai_alert_level", _ALERT_LEVELS.get(level, math.nan), tags)
+
+    @staticmethod
+    def fairness_measure(model: str, attribute: str, measure: str, value: float | None) -> None:
+        """Set a fairness measure of the latest labelled window (skipped when not computed)."""
+        if value is None or not math.isfinite(value):
+            return
+        if (m := _get()) is not None:
+            tags = {"model": model, "attribute": attribute, "measure": measure}
+            _gauges.set(m, "entai_fairness_measure", value, tags)
 
     @staticmethod
     def stream_backlog(source: str, events: int) -> None:

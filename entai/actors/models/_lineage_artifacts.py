@@ -2,6 +2,8 @@
 
 Training logs them as artifacts of the version's run and tags the version with their
 URIs (:mod:`entai.shared.monitoring._reference`); this reads them back from MLflow.
+The monitoring reference comes with the fairness columns the version's model card
+names (``fairness``: the monitor recomputes their measures per window).
 """
 
 from __future__ import annotations
@@ -10,8 +12,10 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from entai.actors.backends import configure_mlflow
+from entai.actors.models._registry_tags import CARD_TAG
 from entai.shared.core import InvalidInputError, NotFoundError
-from entai.shared.monitoring import REFERENCE_TAG
+from entai.shared.models import ModelCard
+from entai.shared.monitoring import REFERENCE_TAG, WindowFairness
 from entai.shared.settings import MlflowSettings
 
 __all__ = ["ReferenceSource", "lineage_reference_source", "version_artifact"]
@@ -54,9 +58,15 @@ ReferenceSource = Callable[[str, int], Mapping[str, Any] | None]
 
 
 def lineage_reference_source(settings: MlflowSettings) -> ReferenceSource:
-    """Reads a version's monitoring reference through its :data:`REFERENCE_TAG`."""
+    """Reads a version's monitoring reference through its :data:`REFERENCE_TAG`, with
+    the fairness columns its model card names (``fairness``), if any."""
 
     def load(model: str, version: int) -> Mapping[str, Any] | None:
-        return version_artifact(settings, model, version, REFERENCE_TAG)
+        reference = version_artifact(settings, model, version, REFERENCE_TAG)
+        if reference is None:
+            return None
+        card = version_artifact(settings, model, version, CARD_TAG)
+        columns = WindowFairness.columns_of(ModelCard.from_mapping(card)) if card else {}
+        return {**reference, "fairness": columns} if columns else reference
 
     return load

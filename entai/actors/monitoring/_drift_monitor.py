@@ -20,6 +20,15 @@ report of the window that batch closed, if any. Alert notifications are sent bef
 the checkpoint, so a crash in between resends them (at least once; events carry the
 window id).
 
+Fairness: a version whose model card names fairness columns is watched by them too
+(the lineage reference carries them): the group of each served row is logged with its
+prediction, each window's demographic parity difference, equalized odds difference
+and disparate impact ratio are recomputed from its feedback labels, exported as the
+gauge ``entai_fairness_measure``, and a measure beyond the registry policy's threshold
+(``registry.policy.fairness``, the promotion gate's) drives an alert key
+``(model, <attribute>, <measure>)`` through the same state machine, sink, audit and
+``entai_alert_level`` gauge as drift.
+
 Erasure (:meth:`DriftMonitor.erase`) drops a subject's rows from the prediction log
 and their sampled values from open windows (rows are tagged with ``entity_key``, else
 ``request_id``). Counts, moments, category frequencies and closed-window statistics are
@@ -65,6 +74,7 @@ from entai.shared.monitoring import (
     MonitoringReference,
     RetrainRequest,
     WatchLimits,
+    WindowFairness,
     WindowReport,
     WindowSpec,
     batch_frame,
@@ -138,6 +148,7 @@ class DriftMonitor:
         self._limits = WatchLimits(max_batch_ids, max_windows, max_predictions)
         self._store = MonitorCheckpoints(Lake(settings.lake.root), self._limits)
         self._monitoring = settings.monitoring
+        self._fairness_policy = settings.registry.policy.fairness
         self._references = references or lineage_reference_source(settings.mlflow)
         self._watched: dict[str, int] = {}
         self._sink: AlertSink = sink or configured_sink(settings.monitoring)
@@ -177,6 +188,7 @@ class DriftMonitor:
         alert_policy: Mapping[str, Any] | None = None,
         retrain_policy: Mapping[str, Any] | None = None,
         reference_auc: float | None = None,
+        fairness: WindowFairness | Mapping[str, Any] | None = None,
     ) -> None:
         """Start (or keep) monitoring a model version against its reference profile.
 
@@ -191,6 +203,8 @@ class DriftMonitor:
             drift_config: ``DriftConfig`` fields; alert_policy: ``AlertPolicy`` fields;
                 retrain_policy: ``RetrainPolicy`` fields.
             reference_auc: The version's validation AUC, for the realised-AUC rule.
+            fairness: The attributes to recompute fairness by per window, and the
+                thresholds that alert (a :class:`WindowFairness` or its dict).
         """
         spec = window if isinstance(window, WindowSpec) else WindowSpec.from_dict(window)
         config: dict[str, Any] = {
@@ -203,6 +217,10 @@ class DriftMonitor:
             "retrain_policy": dict(retrain_policy or {}),
             "reference_auc": reference_auc,
         }
+        if isinstance(fairness, WindowFairness):
+            config["fairness"] = fairness.to_dict()
+        elif fairness is not None:
+            config["fairness"] = WindowFairness.from_dict(fairness).to_dict()
         ref_text = json.dumps(dict(reference), sort_keys=True, separators=(",", ":"))
         config["reference_id"] = hashlib.sha256(ref_text.encode()).hexdigest()[:16]
         old = self._models.get(_checked_model(model))
@@ -245,8 +263,15 @@ class DriftMonitor:
             return "no_reference"
         reference = MonitoringReference.from_dict(document)
         before = None if current is None else current.config
+        fairness = None
+        if reference.fairness:
+            fairness = WindowFairness.create(reference.fairness, self._fairness_policy)
         self.register_model(
-            model, version, reference.profile, **reference.registration(self._monitoring)
+            model,
+            version,
+            reference.profile,
+            **reference.registration(self._monitoring),
+            fairness=fairness,
         )
         self._watched[model] = int(version)
         return "unchanged" if self._models[model].config == before else "registered"
@@ -330,6 +355,12 @@ class DriftMonitor:
                 Metrics.drift_statistic(watch.name, name, column["method"], column["statistic"])
             for event in report.alerts:
                 self._alert(event)
+        for event in watch.take_raised():
+            self._alert(event)
+        if watch.fairness is not None:
+            for attribute, measures in watch.latest_fairness().items():
+                for measure, value in measures.items():
+                    Metrics.fairness_measure(watch.name, attribute, measure, value)
         if closed or watch.retrain_pending:
             self._maybe_retrain(watch, now)
         self._store.save(watch)
@@ -376,10 +407,11 @@ class DriftMonitor:
     def feedback(self, model: str, labels: Mapping[str, int]) -> int:
         """Join labels (0/1 by request id) to logged predictions; returns how many matched.
 
-        Realised AUC and log loss of the windows concerned are recomputed.
+        Realised AUC and log loss of the windows concerned are recomputed, and their
+        fairness measures for a version watched for fairness (alerting as drift does).
         """
         watch = self._watch(model)
-        matched = watch.feedback(labels)
+        matched = watch.feedback(labels, self._clock())
         if matched:
             self._after_change(watch, [], self._clock())
         return matched

@@ -7,6 +7,7 @@ from __future__ import annotations
 from entai.pipelines.training._config import (
     CardText,
     FairnessConfig,
+    RankingFairnessConfig,
     SearchDimension,
     TrainConfig,
     TuneConfig,
@@ -14,7 +15,10 @@ from entai.pipelines.training._config import (
 from entai.pipelines.training._fairness import (
     MISSING_GROUP,
     check_fairness_columns,
+    check_ranking_fairness_columns,
+    fairness_metrics,
     fairness_reports,
+    ranking_fairness_reports,
     with_fairness,
 )
 from entai.pipelines.training._lineage import (
@@ -86,6 +90,7 @@ __all__ = [
     "FairnessConfig",
     "LoggedRun",
     "RankerConfig",
+    "RankingFairnessConfig",
     "RetrainWorker",
     "RetrainWorkerActor",
     "Runner",
@@ -100,8 +105,10 @@ __all__ = [
     "TuneOutcome",
     "build_training_data",
     "check_fairness_columns",
+    "check_ranking_fairness_columns",
     "evaluate_binary",
     "evaluate_version",
+    "fairness_metrics",
     "fairness_reports",
     "last_runs",
     "lineage_artifacts",
@@ -111,6 +118,7 @@ __all__ = [
     "pending_requests",
     "pinned_requirements",
     "process_pending",
+    "ranking_fairness_reports",
     "recorded_config",
     "recorded_train_config",
     "register_ranker",

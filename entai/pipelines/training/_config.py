@@ -25,7 +25,14 @@ from pydantic import (
 from entai.pipelines.training._train import BASELINES, Runner
 from entai.shared.core import ConfigError, read_yaml_mapping
 
-__all__ = ["CardText", "FairnessConfig", "SearchDimension", "TrainConfig", "TuneConfig"]
+__all__ = [
+    "CardText",
+    "FairnessConfig",
+    "RankingFairnessConfig",
+    "SearchDimension",
+    "TrainConfig",
+    "TuneConfig",
+]
 
 _DEFAULT_PARAMS: dict[str, Any] = {
     "objective": "binary:logistic",
@@ -75,6 +82,32 @@ class FairnessConfig(_Config):
     top_fraction: float | None = Field(None, gt=0.0, lt=1.0)
     min_group_size: int = Field(30, ge=1)
     bins: int = Field(10, ge=1)
+
+    @model_validator(mode="after")
+    def _distinct(self) -> Self:
+        if len(set(self.columns)) != len(self.columns):
+            raise ValueError(f"columns lists a column twice: {list(self.columns)}")
+        return self
+
+
+class RankingFairnessConfig(_Config):
+    """What a ranker's held-out ranking is evaluated by (``ranking_fairness``).
+
+    Example (``RankerConfig(fairness=...)``; the same ``columns`` as :class:`FairnessConfig`)::
+
+        fairness:
+          columns: [category]
+          min_group_size: 30
+
+    Attributes:
+        columns: Item (or query) attributes: a column of the ranking examples or of
+            the catalogue (joined by ``product_id``), e.g. the product category or a
+            seller segment marked ``protected`` or ``segment`` where it is declared.
+        min_group_size: Groups with fewer ranked items are reported, not compared.
+    """
+
+    columns: tuple[str, ...] = Field(..., min_length=1)
+    min_group_size: int = Field(30, ge=1)
 
     @model_validator(mode="after")
     def _distinct(self) -> Self:

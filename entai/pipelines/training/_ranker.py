@@ -7,7 +7,11 @@ events before its cutoff, so the rows are point-in-time correct by construction)
 The cutoffs are split in time: the earliest train, the next validate (early
 diagnostics, ``valid_auc`` for the promotion gate), the last ``held_out`` share is
 the offline evaluation: NDCG, precision and recall at k of the model's ranking of the
-candidates against the popularity baseline on the same requests.
+candidates against the popularity baseline on the same requests, and, per column of
+``RankerConfig.fairness`` (an item attribute such as the category), the exposure and
+NDCG@k each group of items gets (``ranking_fairness``): on the model card's
+``ranking_fairness`` section, which the promotion gate's ranking thresholds read, and
+as ``valid_fairness_<column>_<measure>`` metrics.
 
 :func:`register_ranker` logs the run to MLflow with the serving index (the
 interaction index as of the end of the events, ``interaction_index.json``), registers
@@ -19,7 +23,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -28,10 +32,16 @@ import pandas as pd
 
 from entai.actors.core import Service
 from entai.actors.models import ModelRegistry, ModelVersionInfo
+from entai.pipelines.training._config import RankingFairnessConfig
+from entai.pipelines.training._fairness import (
+    check_ranking_fairness_columns,
+    fairness_metrics,
+    ranking_fairness_reports,
+)
 from entai.pipelines.training._tracking import LoggedRun, log_xgboost_run
 from entai.pipelines.training._train import TrainOutcome, evaluate_binary, train_xgboost
 from entai.shared.core import InvalidInputError
-from entai.shared.models import ModelCard, TrainingDataSummary
+from entai.shared.models import ModelCard, RankingFairnessReport, TrainingDataSummary
 from entai.shared.recommend import (
     INDEX_ARTIFACT,
     RANKING_FEATURES,
@@ -75,6 +85,7 @@ class RankerConfig:
         k: The cut-off of the ranking metrics.
         num_boost_round: Boosting rounds.
         seed: Sampling seed.
+        fairness: Item attributes the held-out ranking's fairness is evaluated by.
     """
 
     model_name: str = "product_ranker"
@@ -87,6 +98,7 @@ class RankerConfig:
     k: int = 10
     num_boost_round: int = 120
     seed: int = 0
+    fairness: RankingFairnessConfig | None = None
 
     def split(self, cutoffs: Sequence[datetime]) -> tuple[datetime, datetime]:
         """Where validation and the held-out period start among ``cutoffs``."""
@@ -120,6 +132,7 @@ class TrainedRanker:
             ``popularity_ndcg_at_<k>`` etc. of the baseline.
         index: The interaction index as of the end of the events (what serving uses).
         dataset_id: Content hash of the examples.
+        fairness: The held-out ranking's fairness per configured column.
     """
 
     outcome: TrainOutcome
@@ -130,6 +143,7 @@ class TrainedRanker:
     metrics: dict[str, float]
     index: InteractionIndex
     dataset_id: str
+    fairness: dict[str, RankingFairnessReport] = field(default_factory=dict)
 
 
 def _dataset_id(rows: pd.DataFrame) -> str:
@@ -202,6 +216,7 @@ def train_ranker(
     train, valid, held_out, dataset_id = split_examples(
         events, catalogue, start=start, end=end, config=config
     )
+    check_ranking_fairness_columns(config.fairness, held_out.rows, catalogue)
     features = list(RANKING_FEATURES)
     outcome = train_xgboost(
         train.rows,
@@ -222,6 +237,12 @@ def train_ranker(
         **{f"popularity_{k}": v for k, v in ranked["popularity"].as_dict().items() if k != "lists"},
         "held_out_requests": float(ranked["model"].lists),
     }
+    fairness = (
+        {}
+        if config.fairness is None
+        else ranking_fairness_reports(config.fairness, held_out.rows, catalogue, scores, k=config.k)
+    )
+    metrics.update(fairness_metrics(fairness))
     return TrainedRanker(
         outcome=outcome,
         config=config,
@@ -231,6 +252,7 @@ def train_ranker(
         metrics={k: round(float(v), 4) for k, v in metrics.items()},
         index=InteractionIndex.from_events(events, catalogue, as_of=end),
         dataset_id=dataset_id,
+        fairness=fairness,
     )
 
 
@@ -251,6 +273,7 @@ def _card(trained: TrainedRanker) -> ModelCard:
             validation_dataset_id=trained.dataset_id + "/valid",
         ),
         metrics=dict(trained.metrics),
+        ranking_fairness=dict(trained.fairness),
         limitations=(
             "trained on synthetic events",
             "user histories in the serving index are as of training until the next retrain",

@@ -14,6 +14,7 @@ from entai.shared.models._explain import (
     margin_function,
 )
 from entai.shared.models._fairness import (
+    MISSING_GROUP,
     Disparity,
     FairnessReport,
     GroupExposure,
@@ -43,6 +44,7 @@ from entai.shared.models._promotion import (
 )
 
 __all__ = [
+    "MISSING_GROUP",
     "Approval",
     "Attribution",
     "Background",

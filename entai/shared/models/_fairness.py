@@ -35,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from entai.shared.core import InvalidInputError, NotFoundError
 
 __all__ = [
+    "MISSING_GROUP",
     "Disparity",
     "FairnessReport",
     "GroupExposure",
@@ -43,6 +44,9 @@ __all__ = [
     "binary_fairness",
     "ranking_fairness",
 ]
+
+MISSING_GROUP = "<missing>"
+"""The group of a row whose attribute has no value (training and monitoring name it so)."""
 
 _Floats = npt.NDArray[np.float64]
 _Ints = npt.NDArray[np.int64]
@@ -202,6 +206,19 @@ class RankingFairnessReport(_Frozen):
     groups: tuple[GroupExposure, ...]
     exposure_ratio: Disparity
     ndcg_difference: Disparity
+
+    @property
+    def insufficient(self) -> tuple[str, ...]:
+        """Groups below the minimum size (reported, left out of the summary)."""
+        return tuple(g.group for g in self.groups if not g.sufficient)
+
+    def measures(self) -> dict[str, Disparity]:
+        """The summary measures by name."""
+        return {"exposure_ratio": self.exposure_ratio, "ndcg_difference": self.ndcg_difference}
+
+    def summary(self) -> dict[str, float]:
+        """The summary measures that could be computed, by name."""
+        return {k: m.value for k, m in self.measures().items() if m.value is not None}
 
     def group(self, name: str) -> GroupExposure:
         """The numbers of one group.

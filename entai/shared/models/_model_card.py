@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from entai.shared.core import InvalidInputError
-from entai.shared.models._fairness import FairnessReport
+from entai.shared.models._fairness import Disparity, FairnessReport, RankingFairnessReport
 from entai.shared.models._importance import GlobalExplanation
 from entai.shared.models._model_card_html import markdown_page
 
@@ -84,6 +84,9 @@ class ModelCard(_Frozen):
         fairness: Fairness of the decisions per protected or segment attribute, filled
             from the numbers by training (the promotion gates' fairness thresholds
             read it).
+        ranking_fairness: A ranker's exposure and NDCG per group of items (or
+            queries), per attribute, filled by the ranker's evaluation (the gates'
+            ranking thresholds read it).
         limitations: Known weaknesses, biases, and conditions where it degrades.
         owners: People or teams accountable for the model.
         explanations: Global importance and dependence of the top features on the
@@ -100,6 +103,7 @@ class ModelCard(_Frozen):
     metrics: dict[str, float] = Field(default_factory=dict)
     segment_metrics: dict[str, dict[str, float]] = Field(default_factory=dict)
     fairness: dict[str, FairnessReport] = Field(default_factory=dict)
+    ranking_fairness: dict[str, RankingFairnessReport] = Field(default_factory=dict)
     limitations: tuple[str, ...] = ()
     owners: tuple[str, ...] = ()
     explanations: GlobalExplanation | None = None
@@ -223,6 +227,8 @@ class ModelCard(_Frozen):
             lines.append(f"- segment {segment}: {shown}")
         for attribute, report in sorted(self.fairness.items()):
             lines += ["", f"## Fairness by {attribute}", *_fairness_lines(report)]
+        for attribute, ranked in sorted(self.ranking_fairness.items()):
+            lines += ["", f"## Ranking fairness by {attribute}", *_ranking_lines(ranked)]
         lines += ["", "## Top features", *_explanation_lines(self.explanations)]
         lines += ["", "## Limitations"]
         lines += [f"- {item}" for item in self.limitations] or ["_missing_"]
@@ -279,12 +285,8 @@ def _fairness_lines(report: FairnessReport) -> list[str]:
         f"Selected: score >= {report.threshold:.4f}; groups under {report.min_group_size}"
         " rows are shown but not compared.",
         "",
+        *_measure_lines(report.measures()),
     ]
-    for name, measure in report.measures().items():
-        worst = ", ".join(f"{g}={v:.4f}" for g, v in measure.worst_groups.items())
-        shown = f"- {name}: {_number(measure.value)}"
-        shown += f" ({measure.rate}: {worst})" if worst else ""
-        lines.append(shown + (f"; {measure.reason}" if measure.reason else ""))
     lines += [
         "",
         "| group | rows | selection rate | TPR | FPR | AUC | mean score | label rate | ECE |",
@@ -294,6 +296,36 @@ def _fairness_lines(report: FairnessReport) -> list[str]:
         name = g.group if g.sufficient else f"{g.group} (insufficient)"
         cells = [g.selection_rate, g.tpr, g.fpr, g.auc, g.mean_score, g.label_rate, g.ece]
         lines.append(f"| {name} | {g.count} | " + " | ".join(_number(c) for c in cells) + " |")
+    return lines
+
+
+def _measure_lines(measures: Mapping[str, Disparity]) -> list[str]:
+    lines = []
+    for name, measure in measures.items():
+        worst = ", ".join(f"{g}={v:.4f}" for g, v in measure.worst_groups.items())
+        shown = f"- {name}: {_number(measure.value)}"
+        shown += f" ({measure.rate}: {worst})" if worst else ""
+        lines.append(shown + (f"; {measure.reason}" if measure.reason else ""))
+    return lines
+
+
+def _ranking_lines(report: RankingFairnessReport) -> list[str]:
+    lines = [
+        f"Exposure 1/log2(1 + rank) within the top {report.k} of each query; groups under"
+        f" {report.min_group_size} items are shown but not compared.",
+        "",
+        *_measure_lines(report.measures()),
+        "",
+        "| group | items | queries | exposure share | relevance share | mean exposure"
+        f" | NDCG@{report.k} |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for g in report.groups:
+        name = g.group if g.sufficient else f"{g.group} (insufficient)"
+        cells = [g.exposure_share, g.relevance_share, g.mean_exposure, g.ndcg_at_k]
+        lines.append(
+            f"| {name} | {g.items} | {g.queries} | " + " | ".join(_number(c) for c in cells) + " |"
+        )
     return lines
 
 

@@ -14,10 +14,13 @@ Gates, for aliases the policy gates (``champion`` by default):
   holder's by more than ``tolerance``; when they share no evaluation set the gate
   fails and asks for a re-evaluation on a common set;
 - ``fairness`` (when the policy sets fairness thresholds): the fairness reports in the
-  candidate's model card (``ModelCard.fairness``, filled by training) meet every
-  threshold for every required attribute; a measure that could not be computed, or a
-  missing report, fails the gate. Each failure carries the measure's value, the
-  threshold and the lowest and highest groups with their rates;
+  candidate's model card meet every threshold for every required attribute: a binary
+  classifier's reports (``ModelCard.fairness``) the selection-rate thresholds, a
+  ranker's (``ModelCard.ranking_fairness``: a card with ranking reports and no binary
+  ones is a ranker's) the exposure and NDCG thresholds. A measure that could not be
+  computed, a missing report, or a policy with no threshold for the candidate's kind
+  fails the gate. Each failure carries the measure's value, the threshold and the
+  lowest and highest groups with their rates;
 - ``distinct_approver``: the approver is not the registrant (four-eyes).
 """
 
@@ -25,12 +28,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from entai.shared.core import PromotionRejectedError
-from entai.shared.models._fairness import FairnessReport
+from entai.shared.models._fairness import Disparity
 from entai.shared.models._model_card import ModelCard
 
 __all__ = [
@@ -53,13 +56,21 @@ class FairnessPolicy(BaseModel):
           max_demographic_parity_difference: 0.1
           max_equalized_odds_difference: 0.1
           min_disparate_impact_ratio: 0.8
+          ranking_attributes: [category]
+          min_exposure_ratio: 0.5
+          max_ndcg_difference: 0.2
 
     Attributes:
-        attributes: Attributes the candidate must have been evaluated by; empty means
-            every attribute its card reports (and at least one).
+        attributes: Attributes a binary classifier must have been evaluated by; empty
+            means every attribute its card reports (and at least one).
         max_demographic_parity_difference: Upper bound on the selection-rate gap.
         max_equalized_odds_difference: Upper bound on the larger of the TPR/FPR gaps.
         min_disparate_impact_ratio: Lower bound on lowest/highest selection rate.
+        ranking_attributes: Attributes a ranker must have been evaluated by; empty
+            means every attribute its card reports (and at least one).
+        min_exposure_ratio: Lower bound on a ranker's lowest/highest mean exposure
+            per item of a group.
+        max_ndcg_difference: Upper bound on a ranker's gap in NDCG@k between groups.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -68,19 +79,30 @@ class FairnessPolicy(BaseModel):
     max_demographic_parity_difference: float | None = Field(None, ge=0.0, le=1.0)
     max_equalized_odds_difference: float | None = Field(None, ge=0.0, le=1.0)
     min_disparate_impact_ratio: float | None = Field(None, ge=0.0, le=1.0)
+    ranking_attributes: tuple[str, ...] = ()
+    min_exposure_ratio: float | None = Field(None, ge=0.0, le=1.0)
+    max_ndcg_difference: float | None = Field(None, ge=0.0, le=1.0)
 
     @model_validator(mode="after")
     def _some_threshold(self) -> FairnessPolicy:
-        if not self.bounds():
+        if not self.bounds() and not self.ranking_bounds():
             raise ValueError("fairness policy sets no threshold")
         return self
 
     def bounds(self) -> list[tuple[str, float, bool]]:
-        """``(measure, threshold, is_upper_bound)`` for every threshold set."""
+        """``(measure, threshold, is_upper_bound)`` for every binary-classifier threshold set."""
         given = [
             ("demographic_parity_difference", self.max_demographic_parity_difference, True),
             ("equalized_odds_difference", self.max_equalized_odds_difference, True),
             ("disparate_impact_ratio", self.min_disparate_impact_ratio, False),
+        ]
+        return [(m, bound, upper) for m, bound, upper in given if bound is not None]
+
+    def ranking_bounds(self) -> list[tuple[str, float, bool]]:
+        """``(measure, threshold, is_upper_bound)`` for every ranker threshold set."""
+        given = [
+            ("exposure_ratio", self.min_exposure_ratio, False),
+            ("ndcg_difference", self.max_ndcg_difference, True),
         ]
         return [(m, bound, upper) for m, bound, upper in given if bound is not None]
 
@@ -325,19 +347,49 @@ def _comparison(
     return []
 
 
+class _Reports(Protocol):
+    """What the gate reads of a binary or a ranking fairness report."""
+
+    @property
+    def attribute(self) -> str: ...
+
+    @property
+    def insufficient(self) -> tuple[str, ...]: ...
+
+    def measures(self) -> dict[str, Disparity]: ...
+
+
 def _fairness(
     policy: FairnessPolicy, candidate: Candidate
 ) -> tuple[list[GateFailure], dict[str, dict[str, float | None]]]:
-    """Failures of the fairness thresholds, and every measure checked per attribute."""
+    """Failures of the fairness thresholds, and every measure checked per attribute.
+
+    A card with ranking reports and no binary ones is a ranker's: the ranking
+    thresholds apply to it; otherwise the binary ones do.
+    """
     gate = "fairness"
-    reports = candidate.card.fairness if candidate.card is not None else {}
-    wanted = policy.attributes or tuple(sorted(reports))
+    card = candidate.card
+    binary: Mapping[str, _Reports] = card.fairness if card is not None else {}
+    ranking: Mapping[str, _Reports] = card.ranking_fairness if card is not None else {}
+    ranker = bool(ranking) and not binary
+    reports = ranking if ranker else binary
+    bounds = policy.ranking_bounds() if ranker else policy.bounds()
+    required = policy.ranking_attributes if ranker else policy.attributes
+    wanted = required or tuple(sorted(reports))
     if not wanted:
         reason = (
             "no fairness evaluation is recorded for this version (its model card has no "
             "fairness section); train it with fairness.columns set"
         )
         return [GateFailure(gate, reason)], {}
+    if not bounds:
+        kind, names = (
+            ("a ranker", "min_exposure_ratio, max_ndcg_difference")
+            if ranker
+            else ("a binary classifier", "the selection-rate thresholds")
+        )
+        reason = f"the fairness policy sets no threshold for {kind} ({names})"
+        return [GateFailure(gate, reason, {"recorded": sorted(reports)})], {}
     failures: list[GateFailure] = []
     measured: dict[str, dict[str, float | None]] = {}
     for attribute in wanted:
@@ -346,20 +398,21 @@ def _fairness(
             failures.append(
                 GateFailure(
                     gate,
-                    f"no fairness evaluation by {attribute!r} is recorded for this version",
+                    f"no {'ranking ' if ranker else ''}fairness evaluation by {attribute!r} "
+                    "is recorded for this version",
                     {"attribute": attribute, "recorded": sorted(reports)},
                 )
             )
             continue
         measured[attribute] = {m: d.value for m, d in report.measures().items()}
-        failures += _fairness_bounds(policy, report)
+        failures += _fairness_bounds(bounds, report)
     return failures, measured
 
 
-def _fairness_bounds(policy: FairnessPolicy, report: FairnessReport) -> list[GateFailure]:
+def _fairness_bounds(bounds: list[tuple[str, float, bool]], report: _Reports) -> list[GateFailure]:
     failures: list[GateFailure] = []
     measures = report.measures()
-    for measure, bound, upper in policy.bounds():
+    for measure, bound, upper in bounds:
         disparity = measures[measure]
         value = disparity.value
         details: dict[str, Any] = {

@@ -1,5 +1,5 @@
 """Monitoring: bounded profiles, drift statistics and tests, windows, feedback metrics,
-the alert state machine, a watched model version and its reports.
+fairness per window, the alert state machine, a watched model version and its reports.
 """
 
 from __future__ import annotations
@@ -56,6 +56,13 @@ from entai.shared.monitoring._drift_stats import (
     ks_sorted,
     quantile_bin_counts,
     wasserstein_sorted,
+)
+from entai.shared.monitoring._fairness_windows import (
+    FairnessColumn,
+    WindowFairness,
+    fairness_verdicts,
+    group_values,
+    window_fairness,
 )
 from entai.shared.monitoring._feedback import (
     PredictionLog,
@@ -137,6 +144,7 @@ __all__ = [
     "DriftConfig",
     "DriftMethod",
     "DriftStatus",
+    "FairnessColumn",
     "FeatureRow",
     "FloatArray",
     "ModelWatch",
@@ -153,6 +161,7 @@ __all__ = [
     "WatchLimits",
     "WindowAccumulator",
     "WindowCursor",
+    "WindowFairness",
     "WindowProfile",
     "WindowReport",
     "WindowSpec",
@@ -170,8 +179,10 @@ __all__ = [
     "decode_floats",
     "encode_floats",
     "expected_accuracy",
+    "fairness_verdicts",
     "finite_values",
     "fmt",
+    "group_values",
     "header_lines",
     "is_numeric_series",
     "jensen_shannon",
@@ -194,6 +205,7 @@ __all__ = [
     "wasserstein_sorted",
     "window_distributions",
     "window_due",
+    "window_fairness",
     "window_id",
     "z_test_proportions",
 ]

@@ -226,7 +226,21 @@ def header_lines(summary: ReportSummary) -> list[str]:
         f"({realised.get('n_labels', 0)} labels)"
     )
     lines.append(f"quality: {quality}; estimated accuracy {fmt(summary.expected_accuracy)}")
+    for attribute, result in sorted(((realised or {}).get("fairness") or {}).items()):
+        lines.append(f"fairness by {attribute}: {_fairness_text(result)}")
     return lines
+
+
+def _fairness_text(result: Mapping[str, Any]) -> str:
+    """One attribute's measures in a window, those beyond the policy's threshold marked."""
+    if not result.get("available"):
+        return f"unavailable ({result.get('reason', '')})"
+    crossed = set(result.get("crossed", []))
+    shown = ", ".join(
+        f"{measure} {fmt(value)}" + (" (beyond the threshold)" if measure in crossed else "")
+        for measure, value in result["measures"].items()
+    )
+    return f"{shown} ({result.get('n_labels', 0)} labels)"
 
 
 def _alert_text(row: FeatureRow) -> str:

@@ -58,12 +58,15 @@ class PredictionLog:
 
     The newest ``max_rows`` predictions are kept; a label for an evicted (or unknown)
     request id is not joined. A repeated label for a request id replaces the old one.
+    Each row may carry its groups of the watched fairness attributes (``groups`` of
+    :meth:`add`), which :meth:`labelled_groups` returns with the labels.
 
     Args:
         max_rows: Predictions kept.
     """
 
     _COLUMNS = ("request_id", "prediction", "window_id", "tag", "label")
+    _GROUP = "group:"  # prefix of the group columns in the frame
 
     def __init__(self, max_rows: int = 10_000) -> None:
         if max_rows < 1:
@@ -80,8 +83,13 @@ class PredictionLog:
         predictions: FloatArray,
         window_id: str,
         tags: Sequence[str | None],
+        groups: Mapping[str, Sequence[str | None]] | None = None,
     ) -> None:
-        """Log one window's predictions (a request id seen again is replaced)."""
+        """Log one window's predictions (a request id seen again is replaced).
+
+        Args:
+            groups: Per fairness attribute, each row's group (None: no value).
+        """
         new = pd.DataFrame(
             {
                 "request_id": pd.Series(request_ids, dtype=object).astype(str),
@@ -91,6 +99,8 @@ class PredictionLog:
                 "label": np.nan,
             }
         )
+        for column, values in (groups or {}).items():
+            new[self._GROUP + column] = pd.Series(list(values), dtype=object)
         both = pd.concat([self._frame, new], ignore_index=True) if len(self._frame) else new
         both = both.drop_duplicates("request_id", keep="last")
         self._frame = both.iloc[-self.max_rows :].reset_index(drop=True)
@@ -126,6 +136,26 @@ class PredictionLog:
         rows = self._frame[(self._frame["window_id"] == window) & self._frame["label"].notna()]
         return rows["label"].to_numpy(np.float64), rows["prediction"].to_numpy(np.float64)
 
+    def labelled_groups(
+        self, window: str, columns: Sequence[str]
+    ) -> tuple[FloatArray, FloatArray, dict[str, npt.NDArray[np.object_] | None]]:
+        """Labels, predictions and each column's groups of one window's labelled rows.
+
+        A column no row of the log carries comes back as None; a row without a value
+        has the group None.
+        """
+        rows = self._frame[(self._frame["window_id"] == window) & self._frame["label"].notna()]
+        groups: dict[str, npt.NDArray[np.object_] | None] = {}
+        for column in columns:
+            name = self._GROUP + column
+            if name not in rows.columns:
+                groups[column] = None
+                continue
+            values = rows[name].astype(object)
+            groups[column] = values.where(values.notna(), None).to_numpy(dtype=object)
+        labels = rows["label"].to_numpy(np.float64)
+        return labels, rows["prediction"].to_numpy(np.float64), groups
+
     def erase(self, keys: Collection[str]) -> tuple[int, set[str]]:
         """Drop rows whose request id or tag is in ``keys``.
 
@@ -149,6 +179,14 @@ class PredictionLog:
             "tag": frame["tag"].astype(object).where(frame["tag"].notna(), None).tolist(),
             "prediction": encode_floats(frame["prediction"].to_numpy(np.float64)),
             "label": encode_floats(frame["label"].to_numpy(np.float64)),
+            "groups": {
+                name.removeprefix(self._GROUP): frame[name]
+                .astype(object)
+                .where(frame[name].notna(), None)
+                .tolist()
+                for name in frame.columns
+                if name.startswith(self._GROUP)
+            },
         }
 
     @classmethod
@@ -165,4 +203,6 @@ class PredictionLog:
                     "label": decode_floats(data["label"]),
                 }
             )
+            for column, values in data.get("groups", {}).items():  # absent in older ones
+                log._frame[cls._GROUP + column] = pd.Series(values, dtype=object)
         return log

@@ -8,6 +8,16 @@ so a restored watch closes its windows with the same results as the original.
 Alert keys per closed window: ``(model, feature, method)`` for every feature with
 enough data, ``(model, <prediction column>, method)`` for prediction drift, and
 ``(model, "*", "dataset")`` for dataset drift.
+
+A version watched for fairness (its configuration's ``fairness``, a
+:class:`~entai.shared.monitoring._fairness_windows.WindowFairness`) logs each served
+row's group of every fairness attribute with its prediction, recomputes the window's
+disparity measures with its realised metrics (at the close, and again as labels
+arrive), and observes ``(model, <attribute>, <measure>)`` for every thresholded measure
+once it can be computed: the first verdict on enough labels counts for the window (a
+window id is observed once per key, like drift's). Transitions found when late labels
+arrive are added to that window's report and kept for the service
+(:meth:`ModelWatch.take_raised`).
 """
 
 from __future__ import annotations
@@ -16,7 +26,7 @@ import logging
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -26,6 +36,12 @@ from entai.shared.core import ConfigError, InvalidInputError
 from entai.shared.monitoring._alerts import AlertKey, AlertPolicy, AlertStateMachine
 from entai.shared.monitoring._distributions import window_distributions
 from entai.shared.monitoring._drift import DriftConfig, DriftStatus, dataset_drift
+from entai.shared.monitoring._fairness_windows import (
+    WindowFairness,
+    fairness_verdicts,
+    group_values,
+    window_fairness,
+)
 from entai.shared.monitoring._feedback import PredictionLog, expected_accuracy, log_loss, roc_auc
 from entai.shared.monitoring._profiles import (
     NumericColumnProfile,
@@ -112,6 +128,9 @@ class ModelWatch:
                 details={"field": "reference", "columns": missing},
             )
         self._reference = profile
+        fairness = config.get("fairness")
+        self.fairness = None if fairness is None else WindowFairness.from_dict(fairness)
+        self.raised: list[dict[str, Any]] = []  # transitions found outside a window close
         self.limits = limits
         self.cursor = WindowCursor()
         self.acc: WindowAccumulator | None = None
@@ -211,11 +230,19 @@ class ModelWatch:
                     self.confidence[1] += finite
                 if ids is not None:
                     wid = window_id(self.name, self.version, seg.seq)
-                    self.log.add(ids.iloc[part].tolist(), predictions, wid, tags[part])
+                    self.log.add(
+                        ids.iloc[part].tolist(), predictions, wid, tags[part], self._groups(rows)
+                    )
             if seg.closes:
                 closed.append(self._close(seg.seq, seg.closed_by, now))
         self.cursor = cursor
         return closed
+
+    def _groups(self, rows: pd.DataFrame) -> dict[str, list[str | None]] | None:
+        """Each row's group of every fairness attribute the rows carry."""
+        if self.fairness is None:
+            return None
+        return {c: group_values(rows[c].tolist()) for c in self.fairness.columns if c in rows}
 
     def _tags(self, frame: pd.DataFrame) -> list[str | None]:
         for column in ("entity_key", "request_id"):
@@ -284,6 +311,8 @@ class ModelWatch:
             change = self.alerts.observe(key, wid, status is DriftStatus.DRIFT, now)
             if change is not None:
                 events.append(transition_event(change, self.version))
+        realised = self._realised(wid)
+        events += self._fairness_alerts(wid, realised, now)
         report = WindowReport(
             window_id=wid,
             model=self.name,
@@ -299,7 +328,7 @@ class ModelWatch:
             features={name: column_summary(c) for name, c in drift.columns.items()},
             prediction=prediction,
             expected_accuracy=self.open_confidence(),
-            realised=self._realised(wid),
+            realised=realised,
             alerts=events,
         )
         self.windows = [*self.windows, report][-self.limits.max_windows :]
@@ -316,21 +345,62 @@ class ModelWatch:
         labels, predictions = self.log.labelled(wid)
         if not labels.size:
             return None
-        return {
+        realised: dict[str, Any] = {
             "n_labels": int(labels.size),
             "auc": roc_auc(labels, predictions),
             "log_loss": log_loss(labels, predictions),
         }
+        if self.fairness is not None:
+            labels, predictions, groups = self.log.labelled_groups(wid, list(self.fairness.columns))
+            realised["fairness"] = window_fairness(self.fairness, labels, predictions, groups)
+        return realised
+
+    def _fairness_alerts(
+        self, wid: str, realised: Mapping[str, Any] | None, now: datetime
+    ) -> list[dict[str, Any]]:
+        """Observe the window's computable fairness verdicts; the level changes."""
+        if self.fairness is None or realised is None or "fairness" not in realised:
+            return []
+        events = []
+        for attribute, measure, crossed in fairness_verdicts(self.fairness, realised["fairness"]):
+            change = self.alerts.observe(AlertKey(self.name, attribute, measure), wid, crossed, now)
+            if change is not None:
+                events.append(transition_event(change, self.version))
+        return events
+
+    def latest_fairness(self) -> dict[str, dict[str, float | None]]:
+        """The measures of the newest closed window with fairness computed, by attribute."""
+        for report in reversed(self.windows):
+            fairness = (report.realised or {}).get("fairness") or {}
+            found = {a: dict(r["measures"]) for a, r in fairness.items() if r.get("available")}
+            if found:
+                return found
+        return {}
+
+    def _relabelled(self, report: WindowReport, now: datetime) -> WindowReport:
+        """A closed window's report after new labels: realised metrics recomputed, and
+        the fairness verdicts' level changes added (and kept in :attr:`raised`)."""
+        realised = self._realised(report.window_id)
+        events = self._fairness_alerts(report.window_id, realised, now)
+        self.raised += events
+        return replace(report, realised=realised, alerts=[*report.alerts, *events])
+
+    def take_raised(self) -> list[dict[str, Any]]:
+        """Alert transitions found since the last call outside a window close (late
+        labels' fairness verdicts), oldest first; the list is emptied."""
+        raised, self.raised = self.raised, []
+        return raised
 
     # -- feedback, retraining, erasure --------------------------------------------------
 
-    def feedback(self, labels: Mapping[str, int]) -> int:
-        """Join labels; recompute realised metrics of closed windows; returns matches."""
+    def feedback(self, labels: Mapping[str, int], now: datetime | None = None) -> int:
+        """Join labels; recompute realised metrics (and fairness, observing its verdicts
+        at ``now``, default the current time) of closed windows; returns matches."""
         matched, touched = self.log.join(labels)
         if touched:
+            at = now or datetime.now(UTC)
             self.windows = [
-                replace(w, realised=self._realised(w.window_id)) if w.window_id in touched else w
-                for w in self.windows
+                self._relabelled(w, at) if w.window_id in touched else w for w in self.windows
             ]
             self.retrain_pending = True
         return matched

@@ -66,6 +66,10 @@ class MonitoringReference:
         reference_auc: Validation AUC, for the realised-AUC retraining rule.
         policy: This version's own values of some :data:`POLICY_FIELDS` (nested
             sections may be partial), or None to follow the platform's settings.
+        fairness: The fairness columns the version's model card names, with the
+            settings training compared their groups with
+            (``WindowFairness.columns_of``); the registry's lineage source adds them
+            from the card, and the monitor recomputes them per window.
     """
 
     feature_columns: tuple[str, ...]
@@ -73,6 +77,7 @@ class MonitoringReference:
     profile: Mapping[str, Any]
     reference_auc: float | None
     policy: Mapping[str, Any] | None = None
+    fairness: Mapping[str, Mapping[str, Any]] | None = None
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.policy or {}) - POLICY_FIELDS)
@@ -128,13 +133,15 @@ class MonitoringReference:
         }
         if self.policy:
             out["policy"] = dict(self.policy)
+        if self.fairness:
+            out["fairness"] = {c: dict(v) for c, v in self.fairness.items()}
         return out
 
     def with_policy(self, policy: Mapping[str, Any]) -> MonitoringReference:
         """A copy that monitors this version with ``policy`` (see :data:`POLICY_FIELDS`)."""
         return MonitoringReference(
             self.feature_columns, self.prediction_column, self.profile, self.reference_auc,
-            dict(policy),
+            dict(policy), self.fairness,
         )  # fmt: skip
 
     @classmethod
@@ -147,12 +154,14 @@ class MonitoringReference:
         try:
             auc = data["reference_auc"]
             policy = data.get("policy")
+            fairness = data.get("fairness")
             return cls(
                 tuple(str(c) for c in data["feature_columns"]),
                 str(data["prediction_column"]),
                 dict(data["profile"]),
                 None if auc is None else float(auc),
                 None if policy is None else dict(policy),
+                None if not fairness else {str(c): dict(v) for c, v in fairness.items()},
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise InvalidInputError(
