@@ -8,7 +8,9 @@ substituted: each ``secretKeyRef`` by a value for this machine (keys, the Ray to
 the DSNs and the Redis URL of the local servers), ``ENTAI_HOME`` and the policy file
 (the ConfigMap mount) by paths under the test's directory. Added, because one machine
 runs it: ``AWS_ENDPOINT_URL`` (the S3-compatible server the test starts: moto's server
-mode), ports no other test uses, and ``ENTAI_RAY__NUM_CPUS``.
+mode), ports no other test uses, ``ENTAI_RAY__NUM_CPUS``, and the node's TLS pair (what
+each pod's init container writes with ``entai tls node-cert``), signed by a CA the test
+makes, for the address Ray picks for this machine: Ray runs with ``RAY_USE_TLS=1``.
 
 Servers: the lake and MLflow's artifacts on moto (buckets ``entai-lake`` and
 ``entai-mlflow``, as in the manifests); Redis 127.0.0.1:6379 in DB index 12 (keys under
@@ -46,8 +48,12 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from cluster_ca import write_ca
+from ray.util import get_node_ip_address
 
-pytestmark = pytest.mark.timeout(1200)
+from entai.actors.core import write_node_certificate
+
+pytestmark = [pytest.mark.system, pytest.mark.timeout(1200)]
 
 ROOT = Path(__file__).resolve().parents[2]
 RAYCLUSTER = ROOT / "cluster" / "kuberay" / "raycluster.yaml"
@@ -203,24 +209,27 @@ def platform_env(servers: Servers, home: Path) -> dict[str, str]:
             env[name] = servers.secrets[(ref["name"], ref["key"])]
         else:
             env[name] = local_paths.get(name, str(entry["value"]))
-    # Ray's TLS needs the pair each pod's init container writes, and a head with
-    # RAY_USE_TLS=1 did not start on this machine (raylet timeout; session 7): the test
-    # runs Ray without TLS, so the listeners the pods open on their own address are kept
-    # on loopback here (check_secure refuses them without TLS, as it should). The TLS
-    # pieces are tested apart: tests/unit/test_node_tls.py, test_cluster_manifests.py.
-    for name in ("RAY_USE_TLS", "RAY_TLS_SERVER_CERT", "RAY_TLS_SERVER_KEY", "RAY_TLS_CA_CERT"):
-        env.pop(name, None)
-    env.pop("ENTAI_SERVE__GRPC_PORT", None)
+    # Ray's TLS as the pods run it: the pair each pod's init container writes with
+    # `entai tls node-cert --ip $(POD_IP)`, here for the address Ray picks for this
+    # node (its certificate must name it: Ray's processes dial each other there).
+    pair = write_node_certificate(
+        write_ca(home / "ray-ca"), home / "ray-tls", ips=[get_node_ip_address()]
+    )
+    tls_files = {
+        "RAY_TLS_SERVER_CERT": pair.cert,
+        "RAY_TLS_SERVER_KEY": pair.key,
+        "RAY_TLS_CA_CERT": pair.ca_cert,
+    }
+    env.update({name: str(path) for name, path in tls_files.items()})
     env.update(
         {
-            "ENTAI_RAY__DASHBOARD_HOST": "127.0.0.1",
-            "ENTAI_SERVE__HOST": "127.0.0.1",
             "AWS_ENDPOINT_URL": servers.s3_endpoint,
             "HOME": str(home / "user"),
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
             "ENTAI_RAY__DASHBOARD_PORT": str(DASHBOARD_PORT),
             "ENTAI_RAY__NUM_CPUS": "2",
             "ENTAI_SERVE__PORT": str(SERVE_PORT),
+            "ENTAI_SERVE__GRPC_PORT": str(GRPC_PORT),
             "COLUMNS": "200",
         }
     )
@@ -330,11 +339,6 @@ def _audit(env: dict[str, str], admin: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in lines]
 
 
-# Not run by `make test` or `make test-chaos` for now: since the manifests turned Ray's
-# TLS on (and expose listeners that check_secure accepts only with it), this test needs a
-# TLS head on this machine, and one did not start (raylet timeout; session 7). Run it by
-# hand: `pytest -m manual tests/integration/test_production_boot.py`.
-@pytest.mark.manual
 def test_the_manifests_environment_boots_and_keeps_governance_across_a_restart(
     servers: Servers, tmp_path: Path
 ) -> None:

@@ -7,50 +7,16 @@ import ipaddress
 import socket
 import ssl
 import threading
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from cluster_ca import write_ca
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import NameOID
 from typer.testing import CliRunner
 
 from entai.actors.core import write_node_certificate
 from entai.cli import app
 from entai.shared.core import ConfigError, InvalidInputError
-
-
-def _ca(directory: Path, *, rsa_key: bool = False) -> Path:
-    key = (
-        rsa.generate_private_key(65537, 2048)
-        if rsa_key
-        else ec.generate_private_key(ec.SECP256R1())
-    )
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "entai-ray-ca")])
-    now = datetime.now(UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(now - timedelta(days=1))
-        .not_valid_after(now + timedelta(days=30))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "ca.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (directory / "ca.key").write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return directory
 
 
 def _handshake(cert: Path, key: Path, ca: Path, host: str) -> str:
@@ -81,7 +47,7 @@ def _handshake(cert: Path, key: Path, ca: Path, host: str) -> str:
 
 
 def test_the_command_writes_a_pair_a_verifying_client_accepts(tmp_path: Path) -> None:
-    ca_dir = _ca(tmp_path / "ca")
+    ca_dir = write_ca(tmp_path / "ca")
     out = tmp_path / "tls"
     result = CliRunner().invoke(
         app,
@@ -106,8 +72,8 @@ def test_the_command_writes_a_pair_a_verifying_client_accepts(tmp_path: Path) ->
 
 
 def test_a_certificate_from_another_ca_is_refused(tmp_path: Path) -> None:
-    ours = write_node_certificate(_ca(tmp_path / "ca"), tmp_path / "tls", ips=["10.0.0.1"])
-    other = _ca(tmp_path / "other")
+    ours = write_node_certificate(write_ca(tmp_path / "ca"), tmp_path / "tls", ips=["10.0.0.1"])
+    other = write_ca(tmp_path / "other")
     with pytest.raises(ssl.SSLCertVerificationError):
         _handshake(ours.cert, ours.key, other / "ca.crt", "127.0.0.1")
 
@@ -117,7 +83,7 @@ def test_bad_inputs_fail_with_entai_errors(tmp_path: Path) -> None:
         write_node_certificate(tmp_path / "missing", tmp_path / "tls", ips=["10.0.0.1"])
     with pytest.raises(ConfigError, match="EC key"):
         write_node_certificate(
-            _ca(tmp_path / "rsa", rsa_key=True), tmp_path / "t", ips=["10.0.0.1"]
+            write_ca(tmp_path / "rsa", rsa_key=True), tmp_path / "t", ips=["10.0.0.1"]
         )
     with pytest.raises(InvalidInputError):
-        write_node_certificate(_ca(tmp_path / "ca"), tmp_path / "tls", ips=["not-an-ip"])
+        write_node_certificate(write_ca(tmp_path / "ca"), tmp_path / "tls", ips=["not-an-ip"])
