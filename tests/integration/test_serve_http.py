@@ -259,10 +259,49 @@ def predict_body(user: int, category: str) -> dict[str, Any]:
     return {"entities": {"user_id": [user], "category": [category]}}
 
 
+# The embedded default's roles and principals, plus two apps whose grants hold on some
+# resources only (RBAC matrix below): one on this module's model, its user views and the
+# "events" source; the other on a fraud model, the product views and another source.
+SCOPED_POLICY = f"""
+version: 2
+roles:
+  admin: [admin]
+  data-scientist: [features:read, features:read_pii, features:write, models:register, predict]
+  ml-engineer: [features:read, features:write, events:write, models:register, predict]
+  approver: [models:approve, audit:read]
+  app: [predict]
+  analyst: [features:read]
+  served-app:
+    - predict: ["model:{MODEL[:11]}*"]
+    - features:read: ["view:user_*"]
+    - events:write: [source:events]
+  other-app:
+    - predict: ["model:fraud_*"]
+    - features:read: ["view:product_*"]
+    - events:write: [source:clickstream]
+principals:
+  admin: {{roles: [admin]}}
+  data-scientist: {{roles: [data-scientist]}}
+  ml-engineer: {{roles: [ml-engineer]}}
+  approver: {{roles: [approver]}}
+  app: {{roles: [app]}}
+  analyst: {{roles: [analyst]}}
+  served-app: {{roles: [served-app]}}
+  other-app: {{roles: [other-app]}}
+"""
+
+
 @pytest.fixture(scope="module")
 def platform(ray_cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    home = tmp_path_factory.mktemp("serve-http")
+    policy = home / "policy.yaml"
+    policy.write_text(SCOPED_POLICY)
     deployed = deploy_platform(
-        tmp_path_factory.mktemp("serve-http"), port=8121, grpc_port=9121, canary_percent=20.0
+        home,
+        port=8121,
+        grpc_port=9121,
+        canary_percent=20.0,
+        security={"policy_file": str(policy)},
     )
     yield deployed
     teardown_platform(deployed)
@@ -639,6 +678,112 @@ def test_grpc_refuses_what_http_refuses_with_the_matching_status(
     assert answer["details"]
     assert answer["trailing"]["entai-error-code"] == http_answer.json()["error"]["code"]
     assert answer["trailing"]["request_id"]
+
+
+# --- Resource-scoped RBAC: one allow/deny matrix over HTTP, gRPC and the Python client --
+
+USER_VIEW_REFS = [f"{demo.user_stats.name}:{f.name}" for f in demo.user_stats.schema[:2]]
+
+
+@pytest.fixture(scope="module")
+def scoped_tokens(platform: Platform) -> dict[str, str]:
+    from entai.actors.governance import GovernanceChecker
+    from entai.actors.services import Services
+
+    governance = Services.of(platform.settings).governance()
+    tokens = {}
+    for principal in ("served-app", "other-app"):
+        tokens[principal], _ = governance.call(
+            GovernanceChecker.create_token, platform.admin, principal
+        )
+    return tokens
+
+
+# (what is done, principal) -> allowed; each "what" is asked the same over every channel.
+RBAC_MATRIX = {
+    ("predict", "served-app"): True,
+    ("predict", "other-app"): False,  # predict is granted, on model:fraud_* only
+    ("read user view", "served-app"): True,
+    ("read user view", "other-app"): False,  # features:read on view:product_* only
+    ("write events", "served-app"): True,
+    ("write events", "other-app"): False,  # events:write on source:clickstream only
+}
+
+
+@pytest.mark.parametrize(("what", "principal"), list(RBAC_MATRIX))
+def test_scoped_roles_allow_exactly_their_resources_over_http_and_grpc(
+    platform: Platform,
+    client: httpx.Client,
+    grpc_stubs: Path,
+    scoped_tokens: dict[str, str],
+    what: str,
+    principal: str,
+) -> None:
+    allowed = RBAC_MATRIX[(what, principal)]
+    token = scoped_tokens[principal]
+    entities = {"user_id": [3], "category": ["books"]}
+    if what == "predict":
+        http = client.post(
+            f"/v1/predict/{MODEL}", json={"entities": entities}, headers=platform.headers(token)
+        )
+        grpc_call = ("Predict", {"model": MODEL, "entities": grpc_client.columns(entities)})
+    elif what == "read user view":
+        body = {"features": USER_VIEW_REFS, "entities": {"user_id": [3]}}
+        http = client.post("/v1/features/online", json=body, headers=platform.headers(token))
+        request = {"features": {"names": USER_VIEW_REFS}}
+        grpc_call = (
+            "GetOnlineFeatures",
+            {**request, "entities": grpc_client.columns({"user_id": [3]})},
+        )
+    else:
+        event = {
+            "event_id": f"ev-rbac-{principal}",
+            "user_id": 7,
+            "user_email": "seven@example.com",
+            "product_id": 3,
+            "category": "books",
+            "price": 12.5,
+            "event_type": "view",
+            "event_timestamp": "2026-11-01T10:00:00+00:00",
+            "search_query": "",
+        }
+        body = {"source": "events", "events": [event]}
+        http = client.post("/v1/events", json=body, headers=platform.headers(token))
+        grpc_call = None  # the gRPC service has no event intake
+    assert http.status_code == ({"write events": 202}.get(what, 200) if allowed else 403), http.text
+    if not allowed:
+        assert http.json()["error"]["code"] == "permission_denied", http.text
+    if grpc_call is not None:
+        (answer,) = over_grpc(platform, grpc_stubs, (*grpc_call, token))
+        assert answer["code"] == ("OK" if allowed else "PERMISSION_DENIED"), answer
+
+
+@pytest.mark.parametrize("principal", ["served-app", "other-app"])
+def test_the_python_client_reads_only_the_views_its_token_may_read(
+    platform: Platform, scoped_tokens: dict[str, str], principal: str
+) -> None:
+    import ray
+
+    from entai.client import connect
+    from entai.shared.core import PermissionDeniedError
+
+    sdk = connect(
+        ray.get_runtime_context().gcs_address, platform.settings, token=scoped_tokens[principal]
+    )
+
+    def read() -> dict[str, Any]:
+        return sdk.features.get_online_features(
+            {demo.user_stats.name: [f.name for f in demo.user_stats.schema[:2]]},
+            [{"user_id": 3}],
+            {demo.user_stats.name: None},
+        )
+
+    if RBAC_MATRIX[("read user view", principal)]:
+        (result, *_) = read()["results"]
+        assert [str(s) for s in result["statuses"]] == ["PRESENT"]
+    else:
+        with pytest.raises(PermissionDeniedError, match="view:user_stats"):
+            read()
 
 
 # --- Serve autoscaling under a load ramp (a second app next to the module's) ----------
