@@ -764,12 +764,22 @@ def test_the_python_client_reads_only_the_views_its_token_may_read(
 ) -> None:
     import ray
 
+    from entai.actors.monitoring import start_drift_monitor
     from entai.client import connect
     from entai.shared.core import PermissionDeniedError
 
-    sdk = connect(
-        ray.get_runtime_context().gcs_address, platform.settings, token=scoped_tokens[principal]
-    )
+    # connect() hands out every service of a platform; this module's runs no drift
+    # monitor otherwise.
+    monitor = start_drift_monitor(platform.settings, platform.settings.ray.namespace)
+    ray.get(monitor.__ray_ready__.remote(), timeout=120)
+    try:
+        sdk = connect(
+            ray.get_runtime_context().gcs_address,
+            platform.settings,
+            token=scoped_tokens[principal],
+        )
+    finally:
+        ray.kill(monitor)
 
     def read() -> dict[str, Any]:
         return sdk.features.get_online_features(
