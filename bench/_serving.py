@@ -218,17 +218,45 @@ def champion(
     ray.get(registry.set_alias.remote(name, "champion", info.version, by="b", reason="b"))
 
 
-def serve_app(args: Any, port: int) -> str:
-    """Serve entai's application built from ``args`` on ``port``; its base URL once up."""
+def model_registry(settings: Any) -> Any:
+    """Start the registry actor and point this process's MLflow at its store."""
+    from entai.actors.backends import configure_mlflow
+    from entai.actors.models import start_registry
+
+    registry = start_registry(settings.mlflow, settings.ray.namespace)
+    configure_mlflow(settings.mlflow)
+    return registry
+
+
+def serve_app(settings: Any, port: int, model_name: str, **options: Any) -> str:
+    """Serve entai's application for ``model_name`` (the demo's propensity feature service,
+    no shadow, ``options`` for the rest of ``AppArgs``) on ``port``; its base URL once up."""
     from ray import serve
 
-    from entai.deployments.app import build_app
+    from entai.demo import features as demo
+    from entai.deployments.app import AppArgs, build_app
 
+    args = AppArgs(
+        model_name=model_name,
+        feature_service=demo.purchase_propensity.name,
+        definitions_module=demo.__name__,
+        settings=settings,
+        shadow=False,
+        **options,
+    )
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     serve.run(build_app(args), name="entai", route_prefix="/")
     base = f"http://127.0.0.1:{port}"
     wait_http(f"{base}/healthz")
     return base
+
+
+def serve_predict_world(settings: Any, work: Path, port: int, **options: Any) -> str:
+    """The predict world on the platform: its features in the shards, its model the
+    champion of :data:`MODEL`, entai's app serving it; the app's base URL."""
+    write_features(settings)
+    champion(model_registry(settings), MODEL, train_model(work / "model.ubj"))
+    return serve_app(settings, port, MODEL, **options)
 
 
 # -- the predict world ---------------------------------------------------------------

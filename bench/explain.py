@@ -37,18 +37,15 @@ from _serving import (
     MODEL,
     MODES,
     Phase,
-    champion,
     closed_loop,
     drop_redis_keys,
     entity_body,
     free_port,
     platform,
     run_child,
-    serve_app,
+    serve_predict_world,
     store_settings,
     summary,
-    train_model,
-    write_features,
 )
 
 
@@ -72,10 +69,6 @@ def run_entai_child(seconds: float, rounds: int, concurrency: int, store: str) -
     """Inside the child: start Ray, deploy, alternate predict and explain, tear down."""
     from ray import serve
 
-    from entai.actors.backends import configure_mlflow
-    from entai.actors.models import start_registry
-    from entai.demo import features as demo
-    from entai.deployments.app import AppArgs
     from entai.shared.settings import load_settings
 
     work = Path(tempfile.mkdtemp(prefix="entai-bench-explain-"))
@@ -84,18 +77,7 @@ def run_entai_child(seconds: float, rounds: int, concurrency: int, store: str) -
     settings = load_settings(home=work, serve={"port": port}, online_store=online).resolved()
     try:
         with platform(settings) as token:
-            write_features(settings)
-            registry = start_registry(settings.mlflow, settings.ray.namespace)
-            configure_mlflow(settings.mlflow)
-            champion(registry, MODEL, train_model(work / "model.ubj"))
-            args = AppArgs(
-                model_name=MODEL,
-                feature_service=demo.purchase_propensity.name,
-                definitions_module=demo.__name__,
-                settings=settings,
-                shadow=False,
-            )
-            base = serve_app(args, port)
+            base = serve_predict_world(settings, work, port)
             headers = {"Authorization": f"Bearer {token}"}
             urls = {
                 "predict": f"{base}/v1/predict/{MODEL}",

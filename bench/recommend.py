@@ -41,6 +41,7 @@ from _serving import (
     champion,
     closed_loop,
     free_port,
+    model_registry,
     platform,
     reference_app,
     run_child,
@@ -158,35 +159,21 @@ def run_entai_child(work: Path, seconds: float, concurrency: int) -> dict:
     import xgboost as xgb
     from ray import serve
 
-    from entai.actors.backends import configure_mlflow
     from entai.actors.features import start_shards
-    from entai.actors.models import start_registry
-    from entai.demo import features as demo
-    from entai.deployments.app import AppArgs
     from entai.shared.recommend import INDEX_ARTIFACT
     from entai.shared.settings import load_settings
 
     port = free_port()
     settings = load_settings(home=work / "home", serve={"port": port}).resolved()
     with platform(settings) as token:
-        ns = settings.ray.namespace
-        start_shards(settings, ns)
-        registry = start_registry(settings.mlflow, ns)
-        configure_mlflow(settings.mlflow)
+        start_shards(settings, settings.ray.namespace)
+        registry = model_registry(settings)
         ranker = xgb.Booster()
         ranker.load_model(str(work / "ranker.ubj"))
         index = json.loads((work / "index.json").read_text())
         champion(registry, PROPENSITY, _propensity(work))
         champion(registry, RANKER, ranker, {INDEX_ARTIFACT: index})
-        args = AppArgs(
-            model_name=PROPENSITY,
-            feature_service=demo.purchase_propensity.name,
-            definitions_module=demo.__name__,
-            settings=settings,
-            shadow=False,
-            ranker_model=RANKER,
-        )
-        url = serve_app(args, port)
+        url = serve_app(settings, port, PROPENSITY, ranker_model=RANKER)
         headers = {"Authorization": f"Bearer {token}"}
         target = f"{url}/v1/recommend/{RANKER}"
         _load(target, headers, 3, concurrency)  # warm-up

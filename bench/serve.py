@@ -39,7 +39,6 @@ from _serving import (
     CATS,
     MODEL,
     USERS,
-    champion,
     closed_loop,
     drop_redis_keys,
     entity_body,
@@ -47,11 +46,10 @@ from _serving import (
     platform,
     reference_app,
     run_child,
-    serve_app,
+    serve_predict_world,
     store_settings,
     summary,
     train_model,
-    write_features,
 )
 
 # The configurations entai ships: the cluster manifests' and a laptop's (entai up, demo).
@@ -97,10 +95,6 @@ def run_entai_child(
     """Inside the child: start Ray with the mode's env, deploy, load, tear down."""
     from ray import serve
 
-    from entai.actors.backends import configure_mlflow
-    from entai.actors.models import start_registry
-    from entai.demo import features as demo
-    from entai.deployments.app import AppArgs
     from entai.shared.settings import load_settings
 
     work = Path(tempfile.mkdtemp(prefix="entai-bench-serve-"))
@@ -114,19 +108,7 @@ def run_entai_child(
     ).resolved()
     try:
         with platform(settings) as token:
-            write_features(settings)
-            registry = start_registry(settings.mlflow, settings.ray.namespace)
-            configure_mlflow(settings.mlflow)
-            champion(registry, MODEL, train_model(work / "model.ubj"))
-            args = AppArgs(
-                model_name=MODEL,
-                feature_service=demo.purchase_propensity.name,
-                definitions_module=demo.__name__,
-                settings=settings,
-                shadow=False,
-                score_in_ingress=scoring == "ingress",
-            )
-            url = serve_app(args, port)
+            url = serve_predict_world(settings, work, port, score_in_ingress=scoring == "ingress")
             headers = {"Authorization": f"Bearer {token}"}
             _load(f"{url}/v1/predict/{MODEL}", headers, 3, concurrency)  # warm-up
             result = _load(f"{url}/v1/predict/{MODEL}", headers, seconds, concurrency)

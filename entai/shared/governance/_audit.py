@@ -42,8 +42,7 @@ import fcntl
 import json
 import logging
 import os
-from collections.abc import Iterator, Mapping
-from datetime import datetime
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -292,24 +291,8 @@ class AuditLog(ChainWriter):
 
     # -- writing ----------------------------------------------------------------------
 
-    def append(
-        self,
-        *,
-        principal: str,
-        action: str,
-        resource: str,
-        decision: str,
-        request_id: str | None = None,
-        details: Mapping[str, Any] | None = None,
-        ts: datetime | None = None,
-    ) -> AuditEntry:
-        """Append one entry durably and return it.
-
-        Raises:
-            InvalidInputError: when ``details`` is not JSON-serialisable.
-            ConfigError: when the log was opened without a key (read-only).
-            AuditIntegrityError: when the log is sealed (it disagreed with its anchor).
-        """
+    def _append(self, make: Callable[[], AuditEntry]) -> AuditEntry:
+        """Write the entry at the end under the file's exclusive lock, fsync, anchor if due."""
         if self._key is None:
             raise ConfigError(
                 f"audit log {self._path} was opened without the audit key: it is read-only",
@@ -320,15 +303,7 @@ class AuditLog(ChainWriter):
             fcntl.flock(self._fd, fcntl.LOCK_EX)
             try:
                 self._catch_up()
-                entry = self._next_entry(
-                    principal=principal,
-                    action=action,
-                    resource=resource,
-                    decision=decision,
-                    request_id=request_id,
-                    details=details,
-                    ts=ts,
-                )
+                entry = make()
                 line = line_of(entry).encode()
                 os.write(self._fd, line)
                 if self._fsync:

@@ -23,8 +23,7 @@ anchor, the anchored entry changed, the last entry not MACed, entries but no anc
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from datetime import datetime
+from collections.abc import Callable
 from typing import Any
 
 from entai.shared.governance._audit_anchor import AnchorStore
@@ -155,24 +154,9 @@ class PostgresAuditLog(ChainWriter):
         if seq != self._seq or end != self._size:
             self._follow(line, end, seq)
 
-    def append(
-        self,
-        *,
-        principal: str,
-        action: str,
-        resource: str,
-        decision: str,
-        request_id: str | None = None,
-        details: Mapping[str, Any] | None = None,
-        ts: datetime | None = None,
-    ) -> AuditEntry:
-        """Append one entry durably (committed) and return it.
-
-        Raises:
-            InvalidInputError: when ``details`` is not JSON-serialisable.
-            AuditIntegrityError: when the log is sealed.
-            ServiceUnavailableError: when PostgreSQL cannot be reached (nothing written).
-        """
+    def _append(self, make: Callable[[], AuditEntry]) -> AuditEntry:
+        """Insert the entry in one transaction under the table's advisory lock; after the
+        commit, anchor if due."""
         from psycopg2 import sql
 
         with self._lock:
@@ -180,15 +164,7 @@ class PostgresAuditLog(ChainWriter):
             with self._db.transaction() as cur:
                 cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (self.table,))
                 self._catch_up(cur)
-                entry = self._next_entry(
-                    principal=principal,
-                    action=action,
-                    resource=resource,
-                    decision=decision,
-                    request_id=request_id,
-                    details=details,
-                    ts=ts,
-                )
+                entry = make()
                 line = line_of(entry)
                 end = self._size + len(line.encode())
                 cur.execute(

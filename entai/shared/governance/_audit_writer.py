@@ -225,25 +225,27 @@ class ChainWriter(ABC):
         )
         self._seq, self._hash, self._size = int(data["seq"]), str(data["hash"]), size
 
-    def _next_entry(
+    def append(
         self,
         *,
         principal: str,
         action: str,
         resource: str,
         decision: str,
-        request_id: str | None,
-        details: Mapping[str, Any] | None,
-        ts: datetime | None,
+        request_id: str | None = None,
+        details: Mapping[str, Any] | None = None,
+        ts: datetime | None = None,
     ) -> AuditEntry:
-        """The entry that follows the current end, MACed under the audit key.
+        """Append one entry durably and return it.
 
         Raises:
             InvalidInputError: when ``details`` is not JSON-serialisable.
+            ConfigError: when the log was opened without a key (read-only).
+            AuditIntegrityError: when the log is sealed (it disagreed with its anchor).
+            ServiceUnavailableError: when the store cannot be reached (nothing written).
         """
         moment = (ts or datetime.now(UTC)).astimezone(UTC)
-        body: dict[str, Any] = {
-            "seq": self._seq + 1,
+        fields: dict[str, Any] = {
             "ts": moment.isoformat(timespec="microseconds"),
             "principal": principal,
             "action": action,
@@ -251,8 +253,24 @@ class ChainWriter(ABC):
             "decision": decision,
             "request_id": request_id,
             "details": dict(details or {}),
-            "prev_hash": self._hash,
         }
+        return self._append(lambda: self._next_entry(fields))
+
+    @abstractmethod
+    def _append(self, entry: Callable[[], AuditEntry]) -> AuditEntry:
+        """Store the entry ``entry()`` makes at the current end, durably; return it.
+
+        ``entry`` is called once the writer holds the store's lock and has followed
+        whatever another writer appended.
+        """
+
+    def _next_entry(self, fields: Mapping[str, Any]) -> AuditEntry:
+        """The entry with ``fields`` that follows the current end, MACed under the audit key.
+
+        Raises:
+            InvalidInputError: when ``details`` is not JSON-serialisable.
+        """
+        body: dict[str, Any] = {"seq": self._seq + 1, **fields, "prev_hash": self._hash}
         try:
             return AuditEntry(**body, hash=entry_mac(body, self._entry_key))
         except (TypeError, ValueError) as exc:
