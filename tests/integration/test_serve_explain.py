@@ -20,10 +20,13 @@ import numpy as np
 import pytest
 from test_serve_http import (
     CATEGORIES,
+    COMMON_REFUSALS,
     MODEL,
     Platform,
+    assert_refused,
     deploy_platform,
     predict_body,
+    refusal_target,
     teardown_platform,
 )
 
@@ -123,9 +126,7 @@ def test_an_entity_without_features_is_explained_with_its_statuses(
 @pytest.mark.parametrize(
     ("case", "status", "code"),
     [
-        ("no_token", 401, "unauthenticated"),
-        ("not_allowed", 403, "permission_denied"),
-        ("unknown_model", 404, "not_found"),
+        *COMMON_REFUSALS,
         ("unknown_request_feature", 422, "invalid_input"),
         ("too_many_rows", 422, "invalid_input"),
     ],
@@ -133,20 +134,15 @@ def test_an_entity_without_features_is_explained_with_its_statuses(
 def test_explain_errors_have_predicts_statuses(
     platform: Platform, client: httpx.Client, case: str, status: int, code: str
 ) -> None:
-    path, headers, body = f"/v1/explain/{MODEL}", platform.headers(), predict_body(1, "books")
-    if case == "no_token":
-        headers = {}
-    elif case == "not_allowed":
-        headers = platform.headers(platform.analyst)  # features:read, no predict
-    elif case == "unknown_model":
-        path = "/v1/explain/no_such_model"
-    elif case == "unknown_request_feature":
+    path, headers = refusal_target(
+        platform, case, f"/v1/explain/{MODEL}", "/v1/explain/no_such_model"
+    )
+    body = predict_body(1, "books")
+    if case == "unknown_request_feature":
         body = {**body, "request_features": {"not_an_input": [1.0]}}
     elif case == "too_many_rows":
         body = {"entities": {"user_id": list(range(1001)), "category": ["books"] * 1001}}
-    response = client.post(path, json=body, headers=headers)
-    assert response.status_code == status, response.text
-    assert response.json()["error"]["code"] == code
+    assert_refused(client.post(path, json=body, headers=headers), status, code)
 
 
 def test_grpc_explain_equals_the_http_answer(

@@ -259,6 +259,41 @@ def predict_body(user: int, category: str) -> dict[str, Any]:
     return {"entities": {"user_id": [user], "category": [category]}}
 
 
+# The refusals every model endpoint shares, as (case, status, error code): see refusal_target.
+COMMON_REFUSALS = [
+    ("no_token", 401, "unauthenticated"),
+    ("not_allowed", 403, "permission_denied"),
+    ("unknown_model", 404, "not_found"),
+]
+
+
+def refusal_target(
+    platform: Platform, case: str, path: str, unknown_path: str
+) -> tuple[str, dict[str, str]]:
+    """The path and headers of a refusal case.
+
+    ``no_token`` sends no token, ``not_allowed`` the analyst's (features:read, no
+    predict), ``unknown_model`` goes to ``unknown_path``; any other case is ``path`` with
+    the app token.
+    """
+    headers = platform.headers()
+    if case == "no_token":
+        headers = {}
+    elif case == "not_allowed":
+        headers = platform.headers(platform.analyst)
+    elif case == "unknown_model":
+        path = unknown_path
+    return path, headers
+
+
+def assert_refused(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    """The response has ``status`` and an error envelope with ``code``; the error."""
+    assert response.status_code == status, response.text
+    error: dict[str, Any] = response.json()["error"]
+    assert error["code"] == code
+    return error
+
+
 @pytest.fixture(scope="module")
 def platform(ray_cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     deployed = deploy_platform(
@@ -304,11 +339,9 @@ def test_request_features_are_rejected_when_not_numbers(
 @pytest.mark.parametrize(
     ("case", "status", "code"),
     [
-        ("no_token", 401, "unauthenticated"),
+        *COMMON_REFUSALS,
         ("bad_token", 401, "unauthenticated"),
         ("malformed_header", 401, "unauthenticated"),
-        ("not_allowed", 403, "permission_denied"),
-        ("unknown_model", 404, "not_found"),
         ("bad_body", 422, "invalid_input"),
         ("missing_join_key", 422, "invalid_input"),
         ("uneven_entities", 422, "invalid_input"),
@@ -319,19 +352,15 @@ def test_request_features_are_rejected_when_not_numbers(
 def test_every_error_class_has_its_status_and_envelope(
     platform: Platform, client: httpx.Client, case: str, status: int, code: str
 ) -> None:
-    good = predict_body(1, "books")
-    path, headers, body = f"/v1/predict/{MODEL}", platform.headers(), good
+    path, headers = refusal_target(
+        platform, case, f"/v1/predict/{MODEL}", "/v1/predict/no_such_model"
+    )
+    body: dict[str, Any] = predict_body(1, "books")
     method = "POST"
-    if case == "no_token":
-        headers = {}
-    elif case == "bad_token":
+    if case == "bad_token":
         headers = platform.headers("not-a-real-token")
     elif case == "malformed_header":
         headers = {"Authorization": platform.app_token}
-    elif case == "not_allowed":
-        headers = platform.headers(platform.analyst)
-    elif case == "unknown_model":
-        path = "/v1/predict/no_such_model"
     elif case == "bad_body":
         body = {"entities": "nope"}
     elif case == "missing_join_key":
@@ -345,9 +374,7 @@ def test_every_error_class_has_its_status_and_envelope(
     response = client.request(
         method, path, json=body if method == "POST" else None, headers=headers
     )
-    assert response.status_code == status, response.text
-    error = response.json()["error"]
-    assert error["code"] == code
+    error = assert_refused(response, status, code)
     assert set(error) == {"code", "message", "details"}
     assert response.headers.get("x-request-id")
 
