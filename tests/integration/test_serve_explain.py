@@ -19,12 +19,12 @@ import httpx
 import numpy as np
 import pytest
 from test_serve_http import (
-    CATEGORIES,
     COMMON_REFUSALS,
     MODEL,
     Platform,
     assert_refused,
     deploy_platform,
+    post_users,
     predict_body,
     refusal_target,
     teardown_platform,
@@ -61,14 +61,8 @@ def _margin(platform: Platform, version: int, user: int, category: str) -> float
 def test_explain_sums_to_the_served_versions_margin_and_names_its_sources(
     platform: Platform, client: httpx.Client
 ) -> None:
-    users = list(range(6))
-    cats = [CATEGORIES[u % 3] for u in users]
-    body = {"entities": {"user_id": users, "category": cats}}
-    response = client.post(f"/v1/explain/{MODEL}", json=body, headers=platform.headers())
-    assert response.status_code == 200, response.text
-    payload = response.json()
+    users, cats, payload = post_users(client, platform, f"/v1/explain/{MODEL}", 6)
     assert payload["model"] == MODEL and payload["output"] == "margin"
-    assert response.headers["x-request-id"] == payload["request_id"]
     champion = platform.aliases["champion"]
     assert len(payload["explanations"]) == len(users)
     for u, c, row in zip(users, cats, payload["explanations"], strict=True):

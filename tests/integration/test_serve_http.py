@@ -259,6 +259,22 @@ def predict_body(user: int, category: str) -> dict[str, Any]:
     return {"entities": {"user_id": [user], "category": [category]}}
 
 
+def post_users(
+    client: httpx.Client, platform: Platform, path: str, users: int
+) -> tuple[list[int], list[str], dict[str, Any]]:
+    """POST users ``0..users-1`` (user u in ``CATEGORIES[u % 3]``) to ``path`` with the app
+    token; the users, their categories and the answer, checked 200 and carrying its
+    request id in ``x-request-id``."""
+    ids = list(range(users))
+    cats = [CATEGORIES[u % 3] for u in ids]
+    body = {"entities": {"user_id": ids, "category": cats}}
+    response = client.post(path, json=body, headers=platform.headers())
+    assert response.status_code == 200, response.text
+    payload: dict[str, Any] = response.json()
+    assert response.headers["x-request-id"] == payload["request_id"]
+    return ids, cats, payload
+
+
 # The refusals every model endpoint shares, as (case, status, error code): see refusal_target.
 COMMON_REFUSALS = [
     ("no_token", 401, "unauthenticated"),
@@ -312,14 +328,8 @@ def client(platform: Platform) -> Iterator[httpx.Client]:
 def test_predictions_equal_the_model_called_directly(
     platform: Platform, client: httpx.Client
 ) -> None:
-    users = list(range(20))
-    cats = [CATEGORIES[u % 3] for u in users]
-    body = {"entities": {"user_id": users, "category": cats}}
-    response = client.post(f"/v1/predict/{MODEL}", json=body, headers=platform.headers())
-    assert response.status_code == 200, response.text
-    payload = response.json()
+    users, cats, payload = post_users(client, platform, f"/v1/predict/{MODEL}", 20)
     assert payload["model"] == MODEL
-    assert response.headers["x-request-id"] == payload["request_id"]
     served = {platform.aliases["champion"], platform.aliases["challenger"]}
     assert set(payload["versions"]) <= served
     for u, c, v, p in zip(users, cats, payload["versions"], payload["predictions"], strict=True):
