@@ -19,13 +19,13 @@ import httpx
 import numpy as np
 import pytest
 from test_serve_http import (
-    COMMON_REFUSALS,
     MODEL,
     Platform,
     assert_refused,
     deploy_platform,
     post_users,
     predict_body,
+    refusal_cases,
     refusal_target,
     teardown_platform,
 )
@@ -117,13 +117,9 @@ def test_an_entity_without_features_is_explained_with_its_statuses(
     assert total == pytest.approx(row["margin"], abs=1e-4)
 
 
-@pytest.mark.parametrize(
-    ("case", "status", "code"),
-    [
-        *COMMON_REFUSALS,
-        ("unknown_request_feature", 422, "invalid_input"),
-        ("too_many_rows", 422, "invalid_input"),
-    ],
+@refusal_cases(
+    ("unknown_request_feature", 422, "invalid_input"),
+    ("too_many_rows", 422, "invalid_input"),
 )
 def test_explain_errors_have_predicts_statuses(
     platform: Platform, client: httpx.Client, case: str, status: int, code: str

@@ -283,6 +283,11 @@ COMMON_REFUSALS = [
 ]
 
 
+def refusal_cases(*more: tuple[str, int, str]) -> pytest.MarkDecorator:
+    """Parametrize ``case``, ``status`` and ``code`` over the common refusals and ``more``."""
+    return pytest.mark.parametrize(("case", "status", "code"), [*COMMON_REFUSALS, *more])
+
+
 def refusal_target(
     platform: Platform, case: str, path: str, unknown_path: str
 ) -> tuple[str, dict[str, str]]:
@@ -346,18 +351,14 @@ def test_request_features_are_rejected_when_not_numbers(
     assert problem["field"] == "body.request_features.x.0"
 
 
-@pytest.mark.parametrize(
-    ("case", "status", "code"),
-    [
-        *COMMON_REFUSALS,
-        ("bad_token", 401, "unauthenticated"),
-        ("malformed_header", 401, "unauthenticated"),
-        ("bad_body", 422, "invalid_input"),
-        ("missing_join_key", 422, "invalid_input"),
-        ("uneven_entities", 422, "invalid_input"),
-        ("unknown_route", 404, "not_found"),
-        ("wrong_method", 405, "method_not_allowed"),
-    ],
+@refusal_cases(
+    ("bad_token", 401, "unauthenticated"),
+    ("malformed_header", 401, "unauthenticated"),
+    ("bad_body", 422, "invalid_input"),
+    ("missing_join_key", 422, "invalid_input"),
+    ("uneven_entities", 422, "invalid_input"),
+    ("unknown_route", 404, "not_found"),
+    ("wrong_method", 405, "method_not_allowed"),
 )
 def test_every_error_class_has_its_status_and_envelope(
     platform: Platform, client: httpx.Client, case: str, status: int, code: str

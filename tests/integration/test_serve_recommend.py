@@ -18,10 +18,10 @@ import httpx
 import pyarrow.parquet as pq
 import pytest
 from test_serve_http import (
-    COMMON_REFUSALS,
     Platform,
     assert_refused,
     deploy_platform,
+    refusal_cases,
     refusal_target,
     teardown_platform,
 )
@@ -123,14 +123,10 @@ def test_k_and_excluded_items_are_honoured(platform: Platform, client: httpx.Cli
     assert got == _local(5, 4, tuple(top[:2])).items
 
 
-@pytest.mark.parametrize(
-    ("case", "status", "code"),
-    [
-        *COMMON_REFUSALS,
-        ("k_over_bound", 422, "invalid_input"),
-        ("k_zero", 422, "invalid_input"),
-        ("too_large", 413, "payload_too_large"),
-    ],
+@refusal_cases(
+    ("k_over_bound", 422, "invalid_input"),
+    ("k_zero", 422, "invalid_input"),
+    ("too_large", 413, "payload_too_large"),
 )
 def test_refusals(
     platform: Platform, client: httpx.Client, case: str, status: int, code: str
