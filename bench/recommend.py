@@ -31,24 +31,24 @@ import asyncio
 import json
 import os
 import pickle
-import subprocess
-import sys
 import tempfile
-import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _serving import (
+    champion,
+    closed_loop,
+    free_port,
+    model_registry,
+    platform,
+    reference_app,
+    run_child,
+    serve_app,
+    summary,
+)
 
-sys.path.insert(0, str(Path(__file__).parent))
-from serve import _free_port, _wait_http
-
-MODES: dict[str, dict[str, str]] = {
-    "default": {},
-    "throughput": {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"},
-    "haproxy": {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_HA_PROXY": "1"},
-}
 RANKER = "bench_ranker"
 PROPENSITY = "bench_model"
 K = 10
@@ -99,42 +99,17 @@ def build_ranker(work: Path) -> dict[str, Any]:
     return {"booster": booster, "index": index, "offline": offline}
 
 
-async def _load(url: str, headers: dict[str, str], seconds: float, concurrency: int) -> dict:
-    import aiohttp
+def _body(rng: np.random.Generator) -> dict[str, Any]:
+    return {"user_id": int(rng.integers(USERS)), "k": K}
 
-    latencies: list[float] = []
-    errors = 0
-    short = 0
-    rng = np.random.default_rng(2)
-    deadline = time.perf_counter() + seconds
-    connector = aiohttp.TCPConnector(limit=concurrency)
-    timeout = aiohttp.ClientTimeout(total=30.0)
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as client:
 
-        async def worker() -> None:
-            nonlocal errors, short
-            while time.perf_counter() < deadline:
-                body = {"user_id": int(rng.integers(USERS)), "k": K}
-                start = time.perf_counter()
-                async with client.post(url, json=body, headers=headers) as r:
-                    payload = await r.read()
-                    errors += r.status != 200
-                latencies.append(time.perf_counter() - start)
-                if r.status == 200:
-                    short += len(json.loads(payload)["items"]) != K
+def _full(answer: bytes) -> bool:
+    return len(json.loads(answer)["items"]) == K
 
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        took = time.perf_counter() - started
-    lat = np.asarray(latencies) * 1000
-    return {
-        "requests": len(lat),
-        "errors": errors,
-        "short_answers": short,
-        "rps": round(len(lat) / took, 1),
-        "p50_ms": round(float(np.percentile(lat, 50)), 2),
-        "p99_ms": round(float(np.percentile(lat, 99)), 2),
-    }
+
+def _load(url: str, headers: dict[str, str], seconds: float, concurrency: int) -> dict:
+    phase = asyncio.run(closed_loop(url, headers, seconds, concurrency, _body, accept=_full))
+    return {**summary([phase]), "short_answers": phase.refused}
 
 
 REFERENCE_APP = """
@@ -161,21 +136,9 @@ async def recommend(body: Body):
 
 
 def run_reference(work: Path, seconds: float, concurrency: int) -> dict:
-    (work / "ref_app.py").write_text(REFERENCE_APP)
-    port = _free_port()
-    uvicorn = str(Path(sys.executable).with_name("uvicorn"))
-    proc = subprocess.Popen(
-        [uvicorn, "ref_app:app", "--port", str(port), "--workers", "1", "--log-level", "warning"],
-        cwd=work,
-    )
-    try:
-        _wait_http(f"http://127.0.0.1:{port}/healthz")
-        url = f"http://127.0.0.1:{port}/recommend"
-        asyncio.run(_load(url, {}, 2, concurrency))  # warm-up
-        return asyncio.run(_load(url, {}, seconds, concurrency))
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+    with reference_app(work, REFERENCE_APP) as base:
+        _load(f"{base}/recommend", {}, 2, concurrency)  # warm-up
+        return _load(f"{base}/recommend", {}, seconds, concurrency)
 
 
 def _propensity(work: Path) -> Any:
@@ -193,81 +156,35 @@ def _propensity(work: Path) -> Any:
 
 def run_entai_child(work: Path, seconds: float, concurrency: int) -> dict:
     """Inside the child: start Ray with the mode's env, deploy, load, tear down."""
-    import mlflow
-    import mlflow.xgboost
-    import ray
     import xgboost as xgb
     from ray import serve
 
-    from entai.actors.backends import configure_mlflow
     from entai.actors.features import start_shards
-    from entai.actors.governance import start_governance
-    from entai.actors.models import start_registry
-    from entai.demo import features as demo
-    from entai.deployments.app import AppArgs, build_app
     from entai.shared.recommend import INDEX_ARTIFACT
     from entai.shared.settings import load_settings
 
-    port = _free_port()
+    port = free_port()
     settings = load_settings(home=work / "home", serve={"port": port}).resolved()
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
-             namespace=settings.ray.namespace)  # fmt: skip
-    try:
-        ns = settings.ray.namespace
-        governance = start_governance(settings, ns)
-        ray.get(governance.__ray_ready__.remote(), timeout=120)
-        admin = Path(settings.security.token_file).read_text().strip()
-        token, _ = ray.get(governance.create_token.remote(admin, "app"), timeout=60)
-        start_shards(settings, ns)
-        registry = start_registry(settings.mlflow, ns)
-        configure_mlflow(settings.mlflow)
+    with platform(settings) as token:
+        start_shards(settings, settings.ray.namespace)
+        registry = model_registry(settings)
         ranker = xgb.Booster()
         ranker.load_model(str(work / "ranker.ubj"))
         index = json.loads((work / "index.json").read_text())
-        for name, booster, artifacts in (
-            (PROPENSITY, _propensity(work), {}),
-            (RANKER, ranker, {INDEX_ARTIFACT: index}),
-        ):
-            with mlflow.start_run():
-                for path, content in artifacts.items():
-                    mlflow.log_dict(content, path)
-                logged = mlflow.xgboost.log_model(
-                    booster, name="model", pip_requirements=["xgboost"]
-                )
-            info = ray.get(registry.register.remote(logged.model_uri, name, registrant="bench"),
-                           timeout=120)  # fmt: skip
-            ray.get(registry.set_alias.remote(name, "champion", info.version, by="b", reason="b"))
-        serve.start(http_options={"host": "127.0.0.1", "port": port})
-        args = AppArgs(
-            model_name=PROPENSITY,
-            feature_service=demo.purchase_propensity.name,
-            definitions_module=demo.__name__,
-            settings=settings,
-            shadow=False,
-            ranker_model=RANKER,
-        )
-        serve.run(build_app(args), name="entai", route_prefix="/")
-        url = f"http://127.0.0.1:{port}"
-        _wait_http(f"{url}/healthz")
+        champion(registry, PROPENSITY, _propensity(work))
+        champion(registry, RANKER, ranker, {INDEX_ARTIFACT: index})
+        url = serve_app(settings, port, PROPENSITY, ranker_model=RANKER)
         headers = {"Authorization": f"Bearer {token}"}
         target = f"{url}/v1/recommend/{RANKER}"
-        asyncio.run(_load(target, headers, 3, concurrency))  # warm-up
-        result = asyncio.run(_load(target, headers, seconds, concurrency))
+        _load(target, headers, 3, concurrency)  # warm-up
+        result = _load(target, headers, seconds, concurrency)
         serve.shutdown()
         return result
-    finally:
-        ray.shutdown()
 
 
 def run_entai(mode: str, work: Path, seconds: float, concurrency: int) -> dict:
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", **MODES[mode]}
-    cmd = [sys.executable, __file__, "--child", str(work), "--seconds", str(seconds),
-           "--concurrency", str(concurrency)]  # fmt: skip
-    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800, check=False)
-    lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
-    if out.returncode != 0 or not lines:
-        return {"error": (out.stderr or out.stdout)[-1500:]}
-    return dict(json.loads(lines[-1]))
+    args = ["--child", str(work), "--seconds", str(seconds), "--concurrency", str(concurrency)]
+    return run_child(__file__, mode, args)
 
 
 def _same_answers(work: Path, built: dict[str, Any]) -> bool:

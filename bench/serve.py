@@ -31,104 +31,33 @@ import argparse
 import asyncio
 import json
 import os
-import socket
-import subprocess
-import sys
 import tempfile
-import time
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from _serving import (
+    CATS,
+    MODEL,
+    USERS,
+    closed_loop,
+    drop_redis_keys,
+    entity_body,
+    free_port,
+    platform,
+    reference_app,
+    run_child,
+    serve_predict_world,
+    store_settings,
+    summary,
+    train_model,
+)
 
 # The configurations entai ships: the cluster manifests' and a laptop's (entai up, demo).
 SHIPPED = {"cluster": "haproxy/redis/ingress", "laptop": "throughput/sqlite/ingress"}
-MODES: dict[str, dict[str, str]] = {
-    "default": {},
-    "throughput": {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"},
-    "haproxy": {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_HA_PROXY": "1"},
-}
-USERS = 1_000
-CATS = ("books", "games", "tools")
-MODEL = "bench_model"
-REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
-def _train(path: Path) -> Any:
-    import xgboost as xgb
-
-    from entai.demo import features as demo
-
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(2_000, len(demo.MODEL_FEATURES)))
-    y = (x[:, 0] + x[:, 5] + rng.normal(size=2_000) > 0).astype(int)
-    data = xgb.DMatrix(x, label=y, feature_names=list(demo.MODEL_FEATURES))
-    booster = xgb.train({"objective": "binary:logistic", "max_depth": 5}, data, 50)
-    booster.save_model(str(path))
-    return booster
-
-
-def _features() -> dict[tuple[int, str], np.ndarray]:
-    rng = np.random.default_rng(1)
-    return {(u, c): rng.normal(size=12) for u in range(USERS) for c in CATS}
-
-
-async def _load(url: str, headers: dict[str, str], seconds: float, concurrency: int) -> dict:
-    """Closed loop with aiohttp: httpx's client tops out near 160 requests/s here, which
-    would measure the load generator rather than the server."""
-    import aiohttp
-
-    latencies: list[float] = []
-    errors = 0
-    rng = np.random.default_rng(2)
-    deadline = time.perf_counter() + seconds
-    connector = aiohttp.TCPConnector(limit=concurrency)
-    timeout = aiohttp.ClientTimeout(total=30.0)
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as client:
-
-        async def worker() -> None:
-            nonlocal errors
-            while time.perf_counter() < deadline:
-                u, c = int(rng.integers(USERS)), CATS[int(rng.integers(3))]
-                body = {"entities": {"user_id": [u], "category": [c]}}
-                start = time.perf_counter()
-                async with client.post(url, json=body, headers=headers) as r:
-                    await r.read()
-                    errors += r.status != 200
-                latencies.append(time.perf_counter() - start)
-
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        took = time.perf_counter() - started
-    lat = np.asarray(latencies) * 1000
-    return {
-        "requests": len(lat),
-        "errors": errors,
-        "rps": round(len(lat) / took, 1),
-        "p50_ms": round(float(np.percentile(lat, 50)), 2),
-        "p99_ms": round(float(np.percentile(lat, 99)), 2),
-    }
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_http(url: str, timeout_s: float = 120) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise RuntimeError(f"{url} did not come up")
+def _load(url: str, headers: dict[str, str], seconds: float, concurrency: int) -> dict:
+    return summary([asyncio.run(closed_loop(url, headers, seconds, concurrency, entity_body))])
 
 
 REFERENCE_APP = """
@@ -153,136 +82,53 @@ async def predict(body: Body):
 
 def run_reference(work: Path, seconds: float, concurrency: int) -> dict:
     model_path = work / "model.ubj"
-    _train(model_path)
-    app = work / "ref_app.py"
-    app.write_text(
-        f"MODEL_PATH={str(model_path)!r}\nUSERS={USERS}\nCATS={CATS!r}\n" + REFERENCE_APP
-    )
-    port = _free_port()
-    uvicorn = str(Path(sys.executable).with_name("uvicorn"))
-    proc = subprocess.Popen(
-        [uvicorn, "ref_app:app", "--port", str(port), "--workers", "1", "--log-level", "warning"],
-        cwd=work,
-    )
-    try:
-        _wait_http(f"http://127.0.0.1:{port}/healthz")
-        asyncio.run(_load(f"http://127.0.0.1:{port}/predict", {}, 2, concurrency))  # warm-up
-        return asyncio.run(_load(f"http://127.0.0.1:{port}/predict", {}, seconds, concurrency))
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-
-
-def _store_settings(store: str) -> dict[str, Any]:
-    """The online store section: SQLite files or memory shards (embedded), or Redis."""
-    if store in ("sqlite", "memory"):
-        return {"type": store}
-    return {"type": "redis", "url": REDIS_URL, "key_prefix": f"entai-bench-{os.getpid()}"}
-
-
-def _drop_redis_keys(prefix: str) -> None:
-    import redis
-
-    client = redis.Redis.from_url(REDIS_URL)
-    for key in client.scan_iter(match=f"{prefix}*", count=1000):
-        client.delete(key)
+    train_model(model_path)
+    source = f"MODEL_PATH={str(model_path)!r}\nUSERS={USERS}\nCATS={CATS!r}\n" + REFERENCE_APP
+    with reference_app(work, source) as base:
+        _load(f"{base}/predict", {}, 2, concurrency)  # warm-up
+        return _load(f"{base}/predict", {}, seconds, concurrency)
 
 
 def run_entai_child(
     mode: str, store: str, scoring: str, seconds: float, concurrency: int, tracing: bool = False
 ) -> dict:
     """Inside the child: start Ray with the mode's env, deploy, load, tear down."""
-    import mlflow
-    import mlflow.xgboost
-    import ray
     from ray import serve
 
-    from entai.actors.backends import configure_mlflow
-    from entai.actors.features import OnlineFeatureClient, start_shards
-    from entai.actors.governance import start_governance
-    from entai.actors.models import start_registry
-    from entai.demo import features as demo
-    from entai.deployments.app import AppArgs, build_app
-    from entai.shared.features import FeatureRow, entity_key
     from entai.shared.settings import load_settings
 
     work = Path(tempfile.mkdtemp(prefix="entai-bench-serve-"))
-    port = _free_port()
-    online = _store_settings(store)
+    port = free_port()
+    online = store_settings(store)
     settings = load_settings(
         home=work,
         serve={"port": port},
         online_store=online,
         observability={"tracing": tracing},
     ).resolved()
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
-             namespace=settings.ray.namespace)  # fmt: skip
     try:
-        ns = settings.ray.namespace
-        governance = start_governance(settings, ns)
-        ray.get(governance.__ray_ready__.remote(), timeout=120)
-        admin = Path(settings.security.token_file).read_text().strip()
-        token, _ = ray.get(governance.create_token.remote(admin, "app"), timeout=60)
-        now = datetime.now(UTC)
-        uc = [f.name for f in demo.user_category_stats.schema]
-        us = [f.name for f in demo.user_stats.schema]
-        rows = []
-        for (u, c), values in _features().items():
-            rows.append(FeatureRow("user_category_stats", entity_key({"user_id": u, "category": c}),
-                                   dict(zip(uc, values[:6].tolist(), strict=True)),
-                                   now - timedelta(hours=1), now))  # fmt: skip
-            if c == CATS[0]:
-                rows.append(FeatureRow("user_stats", entity_key({"user_id": u}),
-                                       dict(zip(us, values[6:].tolist(), strict=True)),
-                                       now - timedelta(hours=1), now))  # fmt: skip
-        OnlineFeatureClient(start_shards(settings, ns)).write(rows)
-        registry = start_registry(settings.mlflow, ns)
-        configure_mlflow(settings.mlflow)
-        booster = _train(work / "model.ubj")
-        with mlflow.start_run():
-            logged = mlflow.xgboost.log_model(booster, name="model", pip_requirements=["xgboost"])
-            uri = logged.model_uri
-        info = ray.get(registry.register.remote(uri, MODEL, registrant="bench"), timeout=120)
-        ray.get(registry.set_alias.remote(MODEL, "champion", info.version, by="b", reason="b"))
-        serve.start(http_options={"host": "127.0.0.1", "port": port})
-        args = AppArgs(
-            model_name=MODEL,
-            feature_service=demo.purchase_propensity.name,
-            definitions_module=demo.__name__,
-            settings=settings,
-            shadow=False,
-            score_in_ingress=scoring == "ingress",
-        )
-        serve.run(build_app(args), name="entai", route_prefix="/")
-        url = f"http://127.0.0.1:{port}"
-        _wait_http(f"{url}/healthz")
-        headers = {"Authorization": f"Bearer {token}"}
-        asyncio.run(_load(f"{url}/v1/predict/{MODEL}", headers, 3, concurrency))  # warm-up
-        result = asyncio.run(_load(f"{url}/v1/predict/{MODEL}", headers, seconds, concurrency))
-        serve.shutdown()
-        if tracing:
-            result["span_lines"] = sum(
-                len(p.read_text().splitlines()) for p in (work / "traces").glob("*.jsonl")
-            )
-        return result
+        with platform(settings) as token:
+            url = serve_predict_world(settings, work, port, score_in_ingress=scoring == "ingress")
+            headers = {"Authorization": f"Bearer {token}"}
+            _load(f"{url}/v1/predict/{MODEL}", headers, 3, concurrency)  # warm-up
+            result = _load(f"{url}/v1/predict/{MODEL}", headers, seconds, concurrency)
+            serve.shutdown()
+            if tracing:
+                result["span_lines"] = sum(
+                    len(p.read_text().splitlines()) for p in (work / "traces").glob("*.jsonl")
+                )
+            return result
     finally:
-        ray.shutdown()
         if store == "redis":
-            _drop_redis_keys(online["key_prefix"])
+            drop_redis_keys(online["key_prefix"])
 
 
 def run_entai(
     mode: str, store: str, scoring: str, seconds: float, concurrency: int, tracing: bool = False
 ) -> dict:
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", **MODES[mode]}
-    cmd = [sys.executable, __file__, "--child", mode, "--store", store, "--scoring", scoring,
-           "--seconds", str(seconds), "--concurrency", str(concurrency),
-           "--trace", "on" if tracing else "off"]  # fmt: skip
-    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800, check=False)
-    lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
-    if out.returncode != 0 or not lines:
-        return {"error": (out.stderr or out.stdout)[-1500:]}
-    return dict(json.loads(lines[-1]))
+    args = ["--child", mode, "--store", store, "--scoring", scoring, "--seconds", str(seconds),
+            "--concurrency", str(concurrency), "--trace", "on" if tracing else "off"]  # fmt: skip
+    return run_child(__file__, mode, args)
 
 
 def _tracing_overhead(results: dict[str, dict]) -> dict[str, dict[str, float]]:

@@ -101,7 +101,7 @@ def test_postgres_refuses_to_move_an_anchor_back_or_swap_its_entry(pg_table: str
 def test_postgres_reconnects_after_losing_its_connection(pg_table: str) -> None:
     store = PostgresAnchorStore(DSN, table=pg_table)
     store.write(_anchor(1))
-    store._conn.close()  # the server or the network dropped it
+    store._db._conn.close()  # the server or the network dropped it
     store.write(_anchor(2))
     assert store.read().seq == 2  # type: ignore[union-attr]
     store.close()

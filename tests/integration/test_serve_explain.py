@@ -19,11 +19,14 @@ import httpx
 import numpy as np
 import pytest
 from test_serve_http import (
-    CATEGORIES,
     MODEL,
     Platform,
+    assert_refused,
     deploy_platform,
+    post_users,
     predict_body,
+    refusal_cases,
+    refusal_target,
     teardown_platform,
 )
 
@@ -58,14 +61,8 @@ def _margin(platform: Platform, version: int, user: int, category: str) -> float
 def test_explain_sums_to_the_served_versions_margin_and_names_its_sources(
     platform: Platform, client: httpx.Client
 ) -> None:
-    users = list(range(6))
-    cats = [CATEGORIES[u % 3] for u in users]
-    body = {"entities": {"user_id": users, "category": cats}}
-    response = client.post(f"/v1/explain/{MODEL}", json=body, headers=platform.headers())
-    assert response.status_code == 200, response.text
-    payload = response.json()
+    users, cats, payload = post_users(client, platform, f"/v1/explain/{MODEL}", 6)
     assert payload["model"] == MODEL and payload["output"] == "margin"
-    assert response.headers["x-request-id"] == payload["request_id"]
     champion = platform.aliases["champion"]
     assert len(payload["explanations"]) == len(users)
     for u, c, row in zip(users, cats, payload["explanations"], strict=True):
@@ -120,33 +117,22 @@ def test_an_entity_without_features_is_explained_with_its_statuses(
     assert total == pytest.approx(row["margin"], abs=1e-4)
 
 
-@pytest.mark.parametrize(
-    ("case", "status", "code"),
-    [
-        ("no_token", 401, "unauthenticated"),
-        ("not_allowed", 403, "permission_denied"),
-        ("unknown_model", 404, "not_found"),
-        ("unknown_request_feature", 422, "invalid_input"),
-        ("too_many_rows", 422, "invalid_input"),
-    ],
+@refusal_cases(
+    ("unknown_request_feature", 422, "invalid_input"),
+    ("too_many_rows", 422, "invalid_input"),
 )
 def test_explain_errors_have_predicts_statuses(
     platform: Platform, client: httpx.Client, case: str, status: int, code: str
 ) -> None:
-    path, headers, body = f"/v1/explain/{MODEL}", platform.headers(), predict_body(1, "books")
-    if case == "no_token":
-        headers = {}
-    elif case == "not_allowed":
-        headers = platform.headers(platform.analyst)  # features:read, no predict
-    elif case == "unknown_model":
-        path = "/v1/explain/no_such_model"
-    elif case == "unknown_request_feature":
+    path, headers = refusal_target(
+        platform, case, f"/v1/explain/{MODEL}", "/v1/explain/no_such_model"
+    )
+    body = predict_body(1, "books")
+    if case == "unknown_request_feature":
         body = {**body, "request_features": {"not_an_input": [1.0]}}
     elif case == "too_many_rows":
         body = {"entities": {"user_id": list(range(1001)), "category": ["books"] * 1001}}
-    response = client.post(path, json=body, headers=headers)
-    assert response.status_code == status, response.text
-    assert response.json()["error"]["code"] == code
+    assert_refused(client.post(path, json=body, headers=headers), status, code)
 
 
 def test_grpc_explain_equals_the_http_answer(

@@ -259,6 +259,62 @@ def predict_body(user: int, category: str) -> dict[str, Any]:
     return {"entities": {"user_id": [user], "category": [category]}}
 
 
+def post_users(
+    client: httpx.Client, platform: Platform, path: str, users: int
+) -> tuple[list[int], list[str], dict[str, Any]]:
+    """POST users ``0..users-1`` (user u in ``CATEGORIES[u % 3]``) to ``path`` with the app
+    token; the users, their categories and the answer, checked 200 and carrying its
+    request id in ``x-request-id``."""
+    ids = list(range(users))
+    cats = [CATEGORIES[u % 3] for u in ids]
+    body = {"entities": {"user_id": ids, "category": cats}}
+    response = client.post(path, json=body, headers=platform.headers())
+    assert response.status_code == 200, response.text
+    payload: dict[str, Any] = response.json()
+    assert response.headers["x-request-id"] == payload["request_id"]
+    return ids, cats, payload
+
+
+# The refusals every model endpoint shares, as (case, status, error code): see refusal_target.
+COMMON_REFUSALS = [
+    ("no_token", 401, "unauthenticated"),
+    ("not_allowed", 403, "permission_denied"),
+    ("unknown_model", 404, "not_found"),
+]
+
+
+def refusal_cases(*more: tuple[str, int, str]) -> pytest.MarkDecorator:
+    """Parametrize ``case``, ``status`` and ``code`` over the common refusals and ``more``."""
+    return pytest.mark.parametrize(("case", "status", "code"), [*COMMON_REFUSALS, *more])
+
+
+def refusal_target(
+    platform: Platform, case: str, path: str, unknown_path: str
+) -> tuple[str, dict[str, str]]:
+    """The path and headers of a refusal case.
+
+    ``no_token`` sends no token, ``not_allowed`` the analyst's (features:read, no
+    predict), ``unknown_model`` goes to ``unknown_path``; any other case is ``path`` with
+    the app token.
+    """
+    headers = platform.headers()
+    if case == "no_token":
+        headers = {}
+    elif case == "not_allowed":
+        headers = platform.headers(platform.analyst)
+    elif case == "unknown_model":
+        path = unknown_path
+    return path, headers
+
+
+def assert_refused(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    """The response has ``status`` and an error envelope with ``code``; the error."""
+    assert response.status_code == status, response.text
+    error: dict[str, Any] = response.json()["error"]
+    assert error["code"] == code
+    return error
+
+
 # The embedded default's roles and principals, plus two apps whose grants hold on some
 # resources only (RBAC matrix below): one on this module's model, its user views and the
 # "events" source; the other on a fraud model, the product views and another source.
@@ -316,14 +372,8 @@ def client(platform: Platform) -> Iterator[httpx.Client]:
 def test_predictions_equal_the_model_called_directly(
     platform: Platform, client: httpx.Client
 ) -> None:
-    users = list(range(20))
-    cats = [CATEGORIES[u % 3] for u in users]
-    body = {"entities": {"user_id": users, "category": cats}}
-    response = client.post(f"/v1/predict/{MODEL}", json=body, headers=platform.headers())
-    assert response.status_code == 200, response.text
-    payload = response.json()
+    users, cats, payload = post_users(client, platform, f"/v1/predict/{MODEL}", 20)
     assert payload["model"] == MODEL
-    assert response.headers["x-request-id"] == payload["request_id"]
     served = {platform.aliases["champion"], platform.aliases["challenger"]}
     assert set(payload["versions"]) <= served
     for u, c, v, p in zip(users, cats, payload["versions"], payload["predictions"], strict=True):
@@ -340,37 +390,27 @@ def test_request_features_are_rejected_when_not_numbers(
     assert problem["field"] == "body.request_features.x.0"
 
 
-@pytest.mark.parametrize(
-    ("case", "status", "code"),
-    [
-        ("no_token", 401, "unauthenticated"),
-        ("bad_token", 401, "unauthenticated"),
-        ("malformed_header", 401, "unauthenticated"),
-        ("not_allowed", 403, "permission_denied"),
-        ("unknown_model", 404, "not_found"),
-        ("bad_body", 422, "invalid_input"),
-        ("missing_join_key", 422, "invalid_input"),
-        ("uneven_entities", 422, "invalid_input"),
-        ("unknown_route", 404, "not_found"),
-        ("wrong_method", 405, "method_not_allowed"),
-    ],
+@refusal_cases(
+    ("bad_token", 401, "unauthenticated"),
+    ("malformed_header", 401, "unauthenticated"),
+    ("bad_body", 422, "invalid_input"),
+    ("missing_join_key", 422, "invalid_input"),
+    ("uneven_entities", 422, "invalid_input"),
+    ("unknown_route", 404, "not_found"),
+    ("wrong_method", 405, "method_not_allowed"),
 )
 def test_every_error_class_has_its_status_and_envelope(
     platform: Platform, client: httpx.Client, case: str, status: int, code: str
 ) -> None:
-    good = predict_body(1, "books")
-    path, headers, body = f"/v1/predict/{MODEL}", platform.headers(), good
+    path, headers = refusal_target(
+        platform, case, f"/v1/predict/{MODEL}", "/v1/predict/no_such_model"
+    )
+    body: dict[str, Any] = predict_body(1, "books")
     method = "POST"
-    if case == "no_token":
-        headers = {}
-    elif case == "bad_token":
+    if case == "bad_token":
         headers = platform.headers("not-a-real-token")
     elif case == "malformed_header":
         headers = {"Authorization": platform.app_token}
-    elif case == "not_allowed":
-        headers = platform.headers(platform.analyst)
-    elif case == "unknown_model":
-        path = "/v1/predict/no_such_model"
     elif case == "bad_body":
         body = {"entities": "nope"}
     elif case == "missing_join_key":
@@ -384,9 +424,7 @@ def test_every_error_class_has_its_status_and_envelope(
     response = client.request(
         method, path, json=body if method == "POST" else None, headers=headers
     )
-    assert response.status_code == status, response.text
-    error = response.json()["error"]
-    assert error["code"] == code
+    error = assert_refused(response, status, code)
     assert set(error) == {"code", "message", "details"}
     assert response.headers.get("x-request-id")
 

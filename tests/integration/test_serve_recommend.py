@@ -17,7 +17,14 @@ from typing import Any
 import httpx
 import pyarrow.parquet as pq
 import pytest
-from test_serve_http import Platform, deploy_platform, teardown_platform
+from test_serve_http import (
+    Platform,
+    assert_refused,
+    deploy_platform,
+    refusal_cases,
+    refusal_target,
+    teardown_platform,
+)
 
 from entai.demo.generator import EcommerceWorld, WorldConfig
 
@@ -116,37 +123,25 @@ def test_k_and_excluded_items_are_honoured(platform: Platform, client: httpx.Cli
     assert got == _local(5, 4, tuple(top[:2])).items
 
 
-@pytest.mark.parametrize(
-    ("case", "status", "code"),
-    [
-        ("no_token", 401, "unauthenticated"),
-        ("not_allowed", 403, "permission_denied"),
-        ("unknown_ranker", 404, "not_found"),
-        ("k_over_bound", 422, "invalid_input"),
-        ("k_zero", 422, "invalid_input"),
-        ("too_large", 413, "payload_too_large"),
-    ],
+@refusal_cases(
+    ("k_over_bound", 422, "invalid_input"),
+    ("k_zero", 422, "invalid_input"),
+    ("too_large", 413, "payload_too_large"),
 )
 def test_refusals(
     platform: Platform, client: httpx.Client, case: str, status: int, code: str
 ) -> None:
-    path, headers = f"/v1/recommend/{RANKER}", platform.headers()
+    path, headers = refusal_target(
+        platform, case, f"/v1/recommend/{RANKER}", "/v1/recommend/no_such_ranker"
+    )
     body: dict[str, Any] = {"user_id": 1}
-    if case == "no_token":
-        headers = {}
-    elif case == "not_allowed":
-        headers = platform.headers(platform.analyst)
-    elif case == "unknown_ranker":
-        path = "/v1/recommend/no_such_ranker"
-    elif case == "k_over_bound":
+    if case == "k_over_bound":
         body["k"] = 101
     elif case == "k_zero":
         body["k"] = 0
     elif case == "too_large":
         body["exclude"] = list(range(400_000))
-    answer = client.post(path, json=body, headers=headers)
-    assert answer.status_code == status, answer.text
-    assert answer.json()["error"]["code"] == code
+    assert_refused(client.post(path, json=body, headers=headers), status, code)
 
 
 def test_impressions_are_logged_and_feedback_is_taken_by_request_and_item(

@@ -24,18 +24,33 @@ def _land_raw(lake: Lake, events: pd.DataFrame) -> None:
         part.to_parquet(out / "part-0.parquet", index=False)
 
 
-def test_offline_table_and_online_latest_match_the_transform(
-    ray_cluster: Any, tmp_path: Path
-) -> None:
-    start = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(
-        days=20
+def _recent_events(
+    days: int, *, n_users: int, n_products: int, seed: int
+) -> tuple[datetime, pd.DataFrame]:
+    """A generated world's events over the ``days`` days up to today (UTC); its start too."""
+    start = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    start -= timedelta(days=days)
+    world = EcommerceWorld(
+        WorldConfig(n_users=n_users, n_products=n_products, days=days, start=start, seed=seed)
     )
-    world = EcommerceWorld(WorldConfig(n_users=60, n_products=40, days=20, start=start, seed=11))
-    events = world.events()
+    return start, world.events()
+
+
+def _landed(
+    tmp_path: Path, events: pd.DataFrame
+) -> tuple[Lake, MemoryOnlineStore, OnlineFeatureClient]:
+    """``events`` landed raw in a lake under ``tmp_path``; an empty memory store, its client."""
     lake = Lake(str(tmp_path / "lake"))
     _land_raw(lake, events)
     store = MemoryOnlineStore()
-    online = OnlineFeatureClient(None, direct_store=store)
+    return lake, store, OnlineFeatureClient(None, direct_store=store)
+
+
+def test_offline_table_and_online_latest_match_the_transform(
+    ray_cluster: Any, tmp_path: Path
+) -> None:
+    _, events = _recent_events(20, n_users=60, n_products=40, seed=11)
+    lake, _, online = _landed(tmp_path, events)
 
     (report,) = materialize(
         [user_category_stats], lake=lake, online=online, num_blocks=3, rows_per_block=1_000
@@ -75,15 +90,9 @@ def test_offline_table_and_online_latest_match_the_transform(
 def test_incremental_run_adds_only_new_rows_and_matches_a_full_recompute(
     ray_cluster: Any, tmp_path: Path
 ) -> None:
-    start = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(
-        days=20
-    )
-    world = EcommerceWorld(WorldConfig(n_users=50, n_products=40, days=20, start=start, seed=5))
-    events = world.events()
+    start, events = _recent_events(20, n_users=50, n_products=40, seed=5)
     cut = start + timedelta(days=14)
-    lake = Lake(str(tmp_path / "lake"))
-    _land_raw(lake, events[events["event_timestamp"] < cut])
-    online = OnlineFeatureClient(None, direct_store=MemoryOnlineStore())
+    lake, _, online = _landed(tmp_path, events[events["event_timestamp"] < cut])
     (first,) = materialize([user_category_stats], lake=lake, online=online)
     _land_raw(lake, events[events["event_timestamp"] >= cut])
     (second,) = materialize([user_category_stats], lake=lake, online=online, incremental=True)
@@ -113,15 +122,8 @@ def test_check_skew_finds_a_corrupted_online_value(ray_cluster: Any, tmp_path: P
     from entai.pipelines.features import check_skew
     from entai.shared.features import FeatureRow, entity_key
 
-    start = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(
-        days=20
-    )
-    world = EcommerceWorld(WorldConfig(n_users=40, n_products=30, days=20, start=start, seed=2))
-    events = world.events()
-    lake = Lake(str(tmp_path / "lake"))
-    _land_raw(lake, events)
-    store = MemoryOnlineStore()
-    online = OnlineFeatureClient(None, direct_store=store)
+    _, events = _recent_events(20, n_users=40, n_products=30, seed=2)
+    lake, store, online = _landed(tmp_path, events)
     materialize([user_category_stats], lake=lake, online=online)
 
     clean = check_skew(user_category_stats, lake=lake, online=online, sample=25)
@@ -146,13 +148,8 @@ def test_check_skew_finds_a_corrupted_online_value(ray_cluster: Any, tmp_path: P
 
 
 def test_a_list_valued_view_materializes_exactly(ray_cluster: Any, tmp_path: Path) -> None:
-    start = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=5)
-    world = EcommerceWorld(WorldConfig(n_users=30, n_products=40, days=5, start=start, seed=12))
-    events = world.events()
-    lake = Lake(str(tmp_path / "lake"))
-    _land_raw(lake, events)
-    store = MemoryOnlineStore()
-    online = OnlineFeatureClient(None, direct_store=store)
+    _, events = _recent_events(5, n_users=30, n_products=40, seed=12)
+    lake, store, online = _landed(tmp_path, events)
 
     (report,) = materialize(
         [user_recent_views], lake=lake, online=online, num_blocks=2, rows_per_block=1_000

@@ -8,14 +8,14 @@ from that one read.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
-from typing import Any, cast
+from typing import Any
 
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
+from read_services import read_services
 
-from entai.actors.features import OnlineFeatureClient
 from entai.deployments.feast_protocol import (
     FEAST_ZERO_TIME,
     feast_response,
@@ -23,7 +23,7 @@ from entai.deployments.feast_protocol import (
     feast_value,
 )
 from entai.deployments.http_errors import install_error_handlers
-from entai.deployments.platform import PlatformServices, ReadPlan
+from entai.deployments.platform import PlatformServices
 from entai.deployments.schemas import (
     FeastOnlineFeaturesRequest,
     FeastOnlineFeaturesResponse,
@@ -38,7 +38,6 @@ from entai.shared.features import (
     FeatureService,
     FeatureView,
     Field,
-    MemoryOnlineStore,
     ValueType,
     entity_key,
 )
@@ -87,37 +86,27 @@ class _Auth:
 
 @pytest.fixture
 def services() -> PlatformServices:
-    store = MemoryOnlineStore()
-    store.write(
-        [
-            FeatureRow(
-                "user_stats",
-                entity_key({"user_id": 1}),
-                {"orders": 3.0, "email_domain": "example.com"},
-                SEEN,
-                SEEN,
-            ),
-            FeatureRow(
-                "user_category",
-                entity_key({"user_id": 1, "category": "books"}),
-                {"views": 7.0},
-                SEEN - timedelta(hours=1),
-                SEEN,
-            ),
-            FeatureRow("twin", entity_key({"user_id": 1}), {"orders": 4.0}, SEEN, SEEN),
-        ]
-    )
+    rows = [
+        FeatureRow(
+            "user_stats",
+            entity_key({"user_id": 1}),
+            {"orders": 3.0, "email_domain": "example.com"},
+            SEEN,
+            SEEN,
+        ),
+        FeatureRow(
+            "user_category",
+            entity_key({"user_id": 1, "category": "books"}),
+            {"views": 7.0},
+            SEEN - timedelta(hours=1),
+            SEEN,
+        ),
+        FeatureRow("twin", entity_key({"user_id": 1}), {"orders": 4.0}, SEEN, SEEN),
+    ]
     definitions = Definitions(
         entities=(USER, CATEGORY), views=(USER_STATS, USER_CATEGORY, TWIN), services=(SERVICE,)
     )
-    projections = tuple(definitions.resolve(SERVICE))
-    return PlatformServices(
-        auth=cast("Any", _Auth()),
-        features=OnlineFeatureClient(None, direct_store=store),
-        definitions=definitions,
-        model_features=projections,
-        model_plan=ReadPlan.of(projections),
-    )
+    return read_services(rows, definitions, SERVICE, _Auth())
 
 
 # category comes first in the request; user 2 has no rows.

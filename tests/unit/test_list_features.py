@@ -10,12 +10,12 @@ from typing import Any, cast
 import numpy as np
 import pandas as pd
 import pytest
+from read_services import read_services
 
-from entai.actors.features import OnlineFeatureClient
 from entai.actors.features._shard_calls import merge_parts, split_by_shard
 from entai.deployments import grpc_messages as messages
 from entai.deployments.feast_protocol import feast_response
-from entai.deployments.platform import PlatformServices, ReadPlan
+from entai.deployments.platform import PlatformServices
 from entai.deployments.proto import entai_pb2 as pb
 from entai.deployments.schemas import (
     FeastOnlineFeaturesRequest,
@@ -311,26 +311,14 @@ class _Auth:
 
 @pytest.fixture
 def services() -> PlatformServices:
-    store = MemoryOnlineStore()
     t = datetime.now(UTC)  # within the view's ttl
-    store.write(
-        [
-            FeatureRow(
-                "recent", entity_key({"user_id": 1}), {"products": [7, 3], "tags": ["a"]}, t, t
-            ),
-            FeatureRow("recent", entity_key({"user_id": 2}), {"products": [], "tags": []}, t, t),
-        ]
-    )
+    rows = [
+        FeatureRow("recent", entity_key({"user_id": 1}), {"products": [7, 3], "tags": ["a"]}, t, t),
+        FeatureRow("recent", entity_key({"user_id": 2}), {"products": [], "tags": []}, t, t),
+    ]
     service = FeatureService(name="recs", features=(RECENT[["products", "tags"]],))
     definitions = Definitions(entities=(USER,), views=(RECENT,), services=(service,))
-    projections = tuple(definitions.resolve(service))
-    return PlatformServices(
-        auth=cast("Any", _Auth()),
-        features=OnlineFeatureClient(None, direct_store=store),
-        definitions=definitions,
-        model_features=projections,
-        model_plan=ReadPlan.of(projections),
-    )
+    return read_services(rows, definitions, service, _Auth())
 
 
 ENTITIES = {"user_id": [1, 2, 3]}

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
-from typing import Any, cast
 
 import numpy as np
 import pandas as pd
 import pytest
+from read_services import read_services
 
-from entai.actors.features import OnlineFeatureClient
-from entai.deployments.platform import PlatformServices, ReadPlan
+from entai.deployments.platform import PlatformServices
 from entai.shared.core import DefinitionError, InvalidInputError
 from entai.shared.features import (
     Definitions,
@@ -20,7 +19,6 @@ from entai.shared.features import (
     FeatureService,
     FeatureView,
     Field,
-    MemoryOnlineStore,
     OnDemandFeatureView,
     ValueType,
     compute_on_demand,
@@ -60,26 +58,13 @@ SEEN = datetime(2026, 3, 1, 12, tzinfo=UTC)
 
 @pytest.fixture
 def services() -> PlatformServices:
-    store = MemoryOnlineStore()
-    store.write(
-        [
-            FeatureRow(
-                "user_stats", entity_key({"user_id": 1}), {"views": 3.0, "orders": 2.0}, SEEN, SEEN
-            ),
-        ]
+    row = FeatureRow(
+        "user_stats", entity_key({"user_id": 1}), {"views": 3.0, "orders": 2.0}, SEEN, SEEN
     )
     definitions = Definitions(
         entities=(USER,), views=(STATS,), on_demand_views=(CONVERSION,), services=(SERVICE,)
     )
-    projections = tuple(definitions.resolve(SERVICE))
-    return PlatformServices(
-        auth=cast("Any", None),
-        features=OnlineFeatureClient(None, direct_store=store),
-        definitions=definitions,
-        model_features=projections,
-        model_plan=ReadPlan.of(projections),
-        on_demand=tuple(definitions.on_demand(SERVICE)),
-    )
+    return read_services([row], definitions, SERVICE, None)
 
 
 def test_served_on_demand_features_equal_the_training_sets(services: PlatformServices) -> None:

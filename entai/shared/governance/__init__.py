@@ -66,8 +66,8 @@ from entai.shared.governance._policy import (
     Scopes,
     normalise_pii_class,
 )
+from entai.shared.governance._postgres import PostgresConnection
 from entai.shared.governance._state_postgres import (
-    PostgresConnection,
     PostgresPolicyStore,
     PostgresTokenStore,
 )

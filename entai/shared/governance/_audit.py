@@ -42,34 +42,24 @@ import fcntl
 import json
 import logging
 import os
-import threading
-from collections.abc import Iterable, Iterator, Mapping
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from entai.shared.core import (
-    AuditIntegrityError,
-    ConfigError,
-    InvalidInputError,
-    ServiceUnavailableError,
-)
-from entai.shared.governance._audit_anchor import AnchorStore, sign_anchor
+from entai.shared.core import AuditIntegrityError, ConfigError
+from entai.shared.governance._audit_anchor import AnchorStore
 from entai.shared.governance._audit_bundle import build_bundle
 from entai.shared.governance._audit_chain import (
     GENESIS_HASH,
     KEYED_ACTION,
-    Anchor,
     AuditEntry,
     VerifyReport,
-    check_anchor,
     check_chain,
-    derive_key,
-    entry_mac,
     legacy_entry_hash,
     line_of,
     parse_entry,
 )
+from entai.shared.governance._audit_writer import ChainWriter, select_entries
 
 __all__ = [
     "GENESIS_HASH",
@@ -105,7 +95,7 @@ def _line_ending_at(src: BinaryIO, end: int) -> bytes | None:
     return chunk[chunk.rfind(b"\n", 0, len(chunk) - 1) + 1 :]
 
 
-class AuditLog:
+class AuditLog(ChainWriter):
     """An audit log file, written under the audit key and anchored in a second store.
 
     Args:
@@ -144,19 +134,18 @@ class AuditLog:
                 "security.audit_anchor_every must be at least 1",
                 details={"field": "security.audit_anchor_every"},
             )
+        super().__init__(
+            key,
+            anchors,
+            anchor_every=anchor_every,
+            label=str(path),
+            ident={"path": str(path)},
+            restore="the log",
+        )
         self._path = Path(path)
-        self._key = key
-        self._anchors = anchors
-        self._anchor_every = anchor_every
         self._fsync = fsync
-        self._lock = threading.Lock()
-        self._seq, self._hash, self._size = 0, GENESIS_HASH, 0
-        self._keyed_from = 1
-        self._anchored_seq = 0
-        self._sealed: str | None = None
         if key is None:
             return
-        self._entry_key = derive_key(key, "entry")
         self._path.parent.mkdir(parents=True, exist_ok=True)
         self._fd = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         fcntl.flock(self._fd, fcntl.LOCK_EX)
@@ -197,24 +186,13 @@ class AuditLog:
         """The JSON-lines file."""
         return self._path
 
-    @property
-    def last_seq(self) -> int:
-        """``seq`` of the last entry written (0 for an empty log)."""
-        return self._seq
-
-    @property
-    def sealed(self) -> str | None:
-        """Why the log refuses new entries, or None when it accepts them."""
-        return self._sealed
-
     def close(self) -> None:
         """Anchor the last entry (if it is not yet) and release the file."""
         with self._lock:
             if self._fd < 0:
                 return
             try:
-                if self._sealed is None and self._seq > self._anchored_seq:
-                    self._anchor()
+                self._anchor_if_behind()
             finally:
                 self._release()
 
@@ -228,24 +206,6 @@ class AuditLog:
 
     # -- start ----------------------------------------------------------------------
 
-    def _seal(self, problem: str) -> None:
-        self._sealed = problem
-        logger.error(
-            "audit log sealed: it refuses new entries until restored",
-            extra={"path": str(self._path), "problem": problem},
-        )
-
-    def _read_anchor(self) -> tuple[Anchor | None, str]:
-        """The store's anchor, or the reason it cannot be used."""
-        assert self._anchors is not None and self._key is not None
-        try:
-            anchor = self._anchors.read()
-        except AuditIntegrityError as exc:
-            return None, exc.message
-        if anchor is not None and not check_anchor(anchor, derive_key(self._key, "anchor")):
-            return None, f"the anchor in {self._anchors.name} is not signed with the audit key"
-        return anchor, ""
-
     def _resume(self) -> dict[str, Any] | None:
         """Find the chain's end; seal on disagreement; details of a legacy takeover, if any."""
         with self._path.open("r+b") as src:
@@ -255,7 +215,8 @@ class AuditLog:
             if problem:
                 self._seal(problem)
             elif anchor is not None:
-                self._resume_anchored(src, anchor, tail)
+                anchored = _line_ending_at(src, anchor.size) if anchor.seq else None
+                self._resume_anchored(anchor, self._size, anchored, tail)
         if problem or anchor is not None or tail is None:
             return None
         return self._resume_unanchored(tail)
@@ -267,43 +228,16 @@ class AuditLog:
         if data is None:
             self._seal(f"the log's last line is not an audit entry ({problem})")
             return None
-        body = {k: v for k, v in data.items() if k != "hash"}
-        if entry_mac(body, self._entry_key) == data["hash"]:
+        if self._is_keyed(data):
             self._seal(
                 f"the log has keyed entries but there is no anchor in {self._anchors.name} "
                 "(anchor deleted, or the anchor store changed)"
             )
-        elif legacy_entry_hash(body) != data["hash"]:
+        elif legacy_entry_hash({k: v for k, v in data.items() if k != "hash"}) != data["hash"]:
             self._seal("the log's last entry matches neither its MAC nor a legacy SHA-256")
         else:
             return self._legacy_takeover(int(data["seq"]), str(data["hash"]))
         return None
-
-    def _resume_anchored(self, src: BinaryIO, anchor: Anchor, tail: bytes | None) -> None:
-        where = self._anchors.name if self._anchors else "?"
-        if self._size < anchor.size:
-            self._seal(
-                f"the log has {self._size} bytes but the anchor in {where} records entry "
-                f"{anchor.seq} at {anchor.size} bytes (entries deleted)"
-            )
-            return
-        if anchor.seq:
-            data, _ = parse_entry(_line_ending_at(src, anchor.size) or b"", anchor.seq)
-            if data is None or data["seq"] != anchor.seq or data["hash"] != anchor.hash:
-                self._seal(f"entry {anchor.seq} differs from the one anchored in {where}")
-                return
-        if tail is None:
-            return  # an empty log
-        data, problem = parse_entry(tail, 0)
-        if data is None:
-            self._seal(f"the log's last line is not an audit entry ({problem})")
-            return
-        body = {k: v for k, v in data.items() if k != "hash"}
-        if entry_mac(body, self._entry_key) != data["hash"] or int(data["seq"]) < anchor.seq:
-            self._seal(f"the log's last entry (seq {data['seq']}) is not MACed under the audit key")
-            return
-        self._seq, self._hash = int(data["seq"]), str(data["hash"])
-        self._keyed_from, self._anchored_seq = anchor.keyed_from, anchor.seq
 
     def _legacy_takeover(self, seq: int, last_hash: str) -> dict[str, Any]:
         """Adopt an unkeyed log: its end, and what the keyed marker entry records."""
@@ -357,72 +291,27 @@ class AuditLog:
 
     # -- writing ----------------------------------------------------------------------
 
-    def append(
-        self,
-        *,
-        principal: str,
-        action: str,
-        resource: str,
-        decision: str,
-        request_id: str | None = None,
-        details: Mapping[str, Any] | None = None,
-        ts: datetime | None = None,
-    ) -> AuditEntry:
-        """Append one entry durably and return it.
-
-        Raises:
-            InvalidInputError: when ``details`` is not JSON-serialisable.
-            ConfigError: when the log was opened without a key (read-only).
-            AuditIntegrityError: when the log is sealed (it disagreed with its anchor).
-        """
+    def _append(self, make: Callable[[], AuditEntry]) -> AuditEntry:
+        """Write the entry at the end under the file's exclusive lock, fsync, anchor if due."""
         if self._key is None:
             raise ConfigError(
                 f"audit log {self._path} was opened without the audit key: it is read-only",
                 details={"field": _KEY_FIELD},
             )
-        moment = (ts or datetime.now(UTC)).astimezone(UTC)
         with self._lock:
             self._refuse_if_sealed()
             fcntl.flock(self._fd, fcntl.LOCK_EX)
             try:
                 self._catch_up()
-                body: dict[str, Any] = {
-                    "seq": self._seq + 1,
-                    "ts": moment.isoformat(timespec="microseconds"),
-                    "principal": principal,
-                    "action": action,
-                    "resource": resource,
-                    "decision": decision,
-                    "request_id": request_id,
-                    "details": dict(details or {}),
-                    "prev_hash": self._hash,
-                }
-                try:
-                    entry = AuditEntry(**body, hash=entry_mac(body, self._entry_key))
-                    line = line_of(entry).encode()
-                except (TypeError, ValueError) as exc:
-                    raise InvalidInputError(
-                        f"audit details are not JSON-serialisable: {exc}",
-                        details={"field": "details"},
-                    ) from exc
+                entry = make()
+                line = line_of(entry).encode()
                 os.write(self._fd, line)
                 if self._fsync:
                     os.fsync(self._fd)
-                self._seq, self._hash = entry.seq, entry.hash
-                self._size += len(line)
-                if self._seq - self._anchored_seq >= self._anchor_every:
-                    self._anchor()
+                self._appended(entry, self._size + len(line))
             finally:
                 fcntl.flock(self._fd, fcntl.LOCK_UN)
         return entry
-
-    def _refuse_if_sealed(self) -> None:
-        if self._sealed is not None:
-            raise AuditIntegrityError(
-                f"audit log {self._path} refuses new entries: {self._sealed}; run `entai audit "
-                "verify`, then restore the log and its anchor from backup (docs/operations.md)",
-                details={"path": str(self._path), "problem": self._sealed},
-            )
 
     def _catch_up(self) -> None:
         """Follow entries another writer appended since our last write (under the lock)."""
@@ -431,44 +320,7 @@ class AuditLog:
             return
         with self._path.open("rb") as src:
             tail = _line_ending_at(src, size) if size > self._size else None
-        data, _ = parse_entry(tail or b"", 0)
-        if data is None or int(data["seq"]) <= self._seq:
-            self._seal(f"the log changed size behind the writer ({self._size} -> {size} bytes)")
-            self._refuse_if_sealed()
-        assert data is not None
-        body = {k: v for k, v in data.items() if k != "hash"}
-        if entry_mac(body, self._entry_key) != data["hash"]:
-            self._seal(f"entry {data['seq']}, appended behind the writer, is not MACed")
-            self._refuse_if_sealed()
-        logger.info(
-            "audit log: following entries another writer appended",
-            extra={"path": str(self._path), "from_seq": self._seq, "to_seq": data["seq"]},
-        )
-        self._seq, self._hash, self._size = int(data["seq"]), str(data["hash"]), size
-
-    def _anchor(self) -> Anchor | None:
-        """Write an anchor at the current end; a store that is down is retried next time."""
-        assert self._key is not None and self._anchors is not None
-        anchor = sign_anchor(
-            self._key,
-            seq=self._seq,
-            digest=self._hash,
-            keyed_from=self._keyed_from,
-            size=self._size,
-        )
-        try:
-            self._anchors.write(anchor)
-        except ServiceUnavailableError as exc:
-            logger.warning(
-                "audit anchor not written; retried after the next entry",
-                extra={"anchor_store": self._anchors.name, "seq": self._seq, "error": exc.message},
-            )
-            return None
-        except AuditIntegrityError as exc:
-            self._seal(exc.message)
-            raise
-        self._anchored_seq = self._seq
-        return anchor
+        self._follow(tail or b"", size)
 
     # -- reading ----------------------------------------------------------------------
 
@@ -478,14 +330,6 @@ class AuditLog:
         with self._path.open("rb") as src:
             yield from src
 
-    def _require_key(self, what: str) -> bytes:
-        if self._key is None or self._anchors is None:
-            raise ConfigError(
-                f"{what} the audit log needs the audit key ({_KEY_FIELD})",
-                details={"field": _KEY_FIELD},
-            )
-        return self._key
-
     def verify(self) -> VerifyReport:
         """Check every MAC and link, and the anchor; report the first problem.
 
@@ -493,18 +337,14 @@ class AuditLog:
             ConfigError: when the log was opened without the key.
             ServiceUnavailableError: when the anchor store cannot be reached.
         """
-        key = self._require_key("verifying")
-        assert self._anchors is not None
         with self._lock:
-            try:
-                anchor, problem = self._anchors.read(), ""
-            except AuditIntegrityError as exc:
-                anchor, problem = None, exc.message
-            with self._path.open("rb") as src:
-                fcntl.flock(src.fileno(), fcntl.LOCK_SH)
-                return check_chain(
-                    src, key, anchor, anchor_problem=problem, where=self._anchors.name
-                )
+            return self._check(self._locked_lines)
+
+    def _locked_lines(self) -> Iterator[bytes]:
+        """The log's lines under a shared lock (no writer appends while they are read)."""
+        with self._path.open("rb") as src:
+            fcntl.flock(src.fileno(), fcntl.LOCK_SH)
+            yield from src
 
     def verify_or_raise(self) -> VerifyReport:
         """:meth:`verify`, raising on any problem.
@@ -543,72 +383,10 @@ class AuditLog:
             fcntl.flock(self._fd, fcntl.LOCK_EX)
             try:
                 self._catch_up()
-                anchor = sign_anchor(
-                    key,
-                    seq=self._seq,
-                    digest=self._hash,
-                    keyed_from=self._keyed_from,
-                    size=self._size,
-                )
-                if self._seq > self._anchored_seq:
-                    self._anchor()
+                anchor = self._head_anchor()
+                self._anchor_if_behind()
                 with self._path.open("rb") as src:
                     entries = src.read(self._size)
             finally:
                 fcntl.flock(self._fd, fcntl.LOCK_UN)
         return build_bundle(entries, anchor, key, source=str(self._path), exported_by=exported_by)
-
-    def query(
-        self,
-        principal: str | None = None,
-        action: str | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        *,
-        limit: int | None = None,
-    ) -> list[AuditEntry]:
-        """Entries matching every given filter, in log order.
-
-        ``since`` is inclusive, ``until`` exclusive; both must be timezone-aware.
-        ``limit`` keeps the last ``limit`` matches. Lines that do not parse are skipped
-        here (``verify`` is where damage is reported).
-        """
-        return select_entries(self._lines(), principal, action, since, until, limit=limit)
-
-
-def select_entries(
-    lines: Iterable[bytes],
-    principal: str | None = None,
-    action: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    *,
-    limit: int | None = None,
-) -> list[AuditEntry]:
-    """The entries among ``lines`` matching every given filter, in log order.
-
-    ``since`` is inclusive, ``until`` exclusive; both must be timezone-aware. ``limit``
-    keeps the last ``limit`` matches. Lines that do not parse are skipped.
-
-    Raises:
-        InvalidInputError: for a naive ``since`` or ``until``.
-    """
-    for name, value in (("since", since), ("until", until)):
-        if value is not None and value.tzinfo is None:
-            raise InvalidInputError(f"{name} must be timezone-aware", details={"field": name})
-    found: list[AuditEntry] = []
-    for line in lines:
-        try:
-            entry = AuditEntry(**json.loads(line))
-        except (ValueError, TypeError):
-            continue
-        if principal is not None and entry.principal != principal:
-            continue
-        if action is not None and entry.action != action:
-            continue
-        if since is not None and entry.time < since:
-            continue
-        if until is not None and entry.time >= until:
-            continue
-        found.append(entry)
-    return found[-limit:] if limit else found

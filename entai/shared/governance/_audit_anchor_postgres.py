@@ -9,16 +9,13 @@ the anchor's MAC needs the audit key, which the database never sees.
 
 from __future__ import annotations
 
-import logging
 import re
-from typing import Any
 
-from entai.shared.core import AuditIntegrityError, ConfigError, ServiceUnavailableError
+from entai.shared.core import AuditIntegrityError, ConfigError
 from entai.shared.governance._audit_chain import Anchor
+from entai.shared.governance._postgres import PostgresConnection
 
 __all__ = ["PostgresAnchorStore"]
-
-logger = logging.getLogger(__name__)
 
 _TABLE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _COLUMNS = ("seq", "hash", "keyed_from", "size", "ts", "mac")
@@ -52,11 +49,25 @@ class PostgresAnchorStore:
                 "security.audit_anchor.log_id must not be empty",
                 details={"field": "security.audit_anchor.log_id"},
             )
-        self._dsn = dsn
+        from psycopg2 import sql  # kept out of `import entai.shared` (a light path)
+
         self.table = table
         self.log_id = log_id
-        self._timeout = connect_timeout_s
-        self._conn: Any = None
+        self._t = sql.Identifier(table)
+        self._db = PostgresConnection(
+            dsn,
+            f"audit anchor store (table {table}, log {log_id})",
+            [
+                sql.SQL(
+                    "CREATE TABLE IF NOT EXISTS {} ("
+                    "log_id TEXT PRIMARY KEY, seq BIGINT NOT NULL, hash TEXT NOT NULL, "
+                    "keyed_from BIGINT NOT NULL, size BIGINT NOT NULL, ts TEXT NOT NULL, "
+                    "mac TEXT NOT NULL, updated_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+                ).format(self._t)
+            ],
+            connect_timeout_s=connect_timeout_s,
+            details={"anchor_store": self.name},
+        )
 
     def __repr__(self) -> str:
         return f"PostgresAnchorStore(table={self.table!r}, log_id={self.log_id!r})"
@@ -67,57 +78,14 @@ class PostgresAnchorStore:
 
     def close(self) -> None:
         """Close the connection (it is opened again on the next call)."""
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-
-    def _connect(self) -> Any:
-        # psycopg2 is imported here to keep it out of `import entai.shared` (a light path).
-        import psycopg2
-        from psycopg2 import sql
-
-        conn = psycopg2.connect(self._dsn, connect_timeout=self._timeout)
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute(
-                sql.SQL(
-                    "CREATE TABLE IF NOT EXISTS {} ("
-                    "log_id TEXT PRIMARY KEY, seq BIGINT NOT NULL, hash TEXT NOT NULL, "
-                    "keyed_from BIGINT NOT NULL, size BIGINT NOT NULL, ts TEXT NOT NULL, "
-                    "mac TEXT NOT NULL, updated_at TIMESTAMPTZ NOT NULL DEFAULT now())"
-                ).format(sql.Identifier(self.table))
-            )
-        return conn
-
-    def _run(self, statement: Any, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
-        """Execute once, reconnecting once if the connection was lost."""
-        import psycopg2
-
-        for attempt in (1, 2):
-            try:
-                if self._conn is None:
-                    self._conn = self._connect()
-                with self._conn.cursor() as cur:
-                    cur.execute(statement, params)
-                    return list(cur.fetchall()) if cur.description else []
-            except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
-                self.close()
-                if attempt == 2:
-                    first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-                    raise ServiceUnavailableError(
-                        f"audit anchor store ({self.name}) is not reachable: "
-                        f"{type(exc).__name__} {first_line}".rstrip(),
-                        details={"anchor_store": self.name},
-                    ) from None
-                logger.warning("audit anchor store connection lost; reconnecting")
-        raise AssertionError("unreachable")
+        self._db.close()
 
     def read(self) -> Anchor | None:
         from psycopg2 import sql
 
-        rows = self._run(
+        rows = self._db.run(
             sql.SQL("SELECT seq, hash, keyed_from, size, ts, mac FROM {} WHERE log_id = %s").format(
-                sql.Identifier(self.table)
+                self._t
             ),
             (self.log_id,),
         )
@@ -148,9 +116,9 @@ class PostgresAnchorStore:
             "mac = EXCLUDED.mac, updated_at = now() "
             "WHERE a.seq < EXCLUDED.seq OR (a.seq = EXCLUDED.seq AND a.hash = EXCLUDED.hash) "
             "RETURNING seq"
-        ).format(t=sql.Identifier(self.table))
+        ).format(t=self._t)
         values = (anchor.seq, anchor.hash, anchor.keyed_from, anchor.size, anchor.ts, anchor.mac)
-        if self._run(statement, (self.log_id, *values)):
+        if self._db.run(statement, (self.log_id, *values)):
             return
         stored = self.read()
         raise AuditIntegrityError(
