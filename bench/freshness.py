@@ -60,6 +60,7 @@ PROBE_USERS = 10_000_000
 RECENT = 10
 SOURCE = "events"
 FEATURE = "user_recent_views:recent_product_ids"
+POLL_MAX = 500  # probes read per poll round (the oldest outstanding)
 
 
 def parse_args() -> argparse.Namespace:
@@ -72,7 +73,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--stream-batch", type=int, default=500, help="stream worker batch")
     parser.add_argument("--consumers", type=int, default=1)
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
-    parser.add_argument("--drain-s", type=float, default=60.0, help="wait for late probes")
+    parser.add_argument(
+        "--drain-s",
+        type=float,
+        default=240.0,
+        help="after the load, wait this long for late probes",
+    )
     parser.add_argument("--seed", type=int, default=20261203)
     parser.add_argument("--skip-reference", action="store_true")
     return parser.parse_args()
@@ -224,7 +230,7 @@ def run_reference(args: argparse.Namespace, stream: Stream, prefix: str) -> Tall
         now = time.perf_counter()
         if outstanding and now >= next_poll:
             next_poll = now + poll_s
-            ids = list(outstanding)
+            ids = list(outstanding)[:POLL_MAX]  # the oldest first
             with client.pipeline(transaction=False) as pipe:
                 for event_id in ids:
                     pipe.hget(f"{prefix}:u:{outstanding[event_id][0]}", "recent")
@@ -294,7 +300,7 @@ async def entai_load(args: argparse.Namespace, stream: Stream, url: str, token: 
                 if time.perf_counter() > give_up:
                     return
                 round_start = time.perf_counter()
-                ids = list(outstanding)
+                ids = list(outstanding)[:POLL_MAX]  # the oldest first
                 if ids:
                     users = [outstanding[e][0] for e in ids]
                     body = {"features": [FEATURE], "entities": {"user_id": users}}
@@ -430,7 +436,7 @@ def run_entai(args: argparse.Namespace, stream: Stream, prefix: str, work: Path)
         asyncio.run(entai_load(args, warm, url, admin))  # warm-up: first files, views, routes
         tally = asyncio.run(entai_load(args, stream, url, admin))
         bus = bus_from_settings(settings)
-        tally.backlog_after = wait_for_backlog(bus, SOURCE, timeout_s=120)
+        tally.backlog_after = wait_for_backlog(bus, SOURCE, timeout_s=args.drain_s)
         files = sorted((work / "lake" / "raw" / SOURCE).rglob("*.parquet"))
         landed = Counter(
             i for f in files for i in pq.read_table(f, columns=["event_id"])["event_id"].to_pylist()
