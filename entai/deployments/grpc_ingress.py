@@ -3,12 +3,13 @@
 Serve's gRPC proxy sends a call of ``/entai.v1.EntaiInference/Predict`` (``Explain``,
 ``GetOnlineFeatures``, ``Recommend``) to the ingress deployment of the application named
 by the ``application`` metadata (or of the only application running) and calls the
-ingress method of the same name with the request message and a ``grpc_context``. A FastAPI ingress answers such calls too, so the
-:class:`~entai.deployments.app.Ingress` deployment takes the gRPC methods from
-:class:`GrpcInference` and no extra deployment sits in the path: a gRPC call costs the
-hops of an HTTP one (proxy -> ingress, features read in-process, -> Model). Each method
-translates around the HTTP route of the same operation, so auth (the ``authorization``
-metadata is the HTTP header), feature lookup, canary, tap and answers are the same.
+ingress method of the same name with the request message and a ``grpc_context``. A
+FastAPI ingress answers such calls too, so the :class:`~entai.deployments.app.Ingress`
+deployment takes the gRPC methods from :class:`GrpcInference` and no extra deployment
+sits in the path: a gRPC call costs the hops of an HTTP one (proxy -> ingress, features
+read in-process, -> Model). Each method translates around the HTTP route of the same
+operation, so auth (the ``authorization`` metadata is the HTTP header), feature lookup,
+canary, tap, impression log and answers are the same.
 As over HTTP, a call is authenticated (the ``authorization`` metadata and the peer,
 through the replica's :class:`~entai.deployments.edge_middleware.EdgePolicy`) before
 its message is looked at, then the message's size is checked against
