@@ -6,12 +6,13 @@ ranker, as :mod:`test_serve_recommend`, and the stream workers ``entai up`` star
 * embedded: the in-cluster queue bus and the SQLite online store (the laptop defaults);
 * redis: Redis Streams and the Redis online store, under a key prefix of this run.
 
-A user views three products of their least-visited category through
+A user views three products of a category they visited little through
 ``POST /v1/events`` (with a batch of other users' events): every event lands in the lake
 exactly once, the user's ``user_recent_views`` online become those three products
 (read back through ``/v1/features/online``), and the next ``/v1/recommend`` answer,
 given those views as the front end does (``context.recent_views``), changes to exactly
-what the champion ranks for them.
+what the champion ranks for them (the three products are chosen, with the champion
+called directly, among those whose views change its answer).
 """
 
 from __future__ import annotations
@@ -141,13 +142,32 @@ def _recommend(platform: Platform, client: httpx.Client, views: list[int]) -> li
     return [i["item_id"] for i in answer.json()["items"]]
 
 
+def _local(views: list[int]) -> list[int]:
+    """What the champion answers USER given ``views`` as their recent views."""
+    from entai.deployments.model_runtime import xgboost_model
+    from entai.deployments.recommend import recommend
+
+    model = xgboost_model(trained["version"], trained["ranker"].outcome.booster)
+    return recommend(model, trained["ranker"].index, USER, k=10, session=views).items
+
+
 def _burst(world: EcommerceWorld) -> list[dict[str, Any]]:
-    """Three views by USER of products in the category they visited least, just now."""
+    """Three views by USER, just now, of products of a category they visited little,
+    chosen so that the champion's answer for them differs from its answer without."""
     events, products = world.events(), world.products()
     mine = events[events["user_id"] == USER]
     visits = mine["category"].value_counts()
-    category = min(products["category"].unique(), key=lambda c: (visits.get(c, 0), c))
-    chosen = products[products["category"] == category]["product_id"].head(3).tolist()
+    categories = sorted(products["category"].unique(), key=lambda c: (visits.get(c, 0), c))
+    without = _local([])
+    chosen: list[int] = []
+    category = ""
+    for category in categories:
+        items = products[products["category"] == category]["product_id"].tolist()
+        triples = [items[i : i + 3] for i in range(0, len(items) - 2, 3)]
+        chosen = next((t for t in triples if _local(t[::-1]) != without), [])
+        if chosen:
+            break
+    assert chosen, "no three views of one category change the champion's answer"
     template = mine.iloc[0].to_dict()
     now = datetime.now(UTC).replace(microsecond=0)
     tag = uuid.uuid4().int % 10**9
@@ -178,9 +198,6 @@ def _others(world: EcommerceWorld, n: int) -> list[dict[str, Any]]:
 def test_posted_views_land_once_and_change_online_features_and_the_next_recommendations(
     live: Platform,
 ) -> None:
-    from entai.deployments.model_runtime import xgboost_model
-    from entai.deployments.recommend import recommend
-
     world = EcommerceWorld(WORLD)
     burst, others = _burst(world), _others(world, 60)
     with httpx.Client(base_url=live.url, timeout=60.0) as client:
@@ -204,7 +221,5 @@ def test_posted_views_land_once_and_change_online_features_and_the_next_recommen
         counts = _lake_ids(live)
 
     assert {i: counts[i] for i in sent} == dict.fromkeys(sent, 1)
-    model = xgboost_model(trained["version"], trained["ranker"].outcome.booster)
-    expected = recommend(model, trained["ranker"].index, USER, k=10, session=views)
-    assert after == expected.items
-    assert after != before
+    assert before == _local([])
+    assert after == _local(views) != before
