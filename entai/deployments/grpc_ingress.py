@@ -1,14 +1,15 @@
 """The gRPC face of the ingress: service ``entai.v1.EntaiInference`` on Serve's gRPC proxy.
 
-Serve's gRPC proxy sends a call of ``/entai.v1.EntaiInference/Predict`` to the ingress
-deployment of the application named by the ``application`` metadata (or of the only
-application running) and calls the ingress method of the same name with the request
-message and a ``grpc_context``. A FastAPI ingress answers such calls too, so the
-:class:`~entai.deployments.app.Ingress` deployment takes the gRPC methods from
-:class:`GrpcInference` and no extra deployment sits in the path: a gRPC call costs the
-hops of an HTTP one (proxy -> ingress, features read in-process, -> Model). Each method
-translates around the HTTP route of the same operation, so auth (the ``authorization``
-metadata is the HTTP header), feature lookup, canary, tap and answers are the same.
+Serve's gRPC proxy sends a call of ``/entai.v1.EntaiInference/Predict`` (``Explain``,
+``GetOnlineFeatures``, ``Recommend``) to the ingress deployment of the application named
+by the ``application`` metadata (or of the only application running) and calls the
+ingress method of the same name with the request message and a ``grpc_context``. A
+FastAPI ingress answers such calls too, so the :class:`~entai.deployments.app.Ingress`
+deployment takes the gRPC methods from :class:`GrpcInference` and no extra deployment
+sits in the path: a gRPC call costs the hops of an HTTP one (proxy -> ingress, features
+read in-process, -> Model). Each method translates around the HTTP route of the same
+operation, so auth (the ``authorization`` metadata is the HTTP header), feature lookup,
+canary, tap, impression log and answers are the same.
 As over HTTP, a call is authenticated (the ``authorization`` metadata and the peer,
 through the replica's :class:`~entai.deployments.edge_middleware.EdgePolicy`) before
 its message is looked at, then the message's size is checked against
@@ -35,6 +36,8 @@ from entai.deployments.schemas import (
     OnlineFeaturesRequest,
     PredictRequest,
     PredictResponse,
+    RecommendRequest,
+    RecommendResponse,
 )
 from entai.shared.core import PayloadTooLargeError, ServiceUnavailableError, request_context
 from entai.shared.settings import ServeSettings, check_listeners
@@ -65,6 +68,10 @@ class _Routes(Protocol):
     async def online_features(
         self, body: OnlineFeaturesRequest, authorization: str | None
     ) -> dict[str, Any]: ...
+
+    async def recommend(
+        self, body: RecommendRequest, model: str, authorization: str | None
+    ) -> RecommendResponse: ...
 
 
 class GrpcInference:
@@ -148,6 +155,24 @@ class GrpcInference:
         return await _answer(
             grpc_context, call, entai_pb2.GetOnlineFeaturesResponse, "GetOnlineFeatures"
         )
+
+    async def Recommend(  # noqa: N802 - Serve calls the method named like the RPC
+        self, request: pb.RecommendRequest, grpc_context: RayServegRPCContext
+    ) -> pb.RecommendResponse:
+        """``EntaiInference/Recommend``: the HTTP recommend route's answer as a message
+        (same ranking, same impression log under the call's request id)."""
+        from entai.deployments import grpc_messages as messages
+        from entai.deployments.proto import entai_pb2
+
+        routes = cast("_Routes", self)
+
+        async def call() -> pb.RecommendResponse:
+            await self._admit(request, grpc_context)
+            model, body = messages.recommend_request(request)
+            answer = await routes.recommend(body, model, _authorization(grpc_context))
+            return messages.recommend_response(answer)
+
+        return await _answer(grpc_context, call, entai_pb2.RecommendResponse, "Recommend")
 
 
 def peer_host(peer: str | None) -> str | None:

@@ -25,6 +25,8 @@ from entai.deployments.schemas import (
     OnlineFeaturesRequest,
     PredictRequest,
     PredictResponse,
+    RecommendRequest,
+    RecommendResponse,
     RowExplanation,
 )
 from entai.shared.core import InvalidInputError
@@ -37,6 +39,8 @@ __all__ = [
     "online_features_response",
     "predict_request",
     "predict_response",
+    "recommend_request",
+    "recommend_response",
 ]
 
 _MAX_MODEL_NAME = 200  # as the HTTP path parameter
@@ -91,6 +95,34 @@ def explain_request(request: pb.PredictRequest) -> tuple[str, ExplainRequest]:
     """
     _check_model(request.model)
     return request.model, _validated(ExplainRequest, _scoring_body(request))
+
+
+def recommend_request(request: pb.RecommendRequest) -> tuple[str, RecommendRequest]:
+    """The ranker's name and the HTTP body of a gRPC ``Recommend`` request (``k`` unset:
+    the HTTP default).
+
+    Raises:
+        InvalidInputError: no ranker name, or the body the HTTP API would refuse.
+    """
+    _check_model(request.model)
+    data: dict[str, Any] = {
+        "user_id": request.user_id,
+        "exclude": list(request.exclude),
+        "context": {"recent_views": list(request.context.recent_views)},
+    }
+    if request.HasField("k"):
+        data["k"] = request.k
+    return request.model, _validated(RecommendRequest, data)
+
+
+def recommend_response(response: RecommendResponse) -> pb.RecommendResponse:
+    """The gRPC form of the HTTP recommend route's answer."""
+    return pb.RecommendResponse(
+        model=response.model,
+        version=response.version,
+        items=[pb.RecommendedItem(item_id=i.item_id, score=i.score) for i in response.items],
+        request_id=response.request_id,
+    )
 
 
 def _check_model(model: str) -> None:

@@ -106,6 +106,7 @@ def main() -> None:
         "Predict": entai_pb2.PredictRequest,
         "Explain": entai_pb2.PredictRequest,
         "GetOnlineFeatures": entai_pb2.GetOnlineFeaturesRequest,
+        "Recommend": entai_pb2.RecommendRequest,
     }
     answers: list[dict[str, Any]] = []
     with grpc.insecure_channel(target) as channel:

@@ -3,7 +3,9 @@
 A small generated world trains a ranker on Ray (examples at cutoffs, held-out NDCG
 against popularity), which is logged to MLflow with its interaction index,
 registered and promoted through the registry's gates; the Serve app of
-:mod:`test_serve_http` then serves it next to the propensity model on port 8131.
+:mod:`test_serve_http` then serves it next to the propensity model on port 8131, and
+over gRPC on 9131 (``EntaiInference/Recommend``, through a client compiled from
+entai.proto, :mod:`grpc_client`), where it must answer what HTTP answers.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import grpc_client
 import httpx
 import pyarrow.parquet as pq
 import pytest
@@ -32,6 +35,7 @@ pytestmark = pytest.mark.system  # boots a platform of its own: `make test-syste
 
 RANKER = "test_ranker"
 PORT = 8131
+GRPC_TARGET = "127.0.0.1:9131"
 trained_ranker: dict[str, Any] = {}
 
 
@@ -60,6 +64,7 @@ def platform(ray_cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iter
     deployed = deploy_platform(
         tmp_path_factory.mktemp("serve-recommend"),
         port=PORT,
+        grpc_port=int(GRPC_TARGET.rpartition(":")[2]),
         ranker_model=RANKER,
         before_serve=_train_and_promote,
     )
@@ -183,3 +188,113 @@ def test_impressions_are_logged_and_feedback_is_taken_by_request_and_item(
     assert sum(w["impressions"] for w in windows) >= 3
     (judged,) = [w for w in windows if w["lists"]]
     assert judged["precision"] is not None and judged["ndcg"] is not None
+
+
+# --- the same over gRPC: EntaiInference/Recommend -------------------------------------
+
+
+@pytest.fixture(scope="module")
+def grpc_stubs(platform: Platform, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    stubs = grpc_client.compile_stubs(tmp_path_factory.mktemp("grpc-recommend"))
+    grpc_client.wait_for_route(GRPC_TARGET, platform.app_name)
+    return stubs
+
+
+def over_grpc(
+    platform: Platform, stubs: Path, *calls: tuple[dict[str, Any], str | None]
+) -> list[dict[str, Any]]:
+    """Answers to ``Recommend`` calls ``(request in proto JSON, token)``."""
+    app = [["application", platform.app_name]]
+    return grpc_client.call(
+        stubs,
+        GRPC_TARGET,
+        [
+            {
+                "method": "Recommend",
+                "request": request,
+                "metadata": app + ([] if token is None else [["authorization", f"Bearer {token}"]]),
+            }
+            for request, token in calls
+        ],
+    )
+
+
+def _impressions(platform: Platform, rid: str) -> list[dict[str, Any]]:
+    lake = Path(platform.settings.lake.root)
+    deadline = time.monotonic() + 30
+    rows: list[dict[str, Any]] = []
+    while time.monotonic() < deadline and not rows:
+        files = list((lake / "predictions" / f"model={RANKER}").rglob("*.parquet"))
+        rows = [r for f in files for r in pq.read_table(f).to_pylist() if r["request_id"] == rid]
+        time.sleep(0.3)
+    return rows
+
+
+def test_grpc_recommendations_equal_the_http_answers_and_log_their_impressions(
+    platform: Platform, client: httpx.Client, grpc_stubs: Path
+) -> None:
+    bodies: list[dict[str, Any]] = [
+        {"user_id": 3},
+        {"user_id": 42, "k": 4, "exclude": _local(42, 2).items},
+        {"user_id": 299, "k": 6, "context": {"recent_views": [1, 2, 3]}},
+        {"user_id": 10_000},  # unknown user: popular items
+    ]
+    calls = [({"model": RANKER, **body}, platform.app_token) for body in bodies]
+    answers = over_grpc(platform, grpc_stubs, *calls)
+    for body, answer in zip(bodies, answers, strict=True):
+        assert answer["code"] == "OK", answer["details"]
+        expected = client.post(
+            f"/v1/recommend/{RANKER}", json=body, headers=platform.headers()
+        ).json()
+        got = answer["response"]
+        assert got["model"] == expected["model"] == RANKER
+        assert int(got["version"]) == expected["version"] == trained_ranker["version"]
+        assert [int(i["item_id"]) for i in got["items"]] == [
+            i["item_id"] for i in expected["items"]
+        ]
+        assert [i["score"] for i in got["items"]] == pytest.approx(
+            [i["score"] for i in expected["items"]], rel=1e-6
+        )
+        assert len(got["items"]) == body.get("k", 10)
+        assert not {int(i["item_id"]) for i in got["items"]} & set(body.get("exclude", []))
+        assert got["request_id"] == answer["trailing"]["request_id"] != expected["request_id"]
+    rid = answers[1]["response"]["request_id"]
+    rows = _impressions(platform, rid)
+    assert [int(r["item_id"]) for r in rows] == [
+        int(i["item_id"]) for i in answers[1]["response"]["items"]
+    ]
+    assert [int(r["rank"]) for r in rows] == [1, 2, 3, 4]
+
+
+@pytest.mark.parametrize(
+    ("case", "code", "error"),
+    [
+        ("no_token", "UNAUTHENTICATED", "unauthenticated"),
+        ("not_allowed", "PERMISSION_DENIED", "permission_denied"),
+        ("unknown_ranker", "NOT_FOUND", "not_found"),
+        ("k_zero", "INVALID_ARGUMENT", "invalid_input"),
+        ("k_over_bound", "INVALID_ARGUMENT", "invalid_input"),
+        ("no_model", "INVALID_ARGUMENT", "invalid_input"),
+    ],
+)
+def test_grpc_refuses_what_http_refuses(
+    platform: Platform, grpc_stubs: Path, case: str, code: str, error: str
+) -> None:
+    request: dict[str, Any] = {"model": RANKER, "user_id": 1}
+    token: str | None = platform.app_token
+    if case == "no_token":
+        token = None
+    elif case == "not_allowed":
+        token = platform.analyst
+    elif case == "unknown_ranker":
+        request["model"] = "no_such_ranker"
+    elif case == "k_zero":
+        request["k"] = 0
+    elif case == "k_over_bound":
+        request["k"] = 101
+    elif case == "no_model":
+        del request["model"]
+    (answer,) = over_grpc(platform, grpc_stubs, (request, token))
+    assert answer["code"] == code, answer
+    assert answer["trailing"]["entai-error-code"] == error
+    assert answer["trailing"]["request_id"]

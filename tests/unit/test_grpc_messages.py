@@ -23,6 +23,9 @@ from entai.deployments.schemas import (
     OnlineFeaturesRequest,
     PredictRequest,
     PredictResponse,
+    RecommendedItem,
+    RecommendRequest,
+    RecommendResponse,
     RowExplanation,
 )
 from entai.shared.core import AuthenticationError, InvalidInputError, PermissionDeniedError
@@ -210,6 +213,13 @@ class Routes(GrpcInference):
     ) -> dict[str, Any]:
         raise PermissionDeniedError("features:read needed")
 
+    async def recommend(
+        self, body: RecommendRequest, model: str, authorization: str | None
+    ) -> RecommendResponse:
+        self.calls.append((body, model, authorization))
+        items = [RecommendedItem(item_id=7, score=0.9), RecommendedItem(item_id=3, score=0.2)]
+        return RecommendResponse(model=model, version=4, items=items, request_id="r9")
+
 
 def test_predict_passes_the_authorization_metadata_to_the_http_route() -> None:
     routes = Routes()
@@ -363,3 +373,60 @@ def test_explain_passes_the_authorization_metadata_to_the_http_route() -> None:
     ((body, model, authorization),) = routes.calls
     assert (body.entities, model, authorization) == ({"user_id": [4]}, "m", "Bearer t0k")
     assert context.code is None
+
+
+def test_a_recommend_request_becomes_the_http_body_and_an_unset_k_is_its_default() -> None:
+    request = pb.RecommendRequest(
+        model="ranker",
+        user_id=42,
+        exclude=[3, 9],
+        context=pb.RecommendContext(recent_views=[5, 1]),
+    )
+    model, body = messages.recommend_request(request)
+    assert model == "ranker"
+    assert body == RecommendRequest.model_validate(
+        {"user_id": 42, "exclude": [3, 9], "context": {"recent_views": [5, 1]}}
+    )
+    assert body.k == 10
+    request.k = 4
+    assert messages.recommend_request(request)[1].k == 4
+
+
+@pytest.mark.parametrize(
+    ("request_", "field"),
+    [
+        (pb.RecommendRequest(user_id=1), "model"),
+        (pb.RecommendRequest(model="r", user_id=1, k=0), "k"),
+        (pb.RecommendRequest(model="r", user_id=1, k=101), "k"),
+        (pb.RecommendRequest(model="r", user_id=1, exclude=[-1]), "exclude.0"),
+        (
+            pb.RecommendRequest(
+                model="r", user_id=1, context=pb.RecommendContext(recent_views=list(range(51)))
+            ),
+            "context.recent_views",
+        ),
+    ],
+)
+def test_a_recommend_request_the_http_api_refuses_is_invalid_input(
+    request_: pb.RecommendRequest, field: str
+) -> None:
+    with pytest.raises(InvalidInputError) as caught:
+        messages.recommend_request(request_)
+    fields = [p["field"] for p in caught.value.details.get("errors", [caught.value.details])]
+    assert field in fields
+
+
+def test_recommend_passes_the_authorization_metadata_and_answers_items_in_order() -> None:
+    routes = Routes()
+    request = pb.RecommendRequest(model="ranker", user_id=8, k=2)
+    context = Context([("authorization", "Bearer t0k")])
+    answer = asyncio.run(routes.Recommend(request, context))  # type: ignore[arg-type]
+    assert context.code is None
+    assert (answer.model, answer.version, answer.request_id) == ("ranker", 4, "r9")
+    assert [(i.item_id, i.score) for i in answer.items] == [(7, 0.9), (3, 0.2)]
+    ((body, model, authorization),) = routes.calls
+    assert (body.user_id, body.k, model, authorization) == (8, 2, "ranker", "Bearer t0k")
+    refused = Context([("authorization", "Bearer t0k")])
+    asyncio.run(routes.Recommend(pb.RecommendRequest(model="ranker", k=0), refused))  # type: ignore[arg-type]
+    assert refused.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert len(routes.calls) == 1

@@ -52,7 +52,7 @@ def test_every_rpc_is_a_method_of_the_ingress_taking_serves_grpc_context() -> No
 
     service = entai_pb2.DESCRIPTOR.services_by_name["EntaiInference"]
     rpcs = {m.name for m in service.methods}
-    assert rpcs == {"Predict", "Explain", "GetOnlineFeatures"}
+    assert rpcs == {"Predict", "Explain", "GetOnlineFeatures", "Recommend"}
     for rpc in rpcs:
         method = getattr(Ingress.func_or_class, rpc)
         assert inspect.iscoroutinefunction(method)

@@ -205,3 +205,43 @@ class GetOnlineFeaturesResponse(_message.Message):
     metadata: OnlineFeaturesMetadata
     results: _containers.RepeatedCompositeFieldContainer[FeatureResult]
     def __init__(self, metadata: _Optional[_Union[OnlineFeaturesMetadata, _Mapping]] = ..., results: _Optional[_Iterable[_Union[FeatureResult, _Mapping]]] = ...) -> None: ...
+
+class RecommendRequest(_message.Message):
+    __slots__ = ("model", "user_id", "k", "exclude", "context")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    K_FIELD_NUMBER: _ClassVar[int]
+    EXCLUDE_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    user_id: int
+    k: int
+    exclude: _containers.RepeatedScalarFieldContainer[int]
+    context: RecommendContext
+    def __init__(self, model: _Optional[str] = ..., user_id: _Optional[int] = ..., k: _Optional[int] = ..., exclude: _Optional[_Iterable[int]] = ..., context: _Optional[_Union[RecommendContext, _Mapping]] = ...) -> None: ...
+
+class RecommendContext(_message.Message):
+    __slots__ = ("recent_views",)
+    RECENT_VIEWS_FIELD_NUMBER: _ClassVar[int]
+    recent_views: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, recent_views: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class RecommendedItem(_message.Message):
+    __slots__ = ("item_id", "score")
+    ITEM_ID_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    item_id: int
+    score: float
+    def __init__(self, item_id: _Optional[int] = ..., score: _Optional[float] = ...) -> None: ...
+
+class RecommendResponse(_message.Message):
+    __slots__ = ("model", "version", "items", "request_id")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    version: int
+    items: _containers.RepeatedCompositeFieldContainer[RecommendedItem]
+    request_id: str
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[int] = ..., items: _Optional[_Iterable[_Union[RecommendedItem, _Mapping]]] = ..., request_id: _Optional[str] = ...) -> None: ...

@@ -26,7 +26,8 @@ if _version_not_supported:
 
 
 class EntaiInferenceStub:
-    """Inference for services outside Python: predictions, explanations, online features.
+    """Inference for services outside Python: predictions, explanations, online features,
+    recommendations.
     """
 
     def __init__(self, channel):
@@ -50,10 +51,16 @@ class EntaiInferenceStub:
                 request_serializer=entai_dot_deployments_dot_proto_dot_entai__pb2.GetOnlineFeaturesRequest.SerializeToString,
                 response_deserializer=entai_dot_deployments_dot_proto_dot_entai__pb2.GetOnlineFeaturesResponse.FromString,
                 _registered_method=True)
+        self.Recommend = channel.unary_unary(
+                '/entai.v1.EntaiInference/Recommend',
+                request_serializer=entai_dot_deployments_dot_proto_dot_entai__pb2.RecommendRequest.SerializeToString,
+                response_deserializer=entai_dot_deployments_dot_proto_dot_entai__pb2.RecommendResponse.FromString,
+                _registered_method=True)
 
 
 class EntaiInferenceServicer:
-    """Inference for services outside Python: predictions, explanations, online features.
+    """Inference for services outside Python: predictions, explanations, online features,
+    recommendations.
     """
 
     def Predict(self, request, context):
@@ -81,6 +88,15 @@ class EntaiInferenceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Recommend(self, request, context):
+        """`k` items for a user from the deployed ranker's champion, best first
+        (HTTP: POST /v1/recommend/{model}). Needs `predict` on the ranker; every
+        impression is logged with the request id, which feedback quotes.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_EntaiInferenceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -99,6 +115,11 @@ def add_EntaiInferenceServicer_to_server(servicer, server):
                     request_deserializer=entai_dot_deployments_dot_proto_dot_entai__pb2.GetOnlineFeaturesRequest.FromString,
                     response_serializer=entai_dot_deployments_dot_proto_dot_entai__pb2.GetOnlineFeaturesResponse.SerializeToString,
             ),
+            'Recommend': grpc.unary_unary_rpc_method_handler(
+                    servicer.Recommend,
+                    request_deserializer=entai_dot_deployments_dot_proto_dot_entai__pb2.RecommendRequest.FromString,
+                    response_serializer=entai_dot_deployments_dot_proto_dot_entai__pb2.RecommendResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'entai.v1.EntaiInference', rpc_method_handlers)
@@ -108,7 +129,8 @@ def add_EntaiInferenceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class EntaiInference:
-    """Inference for services outside Python: predictions, explanations, online features.
+    """Inference for services outside Python: predictions, explanations, online features,
+    recommendations.
     """
 
     @staticmethod
@@ -182,6 +204,33 @@ class EntaiInference:
             '/entai.v1.EntaiInference/GetOnlineFeatures',
             entai_dot_deployments_dot_proto_dot_entai__pb2.GetOnlineFeaturesRequest.SerializeToString,
             entai_dot_deployments_dot_proto_dot_entai__pb2.GetOnlineFeaturesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Recommend(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/entai.v1.EntaiInference/Recommend',
+            entai_dot_deployments_dot_proto_dot_entai__pb2.RecommendRequest.SerializeToString,
+            entai_dot_deployments_dot_proto_dot_entai__pb2.RecommendResponse.FromString,
             options,
             channel_credentials,
             insecure,
