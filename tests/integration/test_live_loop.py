@@ -33,6 +33,8 @@ from test_serve_http import Platform, deploy_platform, teardown_platform
 
 from entai.demo.generator import EcommerceWorld, WorldConfig
 
+pytestmark = pytest.mark.system  # boots a platform of its own: `make test-system` (CI runs it)
+
 RANKER = "live_ranker"
 CONTRACT = "entai.demo.contracts:EVENTS_CONTRACT"
 PORTS = {"embedded": 8141, "redis": 8142}
