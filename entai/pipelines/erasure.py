@@ -21,14 +21,15 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import ray
 
-from entai.actors.backends import SqliteOnlineStore
+from entai.actors.backends import RedisOnlineStore, SqliteOnlineStore
 from entai.actors.core import Service
-from entai.actors.features import sqlite_directory
+from entai.actors.features import shard_name, sqlite_directory
 from entai.actors.governance import GovernanceChecker
 from entai.actors.models import ModelRegistry
 from entai.actors.monitoring import DriftMonitor
@@ -99,6 +100,13 @@ def registered_stores(settings: EntaiSettings) -> list[Store]:
 class OnlineStoreEraser:
     """The online store: the SQLite shard files, Redis keys under the prefix, or the
     memory shards' rows.
+
+    Before deleting, it tombstones the subject's entity keys (its own spellings, then
+    every key found) in the backend, for the store's ``tombstone_retention_s``: a late
+    write dated up to the erasure is dropped by every writer (shard, replica, eraser)
+    instead of bringing the subject back. SQLite keeps them in every shard file (those
+    on disk and those of ``num_shards``), Redis under ``<prefix>:@tombstone:``, the
+    memory backend in every running shard.
 
     With SQLite every shard file in the store's directory is scanned and its matching
     rows deleted in place (running shards or not: SQLite serialises this with the
@@ -189,6 +197,29 @@ class OnlineStoreEraser:
     def _shards(self) -> list[Any]:
         return list(Services.of(self._settings).running_shards())
 
+    def _tombstone(self, keys: Sequence[str], erased_at: datetime) -> int:
+        """Tombstone ``keys`` in the backend; return how many keys were tombstoned."""
+        retention = timedelta(seconds=self._settings.online_store.tombstone_retention_s)
+        store = self._settings.online_store
+        if isinstance(store, RedisOnlineStoreSettings):
+            redis_store = RedisOnlineStore(store.url.get_secret_value(), store.key_prefix)
+            try:
+                return redis_store.tombstone(keys, erased_at, retention)
+            finally:
+                redis_store.close()
+        if isinstance(store, SqliteOnlineStoreSettings):
+            directory = sqlite_directory(self._sqlite())
+            ids = {shard_name(i) for i in range(store.num_shards)}
+            ids |= set(SqliteOnlineStore.shards_on_disk(directory))
+            files = SqliteOnlineStore(directory, sorted(ids))
+            try:
+                return files.tombstone(keys, erased_at, retention)
+            finally:
+                files.close()
+        shards = self._shards()
+        written = ray.get([h.tombstone.remote(keys, erased_at, retention) for h in shards])
+        return max(written, default=0)
+
     def _found(self, subject: Subject) -> list[_Found] | None:
         """(Redis key name, shard file id or shard handle; view; entity key) of each
         subject row."""
@@ -214,16 +245,29 @@ class OnlineStoreEraser:
         return {key for _, _, key in self._found(subject) or []}
 
     def erase(self, subject: Subject) -> StoreReceipt:
-        """Delete every online row whose entity key contains the subject."""
+        """Tombstone the subject's keys, then delete every online row whose entity key
+        contains the subject."""
         start = time.perf_counter()
-        found = self._found(subject)
+        store = self._settings.online_store
+        held = isinstance(store, RedisOnlineStoreSettings) or (
+            bool(SqliteOnlineStore.shards_on_disk(sqlite_directory(self._sqlite())))
+            if isinstance(store, SqliteOnlineStoreSettings)
+            else bool(self._shards())
+        )
+        erased_at = datetime.now(UTC)
+        own = subject.own_keys()
+        tombstones = self._tombstone(own, erased_at)
+        found = self._found(subject) if held else None
+        more = sorted({key for _, _, key in found or []} - set(own))
+        if more:
+            tombstones += self._tombstone(more, erased_at)
         if found is None:
             note = (
                 "no online store files: the SQLite backend holds nothing"
                 if isinstance(self._settings.online_store, SqliteOnlineStoreSettings)
                 else "no feature shard actors are running: the memory backend holds nothing"
             )
-            return StoreReceipt(self.name, "absent", note=note)
+            return StoreReceipt(self.name, "absent", note=note, tombstones=tombstones)
         if isinstance(self._settings.online_store, SqliteOnlineStoreSettings):
             self._sqlite_erase(found)
         elif isinstance(self._settings.online_store, RedisOnlineStoreSettings):
@@ -248,6 +292,7 @@ class OnlineStoreEraser:
             rows_removed=len(found),
             touched=tuple(f"{v}:{n}" for v, n in sorted(per_view.items())),
             seconds=round(time.perf_counter() - start, 4),
+            tombstones=tombstones,
         )
 
     def scan(self, subject: Subject) -> int:

@@ -113,7 +113,9 @@ def test_the_eraser_deletes_a_subject_from_every_shard_file(tmp_path: Path) -> N
     settings = load_settings(home=tmp_path, online_store={"num_shards": 2}).resolved()
     eraser = OnlineStoreEraser(settings)
     subject = Subject.of({"user_id": 3}, KEY)
-    assert eraser.erase(subject).status == "absent"  # no shard has written a file yet
+    nobody = eraser.erase(Subject.of({"user_id": 99}, KEY))
+    assert nobody.status == "absent"  # no shard had written a file yet
+    assert nobody.tombstones == 3  # user_id=i:99 and its two string spellings
 
     directory = settings.online_store.path
     assert isinstance(settings.online_store, SqliteOnlineStoreSettings) and directory is not None
