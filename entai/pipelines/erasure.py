@@ -4,8 +4,9 @@
 service, finds the subject's entity keys and request ids (discovery), runs every
 registered store, lists the immutable training datasets and model versions that used
 the subject (to be retrained; they are never rewritten), runs the verification scan
-(:func:`verify_erased`) and audits the receipt. The audit entry and the receipt name
-the subject by its digest only.
+(:func:`verify_erased`) and audits the receipt. Each store is erased under its erasure
+lock (:mod:`entai.pipelines.erasure_locks`), so two erasures never rewrite the same
+store at once. The audit entry and the receipt name the subject by its digest only.
 
 Built-in stores, in order: ``online`` (the SQLite shard files, the Redis prefix, or
 the feature shards' memory),
@@ -34,6 +35,7 @@ from entai.actors.governance import GovernanceChecker
 from entai.actors.models import ModelRegistry
 from entai.actors.monitoring import DriftMonitor
 from entai.actors.services import Services, governance_here, registry_here
+from entai.pipelines.erasure_locks import erasure_lock, lock_kind
 from entai.shared.core import EntaiError, InvalidInputError
 from entai.shared.data import Lake
 from entai.shared.governance import (
@@ -416,9 +418,11 @@ def _discover(stores: Sequence[Store], subject: Subject) -> Subject:
     return subject.with_tags(tags)
 
 
-def _run(store: Store, subject: Subject) -> StoreReceipt:
+def _run(settings: EntaiSettings, store: Store, subject: Subject) -> StoreReceipt:
+    """Erase one store under its erasure lock (one erasure per store at a time)."""
     try:
-        return store.erase(subject)
+        with erasure_lock(settings, store.name):
+            return store.erase(subject)
     except Exception as exc:  # one failing store must not stop the others
         message = exc.message if isinstance(exc, EntaiError) else type(exc).__name__
         logger.exception("erasure store failed", extra={"store": store.name})
@@ -466,6 +470,8 @@ def erase(
     Raises:
         AuthenticationError: for a missing, bad, expired or revoked token.
         PermissionDeniedError: without ``governance:erase`` (the denial is audited).
+        ConfigError: no erasure lock every process shares (an object store lake
+            without a PostgreSQL governance store).
     """
     if not isinstance(request, ErasureRequest):
         raise InvalidInputError("request must be an ErasureRequest", details={"field": "request"})
@@ -475,10 +481,11 @@ def erase(
     decision = service.call(
         GovernanceChecker.authorize, caller, Permission.GOVERNANCE_ERASE, resource
     )
+    lock_kind(settings)  # refuse before touching anything when no lock is shared
     started = now_iso()
     chosen = registered_stores(settings) if stores is None else list(stores)
     subject = _discover(chosen, subject)
-    receipts = tuple(_run(store, subject) for store in chosen)
+    receipts = tuple(_run(settings, store, subject) for store in chosen)
     datasets = datasets_with_subject(Lake(settings.lake.root), subject)
     receipt = ErasureReceipt(
         erasure_id=uuid.uuid4().hex,

@@ -165,14 +165,14 @@ def test_a_tombstone_drops_late_writes_of_erased_keys_until_it_expires(
     assert store.delete(None, ["user_id=i:3"]) == 1
     late = [
         row("user_id=i:3", 10, x=2),  # dated at the erasure: dropped
-        row("category=s:\"b\"|user_id=i:3", 3, x=3),  # a composite key of the subject
+        row('category=s:"b"|user_id=i:3', 3, x=3),  # a composite key of the subject
         row("user_id=i:3", 9, 99, view="w", y=4),  # any view
         row("user_id=i:33", 1, x=5),  # not the subject
         row("user_id=i:4", 6, x=6),  # not the subject
     ]
     assert store.write(late) == 2
     assert store.tombstoned_writes == 3  # type: ignore[attr-defined]
-    keys = ["user_id=i:3", "category=s:\"b\"|user_id=i:3", "user_id=i:33", "user_id=i:4"]
+    keys = ["user_id=i:3", 'category=s:"b"|user_id=i:3', "user_id=i:33", "user_id=i:4"]
     assert store.read("v", keys, ["x"], ttl=None, now=T0).statuses == [[N, N, P, P]]
     assert store.read("w", ["user_id=i:3"], ["y"], ttl=None, now=T0).statuses == [[N]]
     assert {r.entity_key for r in store.scan()} == {"user_id=i:33", "user_id=i:4"}
