@@ -18,6 +18,7 @@ modules add theirs with :func:`register_store`, a factory ``settings -> Store``.
 from __future__ import annotations
 
 import logging
+import re
 import time
 import uuid
 from collections import Counter
@@ -36,7 +37,7 @@ from entai.actors.models import ModelRegistry
 from entai.actors.monitoring import DriftMonitor
 from entai.actors.services import Services, governance_here, registry_here
 from entai.pipelines.erasure_locks import erasure_lock, lock_kind
-from entai.shared.core import EntaiError, InvalidInputError
+from entai.shared.core import EntaiError, InvalidInputError, NotFoundError
 from entai.shared.data import Lake
 from entai.shared.governance import (
     ErasureReceipt,
@@ -59,13 +60,16 @@ from entai.shared.settings import (
 
 __all__ = [
     "ERASE_ACTION",
+    "ERASURES_DIRECTORY",
     "DriftMonitorStore",
     "OnlineStoreEraser",
     "StoreFactory",
     "erase",
+    "erasure_status",
     "model_versions_using",
     "register_store",
     "registered_stores",
+    "start_erasure",
     "subject_for",
     "verify_erased",
 ]
@@ -451,6 +455,7 @@ def erase(
     stores: Sequence[Store] | None = None,
     governance: Service[GovernanceChecker] | None = None,
     hmac_key: bytes | None = None,
+    erasure_id: str | None = None,
 ) -> ErasureReceipt:
     """Erase a data subject from every store; audit and return the receipt.
 
@@ -462,6 +467,8 @@ def erase(
         governance: The governance service; default: the running platform's, else a
             local checker (one audit writer either way).
         hmac_key: The pseudonymisation key; default: ``resolve_hmac_key(settings)``.
+        erasure_id: The receipt's id (a job started by :func:`start_erasure` has one);
+            default: a new one.
 
     Returns:
         The receipt; ``receipt.complete`` is False when a store failed or the
@@ -488,7 +495,7 @@ def erase(
     receipts = tuple(_run(settings, store, subject) for store in chosen)
     datasets = datasets_with_subject(Lake(settings.lake.root), subject)
     receipt = ErasureReceipt(
-        erasure_id=uuid.uuid4().hex,
+        erasure_id=erasure_id or uuid.uuid4().hex,
         subject=subject.digest,
         requested_by=request.requested_by,
         principal=decision.principal,
@@ -513,3 +520,100 @@ def erase(
         extra={"erasure_id": receipt.erasure_id, "subject": subject.digest, "ok": receipt.complete},
     )
     return receipt
+
+
+# -- erasure as a job: receipts any process can read ---------------------------------
+
+ERASURES_DIRECTORY = "governance/erasures"
+"""Where erasure jobs' receipts live in the lake: ``<lake>/governance/erasures/<id>.json``."""
+
+_ERASURE_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+def _status_path(lake: Lake, erasure_id: str) -> str:
+    return lake.path(ERASURES_DIRECTORY, f"{erasure_id}.json")
+
+
+def erasure_status(settings: EntaiSettings, erasure_id: str) -> dict[str, Any]:
+    """The receipt of an erasure job: ``status`` ``running``, ``done`` (every store
+    erased and the verification scan clean) or ``failed`` (``error``, or traces left in
+    ``remaining``), with the per-store receipts once it finished.
+
+    Raises:
+        NotFoundError: no erasure job has this id.
+    """
+    lake = Lake(settings.lake.root)
+    if not _ERASURE_ID.match(erasure_id) or not lake.exists(_status_path(lake, erasure_id)):
+        raise NotFoundError(f"no erasure {erasure_id!r}", details={"erasure_id": erasure_id})
+    return dict(lake.read_json(_status_path(lake, erasure_id)))
+
+
+def _save_status(settings: EntaiSettings, status: dict[str, Any]) -> None:
+    lake = Lake(settings.lake.root)
+    lake.write_json(_status_path(lake, str(status["erasure_id"])), status)
+
+
+def start_erasure(
+    settings: EntaiSettings,
+    request: ErasureRequest,
+    *,
+    caller: str,
+    governance: Service[GovernanceChecker] | None = None,
+) -> dict[str, Any]:
+    """Authorise an erasure now and run it as a Ray task; return its ``running`` receipt.
+
+    The task (not the calling process) does the work, so the erasure outlives the HTTP
+    request that asked for it and keeps the caller's threads free; it is owned by the
+    calling process, so a caller that dies takes a still running task with it (erasure is
+    idempotent: ask again). The task re-checks the token when it starts and writes the
+    finished receipt where :func:`erasure_status` reads it (the lake, which every
+    replica reads), besides the audit log.
+
+    Raises:
+        AuthenticationError: a missing, bad, expired or revoked token.
+        PermissionDeniedError: without ``governance:erase`` (the denial is audited).
+        ConfigError: no erasure lock every process shares.
+    """
+    service = governance or governance_here(settings)
+    subject = subject_for(settings, request, None)
+    decision = service.call(
+        GovernanceChecker.authorize,
+        caller,
+        Permission.GOVERNANCE_ERASE,
+        f"subject:{subject.digest}",
+    )
+    lock_kind(settings)
+    status: dict[str, Any] = {
+        "erasure_id": uuid.uuid4().hex,
+        "status": "running",
+        "subject": subject.digest,
+        "requested_by": request.requested_by,
+        "principal": decision.principal,
+        "reason": request.reason,
+        "started_at": now_iso(),
+    }
+    _save_status(settings, status)
+    _erasure_task.options(num_cpus=0).remote(settings, request, caller, status)
+    logger.info("erasure started", extra={"erasure_id": status["erasure_id"]})
+    return status
+
+
+def _run_job(
+    settings: EntaiSettings, request: ErasureRequest, caller: str, status: dict[str, Any]
+) -> dict[str, Any]:
+    """Run one erasure job to its end and save its receipt (the Ray task's body)."""
+    try:
+        receipt = erase(settings, request, caller=caller, erasure_id=status["erasure_id"])
+    except Exception as exc:
+        message = exc.message if isinstance(exc, EntaiError) else type(exc).__name__
+        logger.exception("erasure failed", extra={"erasure_id": status["erasure_id"]})
+        done = {**status, "status": "failed", "error": message, "finished_at": now_iso()}
+    else:
+        done = {**receipt.to_dict(), "status": "done" if receipt.complete else "failed"}
+        if not receipt.complete:
+            done["error"] = "a store failed or the verification scan found traces"
+    _save_status(settings, done)
+    return done
+
+
+_erasure_task = ray.remote(_run_job)

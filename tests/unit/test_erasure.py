@@ -319,3 +319,58 @@ def test_erasure_refuses_an_object_store_lake_without_a_shared_lock(tmp_path: Pa
         erasure_lock(remote, "raw"),
     ):
         pass
+
+
+# -- erasure as a job -----------------------------------------------------------------
+
+
+def test_an_erasure_job_answers_running_then_its_receipt_from_the_lake(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from entai.pipelines import erasure as coordinator
+    from entai.pipelines.erasure import erasure_status, start_erasure
+    from entai.shared.core import NotFoundError
+
+    settings = _settings(tmp_path)
+    governance = GovernanceChecker(settings)
+    admin = settings.security.token_file.read_text().strip()
+    path = write_parquet(tmp_path / "lake" / "raw" / "events" / "p.parquet", events([42, 7]))
+    submitted: list[tuple[object, ...]] = []
+
+    class Task:  # the Ray task, held until the test runs it
+        def options(self, **_: object) -> Task:
+            return self
+
+        def remote(self, *args: object) -> None:
+            submitted.append(args)
+
+    monkeypatch.setattr(coordinator, "_erasure_task", Task())
+    request = ErasureRequest({"user_id": 42}, "dpo@example.com", "ticket 18")
+    started = start_erasure(settings, request, caller=admin)
+    erasure_id = started["erasure_id"]
+    assert erasure_status(settings, erasure_id)["status"] == "running"
+    assert pq.read_table(path).num_rows == 2  # nothing erased until the task runs
+
+    (args,) = submitted
+    coordinator._run_job(*args)  # type: ignore[arg-type]
+    receipt = erasure_status(settings, erasure_id)
+    assert receipt["status"] == "done" and receipt["complete"] is True
+    assert receipt["erasure_id"] == erasure_id and receipt["subject"] == started["subject"]
+    assert {s["store"]: s["rows_removed"] for s in receipt["stores"]}["raw"] == 1
+    assert set(receipt["remaining"].values()) == {0}
+    assert pq.read_table(path)["user_id"].to_pylist() == [7]
+    text = json.dumps(receipt)
+    assert P42 not in text and "user_id=i:42" not in text and '"user_id": 42' not in text
+
+    # A token revoked before the task ran: the job fails, and says so.
+    dpo, _ = governance.create_token(admin, "admin")
+    again = start_erasure(settings, request, caller=dpo)
+    governance.revoke_token(admin, dpo.split("_")[1])
+    coordinator._run_job(*submitted[-1])  # type: ignore[arg-type]
+    failed = erasure_status(settings, again["erasure_id"])
+    assert failed["status"] == "failed" and "revoked" in failed["error"]
+
+    with pytest.raises(NotFoundError):
+        erasure_status(settings, "0" * 32)
+    with pytest.raises(NotFoundError):
+        erasure_status(settings, "../../audit/audit")
