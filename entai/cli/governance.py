@@ -289,7 +289,8 @@ def erase(
     token: TokenOption = None,
     config: ConfigOption = None,
 ) -> dict[str, Any]:
-    """Erase a subject from every store; print the receipt (exit 1 if traces remain)."""
+    """Erase a subject from every store; print the receipt and its id (exit 1 if traces
+    remain)."""
     import json
 
     from entai.client import join_running  # ray: not at CLI start-up
@@ -305,6 +306,7 @@ def erase(
         receipt = run_erase(settings, request, caller=caller_token(settings, token))
     out: dict[str, Any] = receipt.to_dict()
     console.print_json(json.dumps(out, default=str))
+    console.print(f"erasure {receipt.erasure_id}")
     if not receipt.complete:
         console.print("[red]traces remain[/red]; see `remaining` in the receipt")
         raise typer.Exit(1)

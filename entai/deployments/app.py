@@ -32,7 +32,7 @@ from collections.abc import Mapping
 from typing import Any, cast
 
 import numpy as np
-from fastapi import FastAPI, Header, Path
+from fastapi import FastAPI, Header, Path, Response
 from ray import serve
 from ray.exceptions import RayActorError, RayTaskError
 from ray.serve import Deployment
@@ -51,13 +51,15 @@ from entai.deployments.feedback_log import FeedbackLog, ranking_report
 from entai.deployments.grpc_ingress import GrpcInference
 from entai.deployments.http_errors import install_error_handlers
 from entai.deployments.model_deployment import Model
-from entai.deployments.operations import EventIntake, erase_subject
+from entai.deployments.operations import EventIntake, erase_subject, erasure_receipt
 from entai.deployments.platform import PlatformServices
 from entai.deployments.recommend import RankerRuntime
 from entai.deployments.request_ids import RequestIdMiddleware
 from entai.deployments.routing import route_aliases
 from entai.deployments.schemas import (
     EraseRequest,
+    ErasureAccepted,
+    ErasureStatus,
     EventsRequest,
     ExplainRequest,
     ExplainResponse,
@@ -461,15 +463,37 @@ class Ingress(GrpcInference):
         await self._allow(authorization, "events:write", f"source:{body.source}")
         return await asyncio.to_thread(self._intake.publish, body.source, body.events)
 
-    @api.post("/v1/governance/erase", responses=_ERRORS)
+    @api.post(
+        "/v1/governance/erase",
+        status_code=202,
+        response_model=ErasureAccepted,
+        responses=_ERRORS,
+    )
     async def erase(
-        self, body: EraseRequest, authorization: str | None = Header(None)
-    ) -> dict[str, Any]:
-        """Erase a data subject from every store; returns the audited receipt."""
+        self, body: EraseRequest, response: Response, authorization: str | None = Header(None)
+    ) -> ErasureAccepted:
+        """Start erasing a data subject from every store (a Ray task, so the erasure
+        outlives the request); the receipt is at ``Location``."""
         token = _bearer(authorization)
-        return await asyncio.to_thread(
+        started = await asyncio.to_thread(
             erase_subject, self._settings, token, body.entity, body.reason
         )
+        erasure_id = str(started["erasure_id"])
+        response.headers["Location"] = f"/v1/governance/erasures/{erasure_id}"
+        return ErasureAccepted(erasure_id=erasure_id)
+
+    @api.get(
+        "/v1/governance/erasures/{erasure_id}", response_model=ErasureStatus, responses=_ERRORS
+    )
+    async def erasure(
+        self, erasure_id: str = Path(max_length=64), authorization: str | None = Header(None)
+    ) -> Any:
+        """An erasure's receipt: running, done or failed, per-store counts and the
+        verification scan."""
+        await self._allow(authorization, "governance:erase", "erasures")
+        receipt = await asyncio.to_thread(erasure_receipt, self._settings, erasure_id)
+        await self._allow(authorization, "governance:erase", f"subject:{receipt['subject']}")
+        return receipt
 
     async def _allow(self, authorization: str | None, action: str, resource: str) -> None:
         token = _bearer(authorization)

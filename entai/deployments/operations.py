@@ -1,7 +1,8 @@
 """Event intake and erasure for the ingress: settings in, domain calls out.
 
 Both run in a worker thread of the ingress replica (they block on Redis, actors and
-the lake), never on its event loop.
+the lake), never on its event loop. An erasure itself runs in a Ray task the replica
+starts; its receipt is read back from the lake.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from entai.shared.core import NotFoundError, OverloadedError
 from entai.shared.data import EventsReceipt, UndeclaredPii, load_contract
 from entai.shared.settings import EntaiSettings, resolve_hmac_key
 
-__all__ = ["EventIntake", "erase_subject"]
+__all__ = ["EventIntake", "erase_subject", "erasure_receipt"]
 
 _RETRY_AFTER_S = 2.0
 
@@ -78,10 +79,21 @@ class EventIntake:
 def erase_subject(
     settings: EntaiSettings, token: str, entity: Mapping[str, int | str], reason: str
 ) -> dict[str, Any]:
-    """Erase a data subject everywhere; the caller needs ``governance:erase``."""
-    from entai.pipelines.erasure import erase
+    """Start erasing a data subject everywhere (a Ray task); the caller needs
+    ``governance:erase``. Returns the ``running`` receipt."""
+    from entai.pipelines.erasure import start_erasure
     from entai.shared.governance import ErasureRequest
 
     request = ErasureRequest(dict(entity), requested_by="http", reason=reason)
-    receipt = erase(settings, request, caller=token)
-    return dict(receipt.to_dict())
+    return start_erasure(settings, request, caller=token)
+
+
+def erasure_receipt(settings: EntaiSettings, erasure_id: str) -> dict[str, Any]:
+    """An erasure's receipt, from the lake (any replica reads the same).
+
+    Raises:
+        NotFoundError: no erasure has this id.
+    """
+    from entai.pipelines.erasure import erasure_status
+
+    return erasure_status(settings, erasure_id)

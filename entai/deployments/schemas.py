@@ -32,6 +32,9 @@ __all__ = [
     "MAX_REQUEST_FEATURES",
     "MAX_SESSION_VIEWS",
     "EntityValue",
+    "ErasureAccepted",
+    "ErasureStatus",
+    "ErasureStoreReceipt",
     "ExplainRequest",
     "ExplainResponse",
     "FeastFeatureVector",
@@ -397,3 +400,48 @@ class EraseRequest(BaseModel):
 
     entity: dict[Name, EntityValue] = Field(min_length=1, max_length=8)
     reason: str = Field("right to erasure", max_length=500)
+
+
+class ErasureAccepted(BaseModel):
+    """An erasure started (``202``); its receipt is at the ``Location`` header,
+    ``GET /v1/governance/erasures/{erasure_id}``."""
+
+    erasure_id: str
+    status: Literal["running"] = "running"
+
+
+class ErasureStoreReceipt(BaseModel):
+    """What one store did: rows removed, files rewritten or deleted, keys tombstoned."""
+
+    store: str
+    status: Literal["erased", "clean", "absent", "failed"]
+    rows_removed: int = 0
+    files_rewritten: int = 0
+    files_deleted: int = 0
+    touched: list[str] = Field(default_factory=list)
+    seconds: float = 0.0
+    note: str = ""
+    tombstones: int = 0
+
+
+class ErasureStatus(BaseModel):
+    """The receipt of an erasure: ``running``; ``done`` (every store erased and the
+    verification scan clean); ``failed`` (``error``, or traces counted in ``remaining``).
+    The subject is named by its digest only."""
+
+    erasure_id: str
+    status: Literal["running", "done", "failed"]
+    subject: str
+    requested_by: str
+    principal: str
+    reason: str
+    started_at: str
+    finished_at: str | None = None
+    stores: list[ErasureStoreReceipt] = Field(default_factory=list)
+    remaining: dict[str, int] = Field(
+        default_factory=dict, description="The verification scan: store -> traces left."
+    )
+    complete: bool | None = None
+    retrain_datasets: dict[str, int] = Field(default_factory=dict)
+    retrain_models: list[str] = Field(default_factory=list)
+    error: str | None = None

@@ -4,8 +4,9 @@
 service, finds the subject's entity keys and request ids (discovery), runs every
 registered store, lists the immutable training datasets and model versions that used
 the subject (to be retrained; they are never rewritten), runs the verification scan
-(:func:`verify_erased`) and audits the receipt. The audit entry and the receipt name
-the subject by its digest only.
+(:func:`verify_erased`) and audits the receipt. Each store is erased under its erasure
+lock (:mod:`entai.pipelines.erasure_locks`), so two erasures never rewrite the same
+store at once. The audit entry and the receipt name the subject by its digest only.
 
 Built-in stores, in order: ``online`` (the SQLite shard files, the Redis prefix, or
 the feature shards' memory),
@@ -17,23 +18,26 @@ modules add theirs with :func:`register_store`, a factory ``settings -> Store``.
 from __future__ import annotations
 
 import logging
+import re
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import ray
 
-from entai.actors.backends import SqliteOnlineStore
+from entai.actors.backends import RedisOnlineStore, SqliteOnlineStore
 from entai.actors.core import Service
-from entai.actors.features import sqlite_directory
+from entai.actors.features import shard_name, sqlite_directory
 from entai.actors.governance import GovernanceChecker
 from entai.actors.models import ModelRegistry
 from entai.actors.monitoring import DriftMonitor
 from entai.actors.services import Services, governance_here, registry_here
-from entai.shared.core import EntaiError, InvalidInputError
+from entai.pipelines.erasure_locks import erasure_lock, lock_kind
+from entai.shared.core import EntaiError, InvalidInputError, NotFoundError
 from entai.shared.data import Lake
 from entai.shared.governance import (
     ErasureReceipt,
@@ -56,13 +60,16 @@ from entai.shared.settings import (
 
 __all__ = [
     "ERASE_ACTION",
+    "ERASURES_DIRECTORY",
     "DriftMonitorStore",
     "OnlineStoreEraser",
     "StoreFactory",
     "erase",
+    "erasure_status",
     "model_versions_using",
     "register_store",
     "registered_stores",
+    "start_erasure",
     "subject_for",
     "verify_erased",
 ]
@@ -99,6 +106,13 @@ def registered_stores(settings: EntaiSettings) -> list[Store]:
 class OnlineStoreEraser:
     """The online store: the SQLite shard files, Redis keys under the prefix, or the
     memory shards' rows.
+
+    Before deleting, it tombstones the subject's entity keys (its own spellings, then
+    every key found) in the backend, for the store's ``tombstone_retention_s``: a late
+    write dated up to the erasure is dropped by every writer (shard, replica, eraser)
+    instead of bringing the subject back. SQLite keeps them in every shard file (those
+    on disk and those of ``num_shards``), Redis under ``<prefix>:@tombstone:``, the
+    memory backend in every running shard.
 
     With SQLite every shard file in the store's directory is scanned and its matching
     rows deleted in place (running shards or not: SQLite serialises this with the
@@ -189,6 +203,29 @@ class OnlineStoreEraser:
     def _shards(self) -> list[Any]:
         return list(Services.of(self._settings).running_shards())
 
+    def _tombstone(self, keys: Sequence[str], erased_at: datetime) -> int:
+        """Tombstone ``keys`` in the backend; return how many keys were tombstoned."""
+        retention = timedelta(seconds=self._settings.online_store.tombstone_retention_s)
+        store = self._settings.online_store
+        if isinstance(store, RedisOnlineStoreSettings):
+            redis_store = RedisOnlineStore(store.url.get_secret_value(), store.key_prefix)
+            try:
+                return redis_store.tombstone(keys, erased_at, retention)
+            finally:
+                redis_store.close()
+        if isinstance(store, SqliteOnlineStoreSettings):
+            directory = sqlite_directory(self._sqlite())
+            ids = {shard_name(i) for i in range(store.num_shards)}
+            ids |= set(SqliteOnlineStore.shards_on_disk(directory))
+            files = SqliteOnlineStore(directory, sorted(ids))
+            try:
+                return files.tombstone(keys, erased_at, retention)
+            finally:
+                files.close()
+        shards = self._shards()
+        written = ray.get([h.tombstone.remote(keys, erased_at, retention) for h in shards])
+        return max(written, default=0)
+
     def _found(self, subject: Subject) -> list[_Found] | None:
         """(Redis key name, shard file id or shard handle; view; entity key) of each
         subject row."""
@@ -214,16 +251,29 @@ class OnlineStoreEraser:
         return {key for _, _, key in self._found(subject) or []}
 
     def erase(self, subject: Subject) -> StoreReceipt:
-        """Delete every online row whose entity key contains the subject."""
+        """Tombstone the subject's keys, then delete every online row whose entity key
+        contains the subject."""
         start = time.perf_counter()
-        found = self._found(subject)
+        store = self._settings.online_store
+        held = isinstance(store, RedisOnlineStoreSettings) or (
+            bool(SqliteOnlineStore.shards_on_disk(sqlite_directory(self._sqlite())))
+            if isinstance(store, SqliteOnlineStoreSettings)
+            else bool(self._shards())
+        )
+        erased_at = datetime.now(UTC)
+        own = subject.own_keys()
+        tombstones = self._tombstone(own, erased_at)
+        found = self._found(subject) if held else None
+        more = sorted({key for _, _, key in found or []} - set(own))
+        if more:
+            tombstones += self._tombstone(more, erased_at)
         if found is None:
             note = (
                 "no online store files: the SQLite backend holds nothing"
                 if isinstance(self._settings.online_store, SqliteOnlineStoreSettings)
                 else "no feature shard actors are running: the memory backend holds nothing"
             )
-            return StoreReceipt(self.name, "absent", note=note)
+            return StoreReceipt(self.name, "absent", note=note, tombstones=tombstones)
         if isinstance(self._settings.online_store, SqliteOnlineStoreSettings):
             self._sqlite_erase(found)
         elif isinstance(self._settings.online_store, RedisOnlineStoreSettings):
@@ -248,6 +298,7 @@ class OnlineStoreEraser:
             rows_removed=len(found),
             touched=tuple(f"{v}:{n}" for v, n in sorted(per_view.items())),
             seconds=round(time.perf_counter() - start, 4),
+            tombstones=tombstones,
         )
 
     def scan(self, subject: Subject) -> int:
@@ -371,9 +422,11 @@ def _discover(stores: Sequence[Store], subject: Subject) -> Subject:
     return subject.with_tags(tags)
 
 
-def _run(store: Store, subject: Subject) -> StoreReceipt:
+def _run(settings: EntaiSettings, store: Store, subject: Subject) -> StoreReceipt:
+    """Erase one store under its erasure lock (one erasure per store at a time)."""
     try:
-        return store.erase(subject)
+        with erasure_lock(settings, store.name):
+            return store.erase(subject)
     except Exception as exc:  # one failing store must not stop the others
         message = exc.message if isinstance(exc, EntaiError) else type(exc).__name__
         logger.exception("erasure store failed", extra={"store": store.name})
@@ -402,6 +455,7 @@ def erase(
     stores: Sequence[Store] | None = None,
     governance: Service[GovernanceChecker] | None = None,
     hmac_key: bytes | None = None,
+    erasure_id: str | None = None,
 ) -> ErasureReceipt:
     """Erase a data subject from every store; audit and return the receipt.
 
@@ -413,6 +467,8 @@ def erase(
         governance: The governance service; default: the running platform's, else a
             local checker (one audit writer either way).
         hmac_key: The pseudonymisation key; default: ``resolve_hmac_key(settings)``.
+        erasure_id: The receipt's id (a job started by :func:`start_erasure` has one);
+            default: a new one.
 
     Returns:
         The receipt; ``receipt.complete`` is False when a store failed or the
@@ -421,6 +477,8 @@ def erase(
     Raises:
         AuthenticationError: for a missing, bad, expired or revoked token.
         PermissionDeniedError: without ``governance:erase`` (the denial is audited).
+        ConfigError: no erasure lock every process shares (an object store lake
+            without a PostgreSQL governance store).
     """
     if not isinstance(request, ErasureRequest):
         raise InvalidInputError("request must be an ErasureRequest", details={"field": "request"})
@@ -430,13 +488,14 @@ def erase(
     decision = service.call(
         GovernanceChecker.authorize, caller, Permission.GOVERNANCE_ERASE, resource
     )
+    lock_kind(settings)  # refuse before touching anything when no lock is shared
     started = now_iso()
     chosen = registered_stores(settings) if stores is None else list(stores)
     subject = _discover(chosen, subject)
-    receipts = tuple(_run(store, subject) for store in chosen)
+    receipts = tuple(_run(settings, store, subject) for store in chosen)
     datasets = datasets_with_subject(Lake(settings.lake.root), subject)
     receipt = ErasureReceipt(
-        erasure_id=uuid.uuid4().hex,
+        erasure_id=erasure_id or uuid.uuid4().hex,
         subject=subject.digest,
         requested_by=request.requested_by,
         principal=decision.principal,
@@ -461,3 +520,100 @@ def erase(
         extra={"erasure_id": receipt.erasure_id, "subject": subject.digest, "ok": receipt.complete},
     )
     return receipt
+
+
+# -- erasure as a job: receipts any process can read ---------------------------------
+
+ERASURES_DIRECTORY = "governance/erasures"
+"""Where erasure jobs' receipts live in the lake: ``<lake>/governance/erasures/<id>.json``."""
+
+_ERASURE_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+def _status_path(lake: Lake, erasure_id: str) -> str:
+    return lake.path(ERASURES_DIRECTORY, f"{erasure_id}.json")
+
+
+def erasure_status(settings: EntaiSettings, erasure_id: str) -> dict[str, Any]:
+    """The receipt of an erasure job: ``status`` ``running``, ``done`` (every store
+    erased and the verification scan clean) or ``failed`` (``error``, or traces left in
+    ``remaining``), with the per-store receipts once it finished.
+
+    Raises:
+        NotFoundError: no erasure job has this id.
+    """
+    lake = Lake(settings.lake.root)
+    if not _ERASURE_ID.match(erasure_id) or not lake.exists(_status_path(lake, erasure_id)):
+        raise NotFoundError(f"no erasure {erasure_id!r}", details={"erasure_id": erasure_id})
+    return dict(lake.read_json(_status_path(lake, erasure_id)))
+
+
+def _save_status(settings: EntaiSettings, status: dict[str, Any]) -> None:
+    lake = Lake(settings.lake.root)
+    lake.write_json(_status_path(lake, str(status["erasure_id"])), status)
+
+
+def start_erasure(
+    settings: EntaiSettings,
+    request: ErasureRequest,
+    *,
+    caller: str,
+    governance: Service[GovernanceChecker] | None = None,
+) -> dict[str, Any]:
+    """Authorise an erasure now and run it as a Ray task; return its ``running`` receipt.
+
+    The task (not the calling process) does the work, so the erasure outlives the HTTP
+    request that asked for it and keeps the caller's threads free; it is owned by the
+    calling process, so a caller that dies takes a still running task with it (erasure is
+    idempotent: ask again). The task re-checks the token when it starts and writes the
+    finished receipt where :func:`erasure_status` reads it (the lake, which every
+    replica reads), besides the audit log.
+
+    Raises:
+        AuthenticationError: a missing, bad, expired or revoked token.
+        PermissionDeniedError: without ``governance:erase`` (the denial is audited).
+        ConfigError: no erasure lock every process shares.
+    """
+    service = governance or governance_here(settings)
+    subject = subject_for(settings, request, None)
+    decision = service.call(
+        GovernanceChecker.authorize,
+        caller,
+        Permission.GOVERNANCE_ERASE,
+        f"subject:{subject.digest}",
+    )
+    lock_kind(settings)
+    status: dict[str, Any] = {
+        "erasure_id": uuid.uuid4().hex,
+        "status": "running",
+        "subject": subject.digest,
+        "requested_by": request.requested_by,
+        "principal": decision.principal,
+        "reason": request.reason,
+        "started_at": now_iso(),
+    }
+    _save_status(settings, status)
+    _erasure_task.options(num_cpus=0).remote(settings, request, caller, status)
+    logger.info("erasure started", extra={"erasure_id": status["erasure_id"]})
+    return status
+
+
+def _run_job(
+    settings: EntaiSettings, request: ErasureRequest, caller: str, status: dict[str, Any]
+) -> dict[str, Any]:
+    """Run one erasure job to its end and save its receipt (the Ray task's body)."""
+    try:
+        receipt = erase(settings, request, caller=caller, erasure_id=status["erasure_id"])
+    except Exception as exc:
+        message = exc.message if isinstance(exc, EntaiError) else type(exc).__name__
+        logger.exception("erasure failed", extra={"erasure_id": status["erasure_id"]})
+        done = {**status, "status": "failed", "error": message, "finished_at": now_iso()}
+    else:
+        done = {**receipt.to_dict(), "status": "done" if receipt.complete else "failed"}
+        if not receipt.complete:
+            done["error"] = "a store failed or the verification scan found traces"
+    _save_status(settings, done)
+    return done
+
+
+_erasure_task = ray.remote(_run_job)

@@ -120,6 +120,14 @@ class LakeSettings(_Section):
 
 class _OnlineStoreBase(_Section):
     num_shards: int = Field(4, ge=1, le=1024)
+    tombstone_retention_s: float = Field(
+        7 * 86400.0,
+        gt=0.0,
+        description=(
+            "How long an erased entity key stays tombstoned: writes of it dated up to the "
+            "erasure are dropped (a stream replay or a late event cannot bring it back)."
+        ),
+    )
 
 
 class MemoryOnlineStoreSettings(_OnlineStoreBase):

@@ -155,6 +155,36 @@ def test_delete_and_scan(store: OnlineStore) -> None:
     assert store.read("v", ["a"], ["x"], ttl=None, now=T0).statuses == [[N]]
 
 
+def test_a_tombstone_drops_late_writes_of_erased_keys_until_it_expires(
+    store: OnlineStore,
+) -> None:
+    erased_at = T0 + timedelta(seconds=10)
+    week = timedelta(days=7) + (datetime.now(UTC) - T0)  # still in force today
+    store.write([row("user_id=i:3", 5, x=1), row("user_id=i:4", 5, x=1)])
+    assert store.tombstone(["user_id=i:3", "old=i:1"], erased_at, week) == 2
+    assert store.delete(None, ["user_id=i:3"]) == 1
+    late = [
+        row("user_id=i:3", 10, x=2),  # dated at the erasure: dropped
+        row('category=s:"b"|user_id=i:3', 3, x=3),  # a composite key of the subject
+        row("user_id=i:3", 9, 99, view="w", y=4),  # any view
+        row("user_id=i:33", 1, x=5),  # not the subject
+        row("user_id=i:4", 6, x=6),  # not the subject
+    ]
+    assert store.write(late) == 2
+    assert store.tombstoned_writes == 3  # type: ignore[attr-defined]
+    keys = ["user_id=i:3", 'category=s:"b"|user_id=i:3', "user_id=i:33", "user_id=i:4"]
+    assert store.read("v", keys, ["x"], ttl=None, now=T0).statuses == [[N, N, P, P]]
+    assert store.read("w", ["user_id=i:3"], ["y"], ttl=None, now=T0).statuses == [[N]]
+    assert {r.entity_key for r in store.scan()} == {"user_id=i:33", "user_id=i:4"}
+
+    assert store.write([row("user_id=i:3", 11, x=7)]) == 1  # new activity after it
+    assert store.read("v", ["user_id=i:3"], ["x"], ttl=None, now=T0).values == [[7]]
+
+    # A tombstone whose retention is over drops nothing (and is not written at all).
+    assert store.tombstone(["old=i:2"], T0, timedelta(days=1)) == 0
+    assert store.write([row("old=i:2", 1, x=8)]) == 1
+
+
 def test_empty_reads_and_writes(store: OnlineStore) -> None:
     assert store.write([]) == 0
     res = store.read("v", [], ["x", "y"], ttl=None, now=T0)

@@ -395,7 +395,17 @@ def _drive_and_restart(env: dict[str, str], tmp: Path) -> None:
         headers={"Authorization": f"Bearer {admin}"},
         timeout=120,
     )
-    assert erased.status_code == 200, erased.text
+    assert erased.status_code == 202, erased.text
+    receipt_url = url + erased.headers["location"]
+
+    def _erasure_done() -> dict[str, Any] | None:
+        answer = httpx.get(receipt_url, headers={"Authorization": f"Bearer {admin}"}, timeout=30)
+        assert answer.status_code == 200, answer.text
+        receipt: dict[str, Any] = answer.json()
+        return None if receipt["status"] == "running" else receipt
+
+    receipt = _until(_erasure_done, 180, "the erasure's receipt")
+    assert receipt["status"] == "done", receipt
     before = _audit(env, admin)
     actions = {e["action"] for e in before}
     assert {"tokens:bootstrap", "tokens:create", "tokens:revoke", "governance:erase"} <= actions

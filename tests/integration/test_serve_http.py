@@ -567,7 +567,7 @@ def test_events_are_validated_published_and_permissioned(
     assert unknown.status_code == 404
 
 
-def test_erasure_needs_its_permission_and_returns_a_receipt(
+def test_erasure_needs_its_permission_and_runs_as_a_job_with_a_receipt(
     platform: Platform, client: httpx.Client
 ) -> None:
     body = {"entity": {"user_id": 987654}, "reason": "test request"}
@@ -577,13 +577,33 @@ def test_erasure_needs_its_permission_and_returns_a_receipt(
     assert denied.status_code == 403
     assert denied.json()["error"]["code"] == "permission_denied"
     assert client.post("/v1/governance/erase", json={"entity": {}}).status_code in (401, 422)
-    done = client.post(
-        "/v1/governance/erase", json=body, headers=platform.headers(platform.admin), timeout=120
-    )
-    assert done.status_code == 200, done.text
-    receipt = done.json()
+    admin = platform.headers(platform.admin)
+    started = client.post("/v1/governance/erase", json=body, headers=admin, timeout=60)
+    assert started.status_code == 202, started.text
+    job = started.json()
+    assert job["status"] == "running" and len(job["erasure_id"]) == 32
+    location = started.headers["location"]
+    assert location == f"/v1/governance/erasures/{job['erasure_id']}"
+
+    def finished() -> dict[str, Any] | None:
+        answer = client.get(location, headers=admin)
+        assert answer.status_code == 200, answer.text
+        receipt: dict[str, Any] = answer.json()
+        return None if receipt["status"] == "running" else receipt
+
+    deadline = time.monotonic() + 120
+    while (receipt := finished()) is None:
+        assert time.monotonic() < deadline, "the erasure did not finish in 120 s"
+        time.sleep(0.5)
+    assert receipt["status"] == "done" and receipt["complete"] is True, receipt
     assert receipt["remaining"] and all(v == 0 for v in receipt["remaining"].values())
-    assert "987654" not in done.text, "the receipt names the subject only by its digest"
+    assert {s["store"] for s in receipt["stores"]} >= {"online", "offline", "raw"}
+    assert "987654" not in json.dumps(receipt), "the receipt names the subject by its digest"
+    assert client.get(location, headers=platform.headers(platform.analyst)).status_code == 403
+    assert client.get(location).status_code == 401
+    unknown = client.get("/v1/governance/erasures/" + "0" * 32, headers=admin)
+    assert unknown.status_code == 404
+    assert client.get("/v1/governance/erasures/nope", headers=admin).status_code == 404
 
 
 # --- the same requests over gRPC (entai.proto through Serve's gRPC proxy) -------------

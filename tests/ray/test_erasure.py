@@ -30,7 +30,7 @@ from entai.pipelines.erasure import erase
 from entai.pipelines.features import get_historical_features, materialize
 from entai.pipelines.ingest import ingest_file
 from entai.shared.data import DataContract, Lake, pseudonym
-from entai.shared.features import Definitions, OfflineStore, entity_key
+from entai.shared.features import Definitions, FeatureRow, OfflineStore, entity_key
 from entai.shared.governance import ErasureRequest, Subject, lake_traces
 from entai.shared.monitoring import ReferenceProfile
 from entai.shared.settings import EntaiSettings, load_settings
@@ -157,7 +157,8 @@ def _redis_dump(redis_url: str, prefix: str) -> dict[bytes, dict[bytes, bytes]]:
 
     client = redis.Redis.from_url(redis_url)
     try:
-        return {n: client.hgetall(n) for n in client.scan_iter(match=f"{prefix}:*")}
+        names = client.scan_iter(match=f"{prefix}:*")
+        return {n: client.hgetall(n) for n in names if b":@tombstone:" not in n}
     finally:
         client.close()
 
@@ -294,3 +295,25 @@ def test_a_subject_is_erased_everywhere_and_others_are_untouched(
         for p in sorted((Path(settings.lake.root) / "raw" / "events").rglob("*.parquet"))
     )
     assert sorted(raw.column("event_id").to_pylist()) == sorted(others_raw["event_id"])
+
+    # A late write dated before the erasure (a replay) does not bring the subject back;
+    # activity after the erasure lands.
+    assert {s.store: s.tombstones for s in receipt.stores}["online"] >= 3
+    online = OnlineFeatureClient(shards)
+    view = features.user_stats.name
+    wanted = {view: ["user_views_7d"]}
+    late = datetime.fromisoformat(receipt.started_at) - timedelta(seconds=1)
+    subject_key, other_key = entity_key({"user_id": subject_id}), entity_key({"user_id": 4})
+    replay = [
+        FeatureRow(view, subject_key, {"user_views_7d": 9.0}, late, late),
+        FeatureRow(view, other_key, {"user_views_7d": 9.0}, late, late),
+    ]
+    online.write(replay)
+    read = online.get_online_features(wanted, [{"user_id": subject_id}, {"user_id": 4}], {})
+    assert read["results"][0]["statuses"] == ["NOT_FOUND", "PRESENT"]
+    dropped = sum(d["tombstoned_writes"] for d in ray.get([h.describe.remote() for h in shards]))
+    assert dropped == 1
+    now = datetime.now(UTC)
+    online.write([FeatureRow(view, subject_key, {"user_views_7d": 1.0}, now, now)])
+    read = online.get_online_features(wanted, [{"user_id": subject_id}], {})
+    assert read["results"][0]["statuses"] == ["PRESENT"]

@@ -247,3 +247,130 @@ def test_erase_without_the_permission_is_refused_and_erases_nothing(tmp_path: Pa
 def test_builtin_stores_are_registered_in_order(tmp_path: Path) -> None:
     names = [s.name for s in registered_stores(_settings(tmp_path))]
     assert names[:6] == ["online", "offline", "raw", "quarantine", "predictions", "drift_monitor"]
+
+
+# -- erasures are serialised per store ------------------------------------------------
+
+
+def test_two_concurrent_erasures_over_the_same_files_leave_neither_subject(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    from entai.shared.governance import _erasure_files
+
+    settings = _settings(tmp_path)
+    governance = LocalService(GovernanceChecker(settings))
+    admin = settings.security.token_file.read_text().strip()
+    lake = tmp_path / "lake"
+    paths = [
+        write_parquet(lake / "raw" / "events" / f"p{i}.parquet", events([42, 43, 7]))
+        for i in range(3)
+    ]
+    stores = [LakeZoneStore("raw", Lake(settings.lake.root), ["raw"])]
+
+    # Each erasure, once it has read a file and is about to write it back, waits for the
+    # other to have read it too: without the store's lock both rewrite from the version
+    # before the other's rewrite, and one subject comes back. With the lock the other
+    # never gets there, and the wait gives up.
+    rewrite = _erasure_files._rewrite
+    read = {42: threading.Event(), 43: threading.Event()}
+    overlapped: list[bool] = []
+
+    def racing_rewrite(lake_: Lake, path: str, keep: pa.Array) -> bool:
+        me = 42 if threading.current_thread().name == "erase-42" else 43
+        read[me].set()
+        overlapped.append(read[85 - me].wait(timeout=1.0))
+        return bool(rewrite(lake_, path, keep))
+
+    monkeypatch.setattr(_erasure_files, "_rewrite", racing_rewrite)
+    receipts: dict[int, bool] = {}
+
+    def run(user: int) -> None:
+        receipt = erase(
+            settings,
+            ErasureRequest({"user_id": user}, "dpo@example.com"),
+            caller=admin,
+            stores=stores,
+            governance=governance,
+            hmac_key=KEY,
+        )
+        receipts[user] = receipt.complete
+
+    threads = [threading.Thread(target=run, args=(u,), name=f"erase-{u}") for u in (42, 43)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert receipts == {42: True, 43: True}
+    assert not any(overlapped[:1]), "the second erasure read a file the first was rewriting"
+    for path in paths:
+        assert pq.read_table(path)["user_id"].to_pylist() == [7]
+
+
+def test_erasure_refuses_an_object_store_lake_without_a_shared_lock(tmp_path: Path) -> None:
+    from entai.pipelines.erasure_locks import erasure_lock, lock_kind
+    from entai.shared.core import ConfigError
+
+    assert lock_kind(_settings(tmp_path)) == "file"
+    remote = load_settings(home=tmp_path / "home", lake={"root": "s3://bucket/lake"}).resolved()
+    with (
+        pytest.raises(ConfigError, match="PostgreSQL governance store"),
+        erasure_lock(remote, "raw"),
+    ):
+        pass
+
+
+# -- erasure as a job -----------------------------------------------------------------
+
+
+def test_an_erasure_job_answers_running_then_its_receipt_from_the_lake(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from entai.pipelines import erasure as coordinator
+    from entai.pipelines.erasure import erasure_status, start_erasure
+    from entai.shared.core import NotFoundError
+
+    settings = _settings(tmp_path)
+    governance = GovernanceChecker(settings)
+    admin = settings.security.token_file.read_text().strip()
+    path = write_parquet(tmp_path / "lake" / "raw" / "events" / "p.parquet", events([42, 7]))
+    submitted: list[tuple[object, ...]] = []
+
+    class Task:  # the Ray task, held until the test runs it
+        def options(self, **_: object) -> Task:
+            return self
+
+        def remote(self, *args: object) -> None:
+            submitted.append(args)
+
+    monkeypatch.setattr(coordinator, "_erasure_task", Task())
+    request = ErasureRequest({"user_id": 42}, "dpo@example.com", "ticket 18")
+    started = start_erasure(settings, request, caller=admin)
+    erasure_id = started["erasure_id"]
+    assert erasure_status(settings, erasure_id)["status"] == "running"
+    assert pq.read_table(path).num_rows == 2  # nothing erased until the task runs
+
+    (args,) = submitted
+    coordinator._run_job(*args)  # type: ignore[arg-type]
+    receipt = erasure_status(settings, erasure_id)
+    assert receipt["status"] == "done" and receipt["complete"] is True
+    assert receipt["erasure_id"] == erasure_id and receipt["subject"] == started["subject"]
+    assert {s["store"]: s["rows_removed"] for s in receipt["stores"]}["raw"] == 1
+    assert set(receipt["remaining"].values()) == {0}
+    assert pq.read_table(path)["user_id"].to_pylist() == [7]
+    text = json.dumps(receipt)
+    assert P42 not in text and "user_id=i:42" not in text and '"user_id": 42' not in text
+
+    # A token revoked before the task ran: the job fails, and says so.
+    dpo, _ = governance.create_token(admin, "admin")
+    again = start_erasure(settings, request, caller=dpo)
+    governance.revoke_token(admin, dpo.split("_")[1])
+    coordinator._run_job(*submitted[-1])  # type: ignore[arg-type]
+    failed = erasure_status(settings, again["erasure_id"])
+    assert failed["status"] == "failed" and "revoked" in failed["error"]
+
+    with pytest.raises(NotFoundError):
+        erasure_status(settings, "0" * 32)
+    with pytest.raises(NotFoundError):
+        erasure_status(settings, "../../audit/audit")

@@ -142,3 +142,22 @@ def test_delete_and_scan() -> None:
     assert store.delete("v", ["a", "b", "b"]) == 1
     assert list(store.scan()) == []
     assert store.read("v", [], ["x"], ttl=None, now=T0).values == [[]]
+
+
+def test_tombstones_cover_a_key_and_its_composites_until_they_expire() -> None:
+    from entai.shared.features import TombstoneMap, tombstone_id, tombstoned
+
+    day = timedelta(days=1)
+    tombstones = TombstoneMap()
+    assert tombstones.add(["user_id=i:3", "user_id=i:3"], T0, 7 * day, now=T0) == 1
+    assert tombstones.add(["user_id=i:9"], T0 - 8 * day, 7 * day, now=T0) == 0  # over
+    live = tombstones.live(T0 + day)
+    assert live == {tombstone_id("user_id=i:3"): T0}
+    assert "user_id=i:3" not in str(live)  # named by digest
+    assert tombstoned("user_id=i:3", T0, live)  # dated at the erasure
+    assert tombstoned('category=s:"b"|user_id=i:3', T0 - day, live)
+    assert not tombstoned("user_id=i:3", T0 + timedelta(microseconds=1), live)
+    assert not tombstoned("user_id=i:33", T0 - day, live)
+    assert tombstones.live(T0 + 7 * day) == {}
+    tombstones.expire(T0 + 7 * day)
+    assert len(tombstones) == 0

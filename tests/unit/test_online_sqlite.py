@@ -113,7 +113,9 @@ def test_the_eraser_deletes_a_subject_from_every_shard_file(tmp_path: Path) -> N
     settings = load_settings(home=tmp_path, online_store={"num_shards": 2}).resolved()
     eraser = OnlineStoreEraser(settings)
     subject = Subject.of({"user_id": 3}, KEY)
-    assert eraser.erase(subject).status == "absent"  # no shard has written a file yet
+    nobody = eraser.erase(Subject.of({"user_id": 99}, KEY))
+    assert nobody.status == "absent"  # no shard had written a file yet
+    assert nobody.tombstones == 3  # user_id=i:99 and its two string spellings
 
     directory = settings.online_store.path
     assert isinstance(settings.online_store, SqliteOnlineStoreSettings) and directory is not None
@@ -130,3 +132,27 @@ def test_the_eraser_deletes_a_subject_from_every_shard_file(tmp_path: Path) -> N
     left = sorted(r.entity_key for r in store.scan())
     assert left == sorted(set(keys) - subject_keys)  # user 33 is not user 3
     assert not re.search(rb"user_id=i:3(?![0-9])", disk_bytes(directory))
+    assert receipt.tombstones >= 3
+
+
+def test_after_erasure_a_late_write_stays_erased_and_new_activity_lands(tmp_path: Path) -> None:
+    settings = load_settings(home=tmp_path, online_store={"num_shards": 2}).resolved()
+    directory = settings.online_store.path
+    assert isinstance(settings.online_store, SqliteOnlineStoreSettings) and directory is not None
+    shards = [FeatureShard(shard_name(i), settings.online_store) for i in range(2)]
+    store = SqliteOnlineStore(directory, [shard_name(i) for i in range(2)])
+    subject_key, other = entity_key({"user_id": 3}), entity_key({"user_id": 4})
+    store.write([row(subject_key, 1, x=1), row(other, 1, x=1)])
+    assert OnlineStoreEraser(settings).erase(Subject.of({"user_id": 3}, KEY)).rows_removed == 1
+
+    # A replay of the subject's old events, whichever shard file the key routes to.
+    for shard in shards:
+        shard.write([row(subject_key, 2, x=2), row(other, 2, x=2)])
+    read = store.read("v", [subject_key, other], ["x"], ttl=None, now=T0)
+    assert read.statuses == [[N, P]] and read.values == [[None, 2]]
+    assert sum(s.describe()["tombstoned_writes"] for s in shards) == 2
+    assert not re.search(rb"user_id=i:3(?![0-9])", disk_bytes(directory))
+
+    later = datetime.now(UTC) + timedelta(seconds=1)  # real activity after the erasure
+    store.write([FeatureRow("v", subject_key, {"x": 3}, later, later)])
+    assert store.read("v", [subject_key], ["x"], ttl=None, now=later).values == [[3]]

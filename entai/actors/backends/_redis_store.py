@@ -13,6 +13,14 @@ Reads take one round trip per batch (an ``HMGET``, or the read script for many k
 :meth:`RedisOnlineStore.read_many_async` reads several views' keys in one round trip
 on the running event loop (``redis.asyncio``), for the serving replicas' predict path.
 Retrying a batch is always safe: it is idempotent under last-write-wins.
+
+Tombstones (:mod:`entai.shared.features._tombstones`) are string keys
+``<prefix>:@tombstone:<id>`` holding the erase time, expiring with the tombstone
+(``PXAT``); no view is named ``@...``, so scans skip them. The write script checks a
+row's tombstones in the same atomic step as last-write-wins. In ``cluster_mode`` a row
+and its tombstones live in different slots, so the batch reads the tombstones first
+(one pipelined ``MGET`` per key): an erasure landing between that read and the write
+is then undone by the erasure's own delete, not by the check.
 """
 
 from __future__ import annotations
@@ -29,7 +37,15 @@ import redis.asyncio
 from redis.exceptions import NoScriptError, RedisError
 
 from entai.shared.core import InvalidInputError, ServiceUnavailableError
-from entai.shared.features import MISSING, FeatureRow, ReadRequest, ReadResult, assemble_result
+from entai.shared.features import (
+    MISSING,
+    FeatureRow,
+    ReadRequest,
+    ReadResult,
+    assemble_result,
+    tombstone_id,
+    tombstone_ids,
+)
 
 __all__ = ["RedisOnlineStore"]
 
@@ -38,6 +54,8 @@ logger = logging.getLogger(__name__)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
 _EVENT, _CREATED = "@e", "@c"
+_TOMBSTONES = "@tombstone"
+_APPLIED, _DROPPED = 1, 2
 _SCAN_BATCH = 500
 _T = TypeVar("_T")
 
@@ -48,9 +66,14 @@ _Command = tuple[bool, tuple[Any, ...]]
 """A read: ``(True, EVALSHA arguments)`` runs the read script, which replies one
 :data:`_Reply` per key; ``(False, (key, *fields))`` is one key's ``HMGET``."""
 
-# KEYS[1] row hash; ARGV[1] event us, ARGV[2] created us, ARGV[3..] field/value pairs.
+# KEYS[1] row hash, KEYS[2..] its tombstones; ARGV[1] event us, ARGV[2] created us,
+# ARGV[3..] field/value pairs. Returns 1 applied, 0 older than the row, 2 tombstoned.
 # Lua numbers are doubles: exact for microsecond timestamps until the year 2255.
 _LWW_SCRIPT = """
+for i = 2, #KEYS do
+  local erased = redis.call('GET', KEYS[i])
+  if erased and tonumber(ARGV[1]) <= tonumber(erased) then return 2 end
+end
 local cur = redis.call('HMGET', KEYS[1], '@e', '@c')
 if cur[1] then
   local ce, cc = tonumber(cur[1]), tonumber(cur[2])
@@ -123,6 +146,7 @@ class RedisOnlineStore:
         self._client: redis.Redis = redis.Redis.from_url(url)
         self._async: tuple[asyncio.AbstractEventLoop, redis.asyncio.Redis] | None = None
         self._lww_sha = self._read_sha = ""
+        self.tombstoned_writes = 0
         self._load_scripts()
 
     def __repr__(self) -> str:
@@ -195,24 +219,79 @@ class RedisOnlineStore:
     def _key(self, view: str, key: str) -> str:
         return f"{self.key_prefix}:{view}:{key}"
 
+    def _tombstone_key(self, tid: str) -> str:
+        return f"{self.key_prefix}:{_TOMBSTONES}:{tid}"
+
     def write(self, rows: Sequence[FeatureRow]) -> int:
-        """Apply rows with last-write-wins in one pipeline; return rows applied."""
+        """Apply rows with last-write-wins in one pipeline; return rows applied.
+
+        Rows a live tombstone covers are dropped and counted in ``tombstoned_writes``.
+        """
         if not rows:
             return 0
+        if self.cluster_mode:
+            rows = self._not_tombstoned(rows)
         commands = []
         for row in rows:
             args: list[Any] = [_micros(row.event_ts), _micros(row.created_ts)]
             for name, value in row.values.items():
                 args += (name, _encode(row, name, value))
-            commands.append((self._key(row.view, row.entity_key), args))
+            keys = [self._key(row.view, row.entity_key)]
+            if not self.cluster_mode:
+                keys += [self._tombstone_key(t) for t in tombstone_ids(row.entity_key)]
+            commands.append((keys, args))
 
-        def run() -> int:
+        def run() -> list[Any]:
             with self._client.pipeline(transaction=False) as pipe:
-                for key, args in commands:
-                    pipe.evalsha(self._lww_sha, 1, key, *args)
-                return sum(int(r) for r in pipe.execute())
+                for keys, args in commands:
+                    pipe.evalsha(self._lww_sha, len(keys), *keys, *args)
+                return pipe.execute()
 
-        return self._call("write", run, rows=len(rows))
+        replies = [int(r) for r in self._call("write", run, rows=len(rows))] if commands else []
+        dropped = replies.count(_DROPPED)
+        if dropped:
+            self.tombstoned_writes += dropped
+            logger.info("dropped %d writes of erased keys", dropped)
+        return replies.count(_APPLIED)
+
+    def _not_tombstoned(self, rows: Sequence[FeatureRow]) -> list[FeatureRow]:
+        """Cluster mode: the rows no live tombstone covers, read before the write."""
+        ids = [tombstone_ids(row.entity_key) for row in rows]
+
+        def run() -> list[Any]:
+            with self._client.pipeline(transaction=False) as pipe:
+                for group in ids:
+                    for tid in group:
+                        pipe.get(self._tombstone_key(tid))
+                return pipe.execute()
+
+        stamps = iter(self._call("tombstones", run))
+        kept = []
+        for row, group in zip(rows, ids, strict=True):
+            erased = [int(v) for v in (next(stamps) for _ in group) if v is not None]
+            if any(_micros(row.event_ts) <= at for at in erased):
+                self.tombstoned_writes += 1
+            else:
+                kept.append(row)
+        return kept
+
+    def tombstone(self, keys: Sequence[str], erased_at: datetime, retention: timedelta) -> int:
+        """Tombstone ``keys`` until ``erased_at + retention`` (Redis expires them); return
+        the tombstones written."""
+        expires = erased_at + retention
+        if expires <= datetime.now(UTC):
+            return 0
+        erased_us, expires_ms = _micros(erased_at), _micros(expires) // 1000
+        names = [self._tombstone_key(tombstone_id(k)) for k in sorted(set(keys))]
+
+        def run() -> None:
+            with self._client.pipeline(transaction=False) as pipe:
+                for name in names:
+                    pipe.set(name, erased_us, pxat=expires_ms)
+                pipe.execute()
+
+        self._call("tombstone", run, keys=len(names))
+        return len(names)
 
     def read(
         self,
@@ -301,7 +380,8 @@ class RedisOnlineStore:
         try:
             for name in self._client.scan_iter(match=_glob_escape(start) + "*", count=_SCAN_BATCH):
                 row_view, _, key = name.decode()[skip:].partition(":")
-                yield name, row_view, key
+                if row_view != _TOMBSTONES:
+                    yield name, row_view, key
         except RedisError as exc:
             raise self._unavailable("scan", exc) from exc
 

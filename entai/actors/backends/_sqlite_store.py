@@ -27,6 +27,10 @@ Rules:
       reads on the running event loop with a connection that does not wait; in the rare
       case the file is busy (a checkpoint resetting the log, a schema being created) it
       retries in a worker thread that may wait.
+    * **Tombstones** (:mod:`entai.shared.features._tombstones`): each file has a table
+      ``tombstones`` (id, erase time, expiry); a write batch checks its keys against the
+      live ones inside its transaction and drops the rows they cover, so an erasure's
+      tombstone and a late write are serialised by SQLite like any two writers.
     * **Erasure leaves no residue**: ``secure_delete`` zeroes deleted cells, and
       :meth:`SqliteOnlineStore.purge` rebuilds the file (``VACUUM``, which also drops the
       keys interior b-tree pages may still hold) and truncates the write-ahead log.
@@ -57,6 +61,8 @@ from entai.shared.features import (
     ReadResult,
     assemble_result,
     rendezvous_shard,
+    tombstone_id,
+    tombstone_ids,
 )
 
 __all__ = ["SQLITE_SUFFIX", "SqliteOnlineStore", "Synchronous"]
@@ -85,6 +91,26 @@ CREATE TABLE IF NOT EXISTS online_rows (
     PRIMARY KEY (view, entity_key)
 ) WITHOUT ROWID
 """
+
+_TOMBSTONE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS tombstones (
+    id TEXT PRIMARY KEY,
+    erased_us INTEGER NOT NULL,
+    expires_us INTEGER NOT NULL
+) WITHOUT ROWID
+"""
+
+_TOMBSTONE = """
+INSERT INTO tombstones (id, erased_us, expires_us) VALUES (?, ?, ?)
+ON CONFLICT (id) DO UPDATE SET
+    erased_us = max(erased_us, excluded.erased_us),
+    expires_us = max(expires_us, excluded.expires_us)
+"""
+_LIVE_TOMBSTONES = """
+SELECT id, erased_us FROM tombstones
+WHERE expires_us > ? AND id IN (SELECT value FROM json_each(?))
+"""
+_ANY_TOMBSTONE = "SELECT EXISTS (SELECT 1 FROM tombstones)"
 
 _UPSERT = """
 INSERT INTO online_rows (view, entity_key, event_us, created_us, vals)
@@ -155,6 +181,7 @@ class SqliteOnlineStore:
         self._opened: list[sqlite3.Connection] = []
         self._opened_lock = threading.Lock()
         self._owners: dict[str, str] = {}
+        self.tombstoned_writes = 0
 
     def __repr__(self) -> str:
         return f"SqliteOnlineStore({str(self.directory)!r}, shards={self.shard_ids})"
@@ -218,6 +245,7 @@ class SqliteOnlineStore:
             conn.execute(f"PRAGMA synchronous={self.synchronous.upper()}")
             conn.execute("PRAGMA secure_delete=ON")
             conn.execute(_SCHEMA)
+            conn.execute(_TOMBSTONE_SCHEMA)
         except BaseException:
             conn.close()
             raise
@@ -275,7 +303,8 @@ class SqliteOnlineStore:
                 conn = self._connection(shard_id)
                 conn.execute("BEGIN IMMEDIATE")
                 try:
-                    applied += conn.executemany(_UPSERT, params).rowcount
+                    kept = self._not_tombstoned(conn, params)
+                    applied += conn.executemany(_UPSERT, kept).rowcount
                     conn.execute("COMMIT")
                 except BaseException:
                     conn.execute("ROLLBACK")
@@ -283,6 +312,49 @@ class SqliteOnlineStore:
             except sqlite3.Error as exc:
                 raise self._unavailable("write", exc) from exc
         return applied
+
+    def _not_tombstoned(
+        self, conn: sqlite3.Connection, params: list[tuple[str, str, int, int, str]]
+    ) -> list[tuple[str, str, int, int, str]]:
+        """The rows of a batch no live tombstone of the file covers (in its transaction)."""
+        if not conn.execute(_ANY_TOMBSTONE).fetchone()[0]:
+            return params
+        ids = {key: tombstone_ids(key) for _, key, _, _, _ in params}
+        wanted = json.dumps(sorted({i for group in ids.values() for i in group}))
+        now_us = _micros(datetime.now(UTC))
+        erased = dict(conn.execute(_LIVE_TOMBSTONES, (now_us, wanted)).fetchall())
+        if not erased:
+            return params
+        kept = [p for p in params if not any(p[2] <= erased.get(i, -1) for i in ids[p[1]])]
+        self.tombstoned_writes += len(params) - len(kept)
+        if len(kept) < len(params):
+            logger.info("dropped %d writes of erased keys", len(params) - len(kept))
+        return kept
+
+    def tombstone(self, keys: Sequence[str], erased_at: datetime, retention: timedelta) -> int:
+        """Tombstone ``keys`` in every file of this store (whichever shard a key routes
+        to later) and drop the expired tombstones; return the tombstones written per file.
+        """
+        erased_us = _micros(erased_at)
+        expires_us = _micros(erased_at + retention)
+        now_us = _micros(datetime.now(UTC))
+        if expires_us <= now_us:
+            return 0
+        params = [(tombstone_id(k), erased_us, expires_us) for k in sorted(set(keys))]
+        for shard_id in self.shard_ids:
+            try:
+                conn = self._connection(shard_id)
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    conn.execute("DELETE FROM tombstones WHERE expires_us <= ?", (now_us,))
+                    conn.executemany(_TOMBSTONE, params)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                raise self._unavailable("tombstone", exc) from exc
+        return len(params)
 
     def read(
         self,

@@ -140,6 +140,8 @@ class FeatureShard:
         ``shared_store``: one backend holds every shard's rows (Redis).
         ``direct_reads``: another process may read this shard's rows from its backend
         (Redis anywhere; a SQLite file from the same node, ``node_id``).
+        ``tombstoned_writes``: writes this shard dropped because an erasure's tombstone
+        covered them.
         """
         return {
             "shard_id": self.shard_id,
@@ -147,6 +149,7 @@ class FeatureShard:
             "direct_reads": self.direct_reads,
             "node_id": _node_id(),
             "pid": os.getpid(),
+            "tombstoned_writes": int(getattr(self._store, "tombstoned_writes", 0)),
         }
 
     def write(self, rows: Sequence[FeatureRow], *, trace: TraceCarrier | None = None) -> int:
@@ -188,6 +191,10 @@ class FeatureShard:
     def delete(self, view: str | None, keys: Sequence[str]) -> int:
         """Delete the keys' rows in ``view`` (every view if None)."""
         return self._store.delete(view, keys)
+
+    def tombstone(self, keys: Sequence[str], erased_at: datetime, retention: timedelta) -> int:
+        """Keep ``keys`` erased against writes dated up to ``erased_at``, for ``retention``."""
+        return self._store.tombstone(keys, erased_at, retention)
 
     def scan(self, view: str | None = None) -> list[FeatureRow]:
         """Every row this shard's backend holds (of ``view`` if given)."""

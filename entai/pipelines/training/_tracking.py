@@ -77,6 +77,8 @@ def log_xgboost_run(
 
     client = configure_mlflow(settings)
     features = list(outcome.feature_columns)
+    # The signature records column names and types only: no training row is stored
+    # with the model (an input example would keep real rows beyond any erasure).
     example = training_data[features].head(5)
     run_tags = dict(tags)
     if parent_run_id is not None:
@@ -105,7 +107,6 @@ def log_xgboost_run(
             outcome.booster,
             name="model",
             signature=infer_signature(example, prediction),
-            input_example=example,
             pip_requirements=pinned_requirements(),
         )
         return LoggedRun(run_id=run_id, model_uri=info.model_uri)

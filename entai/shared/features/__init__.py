@@ -52,6 +52,12 @@ from entai.shared.features._rows import (
     stamp_created,
     to_utc,
 )
+from entai.shared.features._tombstones import (
+    TombstoneMap,
+    tombstone_id,
+    tombstone_ids,
+    tombstoned,
+)
 from entai.shared.features._values import (
     arrow_list_type,
     list_cells,
@@ -76,6 +82,7 @@ __all__ = [
     "OnlineStore",
     "ReadRequest",
     "ReadResult",
+    "TombstoneMap",
     "Transform",
     "ValueType",
     "arrow_list_type",
@@ -98,4 +105,7 @@ __all__ = [
     "rows_file_id",
     "stamp_created",
     "to_utc",
+    "tombstone_id",
+    "tombstone_ids",
+    "tombstoned",
 ]

@@ -14,6 +14,9 @@ Rules:
       ``now - event_ts > ttl`` is ``OUTSIDE_MAX_AGE`` with value ``None``. The boundary is
       inclusive: a row exactly ``ttl`` old is still ``PRESENT``.
     * Timestamps are timezone-aware; rows are normalised to UTC.
+    * **Tombstones** (:mod:`entai.shared.features._tombstones`): after an erasure, a
+      write of a tombstoned key whose event time is not after the erase time is dropped
+      (counted in ``tombstoned_writes``) until the tombstone expires.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from typing import Any, Final, Protocol, runtime_checkable
 import numpy as np
 
 from entai.shared.core import InvalidInputError
+from entai.shared.features._tombstones import TombstoneMap, tombstoned
 
 __all__ = [
     "MISSING",
@@ -335,13 +339,20 @@ class OnlineStore(Protocol):
         """Every stored row (of ``view`` if given), in no particular order."""
         ...
 
+    def tombstone(self, keys: Sequence[str], erased_at: datetime, retention: timedelta) -> int:
+        """Keep ``keys`` erased against writes dated up to ``erased_at``, until
+        ``erased_at + retention``; return the tombstones written."""
+        ...
+
 
 class MemoryOnlineStore:
     """In-process online store: a dict per view, guarded by a lock (thread-safe)."""
 
     def __init__(self) -> None:
         self._views: dict[str, dict[str, FeatureRow]] = {}
+        self._tombstones = TombstoneMap()
         self._lock = threading.Lock()
+        self.tombstoned_writes = 0
 
     def __repr__(self) -> str:
         return f"MemoryOnlineStore(views={len(self._views)})"
@@ -350,7 +361,11 @@ class MemoryOnlineStore:
         """Apply rows with last-write-wins; return how many replaced the stored row."""
         applied = 0
         with self._lock:
+            erased = self._tombstones.live(datetime.now(UTC)) if self._tombstones else {}
             for row in rows:
+                if erased and tombstoned(row.entity_key, row.event_ts, erased):
+                    self.tombstoned_writes += 1
+                    continue
                 table = self._views.setdefault(row.view, {})
                 current = table.get(row.entity_key)
                 if current is None or row.version > current.version:
@@ -388,3 +403,10 @@ class MemoryOnlineStore:
             tables = list(self._views.values()) if view is None else [self._views.get(view, {})]
             snapshot = [row for t in tables for row in t.values()]
         return iter(snapshot)
+
+    def tombstone(self, keys: Sequence[str], erased_at: datetime, retention: timedelta) -> int:
+        """Keep ``keys`` erased against writes dated up to ``erased_at``, until
+        ``erased_at + retention``; return the tombstones written."""
+        at = _utc(erased_at, "erased_at")
+        with self._lock:
+            return self._tombstones.add(keys, at, retention, datetime.now(UTC))

@@ -139,6 +139,10 @@ class Subject:
     def __repr__(self) -> str:
         return f"Subject(keys={sorted(self.keys)}, digest={self.digest!r})"
 
+    def own_keys(self) -> list[str]:
+        """Every full entity key the subject alone can have (its tags left out)."""
+        return Subject(self.keys, self.pseudonyms, self.digest).entity_keys()
+
     def with_tags(self, tags: Iterable[str]) -> Subject:
         """A copy that also knows ``tags``."""
         return Subject(self.keys, self.pseudonyms, self.digest, self.tags | frozenset(tags))
@@ -262,6 +266,7 @@ class StoreReceipt:
         touched: What was touched: file paths or ``view:count`` entries, never values.
         seconds: Time the store took.
         note: A sentence for people.
+        tombstones: Entity keys tombstoned against late writes (the online store).
     """
 
     store: str
@@ -272,6 +277,7 @@ class StoreReceipt:
     touched: tuple[str, ...] = ()
     seconds: float = 0.0
     note: str = ""
+    tombstones: int = 0
 
 
 @dataclass(frozen=True)
