@@ -20,33 +20,16 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def _register(home: Path) -> int:
     import numpy as np
-    import xgboost
+    import pandas as pd
+    from logged_models import log_small_model
 
     from entai.actors.models import ModelRegistry
-    from entai.pipelines.training import TrainOutcome, log_xgboost_run
     from entai.shared.settings import load_settings
 
     settings = load_settings().resolved()
     rng = np.random.default_rng(0)
-    x = rng.normal(size=(200, 2))
-    booster = xgboost.train(
-        {"objective": "binary:logistic"},
-        xgboost.DMatrix(x, label=(x[:, 0] > 0).astype(int), feature_names=["a", "b"]),
-        num_boost_round=3,
-    )
-    import pandas as pd
-
-    frame = pd.DataFrame(x, columns=["a", "b"])
-    logged = log_xgboost_run(
-        settings.mlflow,
-        TrainOutcome(booster=booster, evals={}, feature_columns=("a", "b")),
-        params={},
-        metrics={},
-        training_data=frame,
-        dataset_name="t",
-        tags={},
-        run_name="t",
-    )
+    frame = pd.DataFrame(rng.normal(size=(200, 2)), columns=["a", "b"])
+    logged = log_small_model(settings, frame, (frame["a"] > 0).astype(int), rounds=3)
     info = ModelRegistry(settings.mlflow).register(
         logged.model_uri, "m", registrant="data-scientist", run_id=logged.run_id
     )

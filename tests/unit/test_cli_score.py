@@ -11,11 +11,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import xgboost
+from logged_models import log_small_model
 
 from entai.actors.models import ModelRegistry
 from entai.cli import main
-from entai.pipelines.training import TrainOutcome, log_xgboost_run
 from entai.shared.settings import load_settings
 
 
@@ -28,21 +27,7 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
         settings = load_settings().resolved()
     rng = np.random.default_rng(0)
     frame = pd.DataFrame(rng.normal(size=(200, 2)), columns=["a", "b"])
-    booster = xgboost.train(
-        {"objective": "binary:logistic"},
-        xgboost.DMatrix(frame, label=(frame["a"] > 0).astype(int)),
-        num_boost_round=3,
-    )
-    logged = log_xgboost_run(
-        settings.mlflow,
-        TrainOutcome(booster=booster, evals={}, feature_columns=("a", "b")),
-        params={},
-        metrics={},
-        training_data=frame,
-        dataset_name="t",
-        tags={},
-        run_name="t",
-    )
+    logged = log_small_model(settings, frame, (frame["a"] > 0).astype(int), rounds=3)
     registry = ModelRegistry(settings.mlflow)
     info = registry.register(logged.model_uri, "m", registrant="ds", run_id=logged.run_id)
     registry.set_alias("m", "champion", info.version, by="ds", reason="first")

@@ -7,11 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import xgboost
+from logged_models import log_small_model
 
 from entai.actors.backends import configure_mlflow
 from entai.actors.models import ModelRegistry, lineage_reference_source
-from entai.pipelines.training import TrainOutcome, log_xgboost_run
 from entai.shared.models import ModelCard, binary_fairness
 from entai.shared.monitoring import (
     REFERENCE_ARTIFACT,
@@ -26,21 +25,7 @@ def test_the_reference_carries_the_cards_fairness_columns(tmp_path: Path) -> Non
     settings = load_settings(home=tmp_path).resolved()
     rng = np.random.default_rng(0)
     frame = pd.DataFrame(rng.normal(size=(200, 2)), columns=["a", "b"])
-    booster = xgboost.train(
-        {"objective": "binary:logistic"},
-        xgboost.DMatrix(frame, label=(frame["a"] > 0).astype(int)),
-        num_boost_round=2,
-    )
-    logged = log_xgboost_run(
-        settings.mlflow,
-        TrainOutcome(booster=booster, evals={}, feature_columns=("a", "b")),
-        params={},
-        metrics={},
-        training_data=frame,
-        dataset_name="t",
-        tags={},
-        run_name="t",
-    )
+    logged = log_small_model(settings, frame, (frame["a"] > 0).astype(int))
     registry = ModelRegistry(settings.mlflow)
     version = int(
         registry.register(logged.model_uri, "m", registrant="ds", run_id=logged.run_id).version

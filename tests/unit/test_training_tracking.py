@@ -17,9 +17,8 @@ def test_a_logged_run_stores_the_signature_but_no_training_row(home: Path) -> No
     import mlflow
     import numpy as np
     import pandas as pd
-    import xgboost
+    from logged_models import log_small_model
 
-    from entai.pipelines.training import TrainOutcome, log_xgboost_run
     from entai.shared.settings import load_settings
 
     settings = load_settings().resolved()
@@ -28,21 +27,7 @@ def test_a_logged_run_stores_the_signature_but_no_training_row(home: Path) -> No
     frame = pd.DataFrame(
         {"spend": 9_137_000.25 + np.arange(200.0), "visits": rng.integers(0, 3, 200)}
     )
-    booster = xgboost.train(
-        {"objective": "binary:logistic"},
-        xgboost.DMatrix(frame, label=(frame["visits"] > 0).astype(int)),
-        num_boost_round=2,
-    )
-    logged = log_xgboost_run(
-        settings.mlflow,
-        TrainOutcome(booster=booster, evals={}, feature_columns=("spend", "visits")),
-        params={},
-        metrics={},
-        training_data=frame,
-        dataset_name="t",
-        tags={},
-        run_name="t",
-    )
+    logged = log_small_model(settings, frame, (frame["visits"] > 0).astype(int))
     model = mlflow.models.get_model_info(logged.model_uri)
     assert model.signature is not None
     assert [c.name for c in model.signature.inputs.inputs] == ["spend", "visits"]
