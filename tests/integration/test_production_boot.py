@@ -59,6 +59,7 @@ ROOT = Path(__file__).resolve().parents[2]
 RAYCLUSTER = ROOT / "cluster" / "kuberay" / "raycluster.yaml"
 RAYSERVICE = ROOT / "cluster" / "kuberay" / "rayservice.yaml"
 GCS_PORT, DASHBOARD_PORT, SERVE_PORT, GRPC_PORT = 6394, 8281, 8016, 9016
+HAPROXY_STATS_PORT, HAPROXY_METRICS_PORT = 8416, 9116
 REDIS_DB = 12
 PG = "postgresql://postgres@127.0.0.1:5432/test"
 MODEL = "purchase_propensity"  # the model the manifests' Serve application serves
@@ -230,6 +231,10 @@ def platform_env(servers: Servers, home: Path) -> dict[str, str]:
             "ENTAI_RAY__NUM_CPUS": "2",
             "ENTAI_SERVE__PORT": str(SERVE_PORT),
             "ENTAI_SERVE__GRPC_PORT": str(GRPC_PORT),
+            # HAProxy's stats and metrics pages, off the defaults the chaos tier's
+            # HAProxy test uses (an HAProxy can outlive `entai down`: see the note).
+            "RAY_SERVE_HAPROXY_STATS_PORT": str(HAPROXY_STATS_PORT),
+            "RAY_SERVE_HAPROXY_METRICS_PORT": str(HAPROXY_METRICS_PORT),
             "COLUMNS": "200",
         }
     )
