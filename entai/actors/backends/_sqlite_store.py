@@ -48,6 +48,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -253,6 +254,22 @@ class SqliteOnlineStore:
             self._opened.append(conn)
         return conn
 
+    @contextmanager
+    def _write(self, shard_id: str, action: str) -> Iterator[sqlite3.Connection]:
+        """One write transaction on a shard's file: committed, or rolled back and raised
+        (a SQLite failure as ServiceUnavailableError naming ``action``)."""
+        try:
+            conn = self._connection(shard_id)
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise self._unavailable(action, exc) from exc
+
     def _unavailable(self, action: str, exc: sqlite3.Error) -> ServiceUnavailableError:
         return ServiceUnavailableError(
             f"SQLite online store {action} failed: {type(exc).__name__}: {exc}",
@@ -299,18 +316,9 @@ class SqliteOnlineStore:
             )
         applied = 0
         for shard_id, params in groups.items():
-            try:
-                conn = self._connection(shard_id)
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    kept = self._not_tombstoned(conn, params)
-                    applied += conn.executemany(_UPSERT, kept).rowcount
-                    conn.execute("COMMIT")
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
-            except sqlite3.Error as exc:
-                raise self._unavailable("write", exc) from exc
+            with self._write(shard_id, "write") as conn:
+                kept = self._not_tombstoned(conn, params)
+                applied += conn.executemany(_UPSERT, kept).rowcount
         return applied
 
     def _not_tombstoned(
@@ -342,18 +350,9 @@ class SqliteOnlineStore:
             return 0
         params = [(tombstone_id(k), erased_us, expires_us) for k in sorted(set(keys))]
         for shard_id in self.shard_ids:
-            try:
-                conn = self._connection(shard_id)
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    conn.execute("DELETE FROM tombstones WHERE expires_us <= ?", (now_us,))
-                    conn.executemany(_TOMBSTONE, params)
-                    conn.execute("COMMIT")
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
-            except sqlite3.Error as exc:
-                raise self._unavailable("tombstone", exc) from exc
+            with self._write(shard_id, "tombstone") as conn:
+                conn.execute("DELETE FROM tombstones WHERE expires_us <= ?", (now_us,))
+                conn.executemany(_TOMBSTONE, params)
         return len(params)
 
     def read(
@@ -425,21 +424,12 @@ class SqliteOnlineStore:
         unique = list(dict.fromkeys(keys))
         deleted = 0
         for shard_id, owned in self._by_shard(unique).items():
-            try:
-                conn = self._connection(shard_id)
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    if view is None:
-                        cursor = conn.execute(_DELETE_ANY_VIEW, (json.dumps(owned),))
-                    else:
-                        cursor = conn.execute(_DELETE_IN_VIEW, (view, json.dumps(owned)))
-                    deleted += cursor.rowcount
-                    conn.execute("COMMIT")
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
-            except sqlite3.Error as exc:
-                raise self._unavailable("delete", exc) from exc
+            with self._write(shard_id, "delete") as conn:
+                if view is None:
+                    cursor = conn.execute(_DELETE_ANY_VIEW, (json.dumps(owned),))
+                else:
+                    cursor = conn.execute(_DELETE_IN_VIEW, (view, json.dumps(owned)))
+                deleted += cursor.rowcount
         return deleted
 
     def scan(self, view: str | None = None) -> Iterator[FeatureRow]:
