@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -46,7 +45,7 @@ from entai.actors.models import ACTOR_NAME as REGISTRY
 from entai.actors.models import ModelRegistry, start_registry
 from entai.actors.monitoring import ACTOR_NAME as DRIFT_MONITOR
 from entai.actors.monitoring import DriftMonitor, start_drift_monitor
-from entai.actors.services import Services, governance_here, registry_here
+from entai.actors.services import Services, governance_here, registry_here, service_governance
 from entai.deployments.serve_status import read_serve_details, replica_counts
 from entai.pipelines.features import (
     STREAM_WORKER_PREFIX,
@@ -56,7 +55,8 @@ from entai.pipelines.features import (
 )
 from entai.pipelines.training import ACTOR_NAME as RETRAIN_WORKER
 from entai.pipelines.training import start_retrain_worker
-from entai.shared.core import AuthenticationError, ServiceUnavailableError
+from entai.shared import governance as tokens
+from entai.shared.core import ServiceUnavailableError
 from entai.shared.settings import EntaiSettings, check_listeners, load_settings
 
 __all__ = [
@@ -112,18 +112,19 @@ def start_services(settings: EntaiSettings) -> dict[str, Any]:
     for i, handle in enumerate(start_shards(settings, namespace)):
         handles[shard_name(i)] = handle
     handles[GOVERNANCE] = start_governance(settings, namespace)
-    auditor = Services.of(settings).auditor()
     handles[REGISTRY] = start_registry(
         settings.mlflow,
         namespace,
+        service_governance(settings, REGISTRY),
         policy=settings.registry.policy,
-        audit=auditor,
         events=PlatformEvents(settings),
     )
     # The registry creates MLflow's schema on a fresh store; the services after it open
     # the same store, and two processes migrating one new SQLite file at once can fail.
     ray.get(handles[REGISTRY].__ray_ready__.remote(), timeout=_REGISTRY_READY_S)
-    handles[DRIFT_MONITOR] = start_drift_monitor(settings, namespace, auditor=auditor)
+    handles[DRIFT_MONITOR] = start_drift_monitor(
+        settings, namespace, auditor=service_governance(settings, DRIFT_MONITOR)
+    )
     handles[RETRAIN_WORKER] = start_retrain_worker(settings, namespace)
     handles.update(start_stream_workers(settings, namespace))
     return handles
@@ -398,16 +399,7 @@ class Client:
 
 def resolve_token(settings: EntaiSettings, token: str | None) -> str:
     """The caller's token: the argument, then $ENTAI_TOKEN, then the admin token file."""
-    if token:
-        return token
-    if os.environ.get("ENTAI_TOKEN"):
-        return os.environ["ENTAI_TOKEN"]
-    if settings.security.token_file.exists():
-        return settings.security.token_file.read_text().strip()
-    raise AuthenticationError(
-        "no token: pass token=, set ENTAI_TOKEN, or use the embedded admin token file",
-        details={"reason": "missing"},
-    )
+    return tokens.resolve_token(token, settings.security.token_file)
 
 
 def connect(
@@ -437,7 +429,7 @@ def connect(
     connect_ray(settings, address=target)
     services = Services.of(settings)
     governance = services.governance()
-    cache = actor_auth_cache(governance)
+    cache = actor_auth_cache(governance, secret)
 
     def authorize(action: str, resources: Sequence[str]) -> None:
         # Feature refs (view:feature) when reading, view names when writing: the

@@ -24,9 +24,10 @@ from entai.actors.models import ModelRegistry
 from entai.actors.monitoring import ACTOR_NAME as DRIFT_MONITOR
 from entai.actors.monitoring import DriftMonitor
 from entai.shared.core import ServiceUnavailableError
-from entai.shared.settings import EntaiSettings
+from entai.shared.governance import service_credential
+from entai.shared.settings import EntaiSettings, resolve_service_secret
 
-__all__ = ["Services", "governance_here", "registry_here"]
+__all__ = ["Services", "governance_here", "registry_here", "service_governance"]
 
 log = logging.getLogger(__name__)
 
@@ -122,10 +123,16 @@ class Services:
         found = (self.find(shard_name(i)) for i in range(self.num_shards))
         return [h for h in found if h is not None]
 
-    def auditor(self) -> GovernanceAuditor:
-        """An auditor writing through the governance service (logging only without one)."""
-        handle = self.find(GOVERNANCE)
-        return GovernanceAuditor(None if handle is None else ActorService(GOVERNANCE, handle))
+
+def service_governance(settings: EntaiSettings, service: str) -> GovernanceAuditor:
+    """The governance door of the platform service named ``service``.
+
+    It authenticates callers and audits through the running governance service (a
+    local checker over the same state when no platform runs: one writer either way),
+    presenting ``service``'s credential, signed with the service secret.
+    """
+    credential = service_credential(resolve_service_secret(settings), service)
+    return GovernanceAuditor(governance_here(settings), credential)
 
 
 def registry_here(settings: EntaiSettings) -> Service[ModelRegistry]:
@@ -138,7 +145,8 @@ def registry_here(settings: EntaiSettings) -> Service[ModelRegistry]:
     handle = Services.of(settings).find(REGISTRY)
     if handle is not None:
         return ActorService(REGISTRY, handle)
-    return LocalService(ModelRegistry(settings.mlflow, policy=settings.registry.policy))
+    governance = service_governance(settings, REGISTRY)
+    return LocalService(ModelRegistry(settings.mlflow, governance, policy=settings.registry.policy))
 
 
 def governance_here(settings: EntaiSettings) -> Service[GovernanceChecker]:

@@ -205,9 +205,11 @@ def audit_verify(
             dir_okay=False,
         ),
     ] = None,
+    token: TokenOption = None,
     config: ConfigOption = None,
 ) -> Any:
-    """Check every entry's MAC and link and the anchor; exit 1 naming the first bad entry."""
+    """Check every entry's MAC and link and the anchor; exit 1 naming the first bad entry
+    (the live log needs audit:read)."""
     settings = settings_from(config)
     if bundle is not None:
         from entai.shared.governance import verify_bundle
@@ -218,7 +220,9 @@ def audit_verify(
         return report
     from entai.actors.governance import GovernanceChecker  # ray: not at CLI start-up
 
-    report = _governance(settings).call(GovernanceChecker.verify_audit)
+    report = _governance(settings).call(
+        GovernanceChecker.verify_audit, caller_token(settings, token)
+    )
     _report_verification(report, "audit log")
     return report
 

@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from entai.cli._app import ConfigOption, app, console, join_ray, settings_from, working
-from entai.cli.governance import TokenOption, authorized_principal
+from entai.cli.governance import TokenOption, caller_token
 from entai.shared.core import InvalidInputError, NotFoundError
 from entai.shared.settings import EntaiSettings
 
@@ -43,27 +43,43 @@ def _run_on_ray(settings_file: Path | None, what: str, job: Callable[[EntaiSetti
 
 
 @app.command()
-def train(config_file: ConfigFile, settings_file: SettingsOption = None) -> dict[str, Any]:
-    """Build the training set, train on Ray Train, evaluate, log to MLflow, register."""
+def train(
+    config_file: ConfigFile, settings_file: SettingsOption = None, token: TokenOption = None
+) -> dict[str, Any]:
+    """Build the training set, train on Ray Train, evaluate, log to MLflow, register
+    (the registrant is the token's principal; needs models:register)."""
     from entai.pipelines.training import TrainConfig, run_training
 
     config = TrainConfig.from_yaml(config_file)
     result: dict[str, Any] = _run_on_ray(
-        settings_file, "training", lambda settings: run_training(settings, config)
+        settings_file,
+        "training",
+        lambda settings: run_training(settings, config, token=_token_for(settings, config, token)),
     )
     return result
 
 
 @app.command()
-def tune(config_file: ConfigFile, settings_file: SettingsOption = None) -> dict[str, Any]:
-    """Search XGBoost parameters with Ray Tune (ASHA), retrain the best, register it."""
+def tune(
+    config_file: ConfigFile, settings_file: SettingsOption = None, token: TokenOption = None
+) -> dict[str, Any]:
+    """Search XGBoost parameters with Ray Tune (ASHA), retrain the best, register it
+    (the registrant is the token's principal; needs models:register)."""
     from entai.pipelines.training import TuneConfig, run_tuning
 
     config = TuneConfig.from_yaml(config_file)
     result: dict[str, Any] = _run_on_ray(
-        settings_file, "tuning", lambda settings: run_tuning(settings, config)
+        settings_file,
+        "tuning",
+        lambda settings: run_tuning(settings, config, token=_token_for(settings, config, token)),
     )
     return result
+
+
+def _token_for(settings: EntaiSettings, config: Any, token: str | None) -> str | None:
+    """The caller's token when the run registers a version (refused before training
+    when there is none), else None."""
+    return caller_token(settings, token) if config.register_model else None
 
 
 def _registry(settings: EntaiSettings) -> Service[ModelRegistry]:
@@ -122,12 +138,12 @@ def models_promote(
 ) -> Any:
     """Move an alias to a version through the promotion gates (needs models:approve)."""
     settings = settings_from(config)
-    approver = authorized_principal(settings, token, "models:approve", f"model:{name}")
+    secret = caller_token(settings, token)
     from entai.actors.models import ModelRegistry  # ray: not at CLI start-up
 
-    info = _registry(settings).call(
-        ModelRegistry.promote, name, version, alias, approver=approver, reason=reason
-    )
+    registry = _registry(settings)
+    info = registry.call(ModelRegistry.promote, name, version, alias, token=secret, reason=reason)
+    approver = registry.call(ModelRegistry.alias_history, name)[-1]["by"]
     console.print(f"{name}: {alias} -> v{info.version} (approved by {approver})")
     return info
 
@@ -142,10 +158,12 @@ def models_rollback(
 ) -> Any:
     """Move an alias back to its previous holder (needs models:approve)."""
     settings = settings_from(config)
-    by = authorized_principal(settings, token, "models:approve", f"model:{name}")
+    secret = caller_token(settings, token)
     from entai.actors.models import ModelRegistry  # ray: not at CLI start-up
 
-    info = _registry(settings).call(ModelRegistry.rollback, name, alias, by=by, reason=reason)
+    info = _registry(settings).call(
+        ModelRegistry.rollback, name, alias, token=secret, reason=reason
+    )
     console.print(f"{name}: {alias} rolled back to v{info.version}")
     return info
 

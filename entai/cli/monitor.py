@@ -11,7 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from entai.cli._app import ConfigOption, app, console, settings_from
-from entai.cli.governance import TokenOption, authorized_principal
+from entai.cli.governance import TokenOption, authorized_principal, caller_token
 from entai.shared.core import InvalidInputError
 from entai.shared.settings import EntaiSettings
 
@@ -94,7 +94,8 @@ def monitor_ack(
     by = authorized_principal(settings, token, "models:approve", f"model:{model}")
     from entai.actors.monitoring import DriftMonitor  # ray: not at CLI start-up
 
-    _monitor(settings).call(DriftMonitor.acknowledge, model, feature, method, by)
+    secret = caller_token(settings, token)
+    _monitor(settings).call(DriftMonitor.acknowledge, model, feature, method, secret)
     console.print(Text(f"{model}/{feature}/{method}: acknowledged by {by}"))
     return by
 
@@ -135,6 +136,7 @@ def monitor_silence(
     by = authorized_principal(settings, token, "models:approve", f"model:{model}")
     from entai.actors.monitoring import DriftMonitor  # ray: not at CLI start-up
 
-    _monitor(settings).call(DriftMonitor.silence, model, feature, method, moment, by)
+    secret = caller_token(settings, token)
+    _monitor(settings).call(DriftMonitor.silence, model, feature, method, moment, secret)
     console.print(Text(f"{model}/{feature}/{method}: silenced by {by} until {moment.isoformat()}"))
     return moment

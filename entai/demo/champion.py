@@ -22,6 +22,7 @@ from entai.shared.settings import EntaiSettings
 
 if TYPE_CHECKING:
     from entai.pipelines.training import TrainConfig
+    from entai.shared.models import ModelCard
 
 __all__ = ["MODEL_NAME", "register_champion", "train_champion", "training_set"]
 
@@ -125,15 +126,40 @@ def _train_config(label_file: str) -> TrainConfig:
     )
 
 
+def _champion_card(label_file: Path, trained: dict[str, Any]) -> ModelCard:
+    """The champion's card: the recorded config's text and what it was trained on."""
+    from entai.demo.features import purchase_propensity
+    from entai.shared.models import ModelCard, TrainingDataSummary
+
+    text = _train_config(str(label_file)).card
+    return ModelCard(
+        model_name=MODEL_NAME,
+        intended_use=text.intended_use,
+        out_of_scope=text.out_of_scope,
+        training_data=TrainingDataSummary(
+            dataset_id="purchase_propensity_train",
+            feature_service=purchase_propensity.name,
+            rows=len(trained["train_df"]),
+            validation_dataset_id="purchase_propensity_valid",
+        ),
+        metrics={"valid_auc": trained["valid_auc"], "held_out_auc": trained["test_auc"]},
+        limitations=text.limitations,
+        owners=text.owners,
+    )
+
+
 def register_champion(
     settings: EntaiSettings,
     trained: dict[str, Any],
     rows: pd.DataFrame,
     *,
     label_file: Path,
+    trainer_token: str,
+    approver_token: str,
     monitoring_policy: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Log the run with its lineage artifacts, register it and make it champion.
+    """Log the run with its lineage artifacts, register it (``trainer_token``) and
+    promote it to champion through the gates (``approver_token``: another principal).
 
     The label rows of the training period are written to ``label_file``, the
     champion's recorded label source, so a retrain with the recorded config rebuilds
@@ -174,19 +200,22 @@ def register_champion(
         ModelRegistry.register,
         logged.model_uri,
         MODEL_NAME,
-        registrant="demo",
+        token=trainer_token,
         lineage={
             "entai.feature_service": purchase_propensity.name,
             **lineage_tags(logged.run_id),
         },
         run_id=logged.run_id,
+        metrics={"valid_auc": trained["valid_auc"], "held_out_auc": trained["test_auc"]},
+        validation_dataset_id="purchase_propensity_valid",
+        card=_champion_card(label_file, trained),
     )
     registry.call(
-        ModelRegistry.set_alias,
+        ModelRegistry.promote,
         MODEL_NAME,
-        "champion",
         info.version,
-        by="demo",
-        reason="first model",
+        "champion",
+        token=approver_token,
+        reason="first model: passes the gates",
     )
     return {"version": info.version, "run_id": logged.run_id, "label_file": label_file}

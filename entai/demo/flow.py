@@ -24,6 +24,7 @@ import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
@@ -63,6 +64,7 @@ DEMO_STREAM = StreamSettings(
 )
 """The demo's event source: consumed by the platform's stream workers while it runs."""
 _APP_TOKEN_TTL_S = 24 * 3600.0
+_WORK_TOKEN_TTL_S = 3600.0  # the demo's own registering and approving tokens
 _APP_PRINCIPAL = "app"  # the default policy's role that may predict and nothing else
 
 Owner = Literal["caller", "joined", "started"]
@@ -236,16 +238,38 @@ def _delete_app() -> None:
         serve.delete(_SERVE_APP)  # blocks until its replicas are gone
 
 
-def _app_token(settings: EntaiSettings, handles: dict[str, Any]) -> str:
-    """A token for predictions only (principal ``app``), expiring in 24 hours."""
+def _mint(settings: EntaiSettings, handles: dict[str, Any], principal: str, ttl_s: float) -> str:
+    """A token for ``principal`` of the default policy, minted with the admin token."""
     import ray
 
     from entai.actors.governance import ACTOR_NAME as GOVERNANCE
 
     admin = settings.security.token_file.read_text().strip()
     governance = handles[GOVERNANCE]
-    secret, _ = ray.get(governance.create_token.remote(admin, _APP_PRINCIPAL, _APP_TOKEN_TTL_S))
+    secret, _ = ray.get(governance.create_token.remote(admin, principal, ttl_s))
     return str(secret)
+
+
+def _app_token(settings: EntaiSettings, handles: dict[str, Any]) -> str:
+    """A token for predictions only (principal ``app``), expiring in 24 hours."""
+    return _mint(settings, handles, _APP_PRINCIPAL, _APP_TOKEN_TTL_S)
+
+
+@dataclass(frozen=True)
+class _DemoTokens:
+    """Who registers the demo's models and who approves them: two principals, so
+    the four-eyes gate holds (tokens of the default policy's ``ml-engineer`` and
+    ``approver``, expiring within the hour)."""
+
+    trainer: str
+    approver: str
+
+    @classmethod
+    def mint(cls, settings: EntaiSettings, handles: dict[str, Any]) -> _DemoTokens:
+        return cls(
+            trainer=_mint(settings, handles, "ml-engineer", _WORK_TOKEN_TTL_S),
+            approver=_mint(settings, handles, "approver", _WORK_TOKEN_TTL_S),
+        )
 
 
 def _workdir(settings: EntaiSettings) -> Path:
@@ -286,6 +310,7 @@ def _run(
             undeclared_pii=UndeclaredPii(settings.security.undeclared_pii),
         )
     handles = platform["handles"]
+    tokens = _DemoTokens.mint(settings, handles)
     services = OnlineFeatureClient(
         [handles[shard_name(i)] for i in range(settings.online_store.num_shards)]
     )
@@ -301,6 +326,8 @@ def _run(
             trained,
             rows,
             label_file=workdir / "labels.parquet",
+            trainer_token=tokens.trainer,
+            approver_token=tokens.approver,
             monitoring_policy=demo_policy(),
         )
     with stages.stage("train the product ranker on Ray, NDCG vs popularity, promote via gates"):
@@ -310,6 +337,8 @@ def _run(
             world.products(),
             start=world.config.start,
             end=world.config.start + timedelta(days=days),
+            trainer_token=tokens.trainer,
+            approver_token=tokens.approver,
         )
     with stages.stage("deploy the Serve application"):
         url = _deploy(settings)

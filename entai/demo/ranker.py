@@ -24,8 +24,6 @@ if TYPE_CHECKING:
 __all__ = ["RANKER_NAME", "ranker_config", "recommend_over_http", "train_and_promote_ranker"]
 
 RANKER_NAME = "product_ranker"
-_REGISTRANT = "demo"
-_APPROVER = "demo-lead"
 
 
 def ranker_config() -> RankerConfig:
@@ -42,8 +40,11 @@ def train_and_promote_ranker(
     *,
     start: datetime,
     end: datetime,
+    trainer_token: str,
+    approver_token: str,
 ) -> dict[str, Any]:
-    """Train the ranker on Ray, evaluate it against popularity, register and promote it.
+    """Train the ranker on Ray, evaluate it against popularity, register and promote it
+    (registered with ``trainer_token``, approved with ``approver_token``).
 
     Returns:
         Version, run id, held-out metrics of the model and of the baseline, and the
@@ -57,8 +58,8 @@ def train_and_promote_ranker(
         settings,
         trained,
         Services.of(settings).registry(),
-        registrant=_REGISTRANT,
-        approver=_APPROVER,
+        token=trainer_token,
+        approver_token=approver_token,
     )
     k = config.k
     m = trained.metrics

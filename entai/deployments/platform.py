@@ -42,8 +42,8 @@ from entai.shared.features import (
     compute_on_demand,
     entity_key,
 )
-from entai.shared.governance import Decision
-from entai.shared.settings import EntaiSettings
+from entai.shared.governance import Decision, service_credential
+from entai.shared.settings import EntaiSettings, resolve_service_secret
 
 if TYPE_CHECKING:
     from entai.deployments.app_args import AppArgs
@@ -53,6 +53,9 @@ __all__ = ["FeatureColumn", "FeatureInputs", "OnlineRead", "PlatformServices", "
 log = logging.getLogger(__name__)
 
 _MASKED = "***"
+SERVE_SERVICE = "entai-serve"
+"""The Serve replicas' service name: their credential reports request counts and failed
+authentications to governance."""
 
 
 @dataclass(frozen=True)
@@ -186,6 +189,7 @@ class PlatformServices:
         return cls(
             auth=actor_auth_cache(
                 services.governance(),
+                service_credential(resolve_service_secret(settings), SERVE_SERVICE),
                 ttl_s=guard.cache_ttl_s,
                 max_stale_s=guard.max_stale_s,
                 timeout_s=guard.governance_timeout_s,

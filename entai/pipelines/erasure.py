@@ -44,7 +44,6 @@ from entai.shared.governance import (
     ErasureRequest,
     LakeZoneStore,
     Permission,
-    Principal,
     Store,
     StoreReceipt,
     Subject,
@@ -451,7 +450,7 @@ def erase(
     settings: EntaiSettings,
     request: ErasureRequest,
     *,
-    caller: str | Principal,
+    caller: str,
     stores: Sequence[Store] | None = None,
     governance: Service[GovernanceChecker] | None = None,
     hmac_key: bytes | None = None,
@@ -462,7 +461,7 @@ def erase(
     Args:
         settings: Platform settings (absolute paths: ``settings.resolved()``).
         request: Who is to be erased, by whom and why.
-        caller: A token, or an in-cluster Principal, needing ``governance:erase``.
+        caller: The caller's API token, needing ``governance:erase``.
         stores: The stores to erase from (default: every registered store).
         governance: The governance service; default: the running platform's, else a
             local checker (one audit writer either way).

@@ -77,6 +77,7 @@ __all__ = [
     "ray_tls_problems",
     "resolve_audit_key",
     "resolve_hmac_key",
+    "resolve_service_secret",
     "wildcard_listener_problems",
 ]
 
@@ -481,7 +482,10 @@ class SecuritySettings(_Section):
     between anchors (1: every entry). ``governance_store`` is where the policy, the
     tokens and the audit log live (files under the home, or PostgreSQL for a cluster);
     ``bootstrap_secret`` (or its file) is the one-time secret ``entai tokens bootstrap``
-    presents to create the first admin token.
+    presents to create the first admin token. ``service_secret`` (or its file) signs
+    the credentials the platform's own services (registry, drift monitor, retraining,
+    Serve replicas) present to the governance service; every platform process reads it
+    from the secret store, no user is given it.
     """
 
     mode: Literal["embedded", "production"] = "embedded"
@@ -504,6 +508,8 @@ class SecuritySettings(_Section):
     governance_store: GovernanceStoreSettings = FileGovernanceStoreSettings()
     bootstrap_secret: SecretStr | None = None
     bootstrap_secret_file: Path | None = None
+    service_secret: SecretStr | None = None
+    service_secret_file: Path | None = None
     auth_guard: AuthGuardSettings = AuthGuardSettings()
     # The values of entai.shared.data.UndeclaredPii, spelled out: importing the data
     # domain here would load pyarrow and pandas on every CLI start.
@@ -533,6 +539,10 @@ class SecuritySettings(_Section):
     def resolved_audit_key(self) -> bytes | None:
         """The audit key from the setting or its file, or None when neither is set."""
         return _configured_key(self.audit_key, self.audit_key_file, "audit_key_file")
+
+    def resolved_service_secret(self) -> bytes | None:
+        """The service-credential secret from the setting or its file, or None."""
+        return _configured_key(self.service_secret, self.service_secret_file, "service_secret_file")
 
     def resolved_bootstrap_secret(self) -> bytes | None:
         """The first-admin bootstrap secret from the setting or its file, or None."""
@@ -684,6 +694,7 @@ class EntaiSettings(BaseSettings):
                 "hmac_key_file": absolute(self.security.hmac_key_file),
                 "audit_key_file": absolute(self.security.audit_key_file),
                 "bootstrap_secret_file": absolute(self.security.bootstrap_secret_file),
+                "service_secret_file": absolute(self.security.service_secret_file),
                 "audit_anchor": anchor,
                 "policy_file": absolute(self.security.policy_file),
                 "token_file": absolute(self.security.token_file)
@@ -726,6 +737,10 @@ class EntaiSettings(BaseSettings):
             problems.append(f"security.hmac_key must be at least {_MIN_HMAC_KEY_BYTES} bytes")
         if self.security.policy_file is None:
             problems.append("security.policy_file is required in production")
+        if self.security.resolved_service_secret() is None:
+            problems.append(
+                "security.service_secret (or service_secret_file) is required in production"
+            )
         if os.environ.get("RAY_AUTH_MODE", "token").lower() == "disabled":
             problems.append("Ray token auth is off (RAY_AUTH_MODE=disabled)")
         if self.serve.host not in _LOOPBACK and not self.serve.tls_note:
@@ -891,16 +906,24 @@ def resolve_hmac_key(settings: EntaiSettings) -> bytes:
             "security.hmac_key (or hmac_key_file) is required in production",
             details={"field": "security.hmac_key"},
         )
-    path = settings.home / "hmac_key"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(secrets.token_hex(32))
-        logger.info("created the embedded HMAC key file", extra={"path": str(path)})
-    key = path.read_bytes().strip()
+    key = _embedded_key(settings.home / "hmac_key", "HMAC key")
     register_secret(key)
     return check_hmac_key(key)
+
+
+def _embedded_key(path: Path, what: str) -> bytes:
+    """The random key kept in ``path`` (mode 0600), created on first use."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another process created it first: use theirs
+            pass
+        else:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_hex(32))
+            logger.info(f"created the embedded {what} file", extra={"path": str(path)})
+    return path.read_bytes().strip()
 
 
 def _outside_lake(settings: EntaiSettings, path: Path, field: str) -> Path:
@@ -951,17 +974,41 @@ def resolve_audit_key(settings: EntaiSettings, *, create: bool = True) -> bytes:
                 f"no audit key: set security.audit_key or audit_key_file ({path} does not exist)",
                 details={"field": field},
             )
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as handle:
-                handle.write(secrets.token_hex(32))
-            logger.info("created the embedded audit key file", extra={"path": str(path)})
-        configured = path.read_bytes().strip()
+        configured = _embedded_key(path, "audit key")
     register_secret(configured)
     if len(configured) < MIN_KEY_BYTES:
         raise ConfigError(
             f"security.audit_key must be at least {MIN_KEY_BYTES} bytes",
+            details={"field": field, "min_bytes": MIN_KEY_BYTES},
+        )
+    return configured
+
+
+def resolve_service_secret(settings: EntaiSettings) -> bytes:
+    """The secret the platform's service credentials are signed with.
+
+    Production requires ``security.service_secret`` or ``security.service_secret_file``
+    (from the secret store, on every pod). In the embedded mode a random secret is
+    created once under ``<home>/service_secret`` (mode 0600), never under the lake.
+
+    Raises:
+        ConfigError: when none is configured in production, or it is shorter than
+            :data:`MIN_KEY_BYTES`.
+    """
+    field = "security.service_secret"
+    configured = settings.security.resolved_service_secret()
+    if configured is None and settings.security.mode == "production":
+        raise ConfigError(
+            "security.service_secret (or service_secret_file) is required in production",
+            details={"field": field},
+        )
+    if configured is None:
+        path = _outside_lake(settings, settings.home / "service_secret", field + "_file")
+        configured = _embedded_key(path, "service secret")
+    register_secret(configured)
+    if len(configured) < MIN_KEY_BYTES:
+        raise ConfigError(
+            f"security.service_secret must be at least {MIN_KEY_BYTES} bytes",
             details={"field": field, "min_bytes": MIN_KEY_BYTES},
         )
     return configured

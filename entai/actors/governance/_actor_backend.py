@@ -80,10 +80,12 @@ class ActorGovernance:
         )
         return self._wait(ref, "authorize_features")
 
-    def snapshot_for_cache(self, usage: Mapping[UsageKey, int] | None) -> CacheSnapshot:
+    def snapshot_for_cache(
+        self, credential: str, usage: Mapping[UsageKey, int] | None
+    ) -> CacheSnapshot:
         """Remote :meth:`GovernanceChecker.snapshot_for_cache`."""
         ref = self._governance.submit(
-            GovernanceChecker.snapshot_for_cache, dict(usage) if usage else None
+            GovernanceChecker.snapshot_for_cache, credential, dict(usage) if usage else None
         )
         return self._wait(ref, "snapshot_for_cache")
 
@@ -95,21 +97,28 @@ class ActorGovernance:
         ref: ray.ObjectRef[Principal | None] = handle.lookup_token.remote(token_id, secret_hash)
         return self._wait(ref, "lookup_token")
 
-    def record_auth_failures(self, windows: Sequence[FailedAuthWindow]) -> int:
+    def record_auth_failures(self, credential: str, windows: Sequence[FailedAuthWindow]) -> int:
         """Remote :meth:`GovernanceChecker.record_auth_failures`."""
-        ref = self._governance.submit(GovernanceChecker.record_auth_failures, list(windows))
+        ref = self._governance.submit(
+            GovernanceChecker.record_auth_failures, credential, list(windows)
+        )
         return int(self._wait(ref, "record_auth_failures"))
 
 
 def actor_auth_cache(
     governance: ActorService[GovernanceChecker],
+    credential: str,
     *,
     ttl_s: float = 5.0,
     max_stale_s: float | None = None,
     timeout_s: float = 10.0,
 ) -> AuthCache:
-    """An auth cache in front of the running governance service (calls bounded by
-    ``timeout_s``; decisions from the last snapshot for up to ``max_stale_s``)."""
+    """An auth cache in front of the running governance service, presenting
+    ``credential`` (calls bounded by ``timeout_s``; decisions from the last snapshot
+    for up to ``max_stale_s``)."""
     return AuthCache(
-        ActorGovernance(governance, timeout_s=timeout_s), ttl_s=ttl_s, max_stale_s=max_stale_s
+        ActorGovernance(governance, timeout_s=timeout_s),
+        credential,
+        ttl_s=ttl_s,
+        max_stale_s=max_stale_s,
     )

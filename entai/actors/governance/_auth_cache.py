@@ -91,11 +91,13 @@ class GovernanceBackend(Protocol):
         self, caller: str, features: Mapping[str, str], resource: str, request_id: str | None
     ) -> Decision: ...
 
-    def snapshot_for_cache(self, usage: Mapping[UsageKey, int] | None) -> CacheSnapshot: ...
+    def snapshot_for_cache(
+        self, credential: str, usage: Mapping[UsageKey, int] | None
+    ) -> CacheSnapshot: ...
 
     def lookup_token(self, token_id: str, secret_hash: str) -> Principal | None: ...
 
-    def record_auth_failures(self, windows: Sequence[FailedAuthWindow]) -> int: ...
+    def record_auth_failures(self, credential: str, windows: Sequence[FailedAuthWindow]) -> int: ...
 
 
 class AuthCache:
@@ -103,6 +105,8 @@ class AuthCache:
 
     Args:
         backend: The GovernanceChecker, or :class:`ActorGovernance` around its handle.
+        credential: What the cache presents to take snapshots and report failures:
+            a Serve replica's service credential, or a client's own API token.
         ttl_s: Longest time a snapshot is used before it is refreshed.
         max_stale_s: Longest time a snapshot keeps deciding while refreshes fail
             (the service is down or silent); None means ``ttl_s``.
@@ -112,12 +116,14 @@ class AuthCache:
     def __init__(
         self,
         backend: GovernanceBackend,
+        credential: str,
         *,
         ttl_s: float = 5.0,
         max_stale_s: float | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._backend = backend
+        self._credential = credential
         self._ttl_s = ttl_s
         self._max_stale_s = ttl_s if max_stale_s is None else max(ttl_s, max_stale_s)
         self._clock = clock
@@ -142,7 +148,7 @@ class AuthCache:
         with self._lock:
             usage, self._usage = self._usage, Counter()
         try:
-            snapshot = self._backend.snapshot_for_cache(usage or None)
+            snapshot = self._backend.snapshot_for_cache(self._credential, usage or None)
         except BaseException:
             with self._lock:
                 self._usage.update(usage)
@@ -266,7 +272,7 @@ class AuthCache:
         """
         if not windows:
             return 0
-        return self._backend.record_auth_failures(windows)
+        return self._backend.record_auth_failures(self._credential, windows)
 
     def authorize_features(
         self,

@@ -51,8 +51,10 @@ from entai.shared.governance import (
     TokenRecord,
     VerifyReport,
     already_bootstrapped,
+    service_of,
+    service_principal,
 )
-from entai.shared.settings import MIN_KEY_BYTES, EntaiSettings
+from entai.shared.settings import MIN_KEY_BYTES, EntaiSettings, resolve_service_secret
 
 __all__ = [
     "ACTOR_NAME",
@@ -95,6 +97,7 @@ class GovernanceChecker:
         self._window_start = time.monotonic()
         self._window_opened = datetime.now(UTC)
         self._usage: Counter[UsageKey] = Counter()
+        self._service_secret = resolve_service_secret(settings)
         self._bootstrap_admin_token()
 
     def _bootstrap_admin_token(self) -> None:
@@ -172,13 +175,17 @@ class GovernanceChecker:
             return None
         return self._policy.principals.get(record.principal)
 
-    def record_auth_failures(self, windows: Iterable[FailedAuthWindow]) -> int:
+    def record_auth_failures(self, credential: str, windows: Iterable[FailedAuthWindow]) -> int:
         """Audit failed authentications counted by a replica: one entry per client and window.
+
+        Args:
+            credential: The replica's service credential (``audit:write``).
 
         Returns:
             How many entries were written.
         """
         self._maybe_flush()
+        self._require(credential, Permission.AUDIT_WRITE, "audit", None)
         written = 0
         for w in windows:
             self._audit.append(
@@ -199,17 +206,73 @@ class GovernanceChecker:
             written += 1
         return written
 
-    def _resolve(self, caller: str | Principal, request_id: str | None) -> Principal:
-        """A token is authenticated; an in-cluster Principal is re-read from the policy."""
-        if not isinstance(caller, Principal):
-            return self.authenticate(caller, request_id)
-        principal = self._policy.principals.get(caller.name)
-        if principal is None:
-            raise AuthenticationError(
-                f"principal {caller.name!r} is not in the policy",
-                details={"reason": "unknown_principal", "principal": caller.name},
+    def _resolve(self, credential: object, request_id: str | None) -> Principal:
+        """The principal an API token or a service credential stands for.
+
+        Nothing else is a credential: a name, or a ``Principal`` built by the caller,
+        proves nothing (anyone who reaches the Ray cluster can build one), so it is
+        refused and the refusal audited.
+
+        Raises:
+            AuthenticationError: for anything but an active token or a service
+                credential signed with this platform's service secret.
+        """
+        if not isinstance(credential, str):
+            self._audit.append(
+                principal=_ANONYMOUS,
+                action="authenticate",
+                resource="*",
+                decision="deny",
+                request_id=request_id,
+                details={"reason": "not_a_credential", "given": type(credential).__name__},
             )
+            raise AuthenticationError(
+                f"an API token is required, not a {type(credential).__name__}",
+                details={"reason": "not_a_credential"},
+            )
+        service = service_of(self._service_secret, credential)
+        if service is not None:
+            return service_principal(service)
+        return self.authenticate(credential, request_id)
+
+    def _require(
+        self,
+        credential: str,
+        permission: Permission | str,
+        resource: str,
+        request_id: str | None,
+    ) -> Principal:
+        """The caller's principal when it holds ``permission`` on ``resource``.
+
+        Only a denial is audited here: the allowed act is what the caller audits.
+
+        Raises:
+            AuthenticationError / PermissionDeniedError: as :meth:`authorize`.
+        """
+        principal = self._resolve(credential, request_id)
+        decision = self._policy.authorize(principal, permission, resource)
+        if not decision.allowed:
+            self._record(decision, request_id)
         return principal
+
+    def principal_for(
+        self,
+        credential: str,
+        action: Permission | str,
+        resource: str,
+        request_id: str | None = None,
+    ) -> str:
+        """The name of the caller when it may do ``action`` on ``resource``.
+
+        For services that do the act themselves and audit it with this name (the
+        registry's registrant and approver): only a denial is audited here.
+
+        Raises:
+            AuthenticationError: for anything but an active token or service credential.
+            PermissionDeniedError: without the permission (audited).
+        """
+        self._maybe_flush()
+        return self._require(credential, action, resource, request_id).name
 
     def _record(self, decision: Decision, request_id: str | None) -> Decision:
         """Audit a decision (aggregate allowed high-volume reads) and raise on denial."""
@@ -232,7 +295,7 @@ class GovernanceChecker:
 
     def authorize(
         self,
-        caller: str | Principal,
+        caller: str,
         action: Permission | str,
         resource: str = "*",
         request_id: str | None = None,
@@ -240,8 +303,7 @@ class GovernanceChecker:
         """Decide and audit one request.
 
         Args:
-            caller: A token, or a Principal already authenticated in-cluster (its
-                roles are taken from the policy, never from the object).
+            caller: An API token, or a platform service's credential.
 
         Raises:
             AuthenticationError: for a missing/bad/expired/revoked token.
@@ -253,7 +315,7 @@ class GovernanceChecker:
 
     def authorize_features(
         self,
-        caller: str | Principal,
+        caller: str,
         features: Mapping[str, object],
         resource: str = "*",
         request_id: str | None = None,
@@ -270,7 +332,7 @@ class GovernanceChecker:
         decision = self._policy.authorize_features(principal, features, resource)
         return self._record(decision, request_id)
 
-    def _require_admin(self, caller: str | Principal, what: str, request_id: str | None) -> str:
+    def _require_admin(self, caller: str, what: str, request_id: str | None) -> str:
         self._maybe_flush()
         principal = self._resolve(caller, request_id)
         return self._record(
@@ -281,7 +343,7 @@ class GovernanceChecker:
 
     def create_token(
         self,
-        caller: str | Principal,
+        caller: str,
         principal: str,
         ttl_s: float | None = None,
         request_id: str | None = None,
@@ -384,13 +446,13 @@ class GovernanceChecker:
             details={"principal": principal, "reason": reason},
         )
 
-    def list_tokens(self, caller: str | Principal) -> list[TokenRecord]:
+    def list_tokens(self, caller: str) -> list[TokenRecord]:
         """Every token record (hashes, never secrets); admin only."""
         self._require_admin(caller, "tokens", None)
         return self._tokens.list()
 
     def revoke_token(
-        self, caller: str | Principal, token_id: str, request_id: str | None = None
+        self, caller: str, token_id: str, request_id: str | None = None
     ) -> TokenRecord:
         """Revoke a token by id (admin only); caches drop it within their TTL.
 
@@ -411,7 +473,7 @@ class GovernanceChecker:
 
     def set_principal(
         self,
-        caller: str | Principal,
+        caller: str,
         name: str,
         roles: Iterable[str],
         request_id: str | None = None,
@@ -436,27 +498,48 @@ class GovernanceChecker:
 
     def audit(
         self,
+        credential: str,
         action: str,
-        principal: str,
         resource: str,
         decision: str,
         *,
+        principal: str | None = None,
         details: Mapping[str, Any] | None = None,
         request_id: str | None = None,
     ) -> AuditEntry:
-        """Record an event decided elsewhere (promotion, rollback, erasure, contract)."""
+        """Record an event decided elsewhere (promotion, rollback, erasure, contract).
+
+        The entry is in the name of the credential's principal. Only a platform
+        service (``audit:write``) may name another ``principal`` (the approver of a
+        promotion the registry carried out); the entry then also names the service.
+
+        Raises:
+            AuthenticationError: without a valid token or service credential.
+            PermissionDeniedError: naming another principal without ``audit:write``.
+        """
         self._maybe_flush()
+        caller = self._resolve(credential, request_id)
+        name, extra = caller.name, dict(details or {})
+        if principal is not None and principal != caller.name:
+            self._require(credential, Permission.AUDIT_WRITE, "audit", request_id)
+            name, extra["recorded_by"] = principal, caller.name
         return self._audit.append(
-            principal=principal,
+            principal=name,
             action=action,
             resource=resource,
             decision=decision,
             request_id=request_id,
-            details=details,
+            details=extra,
         )
 
-    def flush_audit(self) -> int:
-        """Write the pending aggregate entries now; returns how many were written."""
+    def flush_audit(self, credential: str | None = None) -> int:
+        """Write the pending aggregate entries now; returns how many were written.
+
+        Called from outside the actor it needs a credential (any active token or
+        service); inside it (``credential`` None) it is the writer's own flush.
+        """
+        if credential is not None:
+            self._resolve(credential, None)
         usage, self._usage = self._usage, Counter()
         opened, self._window_opened = self._window_opened, datetime.now(UTC)
         self._window_start = time.monotonic()
@@ -479,13 +562,17 @@ class GovernanceChecker:
         if time.monotonic() - self._window_start >= self._window_s:
             self.flush_audit()
 
-    def verify_audit(self) -> VerifyReport:
-        """Flush aggregates (unless the log is sealed), then verify every MAC and the anchor."""
+    def verify_audit(self, credential: str) -> VerifyReport:
+        """Flush aggregates (unless the log is sealed), then verify every MAC and the anchor.
+
+        Needs ``audit:read`` (what the report says about the log is audit content).
+        """
+        self._require(credential, Permission.AUDIT_READ, "audit", None)
         if self._audit.sealed is None:
             self.flush_audit()
         return self._audit.verify()
 
-    def export_audit(self, caller: str | Principal) -> bytes:
+    def export_audit(self, caller: str) -> bytes:
         """A verifiable bundle of the whole audit log (needs ``audit:read``; audited)."""
         self.flush_audit()
         who = self._resolve(caller, None)
@@ -498,7 +585,7 @@ class GovernanceChecker:
 
     def query_audit(
         self,
-        caller: str | Principal,
+        caller: str,
         *,
         principal: str | None = None,
         action: str | None = None,
@@ -517,9 +604,22 @@ class GovernanceChecker:
 
     # -- caches -----------------------------------------------------------------------
 
-    def snapshot_for_cache(self, usage: Mapping[UsageKey, int] | None = None) -> CacheSnapshot:
-        """Fold a cache's allowed-request counts into the aggregates; return fresh state."""
+    def snapshot_for_cache(
+        self, credential: str, usage: Mapping[UsageKey, int] | None = None
+    ) -> CacheSnapshot:
+        """Fold a cache's allowed-request counts into the aggregates; return fresh state.
+
+        Any active token or service credential may take a snapshot (token hashes and
+        the policy: no secret). A service's counts are taken as they come; a user's
+        client may only report its own principal's.
+
+        Raises:
+            AuthenticationError: without a valid token or service credential.
+        """
+        caller = self._resolve(credential, None)
         if usage:
+            if not self._policy.authorize(caller, Permission.AUDIT_WRITE, "audit").allowed:
+                usage = {key: n for key, n in usage.items() if key[0] == caller.name}
             self._usage.update(usage)
         self._maybe_flush()
         now = datetime.now(UTC)

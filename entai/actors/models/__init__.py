@@ -10,10 +10,10 @@ from entai.actors.models._lineage_artifacts import (
 from entai.actors.models._registry import (
     ACTOR_NAME,
     ALIASES,
-    AuditSink,
     ModelRegistry,
     ModelRegistryActor,
     ModelVersionInfo,
+    RegistryGovernance,
     start_registry,
 )
 from entai.actors.models._registry_tags import (
@@ -37,11 +37,11 @@ __all__ = [
     "METRICS_TAG",
     "REGISTRANT_TAG",
     "VALID_ID_TAG",
-    "AuditSink",
     "ModelRegistry",
     "ModelRegistryActor",
     "ModelVersionInfo",
     "ReferenceSource",
+    "RegistryGovernance",
     "alias_history_of",
     "check_alias",
     "lineage_reference_source",

@@ -3,11 +3,19 @@
 Versions carry lineage as tags (registrant, dataset manifest id, feature service,
 definitions hash, git commit, metrics, validation dataset id) and a model card stored
 as an artifact. Aliases (``champion``, ``challenger``, ``shadow``; no MLflow stages)
-name what serves. Gated aliases move only through :meth:`ModelRegistry.promote`,
-which runs :func:`entai.shared.models._promotion.check_promotion`; :meth:`rollback` moves an
-alias back to its previous holder. Every move is appended to the model's alias
-history (one registered-model tag per entry, so no tag grows without bound) with
-who, when and why, and is sent to the audit sink.
+name what serves. Gated aliases (``champion``) move only through
+:meth:`ModelRegistry.promote`, which runs
+:func:`entai.shared.models._promotion.check_promotion`, and :meth:`rollback`, which
+moves an alias back to its previous holder; :meth:`set_alias` moves the others. Every
+move is appended to the model's alias history (one registered-model tag per entry, so
+no tag grows without bound) with who, when and why, and is audited.
+
+Who acts is never a name the caller states: every writing method takes the caller's
+API token (or a platform service's credential), and the governance service answers
+with the principal when it holds the permission (``models:register`` to register, set
+a card or record an evaluation; ``models:approve`` to move an alias). The registrant
+of a version is its registering token's principal; a promotion's approver is the
+promoting token's, and the gates refuse it when it is the registrant's.
 
 All state is MLflow's, so a restarted actor loses nothing: the revision that
 subscribers track is the length of the alias history. Subscribers (Serve replicas)
@@ -22,9 +30,9 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import ray
 
@@ -51,18 +59,43 @@ from entai.shared.settings import MlflowSettings
 __all__ = [
     "ACTOR_NAME",
     "ALIASES",
-    "AuditSink",
     "ModelRegistry",
     "ModelRegistryActor",
     "ModelVersionInfo",
+    "RegistryGovernance",
     "start_registry",
 ]
 
 log = logging.getLogger(__name__)
 
 ACTOR_NAME = "entai-model-registry"
-AuditSink = Callable[..., Any]
 _WATCH_GROUP = "watch"
+_REGISTER = "models:register"
+_APPROVE = "models:approve"
+
+
+class RegistryGovernance(Protocol):
+    """What the registry asks of governance (``GovernanceAuditor`` in a platform)."""
+
+    def principal_for(
+        self, token: str, permission: str, resource: str, request_id: str | None = None
+    ) -> str:
+        """The token's principal when it holds ``permission`` on ``resource``; raises
+        AuthenticationError / PermissionDeniedError otherwise."""
+        ...
+
+    def audit(
+        self,
+        action: str,
+        principal: str,
+        resource: str,
+        decision: str,
+        *,
+        details: Mapping[str, Any] | None = None,
+        request_id: str | None = None,
+    ) -> object:
+        """Record one entry in ``principal``'s name."""
+        ...
 
 
 class ModelRegistry:
@@ -70,9 +103,9 @@ class ModelRegistry:
 
     Args:
         settings: Where MLflow's tracking and registry store lives.
+        governance: Authenticates every writing call's token and audits every
+            registration and alias change.
         policy: The promotion gates (defaults: ``PromotionPolicy()``).
-        audit: Called as ``audit(action, principal, resource, decision, *, details,
-            request_id)`` for every registration and alias change; None skips auditing.
         events: Announces every alias move on the bus (``entai-alias-moved``), after
             the move is recorded and audited; None announces nothing.
     """
@@ -80,15 +113,15 @@ class ModelRegistry:
     def __init__(
         self,
         settings: MlflowSettings,
+        governance: RegistryGovernance,
         *,
         policy: PromotionPolicy | None = None,
-        audit: AuditSink | None = None,
         events: PlatformEvents | None = None,
     ) -> None:
         self._client = configure_mlflow(settings)
         self._experiment = settings.experiment
         self.policy = policy or PromotionPolicy()
-        self._audit = audit
+        self._governance = governance
         self._events = events
         self._lock = threading.Lock()
         self._changed = threading.Condition()
@@ -101,7 +134,7 @@ class ModelRegistry:
         model_uri: str,
         name: str,
         *,
-        registrant: str,
+        token: str,
         lineage: Mapping[str, str] | None = None,
         run_id: str | None = None,
         metrics: Mapping[str, float] | None = None,
@@ -114,7 +147,9 @@ class ModelRegistry:
         Args:
             model_uri: The logged model (``models:/m-...`` or ``runs:/...``).
             name: Registered model name; created on first use.
-            registrant: Principal registering it (may not approve its promotion).
+            token: The registering caller's token (``models:register`` on
+                ``model:<name>``); its principal is the registrant, who may not
+                approve the version's promotion.
             lineage: Extra tags: dataset manifest id, feature service, definitions
                 hash, git commit.
             run_id: The training run; its metrics are used when ``metrics`` is None.
@@ -125,8 +160,7 @@ class ModelRegistry:
         """
         from mlflow.exceptions import MlflowException
 
-        if not registrant.strip():
-            raise InvalidInputError("registrant must be named", details={"field": "registrant"})
+        registrant = self._governance.principal_for(token, _REGISTER, f"model:{name}", request_id)
         try:
             self._client.get_registered_model(name)
         except MlflowException:
@@ -208,9 +242,16 @@ class ModelRegistry:
     # -- cards and evaluations ----------------------------------------------------
 
     def set_card(
-        self, name: str, version: int, card: ModelCard, *, by: str, request_id: str | None = None
+        self,
+        name: str,
+        version: int,
+        card: ModelCard,
+        *,
+        token: str,
+        request_id: str | None = None,
     ) -> ModelVersionInfo:
-        """Store (or replace) the model card of a version."""
+        """Store (or replace) the model card of a version (``models:register``)."""
+        by = self._governance.principal_for(token, _REGISTER, f"model:{name}", request_id)
         info = self.version(name, version)
         self._store_card(name, version, info.run_id, card)
         details = {"complete": card.complete, "missing": card.missing()}
@@ -230,14 +271,22 @@ class ModelRegistry:
         return load_card(uri)
 
     def record_evaluation(
-        self, name: str, version: int, dataset_id: str, metrics: Mapping[str, float], *, by: str
+        self,
+        name: str,
+        version: int,
+        dataset_id: str,
+        metrics: Mapping[str, float],
+        *,
+        token: str,
     ) -> ModelVersionInfo:
         """Record ``version``'s metrics on an evaluation dataset, for like-for-like gates.
 
         The caller computes the metrics (the training pipeline's evaluator, which
         loads the model where CPU is available); the registry stores them under
         ``dataset_id`` so champion and challenger can be compared on the same rows.
+        Needs ``models:register`` on the model.
         """
+        by = self._governance.principal_for(token, _REGISTER, f"model:{name}")
         if not dataset_id:
             raise InvalidInputError("dataset_id must be given", details={"field": "dataset_id"})
         info = self.version(name, version)
@@ -260,16 +309,26 @@ class ModelRegistry:
         alias: str,
         version: int,
         *,
-        by: str,
+        token: str,
         reason: str,
         request_id: str | None = None,
     ) -> ModelVersionInfo:
-        """Point ``alias`` at ``version`` without gates, recording who and why.
+        """Point an ungated alias (``shadow``, ``challenger``) at ``version``, recording
+        who (``models:register``: what a registrant may do with its own version) and
+        why.
 
-        This is the administrative move (first champion of a new model, ``shadow`` or
-        ``challenger`` assignment); governed promotions go through :meth:`promote`.
+        Raises:
+            InvalidInputError: for a gated alias (``champion``): it moves only through
+                :meth:`promote`, or back through :meth:`rollback`.
         """
         check_alias(alias)
+        if alias in self.policy.gated_aliases:
+            raise InvalidInputError(
+                f"alias {alias!r} is gated: it moves only through `promote` (the gates) "
+                "or back through `rollback`",
+                details={"field": "alias", "alias": alias},
+            )
+        by = self._governance.principal_for(token, _REGISTER, f"model:{name}", request_id)
         self.version(name, version)
         return self._move(name, alias, version, by=by, reason=reason, kind="set", rid=request_id)
 
@@ -279,17 +338,22 @@ class ModelRegistry:
         version: int,
         alias: str = "champion",
         *,
-        approver: str,
+        token: str,
         reason: str = "",
         request_id: str | None = None,
     ) -> ModelVersionInfo:
         """Give ``alias`` to ``version`` if every gate of the policy passes.
 
+        The approver is ``token``'s principal (``models:approve`` on the model); the
+        distinct-approver gate refuses it when it registered the version.
+
         Raises:
+            AuthenticationError / PermissionDeniedError: for the token.
             PromotionRejectedError: listing every failed gate with its reason (audited).
             NotFoundError: unknown model or version.
         """
         check_alias(alias)
+        approver = self._governance.principal_for(token, _APPROVE, f"model:{name}", request_id)
         candidate = self._candidate(name, version)
         holder = self._holder(name, alias)
         incumbent = None if holder is None else self._candidate(name, holder)
@@ -324,11 +388,12 @@ class ModelRegistry:
         name: str,
         alias: str = "champion",
         *,
-        by: str,
+        token: str,
         reason: str = "",
         request_id: str | None = None,
     ) -> ModelVersionInfo:
-        """Move ``alias`` back to the version that held it before the current holder.
+        """Move ``alias`` back to the version that held it before the current holder
+        (``models:approve``; audited like every move).
 
         Repeated rollbacks walk further back (each undoes one earlier move).
 
@@ -336,6 +401,7 @@ class ModelRegistry:
             ConflictError: the alias has no earlier holder to return to.
         """
         check_alias(alias)
+        by = self._governance.principal_for(token, _APPROVE, f"model:{name}", request_id)
         holders: list[int] = []
         for entry in self.alias_history(name):
             if entry["alias"] != alias:
@@ -477,10 +543,9 @@ class ModelRegistry:
         request_id: str | None,
         details: Mapping[str, Any],
     ) -> None:
-        if self._audit is not None:
-            self._audit(
-                action, principal, resource, decision, details=dict(details), request_id=request_id
-            )
+        self._governance.audit(
+            action, principal, resource, decision, details=dict(details), request_id=request_id
+        )
 
 
 # Threaded actor: registrations and alias moves share a small default pool (writes are
@@ -493,13 +558,13 @@ ModelRegistryActor = ray.remote(  # type: ignore[call-overload]
 def start_registry(
     settings: MlflowSettings,
     namespace: str,
+    governance: RegistryGovernance,
     *,
     policy: PromotionPolicy | None = None,
-    audit: AuditSink | None = None,
     events: PlatformEvents | None = None,
 ) -> Any:
-    """Create (or find) the named, detached ModelRegistry actor, auditing to ``audit``
-    and announcing alias moves on ``events``."""
+    """Create (or find) the named, detached ModelRegistry actor, authenticating and
+    auditing through ``governance`` and announcing alias moves on ``events``."""
     from entai.actors.core import service_actor
 
     return service_actor(
@@ -507,7 +572,7 @@ def start_registry(
         ACTOR_NAME,
         namespace,
         settings,
+        governance,
         policy=policy,
-        audit=audit,
         events=events,
     )

@@ -54,7 +54,7 @@ class AlertSink(Protocol):
 
 
 class Auditor(Protocol):
-    """Writes an event decided elsewhere to the audit log."""
+    """Writes an event decided elsewhere to the audit log, and tells who a caller is."""
 
     def audit(
         self,
@@ -67,6 +67,12 @@ class Auditor(Protocol):
         request_id: str | None = None,
     ) -> bool:
         """Record one event; True when it reached the audit log."""
+
+    def principal_for(
+        self, token: str, permission: str, resource: str, request_id: str | None = None
+    ) -> str:
+        """The token's principal when it holds ``permission`` on ``resource``; raises
+        AuthenticationError / PermissionDeniedError otherwise."""
 
 
 class LogSink:

@@ -420,23 +420,33 @@ class DriftMonitor:
         """A JSON-able report: configuration, open window, closed windows, alert states."""
         return self._watch(model).report()
 
-    def acknowledge(self, model: str, feature: str, method: str, by: str) -> None:
+    def acknowledge(self, model: str, feature: str, method: str, token: str) -> None:
         """Acknowledge an alert: no more notifications at its level for this episode.
+
+        ``token`` is the caller's: its principal needs ``models:approve`` on the model
+        and is recorded as who acknowledged.
 
         Raises:
             ConflictError: when the alert is OK.
+            AuthenticationError / PermissionDeniedError: for the token.
         """
+        by = self._auditor.principal_for(token, "models:approve", f"model:{model}")
         watch = self._watch(model)
         watch.alerts.acknowledge(AlertKey(model, feature, method), by)
         self._store.save(watch)
         resource = f"model:{model}:{feature}:{method}"
         self._audit("monitoring:acknowledge", resource, {"by": by}, principal=by)
 
-    def silence(self, model: str, feature: str, method: str, until: datetime, by: str) -> None:
+    def silence(self, model: str, feature: str, method: str, until: datetime, token: str) -> None:
         """Send no notifications for an alert key before ``until`` (timezone-aware).
 
-        ``by`` is the principal who asked; the audit log records it.
+        ``token`` is the caller's (``models:approve`` on the model); the audit log
+        records its principal.
+
+        Raises:
+            AuthenticationError / PermissionDeniedError: for the token.
         """
+        by = self._auditor.principal_for(token, "models:approve", f"model:{model}")
         watch = self._watch(model)
         watch.alerts.silence(AlertKey(model, feature, method), until)
         self._store.save(watch)

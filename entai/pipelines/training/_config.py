@@ -141,7 +141,6 @@ class TrainConfig(_Config):
         valid_fraction: Latest share of distinct timestamps used for validation.
         baselines: scikit-learn baselines to fit and log alongside.
         register_model: Register the trained model.
-        registrant: Principal recorded as the registrant.
         alias: Alias given on registration (never ``champion``: that needs promotion).
         card: Card text.
     """
@@ -165,7 +164,6 @@ class TrainConfig(_Config):
     valid_fraction: float = Field(0.2, gt=0.0, lt=1.0)
     baselines: tuple[str, ...] = ("logistic_regression",)
     register_model: bool = True
-    registrant: str = "entai-train"
     alias: Literal["challenger", "shadow"] | None = "challenger"
     card: CardText = CardText()
 

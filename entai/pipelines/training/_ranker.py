@@ -287,10 +287,13 @@ def register_ranker(
     trained: TrainedRanker,
     registry: Service[ModelRegistry],
     *,
-    registrant: str,
-    approver: str,
+    token: str,
+    approver_token: str,
 ) -> tuple[ModelVersionInfo, LoggedRun]:
     """Log the run (with the serving index), register it, promote it through the gates.
+
+    ``token`` registers (its principal is the registrant, ``models:register``);
+    ``approver_token`` promotes (``models:approve``, another principal: four-eyes).
 
     Raises:
         PromotionRejectedError: a gate failed (the version stays registered).
@@ -311,7 +314,7 @@ def register_ranker(
         ModelRegistry.register,
         logged.model_uri,
         trained.config.model_name,
-        registrant=registrant,
+        token=token,
         lineage={"entai.feature_service": _FEATURE_SOURCE, "entai.run_id": logged.run_id},
         run_id=logged.run_id,
         metrics=trained.metrics,
@@ -323,7 +326,7 @@ def register_ranker(
         trained.config.model_name,
         info.version,
         "champion",
-        approver=approver,
+        token=approver_token,
         reason=f"NDCG@{trained.config.k} {trained.metrics[f'ndcg_at_{trained.config.k}']} vs "
         f"popularity {trained.metrics[f'popularity_ndcg_at_{trained.config.k}']}",
     )

@@ -23,12 +23,13 @@ from typing import Any
 from entai.actors.core import Service
 from entai.actors.models import ModelRegistry
 from entai.actors.monitoring import Auditor
-from entai.actors.services import Services, registry_here
+from entai.actors.services import registry_here, service_governance
 from entai.pipelines.training._config import TrainConfig
 from entai.pipelines.training._run import run_training
 from entai.shared.core import PromotionRejectedError
 from entai.shared.data import Lake
-from entai.shared.settings import EntaiSettings
+from entai.shared.governance import service_credential
+from entai.shared.settings import EntaiSettings, resolve_service_secret
 
 __all__ = [
     "RETRAIN_PRINCIPAL",
@@ -42,6 +43,10 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 RETRAIN_PRINCIPAL = "retrain-workflow"
+"""The service that registers retrained versions (their registrant)."""
+AUTO_PROMOTE_PRINCIPAL = "retrain-policy"
+"""The service that approves a retrained version when its request says ``auto_promote``
+(an admin's setting): a principal apart from the registrant, so four-eyes holds."""
 _PENDING = ("monitoring", "retrain_requests")
 
 ConfigSource = Callable[[Mapping[str, Any]], TrainConfig]
@@ -83,7 +88,8 @@ def retrain(
     and log-only auditing without one).
     """
     registry = registry or registry_here(settings)
-    auditor = auditor or Services.of(settings).auditor()
+    auditor = auditor or service_governance(settings, RETRAIN_PRINCIPAL)
+    secret = resolve_service_secret(settings)
     model = str(request["model"])
     resource = f"model:{model}"
     _audit(auditor, "retrain:start", resource, {"request": dict(request)})
@@ -93,7 +99,6 @@ def retrain(
     run_config = config.model_copy(
         update={
             "alias": "challenger",
-            "registrant": RETRAIN_PRINCIPAL,
             "register_model": True,
             "dataset_id": dataset_id,
         }
@@ -103,7 +108,13 @@ def retrain(
         "entai.retrain_reason": str(request["reason"]),
         "entai.retrained_from": str(request["version"]),
     }
-    result = run_training(settings, run_config, lineage=lineage, registry=registry)
+    result = run_training(
+        settings,
+        run_config,
+        lineage=lineage,
+        registry=registry,
+        token=service_credential(secret, RETRAIN_PRINCIPAL),
+    )
     version = result.get("version")
     outcome: dict[str, Any] = {"request_id": request["request_id"], "model": model, **result}
     if request.get("auto_promote") and version is not None:
@@ -113,7 +124,7 @@ def retrain(
                 model,
                 int(version),
                 "champion",
-                approver="retrain-policy",
+                token=service_credential(secret, AUTO_PROMOTE_PRINCIPAL),
                 reason=f"automatic: {request['reason']}",
             )
             outcome["promoted"] = True
@@ -160,7 +171,7 @@ def process_pending(
     """
     lake = Lake(settings.lake.root)
     registry = registry or registry_here(settings)
-    auditor = auditor or Services.of(settings).auditor()
+    auditor = auditor or service_governance(settings, RETRAIN_PRINCIPAL)
     outcomes = []
     for request in pending_requests(lake):
         resource = f"model:{request['model']}"

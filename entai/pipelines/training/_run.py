@@ -53,6 +53,7 @@ from entai.shared.features import (
     OfflineStore,
     OnDemandFeatureView,
 )
+from entai.shared.governance import resolve_token
 from entai.shared.models import GlobalExplanation, ModelCard, TrainingDataSummary
 from entai.shared.settings import EntaiSettings
 
@@ -316,13 +317,15 @@ def _register(
     evaluation: Evaluation,
     lineage: Mapping[str, str],
     logged: LoggedRun,
+    token: str,
 ) -> ModelVersionInfo:
-    """Register the logged model as a new version, and give it the configured alias."""
+    """Register the logged model as a new version (its registrant is ``token``'s
+    principal), and give it the configured alias."""
     info = registry.call(
         ModelRegistry.register,
         logged.model_uri,
         config.model_name,
-        registrant=config.registrant,
+        token=token,
         lineage={**lineage, **lineage_tags(logged.run_id)},
         run_id=logged.run_id,
         metrics=evaluation.metrics,
@@ -335,7 +338,7 @@ def _register(
             config.model_name,
             config.alias,
             info.version,
-            by=config.registrant,
+            token=token,
             reason=f"trained by run {logged.run_id}",
         )
     return info
@@ -347,6 +350,7 @@ def _fit_and_register(
     data: TrainingData,
     *,
     registry: Service[ModelRegistry] | None,
+    token: str | None,
     params: dict[str, Any],
     num_boost_round: int,
     run_name: str,
@@ -354,6 +358,8 @@ def _fit_and_register(
     extra_lineage: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Train, evaluate, log and (if configured) register; return the run's summary."""
+    if config.register_model:  # refuse before training, not after
+        token = resolve_token(token, settings.security.token_file)
     outcome = train_xgboost(
         data.train,
         data.valid,
@@ -398,6 +404,7 @@ def _fit_and_register(
             evaluation=evaluation,
             lineage=lineage,
             logged=logged,
+            token=str(token),
         )
         summary["version"] = info.version
         if config.alias is not None:
@@ -438,6 +445,7 @@ def run_training(
     labels: pd.DataFrame | None = None,
     lineage: Mapping[str, str] | None = None,
     registry: Service[ModelRegistry] | None = None,
+    token: str | None = None,
 ) -> dict[str, Any]:
     """Build the training set, train, evaluate, log and register; return a summary.
 
@@ -445,6 +453,8 @@ def run_training(
     (:mod:`entai.pipelines.training._lineage`); ``lineage`` adds tags to the version
     (a retrain records its request and reason there). ``registry`` is where the version
     is registered; default: the running platform's registry, else a local one.
+    ``token`` is the caller's API token (default ``$ENTAI_TOKEN``, then the embedded
+    admin token file): its principal is the registrant, never a name in the config.
     """
     data = build_training_data(settings, config, labels=labels)
     return _fit_and_register(
@@ -452,6 +462,7 @@ def run_training(
         config,
         data,
         registry=registry,
+        token=token,
         params=dict(config.params),
         num_boost_round=config.num_boost_round,
         run_name=f"train-{config.model_name}",
@@ -466,6 +477,7 @@ def run_tuning(
     labels: pd.DataFrame | None = None,
     data: TrainingData | None = None,
     registry: Service[ModelRegistry] | None = None,
+    token: str | None = None,
 ) -> dict[str, Any]:
     """Search with Ray Tune + ASHA, log every trial, retrain and register the best.
 
@@ -475,6 +487,7 @@ def run_tuning(
         labels: Entity/label rows to use instead of ``config.label_source``.
         data: An already built and split training set (skips the PIT join).
         registry: Where the best is registered; default as :func:`run_training`.
+        token: The registering caller's token; default as :func:`run_training`.
     """
     if data is None:
         data = build_training_data(settings, config, labels=labels)
@@ -498,6 +511,7 @@ def run_tuning(
         config,
         data,
         registry=registry,
+        token=token,
         params={**config.params, **outcome.best.params},
         num_boost_round=outcome.best_rounds,
         run_name=f"tune-{config.model_name}/best",

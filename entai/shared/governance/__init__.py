@@ -59,6 +59,8 @@ from entai.shared.governance._erasure_files import (
 )
 from entai.shared.governance._policy import (
     KNOWN_PII_CLASSES,
+    SERVICE_PERMISSIONS,
+    SERVICE_ROLE,
     Decision,
     Permission,
     Policy,
@@ -67,6 +69,12 @@ from entai.shared.governance._policy import (
     normalise_pii_class,
 )
 from entai.shared.governance._postgres import PostgresConnection
+from entai.shared.governance._service_credentials import (
+    SERVICE_PREFIX,
+    service_credential,
+    service_of,
+    service_principal,
+)
 from entai.shared.governance._state_postgres import (
     PostgresPolicyStore,
     PostgresTokenStore,
@@ -78,6 +86,7 @@ from entai.shared.governance._tokens import (
     already_bootstrapped,
     hash_secret,
     parse_token,
+    resolve_token,
 )
 
 __all__ = [
@@ -86,6 +95,9 @@ __all__ = [
     "GENESIS_HASH",
     "KEYED_ACTION",
     "KNOWN_PII_CLASSES",
+    "SERVICE_PERMISSIONS",
+    "SERVICE_PREFIX",
+    "SERVICE_ROLE",
     "TOKEN_PREFIX",
     "Anchor",
     "AnchorStore",
@@ -132,7 +144,11 @@ __all__ = [
     "parse_entity",
     "parse_entry",
     "parse_token",
+    "resolve_token",
     "select_entries",
+    "service_credential",
+    "service_of",
+    "service_principal",
     "sign_anchor",
     "verify_bundle",
 ]

@@ -50,6 +50,8 @@ from entai.shared.core import ConfigError, InvalidInputError, PermissionDeniedEr
 
 __all__ = [
     "KNOWN_PII_CLASSES",
+    "SERVICE_PERMISSIONS",
+    "SERVICE_ROLE",
     "Decision",
     "Permission",
     "Policy",
@@ -73,10 +75,21 @@ class Permission(StrEnum):
     MODELS_APPROVE = "models:approve"
     GOVERNANCE_ERASE = "governance:erase"
     AUDIT_READ = "audit:read"
+    AUDIT_WRITE = "audit:write"
     ADMIN = "admin"
 
 
 _ALL_PERMISSIONS = frozenset(Permission)
+
+SERVICE_ROLE = "entai-service"
+"""The built-in role of the platform's own services (see ``_service_credentials``);
+reserved: no policy file defines it or gives it to a principal."""
+SERVICE_PERMISSIONS = frozenset(
+    {Permission.AUDIT_WRITE, Permission.MODELS_REGISTER, Permission.MODELS_APPROVE}
+)
+"""What a service may do: record audit entries on a user's behalf, register a retrained
+version and approve it when the retraining request says ``auto_promote`` (as a
+principal of its own, so four-eyes still holds: registrant and approver differ)."""
 
 
 @dataclass(frozen=True)
@@ -254,6 +267,11 @@ class Policy:
                     f"role {role!r} scopes permission(s) {stray} it does not grant",
                     details={"field": f"roles.{role}", "permissions": stray},
                 )
+        if SERVICE_ROLE in self.roles:
+            raise ConfigError(
+                f"role {SERVICE_ROLE!r} is reserved for the platform's services",
+                details={"field": f"roles.{SERVICE_ROLE}"},
+            )
         for principal in self.principals.values():
             unknown = sorted(principal.roles - set(self.roles))
             if unknown:
@@ -393,7 +411,10 @@ class Policy:
     def permissions_of(self, principal: Principal) -> frozenset[Permission]:
         """Every permission the principal's roles grant; ``admin`` expands to all."""
         granted: frozenset[Permission] = frozenset().union(
-            *(self.roles.get(role, frozenset()) for role in principal.roles)
+            *(
+                SERVICE_PERMISSIONS if role == SERVICE_ROLE else self.roles.get(role, frozenset())
+                for role in principal.roles
+            )
         )
         return _ALL_PERMISSIONS if Permission.ADMIN in granted else granted
 
@@ -415,6 +436,8 @@ class Policy:
         return Decision(False, principal.name, permission.value, resource, reason)
 
     def _role_allows(self, role: str, permission: Permission, resource: str) -> bool:
+        if role == SERVICE_ROLE:
+            return permission in SERVICE_PERMISSIONS
         granted = self.roles.get(role, frozenset())
         if Permission.ADMIN in granted:
             return True

@@ -48,6 +48,7 @@ __all__ = [
     "already_bootstrapped",
     "hash_secret",
     "parse_token",
+    "resolve_token",
 ]
 
 TOKEN_PREFIX = "entai"  # noqa: S105 - the tokens' visible prefix, not a secret
@@ -351,4 +352,23 @@ def already_bootstrapped(marker: dict[str, Any], where: str) -> ConflictError:
         f"{marker.get('principal', '?')} at {marker.get('created_at', '?')}, in {where}); "
         "bootstrap runs once: create further tokens with `entai tokens create`",
         details={"reason": "already_bootstrapped", **marker},
+    )
+
+
+def resolve_token(token: str | None, token_file: Path) -> str:
+    """The caller's token: ``token``, then ``$ENTAI_TOKEN`` (how a Ray job is given
+    one), then the embedded admin token file.
+
+    Raises:
+        AuthenticationError: when none of them gives a token.
+    """
+    if token:
+        return token
+    if os.environ.get("ENTAI_TOKEN"):
+        return os.environ["ENTAI_TOKEN"]
+    if token_file.exists():
+        return token_file.read_text().strip()
+    raise AuthenticationError(
+        "no token: pass token=, set ENTAI_TOKEN, or use the embedded admin token file",
+        details={"reason": "missing"},
     )
