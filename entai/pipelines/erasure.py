@@ -508,8 +508,8 @@ def erase(
     )
     service.call(
         GovernanceChecker.audit,
+        caller,
         ERASE_ACTION,
-        decision.principal,
         resource,
         "allow" if receipt.complete else "incomplete",
         details=receipt.to_dict(),
