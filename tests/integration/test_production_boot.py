@@ -71,11 +71,13 @@ roles:
   admin: [admin]
   analyst: [features:read]
   approver: [models:approve]
+  trainer: [models:register]
   app: [features:read, predict]
 principals:
   admin: {roles: [admin]}
   alice: {roles: [analyst]}
   approver: {roles: [approver]}
+  registrar: {roles: [trainer]}
 """
 
 
@@ -170,6 +172,7 @@ def servers() -> Iterator[Servers]:
         ("entai-ray-auth", "token"): secrets.token_hex(32),
         ("entai-secrets", "hmac-key"): secrets.token_hex(32),
         ("entai-secrets", "audit-key"): secrets.token_hex(32),
+        ("entai-secrets", "service-secret"): secrets.token_hex(32),
         ("entai-secrets", "online-store-url"): f"redis://127.0.0.1:6379/{REDIS_DB}",
         ("entai-secrets", "mlflow-tracking-uri"): _dsn(schema),
         ("entai-secrets", "governance-dsn"): _dsn(schema),
@@ -276,6 +279,7 @@ def _shown_token(stdout: str) -> str:
 
 
 _REGISTER = """
+import os
 import mlflow, mlflow.xgboost, numpy as np, xgboost as xgb
 from entai.actors.backends import configure_mlflow
 from entai.actors.models import ModelRegistry
@@ -306,7 +310,7 @@ card = ModelCard(
     owners=("ml-team",),
 )
 info = registry.call(
-    ModelRegistry.register, logged.model_uri, MODEL, registrant="registrar",
+    ModelRegistry.register, logged.model_uri, MODEL, token=os.environ["ENTAI_TOKEN"],
     metrics={"valid_auc": 0.9}, card=card,
 )
 print("VERSION", info.version)
@@ -368,11 +372,12 @@ def _drive_and_restart(env: dict[str, str], tmp: Path) -> None:
 
     alice = _shown_token(_ok(_entai(env, "tokens", "create", "alice", "--token", admin)))
     approver = _shown_token(_ok(_entai(env, "tokens", "create", "approver", "--token", admin)))
+    registrar = _shown_token(_ok(_entai(env, "tokens", "create", "registrar", "--token", admin)))
 
     # -- a model registered, then promoted by another principal through the gates ----
     registered = subprocess.run(
         [sys.executable, "-c", _REGISTER],
-        env=env,
+        env={**env, "ENTAI_TOKEN": registrar},  # a job is given its token so
         capture_output=True,
         text=True,
         timeout=600,
@@ -425,7 +430,8 @@ def _drive_and_restart(env: dict[str, str], tmp: Path) -> None:
     _refused(_entai(env, "tokens", "list", "--token", alice), "is revoked")
     shown = _ok(_entai(env, "models", "show", MODEL))
     assert re.search(rf"champion -> v{version} by approver", shown), shown
-    verify = _ok(_entai(env, "audit", "verify"))
+    assert re.search(rf"\b{version}\s.*champion.*\sregistrar\s", shown), shown  # the token's
+    verify = _ok(_entai(env, "audit", "verify", "--token", admin))
     assert "chain intact" in verify, verify
     after = _audit(env, admin)
     assert after[: len(before)] == before
