@@ -535,8 +535,8 @@ class GovernanceChecker:
     def flush_audit(self, credential: str | None = None) -> int:
         """Write the pending aggregate entries now; returns how many were written.
 
-        Called from outside the actor it needs a credential (any active token or
-        service); inside it (``credential`` None) it is the writer's own flush.
+        It writes only counts already made, in the names they were counted under, so
+        it needs no credential; one given (a caller's token) is checked first.
         """
         if credential is not None:
             self._resolve(credential, None)
