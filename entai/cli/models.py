@@ -46,8 +46,10 @@ def _run_on_ray(settings_file: Path | None, what: str, job: Callable[[EntaiSetti
 def train(
     config_file: ConfigFile, settings_file: SettingsOption = None, token: TokenOption = None
 ) -> dict[str, Any]:
-    """Build the training set, train on Ray Train, evaluate, log to MLflow, register
-    (the registrant is the token's principal; needs models:register)."""
+    """Build the training set, train on Ray Train, evaluate, log to MLflow, register.
+
+    The registrant is the token's principal (it needs models:register).
+    """
     from entai.pipelines.training import TrainConfig, run_training
 
     config = TrainConfig.from_yaml(config_file)
@@ -63,8 +65,10 @@ def train(
 def tune(
     config_file: ConfigFile, settings_file: SettingsOption = None, token: TokenOption = None
 ) -> dict[str, Any]:
-    """Search XGBoost parameters with Ray Tune (ASHA), retrain the best, register it
-    (the registrant is the token's principal; needs models:register)."""
+    """Search XGBoost parameters with Ray Tune (ASHA), retrain the best, register it.
+
+    The registrant is the token's principal (it needs models:register).
+    """
     from entai.pipelines.training import TuneConfig, run_tuning
 
     config = TuneConfig.from_yaml(config_file)
