@@ -8,6 +8,7 @@ from entai.actors.governance._actor_backend import (
     actor_auth_cache,
 )
 from entai.actors.governance._audit_forwarder import (
+    Auditor,
     GovernanceAuditor,
 )
 from entai.actors.governance._auth_cache import (
@@ -40,6 +41,7 @@ __all__ = [
     "AUTH_GROUP",
     "OTHER_CLIENTS",
     "ActorGovernance",
+    "Auditor",
     "AuthCache",
     "AuthFailureTally",
     "CacheSnapshot",

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import ray
 
@@ -20,11 +20,38 @@ from entai.actors.core import ActorService, Service
 from entai.actors.governance._checker import GovernanceChecker
 from entai.shared.core import EntaiError, ServiceUnavailableError
 
-__all__ = ["GovernanceAuditor"]
+__all__ = ["Auditor", "GovernanceAuditor"]
 
 logger = logging.getLogger(__name__)
 
 R = TypeVar("R")
+
+
+class Auditor(Protocol):
+    """What a service asks of governance: who a caller is, and audit entries.
+
+    :class:`GovernanceAuditor` in a platform; tests give a fake.
+    """
+
+    def principal_for(
+        self, token: str, permission: str, resource: str, request_id: str | None = None
+    ) -> str:
+        """The token's principal when it holds ``permission`` on ``resource``; raises
+        AuthenticationError / PermissionDeniedError otherwise."""
+        ...
+
+    def audit(
+        self,
+        action: str,
+        principal: str,
+        resource: str,
+        decision: str,
+        *,
+        details: Mapping[str, Any] | None = None,
+        request_id: str | None = None,
+    ) -> bool:
+        """Record one event in ``principal``'s name; True when it reached the audit log."""
+        ...
 
 
 class GovernanceAuditor:

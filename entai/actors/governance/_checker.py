@@ -126,17 +126,23 @@ class GovernanceChecker:
 
     # -- authentication and authorization -------------------------------------------
 
-    def authenticate(self, token: str, request_id: str | None = None) -> Principal:
+    def authenticate(self, token: object, request_id: str | None = None) -> Principal:
         """The principal a token belongs to.
 
         Raises:
             AuthenticationError: missing, malformed, unknown, expired or revoked token,
-                or a token whose principal is no longer in the policy (audited).
+                anything that is not a token (a name, a ``Principal``), or a token whose
+                principal is no longer in the policy (audited).
         """
         self._maybe_flush()
         try:
             if not token:
                 raise AuthenticationError("no token given", details={"reason": "missing"})
+            if not isinstance(token, str):
+                raise AuthenticationError(
+                    f"an API token is required, not a {type(token).__name__}",
+                    details={"reason": "not_a_credential", "given": type(token).__name__},
+                )
             name = self._tokens.verify(token)
             principal = self._policy.principals.get(name)
             if principal is None:
@@ -217,22 +223,10 @@ class GovernanceChecker:
             AuthenticationError: for anything but an active token or a service
                 credential signed with this platform's service secret.
         """
-        if not isinstance(credential, str):
-            self._audit.append(
-                principal=_ANONYMOUS,
-                action="authenticate",
-                resource="*",
-                decision="deny",
-                request_id=request_id,
-                details={"reason": "not_a_credential", "given": type(credential).__name__},
-            )
-            raise AuthenticationError(
-                f"an API token is required, not a {type(credential).__name__}",
-                details={"reason": "not_a_credential"},
-            )
-        service = service_of(self._service_secret, credential)
-        if service is not None:
-            return service_principal(service)
+        if isinstance(credential, str):
+            service = service_of(self._service_secret, credential)
+            if service is not None:
+                return service_principal(service)
         return self.authenticate(credential, request_id)
 
     def _require(

@@ -13,7 +13,6 @@ from entai.actors.models._registry import (
     ModelRegistry,
     ModelRegistryActor,
     ModelVersionInfo,
-    RegistryGovernance,
     start_registry,
 )
 from entai.actors.models._registry_tags import (
@@ -41,7 +40,6 @@ __all__ = [
     "ModelRegistryActor",
     "ModelVersionInfo",
     "ReferenceSource",
-    "RegistryGovernance",
     "alias_history_of",
     "check_alias",
     "lineage_reference_source",

@@ -32,12 +32,13 @@ import threading
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 import ray
 
 from entai.actors.backends import configure_mlflow, load_card, store_card
 from entai.actors.bus import PlatformEvents
+from entai.actors.governance import Auditor
 from entai.actors.models._registry_tags import (
     ALIASES,
     CARD_TAG,
@@ -62,7 +63,6 @@ __all__ = [
     "ModelRegistry",
     "ModelRegistryActor",
     "ModelVersionInfo",
-    "RegistryGovernance",
     "start_registry",
 ]
 
@@ -72,30 +72,6 @@ ACTOR_NAME = "entai-model-registry"
 _WATCH_GROUP = "watch"
 _REGISTER = "models:register"
 _APPROVE = "models:approve"
-
-
-class RegistryGovernance(Protocol):
-    """What the registry asks of governance (``GovernanceAuditor`` in a platform)."""
-
-    def principal_for(
-        self, token: str, permission: str, resource: str, request_id: str | None = None
-    ) -> str:
-        """The token's principal when it holds ``permission`` on ``resource``; raises
-        AuthenticationError / PermissionDeniedError otherwise."""
-        ...
-
-    def audit(
-        self,
-        action: str,
-        principal: str,
-        resource: str,
-        decision: str,
-        *,
-        details: Mapping[str, Any] | None = None,
-        request_id: str | None = None,
-    ) -> object:
-        """Record one entry in ``principal``'s name."""
-        ...
 
 
 class ModelRegistry:
@@ -113,7 +89,7 @@ class ModelRegistry:
     def __init__(
         self,
         settings: MlflowSettings,
-        governance: RegistryGovernance,
+        governance: Auditor,
         *,
         policy: PromotionPolicy | None = None,
         events: PlatformEvents | None = None,
@@ -558,7 +534,7 @@ ModelRegistryActor = ray.remote(  # type: ignore[call-overload]
 def start_registry(
     settings: MlflowSettings,
     namespace: str,
-    governance: RegistryGovernance,
+    governance: Auditor,
     *,
     policy: PromotionPolicy | None = None,
     events: PlatformEvents | None = None,

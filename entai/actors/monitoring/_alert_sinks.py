@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 
 from pydantic import SecretStr
 
-from entai.actors.governance import GovernanceAuditor
+from entai.actors.governance import Auditor, GovernanceAuditor
 from entai.shared.core import EntaiError, InvalidInputError, ServiceUnavailableError
 from entai.shared.settings import MonitoringSettings
 
@@ -51,28 +51,6 @@ class AlertSink(Protocol):
 
     def send(self, event: Mapping[str, Any]) -> None:
         """Deliver one event or raise an :class:`~entai.shared.core._errors.EntaiError`."""
-
-
-class Auditor(Protocol):
-    """Writes an event decided elsewhere to the audit log, and tells who a caller is."""
-
-    def audit(
-        self,
-        action: str,
-        principal: str,
-        resource: str,
-        decision: str,
-        *,
-        details: Mapping[str, Any] | None = None,
-        request_id: str | None = None,
-    ) -> bool:
-        """Record one event; True when it reached the audit log."""
-
-    def principal_for(
-        self, token: str, permission: str, resource: str, request_id: str | None = None
-    ) -> str:
-        """The token's principal when it holds ``permission`` on ``resource``; raises
-        AuthenticationError / PermissionDeniedError otherwise."""
 
 
 class LogSink:
