@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Self
 
@@ -954,30 +954,14 @@ def resolve_audit_key(settings: EntaiSettings, *, create: bool = True) -> bytes:
             embedded file is missing and ``create`` is False), when the key is shorter
             than :data:`MIN_KEY_BYTES`, or when its file lies under the lake root.
     """
-    field = "security.audit_key"
-    if settings.security.audit_key_file is not None:
-        _outside_lake(settings, settings.security.audit_key_file, "security.audit_key_file")
-    configured = settings.security.resolved_audit_key()
-    if configured is None and settings.security.mode == "production":
-        raise ConfigError(
-            "security.audit_key (or audit_key_file) is required in production",
-            details={"field": field},
-        )
-    if configured is None:
-        path = _outside_lake(settings, settings.home / "audit_key", "security.audit_key_file")
-        if not path.exists() and not create:
-            raise ConfigError(
-                f"no audit key: set security.audit_key or audit_key_file ({path} does not exist)",
-                details={"field": field},
-            )
-        configured = _embedded_key(path, "audit key")
-    register_secret(configured)
-    if len(configured) < MIN_KEY_BYTES:
-        raise ConfigError(
-            f"security.audit_key must be at least {MIN_KEY_BYTES} bytes",
-            details={"field": field, "min_bytes": MIN_KEY_BYTES},
-        )
-    return configured
+    security = settings.security
+    return _secret_key(
+        settings,
+        "audit_key",
+        security.resolved_audit_key,
+        security.audit_key_file,
+        create=create,
+    )
 
 
 def resolve_service_secret(settings: EntaiSettings) -> bytes:
@@ -985,26 +969,49 @@ def resolve_service_secret(settings: EntaiSettings) -> bytes:
 
     Production requires ``security.service_secret`` or ``security.service_secret_file``
     (from the secret store, on every pod). In the embedded mode a random secret is
-    created once under ``<home>/service_secret`` (mode 0600), never under the lake.
+    created once under ``<home>/service_secret`` (mode 0600). Never under the lake: a
+    lake reader could sign service credentials with it.
 
     Raises:
-        ConfigError: when none is configured in production, or it is shorter than
-            :data:`MIN_KEY_BYTES`.
+        ConfigError: naming the field, when none is configured in production, when it
+            is shorter than :data:`MIN_KEY_BYTES`, or when its file lies under the lake.
     """
-    field = "security.service_secret"
-    configured = settings.security.resolved_service_secret()
+    security = settings.security
+    return _secret_key(
+        settings, "service_secret", security.resolved_service_secret, security.service_secret_file
+    )
+
+
+def _secret_key(
+    settings: EntaiSettings,
+    name: str,
+    configured_value: Callable[[], bytes | None],
+    configured_file: Path | None,
+    *,
+    create: bool = True,
+) -> bytes:
+    """``security.<name>``: configured (its file outside the lake), required in
+    production, else the embedded ``<home>/<name>`` file; at least MIN_KEY_BYTES."""
+    field = f"security.{name}"
+    if configured_file is not None:
+        _outside_lake(settings, configured_file, f"{field}_file")
+    configured = configured_value()
     if configured is None and settings.security.mode == "production":
         raise ConfigError(
-            "security.service_secret (or service_secret_file) is required in production",
-            details={"field": field},
+            f"{field} (or {name}_file) is required in production", details={"field": field}
         )
     if configured is None:
-        path = _outside_lake(settings, settings.home / "service_secret", field + "_file")
-        configured = _embedded_key(path, "service secret")
+        path = _outside_lake(settings, settings.home / name, f"{field}_file")
+        if not path.exists() and not create:
+            raise ConfigError(
+                f"no {name.replace('_', ' ')}: set {field} or {name}_file ({path} does not exist)",
+                details={"field": field},
+            )
+        configured = _embedded_key(path, name.replace("_", " "))
     register_secret(configured)
     if len(configured) < MIN_KEY_BYTES:
         raise ConfigError(
-            f"security.service_secret must be at least {MIN_KEY_BYTES} bytes",
+            f"{field} must be at least {MIN_KEY_BYTES} bytes",
             details={"field": field, "min_bytes": MIN_KEY_BYTES},
         )
     return configured
