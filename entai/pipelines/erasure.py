@@ -7,7 +7,10 @@ the subject (to be retrained; they are never rewritten), runs the verification s
 (:func:`verify_erased`) and audits the receipt. Each store is erased under its erasure
 lock (:mod:`entai.pipelines.erasure_locks`), so two erasures never rewrite the same
 store at once. The audit entry and the receipt name the subject by its digest only.
-One erasure writes one ``governance:erase`` audit entry, when it ends (``allow``, or
+Before the stores, the subject goes on the erased-subject list
+(:mod:`entai.shared.governance._erased_subjects`): the stream landing drops its events
+received up to the erasure that are still on the bus. One erasure writes one
+``governance:erase`` audit entry, when it ends (``allow``, or
 ``incomplete`` when a store failed, traces remain or it raised); a refused request
 writes the governance service's denial instead.
 
@@ -61,6 +64,7 @@ from entai.shared.governance import (
     Subject,
     datasets_with_subject,
     now_iso,
+    record_erased_subject,
 )
 from entai.shared.settings import (
     EntaiSettings,
@@ -533,13 +537,23 @@ def erase(
     if not isinstance(request, ErasureRequest):
         raise InvalidInputError("request must be an ErasureRequest", details={"field": "request"})
     service = governance or governance_here(settings)
-    subject = subject_for(settings, request, hmac_key)
+    key = hmac_key or resolve_hmac_key(settings)
+    subject = subject_for(settings, request, key)
     resource = f"subject:{subject.digest}"
     decision = _authorize(service, caller, resource)
     lock_kind(settings)  # refuse before touching anything when no lock is shared
     started = now_iso()
     erasure_id = erasure_id or uuid.uuid4().hex
     try:
+        # First, so the stream landing drops the subject's events still on the bus.
+        record_erased_subject(
+            Lake(settings.lake.root),
+            subject.digest,
+            subject.pseudonyms,
+            key,
+            erased_at=datetime.now(UTC),
+            retention=timedelta(seconds=settings.online_store.tombstone_retention_s),
+        )
         chosen = registered_stores(settings) if stores is None else list(stores)
         subject = _discover(chosen, subject)
         receipts = tuple(_run(settings, store, subject) for store in chosen)

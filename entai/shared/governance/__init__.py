@@ -41,6 +41,13 @@ from entai.shared.governance._audit_chain import (
     parse_entry,
 )
 from entai.shared.governance._audit_postgres import PostgresAuditLog
+from entai.shared.governance._erased_subjects import (
+    ERASED_SUBJECTS_DIRECTORY,
+    ErasedSubject,
+    ErasedSubjects,
+    erased_marker,
+    record_erased_subject,
+)
 from entai.shared.governance._erasure import (
     ENTITY_KEY_COLUMN,
     ErasureReceipt,
@@ -83,6 +90,7 @@ from entai.shared.governance._tokens import (
 __all__ = [
     "BUNDLE_FORMAT",
     "ENTITY_KEY_COLUMN",
+    "ERASED_SUBJECTS_DIRECTORY",
     "GENESIS_HASH",
     "KEYED_ACTION",
     "KNOWN_PII_CLASSES",
@@ -92,6 +100,8 @@ __all__ = [
     "AuditEntry",
     "AuditLog",
     "Decision",
+    "ErasedSubject",
+    "ErasedSubjects",
     "ErasureReceipt",
     "ErasureRequest",
     "FileAnchorStore",
@@ -122,6 +132,7 @@ __all__ = [
     "datasets_with_subject",
     "derive_key",
     "entry_mac",
+    "erased_marker",
     "hash_secret",
     "lake_traces",
     "legacy_entry_hash",
@@ -132,6 +143,7 @@ __all__ = [
     "parse_entity",
     "parse_entry",
     "parse_token",
+    "record_erased_subject",
     "select_entries",
     "sign_anchor",
     "verify_bundle",
