@@ -489,6 +489,8 @@ def _authorize(
         backend = service.instance
     else:
         return service.call(GovernanceChecker.authorize, caller, action, resource)
+    # A fresh snapshot, used for this one decision and dropped: the allowed-request
+    # count a cache keeps for the aggregated audit entries is never sent either.
     cache = AuthCache(backend)
     if isinstance(caller, str):
         return cache.authorize(caller, action, resource)
