@@ -426,7 +426,8 @@ class ErasureStoreReceipt(BaseModel):
 
 class ErasureStatus(BaseModel):
     """The receipt of an erasure: ``running``; ``done`` (every store erased and the
-    verification scan clean); ``failed`` (``error``, or traces counted in ``remaining``).
+    verification scan clean); ``failed`` (``error``, or traces counted in ``remaining``;
+    also a running erasure whose task stopped renewing its lease: it died, ask again).
     The subject is named by its digest only."""
 
     erasure_id: str
@@ -445,3 +446,6 @@ class ErasureStatus(BaseModel):
     retrain_datasets: dict[str, int] = Field(default_factory=dict)
     retrain_models: list[str] = Field(default_factory=list)
     error: str | None = None
+    heartbeat_at: str | None = Field(
+        None, description="A running erasure's last heartbeat; past its lease it is failed."
+    )

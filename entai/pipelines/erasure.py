@@ -7,6 +7,17 @@ the subject (to be retrained; they are never rewritten), runs the verification s
 (:func:`verify_erased`) and audits the receipt. Each store is erased under its erasure
 lock (:mod:`entai.pipelines.erasure_locks`), so two erasures never rewrite the same
 store at once. The audit entry and the receipt name the subject by its digest only.
+Before the stores, the subject goes on the erased-subject list
+(:mod:`entai.shared.governance._erased_subjects`): the stream landing drops its events
+received up to the erasure that are still on the bus. One erasure writes one
+``governance:erase`` audit entry, when it ends (``allow``, or
+``incomplete`` when a store failed, traces remain or it raised); a refused request
+writes the governance service's denial instead.
+
+:func:`start_erasure` runs an erasure as a Ray task (the HTTP route): its receipt in
+the lake says ``running`` while the task renews a lease in it (a heartbeat), and
+:func:`erasure_status` reports a ``running`` receipt whose lease ran out as ``failed``
+(the task died; ask again).
 
 Built-in stores, in order: ``online`` (the SQLite shard files, the Redis prefix, or
 the feature shards' memory),
@@ -18,7 +29,9 @@ modules add theirs with :func:`register_store`, a factory ``settings -> Store``.
 from __future__ import annotations
 
 import logging
+import os
 import re
+import threading
 import time
 import uuid
 from collections import Counter
@@ -49,6 +62,7 @@ from entai.shared.governance import (
     Subject,
     datasets_with_subject,
     now_iso,
+    record_erased_subject,
 )
 from entai.shared.settings import (
     EntaiSettings,
@@ -60,6 +74,7 @@ from entai.shared.settings import (
 __all__ = [
     "ERASE_ACTION",
     "ERASURES_DIRECTORY",
+    "ERASURE_LEASE_S",
     "DriftMonitorStore",
     "OnlineStoreEraser",
     "StoreFactory",
@@ -446,6 +461,23 @@ def verify_erased(
     return out
 
 
+def _authorize(service: Service[GovernanceChecker], caller: str, resource: str) -> str:
+    """The caller's principal when it holds ``governance:erase`` on ``resource``.
+
+    One erasure is one audit entry, written when it ends (``allow`` or ``incomplete``,
+    with the receipt), so the check records nothing when it allows
+    (``GovernanceChecker.principal_for``); a refusal (a bad, expired or revoked token,
+    a missing permission) is audited there and raised.
+
+    Raises:
+        AuthenticationError: for a missing, bad, expired or revoked token.
+        PermissionDeniedError: without ``governance:erase`` (the denial is audited).
+    """
+    return service.call(
+        GovernanceChecker.principal_for, caller, Permission.GOVERNANCE_ERASE, resource
+    )
+
+
 def erase(
     settings: EntaiSettings,
     request: ErasureRequest,
@@ -456,7 +488,7 @@ def erase(
     hmac_key: bytes | None = None,
     erasure_id: str | None = None,
 ) -> ErasureReceipt:
-    """Erase a data subject from every store; audit and return the receipt.
+    """Erase a data subject from every store; audit (one entry) and return the receipt.
 
     Args:
         settings: Platform settings (absolute paths: ``settings.resolved()``).
@@ -482,30 +514,51 @@ def erase(
     if not isinstance(request, ErasureRequest):
         raise InvalidInputError("request must be an ErasureRequest", details={"field": "request"})
     service = governance or governance_here(settings)
-    subject = subject_for(settings, request, hmac_key)
+    key = hmac_key or resolve_hmac_key(settings)
+    subject = subject_for(settings, request, key)
     resource = f"subject:{subject.digest}"
-    decision = service.call(
-        GovernanceChecker.authorize, caller, Permission.GOVERNANCE_ERASE, resource
-    )
+    principal = _authorize(service, caller, resource)
     lock_kind(settings)  # refuse before touching anything when no lock is shared
     started = now_iso()
-    chosen = registered_stores(settings) if stores is None else list(stores)
-    subject = _discover(chosen, subject)
-    receipts = tuple(_run(settings, store, subject) for store in chosen)
-    datasets = datasets_with_subject(Lake(settings.lake.root), subject)
-    receipt = ErasureReceipt(
-        erasure_id=erasure_id or uuid.uuid4().hex,
-        subject=subject.digest,
-        requested_by=request.requested_by,
-        principal=decision.principal,
-        reason=request.reason,
-        started_at=started,
-        finished_at=now_iso(),
-        stores=receipts,
-        retrain_datasets=datasets,
-        retrain_models=tuple(model_versions_using(settings, sorted(datasets))),
-        remaining=verify_erased(settings, subject, stores=chosen),
-    )
+    erasure_id = erasure_id or uuid.uuid4().hex
+    try:
+        # First, so the stream landing drops the subject's events still on the bus.
+        record_erased_subject(
+            Lake(settings.lake.root),
+            subject.digest,
+            subject.pseudonyms,
+            key,
+            erased_at=datetime.now(UTC),
+            retention=timedelta(seconds=settings.online_store.tombstone_retention_s),
+        )
+        chosen = registered_stores(settings) if stores is None else list(stores)
+        subject = _discover(chosen, subject)
+        receipts = tuple(_run(settings, store, subject) for store in chosen)
+        datasets = datasets_with_subject(Lake(settings.lake.root), subject)
+        receipt = ErasureReceipt(
+            erasure_id=erasure_id,
+            subject=subject.digest,
+            requested_by=request.requested_by,
+            principal=principal,
+            reason=request.reason,
+            started_at=started,
+            finished_at=now_iso(),
+            stores=receipts,
+            retrain_datasets=datasets,
+            retrain_models=tuple(model_versions_using(settings, sorted(datasets))),
+            remaining=verify_erased(settings, subject, stores=chosen),
+        )
+    except Exception as exc:  # audited as the erasure's one entry, then raised
+        message = exc.message if isinstance(exc, EntaiError) else type(exc).__name__
+        service.call(
+            GovernanceChecker.audit,
+            caller,
+            ERASE_ACTION,
+            resource,
+            "incomplete",
+            details={"erasure_id": erasure_id, "started_at": started, "error": message},
+        )
+        raise
     service.call(
         GovernanceChecker.audit,
         caller,
@@ -526,6 +579,10 @@ def erase(
 ERASURES_DIRECTORY = "governance/erasures"
 """Where erasure jobs' receipts live in the lake: ``<lake>/governance/erasures/<id>.json``."""
 
+ERASURE_LEASE_S = 60.0
+"""How long a running erasure job's receipt stays ``running`` without a heartbeat; the
+task renews it every quarter of that."""
+
 _ERASURE_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
@@ -533,10 +590,22 @@ def _status_path(lake: Lake, erasure_id: str) -> str:
     return lake.path(ERASURES_DIRECTORY, f"{erasure_id}.json")
 
 
+def _lease_over(status: dict[str, Any], now: datetime) -> bool:
+    """Whether a ``running`` receipt's task stopped renewing its lease."""
+    beat = datetime.fromisoformat(str(status.get("heartbeat_at") or status["started_at"]))
+    return now - beat > timedelta(seconds=float(status.get("lease_s", ERASURE_LEASE_S)))
+
+
 def erasure_status(settings: EntaiSettings, erasure_id: str) -> dict[str, Any]:
     """The receipt of an erasure job: ``status`` ``running``, ``done`` (every store
     erased and the verification scan clean) or ``failed`` (``error``, or traces left in
     ``remaining``), with the per-store receipts once it finished.
+
+    A ``running`` receipt whose task has not renewed its lease (``heartbeat_at``) for
+    ``lease_s`` seconds is answered as ``failed``: the task died (its worker or its
+    owner was killed) and will not finish; ask for the erasure again (erasing is
+    idempotent). The stored receipt is left as it is, so a task that was only late
+    still writes its final receipt.
 
     Raises:
         NotFoundError: no erasure job has this id.
@@ -544,7 +613,15 @@ def erasure_status(settings: EntaiSettings, erasure_id: str) -> dict[str, Any]:
     lake = Lake(settings.lake.root)
     if not _ERASURE_ID.match(erasure_id) or not lake.exists(_status_path(lake, erasure_id)):
         raise NotFoundError(f"no erasure {erasure_id!r}", details={"erasure_id": erasure_id})
-    return dict(lake.read_json(_status_path(lake, erasure_id)))
+    status = dict(lake.read_json(_status_path(lake, erasure_id)))
+    if status.get("status") == "running" and _lease_over(status, datetime.now(UTC)):
+        last = status.get("heartbeat_at") or status["started_at"]
+        status["status"] = "failed"
+        status["error"] = (
+            f"the erasure task stopped: no heartbeat since {last} "
+            f"(lease {float(status.get('lease_s', ERASURE_LEASE_S)):g} s); ask again"
+        )
+    return status
 
 
 def _save_status(settings: EntaiSettings, status: dict[str, Any]) -> None:
@@ -558,49 +635,92 @@ def start_erasure(
     *,
     caller: str,
     governance: Service[GovernanceChecker] | None = None,
+    lease_s: float = ERASURE_LEASE_S,
 ) -> dict[str, Any]:
     """Authorise an erasure now and run it as a Ray task; return its ``running`` receipt.
 
     The task (not the calling process) does the work, so the erasure outlives the HTTP
     request that asked for it and keeps the caller's threads free; it is owned by the
-    calling process, so a caller that dies takes a still running task with it (erasure is
-    idempotent: ask again). The task re-checks the token when it starts and writes the
-    finished receipt where :func:`erasure_status` reads it (the lake, which every
-    replica reads), besides the audit log.
+    calling process, so a caller that dies takes a still running task with it. The task
+    is not retried: it renews its lease in the receipt every ``lease_s / 4`` seconds,
+    and a task that dies (its worker killed, or its owner gone) is reported ``failed``
+    by :func:`erasure_status` once the lease runs out (erasure is idempotent: ask
+    again). The task re-checks the token when it starts and writes the finished receipt
+    where :func:`erasure_status` reads it (the lake, which every replica reads), besides
+    the erasure's one audit entry.
 
     Raises:
         AuthenticationError: a missing, bad, expired or revoked token.
         PermissionDeniedError: without ``governance:erase`` (the denial is audited).
         ConfigError: no erasure lock every process shares.
+        InvalidInputError: ``lease_s`` is not positive.
     """
+    if not lease_s > 0:
+        raise InvalidInputError("lease_s must be positive", details={"field": "lease_s"})
     service = governance or governance_here(settings)
     subject = subject_for(settings, request, None)
-    decision = service.call(
-        GovernanceChecker.authorize,
-        caller,
-        Permission.GOVERNANCE_ERASE,
-        f"subject:{subject.digest}",
-    )
+    principal = _authorize(service, caller, f"subject:{subject.digest}")
     lock_kind(settings)
     status: dict[str, Any] = {
         "erasure_id": uuid.uuid4().hex,
         "status": "running",
         "subject": subject.digest,
         "requested_by": request.requested_by,
-        "principal": decision.principal,
+        "principal": principal,
         "reason": request.reason,
         "started_at": now_iso(),
+        "lease_s": lease_s,
     }
     _save_status(settings, status)
-    _erasure_task.options(num_cpus=0).remote(settings, request, caller, status)
+    _erasure_task.options(num_cpus=0, max_retries=0).remote(settings, request, caller, status)
     logger.info("erasure started", extra={"erasure_id": status["erasure_id"]})
     return status
+
+
+class _Heartbeat:
+    """Renews a running erasure's lease in its receipt until the final receipt is saved."""
+
+    def __init__(self, settings: EntaiSettings, status: dict[str, Any]) -> None:
+        self._settings = settings
+        self._status = status
+        self._every_s = float(status.get("lease_s", ERASURE_LEASE_S)) / 4
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="erasure-heartbeat", daemon=True)
+
+    def start(self) -> None:
+        """Write the first heartbeat (with this worker's pid), then renew in the background."""
+        self._beat()
+        self._thread.start()
+
+    def _beat(self) -> None:
+        with self._lock:
+            if self._done.is_set():
+                return
+            beat = {**self._status, "heartbeat_at": now_iso(), "worker_pid": os.getpid()}
+            _save_status(self._settings, beat)
+
+    def _run(self) -> None:
+        while not self._done.wait(self._every_s):
+            try:
+                self._beat()
+            except Exception:  # a missed beat is retried; the lease allows three
+                logger.warning("erasure heartbeat failed", exc_info=True)
+
+    def finish(self, final: dict[str, Any]) -> None:
+        """Stop renewing and save the final receipt (no heartbeat can overwrite it)."""
+        with self._lock:
+            self._done.set()
+            _save_status(self._settings, final)
+        self._thread.join()
 
 
 def _run_job(
     settings: EntaiSettings, request: ErasureRequest, caller: str, status: dict[str, Any]
 ) -> dict[str, Any]:
     """Run one erasure job to its end and save its receipt (the Ray task's body)."""
+    heartbeat = _Heartbeat(settings, status)
+    heartbeat.start()
     try:
         receipt = erase(settings, request, caller=caller, erasure_id=status["erasure_id"])
     except Exception as exc:
@@ -611,7 +731,7 @@ def _run_job(
         done = {**receipt.to_dict(), "status": "done" if receipt.complete else "failed"}
         if not receipt.complete:
             done["error"] = "a store failed or the verification scan found traces"
-    _save_status(settings, done)
+    heartbeat.finish(done)
     return done
 
 

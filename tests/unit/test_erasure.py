@@ -18,6 +18,7 @@ from entai.shared.governance import (
     AuditLog,
     ErasureRequest,
     LakeZoneStore,
+    StoreReceipt,
     Subject,
     datasets_with_subject,
     lake_traces,
@@ -214,10 +215,7 @@ def test_erase_authorises_erases_verifies_and_audits_without_values(tmp_path: Pa
     ]
     governance.flush_audit()
     entries = AuditLog.in_lake(settings.lake.root).query(action="governance:erase")
-    assert [e.resource for e in entries] == [
-        f"subject:{SUBJECT.digest}",
-        f"subject:{SUBJECT.digest}",
-    ]
+    assert [e.resource for e in entries] == [f"subject:{SUBJECT.digest}"], "one entry"
     audited = entries[-1]
     assert audited.principal == "admin" and audited.decision == "allow"
     assert audited.details["erasure_id"] == receipt.erasure_id
@@ -374,3 +372,144 @@ def test_an_erasure_job_answers_running_then_its_receipt_from_the_lake(
         erasure_status(settings, "0" * 32)
     with pytest.raises(NotFoundError):
         erasure_status(settings, "../../audit/audit")
+
+
+def _inline_task(monkeypatch: pytest.MonkeyPatch) -> list[tuple[object, ...]]:
+    """Replace the erasure's Ray task by a list of its submitted arguments."""
+    from entai.pipelines import erasure as coordinator
+
+    submitted: list[tuple[object, ...]] = []
+
+    class Task:
+        def options(self, **options: object) -> Task:
+            assert options.get("max_retries") == 0, "a dead erasure task is reported, not rerun"
+            return self
+
+        def remote(self, *args: object) -> None:
+            submitted.append(args)
+
+    monkeypatch.setattr(coordinator, "_erasure_task", Task())
+    return submitted
+
+
+def test_an_erasure_job_writes_one_audit_entry_and_a_refusal_only_its_denial(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from entai.pipelines import erasure as coordinator
+    from entai.pipelines.erasure import start_erasure
+
+    settings = _settings(tmp_path)
+    governance = GovernanceChecker(settings)
+    admin = settings.security.token_file.read_text().strip()
+    analyst, _ = governance.create_token(admin, "analyst")
+    write_parquet(tmp_path / "lake" / "raw" / "events" / "p.parquet", events([42, 7]))
+    submitted = _inline_task(monkeypatch)
+    request = ErasureRequest({"user_id": 42}, "http", "ticket 19")
+
+    with pytest.raises(PermissionDeniedError):
+        start_erasure(settings, request, caller=analyst)
+    started = start_erasure(settings, request, caller=admin)
+    (args,) = submitted
+    coordinator._run_job(*args)  # type: ignore[arg-type]
+
+    entries = AuditLog.in_lake(settings.lake.root).query(action="governance:erase")
+    assert [(e.principal, e.decision) for e in entries] == [("analyst", "deny"), ("admin", "allow")]
+    assert entries[-1].details["erasure_id"] == started["erasure_id"]
+
+
+def test_an_erasure_that_raises_after_it_started_is_audited_once_as_incomplete(
+    tmp_path: Path,
+) -> None:
+    settings = _settings(tmp_path)
+    governance = GovernanceChecker(settings)
+    admin = settings.security.token_file.read_text().strip()
+
+    class Broken:
+        name = "broken"
+
+        def erase(self, subject: Subject) -> StoreReceipt:
+            raise AssertionError("not reached: discovery scans first")
+
+        def scan(self, subject: Subject) -> int:
+            return 0
+
+    class BrokenLake(LakeZoneStore):
+        def find_tags(self, subject: Subject, column: str) -> set[str]:
+            raise OSError("lake unreachable")
+
+    stores = [Broken(), BrokenLake("raw", Lake(settings.lake.root), ("raw",))]
+    with pytest.raises(OSError, match="unreachable"):
+        erase(
+            settings,
+            ErasureRequest({"user_id": 42}, "dpo@example.com"),
+            caller=admin,
+            stores=stores,  # type: ignore[list-item]
+            governance=LocalService(governance),
+            hmac_key=KEY,
+            erasure_id="e" * 32,
+        )
+    governance.flush_audit()
+    entries = AuditLog.in_lake(settings.lake.root).query(action="governance:erase")
+    assert [(e.decision, e.details["erasure_id"]) for e in entries] == [("incomplete", "e" * 32)]
+    assert entries[0].details["error"] == "OSError"
+
+
+def test_a_running_erasure_whose_lease_ran_out_is_failed_and_can_be_asked_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    from entai.pipelines import erasure as coordinator
+    from entai.pipelines.erasure import erasure_status, start_erasure
+
+    settings = _settings(tmp_path)
+    GovernanceChecker(settings)  # writes the first admin token
+    admin = settings.security.token_file.read_text().strip()
+    path = write_parquet(tmp_path / "lake" / "raw" / "events" / "p.parquet", events([42, 7]))
+    submitted = _inline_task(monkeypatch)
+    request = ErasureRequest({"user_id": 42}, "http", "ticket 20")
+
+    with pytest.raises(InvalidInputError):
+        start_erasure(settings, request, caller=admin, lease_s=0)
+    dead = start_erasure(settings, request, caller=admin, lease_s=0.2)
+    assert erasure_status(settings, dead["erasure_id"])["status"] == "running"
+    time.sleep(0.3)  # the task never started (its worker died): no heartbeat
+    failed = erasure_status(settings, dead["erasure_id"])
+    assert failed["status"] == "failed" and "no heartbeat since" in failed["error"]
+    assert pq.read_table(path).num_rows == 2
+
+    again = start_erasure(settings, request, caller=admin, lease_s=30)
+    coordinator._run_job(*submitted[-1])  # type: ignore[arg-type]
+    done = erasure_status(settings, again["erasure_id"])
+    assert done["status"] == "done" and done["complete"] is True
+    assert pq.read_table(path)["user_id"].to_pylist() == [7]
+
+
+def test_the_erasure_heartbeat_renews_the_lease_until_the_final_receipt(
+    tmp_path: Path,
+) -> None:
+    import os
+    import time
+
+    from entai.pipelines.erasure import _Heartbeat, erasure_status
+
+    settings = _settings(tmp_path)
+    status = {
+        "erasure_id": "a" * 32,
+        "status": "running",
+        "subject": SUBJECT.digest,
+        "requested_by": "http",
+        "principal": "admin",
+        "reason": "",
+        "started_at": "2026-01-01T00:00:00+00:00",  # long ago: only heartbeats keep it
+        "lease_s": 0.4,
+    }
+    heartbeat = _Heartbeat(settings, status)
+    heartbeat.start()
+    for _ in range(4):
+        time.sleep(0.2)
+        beat = erasure_status(settings, "a" * 32)
+        assert beat["status"] == "running" and beat["worker_pid"] == os.getpid()
+    heartbeat.finish({**status, "status": "done"})
+    time.sleep(0.3)
+    assert erasure_status(settings, "a" * 32)["status"] == "done"

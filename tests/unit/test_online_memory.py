@@ -161,3 +161,24 @@ def test_tombstones_cover_a_key_and_its_composites_until_they_expire() -> None:
     assert tombstones.live(T0 + 7 * day) == {}
     tombstones.expire(T0 + 7 * day)
     assert len(tombstones) == 0
+
+
+def test_restored_tombstones_drop_late_writes_like_the_originals() -> None:
+    from entai.shared.features import tombstone_id
+
+    now = datetime.now(UTC)
+    erased_at, day = now - timedelta(hours=1), timedelta(days=1)
+    store = MemoryOnlineStore()  # a restarted shard: no rows, no tombstones
+    ids = [tombstone_id("user_id=i:3"), tombstone_id("user_id=i:3")]
+    assert store.restore_tombstones(ids, erased_at, erased_at + day) == 1
+    assert store.restore_tombstones([tombstone_id("user_id=i:9")], now - 2 * day, now - day) == 0
+    late = erased_at - timedelta(seconds=1)
+    rows = [
+        FeatureRow("v", key, {"x": 1.0}, late, late)
+        for key in ("user_id=i:3", 'category=s:"b"|user_id=i:3', "user_id=i:9")
+    ]
+    assert store.write(rows) == 1
+    assert store.tombstoned_writes == 2
+    assert [r.entity_key for r in store.scan()] == ["user_id=i:9"]
+    after = FeatureRow("v", "user_id=i:3", {"x": 2.0}, now, now)
+    assert store.write([after]) == 1  # activity after the erasure lands

@@ -202,3 +202,78 @@ def test_a_late_view_corrects_recent_views_and_a_future_one_cannot_pin_them(
     bus.publish([_view(5, 1, 13, now - timedelta(minutes=1))])
     consumer.run(until_empty=True)
     assert recent() == ([13, 12, 11, 99, 10], now - timedelta(minutes=1))
+
+
+def test_events_on_the_bus_during_an_erasure_do_not_land_for_the_erased_subject(
+    settings: EntaiSettings,
+) -> None:
+    from entai.actors.core import LocalService
+    from entai.actors.governance import GovernanceChecker
+    from entai.pipelines.erasure import erase
+    from entai.shared.governance import ErasureRequest, Subject, lake_traces
+    from entai.shared.settings import resolve_hmac_key
+
+    bus = InProcessBus(visibility_timeout_s=0.0)
+    worker = StreamWorker(settings, SOURCE, bus=bus, run=False)
+    bus.publish([_event(3), _event(4), _event(33)])  # published, not consumed yet
+    governance = GovernanceChecker(settings)
+    admin = settings.security.token_file.read_text().strip()
+    receipt = erase(
+        settings,
+        ErasureRequest({"user_id": 3}, "dpo@example.com", "ticket 22"),
+        caller=admin,
+        governance=LocalService(governance),
+    )
+    assert receipt.complete
+
+    assert worker.step() == 3
+    assert _landed(settings) == ["e33", "e4"]
+    assert bus.ledger(SOURCE, ["e3"]) == {"e3": DONE}  # dropped for good, not redelivered
+    assert worker.status()["counts"] == {"landed": 2, "erased": 1}
+    subject = Subject.of({"user_id": 3}, resolve_hmac_key(settings))
+    assert lake_traces(Lake(settings.lake.root), subject) == {}  # the list names no value
+
+    # The subject's activity after the erasure lands.
+    bus.publish([Event(event_id="n3", source=SOURCE, payload={"user_id": 3, "ts": _TS})])
+    assert worker.step() == 1
+    assert _landed(settings) == ["e3", "e33", "e4"]
+
+
+_TS = "2026-11-30T11:00:00+00:00"
+
+
+def test_the_erased_subject_list_matches_pseudonyms_received_times_and_expires(
+    tmp_path: Path,
+) -> None:
+    from entai.shared.data import pseudonym
+    from entai.shared.governance import ErasedSubjects, Subject, record_erased_subject
+
+    key = b"stream-erasure-key-0123456789abcdef"
+    lake = Lake(str(tmp_path / "lake"))
+    at = datetime(2026, 11, 30, 12, tzinfo=UTC)
+    subject = Subject.of({"user_id": 3, "shop": "s1"}, key)
+    record_erased_subject(
+        lake, subject.digest, subject.pseudonyms, key, erased_at=at, retention=timedelta(days=1)
+    )
+    listed = ErasedSubjects(lake, key)
+
+    def event(received: datetime, **payload: object) -> Event:
+        return Event(event_id="x", source=SOURCE, payload=payload, received_at=received)
+
+    before, after = at - timedelta(seconds=1), at + timedelta(seconds=1)
+    events = [
+        event(before, user_id=3, shop="s1"),  # in the clear
+        event(before, user_id=pseudonym(3, key), shop="s1"),  # a pseudonymised column
+        event(before, user_id="3", shop="s1"),  # the same value as a string
+        event(after, user_id=3, shop="s1"),  # received after the erasure
+        event(before, user_id=3, shop="s2"),  # another subject (both keys must match)
+        event(before, user_id=3),  # a key missing
+    ]
+    now = at + timedelta(hours=1)
+    assert listed.erased(events, now) == [True, True, True, False, False, False]
+    assert listed.erased(events, at + timedelta(days=2)) == [False] * 6  # expired
+    # A later erasure of the same subject moves the erase time on.
+    record_erased_subject(
+        lake, subject.digest, subject.pseudonyms, key, erased_at=after, retention=timedelta(days=1)
+    )
+    assert listed.erased(events, now)[3] is True

@@ -10,7 +10,10 @@ its id. Backends:
 * **redis**: every shard writes through to the same key prefix; Redis is the source of
   truth and a restarted shard has lost nothing (it reads Redis, it keeps no cache).
 * **memory**: a shard's rows live in its own process; a restarted shard starts empty
-  until rows are re-materialized (tests, throwaway runs).
+  until rows are re-materialized (tests, throwaway runs). Its erasure tombstones are
+  also kept in the Ray cluster's key-value store and taken back by a restarted shard
+  (:mod:`entai.actors.features._kept_tombstones`), so a restart does not let a late
+  write bring an erased key back.
 
 With tracing on, ``read_batch`` and ``write`` called with a ``trace`` carrier are spans
 of the caller's trace (``entai.shard.read_batch``, ``entai.shard.write``).
@@ -28,6 +31,7 @@ import ray
 
 from entai.actors.backends import RedisOnlineStore, SqliteOnlineStore
 from entai.actors.core import TraceCarrier, configure_tracing, role_options, span
+from entai.actors.features._kept_tombstones import KeptTombstones
 from entai.shared.core import ConfigError
 from entai.shared.features import (
     FeatureRow,
@@ -108,7 +112,9 @@ class FeatureShard:
     Args:
         shard_id: The shard's routing id (its actor name).
         store: A backend, or the settings to build one. Actors get settings, so a
-            restart rebuilds the backend (and its Redis connection) from them.
+            restart rebuilds the backend (and its Redis connection) from them; a memory
+            backend built in a Ray process takes back its tombstones from the cluster's
+            key-value store, and keeps every new one there.
         tracing: The platform's ``observability`` settings (resolved): this process
             traces when they turn tracing on.
     """
@@ -123,10 +129,15 @@ class FeatureShard:
         if tracing is not None:
             configure_tracing(tracing, "feature-shard")
         self.shard_id = shard_id
+        self._kept: KeptTombstones | None = None
         if isinstance(
             store, MemoryOnlineStoreSettings | RedisOnlineStoreSettings | SqliteOnlineStoreSettings
         ):
             store = build_store(store, shard_id)
+            if isinstance(store, MemoryOnlineStore) and KeptTombstones.available():
+                self._kept = KeptTombstones(ray.get_runtime_context().namespace)
+                restored = self._kept.restore(store)
+                logger.info("shard %s took back %d tombstones", shard_id, restored)
         self._store: OnlineStore = store
         self.shared_store = isinstance(self._store, RedisOnlineStore)
         self.direct_reads = isinstance(self._store, RedisOnlineStore | SqliteOnlineStore)
@@ -193,7 +204,14 @@ class FeatureShard:
         return self._store.delete(view, keys)
 
     def tombstone(self, keys: Sequence[str], erased_at: datetime, retention: timedelta) -> int:
-        """Keep ``keys`` erased against writes dated up to ``erased_at``, for ``retention``."""
+        """Keep ``keys`` erased against writes dated up to ``erased_at``, for ``retention``
+        (a memory shard first keeps them in the cluster's key-value store).
+
+        Raises:
+            ServiceUnavailableError: a memory shard could not keep them there.
+        """
+        if self._kept is not None:
+            self._kept.keep(keys, erased_at, retention)
         return self._store.tombstone(keys, erased_at, retention)
 
     def scan(self, view: str | None = None) -> list[FeatureRow]:

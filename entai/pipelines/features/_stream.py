@@ -17,6 +17,10 @@ Consume side: a :class:`StreamConsumer` reads micro-batches from the bus and, pe
 4. acknowledges, which marks the ids ``DONE``. A crash anywhere before that re-delivers
    the batch; steps 1-2 make the lake see every event exactly once.
 
+Erased subjects: with ``erased`` (the erased-subject list), an event of a subject
+erased at or after the platform received it (it was on the bus during the erasure)
+neither lands nor feeds a view; it is acknowledged and counted as ``erased``.
+
 Future-dated events: with ``max_future_skew``, an event dated more than that after the
 consumer's clock neither lands nor feeds a view (last-write-wins would let it pin the
 online value until real time caught up). It is handed to ``quarantine`` with the
@@ -89,6 +93,7 @@ from entai.shared.features import (
     rows_file_id,
     stamp_created,
 )
+from entai.shared.governance import ErasedSubjects
 
 __all__ = [
     "BatchReport",
@@ -201,6 +206,8 @@ class BatchReport:
         files: Lake paths written (relative to the lake root).
         feature_rows: Per view, the feature rows written offline.
         quarantined: Future-dated events held back, each with the reason.
+        erased: Events dropped because their subject was erased after they were
+            received (acknowledged, never landed).
     """
 
     events: int
@@ -209,6 +216,7 @@ class BatchReport:
     files: tuple[str, ...]
     feature_rows: Mapping[str, int] = field(default_factory=dict)
     quarantined: tuple[tuple[Event, str], ...] = ()
+    erased: int = 0
 
 
 @dataclass(frozen=True)
@@ -221,6 +229,7 @@ class StreamReport:
     duplicates: int
     files: tuple[str, ...]
     quarantined: int = 0
+    erased: int = 0
 
 
 Quarantine = Callable[[Sequence[tuple[Event, str]]], None]
@@ -244,6 +253,7 @@ class StreamConsumer:
         max_future_skew: Events dated more than this after now are held back (None:
             no check).
         quarantine: Where held-back events go; without it they stay on the bus.
+        erased: The erased-subject list (None: no check).
     """
 
     def __init__(
@@ -260,6 +270,7 @@ class StreamConsumer:
         history: Mapping[str, timedelta | None] | None = None,
         max_future_skew: timedelta | None = None,
         quarantine: Quarantine | None = None,
+        erased: ErasedSubjects | None = None,
     ) -> None:
         if batch_size < 1:
             raise InvalidInputError("batch_size must be >= 1", details={"field": "batch_size"})
@@ -275,6 +286,7 @@ class StreamConsumer:
         self._history = dict(history or {})
         self.max_future_skew = max_future_skew
         self.quarantine = quarantine
+        self.erased = erased
         self._stop = threading.Event()
 
     def __repr__(self) -> str:
@@ -325,6 +337,7 @@ class StreamConsumer:
             duplicates=sum(r.duplicates for r in reports),
             files=tuple(f for r in reports for f in r.files),
             quarantined=sum(len(r.quarantined) for r in reports),
+            erased=sum(r.erased for r in reports),
         )
 
     def stop(self) -> None:
@@ -349,6 +362,7 @@ class StreamConsumer:
         stored = {i for i, p in ledger.items() if p in in_lake}
         pending = [e for e in unique.values() if ledger.get(e.event_id) != DONE]
         pending, quarantined = self._screen(pending)
+        pending, erased = self._drop_erased(pending)
         new = [e for e in pending if e.event_id not in stored]
         with span("entai.stream.land", {"entai.events": len(new)}):
             written = self._write_raw(new)
@@ -359,13 +373,29 @@ class StreamConsumer:
                 with span("entai.stream.feature_update", {"entai.view": view.name}):
                     rows[view.name] = self._feed(view, batch)
         held = {e.event_id for e, _ in quarantined}
-        skipped = len(deliveries) - len(new) - sum(d.event.event_id in held for d in deliveries)
-        report = BatchReport(len(deliveries), len(new), skipped, written, rows, quarantined)
+        apart = sum(d.event.event_id in held or d.event.event_id in erased for d in deliveries)
+        skipped = len(deliveries) - len(new) - apart
+        report = BatchReport(
+            len(deliveries), len(new), skipped, written, rows, quarantined, len(erased)
+        )
         logger.info(
             "stream batch",
             extra={"source": self.source, "events": report.events, "written": report.written},
         )
         return report
+
+    def _drop_erased(self, events: list[Event]) -> tuple[list[Event], set[str]]:
+        """Split off the events of subjects erased after they were received."""
+        if self.erased is None or not events:
+            return events, set()
+        flags = self.erased.erased(events)
+        dropped = {e.event_id for e, hit in zip(events, flags, strict=True) if hit}
+        if dropped:
+            logger.warning(
+                "events of erased subjects dropped",
+                extra={"source": self.source, "events": len(dropped)},
+            )
+        return [e for e in events if e.event_id not in dropped], dropped
 
     def _screen(self, events: list[Event]) -> tuple[list[Event], tuple[tuple[Event, str], ...]]:
         """Split off the events dated more than ``max_future_skew`` after now.

@@ -40,7 +40,8 @@ from entai.pipelines.features._stream import BatchReport, StreamConsumer
 from entai.shared.core import InvalidInputError, NotFoundError
 from entai.shared.data import Event, Lake, data_landed, load_contract
 from entai.shared.features import Definitions
-from entai.shared.settings import EntaiSettings, StreamSettings
+from entai.shared.governance import ErasedSubjects
+from entai.shared.settings import EntaiSettings, StreamSettings, resolve_hmac_key
 
 __all__ = [
     "STREAM_WORKER_PREFIX",
@@ -202,6 +203,7 @@ class StreamWorker:
             block_s=stream.block_s,
             max_future_skew=timedelta(seconds=stream.max_future_skew_s),
             quarantine=self._quarantine,
+            erased=ErasedSubjects(self._lake, resolve_hmac_key(settings)),
         )
         self._dead = DeadLetters(self._lake)
         self._events = PlatformEvents(settings, bus=self._bus)
@@ -261,6 +263,7 @@ class StreamWorker:
             self._attempts.pop(delivery.event.event_id, None)
         self._count("landed", report.written)
         self._count("duplicate", report.duplicates)
+        self._count("erased", report.erased)
         return report
 
     def _quarantine(self, held: Sequence[tuple[Event, str]]) -> None:

@@ -410,3 +410,13 @@ class MemoryOnlineStore:
         at = _utc(erased_at, "erased_at")
         with self._lock:
             return self._tombstones.add(keys, at, retention, datetime.now(UTC))
+
+    def restore_tombstones(
+        self, ids: Sequence[str], erased_at: datetime, expires_at: datetime
+    ) -> int:
+        """Reinstate tombstones kept outside this process, by id (:func:`tombstone_id` of
+        the keys :meth:`tombstone` was given), e.g. in a restarted shard; return how many
+        are in force (0 once ``expires_at`` passed)."""
+        at, until = _utc(erased_at, "erased_at"), _utc(expires_at, "expires_at")
+        with self._lock:
+            return self._tombstones.add_ids(ids, at, until, datetime.now(UTC))

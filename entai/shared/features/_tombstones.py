@@ -60,15 +60,20 @@ class TombstoneMap:
     ) -> int:
         """Tombstone ``keys`` at ``erased_at`` until ``erased_at + retention``; drop the
         expired ones. Returns how many tombstones were written (0 if already expired)."""
+        return self.add_ids({tombstone_id(k) for k in keys}, erased_at, erased_at + retention, now)
+
+    def add_ids(
+        self, ids: Iterable[str], erased_at: datetime, expires_at: datetime, now: datetime
+    ) -> int:
+        """Tombstone ids (:func:`tombstone_id`) at ``erased_at`` until ``expires_at``; drop
+        the expired ones. Returns how many were written (0 if already expired)."""
         self.expire(now)
-        expires = erased_at + retention
-        if expires <= now:
+        if expires_at <= now:
             return 0
         written = 0
-        for key in set(keys):
-            tid = tombstone_id(key)
-            at, until = self._by_id.get(tid, (erased_at, expires))
-            self._by_id[tid] = (max(at, erased_at), max(until, expires))
+        for tid in set(ids):
+            at, until = self._by_id.get(tid, (erased_at, expires_at))
+            self._by_id[tid] = (max(at, erased_at), max(until, expires_at))
             written += 1
         return written
 

@@ -41,6 +41,13 @@ from entai.shared.governance._audit_chain import (
     parse_entry,
 )
 from entai.shared.governance._audit_postgres import PostgresAuditLog
+from entai.shared.governance._erased_subjects import (
+    ERASED_SUBJECTS_DIRECTORY,
+    ErasedSubject,
+    ErasedSubjects,
+    erased_marker,
+    record_erased_subject,
+)
 from entai.shared.governance._erasure import (
     ENTITY_KEY_COLUMN,
     ErasureReceipt,
@@ -92,6 +99,7 @@ from entai.shared.governance._tokens import (
 __all__ = [
     "BUNDLE_FORMAT",
     "ENTITY_KEY_COLUMN",
+    "ERASED_SUBJECTS_DIRECTORY",
     "GENESIS_HASH",
     "KEYED_ACTION",
     "KNOWN_PII_CLASSES",
@@ -104,6 +112,8 @@ __all__ = [
     "AuditEntry",
     "AuditLog",
     "Decision",
+    "ErasedSubject",
+    "ErasedSubjects",
     "ErasureReceipt",
     "ErasureRequest",
     "FileAnchorStore",
@@ -134,6 +144,7 @@ __all__ = [
     "datasets_with_subject",
     "derive_key",
     "entry_mac",
+    "erased_marker",
     "hash_secret",
     "lake_traces",
     "legacy_entry_hash",
@@ -144,6 +155,7 @@ __all__ = [
     "parse_entity",
     "parse_entry",
     "parse_token",
+    "record_erased_subject",
     "resolve_token",
     "select_entries",
     "service_credential",
