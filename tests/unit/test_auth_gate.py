@@ -49,9 +49,7 @@ class Governance:
         self.lookup_gate: asyncio.Event | None = None
         self.credentials: set[str] = set()
 
-    def snapshot_for_cache(
-        self, credential: str, usage: Mapping[Any, int] | None
-    ) -> CacheSnapshot:
+    def snapshot_for_cache(self, credential: str, usage: Mapping[Any, int] | None) -> CacheSnapshot:
         self.credentials.add(credential)
         if self.down:
             raise ServiceUnavailableError("governance did not answer")
