@@ -992,10 +992,12 @@ def resolve_service_secret(settings: EntaiSettings) -> bytes:
     created once under ``<home>/service_secret`` (mode 0600), never under the lake.
 
     Raises:
-        ConfigError: when none is configured in production, or it is shorter than
-            :data:`MIN_KEY_BYTES`.
+        ConfigError: when none is configured in production, when it is shorter than
+            :data:`MIN_KEY_BYTES`, or when its file lies under the lake root.
     """
     field = "security.service_secret"
+    if settings.security.service_secret_file is not None:
+        _outside_lake(settings, settings.security.service_secret_file, field + "_file")
     configured = settings.security.resolved_service_secret()
     if configured is None and settings.security.mode == "production":
         raise ConfigError(
