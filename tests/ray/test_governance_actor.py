@@ -304,17 +304,17 @@ def test_failed_authentications_are_audited_one_entry_per_client_window(
         )
         for client, count in (("10.0.0.1", 1999), ("10.0.0.2", 2))
     ]
-    before = checker.verify_audit(admin).entries
     app, _ = checker.create_token(admin, "app")
+    before = checker.verify_audit(admin).entries
     with pytest.raises(PermissionDeniedError):  # only a service reports failures
         checker.record_auth_failures(app, windows)
     with pytest.raises(AuthenticationError):  # a credential signed with another secret
         checker.record_auth_failures(
             service_credential(b"not-this-platform-secret-0123456789", "entai-serve"), windows
         )
-    assert checker.verify_audit(admin).entries == before + 3  # the token, two refusals
+    assert checker.verify_audit(admin).entries == before + 2  # both refusals audited
     assert checker.record_auth_failures(_service(settings), windows) == 2
-    assert checker.verify_audit(admin).entries == before + 5
+    assert checker.verify_audit(admin).entries == before + 4
     entries = checker.query_audit(admin, action="authenticate")
     entries = [e for e in entries if e.resource.startswith("client:")]
     assert [(e.resource, e.decision, e.details["count"]) for e in entries] == [
