@@ -737,6 +737,10 @@ class EntaiSettings(BaseSettings):
             problems.append(f"security.hmac_key must be at least {_MIN_HMAC_KEY_BYTES} bytes")
         if self.security.policy_file is None:
             problems.append("security.policy_file is required in production")
+        if self.security.resolved_service_secret() is None:
+            problems.append(
+                "security.service_secret (or service_secret_file) is required in production"
+            )
         if os.environ.get("RAY_AUTH_MODE", "token").lower() == "disabled":
             problems.append("Ray token auth is off (RAY_AUTH_MODE=disabled)")
         if self.serve.host not in _LOOPBACK and not self.serve.tls_note:

@@ -26,8 +26,15 @@ from entai.shared.core import (
     PermissionDeniedError,
     ServiceUnavailableError,
 )
-from entai.shared.governance import AuditLog, Policy, hash_secret, parse_token
-from entai.shared.settings import EntaiSettings, load_settings
+from entai.shared.governance import (
+    AuditLog,
+    Policy,
+    Principal,
+    hash_secret,
+    parse_token,
+    service_credential,
+)
+from entai.shared.settings import EntaiSettings, load_settings, resolve_service_secret
 
 FEATURES = {"email": "identifier", "clicks_7d": "none"}
 
@@ -42,6 +49,11 @@ def _settings(root: Path, policy_file: Path | None = None) -> EntaiSettings:
 
 def _admin_token(settings: EntaiSettings) -> str:
     return settings.security.token_file.read_text().strip()
+
+
+def _service(settings: EntaiSettings, name: str = "entai-serve") -> str:
+    """The credential of the platform service ``name`` (a Serve replica's by default)."""
+    return service_credential(resolve_service_secret(settings), name)
 
 
 def _reason(call: Any) -> str:
@@ -111,7 +123,7 @@ def test_401_for_missing_bad_expired_and_revoked_tokens_and_403_for_roles(
         "expired",
         "revoked",
     ]
-    assert checker.verify_audit().ok
+    assert checker.verify_audit(admin).ok
     written = (Path(settings.lake.root) / "audit" / "audit.jsonl").read_text()
     assert app not in written and admin not in written
 
@@ -164,7 +176,7 @@ def test_cache_decides_allowed_reads_locally_and_sees_revocation_within_ttl(
     admin = _admin_token(settings)
     app, record = checker.create_token(admin, "app")
     now = [0.0]
-    cache = AuthCache(checker, ttl_s=5.0, clock=lambda: now[0])
+    cache = AuthCache(checker, _service(settings), ttl_s=5.0, clock=lambda: now[0])
     assert cache.authorize(app, "predict", "model:m").allowed
     assert cache.authorize(app, "predict", "model:m").allowed
     with pytest.raises(PermissionDeniedError):
@@ -187,7 +199,7 @@ def actor(ray_cluster: Any, tmp_path: Path) -> Iterator[tuple[Any, EntaiSettings
     settings = _settings(tmp_path)
     namespace = f"entai-gov-{uuid.uuid4().hex[:8]}"
     handle = start_governance(settings, namespace)
-    ray_cluster.get(handle.verify_audit.remote())  # constructed: the token file exists
+    ray_cluster.get(handle.__ray_ready__.remote())  # constructed: the token file exists
     try:
         yield handle, settings, namespace
     finally:
@@ -211,7 +223,7 @@ def test_actor_is_named_detached_and_survives_a_kill(
     ray.get(handle.revoke_token.remote(admin, gone_record.token_id))
     with pytest.raises(PermissionDeniedError):
         ray.get(handle.authorize.remote(carol, "predict", "model:m"))
-    seq_before = ray.get(handle.verify_audit.remote()).entries
+    seq_before = ray.get(handle.verify_audit.remote(admin)).entries
 
     ray.kill(handle, no_restart=False)
 
@@ -219,11 +231,12 @@ def test_actor_is_named_detached_and_survives_a_kill(
     with pytest.raises(AuthenticationError) as info:
         ray.get(handle.authorize.remote(gone, "predict", "model:m"))
     assert info.value.details["reason"] == "revoked"
-    snapshot = ray.get(handle.snapshot_for_cache.remote())
+    snapshot = ray.get(handle.snapshot_for_cache.remote(_service(settings)))
     assert snapshot.policy.version == version
     assert _admin_token(settings) == admin
-    entry = ray.get(handle.audit.remote("models:promote", "admin", "model:m", "allow"))
-    report = ray.get(handle.verify_audit.remote())
+    entry = ray.get(handle.audit.remote(admin, "models:promote", "model:m", "allow"))
+    assert entry.principal == "admin"
+    report = ray.get(handle.verify_audit.remote(admin))
     assert report.ok, report.problem
     # After the restart the log went on from where it was: the revoked-token denial,
     # then the promotion (aggregated counts of allowed calls may be flushed between,
@@ -245,7 +258,7 @@ def test_cache_in_front_of_the_actor(
     handle, settings, _ = actor
     admin = _admin_token(settings)
     app, _ = ray_cluster.get(handle.create_token.remote(admin, "app"))
-    cache = actor_auth_cache(ActorService(ACTOR_NAME, handle))
+    cache = actor_auth_cache(ActorService(ACTOR_NAME, handle), _service(settings))
     assert cache.authorize(app, "predict", "model:m").allowed
     with pytest.raises(PermissionDeniedError):
         cache.authorize(app, "models:register", "model:m")
@@ -260,7 +273,7 @@ def test_lookup_token_answers_from_the_store_without_auditing(
     app, _ = checker.create_token(admin, "app")
     gone, gone_record = checker.create_token(admin, "app")
     checker.revoke_token(admin, gone_record.token_id)
-    entries = checker.verify_audit().entries
+    entries = checker.verify_audit(admin).entries
 
     def lookup(token: str) -> Any:
         token_id, secret = parse_token(token)
@@ -271,7 +284,7 @@ def test_lookup_token_answers_from_the_store_without_auditing(
     assert lookup(app[:-4] + "AAAA") is None  # wrong secret
     assert lookup(gone) is None  # revoked
     assert lookup("entai_000000000000_" + "A" * 43) is None  # unknown id
-    assert checker.verify_audit().entries == entries  # nothing written
+    assert checker.verify_audit(admin).entries == entries  # nothing written
 
 
 def test_failed_authentications_are_audited_one_entry_per_client_window(
@@ -291,10 +304,19 @@ def test_failed_authentications_are_audited_one_entry_per_client_window(
         )
         for client, count in (("10.0.0.1", 1999), ("10.0.0.2", 2))
     ]
-    before = checker.verify_audit().entries
-    assert checker.record_auth_failures(windows) == 2
-    assert checker.verify_audit().entries == before + 2
+    app, _ = checker.create_token(admin, "app")
+    before = checker.verify_audit(admin).entries
+    with pytest.raises(PermissionDeniedError):  # only a service reports failures
+        checker.record_auth_failures(app, windows)
+    with pytest.raises(AuthenticationError):  # a credential signed with another secret
+        checker.record_auth_failures(
+            service_credential(b"not-this-platform-secret-0123456789", "entai-serve"), windows
+        )
+    assert checker.verify_audit(admin).entries == before + 2  # both refusals audited
+    assert checker.record_auth_failures(_service(settings), windows) == 2
+    assert checker.verify_audit(admin).entries == before + 4
     entries = checker.query_audit(admin, action="authenticate")
+    entries = [e for e in entries if e.resource.startswith("client:")]
     assert [(e.resource, e.decision, e.details["count"]) for e in entries] == [
         ("client:10.0.0.1", "deny", 1999),
         ("client:10.0.0.2", "deny", 2),
@@ -319,7 +341,7 @@ def test_token_lookups_do_not_wait_behind_the_writer(
     ready, _ = ray.wait([busy, lookup], num_returns=1, timeout=60)
     assert ready == [lookup], "the lookup queued behind the writer"
     assert ray.get(lookup).name == "app"
-    snapshot = handle.snapshot_for_cache.remote()  # the writer's group: after the sleep
+    snapshot = handle.snapshot_for_cache.remote(admin)  # the writer's group: after the sleep
     assert ray.wait([busy, snapshot], num_returns=1, timeout=60)[0] == [busy]
     ray.get(snapshot)
 
@@ -330,7 +352,11 @@ def test_cache_calls_to_a_silent_actor_time_out_as_unavailable(
     ray = ray_cluster
     handle, settings, _ = actor
     cache = actor_auth_cache(
-        ActorService(ACTOR_NAME, handle), ttl_s=0.5, max_stale_s=30.0, timeout_s=1.0
+        ActorService(ACTOR_NAME, handle),
+        _service(settings),
+        ttl_s=0.5,
+        max_stale_s=30.0,
+        timeout_s=1.0,
     )
     cache.refresh()
     admin = _admin_token(settings)
@@ -341,3 +367,104 @@ def test_cache_calls_to_a_silent_actor_time_out_as_unavailable(
     with pytest.raises(ServiceUnavailableError, match=r"did not answer within 1\.0s"):
         cache.refresh()
     ray.get(busy)
+
+
+def test_a_principal_object_or_a_name_is_no_credential_and_the_attempt_is_audited(
+    checker: GovernanceChecker, settings: EntaiSettings
+) -> None:
+    admin = _admin_token(settings)
+    forged: Any = Principal("admin", frozenset({"admin"}))  # anyone on the cluster can build one
+    for call in (
+        lambda: checker.authorize(forged, "admin", "*"),
+        lambda: checker.create_token(forged, "admin"),
+        lambda: checker.principal_for(forged, "models:approve", "model:m"),
+        lambda: checker.audit(forged, "models:promote", "model:m", "allow"),
+    ):
+        assert _reason(call) == "not_a_credential"
+    assert _reason(lambda: checker.principal_for("admin", "models:approve", "model:m")) == (
+        "malformed"
+    )
+    refusals = [
+        e for e in checker.query_audit(admin, action="authenticate") if e.decision == "deny"
+    ]
+    assert [e.details["reason"] for e in refusals] == ["not_a_credential"] * 4 + ["malformed"]
+    assert {e.details.get("given") for e in refusals[:4]} == {"Principal"}
+    assert checker.query_audit(admin, action="models:promote") == []
+
+
+def test_principal_for_names_the_caller_and_audits_only_denials(
+    checker: GovernanceChecker, settings: EntaiSettings
+) -> None:
+    admin = _admin_token(settings)
+    approver, _ = checker.create_token(admin, "approver")
+    engineer, _ = checker.create_token(admin, "ml-engineer")
+    before = checker.verify_audit(admin).entries
+    assert checker.principal_for(approver, "models:approve", "model:m") == "approver"
+    assert checker.principal_for(_service(settings, "retrain-policy"), "models:approve", "m") == (
+        "retrain-policy"
+    )
+    assert checker.verify_audit(admin).entries == before  # the caller audits the act itself
+    with pytest.raises(PermissionDeniedError):
+        checker.principal_for(engineer, "models:approve", "model:m", request_id="r-9")
+    [denial] = checker.query_audit(admin, action="models:approve")
+    assert (denial.principal, denial.resource, denial.decision, denial.request_id) == (
+        "ml-engineer",
+        "model:m",
+        "deny",
+        "r-9",
+    )
+
+
+def test_only_a_service_records_an_entry_in_another_principals_name(
+    checker: GovernanceChecker, settings: EntaiSettings
+) -> None:
+    admin = _admin_token(settings)
+    engineer, _ = checker.create_token(admin, "ml-engineer")
+    own = checker.audit(engineer, "models:note", "model:m", "allow", details={"n": 1})
+    assert own.principal == "ml-engineer" and "recorded_by" not in own.details
+    with pytest.raises(PermissionDeniedError):  # a user cannot write as someone else
+        checker.audit(engineer, "models:promote", "model:m", "allow", principal="approver")
+    registry = _service(settings, "entai-model-registry")
+    entry = checker.audit(registry, "models:promote", "model:m@champion", "allow", principal="bob")
+    assert entry.principal == "bob"
+    assert entry.details["recorded_by"] == "entai-model-registry"
+    promotions = checker.query_audit(admin, action="models:promote")
+    assert [(e.principal, e.decision) for e in promotions] == [("bob", "allow")]
+    denied = checker.query_audit(admin, action="audit:write")
+    assert [(e.principal, e.decision) for e in denied] == [("ml-engineer", "deny")]
+
+
+def test_reading_the_audit_log_needs_audit_read(
+    checker: GovernanceChecker, settings: EntaiSettings
+) -> None:
+    admin = _admin_token(settings)
+    app, _ = checker.create_token(admin, "app")
+    approver, _ = checker.create_token(admin, "approver")
+    with pytest.raises(PermissionDeniedError):
+        checker.verify_audit(app)
+    with pytest.raises(PermissionDeniedError):  # services write the log, they do not read it
+        checker.verify_audit(_service(settings))
+    assert checker.verify_audit(approver).ok
+    assert _reason(lambda: checker.flush_audit("Bearer nope")) == "malformed"
+
+
+def test_a_users_client_reports_only_its_own_principals_usage(
+    checker: GovernanceChecker, settings: EntaiSettings
+) -> None:
+    admin = _admin_token(settings)
+    app, _ = checker.create_token(admin, "app")
+    usage = {
+        ("app", "predict", "model:m", "allow"): 2,
+        ("analyst", "features:read", "fs", "allow"): 50,  # not app's to report
+    }
+    snapshot = checker.snapshot_for_cache(app, usage)
+    assert "app" in snapshot.policy.principals
+    checker.snapshot_for_cache(_service(settings), {("analyst", "predict", "model:m", "allow"): 3})
+    checker.flush_audit()
+    counted = {
+        (e.principal, e.action): e.details["count"]
+        for e in checker.query_audit(admin)
+        if e.details.get("aggregated")
+    }
+    assert counted == {("app", "predict"): 2, ("analyst", "predict"): 3}
+    assert _reason(lambda: checker.snapshot_for_cache("", None)) == "missing"

@@ -1,7 +1,10 @@
 """ModelRegistry over MLflow, on SQLite and on the real PostgreSQL, in-process and as an actor.
 
 Every test runs once per backend. The PostgreSQL database is created for this
-session and dropped afterwards (connections terminated first).
+session and dropped afterwards (connections terminated first). Every writing call
+carries a token of the default policy, checked by a real governance service (a
+checker in this process; the governance actor for the registry actor): the
+registrant is ``ml-engineer``, the approver ``approver``, rollbacks are ``admin``'s.
 """
 
 from __future__ import annotations
@@ -14,35 +17,30 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from governed import Governed, complete_card
 from in_process_bus import InProcessBus
 
 from entai.actors.bus import PlatformEvents
-from entai.actors.core import service_actor
-from entai.actors.models import ModelRegistry, ModelRegistryActor
+from entai.actors.core import ActorService, service_actor
+from entai.actors.governance import ACTOR_NAME as GOVERNANCE
+from entai.actors.governance import GovernanceAuditor, start_governance
+from entai.actors.models import ACTOR_NAME as REGISTRY
+from entai.actors.models import EVALUATIONS_TAG, ModelRegistry, ModelRegistryActor
 from entai.shared.core import (
+    AuthenticationError,
     ConflictError,
     InvalidInputError,
     NotFoundError,
+    PermissionDeniedError,
     PromotionRejectedError,
 )
 from entai.shared.data import PlatformEventKind
-from entai.shared.models import ModelCard, PromotionPolicy, TrainingDataSummary
-from entai.shared.settings import MlflowSettings, load_settings
+from entai.shared.governance import service_credential
+from entai.shared.models import PromotionPolicy
+from entai.shared.settings import MlflowSettings, load_settings, resolve_service_secret
 
 POLICY = PromotionPolicy(min_metrics={"valid_auc": 0.7}, tolerance=0.01)
 FEATURES = ["f0", "f1", "f2"]
-
-
-def _card(name: str, **update: Any) -> ModelCard:
-    card = ModelCard(
-        model_name=name,
-        intended_use="Rank users for a weekly email.",
-        training_data=TrainingDataSummary(dataset_id="ts-1", feature_service="fs", rows=100),
-        metrics={"valid_auc": 0.8},
-        limitations=("Untested on new markets.",),
-        owners=("ml-team",),
-    )
-    return card.model_copy(update=update)
 
 
 def _pg_admin(dsn: str) -> Any:
@@ -120,9 +118,18 @@ def logged_model(settings: MlflowSettings) -> tuple[str, str]:
     return logged.model_uri, logged.run_id
 
 
-@pytest.fixture
-def audit() -> list[tuple[str, str, str, str]]:
-    return []
+@pytest.fixture(scope="module")
+def governed(tmp_path_factory: pytest.TempPathFactory) -> Governed:
+    """A governance checker in this process, over a home of its own."""
+    root = tmp_path_factory.mktemp("governance")
+    return Governed(load_settings(home=root / "home", lake={"root": str(root / "lake")}).resolved())
+
+
+@pytest.fixture(scope="module")
+def lead(governed: Governed) -> str:
+    """A token of ``lead``, who may both register and approve (not the same version)."""
+    governed.checker.set_principal(governed.admin, "lead", ["ml-engineer", "approver"])
+    return governed.token("lead")
 
 
 @pytest.fixture
@@ -131,14 +138,40 @@ def bus() -> InProcessBus:
 
 
 @pytest.fixture
-def registry(
-    settings: MlflowSettings, audit: list[tuple[str, str, str, str]], bus: InProcessBus
-) -> ModelRegistry:
-    def sink(action: str, principal: str, resource: str, decision: str, **_: Any) -> None:
-        audit.append((action, principal, resource, decision))
-
+def registry(settings: MlflowSettings, governed: Governed, bus: InProcessBus) -> ModelRegistry:
     events = PlatformEvents(load_settings(), bus=bus)
-    return ModelRegistry(settings, policy=POLICY, audit=sink, events=events)
+    return governed.registry(settings, policy=POLICY, events=events)
+
+
+def _audited(governed: Governed, action: str, name: str) -> list[tuple[str, str, str, str]]:
+    """The audit log's ``action`` entries about model ``name``, oldest first."""
+    return [
+        (e.action, e.principal, e.resource, e.decision)
+        for e in governed.audited(action=action)
+        if e.resource.split("/")[0].split("@")[0] == name
+    ]
+
+
+@pytest.fixture(scope="module")
+def governance_actor(
+    ray_cluster: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[GovernanceAuditor, dict[str, str]]]:
+    """The governance actor (a namespace and home of its own), the registry's door to
+    it (the registry's service credential) and tokens it minted, by principal."""
+    root = tmp_path_factory.mktemp("governance-actor")
+    settings = load_settings(home=root / "home", lake={"root": str(root / "lake")}).resolved()
+    handle = start_governance(settings, f"entai-registry-gov-{uuid.uuid4().hex[:8]}")
+    try:
+        ray_cluster.get(handle.__ray_ready__.remote())  # the admin token file exists
+        admin = settings.security.token_file.read_text().strip()
+        tokens = {
+            principal: ray_cluster.get(handle.create_token.remote(admin, principal))[0]
+            for principal in ("ml-engineer", "approver", "admin")
+        }
+        credential = service_credential(resolve_service_secret(settings), REGISTRY)
+        yield GovernanceAuditor(ActorService(GOVERNANCE, handle), credential), tokens
+    finally:
+        ray_cluster.kill(handle, no_restart=True)
 
 
 def _name() -> str:
@@ -150,116 +183,190 @@ def _register(
     logged: tuple[str, str],
     name: str,
     *,
+    token: str,
     auc: float = 0.8,
     valid: str = "v1",
-    registrant: str = "alice",
     card: bool = True,
 ) -> int:
     info = registry.register(
         logged[0],
         name,
-        registrant=registrant,
+        token=token,
         lineage={"entai.dataset_id": "ts-1", "entai.feature_service": "fs"},
         run_id=logged[1],
         metrics={"valid_auc": auc},
         validation_dataset_id=valid,
-        card=_card(name) if card else None,
+        card=complete_card(name) if card else None,
     )
     return int(info.version)
 
 
 def test_register_keeps_lineage_metrics_and_card(
-    registry: ModelRegistry, logged_model: tuple[str, str]
+    registry: ModelRegistry, logged_model: tuple[str, str], governed: Governed
 ) -> None:
     name = _name()
-    version = _register(registry, logged_model, name, auc=0.83)
+    version = _register(registry, logged_model, name, auc=0.83, token=governed.token("ml-engineer"))
     info = registry.version(name, version)
-    assert info.tags["entai.registrant"] == "alice"
+    assert info.tags["entai.registrant"] == "ml-engineer"  # the token's principal
     assert info.tags["entai.dataset_id"] == "ts-1"
     assert info.metrics == {"valid_auc": 0.83}
-    assert registry.card(name, version) == _card(name)
+    assert registry.card(name, version) == complete_card(name)
     assert [v.version for v in registry.versions(name)] == [version]
     with pytest.raises(NotFoundError):
         registry.version(name, version + 1)
+    [entry] = [
+        e for e in governed.audited(action="models:register") if e.resource == f"{name}/{version}"
+    ]
+    assert entry.principal == "ml-engineer" and entry.decision == "allow"
+    assert entry.details["recorded_by"] == REGISTRY  # the registry wrote it, for the caller
+
+
+def test_every_writing_call_needs_a_token_with_its_permission(
+    registry: ModelRegistry, logged_model: tuple[str, str], governed: Governed
+) -> None:
+    name = _name()
+    app, engineer = governed.token("app"), governed.token("ml-engineer")
+    with pytest.raises(PermissionDeniedError):  # app may predict, not register
+        _register(registry, logged_model, name, token=app)
+    with pytest.raises(AuthenticationError):  # a principal's name proves nothing
+        _register(registry, logged_model, name, token="ml-engineer")
+    with pytest.raises(NotFoundError):
+        registry.versions(name)  # neither refused call registered anything
+    version = _register(registry, logged_model, name, token=engineer, card=False)
+    with pytest.raises(PermissionDeniedError):  # registering is not approving
+        registry.promote(name, version, token=engineer)
+    with pytest.raises(PermissionDeniedError):
+        registry.set_card(name, version, complete_card(name), token=app)
+    with pytest.raises(PermissionDeniedError):
+        registry.record_evaluation(name, version, "v9", {"valid_auc": 0.9}, token=app)
+    with pytest.raises(PermissionDeniedError):
+        registry.set_alias(name, "shadow", version, token=app, reason="mirror")
+    with pytest.raises(PermissionDeniedError):
+        registry.rollback(name, token=engineer)
+    assert registry.alias_history(name) == []
+    assert "v9" not in registry.version(name, version).tags.get(EVALUATIONS_TAG, "{}")
+    with pytest.raises(NotFoundError):
+        registry.card(name, version)  # the refused set_card stored none
+    denials = [e for e in governed.audited() if e.resource == f"model:{name}"]
+    assert [(e.principal, e.action, e.decision) for e in denials] == [
+        ("app", "models:register", "deny"),
+        ("ml-engineer", "models:approve", "deny"),
+        ("app", "models:register", "deny"),
+        ("app", "models:register", "deny"),
+        ("app", "models:register", "deny"),
+        ("ml-engineer", "models:approve", "deny"),
+    ]
+
+
+def test_the_champion_alias_is_never_set_by_hand(
+    registry: ModelRegistry, logged_model: tuple[str, str], governed: Governed
+) -> None:
+    name = _name()
+    engineer = governed.token("ml-engineer")
+    version = _register(registry, logged_model, name, token=engineer)
+    for token in (engineer, governed.admin):  # not even an admin skips the gates
+        with pytest.raises(InvalidInputError, match="gated") as refused:
+            registry.set_alias(name, "champion", version, token=token, reason="first model")
+        assert refused.value.details["alias"] == "champion"
+    assert registry.alias_history(name) == []
+    with pytest.raises(NotFoundError):
+        registry.resolve(name, "champion")
+    registry.promote(name, version, token=governed.token("approver"), reason="first model")
+    assert registry.resolve(name, "champion").version == version
 
 
 def test_each_failed_gate_refuses_with_its_reason(
-    registry: ModelRegistry, logged_model: tuple[str, str], audit: list[tuple[str, str, str, str]]
+    registry: ModelRegistry, logged_model: tuple[str, str], governed: Governed, lead: str
 ) -> None:
     name = _name()
+    engineer, approver = governed.token("ml-engineer"), governed.token("approver")
 
     def refused(version: int) -> list[str]:
         with pytest.raises(PromotionRejectedError) as err:
-            registry.promote(name, version, approver="bob", reason="try")
+            registry.promote(name, version, token=approver, reason="try")
         failures = err.value.details["failures"]
         assert all(f["reason"] for f in failures)
         return [f["gate"] for f in failures]
 
-    assert refused(_register(registry, logged_model, name, auc=0.65)) == ["metric_thresholds"]
-    no_card = _register(registry, logged_model, name, auc=0.9, card=False)
-    assert refused(no_card) == ["model_card"]
-    champion = _register(registry, logged_model, name, auc=0.85)
-    registry.set_alias(name, "champion", champion, by="admin", reason="first model")
-    worse = _register(registry, logged_model, name, auc=0.80)
-    assert refused(worse) == ["not_worse_than_champion"]
-    good = _register(registry, logged_model, name, auc=0.86)
-    with pytest.raises(PromotionRejectedError, match="distinct_approver"):
-        registry.promote(name, good, approver="alice")
-    other_set = _register(registry, logged_model, name, auc=0.95, valid="v2")
-    with pytest.raises(PromotionRejectedError, match="share no evaluation dataset"):
-        registry.promote(name, other_set, approver="bob")
-    assert registry.resolve(name, "champion").version == champion
-    assert ("models:promote", "alice", f"{name}/{good}", "deny") in audit
+    def register(**kwargs: Any) -> int:
+        return _register(registry, logged_model, name, **{"token": engineer, **kwargs})
 
-    registry.promote(name, good, approver="bob", reason="better on v1")
+    assert refused(register(auc=0.65)) == ["metric_thresholds"]
+    assert refused(register(auc=0.9, card=False)) == ["model_card"]
+    champion = register(auc=0.85)
+    registry.promote(name, champion, token=approver, reason="first model")
+    worse = register(auc=0.80)
+    assert refused(worse) == ["not_worse_than_champion"]
+    good = register(auc=0.86, token=lead)
+    with pytest.raises(PromotionRejectedError, match="distinct_approver"):
+        registry.promote(name, good, token=lead)  # lead may approve, not its own version
+    other_set = register(auc=0.95, valid="v2")
+    with pytest.raises(PromotionRejectedError, match="share no evaluation dataset"):
+        registry.promote(name, other_set, token=approver)
+    assert registry.resolve(name, "champion").version == champion
+    assert ("models:promote", "lead", f"{name}/{good}", "deny") in _audited(
+        governed, "models:promote", name
+    )
+
+    registry.promote(name, good, token=approver, reason="better on v1")
     assert registry.resolve(name, "champion").version == good
     last = registry.alias_history(name)[-1]
     assert (last["kind"], last["by"], last["previous"], last["reason"]) == (
         "promote",
-        "bob",
+        "approver",
         champion,
         "better on v1",
     )
-    assert audit[-1] == ("models:promote", "bob", f"{name}@champion", "allow")
+    assert _audited(governed, "models:promote", name)[-1] == (
+        "models:promote",
+        "approver",
+        f"{name}@champion",
+        "allow",
+    )
 
 
 def test_recorded_evaluation_on_a_common_set_unblocks_the_comparison(
-    registry: ModelRegistry, logged_model: tuple[str, str]
+    registry: ModelRegistry, logged_model: tuple[str, str], governed: Governed
 ) -> None:
     name = _name()
-    champion = _register(registry, logged_model, name, auc=0.80, valid="v1")
-    registry.set_alias(name, "champion", champion, by="admin", reason="first")
-    challenger = _register(registry, logged_model, name, auc=0.84, valid="v2")
+    engineer, approver = governed.token("ml-engineer"), governed.token("approver")
+    champion = _register(registry, logged_model, name, auc=0.80, valid="v1", token=engineer)
+    registry.promote(name, champion, token=approver, reason="first")
+    challenger = _register(registry, logged_model, name, auc=0.84, valid="v2", token=engineer)
     with pytest.raises(PromotionRejectedError):
-        registry.promote(name, challenger, approver="bob")
-    registry.record_evaluation(name, champion, "v2", {"valid_auc": 0.83}, by="ci")
-    registry.promote(name, challenger, approver="bob")
+        registry.promote(name, challenger, token=approver)
+    registry.record_evaluation(name, champion, "v2", {"valid_auc": 0.83}, token=engineer)
+    registry.promote(name, challenger, token=approver)
     assert registry.resolve(name, "champion").version == challenger
 
 
 def test_rollback_restores_the_previous_champion(
-    registry: ModelRegistry, logged_model: tuple[str, str], bus: InProcessBus
+    registry: ModelRegistry, logged_model: tuple[str, str], bus: InProcessBus, governed: Governed
 ) -> None:
     name = _name()
-    v1, v2, v3 = (_register(registry, logged_model, name, auc=a) for a in (0.80, 0.81, 0.82))
-    registry.set_alias(name, "champion", v1, by="admin", reason="first")
+    engineer, approver, ops = (governed.token(p) for p in ("ml-engineer", "approver", "admin"))
+    v1, v2, v3 = (
+        _register(registry, logged_model, name, auc=a, token=engineer) for a in (0.80, 0.81, 0.82)
+    )
+    registry.promote(name, v1, token=approver, reason="first")
     with pytest.raises(ConflictError):
-        registry.rollback(name, by="ops")
-    registry.promote(name, v2, approver="bob")
-    registry.promote(name, v3, approver="bob")
-    registry.set_alias(name, "shadow", v1, by="admin", reason="shadow traffic")
-    assert registry.rollback(name, by="ops", reason="latency").version == v2
+        registry.rollback(name, token=ops)
+    registry.promote(name, v2, token=approver)
+    registry.promote(name, v3, token=approver)
+    registry.set_alias(name, "shadow", v1, token=engineer, reason="shadow traffic")
+    assert registry.rollback(name, token=ops, reason="latency").version == v2
     assert registry.resolve(name, "champion").version == v2
-    assert registry.rollback(name, by="ops", reason="still bad").version == v1
+    assert registry.rollback(name, token=ops, reason="still bad").version == v1
     assert registry.resolve(name, "shadow").version == v1
     history = registry.alias_history(name)
     assert [(h["alias"], h["kind"], h["version"]) for h in history][-2:] == [
         ("champion", "rollback", v2),
         ("champion", "rollback", v1),
     ]
-    assert history[-1]["by"] == "ops" and history[-1]["at"]
+    assert history[-1]["by"] == "admin" and history[-1]["at"]
+    assert history[-3]["by"] == "ml-engineer"  # the shadow move
     with pytest.raises(InvalidInputError):
-        registry.rollback(name, alias="production", by="ops")
+        registry.rollback(name, alias="production", token=ops)
     # Every move was announced on the bus, in order, with the holder it replaced.
     moved = bus.read(PlatformEventKind.ALIAS_MOVED.value, "test", block_s=0)
     assert [
@@ -270,75 +377,90 @@ def test_rollback_restores_the_previous_champion(
     assert [m.event.payload["revision"] for m in moved] == list(range(1, len(history) + 1))
 
 
-def test_load_by_alias(registry: ModelRegistry, logged_model: tuple[str, str]) -> None:
+def test_load_by_alias(
+    registry: ModelRegistry, logged_model: tuple[str, str], governed: Governed
+) -> None:
     import mlflow.xgboost
 
     name = _name()
-    version = _register(registry, logged_model, name)
-    registry.set_alias(name, "challenger", version, by="admin", reason="new")
+    engineer = governed.token("ml-engineer")
+    version = _register(registry, logged_model, name, token=engineer)
+    registry.set_alias(name, "challenger", version, token=engineer, reason="new")
     booster = mlflow.xgboost.load_model(f"models:/{name}@challenger")
     assert list(booster.feature_names) == FEATURES
 
 
 def test_actor_restart_keeps_aliases_versions_and_history(
-    ray_cluster: Any, settings: MlflowSettings, logged_model: tuple[str, str]
+    ray_cluster: Any,
+    settings: MlflowSettings,
+    logged_model: tuple[str, str],
+    governance_actor: tuple[GovernanceAuditor, dict[str, str]],
 ) -> None:
     import ray
 
+    governance, tokens = governance_actor
     namespace = ray.get_runtime_context().namespace
     actor_name = f"registry-{uuid.uuid4().hex[:6]}"
-    handle = service_actor(ModelRegistryActor, actor_name, namespace, settings, policy=POLICY)
+    handle = service_actor(
+        ModelRegistryActor, actor_name, namespace, settings, governance, policy=POLICY
+    )
     try:
         name = _name()
-        v1 = ray.get(
-            handle.register.remote(
-                logged_model[0],
-                name,
-                registrant="alice",
-                metrics={"valid_auc": 0.8},
-                validation_dataset_id="v1",
-                card=_card(name),
-                run_id=logged_model[1],
-            )
-        ).version
-        v2 = ray.get(
-            handle.register.remote(
-                logged_model[0],
-                name,
-                registrant="alice",
-                metrics={"valid_auc": 0.82},
-                validation_dataset_id="v1",
-                card=_card(name),
-                run_id=logged_model[1],
-            )
-        ).version
-        ray.get(handle.set_alias.remote(name, "champion", v1, by="admin", reason="first"))
-        ray.get(handle.promote.remote(name, v2, approver="bob"))
+        v1, v2 = (
+            ray.get(
+                handle.register.remote(
+                    logged_model[0],
+                    name,
+                    token=tokens["ml-engineer"],
+                    metrics={"valid_auc": auc},
+                    validation_dataset_id="v1",
+                    card=complete_card(name),
+                    run_id=logged_model[1],
+                )
+            ).version
+            for auc in (0.8, 0.82)
+        )
+        ray.get(handle.promote.remote(name, v1, token=tokens["approver"], reason="first"))
+        ray.get(handle.promote.remote(name, v2, token=tokens["approver"]))
         before = ray.get(handle.subscribe.remote(name))
         history = ray.get(handle.alias_history.remote(name))
+        assert [h["by"] for h in history] == ["approver", "approver"]
 
         ray.kill(handle, no_restart=False)
         after = ray.get(handle.subscribe.remote(name), timeout=120)
         assert after == before == {"name": name, "revision": 2, "aliases": {"champion": v2}}
         assert ray.get(handle.alias_history.remote(name)) == history
         assert [v.version for v in ray.get(handle.versions.remote(name))] == [v1, v2]
-        assert ray.get(handle.rollback.remote(name, by="ops")).version == v1
+        assert ray.get(handle.version.remote(name, v1)).tags["entai.registrant"] == "ml-engineer"
+        with pytest.raises(PermissionDeniedError):  # the restarted actor still authenticates
+            ray.get(handle.rollback.remote(name, token=tokens["ml-engineer"]))
+        assert ray.get(handle.rollback.remote(name, token=tokens["admin"])).version == v1
     finally:
         ray.kill(handle, no_restart=True)
 
 
 def test_subscribers_wake_on_alias_change(
-    ray_cluster: Any, settings: MlflowSettings, logged_model: tuple[str, str]
+    ray_cluster: Any,
+    settings: MlflowSettings,
+    logged_model: tuple[str, str],
+    governance_actor: tuple[GovernanceAuditor, dict[str, str]],
 ) -> None:
     import ray
 
+    governance, tokens = governance_actor
+    engineer = tokens["ml-engineer"]
     namespace = ray.get_runtime_context().namespace
     handle = service_actor(
-        ModelRegistryActor, f"registry-{uuid.uuid4().hex[:6]}", namespace, settings, policy=POLICY
+        ModelRegistryActor,
+        f"registry-{uuid.uuid4().hex[:6]}",
+        namespace,
+        settings,
+        governance,
+        policy=POLICY,
     )
     try:
         name = _name()
-        version = ray.get(handle.register.remote(logged_model[0], name, registrant="a")).version
+        version = ray.get(handle.register.remote(logged_model[0], name, token=engineer)).version
         start = ray.get(handle.subscribe.remote(name))
         assert start["revision"] == 0 and start["aliases"] == {}
         unchanged = ray.get(handle.wait_for_change.remote(name, 0, 0.2))
@@ -346,7 +468,7 @@ def test_subscribers_wake_on_alias_change(
         waiters = [handle.wait_for_change.remote(name, 0, 300.0) for _ in range(3)]
         ready, _ = ray.wait(waiters, timeout=1.0)
         assert ready == []  # they block on the actor until something moves
-        ray.get(handle.set_alias.remote(name, "shadow", version, by="admin", reason="mirror"))
+        ray.get(handle.set_alias.remote(name, "shadow", version, token=engineer, reason="mirror"))
         woken = ray.get(waiters, timeout=60)
         assert all(
             w == {"name": name, "revision": 1, "aliases": {"shadow": version}} for w in woken
@@ -356,13 +478,14 @@ def test_subscribers_wake_on_alias_change(
 
 
 def test_in_process_waiter_is_notified(
-    registry: ModelRegistry, logged_model: tuple[str, str]
+    registry: ModelRegistry, logged_model: tuple[str, str], governed: Governed
 ) -> None:
     name = _name()
-    version = _register(registry, logged_model, name)
+    engineer = governed.token("ml-engineer")
+    version = _register(registry, logged_model, name, token=engineer)
     seen: list[dict[str, Any]] = []
     waiter = threading.Thread(target=lambda: seen.append(registry.wait_for_change(name, 0, 120.0)))
     waiter.start()
-    registry.set_alias(name, "challenger", version, by="admin", reason="new")
+    registry.set_alias(name, "challenger", version, token=engineer, reason="new")
     waiter.join(timeout=60)
     assert seen and seen[0]["revision"] == 1

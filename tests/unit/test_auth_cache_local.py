@@ -11,6 +11,7 @@ from entai.shared.governance import Decision, Permission, Policy, Principal, has
 
 SECRET = "s" * 43
 APP = f"entai_{'a' * 12}_{SECRET}"
+SERVICE = "entai-svc.entai-serve.0123abcd"  # the cache's own credential (opaque here)
 
 
 class Backend:
@@ -19,8 +20,12 @@ class Backend:
     def __init__(self) -> None:
         self.snapshots = 0
         self.usage: list[Mapping[UsageKey, int]] = []
+        self.credentials: list[str] = []
 
-    def snapshot_for_cache(self, usage: Mapping[UsageKey, int] | None) -> CacheSnapshot:
+    def snapshot_for_cache(
+        self, credential: str, usage: Mapping[UsageKey, int] | None
+    ) -> CacheSnapshot:
+        self.credentials.append(credential)
         self.snapshots += 1
         if usage:
             self.usage.append(dict(usage))
@@ -37,7 +42,7 @@ class Backend:
 def test_local_decision_needs_a_fresh_snapshot_and_an_allowing_policy() -> None:
     backend = Backend()
     now = [0.0]
-    cache = AuthCache(backend, ttl_s=5.0, clock=lambda: now[0])
+    cache = AuthCache(backend, SERVICE, ttl_s=5.0, clock=lambda: now[0])
     assert cache.authorize_local(APP, "predict", "model:m") is None  # no snapshot yet
     assert backend.snapshots == 0
     cache.refresh()
@@ -51,6 +56,7 @@ def test_local_decision_needs_a_fresh_snapshot_and_an_allowing_policy() -> None:
     assert backend.snapshots == 1
     cache.refresh()
     assert backend.usage == [{("app", "predict", "model:m", "allow"): 1}]
+    assert backend.credentials == [SERVICE, SERVICE]  # the cache's credential, never APP
 
 
 def test_the_local_decision_applies_the_policys_resource_scopes() -> None:
@@ -62,11 +68,13 @@ def test_the_local_decision_applies_the_policys_resource_scopes() -> None:
     )
 
     class ScopedBackend(Backend):
-        def snapshot_for_cache(self, usage: Mapping[UsageKey, int] | None) -> CacheSnapshot:
+        def snapshot_for_cache(
+            self, credential: str, usage: Mapping[UsageKey, int] | None
+        ) -> CacheSnapshot:
             token = CachedToken("app", hash_secret(SECRET), None)
             return CacheSnapshot(scoped, {"a" * 12: token}, datetime.now(UTC))
 
-    cache = AuthCache(ScopedBackend(), ttl_s=5.0, clock=lambda: 0.0)
+    cache = AuthCache(ScopedBackend(), SERVICE, ttl_s=5.0, clock=lambda: 0.0)
     cache.refresh()
     allowed = cache.authorize_local(APP, "predict", "model:fraud_v1")
     assert allowed is not None and allowed.allowed

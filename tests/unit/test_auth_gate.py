@@ -31,6 +31,7 @@ def token(token_id: str, secret_char: str = "s") -> str:
 
 
 KNOWN = token("a" * 12)
+SERVICE = "entai-svc.entai-serve.0123abcd"  # what the replica's cache presents (opaque here)
 MINTED_LATER = token("b" * 12, "n")
 UNKNOWN = token("c" * 12, "u")
 
@@ -46,8 +47,10 @@ class Governance:
         self.audited: list[FailedAuthWindow] = []
         self.down = False
         self.lookup_gate: asyncio.Event | None = None
+        self.credentials: set[str] = set()
 
-    def snapshot_for_cache(self, usage: Mapping[Any, int] | None) -> CacheSnapshot:
+    def snapshot_for_cache(self, credential: str, usage: Mapping[Any, int] | None) -> CacheSnapshot:
+        self.credentials.add(credential)
         if self.down:
             raise ServiceUnavailableError("governance did not answer")
         self.snapshots += 1
@@ -62,7 +65,8 @@ class Governance:
             return None
         return POLICY.principals[known.principal]
 
-    def record_auth_failures(self, windows: Sequence[FailedAuthWindow]) -> int:
+    def record_auth_failures(self, credential: str, windows: Sequence[FailedAuthWindow]) -> int:
+        self.credentials.add(credential)
         if self.down:
             raise ServiceUnavailableError("governance did not answer")
         self.audited.extend(windows)
@@ -91,6 +95,7 @@ def make_gate(
     settings = AuthGuardSettings(**{"failure_burst": 5, "failure_rate_per_s": 1.0, **overrides})
     cache = AuthCache(
         governance,
+        SERVICE,
         ttl_s=settings.cache_ttl_s,
         max_stale_s=settings.max_stale_s,
         clock=lambda: clocks.mono,
@@ -226,6 +231,7 @@ def test_the_refresher_audits_one_window_per_client_when_due_and_keeps_undeliver
         ("10.0.0.1", 20),
     ]
     assert all(w.reasons == {"unknown": 20} for w in governance.audited)
+    assert governance.credentials == {SERVICE}  # snapshots and audits: the replica's own
 
 
 def test_bearer_token_parsing() -> None:

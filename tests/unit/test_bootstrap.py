@@ -40,6 +40,7 @@ def _production(tmp_path: Path, **security: object) -> EntaiSettings:
             "mode": "production",
             "policy_file": str(policy),
             "audit_key": "audit-key-0123456789abcdef",
+            "service_secret": "service-secret-0123456789abcdef",
             **security,
         },
     ).resolved()
@@ -84,6 +85,13 @@ def test_without_a_configured_secret_bootstrap_is_refused(tmp_path: Path) -> Non
     short = GovernanceChecker(_production(tmp_path / "short", bootstrap_secret="short"))
     with pytest.raises(ConfigError, match="at least 16 bytes"):
         short.bootstrap_admin("short", "root")
+
+
+def test_without_a_service_secret_the_production_service_does_not_start(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        GovernanceChecker(_production(tmp_path, service_secret=None))
+    assert info.value.details["field"] == "security.service_secret"
+    assert not (tmp_path / "home" / "service_secret").exists()  # none invented
 
 
 def test_the_secret_may_come_from_a_file(tmp_path: Path) -> None:

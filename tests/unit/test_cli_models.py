@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from governed import Governed
 from typer.testing import CliRunner
 
 from entai.cli import app
@@ -18,53 +19,62 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-def _register(home: Path) -> int:
+def _register(home: Path) -> tuple[Governed, int]:
+    """Model ``m`` v1, registered with an ml-engineer's token (no metrics, no card)."""
     import numpy as np
     import pandas as pd
     from logged_models import log_small_model
 
-    from entai.actors.models import ModelRegistry
     from entai.shared.settings import load_settings
 
     settings = load_settings().resolved()
+    governed = Governed(settings)
     rng = np.random.default_rng(0)
     frame = pd.DataFrame(rng.normal(size=(200, 2)), columns=["a", "b"])
     logged = log_small_model(settings, frame, (frame["a"] > 0).astype(int), rounds=3)
-    info = ModelRegistry(settings.mlflow).register(
-        logged.model_uri, "m", registrant="data-scientist", run_id=logged.run_id
+    info = governed.registry().register(
+        logged.model_uri, "m", token=governed.token("ml-engineer"), run_id=logged.run_id
     )
-    return int(info.version)
+    return governed, int(info.version)
 
 
 def test_promote_goes_through_the_gates_and_needs_approve(home: Path) -> None:
     runner = CliRunner()
-    version = _register(home)
+    governed, version = _register(home)
     listed = runner.invoke(app, ["models", "list"])
     assert listed.exit_code == 0 and "m" in listed.output
     token = runner.invoke(app, ["tokens", "create", "app"]).output
     app_token = next(line for line in token.splitlines() if line.startswith("entai_"))
     denied = runner.invoke(app, ["models", "promote", "m", str(version), "--token", app_token])
     assert isinstance(denied.exception, PermissionDeniedError)
+    engineer = governed.token("ml-engineer")  # may register, not approve
+    denied = runner.invoke(app, ["models", "promote", "m", str(version), "--token", engineer])
+    assert isinstance(denied.exception, PermissionDeniedError)
     rejected = runner.invoke(app, ["models", "promote", "m", str(version), "--reason", "try"])
     assert isinstance(rejected.exception, PromotionRejectedError)
     message = str(rejected.exception)
     assert "card" in message and "valid_auc" in message
     shown = runner.invoke(app, ["models", "show", "m"])
-    assert shown.exit_code == 0 and "data-scientist" in shown.output
+    assert shown.exit_code == 0 and "ml-engineer" in shown.output  # the token's principal
+    refusals = governed.audited(action="models:promote")
+    assert [(e.principal, e.decision) for e in refusals] == [("admin", "deny")]
+    denials = governed.audited(action="models:approve")
+    assert [(e.principal, e.decision) for e in denials] == [
+        ("app", "deny"),
+        ("ml-engineer", "deny"),
+    ]
 
 
 def test_card_renders_a_version_by_alias_with_lineage_and_approvals(home: Path) -> None:
-    from entai.actors.models import ModelRegistry
     from entai.shared.models import (
         FeatureImportance,
         GlobalExplanation,
         ModelCard,
         TrainingDataSummary,
     )
-    from entai.shared.settings import load_settings
 
-    version = _register(home)
-    registry = ModelRegistry(load_settings().resolved().mlflow)
+    governed, version = _register(home)
+    registry = governed.registry()
     card = ModelCard(
         model_name="m",
         intended_use="Rank <users> for email.",
@@ -85,16 +95,17 @@ def test_card_renders_a_version_by_alias_with_lineage_and_approvals(home: Path) 
             top=(FeatureImportance(feature="a", mean_abs_contribution=0.8, mean_contribution=0.1),),
         ),
     )
-    registry.set_card("m", version, card, by="data-scientist")
-    registry.set_alias("m", "challenger", version, by="admin", reason="first look")
+    engineer = governed.token("ml-engineer")
+    registry.set_card("m", version, card, token=engineer)
+    registry.set_alias("m", "challenger", version, token=engineer, reason="first look")
     runner = CliRunner()
     shown = runner.invoke(app, ["models", "card", "m@challenger"])
     assert shown.exit_code == 0, shown.output
     text = shown.output
     assert f"# Model card: m v{version}" in text
     assert "time range: 2026-01-01T00:00:00+00:00 .. 2026-02-01T00:00:00+00:00" in text
-    assert "- entai.registrant: data-scientist" in text
-    assert "challenger (set) by admin: first look" in text
+    assert "- entai.registrant: ml-engineer" in text
+    assert "challenger (set) by ml-engineer: first look" in text
     assert "## Top features" in text and "valid_auc: 0.9100" in text
 
     out = home / "card.html"

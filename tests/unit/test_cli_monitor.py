@@ -79,17 +79,20 @@ class FakeMonitor:
             raise NotFoundError(f"model {model!r} is not registered with the drift monitor")
         return _report()
 
-    def acknowledge(self, model: str, feature: str, method: str, by: str) -> None:
-        self.calls.append(("ack", model, feature, method, by))
+    def acknowledge(self, model: str, feature: str, method: str, token: str) -> None:
+        self.calls.append(("ack", model, feature, method, token))
 
-    def silence(self, model: str, feature: str, method: str, until: datetime, by: str) -> None:
-        self.calls.append(("silence", model, feature, method, until, by))
+    def silence(self, model: str, feature: str, method: str, until: datetime, token: str) -> None:
+        self.calls.append(("silence", model, feature, method, until, token))
+
+
+TOKEN = "entai_test_token"  # the caller's ($ENTAI_TOKEN): the monitor authenticates it
 
 
 @pytest.fixture
 def services(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[FakeMonitor, FakeGovernance]:
     monkeypatch.setenv("ENTAI_HOME", str(tmp_path))
-    monkeypatch.setenv("ENTAI_TOKEN", "entai_test_token")
+    monkeypatch.setenv("ENTAI_TOKEN", TOKEN)
     monitor, governance = FakeMonitor(), FakeGovernance()
     monkeypatch.setattr(
         entai.client, "drift_monitor_service", lambda settings: LocalService(monitor)
@@ -141,7 +144,8 @@ def test_ack_records_the_approving_principal(
 ) -> None:
     result = CliRunner().invoke(app, ["monitor", "ack", "churn", "amount", "ks"])
     assert result.exit_code == 0, result.output
-    assert services[0].calls == [("ack", "churn", "amount", "ks", "ops-alice")]
+    assert services[0].calls == [("ack", "churn", "amount", "ks", TOKEN)]  # never a name
+    assert "acknowledged by ops-alice" in result.output
     assert services[1].asked == [("models:approve", "model:churn")]
 
 
@@ -152,7 +156,8 @@ def test_silence_takes_a_future_iso_time(
     args = ["monitor", "silence", "churn", "*", "dataset", "--until", until.isoformat()]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
-    assert services[0].calls == [("silence", "churn", "*", "dataset", until, "ops-alice")]
+    assert services[0].calls == [("silence", "churn", "*", "dataset", until, TOKEN)]
+    assert "silenced by ops-alice" in result.output
     past = CliRunner().invoke(app, [*args[:-1], "2020-01-01T00:00:00"])
     assert isinstance(past.exception, InvalidInputError)
     assert "not in the future" in str(past.exception)

@@ -11,16 +11,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from governed import Governed, complete_card
 from logged_models import log_small_model
 
-from entai.actors.models import ModelRegistry
 from entai.cli import main
 from entai.shared.settings import load_settings
 
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A home whose registry holds model ``m`` v1 (inputs a, b) as champion."""
+    """A home whose registry holds model ``m`` v1 (inputs a, b) as champion: registered
+    by an ml-engineer, promoted through the gates by an approver."""
     root = tmp_path_factory.mktemp("score-home")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("ENTAI_HOME", str(root))
@@ -28,9 +29,19 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     rng = np.random.default_rng(0)
     frame = pd.DataFrame(rng.normal(size=(200, 2)), columns=["a", "b"])
     logged = log_small_model(settings, frame, (frame["a"] > 0).astype(int), rounds=3)
-    registry = ModelRegistry(settings.mlflow)
-    info = registry.register(logged.model_uri, "m", registrant="ds", run_id=logged.run_id)
-    registry.set_alias("m", "champion", info.version, by="ds", reason="first")
+    governed = Governed(settings)
+    registry = governed.registry()
+    info = registry.register(
+        logged.model_uri,
+        "m",
+        token=governed.token("ml-engineer"),
+        run_id=logged.run_id,
+        metrics={"valid_auc": 0.9},
+        validation_dataset_id="v1",
+        card=complete_card("m"),
+    )
+    registry.promote("m", info.version, token=governed.token("approver"), reason="first")
+    assert registry.resolve("m", "champion").version == info.version
     return root
 
 

@@ -38,6 +38,7 @@ ROLE_LABEL = "entai.io/role"
 SECRET_ENV = {
     "RAY_AUTH_TOKEN",
     "ENTAI_SECURITY__HMAC_KEY",
+    "ENTAI_SECURITY__SERVICE_SECRET",
     "ENTAI_ONLINE_STORE__URL",
     "ENTAI_MLFLOW__TRACKING_URI",
     "AWS_ACCESS_KEY_ID",
@@ -53,6 +54,7 @@ CREDENTIAL_IN_URL = re.compile(r"://[^/\s:@]+:[^/\s@]+@")
 # Placeholders a Secret's value takes the place of, for loading the pods' settings.
 PLACEHOLDERS = {
     "ENTAI_SECURITY__HMAC_KEY": "k" * 32,
+    "ENTAI_SECURITY__SERVICE_SECRET": "s" * 32,
     "ENTAI_ONLINE_STORE__URL": "redis://redis.entai.svc:6379/0",
     "ENTAI_MLFLOW__TRACKING_URI": "postgresql://pg.entai.svc:5432/mlflow",
 }

@@ -11,13 +11,21 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from governed import Governed
 from in_process_bus import InProcessBus
 
 from entai.actors.bus import PlatformEvents
 from entai.actors.core import Metrics
 from entai.actors.core import _metrics as metrics_module
+from entai.actors.governance import GovernanceChecker
 from entai.actors.monitoring import DriftMonitor
-from entai.shared.core import ConflictError, InvalidInputError, NotFoundError
+from entai.shared.core import (
+    AuthenticationError,
+    ConflictError,
+    InvalidInputError,
+    NotFoundError,
+    PermissionDeniedError,
+)
 from entai.shared.data import PlatformEventKind
 from entai.shared.monitoring import ReferenceProfile, RetrainRequest
 from entai.shared.settings import EntaiSettings, load_settings
@@ -42,9 +50,20 @@ class Sink:
 
 
 class Auditor:
+    """Records the monitor's audit entries; tells who a token is through a real
+    checker when a test gives it one (``governance``), else refuses every token."""
+
     def __init__(self) -> None:
         self.entries: list[tuple[str, str, dict[str, Any]]] = []
         self.principals: dict[str, str] = {}
+        self.governance: GovernanceChecker | None = None
+
+    def principal_for(
+        self, token: str, permission: str, resource: str, request_id: str | None = None
+    ) -> str:
+        if self.governance is None:
+            raise AuthenticationError("no governance in this test")
+        return self.governance.principal_for(token, permission, resource, request_id)
 
     def audit(
         self,
@@ -282,13 +301,26 @@ def test_alerts_follow_hysteresis_and_cooldown_and_reach_sink_and_audit(
 
 
 def test_acknowledge_and_silence_stop_notifications(
-    monitor: DriftMonitor, sink: Sink, auditor: Auditor
+    monitor: DriftMonitor, sink: Sink, auditor: Auditor, settings: EntaiSettings
 ) -> None:
+    governed = Governed(settings)
+    auditor.governance = governed.checker
+    approver, admin = governed.token("approver"), governed.token("admin")
     with pytest.raises(ConflictError):
-        monitor.acknowledge("churn", "x", "wasserstein", "alice")
+        monitor.acknowledge("churn", "x", "wasserstein", approver)
     monitor.record("churn", "b0", _batch(0, 400, shift=2.0))
-    monitor.acknowledge("churn", "x", "wasserstein", "alice")
-    monitor.silence("churn", "*", "dataset", START + timedelta(days=1), "bob")
+    with pytest.raises(PermissionDeniedError):  # models:approve is needed, not register
+        monitor.acknowledge("churn", "x", "wasserstein", governed.token("ml-engineer"))
+    with pytest.raises(AuthenticationError):  # a name is not a credential
+        monitor.silence("churn", "*", "dataset", START + timedelta(days=1), "approver")
+    assert "monitoring:acknowledge" not in auditor.actions()
+    assert "monitoring:silence" not in auditor.actions()
+    denied = governed.audited(action="models:approve")
+    assert [(e.principal, e.resource, e.decision) for e in denied] == [
+        ("ml-engineer", "model:churn", "deny")
+    ]
+    monitor.acknowledge("churn", "x", "wasserstein", approver)
+    monitor.silence("churn", "*", "dataset", START + timedelta(days=1), admin)
     sent = len(sink.events)
     monitor.record("churn", "b1", _batch(400, 400, shift=2.0))
     new = sink.events[sent:]
@@ -298,10 +330,10 @@ def test_acknowledge_and_silence_stop_notifications(
         ("x", "alert")
     ]
     assert {"monitoring:acknowledge", "monitoring:silence"} <= set(auditor.actions())
-    assert auditor.principals["monitoring:acknowledge"] == "alice"
-    assert auditor.principals["monitoring:silence"] == "bob"
+    assert auditor.principals["monitoring:acknowledge"] == "approver"  # the tokens' principals
+    assert auditor.principals["monitoring:silence"] == "admin"
     alerts = {tuple(a["key"]): a for a in monitor.report("churn")["alerts"]}
-    assert alerts[("churn", "x", "wasserstein")]["acknowledged_by"] == "alice"
+    assert alerts[("churn", "x", "wasserstein")]["acknowledged_by"] == "approver"
 
 
 def test_feedback_gives_realised_metrics_per_window(monitor: DriftMonitor) -> None:

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from governed import Governed
 from logged_models import log_small_model
 
 from entai.actors.backends import configure_mlflow
-from entai.actors.models import ModelRegistry, lineage_reference_source
+from entai.actors.models import lineage_reference_source
 from entai.shared.models import ModelCard, binary_fairness
 from entai.shared.monitoring import (
     REFERENCE_ARTIFACT,
@@ -26,9 +27,10 @@ def test_the_reference_carries_the_cards_fairness_columns(tmp_path: Path) -> Non
     rng = np.random.default_rng(0)
     frame = pd.DataFrame(rng.normal(size=(200, 2)), columns=["a", "b"])
     logged = log_small_model(settings, frame, (frame["a"] > 0).astype(int))
-    registry = ModelRegistry(settings.mlflow)
+    governed = Governed(settings)
+    registry, engineer = governed.registry(), governed.token("ml-engineer")
     version = int(
-        registry.register(logged.model_uri, "m", registrant="ds", run_id=logged.run_id).version
+        registry.register(logged.model_uri, "m", token=engineer, run_id=logged.run_id).version
     )
     scores = rng.random(200)
     reference = MonitoringReference.from_scores(frame, ["a", "b"], scores).to_dict()
@@ -43,7 +45,8 @@ def test_the_reference_carries_the_cards_fairness_columns(tmp_path: Path) -> Non
         (scores > 0.5).astype(int), scores, np.where(frame["b"] > 0, "x", "y"),
         attribute="b_sign", threshold=0.4, min_group_size=20,
     )  # fmt: skip
-    registry.set_card("m", version, ModelCard(model_name="m", fairness={"b_sign": report}), by="ds")
+    card = ModelCard(model_name="m", fairness={"b_sign": report})
+    registry.set_card("m", version, card, token=engineer)
     document = source("m", version)
     assert document is not None
     assert document["fairness"] == {"b_sign": {"threshold": 0.4, "min_group_size": 20, "bins": 10}}

@@ -11,6 +11,7 @@ from entai.shared.core import ConfigError
 from entai.shared.settings import EntaiSettings, load_settings
 
 KEY = "unit-secure-defaults-key-0123456789"
+SERVICE_SECRET = "unit-service-secret-0123456789abcdef"
 
 
 def _refusal(settings: EntaiSettings) -> ConfigError:
@@ -29,6 +30,7 @@ def _production(tmp_path: Path, **overrides: object) -> EntaiSettings:
             "mode": "production",
             "hmac_key_file": str(key_file),
             "policy_file": str(policy),
+            "service_secret": SERVICE_SECRET,
         }
     }
     return load_settings(**{**base, **overrides})
@@ -55,6 +57,15 @@ def test_production_without_hmac_key_is_refused_naming_it(tmp_path: Path) -> Non
     assert err.details["problems"] == [p for p in err.details["problems"] if "hmac_key" in p]
 
 
+def test_production_without_a_service_secret_is_refused_naming_it(tmp_path: Path) -> None:
+    settings = _production(tmp_path)
+    security = settings.security.model_copy(update={"service_secret": None})
+    err = _refusal(settings.model_copy(update={"security": security}))
+    assert err.details["problems"] == [
+        "security.service_secret (or service_secret_file) is required in production"
+    ]
+
+
 def test_production_with_a_wildcard_bind_is_refused_with_a_tls_note(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -70,8 +81,13 @@ def test_every_problem_is_named_in_one_refusal(monkeypatch: pytest.MonkeyPatch) 
     err = _refusal(load_settings(security={"mode": "production"}, serve={"host": "0.0.0.0"}))
     assert err.message.startswith("insecure production configuration: ")
     problems = err.details["problems"]
-    assert len(problems) == 4
-    for field in ("security.hmac_key", "security.policy_file", "RAY_USE_TLS"):
+    assert len(problems) == 5
+    for field in (
+        "security.hmac_key",
+        "security.policy_file",
+        "security.service_secret",
+        "RAY_USE_TLS",
+    ):
         assert sum(field in p for p in problems) == 1, field
         assert field in err.message
     assert sum("serve.host=0.0.0.0" in p for p in problems) == 2  # no TLS note; no Ray TLS

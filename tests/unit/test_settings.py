@@ -77,6 +77,7 @@ def test_production_without_key_or_policy_is_refused() -> None:
     problems = info.value.details["problems"]
     assert any("hmac_key" in p for p in problems)
     assert any("policy_file" in p for p in problems)
+    assert any("service_secret" in p for p in problems)
     assert any("0.0.0.0" in p for p in problems)
 
 
@@ -84,7 +85,12 @@ def test_production_with_key_file_policy_and_loopback_passes(tmp_path: Path) -> 
     key = tmp_path / "hmac.key"
     key.write_text("s3cr3t-key-material\n")
     s = load_settings(
-        security={"mode": "production", "hmac_key_file": key, "policy_file": tmp_path / "p.yaml"}
+        security={
+            "mode": "production",
+            "hmac_key_file": key,
+            "policy_file": tmp_path / "p.yaml",
+            "service_secret": "service-secret-0123456789abcdef",
+        }
     )
     s.check_secure()
     assert s.security.resolved_hmac_key() == b"s3cr3t-key-material"
@@ -144,6 +150,7 @@ def test_production_checks_auth_key_length_dashboard_and_tls_note(
             "mode": "production",
             "hmac_key": "a-key-of-sixteen-bytes-or-more",
             "policy_file": tmp_path / "p.yaml",
+            "service_secret": "service-secret-0123456789abcdef",
         },
         serve={"host": "0.0.0.0", "tls_note": "TLS ends at the ingress load balancer"},
     )
