@@ -340,22 +340,25 @@ def _stream_status(
     return out
 
 
-def stop_platform(settings: EntaiSettings) -> bool:
-    """Stop the head and MLflow UI ``entai up`` started; on a cluster it joined, remove
-    entai's actors and Serve app instead (and nothing else).
+def stop_platform(settings: EntaiSettings) -> list[str]:
+    """Stop the head and MLflow UI ``entai up`` started, and every process left in the
+    head's session (Serve's HAProxy among them); on a cluster it joined, remove entai's
+    actors and Serve app instead (and nothing else).
 
     Returns:
-        False when there was nothing to stop.
+        One line per thing stopped, for the console; empty when there was nothing to
+        stop.
     """
     address, _ = _address(settings)
     if address is None:
-        return stop_mlflow_ui(settings)
+        # No head answers, but one that died may have left processes (and their ports).
+        return [*_stop_ui(settings), *stop_head(settings)]
     if read_head(settings) is not None:
-        # entai's own head: stopping its process group stops every actor and replica
-        # on it; removing them one by one first only made `entai down` slower.
-        stop_mlflow_ui(settings)
-        stop_head(settings)
-        return True
+        # entai's own head: stopping its process group, then what is left of its
+        # session, stops every actor, replica and HAProxy on it; removing them one by
+        # one first only made `entai down` slower.
+        return [*_stop_ui(settings), *stop_head(settings)]
+    stopped = []
     try:
         connect_ray(settings, address=address)
     except ServiceUnavailableError:
@@ -363,18 +366,27 @@ def stop_platform(settings: EntaiSettings) -> bool:
     else:
         try:
             serve.shutdown()  # type: ignore[no-untyped-call]
+            stopped.append(f"shut down Serve on the cluster at {address}")
             services = Services.of(settings)
             extra = services.names(STREAM_WORKER_PREFIX)
+            removed = 0
             for name in dict.fromkeys([*service_names(settings), *extra]):
                 handle = services.find(name)
                 if handle is not None:
                     ray.kill(handle)
+                    removed += 1
+            stopped.append(f"removed {removed} entai actors from the cluster at {address}")
         finally:
             ray.shutdown()
     (settings.home / _JOINED_FILE).unlink(missing_ok=True)
-    stop_mlflow_ui(settings)
-    stop_head(settings)
-    return True
+    return [*stopped, *_stop_ui(settings), *stop_head(settings)]
+
+
+def _stop_ui(settings: EntaiSettings) -> list[str]:
+    ui = read_mlflow_ui(settings)
+    if ui is None or not stop_mlflow_ui(settings):
+        return []
+    return [f"stopped the MLflow UI at {ui.url}"]
 
 
 @dataclass
