@@ -520,12 +520,14 @@ def deploy_serve_config(
     grpc = config.grpc_options
     grpc_port = grpc.port if grpc is not None and grpc.grpc_servicer_functions else None
     check_listeners(settings.serve.model_copy(update={"grpc_port": grpc_port or None}))
-    ServeSubmissionClient(head.dashboard_url).deploy_applications(
-        config.model_dump(exclude_unset=True)
-    )
+    # Joining first turns on token auth when a token exists: the dashboard refuses
+    # the deploy without it (a head `entai up` started has token auth).
     connect_ray(settings, address=head.address)
-    deadline = time.monotonic() + timeout_s
     try:
+        ServeSubmissionClient(head.dashboard_url).deploy_applications(
+            config.model_dump(exclude_unset=True)
+        )
+        deadline = time.monotonic() + timeout_s
         while True:
             apps = serve.status().applications
             states = {name: str(app.status.value) for name, app in apps.items()}
