@@ -341,22 +341,25 @@ def _stream_status(
     return out
 
 
-def stop_platform(settings: EntaiSettings) -> bool:
-    """Stop the head and MLflow UI ``entai up`` started; on a cluster it joined, remove
-    entai's actors and Serve app instead (and nothing else).
+def stop_platform(settings: EntaiSettings) -> list[str]:
+    """Stop the head and MLflow UI ``entai up`` started, and every process left in the
+    head's session (Serve's HAProxy among them); on a cluster it joined, remove entai's
+    actors and Serve app instead (and nothing else).
 
     Returns:
-        False when there was nothing to stop.
+        One line per thing stopped, for the console; empty when there was nothing to
+        stop.
     """
     address, _ = _address(settings)
     if address is None:
-        return stop_mlflow_ui(settings)
+        # No head answers, but one that died may have left processes (and their ports).
+        return [*_stop_ui(settings), *stop_head(settings)]
     if read_head(settings) is not None:
-        # entai's own head: stopping its process group stops every actor and replica
-        # on it; removing them one by one first only made `entai down` slower.
-        stop_mlflow_ui(settings)
-        stop_head(settings)
-        return True
+        # entai's own head: stopping its process group, then what is left of its
+        # session, stops every actor, replica and HAProxy on it; removing them one by
+        # one first only made `entai down` slower.
+        return [*_stop_ui(settings), *stop_head(settings)]
+    stopped = []
     try:
         connect_ray(settings, address=address)
     except ServiceUnavailableError:
@@ -364,18 +367,27 @@ def stop_platform(settings: EntaiSettings) -> bool:
     else:
         try:
             serve.shutdown()  # type: ignore[no-untyped-call]
+            stopped.append(f"shut down Serve on the cluster at {address}")
             services = Services.of(settings)
             extra = services.names(STREAM_WORKER_PREFIX)
+            removed = 0
             for name in dict.fromkeys([*service_names(settings), *extra]):
                 handle = services.find(name)
                 if handle is not None:
                     ray.kill(handle)
+                    removed += 1
+            stopped.append(f"removed {removed} entai actors from the cluster at {address}")
         finally:
             ray.shutdown()
     (settings.home / _JOINED_FILE).unlink(missing_ok=True)
-    stop_mlflow_ui(settings)
-    stop_head(settings)
-    return True
+    return [*stopped, *_stop_ui(settings), *stop_head(settings)]
+
+
+def _stop_ui(settings: EntaiSettings) -> list[str]:
+    ui = read_mlflow_ui(settings)
+    if ui is None or not stop_mlflow_ui(settings):
+        return []
+    return [f"stopped the MLflow UI at {ui.url}"]
 
 
 @dataclass
@@ -500,12 +512,14 @@ def deploy_serve_config(
     grpc = config.grpc_options
     grpc_port = grpc.port if grpc is not None and grpc.grpc_servicer_functions else None
     check_listeners(settings.serve.model_copy(update={"grpc_port": grpc_port or None}))
-    ServeSubmissionClient(head.dashboard_url).deploy_applications(
-        config.model_dump(exclude_unset=True)
-    )
+    # Joining first turns on token auth when a token exists: the dashboard refuses
+    # the deploy without it (a head `entai up` started has token auth).
     connect_ray(settings, address=head.address)
-    deadline = time.monotonic() + timeout_s
     try:
+        ServeSubmissionClient(head.dashboard_url).deploy_applications(
+            config.model_dump(exclude_unset=True)
+        )
+        deadline = time.monotonic() + timeout_s
         while True:
             apps = serve.status().applications
             states = {name: str(app.status.value) for name, app in apps.items()}

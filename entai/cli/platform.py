@@ -132,12 +132,13 @@ def down(config: ConfigOption = None) -> bool:
     settings = _settings(config)
     with console.status("stopping entai..."):
         stopped = stop_platform(settings)
-    console.print(
-        "entai stopped."
-        if stopped
-        else f"nothing to stop: no platform started by `entai up` under {settings.home}."
-    )
-    return stopped
+    if not stopped:
+        console.print(f"nothing to stop: no platform started by `entai up` under {settings.home}.")
+        return False
+    for line in stopped:
+        console.print(f"{line}.", markup=False, highlight=False)
+    console.print("entai stopped.")
+    return True
 
 
 @app.command()

@@ -235,7 +235,8 @@ def platform_env(servers: Servers, home: Path) -> dict[str, str]:
             "ENTAI_SERVE__PORT": str(SERVE_PORT),
             "ENTAI_SERVE__GRPC_PORT": str(GRPC_PORT),
             # HAProxy's stats and metrics pages, off the defaults the chaos tier's
-            # HAProxy test uses (an HAProxy can outlive `entai down`: see the note).
+            # HAProxy test uses (that `entai down` stops HAProxy and frees its ports
+            # is checked by test_down_stops_haproxy.py).
             "RAY_SERVE_HAPROXY_STATS_PORT": str(HAPROXY_STATS_PORT),
             "RAY_SERVE_HAPROXY_METRICS_PORT": str(HAPROXY_METRICS_PORT),
             "COLUMNS": "200",

@@ -238,7 +238,7 @@ def test_entai_deploy_refuses_a_serve_config_with_grpc_unless_accepted(
     config = Path(__file__).resolve().parents[2] / "cluster" / "serve_config.yaml"
     with pytest.raises(ConfigError, match=r"serve\.grpc_port=9000: Ray's gRPC proxy"):
         client.deploy_serve_config(load_settings(home=tmp_path), config)
-    # accepted: it gets as far as the (unreachable) dashboard
+    # accepted: it gets as far as joining the (unreachable) cluster
     accepted = load_settings(home=tmp_path, serve={"wildcard_listeners": True})
     with pytest.raises(Exception) as info:
         client.deploy_serve_config(accepted, config, timeout_s=1)

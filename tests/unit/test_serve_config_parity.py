@@ -59,10 +59,15 @@ def entai_deploy_request(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dic
 
         def deploy_applications(self, config: dict[str, Any]) -> None:
             sent["body"] = json.loads(json.dumps(config))  # what goes over HTTP
+            sent["joined_before"] = "joined" in sent
             raise _SentError
+
+    def join(settings: Any, address: str | None = None) -> None:
+        sent["joined"] = address  # joining turns on Ray's token auth for the request
 
     head = SimpleNamespace(address="127.0.0.1:6390", dashboard_url=DASHBOARD)
     monkeypatch.setattr(entai.client, "ServeSubmissionClient", Dashboard)
+    monkeypatch.setattr(entai.client, "connect_ray", join)
     monkeypatch.setattr(entai.client, "read_head", lambda settings: head)
     monkeypatch.setenv("ENTAI_HOME", str(tmp_path))
     # The shipped config starts Serve's gRPC proxy, which listens on every interface:
@@ -148,6 +153,8 @@ def test_entai_deploy_sends_the_config_file_to_the_heads_dashboard(
 ) -> None:
     request = entai_deploy_request(monkeypatch, tmp_path)
     assert request["address"] == DASHBOARD
+    # it joined the head first: the request then carries the cluster's token
+    assert request["joined"] == "127.0.0.1:6390" and request["joined_before"] is True
     received = ServeDeploySchema.model_validate(request["body"])
     assert received.model_dump(exclude_unset=True) == serve_run_config().model_dump(
         exclude_unset=True

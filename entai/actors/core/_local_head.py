@@ -1,10 +1,13 @@
 """Start and stop a local Ray head that entai owns (``entai up`` / ``entai down``).
 
-The head runs as ``ray start --head --block`` in its own process group, recorded in
-``<home>/cluster.json``; it outlives the command that started it. Stopping signals
-that process group only, so Ray clusters that entai did not start (a test session's,
-another user's) are never touched. The helpers that spawn, find and stop such a
-process group serve the platform's other local process too (the MLflow UI).
+The head runs as ``ray start --head --block`` in a session of its own (its pid is the
+session's id and its process group's), recorded in ``<home>/cluster.json``; it
+outlives the command that started it. Stopping signals that process group, then every
+process still in that session: Ray puts each worker in a process group of its own, and
+what a worker spawns (Serve's HAProxy) is orphaned, not stopped, when the head's group
+goes. Nothing else is signalled, so Ray clusters that entai did not start (a test
+session's, another user's) are never touched. The helpers that spawn, find and stop
+such a session serve the platform's other local process too (the MLflow UI).
 """
 
 from __future__ import annotations
@@ -30,8 +33,10 @@ __all__ = [
     "free_port",
     "group_alive",
     "kill_group",
+    "kill_session",
     "port_open",
     "read_head",
+    "session_processes",
     "spawn_group",
     "start_head",
     "stop_head",
@@ -76,14 +81,26 @@ def _state_path(settings: EntaiSettings) -> Path:
     return settings.home / _STATE_FILE
 
 
-def read_head(settings: EntaiSettings) -> HeadInfo | None:
-    """The head recorded by ``entai up``, if its process group is still alive."""
+def _recorded_head(settings: EntaiSettings) -> HeadInfo | None:
     path = _state_path(settings)
     if not path.exists():
         return None
-    info = HeadInfo(**json.loads(path.read_text()))
+    return HeadInfo(**json.loads(path.read_text()))
+
+
+def read_head(settings: EntaiSettings) -> HeadInfo | None:
+    """The head recorded by ``entai up``, if its process group is still alive.
+
+    The record of a head whose group is gone is dropped, unless processes of its
+    session still run (they are stopped by :func:`stop_head` or the next
+    :func:`start_head`, which need the record to find them).
+    """
+    info = _recorded_head(settings)
+    if info is None:
+        return None
     if not group_alive(info.pgid):
-        path.unlink(missing_ok=True)
+        if not session_processes(info.pgid):
+            _state_path(settings).unlink(missing_ok=True)
         return None
     return info
 
@@ -113,6 +130,108 @@ def _reap(pgid: int) -> None:
         return
 
 
+def session_processes(sid: int) -> list[tuple[int, str]]:
+    """The running processes (pid, command name) of the session ``sid``, oldest pid first.
+
+    Exited processes not yet reaped (zombies) hold nothing and are left out, and so
+    is this process. A session's id stays reserved while any process is in it, so
+    the processes found are descendants of the session's leader that did not start
+    sessions of their own.
+    """
+    found = _proc_session(sid) if Path("/proc/self/stat").exists() else _ps_session(sid)
+    return sorted((pid, name) for pid, name in found if pid != os.getpid())
+
+
+def _proc_session(sid: int) -> list[tuple[int, str]]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:  # exited while listed
+            continue
+        # "pid (comm) state ppid pgrp session ...": comm may hold spaces and parentheses
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        state, _ppid, _pgrp, session = stat[stat.rindex(")") + 2 :].split()[:4]
+        if int(session) == sid and state not in {"Z", "X"}:
+            found.append((int(entry.name), name))
+    return found
+
+
+def _ps_session(sid: int) -> list[tuple[int, str]]:
+    listing = subprocess.run(
+        ["ps", "-A", "-o", "pid=,stat=,comm="],  # noqa: S607 - ps from PATH, as the shell would
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    found = []
+    for line in listing.stdout.splitlines():
+        pid_text, state, name = [*line.split(None, 2), "", ""][:3]
+        if not pid_text.isdigit() or state.startswith("Z"):
+            continue
+        try:
+            if os.getsid(int(pid_text)) == sid:
+                found.append((int(pid_text), Path(name).name))
+        except OSError:  # exited while listed, or not ours to ask
+            continue
+    return found
+
+
+def _signal_in_session(pid: int, sid: int, sig: signal.Signals) -> None:
+    """Signal ``pid`` only while it is still a process of the session ``sid``.
+
+    Through a pidfd where the platform has them: once open, it names that process
+    and no later one that reuses its pid.
+    """
+    pidfd_open = getattr(os, "pidfd_open", None)
+    try:
+        if pidfd_open is None:
+            if os.getsid(pid) == sid:
+                os.kill(pid, sig)
+            return
+        fd = pidfd_open(pid)
+    except (ProcessLookupError, PermissionError):
+        return
+    try:
+        if os.getsid(pid) == sid:
+            signal.pidfd_send_signal(fd, sig)
+    except (ProcessLookupError, PermissionError):
+        return
+    finally:
+        os.close(fd)
+
+
+def kill_session(sid: int, grace_s: float = 10.0) -> list[tuple[int, str]]:
+    """SIGTERM every process still in the session ``sid``, SIGKILL what is left after
+    ``grace_s``; the processes found (pid, command name), none if it was empty.
+
+    Only for a session entai started (:func:`spawn_group`): its id is the pid entai
+    recorded, and every process in it descends from the process entai spawned.
+
+    Raises:
+        ServiceUnavailableError: processes of the session survived SIGKILL.
+    """
+    found = session_processes(sid)
+    if not found:
+        return []
+    for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 10.0)):
+        for pid, _name in session_processes(sid):
+            _signal_in_session(pid, sid, sig)
+        deadline = time.monotonic() + wait_s
+        while session_processes(sid):
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        else:
+            return found
+    left = session_processes(sid)
+    raise ServiceUnavailableError(
+        f"processes of the session {sid} did not exit: "
+        + ", ".join(f"{name} (pid {pid})" for pid, name in left),
+        details={"sid": sid, "pids": [pid for pid, _ in left]},
+    )
+
+
 def port_open(port: int, host: str = "127.0.0.1") -> bool:
     """Whether something accepts TCP connections on ``host:port``."""
     try:
@@ -139,10 +258,15 @@ def spawn_group(cmd: list[str], log_file: Path, env: dict[str, str]) -> subproce
 def start_head(
     settings: EntaiSettings, *, gcs_port: int = 6390, timeout_s: float = 180.0
 ) -> HeadInfo:
-    """Start a local head on 127.0.0.1 with the dashboard; wait until it answers."""
+    """Start a local head on 127.0.0.1 with the dashboard; wait until it answers.
+
+    What a recorded head that died left running (its session's processes, which may
+    hold Serve's ports) is stopped first.
+    """
     existing = read_head(settings)
     if existing is not None:
         return existing
+    stop_head(settings)
     if port_open(gcs_port):
         raise ConflictError(
             f"port {gcs_port} is already in use; another Ray head may be running there",
@@ -291,11 +415,34 @@ def kill_group(pgid: int, grace_s: float = 15.0) -> None:
     )
 
 
-def stop_head(settings: EntaiSettings) -> bool:
-    """Stop the head ``entai up`` started (its process group only). False if none."""
-    info = read_head(settings)
+def stop_head(settings: EntaiSettings) -> list[str]:
+    """Stop the head ``entai up`` started: its process group, then every process left
+    in its session (Ray's workers run in groups of their own; Serve's HAProxy outlives
+    the worker that spawned it).
+
+    A head whose group is already gone still has what its session left stopped.
+
+    Returns:
+        One line per thing stopped, for the console; empty when nothing was recorded
+        or running.
+
+    Raises:
+        ServiceUnavailableError: a process of the head survived SIGKILL (the record is
+            kept, so that ``entai down`` can try again).
+    """
+    info = _recorded_head(settings)
     if info is None:
-        return False
-    kill_group(info.pgid)
+        return []
+    stopped = []
+    if group_alive(info.pgid):
+        kill_group(info.pgid)
+        stopped.append(f"stopped the Ray head at {info.address}")
+    left: dict[str, list[str]] = {}
+    for pid, name in kill_session(info.pgid):
+        left.setdefault(name, []).append(str(pid))
+    stopped.extend(
+        f"stopped {name} (pid {', '.join(pids)}), left running by the head's workers"
+        for name, pids in left.items()
+    )
     _state_path(settings).unlink(missing_ok=True)
-    return True
+    return stopped

@@ -18,7 +18,13 @@ import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from entai.actors.core._local_head import free_port, group_alive, kill_group, spawn_group
+from entai.actors.core._local_head import (
+    free_port,
+    group_alive,
+    kill_group,
+    kill_session,
+    spawn_group,
+)
 from entai.shared.core import ServiceUnavailableError
 from entai.shared.settings import EntaiSettings
 
@@ -141,10 +147,12 @@ def wait_for_mlflow_ui(ui: MlflowUi, *, timeout_s: float = 120.0) -> bool:
 
 
 def stop_mlflow_ui(settings: EntaiSettings) -> bool:
-    """Stop the UI recorded under the home (its process group only). False if none."""
+    """Stop the UI recorded under the home: its process group, then anything left in
+    its session (nothing else is signalled). False if none."""
     ui = read_mlflow_ui(settings)
     if ui is None:
         return False
     kill_group(ui.pgid)
+    kill_session(ui.pgid)
     _state_path(settings).unlink(missing_ok=True)
     return True
