@@ -1,65 +1,77 @@
-"""Tokens and a governed model registry for tests that run no platform.
+"""Governance for tests that call the authenticated API: a real GovernanceChecker over
+a test home, tokens of the default policy's principals, and services (a registry, an
+auditor) whose every writing call it authenticates and audits.
 
-Every writing call of the registry takes the caller's API token and asks governance
-who it stands for (:mod:`entai.actors.models`); nothing takes a principal's name. A
-:class:`Governed` is one GovernanceChecker over a test's home (the embedded mode
-writes the admin token file on first start), tokens minted with that admin token for
-the policy's principals (the default policy's ``ml-engineer`` registers, ``approver``
-approves: two principals, so the four-eyes gate holds), and registries that present
-the registry service's credential, as the platform's registry actor does.
-
-Tests that boot a platform mint their tokens with the running governance actor
-instead (``test_serve_http.deploy_platform``). Importable from every tier: the tests
-folder is on ``sys.path`` (``tests/conftest.py``).
+The default policy's principals are named like their roles: ``ml-engineer`` may
+register models, ``approver`` may approve them and read the audit log, ``app`` may only
+predict (:meth:`entai.shared.governance.Policy.default`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Any
 
 from entai.actors.core import LocalService
 from entai.actors.governance import GovernanceAuditor, GovernanceChecker
 from entai.actors.models import ACTOR_NAME as REGISTRY
 from entai.actors.models import ModelRegistry
-from entai.shared.governance import service_credential
-from entai.shared.models import PromotionPolicy
-from entai.shared.settings import EntaiSettings, resolve_service_secret
+from entai.shared.governance import AuditEntry, service_credential
+from entai.shared.models import ModelCard, PromotionPolicy, TrainingDataSummary
+from entai.shared.settings import EntaiSettings, MlflowSettings, resolve_service_secret
 
-__all__ = ["Governed"]
+__all__ = ["Governed", "complete_card"]
 
 
-@dataclass(frozen=True)
+def complete_card(name: str, **update: Any) -> ModelCard:
+    """A model card with every required section filled (the card gate passes)."""
+    card = ModelCard(
+        model_name=name,
+        intended_use="Rank users for a weekly email.",
+        training_data=TrainingDataSummary(dataset_id="ts-1", feature_service="fs", rows=100),
+        metrics={"valid_auc": 0.8},
+        limitations=("Untested on new markets.",),
+        owners=("ml-team",),
+    )
+    return card.model_copy(update=update)
+
+
 class Governed:
-    """A local governance service over ``settings``' home and its admin token."""
+    """A checker over ``settings``' home (embedded: it mints the admin token file).
 
-    settings: EntaiSettings
-    governance: LocalService[GovernanceChecker]
-    admin: str
+    Args:
+        settings: The test's settings (a tmp home; the audit log under its lake).
+    """
 
-    @classmethod
-    def over(cls, settings: EntaiSettings) -> Governed:
-        """Open (on first use: create) the home's governance state; embedded mode only."""
-        checker = GovernanceChecker(settings)
-        admin = settings.security.token_file.read_text().strip()
-        return cls(settings, LocalService(checker), admin)
+    def __init__(self, settings: EntaiSettings) -> None:
+        self.settings = settings
+        self.checker = GovernanceChecker(settings)
+        self.admin = settings.security.token_file.read_text().strip()
+        self._tokens: dict[str, str] = {}
 
     def token(self, principal: str) -> str:
-        """A new token of ``principal`` (a principal of the home's policy)."""
-        token, _ = self.governance.call(GovernanceChecker.create_token, self.admin, principal)
-        return token
+        """A token of ``principal`` (one per principal, minted with the admin token)."""
+        if principal not in self._tokens:
+            self._tokens[principal], _ = self.checker.create_token(self.admin, principal)
+        return self._tokens[principal]
 
-    def auditor(self, service: str = REGISTRY) -> GovernanceAuditor:
-        """The governance door of the platform service named ``service``."""
-        credential = service_credential(resolve_service_secret(self.settings), service)
-        return GovernanceAuditor(self.governance, credential)
+    def service(self, name: str = REGISTRY) -> GovernanceAuditor:
+        """The governance door of the platform service ``name`` (its own credential)."""
+        secret = resolve_service_secret(self.settings)
+        return GovernanceAuditor(LocalService(self.checker), service_credential(secret, name))
 
-    def registry(self, *, policy: PromotionPolicy | None = None) -> ModelRegistry:
-        """A registry over the home's MLflow store that authenticates through this
-        governance service (``policy``: the promotion gates, default ``PromotionPolicy()``)."""
-        return ModelRegistry(self.settings.mlflow, self.auditor(), policy=policy)
+    def registry(
+        self,
+        mlflow: MlflowSettings | None = None,
+        *,
+        policy: PromotionPolicy | None = None,
+        events: Any = None,
+    ) -> ModelRegistry:
+        """A registry over ``mlflow`` (default: the settings') authenticating through
+        this checker."""
+        return ModelRegistry(
+            mlflow or self.settings.mlflow, self.service(), policy=policy, events=events
+        )
 
-    def local_registry(
-        self, *, policy: PromotionPolicy | None = None
-    ) -> LocalService[ModelRegistry]:
-        """:meth:`registry` as a service, for pipelines that take one (``run_training``)."""
-        return LocalService(self.registry(policy=policy))
+    def audited(self, **query: Any) -> list[AuditEntry]:
+        """The audit log's entries matching ``query`` (read with the admin token)."""
+        return self.checker.query_audit(self.admin, **query)

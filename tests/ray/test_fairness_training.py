@@ -103,6 +103,7 @@ def train(
     world: tuple[Any, Path, pd.DataFrame], governed: Governed, name: str, labels: pd.DataFrame
 ) -> Any:
     """Train and register ``name`` on ``labels`` (registrant: an ``ml-engineer`` token)."""
+    from entai.actors.core import LocalService
     from entai.pipelines.training import TrainConfig, run_training
 
     settings, definitions, _ = world
@@ -113,7 +114,7 @@ def train(
     return run_training(
         settings,
         TrainConfig.from_yaml(config_file),
-        registry=governed.local_registry(policy=POLICY),
+        registry=LocalService(governed.registry(policy=POLICY)),
         token=governed.token("ml-engineer"),
     )
 
@@ -125,7 +126,7 @@ def test_fairness_lands_on_the_version_and_gates_promotion(
     from mlflow.tracking import MlflowClient
 
     settings, _, labels = world
-    governed = Governed.over(settings)
+    governed = Governed(settings)
     biased_labels = labels.copy()
     drop = np.random.default_rng(1).random(len(labels)) < 0.7
     biased_labels.loc[(labels["region"] == "south") & drop, "label"] = 0

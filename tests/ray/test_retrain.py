@@ -47,7 +47,7 @@ def test_pending_request_becomes_a_challenger_once(
 
     (outcome,) = process_pending(settings, lambda request: config)
 
-    info = Governed.over(settings).registry().resolve("propensity", "challenger")
+    info = Governed(settings).registry().resolve("propensity", "challenger")
     assert info.version == outcome["version"]
     assert info.tags["entai.registrant"] == RETRAIN_PRINCIPAL
     assert pending_requests(lake) == []

@@ -187,6 +187,7 @@ def test_run_training_end_to_end(ray_cluster: Any, demo_lake: tuple[Any, Path]) 
     import mlflow
     from mlflow.tracking import MlflowClient
 
+    from entai.actors.core import LocalService
     from entai.pipelines.training import TrainConfig, run_training
 
     settings, labels = demo_lake
@@ -207,11 +208,12 @@ card:
   owners: [ml-team]
 """
     )
-    governed = Governed.over(settings)
+    governed = Governed(settings)
+    registry = governed.registry()
     summary = run_training(
         settings,
         TrainConfig.from_yaml(config_file),
-        registry=governed.local_registry(),
+        registry=LocalService(registry),
         token=governed.token("ml-engineer"),
     )
     metrics = summary["metrics"]
@@ -219,7 +221,6 @@ card:
     assert metrics["valid_auc"] > metrics["baseline_logistic_regression_valid_auc"] - 0.02
     assert {"valid_logloss", "valid_ece", "valid_brier"} <= metrics.keys()
 
-    registry = governed.registry()
     info = registry.resolve("propensity", "challenger")
     assert info.version == summary["version"]
     assert info.tags["entai.registrant"] == "ml-engineer"  # the token's principal
