@@ -1,10 +1,10 @@
 """What the serving benchmarks share: the Serve modes, the closed-loop load and its
 figures, the reference app, entai's platform in a child process, and the predict world.
 
-``bench/serve.py``, ``bench/explain.py`` and ``bench/recommend.py`` import it (run as
-scripts, their folder is on ``sys.path``). The predict world is ``bench/serve.py``'s: one
-XGBoost model (50 trees of depth 5 over the demo's 12 features) and random feature rows
-for 1,000 users x 3 categories.
+``bench/serve.py``, ``bench/explain.py``, ``bench/recommend.py`` and (for its champion)
+``bench/freshness.py`` import it (run as scripts, their folder is on ``sys.path``). The
+predict world is ``bench/serve.py``'s: one XGBoost model (50 trees of depth 5 over the
+demo's 12 features) and random feature rows for 1,000 users x 3 categories.
 """
 
 from __future__ import annotations
@@ -201,31 +201,44 @@ def platform(settings: Any) -> Iterator[str]:
         ray.shutdown()
 
 
+@dataclass(frozen=True)
+class BenchRegistry:
+    """The registry actor and the governance it registers and promotes through."""
+
+    service: Any  # ActorService[ModelRegistry]
+    governed: Any  # _governed.Governed
+
+
 def champion(
-    registry: Any, name: str, booster: Any, artifacts: Mapping[str, Any] | None = None
+    registry: BenchRegistry, name: str, booster: Any, artifacts: Mapping[str, Any] | None = None
 ) -> None:
-    """Log ``booster`` (and JSON ``artifacts``) to MLflow, register it, make it champion."""
+    """Log ``booster`` (and JSON ``artifacts``) to MLflow, register it, promote it to
+    champion (an ``ml-engineer`` token registers, an ``approver`` token promotes)."""
     import mlflow
     import mlflow.xgboost
-    import ray
 
     with mlflow.start_run():
         for path, content in (artifacts or {}).items():
             mlflow.log_dict(content, path)
         logged = mlflow.xgboost.log_model(booster, name="model", pip_requirements=["xgboost"])
-    info = ray.get(registry.register.remote(logged.model_uri, name, registrant="bench"),
-                   timeout=120)  # fmt: skip
-    ray.get(registry.set_alias.remote(name, "champion", info.version, by="b", reason="b"))
+    registry.governed.champion(registry.service, logged.model_uri, name)
 
 
-def model_registry(settings: Any) -> Any:
-    """Start the registry actor and point this process's MLflow at its store."""
+def model_registry(settings: Any) -> BenchRegistry:
+    """Start the registry actor (next to the running governance actor) and point this
+    process's MLflow at its store."""
+    from _governed import POLICY, Governed
+
     from entai.actors.backends import configure_mlflow
-    from entai.actors.models import start_registry
+    from entai.actors.core import ActorService
+    from entai.actors.models import ACTOR_NAME, start_registry
 
-    registry = start_registry(settings.mlflow, settings.ray.namespace)
+    governed = Governed.over(settings)
+    handle = start_registry(
+        settings.mlflow, settings.ray.namespace, governed.auditor, policy=POLICY
+    )
     configure_mlflow(settings.mlflow)
-    return registry
+    return BenchRegistry(ActorService(ACTOR_NAME, handle), governed)
 
 
 def serve_app(settings: Any, port: int, model_name: str, **options: Any) -> str:

@@ -358,21 +358,17 @@ def _wait_http(url: str, timeout_s: float = 180.0) -> None:
 
 
 def run_entai(args: argparse.Namespace, stream: Stream, prefix: str, work: Path) -> Tally:
-    import mlflow
-    import mlflow.xgboost
     import pyarrow.parquet as pq
     import ray
+    from _serving import champion, model_registry
     from ray import serve
 
-    from entai.actors.backends import configure_mlflow
     from entai.actors.bus import bus_from_settings
     from entai.actors.features import start_shards
     from entai.actors.governance import start_governance
-    from entai.actors.models import start_registry
     from entai.demo import features as demo
     from entai.deployments.app import AppArgs, build_app
     from entai.pipelines.features import start_stream_workers, wait_for_backlog
-    from entai.shared.models import PromotionPolicy
     from entai.shared.settings import load_settings
 
     port = _free_port()
@@ -408,16 +404,7 @@ def run_entai(args: argparse.Namespace, stream: Stream, prefix: str, work: Path)
         ray.get(governance.__ray_ready__.remote(), timeout=120)
         admin = Path(settings.security.token_file).read_text().strip()
         start_shards(settings, ns)
-        policy = PromotionPolicy(min_metrics={}, require_card=False, gated_aliases=())
-        registry = start_registry(settings.mlflow, ns, policy=policy)
-        configure_mlflow(settings.mlflow)
-        with mlflow.start_run():
-            logged = mlflow.xgboost.log_model(_propensity(), name="model",
-                                              pip_requirements=["xgboost"])  # fmt: skip
-        info = ray.get(registry.register.remote(logged.model_uri, "bench_model",
-                                                registrant="bench"), timeout=120)  # fmt: skip
-        ray.get(registry.set_alias.remote("bench_model", "champion", info.version, by="b",
-                                          reason="b"), timeout=60)  # fmt: skip
+        champion(model_registry(settings), "bench_model", _propensity())
         workers = start_stream_workers(settings, ns)
         ray.get([w.__ray_ready__.remote() for w in workers.values()], timeout=120)
         serve.start(http_options={"host": "127.0.0.1", "port": port})

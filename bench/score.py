@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from _governed import Governed
 
 from entai.shared.settings import EntaiSettings, load_settings
 
@@ -50,11 +51,10 @@ def generate(path: Path, rows: int, seed: int = 11) -> None:
     frame.to_parquet(path, index=False)
 
 
-def register(settings: EntaiSettings, trees: int, depth: int) -> str:
-    """Train and register model ``bench_score`` (champion); its version's URI."""
+def register(settings: EntaiSettings, governed: Governed, trees: int, depth: int) -> str:
+    """Train and register model ``bench_score`` (promoted to champion); its version's URI."""
     import xgboost
 
-    from entai.actors.models import ModelRegistry
     from entai.pipelines.training import TrainOutcome, log_xgboost_run
 
     rng = np.random.default_rng(3)
@@ -65,9 +65,8 @@ def register(settings: EntaiSettings, trees: int, depth: int) -> str:
         xgboost.DMatrix(train, label=label.astype(int)),
         num_boost_round=trees,
     )
-    mlflow_settings = settings.mlflow
     logged = log_xgboost_run(
-        mlflow_settings,
+        settings.mlflow,
         TrainOutcome(booster=booster, evals={}, feature_columns=FEATURES),
         params={"trees": trees, "depth": depth},
         metrics={},
@@ -76,22 +75,21 @@ def register(settings: EntaiSettings, trees: int, depth: int) -> str:
         tags={},
         run_name="bench",
     )
-    registry = ModelRegistry(mlflow_settings)
-    info = registry.register(
-        logged.model_uri, "bench_score", registrant="bench", run_id=logged.run_id
+    info = governed.local_champion(
+        settings.mlflow, logged.model_uri, "bench_score", run_id=logged.run_id
     )
-    registry.set_alias("bench_score", "champion", info.version, by="bench", reason="bench")
     return info.uri
 
 
-def run_entai(settings: EntaiSettings, source: Path, out: Path) -> tuple[float, int]:
+def run_entai(
+    settings: EntaiSettings, governed: Governed, source: Path, out: Path
+) -> tuple[float, int]:
     from entai.actors.core import LocalService
-    from entai.actors.models import ModelRegistry
     from entai.pipelines.scoring import plan_scoring, run_scoring
 
     shutil.rmtree(out, ignore_errors=True)
     start = time.perf_counter()
-    registry = LocalService(ModelRegistry(settings.mlflow))
+    registry = LocalService(governed.registry(settings.mlflow))
     plan = plan_scoring(settings, registry, "bench_score@champion", str(source), str(out))
     report = run_scoring(plan, actors=2)
     return time.perf_counter() - start, report.rows
@@ -157,12 +155,13 @@ def main() -> None:
         settings = load_settings().resolved()
         source = work / "input.parquet"
         generate(source, rows)
-        uri = register(settings, args.trees, args.depth)
+        governed = Governed.over(settings)
+        uri = register(settings, governed, args.trees, args.depth)
         load_before = Path("/proc/loadavg").read_text().split()[:3]
         ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
         entai_s, reference_s = [], []
         for i in range(repeat):
-            seconds, n = run_entai(settings, source, work / "entai")
+            seconds, n = run_entai(settings, governed, source, work / "entai")
             assert n == rows, (n, rows)
             entai_s.append(seconds)
             seconds, n = run_reference(uri, source, work / "reference")

@@ -23,8 +23,13 @@ from rich.console import Console
 from entai.client import service_names
 from entai.demo.flow import run_demo, stop_demo
 from entai.shared.core import JsonFormatter
-from entai.shared.governance import AuditLog, parse_token
-from entai.shared.settings import EntaiSettings, load_settings, resolve_hmac_key
+from entai.shared.governance import AuditLog, parse_token, service_credential
+from entai.shared.settings import (
+    EntaiSettings,
+    load_settings,
+    resolve_hmac_key,
+    resolve_service_secret,
+)
 
 pytestmark = [pytest.mark.system, pytest.mark.timeout(1800)]  # the demo under a loaded CI machine
 
@@ -84,13 +89,29 @@ def demo_run(
     yield settings, summary, buffer.getvalue(), responses
 
 
+# The platform services that present a service credential in the demo.
+SERVICES = (
+    "entai-serve",
+    "entai-model-registry",
+    "entai-drift-monitor",
+    "retrain-workflow",
+    "retrain-policy",
+)
+
+
 def _secrets(settings: EntaiSettings) -> dict[str, str]:
-    """Every secret of the demo run: tokens (and their secret parts) and HMAC keys."""
+    """Every secret of the demo run: tokens (and their secret parts), HMAC keys, the
+    service secret and the services' credentials."""
     token = settings.security.token_file.read_text().strip()
     _, secret = parse_token(token)
     found = {"admin token": token, "admin token secret": secret}
     found["hmac key"] = resolve_hmac_key(settings).decode()
     found["demo ingest hmac key"] = "entai-demo-embedded-key"
+    service_secret = resolve_service_secret(settings)
+    found["service secret"] = service_secret.decode()
+    for service in SERVICES:
+        credential = service_credential(service_secret, service)
+        found[f"{service} credential"] = credential.rpartition(".")[2]  # its MAC
     return found
 
 

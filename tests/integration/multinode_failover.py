@@ -357,9 +357,8 @@ def run(redis_url: str, key_prefix: str) -> dict[str, Any]:
                 "key_prefix": key_prefix,
                 "num_shards": NUM_SHARDS,
             },
-            registry={
-                "policy": PromotionPolicy(min_metrics={}, require_card=False, gated_aliases=())
-            },
+            # Champion is gated (four-eyes: the approver is not the registrant).
+            registry={"policy": PromotionPolicy(min_metrics={}, require_card=False)},
         ).resolved()
 
         # The platform actors, as `entai up` starts them; features the app reads.
@@ -368,16 +367,16 @@ def run(redis_url: str, key_prefix: str) -> dict[str, Any]:
         governance, registry, monitor = (handles[n] for n in (GOVERNANCE, REGISTRY, MONITOR))
         placed = {name: _node_of(ray, h) for name, h in handles.items()}
         admin = Path(settings.security.token_file).read_text().strip()
-        app_token, _ = ray.get(governance.create_token.remote(admin, "app"), timeout=60)
+        app_token, trainer, approver = (
+            ray.get(governance.create_token.remote(admin, principal), timeout=60)[0]
+            for principal in ("app", "ml-engineer", "approver")
+        )
         features = _write_features(settings, namespace)
 
         configure_mlflow(settings.mlflow)
         booster = _train(1)
-        version = register_booster(registry, booster, MODEL)
-        ray.get(
-            registry.set_alias.remote(MODEL, "champion", version, by="admin", reason="test"),
-            timeout=60,
-        )
+        version = register_booster(registry, booster, trainer, MODEL)
+        ray.get(registry.promote.remote(MODEL, version, token=approver, reason="test"), timeout=60)
         ray.get(
             monitor.register_model.remote(
                 MODEL,
@@ -389,7 +388,7 @@ def run(redis_url: str, key_prefix: str) -> dict[str, Any]:
             timeout=60,
         )
         marker = ray.get(
-            governance.audit.remote("nodeloss:before", "tester", "cluster", "allow"), timeout=60
+            governance.audit.remote(admin, "nodeloss:before", "cluster", "allow"), timeout=60
         )
 
         serve.start(proxy_location="HeadOnly", **serve_options(settings.serve))
@@ -449,10 +448,10 @@ def run(redis_url: str, key_prefix: str) -> dict[str, Any]:
             governance.authorize.remote(app_token, "predict", f"model:{MODEL}"), timeout=60
         )
         after = ray.get(
-            governance.audit.remote("nodeloss:after", "tester", "cluster", "allow"), timeout=60
+            governance.audit.remote(admin, "nodeloss:after", "cluster", "allow"), timeout=60
         )
         found = ray.get(governance.query_audit.remote(admin, action="nodeloss:before"), timeout=60)
-        chain = ray.get(governance.verify_audit.remote(), timeout=60)
+        chain = ray.get(governance.verify_audit.remote(admin), timeout=60)
         monitored = ray.get(monitor.models.remote(), timeout=60)
         with httpx.Client(base_url=url, timeout=REQUEST_TIMEOUT_S) as c:
             answer = c.post(

@@ -274,7 +274,11 @@ def test_ray_job_submit_trains_and_the_run_is_in_mlflow(head: Head) -> None:
 
     from entai.shared.settings import EntaiSettings
 
-    runtime_env = json.dumps({"env_vars": {"ENTAI_HOME": str(head.home)}})
+    # The job registers as the principal of the token it is given ($ENTAI_TOKEN).
+    created = _entai(head.home, "tokens", "create", "ml-engineer", "--ttl-hours", "1")
+    assert created.returncode == 0, created.stdout + created.stderr
+    token = created.stdout.strip().splitlines()[-1]
+    runtime_env = json.dumps({"env_vars": {"ENTAI_HOME": str(head.home), "ENTAI_TOKEN": token}})
     submit = [
         str(Path(sys.executable).with_name("ray")), "job", "submit",
         "--address", f"http://127.0.0.1:{DASHBOARD_PORT}",
@@ -303,6 +307,7 @@ def test_ray_job_submit_trains_and_the_run_is_in_mlflow(head: Head) -> None:
     assert run.data.params["num_boost_round"] == "20"
     assert "valid_auc" in run.data.metrics
     assert str(client.get_model_version_by_alias(MODEL, "challenger").version) == "1"
+    assert versions[0].tags["entai.registrant"] == "ml-engineer"  # the token's principal
 
 
 def _closing_lines(stdout: str) -> dict[str, str]:

@@ -29,7 +29,7 @@ import httpx
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from test_serve_http import Platform, deploy_platform, teardown_platform
+from test_serve_http import ModelTokens, Platform, deploy_platform, teardown_platform
 
 from entai.demo.generator import EcommerceWorld, WorldConfig
 
@@ -44,7 +44,7 @@ WORLD = WorldConfig(n_users=300, n_products=80, days=40, seed=11)
 trained: dict[str, Any] = {}
 
 
-def _train_and_promote(settings: Any, registry: Any) -> None:
+def _train_and_promote(settings: Any, registry: Any, tokens: ModelTokens) -> None:
     from entai.actors.services import Services
     from entai.pipelines.features import start_stream_workers
     from entai.pipelines.training import RankerConfig, register_ranker, train_ranker
@@ -59,7 +59,11 @@ def _train_and_promote(settings: Any, registry: Any) -> None:
         config=RankerConfig(model_name=RANKER, users_per_cutoff=120, num_boost_round=40),
     )
     info, _ = register_ranker(
-        settings, ranker, Services.of(settings).registry(), registrant="trainer", approver="lead"
+        settings,
+        ranker,
+        Services.of(settings).registry(),
+        token=tokens.trainer,
+        approver_token=tokens.approver,
     )
     trained.update(ranker=ranker, version=info.version)
     trained["workers"] = list(start_stream_workers(settings).values())

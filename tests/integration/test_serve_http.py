@@ -42,15 +42,29 @@ USERS = 400
 GRPC_TARGET = "127.0.0.1:9121"
 
 
+@dataclass(frozen=True)
+class ModelTokens:
+    """Who registers the test's models (a token of ``ml-engineer``) and who approves
+    them (one of ``approver``): two principals, so the four-eyes gate holds."""
+
+    trainer: str
+    approver: str
+
+
 @dataclass
 class Platform:
-    """A deployed test platform: URL, tokens, boosters by version, written features."""
+    """A deployed test platform: URL, tokens, boosters by version, written features.
+
+    ``tokens`` register versions and move ``challenger`` and ``shadow`` (``trainer``),
+    and promote and roll back ``champion`` (``approver``).
+    """
 
     url: str
     settings: Any
     admin: str
     analyst: str
     app_token: str
+    tokens: ModelTokens
     boosters: dict[int, Any]
     aliases: dict[str, int]
     features: dict[tuple[int, str], np.ndarray]
@@ -113,8 +127,14 @@ def _write_features(settings: Any, namespace: str) -> dict[tuple[int, str], np.n
     return out
 
 
-def register_booster(registry: Any, booster: Any, model: str = MODEL) -> int:
-    """Log ``booster`` to MLflow and register it as a version of ``model``; its version."""
+VALIDATION_SET = "serve-test-valid"
+"""The one validation set every test version's metrics are recorded on, so the
+not-worse-than-champion gate can compare them."""
+
+
+def register_booster(registry: Any, booster: Any, token: str, model: str = MODEL) -> int:
+    """Log ``booster`` to MLflow and register it as a version of ``model`` with
+    ``token`` (``models:register``); its version."""
     import mlflow
     import mlflow.xgboost
     import ray
@@ -123,7 +143,11 @@ def register_booster(registry: Any, booster: Any, model: str = MODEL) -> int:
         logged = mlflow.xgboost.log_model(booster, name="model", pip_requirements=["xgboost"])
     info = ray.get(
         registry.register.remote(
-            logged.model_uri, model, registrant="trainer", metrics={"valid_auc": 0.8}
+            logged.model_uri,
+            model,
+            token=token,
+            metrics={"valid_auc": 0.8},
+            validation_dataset_id=VALIDATION_SET,
         ),
         timeout=120,
     )
@@ -144,7 +168,7 @@ def deploy_platform(
     serve_settings: dict[str, Any] | None = None,
     settings_overrides: dict[str, Any] | None = None,
     ranker_model: str | None = None,
-    before_serve: Callable[[Any, Any], None] | None = None,
+    before_serve: Callable[[Any, Any, ModelTokens], None] | None = None,
 ) -> Platform:
     """Start governance, shards, registry (3 versions) and the Serve app on ``port``.
 
@@ -154,15 +178,21 @@ def deploy_platform(
     and ``serve_settings`` override fields of those settings sections (e.g.
     ``auth_guard``, breaker thresholds); ``settings_overrides`` replaces whole sections
     (e.g. ``observability``, ``streams``, ``mlflow``, ``online_store``, ``monitoring``).
-    ``before_serve(settings, registry)`` runs before the app starts (e.g. to register a
-    ranker); ``ranker_model`` then serves ``/v1/recommend``.
+    ``before_serve(settings, registry, tokens)`` runs before the app starts (e.g. to
+    register and promote a ranker); ``ranker_model`` then serves ``/v1/recommend``.
+
+    Versions are registered with an ``ml-engineer`` token; ``champion`` is gated (a
+    permissive policy: no metric floor, no card, but four-eyes and not worse than the
+    champion) and given by ``promote`` with an ``approver`` token.
     """
     import ray
     from ray import serve
 
     from entai.actors.backends import configure_mlflow
     from entai.actors.governance import start_governance
+    from entai.actors.models import ACTOR_NAME as REGISTRY
     from entai.actors.models import start_registry
+    from entai.actors.services import service_governance
     from entai.deployments.app import AppArgs, build_app
     from entai.deployments.grpc_ingress import serve_options
     from entai.shared.models import PromotionPolicy
@@ -188,23 +218,37 @@ def deploy_platform(
     admin = Path(settings.security.token_file).read_text().strip()
     analyst, _ = ray.get(governance.create_token.remote(admin, "analyst"), timeout=60)
     app_token, _ = ray.get(governance.create_token.remote(admin, "app"), timeout=60)
+    tokens = ModelTokens(
+        *(
+            ray.get(governance.create_token.remote(admin, principal), timeout=60)[0]
+            for principal in ("ml-engineer", "approver")
+        )
+    )
     features = _write_features(settings, namespace)
-    policy = PromotionPolicy(min_metrics={}, require_card=False, gated_aliases=())
-    registry = start_registry(settings.mlflow, namespace, policy=policy)
+    policy = PromotionPolicy(min_metrics={}, require_card=False)
+    registry = start_registry(
+        settings.mlflow, namespace, service_governance(settings, REGISTRY), policy=policy
+    )
     configure_mlflow(settings.mlflow)
     boosters: dict[int, Any] = {}
     for seed in (1, 2, 3, 4):
         booster = _train(seed)
-        boosters[register_booster(registry, booster)] = booster
+        boosters[register_booster(registry, booster, tokens.trainer)] = booster
     versions = sorted(boosters)
     aliases = {"champion": versions[0], "challenger": versions[1], "shadow": versions[2]}
-    for alias, version in aliases.items():
+    ray.get(
+        registry.promote.remote(MODEL, aliases["champion"], token=tokens.approver, reason="test"),
+        timeout=60,
+    )
+    for alias in ("challenger", "shadow"):
         ray.get(
-            registry.set_alias.remote(MODEL, alias, version, by="admin", reason="test"),
+            registry.set_alias.remote(
+                MODEL, alias, aliases[alias], token=tokens.trainer, reason="test"
+            ),
             timeout=60,
         )
     if before_serve is not None:
-        before_serve(settings, registry)
+        before_serve(settings, registry, tokens)
     serve.start(**serve_options(settings.serve))
     args = AppArgs(
         model_name=MODEL,
@@ -228,6 +272,7 @@ def deploy_platform(
         admin=admin,
         analyst=analyst,
         app_token=app_token,
+        tokens=tokens,
         boosters=boosters,
         aliases=aliases,
         features=features,

@@ -21,6 +21,7 @@ import httpx
 import pyarrow.parquet as pq
 import pytest
 from test_serve_http import (
+    ModelTokens,
     Platform,
     assert_refused,
     deploy_platform,
@@ -39,7 +40,8 @@ GRPC_TARGET = "127.0.0.1:9131"
 trained_ranker: dict[str, Any] = {}
 
 
-def _train_and_promote(settings: Any, registry: Any) -> None:
+def _train_and_promote(settings: Any, registry: Any, tokens: ModelTokens) -> None:
+    from entai.actors.models import REGISTRANT_TAG, ModelRegistry
     from entai.actors.services import Services
     from entai.pipelines.training import RankerConfig, register_ranker, train_ranker
 
@@ -53,10 +55,18 @@ def _train_and_promote(settings: Any, registry: Any) -> None:
         end=cfg.start + timedelta(days=cfg.days),
         config=RankerConfig(model_name=RANKER, users_per_cutoff=120, num_boost_round=40),
     )
+    service = Services.of(settings).registry()
     info, _ = register_ranker(
-        settings, trained, Services.of(settings).registry(), registrant="trainer", approver="lead"
+        settings, trained, service, token=tokens.trainer, approver_token=tokens.approver
     )
-    trained_ranker.update(trained=trained, version=info.version, aliases=info.aliases)
+    (move,) = service.call(ModelRegistry.alias_history, RANKER)
+    trained_ranker.update(
+        trained=trained,
+        version=info.version,
+        aliases=info.aliases,
+        registrant=info.tags[REGISTRANT_TAG],
+        promotion=move,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -92,6 +102,11 @@ def test_the_ranker_was_promoted_through_the_gates_and_beats_popularity(
 ) -> None:
     metrics = trained_ranker["trained"].metrics
     assert "champion" in trained_ranker["aliases"]
+    # registered as the trainer token's principal, approved as the approver token's
+    assert trained_ranker["registrant"] == "ml-engineer"
+    promotion = trained_ranker["promotion"]
+    assert (promotion["kind"], promotion["alias"]) == ("promote", "champion")
+    assert (promotion["version"], promotion["by"]) == (trained_ranker["version"], "approver")
     assert metrics["ndcg_at_10"] > metrics["popularity_ndcg_at_10"]
 
 

@@ -89,7 +89,7 @@ def assert_swaps_without_downtime(platform: Platform) -> None:
     """Promote and roll back twice under a stream: no failure, only versions that held."""
     import ray
 
-    registry = platform.registry
+    registry, approver = platform.registry, platform.tokens.approver
     v1, _, _, v4 = sorted(platform.boosters)
     v2 = platform.aliases["challenger"]
     timeline: list[tuple[float, int]] = [(0.0, v1)]  # (time the move started, new holder)
@@ -97,10 +97,10 @@ def assert_swaps_without_downtime(platform: Platform) -> None:
     time.sleep(3)
     for target in (v2, v4):
         timeline.append((time.time(), target))
-        ray.get(registry.promote.remote(MODEL, target, approver="approver"), timeout=120)
+        ray.get(registry.promote.remote(MODEL, target, token=approver), timeout=120)
         time.sleep(4)
         timeline.append((time.time(), v1))
-        ray.get(registry.rollback.remote(MODEL, by="approver"), timeout=120)
+        ray.get(registry.rollback.remote(MODEL, token=approver), timeout=120)
         time.sleep(4)
     stream.stop.set()
     thread.join(timeout=120)
@@ -118,6 +118,13 @@ def assert_swaps_without_downtime(platform: Platform) -> None:
         assert version in held, (sent, received, version, timeline)
     seen = {r[3] for r in stream.results}
     assert {v1, v2, v4} <= seen  # every move reached the replicas
+    moves = ray.get(registry.alias_history.remote(MODEL), timeout=60)[-4:]
+    assert [(m["kind"], m["version"], m["by"]) for m in moves] == [
+        ("promote", v2, "approver"),
+        ("rollback", v1, "approver"),
+        ("promote", v4, "approver"),
+        ("rollback", v1, "approver"),
+    ]  # each move recorded as the approver token's principal
 
 
 def test_killing_a_model_replica_under_load_loses_no_request(platform: Platform) -> None:

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from governed import Governed
 
 from entai.shared.core import NotFoundError, PromotionRejectedError
 from entai.shared.models import FairnessPolicy, PromotionPolicy
@@ -98,7 +99,11 @@ def world(
     return settings, definitions, labels
 
 
-def train(world: tuple[Any, Path, pd.DataFrame], name: str, labels: pd.DataFrame) -> Any:
+def train(
+    world: tuple[Any, Path, pd.DataFrame], governed: Governed, name: str, labels: pd.DataFrame
+) -> Any:
+    """Train and register ``name`` on ``labels`` (registrant: an ``ml-engineer`` token)."""
+    from entai.actors.core import LocalService
     from entai.pipelines.training import TrainConfig, run_training
 
     settings, definitions, _ = world
@@ -106,7 +111,12 @@ def train(world: tuple[Any, Path, pd.DataFrame], name: str, labels: pd.DataFrame
     labels.to_parquet(path, index=False)
     config_file = definitions.parent / f"{name}.yaml"
     config_file.write_text(TRAIN.format(name=name, definitions=definitions, labels=path))
-    return run_training(settings, TrainConfig.from_yaml(config_file))
+    return run_training(
+        settings,
+        TrainConfig.from_yaml(config_file),
+        registry=LocalService(governed.registry(policy=POLICY)),
+        token=governed.token("ml-engineer"),
+    )
 
 
 def test_fairness_lands_on_the_version_and_gates_promotion(
@@ -115,15 +125,14 @@ def test_fairness_lands_on_the_version_and_gates_promotion(
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    from entai.actors.models import ModelRegistry
-
     settings, _, labels = world
+    governed = Governed(settings)
     biased_labels = labels.copy()
     drop = np.random.default_rng(1).random(len(labels)) < 0.7
     biased_labels.loc[(labels["region"] == "south") & drop, "label"] = 0
-    biased = train(world, "offers", biased_labels)
+    biased = train(world, governed, "offers", biased_labels)
 
-    registry = ModelRegistry(settings.mlflow, policy=POLICY)
+    registry = governed.registry(policy=POLICY)
     version = registry.version("offers", biased["version"])
     report = registry.card("offers", version.version).fairness["region"]
     south, north = report.group("south"), report.group("north")
@@ -141,7 +150,9 @@ def test_fairness_lands_on_the_version_and_gates_promotion(
     assert logged["fairness"]["region"] == report.model_dump(mode="json")
 
     with pytest.raises(PromotionRejectedError, match="demographic_parity_difference") as caught:
-        registry.promote("offers", biased["version"], approver="bob", reason="test")
+        registry.promote(
+            "offers", biased["version"], token=governed.token("approver"), reason="test"
+        )
     failures = caught.value.details["failures"]
     assert {f["gate"] for f in failures} == {"fairness"}
     parity = next(

@@ -7,6 +7,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from governed import Governed
+
 from entai.pipelines.training import (
     RETRAIN_PRINCIPAL,
     TrainConfig,
@@ -20,8 +22,6 @@ from entai.shared.settings import EntaiSettings
 def test_pending_request_becomes_a_challenger_once(
     ray_cluster: Any, tmp_path: Path, demo_training_data: Callable[..., Path]
 ) -> None:
-    from entai.actors.models import ModelRegistry
-
     settings = EntaiSettings(home=tmp_path).resolved()
     labels = demo_training_data(tmp_path, n_users=300, days=40, seed=9, every_days=3)
     lake = Lake(settings.lake.root)
@@ -47,7 +47,7 @@ def test_pending_request_becomes_a_challenger_once(
 
     (outcome,) = process_pending(settings, lambda request: config)
 
-    info = ModelRegistry(settings.mlflow).resolve("propensity", "challenger")
+    info = Governed(settings).registry().resolve("propensity", "challenger")
     assert info.version == outcome["version"]
     assert info.tags["entai.registrant"] == RETRAIN_PRINCIPAL
     assert pending_requests(lake) == []

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from governed import Governed
 from sklearn.metrics import roc_auc_score
 
 from entai.pipelines.training import evaluate_binary, time_split, train_xgboost
@@ -186,7 +187,7 @@ def test_run_training_end_to_end(ray_cluster: Any, demo_lake: tuple[Any, Path]) 
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    from entai.actors.models import ModelRegistry
+    from entai.actors.core import LocalService
     from entai.pipelines.training import TrainConfig, run_training
 
     settings, labels = demo_lake
@@ -207,15 +208,22 @@ card:
   owners: [ml-team]
 """
     )
-    summary = run_training(settings, TrainConfig.from_yaml(config_file))
+    governed = Governed(settings)
+    registry = governed.registry()
+    summary = run_training(
+        settings,
+        TrainConfig.from_yaml(config_file),
+        registry=LocalService(registry),
+        token=governed.token("ml-engineer"),
+    )
     metrics = summary["metrics"]
     assert metrics["oracle_gap_auc"] < 0.05, metrics  # features estimate latent rates
     assert metrics["valid_auc"] > metrics["baseline_logistic_regression_valid_auc"] - 0.02
     assert {"valid_logloss", "valid_ece", "valid_brier"} <= metrics.keys()
 
-    registry = ModelRegistry(settings.mlflow)
     info = registry.resolve("propensity", "challenger")
     assert info.version == summary["version"]
+    assert info.tags["entai.registrant"] == "ml-engineer"  # the token's principal
     assert info.tags["entai.feature_service"] == "purchase_propensity"
     assert info.tags["entai.valid_dataset_id"] == summary["valid_dataset_id"]
     assert len(info.tags["entai.definitions_hash"]) >= 12

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from governed import Governed
 
 from entai.pipelines.training import (
     SearchDimension,
@@ -59,7 +60,7 @@ def test_tuning_logs_children_and_registers_the_retrained_best(
 ) -> None:
     from mlflow.tracking import MlflowClient
 
-    from entai.actors.models import ModelRegistry
+    from entai.actors.core import LocalService
     from entai.shared.settings import EntaiSettings
 
     settings = EntaiSettings(home=tmp_path).resolved()
@@ -79,7 +80,15 @@ def test_tuning_logs_children_and_registers_the_retrained_best(
             "eta": SearchDimension(type="loguniform", low=0.005, high=0.3),
         },
     )
-    summary = run_tuning(settings, config, data=_data())
+    governed = Governed(settings)
+    registry = governed.registry()
+    summary = run_tuning(
+        settings,
+        config,
+        data=_data(),
+        registry=LocalService(registry),
+        token=governed.token("ml-engineer"),
+    )
     tuning = summary["tuning"]
     assert tuning["trials"] == 4
     assert 1 <= tuning["best_rounds"] <= 30
@@ -98,6 +107,7 @@ def test_tuning_logs_children_and_registers_the_retrained_best(
     best = [r for r in children if r.info.run_id == summary["run_id"]]
     assert best and best[0].data.params["max_depth"] == str(tuning["best_params"]["max_depth"])
 
-    info = ModelRegistry(settings.mlflow).resolve("tuned", "challenger")
+    info = registry.resolve("tuned", "challenger")
     assert info.run_id == summary["run_id"]
+    assert info.tags["entai.registrant"] == "ml-engineer"  # the token's principal
     assert summary["metrics"]["valid_auc"] > 0.6
