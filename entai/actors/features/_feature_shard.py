@@ -135,7 +135,9 @@ class FeatureShard:
         ):
             store = build_store(store, shard_id)
             if isinstance(store, MemoryOnlineStore) and KeptTombstones.available():
-                self._kept = KeptTombstones(ray.get_runtime_context().namespace)
+                context = ray.get_runtime_context()
+                owner = context.get_actor_id() or shard_id
+                self._kept = KeptTombstones(context.namespace, owner)
                 restored = self._kept.restore(store)
                 logger.info("shard %s took back %d tombstones", shard_id, restored)
         self._store: OnlineStore = store

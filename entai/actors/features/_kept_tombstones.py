@@ -37,14 +37,17 @@ _KV_NAMESPACE = "entai"
 
 
 class KeptTombstones:
-    """The tombstone records of one platform's memory shards in the cluster's store.
+    """The tombstone records of one memory shard in the cluster's store.
 
     Args:
         namespace: The platform's Ray namespace (its shards' namespace).
+        owner: The shard actor's id: the same across its restarts, new for a shard of
+            another platform that reuses the namespace (whose memory values are new too),
+            so one platform's tombstones never drop another's writes.
     """
 
-    def __init__(self, namespace: str) -> None:
-        self._prefix = f"online-tombstones/{namespace}/"
+    def __init__(self, namespace: str, owner: str) -> None:
+        self._prefix = f"online-tombstones/{namespace}/{owner}/"
 
     def __repr__(self) -> str:
         return f"KeptTombstones({self._prefix!r})"
