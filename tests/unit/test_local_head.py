@@ -202,8 +202,7 @@ class FakeHead:
 def fake_head(tmp_path: Path) -> Iterator[FakeHead]:
     """A head recorded under the home, whose worker's child listens on a port; and a
     process of another session (not entai's) that must outlive every stop."""
-    if not Path("/proc/self/stat").exists():
-        pytest.skip("reads process states from /proc")
+    assert Path("/proc/self/stat").exists(), "these tests read process states from /proc"
     port = _free_port()
     log = tmp_path / "logs" / "ray-head.log"
     head = spawn_group(
@@ -277,8 +276,7 @@ def test_down_stops_what_a_head_that_died_left(tmp_path: Path, fake_head: FakeHe
 
 
 def test_a_process_deaf_to_sigterm_is_killed_after_the_grace_period(tmp_path: Path) -> None:
-    if not Path("/proc/self/stat").exists():
-        pytest.skip("reads process states from /proc")
+    assert Path("/proc/self/stat").exists(), "these tests read process states from /proc"
     port = _free_port()
     deaf = spawn_group(
         [sys.executable, "-c", _LISTENER, str(port), "deaf"],
