@@ -22,6 +22,7 @@ from entai.pipelines.scoring import (
     run_scoring,
     scoring_service,
 )
+from entai.shared.core import InvalidInputError
 from entai.shared.settings import EntaiSettings, load_settings
 
 FEATURES = ["a", "b", "c"]
@@ -127,3 +128,21 @@ def test_the_service_finishes_an_interrupted_run(
     assert scores["prediction"].tolist() == _expected(first, source).tolist()
     assert set(scores["scoring_run_id"]) == {first.job.run_id}
     assert run_scoring(_plan(scoring, out), service=scoring_service(settings)).parts_scored == 0
+
+
+def test_a_bad_part_fails_a_service_run_with_our_one_error(
+    ray_cluster: Any, scoring: tuple[EntaiSettings, Any, Path], tmp_path: Path
+) -> None:
+    settings, registry, _ = scoring
+    rng = np.random.default_rng(9)
+    frame = pd.DataFrame(rng.normal(size=(40_000, 3)), columns=FEATURES)
+    frame.insert(0, "user_id", np.arange(40_000))
+    frame.to_csv(tmp_path / "in.csv", index=False)
+    with (tmp_path / "in.csv").open("a") as handle:  # past what planning reads of it
+        handle.write("40000,oops,1.0,2.0\n")
+    plan = plan_scoring(settings, registry, "m/1", str(tmp_path / "in.csv"), str(tmp_path / "o"))
+    with pytest.raises(
+        InvalidInputError, match=r"in\.csv bytes [0-9]+-[0-9]+ cannot be read: "
+    ) as raised:
+        run_scoring(plan, service=scoring_service(settings))
+    assert type(raised.value) is InvalidInputError

@@ -211,15 +211,22 @@ def plan_scoring(
 
 
 def _entai_cause(exc: BaseException) -> EntaiError | None:
-    """Our own error inside a Ray Data failure, if any."""
+    """Our own error inside a Ray Data failure or a failed service call, if any (not
+    Ray's wrapper that is also an instance of it)."""
     seen: list[BaseException] = []
     current: BaseException | None = exc
     while current is not None and all(current is not s for s in seen):
-        if isinstance(current, EntaiError):
+        if isinstance(current, EntaiError) and not isinstance(current, ray.exceptions.RayError):
             return current
         seen.append(current)
         current = getattr(current, "cause", None) or current.__cause__
     return None
+
+
+def _plain(exc: Exception) -> Exception:
+    """``exc``, or the EntaiError inside it rebuilt alone (one clear line, picklable)."""
+    cause = _entai_cause(exc)
+    return exc if cause is None else type(cause)(cause.message, details=cause.details)
 
 
 def _actors(requested: int | None, parts: int) -> int:
@@ -270,9 +277,15 @@ def stream_parts(
                 compute=ray.data.ActorPoolStrategy(size=workers),
                 num_cpus=1,
             )
-        for batch in written.iter_batches(batch_size=None, batch_format="numpy"):
-            for index, rows in zip(batch["part"], batch["rows"], strict=True):
-                yield int(index), int(rows)
+        try:
+            for batch in written.iter_batches(batch_size=None, batch_format="numpy"):
+                for index, rows in zip(batch["part"], batch["rows"], strict=True):
+                    yield int(index), int(rows)
+        except Exception as exc:
+            plain = _plain(exc)
+            if plain is exc:
+                raise
+            raise plain from None
 
 
 def _from_service(
@@ -328,10 +341,10 @@ def run_scoring(
                 if on_part_done is not None:
                     on_part_done(index, rows)
         except Exception as exc:
-            cause = _entai_cause(exc)
-            if cause is None:
+            plain = _plain(exc)
+            if plain is exc:
                 raise
-            raise type(cause)(cause.message, details=cause.details) from None
+            raise plain from None
     manifest = plan.resumption.manifest
     if manifest.get("status") != "complete":
         manifest = finish_run(output, manifest)
