@@ -258,7 +258,11 @@ def stream_parts(
         warm: Score with :func:`~._scorer.score_parts_warm` on task workers, which
             outlive the run, instead of an actor pool that ends with it.
     """
-    with data_settings(preserve_order=False, enable_progress_bars=False):
+    # The scorer's own error, not Ray Data's wrapper of it: pickling an exception drops
+    # its __cause__, so across processes the wrapper would hide it.
+    with data_settings(
+        preserve_order=False, enable_progress_bars=False, raise_original_map_exception=True
+    ):
         items = ray.data.from_items([{"part": i} for i in todo], override_num_blocks=len(todo))
         if warm:
             written = items.map_batches(
