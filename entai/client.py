@@ -53,6 +53,7 @@ from entai.pipelines.features import (
     start_stream_workers,
     stream_worker_names,
 )
+from entai.pipelines.scoring import SCORING_SERVICE
 from entai.pipelines.training import ACTOR_NAME as RETRAIN_WORKER
 from entai.pipelines.training import start_retrain_worker
 from entai.shared import governance as tokens
@@ -369,7 +370,7 @@ def stop_platform(settings: EntaiSettings) -> list[str]:
             serve.shutdown()  # type: ignore[no-untyped-call]
             stopped.append(f"shut down Serve on the cluster at {address}")
             services = Services.of(settings)
-            extra = services.names(STREAM_WORKER_PREFIX)
+            extra = [*services.names(STREAM_WORKER_PREFIX), SCORING_SERVICE]
             removed = 0
             for name in dict.fromkeys([*service_names(settings), *extra]):
                 handle = services.find(name)

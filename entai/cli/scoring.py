@@ -41,10 +41,12 @@ def score(
 ) -> Any:
     """Score a dataset with a registered model; a rerun finishes an interrupted one.
 
-    Runs on the platform's Ray, or on a temporary local one when none runs.
+    Runs on the platform's scoring service (started on first use; its workers stay
+    warm between runs), or on a pool of scoring actors on a temporary local Ray when
+    no platform runs.
     """
-    from entai.client import registry_service
-    from entai.pipelines.scoring import plan_scoring, run_scoring
+    from entai.client import platform_address, registry_service
+    from entai.pipelines.scoring import plan_scoring, run_scoring, scoring_service
 
     settings = settings_from(config)
     plan = plan_scoring(
@@ -66,14 +68,19 @@ def score(
             markup=False,
         )
         return report
+    service = None
     if plan.todo:
         join_ray(settings, "scoring")
+        if platform_address(settings) is not None:
+            service = scoring_service(settings)  # the platform's, warm after its first run
     if plan.done:
         console.print(
             f"resuming run {job.run_id}: {plan.done} of {len(job.parts)} parts already scored"
         )
     with working(f"scoring {input_uri} with {name}", total=len(plan.todo)) as step:
-        report = run_scoring(plan, actors=actors, on_part_done=lambda _i, _rows: step())
+        report = run_scoring(
+            plan, actors=actors, on_part_done=lambda _i, _rows: step(), service=service
+        )
     console.print(
         f"{report.rows:,} rows scored by {name} -> {report.output} (run {report.run_id}; "
         f"{report.parts_scored} of {report.parts} parts this time, {report.seconds:.1f} s)",

@@ -4,6 +4,9 @@ parts back, the output rows and one scoring actor's work run in-process."""
 from __future__ import annotations
 
 import itertools
+import json
+import subprocess
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,6 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 import xgboost
 
+import entai.pipelines.scoring as scoring_face
 from entai.pipelines.scoring import (
     LINEAGE_COLUMNS,
     ModelRef,
@@ -224,3 +228,33 @@ def test_scores_table_keeps_the_chosen_columns_in_order(tmp_path: Path) -> None:
         "input_dataset": str(tmp_path / "in.parquet"),
         "created_timestamp": at,
     }
+
+
+_LOADED = """
+import json, sys
+import entai.pipelines.scoring._scorer
+heavy = ("scipy", "mlflow", "ray", "entai.actors", "entai.shared.monitoring", "redis")
+def loaded():
+    return sorted(h for h in heavy if h in sys.modules)
+worker = loaded()
+from entai.pipelines.scoring import run_scoring
+print(json.dumps({"worker": worker, "driver": loaded()}))
+"""
+
+
+def test_a_scoring_worker_imports_neither_the_registry_nor_monitoring_nor_ray() -> None:
+    """The scorer's import path (the face included) loads no registry, platform actor,
+    monitoring (scipy), MLflow or Ray; a driver name loads them on first use."""
+    done = subprocess.run(
+        [sys.executable, "-c", _LOADED], capture_output=True, text=True, check=True, timeout=300
+    )
+    loaded = json.loads(done.stdout.strip().splitlines()[-1])
+    assert loaded["worker"] == []
+    assert {"ray", "entai.actors"} <= set(loaded["driver"])
+
+
+def test_every_name_of_the_face_resolves() -> None:
+    for name in scoring_face.__all__:
+        assert getattr(scoring_face, name) is not None, name
+    with pytest.raises(AttributeError, match="has no attribute 'nothing'"):
+        _ = scoring_face.nothing  # type: ignore[attr-defined]

@@ -1,7 +1,17 @@
 """Batch scoring (``entai score``): a registered model over a dataset on Ray Data,
-resumable part by part, with lineage on every output row."""
+resumable part by part, with lineage on every output row.
+
+The face loads the scoring workers' side (:mod:`._scorer` and what it reads and
+writes) at once and the driver's side (planning through the registry and MLflow,
+running on Ray Data, the platform's scoring service) on first use of one of its
+names: a worker process that imports the scorer then never loads the registry,
+the platform's actors or their monitoring (scipy).
+"""
 
 from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
 
 from entai.pipelines.scoring._input import (
     DEFAULT_PART_BYTES,
@@ -18,10 +28,8 @@ from entai.pipelines.scoring._model import (
     ModelRef,
     ScoringModel,
     feature_matrix,
-    load_scoring_model,
     parse_model_ref,
     predict,
-    resolve_model,
 )
 from entai.pipelines.scoring._output import (
     MANIFEST,
@@ -31,18 +39,31 @@ from entai.pipelines.scoring._output import (
     finish_run,
     part_name,
 )
-from entai.pipelines.scoring._run import (
+from entai.pipelines.scoring._scorer import (
     LINEAGE_COLUMNS,
-    PartDone,
     PartScorer,
     ScoringJob,
-    ScoringPlan,
-    ScoringReport,
-    default_output,
-    plan_scoring,
-    run_scoring,
+    score_parts_warm,
     scores_table,
 )
+
+if TYPE_CHECKING:
+    from entai.pipelines.scoring._resolve import load_scoring_model, resolve_model
+    from entai.pipelines.scoring._run import (
+        PartDone,
+        ScoringPlan,
+        ScoringReport,
+        default_output,
+        plan_scoring,
+        run_scoring,
+        stream_parts,
+    )
+    from entai.pipelines.scoring._service import (
+        SCORING_SERVICE,
+        ScoringService,
+        ScoringServiceActor,
+        scoring_service,
+    )
 
 __all__ = [
     "DEFAULT_ALIAS",
@@ -50,6 +71,7 @@ __all__ = [
     "DEFAULT_PART_ROWS",
     "LINEAGE_COLUMNS",
     "MANIFEST",
+    "SCORING_SERVICE",
     "InputFile",
     "ModelRef",
     "Part",
@@ -63,6 +85,8 @@ __all__ = [
     "ScoringOutput",
     "ScoringPlan",
     "ScoringReport",
+    "ScoringService",
+    "ScoringServiceActor",
     "begin_run",
     "default_output",
     "feature_matrix",
@@ -76,5 +100,35 @@ __all__ = [
     "predict",
     "resolve_model",
     "run_scoring",
+    "score_parts_warm",
     "scores_table",
+    "scoring_service",
+    "stream_parts",
 ]
+
+_DRIVER = {
+    "load_scoring_model": "_resolve",
+    "resolve_model": "_resolve",
+    "PartDone": "_run",
+    "ScoringPlan": "_run",
+    "ScoringReport": "_run",
+    "default_output": "_run",
+    "plan_scoring": "_run",
+    "run_scoring": "_run",
+    "stream_parts": "_run",
+    "SCORING_SERVICE": "_service",
+    "ScoringService": "_service",
+    "ScoringServiceActor": "_service",
+    "scoring_service": "_service",
+}
+
+
+def __getattr__(name: str) -> object:
+    """The driver's names, imported on first use (they load Ray Data, the registry and
+    MLflow's set-up, which the scoring workers never need)."""
+    module = _DRIVER.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value

@@ -26,7 +26,6 @@ import pyarrow.csv as pacsv
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from entai.pipelines.ingest import line_ranges
 from entai.shared.core import InvalidInputError
 from entai.shared.data import Lake
 
@@ -287,6 +286,10 @@ def plan_parts(
     """
     if part_rows < 1 or part_bytes < 1:
         raise ValueError(f"part sizes must be >= 1, got {part_rows} rows, {part_bytes} bytes")
+    # The planner's only use of the ingest package, which loads Ray Data and the
+    # lake's staging: kept out of the scoring workers' import of this module.
+    from entai.pipelines.ingest import line_ranges
+
     fs = source.fs
     spans: list[tuple[str, int, int]] = []
     for f in source.files:

@@ -1,11 +1,11 @@
 """Which model version a batch scoring uses, and that version in memory.
 
 A model reference is written as on the other commands: ``NAME`` (the version holding
-``champion``), ``NAME@ALIAS`` or ``NAME/VERSION``. :func:`resolve_model` asks the model
-registry for the version and :func:`load_scoring_model` loads it from MLflow once, on
-the driver: the feature names come from the model's signature (its recorded inputs,
-in order) and the booster travels to the scoring actors as bytes, so each actor
-builds it once without reaching MLflow.
+``champion``), ``NAME@ALIAS`` or ``NAME/VERSION``. :class:`ScoringModel` is one version
+as the scoring workers get it: its inputs and the booster as bytes, so each worker
+builds it once without reaching MLflow (:mod:`._resolve` finds and loads it on the
+driver). This module is on the workers' import path: numpy, pyarrow and, when a
+booster is built, XGBoost; nothing of the registry, MLflow or Ray.
 """
 
 from __future__ import annotations
@@ -19,21 +19,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from entai.actors.backends import configure_mlflow
-from entai.actors.core import Service
-from entai.actors.models import ModelRegistry, ModelVersionInfo
-from entai.shared.core import InvalidInputError, ModelOutputInvalidError, NotFoundError
-from entai.shared.settings import MlflowSettings
+from entai.shared.core import InvalidInputError, ModelOutputInvalidError
 
 __all__ = [
     "DEFAULT_ALIAS",
     "ModelRef",
     "ScoringModel",
     "feature_matrix",
-    "load_scoring_model",
     "parse_model_ref",
     "predict",
-    "resolve_model",
 ]
 
 DEFAULT_ALIAS = "champion"
@@ -68,21 +62,6 @@ def parse_model_ref(text: str) -> ModelRef:
         )
     version = found["version"]
     return ModelRef(found["name"], found["alias"], None if version is None else int(version))
-
-
-def resolve_model(registry: Service[ModelRegistry], ref: ModelRef) -> ModelVersionInfo:
-    """The registered version ``ref`` names now.
-
-    Raises:
-        NotFoundError: no such model (said so), version or alias.
-    """
-    try:
-        if ref.version is not None:
-            return registry.call(ModelRegistry.version, ref.name, ref.version)
-        return registry.call(ModelRegistry.resolve, ref.name, ref.alias or DEFAULT_ALIAS)
-    except NotFoundError:
-        registry.call(ModelRegistry.versions, ref.name)  # "no registered model" first
-        raise
 
 
 @dataclass(frozen=True)
@@ -137,46 +116,3 @@ def predict(booster: Any, matrix: np.ndarray) -> np.ndarray:
             details={"rows": len(matrix), "scores": int(scores.size)},
         )
     return scores.astype(np.float64).reshape(-1)
-
-
-def load_scoring_model(settings: MlflowSettings, info: ModelVersionInfo) -> ScoringModel:
-    """Load ``info``'s version from MLflow on this process.
-
-    Raises:
-        InvalidInputError: the version is not an XGBoost model, or records no inputs.
-    """
-    import mlflow
-    import mlflow.xgboost
-
-    configure_mlflow(settings)
-    model_info = mlflow.models.get_model_info(info.uri)
-    if "xgboost" not in model_info.flavors:
-        raise InvalidInputError(
-            f"model {info.name!r} version {info.version} is not an XGBoost model; "
-            "entai score takes XGBoost models",
-            details={"model": info.name, "version": info.version},
-        )
-    booster = mlflow.xgboost.load_model(info.uri)
-    signature = model_info.signature
-    names = tuple(signature.inputs.input_names()) if signature is not None else ()
-    features = names or tuple(booster.feature_names or ())
-    if not features:
-        raise InvalidInputError(
-            f"model {info.name!r} version {info.version} records no input names "
-            "(no signature, no feature names)",
-            details={"model": info.name, "version": info.version},
-        )
-    booster_names = tuple(booster.feature_names or ())
-    if booster_names and booster_names != features:
-        raise InvalidInputError(
-            f"model {info.name!r} version {info.version}: its signature's inputs "
-            f"{list(features)} differ from the booster's {list(booster_names)}",
-            details={"model": info.name, "version": info.version},
-        )
-    return ScoringModel(
-        name=info.name,
-        version=info.version,
-        features=features,
-        raw=bytes(booster.save_raw(raw_format="ubj")),
-        run_id=info.run_id,
-    )

@@ -6,28 +6,26 @@ version once on the driver, opens the input, checks that it has the model's inpu
 resumes the run in the output directory (:mod:`._output`). Nothing of Ray is needed
 for it, so every bad argument fails in a second with one clear error.
 
-:func:`run_scoring` hands the parts still to do to Ray Data: a dataset with one row
-per part, mapped with ``map_batches`` over a fixed pool of :class:`PartScorer` actors.
-Each actor builds the booster once (from bytes shipped with the job, one predicting
-thread per actor CPU) and, per part, reads the part's columns, predicts, and writes
-the part's Parquet file whole. The driver counts finished parts as they stream back
-(the progress bar) and, when all are written, marks the manifest complete.
-
-Each output row is the input row's columns other than the model's inputs, then
-``prediction`` (float64) and the lineage: ``model_name``, ``model_version``,
-``scoring_run_id``, ``input_dataset`` and ``created_timestamp`` (when its part was
-scored, UTC).
+:func:`run_scoring` hands the parts still to do to Ray Data (:func:`stream_parts`): a
+dataset with one row per part, mapped with ``map_batches`` over a fixed pool of
+:class:`~._scorer.PartScorer` actors. Each actor builds the booster once (from bytes
+shipped with the job, one predicting thread per actor CPU) and, per part, reads the
+part's columns, predicts, and writes the part's Parquet file whole. Given the
+platform's scoring service (:mod:`._service`), the same dataset runs there instead,
+on task workers that stay warm between runs. The driver counts finished parts as
+they stream back (the progress bar) and, when all are written, marks the manifest
+complete.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from functools import partial
+from typing import Any
 
-import numpy as np
 import pyarrow as pa
 import ray
 import ray.data
@@ -39,127 +37,39 @@ from entai.pipelines.scoring._input import (
     DEFAULT_PART_BYTES,
     DEFAULT_PART_ROWS,
     Part,
-    PartReader,
     ScoringInput,
     open_input,
     plan_parts,
 )
-from entai.pipelines.scoring._model import (
-    ScoringModel,
-    feature_matrix,
-    load_scoring_model,
-    parse_model_ref,
-    predict,
-    resolve_model,
-)
+from entai.pipelines.scoring._model import ScoringModel, parse_model_ref
 from entai.pipelines.scoring._output import Resumption, ScoringOutput, begin_run, finish_run
+from entai.pipelines.scoring._resolve import load_scoring_model, resolve_model
+from entai.pipelines.scoring._scorer import (
+    LINEAGE_COLUMNS,
+    PartScorer,
+    ScoringJob,
+    score_parts_warm,
+)
 from entai.shared.core import EntaiError, InvalidInputError
 from entai.shared.data import Lake
 from entai.shared.settings import EntaiSettings
 
 __all__ = [
-    "LINEAGE_COLUMNS",
     "PartDone",
-    "PartScorer",
-    "ScoringJob",
     "ScoringPlan",
     "ScoringReport",
     "default_output",
     "plan_scoring",
     "run_scoring",
-    "scores_table",
+    "stream_parts",
 ]
 
 log = logging.getLogger(__name__)
 
-LINEAGE_COLUMNS = (
-    "model_name",
-    "model_version",
-    "scoring_run_id",
-    "input_dataset",
-    "created_timestamp",
-)
 _RESERVED = ("prediction", *LINEAGE_COLUMNS)
 
 PartDone = Callable[[int, int], None]
 """``on_part_done(part_index, rows)``: called on the driver as each part is written."""
-
-
-@dataclass(frozen=True)
-class ScoringJob:
-    """What every scoring actor needs, shipped to it once.
-
-    Attributes:
-        model: The model version, serialised.
-        source: The opened input.
-        parts: The whole plan (actors look parts up by index).
-        keep: Input columns copied to the output, in input order.
-        output: The output directory.
-        run_id: The scoring run's id.
-    """
-
-    model: ScoringModel
-    source: ScoringInput
-    parts: tuple[Part, ...]
-    keep: tuple[str, ...]
-    output: str
-    run_id: str
-
-
-def _constant(value: str, rows: int) -> pa.Array:
-    """A string column holding ``value`` on every row, dictionary-encoded (no copies)."""
-    indices = pa.array(np.zeros(rows, dtype=np.int32))
-    return pa.DictionaryArray.from_arrays(indices, pa.array([value], pa.string()))
-
-
-def scores_table(
-    job: ScoringJob, rows: pa.Table, scores: np.ndarray, created: datetime
-) -> pa.Table:
-    """The output rows of one part: kept input columns, prediction, lineage."""
-    n = rows.num_rows
-    stamp = np.full(n, np.datetime64(created.astimezone(UTC).replace(tzinfo=None), "us"))
-    columns: dict[str, pa.Array | pa.ChunkedArray] = {c: rows.column(c) for c in job.keep}
-    columns.update(
-        prediction=pa.array(scores, pa.float64()),
-        model_name=_constant(job.model.name, n),
-        model_version=pa.array(np.full(n, job.model.version, dtype=np.int64)),
-        scoring_run_id=_constant(job.run_id, n),
-        input_dataset=_constant(job.source.uri, n),
-        created_timestamp=pa.array(stamp).cast(pa.timestamp("us", tz="UTC")),
-    )
-    return pa.table(columns)
-
-
-class PartScorer:
-    """Scores parts by index: the callable class of the actor pool.
-
-    Args:
-        job: The scoring job.
-        nthread: XGBoost threads (the actor's CPUs).
-    """
-
-    def __init__(self, job: ScoringJob, nthread: int = 1) -> None:
-        self._job = job
-        self._booster = job.model.booster(nthread)
-        self._reader = PartReader(
-            job.source, [*job.keep, *job.model.features], numeric=job.model.features
-        )
-        self._output = ScoringOutput(job.output)
-
-    def score_part(self, part: Part) -> int:
-        """Read, predict and write one part; the number of rows it had."""
-        rows = self._reader.read(part)
-        scores = predict(self._booster, feature_matrix(rows, self._job.model.features))
-        self._output.write_part(
-            part.index, scores_table(self._job, rows, scores, datetime.now(UTC))
-        )
-        return int(rows.num_rows)
-
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Score the parts named in ``batch["part"]``; their row counts."""
-        indexes = [int(i) for i in batch["part"]]
-        counts = [self.score_part(self._job.parts[i]) for i in indexes]
-        return {"part": np.asarray(indexes, np.int64), "rows": np.asarray(counts, np.int64)}
 
 
 @dataclass(frozen=True)
@@ -301,15 +211,22 @@ def plan_scoring(
 
 
 def _entai_cause(exc: BaseException) -> EntaiError | None:
-    """Our own error inside a Ray Data failure, if any."""
+    """Our own error inside a Ray Data failure or a failed service call, if any (not
+    Ray's wrapper that is also an instance of it)."""
     seen: list[BaseException] = []
     current: BaseException | None = exc
     while current is not None and all(current is not s for s in seen):
-        if isinstance(current, EntaiError):
+        if isinstance(current, EntaiError) and not isinstance(current, ray.exceptions.RayError):
             return current
         seen.append(current)
         current = getattr(current, "cause", None) or current.__cause__
     return None
+
+
+def _plain(exc: Exception) -> Exception:
+    """``exc``, or the EntaiError inside it rebuilt alone (one clear line, picklable)."""
+    cause = _entai_cause(exc)
+    return exc if cause is None else type(cause)(cause.message, details=cause.details)
 
 
 def _actors(requested: int | None, parts: int) -> int:
@@ -321,12 +238,76 @@ def _actors(requested: int | None, parts: int) -> int:
     return max(1, min(free, parts))
 
 
+def stream_parts(
+    job: ScoringJob,
+    todo: Sequence[int],
+    *,
+    workers: int,
+    scorer: type[PartScorer] = PartScorer,
+    warm: bool = False,
+) -> Iterator[tuple[int, int]]:
+    """Score the parts ``todo`` (indexes) on Ray Data; ``(index, rows)`` as each is written.
+
+    Needs a connected Ray.
+
+    Args:
+        job: The scoring job.
+        todo: The parts to score.
+        workers: Scoring actors (or tasks at once), one CPU each.
+        scorer: The actors' callable class (a subclass may add work per part).
+        warm: Score with :func:`~._scorer.score_parts_warm` on task workers, which
+            outlive the run, instead of an actor pool that ends with it.
+    """
+    # The scorer's own error, not Ray Data's wrapper of it: pickling an exception drops
+    # its __cause__, so across processes the wrapper would hide it.
+    with data_settings(
+        preserve_order=False, enable_progress_bars=False, raise_original_map_exception=True
+    ):
+        items = ray.data.from_items([{"part": i} for i in todo], override_num_blocks=len(todo))
+        if warm:
+            written = items.map_batches(
+                partial(score_parts_warm, job=job),
+                batch_size=1,
+                batch_format="numpy",
+                compute=ray.data.TaskPoolStrategy(size=workers),
+                num_cpus=1,
+            )
+        else:
+            written = items.map_batches(
+                scorer,
+                fn_constructor_kwargs={"job": job},
+                batch_size=1,
+                batch_format="numpy",
+                compute=ray.data.ActorPoolStrategy(size=workers),
+                num_cpus=1,
+            )
+        try:
+            for batch in written.iter_batches(batch_size=None, batch_format="numpy"):
+                for index, rows in zip(batch["part"], batch["rows"], strict=True):
+                    yield int(index), int(rows)
+        except Exception as exc:
+            plain = _plain(exc)
+            if plain is exc:
+                raise
+            raise plain from None
+
+
+def _from_service(
+    service: Any, job: ScoringJob, todo: Sequence[int], workers: int
+) -> Iterator[tuple[int, int]]:
+    """The parts as the scoring service reports them written (a streaming call)."""
+    for ref in service.score.remote(job, list(todo), workers):
+        index, rows = ray.get(ref)
+        yield int(index), int(rows)
+
+
 def run_scoring(
     plan: ScoringPlan,
     *,
     actors: int | None = None,
     on_part_done: PartDone | None = None,
     scorer: type[PartScorer] = PartScorer,
+    service: Any = None,
 ) -> ScoringReport:
     """Score the plan's parts still to do on Ray Data, then mark the run complete.
 
@@ -335,10 +316,13 @@ def run_scoring(
 
     Args:
         plan: From :func:`plan_scoring`.
-        actors: Scoring actors (one CPU each); default: the free CPUs, at most one
+        actors: Scoring workers (one CPU each); default: the free CPUs, at most one
             per part.
         on_part_done: Called as each part is written.
-        scorer: The actors' callable class (a subclass may add work per part).
+        scorer: The actors' callable class (a subclass may add work per part); not
+            used with ``service``.
+        service: The platform's scoring service (:func:`~._service.scoring_service`):
+            score on its warm workers instead of a fresh actor pool.
     """
     start = time.perf_counter()
     job, todo = plan.job, plan.todo
@@ -350,29 +334,21 @@ def run_scoring(
             "scoring",
             extra={"model": job.model.name, "version": job.model.version, "parts": len(todo)},
         )
-        with data_settings(preserve_order=False, enable_progress_bars=False):
-            items = ray.data.from_items(
-                [{"part": p.index} for p in todo], override_num_blocks=len(todo)
-            )
-            written = items.map_batches(
-                scorer,
-                fn_constructor_kwargs={"job": job},
-                batch_size=1,
-                batch_format="numpy",
-                compute=ray.data.ActorPoolStrategy(size=pool),
-                num_cpus=1,
-            )
-            try:
-                for batch in written.iter_batches(batch_size=None, batch_format="numpy"):
-                    for index, rows in zip(batch["part"], batch["rows"], strict=True):
-                        scored += 1
-                        if on_part_done is not None:
-                            on_part_done(int(index), int(rows))
-            except Exception as exc:
-                cause = _entai_cause(exc)
-                if cause is None:
-                    raise
-                raise type(cause)(cause.message, details=cause.details) from None
+        indexes = [p.index for p in todo]
+        if service is None:
+            written = stream_parts(job, indexes, workers=pool, scorer=scorer)
+        else:
+            written = _from_service(service, job, indexes, pool)
+        try:
+            for index, rows in written:
+                scored += 1
+                if on_part_done is not None:
+                    on_part_done(index, rows)
+        except Exception as exc:
+            plain = _plain(exc)
+            if plain is exc:
+                raise
+            raise plain from None
     manifest = plan.resumption.manifest
     if manifest.get("status") != "complete":
         manifest = finish_run(output, manifest)
