@@ -59,9 +59,12 @@ from entai.shared.monitoring._drift_stats import (
 )
 from entai.shared.monitoring._fairness_windows import (
     FairnessColumn,
+    RankingColumn,
+    RankingWindowFairness,
     WindowFairness,
     fairness_verdicts,
     group_values,
+    ranking_fairness_windows,
     window_fairness,
 )
 from entai.shared.monitoring._feedback import (
@@ -152,6 +155,8 @@ __all__ = [
     "NumericColumnProfile",
     "PredictionLog",
     "PsiBand",
+    "RankingColumn",
+    "RankingWindowFairness",
     "ReferenceProfile",
     "ReportSummary",
     "RetrainPolicy",
@@ -194,6 +199,7 @@ __all__ = [
     "psi",
     "psi_band",
     "quantile_bin_counts",
+    "ranking_fairness_windows",
     "render_html",
     "roc_auc",
     "summarize",
