@@ -5,11 +5,23 @@ measures (``ranking_fairness``) and the policy's ranking thresholds."""
 from __future__ import annotations
 
 import math
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 
+from entai.actors.core import Metrics
+from entai.actors.monitoring import DriftMonitor
+from entai.deployments.feedback_log import FeedbackLog
+from entai.deployments.schemas import Interaction
+from entai.deployments.tap import PredictionTap, ServedBatch
 from entai.shared.core import InvalidInputError
+from entai.shared.data import Lake
 from entai.shared.models import (
     FairnessPolicy,
     GroupExposure,
@@ -20,8 +32,11 @@ from entai.shared.models import (
 from entai.shared.monitoring import (
     RankingWindowFairness,
     fairness_verdicts,
+    ranker_lines,
     ranking_fairness_windows,
 )
+from entai.shared.recommend import RANKING_FEATURES
+from entai.shared.settings import load_settings
 
 W = 100.0
 R2 = 1.0 / math.log2(3.0)  # position weight of rank 2
@@ -156,7 +171,9 @@ def stream(biased: bool, requests: int = 100, start: float = 0.0) -> pd.DataFram
     for r in range(requests):
         a_first = biased or r % 2 == 0
         order = [1, 3, 2, 4] if a_first else [2, 4, 1, 3]
-        rows += [(f"s{start}-{r}", item, rank, start + 1.0) for rank, item in enumerate(order, 1)]
+        rows += [
+            (f"s{int(start)}-{r}", item, rank, start + 1.0) for rank, item in enumerate(order, 1)
+        ]
     return impressions(rows)
 
 
@@ -232,3 +249,128 @@ def test_bad_logs_fail_with_a_clear_error() -> None:
         ranking_fairness_windows(config(), SHOWN.drop(columns="rank"), FEEDBACK, GROUPS, window_s=W)
     with pytest.raises(InvalidInputError, match="window_s"):
         ranking_fairness_windows(config(), SHOWN, FEEDBACK, GROUPS, window_s=0)
+
+
+# -- the DriftMonitor's ranker path (no Ray: the class, on a lake in a temp dir) ----------
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+
+    def send(self, event: Mapping[str, Any]) -> None:
+        self.events.append(dict(event))
+
+
+class Auditor:
+    def audit(self, *args: Any, **kwargs: Any) -> bool:
+        return True
+
+    def principal_for(self, token: str, action: str, resource: str) -> str:
+        return "approver"
+
+
+T0 = math.floor(time.time() / W) * W - 10 * W  # window starts, within today's logs
+
+
+def served(lake: Lake, frame: pd.DataFrame, version: int = 1) -> None:
+    """Log ``frame``'s lists as the ingress does (one ServedBatch per request)."""
+    tap = PredictionTap(lake, None, prediction_column="score")
+    for rid, rows in frame.groupby("request_id", sort=False):
+        n = len(rows)
+        features = np.column_stack(
+            [np.zeros((n, len(RANKING_FEATURES))), rows["rank"], rows["item_id"]]
+        ).astype(np.float64)
+        tap.submit(
+            ServedBatch(
+                request_id=str(rid),
+                model="ranker",
+                aliases=["champion"] * n,
+                versions=[version] * n,
+                entity_keys=[f"k{i}" for i in rows["item_id"]],
+                feature_names=(*RANKING_FEATURES, "rank", "item_id"),
+                features=features,
+                predictions=[1.0 / r for r in rows["rank"]],
+                ts=float(rows["ts"].iloc[0]),
+            )
+        )
+    tap.flush()
+
+
+def test_the_monitor_alerts_on_a_biased_window_like_drift_and_survives_a_restart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = load_settings(
+        home=tmp_path / "home",
+        lake={"root": str(tmp_path / "lake")},
+        monitoring={"window_seconds": W, "grace_s": 0.0, "ranker_refresh_s": 1000.0},
+        registry={"policy": {"fairness": {"min_exposure_ratio": 0.8}}},
+    ).resolved()
+    gauges: dict[tuple[str, str, str], float] = {}
+
+    def gauge(model: str, attribute: str, measure: str, value: float | None) -> None:
+        if value is not None:
+            gauges[(model, attribute, measure)] = value
+
+    monkeypatch.setattr(Metrics, "fairness_measure", staticmethod(gauge))
+    lake = Lake(settings.lake.root)
+    fair = stream(False, start=T0)
+    served(lake, pd.concat([fair, stream(True, start=T0 + W), stream(True, start=T0 + 2 * W)]))
+    served(lake, stream(True, requests=10, start=T0 + 3 * W), version=2)  # another version
+    now = [datetime.fromtimestamp(T0 + 2 * W + 50, UTC)]  # windows 0 and 1 are over
+    sink = Sink()
+
+    def monitor() -> DriftMonitor:
+        return DriftMonitor(settings, sink=sink, auditor=Auditor(), clock=lambda: now[0])
+
+    m = monitor()
+    columns = {"category": {"k": 4, "min_group_size": 50, "groups": ["A", "B"]}}
+    assert m.watch_ranker("ranker", 1, {}, GROUPS) == "no_fairness"
+    assert m.watch_ranker("ranker", 1, columns, GROUPS) == "registered"
+    assert m.watch_ranker("ranker", 1, columns, GROUPS) == "unchanged"
+    assert m.models() == ["ranker"]
+    m.tick()
+    report = m.report("ranker")
+    assert report["kind"] == "ranker"
+    assert [(w["closed"], w["requests"]) for w in report["windows"]] == [
+        (True, 100),
+        (True, 100),
+        (False, 100),
+    ]  # version 2's requests are left out
+    ratios = [w["fairness"]["category"]["measures"]["exposure_ratio"] for w in report["windows"]]
+    assert ratios == pytest.approx([1.0, 0.570642, 0.570642], abs=1e-6)
+    assert [(e["feature"], e["method"], e["level"]) for e in sink.events] == [
+        ("category", "exposure_ratio", "warn")
+    ]
+    assert gauges[("ranker", "category", "exposure_ratio")] == pytest.approx(0.570642, abs=1e-6)
+    (alert,) = report["alerts"]
+    assert alert["key"] == ["ranker", "category", "exposure_ratio"] and alert["level"] == "warn"
+    lines = ranker_lines(report)
+    assert lines[-4] == (
+        "  fairness by category: exposure_ratio 0.571 (beyond the threshold), "
+        "ndcg_difference - (400 impressions)"
+    )
+    assert lines[-1] == "alert category/exposure_ratio: warn"
+
+    # a restarted monitor reloads the ranker; the judged windows are not judged again
+    now[0] = datetime.fromtimestamp(T0 + 3 * W + 1, UTC)  # window 2 is over too
+    m = monitor()
+    assert m.watch_ranker("ranker", 1, columns, GROUPS) == "unchanged"
+    m.tick()
+    assert [(e["method"], e["level"]) for e in sink.events][-1] == ("exposure_ratio", "alert")
+    assert len(sink.events) == 2
+    m.refresh_ranker("ranker")  # again: windows 0-2 already observed, no new transition
+    assert len(sink.events) == 2
+    m.acknowledge("ranker", "category", "exposure_ratio", "token")
+    acked = m.report("ranker")["alerts"][0]
+    assert acked["acknowledged_by"] == "approver"
+
+    # late feedback for a request of window 1 updates its numbers, not its verdict
+    FeedbackLog(lake).append(
+        "ranker", [Interaction(request_id=f"s{int(T0 + W)}-0", item_id=2, kind="click")]
+    )
+    later = m.refresh_ranker("ranker")
+    window1 = later["windows"][1]["fairness"]["category"]
+    assert later["windows"][1]["labelled_requests"] == 1
+    assert window1["groups"]["B"]["ndcg_at_k"] == pytest.approx(1.0)
+    assert len(sink.events) == 2

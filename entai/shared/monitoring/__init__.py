@@ -41,6 +41,7 @@ from entai.shared.monitoring._drift_report import (
     ReportSummary,
     fmt,
     header_lines,
+    ranker_lines,
     summarize,
     table_cells,
     verdict,
@@ -96,6 +97,7 @@ from entai.shared.monitoring._profiles import (
     finite_values,
     is_numeric_series,
 )
+from entai.shared.monitoring._ranker_watch import RankerWatch
 from entai.shared.monitoring._reference import (
     POLICY_FIELDS,
     REFERENCE_ARTIFACT,
@@ -155,6 +157,7 @@ __all__ = [
     "NumericColumnProfile",
     "PredictionLog",
     "PsiBand",
+    "RankerWatch",
     "RankingColumn",
     "RankingWindowFairness",
     "ReferenceProfile",
@@ -199,6 +202,7 @@ __all__ = [
     "psi",
     "psi_band",
     "quantile_bin_counts",
+    "ranker_lines",
     "ranking_fairness_windows",
     "render_html",
     "roc_auc",
