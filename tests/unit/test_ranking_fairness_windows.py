@@ -11,15 +11,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import pytest
+from ranker_logs import GROUPS, impressions, log_served, stream
 
 from entai.actors.core import Metrics
 from entai.actors.monitoring import DriftMonitor
 from entai.deployments.feedback_log import FeedbackLog
 from entai.deployments.schemas import Interaction
-from entai.deployments.tap import PredictionTap, ServedBatch
 from entai.shared.core import InvalidInputError
 from entai.shared.data import Lake
 from entai.shared.models import (
@@ -35,14 +34,12 @@ from entai.shared.monitoring import (
     ranker_lines,
     ranking_fairness_windows,
 )
-from entai.shared.recommend import RANKING_FEATURES
 from entai.shared.settings import load_settings
 
 W = 100.0
 R2 = 1.0 / math.log2(3.0)  # position weight of rank 2
 R3 = 0.5  # of rank 3
 R4 = 1.0 / math.log2(5.0)
-GROUPS = {"category": {1: "A", 2: "B", 3: "A", 4: "B"}}
 POLICY = FairnessPolicy(min_exposure_ratio=0.8, max_ndcg_difference=0.3)
 
 
@@ -51,10 +48,6 @@ def config(
 ) -> RankingWindowFairness:
     columns = {"category": {"k": k, "min_group_size": min_group_size, "groups": list(groups)}}
     return RankingWindowFairness.create(columns, POLICY)
-
-
-def impressions(rows: list[tuple[str, int, int, float]]) -> pd.DataFrame:
-    return pd.DataFrame(rows, columns=["request_id", "item_id", "rank", "ts"])
 
 
 def interactions(rows: list[tuple[str, int, str]]) -> pd.DataFrame:
@@ -164,19 +157,6 @@ def test_ties_rank_by_served_position_and_equal_groups_give_ratio_one() -> None:
     ]
 
 
-def stream(biased: bool, requests: int = 100, start: float = 0.0) -> pd.DataFrame:
-    """``requests`` lists of 4 items, 2 per group; biased: group B always at ranks 3-4;
-    else the groups take turns at the top."""
-    rows = []
-    for r in range(requests):
-        a_first = biased or r % 2 == 0
-        order = [1, 3, 2, 4] if a_first else [2, 4, 1, 3]
-        rows += [
-            (f"s{int(start)}-{r}", item, rank, start + 1.0) for rank, item in enumerate(order, 1)
-        ]
-    return impressions(rows)
-
-
 def test_planted_exposure_bias_is_flagged_and_an_unbiased_stream_is_not() -> None:
     watched = config(min_group_size=50, k=4)
     (biased,) = ranking_fairness_windows(
@@ -273,30 +253,6 @@ class Auditor:
 T0 = math.floor(time.time() / W) * W - 10 * W  # window starts, within today's logs
 
 
-def served(lake: Lake, frame: pd.DataFrame, version: int = 1) -> None:
-    """Log ``frame``'s lists as the ingress does (one ServedBatch per request)."""
-    tap = PredictionTap(lake, None, prediction_column="score")
-    for rid, rows in frame.groupby("request_id", sort=False):
-        n = len(rows)
-        features = np.column_stack(
-            [np.zeros((n, len(RANKING_FEATURES))), rows["rank"], rows["item_id"]]
-        ).astype(np.float64)
-        tap.submit(
-            ServedBatch(
-                request_id=str(rid),
-                model="ranker",
-                aliases=["champion"] * n,
-                versions=[version] * n,
-                entity_keys=[f"k{i}" for i in rows["item_id"]],
-                feature_names=(*RANKING_FEATURES, "rank", "item_id"),
-                features=features,
-                predictions=[1.0 / r for r in rows["rank"]],
-                ts=float(rows["ts"].iloc[0]),
-            )
-        )
-    tap.flush()
-
-
 def test_the_monitor_alerts_on_a_biased_window_like_drift_and_survives_a_restart(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -315,8 +271,8 @@ def test_the_monitor_alerts_on_a_biased_window_like_drift_and_survives_a_restart
     monkeypatch.setattr(Metrics, "fairness_measure", staticmethod(gauge))
     lake = Lake(settings.lake.root)
     fair = stream(False, start=T0)
-    served(lake, pd.concat([fair, stream(True, start=T0 + W), stream(True, start=T0 + 2 * W)]))
-    served(lake, stream(True, requests=10, start=T0 + 3 * W), version=2)  # another version
+    log_served(lake, pd.concat([fair, stream(True, start=T0 + W), stream(True, start=T0 + 2 * W)]))
+    log_served(lake, stream(True, requests=10, start=T0 + 3 * W), version=2)  # another version
     now = [datetime.fromtimestamp(T0 + 2 * W + 50, UTC)]  # windows 0 and 1 are over
     sink = Sink()
 

@@ -452,9 +452,11 @@ class DriftMonitor:
             if self._ranker_due.get(model, 0.0) <= now.timestamp():
                 try:
                     self.refresh_ranker(model)
-                except EntaiError as exc:  # a bad log must not stop the clock
+                except (EntaiError, OSError, ValueError, KeyError) as exc:  # a bad log file
+                    # must not stop the clock; tried again after the refresh interval
+                    self._ranker_due[model] = now.timestamp() + self._monitoring.ranker_refresh_s
                     logger.warning(
-                        "ranker refresh failed", extra={"model": model, "error": exc.message}
+                        "ranker refresh failed", extra={"model": model, "error": repr(exc)}
                     )
         return out
 
