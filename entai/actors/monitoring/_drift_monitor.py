@@ -365,10 +365,8 @@ class DriftMonitor:
             )
         now = self._clock()
         lake = self._store.lake
-        impressions = lake.read_model_log(
-            "predictions", model, ["request_id", "item_id", "rank", "ts", "version"],
-            _RANKER_LOG_DAYS,
-        )  # fmt: skip
+        shown = ["request_id", "item_id", "rank", "ts", "version"]
+        impressions = lake.read_model_log("predictions", model, shown, _RANKER_LOG_DAYS)
         interactions = lake.read_model_log(
             "feedback", model, ["request_id", "item_id", "kind"], _RANKER_LOG_DAYS
         )
