@@ -1,6 +1,7 @@
 """A ranker's fairness per monitoring window: exposure and NDCG@k per group of items from
 the impression log joined to clicks and purchases by request id, with the offline
-measures (``ranking_fairness``) and the policy's ranking thresholds."""
+measures (``ranking_fairness``) and the policy's ranking thresholds; the DriftMonitor
+alerting on it like drift; what serving registers."""
 
 from __future__ import annotations
 
@@ -16,10 +17,12 @@ import pytest
 from ranker_logs import GROUPS, impressions, log_served, stream
 
 from entai.actors.core import Metrics
+from entai.actors.models import ModelRegistry
 from entai.actors.monitoring import DriftMonitor
 from entai.deployments.feedback_log import FeedbackLog
+from entai.deployments.monitor_registration import ranker_watch_request
 from entai.deployments.schemas import Interaction
-from entai.shared.core import InvalidInputError
+from entai.shared.core import InvalidInputError, NotFoundError
 from entai.shared.data import Lake
 from entai.shared.models import (
     FairnessPolicy,
@@ -34,6 +37,7 @@ from entai.shared.monitoring import (
     ranker_lines,
     ranking_fairness_windows,
 )
+from entai.shared.recommend import InteractionIndex
 from entai.shared.settings import load_settings
 
 W = 100.0
@@ -330,3 +334,58 @@ def test_the_monitor_alerts_on_a_biased_window_like_drift_and_survives_a_restart
     assert later["windows"][1]["labelled_requests"] == 1
     assert window1["groups"]["B"]["ndcg_at_k"] == pytest.approx(1.0)
     assert len(sink.events) == 2
+
+
+def test_serving_registers_the_champions_card_columns_and_item_categories() -> None:
+    """What a ranker replica sends the monitor: its card's ranking fairness columns and
+    the categories of the version's serving index; no card -> no columns."""
+    report = ranking_fairness(
+        ["q", "q"], [1.0, 0.0], [0.9, 0.1], ["A", "B"], attribute="category", k=5
+    )
+    cards = {1: ModelCard(model_name="ranker", ranking_fairness={"category": report})}
+
+    class Registry:
+        def call(self, method: Any, model: str, version: int) -> ModelCard:
+            assert method is ModelRegistry.card and model == "ranker"
+            if version not in cards:
+                raise NotFoundError("no card")
+            return cards[version]
+
+    class Services:
+        def registry(self) -> Registry:
+            return Registry()
+
+    class Monitor:
+        def __init__(self) -> None:
+            self.sent: list[tuple[Any, ...]] = []
+
+        def submit(self, method: Any, *args: Any) -> str:
+            self.sent.append((method.__name__, *args))
+            return "ref"
+
+    index = InteractionIndex.from_events(
+        pd.DataFrame(
+            {
+                "user_id": [7],
+                "product_id": [1],
+                "event_type": ["view"],
+                "event_timestamp": [pd.Timestamp("2026-01-01", tz="UTC")],
+            }
+        ),
+        pd.DataFrame({"product_id": [1, 2], "category": ["A", "B"], "price": [1.0, 2.0]}),
+        as_of=datetime(2026, 1, 2, tzinfo=UTC),
+    )
+    request = ranker_watch_request("ranker", Services(), {1: index, 2: index}.get)  # type: ignore[arg-type]
+    monitor = Monitor()
+    assert request(monitor, 1) == "ref"  # type: ignore[arg-type]
+    request(monitor, 2)  # type: ignore[arg-type]
+    assert monitor.sent == [
+        (
+            "watch_ranker",
+            "ranker",
+            1,
+            {"category": {"k": 5, "min_group_size": 30, "groups": ["A", "B"]}},
+            {"category": {1: "A", 2: "B"}},
+        ),
+        ("watch_ranker", "ranker", 2, {}, {"category": {1: "A", 2: "B"}}),
+    ]
