@@ -39,8 +39,18 @@ def _monitor(settings: EntaiSettings) -> ActorService[DriftMonitor]:
 def _print_report(report: dict[str, Any]) -> None:
     # The monitoring domain imports the statistics stack (scipy, pandas): seconds that
     # every other command would pay at start-up.
-    from entai.shared.monitoring import TABLE_COLUMNS, header_lines, summarize, table_cells
+    from entai.shared.monitoring import (
+        TABLE_COLUMNS,
+        header_lines,
+        ranker_lines,
+        summarize,
+        table_cells,
+    )
 
+    if report.get("kind") == "ranker":
+        for line in ranker_lines(report):
+            console.print(Text(line))
+        return
     summary = summarize(report)
     for line in header_lines(summary):
         console.print(Text(line))
@@ -66,13 +76,19 @@ def monitor_report(
     token: TokenOption = None,
     config: ConfigOption = None,
 ) -> dict[str, Any]:
-    """Per-feature drift of the last closed window, alerts and quality (needs audit:read)."""
+    """Per-feature drift of the last closed window, alerts and quality; for a ranker, its
+    fairness per window (needs audit:read)."""
     settings = settings_from(config)
     authorized_principal(settings, token, "audit:read", f"model:{model}")
     from entai.actors.monitoring import DriftMonitor  # ray: not at CLI start-up
 
     report = _monitor(settings).call(DriftMonitor.report, model)
     _print_report(report)
+    if html is not None and report.get("kind") == "ranker":
+        raise InvalidInputError(
+            f"{model!r} is a ranker: its report has no drift plots for --html",
+            details={"field": "html"},
+        )
     if html is not None:
         from entai.shared.monitoring import render_html
 

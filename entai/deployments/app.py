@@ -442,15 +442,24 @@ class Ingress(GrpcInference):
     ) -> dict[str, Any]:
         """The DriftMonitor's report of a model: windows, drift, alerts. For the ranker:
         CTR, precision, recall and NDCG at k per window, from its impression and
-        feedback logs."""
+        feedback logs, and under ``fairness`` the DriftMonitor's report of its exposure
+        and NDCG per group per window (absent while the monitor does not watch it)."""
         await self._allow(authorization, "audit:read", f"model:{model}")
         if self._ranker is not None and model == self._args.ranker_model:
-            return await asyncio.to_thread(
+            quality = await asyncio.to_thread(
                 ranking_report,
                 Lake(self._settings.lake.root),
                 model,
                 window_s=self._settings.monitoring.window_seconds or 3600.0,
             )
+            watching = self._platform.drift_monitor_if_running()
+            try:
+                if watching is None:
+                    return quality
+                fairness = await _actor_call(watching.submit(DriftMonitor.report, model))
+            except NotFoundError:
+                return quality
+            return {**quality, "fairness": fairness}
         monitor = self._platform.drift_monitor()
         report = await _actor_call(monitor.submit(DriftMonitor.report, model))
         return cast("dict[str, Any]", report)

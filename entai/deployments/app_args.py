@@ -13,8 +13,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from entai.actors.backends import configure_mlflow
 from entai.actors.services import Services
 from entai.deployments.model_runtime import ActorAliasWatcher, ModelRuntime, load_mlflow_model
-from entai.deployments.monitor_registration import ChampionRegistrar
+from entai.deployments.monitor_registration import ChampionRegistrar, ranker_watch_request
 from entai.deployments.recommend import RankerRuntime, load_mlflow_ranker
+from entai.shared.recommend import InteractionIndex
 from entai.shared.settings import EntaiSettings, load_settings
 
 __all__ = ["AppArgs", "settings_of", "start_ranker", "start_runtime"]
@@ -90,9 +91,20 @@ def start_runtime(args: AppArgs, settings: EntaiSettings) -> ModelRuntime:
 
 
 def start_ranker(name: str, settings: EntaiSettings) -> RankerRuntime:
-    """A started RankerRuntime following ranker ``name``'s champion in the registry."""
+    """A started RankerRuntime following ranker ``name``'s champion in the registry; the
+    drift monitor watches each champion's fairness per window."""
     configure_mlflow(settings.mlflow)
     services = Services.of(settings)
-    runtime = RankerRuntime(name, ActorAliasWatcher(services.registry()), load_mlflow_ranker)
+
+    def index_of(version: int) -> InteractionIndex | None:
+        return runtime.index(version)  # the hook runs after start(): ``runtime`` is bound
+
+    request = ranker_watch_request(name, services, index_of)
+    runtime = RankerRuntime(
+        name,
+        ActorAliasWatcher(services.registry()),
+        load_mlflow_ranker,
+        on_versions=ChampionRegistrar(name, services, request=request),
+    )
     runtime.start()
     return runtime

@@ -17,12 +17,10 @@ import io
 import time
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
-import pandas as pd
 import pyarrow as pa
-import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from entai.deployments.schemas import Interaction
@@ -60,31 +58,14 @@ class FeedbackLog:
         return len(interactions)
 
 
-def _read_recent(lake: Lake, kind: str, model: str, columns: list[str], days: int) -> pd.DataFrame:
-    """The rows of ``<lake>/<kind>/model=<model>/date=*`` for the last ``days`` days."""
-    first = (datetime.now(UTC) - timedelta(days=days)).strftime("%Y-%m-%d")
-    base = lake.path(kind, f"model={model}")
-    selector = pafs.FileSelector(base, recursive=True, allow_not_found=True)
-    tables = [
-        pq.read_table(info.path, columns=columns, filesystem=lake.fs)
-        for info in lake.fs.get_file_info(selector)
-        if info.type == pafs.FileType.File
-        and info.path.endswith(".parquet")
-        and info.path.split("date=")[-1][:10] >= first
-    ]
-    if not tables:
-        return pd.DataFrame({c: [] for c in columns})
-    return pa.concat_tables(tables).to_pandas()
-
-
 def ranking_report(
     lake: Lake, model: str, *, window_s: float, k: int = 10, days: int = 7
 ) -> dict[str, Any]:
     """A ranker's live quality per window over the last ``days`` days of its logs."""
-    impressions = _read_recent(
-        lake, "predictions", model, ["request_id", "item_id", "rank", "ts"], days
+    impressions = lake.read_model_log(
+        "predictions", model, ["request_id", "item_id", "rank", "ts"], days
     )
-    interactions = _read_recent(lake, "feedback", model, ["request_id", "item_id", "kind"], days)
+    interactions = lake.read_model_log("feedback", model, ["request_id", "item_id", "kind"], days)
     windows = ranking_windows(impressions, interactions, window_s=window_s, k=k)
     return {
         "model": model,

@@ -8,20 +8,33 @@ champion is one the monitor has not yet acknowledged, it sends
 answer. A missing or restarting monitor is simply asked again on a later poll, so a
 monitor started after the app still gets the champion within one poll. The monitor
 ignores a repeated identical registration, so every replica may send it.
+
+A ranker's replicas use the same registrar with another request
+(:func:`ranker_watch_request`): ``DriftMonitor.watch_ranker`` with the ranking
+fairness columns of the champion's model card and the groups of its items (each
+product's category, from the version's serving index).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import ray
 
+from entai.actors.core import ActorService
+from entai.actors.models import ModelRegistry
 from entai.actors.monitoring import DriftMonitor
 from entai.actors.services import Services
+from entai.shared.core import NotFoundError
+from entai.shared.monitoring import RankingWindowFairness
+from entai.shared.recommend import InteractionIndex
 
-__all__ = ["ChampionRegistrar"]
+__all__ = ["ChampionRegistrar", "WatchRequest", "ranker_watch_request"]
+
+WatchRequest = Callable[[ActorService[DriftMonitor], int], Any]
+"""Sends the monitor its registration of a champion version; returns the call's ref."""
 
 log = logging.getLogger(__name__)
 
@@ -32,11 +45,17 @@ class ChampionRegistrar:
     Args:
         model: Registered model name.
         services: The platform's services (the drift monitor among them).
+        request: How the champion is registered; by default ``DriftMonitor.watch``.
     """
 
-    def __init__(self, model: str, services: Services) -> None:
+    def __init__(
+        self, model: str, services: Services, *, request: WatchRequest | None = None
+    ) -> None:
         self._model = model
         self._services = services
+        self._request = request or (
+            lambda monitor, version: monitor.submit(DriftMonitor.watch, model, version)
+        )
         self._pending: tuple[int, Any] | None = None
         self.acknowledged: int | None = None
         self.status: str | None = None
@@ -61,7 +80,7 @@ class ChampionRegistrar:
         if monitor is None:
             log.debug("no drift monitor running yet", extra={"model": self._model})
         else:
-            self._pending = (champion, monitor.submit(DriftMonitor.watch, self._model, champion))
+            self._pending = (champion, self._request(monitor, champion))
 
     def _collect(self, version: int, ref: Any) -> bool:
         try:
@@ -78,3 +97,22 @@ class ChampionRegistrar:
             extra={"model": self._model, "version": version, "status": self.status},
         )
         return True
+
+
+def ranker_watch_request(
+    model: str, services: Services, index_of: Callable[[int], InteractionIndex | None]
+) -> WatchRequest:
+    """The registration of a ranker's champion: its card's ranking fairness columns and
+    its items' categories (``index_of(version)``: the version's loaded serving index)."""
+
+    def request(monitor: ActorService[DriftMonitor], version: int) -> Any:
+        try:
+            card = services.registry().call(ModelRegistry.card, model, version)
+            columns = RankingWindowFairness.columns_of(card)
+        except NotFoundError:
+            columns = {}  # no card: nothing to watch ("no_fairness")
+        index = index_of(version)
+        groups = {} if index is None else {"category": dict(index.item_category)}
+        return monitor.submit(DriftMonitor.watch_ranker, model, version, columns, groups)
+
+    return request

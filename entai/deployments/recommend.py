@@ -183,6 +183,11 @@ class RankerRuntime:
         """Which version serves ``champion`` now."""
         return self._runtime.versions()
 
+    def index(self, version: int) -> InteractionIndex | None:
+        """The serving index of a loaded version (None when it is not loaded)."""
+        with self._lock:
+            return self._indexes.get(version)
+
     def recommend(
         self,
         user: int,

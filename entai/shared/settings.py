@@ -326,6 +326,9 @@ class MonitoringSettings(_Section):
     the demo use small count windows. The retrain worker runs a request when the
     monitor announces it on the bus, and reconciles from the request files every
     ``retrain_resync_s`` (a request whose announcement was lost runs that late).
+    A ranker watched for fairness has its windows (``window_seconds``, default one
+    hour) recomputed from its impression and feedback logs at most every
+    ``ranker_refresh_s``, on the clock.
     """
 
     window_count: int | None = Field(5000, ge=1)
@@ -335,6 +338,7 @@ class MonitoringSettings(_Section):
     tick_interval_s: float = Field(10.0, gt=0.0)
     reference_sample_size: int = Field(5000, ge=100)
     retrain_resync_s: float = Field(300.0, gt=0.0)
+    ranker_refresh_s: float = Field(60.0, gt=0.0)
     drift: DriftSettings = DriftSettings()
     alerts: AlertSettings = AlertSettings()
     retrain: RetrainSettings = RetrainSettings()

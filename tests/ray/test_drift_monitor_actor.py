@@ -1,8 +1,11 @@
 """The DriftMonitor actor: killed mid-window it resumes with the same results; fairness
-per window survives a restart between the window's close and its labels."""
+per window survives a restart between the window's close and its labels; a ranker's
+fairness alerts survive a restart."""
 
 from __future__ import annotations
 
+import math
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,9 +14,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from ranker_logs import GROUPS, log_served, stream
 
 from entai.actors.core import Metrics
 from entai.actors.monitoring import ACTOR_NAME, DriftMonitor, start_drift_monitor
+from entai.shared.data import Lake
 from entai.shared.models import FairnessPolicy
 from entai.shared.monitoring import ReferenceProfile, WindowFairness
 from entai.shared.settings import EntaiSettings, load_settings
@@ -152,3 +157,42 @@ def test_fairness_per_window_alerts_after_a_restart_between_close_and_labels(
     assert measured["crossed"] == ["equalized_odds_difference"]
     alerts = {tuple(a["key"]): a["level"] for a in report["alerts"]}
     assert alerts[("churn", "c", "equalized_odds_difference")] == "warn"
+
+
+def test_a_rankers_fairness_alerts_survive_a_restart(ray_cluster: Any, tmp_path: Path) -> None:
+    """The actor watches a ranker, judges its biased windows from the lake's logs, and a
+    restarted actor keeps the alert states: refreshing again raises nothing new."""
+    root = tmp_path / f"r-{uuid.uuid4().hex[:6]}"
+    settings = load_settings(
+        home=root / "home",
+        lake={"root": str(root / "lake")},
+        monitoring={"window_seconds": 100.0, "grace_s": 0.0},
+        registry={"policy": {"fairness": {"min_exposure_ratio": 0.8}}},
+    ).resolved()
+    t0 = math.floor(time.time() / 100.0) * 100.0 - 1000.0  # two windows, both over
+    log_served(Lake(settings.lake.root), pd.concat([stream(True, start=t0 + w) for w in (0, 100)]))
+    handle = start_drift_monitor(settings, ray_cluster.get_runtime_context().namespace)
+    try:
+        columns = {"category": {"k": 4, "min_group_size": 50, "groups": ["A", "B"]}}
+        watch = handle.watch_ranker.remote("ranker", 1, columns, GROUPS)
+        assert ray_cluster.get(watch) == "registered"
+        report = ray_cluster.get(handle.refresh_ranker.remote("ranker"))
+        assert [w["closed"] for w in report["windows"]] == [True, True]
+        ratios = [
+            w["fairness"]["category"]["measures"]["exposure_ratio"] for w in report["windows"]
+        ]
+        assert ratios == pytest.approx([0.570642] * 2, abs=1e-6)
+        (alert,) = report["alerts"]
+        assert alert["key"] == ["ranker", "category", "exposure_ratio"]
+        assert alert["level"] == "alert"  # two crossing windows: warn, then alert
+
+        ray_cluster.kill(handle, no_restart=False)
+        watch = handle.watch_ranker.remote("ranker", 1, columns, GROUPS)
+        assert ray_cluster.get(watch) == "unchanged"
+        again = ray_cluster.get(handle.refresh_ranker.remote("ranker"))
+        assert again["alerts"] == report["alerts"]
+        assert [w["window_id"] for w in again["windows"]] == [
+            w["window_id"] for w in report["windows"]
+        ]
+    finally:
+        ray_cluster.kill(handle, no_restart=True)

@@ -116,7 +116,8 @@ METRICS = (
         "gauge",
         ("model", "attribute", "measure"),
         "Fairness measure of a model by a protected or segment attribute, from the "
-        "feedback labels of the latest closed window that has them.",
+        "feedback labels of the latest closed window that has them (a ranker's: "
+        "exposure_ratio and ndcg_difference by an item attribute).",
     ),
     MetricSpec(
         "entai_stream_backlog",
@@ -292,7 +293,9 @@ class Metrics:
 
     @staticmethod
     def fairness_measure(model: str, attribute: str, measure: str, value: float | None) -> None:
-        """Set a fairness measure of the latest labelled window (skipped when not computed)."""
+        """Set a fairness measure of the latest closed window that has it (a classifier's
+        from its labels; a ranker's exposure ratio or NDCG difference); skipped when not
+        computed."""
         if value is None or not math.isfinite(value):
             return
         if (m := _get()) is not None:

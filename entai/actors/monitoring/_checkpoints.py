@@ -1,7 +1,8 @@
 """Where the DriftMonitor keeps its state in the lake, and how it reads it back.
 
 Under ``<lake>/monitoring/``: per model ``<model>/state.json`` (the whole
-:class:`ModelWatch`, rewritten atomically after every change) and
+:class:`ModelWatch`, rewritten atomically after every change), per ranker watched for
+fairness ``<model>/ranker.json`` (its :class:`RankerWatch`), and
 ``<model>/reference-<id>.json`` (the immutable reference profile, named by its hash),
 and ``retrain_requests/<request_id>.json`` for the retraining workflow.
 """
@@ -15,7 +16,7 @@ import pyarrow.fs as pafs
 
 from entai.shared.core import EntaiError
 from entai.shared.data import Lake
-from entai.shared.monitoring import ModelWatch, RetrainRequest, WatchLimits
+from entai.shared.monitoring import ModelWatch, RankerWatch, RetrainRequest, WatchLimits
 
 __all__ = ["RETRAIN_DIR", "MonitorCheckpoints"]
 
@@ -67,6 +68,33 @@ class MonitorCheckpoints:
         if models:
             logger.info("monitoring state reloaded", extra={"models": sorted(models)})
         return models
+
+    def load_rankers(self) -> dict[str, RankerWatch]:
+        """Every ranker's last checkpoint; unreadable ones are logged and skipped."""
+        rankers: dict[str, RankerWatch] = {}
+        selector = pafs.FileSelector(self.lake.path("monitoring"), allow_not_found=True)
+        for info in self.lake.fs.get_file_info(selector):
+            path = f"{info.path}/ranker.json"
+            if info.type != pafs.FileType.Directory or not self.lake.exists(path):
+                continue
+            try:
+                watch = RankerWatch.from_dict(
+                    self.lake.read_json(path), max_windows=self._limits.max_windows
+                )
+            except (EntaiError, KeyError, TypeError, ValueError) as exc:
+                logger.error(
+                    "ranker checkpoint not loaded", extra={"path": path, "error": repr(exc)}
+                )
+                continue
+            rankers[watch.name] = watch
+        return rankers
+
+    def save_ranker(self, watch: RankerWatch) -> None:
+        """Checkpoint one ranker's state (atomic write)."""
+        data = json.dumps(watch.to_dict(), separators=(",", ":"), default=str)
+        self.lake.write_bytes(
+            self.lake.path("monitoring", watch.name, "ranker.json"), data.encode()
+        )
 
     def save(self, watch: ModelWatch) -> None:
         """Checkpoint one model's whole state (atomic write)."""

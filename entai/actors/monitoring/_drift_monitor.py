@@ -29,6 +29,17 @@ gauge ``entai_fairness_measure``, and a measure beyond the registry policy's thr
 ``(model, <attribute>, <measure>)`` through the same state machine, sink, audit and
 ``entai_alert_level`` gauge as drift.
 
+Rankers: a ranker's serving replicas call :meth:`DriftMonitor.watch_ranker` with the
+champion they load, the ranking fairness columns of its model card and the groups of
+its items (e.g. each product's category, from the serving index). On the clock (at most
+every ``monitoring.ranker_refresh_s``) the monitor reads the ranker's impression and
+feedback logs from the lake and recomputes each ``window_seconds`` window's exposure
+and NDCG@k per group (:class:`~entai.shared.monitoring.RankerWatch`); a closed window's
+exposure ratio or NDCG difference beyond the policy's ranking thresholds
+(``min_exposure_ratio``, ``max_ndcg_difference``) drives the alert key
+``(model, <attribute>, <measure>)`` through the same state machine, sink, audit and
+gauges as drift, and :meth:`DriftMonitor.report` of a ranker shows its windows.
+
 Erasure (:meth:`DriftMonitor.erase`) drops a subject's rows from the prediction log
 and their sampled values from open windows (rows are tagged with ``entity_key``, else
 ``request_id``). Counts, moments, category frequencies and closed-window statistics are
@@ -70,8 +81,11 @@ from entai.shared.core import EntaiError, InvalidInputError, NotFoundError
 from entai.shared.data import Lake, retrain_requested
 from entai.shared.monitoring import (
     AlertKey,
+    AlertStateMachine,
     ModelWatch,
     MonitoringReference,
+    RankerWatch,
+    RankingWindowFairness,
     RetrainRequest,
     WatchLimits,
     WindowFairness,
@@ -89,6 +103,8 @@ logger = logging.getLogger(__name__)
 ACTOR_NAME = "entai-drift-monitor"
 _SYSTEM = "entai-drift-monitor"
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_RANKER_LOG_DAYS = 7
+"""How far back a ranker's logs are read (windows older than that are not recomputed)."""
 
 
 def _utcnow() -> datetime:
@@ -156,6 +172,8 @@ class DriftMonitor:
         self._auditor: Auditor = auditor or GovernanceAuditor(None)
         self._clock = clock
         self._models: dict[str, ModelWatch] = self._store.load()
+        self._rankers: dict[str, RankerWatch] = self._store.load_rankers()
+        self._ranker_due: dict[str, float] = {}  # next refresh, epoch seconds
         self._ticker: ActorClock | None = None
         if tick_interval_s is not None:
             self._ticker = ActorClock(call_self("tick"), tick_interval_s, name="monitor-clock")
@@ -172,6 +190,19 @@ class DriftMonitor:
                 details={"model": model},
             )
         return watch
+
+    def _alerts_of(self, model: str) -> AlertStateMachine:
+        """The alert states of a watched model or ranker."""
+        ranker = self._rankers.get(model)
+        if ranker is not None and model not in self._models:
+            return ranker.alerts
+        return self._watch(model).alerts
+
+    def _save(self, model: str) -> None:
+        if model in self._models:
+            self._store.save(self._models[model])
+        if model in self._rankers:
+            self._store.save_ranker(self._rankers[model])
 
     # -- registration -----------------------------------------------------------------
 
@@ -276,9 +307,81 @@ class DriftMonitor:
         self._watched[model] = int(version)
         return "unchanged" if self._models[model].config == before else "registered"
 
+    def watch_ranker(
+        self,
+        model: str,
+        version: int,
+        columns: Mapping[str, Mapping[str, Any]],
+        item_groups: Mapping[str, Mapping[int, str]],
+    ) -> str:
+        """Watch a ranker version's fairness per window (see the module docstring).
+
+        Args:
+            columns: The ranking fairness columns of the version's model card
+                (``RankingWindowFairness.columns_of(card)``).
+            item_groups: Per attribute the ranker can tell, each item's group; a
+                column without one is reported unavailable in every window.
+
+        Returns:
+            ``"registered"``, ``"unchanged"`` for a repeated call, or ``"no_fairness"``
+            when the card names no ranking fairness column (nothing is watched).
+        """
+        _checked_model(model)
+        if not columns:
+            return "no_fairness"
+        fairness = RankingWindowFairness.create(columns, self._fairness_policy)
+        config = {
+            "version": int(version),
+            "fairness": fairness.to_dict(),
+            "item_groups": {
+                str(c): {str(i): str(g) for i, g in groups.items()}
+                for c, groups in item_groups.items()
+            },
+            "window_s": self._monitoring.window_seconds or 3600.0,
+            "grace_s": self._monitoring.grace_s,
+            "alert_policy": self._monitoring.alerts.model_dump(),
+        }
+        old = self._rankers.get(model)
+        if old is not None and old.config == config:
+            return "unchanged"
+        watch = RankerWatch(model, config, max_windows=self._limits.max_windows)
+        self._rankers[model] = watch
+        self._ranker_due.pop(model, None)
+        self._store.save_ranker(watch)
+        self._audit("monitoring:register", f"model:{model}:v{version}", {"ranker": True})
+        logger.info("ranker registered for fairness monitoring", extra={"model": model})
+        return "registered"
+
+    def refresh_ranker(self, model: str) -> dict[str, Any]:
+        """Recompute a ranker's windows from its logs now; returns its report.
+
+        Raises:
+            NotFoundError: the ranker is not watched.
+        """
+        watch = self._rankers.get(model)
+        if watch is None:
+            raise NotFoundError(
+                f"ranker {model!r} is not watched by the drift monitor", details={"model": model}
+            )
+        now = self._clock()
+        lake = self._store.lake
+        shown = ["request_id", "item_id", "rank", "ts", "version"]
+        impressions = lake.read_model_log("predictions", model, shown, _RANKER_LOG_DAYS)
+        interactions = lake.read_model_log(
+            "feedback", model, ["request_id", "item_id", "kind"], _RANKER_LOG_DAYS
+        )
+        for event in watch.refresh(impressions, interactions, now):
+            self._alert(event)
+        for attribute, measures in watch.latest_fairness().items():
+            for measure, value in measures.items():
+                Metrics.fairness_measure(model, attribute, measure, value)
+        self._ranker_due[model] = now.timestamp() + self._monitoring.ranker_refresh_s
+        self._store.save_ranker(watch)
+        return watch.report()
+
     def models(self) -> list[str]:
-        """Names of the monitored models."""
-        return sorted(self._models)
+        """Names of the monitored models (rankers watched for fairness included)."""
+        return sorted({*self._models, *self._rankers})
 
     def close(self) -> None:
         """Stop the actor's clock (after its current tick)."""
@@ -343,6 +446,16 @@ class DriftMonitor:
             if closed:
                 self._after_change(watch, closed, now)
                 out += closed
+        for model in list(self._rankers):
+            if self._ranker_due.get(model, 0.0) <= now.timestamp():
+                try:
+                    self.refresh_ranker(model)
+                except (EntaiError, OSError, ValueError, KeyError) as exc:  # a bad log file
+                    # must not stop the clock; tried again after the refresh interval
+                    self._ranker_due[model] = now.timestamp() + self._monitoring.ranker_refresh_s
+                    logger.warning(
+                        "ranker refresh failed", extra={"model": model, "error": repr(exc)}
+                    )
         return out
 
     def _after_change(self, watch: ModelWatch, closed: list[WindowReport], now: datetime) -> None:
@@ -417,7 +530,11 @@ class DriftMonitor:
         return matched
 
     def report(self, model: str) -> dict[str, Any]:
-        """A JSON-able report: configuration, open window, closed windows, alert states."""
+        """A JSON-able report: configuration, open window, closed windows, alert states
+        (a ranker's: its windows' fairness and alert states, ``"kind": "ranker"``)."""
+        ranker = self._rankers.get(model)
+        if ranker is not None and model not in self._models:
+            return ranker.report()
         return self._watch(model).report()
 
     def acknowledge(self, model: str, feature: str, method: str, token: str) -> None:
@@ -431,9 +548,8 @@ class DriftMonitor:
             AuthenticationError / PermissionDeniedError: for the token.
         """
         by = self._auditor.principal_for(token, "models:approve", f"model:{model}")
-        watch = self._watch(model)
-        watch.alerts.acknowledge(AlertKey(model, feature, method), by)
-        self._store.save(watch)
+        self._alerts_of(model).acknowledge(AlertKey(model, feature, method), by)
+        self._save(model)
         resource = f"model:{model}:{feature}:{method}"
         self._audit("monitoring:acknowledge", resource, {"by": by}, principal=by)
 
@@ -447,9 +563,8 @@ class DriftMonitor:
             AuthenticationError / PermissionDeniedError: for the token.
         """
         by = self._auditor.principal_for(token, "models:approve", f"model:{model}")
-        watch = self._watch(model)
-        watch.alerts.silence(AlertKey(model, feature, method), until)
-        self._store.save(watch)
+        self._alerts_of(model).silence(AlertKey(model, feature, method), until)
+        self._save(model)
         resource = f"model:{model}:{feature}:{method}"
         details = {"until": until.isoformat(), "by": by}
         self._audit("monitoring:silence", resource, details, principal=by)

@@ -11,7 +11,8 @@ of the platform lives under it::
     <root>/registry/                versioned definitions (``<hash>.json`` + ``current``)
     <root>/manifests/               run manifests
     <root>/audit/                   the hash-chained audit log
-    <root>/predictions/             the prediction log
+    <root>/predictions/             the prediction log (``model=<name>/date=YYYY-MM-DD``)
+    <root>/feedback/                a ranker's clicks and purchases (same layout)
 """
 
 from __future__ import annotations
@@ -20,10 +21,14 @@ import json
 import os
 import re
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+import pyarrow as pa
 import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 
 from entai.shared.core import ConflictError, InvalidInputError, NotFoundError
 
@@ -167,3 +172,26 @@ class Lake:
             for info in self.fs.get_file_info(selector)
             if info.type == pafs.FileType.File and info.path.endswith(".json")
         ]
+
+    def read_model_log(self, kind: str, model: str, columns: list[str], days: int) -> pd.DataFrame:
+        """The rows of ``<root>/<kind>/model=<model>/date=*`` for the last ``days`` days.
+
+        Args:
+            kind: ``predictions`` or ``feedback``.
+            model: The model's name.
+            columns: The columns to read (an empty frame with them when there are no files).
+            days: How many days back (by the ``date=`` partition, UTC).
+        """
+        first = (datetime.now(UTC) - timedelta(days=days)).strftime("%Y-%m-%d")
+        base = self.path(kind, f"model={model}")
+        selector = pafs.FileSelector(base, recursive=True, allow_not_found=True)
+        tables = [
+            pq.read_table(info.path, columns=columns, filesystem=self.fs)
+            for info in self.fs.get_file_info(selector)
+            if info.type == pafs.FileType.File
+            and info.path.endswith(".parquet")
+            and info.path.split("date=")[-1][:10] >= first
+        ]
+        if not tables:
+            return pd.DataFrame({c: [] for c in columns})
+        return pa.concat_tables(tables).to_pandas()

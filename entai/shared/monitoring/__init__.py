@@ -41,6 +41,7 @@ from entai.shared.monitoring._drift_report import (
     ReportSummary,
     fmt,
     header_lines,
+    ranker_lines,
     summarize,
     table_cells,
     verdict,
@@ -59,9 +60,12 @@ from entai.shared.monitoring._drift_stats import (
 )
 from entai.shared.monitoring._fairness_windows import (
     FairnessColumn,
+    RankingColumn,
+    RankingWindowFairness,
     WindowFairness,
     fairness_verdicts,
     group_values,
+    ranking_fairness_windows,
     window_fairness,
 )
 from entai.shared.monitoring._feedback import (
@@ -93,6 +97,7 @@ from entai.shared.monitoring._profiles import (
     finite_values,
     is_numeric_series,
 )
+from entai.shared.monitoring._ranker_watch import RankerWatch
 from entai.shared.monitoring._reference import (
     POLICY_FIELDS,
     REFERENCE_ARTIFACT,
@@ -152,6 +157,9 @@ __all__ = [
     "NumericColumnProfile",
     "PredictionLog",
     "PsiBand",
+    "RankerWatch",
+    "RankingColumn",
+    "RankingWindowFairness",
     "ReferenceProfile",
     "ReportSummary",
     "RetrainPolicy",
@@ -194,6 +202,8 @@ __all__ = [
     "psi",
     "psi_band",
     "quantile_bin_counts",
+    "ranker_lines",
+    "ranking_fairness_windows",
     "render_html",
     "roc_auc",
     "summarize",

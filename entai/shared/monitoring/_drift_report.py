@@ -6,7 +6,9 @@
 estimated quality) and one :class:`FeatureRow` per feature with its test, statistic,
 threshold, verdict, PSI band, null and new-category rates and alert state. The CLI
 prints it as a table and :mod:`entai.shared.monitoring._drift_report_html` renders it as HTML;
-both format numbers with :func:`fmt`.
+both format numbers with :func:`fmt`. A ranker's report (``"kind": "ranker"``, see
+``RankerWatch.report``) reads as :func:`ranker_lines`: its newest windows' fairness
+and its alert levels.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ __all__ = [
     "ReportSummary",
     "fmt",
     "header_lines",
+    "ranker_lines",
     "summarize",
     "table_cells",
     "verdict",
@@ -240,7 +243,35 @@ def _fairness_text(result: Mapping[str, Any]) -> str:
         f"{measure} {fmt(value)}" + (" (beyond the threshold)" if measure in crossed else "")
         for measure, value in result["measures"].items()
     )
-    return f"{shown} ({result.get('n_labels', 0)} labels)"
+    counted = (
+        f"{result['impressions']} impressions"
+        if "impressions" in result
+        else f"{result.get('n_labels', 0)} labels"
+    )
+    return f"{shown} ({counted})"
+
+
+def ranker_lines(report: Mapping[str, Any], windows: int = 3) -> list[str]:
+    """A ranker's report as lines: its newest ``windows`` windows' fairness by attribute
+    (closed or still open), then every alert key's level."""
+    kept = report.get("windows", [])
+    lines = [
+        f"ranker {report['model']} version {report['version']}: {len(kept)} windows of "
+        f"{fmt(report['window']['seconds'], 0)} s kept (refreshed at "
+        f"{report.get('refreshed_at') or 'never'})"
+    ]
+    for window in kept[-windows:]:
+        state = "closed" if window.get("closed") else "open"
+        lines.append(
+            f"window {window.get('window_id')} ({state}): {window['requests']} requests, "
+            f"{window['labelled_requests']} with feedback"
+        )
+        for attribute, result in sorted(window["fairness"].items()):
+            lines.append(f"  fairness by {attribute}: {_fairness_text(result)}")
+    for alert in report.get("alerts", []):
+        _, attribute, measure = alert["key"]
+        lines.append(f"alert {attribute}/{measure}: {alert['level']}")
+    return lines
 
 
 def _alert_text(row: FeatureRow) -> str:

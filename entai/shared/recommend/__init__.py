@@ -31,7 +31,10 @@ from entai.shared.recommend._metrics import (
 from entai.shared.recommend._monitoring import (
     INTERACTION_GAINS,
     RankingWindow,
+    check_ranking_logs,
     ranking_windows,
+    relevant_items,
+    windowed_impressions,
 )
 
 __all__ = [
@@ -45,6 +48,7 @@ __all__ = [
     "RankingExamples",
     "RankingMetrics",
     "RankingWindow",
+    "check_ranking_logs",
     "evaluate_ranking",
     "mean_ranking_metrics",
     "ndcg_at_k",
@@ -53,4 +57,6 @@ __all__ = [
     "ranking_examples",
     "ranking_windows",
     "recall_at_k",
+    "relevant_items",
+    "windowed_impressions",
 ]

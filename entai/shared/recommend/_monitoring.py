@@ -21,7 +21,14 @@ import pandas as pd
 from entai.shared.core import InvalidInputError
 from entai.shared.recommend._metrics import mean_ranking_metrics
 
-__all__ = ["INTERACTION_GAINS", "RankingWindow", "ranking_windows"]
+__all__ = [
+    "INTERACTION_GAINS",
+    "RankingWindow",
+    "check_ranking_logs",
+    "ranking_windows",
+    "relevant_items",
+    "windowed_impressions",
+]
 
 INTERACTION_GAINS = {"click": 1.0, "purchase": 2.0}
 """The gain of each kind of feedback (the best one per item counts)."""
@@ -62,6 +69,54 @@ class RankingWindow:
         return asdict(self)
 
 
+def check_ranking_logs(impressions: pd.DataFrame, interactions: pd.DataFrame) -> None:
+    """Fail when the impression or interaction log lacks a column the join needs.
+
+    Raises:
+        InvalidInputError: naming the log and its missing columns.
+    """
+    for frame, columns, what in (
+        (impressions, ("request_id", "item_id", "rank", "ts"), "impressions"),
+        (interactions, ("request_id", "item_id", "kind"), "interactions"),
+    ):
+        missing = [c for c in columns if c not in frame.columns]
+        if missing:
+            raise InvalidInputError(
+                f"{what} lack column(s) {missing}", details={"field": what, "missing": missing}
+            )
+
+
+def relevant_items(interactions: pd.DataFrame) -> dict[str, dict[int, float]]:
+    """Per request id, the gain of every item it got feedback on (the best kind counts)."""
+    gains = (
+        interactions.assign(gain=interactions["kind"].map(INTERACTION_GAINS).fillna(0.0))
+        .groupby(["request_id", "item_id"])["gain"]
+        .max()
+    )
+    relevant: dict[str, dict[int, float]] = {}
+    for (rid, item), gain in gains.items():
+        if gain > 0:
+            relevant.setdefault(str(rid), {})[int(item)] = float(gain)
+    return relevant
+
+
+def windowed_impressions(impressions: pd.DataFrame, window_s: float) -> pd.DataFrame:
+    """The impressions with ``window`` (``ts // window_s`` of the request's first impression:
+    all of a request's items fall in one window) and ``request_id`` as strings.
+
+    Raises:
+        InvalidInputError: ``window_s`` <= 0.
+    """
+    if window_s <= 0:
+        raise InvalidInputError("window_s must be > 0", details={"field": "window_s"})
+    shown = impressions.assign(
+        window=(impressions["ts"].astype(float) // window_s).astype("int64"),
+        request_id=impressions["request_id"].astype(str),
+    )
+    shown["window"] = shown["request_id"].map(shown.groupby("request_id")["window"].min())
+    return shown
+
+
 def ranking_windows(
     impressions: pd.DataFrame,
     interactions: pd.DataFrame,
@@ -76,32 +131,11 @@ def ranking_windows(
     """
     if window_s <= 0:
         raise InvalidInputError("window_s must be > 0", details={"field": "window_s"})
-    for frame, columns, what in (
-        (impressions, ("request_id", "item_id", "rank", "ts"), "impressions"),
-        (interactions, ("request_id", "item_id", "kind"), "interactions"),
-    ):
-        missing = [c for c in columns if c not in frame.columns]
-        if missing:
-            raise InvalidInputError(
-                f"{what} lack column(s) {missing}", details={"field": what, "missing": missing}
-            )
+    check_ranking_logs(impressions, interactions)
     if impressions.empty:
         return []
-    gains = (
-        interactions.assign(gain=interactions["kind"].map(INTERACTION_GAINS).fillna(0.0))
-        .groupby(["request_id", "item_id"])["gain"]
-        .max()
-    )
-    relevant: dict[str, dict[int, float]] = {}
-    for (rid, item), gain in gains.items():
-        if gain > 0:
-            relevant.setdefault(str(rid), {})[int(item)] = float(gain)
-    shown = impressions.assign(
-        window=(impressions["ts"].astype(float) // window_s).astype("int64"),
-        request_id=impressions["request_id"].astype(str),
-    )
-    request_window = shown.groupby("request_id")["window"].min()
-    shown["window"] = shown["request_id"].map(request_window)
+    relevant = relevant_items(interactions)
+    shown = windowed_impressions(impressions, window_s)
     hit = [
         int(item) in relevant.get(rid, {})
         for rid, item in zip(shown["request_id"], shown["item_id"], strict=True)
