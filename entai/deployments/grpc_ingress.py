@@ -103,6 +103,33 @@ class GrpcInference:
                 details={"field": "message", "max_bytes": edge.max_body_bytes, "bytes": size},
             )
 
+    async def _rpc(
+        self,
+        method: str,
+        request: Message,
+        context: RayServegRPCContext,
+        empty: type[_Reply],
+        translate: Callable[[_Routes, str | None], Awaitable[_Reply]],
+    ) -> _Reply:
+        """Run one rpc the same way as every other: Serve's request id bound, a server
+        span (continuing a ``traceparent`` in the metadata), the call admitted
+        (:meth:`_admit`), then ``translate`` given the HTTP routes and the
+        ``authorization`` metadata; any failure ends as a gRPC status with entai's
+        error code in the trailing metadata, and ``empty()`` is sent."""
+        name = f"gRPC /entai.v1.EntaiInference/{method}"
+        carrier = None
+        if tracing_enabled():
+            wanted = ("traceparent", "tracestate")
+            carrier = {k: v for k, v in context.invocation_metadata() if k in wanted} or None
+        with request_context(_serve_request_id()), span(name, parent=carrier, server=True):
+            try:
+                await self._admit(request, context)
+                return await translate(cast("_Routes", self), _authorization(context))
+            except Exception as exc:  # noqa: BLE001 - every failure becomes a status, as in HTTP
+                end_with_error(context, exc)
+                nothing: _Reply = empty()  # Serve sends it; the client sees only the status
+                return nothing
+
     async def Predict(  # noqa: N802 - Serve calls the method named like the RPC
         self, request: pb.PredictRequest, grpc_context: RayServegRPCContext
     ) -> pb.PredictResponse:
@@ -110,15 +137,12 @@ class GrpcInference:
         from entai.deployments import grpc_messages as messages
         from entai.deployments.proto import entai_pb2
 
-        routes = cast("_Routes", self)
-
-        async def call() -> pb.PredictResponse:
-            await self._admit(request, grpc_context)
+        async def translate(routes: _Routes, authorization: str | None) -> pb.PredictResponse:
             model, body = messages.predict_request(request)
-            answer = await routes.predict(body, model, _authorization(grpc_context))
-            return messages.predict_response(answer)
+            return messages.predict_response(await routes.predict(body, model, authorization))
 
-        return await _answer(grpc_context, call, entai_pb2.PredictResponse, "Predict")
+        reply = entai_pb2.PredictResponse
+        return await self._rpc("Predict", request, grpc_context, reply, translate)
 
     async def Explain(  # noqa: N802 - Serve calls the method named like the RPC
         self, request: pb.PredictRequest, grpc_context: RayServegRPCContext
@@ -127,15 +151,12 @@ class GrpcInference:
         from entai.deployments import grpc_messages as messages
         from entai.deployments.proto import entai_pb2
 
-        routes = cast("_Routes", self)
-
-        async def call() -> pb.ExplainResponse:
-            await self._admit(request, grpc_context)
+        async def translate(routes: _Routes, authorization: str | None) -> pb.ExplainResponse:
             model, body = messages.explain_request(request)
-            answer = await routes.explain(body, model, _authorization(grpc_context))
-            return messages.explain_response(answer)
+            return messages.explain_response(await routes.explain(body, model, authorization))
 
-        return await _answer(grpc_context, call, entai_pb2.ExplainResponse, "Explain")
+        reply = entai_pb2.ExplainResponse
+        return await self._rpc("Explain", request, grpc_context, reply, translate)
 
     async def GetOnlineFeatures(  # noqa: N802 - Serve calls the method named like the RPC
         self, request: pb.GetOnlineFeaturesRequest, grpc_context: RayServegRPCContext
@@ -144,17 +165,15 @@ class GrpcInference:
         from entai.deployments import grpc_messages as messages
         from entai.deployments.proto import entai_pb2
 
-        routes = cast("_Routes", self)
-
-        async def call() -> pb.GetOnlineFeaturesResponse:
-            await self._admit(request, grpc_context)
+        async def translate(
+            routes: _Routes, authorization: str | None
+        ) -> pb.GetOnlineFeaturesResponse:
             body = messages.online_features_request(request)
-            answer = await routes.online_features(body, _authorization(grpc_context))
+            answer = await routes.online_features(body, authorization)
             return messages.online_features_response(answer)
 
-        return await _answer(
-            grpc_context, call, entai_pb2.GetOnlineFeaturesResponse, "GetOnlineFeatures"
-        )
+        reply = entai_pb2.GetOnlineFeaturesResponse
+        return await self._rpc("GetOnlineFeatures", request, grpc_context, reply, translate)
 
     async def Recommend(  # noqa: N802 - Serve calls the method named like the RPC
         self, request: pb.RecommendRequest, grpc_context: RayServegRPCContext
@@ -164,15 +183,13 @@ class GrpcInference:
         from entai.deployments import grpc_messages as messages
         from entai.deployments.proto import entai_pb2
 
-        routes = cast("_Routes", self)
-
-        async def call() -> pb.RecommendResponse:
-            await self._admit(request, grpc_context)
+        async def translate(routes: _Routes, authorization: str | None) -> pb.RecommendResponse:
             model, body = messages.recommend_request(request)
-            answer = await routes.recommend(body, model, _authorization(grpc_context))
+            answer = await routes.recommend(body, model, authorization)
             return messages.recommend_response(answer)
 
-        return await _answer(grpc_context, call, entai_pb2.RecommendResponse, "Recommend")
+        reply = entai_pb2.RecommendResponse
+        return await self._rpc("Recommend", request, grpc_context, reply, translate)
 
 
 def peer_host(peer: str | None) -> str | None:
@@ -190,28 +207,6 @@ def peer_host(peer: str | None) -> str | None:
 def _authorization(context: RayServegRPCContext) -> str | None:
     """The ``authorization`` metadata (gRPC keys are lower case): the HTTP header's value."""
     return next((v for k, v in context.invocation_metadata() if k == "authorization"), None)
-
-
-async def _answer(
-    context: RayServegRPCContext,
-    call: Callable[[], Awaitable[_Reply]],
-    empty: type[_Reply],
-    method: str,
-) -> _Reply:
-    """Run one call with Serve's request id bound, as a server span; a failure ends as a
-    gRPC status."""
-    name = f"gRPC /entai.v1.EntaiInference/{method}"
-    carrier = None
-    if tracing_enabled():
-        wanted = ("traceparent", "tracestate")
-        carrier = {k: v for k, v in context.invocation_metadata() if k in wanted} or None
-    with request_context(_serve_request_id()), span(name, parent=carrier, server=True):
-        try:
-            return await call()
-        except Exception as exc:  # noqa: BLE001 - every failure becomes a status, as in HTTP
-            end_with_error(context, exc)
-            nothing: _Reply = empty()  # Serve sends it; the client sees only the status
-            return nothing
 
 
 def serve_options(settings: ServeSettings) -> dict[str, Any]:

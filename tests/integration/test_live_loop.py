@@ -29,9 +29,10 @@ import httpx
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from gated_ranker import WORLD, GatedRanker, train_gated_ranker
 from test_serve_http import ModelTokens, Platform, deploy_platform, teardown_platform
 
-from entai.demo.generator import EcommerceWorld, WorldConfig
+from entai.demo.generator import EcommerceWorld
 
 pytestmark = pytest.mark.system  # boots a platform of its own: `make test-system` (CI runs it)
 
@@ -40,32 +41,13 @@ CONTRACT = "entai.demo.contracts:EVENTS_CONTRACT"
 PORTS = {"embedded": 8141, "redis": 8142}
 USER = 3
 RECENT = "user_recent_views:recent_product_ids"
-WORLD = WorldConfig(n_users=300, n_products=80, days=40, seed=11)
 trained: dict[str, Any] = {}
 
 
 def _train_and_promote(settings: Any, registry: Any, tokens: ModelTokens) -> None:
-    from entai.actors.services import Services
     from entai.pipelines.features import start_stream_workers
-    from entai.pipelines.training import RankerConfig, register_ranker, train_ranker
 
-    world = EcommerceWorld(WORLD)
-    ranker = train_ranker(
-        settings,
-        world.events(),
-        world.products(),
-        start=WORLD.start,
-        end=WORLD.start + timedelta(days=WORLD.days),
-        config=RankerConfig(model_name=RANKER, users_per_cutoff=120, num_boost_round=40),
-    )
-    info, _ = register_ranker(
-        settings,
-        ranker,
-        Services.of(settings).registry(),
-        token=tokens.trainer,
-        approver_token=tokens.approver,
-    )
-    trained.update(ranker=ranker, version=info.version)
+    trained["ranker"] = train_gated_ranker(settings, RANKER, tokens)
     trained["workers"] = list(start_stream_workers(settings).values())
 
 
@@ -144,17 +126,14 @@ def _recommend(platform: Platform, client: httpx.Client, views: list[int]) -> li
         headers=platform.headers(),
     )
     assert answer.status_code == 200, answer.text
-    assert answer.json()["version"] == trained["version"]
+    assert answer.json()["version"] == trained["ranker"].version
     return [i["item_id"] for i in answer.json()["items"]]
 
 
 def _local(views: list[int]) -> list[int]:
     """What the champion answers USER given ``views`` as their recent views."""
-    from entai.deployments.model_runtime import xgboost_model
-    from entai.deployments.recommend import recommend
-
-    model = xgboost_model(trained["version"], trained["ranker"].outcome.booster)
-    return recommend(model, trained["ranker"].index, USER, k=10, session=views).items
+    ranker: GatedRanker = trained["ranker"]
+    return ranker.local(USER, session=views).items
 
 
 def _burst(world: EcommerceWorld) -> list[dict[str, Any]]:

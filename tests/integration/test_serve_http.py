@@ -577,11 +577,10 @@ def test_monitoring_and_feedback_need_the_drift_monitor(
     assert bad.status_code == 422
 
 
-def test_events_are_validated_published_and_permissioned(
-    platform: Platform, client: httpx.Client
-) -> None:
-    good = {
-        "event_id": "ev-1-00000001",
+def _view_event(event_id: str, *, search_query: str = "") -> dict[str, Any]:
+    """A valid ``events`` record: user 7 viewed product 3 (books)."""
+    return {
+        "event_id": event_id,
         "user_id": 7,
         "user_email": "seven@example.com",
         "product_id": 3,
@@ -589,8 +588,14 @@ def test_events_are_validated_published_and_permissioned(
         "price": 12.5,
         "event_type": "view",
         "event_timestamp": "2026-11-01T10:00:00+00:00",
-        "search_query": "mail me at seven@example.com",
+        "search_query": search_query,
     }
+
+
+def test_events_are_validated_published_and_permissioned(
+    platform: Platform, client: httpx.Client
+) -> None:
+    good = _view_event("ev-1-00000001", search_query="mail me at seven@example.com")
     bad = {**good, "event_id": "ev-1-00000002", "category": "weapons", "price": -1.0}
     body = {"source": "events", "events": [good, bad]}
     denied = client.post("/v1/events", json=body, headers=platform.headers(platform.app_token))
@@ -839,18 +844,7 @@ def test_scoped_roles_allow_exactly_their_resources_over_http_and_grpc(
             {**request, "entities": grpc_client.columns({"user_id": [3]})},
         )
     else:
-        event = {
-            "event_id": f"ev-rbac-{principal}",
-            "user_id": 7,
-            "user_email": "seven@example.com",
-            "product_id": 3,
-            "category": "books",
-            "price": 12.5,
-            "event_type": "view",
-            "event_timestamp": "2026-11-01T10:00:00+00:00",
-            "search_query": "",
-        }
-        body = {"source": "events", "events": [event]}
+        body = {"source": "events", "events": [_view_event(f"ev-rbac-{principal}")]}
         http = client.post("/v1/events", json=body, headers=platform.headers(token))
         grpc_call = None  # the gRPC service has no event intake
     assert http.status_code == ({"write events": 202}.get(what, 200) if allowed else 403), http.text

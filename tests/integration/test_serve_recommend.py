@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ import grpc_client
 import httpx
 import pyarrow.parquet as pq
 import pytest
+from gated_ranker import GatedRanker, train_gated_ranker
 from test_serve_http import (
     ModelTokens,
     Platform,
@@ -30,7 +30,7 @@ from test_serve_http import (
     teardown_platform,
 )
 
-from entai.demo.generator import EcommerceWorld, WorldConfig
+from entai.actors.models import REGISTRANT_TAG
 
 pytestmark = pytest.mark.system  # boots a platform of its own: `make test-system` (CI runs it)
 
@@ -41,32 +41,17 @@ trained_ranker: dict[str, Any] = {}
 
 
 def _train_and_promote(settings: Any, registry: Any, tokens: ModelTokens) -> None:
-    from entai.actors.models import REGISTRANT_TAG, ModelRegistry
+    from entai.actors.models import ModelRegistry
     from entai.actors.services import Services
-    from entai.pipelines.training import RankerConfig, register_ranker, train_ranker
 
-    world = EcommerceWorld(WorldConfig(n_users=300, n_products=80, days=40, seed=11))
-    cfg = world.config
-    trained = train_ranker(
-        settings,
-        world.events(),
-        world.products(),
-        start=cfg.start,
-        end=cfg.start + timedelta(days=cfg.days),
-        config=RankerConfig(model_name=RANKER, users_per_cutoff=120, num_boost_round=40),
-    )
-    service = Services.of(settings).registry()
-    info, _ = register_ranker(
-        settings, trained, service, token=tokens.trainer, approver_token=tokens.approver
-    )
-    (move,) = service.call(ModelRegistry.alias_history, RANKER)
-    trained_ranker.update(
-        trained=trained,
-        version=info.version,
-        aliases=info.aliases,
-        registrant=info.tags[REGISTRANT_TAG],
-        promotion=move,
-    )
+    ranker = train_gated_ranker(settings, RANKER, tokens)
+    (move,) = Services.of(settings).registry().call(ModelRegistry.alias_history, RANKER)
+    trained_ranker.update(ranker=ranker, promotion=move)
+
+
+def _ranker() -> GatedRanker:
+    ranker: GatedRanker = trained_ranker["ranker"]
+    return ranker
 
 
 @pytest.fixture(scope="module")
@@ -88,25 +73,17 @@ def client(platform: Platform) -> Iterator[httpx.Client]:
         yield c
 
 
-def _local(user: int, k: int, exclude: tuple[int, ...] = ()) -> Any:
-    from entai.deployments.model_runtime import xgboost_model
-    from entai.deployments.recommend import recommend
-
-    trained = trained_ranker["trained"]
-    model = xgboost_model(trained_ranker["version"], trained.outcome.booster)
-    return recommend(model, trained.index, user, k=k, exclude=exclude)
-
-
 def test_the_ranker_was_promoted_through_the_gates_and_beats_popularity(
     platform: Platform,
 ) -> None:
-    metrics = trained_ranker["trained"].metrics
-    assert "champion" in trained_ranker["aliases"]
+    ranker = _ranker()
+    metrics = ranker.trained.metrics
+    assert "champion" in ranker.info.aliases
     # registered as the trainer token's principal, approved as the approver token's
-    assert trained_ranker["registrant"] == "ml-engineer"
+    assert ranker.info.tags[REGISTRANT_TAG] == "ml-engineer"
     promotion = trained_ranker["promotion"]
     assert (promotion["kind"], promotion["alias"]) == ("promote", "champion")
-    assert (promotion["version"], promotion["by"]) == (trained_ranker["version"], "approver")
+    assert (promotion["version"], promotion["by"]) == (ranker.version, "approver")
     assert metrics["ndcg_at_10"] > metrics["popularity_ndcg_at_10"]
 
 
@@ -119,9 +96,9 @@ def test_recommendations_are_the_champion_ranking_the_candidates(
         )
         assert answer.status_code == 200, answer.text
         body = answer.json()
-        expected = _local(user, 10)
+        expected = _ranker().local(user)
         assert body["model"] == RANKER
-        assert body["version"] == trained_ranker["version"]
+        assert body["version"] == _ranker().version
         assert [i["item_id"] for i in body["items"]] == expected.items
         assert [i["score"] for i in body["items"]] == pytest.approx(expected.scores, rel=1e-6)
         assert answer.headers["x-request-id"] == body["request_id"]
@@ -140,7 +117,7 @@ def test_k_and_excluded_items_are_honoured(platform: Platform, client: httpx.Cli
     ).json()
     got = [i["item_id"] for i in again["items"]]
     assert not set(got) & set(top[:2])
-    assert got == _local(5, 4, tuple(top[:2])).items
+    assert got == _ranker().local(5, 4, exclude=top[:2]).items
 
 
 @refusal_cases(
@@ -164,13 +141,8 @@ def test_refusals(
     assert_refused(client.post(path, json=body, headers=headers), status, code)
 
 
-def test_impressions_are_logged_and_feedback_is_taken_by_request_and_item(
-    platform: Platform, client: httpx.Client
-) -> None:
-    answer = client.post(
-        f"/v1/recommend/{RANKER}", json={"user_id": 7, "k": 3}, headers=platform.headers()
-    ).json()
-    rid, items = answer["request_id"], [i["item_id"] for i in answer["items"]]
+def _impressions(platform: Platform, rid: str) -> list[dict[str, Any]]:
+    """The impression rows logged under request ``rid`` (waiting up to 30 s for them)."""
     lake = Path(platform.settings.lake.root)
     deadline = time.monotonic() + 30
     rows: list[dict[str, Any]] = []
@@ -178,6 +150,17 @@ def test_impressions_are_logged_and_feedback_is_taken_by_request_and_item(
         files = list((lake / "predictions" / f"model={RANKER}").rglob("*.parquet"))
         rows = [r for f in files for r in pq.read_table(f).to_pylist() if r["request_id"] == rid]
         time.sleep(0.3)
+    return rows
+
+
+def test_impressions_are_logged_and_feedback_is_taken_by_request_and_item(
+    platform: Platform, client: httpx.Client
+) -> None:
+    answer = client.post(
+        f"/v1/recommend/{RANKER}", json={"user_id": 7, "k": 3}, headers=platform.headers()
+    ).json()
+    rid, items = answer["request_id"], [i["item_id"] for i in answer["items"]]
+    rows = _impressions(platform, rid)
     assert [int(r["item_id"]) for r in rows] == items
     assert [int(r["rank"]) for r in rows] == [1, 2, 3]
     assert [r["score"] for r in rows] == pytest.approx([i["score"] for i in answer["items"]])
@@ -194,7 +177,8 @@ def test_impressions_are_logged_and_feedback_is_taken_by_request_and_item(
     )
     assert feedback.status_code == 200, feedback.text
     assert feedback.json() == {"model": RANKER, "received": 2, "matched": 0, "interactions": 2}
-    (logged,) = (lake / "feedback" / f"model={RANKER}").rglob("*.parquet")
+    feedback_dir = Path(platform.settings.lake.root) / "feedback" / f"model={RANKER}"
+    (logged,) = feedback_dir.rglob("*.parquet")
     assert pq.read_table(logged).to_pydict()["kind"] == ["click", "purchase"]
     report = client.get(f"/v1/monitoring/{RANKER}", headers=platform.headers(platform.admin))
     assert report.status_code == 200, report.text
@@ -234,23 +218,12 @@ def over_grpc(
     )
 
 
-def _impressions(platform: Platform, rid: str) -> list[dict[str, Any]]:
-    lake = Path(platform.settings.lake.root)
-    deadline = time.monotonic() + 30
-    rows: list[dict[str, Any]] = []
-    while time.monotonic() < deadline and not rows:
-        files = list((lake / "predictions" / f"model={RANKER}").rglob("*.parquet"))
-        rows = [r for f in files for r in pq.read_table(f).to_pylist() if r["request_id"] == rid]
-        time.sleep(0.3)
-    return rows
-
-
 def test_grpc_recommendations_equal_the_http_answers_and_log_their_impressions(
     platform: Platform, client: httpx.Client, grpc_stubs: Path
 ) -> None:
     bodies: list[dict[str, Any]] = [
         {"user_id": 3},
-        {"user_id": 42, "k": 4, "exclude": _local(42, 2).items},
+        {"user_id": 42, "k": 4, "exclude": _ranker().local(42, 2).items},
         {"user_id": 299, "k": 6, "context": {"recent_views": [1, 2, 3]}},
         {"user_id": 10_000},  # unknown user: popular items
     ]
@@ -263,7 +236,7 @@ def test_grpc_recommendations_equal_the_http_answers_and_log_their_impressions(
         ).json()
         got = answer["response"]
         assert got["model"] == expected["model"] == RANKER
-        assert int(got["version"]) == expected["version"] == trained_ranker["version"]
+        assert int(got["version"]) == expected["version"] == _ranker().version
         assert [int(i["item_id"]) for i in got["items"]] == [
             i["item_id"] for i in expected["items"]
         ]

@@ -17,6 +17,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from governed import complete_card
 from logged_models import log_small_model
 
 from entai.actors.governance import ACTOR_NAME as GOVERNANCE
@@ -25,7 +26,7 @@ from entai.actors.models import ACTOR_NAME as REGISTRY
 from entai.actors.models import start_registry
 from entai.actors.services import service_governance
 from entai.shared.governance import SERVICE_PREFIX, Principal
-from entai.shared.models import ModelCard, PromotionPolicy, TrainingDataSummary
+from entai.shared.models import PromotionPolicy
 from entai.shared.settings import EntaiSettings, load_settings
 
 MODEL = "fraud_detector"
@@ -98,17 +99,6 @@ def _logged(settings: EntaiSettings) -> str:
     return log_small_model(settings, frame, [0, 1, 0, 1]).model_uri
 
 
-def _card() -> ModelCard:
-    return ModelCard(
-        model_name=MODEL,
-        intended_use="Flag card transactions for review.",
-        training_data=TrainingDataSummary(dataset_id="ts-1", feature_service="fs", rows=100),
-        metrics={"valid_auc": 0.8},
-        limitations=("Synthetic data only.",),
-        owners=("risk-team",),
-    )
-
-
 def test_a_job_without_a_token_can_mint_read_forge_register_or_move_nothing(
     platform: EntaiSettings,
 ) -> None:
@@ -159,7 +149,7 @@ def test_with_tokens_a_job_does_exactly_what_its_role_allows(platform: EntaiSett
     analyst = _token(platform, "analyst")  # features:read only
     admin = platform.security.token_file.read_text().strip()
     uri = _logged(platform)
-    register = {"metrics": {"valid_auc": 0.8}, "card": _card()}
+    register = {"metrics": {"valid_auc": 0.8}, "card": complete_card(MODEL)}
 
     by_analyst, v1, by_admin = _job(
         namespace,

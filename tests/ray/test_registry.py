@@ -430,7 +430,8 @@ def test_actor_restart_keeps_aliases_versions_and_history(
         after = ray.get(handle.subscribe.remote(name), timeout=120)
         assert after == before == {"name": name, "revision": 2, "aliases": {"champion": v2}}
         assert ray.get(handle.alias_history.remote(name)) == history
-        assert [v.version for v in ray.get(handle.versions.remote(name))] == [v1, v2]
+        versions = ray.get(handle.versions.remote(name))
+        assert [(v.version, v.aliases) for v in versions] == [(v1, ()), (v2, ("champion",))]
         assert ray.get(handle.version.remote(name, v1)).tags["entai.registrant"] == "ml-engineer"
         with pytest.raises(PermissionDeniedError):  # the restarted actor still authenticates
             ray.get(handle.rollback.remote(name, token=tokens["ml-engineer"]))

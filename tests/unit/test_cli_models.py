@@ -119,3 +119,17 @@ def test_card_renders_a_version_by_alias_with_lineage_and_approvals(home: Path) 
 
     bad = runner.invoke(app, ["models", "card", "m", "--format", "pdf"])
     assert bad.exit_code != 0
+
+
+def test_show_lists_each_versions_aliases_after_a_restart(home: Path) -> None:
+    # MLflow's version search leaves aliases out: a registry (restarted or not) that
+    # trusted it showed none, so `models show` lost the champion after a head restart.
+    governed, version = _register(home)
+    engineer = governed.token("ml-engineer")
+    governed.registry().set_alias("m", "challenger", version, token=engineer, reason="look")
+    fresh = governed.registry()  # a restarted registry over the same store
+    assert [(v.version, v.aliases) for v in fresh.versions("m")] == [(version, ("challenger",))]
+    shown = CliRunner().invoke(app, ["models", "show", "m"])
+    assert shown.exit_code == 0, shown.output
+    row = next(line for line in shown.output.splitlines() if f" {version} " in line)
+    assert "challenger" in row and "ml-engineer" in row, shown.output

@@ -49,6 +49,7 @@ from entai.actors.models._registry_tags import (
     VALID_ID_TAG,
     ModelVersionInfo,
     alias_history_of,
+    aliases_by_version,
     check_alias,
     version_info,
 )
@@ -181,11 +182,12 @@ class ModelRegistry:
         return version_info(mv)
 
     def versions(self, name: str) -> list[ModelVersionInfo]:
-        """Every version of ``name``, oldest first."""
-        self._registered(name)
+        """Every version of ``name``, oldest first, each with the aliases it holds."""
+        held = aliases_by_version(self._registered(name))
         quoted = name.replace("'", "\\'")
         found = self._client.search_model_versions(f"name = '{quoted}'")
-        return sorted((version_info(mv) for mv in found), key=lambda info: info.version)
+        infos = (version_info(mv, held.get(int(mv.version), ())) for mv in found)
+        return sorted(infos, key=lambda info: info.version)
 
     def resolve(self, name: str, alias: str) -> ModelVersionInfo:
         """The version that holds ``alias`` now."""

@@ -24,6 +24,7 @@ __all__ = [
     "VALID_ID_TAG",
     "ModelVersionInfo",
     "alias_history_of",
+    "aliases_by_version",
     "check_alias",
     "version_info",
 ]
@@ -72,12 +73,26 @@ def alias_history_of(rm: Any) -> list[dict[str, Any]]:
     return [json.loads(tags[k]) for k in keys]
 
 
-def version_info(mv: Any) -> ModelVersionInfo:
+def aliases_by_version(rm: Any) -> dict[int, tuple[str, ...]]:
+    """The aliases each version of a registered model holds, from the model's alias map.
+
+    MLflow's version search (``search_model_versions``) leaves a version's aliases empty
+    on SQL stores; the registered model's map is where they always are.
+    """
+    held: dict[int, tuple[str, ...]] = {}
+    for alias, version in sorted((rm.aliases or {}).items()):
+        held[int(version)] = (*held.get(int(version), ()), alias)
+    return held
+
+
+def version_info(mv: Any, aliases: tuple[str, ...] | None = None) -> ModelVersionInfo:
+    """``mv`` as entai sees it; ``aliases`` replaces the version's own (see
+    :func:`aliases_by_version`)."""
     return ModelVersionInfo(
         name=mv.name,
         version=int(mv.version),
         source=mv.source,
         run_id=mv.run_id,
-        aliases=tuple(mv.aliases or ()),
+        aliases=tuple(mv.aliases or ()) if aliases is None else aliases,
         tags=dict(mv.tags or {}),
     )
