@@ -517,7 +517,7 @@ class StreamConsumer:
             key = _entity_column(view, batch)
             values = batch[key].unique() if key is not None else None
             raw = history.frame(self._start(since, lookback), key, values, self._history_frame)
-            features = compute_view(view, raw)
+            features = compute_view(view, batch if raw.empty else raw)  # the batch is in it
             features = features.loc[features[EVENT_TIMESTAMP] >= since].reset_index(drop=True)
         # Named by the rows it holds, a redelivered batch replaces its own offline files.
         file_id = rows_file_id("s", features[[*view.join_keys, EVENT_TIMESTAMP]])
