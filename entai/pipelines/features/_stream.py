@@ -29,19 +29,38 @@ producer's clock is fixed, or once its time has come) lands it; without a
 ``quarantine`` it stays on the bus and is delivered again.
 
 Late events (older than values already online) land like any other; a view with
-history recomputes its keys from the lake (below), so the newest row of a key is
-computed again with the late event in it and replaces the stored one under
+history recomputes its keys from the raw history (below), so the newest row of a key
+is computed again with the late event in it and replaces the stored one under
 last-write-wins (same event time, newer created time).
 
 Windowed features: a transform only sees the frame it is given. For a view with
 history (by default: a view with a transform and a ttl; the transform's windows must
 fit in that lookback, as the demo's 7- and 30-day counts fit in their 30-day ttl),
-the consumer recomputes, for the keys the micro-batch touches, from the lake's raw
-events since ``earliest event - lookback`` (the batch is already in the lake), and keeps
-the rows at or after the batch's earliest event: the values a full batch recompute
-gives. This assumes causal transforms (a row depends only on events at or before it).
+the consumer computes the view once per micro-batch, on the raw events since the day
+of ``earliest event - lookback`` (the batch is already in the lake) of the entities
+the batch touches, and keeps the rows at or after the batch's earliest event: the
+values a full batch recompute gives for them. The entities are the values in the
+batch of the view's first join key that is a raw column (a user's features are
+computed from that user's events: ``user_id`` for the demo's user views, also those
+keyed by user and category, ``product_id`` for product popularity); a view with no
+such key gets the whole lookback. This assumes causal transforms (a row depends only
+on events at or before it) whose rows for one value of that key depend only on the
+events with that value.
+
+That history comes from the consumer's :class:`RawMirror` (``mirror_rows``), an
+in-memory copy of the lake's recent raw zone caught up with the lake before each
+micro-batch (the files it has not read yet, whoever wrote them; rewritten or removed
+files too, so an erasure reaches it), so a micro-batch's cost follows the entities it
+touches, not the history. A batch reaching back before the mirror's floor (a late
+event older than the longest lookback plus a day, or a mirror past its row bound)
+reads the lake's raw zone for those entities instead, with the same result.
 Repeated redelivery of a batch whose lake write succeeded can append the same feature
 rows to the offline table again (same values and event time, newer created time).
+
+Micro-batch size: ``batch_size`` events while the consumer keeps up; while reads come
+back full (a backlog), each asks for twice as many, up to ``max_batch_size``, so the
+fixed cost of a batch (the lake file, each view's offline file and online write) is
+shared by more events.
 
 :func:`push` writes already-computed feature rows to a view: offline, then online.
 
@@ -249,7 +268,7 @@ class StreamConsumer:
         consumer: This consumer's name in the group (unique per process).
         views: Feature views; those whose ``source`` is the contract's are fed.
         online: Online store client (None: offline only).
-        batch_size: Most events per micro-batch.
+        batch_size: Events per micro-batch while the consumer keeps up.
         block_s: How long one read waits for events.
         history: Per view name, the raw history its transform needs (None: the
             micro-batch alone); views not named use their ttl when they have a transform.
@@ -257,6 +276,10 @@ class StreamConsumer:
             no check).
         quarantine: Where held-back events go; without it they stay on the bus.
         erased: The erased-subject list (None: no check).
+        max_batch_size: Most events per micro-batch while reads come back full
+            (default: ``batch_size``, no growth).
+        mirror_rows: Most raw events kept in memory for the views' history
+            (0: each micro-batch reads its history from the lake).
     """
 
     def __init__(
