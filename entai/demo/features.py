@@ -71,10 +71,9 @@ def _daily_counts(events: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     """Counts of each event kind per key and UTC day, one row per active day."""
     day = events["event_timestamp"].dt.floor("D")
     counts = (
-        pd.crosstab(
-            [events[k] for k in keys] + [day.rename("day")],
-            events["event_type"],
-        )
+        events.groupby([*(events[k] for k in keys), day.rename("day"), events["event_type"]])
+        .size()
+        .unstack("event_type", fill_value=0)
         .reindex(columns=list(_KINDS), fill_value=0)
         .reset_index()
     )
