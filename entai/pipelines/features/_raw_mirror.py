@@ -151,6 +151,7 @@ class RawMirror:
         assert self._floor is not None
         low = self._floor.strftime("%Y-%m-%d")
         seen: set[str] = set()
+        stale: set[int] = set()
         fresh: list[pd.DataFrame] = []
         for day in self._dates():
             if day < low:
@@ -161,11 +162,11 @@ class RawMirror:
                 if known is not None and known[1:] == (info.mtime_ns, info.size):
                     continue
                 if known is not None:
-                    self._drop({known[0]})
+                    stale.add(known[0])
                 fresh.append(self._read(info))
-        gone = {self._files.pop(p)[0] for p in list(self._files) if p not in seen}
-        if gone:
-            self._drop(gone)
+        stale |= {self._files.pop(p)[0] for p in list(self._files) if p not in seen}
+        if stale:
+            self._drop(stale)
         self._add(fresh)
 
     def _read(self, info: pafs.FileInfo) -> pd.DataFrame:
