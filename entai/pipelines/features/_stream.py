@@ -517,8 +517,8 @@ class StreamConsumer:
         return (since - lookback).tz_convert(UTC).floor("D")
 
     def _sync_mirror(self, since: pd.Timestamp) -> RawMirror | None:
-        """The mirror, caught up with the lake (None: no mirror, or it does not reach
-        back to what this batch's views read)."""
+        """The mirror, caught up with the lake (None: no mirror); a view reaching back
+        before its floor reads the lake (:class:`_History`)."""
         if self._mirror is None or self._longest is None:
             return None
         with span("entai.stream.mirror", {"entai.rows": self._mirror.rows}):
@@ -528,7 +528,7 @@ class StreamConsumer:
                 "stream batch older than the raw mirror; history read from the lake",
                 extra={"source": self.source, "since": str(since)},
             )
-        return self._mirror if held else None
+        return self._mirror
 
     def _feed(
         self, view: FeatureView, batch: pd.DataFrame, since: pd.Timestamp, history: _History
