@@ -3,7 +3,8 @@
 The stream worker's own work with nothing else on the cores: the freshness bench's
 events (view events of 10,000 users, published through ``publish_events`` with the
 demo's contract) are consumed by one :class:`StreamConsumer` feeding the demo's five
-stream views, offline only (no online store: the shards are Ray actors). ``--warm``
+stream views, offline only (no online store: the shards are Ray actors; with
+``--online-memory`` the online rows go to an in-process memory store). ``--warm``
 batches first (they fill the lake, so history reads have something to read), then
 ``--batches`` timed ones of ``--size`` events each, wall and CPU time per batch.
 ``--profile N`` prints the N costliest functions (cProfile, cumulative) of the timed
@@ -28,11 +29,12 @@ import redis
 
 from bench.freshness import make_stream, stamp
 from entai.actors.bus import RedisStreamBus
+from entai.actors.features import OnlineFeatureClient
 from entai.demo import features as demo
 from entai.demo.contracts import EVENTS_CONTRACT
 from entai.pipelines.features import StreamConsumer, publish_events
 from entai.shared.data import Lake
-from entai.shared.features import Definitions
+from entai.shared.features import Definitions, MemoryOnlineStore
 
 KEY = b"bench-stream-batch-key-0123456789abcdef"
 
@@ -44,6 +46,9 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=10, help="timed batches")
     parser.add_argument("--profile", type=int, default=0, help="print the N costliest calls")
     parser.add_argument("--mirror-rows", type=int, default=2_000_000)
+    parser.add_argument(
+        "--online-memory", action="store_true", help="online writes to an in-process store"
+    )
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
     args = parser.parse_args()
     total = args.size * (args.warm + args.batches)
@@ -68,6 +73,11 @@ def main() -> None:
                 batch_size=args.size,
                 block_s=0.05,
                 mirror_rows=args.mirror_rows,
+                online=(
+                    OnlineFeatureClient(None, direct_store=MemoryOnlineStore())
+                    if args.online_memory
+                    else None
+                ),
             )
             for i, batch in enumerate(batches):
                 publish_events(bus, EVENTS_CONTRACT, stamp(batch), hmac_key=KEY)
@@ -98,6 +108,7 @@ def main() -> None:
                 "warm": args.warm,
                 "batches": args.batches,
                 "mirror_rows": args.mirror_rows,
+                "online": "memory" if args.online_memory else None,
                 "wall_ms_median": round(float(np.median(walls)) * 1e3, 1),
                 "cpu_ms_median": round(float(np.median(cpus)) * 1e3, 1),
                 "events_per_s": round(args.size / float(np.median(walls)), 1),
