@@ -71,10 +71,9 @@ def _daily_counts(events: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     """Counts of each event kind per key and UTC day, one row per active day."""
     day = events["event_timestamp"].dt.floor("D")
     counts = (
-        pd.crosstab(
-            [events[k] for k in keys] + [day.rename("day")],
-            events["event_type"],
-        )
+        events.groupby([*(events[k] for k in keys), day.rename("day"), events["event_type"]])
+        .size()
+        .unstack("event_type", fill_value=0)
         .reindex(columns=list(_KINDS), fill_value=0)
         .reset_index()
     )
@@ -82,16 +81,58 @@ def _daily_counts(events: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     return counts
 
 
+def _groups(frame: pd.DataFrame, keys: list[str]) -> np.ndarray:
+    """Group numbers (0, 1, ...) of rows sorted by ``keys``: a new one where a key changes."""
+    n = len(frame)
+    change = np.zeros(n, dtype=bool)
+    if n:
+        change[0] = True
+    for key in keys:
+        values = frame[key].to_numpy()
+        change[1:] |= values[1:] != values[:-1]
+    return np.cumsum(change) - 1
+
+
+def _window_sums(
+    groups: np.ndarray, times: pd.Series, values: np.ndarray, window: pd.Timedelta
+) -> np.ndarray:
+    """Per row, the column sums of ``values`` over the rows of its group up to it (in row
+    order) dated in ``(t - window, t]``: pandas' ``groupby(...).rolling(window).sum()``
+    on a time index, by prefix sums and one sort instead of a window per group.
+
+    Rows must be sorted by group, then time. ``values`` is 2-D (rows, columns).
+    """
+    n = len(groups)
+    stamps = times.to_numpy(dtype="datetime64[ns]").view(np.int64)
+    # Each row's window starts after the rows of its group dated at or before
+    # t - window: sort the rows together with those bounds, a bound after equal times.
+    order = np.lexsort(
+        (
+            np.r_[np.zeros(n, dtype=np.int8), np.ones(n, dtype=np.int8)],
+            np.r_[stamps, stamps - window.value],
+            np.r_[groups, groups],
+        )
+    )
+    bound = order >= n
+    rows_before = np.cumsum(~bound)
+    first = np.empty(n, dtype=np.int64)
+    first[order[bound] - n] = rows_before[bound]
+    sums = np.zeros((n + 1, values.shape[1]), dtype=np.float64)
+    np.cumsum(values, axis=0, out=sums[1:])
+    return sums[1:] - sums[first]
+
+
 def _trailing(counts: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    """Trailing-window sums per key, evaluated on each active day (vectorised rolling)."""
+    """Trailing-window sums per key, evaluated on each active day."""
     counts = counts.sort_values([*keys, "day"], kind="stable").reset_index(drop=True)
     out = counts[keys].copy()
     out.columns.name = None
-    grouped = counts.set_index("day").groupby(keys, sort=False)[list(_KINDS)]
+    groups = _groups(counts, keys)
+    kinds = counts[list(_KINDS)].to_numpy(dtype=np.float64)
     for suffix, days in _WINDOWS.items():
-        rolled = grouped.rolling(f"{days}D").sum().reset_index(drop=True)
-        for kind in _KINDS:
-            out[f"{kind}s_{suffix}"] = rolled[kind].to_numpy(dtype=np.float64)
+        rolled = _window_sums(groups, counts["day"], kinds, pd.Timedelta(days=days))
+        for i, kind in enumerate(_KINDS):
+            out[f"{kind}s_{suffix}"] = rolled[:, i]
     out["event_timestamp"] = counts["day"] + pd.Timedelta(days=1)
     return out
 
@@ -133,13 +174,9 @@ def recent_views_transform(events: pd.DataFrame) -> pd.DataFrame:
     starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]]) if n else first
     first[starts] = starts
     first = np.maximum.accumulate(first) if n else first
-    in_window = (  # views in the trailing window up to each row (within its user)
-        pd.Series(1.0, index=pd.DatetimeIndex(views[_TS]))
-        .groupby(users, sort=False)
-        .rolling(f"{_RECENT_WINDOW.days}D")
-        .sum()
-        .to_numpy(dtype=np.int64)
-    )
+    in_window = _window_sums(  # views in the trailing window up to each row (its user's)
+        _groups(views, ["user_id"]), views[_TS], np.ones((n, 1)), pd.Timedelta(_RECENT_WINDOW)
+    )[:, 0].astype(np.int64)
     positions = np.arange(n)
     lows = np.maximum(first, np.maximum(positions - RECENT_VIEWS, positions - in_window) + 1)
     out = views[["user_id", _TS]].copy()
@@ -163,17 +200,9 @@ def category_affinity_transform(events: pd.DataFrame) -> pd.DataFrame:
     ev = ev.sort_values(["user_id", _TS, "category"], kind="stable").reset_index(drop=True)
     names = list(CATEGORIES)
     hits = ev["category"].to_numpy(dtype=object)[:, None] == np.array(names, dtype=object)
-    counts = pd.DataFrame(hits.astype(np.float64), columns=names)
-    counts["_all"] = 1.0
-    counts["user_id"] = ev["user_id"].to_numpy()
-    counts[_TS] = ev[_TS].to_numpy()
-    rolled = (
-        counts.set_index(_TS)
-        .groupby("user_id", sort=False)[[*names, "_all"]]
-        .rolling("30D")
-        .sum()
-        .reset_index(drop=True)
-    )
+    counts = np.c_[hits.astype(np.float64), np.ones(len(ev))]
+    sums = _window_sums(_groups(ev, ["user_id"]), ev[_TS], counts, pd.Timedelta(days=30))
+    rolled = pd.DataFrame(sums, columns=[*names, "_all"])
     rolled["user_id"] = ev["user_id"].to_numpy()
     rolled[_TS] = ev[_TS].to_numpy()
     rolled = _last_per_instant(rolled, ["user_id"])
@@ -194,20 +223,15 @@ def product_popularity_transform(events: pd.DataFrame) -> pd.DataFrame:
     ev = events[["product_id", "event_type", _TS]]
     ev = ev.sort_values(["product_id", _TS, "event_type"], kind="stable").reset_index(drop=True)
     kinds = {"views": "view", "purchases": "purchase"}
-    counts = pd.DataFrame(
-        {
-            name: (ev["event_type"] == kind).to_numpy(dtype=np.float64)
-            for name, kind in kinds.items()
-        }
+    counts = np.stack(
+        [(ev["event_type"] == kind).to_numpy(dtype=np.float64) for kind in kinds.values()], axis=1
     )
-    counts["product_id"] = ev["product_id"].to_numpy()
-    counts.index = pd.DatetimeIndex(ev[_TS])
+    groups = _groups(ev, ["product_id"])
     out = ev[["product_id", _TS]].copy()
-    grouped = counts.groupby("product_id", sort=False)[list(kinds)]
-    for window in ("1d", "7d"):
-        rolled = grouped.rolling(window.upper()).sum().reset_index(drop=True)
-        for name in kinds:
-            out[f"product_{name}_{window}"] = rolled[name].to_numpy(dtype=np.float64)
+    for window, days in (("1d", 1), ("7d", 7)):
+        rolled = _window_sums(groups, ev[_TS], counts, pd.Timedelta(days=days))
+        for i, name in enumerate(kinds):
+            out[f"product_{name}_{window}"] = rolled[:, i]
     return _last_per_instant(out, ["product_id"])
 
 

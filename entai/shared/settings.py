@@ -577,7 +577,9 @@ class StreamSettings(_Section):
         definitions_module: Importable module whose feature views reading this source
             the consumers update (None: the events only land in the lake).
         consumers: Consumer actors for the source (one consumer group).
-        batch_size: Most events per micro-batch.
+        batch_size: Events per micro-batch when the consumer keeps up.
+        max_batch_size: Most events per micro-batch: while reads come back full (a
+            backlog), each asks for twice as many as the last, up to this.
         block_s: How long one read of the bus waits for events.
         max_attempts: Failed attempts after which an event goes to the dead letters.
         max_backlog: Events on the bus not yet landed above which ``POST /v1/events``
@@ -587,17 +589,21 @@ class StreamSettings(_Section):
         max_future_skew_s: An event dated more than this many seconds after the
             consumer's clock is quarantined (kept with the dead letters, with the
             reason) instead of landing, so a bad clock cannot pin a feature value.
+        mirror_rows: Most raw events a consumer keeps in memory for the views'
+            windows (its raw mirror; 0: read each micro-batch's history from the lake).
     """
 
     contract: str
     definitions_module: str | None = None
     consumers: int = Field(1, ge=1, le=64)
     batch_size: int = Field(500, ge=1, le=50_000)
+    max_batch_size: int = Field(2_000, ge=1, le=50_000)
     block_s: float = Field(1.0, gt=0, le=30)
     max_attempts: int = Field(5, ge=1, le=100)
     max_backlog: int = Field(100_000, ge=1)
     redelivery_s: float = Field(60.0, gt=0)
     max_future_skew_s: float = Field(300.0, gt=0)
+    mirror_rows: int = Field(2_000_000, ge=0)
 
 
 class EntaiSettings(BaseSettings):

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from entai.demo.features import (
     RECENT_VIEWS,
+    _groups,
+    _window_sums,
     product_category_affinity,
     product_popularity,
     user_category_transform,
@@ -164,3 +167,44 @@ def test_stream_views_give_the_same_rows_whatever_the_event_order() -> None:
         streamed = streamed[streamed["event_timestamp"] >= cut].sort_values(keys)
         whole = a[a["event_timestamp"] >= cut]
         pd.testing.assert_frame_equal(streamed.reset_index(drop=True), whole.reset_index(drop=True))
+
+
+def test_window_sums_equal_grouped_rolling_on_ties_disorder_and_window_edges() -> None:
+    """The prefix-sum windows against pandas' grouped time rolling (what the views used
+    before): times on whole hours, so many rows tie and many sit exactly one window
+    before another (excluded: the window is ``(t - w, t]``), input shuffled."""
+    rng = np.random.default_rng(3)
+    n = 3_000
+    frame = pd.DataFrame(
+        {
+            "user_id": rng.integers(0, 40, n),
+            "category": rng.choice(["a", "b", "c"], n),
+            "ts": pd.Timestamp("2026-01-01", tz="UTC")
+            + pd.to_timedelta(rng.integers(0, 24 * 20, n), unit="h"),
+            "x": rng.integers(0, 3, n).astype(np.float64),
+            "y": rng.random(n).round(2),
+        }
+    )
+    for keys in (["user_id"], ["user_id", "category"]):
+        ordered = frame.sort_values([*keys, "ts"], kind="stable").reset_index(drop=True)
+        for window in ("1D", "7D", "30D"):
+            want = (
+                ordered.set_index("ts")
+                .groupby(keys, sort=False)[["x", "y"]]
+                .rolling(window)
+                .sum()
+                .to_numpy()
+            )
+            got = _window_sums(
+                _groups(ordered, keys),
+                ordered["ts"],
+                ordered[["x", "y"]].to_numpy(),
+                pd.Timedelta(window),
+            )
+            np.testing.assert_allclose(got, want, rtol=0, atol=1e-9)
+            assert (got[:, 0] == want[:, 0]).all()  # counts exactly
+    one = _window_sums(np.zeros(1, np.int64), frame["ts"][:1], np.ones((1, 1)), pd.Timedelta("1D"))
+    assert one.tolist() == [[1.0]]
+    assert _window_sums(
+        np.zeros(0, np.int64), frame["ts"][:0], np.ones((0, 2)), pd.Timedelta("1D")
+    ).shape == (0, 2)

@@ -29,19 +29,38 @@ producer's clock is fixed, or once its time has come) lands it; without a
 ``quarantine`` it stays on the bus and is delivered again.
 
 Late events (older than values already online) land like any other; a view with
-history recomputes its keys from the lake (below), so the newest row of a key is
-computed again with the late event in it and replaces the stored one under
+history recomputes its keys from the raw history (below), so the newest row of a key
+is computed again with the late event in it and replaces the stored one under
 last-write-wins (same event time, newer created time).
 
 Windowed features: a transform only sees the frame it is given. For a view with
 history (by default: a view with a transform and a ttl; the transform's windows must
 fit in that lookback, as the demo's 7- and 30-day counts fit in their 30-day ttl),
-the consumer recomputes, for the keys the micro-batch touches, from the lake's raw
-events since ``earliest event - lookback`` (the batch is already in the lake), and keeps
-the rows at or after the batch's earliest event: the values a full batch recompute
-gives. This assumes causal transforms (a row depends only on events at or before it).
+the consumer computes the view once per micro-batch, on the raw events since the day
+of ``earliest event - lookback`` (the batch is already in the lake) of the entities
+the batch touches, and keeps the rows at or after the batch's earliest event: the
+values a full batch recompute gives for them. The entities are the values in the
+batch of the view's first join key that is a raw column (a user's features are
+computed from that user's events: ``user_id`` for the demo's user views, also those
+keyed by user and category, ``product_id`` for product popularity); a view with no
+such key gets the whole lookback. This assumes causal transforms (a row depends only
+on events at or before it) whose rows for one value of that key depend only on the
+events with that value.
+
+That history comes from the consumer's :class:`RawMirror` (``mirror_rows``), an
+in-memory copy of the lake's recent raw zone caught up with the lake before each
+micro-batch (the files it has not read yet, whoever wrote them; rewritten or removed
+files too, so an erasure reaches it), so a micro-batch's cost follows the entities it
+touches, not the history. A batch reaching back before the mirror's floor (a late
+event older than the longest lookback plus a day, or a mirror past its row bound)
+reads the lake's raw zone for those entities instead, with the same result.
 Repeated redelivery of a batch whose lake write succeeded can append the same feature
 rows to the offline table again (same values and event time, newer created time).
+
+Micro-batch size: ``batch_size`` events while the consumer keeps up; while reads come
+back full (a backlog), each asks for twice as many, up to ``max_batch_size``, so the
+fixed cost of a batch (the lake file, each view's offline file and online write) is
+shared by more events.
 
 :func:`push` writes already-computed feature rows to a view: offline, then online.
 
@@ -71,6 +90,7 @@ import pyarrow.parquet as pq
 from entai.actors.bus import DONE, Delivery, EventBus
 from entai.actors.core import span, trace_carrier
 from entai.actors.features import OnlineFeatureClient
+from entai.pipelines.features._raw_mirror import RawMirror
 from entai.shared.core import InvalidInputError
 from entai.shared.data import (
     DataContract,
@@ -108,6 +128,8 @@ logger = logging.getLogger(__name__)
 
 _DATE = "date"
 _PARTITIONING = pads.partitioning(pa.schema([(_DATE, pa.string())]), flavor="hive")
+_LATE = timedelta(days=1)
+"""How much older than the longest lookback the raw mirror keeps (late events)."""
 
 
 def publish_events(
@@ -246,7 +268,7 @@ class StreamConsumer:
         consumer: This consumer's name in the group (unique per process).
         views: Feature views; those whose ``source`` is the contract's are fed.
         online: Online store client (None: offline only).
-        batch_size: Most events per micro-batch.
+        batch_size: Events per micro-batch while the consumer keeps up.
         block_s: How long one read waits for events.
         history: Per view name, the raw history its transform needs (None: the
             micro-batch alone); views not named use their ttl when they have a transform.
@@ -254,6 +276,10 @@ class StreamConsumer:
             no check).
         quarantine: Where held-back events go; without it they stay on the bus.
         erased: The erased-subject list (None: no check).
+        max_batch_size: Most events per micro-batch while reads come back full
+            (default: ``batch_size``, no growth).
+        mirror_rows: Most raw events kept in memory for the views' history
+            (0: each micro-batch reads its history from the lake).
     """
 
     def __init__(
@@ -271,9 +297,13 @@ class StreamConsumer:
         max_future_skew: timedelta | None = None,
         quarantine: Quarantine | None = None,
         erased: ErasedSubjects | None = None,
+        max_batch_size: int | None = None,
+        mirror_rows: int = 2_000_000,
     ) -> None:
         if batch_size < 1:
             raise InvalidInputError("batch_size must be >= 1", details={"field": "batch_size"})
+        if mirror_rows < 0:
+            raise InvalidInputError("mirror_rows must be >= 0", details={"field": "mirror_rows"})
         self.bus = bus
         self.contract = contract
         self.source = contract.source
@@ -287,6 +317,15 @@ class StreamConsumer:
         self.max_future_skew = max_future_skew
         self.quarantine = quarantine
         self.erased = erased
+        self.max_batch_size = max(batch_size, max_batch_size or batch_size)
+        self._want = batch_size
+        lookbacks = [lb for lb in map(self._lookback, self.views) if lb is not None]
+        self._longest = max(lookbacks) if lookbacks else None
+        self._mirror = (
+            RawMirror(lake, contract, max_rows=mirror_rows, retention=self._longest + _LATE)
+            if self._longest is not None and mirror_rows
+            else None
+        )
         self._stop = threading.Event()
 
     def __repr__(self) -> str:
@@ -295,11 +334,24 @@ class StreamConsumer:
             f"views={[v.name for v in self.views]})"
         )
 
+    def read(self) -> list[Delivery]:
+        """Read the next micro-batch from the bus (empty: none came within ``block_s``).
+
+        A read that comes back full means a backlog: the next asks for twice as many
+        events, up to ``max_batch_size``, so the fixed cost of a batch (lake file,
+        offline append, online writes) is shared by more events; a read that is not
+        full goes back to ``batch_size``.
+        """
+        deliveries = self.bus.read(
+            self.source, self.consumer, max_events=self._want, block_s=self.block_s
+        )
+        full = len(deliveries) >= self._want
+        self._want = min(2 * self._want, self.max_batch_size) if full else self.batch_size
+        return deliveries
+
     def step(self) -> BatchReport | None:
         """Read one micro-batch, process it and acknowledge it; None when none came."""
-        deliveries = self.bus.read(
-            self.source, self.consumer, max_events=self.batch_size, block_s=self.block_s
-        )
+        deliveries = self.read()
         if not deliveries:
             return None
         report = self.process(deliveries)
@@ -369,9 +421,11 @@ class StreamConsumer:
         rows: dict[str, int] = {}
         if pending and self.views:
             batch = event_table(pending, self.contract).to_pandas()
+            since = pd.Timestamp(batch[self.contract.event_time].min())
+            history = _History(self._sync_mirror(since))
             for view in self.views:
                 with span("entai.stream.feature_update", {"entai.view": view.name}):
-                    rows[view.name] = self._feed(view, batch)
+                    rows[view.name] = self._feed(view, batch, since, history)
         held = {e.event_id for e, _ in quarantined}
         apart = sum(d.event.event_id in held or d.event.event_id in erased for d in deliveries)
         skipped = len(deliveries) - len(new) - apart
@@ -458,27 +512,43 @@ class StreamConsumer:
             return self._history[view.name]
         return view.ttl if view.transform is not None else None
 
-    def _feed(self, view: FeatureView, batch: pd.DataFrame) -> int:
-        features = compute_view(view, batch)
+    def _start(self, since: pd.Timestamp, lookback: timedelta) -> pd.Timestamp:
+        """The first raw event time a recompute from ``since`` reads: its lookback's day."""
+        return (since - lookback).tz_convert(UTC).floor("D")
+
+    def _sync_mirror(self, since: pd.Timestamp) -> RawMirror | None:
+        """The mirror, caught up with the lake (None: no mirror); a view reaching back
+        before its floor reads the lake (:class:`_History`)."""
+        if self._mirror is None or self._longest is None:
+            return None
+        with span("entai.stream.mirror", {"entai.rows": self._mirror.rows}):
+            held = self._mirror.sync(self._start(since, self._longest))
+        if not held:
+            logger.info(
+                "stream batch older than the raw mirror; history read from the lake",
+                extra={"source": self.source, "since": str(since)},
+            )
+        return self._mirror
+
+    def _feed(
+        self, view: FeatureView, batch: pd.DataFrame, since: pd.Timestamp, history: _History
+    ) -> int:
         lookback = self._lookback(view)
-        if lookback is not None and not features.empty:
-            keys = features[list(view.join_keys)].drop_duplicates()
-            since = pd.Timestamp(batch[self.contract.event_time].min())
-            recomputed = compute_view(view, self._history_frame(view, keys, since - lookback))
-            recomputed = recomputed[recomputed[EVENT_TIMESTAMP] >= since]
-            features = recomputed.merge(keys, on=list(view.join_keys), how="inner")
+        if lookback is None:
+            features = compute_view(view, batch)
+        else:
+            key = _entity_column(view, batch)
+            values = batch[key].unique() if key is not None else None
+            raw = history.frame(self._start(since, lookback), key, values, self._history_frame)
+            features = compute_view(view, batch if raw.empty else raw)  # the batch is in it
+            features = features.loc[features[EVENT_TIMESTAMP] >= since].reset_index(drop=True)
         # Named by the rows it holds, a redelivered batch replaces its own offline files.
         file_id = rows_file_id("s", features[[*view.join_keys, EVENT_TIMESTAMP]])
         return _store(view, features, lake=self.lake, online=self.online, file_id=file_id)
 
-    def _history_frame(
-        self, view: FeatureView, keys: pd.DataFrame, start: pd.Timestamp
-    ) -> pd.DataFrame:
-        """Raw events of the source from ``start``'s day on.
-
-        Join keys that are also raw columns (same name, same values) narrow the read
-        to the keys' rows; other keys cannot be pushed down and the whole days are read.
-        """
+    def _history_frame(self, start: pd.Timestamp, key: str | None, values: Any) -> pd.DataFrame:
+        """Raw events of the source from ``start``'s day on, read from the lake (with
+        ``key``: only the rows whose ``key`` is in ``values``)."""
         schema = accepted_schema(self.contract)
         dataset = pads.dataset(
             self.lake.raw(self.source),
@@ -488,8 +558,40 @@ class StreamConsumer:
             filesystem=self.lake.fs,
         )
         expr = pads.field(_DATE) >= start.tz_convert(UTC).strftime("%Y-%m-%d")
-        for key in view.join_keys:
-            if key in schema.names:
-                values = pa.array(keys[key].unique()).cast(schema.field(key).type)
-                expr = expr & pads.field(key).isin(values)
-        return dataset.to_table(columns=schema.names, filter=expr).to_pandas()
+        if key is not None:
+            expr = expr & pads.field(key).isin(pa.array(values).cast(schema.field(key).type))
+        table = dataset.to_table(columns=schema.names, filter=expr)
+        frame = table.to_pandas()
+        return frame.loc[frame[self.contract.event_time] >= start].reset_index(drop=True)
+
+
+def _entity_column(view: FeatureView, batch: pd.DataFrame) -> str | None:
+    """The view's first join key that is a raw column: a view's rows for one value of
+    it are computed from the events with that value alone."""
+    return next((k for k in view.join_keys if k in batch.columns), None)
+
+
+class _History:
+    """One micro-batch's raw history reads: from the mirror when it reaches back far
+    enough, else from the lake; one read per (start, key) shared by the views."""
+
+    def __init__(self, mirror: RawMirror | None) -> None:
+        self._mirror = mirror
+        self._floor = None if mirror is None else mirror.floor
+        self._frames: dict[tuple[pd.Timestamp, str | None], pd.DataFrame] = {}
+
+    def frame(
+        self,
+        start: pd.Timestamp,
+        key: str | None,
+        values: Any,
+        lake: Callable[[pd.Timestamp, str | None, Any], pd.DataFrame],
+    ) -> pd.DataFrame:
+        """A copy of the raw rows from ``start`` on whose ``key`` is in ``values``
+        (a transform may change the frame it is given)."""
+        if (start, key) not in self._frames:
+            if self._mirror is not None and self._floor is not None and start >= self._floor:
+                self._frames[start, key] = self._mirror.frame(start, key, values)
+            else:
+                self._frames[start, key] = lake(start, key, values)
+        return self._frames[start, key].copy()

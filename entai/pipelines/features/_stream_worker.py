@@ -204,6 +204,8 @@ class StreamWorker:
             max_future_skew=timedelta(seconds=stream.max_future_skew_s),
             quarantine=self._quarantine,
             erased=ErasedSubjects(self._lake, resolve_hmac_key(settings)),
+            max_batch_size=stream.max_batch_size,
+            mirror_rows=stream.mirror_rows,
         )
         self._dead = DeadLetters(self._lake)
         self._events = PlatformEvents(settings, bus=self._bus)
@@ -233,12 +235,7 @@ class StreamWorker:
 
     def step(self) -> int:
         """Consume one micro-batch; return how many deliveries it held (0: none came)."""
-        deliveries = self._bus.read(
-            self._source,
-            self._consumer.consumer,
-            max_events=self._stream.batch_size,
-            block_s=self._stream.block_s,
-        )
+        deliveries = self._consumer.read()
         if not deliveries:
             Metrics.stream_backlog(self._source, self._bus.backlog(self._source))
             return 0
