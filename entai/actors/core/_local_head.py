@@ -353,8 +353,8 @@ def local_serve_env(
     throughput-optimized proxy), fenced to loopback. Ray 2.60 binds HAProxy's stats and
     metrics pages on every interface and keeps its config, admin socket (mode 666) and
     server state under the machine-wide /tmp/haproxy-serve; here they are the
-    platform's: files under ``<home>/haproxy``, ports of its own (Ray's defaults when
-    free, else ones the OS picks: a test session's head and `entai up` differ), and
+    platform's: files under ``<home>/haproxy``, ports of its own (those ``environ``
+    names, else Ray's defaults when free, else ones the OS picks), and
     a launcher (``HAPROXY_FENCE_NAME``, see ``_haproxy_fence``) set as HAProxy's binary
     moves every wildcard bind to 127.0.0.1. Ray's HAProxy switches on direct ingress,
     whose replica ports bind Serve's host. An HAProxy binary named in ``environ``
@@ -397,7 +397,7 @@ def local_serve_env(
         "RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH": str(sockets / "metrics.sock"),
     }
     for name, default in _HAPROXY_PORTS.items():
-        env[name] = str(free_port(default))
+        env[name] = environ.get(name) or str(free_port(default))
     return env
 
 
