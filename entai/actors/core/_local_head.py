@@ -66,8 +66,9 @@ _HAPROXY_PORTS = {
     "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT": 8500,
     "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT": 9500,
 }
-# A Unix socket's path has at most 107 bytes; Ray adds "/<node id, 56 hex>/metrics.sock".
-_SOCKET_PATH_MAX, _SOCKET_SUFFIX = 107, 1 + 56 + len("/metrics.sock")
+# HAProxy takes Unix socket paths of at most 97 bytes ("too long (max 97)"); Ray adds
+# "/<node id, 56 hex>/metrics.sock" to the directory.
+_SOCKET_PATH_MAX, _SOCKET_SUFFIX = 97, 1 + 56 + len("/metrics.sock")
 
 # Ray Data draws its progress bars with tqdm, which entai does not install; asked for
 # bars anyway, every process that runs a dataset warns "tqdm is not installed". entai
@@ -427,8 +428,13 @@ def _socket_dir(files: Path) -> Path:
     then a directory of this user's own under the temp dir, one per platform home."""
     if len(str(files)) + _SOCKET_SUFFIX <= _SOCKET_PATH_MAX:
         return files
-    digest = hashlib.sha256(str(files).encode()).hexdigest()[:12]
-    short = Path(tempfile.gettempdir()) / f"entai-haproxy-{os.getuid()}-{digest}"
+    digest = hashlib.sha256(f"{os.getuid()}:{files}".encode()).hexdigest()[:8]
+    short = Path(tempfile.gettempdir()) / f"entai-{digest}"
+    if len(str(short)) + _SOCKET_SUFFIX > _SOCKET_PATH_MAX:
+        raise ConfigError(
+            f"HAProxy's socket paths under {files} and {short} would be longer than "
+            f"{_SOCKET_PATH_MAX} bytes: use a shorter ENTAI_HOME or TMPDIR"
+        )
     short.mkdir(mode=0o700, exist_ok=True)
     info = short.lstat()
     if info.st_uid != os.getuid() or not stat.S_ISDIR(info.st_mode) or info.st_mode & 0o077:
