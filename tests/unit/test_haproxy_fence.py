@@ -70,6 +70,8 @@ def test_a_local_head_runs_haproxy_through_the_launcher_fenced_to_loopback(
     for name in ("CONFIG_FILE_LOC", "SERVER_STATE_BASE", "SERVER_STATE_FILE"):
         assert env[f"RAY_SERVE_HAPROXY_{name}"].startswith(str(files)), name
     assert files.stat().st_mode & 0o077 == 0
+    log = env["RAY_SERVE_HAPROXY_LOG_TARGET"]  # a Unix socket: no UDP socket on 0.0.0.0
+    assert Path(log).parent == Path(env["RAY_SERVE_HAPROXY_SOCKET_PATH"]).parent, log
     ports = [env[f"RAY_SERVE_{n}"] for n in ("HAPROXY_STATS_PORT", "HAPROXY_METRICS_PORT",
                                              "FALLBACK_PROXY_HTTP_PORT",
                                              "FALLBACK_PROXY_GRPC_PORT")]  # fmt: skip

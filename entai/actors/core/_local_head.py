@@ -396,6 +396,10 @@ def local_serve_env(
         "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": str(files / "server-state"),
         "RAY_SERVE_HAPROXY_SOCKET_PATH": str(sockets / "admin.sock"),
         "RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH": str(sockets / "metrics.sock"),
+        # Ray's default log target, UDP to 127.0.0.1:514, has HAProxy open a UDP socket
+        # on 0.0.0.0 (an ephemeral port) to send from; a Unix datagram path does not.
+        # Nothing reads it, as nothing listened on 514: the lines are dropped.
+        "RAY_SERVE_HAPROXY_LOG_TARGET": str(sockets / "log.sock"),
     }
     for name, default in _HAPROXY_PORTS.items():
         env[name] = environ.get(name) or str(free_port(default))
