@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from alert_sinks import Sink
 from governed import Governed
 from in_process_bus import InProcessBus
 
@@ -39,14 +40,6 @@ class Clock:
 
     def __call__(self) -> datetime:
         return self.now
-
-
-class Sink:
-    def __init__(self) -> None:
-        self.events: list[dict[str, Any]] = []
-
-    def send(self, event: Mapping[str, Any]) -> None:
-        self.events.append(dict(event))
 
 
 class Auditor:

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
+from alert_sinks import Sink
 from ranker_logs import GROUPS, impressions, log_served, stream
 
 from entai.actors.core import Metrics
@@ -236,14 +236,6 @@ def test_bad_logs_fail_with_a_clear_error() -> None:
 
 
 # -- the DriftMonitor's ranker path (no Ray: the class, on a lake in a temp dir) ----------
-
-
-class Sink:
-    def __init__(self) -> None:
-        self.events: list[dict[str, Any]] = []
-
-    def send(self, event: Mapping[str, Any]) -> None:
-        self.events.append(dict(event))
 
 
 class Auditor:
