@@ -117,8 +117,9 @@ class RankerLogWindows:
             for frame in (self._rows[log][self._rows[log][_FILE].isin(gone[log])], *fresh[log])
         ]
         requests = set(pd.concat(changed).unique()) if changed else set()
-        shown = pd.concat([self._rows[IMPRESSION_LOG], *fresh[IMPRESSION_LOG]])
+        shown = self._rows[IMPRESSION_LOG]  # the windows the changed requests were in or join
         dirty = set(shown.loc[shown["request_id"].isin(requests), _WINDOW].unique().tolist())
+        dirty.update(w for frame in fresh[IMPRESSION_LOG] for w in frame[_WINDOW].unique().tolist())
         for log in RANKER_LOG_COLUMNS:
             self._rows[log] = _merged(self._rows[log], gone[log], fresh[log])
             self._stamps[log] = listings[log]
