@@ -9,7 +9,7 @@ predict (:meth:`entai.shared.governance.Policy.default`).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from entai.actors.core import LocalService
 from entai.actors.governance import GovernanceAuditor, GovernanceChecker
@@ -18,6 +18,10 @@ from entai.actors.models import ModelRegistry
 from entai.shared.governance import AuditEntry, service_credential
 from entai.shared.models import ModelCard, PromotionPolicy, TrainingDataSummary
 from entai.shared.settings import EntaiSettings, MlflowSettings, resolve_service_secret
+
+if TYPE_CHECKING:
+    from entai.actors.models import ModelVersionInfo
+    from entai.pipelines.training import LoggedRun
 
 __all__ = ["Governed", "complete_card"]
 
@@ -70,6 +74,26 @@ class Governed:
         this checker."""
         return ModelRegistry(
             mlflow or self.settings.mlflow, self.service(), policy=policy, events=events
+        )
+
+    def register_logged(
+        self, logged: LoggedRun, name: str, *, registry: ModelRegistry | None = None
+    ) -> ModelVersionInfo:
+        """Register a logged run (:func:`logged_models.log_small_model`) as a new version
+        of ``name``, by an ml-engineer, with what the promotion gates check: a validation
+        AUC of 0.9 on dataset ``v1`` and a complete card.
+
+        Args:
+            registry: The registry to register with (default: a new :meth:`registry`).
+        """
+        return (registry or self.registry()).register(
+            logged.model_uri,
+            name,
+            token=self.token("ml-engineer"),
+            run_id=logged.run_id,
+            metrics={"valid_auc": 0.9},
+            validation_dataset_id="v1",
+            card=complete_card(name),
         )
 
     def audited(self, **query: Any) -> list[AuditEntry]:

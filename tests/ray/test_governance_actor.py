@@ -4,7 +4,7 @@ import logging
 import stat
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -206,9 +206,13 @@ def test_cache_decides_allowed_reads_locally_and_sees_revocation_within_ttl(
     assert cache.authorize_features(analyst, FEATURES).masked_features == ("email",)
 
 
-@pytest.fixture
-def actor(ray_cluster: Any, tmp_path: Path) -> Iterator[tuple[Any, EntaiSettings, str]]:
-    settings = _settings(tmp_path)
+@pytest.fixture(scope="module")
+def actor(
+    ray_cluster: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Any, EntaiSettings, str]]:
+    """One governance actor (a home and namespace of its own) for the module's tests
+    that call it through Ray; a test may kill it with restart (Ray restarts it)."""
+    settings = _settings(tmp_path_factory.mktemp("governance-actor"))
     namespace = f"entai-gov-{uuid.uuid4().hex[:8]}"
     handle = start_governance(settings, namespace)
     ray_cluster.get(handle.__ray_ready__.remote())  # constructed: the token file exists
@@ -338,27 +342,42 @@ def test_failed_authentications_are_audited_one_entry_per_client_window(
     assert first["last_seen"] == "2026-11-01T12:00:59+00:00"
 
 
+def _holding(release: Path) -> Callable[[Any], None]:
+    """A call that keeps the actor's writer thread busy until ``release`` exists (at
+    most 60 s), in place of a fixed sleep that every run would wait out."""
+
+    def hold(checker: Any) -> None:
+        deadline = time.monotonic() + 60.0
+        while not release.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    return hold
+
+
 def test_token_lookups_do_not_wait_behind_the_writer(
-    ray_cluster: Any, actor: tuple[Any, EntaiSettings, str]
+    ray_cluster: Any, actor: tuple[Any, EntaiSettings, str], tmp_path: Path
 ) -> None:
-    """A lookup answers while the writer thread is busy (here: a 20 s sleep in it)."""
+    """A lookup answers while the writer thread is busy (held until the test lets go)."""
     ray = ray_cluster
     handle, settings, _ = actor
     admin = _admin_token(settings)
     app, _ = ray.get(handle.create_token.remote(admin, "app"))
     token_id, secret = parse_token(app)
-    busy = handle.__ray_call__.remote(lambda checker: time.sleep(20))
+    release = tmp_path / "release"
+    busy = handle.__ray_call__.remote(_holding(release))
     lookup = handle.lookup_token.remote(token_id, hash_secret(secret))
-    ready, _ = ray.wait([busy, lookup], num_returns=1, timeout=60)
+    ready, _ = ray.wait([busy, lookup], num_returns=1, timeout=30)
     assert ready == [lookup], "the lookup queued behind the writer"
     assert ray.get(lookup).name == "app"
-    snapshot = handle.snapshot_for_cache.remote(admin)  # the writer's group: after the sleep
+    snapshot = handle.snapshot_for_cache.remote(admin)  # the writer's group: after the hold
+    assert ray.wait([snapshot], timeout=1.0)[0] == [], "the snapshot did not wait its turn"
+    release.touch()
     assert ray.wait([busy, snapshot], num_returns=1, timeout=60)[0] == [busy]
     ray.get(snapshot)
 
 
 def test_cache_calls_to_a_silent_actor_time_out_as_unavailable(
-    ray_cluster: Any, actor: tuple[Any, EntaiSettings, str]
+    ray_cluster: Any, actor: tuple[Any, EntaiSettings, str], tmp_path: Path
 ) -> None:
     ray = ray_cluster
     handle, settings, _ = actor
@@ -371,12 +390,14 @@ def test_cache_calls_to_a_silent_actor_time_out_as_unavailable(
     )
     cache.refresh()
     admin = _admin_token(settings)
-    busy = handle.__ray_call__.remote(lambda checker: time.sleep(5))
+    release = tmp_path / "release"
+    busy = handle.__ray_call__.remote(_holding(release))
     time.sleep(0.6)  # the snapshot is past its ttl: authorize refreshes, which times out
     decision = cache.authorize(admin, "admin", "*")  # decided from the stale snapshot
     assert decision.allowed
     with pytest.raises(ServiceUnavailableError, match=r"did not answer within 1\.0s"):
         cache.refresh()
+    release.touch()
     ray.get(busy)
 
 

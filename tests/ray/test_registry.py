@@ -174,6 +174,31 @@ def governance_actor(
         ray_cluster.kill(handle, no_restart=True)
 
 
+@pytest.fixture(scope="module")
+def registry_actor(
+    ray_cluster: Any,
+    settings: MlflowSettings,
+    governance_actor: tuple[GovernanceAuditor, dict[str, str]],
+) -> Iterator[Any]:
+    """One registry actor over this backend for the tests that call it through Ray
+    (each start imports MLflow: about 10 s on a loaded 2-core machine). A test may kill
+    it with restart (Ray restarts it); each test uses model names of its own."""
+    namespace = ray_cluster.get_runtime_context().namespace
+    governance, _ = governance_actor
+    handle = service_actor(
+        ModelRegistryActor,
+        f"registry-{uuid.uuid4().hex[:6]}",
+        namespace,
+        settings,
+        governance,
+        policy=POLICY,
+    )
+    try:
+        yield handle
+    finally:
+        ray_cluster.kill(handle, no_restart=True)
+
+
 def _name() -> str:
     return f"model-{uuid.uuid4().hex[:8]}"
 
@@ -392,90 +417,67 @@ def test_load_by_alias(
 
 def test_actor_restart_keeps_aliases_versions_and_history(
     ray_cluster: Any,
-    settings: MlflowSettings,
+    registry_actor: Any,
     logged_model: tuple[str, str],
     governance_actor: tuple[GovernanceAuditor, dict[str, str]],
 ) -> None:
-    import ray
-
-    governance, tokens = governance_actor
-    namespace = ray.get_runtime_context().namespace
-    actor_name = f"registry-{uuid.uuid4().hex[:6]}"
-    handle = service_actor(
-        ModelRegistryActor, actor_name, namespace, settings, governance, policy=POLICY
+    ray = ray_cluster
+    handle = registry_actor
+    _, tokens = governance_actor
+    name = _name()
+    v1, v2 = (
+        ray.get(
+            handle.register.remote(
+                logged_model[0],
+                name,
+                token=tokens["ml-engineer"],
+                metrics={"valid_auc": auc},
+                validation_dataset_id="v1",
+                card=complete_card(name),
+                run_id=logged_model[1],
+            )
+        ).version
+        for auc in (0.8, 0.82)
     )
-    try:
-        name = _name()
-        v1, v2 = (
-            ray.get(
-                handle.register.remote(
-                    logged_model[0],
-                    name,
-                    token=tokens["ml-engineer"],
-                    metrics={"valid_auc": auc},
-                    validation_dataset_id="v1",
-                    card=complete_card(name),
-                    run_id=logged_model[1],
-                )
-            ).version
-            for auc in (0.8, 0.82)
-        )
-        ray.get(handle.promote.remote(name, v1, token=tokens["approver"], reason="first"))
-        ray.get(handle.promote.remote(name, v2, token=tokens["approver"]))
-        before = ray.get(handle.subscribe.remote(name))
-        history = ray.get(handle.alias_history.remote(name))
-        assert [h["by"] for h in history] == ["approver", "approver"]
+    ray.get(handle.promote.remote(name, v1, token=tokens["approver"], reason="first"))
+    ray.get(handle.promote.remote(name, v2, token=tokens["approver"]))
+    before = ray.get(handle.subscribe.remote(name))
+    history = ray.get(handle.alias_history.remote(name))
+    assert [h["by"] for h in history] == ["approver", "approver"]
 
-        ray.kill(handle, no_restart=False)
-        after = ray.get(handle.subscribe.remote(name), timeout=120)
-        assert after == before == {"name": name, "revision": 2, "aliases": {"champion": v2}}
-        assert ray.get(handle.alias_history.remote(name)) == history
-        versions = ray.get(handle.versions.remote(name))
-        assert [(v.version, v.aliases) for v in versions] == [(v1, ()), (v2, ("champion",))]
-        assert ray.get(handle.version.remote(name, v1)).tags["entai.registrant"] == "ml-engineer"
-        with pytest.raises(PermissionDeniedError):  # the restarted actor still authenticates
-            ray.get(handle.rollback.remote(name, token=tokens["ml-engineer"]))
-        assert ray.get(handle.rollback.remote(name, token=tokens["admin"])).version == v1
-    finally:
-        ray.kill(handle, no_restart=True)
+    ray.kill(handle, no_restart=False)
+    after = ray.get(handle.subscribe.remote(name), timeout=120)
+    assert after == before == {"name": name, "revision": 2, "aliases": {"champion": v2}}
+    assert ray.get(handle.alias_history.remote(name)) == history
+    versions = ray.get(handle.versions.remote(name))
+    assert [(v.version, v.aliases) for v in versions] == [(v1, ()), (v2, ("champion",))]
+    assert ray.get(handle.version.remote(name, v1)).tags["entai.registrant"] == "ml-engineer"
+    with pytest.raises(PermissionDeniedError):  # the restarted actor still authenticates
+        ray.get(handle.rollback.remote(name, token=tokens["ml-engineer"]))
+    assert ray.get(handle.rollback.remote(name, token=tokens["admin"])).version == v1
 
 
 def test_subscribers_wake_on_alias_change(
     ray_cluster: Any,
-    settings: MlflowSettings,
+    registry_actor: Any,
     logged_model: tuple[str, str],
     governance_actor: tuple[GovernanceAuditor, dict[str, str]],
 ) -> None:
-    import ray
-
-    governance, tokens = governance_actor
-    engineer = tokens["ml-engineer"]
-    namespace = ray.get_runtime_context().namespace
-    handle = service_actor(
-        ModelRegistryActor,
-        f"registry-{uuid.uuid4().hex[:6]}",
-        namespace,
-        settings,
-        governance,
-        policy=POLICY,
-    )
-    try:
-        name = _name()
-        version = ray.get(handle.register.remote(logged_model[0], name, token=engineer)).version
-        start = ray.get(handle.subscribe.remote(name))
-        assert start["revision"] == 0 and start["aliases"] == {}
-        unchanged = ray.get(handle.wait_for_change.remote(name, 0, 0.2))
-        assert unchanged["revision"] == 0
-        waiters = [handle.wait_for_change.remote(name, 0, 300.0) for _ in range(3)]
-        ready, _ = ray.wait(waiters, timeout=1.0)
-        assert ready == []  # they block on the actor until something moves
-        ray.get(handle.set_alias.remote(name, "shadow", version, token=engineer, reason="mirror"))
-        woken = ray.get(waiters, timeout=60)
-        assert all(
-            w == {"name": name, "revision": 1, "aliases": {"shadow": version}} for w in woken
-        )
-    finally:
-        ray.kill(handle, no_restart=True)
+    ray = ray_cluster
+    handle = registry_actor
+    engineer = governance_actor[1]["ml-engineer"]
+    name = _name()
+    version = ray.get(handle.register.remote(logged_model[0], name, token=engineer)).version
+    start = ray.get(handle.subscribe.remote(name))
+    assert start["revision"] == 0 and start["aliases"] == {}
+    unchanged = ray.get(handle.wait_for_change.remote(name, 0, 0.2))
+    assert unchanged["revision"] == 0
+    waiters = [handle.wait_for_change.remote(name, 0, 300.0) for _ in range(3)]
+    ready, _ = ray.wait(waiters, timeout=1.0)
+    assert ready == []  # they block on the actor until something moves
+    ray.get(handle.set_alias.remote(name, "shadow", version, token=engineer, reason="mirror"))
+    woken = ray.get(waiters, timeout=60)
+    assert all(w == {"name": name, "revision": 1, "aliases": {"shadow": version}} for w in woken)
 
 
 def test_in_process_waiter_is_notified(

@@ -11,7 +11,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import xgboost
-from governed import Governed, complete_card
+from governed import Governed
 from logged_models import log_small_model
 
 from entai.actors.core import LocalService
@@ -41,15 +41,7 @@ def scoring(tmp_path_factory: pytest.TempPathFactory) -> tuple[EntaiSettings, An
     logged = log_small_model(settings, train, (train["a"] > train["b"]).astype(int), rounds=4)
     governed = Governed(settings)
     registry = governed.registry()
-    registry.register(
-        logged.model_uri,
-        "m",
-        token=governed.token("ml-engineer"),
-        run_id=logged.run_id,
-        metrics={"valid_auc": 0.9},
-        validation_dataset_id="v1",
-        card=complete_card("m"),
-    )
+    governed.register_logged(logged, "m", registry=registry)
     frame = pd.DataFrame(rng.normal(size=(5_000, 3)), columns=["c", "a", "b"])
     frame.insert(0, "user_id", np.arange(5_000, dtype=np.int64))
     frame["segment"] = np.where(frame["user_id"] % 3 == 0, "x", "y")

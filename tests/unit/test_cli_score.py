@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from governed import Governed, complete_card
+from governed import Governed
 from logged_models import log_small_model
 
 from entai.cli import main
@@ -31,15 +31,7 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     logged = log_small_model(settings, frame, (frame["a"] > 0).astype(int), rounds=3)
     governed = Governed(settings)
     registry = governed.registry()
-    info = registry.register(
-        logged.model_uri,
-        "m",
-        token=governed.token("ml-engineer"),
-        run_id=logged.run_id,
-        metrics={"valid_auc": 0.9},
-        validation_dataset_id="v1",
-        card=complete_card("m"),
-    )
+    info = governed.register_logged(logged, "m", registry=registry)
     registry.promote("m", info.version, token=governed.token("approver"), reason="first")
     assert registry.resolve("m", "champion").version == info.version
     return root

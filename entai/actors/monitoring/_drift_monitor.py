@@ -32,9 +32,13 @@ gauge ``entai_fairness_measure``, and a measure beyond the registry policy's thr
 Rankers: a ranker's serving replicas call :meth:`DriftMonitor.watch_ranker` with the
 champion they load, the ranking fairness columns of its model card and the groups of
 its items (e.g. each product's category, from the serving index). On the clock (at most
-every ``monitoring.ranker_refresh_s``) the monitor reads the ranker's impression and
-feedback logs from the lake and recomputes each ``window_seconds`` window's exposure
-and NDCG@k per group (:class:`~entai.shared.monitoring.RankerWatch`); a closed window's
+every ``monitoring.ranker_refresh_s``) the monitor lists the ranker's impression and
+feedback log files of the last 7 days in the lake, reads those that are new or changed
+since its last refresh and recomputes the exposure and NDCG@k per group of the
+``window_seconds`` windows they touch (:class:`~entai.shared.monitoring.RankerWatch`);
+the other windows are carried forward, and windows whose files aged out are dropped.
+The rows read are kept in memory, not checkpointed: a restarted monitor's first
+refresh reads every file in range again. A closed window's
 exposure ratio or NDCG difference beyond the policy's ranking thresholds
 (``min_exposure_ratio``, ``max_ndcg_difference``) drives the alert key
 ``(model, <attribute>, <measure>)`` through the same state machine, sink, audit and
@@ -57,6 +61,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import pandas as pd
 import ray
 
 from entai.actors.bus import PlatformEvents
@@ -84,6 +89,7 @@ from entai.shared.monitoring import (
     AlertStateMachine,
     ModelWatch,
     MonitoringReference,
+    RankerLogSource,
     RankerWatch,
     RankingWindowFairness,
     RetrainRequest,
@@ -104,11 +110,24 @@ ACTOR_NAME = "entai-drift-monitor"
 _SYSTEM = "entai-drift-monitor"
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _RANKER_LOG_DAYS = 7
-"""How far back a ranker's logs are read (windows older than that are not recomputed)."""
+"""How far back a ranker's log files are read (by date partition; older ones drop out)."""
 
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+class _LakeRankerLogs:
+    """A ranker's log files of the last :data:`_RANKER_LOG_DAYS` days in the lake."""
+
+    def __init__(self, lake: Lake, model: str, now: datetime) -> None:
+        self._lake, self._model, self._now = lake, model, now
+
+    def files(self, log: str) -> dict[str, str]:
+        return self._lake.model_log_files(log, self._model, _RANKER_LOG_DAYS, now=self._now)
+
+    def read(self, log: str, path: str, columns: list[str]) -> pd.DataFrame:
+        return self._lake.read_parquet(path, columns)
 
 
 def _checked_model(model: str) -> str:
@@ -353,7 +372,7 @@ class DriftMonitor:
         return "registered"
 
     def refresh_ranker(self, model: str) -> dict[str, Any]:
-        """Recompute a ranker's windows from its logs now; returns its report.
+        """Bring a ranker's windows up to date with its log files now; returns its report.
 
         Raises:
             NotFoundError: the ranker is not watched.
@@ -364,13 +383,8 @@ class DriftMonitor:
                 f"ranker {model!r} is not watched by the drift monitor", details={"model": model}
             )
         now = self._clock()
-        lake = self._store.lake
-        shown = ["request_id", "item_id", "rank", "ts", "version"]
-        impressions = lake.read_model_log("predictions", model, shown, _RANKER_LOG_DAYS)
-        interactions = lake.read_model_log(
-            "feedback", model, ["request_id", "item_id", "kind"], _RANKER_LOG_DAYS
-        )
-        for event in watch.refresh(impressions, interactions, now):
+        logs: RankerLogSource = _LakeRankerLogs(self._store.lake, model, now)
+        for event in watch.refresh(logs, now):
             self._alert(event)
         for attribute, measures in watch.latest_fairness().items():
             for measure, value in measures.items():

@@ -173,24 +173,59 @@ class Lake:
             if info.type == pafs.FileType.File and info.path.endswith(".json")
         ]
 
-    def read_model_log(self, kind: str, model: str, columns: list[str], days: int) -> pd.DataFrame:
-        """The rows of ``<root>/<kind>/model=<model>/date=*`` for the last ``days`` days.
+    def model_log_files(
+        self, kind: str, model: str, days: int, *, now: datetime | None = None
+    ) -> dict[str, str]:
+        """The Parquet files of ``<root>/<kind>/model=<model>/date=*`` of the last ``days``
+        days, in path order, each with a stamp that changes when the file does.
+
+        Args:
+            kind: ``predictions`` or ``feedback``.
+            model: The model's name.
+            days: How many days back (by the ``date=`` partition, UTC).
+            now: The current time (timezone-aware); the wall clock by default.
+
+        Returns:
+            Path -> ``"<size>:<mtime_ns>"``.
+        """
+        first = ((now or datetime.now(UTC)) - timedelta(days=days)).strftime("%Y-%m-%d")
+        base = self.path(kind, f"model={model}")
+        selector = pafs.FileSelector(base, recursive=True, allow_not_found=True)
+        found = {
+            info.path: f"{info.size}:{info.mtime_ns}"
+            for info in self.fs.get_file_info(selector)
+            if info.type == pafs.FileType.File
+            and info.path.endswith(".parquet")
+            and info.path.split("date=")[-1][:10] >= first
+        }
+        return dict(sorted(found.items()))
+
+    def read_parquet(self, path: str, columns: list[str]) -> pd.DataFrame:
+        """The ``columns`` of one Parquet file."""
+        return pq.read_table(path, columns=columns, filesystem=self.fs).to_pandas()
+
+    def read_model_log(
+        self,
+        kind: str,
+        model: str,
+        columns: list[str],
+        days: int,
+        *,
+        now: datetime | None = None,
+    ) -> pd.DataFrame:
+        """The rows of ``<root>/<kind>/model=<model>/date=*`` for the last ``days`` days,
+        file by file in path order (see :meth:`model_log_files`).
 
         Args:
             kind: ``predictions`` or ``feedback``.
             model: The model's name.
             columns: The columns to read (an empty frame with them when there are no files).
             days: How many days back (by the ``date=`` partition, UTC).
+            now: The current time (timezone-aware); the wall clock by default.
         """
-        first = (datetime.now(UTC) - timedelta(days=days)).strftime("%Y-%m-%d")
-        base = self.path(kind, f"model={model}")
-        selector = pafs.FileSelector(base, recursive=True, allow_not_found=True)
         tables = [
-            pq.read_table(info.path, columns=columns, filesystem=self.fs)
-            for info in self.fs.get_file_info(selector)
-            if info.type == pafs.FileType.File
-            and info.path.endswith(".parquet")
-            and info.path.split("date=")[-1][:10] >= first
+            pq.read_table(path, columns=columns, filesystem=self.fs)
+            for path in self.model_log_files(kind, model, days, now=now)
         ]
         if not tables:
             return pd.DataFrame({c: [] for c in columns})

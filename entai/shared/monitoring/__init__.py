@@ -97,6 +97,13 @@ from entai.shared.monitoring._profiles import (
     finite_values,
     is_numeric_series,
 )
+from entai.shared.monitoring._ranker_logs import (
+    FEEDBACK_LOG,
+    IMPRESSION_LOG,
+    RANKER_LOG_COLUMNS,
+    RankerLogSource,
+    RankerLogWindows,
+)
 from entai.shared.monitoring._ranker_watch import RankerWatch
 from entai.shared.monitoring._reference import (
     POLICY_FIELDS,
@@ -125,10 +132,13 @@ from entai.shared.monitoring._windows import (
 
 __all__ = [
     "DATASET_KEY",
+    "FEEDBACK_LOG",
+    "IMPRESSION_LOG",
     "MIN_STD",
     "OTHER",
     "OTHER_LABEL",
     "POLICY_FIELDS",
+    "RANKER_LOG_COLUMNS",
     "REFERENCE_ARTIFACT",
     "REFERENCE_TAG",
     "TABLE_COLUMNS",
@@ -157,6 +167,8 @@ __all__ = [
     "NumericColumnProfile",
     "PredictionLog",
     "PsiBand",
+    "RankerLogSource",
+    "RankerLogWindows",
     "RankerWatch",
     "RankingColumn",
     "RankingWindowFairness",

@@ -5,13 +5,17 @@ like a classifier (its impressions go to the lake's prediction log only); what i
 watched per window is its fairness by the item attributes its model card names
 (:func:`~entai.shared.monitoring._fairness_windows.ranking_fairness_windows`).
 
-:meth:`RankerWatch.refresh` recomputes every window of the logs it is given (the
+:meth:`RankerWatch.refresh` brings the windows up to date with the log files (the
 impressions of this version, and all feedback, so a click that arrives later is
-joined to its request's window) and observes, for each window whose end is at least
-``grace_s`` past, one verdict per ``(model, <attribute>, <measure>)`` through the same
+joined to its request's window), reading only the files that are new or changed
+since the last refresh (:class:`~entai.shared.monitoring._ranker_logs.RankerLogWindows`;
+after a restart, the first refresh reads them all), and observes, for each window
+whose end is at least ``grace_s`` past, one verdict per ``(model, <attribute>,
+<measure>)`` through the same
 :class:`~entai.shared.monitoring._alerts.AlertStateMachine` as drift: the first
 computable verdict counts for a window (the machine observes a window id once), so
-later refreshes only update the numbers shown. Everything checkpoints to JSON.
+later refreshes only update the numbers shown. Everything but the rows read
+checkpoints to JSON.
 """
 
 from __future__ import annotations
@@ -20,14 +24,9 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-import pandas as pd
-
 from entai.shared.monitoring._alerts import AlertKey, AlertPolicy, AlertStateMachine
-from entai.shared.monitoring._fairness_windows import (
-    RankingWindowFairness,
-    fairness_verdicts,
-    ranking_fairness_windows,
-)
+from entai.shared.monitoring._fairness_windows import RankingWindowFairness, fairness_verdicts
+from entai.shared.monitoring._ranker_logs import RankerLogSource, RankerLogWindows
 from entai.shared.monitoring._windows import transition_event, window_id
 
 __all__ = ["RankerWatch"]
@@ -59,32 +58,20 @@ class RankerWatch:
         self.alerts = AlertStateMachine(AlertPolicy(**config.get("alert_policy", {})))
         self.windows: list[dict[str, Any]] = []
         self.refreshed_at: str | None = None
+        self.logs = RankerLogWindows(
+            self.fairness, self.item_groups, window_s=self.window_s, version=self.version
+        )
 
-    def refresh(
-        self, impressions: pd.DataFrame, interactions: pd.DataFrame, now: datetime
-    ) -> list[dict[str, Any]]:
-        """Recompute the windows from the logs; returns the alert level changes.
+    def refresh(self, logs: RankerLogSource, now: datetime) -> list[dict[str, Any]]:
+        """Bring the windows up to date with the logs; returns the alert level changes.
 
         Args:
-            impressions: The ranker's impression log (rows of other versions are
-                left out when it has a ``version`` column).
-            interactions: Its clicks and purchases (request_id, item_id, kind).
+            logs: The ranker's impression log (rows of other versions are left out)
+                and its clicks and purchases (request_id, item_id, kind).
             now: The current time (timezone-aware); windows ended ``grace_s`` before
                 it are judged.
         """
-        if "version" in impressions.columns:
-            impressions = impressions[impressions["version"] == self.version]
-        windows = (
-            ranking_fairness_windows(
-                self.fairness,
-                impressions,
-                interactions,
-                self.item_groups,
-                window_s=self.window_s,
-            )
-            if len(impressions)
-            else []
-        )
+        windows = [dict(w) for w in self.logs.refresh(logs)]
         events: list[dict[str, Any]] = []
         for window in windows:
             seq = round(window["start_s"] / self.window_s)
