@@ -53,7 +53,7 @@ from entai.deployments.http_errors import install_error_handlers
 from entai.deployments.model_deployment import Model
 from entai.deployments.operations import EventIntake, erase_subject, erasure_receipt
 from entai.deployments.platform import PlatformServices
-from entai.deployments.recent_views import RecentViewsReader, StoredViews
+from entai.deployments.recent_views import RecentViewsReader, recommend_with_recent_views
 from entai.deployments.recommend import RankerRuntime
 from entai.deployments.request_ids import RequestIdMiddleware
 from entai.deployments.routing import route_aliases
@@ -91,7 +91,7 @@ from entai.shared.core import (
 )
 from entai.shared.data import EventsReceipt, Lake
 from entai.shared.features import entity_key
-from entai.shared.recommend import RANKING_FEATURES, merge_recent_views
+from entai.shared.recommend import RANKING_FEATURES
 
 __all__ = ["AppArgs", "Ingress", "Model", "build_app"]
 
@@ -338,16 +338,13 @@ class Ingress(GrpcInference):
             await self._services.authorize_async(token, "predict", "models")
             raise NotFoundError(f"no deployed ranker {model!r}", details={"model": model})
         await self._services.authorize_async(token, "predict", f"model:{model}")
-        context = body.context.recent_views
-        stored = StoredViews(None)
-        if self._recent_views is not None:
-            stored = await self._recent_views.read(body.user_id)
-        answer = self._ranker.recommend(
+        answer, stored = await recommend_with_recent_views(
+            self._ranker,
+            self._recent_views,
             body.user_id,
             k=body.k,
             exclude=body.exclude,
-            session=context,
-            history=None if stored.views is None else merge_recent_views(context, stored.views),
+            context=body.context.recent_views,
         )
         n = len(answer.items)
         if n:

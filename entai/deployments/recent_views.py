@@ -28,6 +28,7 @@ from typing import Any, Literal, Protocol
 
 from entai.actors.core import Metrics
 from entai.deployments.circuit_breaker import CircuitBreaker
+from entai.deployments.recommend import Recommendation
 from entai.shared.core import ConfigError, EntaiError, ServiceUnavailableError
 from entai.shared.features import (
     Definitions,
@@ -36,8 +37,9 @@ from entai.shared.features import (
     ReadResult,
     ValueType,
 )
+from entai.shared.recommend import merge_recent_views
 
-__all__ = ["RecentViewsReader", "StoredViews", "ViewSource"]
+__all__ = ["RecentViewsReader", "StoredViews", "ViewSource", "recommend_with_recent_views"]
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +58,20 @@ class _Reads(Protocol):
         *,
         join_keys: Mapping[str, Sequence[str]] | None = None,
     ) -> list[ReadResult]: ...
+
+
+class _Ranks(Protocol):
+    """What the ingress asks its ranker (:class:`~entai.deployments.recommend.RankerRuntime`)."""
+
+    def recommend(
+        self,
+        user: int,
+        *,
+        k: int,
+        exclude: Sequence[int] = (),
+        session: Sequence[int] = (),
+        history: Sequence[int] | None = None,
+    ) -> Recommendation: ...
 
 
 @dataclass(frozen=True)
@@ -194,3 +210,24 @@ def _reason(exc: ServiceUnavailableError) -> str:
     if "timeout_s" in details:
         return "timeout"
     return "unavailable"
+
+
+async def recommend_with_recent_views(
+    ranker: _Ranks,
+    reader: RecentViewsReader | None,
+    user: int,
+    *,
+    k: int,
+    exclude: Sequence[int] = (),
+    context: Sequence[int] = (),
+) -> tuple[Recommendation, StoredViews]:
+    """The ranker's answer for ``user``, with the stored views when ``reader`` gives them.
+
+    ``context`` (the request's session views, newest first) comes first; the stored
+    list follows without the items the context names; without a stored list (no
+    reader, none stored, a fallback) the index's views follow, as before.
+    """
+    stored = StoredViews(None) if reader is None else await reader.read(user)
+    history = None if stored.views is None else merge_recent_views(context, stored.views)
+    answer = ranker.recommend(user, k=k, exclude=exclude, session=context, history=history)
+    return answer, stored
