@@ -138,12 +138,20 @@ class RecentViewsReader:
                 int64 item ids, or a view not keyed by the user alone.
         """
         try:
-            (projection,) = definitions.resolve([ref])
+            projections = definitions.resolve([ref])
         except (EntaiError, ValueError) as exc:
             raise ConfigError(
                 f"ranker_recent_views {ref!r} is not a feature of the definitions: {exc}",
                 details={"field": "ranker_recent_views", "ref": ref},
             ) from None
+        stored = [p for p in projections if f"{p.view.name}:{','.join(p.features)}" == ref]
+        if len(stored) != 1 or len(projections) != 1:
+            raise ConfigError(
+                f"ranker_recent_views {ref!r} is not one stored feature (an on-demand "
+                "view's output is computed per request, not kept online)",
+                details={"field": "ranker_recent_views", "ref": ref},
+            )
+        (projection,) = stored
         view = projection.view
         (feature,) = projection.features
         dtype = view.field(feature).dtype

@@ -204,6 +204,34 @@ def test_a_feature_that_cannot_be_a_users_recent_views_is_a_config_error(
     assert caught.value.details["field"] == "ranker_recent_views"
 
 
+def test_an_on_demand_feature_is_a_config_error() -> None:
+    from entai.shared.features import OnDemandFeatureView
+
+    user = Entity(name="user", join_keys=("user_id",))
+    views = FeatureView(
+        name="views",
+        entities=(user,),
+        schema=(Field(name="items", dtype=ValueType.LIST_INT64),),
+        source="events",
+        ttl=timedelta(days=1),
+    )
+    derived = OnDemandFeatureView(
+        name="derived",
+        sources=(views,),
+        request_schema=(),
+        schema=(Field(name="n_items", dtype=ValueType.INT64),),
+        transform=lambda frame: frame.assign(n_items=frame["items"].map(len)),
+    )
+    definitions = Definitions(entities=[user], views=[views], on_demand_views=[derived])
+    assert RecentViewsReader.of(
+        "views:items", definitions, FakeStore(), CircuitBreaker("s"), model="r"
+    )
+    with pytest.raises(ConfigError, match="not one stored feature"):
+        RecentViewsReader.of(
+            "derived:n_items", definitions, FakeStore(), CircuitBreaker("s"), model="r"
+        )
+
+
 def test_a_list_feature_of_a_view_with_two_join_keys_is_a_config_error() -> None:
     user, shop = (
         Entity(name="user", join_keys=("user_id",)),
