@@ -1,6 +1,7 @@
 """Recommendation serving benchmark: ``POST /v1/recommend`` vs a plain FastAPI + uvicorn app.
 
     .venv/bin/python bench/recommend.py [--small] [--modes throughput] [--seconds 20]
+        [--recent-views store|index]
 
 Both sides rank the same candidates with the same XGBoost ranker and answer the top
 k=10 items with scores. The ranker is the demo's (its world: 2,000 users, 400
@@ -17,6 +18,10 @@ the JSON line ("offline").
     ranker's run shipped, the champion's scores, top-k, and the impression log (the
     prediction tap). Serve's mode is read from the environment when Ray's workers
     start, so each mode runs in a child process with its own local Ray (num_cpus=2).
+    With ``--recent-views store`` (the default, as the demo deploys it) every request
+    also reads the user's ``user_recent_views`` from the online store (the laptop's
+    SQLite files), which hold each user's recent views of the index, so both sides
+    still rank the same candidates; ``index`` deploys without the store read.
 
 Load: closed loop, concurrency 8, aiohttp, random users, on loopback. The last line
 is JSON: reference and entai requests/s and p50/p99, "throughput_share" (entai rps /
@@ -53,6 +58,7 @@ RANKER = "bench_ranker"
 PROPENSITY = "bench_model"
 K = 10
 USERS = 2_000
+RECENT = "user_recent_views:recent_product_ids"
 
 
 def build_ranker(work: Path) -> dict[str, Any]:
@@ -154,7 +160,28 @@ def _propensity(work: Path) -> Any:
     return xgb.train({"objective": "binary:logistic", "max_depth": 3}, data, 10)
 
 
-def run_entai_child(work: Path, seconds: float, concurrency: int) -> dict:
+def _store_recent_views(shards: Any, index: dict[str, Any]) -> int:
+    """Write each user's recent views of the index as their ``user_recent_views`` online."""
+    from datetime import UTC, datetime
+
+    from entai.actors.features import OnlineFeatureClient
+    from entai.shared.features import FeatureRow, entity_key
+
+    now = datetime.now(UTC)
+    category = index["item_category"]
+    rows = []
+    for user, items in index["user_recent"].items():
+        values = {
+            "recent_product_ids": items,
+            "recent_categories": [category[str(i)] for i in items],
+        }
+        rows.append(FeatureRow("user_recent_views", entity_key({"user_id": int(user)}), values,
+                               now, now))  # fmt: skip
+    OnlineFeatureClient(shards).write(rows)
+    return len(rows)
+
+
+def run_entai_child(work: Path, seconds: float, concurrency: int, recent_views: str) -> dict:
     """Inside the child: start Ray with the mode's env, deploy, load, tear down."""
     import xgboost as xgb
     from ray import serve
@@ -166,24 +193,44 @@ def run_entai_child(work: Path, seconds: float, concurrency: int) -> dict:
     port = free_port()
     settings = load_settings(home=work / "home", serve={"port": port}).resolved()
     with platform(settings) as token:
-        start_shards(settings, settings.ray.namespace)
+        shards = start_shards(settings, settings.ray.namespace)
         registry = model_registry(settings)
         ranker = xgb.Booster()
         ranker.load_model(str(work / "ranker.ubj"))
         index = json.loads((work / "index.json").read_text())
         champion(registry, PROPENSITY, _propensity(work))
         champion(registry, RANKER, ranker, {INDEX_ARTIFACT: index})
-        url = serve_app(settings, port, PROPENSITY, ranker_model=RANKER)
+        options: dict[str, Any] = {"ranker_model": RANKER}
+        stored = 0
+        if recent_views == "store":
+            stored = _store_recent_views(shards, index)
+            options["ranker_recent_views"] = RECENT
+        url = serve_app(settings, port, PROPENSITY, **options)
         headers = {"Authorization": f"Bearer {token}"}
         target = f"{url}/v1/recommend/{RANKER}"
         _load(target, headers, 3, concurrency)  # warm-up
         result = _load(target, headers, seconds, concurrency)
+        sources = _sources(target, headers)
         serve.shutdown()
-        return result
+        return {**result, "recent_views": recent_views, "users_stored": stored, **sources}
 
 
-def run_entai(mode: str, work: Path, seconds: float, concurrency: int) -> dict:
-    args = ["--child", str(work), "--seconds", str(seconds), "--concurrency", str(concurrency)]
+def _sources(target: str, headers: dict[str, str]) -> dict[str, Any]:
+    """Where a sample of users' views came from, and whether any answer fell back."""
+    import httpx
+
+    seen: dict[str, int] = {}
+    fallbacks = 0
+    for user in range(0, USERS, 50):
+        got = httpx.post(target, json={"user_id": user, "k": K}, headers=headers).json()
+        seen[got["recent_views_source"]] = seen.get(got["recent_views_source"], 0) + 1
+        fallbacks += got["fallback"] is not None
+    return {"sampled_sources": seen, "sampled_fallbacks": fallbacks}
+
+
+def run_entai(mode: str, work: Path, seconds: float, concurrency: int, recent_views: str) -> dict:
+    args = ["--child", str(work), "--seconds", str(seconds), "--concurrency", str(concurrency),
+            "--recent-views", recent_views]  # fmt: skip
     return run_child(__file__, mode, args)
 
 
@@ -210,10 +257,12 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=None)
     parser.add_argument("--child", default=None)
+    parser.add_argument("--recent-views", choices=("store", "index"), default="store")
     opts = parser.parse_args()
     seconds = opts.seconds or (5.0 if opts.small else 20.0)
     if opts.child:
-        print(json.dumps(run_entai_child(Path(opts.child), seconds, opts.concurrency)))
+        child = run_entai_child(Path(opts.child), seconds, opts.concurrency, opts.recent_views)
+        print(json.dumps(child))
         return
     print(f"load: {os.getloadavg()} on {os.cpu_count()} cores; concurrency {opts.concurrency}")
     with tempfile.TemporaryDirectory() as tmp:
@@ -226,11 +275,12 @@ def main() -> None:
         print(f"reference FastAPI+uvicorn: {reference}")
         results = {}
         for mode in opts.modes.split(","):
-            results[mode] = run_entai(mode, work, seconds, opts.concurrency)
+            results[mode] = run_entai(mode, work, seconds, opts.concurrency, opts.recent_views)
             print(f"entai [{mode}]: {results[mode]}")
     ok = {m: r for m, r in results.items() if "rps" in r and r["errors"] == 0}
     figures: dict[str, Any] = {"reference": reference, "entai": results, "k": K,
                                "concurrency": opts.concurrency, "same_answers": same,
+                               "recent_views": opts.recent_views,
                                "offline": built["offline"],
                                "load_avg_1m": round(os.getloadavg()[0], 2)}  # fmt: skip
     if ok:

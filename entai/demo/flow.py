@@ -46,7 +46,12 @@ from rich.text import Text
 from entai.actors.services import Services
 from entai.demo.champion import MODEL_NAME, register_champion, train_champion, training_set
 from entai.demo.drift_act import ActContext, demo_policy, run_drift_act
-from entai.demo.ranker import RANKER_NAME, recommend_over_http, train_and_promote_ranker
+from entai.demo.ranker import (
+    RANKER_NAME,
+    RECENT_VIEWS_FEATURE,
+    recommend_over_http,
+    train_and_promote_ranker,
+)
 from entai.shared.core import ServiceUnavailableError, redact_url
 from entai.shared.data import UndeclaredPii
 from entai.shared.settings import EntaiSettings, StreamSettings
@@ -427,6 +432,7 @@ def _deploy(settings: EntaiSettings) -> str:
         settings=settings,
         event_contracts={"events": "entai.demo.contracts:EVENTS_CONTRACT"},
         ranker_model=RANKER_NAME,
+        ranker_recent_views=RECENT_VIEWS_FEATURE,
     )
     serve.run(build_app(args), name=_SERVE_APP, route_prefix="/")
     return f"http://{settings.serve.host}:{settings.serve.port}"

@@ -21,9 +21,18 @@ from entai.shared.settings import EntaiSettings
 if TYPE_CHECKING:
     from entai.pipelines.training import RankerConfig
 
-__all__ = ["RANKER_NAME", "ranker_config", "recommend_over_http", "train_and_promote_ranker"]
+__all__ = [
+    "RANKER_NAME",
+    "RECENT_VIEWS_FEATURE",
+    "ranker_config",
+    "recommend_over_http",
+    "train_and_promote_ranker",
+]
 
 RANKER_NAME = "product_ranker"
+RECENT_VIEWS_FEATURE = "user_recent_views:recent_product_ids"
+"""The list feature the serving ranker reads a user's recent views from (the demo's
+stream view, :data:`entai.demo.features.user_recent_views`)."""
 
 
 def ranker_config() -> RankerConfig:

@@ -53,6 +53,7 @@ from entai.deployments.http_errors import install_error_handlers
 from entai.deployments.model_deployment import Model
 from entai.deployments.operations import EventIntake, erase_subject, erasure_receipt
 from entai.deployments.platform import PlatformServices
+from entai.deployments.recent_views import RecentViewsReader, recommend_with_recent_views
 from entai.deployments.recommend import RankerRuntime
 from entai.deployments.request_ids import RequestIdMiddleware
 from entai.deployments.routing import route_aliases
@@ -177,6 +178,15 @@ class Ingress(GrpcInference):
             flush_interval_s=args.tap_flush_interval_s,
         )
         self._tap.start()
+        self._recent_views: RecentViewsReader | None = None
+        if args.ranker_model is not None and args.ranker_recent_views is not None:
+            self._recent_views = RecentViewsReader.of(
+                args.ranker_recent_views,
+                self._services.definitions,
+                self._services.features,
+                self._services.breakers.online_store,
+                model=args.ranker_model,
+            )
         self._ranker: RankerRuntime | None = None
         if args.ranker_model is not None:
             self._ranker = start_ranker(args.ranker_model, settings)
@@ -315,7 +325,12 @@ class Ingress(GrpcInference):
         model: str = Path(max_length=200),
         authorization: str | None = Header(None),
     ) -> RecommendResponse:
-        """``k`` items for a user from the ranker's champion; every impression is logged."""
+        """``k`` items for a user from the ranker's champion; every impression is logged.
+
+        The user's recent views are ``context.recent_views`` before the online store's
+        list (``ranker_recent_views``) or, without one, the ranker's index; a store
+        that does not answer is a fallback to the index, named in ``fallback``.
+        """
         started = time.perf_counter()
         rid = request_id() or new_request_id()
         token = _bearer(authorization)
@@ -323,8 +338,13 @@ class Ingress(GrpcInference):
             await self._services.authorize_async(token, "predict", "models")
             raise NotFoundError(f"no deployed ranker {model!r}", details={"model": model})
         await self._services.authorize_async(token, "predict", f"model:{model}")
-        answer = self._ranker.recommend(
-            body.user_id, k=body.k, exclude=body.exclude, session=body.context.recent_views
+        answer, stored = await recommend_with_recent_views(
+            self._ranker,
+            self._recent_views,
+            body.user_id,
+            k=body.k,
+            exclude=body.exclude,
+            context=body.context.recent_views,
         )
         n = len(answer.items)
         if n:
@@ -355,6 +375,8 @@ class Ingress(GrpcInference):
                 for i, s in zip(answer.items, answer.scores, strict=True)
             ],
             request_id=rid,
+            recent_views_source=stored.source,
+            fallback=stored.fallback,
         )
 
     @api.post("/v1/features/online", response_model=OnlineFeaturesResponse, responses=_ERRORS)

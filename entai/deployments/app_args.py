@@ -8,7 +8,7 @@ default, the Model deployment otherwise) its alias-following model runtime, and
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from entai.actors.backends import configure_mlflow
 from entai.actors.services import Services
@@ -21,6 +21,7 @@ from entai.shared.settings import EntaiSettings, load_settings
 __all__ = ["AppArgs", "settings_of", "start_ranker", "start_runtime"]
 
 _MODEL_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+_FEATURE_REF = r"^[^:\s]+:[^:\s]+$"
 
 
 class AppArgs(BaseModel):
@@ -50,6 +51,11 @@ class AppArgs(BaseModel):
             (its ``champion`` and interaction index, loaded in the ingress; like
             ``model_name``, it needs a champion when a replica starts); None serves
             no recommendations.
+        ranker_recent_views: The ranker's online list feature of a user's recently
+            viewed item ids (``"view:feature"``, a ``list<int64>`` of a view keyed by
+            the user alone): read for every recommendation, it stands in for the
+            index's views (:mod:`entai.deployments.recent_views`); None reads nothing
+            and ranks from the index and the request's context.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -69,6 +75,13 @@ class AppArgs(BaseModel):
     tap_flush_interval_s: float = Field(1.0, gt=0.0)
     event_contracts: dict[str, str] = Field(default_factory=dict)
     ranker_model: str | None = Field(None, pattern=_MODEL_NAME)
+    ranker_recent_views: str | None = Field(None, pattern=_FEATURE_REF, max_length=400)
+
+    @model_validator(mode="after")
+    def _recent_views_need_a_ranker(self) -> AppArgs:
+        if self.ranker_recent_views is not None and self.ranker_model is None:
+            raise ValueError("ranker_recent_views needs ranker_model")
+        return self
 
 
 def settings_of(args: AppArgs) -> EntaiSettings:

@@ -122,6 +122,8 @@ def recommend_response(response: RecommendResponse) -> pb.RecommendResponse:
         version=response.version,
         items=[pb.RecommendedItem(item_id=i.item_id, score=i.score) for i in response.items],
         request_id=response.request_id,
+        recent_views_source=response.recent_views_source,
+        fallback=response.fallback,
     )
 
 

@@ -6,7 +6,9 @@ loads off the request path, atomic swaps), and keeps, next to each loaded versio
 the interaction index its training run shipped (``interaction_index.json``).
 :func:`recommend` is one request: candidates from the index (excluded items never),
 the ranker's features, scores, the top ``k``. A user the index has no candidates for
-gets the most popular items.
+gets the most popular items. The user's recent views are the request's session views
+before either the index's or, when the ingress read them from the online store
+(:mod:`entai.deployments.recent_views`), the stored ones (``history``).
 """
 
 from __future__ import annotations
@@ -72,20 +74,24 @@ def recommend(
     k: int,
     exclude: Sequence[int] = (),
     session: Sequence[int] = (),
+    history: Sequence[int] | None = None,
     policy: CandidatePolicy | None = None,
 ) -> Recommendation:
     """Rank ``user``'s candidates with ``model`` and keep the best ``k``.
+
+    ``session``: views newest first, the most recent; ``history``: the user's views
+    before them from the online store, in place of the index's (None: the index's).
 
     Raises:
         InvalidInputError: (from the model) inputs it cannot score.
         ModelOutputInvalidError: the model answered a score that is not finite.
     """
-    items = index.candidates(user, policy=policy, exclude=exclude, session=session)
+    items = index.candidates(user, policy=policy, exclude=exclude, session=session, history=history)
     if len(items) < k:
         items += index.popular(k - len(items), exclude=[*exclude, *items])
     if not items:
         return Recommendation(model.version, [], [], np.empty((0, len(RANKING_FEATURES))), 0)
-    matrix = index.features(user, items, session=session)
+    matrix = index.features(user, items, session=session, history=history)
     scores = model.score(RANKING_FEATURES, matrix)
     top = rank_items(items, scores, k)
     position = {item: row for row, item in enumerate(items)}
@@ -195,6 +201,7 @@ class RankerRuntime:
         k: int,
         exclude: Sequence[int] = (),
         session: Sequence[int] = (),
+        history: Sequence[int] | None = None,
     ) -> Recommendation:
         """:func:`recommend` with the current champion and its index.
 
@@ -205,4 +212,4 @@ class RankerRuntime:
         index = None if model is None else self._indexes.get(model.version)
         if model is None or index is None:
             raise ServiceUnavailableError(f"ranker {self.name!r} has no champion loaded")
-        return recommend(model, index, user, k=k, exclude=exclude, session=session)
+        return recommend(model, index, user, k=k, exclude=exclude, session=session, history=history)

@@ -305,12 +305,25 @@ class RecommendedItem(BaseModel):
 
 class RecommendResponse(BaseModel):
     """Items best first, the ranker version that chose them, and the request id
-    (feedback on an item names it)."""
+    (feedback on an item names it).
+
+    Attributes:
+        recent_views_source: Where the user's views before the request's
+            ``context.recent_views`` came from: ``store`` (the online store's list, the
+            application's ``ranker_recent_views``) or ``index`` (the ranker's
+            interaction index: no store read configured, no list stored for the user,
+            or a fallback).
+        fallback: Set when the online store was to be read and did not answer:
+            ``timeout``, ``unavailable``, ``breaker_open`` or ``invalid_value``; the
+            items then come from the index (and the context).
+    """
 
     model: str
     version: int
     items: list[RecommendedItem]
     request_id: str
+    recent_views_source: Literal["store", "index"] = "index"
+    fallback: str | None = None
 
 
 RequestId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]

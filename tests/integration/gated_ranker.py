@@ -36,14 +36,28 @@ class GatedRanker:
         return self.info.version
 
     def local(
-        self, user: int, k: int = 10, exclude: Sequence[int] = (), session: Sequence[int] = ()
+        self,
+        user: int,
+        k: int = 10,
+        exclude: Sequence[int] = (),
+        session: Sequence[int] = (),
+        history: Sequence[int] | None = None,
     ) -> Recommendation:
-        """What the champion answers ``user``, scored in this process."""
+        """What the champion answers ``user``, scored in this process (``history``: the
+        user's views from the online store, in place of the index's)."""
         from entai.deployments.model_runtime import xgboost_model
         from entai.deployments.recommend import recommend
 
         model = xgboost_model(self.version, self.trained.outcome.booster)
-        return recommend(model, self.trained.index, user, k=k, exclude=exclude, session=session)
+        return recommend(
+            model,
+            self.trained.index,
+            user,
+            k=k,
+            exclude=exclude,
+            session=session,
+            history=history,
+        )
 
 
 def train_gated_ranker(settings: Any, name: str, tokens: ModelTokens) -> GatedRanker:

@@ -10,9 +10,12 @@ A user views three products of a category they visited little through
 ``POST /v1/events`` (with a batch of other users' events): every event lands in the lake
 exactly once, the user's ``user_recent_views`` online become those three products
 (read back through ``/v1/features/online``), and the next ``/v1/recommend`` answer,
-given those views as the front end does (``context.recent_views``), changes to exactly
-what the champion ranks for them (the three products are chosen, with the champion
-called directly, among those whose views change its answer).
+asked WITHOUT any context, changes to exactly what the champion ranks with those stored
+views in place of its index's: the service reads the store itself (the app's
+``ranker_recent_views``, and the answer says ``recent_views_source: "store"``). The
+three products are chosen, with the champion called directly, among those whose views
+change its answer. Given the same views as context too (``context.recent_views``, as a
+front end may send them), the answer is the same: a view in both counts once.
 """
 
 from __future__ import annotations
@@ -81,6 +84,7 @@ def live(
         tmp_path_factory.mktemp(f"live-{request.param}"),
         port=PORTS[request.param],
         ranker_model=RANKER,
+        ranker_recent_views=RECENT,
         settings_overrides=overrides,
         before_serve=_train_and_promote,
     )
@@ -119,21 +123,27 @@ def _recent_views(platform: Platform, client: httpx.Client) -> list[int]:
     return [] if value is None else [int(v) for v in value]
 
 
-def _recommend(platform: Platform, client: httpx.Client, views: list[int]) -> list[int]:
-    answer = client.post(
-        f"/v1/recommend/{RANKER}",
-        json={"user_id": USER, "k": 10, "context": {"recent_views": views}},
-        headers=platform.headers(),
-    )
+def _recommend(
+    platform: Platform, client: httpx.Client, context: list[int] | None = None
+) -> tuple[list[int], str]:
+    """USER's items (asked with ``context`` as the session's views, or none) and where
+    their older views came from (``store`` or ``index``)."""
+    body: dict[str, Any] = {"user_id": USER, "k": 10}
+    if context is not None:
+        body["context"] = {"recent_views": context}
+    answer = client.post(f"/v1/recommend/{RANKER}", json=body, headers=platform.headers())
     assert answer.status_code == 200, answer.text
-    assert answer.json()["version"] == trained["ranker"].version
-    return [i["item_id"] for i in answer.json()["items"]]
+    got = answer.json()
+    assert got["version"] == trained["ranker"].version
+    assert got["fallback"] is None, got
+    return [i["item_id"] for i in got["items"]], got["recent_views_source"]
 
 
-def _local(views: list[int]) -> list[int]:
-    """What the champion answers USER given ``views`` as their recent views."""
+def _local(stored: list[int] | None) -> list[int]:
+    """What the champion answers USER given ``stored`` as their views from the online
+    store (None: the index's views)."""
     ranker: GatedRanker = trained["ranker"]
-    return ranker.local(USER, session=views).items
+    return ranker.local(USER, history=stored).items
 
 
 def _burst(world: EcommerceWorld) -> list[dict[str, Any]]:
@@ -143,7 +153,7 @@ def _burst(world: EcommerceWorld) -> list[dict[str, Any]]:
     mine = events[events["user_id"] == USER]
     visits = mine["category"].value_counts()
     categories = sorted(products["category"].unique(), key=lambda c: (visits.get(c, 0), c))
-    without = _local([])
+    without = _local(None)
     chosen: list[int] = []
     category = ""
     for category in categories:
@@ -187,7 +197,7 @@ def test_posted_views_land_once_and_change_online_features_and_the_next_recommen
     burst, others = _burst(world), _others(world, 60)
     with httpx.Client(base_url=live.url, timeout=60.0) as client:
         assert _recent_views(live, client) == []
-        before = _recommend(live, client, [])
+        before, before_source = _recommend(live, client)
         for batch in (others[:30], burst, others[30:]):
             posted = client.post(
                 "/v1/events",
@@ -201,10 +211,13 @@ def test_posted_views_land_once_and_change_online_features_and_the_next_recommen
         _wait("every posted event in the lake", lambda: sent <= set(_lake_ids(live)))
         views = [e["product_id"] for e in reversed(burst)]  # most recent first
         _wait("the burst in user_recent_views", lambda: _recent_views(live, client) == views)
-        after = _recommend(live, client, _recent_views(live, client))
+        after, after_source = _recommend(live, client)  # no context: the store's views
+        with_context, context_source = _recommend(live, client, views)
         time.sleep(1.0)  # a redelivery, were there one, would have landed by now
         counts = _lake_ids(live)
 
     assert {i: counts[i] for i in sent} == dict.fromkeys(sent, 1)
-    assert before == _local([])
+    assert (before, before_source) == (_local(None), "index")  # nothing stored yet
+    assert after_source == context_source == "store"
     assert after == _local(views) != before
+    assert with_context == after  # the context's views are the stored ones: counted once

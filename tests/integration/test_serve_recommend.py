@@ -5,7 +5,10 @@ against popularity), which is logged to MLflow with its interaction index,
 registered and promoted through the registry's gates; the Serve app of
 :mod:`test_serve_http` then serves it next to the propensity model on port 8131, and
 over gRPC on 9131 (``EntaiInference/Recommend``, through a client compiled from
-entai.proto, :mod:`grpc_client`), where it must answer what HTTP answers.
+entai.proto, :mod:`grpc_client`), where it must answer what HTTP answers. The app reads
+users' recent views from the online store (``ranker_recent_views``): one user,
+:data:`STORED_USER`, has a list stored there, which the service ranks with in place of
+the index's views; the others have none and are answered from the index.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import grpc_client
 import httpx
 import pyarrow.parquet as pq
 import pytest
-from gated_ranker import GatedRanker, train_gated_ranker
+from gated_ranker import WORLD, GatedRanker, train_gated_ranker
 from test_serve_http import (
     ModelTokens,
     Platform,
@@ -31,12 +34,15 @@ from test_serve_http import (
 )
 
 from entai.actors.models import REGISTRANT_TAG
+from entai.shared.recommend import merge_recent_views
 
 pytestmark = pytest.mark.system  # boots a platform of its own: `make test-system` (CI runs it)
 
 RANKER = "test_ranker"
 PORT = 8131
 GRPC_TARGET = "127.0.0.1:9131"
+RECENT = "user_recent_views:recent_product_ids"
+STORED_USER = 77
 trained_ranker: dict[str, Any] = {}
 
 
@@ -47,6 +53,40 @@ def _train_and_promote(settings: Any, registry: Any, tokens: ModelTokens) -> Non
     ranker = train_gated_ranker(settings, RANKER, tokens)
     (move,) = Services.of(settings).registry().call(ModelRegistry.alias_history, RANKER)
     trained_ranker.update(ranker=ranker, promotion=move)
+    trained_ranker["stored"] = _store_recent_views(settings, ranker)
+
+
+def _store_recent_views(settings: Any, ranker: GatedRanker) -> list[int]:
+    """Write STORED_USER's ``user_recent_views`` online: three products, the first
+    (in catalogue order) that change the champion's answer in place of the index's."""
+    from datetime import UTC, datetime
+
+    from entai.actors.features import OnlineFeatureClient
+    from entai.actors.services import Services
+    from entai.demo.generator import EcommerceWorld
+    from entai.shared.features import FeatureRow, entity_key
+
+    products = EcommerceWorld(WORLD).products()
+    ids, categories = products["product_id"].tolist(), products["category"].tolist()
+    without = ranker.local(STORED_USER).items
+    start = next(
+        i
+        for i in range(0, len(ids) - 2, 3)
+        if ranker.local(STORED_USER, history=ids[i : i + 3]).items != without
+    )
+    now = datetime.now(UTC)
+    row = FeatureRow(
+        "user_recent_views",
+        entity_key({"user_id": STORED_USER}),
+        {
+            "recent_product_ids": ids[start : start + 3],
+            "recent_categories": categories[start : start + 3],
+        },
+        now,
+        now,
+    )
+    OnlineFeatureClient(Services.of(settings).shards()).write([row])
+    return [int(i) for i in ids[start : start + 3]]
 
 
 def _ranker() -> GatedRanker:
@@ -61,6 +101,7 @@ def platform(ray_cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iter
         port=PORT,
         grpc_port=int(GRPC_TARGET.rpartition(":")[2]),
         ranker_model=RANKER,
+        ranker_recent_views=RECENT,
         before_serve=_train_and_promote,
     )
     yield deployed
@@ -102,6 +143,33 @@ def test_recommendations_are_the_champion_ranking_the_candidates(
         assert [i["item_id"] for i in body["items"]] == expected.items
         assert [i["score"] for i in body["items"]] == pytest.approx(expected.scores, rel=1e-6)
         assert answer.headers["x-request-id"] == body["request_id"]
+        # nothing stored online for them: their views come from the index
+        assert (body["recent_views_source"], body["fallback"]) == ("index", None)
+
+
+def test_a_users_views_in_the_online_store_replace_the_index_s(
+    platform: Platform, client: httpx.Client
+) -> None:
+    stored: list[int] = trained_ranker["stored"]
+    answer = client.post(
+        f"/v1/recommend/{RANKER}", json={"user_id": STORED_USER}, headers=platform.headers()
+    )
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert (body["recent_views_source"], body["fallback"]) == ("store", None)
+    got = [i["item_id"] for i in body["items"]]
+    assert got == _ranker().local(STORED_USER, history=stored).items
+    assert got != _ranker().local(STORED_USER).items  # the index's answer
+    # the session's views go first; a stored view the context names counts once
+    context = [stored[0], 5]
+    with_context = client.post(
+        f"/v1/recommend/{RANKER}",
+        json={"user_id": STORED_USER, "context": {"recent_views": context}},
+        headers=platform.headers(),
+    ).json()
+    assert [i["item_id"] for i in with_context["items"]] == _ranker().local(
+        STORED_USER, session=context, history=merge_recent_views(context, stored)
+    ).items
 
 
 def test_k_and_excluded_items_are_honoured(platform: Platform, client: httpx.Client) -> None:
@@ -226,6 +294,7 @@ def test_grpc_recommendations_equal_the_http_answers_and_log_their_impressions(
         {"user_id": 42, "k": 4, "exclude": _ranker().local(42, 2).items},
         {"user_id": 299, "k": 6, "context": {"recent_views": [1, 2, 3]}},
         {"user_id": 10_000},  # unknown user: popular items
+        {"user_id": STORED_USER},  # views from the online store
     ]
     calls = [({"model": RANKER, **body}, platform.app_token) for body in bodies]
     answers = over_grpc(platform, grpc_stubs, *calls)
@@ -246,6 +315,9 @@ def test_grpc_recommendations_equal_the_http_answers_and_log_their_impressions(
         assert len(got["items"]) == body.get("k", 10)
         assert not {int(i["item_id"]) for i in got["items"]} & set(body.get("exclude", []))
         assert got["request_id"] == answer["trailing"]["request_id"] != expected["request_id"]
+        assert got["recent_views_source"] == expected["recent_views_source"]
+        assert "fallback" not in got and expected["fallback"] is None
+    assert answers[-1]["response"]["recent_views_source"] == "store"
     rid = answers[1]["response"]["request_id"]
     rows = _impressions(platform, rid)
     assert [int(r["item_id"]) for r in rows] == [

@@ -22,6 +22,7 @@ entai_online_lookup_latency_s   histogram  route                            seco
 entai_predictions               counter    model, version                   predictions
 entai_prediction_latency_s      histogram  model, version                   seconds
 entai_prediction_errors         counter    model, code                      requests
+entai_recommend_fallbacks       counter    model, reason                    requests
 entai_drift_statistic           gauge      model, feature, method           statistic
 entai_alert_level               gauge      model, feature, method           0 ok, 1 warn, 2 alert
 entai_fairness_measure          gauge      model, attribute, measure        measure
@@ -98,6 +99,14 @@ METRICS = (
         "counter",
         ("model", "code"),
         "Prediction requests answered with an error, per model and error code.",
+    ),
+    MetricSpec(
+        "entai_recommend_fallbacks",
+        "counter",
+        ("model", "reason"),
+        "Recommendations answered from the ranker's index because the online store did "
+        "not give the user's recent views (reason: timeout, unavailable, breaker_open, "
+        "invalid_value).",
     ),
     MetricSpec(
         "entai_drift_statistic",
@@ -274,6 +283,12 @@ class Metrics:
         """Count one prediction request that failed with an error ``code``."""
         if (m := _get()) is not None:
             m["entai_prediction_errors"].inc(1, tags={"model": model, "code": code})
+
+    @staticmethod
+    def recommend_fallback(model: str, reason: str) -> None:
+        """Count one recommendation that did without the online store (``reason``)."""
+        if (m := _get()) is not None:
+            m["entai_recommend_fallbacks"].inc(1, tags={"model": model, "reason": reason})
 
     @staticmethod
     def drift_statistic(model: str, feature: str, method: str, value: float | None) -> None:

@@ -20,6 +20,7 @@ from entai.shared.recommend._index import (
     CandidatePolicy,
     IndexPolicy,
     InteractionIndex,
+    merge_recent_views,
 )
 from entai.shared.recommend._metrics import (
     RankingMetrics,
@@ -51,6 +52,7 @@ __all__ = [
     "check_ranking_logs",
     "evaluate_ranking",
     "mean_ranking_metrics",
+    "merge_recent_views",
     "ndcg_at_k",
     "precision_at_k",
     "rank_items",

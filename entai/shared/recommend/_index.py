@@ -16,8 +16,10 @@ items co-viewed with the user's recent views (:meth:`InteractionIndex.candidates
 per candidate. The index round-trips through JSON (:meth:`to_dict`), which is how it
 travels with a ranker version to the serving replicas.
 
-When the feature store serves a ``user_recent_views`` list feature, the index's
-``user_recent`` can come from it instead of from the event log.
+When the feature store serves a list feature of the user's recent views, a request
+can pass it as ``history``: it then stands in for the index's ``user_recent`` of that
+user (it is fresher, and counting both would count the same views twice);
+:func:`merge_recent_views` puts the caller's own session views in front of it.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ __all__ = [
     "CandidatePolicy",
     "IndexPolicy",
     "InteractionIndex",
+    "merge_recent_views",
 ]
 
 EVENT_WEIGHTS: Mapping[str, float] = {"view": 1.0, "cart": 2.0, "purchase": 3.0}
@@ -216,10 +219,15 @@ class InteractionIndex:
         ranked += [c for c in self._category_order if c not in mine]
         return ranked[:n]
 
-    def recent(self, user: int, session: Sequence[int] = ()) -> list[int]:
+    def recent(
+        self, user: int, session: Sequence[int] = (), *, history: Sequence[int] | None = None
+    ) -> list[int]:
         """The user's recent views, most recent first: ``session`` (views the caller
-        saw after the index was built, newest first) before the indexed ones."""
-        return [*session, *self.user_recent.get(user, ())]
+        saw after the index was built, newest first) before the indexed ones, or before
+        ``history`` (the user's views from a fresher source, e.g. the online store,
+        most recent first) when it is given."""
+        older = self.user_recent.get(user, ()) if history is None else history
+        return [*session, *older]
 
     def candidates(
         self,
@@ -228,12 +236,14 @@ class InteractionIndex:
         policy: CandidatePolicy | None = None,
         exclude: Iterable[int] = (),
         session: Sequence[int] = (),
+        history: Sequence[int] | None = None,
     ) -> list[int]:
         """Popular items of the user's top categories, then items co-viewed with recent views.
 
         Each item appears once, in the order first found; excluded items never.
         A user without history gets the popular items of the most popular categories.
-        ``session`` views (newest first) count as the most recent views.
+        ``session`` views (newest first) count as the most recent views; ``history``
+        (see :meth:`recent`) replaces the indexed ones.
         """
         policy = policy or CandidatePolicy()
         skip = set(exclude)
@@ -246,7 +256,8 @@ class InteractionIndex:
                 if item not in skip:
                     found[item] = None
                     taken += 1
-        recent = list(dict.fromkeys(self.recent(user, session)))[: policy.recent_views]
+        recent = list(dict.fromkeys(self.recent(user, session, history=history)))
+        recent = recent[: policy.recent_views]
         for viewed in recent:
             taken = 0
             for item, _ in self.co_views.get(viewed, ()):
@@ -258,16 +269,22 @@ class InteractionIndex:
         return list(found)
 
     def features(
-        self, user: int, items: Sequence[int], *, session: Sequence[int] = ()
+        self,
+        user: int,
+        items: Sequence[int],
+        *,
+        session: Sequence[int] = (),
+        history: Sequence[int] | None = None,
     ) -> np.ndarray:
-        """One row of :data:`RANKING_FEATURES` per item, for ``user`` (and ``session`` views).
+        """One row of :data:`RANKING_FEATURES` per item, for ``user`` (and ``session``
+        views; ``history`` replaces the indexed views, see :meth:`recent`).
 
         Raises:
             InvalidInputError: an item that is not in the catalogue.
         """
         mine = self.user_categories.get(user, {})
         total = sum(mine.values())
-        recent_counts = Counter(self.recent(user, session))
+        recent_counts = Counter(self.recent(user, session, history=history))
         co_score: dict[int, float] = {}
         for viewed in recent_counts:
             for other, count in self.co_views.get(viewed, ()):
@@ -335,6 +352,20 @@ class InteractionIndex:
                 for k, v in data["user_categories"].items()
             },
         )
+
+
+def merge_recent_views(context: Sequence[int], stored: Sequence[int]) -> list[int]:
+    """The views older than ``context`` in ``stored``: ``stored`` without the items
+    ``context`` names.
+
+    ``context`` is the front end's session (newest first), ``stored`` the user's recent
+    views as the online store keeps them (newest first); the session's views reach the
+    store too, so an item in both is one view, counted once, from the context (pass the
+    context as ``session`` and the result as ``history``). Repeats within ``stored``
+    are separate views and stay, as in the index.
+    """
+    seen = set(context)
+    return [item for item in stored if item not in seen]
 
 
 def _require(df: pd.DataFrame, columns: Sequence[str], what: str) -> None:
