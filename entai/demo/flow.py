@@ -46,6 +46,7 @@ from rich.text import Text
 from entai.actors.services import Services
 from entai.demo.champion import MODEL_NAME, register_champion, train_champion, training_set
 from entai.demo.drift_act import ActContext, demo_policy, run_drift_act
+from entai.demo.live_ranker import burst_of_views, shoppers
 from entai.demo.ranker import (
     RANKER_NAME,
     RECENT_VIEWS_FEATURE,
@@ -61,7 +62,7 @@ __all__ = ["run_demo", "stop_demo"]
 log = logging.getLogger(__name__)
 
 _SERVE_APP = "entai"
-_STAGES = 17  # platform, 12 of the flow, 4 of the drift act
+_STAGES = 19  # platform, 14 of the flow, 4 of the drift act
 _LIVE_VIEWS = 5
 _LIVE_TIMEOUT_S = 60.0
 DEMO_STREAM = StreamSettings(
@@ -354,10 +355,15 @@ def _run(
         )
     with stages.stage("live: views over POST /v1/events -> lake -> online features"):
         live = _live_events(settings, url, events)
+    token = settings.security.token_file.read_text().strip()
+    with stages.stage("live: a burst of views in a new category -> new recommendations"):
+        live["burst"] = burst_of_views(url, token, world, events, live["user_id"])
+    with stages.stage("live: shoppers click and buy -> feedback -> the ranker's live CTR"):
+        live["shoppers"] = shoppers(url, token, world)
     context = ActContext(
         settings=settings,
         url=url,
-        token=settings.security.token_file.read_text().strip(),
+        token=token,
         model=MODEL_NAME,
         champion=registered["version"],
         world=world,
@@ -593,7 +599,48 @@ def _print_summary(console: Console, summary: dict[str, Any]) -> None:
         f"readable online [bold]{live['freshness_s']:.2f} s[/bold] after the 202 "
         "(the platform's stream workers, no batch job)"
     )
+    _print_burst(console, live["burst"])
+    _print_shoppers(console, live["shoppers"])
     _print_monitoring(console, summary["monitoring"], summary["model"]["version"])
+
+
+def _print_burst(console: Console, burst: dict[str, Any]) -> None:
+    table = Table(
+        "rank",
+        "before",
+        "after",
+        title=f"User {burst['user_id']} views {len(burst['viewed'])} {burst['category']} "
+        f"products (readable online {burst['freshness_s']:.2f} s after the 202): "
+        f"recommendations before and after (v{burst['version']}, no context sent)",
+    )
+    for rank, (was, now) in enumerate(zip(burst["before"], burst["after"], strict=False), 1):
+        table.add_row(
+            str(rank),
+            f"{was['item_id']} ({was['category']})",
+            f"{now['item_id']} ({now['category']})",
+        )
+    console.print(table)
+
+
+def _print_shoppers(console: Console, shop: dict[str, Any]) -> None:
+    console.print(
+        f"live ranker: {shop['requests']} shoppers sent {shop['clicks']} clicks and "
+        f"{shop['purchases']} purchases through POST /v1/feedback; "
+        "GET /v1/monitoring/product_ranker:"
+    )
+    for w in shop["windows"]:
+
+        def metric(name: str, w: dict[str, Any] = w) -> str:
+            value = w[name]
+            return "n/a" if value is None else f"{value:.3f}"
+
+        start = datetime.fromtimestamp(w["start_s"], UTC).strftime("%H:%M")
+        end = datetime.fromtimestamp(w["end_s"], UTC).strftime("%H:%M")
+        console.print(
+            f"  window {start}-{end} UTC: {w['requests']} requests, CTR "
+            f"[bold]{metric('ctr')}[/bold], precision@{w['k']} {metric('precision')}, "
+            f"recall@{w['k']} {metric('recall')}, NDCG@{w['k']} {metric('ndcg')}"
+        )
 
 
 def _print_ranker(console: Console, ranker: dict[str, Any]) -> None:

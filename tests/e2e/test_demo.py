@@ -156,6 +156,35 @@ def test_demo_ranker_beats_popularity_and_recommends_over_http(demo_run: Demo) -
     assert f"NDCG@{ranker['k']}" in output
 
 
+def test_demo_burst_of_views_changes_the_users_recommendations_from_the_store(
+    demo_run: Demo,
+) -> None:
+    _, summary, output, _ = demo_run
+    burst = summary["live"]["burst"]
+    assert len(burst["viewed"]) == 3
+    assert 0.0 < burst["freshness_s"] < 60.0
+    before = [i["item_id"] for i in burst["before"]]
+    after = [i["item_id"] for i in burst["after"]]
+    assert len(before) == len(after) == 5
+    assert after != before  # asked with no context: the change came from the online store
+    assert f"views 3 {burst['category']} products" in output
+
+
+def test_demo_shoppers_feedback_reaches_the_rankers_live_quality(demo_run: Demo) -> None:
+    _, summary, output, _ = demo_run
+    shop = summary["live"]["shoppers"]
+    windows = shop["windows"]
+    assert shop["clicks"] + shop["purchases"] > 0
+    assert sum(w["requests"] for w in windows) >= shop["requests"]
+    # every click and purchase is of a shown item, one per (request, item): each one
+    # marks exactly one impression of the shoppers' windows as clicked
+    assert sum(w["clicked"] for w in windows) == shop["clicks"] + shop["purchases"]
+    for w in windows:
+        assert w["ctr"] == pytest.approx(w["clicked"] / w["impressions"])
+    assert any(w["lists"] > 0 and w["precision"] is not None for w in windows)
+    assert "CTR" in output
+
+
 def test_demo_leaves_no_service_running(demo_run: Demo, ray_cluster: Any) -> None:
     settings, _, _, _ = demo_run
     for name in service_names(settings):

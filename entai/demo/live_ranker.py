@@ -1,0 +1,240 @@
+"""The demo's live recommendation act, over HTTP against the running platform.
+
+Two scenes, both through the public API only:
+
+* **a burst of views**: one user views a few products of a category they have hardly
+  visited (``POST /v1/events``); the stream workers land the events and update the
+  user's ``user_recent_views`` online; the user's next recommendations are asked
+  again, with no context, so whatever changes comes from the store;
+* **shoppers**: a sample of users ask for recommendations and click and buy what they
+  are shown as the generated world says they would (a click with the user's
+  preference for the item's category, a purchase after it with their cart and buy
+  rates); the clicks and purchases go back through ``POST /v1/feedback`` and the
+  ranker's live CTR, precision, recall and NDCG at k are read from
+  ``GET /v1/monitoring/{ranker}``.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+import numpy as np
+import pandas as pd
+
+from entai.demo.generator import CATEGORIES, EcommerceWorld
+from entai.demo.ranker import RANKER_NAME, RECENT_VIEWS_FEATURE, recommend_over_http
+from entai.shared.core import ServiceUnavailableError
+
+__all__ = ["BURST_VIEWS", "SHOPPERS", "burst_of_views", "shoppers"]
+
+BURST_VIEWS = 3
+"""Views in the burst (the demo's ``user_recent_views`` keeps the last 10)."""
+SHOPPERS = 60
+"""Users who ask for recommendations and react to them."""
+SHOWN = 5
+"""Items shown to the burst's user (the summary's before/after table)."""
+_K = 10
+_TIMEOUT_S = 60.0
+_SEED = 23
+
+T = TypeVar("T")
+
+
+def _headers(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def _wait(what: str, probe: Callable[[], T | None], timeout_s: float = _TIMEOUT_S) -> T:
+    """Poll ``probe`` until it returns something (not None).
+
+    Raises:
+        ServiceUnavailableError: it did not within ``timeout_s``.
+    """
+    deadline = time.perf_counter() + timeout_s
+    while True:
+        found = probe()
+        if found is not None:
+            return found
+        if time.perf_counter() > deadline:
+            raise ServiceUnavailableError(
+                f"{what} did not happen within {timeout_s:.0f} s (see `entai status`)"
+            )
+        time.sleep(0.1)
+
+
+def _recent_views(url: str, token: str, user: int) -> list[int]:
+    import httpx  # kept out of the CLI's start-up, like the rest of the demo's HTTP
+
+    answer = httpx.post(
+        f"{url}/v1/features/online",
+        json={"features": [RECENT_VIEWS_FEATURE], "entities": {"user_id": [user]}},
+        headers=_headers(token),
+        timeout=30,
+    )
+    answer.raise_for_status()
+    value = answer.json()["results"][0]["values"][0]
+    return [int(v) for v in value or []]
+
+
+def _new_category(events: pd.DataFrame, user: int) -> str:
+    """The category ``user`` visited least in the history (ties: by name)."""
+    visits = events.loc[events["user_id"] == user, "category"].value_counts()
+    return min(CATEGORIES, key=lambda c: (int(visits.get(c, 0)), c))
+
+
+def _labelled(items: list[dict[str, Any]], category_of: dict[int, str]) -> list[dict[str, Any]]:
+    return [
+        {"item_id": int(i["item_id"]), "score": i["score"], "category": category_of[i["item_id"]]}
+        for i in items
+    ]
+
+
+def burst_of_views(
+    url: str, token: str, world: EcommerceWorld, events: pd.DataFrame, user: int
+) -> dict[str, Any]:
+    """``user``'s recommendations before and after they view :data:`BURST_VIEWS` of the
+    most appealing products of a category new to them.
+
+    Returns:
+        The category, the viewed products (most recent first), the seconds from the
+        202 to the views being readable online, and the items (id, score, category)
+        recommended before and after.
+
+    Raises:
+        ServiceUnavailableError: a request failed, or the views never showed online.
+    """
+    import httpx
+
+    products = world.products()
+    category_of = dict(zip(products["product_id"].tolist(), products["category"], strict=True))
+    category = _new_category(events, user)
+    chosen = products[products["category"] == category].nlargest(BURST_VIEWS, "appeal")
+    viewed = [int(p) for p in chosen["product_id"]]
+    before = recommend_over_http(url, token, user, k=SHOWN)
+    template = events[events["user_id"] == user].iloc[-1]
+    now = datetime.now(UTC).replace(microsecond=0)
+    tag = uuid.uuid4().int % 900_000 + 100_000  # six digits: see flow._live_events
+    payloads = [
+        {
+            "event_id": f"ev-{tag}-{i}",
+            "user_id": user,
+            "user_email": str(template["user_email"]),
+            "product_id": product,
+            "category": category,
+            "price": float(world.product_price[product]),
+            "event_type": "view",
+            "event_timestamp": (now - timedelta(seconds=BURST_VIEWS - i)).isoformat(),
+            "search_query": f"best {category} deals",
+        }
+        for i, product in enumerate(viewed)
+    ]
+    posted = httpx.post(
+        f"{url}/v1/events",
+        json={"source": "events", "events": payloads},
+        headers=_headers(token),
+        timeout=30,
+    )
+    accepted_at = time.perf_counter()
+    if posted.status_code != 202 or posted.json().get("accepted") != len(payloads):
+        raise ServiceUnavailableError(
+            f"POST /v1/events did not accept the burst: HTTP {posted.status_code} "
+            f"{posted.text[:300]}",
+            details={"status": posted.status_code},
+        )
+    newest_first = viewed[::-1]
+    _wait(
+        f"user {user}'s burst of views in user_recent_views",
+        lambda: True if _recent_views(url, token, user)[:BURST_VIEWS] == newest_first else None,
+    )
+    freshness = time.perf_counter() - accepted_at
+    after = recommend_over_http(url, token, user, k=SHOWN)
+    return {
+        "user_id": user,
+        "category": category,
+        "viewed": newest_first,
+        "freshness_s": round(freshness, 3),
+        "version": after["version"],
+        "before": _labelled(before["items"], category_of),
+        "after": _labelled(after["items"], category_of),
+    }
+
+
+def _reactions(
+    world: EcommerceWorld, user: int, items: list[int], rng: np.random.Generator
+) -> list[tuple[int, str]]:
+    """What ``user`` does with the items shown: (item, "click" | "purchase") pairs."""
+    out: list[tuple[int, str]] = []
+    for item in items:
+        c = int(world.product_category[item])
+        if rng.random() < world.preferences[user, c]:
+            bought = rng.random() < world.cart_rate[user, c] * world.buy_rate[user]
+            out.append((item, "purchase" if bought else "click"))
+    return out
+
+
+def shoppers(url: str, token: str, world: EcommerceWorld, *, n: int = SHOPPERS) -> dict[str, Any]:
+    """``n`` users ask for :data:`_K` recommendations, react to them, and the reactions go
+    back as feedback; the ranker's live quality is then read from its monitoring report.
+
+    Returns:
+        Requests, clicks and purchases sent, and the monitoring windows holding them
+        (one, unless the shoppers straddled a window's end).
+
+    Raises:
+        ServiceUnavailableError: a request failed, or the window never showed them.
+    """
+    import httpx
+
+    rng = np.random.default_rng(_SEED)
+    users = rng.choice(world.config.n_users, size=min(n, world.config.n_users), replace=False)
+    interactions: list[dict[str, Any]] = []
+    started_at = time.time()
+    for user in users.tolist():
+        answer = recommend_over_http(url, token, user, k=_K)
+        shown = [int(i["item_id"]) for i in answer["items"]]
+        interactions += [
+            {"request_id": answer["request_id"], "item_id": item, "kind": kind}
+            for item, kind in _reactions(world, user, shown, rng)
+        ]
+    if interactions:
+        sent = httpx.post(
+            f"{url}/v1/feedback",
+            json={"model": RANKER_NAME, "interactions": interactions},
+            headers=_headers(token),
+            timeout=30,
+        )
+        if sent.status_code != 200:
+            raise ServiceUnavailableError(
+                f"POST /v1/feedback answered HTTP {sent.status_code}: {sent.text[:300]}",
+                details={"status": sent.status_code},
+            )
+    asked_at = time.time()
+
+    def windows() -> list[dict[str, Any]] | None:
+        """The monitoring windows the shoppers' requests fell in (usually one), once the
+        impressions' log is flushed and the feedback joined."""
+        answer = httpx.get(
+            f"{url}/v1/monitoring/{RANKER_NAME}", headers=_headers(token), timeout=30
+        )
+        answer.raise_for_status()
+        found: list[dict[str, Any]] = [
+            w
+            for w in answer.json()["windows"]
+            if w["start_s"] <= asked_at and w["end_s"] > started_at
+        ]
+        requests = sum(w["requests"] for w in found)
+        joined = sum(w["lists"] for w in found) > 0 or not interactions
+        return found if requests >= len(users) and joined else None
+
+    live = _wait("the shoppers' requests in the ranker's monitoring windows", windows)
+    kinds = [i["kind"] for i in interactions]
+    return {
+        "requests": len(users),
+        "clicks": kinds.count("click"),
+        "purchases": kinds.count("purchase"),
+        "windows": live,
+    }
