@@ -109,7 +109,7 @@ from entai.shared.features import (
     compute_view,
     conform,
     latest_per_key,
-    online_rows,
+    online_batch,
     rows_file_id,
     stamp_created,
 )
@@ -212,7 +212,7 @@ def _store(
     rows = stamp_created(rows, created_at)
     written = OfflineStore(lake).append(view, rows, file_id=file_id)
     if online is not None and written:
-        online.write(online_rows(view, latest_per_key(rows, view.join_keys)))
+        online.write_batch(online_batch(view, latest_per_key(rows, view.join_keys)))
     return written
 
 
