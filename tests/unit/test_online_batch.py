@@ -111,6 +111,9 @@ def test_online_batch_holds_the_rows_online_rows_builds() -> None:
     assert batch.features == ("share", "views", "top", "label", "recent")
     assert batch.rows() == online_rows(AFFINITY, latest)
     assert from_micros(batch.created_us[0]) == T0
+    # Ray Data hands frames back with Arrow timestamp columns.
+    arrow = latest.astype({"event_timestamp": "timestamp[ns, tz=UTC][pyarrow]"})
+    assert online_batch(AFFINITY, arrow) == batch
 
 
 def test_a_batch_is_its_rows_and_back() -> None:

@@ -285,6 +285,9 @@ def online_batch(view: FeatureView, latest: pd.DataFrame) -> OnlineBatch:
 def _micros(stamps: pd.Series) -> list[int]:
     """UTC timestamps as integer microseconds since the epoch (sub-microseconds
     dropped, as ``to_pydatetime`` drops them)."""
+    dtype = stamps.dtype
+    if isinstance(dtype, pd.ArrowDtype) and getattr(dtype.pyarrow_dtype, "tz", None):
+        stamps = stamps.astype("datetime64[ns, UTC]")  # Ray Data's frames: Arrow timestamps
     utc = to_utc(stamps, str(stamps.name)).dt.tz_convert(None)  # naive UTC, ns
     nanos = utc.to_numpy(dtype="datetime64[ns]").view("int64")
     out: list[int] = (nanos // 1_000).tolist()
