@@ -4,7 +4,9 @@ The stream worker's own work with nothing else on the cores: the freshness bench
 events (view events of 10,000 users, published through ``publish_events`` with the
 demo's contract) are consumed by one :class:`StreamConsumer` feeding the demo's five
 stream views, offline only (no online store: the shards are Ray actors; with
-``--online-memory`` the online rows go to an in-process memory store). ``--warm``
+``--online-memory`` the online rows go to an in-process memory store, with
+``--online-redis`` to the Redis online store written from this process, as a shard
+or a Redis direct write does). ``--warm``
 batches first (they fill the lake, so history reads have something to read), then
 ``--batches`` timed ones of ``--size`` events each, wall and CPU time per batch.
 ``--profile N`` prints the N costliest functions (cProfile, cumulative) of the timed
@@ -28,6 +30,7 @@ import numpy as np
 import redis
 
 from bench.freshness import make_stream, stamp
+from entai.actors.backends import RedisOnlineStore
 from entai.actors.bus import RedisStreamBus
 from entai.actors.features import OnlineFeatureClient
 from entai.demo import features as demo
@@ -48,6 +51,11 @@ def main() -> None:
     parser.add_argument("--mirror-rows", type=int, default=2_000_000)
     parser.add_argument(
         "--online-memory", action="store_true", help="online writes to an in-process store"
+    )
+    parser.add_argument(
+        "--online-redis",
+        action="store_true",
+        help="online writes to the Redis online store, from this process (as a shard does)",
     )
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
     args = parser.parse_args()
@@ -73,11 +81,7 @@ def main() -> None:
                 batch_size=args.size,
                 block_s=0.05,
                 mirror_rows=args.mirror_rows,
-                online=(
-                    OnlineFeatureClient(None, direct_store=MemoryOnlineStore())
-                    if args.online_memory
-                    else None
-                ),
+                online=online_client(args, prefix),
             )
             for i, batch in enumerate(batches):
                 publish_events(bus, EVENTS_CONTRACT, stamp(batch), hmac_key=KEY)
@@ -108,13 +112,27 @@ def main() -> None:
                 "warm": args.warm,
                 "batches": args.batches,
                 "mirror_rows": args.mirror_rows,
-                "online": "memory" if args.online_memory else None,
+                "online": "memory"
+                if args.online_memory
+                else "redis"
+                if args.online_redis
+                else None,
                 "wall_ms_median": round(float(np.median(walls)) * 1e3, 1),
                 "cpu_ms_median": round(float(np.median(cpus)) * 1e3, 1),
                 "events_per_s": round(args.size / float(np.median(walls)), 1),
             }
         )
     )
+
+
+def online_client(args: argparse.Namespace, prefix: str) -> OnlineFeatureClient | None:
+    """The online store the consumer writes to, if any: in-process memory, or Redis."""
+    if args.online_memory:
+        return OnlineFeatureClient(None, direct_store=MemoryOnlineStore())
+    if args.online_redis:
+        store = RedisOnlineStore(args.redis_url, f"{prefix}online")
+        return OnlineFeatureClient(None, direct_store=store)
+    return None
 
 
 if __name__ == "__main__":

@@ -591,6 +591,11 @@ class StreamSettings(_Section):
             reason) instead of landing, so a bad clock cannot pin a feature value.
         mirror_rows: Most raw events a consumer keeps in memory for the views'
             windows (its raw mirror; 0: read each micro-batch's history from the lake).
+        mirror_full_listing_s: Most seconds between two listings of every date
+            partition of the mirror's history; the micro-batches in between list only
+            their own event days and the newest ones, so another writer's change to an
+            older day (a file ingest, an erasure's rewrite) reaches the mirror up to
+            this much later (0: every micro-batch lists every day).
     """
 
     contract: str
@@ -604,6 +609,7 @@ class StreamSettings(_Section):
     redelivery_s: float = Field(60.0, gt=0)
     max_future_skew_s: float = Field(300.0, gt=0)
     mirror_rows: int = Field(2_000_000, ge=0)
+    mirror_full_listing_s: float = Field(10.0, ge=0)
 
 
 class EntaiSettings(BaseSettings):

@@ -28,8 +28,10 @@ from entai.shared.features import (
     FeatureRow,
     FeatureStatus,
     MemoryOnlineStore,
+    OnlineBatch,
     OnlineStore,
     entity_key,
+    rendezvous_shard,
 )
 from entai.shared.settings import (
     EntaiSettings,
@@ -112,6 +114,55 @@ def test_shards_are_named_detached_and_found_again(namespace: str, ray_cluster: 
     assert [i["shard_id"] for i in ids] == ["entai-feature-shard-0", "entai-feature-shard-1"]
     ray_cluster.get(handles[0].write.remote(rows_for(1)))
     assert len(ray_cluster.get(again[0].scan.remote())) == 1
+
+
+def test_batch_writes_go_to_the_owning_shards_last_write_wins(
+    namespace: str, ray_cluster: Any
+) -> None:
+    handles = start_shards(memory_settings(3), namespace)
+    client = OnlineFeatureClient(handles)
+    rng = random.Random(5)
+    rows = [
+        FeatureRow(
+            "user",
+            entity_key({"user_id": rng.randrange(60)}),
+            {"a": i, "b": [i]},
+            T0 + timedelta(seconds=rng.randrange(4)),
+            T0 + timedelta(seconds=rng.randrange(3)),
+        )
+        for i in range(600)
+    ]
+    reference = MemoryOnlineStore()
+    applied = reference.write(rows)
+    # Shuffled batches, older rows often arriving after newer ones.
+    written = sum(
+        client.write_batch(OnlineBatch.of_rows("user", rows[i : i + 150]))
+        for i in range(0, len(rows), 150)
+    )
+    assert written == applied
+    per_shard = [ray_cluster.get(h.scan.remote()) for h in handles]
+    assert all(per_shard) and sum(map(len, per_shard)) == 60  # each key once, on its owner
+    for shard_id, held in zip(client.shard_ids, per_shard, strict=True):
+        assert {rendezvous_shard(r.entity_key, client.shard_ids) for r in held} == {shard_id}
+    assert sorted(map(repr, (r for s in per_shard for r in s))) == sorted(
+        map(repr, reference.scan())
+    )
+    assert client.write_batch(OnlineBatch.of_rows("user", rows)) == 0  # a replay: no change
+
+
+def test_batch_writes_to_redis_shards_go_whole_to_one_shard(
+    namespace: str, ray_cluster: Any, redis_url: str, redis_prefix: str
+) -> None:
+    settings = load_settings(
+        online_store=RedisOnlineStoreSettings(url=redis_url, key_prefix=redis_prefix, num_shards=3)
+    )
+    client = OnlineFeatureClient(start_shards(settings, namespace))
+    assert client.shared_store
+    rows = rows_for(40)
+    assert len(client._split_batch(OnlineBatch.of_rows("user", rows))) == 1
+    assert client.write_batch(OnlineBatch.of_rows("user", rows)) == 40
+    store = RedisOnlineStore(redis_url, redis_prefix)
+    assert sorted(map(repr, store.scan())) == sorted(map(repr, rows))
 
 
 def test_fan_out_read_matches_a_single_store(namespace: str, ray_cluster: Any) -> None:

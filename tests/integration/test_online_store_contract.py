@@ -19,8 +19,10 @@ from entai.shared.features import (
     FeatureRow,
     FeatureStatus,
     MemoryOnlineStore,
+    OnlineBatch,
     OnlineStore,
     ReadRequest,
+    micros,
 )
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -195,6 +197,70 @@ def test_empty_reads_and_writes(store: OnlineStore) -> None:
         T0 + timedelta(seconds=1),
         None,
     ]
+
+
+def _state(store: OnlineStore) -> dict[tuple[str, str], tuple[object, ...]]:
+    return {
+        (r.view, r.entity_key): (r.event_ts, r.created_ts, sorted(r.values.items(), key=str))
+        for r in store.scan()
+    }
+
+
+def test_a_batch_write_is_the_rows_written_in_order(store: OnlineStore) -> None:
+    # Keys repeat within a batch and across batches, in shuffled order, with every
+    # kind of value; more rows than one Redis script call takes (500).
+    rng = random.Random(11)
+    keys = [f"user_id=i:{k}" for k in range(40)] + [
+        f'category=s:"c{k}"|user_id=i:7' for k in range(4)
+    ]
+    values = [1, -(2**62), 0.5, 1e-300, 'é "q"\n', "", True, False, None, [1, 2], ["a", "b"], []]
+    rows = [
+        FeatureRow(
+            "v",
+            rng.choice(keys),
+            {"x": rng.choice(values), "y": rng.choice(values)},
+            T0 + timedelta(seconds=rng.randrange(5), microseconds=rng.randrange(2)),
+            T0 + timedelta(seconds=rng.randrange(3)),
+        )
+        for _ in range(1_300)
+    ]
+    reference = MemoryOnlineStore()
+    applied = reference.write(rows)
+    written = sum(
+        store.write_batch(OnlineBatch.of_rows("v", rows[i : i + 600]))
+        for i in range(0, len(rows), 600)
+    )
+    assert written == applied  # rows that replaced the stored row, as one by one
+    assert 44 <= applied < len(rows)
+    assert _state(store) == _state(reference)
+    res = store.read("v", keys, ["x", "y"], ttl=None, now=T0)
+    want = reference.read("v", keys, ["x", "y"], ttl=None, now=T0)
+    assert res == want
+    # A batch replayed changes nothing; an older one neither.
+    assert store.write_batch(OnlineBatch.of_rows("v", rows[:600])) == 0
+    assert _state(store) == _state(reference)
+
+
+def test_a_batch_write_keeps_tombstones_and_replaces_whole_rows(store: OnlineStore) -> None:
+    erased_at = T0 + timedelta(seconds=10)
+    week = timedelta(days=7) + (datetime.now(UTC) - T0)
+    store.write([row("user_id=i:4", 1, x=1, y=1)])
+    store.tombstone(["user_id=i:3"], erased_at, week)
+    batch = OnlineBatch(
+        "v",
+        ["user_id=i:3", 'category=s:"b"|user_id=i:3', "user_id=i:4", "user_id=i:3"],
+        ("x",),
+        [[1, 2, 3, 4]],
+        [micros(T0 + timedelta(seconds=s)) for s in (9, 10, 2, 11)],
+        [0, 0, 0, 0],
+    )
+    assert store.write_batch(batch) == 2
+    assert store.tombstoned_writes == 2  # type: ignore[attr-defined]
+    res = store.read("v", ["user_id=i:3", "user_id=i:4"], ["x", "y"], ttl=None, now=T0)
+    assert res.values == [[4, 3], [None, None]]
+    assert res.statuses == [[P, P], [N, N]]  # the batch's row replaced y's row whole
+    empty = OnlineBatch("v", [], ("x",), [[]], [], [])
+    assert store.write_batch(empty) == 0
 
 
 def test_redis_rejects_unsupported_values(redis_url: str, redis_prefix: str) -> None:

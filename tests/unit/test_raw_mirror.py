@@ -113,6 +113,38 @@ def test_follows_the_lake_new_rewritten_and_removed_files(lake: Lake) -> None:
     assert mirror.rows == 1  # nothing read twice
 
 
+def test_between_full_listings_a_sync_lists_its_own_days_and_the_newest(lake: Lake) -> None:
+    for d in range(6):
+        _land(lake, f"d{d}", [_event(d, d, 1, DAY + timedelta(days=d))])
+    mirror = RawMirror(
+        lake, EVENTS_CONTRACT, max_rows=100, retention=timedelta(days=30), full_listing_s=3600
+    )
+    assert mirror.sync(DAY) and mirror.rows == 6
+    listed = mirror.listings
+    newest = (DAY + timedelta(days=5)).strftime("%Y-%m-%d")
+    old = (DAY + timedelta(days=1)).strftime("%Y-%m-%d")
+    # The batch's own file in an old day, another writer's in the newest day and in a
+    # new day: each seen at the next sync, listing those three days only.
+    _land(lake, "own", [_event(10, 1, 1, DAY + timedelta(days=1, hours=1))])
+    _land(lake, "other", [_event(11, 1, 1, DAY + timedelta(days=5, hours=1))])
+    _land(lake, "next", [_event(12, 1, 1, DAY + timedelta(days=6))])
+    assert mirror.sync(DAY, days=[old])
+    assert mirror.listings - listed == 3
+    assert {"ev-1-10", "ev-1-11", "ev-1-12"} <= set(_ids(mirror.frame(DAY)))
+    # Another writer's change to an older day waits for the next full listing...
+    _land(lake, "late", [_event(13, 1, 1, DAY + timedelta(days=2))])
+    gone = lake.path(f"raw/events/date={DAY.strftime('%Y-%m-%d')}/part-d0.parquet")
+    lake.fs.delete_file(gone)
+    assert mirror.sync(DAY, days=[newest])
+    assert "ev-1-13" not in _ids(mirror.frame(DAY)) and "ev-1-0" in _ids(mirror.frame(DAY))
+    # ...which lists every day: the mirror holds what the lake holds again.
+    mirror.full_listing_s = 0
+    assert mirror.sync(DAY)
+    assert _ids(mirror.frame(DAY)) == sorted(f"ev-1-{i}" for i in [1, 2, 3, 4, 5, 10, 11, 12, 13])
+    with pytest.raises(InvalidInputError, match="full_listing_s"):
+        RawMirror(lake, EVENTS_CONTRACT, max_rows=1, retention=timedelta(1), full_listing_s=-1)
+
+
 def test_bounded_by_rows_evicting_the_oldest_event_times(lake: Lake) -> None:
     mirror = RawMirror(lake, EVENTS_CONTRACT, max_rows=10, retention=timedelta(days=30))
     mirror.sync(DAY)
@@ -152,18 +184,21 @@ def test_the_fill_stops_at_a_day_once_past_the_row_bound(lake: Lake) -> None:
     assert mirror.sync(DAY + timedelta(days=4))
 
 
-def _run(tmp_path: Path, mirror_rows: int, batches: list[list[Event]]) -> dict[object, object]:
+def _run(
+    tmp_path: Path, mirror_rows: int, batches: list[list[Event]], full_listing_s: float = 0.0
+) -> dict[object, object]:
     """Consume the batches one by one; the online store's rows, by view and key."""
     bus, store = InProcessBus(), MemoryOnlineStore()
     consumer = StreamConsumer(
         bus,
         EVENTS_CONTRACT,
-        lake=Lake(str(tmp_path / f"lake-{mirror_rows}")),
+        lake=Lake(str(tmp_path / f"lake-{mirror_rows}-{full_listing_s}")),
         consumer="c0",
         views=VIEWS,
         online=OnlineFeatureClient(None, direct_store=store),
         batch_size=1_000,
         mirror_rows=mirror_rows,
+        mirror_full_listing_s=full_listing_s,
     )
     for batch in batches:
         bus.publish(batch)
@@ -204,6 +239,9 @@ def test_a_consumer_with_the_mirror_writes_what_one_reading_the_lake_writes(
         batches.append(batch)
     mirrored = _run(tmp_path, 2_000_000, batches)
     assert mirrored == _run(tmp_path, 0, batches)
+    # Listing only each batch's own days and the newest ones: the lone consumer wrote
+    # every file, so it misses nothing.
+    assert mirrored == _run(tmp_path, 2_000_000, batches, full_listing_s=3600)
     assert mirrored == _recomputed([e for batch in batches for e in batch])
     assert {view for view, _ in mirrored} == {v.name for v in VIEWS}
 

@@ -9,6 +9,10 @@ one key, so the layout also works on Redis Cluster.
 Writes run a compare-and-set Lua script (loaded once, called with EVALSHA) in one
 pipeline per batch: a row replaces the hash only if its ``(event_ts, created_ts)`` is
 strictly greater, atomically in Redis, whatever process or order the writes come from.
+A columnar :class:`~entai.shared.features.OnlineBatch` (:meth:`RedisOnlineStore.write_batch`)
+runs the same check for up to ``_BATCH_ROWS`` rows per script call (standalone Redis:
+every key on one server), row after row in the batch's order, its values encoded a
+column at a time; in ``cluster_mode`` it is written row by row.
 Reads take one round trip per batch (an ``HMGET``, or the read script for many keys).
 :meth:`RedisOnlineStore.read_many_async` reads several views' keys in one round trip
 on the running event loop (``redis.asyncio``), for the serving replicas' predict path.
@@ -28,8 +32,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
+from json.encoder import encode_basestring_ascii
 from typing import Any, TypeVar
 
 import redis
@@ -40,6 +46,7 @@ from entai.shared.core import InvalidInputError, ServiceUnavailableError
 from entai.shared.features import (
     MISSING,
     FeatureRow,
+    OnlineBatch,
     ReadRequest,
     ReadResult,
     assemble_result,
@@ -57,6 +64,8 @@ _EVENT, _CREATED = "@e", "@c"
 _TOMBSTONES = "@tombstone"
 _APPLIED, _DROPPED = 1, 2
 _SCAN_BATCH = 500
+_BATCH_ROWS = 500
+"""Rows per call of the batch write script (one call blocks Redis while it runs)."""
 _T = TypeVar("_T")
 
 _Reply = list[bytes | None]
@@ -83,6 +92,50 @@ if cur[1] then
 end
 redis.call('HSET', KEYS[1], '@e', ARGV[1], '@c', ARGV[2], unpack(ARGV, 3))
 return 1
+"""
+
+# The same check for many rows of one view, in order. ARGV[1] the feature count F,
+# ARGV[2..F+1] their names, then per row: event us, created us, its tombstone count T
+# and its F values; KEYS per row: its hash, then its T tombstones. One reply per row.
+_LWW_BATCH_SCRIPT = """
+local nf = tonumber(ARGV[1])
+local out = {}
+local k, a = 1, nf + 2
+while a <= #ARGV do
+  local key, ev, cr, nt = KEYS[k], ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2])
+  local ne, nc = tonumber(ev), tonumber(cr)
+  local status = 1
+  for i = k + 1, k + nt do
+    local erased = redis.call('GET', KEYS[i])
+    if erased and ne <= tonumber(erased) then
+      status = 2
+      break
+    end
+  end
+  if status == 1 then
+    local cur = redis.call('HMGET', key, '@e', '@c')
+    if cur[1] then
+      local ce, cc = tonumber(cur[1]), tonumber(cur[2])
+      if ne < ce or (ne == ce and nc <= cc) then
+        status = 0
+      else
+        redis.call('DEL', key)
+      end
+    end
+  end
+  if status == 1 then
+    local args = {'@e', ev, '@c', cr}
+    for j = 1, nf do
+      args[#args + 1] = ARGV[1 + j]
+      args[#args + 1] = ARGV[a + 2 + j]
+    end
+    redis.call('HSET', key, unpack(args))
+  end
+  out[#out + 1] = status
+  k = k + 1 + nt
+  a = a + 3 + nf
+end
+return out
 """
 
 # KEYS: row hashes; ARGV: fields. One reply per key, as HMGET's; one round trip.
@@ -118,6 +171,37 @@ def _numpy_scalar(value: Any) -> Any:
     return item()
 
 
+_JSON = json.JSONEncoder(default=_numpy_scalar)
+"""``json.dumps(value, default=_numpy_scalar)`` without building an encoder per call."""
+
+
+def _encode_column(view: str, name: str, values: Sequence[Any]) -> list[str]:
+    """A column's values as :func:`_encode` gives them, the common types without a
+    JSON encoder call (``json.dumps`` writes them the same way)."""
+    out: list[str] = []
+    for value in values:
+        kind = type(value)
+        if kind is str:
+            out.append(encode_basestring_ascii(value))
+        elif kind is int:
+            out.append(int.__repr__(value))
+        elif kind is float and math.isfinite(value):
+            out.append(float.__repr__(value))
+        elif value is None:
+            out.append("null")
+        elif kind is bool:
+            out.append("true" if value else "false")
+        else:
+            try:
+                out.append(_JSON.encode(value))
+            except TypeError as exc:
+                raise InvalidInputError(
+                    f"feature {view}:{name} has unsupported value type {kind.__name__}",
+                    details={"field": f"{view}:{name}", "type": kind.__name__},
+                ) from exc
+    return out
+
+
 def _rebuild(url: str, key_prefix: str, cluster_mode: bool) -> RedisOnlineStore:
     return RedisOnlineStore(url, key_prefix, cluster_mode=cluster_mode)
 
@@ -145,7 +229,7 @@ class RedisOnlineStore:
         self.cluster_mode = cluster_mode
         self._client: redis.Redis = redis.Redis.from_url(url)
         self._async: tuple[asyncio.AbstractEventLoop, redis.asyncio.Redis] | None = None
-        self._lww_sha = self._read_sha = ""
+        self._lww_sha = self._lww_batch_sha = self._read_sha = ""
         self.tombstoned_writes = 0
         self._load_scripts()
 
@@ -163,6 +247,7 @@ class RedisOnlineStore:
     def _load_scripts(self) -> None:
         try:
             self._lww_sha = str(self._client.script_load(_LWW_SCRIPT))
+            self._lww_batch_sha = str(self._client.script_load(_LWW_BATCH_SCRIPT))
             self._read_sha = str(self._client.script_load(_READ_SCRIPT))
         except RedisError as exc:
             raise self._unavailable("connect", exc) from exc
@@ -248,6 +333,44 @@ class RedisOnlineStore:
                 return pipe.execute()
 
         replies = [int(r) for r in self._call("write", run, rows=len(rows))] if commands else []
+        dropped = replies.count(_DROPPED)
+        if dropped:
+            self.tombstoned_writes += dropped
+            logger.info("dropped %d writes of erased keys", dropped)
+        return replies.count(_APPLIED)
+
+    def write_batch(self, batch: OnlineBatch) -> int:
+        """:meth:`write` of ``batch.rows()``: up to ``_BATCH_ROWS`` rows per script
+        call, every call in one pipeline (cluster mode: row by row)."""
+        if not len(batch):
+            return 0
+        if self.cluster_mode:
+            return self.write(batch.rows())
+        names = list(batch.features)
+        values = [
+            _encode_column(batch.view, n, c) for n, c in zip(names, batch.columns, strict=True)
+        ]
+        prefix = f"{self.key_prefix}:{batch.view}:"
+        head: list[Any] = [len(names), *names]
+        calls: list[tuple[list[str], list[Any]]] = []
+        for start in range(0, len(batch), _BATCH_ROWS):
+            keys: list[str] = []
+            args = list(head)
+            for i in range(start, min(start + _BATCH_ROWS, len(batch))):
+                key = batch.keys[i]
+                tombstones = [self._tombstone_key(t) for t in tombstone_ids(key)]
+                keys += (prefix + key, *tombstones)
+                args += (batch.event_us[i], batch.created_us[i], len(tombstones))
+                args += (column[i] for column in values)
+            calls.append((keys, args))
+
+        def run() -> list[Any]:
+            with self._client.pipeline(transaction=False) as pipe:
+                for keys, args in calls:
+                    pipe.evalsha(self._lww_batch_sha, len(keys), *keys, *args)
+                return pipe.execute()
+
+        replies = [int(r) for reply in self._call("write", run, rows=len(batch)) for r in reply]
         dropped = replies.count(_DROPPED)
         if dropped:
             self.tombstoned_writes += dropped

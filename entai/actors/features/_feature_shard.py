@@ -15,8 +15,9 @@ its id. Backends:
   (:mod:`entai.actors.features._kept_tombstones`), so a restart does not let a late
   write bring an erased key back.
 
-With tracing on, ``read_batch`` and ``write`` called with a ``trace`` carrier are spans
-of the caller's trace (``entai.shard.read_batch``, ``entai.shard.write``).
+With tracing on, ``read_batch``, ``write`` and ``write_batch`` called with a ``trace``
+carrier are spans of the caller's trace (``entai.shard.read_batch``,
+``entai.shard.write``).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from entai.shared.core import ConfigError
 from entai.shared.features import (
     FeatureRow,
     MemoryOnlineStore,
+    OnlineBatch,
     OnlineStore,
     ReadRequest,
     ReadResult,
@@ -175,6 +177,17 @@ class FeatureShard:
             parent=trace,
         ):
             return self._store.write(rows)
+
+    def write_batch(self, batch: OnlineBatch, *, trace: TraceCarrier | None = None) -> int:
+        """:meth:`write` of one view's columnar batch; return how many were applied."""
+        if trace is None:
+            return self._store.write_batch(batch)
+        with span(
+            "entai.shard.write",
+            {"entai.shard": self.shard_id, "entai.rows": len(batch), "entai.view": batch.view},
+            parent=trace,
+        ):
+            return self._store.write_batch(batch)
 
     def read(
         self,

@@ -4,7 +4,10 @@ Paths:
     * **writes** go to the owning shards (rendezvous hashing over shard ids), one call
       per shard, all in parallel; ``write`` returns once every shard acknowledged. Without
       shards they go to ``direct_store`` (for Redis: the same atomic Lua compare-and-set
-      the shards run, so both paths can be mixed safely).
+      the shards run, so both paths can be mixed safely). ``write_batch`` writes one
+      view's columnar :class:`~entai.shared.features.OnlineBatch` the same way (one
+      sub-batch per owning shard; shards sharing one backend, Redis, get the whole
+      batch in one call to one of them), with no per-row objects on the way.
     * **reads** fan out to the shards in parallel (one ``read_batch`` call per shard),
       or, with ``direct_store``, read the shards' backend from this process: no actor
       hop. For Redis that is the shared key prefix; for SQLite, the shards' files, which
@@ -54,6 +57,7 @@ from entai.actors.features._shard_calls import (
 from entai.shared.core import InvalidInputError, ServiceUnavailableError
 from entai.shared.features import (
     FeatureRow,
+    OnlineBatch,
     OnlineStore,
     ReadRequest,
     ReadResult,
@@ -158,6 +162,44 @@ class OnlineFeatureClient:
                 newest[row.view] = max(newest.get(row.view, -math.inf), row.event_ts.timestamp())
             Metrics.feature_event_times(newest)
         return written
+
+    def write_batch(self, batch: OnlineBatch) -> int:
+        """:meth:`write` of ``batch.rows()`` (last-write-wins, in the batch's order), sent
+        as columns: one sub-batch per owning shard, or the whole batch to one shard when
+        the shards share one backend (Redis, whose script orders the writes).
+
+        Returns:
+            How many rows replaced the stored row.
+        """
+        if self._authorize is not None:
+            self._authorize("features:write", [batch.view])
+        route = "shards" if self._shards else "direct"
+        with span("entai.online.write", {"entai.route": route, "entai.rows": len(batch)}):
+            if not len(batch):
+                written = 0
+            elif not self._shards:
+                assert self._direct is not None
+                written = self._direct.write_batch(batch)
+            else:
+                with self._lock:
+                    calls = {s: (b,) for s, b in self._split_batch(batch).items()}
+                    replies = call_shards(
+                        self._shards, FeatureShard.write_batch, calls, trace_carrier()
+                    )
+                    written = sum(replies)
+        if Metrics.enabled() and len(batch):
+            Metrics.feature_event_times({batch.view: max(batch.event_us) / 1e6})
+        return written
+
+    def _split_batch(self, batch: OnlineBatch) -> dict[str, OnlineBatch]:
+        """The batch by owning shard (a shared backend: all of it to the view's shard)."""
+        ids = list(self._shards)
+        if self.shared_store or len(ids) == 1:
+            return {rendezvous_shard(batch.view, ids): batch}
+        positions: dict[str, list[int]] = {}
+        for i, key in enumerate(batch.keys):
+            positions.setdefault(rendezvous_shard(key, ids), []).append(i)
+        return {sid: batch.take(p) for sid, p in positions.items()}
 
     def get_online_features(
         self,

@@ -30,7 +30,7 @@ from entai.shared.features import (
     compute_view,
     latest_per_key,
     list_cells,
-    online_rows,
+    online_batch,
     rows_file_id,
     stamp_created,
 )
@@ -201,18 +201,17 @@ def _materialize_view(
     # Ray Data drops the columns of an all-empty result.
     written = latest.pop(_WRITTEN) if _WRITTEN in latest.columns else pd.Series(dtype=float)
     offline_rows = int(written.fillna(0).sum())
-    rows = online_rows(view, latest) if not latest.empty else []
     if online is not None:
-        for start in range(0, len(rows), _ONLINE_CHUNK):
-            online.write(rows[start : start + _ONLINE_CHUNK])
+        for start in range(0, len(latest), _ONLINE_CHUNK):
+            online.write_batch(online_batch(view, latest.iloc[start : start + _ONLINE_CHUNK]))
     watermark = latest[_EVENT].max().to_pydatetime() if not latest.empty else after
-    report = MaterializeReport(view.name, offline_rows, len(rows), watermark)
+    report = MaterializeReport(view.name, offline_rows, len(latest), watermark)
     # Committed only now, after every online write was acknowledged.
     lake.write_json(
         _watermark_path(lake, view),
         {"view": view.name, "watermark": watermark.isoformat() if watermark else None},
     )
-    log.info("materialized view", extra={"view": view.name, "online_keys": len(rows)})
+    log.info("materialized view", extra={"view": view.name, "online_keys": len(latest)})
     if on_view_done is not None:
         on_view_done(report)
     return report

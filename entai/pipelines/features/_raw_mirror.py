@@ -13,6 +13,15 @@ are gone. So after a sync it holds exactly the rows the lake holds from ``floor`
 whoever wrote them, each once (a file rewritten under its name replaces its rows),
 and a recompute from it equals one from the lake.
 
+Listing: a full sync lists every date partition from the floor on (one listing per
+day: cheap on a local disk, a request per day on an object store). With
+``full_listing_s``, a full sync runs at most that often; the syncs in between list
+only the days the caller names (a micro-batch's own event days: the files it just
+landed) and the newest days (the newest day the last listing saw, and any newer). A
+file another writer puts in, rewrites in or removes from an older day (a file
+ingest, another consumer's late event, an erasure's rewrite) is then seen by the next
+full sync, at most ``full_listing_s`` later, instead of by the next sync.
+
 The first sync fills it from the lake, newest day first, back to the day a caller
 asks for (or until ``max_rows``). It is bounded by event time and by rows: the floor
 moves to ``retention`` before the newest event held, and further (to the event time
@@ -24,7 +33,8 @@ older than the mirror) reads the lake.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Iterable, Sequence
 from datetime import UTC, timedelta
 from typing import Any
 
@@ -54,13 +64,29 @@ class RawMirror:
         contract: The source's contract (its raw schema and event-time column).
         max_rows: Most rows held.
         retention: How far before the newest event time held the floor may stay.
+        full_listing_s: Most seconds between two full listings (0: every sync lists
+            every day from the floor on).
     """
 
     def __init__(
-        self, lake: Lake, contract: DataContract, *, max_rows: int, retention: timedelta
+        self,
+        lake: Lake,
+        contract: DataContract,
+        *,
+        max_rows: int,
+        retention: timedelta,
+        full_listing_s: float = 0.0,
     ) -> None:
         if max_rows < 1:
             raise InvalidInputError("max_rows must be >= 1", details={"field": "max_rows"})
+        if full_listing_s < 0:
+            raise InvalidInputError(
+                "full_listing_s must be >= 0", details={"field": "full_listing_s"}
+            )
+        self.full_listing_s = full_listing_s
+        self._listed_at = -float("inf")  # monotonic time of the last full listing
+        self._newest_day = ""  # the newest date partition the last listing saw
+        self.listings = 0  # date partitions listed, for the curious (and the tests)
         self.lake = lake
         self.source = contract.source
         self.max_rows = max_rows
@@ -88,15 +114,21 @@ class RawMirror:
         """Rows held."""
         return sum(len(chunk) for chunk in self._chunks)
 
-    def sync(self, start: pd.Timestamp) -> bool:
+    def sync(self, start: pd.Timestamp, *, days: Iterable[str] = ()) -> bool:
         """Catch up with the lake; True when every raw event from ``start`` on is held.
 
-        The first call fills the mirror from ``start``'s day on.
+        The first call fills the mirror from ``start``'s day on. Between full listings
+        (``full_listing_s``) only ``days`` (``YYYY-MM-DD``: the caller's own writes) and
+        the newest days are listed.
         """
         if self._floor is None:
             self._fill(start)
+            self._listed_at = time.monotonic()
+        elif time.monotonic() - self._listed_at >= self.full_listing_s:
+            self._refresh(None)
+            self._listed_at = time.monotonic()
         else:
-            self._refresh()
+            self._refresh(set(days))
         self._evict()
         return self._floor is not None and start >= self._floor
 
@@ -125,6 +157,7 @@ class RawMirror:
         return sorted((n[len(_DATE_DIR) :] for n in names if n.startswith(_DATE_DIR)), reverse=True)
 
     def _listing(self, day: str) -> list[pafs.FileInfo]:
+        self.listings += 1
         directory = f"{self.lake.raw(self.source)}/{_DATE_DIR}{day}"
         infos = self.lake.fs.get_file_info(pafs.FileSelector(directory, allow_not_found=True))
         return [i for i in infos if i.type == pafs.FileType.File and i.path.endswith(".parquet")]
@@ -133,7 +166,9 @@ class RawMirror:
         floor = start.tz_convert(UTC).floor("D")
         low = floor.strftime("%Y-%m-%d")
         oldest: str | None = None  # the oldest day read, every one after it read too
-        for day in self._dates():
+        dates = self._dates()
+        self._newest_day = dates[0] if dates else ""
+        for day in dates:
             if day < low:
                 break
             if oldest is not None and self.rows >= self.max_rows:
@@ -147,15 +182,23 @@ class RawMirror:
             extra={"source": self.source, "rows": self.rows, "floor": str(self._floor)},
         )
 
-    def _refresh(self) -> None:
+    def _refresh(self, days: set[str] | None) -> None:
+        """Read the new and changed files of the days listed (None: every day from the
+        floor on; else ``days`` and the newest ones) and forget their removed files."""
         assert self._floor is not None
         low = self._floor.strftime("%Y-%m-%d")
+        dates = self._dates()
+        newest, self._newest_day = self._newest_day, dates[0] if dates else self._newest_day
+        listed: set[str] = set()
         seen: set[str] = set()
         stale: set[int] = set()
         fresh: list[pd.DataFrame] = []
-        for day in self._dates():
+        for day in dates:
             if day < low:
                 break
+            if days is not None and day < newest and day not in days:
+                continue
+            listed.add(day)
             for info in self._listing(day):
                 seen.add(info.path)
                 known = self._files.get(info.path)
@@ -164,7 +207,8 @@ class RawMirror:
                 if known is not None:
                     stale.add(known[0])
                 fresh.append(self._read(info))
-        stale |= {self._files.pop(p)[0] for p in list(self._files) if p not in seen}
+        gone = [p for p in self._files if p not in seen and (days is None or _day(p) in listed)]
+        stale |= {self._files.pop(p)[0] for p in gone}
         if stale:
             self._drop(stale)
         self._add(fresh)

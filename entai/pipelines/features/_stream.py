@@ -109,7 +109,7 @@ from entai.shared.features import (
     compute_view,
     conform,
     latest_per_key,
-    online_rows,
+    online_batch,
     rows_file_id,
     stamp_created,
 )
@@ -212,7 +212,7 @@ def _store(
     rows = stamp_created(rows, created_at)
     written = OfflineStore(lake).append(view, rows, file_id=file_id)
     if online is not None and written:
-        online.write(online_rows(view, latest_per_key(rows, view.join_keys)))
+        online.write_batch(online_batch(view, latest_per_key(rows, view.join_keys)))
     return written
 
 
@@ -280,6 +280,9 @@ class StreamConsumer:
             (default: ``batch_size``, no growth).
         mirror_rows: Most raw events kept in memory for the views' history
             (0: each micro-batch reads its history from the lake).
+        mirror_full_listing_s: Most seconds between two listings of every day of the
+            mirror's history; the micro-batches in between list their own event days
+            and the newest ones (:class:`RawMirror`; 0: every micro-batch lists all).
     """
 
     def __init__(
@@ -299,6 +302,7 @@ class StreamConsumer:
         erased: ErasedSubjects | None = None,
         max_batch_size: int | None = None,
         mirror_rows: int = 2_000_000,
+        mirror_full_listing_s: float = 0.0,
     ) -> None:
         if batch_size < 1:
             raise InvalidInputError("batch_size must be >= 1", details={"field": "batch_size"})
@@ -322,7 +326,13 @@ class StreamConsumer:
         lookbacks = [lb for lb in map(self._lookback, self.views) if lb is not None]
         self._longest = max(lookbacks) if lookbacks else None
         self._mirror = (
-            RawMirror(lake, contract, max_rows=mirror_rows, retention=self._longest + _LATE)
+            RawMirror(
+                lake,
+                contract,
+                max_rows=mirror_rows,
+                retention=self._longest + _LATE,
+                full_listing_s=mirror_full_listing_s,
+            )
             if self._longest is not None and mirror_rows
             else None
         )
@@ -421,8 +431,10 @@ class StreamConsumer:
         rows: dict[str, int] = {}
         if pending and self.views:
             batch = event_table(pending, self.contract).to_pandas()
-            since = pd.Timestamp(batch[self.contract.event_time].min())
-            history = _History(self._sync_mirror(since))
+            times = batch[self.contract.event_time]
+            since = pd.Timestamp(times.min())
+            days = set(times.dt.tz_convert(UTC).dt.strftime("%Y-%m-%d"))
+            history = _History(self._sync_mirror(since, days))
             for view in self.views:
                 with span("entai.stream.feature_update", {"entai.view": view.name}):
                     rows[view.name] = self._feed(view, batch, since, history)
@@ -516,13 +528,14 @@ class StreamConsumer:
         """The first raw event time a recompute from ``since`` reads: its lookback's day."""
         return (since - lookback).tz_convert(UTC).floor("D")
 
-    def _sync_mirror(self, since: pd.Timestamp) -> RawMirror | None:
+    def _sync_mirror(self, since: pd.Timestamp, days: set[str]) -> RawMirror | None:
         """The mirror, caught up with the lake (None: no mirror); a view reaching back
-        before its floor reads the lake (:class:`_History`)."""
+        before its floor reads the lake (:class:`_History`). ``days``: the batch's
+        event days, where it just landed its files."""
         if self._mirror is None or self._longest is None:
             return None
         with span("entai.stream.mirror", {"entai.rows": self._mirror.rows}):
-            held = self._mirror.sync(self._start(since, self._longest))
+            held = self._mirror.sync(self._start(since, self._longest), days=days)
         if not held:
             logger.info(
                 "stream batch older than the raw mirror; history read from the lake",

@@ -206,6 +206,7 @@ class StreamWorker:
             erased=ErasedSubjects(self._lake, resolve_hmac_key(settings)),
             max_batch_size=stream.max_batch_size,
             mirror_rows=stream.mirror_rows,
+            mirror_full_listing_s=stream.mirror_full_listing_s,
         )
         self._dead = DeadLetters(self._lake)
         self._events = PlatformEvents(settings, bus=self._bus)

@@ -42,12 +42,16 @@ __all__ = [
     "FeatureRow",
     "FeatureStatus",
     "MemoryOnlineStore",
+    "OnlineBatch",
     "OnlineStore",
     "ReadRequest",
     "ReadResult",
     "assemble_result",
     "entity_key",
+    "entity_keys",
+    "from_micros",
     "list_value",
+    "micros",
     "rendezvous_shard",
 ]
 
@@ -151,6 +155,126 @@ class FeatureRow:
     def version(self) -> tuple[datetime, datetime]:
         """The last-write-wins order key ``(event_ts, created_ts)``."""
         return (self.event_ts, self.created_ts)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_US = timedelta(microseconds=1)
+
+
+def micros(ts: datetime) -> int:
+    """A timezone-aware time as integer microseconds since the epoch (how stores keep it)."""
+    return (ts - _EPOCH) // _US
+
+
+def from_micros(us: int) -> datetime:
+    """The UTC time of integer microseconds since the epoch."""
+    return _EPOCH + timedelta(microseconds=us)
+
+
+@dataclass(frozen=True, slots=True)
+class OnlineBatch:
+    """Many writes to one view in columns: what :class:`FeatureRow` is for one entity.
+
+    The stream and materialization paths write a view's latest rows as one batch, so
+    no per-row object is built, pickled to the shards and taken apart again; a backend
+    writes it in bulk (:meth:`OnlineStore.write_batch`) under the same rules as the
+    rows of :meth:`rows` written one by one, in order.
+
+    Attributes:
+        view: Feature view name (as :attr:`FeatureRow.view`).
+        keys: Canonical entity keys (:func:`entity_keys`), one per row.
+        features: Feature names, one column each.
+        columns: Per feature, its values in row order (Python values, as in
+            :attr:`FeatureRow.values`; list features as Python lists).
+        event_us: Per row, the event time in microseconds since the epoch.
+        created_us: Per row, the created time in microseconds since the epoch.
+    """
+
+    view: str
+    keys: Sequence[str]
+    features: tuple[str, ...]
+    columns: Sequence[Sequence[Any]]
+    event_us: Sequence[int]
+    created_us: Sequence[int]
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.view, str) or not _NAME.fullmatch(self.view):
+            raise InvalidInputError(
+                f"OnlineBatch.view {self.view!r} must match {_NAME.pattern}",
+                details={"field": "view", "value": repr(self.view)},
+            )
+        bad = [f for f in self.features if not isinstance(f, str) or f.startswith("@")]
+        if bad:
+            raise InvalidInputError(
+                f"OnlineBatch.features has invalid names {bad!r} (strings not starting '@')",
+                details={"field": "features", "names": [repr(b) for b in bad]},
+            )
+        n = len(self.keys)
+        lengths = {len(self.event_us), len(self.created_us), *map(len, self.columns)}
+        if len(self.columns) != len(self.features) or lengths - {n}:
+            raise InvalidInputError(
+                f"OnlineBatch of view {self.view!r}: {len(self.features)} features and "
+                f"{n} keys need as many columns and values per column, and a time per key",
+                details={"field": "columns", "view": self.view},
+            )
+        if not all(isinstance(k, str) and k for k in self.keys):
+            raise InvalidInputError(
+                "OnlineBatch.keys must be non-empty strings", details={"field": "keys"}
+            )
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    @classmethod
+    def of_rows(cls, view: str, rows: Sequence[FeatureRow]) -> OnlineBatch:
+        """The rows (all of ``view``, all with the same features) as one batch.
+
+        Raises:
+            InvalidInputError: a row of another view or with other features.
+        """
+        features = tuple(rows[0].values) if rows else ()
+        odd = next((r for r in rows if r.view != view or tuple(r.values) != features), None)
+        if odd is not None:
+            raise InvalidInputError(
+                f"OnlineBatch of view {view!r} and features {list(features)}: "
+                f"row of {odd.view!r} has {list(odd.values)}",
+                details={"field": "rows", "view": view},
+            )
+        return cls(
+            view,
+            [r.entity_key for r in rows],
+            features,
+            [[r.values[f] for r in rows] for f in features],
+            [micros(r.event_ts) for r in rows],
+            [micros(r.created_ts) for r in rows],
+        )
+
+    def rows(self) -> list[FeatureRow]:
+        """The batch as one :class:`FeatureRow` per key, in order."""
+        names = self.features
+        stamps: dict[int, datetime] = {}
+        out = []
+        for i, (key, event, created) in enumerate(
+            zip(self.keys, self.event_us, self.created_us, strict=True)
+        ):
+            if event not in stamps:
+                stamps[event] = from_micros(event)
+            if created not in stamps:
+                stamps[created] = from_micros(created)
+            values = {f: col[i] for f, col in zip(names, self.columns, strict=True)}
+            out.append(FeatureRow(self.view, key, values, stamps[event], stamps[created]))
+        return out
+
+    def take(self, positions: Sequence[int]) -> OnlineBatch:
+        """The rows at ``positions``, in that order."""
+        return OnlineBatch(
+            self.view,
+            [self.keys[i] for i in positions],
+            self.features,
+            [[col[i] for i in positions] for col in self.columns],
+            [self.event_us[i] for i in positions],
+            [self.created_us[i] for i in positions],
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,6 +419,43 @@ def entity_key(join_keys: Mapping[str, Any]) -> str:
     return "|".join(parts)
 
 
+def entity_keys(columns: Mapping[str, Sequence[Any]]) -> list[str]:
+    """:func:`entity_key` of many entities given as columns (join key -> values).
+
+    Each distinct value of a column is encoded once: the keys of a batch of rows cost
+    a string join per row, not a canonicalisation per row.
+
+    Raises:
+        InvalidInputError: as :func:`entity_key` (no join keys, a bad name or value), or
+            columns of different lengths.
+    """
+    if not columns:
+        raise InvalidInputError("entity has no join keys", details={"field": "join_keys"})
+    if len({len(v) for v in columns.values()}) > 1:
+        raise InvalidInputError(
+            "join key columns have different lengths", details={"field": "join_keys"}
+        )
+    parts: list[list[str]] = []
+    for name in sorted(columns):
+        entity_key({name: 0})  # checks the name (and remembers it)
+        encoded: dict[tuple[type, Any], str] = {}
+        column: list[str] = []
+        for value in columns[name]:
+            cell = (type(value), value)
+            try:
+                text = encoded.get(cell)
+            except TypeError:  # unhashable: refused by _encode_value below
+                text = None
+            if text is None:
+                text = f"{name}={_encode_value(name, value)}"
+                encoded[cell] = text
+            column.append(text)
+        parts.append(column)
+    if len(parts) == 1:
+        return parts[0]
+    return ["|".join(p) for p in zip(*parts, strict=True)]
+
+
 def rendezvous_shard(key: str, shards: Sequence[str]) -> str:
     """The shard owning ``key``: highest-random-weight hashing with blake2b.
 
@@ -317,6 +478,10 @@ class OnlineStore(Protocol):
 
     def write(self, rows: Sequence[FeatureRow]) -> int:
         """Apply rows with last-write-wins; return how many replaced the stored row."""
+        ...
+
+    def write_batch(self, batch: OnlineBatch) -> int:
+        """:meth:`write` of ``batch.rows()``, in bulk: same rules, same result."""
         ...
 
     def read(
@@ -372,6 +537,10 @@ class MemoryOnlineStore:
                     table[row.entity_key] = row
                     applied += 1
         return applied
+
+    def write_batch(self, batch: OnlineBatch) -> int:
+        """:meth:`write` of ``batch.rows()``."""
+        return self.write(batch.rows())
 
     def read(
         self,

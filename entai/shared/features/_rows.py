@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
@@ -29,7 +30,7 @@ from entai.shared.features._definitions import (
     OnDemandFeatureView,
     ValueType,
 )
-from entai.shared.features._online import FeatureRow, entity_key
+from entai.shared.features._online import FeatureRow, OnlineBatch, entity_key, entity_keys
 from entai.shared.features._values import list_cells, list_column
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "compute_view",
     "conform",
     "latest_per_key",
+    "online_batch",
     "online_rows",
     "rows_file_id",
     "stamp_created",
@@ -257,6 +259,39 @@ def online_rows(view: FeatureView, latest: pd.DataFrame) -> list[FeatureRow]:
         )
         for k, v, e, c in zip(key_records, values, events, created, strict=True)
     ]
+
+
+def online_batch(view: FeatureView, latest: pd.DataFrame) -> OnlineBatch:
+    """:func:`online_rows` as one columnar :class:`OnlineBatch`: the same writes, built
+    a column at a time (no per-row objects)."""
+    keys = entity_keys({k: latest[k].tolist() for k in view.join_keys})
+    columns: list[list[Any]] = []
+    for f in view.schema:
+        values = latest[f.name]
+        if f.dtype.is_list:  # Python lists, whatever frame (Arrow, numpy cells) they came in
+            columns.append(list_cells(values, f.dtype, f.name))
+        else:
+            columns.append(values.astype(object).where(values.notna(), None).tolist())
+    return OnlineBatch(
+        view.name,
+        keys,
+        tuple(f.name for f in view.schema),
+        columns,
+        _micros(latest[EVENT_TIMESTAMP]),
+        _micros(latest[CREATED_TIMESTAMP]),
+    )
+
+
+def _micros(stamps: pd.Series) -> list[int]:
+    """UTC timestamps as integer microseconds since the epoch (sub-microseconds
+    dropped, as ``to_pydatetime`` drops them)."""
+    dtype = stamps.dtype
+    if isinstance(dtype, pd.ArrowDtype) and getattr(dtype.pyarrow_dtype, "tz", None):
+        stamps = stamps.astype("datetime64[ns, UTC]")  # Ray Data's frames: Arrow timestamps
+    utc = to_utc(stamps, str(stamps.name)).dt.tz_convert(None)  # naive UTC, ns
+    nanos = utc.to_numpy(dtype="datetime64[ns]").view("int64")
+    out: list[int] = (nanos // 1_000).tolist()
+    return out
 
 
 def _is_list_dtype(dtype: object) -> bool:

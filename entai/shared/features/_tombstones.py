@@ -18,6 +18,7 @@ enumerated: it hides the value from a glance, not from a search).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
@@ -27,6 +28,7 @@ __all__ = ["TombstoneMap", "tombstone_id", "tombstone_ids", "tombstoned"]
 _SEPARATOR = "|"
 
 
+@functools.lru_cache(maxsize=1 << 16)  # a batch checks each user's id once per row
 def tombstone_id(key: str) -> str:
     """The id a tombstone of the entity key (or key component) ``key`` is stored under."""
     return hashlib.sha256(b"entai-tombstone\0" + key.encode()).hexdigest()[:32]
