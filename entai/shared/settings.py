@@ -595,7 +595,9 @@ class StreamSettings(_Section):
             partition of the mirror's history; the micro-batches in between list only
             their own event days and the newest ones, so another writer's change to an
             older day (a file ingest, an erasure's rewrite) reaches the mirror up to
-            this much later (0: every micro-batch lists every day).
+            this much later (0, the default: every micro-batch lists every day, so
+            an erasure's rewrite is seen by the next micro-batch; see
+            docs/operations.md before raising it).
     """
 
     contract: str
@@ -609,7 +611,7 @@ class StreamSettings(_Section):
     redelivery_s: float = Field(60.0, gt=0)
     max_future_skew_s: float = Field(300.0, gt=0)
     mirror_rows: int = Field(2_000_000, ge=0)
-    mirror_full_listing_s: float = Field(10.0, ge=0)
+    mirror_full_listing_s: float = Field(0.0, ge=0)
 
 
 class EntaiSettings(BaseSettings):
