@@ -4,14 +4,17 @@ runs it before the real binary, and the Serve environment a local Ray starts wit
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from entai.actors.core import SERVE_ENV, local_serve_env
-from entai.actors.core._haproxy_fence import fence_config
+from entai.actors.core._haproxy_fence import DRAIN_BYTES, fence_config
+from entai.deployments.edge_middleware import DRAIN_BYTES as APP_DRAIN_BYTES
 from entai.shared.settings import HAPROXY_FENCE_NAME, check_listeners, load_settings
 
 # The bind lines of the config Ray 2.60 writes (ray/serve/_private/haproxy_templates.py).
@@ -30,16 +33,30 @@ listen stats
 """
 
 
-def test_wildcard_binds_move_to_loopback_and_nothing_else_changes() -> None:
+CLOSE_RULES = f"""    # entai: Connection: close on a refused large body
+    http-request set-var(txn.entai_large_body) bool(1) if {{ req.hdr_val(content-length) \
+gt {DRAIN_BYTES} }} or {{ req.hdr(transfer-encoding) -m found }}
+    http-response set-header Connection close if {{ var(txn.entai_large_body) -m bool }} \
+{{ status ge 400 }}
+""".replace("\\\n", "")
+
+
+def test_wildcard_binds_move_to_loopback_and_the_http_frontend_closes_refusals() -> None:
     fenced = fence_config(RAY_CONFIG)
     assert fenced == RAY_CONFIG.replace("bind :9101", "bind 127.0.0.1:9101").replace(
         "bind *:8404", "bind 127.0.0.1:8404"
-    )
+    ).replace("bind 127.0.0.1:8000\n", "bind 127.0.0.1:8000\n" + CLOSE_RULES)
     for line in ("bind 0.0.0.0:80", "bind :::80", "bind [::]:80 proto h2", "bind *:80 ssl"):
         assert fence_config(f"  {line}\n").startswith("  bind 127.0.0.1:80"), line
     for line in ("bind 10.0.0.5:80", "bind unix@/x.sock", "bind ::1:80", "# bind *:80"):
         assert fence_config(f"  {line}\n") == f"  {line}\n", line
-    assert fence_config(fenced) == fenced
+    assert fence_config(fenced) == fenced  # a reload's config is fenced once
+
+
+def test_the_close_rule_drains_what_the_application_drains() -> None:
+    # HAProxy says "Connection: close" where the application would have: a refused
+    # body larger than the application drains, or chunked.
+    assert DRAIN_BYTES == APP_DRAIN_BYTES
 
 
 @pytest.fixture
@@ -140,3 +157,51 @@ def test_the_launcher_needs_its_binary_argument() -> None:
         capture_output=True, text=True, timeout=30, check=False,
     )  # fmt: skip
     assert done.returncode == 1 and "usage" in done.stderr
+
+
+def test_haproxy_dies_with_the_process_that_started_it(tmp_path: Path) -> None:
+    """Serve's HAProxyManager killed outright (``ray.kill``) must not leave its HAProxy
+    holding the Serve, stats and metrics ports: the kernel kills it (Linux)."""
+    if not sys.platform.startswith("linux"):
+        pytest.fail("PR_SET_PDEATHSIG is Linux's; this test runs on Linux (CI)")
+    binary = tmp_path / "haproxy"
+    binary.write_text(f"#!/bin/sh\necho $$ > {tmp_path}/pid\nexec sleep 600\n")
+    binary.chmod(0o755)
+    env = local_serve_env(
+        load_settings(home=tmp_path / "h"), {"RAY_SERVE_HAPROXY_BINARY_PATH": str(binary)}
+    )
+    config = Path(env["RAY_SERVE_HAPROXY_CONFIG_FILE_LOC"])
+    config.write_text(RAY_CONFIG)
+    # The manager: a process that starts the launcher as Ray does, then waits.
+    manager = subprocess.Popen(
+        [sys.executable, "-c", "import subprocess, sys, time; "
+         "subprocess.Popen(sys.argv[1:]); time.sleep(600)",
+         env["RAY_SERVE_HAPROXY_BINARY_PATH"], "-db", "-f", str(config)],
+    )  # fmt: skip
+    pid_file = tmp_path / "pid"
+    try:
+        deadline = time.monotonic() + 30
+        while not pid_file.exists() or not pid_file.read_text().strip():
+            assert time.monotonic() < deadline, "the launcher never ran HAProxy"
+            time.sleep(0.05)
+        haproxy = int(pid_file.read_text())
+        assert Path(f"/proc/{haproxy}/cmdline").read_bytes().startswith(b"sleep")
+    finally:
+        manager.send_signal(signal.SIGKILL)
+        manager.wait(timeout=30)
+    deadline = time.monotonic() + 30
+    while _alive(haproxy) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    orphaned = _alive(haproxy)
+    if orphaned:
+        os.kill(haproxy, signal.SIGKILL)
+    assert not orphaned, f"HAProxy {haproxy} outlived its manager"
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, killed and not yet reaped, does not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
