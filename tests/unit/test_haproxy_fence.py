@@ -93,6 +93,7 @@ def test_a_local_head_runs_haproxy_through_the_launcher_fenced_to_loopback(
                                              "FALLBACK_PROXY_HTTP_PORT",
                                              "FALLBACK_PROXY_GRPC_PORT")]  # fmt: skip
     assert len(set(ports)) == 4
+    assert env["RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S"] == "15"  # Ray's 5 s x 3 was too short
     check_listeners(load_settings(home=home).serve, env)  # accepted without wildcard_listeners
 
     # As Ray runs it (a reload): `<binary> -db -f <config> -sf <pid> -x <socket>`.

@@ -66,6 +66,12 @@ _HAPROXY_PORTS = {
     "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT": 8500,
     "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT": 9500,
 }
+# How long Serve's controller waits for a starting proxy to be ready, three times,
+# before it kills it and starts another (Ray: 5 s). With HAProxy a head starts two
+# proxy actors at once (HAProxy's manager and the fallback proxy), and the manager is
+# ready only once HAProxy answers; on a busy 2-core laptop that took over 15 s, and the
+# kill then failed `serve.start` (the first proxy's readiness is what it waits for).
+_READY_CHECK_ENV, _READY_CHECK_S = "RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S", "15"
 # HAProxy takes Unix socket paths of at most 97 bytes ("too long (max 97)"); Ray adds
 # "/<node id, 56 hex>/metrics.sock" to the directory.
 _SOCKET_PATH_MAX, _SOCKET_SUFFIX = 97, 1 + 56 + len("/metrics.sock")
@@ -357,9 +363,11 @@ def local_serve_env(
     platform's: files under ``<home>/haproxy``, ports of its own (those ``environ``
     names, else Ray's defaults when free, else ones the OS picks), and
     a launcher (``HAPROXY_FENCE_NAME``, see ``_haproxy_fence``) set as HAProxy's binary
-    moves every wildcard bind to 127.0.0.1. Ray's HAProxy switches on direct ingress,
-    whose replica ports bind Serve's host. An HAProxy binary named in ``environ``
-    (``RAY_SERVE_HAPROXY_BINARY_PATH``) is the one launched.
+    moves every wildcard bind to 127.0.0.1 (and ties HAProxy's life to its manager's).
+    Ray's HAProxy switches on direct ingress, whose replica ports bind Serve's host. An
+    HAProxy binary named in ``environ`` (``RAY_SERVE_HAPROXY_BINARY_PATH``) is the one
+    launched. A starting proxy gets 15 s per readiness check instead of Ray's 5 s
+    (``RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S``, unless ``environ`` sets it).
 
     With Serve on another host, or ``RAY_SERVE_ENABLE_HA_PROXY=0`` in ``environ``: the
     throughput-optimized proxy (``SERVE_ENV``); the launcher would pull HAProxy's
@@ -403,6 +411,7 @@ def local_serve_env(
     }
     for name, default in _HAPROXY_PORTS.items():
         env[name] = environ.get(name) or str(free_port(default))
+    env[_READY_CHECK_ENV] = environ.get(_READY_CHECK_ENV) or _READY_CHECK_S
     return env
 
 
