@@ -125,10 +125,13 @@ def _listeners(pids: set[int]) -> list[tuple[str, str, int, str]]:
     return found
 
 
-def _direct_ingress(port: int) -> bool:
-    """Ray's default port ranges of the replicas' own HTTP and gRPC servers (Ray's
-    other processes take random ports that may fall in them too)."""
-    return 30000 <= port <= 31000 or 40000 <= port <= 41000
+def _direct_ingress_ports(config: str) -> set[int]:
+    """The replicas' own HTTP ports HAProxy forwards to: its backends' servers on
+    loopback (``server <name> 127.0.0.1:<port> check``). Not a port range: a replica
+    also serves Ray's inter-deployment gRPC on an ephemeral port of every interface
+    (``[::]:0`` in ray/serve/_private/replica.py, whatever the ingress), which may
+    fall in Ray's direct-ingress ranges (30000-31000, 40000-41000)."""
+    return {int(port) for port in re.findall(r"^\s+server \S+ 127\.0\.0\.1:(\d+) ", config, re.M)}
 
 
 def test_a_laptops_up_serves_through_haproxy_on_loopback_only(tmp_path: Path) -> None:
@@ -167,14 +170,16 @@ def test_a_laptops_up_serves_through_haproxy_on_loopback_only(tmp_path: Path) ->
                 "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT",
             )
         }
+        replica_ports = _direct_ingress_ports(config.read_text())
         listening = _listeners({pid for pid, _ in session_processes(sid)})
         print(json.dumps({"head_session_listeners": listening}))  # for the report (-s)
         serves = [
             entry for entry in listening
             if entry[3] == "haproxy" or entry[2] in serve_ports
-            or (entry[3].startswith("ray::ServeRepli") and _direct_ingress(entry[2]))
+            or (entry[3].startswith("ray::ServeRepli") and entry[2] in replica_ports)
         ]  # fmt: skip
-        assert any(_direct_ingress(port) for _, _, port, _ in serves), listening  # a replica's
+        assert replica_ports, config.read_text()  # HAProxy forwards to a replica's own port
+        assert replica_ports <= {port for _, _, port, _ in serves}, listening
         beyond = [entry for entry in serves if entry[1] not in {"127.0.0.1", "::1"}]
         assert beyond == [], f"Serve listens beyond loopback: {beyond}"
         # Freed after `entai down`; not the replicas' ports: every local Ray's replicas
