@@ -25,11 +25,15 @@ from typing import Any
 
 import numpy as np
 
-# Serve's modes, read from the environment when Ray's workers start.
+# Serve's modes, read from the environment when Ray's workers start. "haproxy" is the
+# cluster manifests' (HAProxy's pages on every interface); "laptop" is a local head's
+# (HAProxy fenced to loopback), whose environment names files under the case's home:
+# the child sets it (serve_mode_env) before it starts Ray.
 MODES: dict[str, dict[str, str]] = {
     "default": {},
     "throughput": {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"},
     "haproxy": {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_HA_PROXY": "1"},
+    "laptop": {},
 }
 USERS = 1_000
 CATS = ("books", "games", "tools")
@@ -177,6 +181,15 @@ def run_child(script: str, mode: str, args: list[str]) -> dict[str, Any]:
 
 
 # -- the platform (inside a child) ---------------------------------------------------
+
+
+def serve_mode_env(mode: str, settings: Any) -> None:
+    """Inside a child, before Ray starts: the environment of a mode that needs the
+    case's settings (``laptop``: what a local head runs, entai's ``local_serve_env``)."""
+    if mode == "laptop":
+        from entai.actors.core import local_serve_env
+
+        os.environ.update(local_serve_env(settings))
 
 
 @contextmanager

@@ -1,6 +1,6 @@
 """Serving benchmark: entai's full predict path vs a plain FastAPI + uvicorn app.
 
-    .venv/bin/python bench/serve.py [--small] [--modes default,throughput,haproxy]
+    .venv/bin/python bench/serve.py [--small] [--modes default,throughput,haproxy,laptop]
                                     [--stores sqlite,memory,redis] [--scoring model,ingress]
                                     [--tracing off,on]
 
@@ -46,6 +46,7 @@ from _serving import (
     platform,
     reference_app,
     run_child,
+    serve_mode_env,
     serve_predict_world,
     store_settings,
     summary,
@@ -53,7 +54,7 @@ from _serving import (
 )
 
 # The configurations entai ships: the cluster manifests' and a laptop's (entai up, demo).
-SHIPPED = {"cluster": "haproxy/redis/ingress", "laptop": "throughput/sqlite/ingress"}
+SHIPPED = {"cluster": "haproxy/redis/ingress", "laptop": "laptop/sqlite/ingress"}
 
 
 def _load(url: str, headers: dict[str, str], seconds: float, concurrency: int) -> dict:
@@ -106,6 +107,7 @@ def run_entai_child(
         online_store=online,
         observability={"tracing": tracing},
     ).resolved()
+    serve_mode_env(mode, settings)
     try:
         with platform(settings) as token:
             url = serve_predict_world(settings, work, port, score_in_ingress=scoring == "ingress")
@@ -150,7 +152,7 @@ def _tracing_overhead(results: dict[str, dict]) -> dict[str, dict[str, float]]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--small", action="store_true")
-    parser.add_argument("--modes", default="default,throughput,haproxy")
+    parser.add_argument("--modes", default="default,throughput,haproxy,laptop")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=None)
     parser.add_argument("--stores", default="sqlite,memory,redis")

@@ -20,7 +20,8 @@ import pytest
 from redis_keys import delete_redis_keys
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-# Test the Serve mode entai ships (see entai.actors.core._runtime.SERVE_ENV).
+# Test the Serve mode entai ships: throughput-optimized here, and HAProxy fenced to
+# loopback for the session's head (see entai.actors.core.local_serve_env).
 os.environ.setdefault("RAY_SERVE_THROUGHPUT_OPTIMIZED", "1")
 # Custom metrics reach the Prometheus endpoint within 1 s instead of Ray's 10 s.
 os.environ.setdefault("RAY_metrics_report_interval_ms", "1000")
@@ -76,11 +77,19 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     if ray.is_initialized():
         yield ray
         return
+    from entai.actors.core import local_serve_env
+    from entai.shared.settings import load_settings
+
     namespace = f"entai-test-{uuid.uuid4().hex[:8]}"
-    # Only this head's processes get the short drain; heads that tests start in
-    # subprocesses keep Ray's default.
-    set_here = INGRESS_DRAIN_ENV not in os.environ
-    os.environ.setdefault(INGRESS_DRAIN_ENV, INGRESS_DRAIN_S)
+    # Only this head's processes get the short drain and its HAProxy's files and
+    # ports; heads that tests start in subprocesses choose their own.
+    serve_home = tmp_path_factory.mktemp("serve-home")
+    head_env = {
+        **local_serve_env(load_settings(home=serve_home)),
+        INGRESS_DRAIN_ENV: os.environ.get(INGRESS_DRAIN_ENV, INGRESS_DRAIN_S),
+    }
+    before = {name: os.environ.get(name) for name in head_env}
+    os.environ.update(head_env)
     try:
         for attempt in (1, 2):
             try:
@@ -99,8 +108,11 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
                 if attempt == 2 or "timed out during startup" not in str(exc):
                     raise
     finally:
-        if set_here:
-            del os.environ[INGRESS_DRAIN_ENV]
+        for name, value in before.items():
+            if value is None:
+                del os.environ[name]
+            else:
+                os.environ[name] = value
     try:
         yield ray
     finally:

@@ -17,7 +17,7 @@ import logging
 import os
 import secrets
 from collections.abc import Callable, Mapping
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Self
 
 from pydantic import (
@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from entai.shared.governance import AnchorStore
 
 __all__ = [
+    "HAPROXY_FENCE_NAME",
     "LOOPBACK_HOSTS",
     "MIN_KEY_BYTES",
     "AuditAnchorSettings",
@@ -73,6 +74,7 @@ __all__ = [
     "audit_anchor_store",
     "check_hmac_key",
     "check_listeners",
+    "haproxy_fenced",
     "load_settings",
     "ray_tls_problems",
     "resolve_audit_key",
@@ -86,6 +88,9 @@ logger = logging.getLogger(__name__)
 MIN_KEY_BYTES = 16
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+# The file name of the launcher a local head gives Ray Serve as its HAProxy binary
+# (RAY_SERVE_HAPROXY_BINARY_PATH): it moves HAProxy's wildcard binds to 127.0.0.1.
+HAPROXY_FENCE_NAME = "entai-haproxy-fence"
 _LOOPBACK = LOOPBACK_HOSTS
 _MIN_HMAC_KEY_BYTES = 16
 
@@ -208,7 +213,8 @@ class ServeSettings(_Section):
     ``RAY_SERVE_ENABLE_HA_PROXY=1``, HAProxy's stats (8404) and Prometheus metrics
     (9101) pages. entai refuses to start those unless ``wildcard_listeners`` is true,
     an explicit acceptance for hosts fenced by a firewall or NetworkPolicy
-    (cluster/kuberay/networkpolicies.yaml).
+    (cluster/kuberay/networkpolicies.yaml). A local head's HAProxy needs no acceptance:
+    its launcher moves those pages to 127.0.0.1 (see :func:`haproxy_fenced`).
     """
 
     host: str = "127.0.0.1"
@@ -800,7 +806,7 @@ class EntaiSettings(BaseSettings):
             exposed.append(f"ray.dashboard_host={self.ray.dashboard_host}")
         if self.serve.grpc_port:
             exposed.append(f"the gRPC proxy (port {self.serve.grpc_port})")
-        if _haproxy_on(environ):
+        if _haproxy_on(environ) and not haproxy_fenced(environ):
             exposed.append("HAProxy's stats and metrics")
         return exposed
 
@@ -810,6 +816,16 @@ _RAY_TLS_FILES = ("RAY_TLS_SERVER_CERT", "RAY_TLS_SERVER_KEY", "RAY_TLS_CA_CERT"
 
 def _haproxy_on(environ: Mapping[str, str]) -> bool:
     return environ.get("RAY_SERVE_ENABLE_HA_PROXY", "0").strip().lower() in {"1", "true"}
+
+
+def haproxy_fenced(environ: Mapping[str, str]) -> bool:
+    """Whether Serve's HAProxy in ``environ`` runs through entai's loopback launcher.
+
+    A local head sets ``RAY_SERVE_HAPROXY_BINARY_PATH`` to that launcher (named
+    ``HAPROXY_FENCE_NAME``), which binds HAProxy's stats and metrics pages on 127.0.0.1.
+    """
+    binary = environ.get("RAY_SERVE_HAPROXY_BINARY_PATH", "")
+    return _haproxy_on(environ) and PurePath(binary).name == HAPROXY_FENCE_NAME
 
 
 def ray_tls_problems(environ: Mapping[str, str]) -> list[str]:
@@ -825,7 +841,8 @@ def wildcard_listener_problems(serve: ServeSettings, environ: Mapping[str, str])
 
     Ray 2.60's gRPC proxy binds ``[::]`` whatever the host; with
     ``RAY_SERVE_ENABLE_HA_PROXY=1`` HAProxy's stats (8404) and metrics (9101) pages bind
-    every interface. Each needs ``serve.wildcard_listeners: true``.
+    every interface, unless a local head's launcher fences them
+    (:func:`haproxy_fenced`). Each needs ``serve.wildcard_listeners: true``.
     """
     if serve.wildcard_listeners:
         return []
@@ -836,7 +853,7 @@ def wildcard_listener_problems(serve: ServeSettings, environ: Mapping[str, str])
             "interface (it has no host option); set serve.wildcard_listeners: true to accept "
             "that behind a firewall, or leave gRPC off"
         )
-    if _haproxy_on(environ):
+    if _haproxy_on(environ) and not haproxy_fenced(environ):
         problems.append(
             "RAY_SERVE_ENABLE_HA_PROXY=1: HAProxy's stats (8404) and metrics (9101) pages "
             "listen on every interface; set serve.wildcard_listeners: true to accept that "

@@ -173,6 +173,31 @@ def test_listeners_ray_binds_on_every_interface_are_refused_unless_accepted(
     check_listeners(ServeSettings(wildcard_listeners=True), {"RAY_SERVE_ENABLE_HA_PROXY": "1"})
 
 
+def test_haproxy_through_the_loopback_launcher_needs_no_acceptance() -> None:
+    from entai.shared.settings import (
+        HAPROXY_FENCE_NAME,
+        EntaiSettings,
+        ServeSettings,
+        check_listeners,
+    )
+
+    fenced = {
+        "RAY_SERVE_ENABLE_HA_PROXY": "1",
+        "RAY_SERVE_HAPROXY_BINARY_PATH": f"/home/me/.entai/haproxy/{HAPROXY_FENCE_NAME}",
+    }
+    check_listeners(ServeSettings(), fenced)
+    assert EntaiSettings().exposed_listeners(fenced) == []
+    for unfenced in (
+        {**fenced, "RAY_SERVE_HAPROXY_BINARY_PATH": "/usr/sbin/haproxy"},
+        {"RAY_SERVE_ENABLE_HA_PROXY": "1"},
+    ):
+        with pytest.raises(ConfigError, match="8404"):
+            check_listeners(ServeSettings(), unfenced)
+        assert EntaiSettings().exposed_listeners(unfenced) == ["HAProxy's stats and metrics"]
+    with pytest.raises(ConfigError, match="grpc_port"):  # the gRPC proxy is not fenced
+        check_listeners(ServeSettings(grpc_port=9000), fenced)
+
+
 def test_serve_options_refuse_grpc_without_the_explicit_acceptance() -> None:
     from entai.deployments.grpc_ingress import serve_options
     from entai.shared.settings import ServeSettings

@@ -6,7 +6,7 @@ import logging
 import os
 from typing import Any
 
-from entai.actors.core._local_head import QUIET_RAY_ENV, SERVE_ENV, read_head
+from entai.actors.core._local_head import QUIET_RAY_ENV, local_serve_env, read_head
 from entai.actors.core._placement import role_options
 from entai.shared.core import ServiceUnavailableError
 from entai.shared.settings import EntaiSettings
@@ -67,7 +67,10 @@ def connect_ray(settings: EntaiSettings, *, address: str | None = None) -> bool:
                 details={"address": target},
             ) from exc
         return False
-    for key, value in {**SERVE_ENV, **QUIET_RAY_ENV}.items():
+    # Serve's mode (HAProxy fenced to loopback, see local_serve_env) is set, not
+    # defaulted: a half-set HAProxy environment would listen on every interface.
+    os.environ.update(local_serve_env(settings))
+    for key, value in QUIET_RAY_ENV.items():
         os.environ.setdefault(key, value)
     ray.init(
         address="local",
