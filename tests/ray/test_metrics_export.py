@@ -5,7 +5,8 @@ The drift monitor actor records predictions, drift statistics, alert levels and 
 fairness measures of a window with feedback labels; an
 online write and read through :class:`OnlineFeatureClient` record the view's newest
 event time, lookups and their latency in this process; the ingress's prediction
-latency and errors are recorded through the facade. Each process reports to its node's
+latency and errors, and a recommendation's fallback from the store, are recorded
+through the facade. Each process reports to its node's
 metrics agent every ``metrics_report_interval_ms`` (10 s by default), so the scrape is
 retried for a bounded time.
 """
@@ -103,6 +104,7 @@ def exported(ray_cluster: Any, monitor: Any) -> list[tuple[str, dict[str, str], 
     client.get_online_features({model: ["f"]}, [{"user_id": 1}, {"user_id": 2}], {})
     Metrics.prediction_latency(model, 7, 0.02)
     Metrics.prediction_error(model, "service_unavailable")
+    Metrics.recommend_fallback(model, "timeout")
     Metrics.stream_backlog(model, 3)  # a stream worker's figures, as it records them
     Metrics.stream_events(model, "landed", 5)
 
@@ -121,6 +123,7 @@ def exported(ray_cluster: Any, monitor: Any) -> list[tuple[str, dict[str, str], 
         ("entai_stream_backlog", ("source", model), ("source", model)),
         ("entai_stream_events", ("source", model), ("outcome", "landed")),
         ("entai_prediction_errors", ("model", model), ("code", "service_unavailable")),
+        ("entai_recommend_fallbacks", ("model", model), ("reason", "timeout")),
         ("entai_feature_event_time_s", ("view", model), ("view", model)),
     }
     seen: set[tuple[Any, ...]] = set()
