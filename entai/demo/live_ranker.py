@@ -116,7 +116,9 @@ def burst_of_views(
     viewed = [int(p) for p in chosen["product_id"]]
     before = recommend_over_http(url, token, user, k=SHOWN)
     template = events[events["user_id"] == user].iloc[-1]
-    now = datetime.now(UTC).replace(microsecond=0)
+    # Dated from now on, a millisecond apart: after every view the user made before
+    # (the demo's live views were dated a moment ago), so the burst is their newest.
+    now = datetime.now(UTC)
     tag = uuid.uuid4().int % 900_000 + 100_000  # six digits: see flow._live_events
     payloads = [
         {
@@ -127,7 +129,7 @@ def burst_of_views(
             "category": category,
             "price": float(world.product_price[product]),
             "event_type": "view",
-            "event_timestamp": (now - timedelta(seconds=BURST_VIEWS - i)).isoformat(),
+            "event_timestamp": (now + timedelta(milliseconds=i)).isoformat(),
             "search_query": f"best {category} deals",
         }
         for i, product in enumerate(viewed)
