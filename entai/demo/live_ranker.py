@@ -101,8 +101,10 @@ def burst_of_views(
 
     Returns:
         The category, the viewed products (most recent first), the seconds from the
-        202 to the views being readable online, and the items (id, score, category)
-        recommended before and after.
+        202 to the views being readable online, the items (id, score, category)
+        recommended before and after, and where the service took the user's recent
+        views from after the burst (``store``). The top items need not change: the
+        ranker may still prefer the user's usual categories.
 
     Raises:
         ServiceUnavailableError: a request failed, or the views never showed online.
@@ -160,6 +162,7 @@ def burst_of_views(
         "viewed": newest_first,
         "freshness_s": round(freshness, 3),
         "version": after["version"],
+        "source": after.get("recent_views_source"),
         "before": _labelled(before["items"], category_of),
         "after": _labelled(after["items"], category_of),
     }

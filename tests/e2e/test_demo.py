@@ -156,7 +156,7 @@ def test_demo_ranker_beats_popularity_and_recommends_over_http(demo_run: Demo) -
     assert f"NDCG@{ranker['k']}" in output
 
 
-def test_demo_burst_of_views_changes_the_users_recommendations_from_the_store(
+def test_demo_burst_of_views_reaches_the_users_recommendations_from_the_store(
     demo_run: Demo,
 ) -> None:
     _, summary, output, _ = demo_run
@@ -166,7 +166,10 @@ def test_demo_burst_of_views_changes_the_users_recommendations_from_the_store(
     before = [i["item_id"] for i in burst["before"]]
     after = [i["item_id"] for i in burst["after"]]
     assert len(before) == len(after) == 5
-    assert after != before  # asked with no context: the change came from the online store
+    # asked with no context: the service read the burst from the online store (whether
+    # the top 5 change is the ranker's call; tests/integration/test_live_loop.py picks
+    # views that do change it and asserts the exact new answer)
+    assert burst["source"] == "store"
     assert f"views 3 {burst['category']} products" in output
 
 
