@@ -5,17 +5,16 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
-import pandas as pd
 import pytest
 from pydantic import ValidationError
+from tiny_ranker import INDEX, by_price
 
 from entai.deployments import grpc_messages as messages
 from entai.deployments.app_args import AppArgs
 from entai.deployments.circuit_breaker import BreakerState, CircuitBreaker
-from entai.deployments.model_runtime import LoadedModel
 from entai.deployments.recent_views import (
     RecentViewsReader,
     StoredViews,
@@ -34,37 +33,12 @@ from entai.shared.features import (
     ValueType,
 )
 from entai.shared.recommend import (
-    RANKING_FEATURES,
     CandidatePolicy,
-    InteractionIndex,
     merge_recent_views,
 )
 
 DEMO = Definitions.from_module("entai.demo.features")
 REF = "user_recent_views:recent_product_ids"
-T0 = datetime(2026, 9, 1, tzinfo=UTC)
-CATALOGUE = pd.DataFrame(
-    {
-        "product_id": list(range(8)),
-        "category": ["books"] * 4 + ["toys"] * 3 + ["home"],
-        "price": [10.0, 11.0, 12.0, 13.0, 20.0, 21.0, 22.0, 30.0],
-    }
-)
-# user 1 viewed 0, 1, 4 (in that order); user 2 viewed 2, 5 and 7 on one day
-EVENTS = pd.DataFrame(
-    [(1, item, "view", pd.Timestamp(T0 + timedelta(hours=h))) for h, item in enumerate([0, 1, 4])]
-    + [(2, item, "view", pd.Timestamp(T0 + timedelta(hours=5))) for item in (2, 5, 7)],
-    columns=["user_id", "product_id", "event_type", "event_timestamp"],
-)
-INDEX = InteractionIndex.from_events(EVENTS, CATALOGUE, as_of=T0 + timedelta(days=1))
-
-
-def _by_price() -> LoadedModel:
-    """A model that scores the price: the order of an answer is known in advance."""
-    price = RANKING_FEATURES.index("price")
-    return LoadedModel(1, RANKING_FEATURES, lambda m: m[:, price])
-
-
 # --- the merge ---------------------------------------------------------------------------
 
 
@@ -85,10 +59,10 @@ def test_ranking_with_a_history_is_ranking_with_that_history_in_the_index() -> N
     # user 1's indexed views are books/toys; stored views of 7 (home) bring its co-views
     stored = replace(INDEX, user_recent={**INDEX.user_recent, 1: [7]})
     policy = CandidatePolicy(top_categories=1)
-    got = recommend(_by_price(), INDEX, 1, k=5, history=[7], policy=policy)
-    want = recommend(_by_price(), stored, 1, k=5, policy=policy)
+    got = recommend(by_price(), INDEX, 1, k=5, history=[7], policy=policy)
+    want = recommend(by_price(), stored, 1, k=5, policy=policy)
     assert (got.items, got.scores) == (want.items, want.scores)
-    assert got.items != recommend(_by_price(), INDEX, 1, k=5, policy=policy).items
+    assert got.items != recommend(by_price(), INDEX, 1, k=5, policy=policy).items
 
 
 # --- the read ----------------------------------------------------------------------------
@@ -282,7 +256,7 @@ class Ranker:
     ) -> Recommendation:
         self.asked.append({"session": list(session), "history": history})
         return recommend(
-            _by_price(), INDEX, user, k=k, exclude=exclude, session=session, history=history
+            by_price(), INDEX, user, k=k, exclude=exclude, session=session, history=history
         )
 
 
@@ -293,14 +267,14 @@ def test_the_answer_uses_context_then_the_stored_views(fallbacks: list[tuple[str
     )
     assert ranker.asked == [{"session": [2, 6], "history": [7, 7]}]
     assert (stored.source, stored.fallback) == ("store", None)
-    want = recommend(_by_price(), INDEX, 1, k=4, session=[2, 6], history=[7, 7])
+    want = recommend(by_price(), INDEX, 1, k=4, session=[2, 6], history=[7, 7])
     assert answer.items == want.items
 
 
 def test_without_the_store_the_answer_is_the_index_and_the_context_as_before(
     fallbacks: list[tuple[str, str]],
 ) -> None:
-    before = recommend(_by_price(), INDEX, 1, k=4, session=[6])
+    before = recommend(by_price(), INDEX, 1, k=4, session=[6])
     down = _reader(FakeStore(error=ServiceUnavailableError("down")))
     for reader, fallback in ((None, None), (down, "unavailable")):
         ranker = Ranker()

@@ -6,16 +6,16 @@ import json
 import math
 import threading
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from tiny_ranker import CATALOGUE, EVENTS, INDEX, T0, by_price
 
 from entai.deployments.feedback_log import FeedbackLog, ranking_report
 from entai.deployments.http_errors import install_error_handlers
@@ -33,30 +33,9 @@ from entai.shared.core import ServiceUnavailableError
 from entai.shared.data import Lake
 from entai.shared.recommend import RANKING_FEATURES, CandidatePolicy, InteractionIndex
 
-T0 = datetime(2026, 9, 1, tzinfo=UTC)
-CATALOGUE = pd.DataFrame(
-    {
-        "product_id": list(range(8)),
-        "category": ["books"] * 4 + ["toys"] * 3 + ["home"],
-        "price": [10.0, 11.0, 12.0, 13.0, 20.0, 21.0, 22.0, 30.0],
-    }
-)
-EVENTS = pd.DataFrame(
-    [(1, item, "view", pd.Timestamp(T0 + timedelta(hours=h))) for h, item in enumerate([0, 1, 4])]
-    + [(2, item, "view", pd.Timestamp(T0 + timedelta(hours=5))) for item in (2, 5, 7)],
-    columns=["user_id", "product_id", "event_type", "event_timestamp"],
-)
-INDEX = InteractionIndex.from_events(EVENTS, CATALOGUE, as_of=T0 + timedelta(days=1))
-PRICE = RANKING_FEATURES.index("price")
-
-
-def _by_price(version: int = 1) -> LoadedModel:
-    """A model that scores the price: the order of an answer is known in advance."""
-    return LoadedModel(version, RANKING_FEATURES, lambda m: m[:, PRICE])
-
 
 def test_answer_is_the_top_k_candidates_by_score() -> None:
-    got = recommend(_by_price(), INDEX, 1, k=3)
+    got = recommend(by_price(), INDEX, 1, k=3)
     candidates = INDEX.candidates(1)
     expected = sorted(candidates, key=lambda i: -CATALOGUE["price"][i])[:3]
     assert got.items == expected
@@ -66,16 +45,16 @@ def test_answer_is_the_top_k_candidates_by_score() -> None:
 
 
 def test_excluded_items_are_never_returned() -> None:
-    first = recommend(_by_price(), INDEX, 1, k=3)
-    again = recommend(_by_price(), INDEX, 1, k=3, exclude=first.items[:2])
+    first = recommend(by_price(), INDEX, 1, k=3)
+    again = recommend(by_price(), INDEX, 1, k=3, exclude=first.items[:2])
     assert not set(again.items) & set(first.items[:2])
     assert len(again.items) == 3
-    everything = recommend(_by_price(), INDEX, 1, k=10, exclude=list(range(7)))
+    everything = recommend(by_price(), INDEX, 1, k=10, exclude=list(range(7)))
     assert everything.items == [7]
 
 
 def test_short_candidate_lists_are_filled_with_popular_items() -> None:
-    got = recommend(_by_price(), INDEX, 99, k=8)
+    got = recommend(by_price(), INDEX, 99, k=8)
     assert sorted(got.items) == list(range(8))
     assert len(got.items) == 8
 
@@ -179,7 +158,7 @@ def test_runtime_swaps_model_and_index_together() -> None:
 
     def loader(name: str, version: int) -> tuple[LoadedModel, InteractionIndex]:
         loads.append(version)
-        return _by_price(version), INDEX if version == 1 else later
+        return by_price(version), INDEX if version == 1 else later
 
     watcher = _Watcher(1)
     runtime = RankerRuntime("ranker", watcher, loader)
@@ -187,8 +166,8 @@ def test_runtime_swaps_model_and_index_together() -> None:
     runtime._runtime.apply({"revision": 2, "aliases": {"champion": 2}})
     answer = runtime.recommend(1, k=2)
     assert answer.version == 2
-    assert answer.items == recommend(_by_price(2), later, 1, k=2).items  # from index 2
-    assert answer.items != recommend(_by_price(1), INDEX, 1, k=2).items
+    assert answer.items == recommend(by_price(2), later, 1, k=2).items  # from index 2
+    assert answer.items != recommend(by_price(1), INDEX, 1, k=2).items
     runtime._runtime.apply({"revision": 3, "aliases": {"champion": 3}})
     assert runtime.recommend(1, k=2).version == 3
     # the replaced version's index is kept until the next load, then let go
@@ -197,7 +176,7 @@ def test_runtime_swaps_model_and_index_together() -> None:
 
 
 def test_runtime_without_champion_is_unavailable() -> None:
-    runtime = RankerRuntime("ranker", _Watcher(1), lambda n, v: (_by_price(v), INDEX))
+    runtime = RankerRuntime("ranker", _Watcher(1), lambda n, v: (by_price(v), INDEX))
     runtime._indexes.clear()
     with pytest.raises(ServiceUnavailableError):
         runtime.recommend(1, k=2)
