@@ -46,7 +46,7 @@ from rich.text import Text
 from entai.actors.services import Services
 from entai.demo.champion import MODEL_NAME, register_champion, train_champion, training_set
 from entai.demo.drift_act import ActContext, demo_policy, run_drift_act
-from entai.demo.live_ranker import burst_of_views, shoppers
+from entai.demo.live import burst_of_views, live_views, shoppers
 from entai.demo.ranker import (
     RANKER_NAME,
     RECENT_VIEWS_FEATURE,
@@ -63,8 +63,6 @@ log = logging.getLogger(__name__)
 
 _SERVE_APP = "entai"
 _STAGES = 19  # platform, 14 of the flow, 4 of the drift act
-_LIVE_VIEWS = 5
-_LIVE_TIMEOUT_S = 60.0
 DEMO_STREAM = StreamSettings(
     contract="entai.demo.contracts:EVENTS_CONTRACT", definitions_module="entai.demo.features"
 )
@@ -348,14 +346,12 @@ def _run(
         )
     with stages.stage("deploy the Serve application"):
         url = _deploy(settings)
+    token = settings.security.token_file.read_text().strip()
     with stages.stage("predict and recommend over HTTP"):
         predictions = _predict(settings, url, rows)
-        ranker["recommendations"] = recommend_over_http(
-            url, settings.security.token_file.read_text().strip(), int(rows["user_id"].iloc[0])
-        )
+        ranker["recommendations"] = recommend_over_http(url, token, int(rows["user_id"].iloc[0]))
     with stages.stage("live: views over POST /v1/events -> lake -> online features"):
-        live = _live_events(settings, url, events)
-    token = settings.security.token_file.read_text().strip()
+        live = live_views(url, token, events)
     with stages.stage("live: a burst of views in a new category -> new recommendations"):
         live["burst"] = burst_of_views(url, token, world, events, live["user_id"])
     with stages.stage("live: shoppers click and buy -> feedback -> the ranker's live CTR"):
@@ -473,86 +469,6 @@ def _predict(settings: EntaiSettings, url: str, rows: pd.DataFrame) -> list[dict
             strict=True,
         )
     ]
-
-
-def _live_events(settings: EntaiSettings, url: str, events: pd.DataFrame) -> dict[str, Any]:
-    """A user views products now: the events go through ``POST /v1/events``, the
-    platform's stream workers land them and update the user's features by themselves;
-    the freshness is the time from the 202 to the new value read over HTTP."""
-    import httpx
-
-    headers = {"Authorization": f"Bearer {settings.security.token_file.read_text().strip()}"}
-    template = events.sort_values("event_timestamp").iloc[-1]
-    user = int(template["user_id"])
-    now = datetime.now(UTC)
-    # Six digits from the clock: the contract wants "ev-<digits>-<digits>", and a longer
-    # digit run (a millisecond stamp has 13) can read as a card or phone number to the
-    # undeclared-PII scan, which would quarantine every live event.
-    stamp = 100_000 + int(now.timestamp()) % 900_000
-    payloads = [
-        {
-            **{k: _plain(v) for k, v in template.items()},
-            "event_id": f"ev-{stamp}-{i}",
-            "event_type": "view",
-            "event_timestamp": now.isoformat(),
-        }
-        for i in range(_LIVE_VIEWS)
-    ]
-    read = {"features": ["user_stats:user_views_7d"], "entities": {"user_id": [user]}}
-
-    def views() -> tuple[float | None, str | None]:
-        answer = httpx.post(f"{url}/v1/features/online", json=read, headers=headers, timeout=10)
-        answer.raise_for_status()
-        result = answer.json()["results"][0]
-        return result["values"][0], result["event_timestamps"][0]
-
-    before = views()
-    posted = httpx.post(
-        f"{url}/v1/events",
-        json={"source": "events", "events": payloads},
-        headers=headers,
-        timeout=30,
-    )
-    accepted_at = time.perf_counter()
-    if posted.status_code != 202:
-        raise ServiceUnavailableError(
-            f"POST /v1/events answered HTTP {posted.status_code}: {posted.text[:300]}",
-            details={"status": posted.status_code},
-        )
-    receipt = posted.json()
-    if receipt.get("accepted") != _LIVE_VIEWS:
-        errors = receipt.get("errors") or [{}]
-        raise ServiceUnavailableError(
-            f"POST /v1/events accepted {receipt.get('accepted')} of {_LIVE_VIEWS} live views: "
-            f"{errors[0].get('errors')}",
-            details={"accepted": receipt.get("accepted"), "rejected": receipt.get("rejected")},
-        )
-    deadline = accepted_at + _LIVE_TIMEOUT_S
-    after = before
-    while after == before and time.perf_counter() < deadline:
-        time.sleep(0.05)
-        after = views()
-    if after == before:
-        raise ServiceUnavailableError(
-            f"the stream workers did not update user {user}'s features within "
-            f"{_LIVE_TIMEOUT_S:.0f} s of the 202 (see `entai status`)",
-            details={"user_id": user},
-        )
-    return {
-        "user_id": user,
-        "events": len(payloads),
-        "user_views_7d": {"before": before[0], "after": after[0]},
-        "freshness_s": round(time.perf_counter() - accepted_at, 3),
-    }
-
-
-def _plain(value: Any) -> Any:
-    """A JSON value of a frame cell (numpy scalars and timestamps included)."""
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    if hasattr(value, "item"):
-        return value.item()
-    return None if pd.isna(value) else value
 
 
 def stop_demo(settings: EntaiSettings) -> None:

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from entai.demo.generator import CATEGORIES, EcommerceWorld, WorldConfig
-from entai.demo.live_ranker import _new_category, _reactions
+from entai.demo.live import _new_category, _reactions
 
 
 def _world() -> EcommerceWorld:
