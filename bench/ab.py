@@ -1,7 +1,7 @@
 """A/B of two revisions on the same machine minutes: each bench alternates old and new.
 
     .venv/bin/python bench/ab.py OLD NEW [--benches online_read,capacity,ingest]
-                                         [--rounds 3] [--small]
+                                         [--rounds 3] [--small] [--bench-args "..."]
 
 Each revision is checked out in a detached git worktree (removed afterwards) and runs
 its own copy of each bench script, with ``PYTHONPATH`` set to that worktree so the
@@ -16,6 +16,10 @@ figure kept for a revision is the median of its rounds' ratios; ``change`` = new
 old's (1.0: unchanged; above: new is slower). The last line is a JSON object whose
 ``ratio`` is the geometric mean of the benches' ``change`` (lower is better, 1.0 is
 parity between the revisions).
+
+``--bench-args`` passes the same arguments to every run (both revisions' scripts must
+accept them), e.g. one serving configuration instead of ``bench/serve.py``'s nine:
+``--benches serve --bench-args "--modes haproxy --stores redis --scoring ingress --seconds 15"``.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import argparse
 import json
 import math
 import os
+import shlex
 import statistics
 import subprocess
 import sys
@@ -45,10 +50,15 @@ def _worktree(rev: str, parent: Path) -> Path:
     return path
 
 
-def _run(tree: Path, bench: str, small: bool) -> dict[str, Any]:
+def _run(tree: Path, bench: str, small: bool, extra: list[str]) -> dict[str, Any]:
     """One run of ``tree``'s ``bench/<bench>.py``: its last line, parsed."""
     env = {**os.environ, "PYTHONPATH": str(tree), "RAY_USAGE_STATS_ENABLED": "0"}
-    args = [sys.executable, str(tree / "bench" / f"{bench}.py"), *(["--small"] if small else [])]
+    args = [
+        sys.executable,
+        str(tree / "bench" / f"{bench}.py"),
+        *(["--small"] if small else []),
+        *extra,
+    ]
     started = time.monotonic()
     done = subprocess.run(
         args,
@@ -75,6 +85,7 @@ def main() -> None:
     parser.add_argument("--benches", default="online_read,capacity,ingest")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--small", action="store_true", help="each bench's quick run")
+    parser.add_argument("--bench-args", default="", help="arguments given to every bench run")
     args = parser.parse_args()
     benches = [b for b in args.benches.split(",") if b]
     revisions = {"old": args.old, "new": args.new}
@@ -86,7 +97,7 @@ def main() -> None:
                 order = ["old", "new"] if round_no % 2 == 0 else ["new", "old"]
                 for bench in benches:
                     for side in order:
-                        figures = _run(trees[side], bench, args.small)
+                        figures = _run(trees[side], bench, args.small, shlex.split(args.bench_args))
                         ratios[bench][side].append(float(figures["ratio"]))
                         print(
                             f"round {round_no + 1}/{args.rounds} {bench} {side} "
@@ -116,6 +127,7 @@ def main() -> None:
         "new": args.new,
         "rounds": args.rounds,
         "small": args.small,
+        "bench_args": args.bench_args,
         "load_after": round(os.getloadavg()[0], 2),
         "benches": per_bench,
         "ratio": round(math.exp(statistics.fmean(math.log(c) for c in changes)), 4),
