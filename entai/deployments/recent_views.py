@@ -134,24 +134,25 @@ class RecentViewsReader:
         """The reader of ``ref`` (``"view:feature"``) in ``definitions``.
 
         Raises:
-            ConfigError: ``ref`` names no feature, a feature that is not a list of
-                int64 item ids, or a view not keyed by the user alone.
+            ConfigError: ``ref`` names no feature, an on-demand view's output, a
+                feature that is not a list of int64 item ids, or a view not keyed by the
+                user alone.
         """
         try:
+            on_demand = definitions.on_demand([ref])
             projections = definitions.resolve([ref])
         except (EntaiError, ValueError) as exc:
             raise ConfigError(
                 f"ranker_recent_views {ref!r} is not a feature of the definitions: {exc}",
                 details={"field": "ranker_recent_views", "ref": ref},
             ) from None
-        stored = [p for p in projections if f"{p.view.name}:{','.join(p.features)}" == ref]
-        if len(stored) != 1 or len(projections) != 1:
+        if on_demand:
             raise ConfigError(
-                f"ranker_recent_views {ref!r} is not one stored feature (an on-demand "
-                "view's output is computed per request, not kept online)",
+                f"ranker_recent_views {ref!r} is an on-demand view's output, computed per "
+                "request, not a feature kept online",
                 details={"field": "ranker_recent_views", "ref": ref},
             )
-        (projection,) = stored
+        (projection,) = projections  # a stored feature resolves to its own view alone
         view = projection.view
         (feature,) = projection.features
         dtype = view.field(feature).dtype

@@ -200,7 +200,7 @@ def test_an_on_demand_feature_is_a_config_error() -> None:
     assert RecentViewsReader.of(
         "views:items", definitions, FakeStore(), CircuitBreaker("s"), model="r"
     )
-    with pytest.raises(ConfigError, match="not one stored feature"):
+    with pytest.raises(ConfigError, match="on-demand view's output"):
         RecentViewsReader.of(
             "derived:n_items", definitions, FakeStore(), CircuitBreaker("s"), model="r"
         )
