@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import redis
 
 from entai.actors.backends import RedisOnlineStore, SqliteOnlineStore
 from entai.shared.core import InvalidInputError, ServiceUnavailableError
@@ -330,3 +331,43 @@ def test_redis_last_write_wins_across_processes(redis_url: str, redis_prefix: st
         "v", [f"k{k}" for k in range(30)], ["x"], ttl=None, now=T0
     )
     assert res.values == [[902] * 30]
+
+
+def test_redis_batch_writes_see_a_tombstone_another_writer_made(
+    redis_url: str, redis_prefix: str
+) -> None:
+    # A batch goes without its rows' tombstone keys while no tombstone is live; the
+    # marker a tombstone raises (from any connection) makes the next call check them.
+    writer, eraser = (
+        RedisOnlineStore(redis_url, redis_prefix),
+        RedisOnlineStore(redis_url, redis_prefix),
+    )
+    keys = ["user_id=i:1", 'category=s:"b"|user_id=i:1', "user_id=i:2"]
+
+    def batch(second: int) -> OnlineBatch:
+        stamp = micros(T0 + timedelta(seconds=second))
+        return OnlineBatch("v", keys, ("x",), [[second] * 3], [stamp] * 3, [0] * 3)
+
+    assert writer.write_batch(batch(1)) == 3
+    forever = timedelta(days=3650)
+    assert eraser.tombstone(["user_id=i:1"], T0 + timedelta(seconds=5), forever) == 1
+    eraser.delete(None, ["user_id=i:1", 'category=s:"b"|user_id=i:1'])
+    assert writer.write_batch(batch(4)) == 1  # the subject's two rows dropped
+    assert writer.tombstoned_writes == 2
+    got = writer.read("v", keys, ["x"], ttl=None, now=T0)
+    assert got.values == [[None, None, 4]]
+    # The marker lives as long as the longest-lived tombstone: a shorter one later
+    # does not cut it short.
+    marker = f"{redis_prefix}:@tombstone:live"
+    client = redis.Redis.from_url(redis_url)
+    long_ttl = client.pttl(marker)
+    assert (
+        long_ttl
+        > (forever - (datetime.now(UTC) - T0) - timedelta(minutes=1)).total_seconds() * 1000
+    )
+    eraser.tombstone(["user_id=i:9"], datetime.now(UTC), timedelta(minutes=5))
+    assert client.pttl(marker) >= long_ttl - 60_000
+    assert {r.entity_key for r in writer.scan()} == {"user_id=i:2"}  # scans skip the marker
+    writer.close()
+    eraser.close()
+    client.close()

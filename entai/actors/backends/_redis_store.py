@@ -25,6 +25,13 @@ row's tombstones in the same atomic step as last-write-wins. In ``cluster_mode``
 and its tombstones live in different slots, so the batch reads the tombstones first
 (one pipelined ``MGET`` per key): an erasure landing between that read and the write
 is then undone by the erasure's own delete, not by the check.
+
+Most writes happen while no tombstone is live, so the batch write does not look them
+up at first: :meth:`RedisOnlineStore.tombstone` first raises the marker
+``<prefix>:@tombstone:live`` (expiring with the latest tombstone), and a batch call sent
+without its rows' tombstone keys writes only while the marker is absent; finding it,
+the call writes nothing and is sent again with every row's tombstone keys. Both
+checks run inside the script, so a tombstone written between two calls is never missed.
 """
 
 from __future__ import annotations
@@ -62,7 +69,11 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
 _EVENT, _CREATED = "@e", "@c"
 _TOMBSTONES = "@tombstone"
+_LIVE = "live"
+"""The marker's id among the tombstones' (theirs are 32 hex digits)."""
 _APPLIED, _DROPPED = 1, 2
+_UNCHECKED = -1
+"""A batch call sent without tombstone keys found the marker: nothing written."""
 _SCAN_BATCH = 500
 _BATCH_ROWS = 500
 """Rows per call of the batch write script (one call blocks Redis while it runs)."""
@@ -94,13 +105,17 @@ redis.call('HSET', KEYS[1], '@e', ARGV[1], '@c', ARGV[2], unpack(ARGV, 3))
 return 1
 """
 
-# The same check for many rows of one view, in order. ARGV[1] the feature count F,
-# ARGV[2..F+1] their names, then per row: event us, created us, its tombstone count T
-# and its F values; KEYS per row: its hash, then its T tombstones. One reply per row.
+# The same check for many rows of one view, in order. KEYS[1] the live-tombstones
+# marker; ARGV[1] "1" when the rows come with their tombstone keys, "0" when they come
+# without (then, if the marker exists, nothing is written and the reply is {-1});
+# ARGV[2] the feature count F, ARGV[3..F+2] their names, then per row: event us,
+# created us, its tombstone count T and its F values; KEYS per row from KEYS[2]: its
+# hash, then its T tombstones. One reply per row.
 _LWW_BATCH_SCRIPT = """
-local nf = tonumber(ARGV[1])
+if ARGV[1] == '0' and redis.call('EXISTS', KEYS[1]) == 1 then return {-1} end
+local nf = tonumber(ARGV[2])
 local out = {}
-local k, a = 1, nf + 2
+local k, a = 2, nf + 3
 while a <= #ARGV do
   local key, ev, cr, nt = KEYS[k], ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2])
   local ne, nc = tonumber(ev), tonumber(cr)
@@ -126,7 +141,7 @@ while a <= #ARGV do
   if status == 1 then
     local args = {'@e', ev, '@c', cr}
     for j = 1, nf do
-      args[#args + 1] = ARGV[1 + j]
+      args[#args + 1] = ARGV[2 + j]
       args[#args + 1] = ARGV[a + 2 + j]
     end
     redis.call('HSET', key, unpack(args))
@@ -136,6 +151,14 @@ while a <= #ARGV do
   a = a + 3 + nf
 end
 return out
+"""
+
+# KEYS[1] the live-tombstones marker, ARGV[1] a tombstone's expiry (epoch ms): the
+# marker lives until the latest expiry it was given.
+_MARK_SCRIPT = """
+local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tonumber(ARGV[1]) > cur then redis.call('SET', KEYS[1], ARGV[1], 'PXAT', ARGV[1]) end
+return 0
 """
 
 # KEYS: row hashes; ARGV: fields. One reply per key, as HMGET's; one round trip.
@@ -229,7 +252,7 @@ class RedisOnlineStore:
         self.cluster_mode = cluster_mode
         self._client: redis.Redis = redis.Redis.from_url(url)
         self._async: tuple[asyncio.AbstractEventLoop, redis.asyncio.Redis] | None = None
-        self._lww_sha = self._lww_batch_sha = self._read_sha = ""
+        self._lww_sha = self._lww_batch_sha = self._read_sha = self._mark_sha = ""
         self.tombstoned_writes = 0
         self._load_scripts()
 
@@ -249,6 +272,7 @@ class RedisOnlineStore:
             self._lww_sha = str(self._client.script_load(_LWW_SCRIPT))
             self._lww_batch_sha = str(self._client.script_load(_LWW_BATCH_SCRIPT))
             self._read_sha = str(self._client.script_load(_READ_SCRIPT))
+            self._mark_sha = str(self._client.script_load(_MARK_SCRIPT))
         except RedisError as exc:
             raise self._unavailable("connect", exc) from exc
 
@@ -341,7 +365,9 @@ class RedisOnlineStore:
 
     def write_batch(self, batch: OnlineBatch) -> int:
         """:meth:`write` of ``batch.rows()``: up to ``_BATCH_ROWS`` rows per script
-        call, every call in one pipeline (cluster mode: row by row)."""
+        call, every call in one pipeline (cluster mode: row by row). The calls go
+        without the rows' tombstone keys; one that finds a tombstone live is sent again
+        with them."""
         if not len(batch):
             return 0
         if self.cluster_mode:
@@ -351,31 +377,39 @@ class RedisOnlineStore:
             _encode_column(batch.view, n, c) for n, c in zip(names, batch.columns, strict=True)
         ]
         prefix = f"{self.key_prefix}:{batch.view}:"
-        head: list[Any] = [len(names), *names]
-        calls: list[tuple[list[str], list[Any]]] = []
-        for start in range(0, len(batch), _BATCH_ROWS):
-            keys: list[str] = []
-            args = list(head)
+        marker = self._tombstone_key(_LIVE)
+
+        def call(start: int, checked: bool) -> tuple[list[str], list[Any]]:
+            keys = [marker]
+            args: list[Any] = ["1" if checked else "0", len(names), *names]
             for i in range(start, min(start + _BATCH_ROWS, len(batch))):
                 key = batch.keys[i]
-                tombstones = [self._tombstone_key(t) for t in tombstone_ids(key)]
+                tombstones = [self._tombstone_key(t) for t in tombstone_ids(key)] if checked else []
                 keys += (prefix + key, *tombstones)
                 args += (batch.event_us[i], batch.created_us[i], len(tombstones))
                 args += (column[i] for column in values)
-            calls.append((keys, args))
+            return keys, args
 
-        def run() -> list[Any]:
+        def run(calls: list[tuple[list[str], list[Any]]]) -> list[list[int]]:
             with self._client.pipeline(transaction=False) as pipe:
                 for keys, args in calls:
                     pipe.evalsha(self._lww_batch_sha, len(keys), *keys, *args)
-                return pipe.execute()
+                return [[int(r) for r in reply] for reply in pipe.execute()]
 
-        replies = [int(r) for reply in self._call("write", run, rows=len(batch)) for r in reply]
-        dropped = replies.count(_DROPPED)
+        starts = list(range(0, len(batch), _BATCH_ROWS))
+        replies = self._call(
+            "write", lambda: run([call(s, False) for s in starts]), rows=len(batch)
+        )
+        again = [s for s, reply in zip(starts, replies, strict=True) if reply == [_UNCHECKED]]
+        if again:
+            checked = iter(self._call("write", lambda: run([call(s, True) for s in again])))
+            replies = [next(checked) if r == [_UNCHECKED] else r for r in replies]
+        statuses = [r for reply in replies for r in reply]
+        dropped = statuses.count(_DROPPED)
         if dropped:
             self.tombstoned_writes += dropped
             logger.info("dropped %d writes of erased keys", dropped)
-        return replies.count(_APPLIED)
+        return statuses.count(_APPLIED)
 
     def _not_tombstoned(self, rows: Sequence[FeatureRow]) -> list[FeatureRow]:
         """Cluster mode: the rows no live tombstone covers, read before the write."""
@@ -409,6 +443,8 @@ class RedisOnlineStore:
 
         def run() -> None:
             with self._client.pipeline(transaction=False) as pipe:
+                if not self.cluster_mode:  # first: a batch write after any of them sees it
+                    pipe.evalsha(self._mark_sha, 1, self._tombstone_key(_LIVE), expires_ms)
                 for name in names:
                     pipe.set(name, erased_us, pxat=expires_ms)
                 pipe.execute()
