@@ -77,7 +77,7 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     if ray.is_initialized():
         yield ray
         return
-    from entai.actors.core import local_serve_env
+    from entai.actors.core import local_serve_env, release_socket_dir
     from entai.shared.settings import load_settings
 
     namespace = f"entai-test-{uuid.uuid4().hex[:8]}"
@@ -117,6 +117,7 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         yield ray
     finally:
         ray.shutdown()
+        release_socket_dir(load_settings(home=serve_home))
 
 
 @pytest.fixture(scope="session")

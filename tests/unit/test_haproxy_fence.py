@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from entai.actors.core import SERVE_ENV, local_serve_env
+from entai.actors.core import SERVE_ENV, local_serve_env, release_socket_dir
 from entai.actors.core._haproxy_fence import DRAIN_BYTES, fence_config
 from entai.deployments.edge_middleware import DRAIN_BYTES as APP_DRAIN_BYTES
 from entai.shared.settings import HAPROXY_FENCE_NAME, check_listeners, load_settings
@@ -128,6 +129,28 @@ def test_sockets_go_to_a_private_short_directory_when_the_home_is_deep(
         ),
         **{k: v for k, v in env.items() if k.endswith("_PORT")},
     }  # the same directory again for the same home
+
+
+def test_the_short_socket_directory_goes_when_the_platform_stops(
+    tmp_path: Path, fake_haproxy: Path
+) -> None:
+    deep = load_settings(home=tmp_path / ("d" * 60) / "home")
+    env = local_serve_env(deep, {"RAY_SERVE_HAPROXY_BINARY_PATH": str(fake_haproxy)})
+    sockets = Path(env["RAY_SERVE_HAPROXY_SOCKET_PATH"]).parent
+    with socket.socket(socket.AF_UNIX) as left:  # a socket HAProxy left behind
+        left.bind(str(sockets / "admin.sock"))
+    assert release_socket_dir(deep) is True
+    assert not sockets.exists()
+    assert release_socket_dir(deep) is False  # nothing left to remove
+    # A directory holding anything but sockets is not ours to delete.
+    local_serve_env(deep, {"RAY_SERVE_HAPROXY_BINARY_PATH": str(fake_haproxy)})
+    (sockets / "notes.txt").write_text("kept")
+    assert release_socket_dir(deep) is False
+    assert (sockets / "notes.txt").exists()
+    (sockets / "notes.txt").unlink()
+    sockets.rmdir()
+    shallow = load_settings(home=tmp_path / "h")  # sockets under the home: nothing in /tmp
+    assert release_socket_dir(shallow) is False
 
 
 def test_the_launcher_never_wraps_a_launcher(tmp_path: Path, fake_haproxy: Path) -> None:

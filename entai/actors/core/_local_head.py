@@ -45,6 +45,7 @@ __all__ = [
     "local_serve_env",
     "port_open",
     "read_head",
+    "release_socket_dir",
     "session_processes",
     "spawn_group",
     "start_head",
@@ -436,13 +437,21 @@ def _real_haproxy(environ: Mapping[str, str]) -> str:
     return found
 
 
+def _short_socket_dir(files: Path) -> Path | None:
+    """The temp-dir directory for HAProxy's sockets when paths under ``files`` would be
+    too long for a Unix socket (None: they fit)."""
+    if len(str(files)) + _SOCKET_SUFFIX <= _SOCKET_PATH_MAX:
+        return None
+    digest = hashlib.sha256(f"{os.getuid()}:{files}".encode()).hexdigest()[:8]
+    return Path(tempfile.gettempdir()) / f"entai-{digest}"
+
+
 def _socket_dir(files: Path) -> Path:
     """Where HAProxy's Unix sockets go: ``files``, unless their paths would be too long;
     then a directory of this user's own under the temp dir, one per platform home."""
-    if len(str(files)) + _SOCKET_SUFFIX <= _SOCKET_PATH_MAX:
+    short = _short_socket_dir(files)
+    if short is None:
         return files
-    digest = hashlib.sha256(f"{os.getuid()}:{files}".encode()).hexdigest()[:8]
-    short = Path(tempfile.gettempdir()) / f"entai-{digest}"
     if len(str(short)) + _SOCKET_SUFFIX > _SOCKET_PATH_MAX:
         raise ConfigError(
             f"HAProxy's socket paths under {files} and {short} would be longer than "
@@ -456,6 +465,31 @@ def _socket_dir(files: Path) -> Path:
             details={"path": str(short)},
         )
     return short
+
+
+def release_socket_dir(settings: EntaiSettings) -> bool:
+    """Remove the temp-dir directory HAProxy's sockets took for this home (a long home
+    path), once its HAProxy is stopped. Returns whether there was one to remove.
+
+    Only this user's own directory is touched, and only its sockets and empty self.
+    """
+    short = _short_socket_dir(settings.home.resolve() / "haproxy")
+    if short is None:
+        return False
+    try:
+        info = short.lstat()
+    except FileNotFoundError:
+        return False
+    if info.st_uid != os.getuid() or not stat.S_ISDIR(info.st_mode):
+        return False
+    for entry in short.iterdir():
+        if stat.S_ISSOCK(entry.lstat().st_mode):
+            entry.unlink(missing_ok=True)
+    try:
+        short.rmdir()
+    except OSError:  # something else is in it: not ours to delete
+        return False
+    return True
 
 
 def agent_port(port: int, *, explicit: bool) -> int:
@@ -578,4 +612,5 @@ def stop_head(settings: EntaiSettings) -> list[str]:
         for name, pids in left.items()
     )
     _state_path(settings).unlink(missing_ok=True)
+    release_socket_dir(settings)
     return stopped
