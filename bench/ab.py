@@ -78,6 +78,19 @@ def _run(tree: Path, bench: str, small: bool, extra: list[str]) -> dict[str, Any
     return figures
 
 
+def _detail(figures: dict[str, Any]) -> str:
+    """The two sides' own figures behind a serving bench's ratio (empty for others)."""
+    case = figures.get("ratio_case")
+    entai = figures.get("entai", {}).get(case) if case else None
+    reference = figures.get("reference")
+    if not isinstance(entai, dict) or not isinstance(reference, dict):
+        return ""
+    return (
+        f"(entai {entai.get('rps')} rps p99 {entai.get('p99_ms')} ms; "
+        f"reference {reference.get('rps')} rps p99 {reference.get('p99_ms')} ms)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("old", help="the revision before (e.g. 0d764a5)")
@@ -102,7 +115,7 @@ def main() -> None:
                         print(
                             f"round {round_no + 1}/{args.rounds} {bench} {side} "
                             f"({revisions[side]}): ratio {figures['ratio']} "
-                            f"in {figures['_wall_s']} s",
+                            f"in {figures['_wall_s']} s {_detail(figures)}",
                             flush=True,
                         )
         finally:
