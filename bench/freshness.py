@@ -165,7 +165,19 @@ class Tally:
             p50, p90, p99 = np.percentile(lat, [50, 90, 99])
             out.update(p50_ms=round(float(p50), 1), p90_ms=round(float(p90), 1),
                        p99_ms=round(float(p99), 1), max_ms=round(float(lat.max()), 1))  # fmt: skip
+            out["p99_ms_per_10s"] = self._p99_per_slice(10.0)
         return out
+
+    def _p99_per_slice(self, slice_s: float) -> list[float]:
+        """p99 of the probes published in each ``slice_s`` of the load, in order: a
+        freshness that grows with the lake shows as a rising series."""
+        first = min(self.published_at.values())
+        slices: dict[int, list[float]] = {}
+        for probe, seconds in self.seen_after.items():
+            slices.setdefault(int((self.published_at[probe] - first) // slice_s), []).append(
+                seconds * 1000
+            )
+        return [round(float(np.percentile(v, 99)), 1) for _, v in sorted(slices.items())]
 
 
 def schedule(args: argparse.Namespace, n: int) -> Iterator[tuple[int, float]]:
