@@ -13,9 +13,9 @@ import pytest
 from credentials import SERVICE, callers
 from governed import Governed
 
-from entai.actors.features import FeatureShard
+from entai.actors.features import FeatureShard, OnlineFeatureClient
 from entai.actors.governance import AuthCache, CallerCheck
-from entai.shared.core import AuthenticationError, PermissionDeniedError
+from entai.shared.core import AuthenticationError, InvalidInputError, PermissionDeniedError
 from entai.shared.features import FeatureRow, MemoryOnlineStore
 from entai.shared.governance import Permission, service_credential
 from entai.shared.settings import load_settings, resolve_service_secret
@@ -119,3 +119,9 @@ def test_a_refused_shard_write_writes_nothing(tmp_path: Path) -> None:
     with pytest.raises(PermissionDeniedError):
         shard.scan(credential=governed.token("ml-engineer"))  # a dump needs governance:erase
     assert len(shard.scan(credential=governed.admin)) == 1
+
+
+def test_a_client_with_shards_needs_a_credential() -> None:
+    with pytest.raises(InvalidInputError, match="credential"):
+        OnlineFeatureClient([object()])  # refused before any shard is asked anything
+    assert OnlineFeatureClient(None, direct_store=MemoryOnlineStore()).shard_ids == []
