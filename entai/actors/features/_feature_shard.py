@@ -85,6 +85,7 @@ logger = logging.getLogger(__name__)
 SHARD_SERVICE = "feature-shard"
 """The service name a shard presents to the governance service (for its token checks)."""
 _ERASE_RESOURCE = "features"
+"""The online store as a whole, in the policy's resource names."""
 
 StoreSettings = MemoryOnlineStoreSettings | RedisOnlineStoreSettings | SqliteOnlineStoreSettings
 
@@ -197,9 +198,9 @@ class FeatureShard:
         }
 
     def _may_write(self, credential: str, views: Sequence[str]) -> None:
-        self._callers.require_all(
-            credential, Permission.FEATURES_WRITE, [f"view:{v}" for v in sorted(set(views))]
-        )
+        """``features:write`` on each view (on the store as a whole for no rows)."""
+        resources = [f"view:{v}" for v in sorted(set(views))] or [_ERASE_RESOURCE]
+        self._callers.require_all(credential, Permission.FEATURES_WRITE, resources)
 
     def write(
         self, rows: Sequence[FeatureRow], *, credential: str, trace: TraceCarrier | None = None

@@ -141,11 +141,15 @@ class CallerCheck:
     def require_all(
         self, credential: object, permission: Permission, resources: Sequence[str]
     ) -> str:
-        """:meth:`require` on each of ``resources`` (at least one is checked)."""
-        name = ""
-        for resource in resources or ["*"]:
-            name = self.require(credential, permission, resource)
-        return name
+        """:meth:`require` on each of ``resources``.
+
+        Raises:
+            ValueError: for no resource (nothing would be checked).
+        """
+        if not resources:
+            raise ValueError("require_all needs at least one resource")
+        names = [self.require(credential, permission, r) for r in resources]
+        return names[0]
 
     def _service(self, credential: str) -> str:
         service = service_of(self._secret, credential)
