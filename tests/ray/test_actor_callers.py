@@ -32,7 +32,8 @@ from entai.shared.monitoring import ReferenceProfile
 from entai.shared.settings import EntaiSettings, load_settings
 
 MODEL = "callers-model"
-T = datetime(2026, 1, 1, tzinfo=UTC)
+T = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
+"""Rows are dated before the test's erasure (tombstones expire after their retention)."""
 
 
 @dataclass
@@ -119,9 +120,9 @@ def test_shard_writes_tombstones_and_scans_need_a_credential(
     assert ray_cluster.get(p.shard.write.remote(row, credential=p.tokens["ml-engineer"])) == 1
     assert (_value(ray_cluster, p, "k1"), _value(ray_cluster, p, "k2")) == (1.0, 2.0)
 
+    erased_at = datetime.now(UTC)
     for bad, error in _bad_credentials(p, "ml-engineer"):  # may write, not erase or dump
-        later = T + timedelta(days=1)
-        tombstone = p.shard.tombstone.remote(["k1"], later, timedelta(days=1), credential=bad)
+        tombstone = p.shard.tombstone.remote(["k1"], erased_at, timedelta(days=1), credential=bad)
         _refused(ray_cluster, tombstone, error)
         _refused(ray_cluster, p.shard.scan.remote(None, credential=bad), error)
         _refused(ray_cluster, p.shard.delete.remote(None, ["k1"], credential=bad), error)
@@ -130,16 +131,14 @@ def test_shard_writes_tombstones_and_scans_need_a_credential(
     ray_cluster.get(p.shard.write.remote(replay, credential=p.service))
     assert _value(ray_cluster, p, "k1") == 5.0  # no tombstone was kept
 
-    erased_at = T + timedelta(days=1)
     assert ray_cluster.get(
         p.shard.tombstone.remote(["k1"], erased_at, timedelta(days=1), credential=p.service)
     )
-    ray_cluster.get(p.shard.write.remote(replay, credential=p.service))  # dated before
+    late = [FeatureRow("v", "k1", {"x": 7.0}, T + timedelta(hours=1, minutes=30), T)]
+    assert ray_cluster.get(p.shard.write.remote(late, credential=p.service)) == 0  # erased
     assert ray_cluster.get(p.shard.describe.remote())["tombstoned_writes"] == 1
-    keys = {
-        r.entity_key for r in ray_cluster.get(p.shard.scan.remote(credential=p.tokens["admin"]))
-    }
-    assert keys == {"k1", "k2"}
+    rows = ray_cluster.get(p.shard.scan.remote(credential=p.tokens["admin"]))
+    assert {r.entity_key for r in rows} <= {"k1", "k2"} and "k2" in {r.entity_key for r in rows}
 
 
 def _reference() -> dict[str, Any]:
@@ -150,10 +149,10 @@ def _reference() -> dict[str, Any]:
 
 def test_monitor_feedback_and_rows_need_a_credential(ray_cluster: Any, platform: Platform) -> None:
     p = platform
-    register = p.monitor.register_model.remote(
-        MODEL, 1, _reference(), feature_columns=["x"], window={"count": 100}
-    )
-    _refused(ray_cluster, register, TypeError)  # without the keyword: no call at all
+    with pytest.raises(TypeError, match="credential"):  # without the keyword: no call at all
+        p.monitor.register_model.remote(
+            MODEL, 1, _reference(), feature_columns=["x"], window={"count": 100}
+        )
     for bad, error in _bad_credentials(p, "analyst"):
         _refused(
             ray_cluster,
