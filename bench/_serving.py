@@ -312,6 +312,7 @@ def feature_values() -> dict[tuple[int, str], np.ndarray]:
 def write_features(settings: Any) -> None:
     """Start the online shards and write every (user, category)'s features, fresh."""
     from entai.actors.features import OnlineFeatureClient, start_shards
+    from entai.actors.services import platform_credential
     from entai.demo import features as demo
     from entai.shared.features import FeatureRow, entity_key
 
@@ -327,7 +328,8 @@ def write_features(settings: Any) -> None:
             rows.append(FeatureRow("user_stats", entity_key({"user_id": u}),
                                    dict(zip(us, values[6:].tolist(), strict=True)),
                                    now - timedelta(hours=1), now))  # fmt: skip
-    OnlineFeatureClient(start_shards(settings, settings.ray.namespace)).write(rows)
+    shards = start_shards(settings, settings.ray.namespace)
+    OnlineFeatureClient(shards, credential=platform_credential(settings, "bench")).write(rows)
 
 
 def store_settings(store: str) -> dict[str, Any]:

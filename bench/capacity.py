@@ -44,6 +44,7 @@ from online_read import FEATURES, TTLS, VIEW, make_rows
 
 from entai.actors.backends import RedisOnlineStore
 from entai.actors.features import OnlineFeatureClient, start_shards
+from entai.actors.services import platform_credential
 from entai.shared.features import FeatureRow
 from entai.shared.settings import (
     MemoryOnlineStoreSettings,
@@ -153,13 +154,16 @@ def main() -> None:
         (redis_shard,) = start_shards(redis_settings, namespace)
         (mem_shard,) = start_shards(mem_settings, namespace + "-mem")
         handles = [redis_shard, mem_shard]
+        credential = platform_credential(redis_settings, "bench")  # both share one home
         direct = OnlineFeatureClient(
-            [redis_shard], direct_store=RedisOnlineStore(args.redis_url, prefix)
+            [redis_shard],
+            direct_store=RedisOnlineStore(args.redis_url, prefix),
+            credential=credential,
         )
 
         rows = make_rows(n_entities, rng)
         for i in range(0, n_entities, 1_000):
-            ray.get([s.write.remote(rows[i : i + 1_000]) for s in handles])
+            ray.get([s.write.remote(rows[i : i + 1_000], credential=credential) for s in handles])
         reference_dict = DictStore(rows)
         keys = [r.entity_key for r in rows]
 
@@ -191,7 +195,7 @@ def main() -> None:
 
         def shard_write(shard: Any, r: int) -> Submit:
             base = r * write_calls
-            return lambda i: shard.write.remote(entai_writes[base + i])
+            return lambda i: shard.write.remote(entai_writes[base + i], credential=credential)
 
         def raw_read(r: int) -> Run:
             def run(i: int) -> None:

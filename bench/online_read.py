@@ -37,6 +37,7 @@ import redis
 
 from entai.actors.backends import RedisOnlineStore, SqliteOnlineStore
 from entai.actors.features import OnlineFeatureClient, shard_name, sqlite_directory, start_shards
+from entai.actors.services import platform_credential
 from entai.shared.core import PermissionDeniedError
 from entai.shared.features import FeatureRow, entity_key
 from entai.shared.settings import (
@@ -121,14 +122,21 @@ def main() -> None:
         sqlite_files = SqliteOnlineStore(
             sqlite_directory(sqlite_section), [shard_name(i) for i in range(args.shards)]
         )
-        via_sqlite_shards = OnlineFeatureClient(sqlite_shards)
-        sqlite_direct = OnlineFeatureClient(sqlite_shards, direct_store=sqlite_files)
+        sqlite_credential = platform_credential(sqlite_settings, "bench")
+        credential = platform_credential(redis_settings, "bench")  # the memory shards' too
+        via_sqlite_shards = OnlineFeatureClient(sqlite_shards, credential=sqlite_credential)
+        sqlite_direct = OnlineFeatureClient(
+            sqlite_shards, direct_store=sqlite_files, credential=sqlite_credential
+        )
         direct_store = RedisOnlineStore(args.redis_url, prefix)
-        via_redis_shards = OnlineFeatureClient(redis_shards)
-        via_mem_shards = OnlineFeatureClient(mem_shards)
-        direct = OnlineFeatureClient(redis_shards, direct_store=direct_store)
+        via_redis_shards = OnlineFeatureClient(redis_shards, credential=credential)
+        via_mem_shards = OnlineFeatureClient(mem_shards, credential=credential)
+        direct = OnlineFeatureClient(redis_shards, direct_store=direct_store, credential=credential)
         direct_auth = OnlineFeatureClient(
-            redis_shards, direct_store=direct_store, authorize=cached_authorize()
+            redis_shards,
+            direct_store=direct_store,
+            authorize=cached_authorize(),
+            credential=credential,
         )
 
         rows = make_rows(n_entities, rng)

@@ -160,7 +160,7 @@ def _propensity(work: Path) -> Any:
     return xgb.train({"objective": "binary:logistic", "max_depth": 3}, data, 10)
 
 
-def _store_recent_views(shards: Any, index: dict[str, Any]) -> int:
+def _store_recent_views(shards: Any, credential: str, index: dict[str, Any]) -> int:
     """Write each user's recent views of the index as their ``user_recent_views`` online."""
     from datetime import UTC, datetime
 
@@ -177,7 +177,7 @@ def _store_recent_views(shards: Any, index: dict[str, Any]) -> int:
         }
         rows.append(FeatureRow("user_recent_views", entity_key({"user_id": int(user)}), values,
                                now, now))  # fmt: skip
-    OnlineFeatureClient(shards).write(rows)
+    OnlineFeatureClient(shards, credential=credential).write(rows)
     return len(rows)
 
 
@@ -187,6 +187,7 @@ def run_entai_child(work: Path, seconds: float, concurrency: int, recent_views: 
     from ray import serve
 
     from entai.actors.features import start_shards
+    from entai.actors.services import platform_credential
     from entai.shared.recommend import INDEX_ARTIFACT
     from entai.shared.settings import load_settings
 
@@ -203,7 +204,7 @@ def run_entai_child(work: Path, seconds: float, concurrency: int, recent_views: 
         options: dict[str, Any] = {"ranker_model": RANKER}
         stored = 0
         if recent_views == "store":
-            stored = _store_recent_views(shards, index)
+            stored = _store_recent_views(shards, platform_credential(settings, "bench"), index)
             options["ranker_recent_views"] = RECENT
         url = serve_app(settings, port, PROPENSITY, **options)
         headers = {"Authorization": f"Bearer {token}"}

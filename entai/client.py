@@ -452,7 +452,7 @@ def connect(
 
     return Client(
         settings=settings,
-        features=OnlineFeatureClient(services.shards(), authorize=authorize),
+        features=OnlineFeatureClient(services.shards(), authorize=authorize, credential=secret),
         registry=services.registry(),
         governance=governance,
         monitor=services.drift_monitor(),

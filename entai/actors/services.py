@@ -27,9 +27,21 @@ from entai.shared.core import ServiceUnavailableError
 from entai.shared.governance import service_credential
 from entai.shared.settings import EntaiSettings, resolve_service_secret
 
-__all__ = ["Services", "governance_here", "registry_here", "service_governance"]
+__all__ = [
+    "SERVE_SERVICE",
+    "Services",
+    "governance_here",
+    "platform_credential",
+    "registry_here",
+    "service_governance",
+]
 
 log = logging.getLogger(__name__)
+
+SERVE_SERVICE = "entai-serve"
+"""The Serve replicas' service name: their credential reports request counts and failed
+authentications to governance, writes to the feature shards and calls the drift
+monitor (rows served, champions watched, feedback)."""
 
 
 class Services:
@@ -124,6 +136,13 @@ class Services:
         return [h for h in found if h is not None]
 
 
+def platform_credential(settings: EntaiSettings, service: str) -> str:
+    """The service credential of the platform service ``service`` (signed with the
+    service secret of ``settings``): what it presents to the data-plane actors and the
+    governance service."""
+    return service_credential(resolve_service_secret(settings), service)
+
+
 def service_governance(settings: EntaiSettings, service: str) -> GovernanceAuditor:
     """The governance door of the platform service named ``service``.
 
@@ -131,7 +150,7 @@ def service_governance(settings: EntaiSettings, service: str) -> GovernanceAudit
     local checker over the same state when no platform runs: one writer either way),
     presenting ``service``'s credential, signed with the service secret.
     """
-    credential = service_credential(resolve_service_secret(settings), service)
+    credential = platform_credential(settings, service)
     return GovernanceAuditor(governance_here(settings), credential)
 
 

@@ -316,7 +316,8 @@ def _run(
     handles = platform["handles"]
     tokens = _DemoTokens.mint(settings, handles)
     services = OnlineFeatureClient(
-        [handles[shard_name(i)] for i in range(settings.online_store.num_shards)]
+        [handles[shard_name(i)] for i in range(settings.online_store.num_shards)],
+        credential=tokens.trainer,  # an ml-engineer's token: features:write
     )
     with stages.stage("materialize feature views (Ray Data -> offline + online)"):
         reports = _materialize(settings, services)

@@ -173,7 +173,7 @@ class Ingress(GrpcInference):
         self._registry = platform.registry()
         self._tap = PredictionTap(
             Lake(settings.lake.root),
-            DriftMonitorSender(platform),
+            DriftMonitorSender(platform, self._services.credential),
             prediction_column=args.prediction_column,
             flush_interval_s=args.tap_flush_interval_s,
         )
@@ -447,7 +447,12 @@ class Ingress(GrpcInference):
         if body.labels:
             monitor = self._platform.drift_monitor()
             matched = await _actor_call(
-                monitor.submit(DriftMonitor.feedback, body.model, dict(body.labels))
+                monitor.submit(
+                    DriftMonitor.feedback,
+                    body.model,
+                    dict(body.labels),
+                    credential=self._services.credential,
+                )
             )
         if body.interactions:
             await asyncio.to_thread(self._feedback_log.append, body.model, body.interactions)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from entai.actors.backends import configure_mlflow
-from entai.actors.services import Services
+from entai.actors.services import SERVE_SERVICE, Services, platform_credential
 from entai.deployments.model_runtime import ActorAliasWatcher, ModelRuntime, load_mlflow_model
 from entai.deployments.monitor_registration import ChampionRegistrar, ranker_watch_request
 from entai.deployments.recommend import RankerRuntime, load_mlflow_ranker
@@ -97,7 +97,9 @@ def start_runtime(args: AppArgs, settings: EntaiSettings) -> ModelRuntime:
         args.model_name,
         ActorAliasWatcher(services.registry()),
         load_mlflow_model,
-        on_versions=ChampionRegistrar(args.model_name, services),
+        on_versions=ChampionRegistrar(
+            args.model_name, services, platform_credential(settings, SERVE_SERVICE)
+        ),
     )
     runtime.start()
     return runtime
@@ -112,12 +114,13 @@ def start_ranker(name: str, settings: EntaiSettings) -> RankerRuntime:
     def index_of(version: int) -> InteractionIndex | None:
         return runtime.index(version)  # the hook runs after start(): ``runtime`` is bound
 
-    request = ranker_watch_request(name, services, index_of)
+    credential = platform_credential(settings, SERVE_SERVICE)
+    request = ranker_watch_request(name, services, index_of, credential)
     runtime = RankerRuntime(
         name,
         ActorAliasWatcher(services.registry()),
         load_mlflow_ranker,
-        on_versions=ChampionRegistrar(name, services, request=request),
+        on_versions=ChampionRegistrar(name, services, credential, request=request),
     )
     runtime.start()
     return runtime

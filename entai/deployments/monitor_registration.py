@@ -12,7 +12,8 @@ ignores a repeated identical registration, so every replica may send it.
 A ranker's replicas use the same registrar with another request
 (:func:`ranker_watch_request`): ``DriftMonitor.watch_ranker`` with the ranking
 fairness columns of the champion's model card and the groups of its items (each
-product's category, from the version's serving index).
+product's category, from the version's serving index). Both present the replica's
+service credential.
 """
 
 from __future__ import annotations
@@ -45,16 +46,24 @@ class ChampionRegistrar:
     Args:
         model: Registered model name.
         services: The platform's services (the drift monitor among them).
+        credential: What the default request presents (the replica's service credential).
         request: How the champion is registered; by default ``DriftMonitor.watch``.
     """
 
     def __init__(
-        self, model: str, services: Services, *, request: WatchRequest | None = None
+        self,
+        model: str,
+        services: Services,
+        credential: str,
+        *,
+        request: WatchRequest | None = None,
     ) -> None:
         self._model = model
         self._services = services
         self._request = request or (
-            lambda monitor, version: monitor.submit(DriftMonitor.watch, model, version)
+            lambda monitor, version: monitor.submit(
+                DriftMonitor.watch, model, version, credential=credential
+            )
         )
         self._pending: tuple[int, Any] | None = None
         self.acknowledged: int | None = None
@@ -100,7 +109,10 @@ class ChampionRegistrar:
 
 
 def ranker_watch_request(
-    model: str, services: Services, index_of: Callable[[int], InteractionIndex | None]
+    model: str,
+    services: Services,
+    index_of: Callable[[int], InteractionIndex | None],
+    credential: str,
 ) -> WatchRequest:
     """The registration of a ranker's champion: its card's ranking fairness columns and
     its items' categories (``index_of(version)``: the version's loaded serving index)."""
@@ -113,6 +125,8 @@ def ranker_watch_request(
             columns = {}  # no card: nothing to watch ("no_fairness")
         index = index_of(version)
         groups = {} if index is None else {"category": dict(index.item_category)}
-        return monitor.submit(DriftMonitor.watch_ranker, model, version, columns, groups)
+        return monitor.submit(
+            DriftMonitor.watch_ranker, model, version, columns, groups, credential=credential
+        )
 
     return request

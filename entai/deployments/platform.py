@@ -29,7 +29,7 @@ from entai.actors.backends import RedisOnlineStore, SqliteOnlineStore
 from entai.actors.core import span
 from entai.actors.features import OnlineFeatureClient, shard_name, sqlite_directory
 from entai.actors.governance import AuthCache, actor_auth_cache
-from entai.actors.services import Services
+from entai.actors.services import SERVE_SERVICE, Services, platform_credential
 from entai.deployments.circuit_breaker import Breakers
 from entai.deployments.schemas import OnlineFeaturesRequest
 from entai.shared.core import InvalidInputError
@@ -42,8 +42,8 @@ from entai.shared.features import (
     compute_on_demand,
     entity_key,
 )
-from entai.shared.governance import Decision, service_credential
-from entai.shared.settings import EntaiSettings, resolve_service_secret
+from entai.shared.governance import Decision
+from entai.shared.settings import EntaiSettings
 
 if TYPE_CHECKING:
     from entai.deployments.app_args import AppArgs
@@ -53,9 +53,6 @@ __all__ = ["FeatureColumn", "FeatureInputs", "OnlineRead", "PlatformServices", "
 log = logging.getLogger(__name__)
 
 _MASKED = "***"
-SERVE_SERVICE = "entai-serve"
-"""The Serve replicas' service name: their credential reports request counts and failed
-authentications to governance."""
 
 
 @dataclass(frozen=True)
@@ -157,10 +154,16 @@ class ReadPlan:
 
 @dataclass
 class PlatformServices:
-    """Auth, definitions and online features for one serving replica."""
+    """Auth, definitions and online features for one serving replica.
+
+    ``credential`` is the replica's service credential: what it presents to the
+    governance service, the feature shards and the drift monitor, after its routes
+    authorized the user.
+    """
 
     auth: AuthCache
     features: OnlineFeatureClient
+    credential: str
     definitions: Definitions
     model_features: tuple[FeatureViewProjection, ...]
     model_plan: ReadPlan
@@ -186,15 +189,17 @@ class PlatformServices:
             direct = SqliteOnlineStore(sqlite_directory(store), ids)
         model_features = tuple(definitions.resolve(args.feature_service))
         guard = settings.security.auth_guard
+        credential = platform_credential(settings, SERVE_SERVICE)
         return cls(
             auth=actor_auth_cache(
                 services.governance(),
-                service_credential(resolve_service_secret(settings), SERVE_SERVICE),
+                credential,
                 ttl_s=guard.cache_ttl_s,
                 max_stale_s=guard.max_stale_s,
                 timeout_s=guard.governance_timeout_s,
             ),
-            features=OnlineFeatureClient(shards, direct_store=direct),
+            features=OnlineFeatureClient(shards, direct_store=direct, credential=credential),
+            credential=credential,
             definitions=definitions,
             model_features=model_features,
             model_plan=ReadPlan.of(model_features),

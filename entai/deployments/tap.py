@@ -211,11 +211,13 @@ class DriftMonitorSender:
     Calls are fire-and-forget; their outcomes are checked on the next send and
     failures logged. Without a running monitor (looked up again on every send) the
     rows go to the lake only. At most ``max_pending`` calls are in flight; beyond
-    that batches are dropped and counted instead of queueing without bound.
+    that batches are dropped and counted instead of queueing without bound. Each call
+    presents ``credential`` (the replica's service credential).
     """
 
-    def __init__(self, services: Services, *, max_pending: int = 64) -> None:
+    def __init__(self, services: Services, credential: str, *, max_pending: int = 64) -> None:
         self._services = services
+        self._credential = credential
         self._max_pending = max_pending
         self._pending: list[Any] = []
         self.dropped = 0
@@ -238,5 +240,12 @@ class DriftMonitorSender:
             return
         trace = trace_carrier()
         self._pending.append(
-            monitor.submit(DriftMonitor.record, model, batch_id, columns, trace=trace)
+            monitor.submit(
+                DriftMonitor.record,
+                model,
+                batch_id,
+                columns,
+                credential=self._credential,
+                trace=trace,
+            )
         )

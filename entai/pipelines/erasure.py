@@ -48,7 +48,12 @@ from entai.actors.features import shard_name, sqlite_directory
 from entai.actors.governance import GovernanceChecker
 from entai.actors.models import ModelRegistry
 from entai.actors.monitoring import DriftMonitor
-from entai.actors.services import Services, governance_here, registry_here
+from entai.actors.services import (
+    Services,
+    governance_here,
+    platform_credential,
+    registry_here,
+)
 from entai.pipelines.erasure_locks import erasure_lock, lock_kind
 from entai.shared.core import EntaiError, InvalidInputError, NotFoundError
 from entai.shared.data import Lake
@@ -75,6 +80,7 @@ __all__ = [
     "ERASE_ACTION",
     "ERASURES_DIRECTORY",
     "ERASURE_LEASE_S",
+    "ERASURE_SERVICE",
     "DriftMonitorStore",
     "OnlineStoreEraser",
     "StoreFactory",
@@ -91,6 +97,9 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 ERASE_ACTION = "governance:erase"
+ERASURE_SERVICE = "erasure"
+"""The service name the erasure stores present to the feature shards and the drift
+monitor (the caller was authorized for ``governance:erase`` before they run)."""
 _REQUEST_ID = "request_id"
 _SCAN_BATCH = 1000
 
@@ -135,12 +144,14 @@ class OnlineStoreEraser:
     With Redis the key names are scanned (``SCAN``) and deleted directly; shards keep no
     cache of Redis rows. With the memory backend every shard actor is scanned and asked
     to delete its matching rows; without running shards there is nothing to erase.
+    Shard calls present the erasure service's credential.
     """
 
     name = "online"
 
     def __init__(self, settings: EntaiSettings) -> None:
         self._settings = settings
+        self._credential = platform_credential(settings, ERASURE_SERVICE)
 
     def _redis(self) -> Any:
         import redis
@@ -237,7 +248,12 @@ class OnlineStoreEraser:
             finally:
                 files.close()
         shards = self._shards()
-        written = ray.get([h.tombstone.remote(keys, erased_at, retention) for h in shards])
+        written = ray.get(
+            [
+                h.tombstone.remote(keys, erased_at, retention, credential=self._credential)
+                for h in shards
+            ]
+        )
         return max(written, default=0)
 
     def _found(self, subject: Subject) -> list[_Found] | None:
@@ -252,7 +268,9 @@ class OnlineStoreEraser:
             return None
         found: list[_Found] = []
         for handle, rows in zip(
-            shards, ray.get([h.scan.remote(None) for h in shards]), strict=True
+            shards,
+            ray.get([h.scan.remote(None, credential=self._credential) for h in shards]),
+            strict=True,
         ):
             hits = _key_hits(subject, [r.entity_key for r in rows])
             found += [
@@ -304,7 +322,12 @@ class OnlineStoreEraser:
             groups: dict[tuple[int, str], list[str]] = {}
             for handle, view, key in found:
                 groups.setdefault((id(handle), view), []).append(key)
-            ray.get([handles[h].delete.remote(v, keys) for (h, v), keys in groups.items()])
+            ray.get(
+                [
+                    handles[h].delete.remote(v, keys, credential=self._credential)
+                    for (h, v), keys in groups.items()
+                ]
+            )
         per_view = Counter(view for _, view, _ in found)
         return StoreReceipt(
             self.name,
@@ -348,7 +371,8 @@ class DriftMonitorStore:
         if monitor is None:
             note = "the drift monitor is not running; its checkpoints are only scanned"
             return StoreReceipt(self.name, "absent", seconds=0.0, note=note)
-        ref = monitor.submit(DriftMonitor.erase, subject.entity_keys())
+        credential = platform_credential(self._settings, ERASURE_SERVICE)
+        ref = monitor.submit(DriftMonitor.erase, subject.entity_keys(), credential=credential)
         dropped = int(ray.get(ref, timeout=120))
         return StoreReceipt(
             self.name,

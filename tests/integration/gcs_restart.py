@@ -55,7 +55,13 @@ def run() -> dict[str, Any]:
     import ray
 
     from entai.actors.features import FeatureShardActor
-    from entai.shared.settings import MemoryOnlineStoreSettings
+    from entai.actors.services import platform_credential
+    from entai.shared.settings import MemoryOnlineStoreSettings, load_settings
+
+    # the shards' service secret, under the private directory main() removes
+    home = tempfile.mkdtemp(prefix="home-", dir=os.environ.get("RAY_TMPDIR"))
+    platform = load_settings(home=home).resolved()
+    credential = platform_credential(platform, "gcs-restart")
 
     ray.init(
         num_cpus=1,
@@ -67,13 +73,13 @@ def run() -> dict[str, Any]:
     try:
         shard = FeatureShardActor.options(
             name=SHARD, lifetime="detached", max_restarts=-1, max_task_retries=-1, num_cpus=0
-        ).remote(SHARD, MemoryOnlineStoreSettings(num_shards=1))
-        acked = ray.get(shard.write.remote(_rows(0, ROWS)), timeout=60)
+        ).remote(SHARD, MemoryOnlineStoreSettings(num_shards=1), callers=platform)
+        acked = ray.get(shard.write.remote(_rows(0, ROWS), credential=credential), timeout=60)
 
         node = ray._private.worker._global_node
         node.kill_gcs_server()
         down_at = time.monotonic()
-        acked += ray.get(shard.write.remote(_rows(ROWS, ROWS)), timeout=30)
+        acked += ray.get(shard.write.remote(_rows(ROWS, ROWS), credential=credential), timeout=30)
         served_while_down = _stored(shard, 2 * ROWS)
         down_s = time.monotonic() - down_at
 
@@ -82,8 +88,10 @@ def run() -> dict[str, Any]:
         again = ray.get_actor(SHARD)  # the name lookup needs the GCS's reloaded tables
         after = _stored(again, 2 * ROWS)
         lookup_s = time.monotonic() - restarted_at
-        fresh = FeatureShardActor.options(num_cpus=0).remote("fresh", MemoryOnlineStoreSettings())
-        scheduled = ray.get(fresh.write.remote(_rows(0, 1)), timeout=60) == 1
+        fresh = FeatureShardActor.options(num_cpus=0).remote(
+            "fresh", MemoryOnlineStoreSettings(), callers=platform
+        )
+        scheduled = ray.get(fresh.write.remote(_rows(0, 1), credential=credential), timeout=60) == 1
         ray.kill(shard)
         return {
             "acked_rows": acked,

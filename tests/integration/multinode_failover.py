@@ -322,6 +322,7 @@ def run(redis_url: str, key_prefix: str) -> dict[str, Any]:
     from entai.actors.governance import ACTOR_NAME as GOVERNANCE
     from entai.actors.models import ACTOR_NAME as REGISTRY
     from entai.actors.monitoring import ACTOR_NAME as MONITOR
+    from entai.actors.services import platform_credential
     from entai.client import start_services
     from entai.demo import features as demo
     from entai.deployments.app import AppArgs
@@ -384,6 +385,7 @@ def run(redis_url: str, key_prefix: str) -> dict[str, Any]:
                 _reference(),
                 feature_columns=list(demo.MODEL_FEATURES),
                 window={"count": 100_000},
+                credential=platform_credential(settings, "nodeloss"),
             ),
             timeout=60,
         )
@@ -414,7 +416,8 @@ def run(redis_url: str, key_prefix: str) -> dict[str, Any]:
         traffic = Traffic(url, app_token)
         clients = traffic.start()
         shards = [handles[shard_name(i)] for i in range(NUM_SHARDS)]
-        stream = WriteStream(OnlineFeatureClient(shards), TOTAL_BATCHES, WRITE_PAUSE_S)
+        online = OnlineFeatureClient(shards, credential=platform_credential(settings, "nodeloss"))
+        stream = WriteStream(online, TOTAL_BATCHES, WRITE_PAUSE_S)
         stream.start()
         stream.wait_for(REMOVE_AFTER_BATCHES)
         while len(traffic.ok) < REMOVE_AFTER_PREDICTIONS and not traffic.failed:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from credentials import SERVICE, callers, service_of
 
 from entai.actors.backends import RedisOnlineStore, SqliteOnlineStore
 from entai.actors.features import (
@@ -63,64 +64,85 @@ def namespace(ray_cluster: Any) -> Iterator[str]:
             ray_cluster.kill(ray_cluster.get_actor(shard_name(i), namespace=ns), no_restart=True)
 
 
-def memory_settings(n: int) -> EntaiSettings:
-    return load_settings(online_store=MemoryOnlineStoreSettings(num_shards=n))
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The platform home of the started shards (their service secret is kept there)."""
+    return tmp_path_factory.mktemp("shards-home")
+
+
+def platform_credential(home: Path) -> str:
+    """A service credential of the platform whose home is ``home``."""
+    return service_of(load_settings(home=home))
+
+
+def memory_settings(n: int, home: Path) -> EntaiSettings:
+    return load_settings(home=home, online_store=MemoryOnlineStoreSettings(num_shards=n))
 
 
 def test_shard_class_works_without_ray() -> None:
-    shard = FeatureShard("s0", MemoryOnlineStore())
-    shard.write(rows_for(3))
-    assert shard.keys_for_reshard(["s0"]) == []
-    assert len(shard.keys_for_reshard(["other"])) == 3
+    shard = FeatureShard("s0", MemoryOnlineStore(), callers=callers())
+    shard.write(rows_for(3), credential=SERVICE)
+    assert shard.keys_for_reshard(["s0"], credential=SERVICE) == []
+    assert len(shard.keys_for_reshard(["other"], credential=SERVICE)) == 3
     assert shard.describe()["shared_store"] is False
 
 
 def test_sqlite_shards_keep_their_own_files_and_allow_direct_reads(tmp_path: Path) -> None:
     settings = load_settings(home=tmp_path, online_store={"num_shards": 2}).resolved()
-    a = FeatureShard("a", settings.online_store)
-    b = FeatureShard("b", settings.online_store)
-    a.write(rows_for(20))
-    assert b.scan() == [] and len(a.keys_for_reshard(["a", "b"])) in range(1, 20)
+    a = FeatureShard("a", settings.online_store, callers=callers())
+    b = FeatureShard("b", settings.online_store, callers=callers())
+    a.write(rows_for(20), credential=SERVICE)
+    assert b.scan(credential=SERVICE) == [] and len(
+        a.keys_for_reshard(["a", "b"], credential=SERVICE)
+    ) in range(1, 20)
     assert sorted(p.name for p in (tmp_path / "online").iterdir() if p.suffix == ".sqlite") == [
         "a.sqlite",
         "b.sqlite",
     ]
     info = a.describe()
     assert info["shared_store"] is False and info["direct_reads"] is True
-    again = FeatureShard("a", settings.online_store)  # a restarted shard: same file
-    assert sorted(r.entity_key for r in again.scan()) == sorted(r.entity_key for r in a.scan())
+    again = FeatureShard("a", settings.online_store, callers=callers())  # restarted: same file
+    assert sorted(r.entity_key for r in again.scan(credential=SERVICE)) == sorted(
+        r.entity_key for r in a.scan(credential=SERVICE)
+    )
 
 
 def test_redis_shards_share_the_store_so_reshard_moves_nothing(
     redis_url: str, redis_prefix: str
 ) -> None:
-    a = FeatureShard("a", RedisOnlineStore(redis_url, redis_prefix))
-    b = FeatureShard("b", RedisOnlineStore(redis_url, redis_prefix))
-    a.write(rows_for(20))
-    assert len(b.scan()) == 20
-    assert a.keys_for_reshard(["b"]) == [] and b.describe()["shared_store"] is True
+    a = FeatureShard("a", RedisOnlineStore(redis_url, redis_prefix), callers=callers())
+    b = FeatureShard("b", RedisOnlineStore(redis_url, redis_prefix), callers=callers())
+    a.write(rows_for(20), credential=SERVICE)
+    assert len(b.scan(credential=SERVICE)) == 20
+    assert (
+        a.keys_for_reshard(["b"], credential=SERVICE) == [] and b.describe()["shared_store"] is True
+    )
 
 
-def test_direct_reads_refuse_memory_shards(namespace: str) -> None:
-    handles = start_shards(memory_settings(1), namespace)
+def test_direct_reads_refuse_memory_shards(namespace: str, home: Path) -> None:
+    handles = start_shards(memory_settings(1, home), namespace)
     with pytest.raises(InvalidInputError, match="direct_store"):
-        OnlineFeatureClient(handles, direct_store=MemoryOnlineStore())
+        OnlineFeatureClient(
+            handles, direct_store=MemoryOnlineStore(), credential=platform_credential(home)
+        )
 
 
-def test_shards_are_named_detached_and_found_again(namespace: str, ray_cluster: Any) -> None:
-    handles = start_shards(memory_settings(2), namespace)
-    again = start_shards(memory_settings(2), namespace)
+def test_shards_are_named_detached_and_found_again(
+    namespace: str, ray_cluster: Any, home: Path
+) -> None:
+    handles = start_shards(memory_settings(2, home), namespace)
+    again = start_shards(memory_settings(2, home), namespace)
     ids = ray_cluster.get([h.describe.remote() for h in again])
     assert [i["shard_id"] for i in ids] == ["entai-feature-shard-0", "entai-feature-shard-1"]
-    ray_cluster.get(handles[0].write.remote(rows_for(1)))
-    assert len(ray_cluster.get(again[0].scan.remote())) == 1
+    ray_cluster.get(handles[0].write.remote(rows_for(1), credential=platform_credential(home)))
+    assert len(ray_cluster.get(again[0].scan.remote(credential=platform_credential(home)))) == 1
 
 
 def test_batch_writes_go_to_the_owning_shards_last_write_wins(
-    namespace: str, ray_cluster: Any
+    namespace: str, ray_cluster: Any, home: Path
 ) -> None:
-    handles = start_shards(memory_settings(3), namespace)
-    client = OnlineFeatureClient(handles)
+    handles = start_shards(memory_settings(3, home), namespace)
+    client = OnlineFeatureClient(handles, credential=platform_credential(home))
     rng = random.Random(5)
     rows = [
         FeatureRow(
@@ -140,7 +162,9 @@ def test_batch_writes_go_to_the_owning_shards_last_write_wins(
         for i in range(0, len(rows), 150)
     )
     assert written == applied
-    per_shard = [ray_cluster.get(h.scan.remote()) for h in handles]
+    per_shard = [
+        ray_cluster.get(h.scan.remote(credential=platform_credential(home))) for h in handles
+    ]
     assert all(per_shard) and sum(map(len, per_shard)) == 60  # each key once, on its owner
     for shard_id, held in zip(client.shard_ids, per_shard, strict=True):
         assert {rendezvous_shard(r.entity_key, client.shard_ids) for r in held} == {shard_id}
@@ -151,12 +175,13 @@ def test_batch_writes_go_to_the_owning_shards_last_write_wins(
 
 
 def test_batch_writes_to_redis_shards_go_whole_to_one_shard(
-    namespace: str, ray_cluster: Any, redis_url: str, redis_prefix: str
+    namespace: str, ray_cluster: Any, redis_url: str, redis_prefix: str, home: Path
 ) -> None:
     settings = load_settings(
-        online_store=RedisOnlineStoreSettings(url=redis_url, key_prefix=redis_prefix, num_shards=3)
+        home=home,
+        online_store=RedisOnlineStoreSettings(url=redis_url, key_prefix=redis_prefix, num_shards=3),
     )
-    client = OnlineFeatureClient(start_shards(settings, namespace))
+    client = OnlineFeatureClient(start_shards(settings, namespace), credential=service_of(settings))
     assert client.shared_store
     rows = rows_for(40)
     assert len(client._split_batch(OnlineBatch.of_rows("user", rows))) == 1
@@ -165,12 +190,14 @@ def test_batch_writes_to_redis_shards_go_whole_to_one_shard(
     assert sorted(map(repr, store.scan())) == sorted(map(repr, rows))
 
 
-def test_fan_out_read_matches_a_single_store(namespace: str, ray_cluster: Any) -> None:
-    handles = start_shards(memory_settings(3), namespace)
-    client = OnlineFeatureClient(handles)
+def test_fan_out_read_matches_a_single_store(namespace: str, ray_cluster: Any, home: Path) -> None:
+    handles = start_shards(memory_settings(3, home), namespace)
+    client = OnlineFeatureClient(handles, credential=platform_credential(home))
     rows = rows_for(200) + rows_for(50, view="item")
     assert client.write(rows) == 250
-    per_shard = [ray_cluster.get(h.scan.remote()) for h in handles]
+    per_shard = [
+        ray_cluster.get(h.scan.remote(credential=platform_credential(home))) for h in handles
+    ]
     assert all(len(s) > 30 for s in per_shard) and sum(map(len, per_shard)) == 250
 
     entities = [{"user_id": i} for i in random.Random(1).sample(range(300), 120)]
@@ -195,16 +222,27 @@ def test_fan_out_read_matches_a_single_store(namespace: str, ray_cluster: Any) -
     assert FeatureStatus.NOT_FOUND in user_a["statuses"]
 
 
-def test_reshard_moves_only_changed_owners_without_loss(namespace: str, ray_cluster: Any) -> None:
-    five = start_shards(memory_settings(5), namespace)
+def test_reshard_moves_only_changed_owners_without_loss(
+    namespace: str, ray_cluster: Any, home: Path
+) -> None:
+    five = start_shards(memory_settings(5, home), namespace)
     three = five[:3]
-    client = OnlineFeatureClient(three)
+    client = OnlineFeatureClient(three, credential=platform_credential(home))
     client.write(rows_for(300))
-    before = {h: {r.entity_key for r in ray_cluster.get(h.scan.remote())} for h in three}
+    before = {
+        h: {
+            r.entity_key
+            for r in ray_cluster.get(h.scan.remote(credential=platform_credential(home)))
+        }
+        for h in three
+    }
 
     moved = client.reshard(three, five)
     assert 60 < moved < 180
-    after = [{r.entity_key for r in ray_cluster.get(h.scan.remote())} for h in five]
+    after = [
+        {r.entity_key for r in ray_cluster.get(h.scan.remote(credential=platform_credential(home)))}
+        for h in five
+    ]
     for i, h in enumerate(three):
         assert after[i] <= before[h]  # old shards only lose keys
     assert sum(map(len, after)) == 300 and len(set().union(*after)) == 300
@@ -215,7 +253,9 @@ def test_reshard_moves_only_changed_owners_without_loss(namespace: str, ray_clus
         {"user": ["a"]}, [{"user_id": i} for i in range(300)], {"user": None}
     )
     assert res["results"][0]["values"] == list(range(300))
-    assert all(ray_cluster.get(h.scan.remote()) == [] for h in five[:3])
+    assert all(
+        ray_cluster.get(h.scan.remote(credential=platform_credential(home))) == [] for h in five[:3]
+    )
 
 
 def test_authorize_hook_is_called_and_can_refuse() -> None:
@@ -238,7 +278,7 @@ def durable_settings(backend: str, tmp_path: Path, redis_url: str, prefix: str) 
     """Two shards on a backend that keeps acknowledged writes: Redis or SQLite files."""
     if backend == "redis":
         store: Any = RedisOnlineStoreSettings(num_shards=2, url=redis_url, key_prefix=prefix)
-        return load_settings(online_store=store)
+        return load_settings(home=tmp_path, online_store=store)
     return load_settings(home=tmp_path, online_store={"num_shards": 2}).resolved()
 
 
@@ -269,10 +309,10 @@ def test_killing_a_shard_mid_stream_loses_no_acknowledged_write(
         handles = [
             FeatureShardActor.options(
                 name=shard_name(i), namespace=namespace, max_restarts=-1, num_cpus=0
-            ).remote(shard_name(i), settings.online_store)
+            ).remote(shard_name(i), settings.online_store, callers=settings.resolved())
             for i in range(2)
         ]
-    client = OnlineFeatureClient(handles)
+    client = OnlineFeatureClient(handles, credential=service_of(settings))
     acked: list[int] = []
     errors: list[BaseException] = []
     kill_at, total = 40, 240
@@ -305,7 +345,9 @@ def test_killing_a_shard_mid_stream_loses_no_acknowledged_write(
     assert via_shards["results"][0]["values"] == want
     # This process reads the backend in place (a serving replica's path): no actor hop.
     direct = OnlineFeatureClient(
-        handles, direct_store=direct_store(settings, redis_url, redis_prefix)
+        handles,
+        direct_store=direct_store(settings, redis_url, redis_prefix),
+        credential=service_of(settings),
     )
     assert direct.get_online_features({"user": ["a"]}, keys, {"user": None}) == via_shards
     awaited = direct.get_online_features_async({"user": ["a"]}, keys, {"user": None})

@@ -30,6 +30,7 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
+from credentials import service_of
 
 from entai.demo import features as demo
 from entai.shared.features import FeatureRow, entity_key
@@ -122,7 +123,7 @@ def _write_features(settings: Any, namespace: str) -> dict[tuple[int, str], np.n
                 )
             )
             out[(u, c)] = np.concatenate([values, user_values[u]])
-    client = OnlineFeatureClient(start_shards(settings, namespace))
+    client = OnlineFeatureClient(start_shards(settings, namespace), credential=service_of(settings))
     client.write(rows)
     return out
 

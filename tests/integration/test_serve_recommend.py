@@ -22,6 +22,7 @@ import grpc_client
 import httpx
 import pyarrow.parquet as pq
 import pytest
+from credentials import service_of
 from gated_ranker import WORLD, GatedRanker, train_gated_ranker
 from test_serve_http import (
     ModelTokens,
@@ -85,7 +86,8 @@ def _store_recent_views(settings: Any, ranker: GatedRanker) -> list[int]:
         now,
         now,
     )
-    OnlineFeatureClient(Services.of(settings).shards()).write([row])
+    shards = Services.of(settings).shards()
+    OnlineFeatureClient(shards, credential=service_of(settings)).write([row])
     return [int(i) for i in ids[start : start + 3]]
 
 

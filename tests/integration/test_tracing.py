@@ -21,6 +21,7 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
+from credentials import service_of
 from test_serve_http import MODEL, Platform, deploy_platform, predict_body, teardown_platform
 from typer.testing import CliRunner
 
@@ -75,6 +76,7 @@ def platform(ray_cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iter
             ReferenceProfile.from_frame(frame).to_dict(),
             feature_columns=list(demo.MODEL_FEATURES),
             window={"count": 100_000},
+            credential=service_of(settings),
         ),
         timeout=120,
     )

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from credentials import SERVICE, callers, service_of
 from ranker_logs import GROUPS, log_served, stream
 
 from entai.actors.core import Metrics
@@ -54,9 +55,11 @@ def _batch(i: int, n: int = 150) -> dict[str, list[Any]]:
     }
 
 
-def _register(target: Any, remote: bool) -> None:
+def _register(target: Any, remote: bool, credential: str) -> None:
     call = target.register_model.remote if remote else target.register_model
-    result = call("churn", 1, _reference(), feature_columns=["x", "c"], window=WINDOW)
+    result = call(
+        "churn", 1, _reference(), feature_columns=["x", "c"], window=WINDOW, credential=credential
+    )
     if remote:
         import ray
 
@@ -73,9 +76,19 @@ def _windows(report: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 @pytest.fixture
-def monitor(ray_cluster: Any, tmp_path: Path) -> Iterator[Any]:
+def settings(tmp_path: Path) -> EntaiSettings:
+    return _settings(tmp_path / f"m-{uuid.uuid4().hex[:6]}")
+
+
+@pytest.fixture
+def credential(settings: EntaiSettings) -> str:
+    """A service credential of the monitor's platform (what the Serve replicas present)."""
+    return service_of(settings)
+
+
+@pytest.fixture
+def monitor(ray_cluster: Any, settings: EntaiSettings) -> Iterator[Any]:
     namespace = ray_cluster.get_runtime_context().namespace
-    settings = _settings(tmp_path / f"m-{uuid.uuid4().hex[:6]}")
     handle = start_drift_monitor(settings, namespace)
     try:
         yield handle
@@ -90,18 +103,18 @@ def test_start_returns_the_named_detached_actor(ray_cluster: Any, monitor: Any) 
 
 
 def test_killed_mid_window_the_actor_resumes_with_the_same_window_results(
-    ray_cluster: Any, monitor: Any, tmp_path: Path
+    ray_cluster: Any, monitor: Any, credential: str, tmp_path: Path
 ) -> None:
-    straight = DriftMonitor(_settings(tmp_path / "straight"))
-    _register(straight, remote=False)
+    straight = DriftMonitor(_settings(tmp_path / "straight"), callers=callers())
+    _register(straight, remote=False, credential=SERVICE)
     for i in range(8):
-        straight.record("churn", f"b{i}", _batch(i))
+        straight.record("churn", f"b{i}", _batch(i), credential=SERVICE)
 
-    _register(monitor, remote=True)
+    _register(monitor, remote=True, credential=credential)
     for i in range(8):
         if i in {2, 6}:  # mid-window: 300 and 100 rows into the open window
             ray_cluster.kill(monitor, no_restart=False)
-        ray_cluster.get(monitor.record.remote("churn", f"b{i}", _batch(i)))
+        ray_cluster.get(monitor.record.remote("churn", f"b{i}", _batch(i), credential=credential))
     report = ray_cluster.get(monitor.report.remote("churn"))
     expected = straight.report("churn")
     assert len(report["windows"]) == 2
@@ -110,13 +123,13 @@ def test_killed_mid_window_the_actor_resumes_with_the_same_window_results(
 
 
 def test_a_batch_retried_after_a_restart_is_not_counted_twice(
-    ray_cluster: Any, monitor: Any
+    ray_cluster: Any, monitor: Any, credential: str
 ) -> None:
-    _register(monitor, remote=True)
-    ray_cluster.get(monitor.record.remote("churn", "b0", _batch(0)))
+    _register(monitor, remote=True, credential=credential)
+    ray_cluster.get(monitor.record.remote("churn", "b0", _batch(0), credential=credential))
     ray_cluster.kill(monitor, no_restart=False)
-    ray_cluster.get(monitor.record.remote("churn", "b0", _batch(0)))
-    ray_cluster.get(monitor.record.remote("churn", "b1", _batch(1)))
+    ray_cluster.get(monitor.record.remote("churn", "b0", _batch(0), credential=credential))
+    ray_cluster.get(monitor.record.remote("churn", "b1", _batch(1), credential=credential))
     report = ray_cluster.get(monitor.report.remote("churn"))
     assert report["open_window"]["n"] == 300
 
@@ -129,19 +142,25 @@ def test_metrics_record_once_ray_is_initialised(ray_cluster: Any) -> None:
 
 
 def test_fairness_per_window_alerts_after_a_restart_between_close_and_labels(
-    ray_cluster: Any, monitor: Any
+    ray_cluster: Any, monitor: Any, credential: str
 ) -> None:
     fairness = WindowFairness.create(
         {"c": {"min_group_size": 50}}, FairnessPolicy(max_equalized_odds_difference=0.2)
     )
     ray_cluster.get(
         monitor.register_model.remote(
-            "churn", 1, _reference(), feature_columns=["x", "c"], window=WINDOW, fairness=fairness
+            "churn",
+            1,
+            _reference(),
+            feature_columns=["x", "c"],
+            window=WINDOW,
+            fairness=fairness,
+            credential=credential,
         )
     )
     rows = [_batch(i) for i in range(4)]  # 600 rows: the first window closes at 500
     for i, batch in enumerate(rows):
-        ray_cluster.get(monitor.record.remote("churn", f"b{i}", batch))
+        ray_cluster.get(monitor.record.remote("churn", f"b{i}", batch, credential=credential))
     ray_cluster.kill(monitor, no_restart=False)
     # labels agree with the scores for group a and contradict them for group b
     labels = {
@@ -149,7 +168,7 @@ def test_fairness_per_window_alerts_after_a_restart_between_close_and_labels(
         for batch in rows
         for rid, p, c in zip(batch["request_id"], batch["prediction"], batch["c"], strict=True)
     }
-    assert ray_cluster.get(monitor.feedback.remote("churn", labels)) == 600
+    assert ray_cluster.get(monitor.feedback.remote("churn", labels, credential=credential)) == 600
     report = ray_cluster.get(monitor.report.remote("churn"))
     (window,) = report["windows"]
     measured = window["realised"]["fairness"]["c"]
@@ -172,11 +191,12 @@ def test_a_rankers_fairness_alerts_survive_a_restart(ray_cluster: Any, tmp_path:
     t0 = math.floor(time.time() / 100.0) * 100.0 - 1000.0  # two windows, both over
     log_served(Lake(settings.lake.root), pd.concat([stream(True, start=t0 + w) for w in (0, 100)]))
     handle = start_drift_monitor(settings, ray_cluster.get_runtime_context().namespace)
+    credential = service_of(settings)
     try:
         columns = {"category": {"k": 4, "min_group_size": 50, "groups": ["A", "B"]}}
-        watch = handle.watch_ranker.remote("ranker", 1, columns, GROUPS)
+        watch = handle.watch_ranker.remote("ranker", 1, columns, GROUPS, credential=credential)
         assert ray_cluster.get(watch) == "registered"
-        report = ray_cluster.get(handle.refresh_ranker.remote("ranker"))
+        report = ray_cluster.get(handle.refresh_ranker.remote("ranker", credential=credential))
         assert [w["closed"] for w in report["windows"]] == [True, True]
         ratios = [
             w["fairness"]["category"]["measures"]["exposure_ratio"] for w in report["windows"]
@@ -187,9 +207,9 @@ def test_a_rankers_fairness_alerts_survive_a_restart(ray_cluster: Any, tmp_path:
         assert alert["level"] == "alert"  # two crossing windows: warn, then alert
 
         ray_cluster.kill(handle, no_restart=False)
-        watch = handle.watch_ranker.remote("ranker", 1, columns, GROUPS)
+        watch = handle.watch_ranker.remote("ranker", 1, columns, GROUPS, credential=credential)
         assert ray_cluster.get(watch) == "unchanged"
-        again = ray_cluster.get(handle.refresh_ranker.remote("ranker"))
+        again = ray_cluster.get(handle.refresh_ranker.remote("ranker", credential=credential))
         assert again["alerts"] == report["alerts"]
         assert [w["window_id"] for w in again["windows"]] == [
             w["window_id"] for w in report["windows"]

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from credentials import service_of
 
 from entai.actors.monitoring import start_drift_monitor
 from entai.shared.monitoring import ReferenceProfile
@@ -32,10 +33,22 @@ def test_a_time_window_closes_by_the_clock_with_no_new_traffic(
         ).to_dict()
         window = {"seconds": 1.0, "grace_s": 0.0, "sample_size": 100}
         ray_cluster.get(
-            monitor.register_model.remote("m", 1, reference, feature_columns=["x"], window=window)
+            monitor.register_model.remote(
+                "m",
+                1,
+                reference,
+                feature_columns=["x"],
+                window=window,
+                credential=service_of(settings),
+            )
         )
         rows = {"x": rng.normal(size=150).tolist(), "prediction": rng.random(150).tolist()}
-        assert ray_cluster.get(monitor.record.remote("m", "only-batch", rows)) is None
+        assert (
+            ray_cluster.get(
+                monitor.record.remote("m", "only-batch", rows, credential=service_of(settings))
+            )
+            is None
+        )
         deadline = time.monotonic() + 30.0
         windows: list[dict[str, Any]] = []
         while not windows and time.monotonic() < deadline:

@@ -18,6 +18,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from credentials import service_of
 
 from entai.actors.backends import configure_mlflow
 from entai.actors.features import OnlineFeatureClient, start_shards
@@ -117,6 +118,7 @@ def _monitor(settings: EntaiSettings, keys: dict[int, list[str]]) -> Any:
             ReferenceProfile.from_frame(reference).to_dict(),
             feature_columns=["x"],
             window={"count": 10_000, "sample_size": 1000},
+            credential=service_of(settings),
         )
     )
     tags = [k for user_keys in keys.values() for k in user_keys]
@@ -126,7 +128,7 @@ def _monitor(settings: EntaiSettings, keys: dict[int, list[str]]) -> Any:
         "x": rng.normal(size=len(tags)).tolist(),
         "prediction": rng.random(len(tags)).tolist(),
     }
-    ray.get(monitor.record.remote("erasure-model", "b1", batch))
+    ray.get(monitor.record.remote("erasure-model", "b1", batch, credential=service_of(settings)))
     return monitor
 
 
@@ -149,7 +151,13 @@ def _prediction_log(settings: EntaiSettings, keys: dict[int, list[str]]) -> None
 def _online_keys(settings: EntaiSettings, shards: list[Any]) -> list[str]:
     import ray
 
-    return sorted({r.entity_key for h in shards for r in ray.get(h.scan.remote(None))})
+    return sorted(
+        {
+            r.entity_key
+            for h in shards
+            for r in ray.get(h.scan.remote(None, credential=service_of(settings)))
+        }
+    )
 
 
 def _redis_dump(redis_url: str, prefix: str) -> dict[bytes, dict[bytes, bytes]]:
@@ -203,7 +211,7 @@ def test_a_subject_is_erased_everywhere_and_others_are_untouched(
     materialize(
         [features.user_category_stats, features.user_stats],
         lake=lake,
-        online=OnlineFeatureClient(shards),
+        online=OnlineFeatureClient(shards, credential=service_of(settings)),
         num_blocks=2,
     )
     _training_set_and_model(settings, events)
@@ -262,7 +270,7 @@ def test_a_subject_is_erased_everywhere_and_others_are_untouched(
     subject_keys = {k for k in online_before if "user_id=i:3" in k.split("|")}
     assert subject_keys and not subject_keys & set(online_after)
     assert sorted(set(online_before) - subject_keys) == online_after
-    assert ray.get(monitor.erase.remote(tagged.entity_keys())) == 0
+    assert ray.get(monitor.erase.remote(tagged.entity_keys(), credential=service_of(settings))) == 0
     report = ray.get(monitor.report.remote("erasure-model"))
     assert "user_id=i:3" not in str(report)
 
@@ -299,7 +307,7 @@ def test_a_subject_is_erased_everywhere_and_others_are_untouched(
     # A late write dated before the erasure (a replay) does not bring the subject back;
     # activity after the erasure lands.
     assert {s.store: s.tombstones for s in receipt.stores}["online"] >= 3
-    online = OnlineFeatureClient(shards)
+    online = OnlineFeatureClient(shards, credential=service_of(settings))
     view = features.user_stats.name
     wanted = {view: ["user_views_7d"]}
     late = datetime.fromisoformat(receipt.started_at) - timedelta(seconds=1)

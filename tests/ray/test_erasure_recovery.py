@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from credentials import service_of
 
 from entai.actors.features import OnlineFeatureClient, start_shards
 from entai.actors.governance import start_governance
@@ -117,7 +118,8 @@ def test_restarted_memory_shards_keep_the_tombstones_against_a_late_write(
     from ray.exceptions import RayActorError
 
     settings, _, shards = platform
-    online = OnlineFeatureClient(shards)
+    credential = service_of(settings)
+    online = OnlineFeatureClient(shards, credential=credential)
     before = datetime.now(UTC) - timedelta(minutes=5)
     subject_key, other_key = entity_key({"user_id": 3}), entity_key({"user_id": 4})
     composite = entity_key({"user_id": 3, "category": "books"})
@@ -147,11 +149,15 @@ def test_restarted_memory_shards_keep_the_tombstones_against_a_late_write(
         [FeatureRow("v", k, {"x": 9.0}, late, late) for k in (subject_key, other_key)]
         + [FeatureRow("c", composite, {"x": 9.0}, late, late)]
     )
-    keys = sorted(r.entity_key for h in shards for r in ray.get(h.scan.remote(None)))
+    keys = sorted(
+        r.entity_key for h in shards for r in ray.get(h.scan.remote(None, credential=credential))
+    )
     assert keys == [other_key]
     dropped = sum(ray.get(h.describe.remote())["tombstoned_writes"] for h in shards)
     assert dropped == 2
     now = datetime.now(UTC)
     online.write([FeatureRow("v", subject_key, {"x": 1.0}, now, now)])  # activity after it
-    keys = sorted(r.entity_key for h in shards for r in ray.get(h.scan.remote(None)))
+    keys = sorted(
+        r.entity_key for h in shards for r in ray.get(h.scan.remote(None, credential=credential))
+    )
     assert keys == sorted([other_key, subject_key])

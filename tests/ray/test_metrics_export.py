@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from credentials import service_of
 from promql_names import queried_metrics
 
 from entai.actors.core import METRICS, Metrics
@@ -31,7 +32,7 @@ from entai.actors.features import OnlineFeatureClient
 from entai.actors.monitoring import start_drift_monitor
 from entai.shared.features import FeatureRow, MemoryOnlineStore, entity_key
 from entai.shared.monitoring import ReferenceProfile
-from entai.shared.settings import load_settings
+from entai.shared.settings import EntaiSettings, load_settings
 
 DEADLINE_S = 45.0
 _SAMPLE = re.compile(r"^(?P<name>[A-Za-z_:][\w:]*)(?:\{(?P<labels>.*)\})?\s+(?P<value>\S+)")
@@ -60,10 +61,14 @@ def _family(sample_name: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def monitor(ray_cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+def settings(tmp_path_factory: pytest.TempPathFactory) -> EntaiSettings:
     tmp_path = tmp_path_factory.mktemp("metrics")
-    settings = load_settings(home=tmp_path / "home", lake={"root": str(tmp_path / "lake")})
-    handle = start_drift_monitor(settings.resolved(), f"entai-metrics-{uuid.uuid4().hex[:8]}")
+    return load_settings(home=tmp_path / "home", lake={"root": str(tmp_path / "lake")}).resolved()
+
+
+@pytest.fixture(scope="module")
+def monitor(ray_cluster: Any, settings: EntaiSettings) -> Iterator[Any]:
+    handle = start_drift_monitor(settings, f"entai-metrics-{uuid.uuid4().hex[:8]}")
     try:
         yield handle
     finally:
@@ -71,8 +76,11 @@ def monitor(ray_cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
 
 @pytest.fixture(scope="module")
-def exported(ray_cluster: Any, monitor: Any) -> list[tuple[str, dict[str, str], float]]:
+def exported(
+    ray_cluster: Any, monitor: Any, settings: EntaiSettings
+) -> list[tuple[str, dict[str, str], float]]:
     """The endpoint's samples once every entai series recorded here has reached it."""
+    credential = service_of(settings)  # what the Serve replicas present
     model = f"probe-{uuid.uuid4().hex[:6]}"
     rng = np.random.default_rng(0)
     reference = pd.DataFrame({"x": rng.normal(0, 1, 500), "prediction": rng.random(500)})
@@ -85,6 +93,7 @@ def exported(ray_cluster: Any, monitor: Any) -> list[tuple[str, dict[str, str], 
             feature_columns=["x"],
             window={"count": 200},
             fairness=fairness,
+            credential=credential,
         )
     )
     batch = {
@@ -93,10 +102,10 @@ def exported(ray_cluster: Any, monitor: Any) -> list[tuple[str, dict[str, str], 
         "g": ["a", "b"] * 100,
         "prediction": rng.random(200).tolist(),
     }
-    closed = ray_cluster.get(monitor.record.remote(model, "b0", batch))
+    closed = ray_cluster.get(monitor.record.remote(model, "b0", batch, credential=credential))
     assert closed is not None and closed.status == "drift"
     labels = {f"r{i}": int(i % 3 == 0) for i in range(200)}
-    assert ray_cluster.get(monitor.feedback.remote(model, labels)) == 200
+    assert ray_cluster.get(monitor.feedback.remote(model, labels, credential=credential)) == 200
 
     now = datetime.now(UTC)
     client = OnlineFeatureClient(None, direct_store=MemoryOnlineStore())

@@ -14,6 +14,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from credentials import service_of
 
 from entai.actors.bus import QueueBus
 from entai.actors.features import FeatureShardActor, OnlineFeatureClient
@@ -30,7 +31,7 @@ from entai.shared.features import (
     compute_view,
     latest_per_key,
 )
-from entai.shared.settings import MemoryOnlineStoreSettings
+from entai.shared.settings import MemoryOnlineStoreSettings, load_settings
 
 KEY = b"ray-stream-key-0123456789abcdef"
 VISIBILITY_S = 1.5  # long enough that a loaded machine does not redeliver early
@@ -44,14 +45,15 @@ def bus(ray_cluster: Any) -> Iterator[QueueBus]:
 
 
 @pytest.fixture
-def online(ray_cluster: Any) -> Iterator[OnlineFeatureClient]:
+def online(ray_cluster: Any, tmp_path: Path) -> Iterator[OnlineFeatureClient]:
+    platform = load_settings(home=tmp_path / "platform").resolved()
     shards = [
         FeatureShardActor.options(num_cpus=0).remote(
-            f"test-shard-{i}-{uuid.uuid4().hex[:6]}", MemoryOnlineStoreSettings()
+            f"test-shard-{i}-{uuid.uuid4().hex[:6]}", MemoryOnlineStoreSettings(), callers=platform
         )
         for i in range(2)
     ]
-    yield OnlineFeatureClient(shards)
+    yield OnlineFeatureClient(shards, credential=service_of(platform))
     for shard in shards:
         ray_cluster.kill(shard)
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
+from credentials import service_of
 
 from entai.actors.features import OnlineFeatureClient, start_shards
 from entai.demo.features import user_recent_views
@@ -111,7 +112,7 @@ def test_recent_views_stream_in_order_with_a_late_and_a_future_view(
     settings: EntaiSettings,
 ) -> None:
     intake = EventIntake(settings, {})
-    client = OnlineFeatureClient(start_shards(settings))
+    client = OnlineFeatureClient(start_shards(settings), credential=service_of(settings))
     template = _template()
     now = datetime.now(UTC).replace(microsecond=0)
     first = [_view(template, i, 11 + i, now - timedelta(minutes=30 - i)) for i in range(3)]

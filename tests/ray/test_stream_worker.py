@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from credentials import service_of
 
 from entai.actors.bus import bus_from_settings
 from entai.actors.features import OnlineFeatureClient, start_shards
@@ -107,7 +108,7 @@ def platform(
 
 def _user_views(settings: EntaiSettings, user: int) -> float | None:
     """The user's online ``user_views_7d`` (None until it is there)."""
-    client = OnlineFeatureClient(start_shards(settings))
+    client = OnlineFeatureClient(start_shards(settings), credential=service_of(settings))
     reply = client.get_online_features(
         {user_stats.name: ["user_views_7d"]}, [{"user_id": user}], {}
     )

@@ -24,6 +24,7 @@ def read_services(
     return PlatformServices(
         auth=cast("Any", auth),
         features=OnlineFeatureClient(None, direct_store=store),
+        credential="entai-svc.tests.not-used-by-reads",
         definitions=definitions,
         model_features=projections,
         model_plan=ReadPlan.of(projections),

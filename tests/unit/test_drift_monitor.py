@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from alert_sinks import Sink
+from credentials import SERVICE, callers
 from governed import Governed
 from in_process_bus import InProcessBus
 
@@ -127,7 +128,9 @@ def auditor() -> Auditor:
 def _monitor(
     settings: EntaiSettings, clock: Clock, sink: Sink, auditor: Auditor, **kwargs: Any
 ) -> DriftMonitor:
-    return DriftMonitor(settings, sink=sink, auditor=auditor, clock=clock, **kwargs)
+    return DriftMonitor(
+        settings, sink=sink, auditor=auditor, clock=clock, **kwargs, callers=callers()
+    )
 
 
 def _register(monitor: DriftMonitor, window: dict[str, Any], **kwargs: Any) -> None:
@@ -139,6 +142,7 @@ def _register(monitor: DriftMonitor, window: dict[str, Any], **kwargs: Any) -> N
         window=window,
         alert_policy={"warn_k": 1, "alert_k": 2, "n": 3, "clear_k": 2, "cooldown_s": 3600},
         **kwargs,
+        credential=SERVICE,
     )
 
 
@@ -160,8 +164,8 @@ def monitor(settings: EntaiSettings, clock: Clock, sink: Sink, auditor: Auditor)
 
 
 def test_count_windows_close_with_exactly_count_rows(monitor: DriftMonitor) -> None:
-    assert monitor.record("churn", "b0", _batch(0, 300)) is None
-    report = monitor.record("churn", "b1", _batch(300, 300))
+    assert monitor.record("churn", "b0", _batch(0, 300), credential=SERVICE) is None
+    report = monitor.record("churn", "b1", _batch(300, 300), credential=SERVICE)
     assert report is not None
     assert (report.window_id, report.n, report.closed_by) == ("churn/v1/w0", 400, "count")
     assert report.status == "no_drift"
@@ -177,10 +181,10 @@ def test_count_windows_close_with_exactly_count_rows(monitor: DriftMonitor) -> N
 def test_a_retried_batch_is_not_counted_twice_and_gets_the_same_answer(
     monitor: DriftMonitor,
 ) -> None:
-    monitor.record("churn", "b0", _batch(0, 300))
-    first = monitor.record("churn", "b1", _batch(300, 300))
-    assert monitor.record("churn", "b1", _batch(300, 300)) == first
-    assert monitor.record("churn", "b0", _batch(0, 300)) is None
+    monitor.record("churn", "b0", _batch(0, 300), credential=SERVICE)
+    first = monitor.record("churn", "b1", _batch(300, 300), credential=SERVICE)
+    assert monitor.record("churn", "b1", _batch(300, 300), credential=SERVICE) == first
+    assert monitor.record("churn", "b0", _batch(0, 300), credential=SERVICE) is None
     assert monitor.report("churn")["open_window"]["n"] == 200
     assert len(monitor.report("churn")["windows"]) == 1
 
@@ -193,14 +197,14 @@ def test_restart_mid_window_gives_the_same_window_results(
     straight = _monitor(other, clock, Sink(), Auditor())
     _register(straight, {"count": 500, "sample_size": 100})
     for i, batch in enumerate(batches):
-        straight.record("churn", f"b{i}", batch)
+        straight.record("churn", f"b{i}", batch, credential=SERVICE)
 
     interrupted = _monitor(settings, clock, sink, auditor)
     _register(interrupted, {"count": 500, "sample_size": 100})
     for i, batch in enumerate(batches):
         if i in {2, 5}:  # the process dies mid-window; a new one reloads the checkpoint
             interrupted = _monitor(settings, clock, sink, auditor)
-        interrupted.record("churn", f"b{i}", batch)
+        interrupted.record("churn", f"b{i}", batch, credential=SERVICE)
     assert _comparable(interrupted.report("churn")) == _comparable(straight.report("churn"))
     assert interrupted.report("churn")["open_window"] == straight.report("churn")["open_window"]
     assert len(interrupted.report("churn")["windows"]) == 2
@@ -212,8 +216,8 @@ def test_time_windows_close_by_event_time_and_by_the_clock(
     monitor = _monitor(settings, clock, sink, auditor)
     _register(monitor, {"seconds": 60, "grace_s": 10})
     clock.now = datetime.fromtimestamp(125, UTC)
-    assert monitor.record("churn", "b0", _batch(0, 150, ts=120.0)) is None
-    report = monitor.record("churn", "b1", _batch(150, 150, ts=185.0))
+    assert monitor.record("churn", "b0", _batch(0, 150, ts=120.0), credential=SERVICE) is None
+    report = monitor.record("churn", "b1", _batch(150, 150, ts=185.0), credential=SERVICE)
     assert report is not None
     assert (report.window_id, report.n, report.closed_by) == ("churn/v1/w0", 150, "time")
     assert monitor.tick() == []  # [180, 240) is not over until 250 by the clock
@@ -226,7 +230,7 @@ def test_time_windows_close_by_event_time_and_by_the_clock(
 def test_rows_of_other_versions_are_ignored_and_counted(monitor: DriftMonitor) -> None:
     batch = _batch(0, 10)
     batch["version"] = [1] * 6 + [2] * 4
-    monitor.record("churn", "b0", batch)
+    monitor.record("churn", "b0", batch, credential=SERVICE)
     report = monitor.report("churn")
     assert (report["open_window"]["n"], report["ignored_rows"]) == (6, 4)
 
@@ -234,11 +238,16 @@ def test_rows_of_other_versions_are_ignored_and_counted(monitor: DriftMonitor) -
 def test_register_is_idempotent_and_a_new_version_resets_windows(
     monitor: DriftMonitor, auditor: Auditor
 ) -> None:
-    monitor.record("churn", "b0", _batch(0, 450))
+    monitor.record("churn", "b0", _batch(0, 450), credential=SERVICE)
     _register(monitor, {"count": 400})
     assert monitor.report("churn")["open_window"]["n"] == 50
     monitor.register_model(
-        "churn", 2, _reference(), feature_columns=["x", "c"], window={"count": 400}
+        "churn",
+        2,
+        _reference(),
+        feature_columns=["x", "c"],
+        window={"count": 400},
+        credential=SERVICE,
     )
     report = monitor.report("churn")
     assert (report["version"], report["windows"], report["open_window"]["n"]) == (2, [], 0)
@@ -248,18 +257,25 @@ def test_register_is_idempotent_and_a_new_version_resets_windows(
 
 def test_bad_input_names_the_problem(monitor: DriftMonitor) -> None:
     with pytest.raises(NotFoundError):
-        monitor.record("nope", "b0", _batch(0, 5))
+        monitor.record("nope", "b0", _batch(0, 5), credential=SERVICE)
     batch = _batch(0, 5)
     del batch["x"]
     with pytest.raises(InvalidInputError) as info:
-        monitor.record("churn", "b0", batch)
+        monitor.record("churn", "b0", batch, credential=SERVICE)
     assert info.value.details["columns"] == ["x"]
     with pytest.raises(InvalidInputError):
         monitor.register_model(
-            "churn", 1, _reference(), feature_columns=["zz"], window={"count": 5}
+            "churn",
+            1,
+            _reference(),
+            feature_columns=["zz"],
+            window={"count": 5},
+            credential=SERVICE,
         )
     with pytest.raises(InvalidInputError):
-        monitor.register_model("../x", 1, _reference(), feature_columns=["x"], window={"count": 5})
+        monitor.register_model(
+            "../x", 1, _reference(), feature_columns=["x"], window={"count": 5}, credential=SERVICE
+        )
 
 
 def test_alerts_follow_hysteresis_and_cooldown_and_reach_sink_and_audit(
@@ -267,7 +283,7 @@ def test_alerts_follow_hysteresis_and_cooldown_and_reach_sink_and_audit(
 ) -> None:
     def window(seq: int, shift: float) -> None:
         clock.now += timedelta(minutes=10)
-        monitor.record("churn", f"b{seq}", _batch(seq * 400, 400, shift=shift))
+        monitor.record("churn", f"b{seq}", _batch(seq * 400, 400, shift=shift), credential=SERVICE)
 
     def level() -> str:
         alerts = {tuple(a["key"]): a["level"] for a in monitor.report("churn")["alerts"]}
@@ -301,7 +317,7 @@ def test_acknowledge_and_silence_stop_notifications(
     approver, admin = governed.token("approver"), governed.token("admin")
     with pytest.raises(ConflictError):
         monitor.acknowledge("churn", "x", "wasserstein", approver)
-    monitor.record("churn", "b0", _batch(0, 400, shift=2.0))
+    monitor.record("churn", "b0", _batch(0, 400, shift=2.0), credential=SERVICE)
     with pytest.raises(PermissionDeniedError):  # models:approve is needed, not register
         monitor.acknowledge("churn", "x", "wasserstein", governed.token("ml-engineer"))
     with pytest.raises(AuthenticationError):  # a name is not a credential
@@ -315,7 +331,7 @@ def test_acknowledge_and_silence_stop_notifications(
     monitor.acknowledge("churn", "x", "wasserstein", approver)
     monitor.silence("churn", "*", "dataset", START + timedelta(days=1), admin)
     sent = len(sink.events)
-    monitor.record("churn", "b1", _batch(400, 400, shift=2.0))
+    monitor.record("churn", "b1", _batch(400, 400, shift=2.0), credential=SERVICE)
     new = sink.events[sent:]
     # x escalates WARN -> ALERT above the acknowledged level, so it notifies; the
     # silenced dataset key does not.
@@ -331,18 +347,18 @@ def test_acknowledge_and_silence_stop_notifications(
 
 def test_feedback_gives_realised_metrics_per_window(monitor: DriftMonitor) -> None:
     batch = _batch(0, 400)
-    monitor.record("churn", "b0", batch)
+    monitor.record("churn", "b0", batch, credential=SERVICE)
     labels = {
         rid: int(p > 0.3) for rid, p in zip(batch["request_id"], batch["prediction"], strict=True)
     }
-    assert monitor.feedback("churn", {**labels, "unknown": 1}) == 400
+    assert monitor.feedback("churn", {**labels, "unknown": 1}, credential=SERVICE) == 400
     realised = monitor.report("churn")["windows"][0]["realised"]
     assert realised["n_labels"] == 400 and realised["auc"] == pytest.approx(1.0)
     # Labels for the open window are joined when it closes.
     open_batch = _batch(400, 100)
-    monitor.record("churn", "b1", open_batch)
-    monitor.feedback("churn", {open_batch["request_id"][0]: 1})
-    monitor.record("churn", "b2", _batch(500, 300))
+    monitor.record("churn", "b1", open_batch, credential=SERVICE)
+    monitor.feedback("churn", {open_batch["request_id"][0]: 1}, credential=SERVICE)
+    monitor.record("churn", "b2", _batch(500, 300), credential=SERVICE)
     assert monitor.report("churn")["windows"][1]["realised"]["n_labels"] == 1
 
 
@@ -351,11 +367,16 @@ def test_drift_in_consecutive_windows_requests_retraining_once(
 ) -> None:
     requests: list[RetrainRequest] = []
     monitor = DriftMonitor(
-        settings, sink=sink, auditor=auditor, clock=clock, retrain_sink=requests.append
+        settings,
+        sink=sink,
+        auditor=auditor,
+        clock=clock,
+        retrain_sink=requests.append,
+        callers=callers(),
     )
     _register(monitor, {"count": 400}, retrain_policy={"drift_windows": 2, "min_interval_s": 3600})
     for i in range(4):
-        monitor.record("churn", f"b{i}", _batch(i * 400, 400, shift=2.0))
+        monitor.record("churn", f"b{i}", _batch(i * 400, 400, shift=2.0), credential=SERVICE)
     assert len(requests) == 1  # the windows 2-3 request falls inside the rate limit
     assert requests[0].window_ids == ("churn/v1/w0", "churn/v1/w1")
     assert "monitoring:retrain_request" in auditor.actions()
@@ -367,7 +388,7 @@ def test_default_retrain_sink_writes_the_request_to_the_lake(
     bus = InProcessBus()
     monitor = _monitor(settings, clock, sink, auditor, events=PlatformEvents(settings, bus=bus))
     _register(monitor, {"count": 400}, retrain_policy={"drift_windows": 1})
-    monitor.record("churn", "b0", _batch(0, 400, shift=2.0))
+    monitor.record("churn", "b0", _batch(0, 400, shift=2.0), credential=SERVICE)
     files = list((Path(settings.lake.root) / "monitoring" / "retrain_requests").glob("*.json"))
     assert len(files) == 1
     written = json.loads(files[0].read_text())
@@ -385,12 +406,12 @@ def test_default_retrain_sink_writes_the_request_to_the_lake(
 def test_erase_drops_a_subjects_logged_rows_and_sampled_values(
     monitor: DriftMonitor, settings: EntaiSettings, clock: Clock, sink: Sink, auditor: Auditor
 ) -> None:
-    monitor.record("churn", "b0", _batch(0, 200))  # user7 has 4 rows here
+    monitor.record("churn", "b0", _batch(0, 200), credential=SERVICE)  # user7 has 4 rows here
     before = monitor.report("churn")["predictions_logged"]
-    dropped = monitor.erase(["user7"])
+    dropped = monitor.erase(["user7"], credential=SERVICE)
     assert dropped == 4 + 4 * 2  # 4 log rows, 4 sampled values of each numeric column
     assert monitor.report("churn")["predictions_logged"] == before - 4
-    assert monitor.erase(["user7"]) == 0
+    assert monitor.erase(["user7"], credential=SERVICE) == 0
     state = (Path(settings.lake.root) / "monitoring" / "churn" / "state.json").read_text()
     assert "user7" not in state
     assert "monitoring:erase" in auditor.actions()
@@ -399,7 +420,7 @@ def test_erase_drops_a_subjects_logged_rows_and_sampled_values(
 def test_report_is_strict_json(monitor: DriftMonitor) -> None:
     sparse = _batch(0, 400)
     sparse["x"] = [None] * 400  # no values -> insufficient data, reported as null
-    monitor.record("churn", "b0", sparse)
+    monitor.record("churn", "b0", sparse, credential=SERVICE)
     text = json.dumps(monitor.report("churn"), allow_nan=False)
     window = json.loads(text)["windows"][0]
     assert window["features"]["x"]["status"] == "insufficient_data"

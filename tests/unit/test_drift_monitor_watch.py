@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from credentials import SERVICE, callers
 
 from entai.actors.monitoring import DriftMonitor
 from entai.shared.monitoring import MonitoringReference
@@ -51,17 +52,17 @@ def test_watch_registers_with_the_settings_policies_once_per_version(
         return references.get(version)
 
     auditor = Auditor()
-    monitor = DriftMonitor(settings, auditor=auditor, references=source)
-    assert monitor.watch("m", 1) == "registered"
-    assert monitor.watch("m", 1) == "unchanged"
+    monitor = DriftMonitor(settings, auditor=auditor, references=source, callers=callers())
+    assert monitor.watch("m", 1, credential=SERVICE) == "registered"
+    assert monitor.watch("m", 1, credential=SERVICE) == "unchanged"
     assert lookups == [("m", 1)]  # a repeated call does not read the lineage again
     report = monitor.report("m")
     assert report["version"] == 1
     assert report["window"]["count"] == 150
     assert report["features"] == ["x", "y"]
-    assert monitor.watch("m", 2) == "registered"  # a swap: the new champion
+    assert monitor.watch("m", 2, credential=SERVICE) == "registered"  # a swap: the new champion
     assert monitor.report("m")["version"] == 2
-    assert monitor.watch("m", 3) == "no_reference"
+    assert monitor.watch("m", 3, credential=SERVICE) == "no_reference"
     assert monitor.report("m")["version"] == 2
     assert auditor.actions.count("monitoring:register") == 2
 
@@ -70,12 +71,19 @@ def test_a_restarted_monitor_keeps_its_windows_when_the_champion_is_watched_agai
     settings: EntaiSettings,
 ) -> None:
     reference = _reference(1)
-    first = DriftMonitor(settings, auditor=Auditor(), references=lambda m, v: reference)
-    first.watch("m", 1)
+    first = DriftMonitor(
+        settings, auditor=Auditor(), references=lambda m, v: reference, callers=callers()
+    )
+    first.watch("m", 1, credential=SERVICE)
     rng = np.random.default_rng(5)
     first.record(
-        "m", "b1", {"x": rng.normal(size=40).tolist(), "y": [3] * 40, "prediction": [0.5] * 40}
+        "m",
+        "b1",
+        {"x": rng.normal(size=40).tolist(), "y": [3] * 40, "prediction": [0.5] * 40},
+        credential=SERVICE,
     )
-    again = DriftMonitor(settings, auditor=Auditor(), references=lambda m, v: reference)
-    assert again.watch("m", 1) == "unchanged"
+    again = DriftMonitor(
+        settings, auditor=Auditor(), references=lambda m, v: reference, callers=callers()
+    )
+    assert again.watch("m", 1, credential=SERVICE) == "unchanged"
     assert again.report("m")["open_window"]["n"] == 40

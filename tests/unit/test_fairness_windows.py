@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from credentials import SERVICE, callers
 
 from entai.actors.core import Metrics
 from entai.actors.monitoring import DriftMonitor
@@ -125,13 +126,18 @@ def monitor(
 ) -> DriftMonitor:
     clock = lambda: datetime(2026, 3, 1, tzinfo=UTC)  # noqa: E731
     return DriftMonitor(
-        settings, sink=sink, auditor=auditor, clock=clock, references=lambda m, v: document
+        settings,
+        sink=sink,
+        auditor=auditor,
+        clock=clock,
+        references=lambda m, v: document,
+        callers=callers(),
     )
 
 
 def close_window(m: DriftMonitor, rows: pd.DataFrame, batch: str) -> str:
     columns = rows.drop(columns=["outcome"]).to_dict(orient="list")
-    report = m.record("offers", batch, columns)
+    report = m.record("offers", batch, columns, credential=SERVICE)
     assert report is not None and report.n == WINDOW
     return report.window_id
 
@@ -146,12 +152,12 @@ def test_a_window_with_one_groups_labels_shifted_is_flagged_and_alerts(
 ) -> None:
     sink, auditor = Sink(), Auditor()
     m = monitor(settings, sink, auditor, reference())
-    assert m.watch("offers", 1) == "registered"
+    assert m.watch("offers", 1, credential=SERVICE) == "registered"
     rows = served(1)
     wid = close_window(m, rows, "b1")
     # a restart between the close and the labels: the groups are in the checkpoint
     m = monitor(settings, sink, auditor, reference())
-    assert m.feedback("offers", labels(rows, flip_region=1.0)) == WINDOW
+    assert m.feedback("offers", labels(rows, flip_region=1.0), credential=SERVICE) == WINDOW
 
     fairness = window(m, wid)["realised"]["fairness"]["region_code"]
     assert fairness["available"] and fairness["n_labels"] == WINDOW
@@ -178,10 +184,10 @@ def test_a_stable_window_is_measured_and_does_not_alert(
 ) -> None:
     sink, auditor = Sink(), Auditor()
     m = monitor(settings, sink, auditor, reference())
-    m.watch("offers", 1)
+    m.watch("offers", 1, credential=SERVICE)
     rows = served(2)
     wid = close_window(m, rows, "b1")
-    m.feedback("offers", labels(rows))
+    m.feedback("offers", labels(rows), credential=SERVICE)
     fairness = window(m, wid)["realised"]["fairness"]["region_code"]
     assert fairness["measures"][EOD] < 0.2 and fairness["crossed"] == []
     assert sink.events == []
@@ -196,10 +202,12 @@ def test_a_stable_window_is_measured_and_does_not_alert(
 def test_too_few_labels_per_group_give_no_verdict(settings: EntaiSettings) -> None:
     sink = Sink()
     m = monitor(settings, sink, Auditor(), reference())
-    m.watch("offers", 1)
+    m.watch("offers", 1, credential=SERVICE)
     rows = served(3)
     wid = close_window(m, rows, "b1")
-    m.feedback("offers", labels(rows.iloc[:60], flip_region=1.0))  # ~30 per group < 50
+    m.feedback(
+        "offers", labels(rows.iloc[:60], flip_region=1.0), credential=SERVICE
+    )  # ~30 per group < 50
     fairness = window(m, wid)["realised"]["fairness"]["region_code"]
     assert fairness["measures"][EOD] is None
     assert "fewer than two groups of sufficient size" in fairness["reasons"][EOD]
@@ -209,20 +217,20 @@ def test_too_few_labels_per_group_give_no_verdict(settings: EntaiSettings) -> No
 
 def test_a_version_without_fairness_columns_logs_no_groups(settings: EntaiSettings) -> None:
     m = monitor(settings, Sink(), Auditor(), reference(None))
-    m.watch("offers", 1)
+    m.watch("offers", 1, credential=SERVICE)
     rows = served(4)
     wid = close_window(m, rows, "b1")
-    m.feedback("offers", labels(rows, flip_region=1.0))
+    m.feedback("offers", labels(rows, flip_region=1.0), credential=SERVICE)
     assert "fairness" not in window(m, wid)["realised"]
 
 
 def test_a_column_no_served_row_carries_is_reported_unavailable(settings: EntaiSettings) -> None:
     sink = Sink()
     m = monitor(settings, sink, Auditor(), reference({**COLUMNS, "region": COLUMNS["region_code"]}))
-    m.watch("offers", 1)
+    m.watch("offers", 1, credential=SERVICE)
     rows = served(5)
     wid = close_window(m, rows, "b1")
-    m.feedback("offers", labels(rows))
+    m.feedback("offers", labels(rows), credential=SERVICE)
     fairness = window(m, wid)["realised"]["fairness"]
     assert fairness["region"] == {
         "available": False,

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from credentials import SERVICE, callers
 
 from entai.actors.backends import SqliteOnlineStore
 from entai.actors.features import FeatureShard, shard_name
@@ -37,10 +38,10 @@ def disk_bytes(directory: Path) -> bytes:
 
 def test_a_restarted_shard_serves_what_it_acknowledged(tmp_path: Path) -> None:
     settings = load_settings(home=tmp_path, online_store={"num_shards": 1}).resolved()
-    shard = FeatureShard(shard_name(0), settings.online_store)
-    assert shard.write([row("k", 1, x=1.5, s="a")]) == 1
+    shard = FeatureShard(shard_name(0), settings.online_store, callers=callers())
+    assert shard.write([row("k", 1, x=1.5, s="a")], credential=SERVICE) == 1
     del shard
-    again = FeatureShard(shard_name(0), settings.online_store)
+    again = FeatureShard(shard_name(0), settings.online_store, callers=callers())
     res = again.read("v", ["k"], ["x", "s"], ttl=None, now=T0)
     assert res.values == [[1.5], ["a"]] and res.statuses == [[P], [P]]
 
@@ -139,7 +140,9 @@ def test_after_erasure_a_late_write_stays_erased_and_new_activity_lands(tmp_path
     settings = load_settings(home=tmp_path, online_store={"num_shards": 2}).resolved()
     directory = settings.online_store.path
     assert isinstance(settings.online_store, SqliteOnlineStoreSettings) and directory is not None
-    shards = [FeatureShard(shard_name(i), settings.online_store) for i in range(2)]
+    shards = [
+        FeatureShard(shard_name(i), settings.online_store, callers=callers()) for i in range(2)
+    ]
     store = SqliteOnlineStore(directory, [shard_name(i) for i in range(2)])
     subject_key, other = entity_key({"user_id": 3}), entity_key({"user_id": 4})
     store.write([row(subject_key, 1, x=1), row(other, 1, x=1)])
@@ -147,7 +150,7 @@ def test_after_erasure_a_late_write_stays_erased_and_new_activity_lands(tmp_path
 
     # A replay of the subject's old events, whichever shard file the key routes to.
     for shard in shards:
-        shard.write([row(subject_key, 2, x=2), row(other, 2, x=2)])
+        shard.write([row(subject_key, 2, x=2), row(other, 2, x=2)], credential=SERVICE)
     read = store.read("v", [subject_key, other], ["x"], ttl=None, now=T0)
     assert read.statuses == [[N, P]] and read.values == [[None, 2]]
     assert sum(s.describe()["tombstoned_writes"] for s in shards) == 2

@@ -14,6 +14,7 @@ from typing import Any
 import pandas as pd
 import pytest
 from alert_sinks import Sink
+from credentials import SERVICE, callers
 from ranker_logs import GROUPS, impressions, log_served, stream
 
 from entai.actors.core import Metrics
@@ -273,13 +274,15 @@ def test_the_monitor_alerts_on_a_biased_window_like_drift_and_survives_a_restart
     sink = Sink()
 
     def monitor() -> DriftMonitor:
-        return DriftMonitor(settings, sink=sink, auditor=Auditor(), clock=lambda: now[0])
+        return DriftMonitor(
+            settings, sink=sink, auditor=Auditor(), clock=lambda: now[0], callers=callers()
+        )
 
     m = monitor()
     columns = {"category": {"k": 4, "min_group_size": 50, "groups": ["A", "B"]}}
-    assert m.watch_ranker("ranker", 1, {}, GROUPS) == "no_fairness"
-    assert m.watch_ranker("ranker", 1, columns, GROUPS) == "registered"
-    assert m.watch_ranker("ranker", 1, columns, GROUPS) == "unchanged"
+    assert m.watch_ranker("ranker", 1, {}, GROUPS, credential=SERVICE) == "no_fairness"
+    assert m.watch_ranker("ranker", 1, columns, GROUPS, credential=SERVICE) == "registered"
+    assert m.watch_ranker("ranker", 1, columns, GROUPS, credential=SERVICE) == "unchanged"
     assert m.models() == ["ranker"]
     m.tick()
     report = m.report("ranker")
@@ -307,11 +310,13 @@ def test_the_monitor_alerts_on_a_biased_window_like_drift_and_survives_a_restart
     # a restarted monitor reloads the ranker; the judged windows are not judged again
     now[0] = datetime.fromtimestamp(T0 + 3 * W + 1, UTC)  # window 2 is over too
     m = monitor()
-    assert m.watch_ranker("ranker", 1, columns, GROUPS) == "unchanged"
+    assert m.watch_ranker("ranker", 1, columns, GROUPS, credential=SERVICE) == "unchanged"
     m.tick()
     assert [(e["method"], e["level"]) for e in sink.events][-1] == ("exposure_ratio", "alert")
     assert len(sink.events) == 2
-    m.refresh_ranker("ranker")  # again: windows 0-2 already observed, no new transition
+    m.refresh_ranker(
+        "ranker", credential=SERVICE
+    )  # again: windows 0-2 already observed, no new transition
     assert len(sink.events) == 2
     m.acknowledge("ranker", "category", "exposure_ratio", "token")
     acked = m.report("ranker")["alerts"][0]
@@ -321,7 +326,7 @@ def test_the_monitor_alerts_on_a_biased_window_like_drift_and_survives_a_restart
     FeedbackLog(lake).append(
         "ranker", [Interaction(request_id=f"s{int(T0 + W)}-0", item_id=2, kind="click")]
     )
-    later = m.refresh_ranker("ranker")
+    later = m.refresh_ranker("ranker", credential=SERVICE)
     window1 = later["windows"][1]["fairness"]["category"]
     assert later["windows"][1]["labelled_requests"] == 1
     assert window1["groups"]["B"]["ndcg_at_k"] == pytest.approx(1.0)
@@ -351,8 +356,8 @@ def test_serving_registers_the_champions_card_columns_and_item_categories() -> N
         def __init__(self) -> None:
             self.sent: list[tuple[Any, ...]] = []
 
-        def submit(self, method: Any, *args: Any) -> str:
-            self.sent.append((method.__name__, *args))
+        def submit(self, method: Any, *args: Any, credential: str) -> str:
+            self.sent.append((method.__name__, *args, credential))
             return "ref"
 
     index = InteractionIndex.from_events(
@@ -367,7 +372,7 @@ def test_serving_registers_the_champions_card_columns_and_item_categories() -> N
         pd.DataFrame({"product_id": [1, 2], "category": ["A", "B"], "price": [1.0, 2.0]}),
         as_of=datetime(2026, 1, 2, tzinfo=UTC),
     )
-    request = ranker_watch_request("ranker", Services(), {1: index, 2: index}.get)  # type: ignore[arg-type]
+    request = ranker_watch_request("ranker", Services(), {1: index, 2: index}.get, SERVICE)  # type: ignore[arg-type]
     monitor = Monitor()
     assert request(monitor, 1) == "ref"  # type: ignore[arg-type]
     request(monitor, 2)  # type: ignore[arg-type]
@@ -378,6 +383,7 @@ def test_serving_registers_the_champions_card_columns_and_item_categories() -> N
             1,
             {"category": {"k": 5, "min_group_size": 30, "groups": ["A", "B"]}},
             {"category": {1: "A", 2: "B"}},
+            SERVICE,
         ),
-        ("watch_ranker", "ranker", 2, {}, {"category": {1: "A", 2: "B"}}),
+        ("watch_ranker", "ranker", 2, {}, {"category": {1: "A", 2: "B"}}, SERVICE),
     ]

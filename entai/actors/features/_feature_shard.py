@@ -18,6 +18,22 @@ its id. Backends:
 With tracing on, ``read_batch``, ``write`` and ``write_batch`` called with a ``trace``
 carrier are spans of the caller's trace (``entai.shard.read_batch``,
 ``entai.shard.write``).
+
+Callers: the methods that change rows (``write``, ``write_batch``, ``delete``,
+``tombstone``) and the bulk dumps (``scan``, ``keys_for_reshard``) take the caller's
+``credential`` and refuse it unless it is a platform service credential or an API token
+whose principal holds the permission (:class:`~entai.actors.governance.CallerCheck`):
+
+* ``write`` / ``write_batch``: ``features:write`` on ``view:<view>`` of every row;
+* ``delete``: ``features:write`` on ``view:<view>``, or ``governance:erase`` on
+  ``features`` when it deletes from every view;
+* ``tombstone`` and ``scan``: ``governance:erase`` on ``features`` (what erasure does:
+  a scan hands out every row of the shard);
+* ``keys_for_reshard``: ``admin`` on ``features`` (resharding is an operator's act).
+
+Reads (``read``, ``read_batch``) and ``describe`` take no credential: they are the
+serving hot path, and the caller's route (a Serve replica, the SDK's client) has
+authorized the reader before it calls.
 """
 
 from __future__ import annotations
@@ -33,6 +49,7 @@ import ray
 from entai.actors.backends import RedisOnlineStore, SqliteOnlineStore
 from entai.actors.core import TraceCarrier, configure_tracing, role_options, span
 from entai.actors.features._kept_tombstones import KeptTombstones
+from entai.actors.governance import CallerCheck
 from entai.shared.core import ConfigError
 from entai.shared.features import (
     FeatureRow,
@@ -43,6 +60,7 @@ from entai.shared.features import (
     ReadResult,
     rendezvous_shard,
 )
+from entai.shared.governance import Permission
 from entai.shared.settings import (
     EntaiSettings,
     MemoryOnlineStoreSettings,
@@ -52,6 +70,7 @@ from entai.shared.settings import (
 )
 
 __all__ = [
+    "SHARD_SERVICE",
     "FeatureShard",
     "FeatureShardActor",
     "ShardHandle",
@@ -62,6 +81,11 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+SHARD_SERVICE = "feature-shard"
+"""The service name a shard presents to the governance service (for its token checks)."""
+_ERASE_RESOURCE = "features"
+"""The online store as a whole, in the policy's resource names."""
 
 StoreSettings = MemoryOnlineStoreSettings | RedisOnlineStoreSettings | SqliteOnlineStoreSettings
 
@@ -117,6 +141,8 @@ class FeatureShard:
             restart rebuilds the backend (and its Redis connection) from them; a memory
             backend built in a Ray process takes back its tombstones from the cluster's
             key-value store, and keeps every new one there.
+        callers: Who may call the guarded methods: a :class:`CallerCheck`, or the
+            platform settings to build one from in this process (what actors get).
         tracing: The platform's ``observability`` settings (resolved): this process
             traces when they turn tracing on.
     """
@@ -126,10 +152,14 @@ class FeatureShard:
         shard_id: str,
         store: OnlineStore | StoreSettings,
         *,
+        callers: CallerCheck | EntaiSettings,
         tracing: ObservabilitySettings | None = None,
     ) -> None:
         if tracing is not None:
             configure_tracing(tracing, "feature-shard")
+        self._callers = (
+            callers if isinstance(callers, CallerCheck) else CallerCheck.of(callers, SHARD_SERVICE)
+        )
         self.shard_id = shard_id
         self._kept: KeptTombstones | None = None
         if isinstance(
@@ -167,8 +197,21 @@ class FeatureShard:
             "tombstoned_writes": int(getattr(self._store, "tombstoned_writes", 0)),
         }
 
-    def write(self, rows: Sequence[FeatureRow], *, trace: TraceCarrier | None = None) -> int:
-        """Apply rows with last-write-wins; return how many were applied."""
+    def _may_write(self, credential: str, views: Sequence[str]) -> None:
+        """``features:write`` on each view (on the store as a whole for no rows)."""
+        resources = [f"view:{v}" for v in sorted(set(views))] or [_ERASE_RESOURCE]
+        self._callers.require_all(credential, Permission.FEATURES_WRITE, resources)
+
+    def write(
+        self, rows: Sequence[FeatureRow], *, credential: str, trace: TraceCarrier | None = None
+    ) -> int:
+        """Apply rows with last-write-wins; return how many were applied.
+
+        Raises:
+            AuthenticationError / PermissionDeniedError: ``credential`` may not write
+                every row's view (nothing is written).
+        """
+        self._may_write(credential, [r.view for r in rows])
         if trace is None:
             return self._store.write(rows)
         with span(
@@ -178,8 +221,15 @@ class FeatureShard:
         ):
             return self._store.write(rows)
 
-    def write_batch(self, batch: OnlineBatch, *, trace: TraceCarrier | None = None) -> int:
-        """:meth:`write` of one view's columnar batch; return how many were applied."""
+    def write_batch(
+        self, batch: OnlineBatch, *, credential: str, trace: TraceCarrier | None = None
+    ) -> int:
+        """:meth:`write` of one view's columnar batch; return how many were applied.
+
+        Raises:
+            AuthenticationError / PermissionDeniedError: as :meth:`write`.
+        """
+        self._may_write(credential, [batch.view])
         if trace is None:
             return self._store.write_batch(batch)
         with span(
@@ -198,13 +248,20 @@ class FeatureShard:
         ttl: timedelta | None,
         now: datetime,
     ) -> ReadResult:
-        """Read ``features`` of ``view`` for ``keys`` as of ``now``."""
+        """Read ``features`` of ``view`` for ``keys`` as of ``now``.
+
+        Unguarded, like :meth:`read_batch`: the caller's route authorized the reader.
+        """
         return self._store.read(view, keys, features, ttl=ttl, now=now)
 
     def read_batch(
         self, requests: Sequence[ReadRequest], now: datetime, *, trace: TraceCarrier | None = None
     ) -> list[ReadResult]:
-        """Serve several views' reads in one call (one actor round trip per shard)."""
+        """Serve several views' reads in one call (one actor round trip per shard).
+
+        Unguarded: this is the serving hot path, and the caller's route (a Serve
+        replica, the SDK's client) authorized the reader before calling.
+        """
         if trace is None:
             return self._read_batch(requests, now)
         attributes = {"entai.shard": self.shard_id, "entai.views": [r.view for r in requests]}
@@ -214,30 +271,52 @@ class FeatureShard:
     def _read_batch(self, requests: Sequence[ReadRequest], now: datetime) -> list[ReadResult]:
         return [self._store.read(r.view, r.keys, r.features, ttl=r.ttl, now=now) for r in requests]
 
-    def delete(self, view: str | None, keys: Sequence[str]) -> int:
-        """Delete the keys' rows in ``view`` (every view if None)."""
+    def delete(self, view: str | None, keys: Sequence[str], *, credential: str) -> int:
+        """Delete the keys' rows in ``view`` (every view if None).
+
+        Raises:
+            AuthenticationError / PermissionDeniedError: without ``features:write`` on
+                the view (``governance:erase`` on ``features`` for every view).
+        """
+        if view is None:
+            self._callers.require(credential, Permission.GOVERNANCE_ERASE, _ERASE_RESOURCE)
+        else:
+            self._may_write(credential, [view])
         return self._store.delete(view, keys)
 
-    def tombstone(self, keys: Sequence[str], erased_at: datetime, retention: timedelta) -> int:
+    def tombstone(
+        self, keys: Sequence[str], erased_at: datetime, retention: timedelta, *, credential: str
+    ) -> int:
         """Keep ``keys`` erased against writes dated up to ``erased_at``, for ``retention``
         (a memory shard first keeps them in the cluster's key-value store).
 
         Raises:
+            AuthenticationError / PermissionDeniedError: without ``governance:erase``.
             ServiceUnavailableError: a memory shard could not keep them there.
         """
+        self._callers.require(credential, Permission.GOVERNANCE_ERASE, _ERASE_RESOURCE)
         if self._kept is not None:
             self._kept.keep(keys, erased_at, retention)
         return self._store.tombstone(keys, erased_at, retention)
 
-    def scan(self, view: str | None = None) -> list[FeatureRow]:
-        """Every row this shard's backend holds (of ``view`` if given)."""
+    def scan(self, view: str | None = None, *, credential: str) -> list[FeatureRow]:
+        """Every row this shard's backend holds (of ``view`` if given).
+
+        Raises:
+            AuthenticationError / PermissionDeniedError: without ``governance:erase``.
+        """
+        self._callers.require(credential, Permission.GOVERNANCE_ERASE, _ERASE_RESOURCE)
         return list(self._store.scan(view))
 
-    def keys_for_reshard(self, shard_ids: Sequence[str]) -> list[FeatureRow]:
+    def keys_for_reshard(self, shard_ids: Sequence[str], *, credential: str) -> list[FeatureRow]:
         """Rows held here that ``shard_ids`` route to another shard.
 
         A shared (Redis) backend has nothing to move: every shard reads the same keys.
+
+        Raises:
+            AuthenticationError / PermissionDeniedError: without ``admin``.
         """
+        self._callers.require(credential, Permission.ADMIN, _ERASE_RESOURCE)
         if self.shared_store:
             return []
         return [
@@ -261,15 +340,17 @@ def start_shards(settings: EntaiSettings, namespace: str | None = None) -> list[
     """Create (or find) the ``num_shards`` named, detached FeatureShard actors.
 
     Args:
-        settings: Platform settings; ``online_store`` picks backend and shard count.
+        settings: Platform settings; ``online_store`` picks backend and shard count,
+            ``security`` how the shards check their callers.
         namespace: Ray namespace of the actors; defaults to ``settings.ray.namespace``.
 
     Returns:
         Handles in shard order (``entai-feature-shard-0`` first).
     """
     store = settings.online_store
+    checked = settings.resolved()  # the shards read the service secret under its home
     if isinstance(store, SqliteOnlineStoreSettings) and store.path is None:
-        store = settings.resolved().online_store
+        store = checked.online_store
     return [
         FeatureShardActor.options(
             name=shard_name(i),
@@ -280,6 +361,6 @@ def start_shards(settings: EntaiSettings, namespace: str | None = None) -> list[
             num_cpus=0,
             get_if_exists=True,
             **role_options("shard"),
-        ).remote(shard_name(i), store, tracing=settings.observability)
+        ).remote(shard_name(i), store, callers=checked, tracing=settings.observability)
         for i in range(store.num_shards)
     ]

@@ -27,6 +27,12 @@ timed in ``entai_online_lookup_latency_s``; every write raises its views'
 With tracing on, a read is the span ``entai.online.read`` and a write
 ``entai.online.write``; the shard calls under them carry the trace to the shards.
 
+Credentials: a client with shards is given the caller's ``credential`` (the user's API
+token, or a platform service's credential) and sends it on every write, delete and
+reshard call to the shards, retries included; the shards check it
+(:class:`~entai.actors.features.FeatureShard`). Reads send none: the shards serve
+them to anyone who reaches them, and ``authorize`` (when given) decides in this process.
+
 The shard calls (fan-out, merge, retries) are in :mod:`entai.actors.features._shard_calls`: a
 shard that dies mid-call is retried until it is back (``max_restarts=-1``); retrying
 is safe because writes are idempotent under last-write-wins.
@@ -92,6 +98,9 @@ class OnlineFeatureClient:
         direct_store: A store read (and, without shards, written) from this process.
         authorize: Called as ``authorize("features:read", refs)`` before every read and
             ``authorize("features:write", views)`` before every write.
+        credential: What this client presents to the shards' guarded methods (writes,
+            deletes, resharding): the caller's API token or a platform service's
+            credential. Required with shards; a direct-store-only client needs none.
     """
 
     def __init__(
@@ -100,12 +109,20 @@ class OnlineFeatureClient:
         *,
         direct_store: OnlineStore | None = None,
         authorize: Authorize | None = None,
+        credential: str | None = None,
     ) -> None:
         if not shards and direct_store is None:
             raise InvalidInputError(
                 "OnlineFeatureClient needs shards or a direct_store",
                 details={"field": "shards"},
             )
+        if shards and not credential:
+            raise InvalidInputError(
+                "OnlineFeatureClient with shards needs a credential (an API token or a "
+                "service credential): the shards refuse writes without one",
+                details={"field": "credential"},
+            )
+        self._credential = credential
         self._direct = direct_store
         store: object = direct_store  # AsyncReads is a capability beyond OnlineStore
         self._direct_async = store if isinstance(store, AsyncReads) else None
@@ -154,7 +171,13 @@ class OnlineFeatureClient:
                 with self._lock:
                     groups = self._group_rows(rows)
                     calls = {s: (g,) for s, g in groups.items()}
-                    replies = call_shards(self._shards, FeatureShard.write, calls, trace_carrier())
+                    replies = call_shards(
+                        self._shards,
+                        FeatureShard.write,
+                        calls,
+                        trace_carrier(),
+                        credential=self._credential,
+                    )
                     written = sum(replies)
         if Metrics.enabled():
             newest: dict[str, float] = {}
@@ -184,7 +207,11 @@ class OnlineFeatureClient:
                 with self._lock:
                     calls = {s: (b,) for s, b in self._split_batch(batch).items()}
                     replies = call_shards(
-                        self._shards, FeatureShard.write_batch, calls, trace_carrier()
+                        self._shards,
+                        FeatureShard.write_batch,
+                        calls,
+                        trace_carrier(),
+                        credential=self._credential,
                     )
                     written = sum(replies)
         if Metrics.enabled() and len(batch):
@@ -348,7 +375,9 @@ class OnlineFeatureClient:
             calls = {s: (view, list(keys)) for s in self._shards}
             if self.shared_store:  # one shared backend: any shard deletes for all
                 calls = dict([next(iter(calls.items()))])
-            return sum(call_shards(self._shards, FeatureShard.delete, calls))
+            return sum(
+                call_shards(self._shards, FeatureShard.delete, calls, credential=self._credential)
+            )
 
     def reshard(
         self, old_handles: Sequence[ShardHandle], new_handles: Sequence[ShardHandle]
@@ -368,17 +397,30 @@ class OnlineFeatureClient:
         old, _ = _describe(old_handles)
         new, shared = _describe(new_handles)
         with self._lock:
-            found = _get([h.keys_for_reshard.remote(list(new)) for h in old.values()])
+            found = _get(
+                [
+                    h.keys_for_reshard.remote(list(new), credential=self._credential)
+                    for h in old.values()
+                ]
+            )
             moving: dict[str, list[FeatureRow]] = dict(zip(old, found, strict=True))
             groups = self._group_rows([r for rows in moving.values() for r in rows], list(new))
-            call_shards(new, FeatureShard.write, {s: (g,) for s, g in groups.items()})
+            call_shards(
+                new,
+                FeatureShard.write,
+                {s: (g,) for s, g in groups.items()},
+                credential=self._credential,
+            )
             self._shards, self.shared_store = new, shared
             deletes: list[Any] = []
             for shard_id, rows in moving.items():
                 by_view: dict[str, list[str]] = {}
                 for row in rows:
                     by_view.setdefault(row.view, []).append(row.entity_key)
-                deletes += (old[shard_id].delete.remote(v, k) for v, k in by_view.items())
+                deletes += (
+                    old[shard_id].delete.remote(v, k, credential=self._credential)
+                    for v, k in by_view.items()
+                )
                 logger.info("reshard moved %d rows off %s", len(rows), shard_id)
             _get(deletes)
             return sum(map(len, moving.values()))

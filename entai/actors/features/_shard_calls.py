@@ -7,7 +7,10 @@ several views is split into one ``read_batch`` call per owning shard
 each view's entity order (:func:`merge_parts`). A shard that dies mid-call is retried
 until it is back (``max_restarts=-1``); retrying is safe because writes are idempotent
 under last-write-wins and reads have no effect. A trace carrier, when given, goes to
-every call as its ``trace`` keyword, so the shard's span joins the caller's trace.
+every call as its ``trace`` keyword, so the shard's span joins the caller's trace; a
+credential, when given, goes to every call (retries included) as its ``credential``
+keyword (the shards' guarded methods need one, see
+:class:`~entai.actors.features.FeatureShard`).
 """
 
 from __future__ import annotations
@@ -89,9 +92,11 @@ def call_shards(
     method: Callable[..., R],
     calls: Mapping[str, tuple[Any, ...]],
     trace: TraceCarrier | None = None,
+    *,
+    credential: str | None = None,
 ) -> list[R]:
     """Call ``method`` (of FeatureShard) on each shard of ``calls`` in parallel, retrying
-    shards that died.
+    shards that died (with the same ``credential``).
 
     Returns:
         The replies, in the order of ``calls``.
@@ -100,7 +105,7 @@ def call_shards(
     pending = dict(calls)
     for delay in (0.0, *_RETRY_DELAYS_S):
         time.sleep(delay)
-        refs = {s: _remote(handles[s], method, a, trace) for s, a in pending.items()}
+        refs = {s: _remote(handles[s], method, a, trace, credential) for s, a in pending.items()}
         failed: dict[str, tuple[Any, ...]] = {}
         for sid, ref in refs.items():
             try:
@@ -121,6 +126,8 @@ async def call_shards_async(
     method: Callable[..., R],
     calls: Mapping[str, tuple[Any, ...]],
     trace: TraceCarrier | None = None,
+    *,
+    credential: str | None = None,
 ) -> list[R]:
     """:func:`call_shards` on the running event loop: awaits instead of ``ray.get``."""
     results: dict[str, R] = {}
@@ -129,7 +136,7 @@ async def call_shards_async(
         if delay:
             await asyncio.sleep(delay)
         sids = list(pending)
-        refs = [_remote(handles[s], method, pending[s], trace) for s in sids]
+        refs = [_remote(handles[s], method, pending[s], trace, credential) for s in sids]
         replies = await asyncio.gather(*refs, return_exceptions=True)
         failed: dict[str, tuple[Any, ...]] = {}
         for sid, reply in zip(sids, replies, strict=True):
@@ -149,11 +156,19 @@ async def call_shards_async(
 
 
 def _remote(
-    handle: ShardHandle, method: Callable[..., R], args: tuple[Any, ...], trace: TraceCarrier | None
+    handle: ShardHandle,
+    method: Callable[..., R],
+    args: tuple[Any, ...],
+    trace: TraceCarrier | None,
+    credential: str | None,
 ) -> Any:
     """Start ``method`` (named by the FeatureShard method itself) on one shard actor."""
-    remote = getattr(handle, method.__name__).remote
-    return remote(*args) if trace is None else remote(*args, trace=trace)
+    keywords: dict[str, Any] = {}
+    if trace is not None:
+        keywords["trace"] = trace
+    if credential is not None:
+        keywords["credential"] = credential
+    return getattr(handle, method.__name__).remote(*args, **keywords)
 
 
 def _gone(pending: Mapping[str, Any], method: Callable[..., Any]) -> ServiceUnavailableError:

@@ -1,5 +1,5 @@
-"""The GovernanceChecker service, where it keeps its state, its caller-side cache and the
-audit forwarder."""
+"""The GovernanceChecker service, where it keeps its state, its caller-side cache, the
+audit forwarder and the data-plane actors' check of their callers (:class:`CallerCheck`)."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from entai.actors.governance._auth_failures import (
     AuthFailureTally,
     FailedAuthWindow,
 )
+from entai.actors.governance._caller_check import CallerCheck
 from entai.actors.governance._checker import (
     ACTOR_NAME,
     AUTH_GROUP,
@@ -46,6 +47,7 @@ __all__ = [
     "AuthFailureTally",
     "CacheSnapshot",
     "CachedToken",
+    "CallerCheck",
     "FailedAuthWindow",
     "GovernanceAuditor",
     "GovernanceBackend",

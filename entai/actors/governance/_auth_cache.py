@@ -157,6 +157,15 @@ class AuthCache:
             self._snapshot, self._fetched_at = snapshot, self._clock()
         return snapshot
 
+    def policy(self) -> Policy:
+        """The policy of the current snapshot (refreshed first when older than ``ttl_s``).
+
+        Raises:
+            ServiceUnavailableError: no snapshot younger than ``max_stale_s`` and the
+                governance service did not answer.
+        """
+        return self._current().policy
+
     def _current(self) -> CacheSnapshot:
         snapshot = self._snapshot
         if snapshot is None or self._clock() - self._fetched_at >= self._ttl_s:

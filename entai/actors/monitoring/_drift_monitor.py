@@ -49,6 +49,18 @@ and their sampled values from open windows (rows are tagged with ``entity_key``,
 ``request_id``). Counts, moments, category frequencies and closed-window statistics are
 aggregates and stay; the reference profile holds no tags (training data is erased by
 the training pipeline, and a new reference comes with the next model version).
+
+Callers: every method that changes the monitor's state takes the caller's
+``credential`` and refuses it unless it is a platform service credential (the Serve
+replicas' tap, watch and feedback calls; the erasure coordinator) or an API token whose
+principal holds the permission (:class:`~entai.actors.governance.CallerCheck`):
+``record`` and ``feedback`` need ``predict`` on ``model:<model>`` (what the serving
+routes demand), ``watch``, ``watch_ranker``, ``register_model`` and ``refresh_ranker``
+need ``models:approve`` on the model, ``erase`` needs ``governance:erase`` on
+``monitoring``; ``acknowledge`` and ``silence`` take the caller's token and record its
+principal. ``report`` and ``models`` read; ``tick`` (what the actor's own clock calls)
+only closes the windows the clock says are over and ``close`` stops that clock: these
+take no credential.
 """
 
 from __future__ import annotations
@@ -74,6 +86,7 @@ from entai.actors.core import (
     service_actor,
     span,
 )
+from entai.actors.governance import CallerCheck
 from entai.actors.models import ReferenceSource, lineage_reference_source
 from entai.actors.monitoring._alert_sinks import (
     AlertSink,
@@ -84,6 +97,7 @@ from entai.actors.monitoring._alert_sinks import (
 from entai.actors.monitoring._checkpoints import RETRAIN_DIR, MonitorCheckpoints
 from entai.shared.core import EntaiError, InvalidInputError, NotFoundError
 from entai.shared.data import Lake, retrain_requested
+from entai.shared.governance import Permission
 from entai.shared.monitoring import (
     AlertKey,
     AlertStateMachine,
@@ -161,6 +175,8 @@ class DriftMonitor:
             seconds); only inside an actor, where the clock calls the actor's handle.
         events: Announces each filed retrain request on the bus
             (``entai-retrain-requested``), which wakes the retrain worker.
+        callers: Who may call the state-changing methods; by default the check of
+            this platform (``settings``: its service secret and governance service).
     """
 
     def __init__(
@@ -177,7 +193,9 @@ class DriftMonitor:
         references: ReferenceSource | None = None,
         tick_interval_s: float | None = None,
         events: PlatformEvents | None = None,
+        callers: CallerCheck | None = None,
     ) -> None:
+        self._callers = callers or CallerCheck.of(settings, ACTOR_NAME)
         self._events = events
         configure_tracing(settings.observability, "drift-monitor")
         self._limits = WatchLimits(max_batch_ids, max_windows, max_predictions)
@@ -225,12 +243,16 @@ class DriftMonitor:
 
     # -- registration -----------------------------------------------------------------
 
+    def _may(self, credential: str, permission: Permission, resource: str) -> None:
+        self._callers.require(credential, permission, resource)
+
     def register_model(
         self,
         model: str,
         version: int,
         reference: Mapping[str, Any],
         *,
+        credential: str,
         feature_columns: Sequence[str],
         prediction_column: str = "prediction",
         window: WindowSpec | Mapping[str, Any],
@@ -255,7 +277,41 @@ class DriftMonitor:
             reference_auc: The version's validation AUC, for the realised-AUC rule.
             fairness: The attributes to recompute fairness by per window, and the
                 thresholds that alert (a :class:`WindowFairness` or its dict).
+            credential: The caller's (``models:approve`` on the model).
+
+        Raises:
+            AuthenticationError / PermissionDeniedError: for the credential.
         """
+        self._may(credential, Permission.MODELS_APPROVE, f"model:{model}")
+        self._register(
+            model,
+            version,
+            reference,
+            feature_columns=feature_columns,
+            prediction_column=prediction_column,
+            window=window,
+            drift_config=drift_config,
+            alert_policy=alert_policy,
+            retrain_policy=retrain_policy,
+            reference_auc=reference_auc,
+            fairness=fairness,
+        )
+
+    def _register(
+        self,
+        model: str,
+        version: int,
+        reference: Mapping[str, Any],
+        *,
+        feature_columns: Sequence[str],
+        prediction_column: str = "prediction",
+        window: WindowSpec | Mapping[str, Any],
+        drift_config: Mapping[str, Any] | None = None,
+        alert_policy: Mapping[str, Any] | None = None,
+        retrain_policy: Mapping[str, Any] | None = None,
+        reference_auc: float | None = None,
+        fairness: WindowFairness | Mapping[str, Any] | None = None,
+    ) -> None:
         spec = window if isinstance(window, WindowSpec) else WindowSpec.from_dict(window)
         config: dict[str, Any] = {
             "version": int(version),
@@ -290,7 +346,7 @@ class DriftMonitor:
         )
         logger.info("model registered for monitoring", extra={"model": model, "version": version})
 
-    def watch(self, model: str, version: int) -> str:
+    def watch(self, model: str, version: int, *, credential: str) -> str:
         """Monitor ``version`` against the reference profile in its registry lineage.
 
         Serving replicas call this for the champion they load, at start and after every
@@ -300,7 +356,12 @@ class DriftMonitor:
         Returns:
             ``"registered"``, ``"unchanged"``, or ``"no_reference"`` for a version
             trained without a reference profile (it is then not monitored).
+
+        Raises:
+            AuthenticationError / PermissionDeniedError: ``credential`` is neither a
+                service's nor a token with ``models:approve`` on the model.
         """
+        self._may(credential, Permission.MODELS_APPROVE, f"model:{model}")
         current = self._models.get(_checked_model(model))
         if current is not None and self._watched.get(model) == version == current.version:
             return "unchanged"
@@ -316,7 +377,7 @@ class DriftMonitor:
         fairness = None
         if reference.fairness:
             fairness = WindowFairness.create(reference.fairness, self._fairness_policy)
-        self.register_model(
+        self._register(
             model,
             version,
             reference.profile,
@@ -332,6 +393,8 @@ class DriftMonitor:
         version: int,
         columns: Mapping[str, Mapping[str, Any]],
         item_groups: Mapping[str, Mapping[int, str]],
+        *,
+        credential: str,
     ) -> str:
         """Watch a ranker version's fairness per window (see the module docstring).
 
@@ -344,7 +407,11 @@ class DriftMonitor:
         Returns:
             ``"registered"``, ``"unchanged"`` for a repeated call, or ``"no_fairness"``
             when the card names no ranking fairness column (nothing is watched).
+
+        Raises:
+            AuthenticationError / PermissionDeniedError: as :meth:`watch`.
         """
+        self._may(credential, Permission.MODELS_APPROVE, f"model:{model}")
         _checked_model(model)
         if not columns:
             return "no_fairness"
@@ -371,12 +438,17 @@ class DriftMonitor:
         logger.info("ranker registered for fairness monitoring", extra={"model": model})
         return "registered"
 
-    def refresh_ranker(self, model: str) -> dict[str, Any]:
+    def refresh_ranker(self, model: str, *, credential: str) -> dict[str, Any]:
         """Bring a ranker's windows up to date with its log files now; returns its report.
 
         Raises:
+            AuthenticationError / PermissionDeniedError: as :meth:`watch`.
             NotFoundError: the ranker is not watched.
         """
+        self._may(credential, Permission.MODELS_APPROVE, f"model:{model}")
+        return self._refresh_ranker(model)
+
+    def _refresh_ranker(self, model: str) -> dict[str, Any]:
         watch = self._rankers.get(model)
         if watch is None:
             raise NotFoundError(
@@ -410,6 +482,7 @@ class DriftMonitor:
         batch_id: str,
         rows: Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Any]],
         *,
+        credential: str,
         trace: TraceCarrier | None = None,
     ) -> WindowReport | None:
         """Fold a micro-batch of served rows into the model's windows.
@@ -423,7 +496,12 @@ class DriftMonitor:
         Returns:
             The report of the last window this batch closed, or None. A retried
             ``batch_id`` changes nothing and returns the same answer.
+
+        Raises:
+            AuthenticationError / PermissionDeniedError: ``credential`` is neither a
+                service's nor a token with ``predict`` on the model.
         """
+        self._may(credential, Permission.PREDICT, f"model:{model}")
         if trace is None:
             return self._record(model, batch_id, rows)
         with span("entai.monitor.record", {"entai.model": model}, parent=trace) as current:
@@ -463,7 +541,7 @@ class DriftMonitor:
         for model in list(self._rankers):
             if self._ranker_due.get(model, 0.0) <= now.timestamp():
                 try:
-                    self.refresh_ranker(model)
+                    self._refresh_ranker(model)
                 except (EntaiError, OSError, ValueError, KeyError) as exc:  # a bad log file
                     # must not stop the clock; tried again after the refresh interval
                     self._ranker_due[model] = now.timestamp() + self._monitoring.ranker_refresh_s
@@ -531,12 +609,17 @@ class DriftMonitor:
 
     # -- feedback, report, operators --------------------------------------------------
 
-    def feedback(self, model: str, labels: Mapping[str, int]) -> int:
+    def feedback(self, model: str, labels: Mapping[str, int], *, credential: str) -> int:
         """Join labels (0/1 by request id) to logged predictions; returns how many matched.
 
         Realised AUC and log loss of the windows concerned are recomputed, and their
         fairness measures for a version watched for fairness (alerting as drift does).
+
+        Raises:
+            AuthenticationError / PermissionDeniedError: ``credential`` is neither a
+                service's nor a token with ``predict`` on the model (nothing is joined).
         """
+        self._may(credential, Permission.PREDICT, f"model:{model}")
         watch = self._watch(model)
         matched = watch.feedback(labels, self._clock())
         if matched:
@@ -583,12 +666,17 @@ class DriftMonitor:
         details = {"until": until.isoformat(), "by": by}
         self._audit("monitoring:silence", resource, details, principal=by)
 
-    def erase(self, keys: Sequence[str]) -> int:
+    def erase(self, keys: Sequence[str], *, credential: str) -> int:
         """Drop stored rows and samples of data subjects, by entity key or request id.
 
         Returns:
             Prediction-log rows plus sampled values dropped, over all models.
+
+        Raises:
+            AuthenticationError / PermissionDeniedError: ``credential`` is neither a
+                service's nor a token with ``governance:erase`` on ``monitoring``.
         """
+        self._may(credential, Permission.GOVERNANCE_ERASE, "monitoring")
         total = 0
         for watch in self._models.values():
             dropped = watch.erase(keys)

@@ -35,7 +35,7 @@ import ray
 from entai.actors.bus import Delivery, EventBus, PlatformEvents, bus_from_settings
 from entai.actors.core import Metrics, configure_tracing, service_actor
 from entai.actors.features import OnlineFeatureClient
-from entai.actors.services import Services
+from entai.actors.services import Services, platform_credential
 from entai.pipelines.features._stream import BatchReport, StreamConsumer
 from entai.shared.core import InvalidInputError, NotFoundError
 from entai.shared.data import Event, Lake, data_landed, load_contract
@@ -44,6 +44,7 @@ from entai.shared.governance import ErasedSubjects
 from entai.shared.settings import EntaiSettings, StreamSettings, resolve_hmac_key
 
 __all__ = [
+    "STREAM_SERVICE",
     "STREAM_WORKER_PREFIX",
     "DeadLetter",
     "DeadLetters",
@@ -56,6 +57,9 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+STREAM_SERVICE = "stream-worker"
+"""The service name a stream worker presents to the feature shards it writes to."""
 
 STREAM_WORKER_PREFIX = "entai-stream-"
 """Every stream worker's actor name starts with it."""
@@ -191,7 +195,10 @@ class StreamWorker:
             else ()
         )
         if online is None and views:
-            online = OnlineFeatureClient(Services.of(settings).shards())
+            online = OnlineFeatureClient(
+                Services.of(settings).shards(),
+                credential=platform_credential(settings, STREAM_SERVICE),
+            )
         self._consumer = StreamConsumer(
             self._bus,
             load_contract(stream.contract),

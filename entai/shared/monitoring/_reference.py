@@ -191,8 +191,8 @@ class MonitoringReference:
             ) from exc
 
     def registration(self, settings: MonitoringSettings) -> dict[str, Any]:
-        """Keyword arguments of ``DriftMonitor.register_model`` under ``settings``
-        (with this version's policy applied over them)."""
+        """Keyword arguments of ``DriftMonitor.register_model`` (but its credential) under
+        ``settings`` (with this version's policy applied over them)."""
         settings = self.settings_for(settings)
         return {
             "feature_columns": list(self.feature_columns),
