@@ -7,7 +7,11 @@
    passes at once, with no call and nothing spent;
 2. any other attempt spends one token of the client's failure budget
    (:class:`~entai.deployments.rate_limit.ClientRateLimiter`, keyed by peer address):
-   with none left the answer is 429 with ``Retry-After``, and nothing else happens;
+   with none left the answer is 429 with ``Retry-After``, and nothing else happens but
+   a wait: the refusal is held ``refusal_delay_s`` before it goes (a tarpit, at most
+   ``max_delayed`` held at once, an ``asyncio`` sleep that costs no CPU), so a client
+   retrying back to back is slowed to its connections over the delay instead of
+   taking the cores from the legitimate clients;
 3. a missing or malformed token (not ``entai_<id>_<secret>``), or one in the
    :class:`~entai.deployments.negative_cache.NegativeCache`, is refused (401);
 4. anything else is looked up in the governance service's read-only ``lookup_token``
@@ -34,7 +38,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from entai.actors.governance import AuthCache, AuthFailureTally
@@ -87,6 +91,7 @@ class AuthGate:
             reports go through it); a new one when None.
         clock: Monotonic seconds, for the negative cache and the rate limiter.
         wall_clock: UTC time, for the audited failure windows.
+        sleep: How a rate-limited refusal is held (``asyncio.sleep``).
     """
 
     def __init__(
@@ -97,8 +102,11 @@ class AuthGate:
         breaker: CircuitBreaker | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], datetime] = _utc_now,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._cache = cache
+        self._sleep = sleep
+        self._held = 0
         self._settings = settings
         self._breaker = breaker or CircuitBreaker(
             "governance", timeout_s=settings.governance_timeout_s, clock=clock
@@ -124,7 +132,8 @@ class AuthGate:
     # -- the request path ---------------------------------------------------------------
 
     async def authenticate(self, authorization: str | None, client: str | None) -> Principal:
-        """The principal of the request's bearer token.
+        """The principal of the request's bearer token (a 429 held back first, see
+        :meth:`_hold`).
 
         Args:
             authorization: The ``Authorization`` header (or gRPC metadata) value.
@@ -137,6 +146,25 @@ class AuthGate:
             ServiceUnavailableError: the token needs a lookup and the governance
                 service did not answer in time.
         """
+        try:
+            return await self._authenticate(authorization, client)
+        except RateLimitedError:
+            await self._hold()
+            raise
+
+    async def _hold(self) -> None:
+        """Wait ``refusal_delay_s`` before a 429 goes, unless ``max_delayed`` are
+        waiting already (then it goes at once)."""
+        delay = self._settings.refusal_delay_s
+        if delay <= 0 or self._held >= self._settings.max_delayed:
+            return
+        self._held += 1
+        try:
+            await self._sleep(delay)
+        finally:
+            self._held -= 1
+
+    async def _authenticate(self, authorization: str | None, client: str | None) -> Principal:
         peer = client or _UNKNOWN_CLIENT
         try:
             token = bearer_token(authorization)

@@ -453,8 +453,11 @@ class AuthGuardSettings(_Section):
     service (at most ``lookup_concurrency`` at once, each within ``governance_timeout_s``)
     and, when unknown, remembered as bad for ``negative_ttl_s``. Each client (peer
     address) may fail ``failure_burst`` times, then ``failure_rate_per_s`` times a
-    second; beyond that it gets 429. Failures are audited as one entry per client and
-    ``failure_window_s``.
+    second; beyond that it gets 429, held back ``refusal_delay_s`` first (a tarpit: a
+    client that retries at once is slowed to its connections over the delay; at most
+    ``max_delayed`` refusals are held at a time per replica, the rest answered at once,
+    so held refusals never take the replica's request slots). Failures are audited as
+    one entry per client and ``failure_window_s``.
     """
 
     cache_ttl_s: float = Field(5.0, gt=0.0)
@@ -474,6 +477,8 @@ class AuthGuardSettings(_Section):
     failure_rate_per_s: float = Field(1.0, gt=0.0)
     max_clients: int = Field(10_000, ge=1)
     failure_window_s: float = Field(60.0, gt=0.0)
+    refusal_delay_s: float = Field(0.5, ge=0.0, le=10.0)
+    max_delayed: int = Field(32, ge=0)
 
     @model_validator(mode="after")
     def _stale_after_ttl(self) -> Self:

@@ -7,7 +7,7 @@ between is the real :class:`AuthCache`.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -89,8 +89,15 @@ class Clocks:
         self.wall += timedelta(seconds=seconds)
 
 
+async def no_wait(seconds: float) -> None:
+    """The gate's sleep in tests that are not about holding refusals."""
+
+
 def make_gate(
-    governance: Governance, clocks: Clocks, **overrides: Any
+    governance: Governance,
+    clocks: Clocks,
+    sleep: Callable[[float], Awaitable[None]] = no_wait,
+    **overrides: Any,
 ) -> tuple[AuthGate, AuthCache]:
     settings = AuthGuardSettings(**{"failure_burst": 5, "failure_rate_per_s": 1.0, **overrides})
     cache = AuthCache(
@@ -100,7 +107,9 @@ def make_gate(
         max_stale_s=settings.max_stale_s,
         clock=lambda: clocks.mono,
     )
-    gate = AuthGate(cache, settings, clock=lambda: clocks.mono, wall_clock=lambda: clocks.wall)
+    gate = AuthGate(
+        cache, settings, clock=lambda: clocks.mono, wall_clock=lambda: clocks.wall, sleep=sleep
+    )
     cache.refresh()
     return gate, cache
 
@@ -181,6 +190,47 @@ def test_a_flood_of_bad_tokens_is_rate_limited_per_client_and_tallied() -> None:
     clocks.advance(1.0)  # one token back
     assert isinstance(refusal(gate, f"Bearer {UNKNOWN}"), AuthenticationError)
     assert gate.failures.pending() == 103
+
+
+def test_a_rate_limited_refusal_is_held_back_up_to_max_delayed_at_once() -> None:
+    governance, clocks = Governance(), Clocks()
+    held: list[float] = []
+    release = asyncio.Event()
+
+    async def sleep(seconds: float) -> None:
+        held.append(seconds)
+        await release.wait()
+
+    gate, _ = make_gate(
+        governance, clocks, sleep, failure_burst=2, refusal_delay_s=0.5, max_delayed=3
+    )
+
+    async def flood() -> tuple[list[str], list[str], list[float]]:
+        first = [type(await _refused(gate, f"Bearer {UNKNOWN}")).__name__ for _ in range(2)]
+        waiting = [asyncio.ensure_future(_refused(gate, f"Bearer {UNKNOWN}")) for _ in range(5)]
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        done_at_once = [type(w.result()).__name__ for w in waiting if w.done()]
+        holding = list(held)
+        # a known token of the same client is not held behind them
+        assert (await gate.authenticate(f"Bearer {KNOWN}", "10.0.0.1")).name == "app"
+        release.set()
+        await asyncio.gather(*waiting)
+        return first, done_at_once, holding
+
+    first, at_once, holding = asyncio.run(flood())
+    assert first == ["AuthenticationError"] * 2  # the burst: 401s, never held
+    assert at_once == ["RateLimitedError"] * 2  # beyond the 3 held: answered at once
+    assert holding == [0.5, 0.5, 0.5]
+    assert gate.failures.pending() == 7  # held or not, every failure is counted
+
+
+async def _refused(gate: AuthGate, authorization: str) -> Exception:
+    try:
+        await gate.authenticate(authorization, "10.0.0.1")
+    except (AuthenticationError, RateLimitedError) as exc:
+        return exc
+    raise AssertionError("the request was let in")
 
 
 def test_concurrent_lookups_of_one_token_share_one_call() -> None:
