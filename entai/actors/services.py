@@ -15,7 +15,7 @@ from typing import Any
 import ray
 from ray.actor import ActorHandle
 
-from entai.actors.core import ActorService, LocalService, Service
+from entai.actors.core import ActorService, LocalService, Service, find_actor
 from entai.actors.features import FeatureShard, shard_name
 from entai.actors.governance import ACTOR_NAME as GOVERNANCE
 from entai.actors.governance import GovernanceAuditor, GovernanceChecker
@@ -75,13 +75,9 @@ class Services:
         """The named service actor, or None when Ray is not connected or it does not run."""
         if name in self._found:
             return self._found[name]
-        if not ray.is_initialized():
-            return None
-        try:
-            handle: ActorHandle[Any] = ray.get_actor(name, namespace=self.namespace)
-        except ValueError:
-            return None
-        self._found[name] = handle
+        handle = find_actor(name, self.namespace)
+        if handle is not None:
+            self._found[name] = handle
         return handle
 
     def names(self, prefix: str) -> list[str]:

@@ -52,6 +52,7 @@ from entai.actors.core._placement import (
 )
 from entai.actors.core._runtime import (
     connect_ray,
+    find_actor,
     ray_target,
     service_actor,
 )
@@ -90,6 +91,7 @@ __all__ = [
     "call_self",
     "configure_tracing",
     "connect_ray",
+    "find_actor",
     "free_port",
     "group_alive",
     "kill_group",

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from entai.actors.core._local_head import QUIET_RAY_ENV, local_serve_env, read_head
 from entai.actors.core._placement import role_options
 from entai.shared.core import ServiceUnavailableError
 from entai.shared.settings import EntaiSettings
 
-__all__ = ["connect_ray", "ray_target", "service_actor"]
+if TYPE_CHECKING:
+    from ray.actor import ActorHandle
+
+__all__ = ["connect_ray", "find_actor", "ray_target", "service_actor"]
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +83,21 @@ def connect_ray(settings: EntaiSettings, *, address: str | None = None) -> bool:
         log_to_driver=False,
     )
     return True
+
+
+def find_actor(name: str, namespace: str) -> ActorHandle[Any] | None:
+    """The named actor of ``namespace``, or None when it does not run (or Ray is not
+    connected). The one place entai looks an actor up by name: the services wiring
+    (``entai.actors.services``) and the data-plane actors' caller check go through it."""
+    import ray
+
+    if not ray.is_initialized():
+        return None
+    try:
+        handle: ActorHandle[Any] = ray.get_actor(name, namespace=namespace)
+    except ValueError:
+        return None
+    return handle
 
 
 def service_actor(actor_class: Any, name: str, namespace: str, *args: Any, **kwargs: Any) -> Any:

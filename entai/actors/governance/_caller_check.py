@@ -33,9 +33,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 
-import ray
-
-from entai.actors.core import ActorService
+from entai.actors.core import ActorService, find_actor
 from entai.actors.governance._actor_backend import ActorGovernance
 from entai.actors.governance._auth_cache import AuthCache, CacheSnapshot, UsageKey
 from entai.actors.governance._auth_failures import FailedAuthWindow
@@ -198,13 +196,12 @@ class _NamedGovernance:
 
     def _found(self) -> ActorGovernance:
         if self._backend is None:
-            try:
-                handle = ray.get_actor(ACTOR_NAME, namespace=self._namespace)
-            except ValueError as exc:
+            handle = find_actor(ACTOR_NAME, self._namespace)
+            if handle is None:
                 raise ServiceUnavailableError(
                     "the governance service is not running: API tokens cannot be checked",
                     details={"service": ACTOR_NAME, "namespace": self._namespace},
-                ) from exc
+                )
             self._backend = ActorGovernance(
                 ActorService(ACTOR_NAME, handle), timeout_s=self._timeout_s
             )
