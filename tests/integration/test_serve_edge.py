@@ -34,6 +34,8 @@ from test_serve_http import (
     teardown_platform,
 )
 
+from entai.shared.settings import AuthGuardSettings
+
 pytestmark = pytest.mark.system  # boots a platform of its own: `make test-system` (CI runs it)
 
 PORT = 8124
@@ -461,7 +463,9 @@ def test_a_flood_of_bad_tokens_leaves_a_legitimate_client_served(
     """2,000 bad-token requests at concurrency 16 (another process) beside a good client.
 
     Unpaced, the flood's workers send back to back; paced, at the rate seen on main
-    (about 60/s, when each bad token cost a governance round trip).
+    (about 60/s, when each bad token cost a governance round trip). Once the client's
+    failure budget is spent each 429 is held ``refusal_delay_s`` (the tarpit), so both
+    floods run at about 16 connections / 0.5 s = 32 requests/s from then on.
     """
     legit = Legit(platform)
     thread = threading.Thread(target=legit.run, daemon=True)
@@ -507,6 +511,10 @@ def test_a_flood_of_bad_tokens_leaves_a_legitimate_client_served(
     assert set(answers) <= {401, 429}, figures
     assert answers.count(429) > answers.count(401), figures  # the budget ran out early
     assert answers.count(401) <= 20 + 1.0 * flood_s + 2, figures  # burst + refill, no more
+    # Each 429 was held the tarpit's delay (16 connections, fewer than max_delayed): the
+    # flood could not go faster than its connections over the delay.
+    delay = AuthGuardSettings().refusal_delay_s
+    assert flood_s >= 0.9 * answers.count(429) * delay / FLOOD_CONCURRENCY, figures
     assert legit.failures == [], figures
     assert figures["legit_during"]["n"] >= 20, figures
     assert figures["audit_lines_added"] < 100, figures
