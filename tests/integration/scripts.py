@@ -9,10 +9,20 @@ their last line.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+TESTS = Path(__file__).resolve().parents[1]
+
+
+def script_env() -> dict[str, str]:
+    """The environment of a script run apart: ``tests/`` on its path, as pytest puts it
+    on the tests' (the scripts import test modules, which import ``credentials``)."""
+    paths = [str(TESTS), *filter(None, [os.environ.get("PYTHONPATH")])]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
 
 
 def run_json_script(
@@ -36,6 +46,7 @@ def run_json_script(
             timeout=timeout_s,
             check=False,
             cwd=script.parent,
+            env=script_env(),
         )
         if retry_status is None or proc.returncode != retry_status:
             break

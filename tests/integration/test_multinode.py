@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from scripts import script_env
 
 pytestmark = pytest.mark.chaos  # its own tier: `make test-chaos` (CI runs it)
 
@@ -46,6 +47,7 @@ def test_the_platform_survives_losing_every_worker_under_traffic(
             text=True,
             timeout=ATTEMPT_TIMEOUT_S,
             check=False,
+            env=script_env(),
         )
         if proc.returncode != STARTUP_FAILED:
             break
