@@ -12,8 +12,12 @@ and keep the booster of the model version they last scored
 
 What is not warm: the first scoring after the platform starts (the service and its
 workers start and import then), a worker Ray stopped since (Ray keeps about as many
-idle workers as the node has CPUs), and each run's planning on the caller (the
-registry, the model read from MLflow, the input's files). Like every service it
+idle workers as the node has CPUs), each run's planning on the caller (the
+registry, the model read from MLflow, the input's files), and every run after the job
+that started the service has exited: Ray reuses a task's worker only within a live
+job, and the service belongs to the job of the ``entai score`` that started it
+(measured, docs/operations.md "Batch scoring"; scorer actors the service keeps are the
+open fix). Like every service it
 reserves no CPU; each scoring task asks for one. It runs one scoring at a time; a
 second ``entai score`` waits for the first to finish.
 """
