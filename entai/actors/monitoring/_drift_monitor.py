@@ -283,35 +283,6 @@ class DriftMonitor:
             AuthenticationError / PermissionDeniedError: for the credential.
         """
         self._may(credential, Permission.MODELS_APPROVE, f"model:{model}")
-        self._register(
-            model,
-            version,
-            reference,
-            feature_columns=feature_columns,
-            prediction_column=prediction_column,
-            window=window,
-            drift_config=drift_config,
-            alert_policy=alert_policy,
-            retrain_policy=retrain_policy,
-            reference_auc=reference_auc,
-            fairness=fairness,
-        )
-
-    def _register(
-        self,
-        model: str,
-        version: int,
-        reference: Mapping[str, Any],
-        *,
-        feature_columns: Sequence[str],
-        prediction_column: str = "prediction",
-        window: WindowSpec | Mapping[str, Any],
-        drift_config: Mapping[str, Any] | None = None,
-        alert_policy: Mapping[str, Any] | None = None,
-        retrain_policy: Mapping[str, Any] | None = None,
-        reference_auc: float | None = None,
-        fairness: WindowFairness | Mapping[str, Any] | None = None,
-    ) -> None:
         spec = window if isinstance(window, WindowSpec) else WindowSpec.from_dict(window)
         config: dict[str, Any] = {
             "version": int(version),
@@ -377,10 +348,11 @@ class DriftMonitor:
         fairness = None
         if reference.fairness:
             fairness = WindowFairness.create(reference.fairness, self._fairness_policy)
-        self._register(
+        self.register_model(
             model,
             version,
             reference.profile,
+            credential=credential,  # checked above: a remembered credential, no call
             **reference.registration(self._monitoring),
             fairness=fairness,
         )
