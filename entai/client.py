@@ -53,7 +53,7 @@ from entai.pipelines.features import (
     start_stream_workers,
     stream_worker_names,
 )
-from entai.pipelines.scoring import SCORING_SERVICE
+from entai.pipelines.scoring import SCORING_SERVICE, scoring_service
 from entai.pipelines.training import ACTOR_NAME as RETRAIN_WORKER
 from entai.pipelines.training import start_retrain_worker
 from entai.shared import governance as tokens
@@ -94,6 +94,7 @@ def service_names(settings: EntaiSettings) -> list[str]:
         DRIFT_MONITOR,
         RETRAIN_WORKER,
         *stream_worker_names(settings),
+        SCORING_SERVICE,
     ]
 
 
@@ -104,8 +105,10 @@ def start_services(settings: EntaiSettings) -> dict[str, Any]:
     """Create (or find) every platform actor on the connected cluster.
 
     The shards, governance, the model registry, the drift monitor (its clock
-    closes idle time windows) and the retraining worker (it runs the monitor's
-    retrain requests). The registry and the drift monitor audit through governance,
+    closes idle time windows), the retraining worker (it runs the monitor's
+    retrain requests), the stream workers and the scoring service (whose workers
+    start and import in the background, so the first ``entai score`` finds them
+    warm). The registry and the drift monitor audit through governance,
     which starts first. Pass settings with absolute paths (``settings.resolved()``).
     """
     namespace = settings.ray.namespace
@@ -128,6 +131,7 @@ def start_services(settings: EntaiSettings) -> dict[str, Any]:
     )
     handles[RETRAIN_WORKER] = start_retrain_worker(settings, namespace)
     handles.update(start_stream_workers(settings, namespace))
+    handles[SCORING_SERVICE] = scoring_service(settings, namespace)
     return handles
 
 
@@ -370,7 +374,7 @@ def stop_platform(settings: EntaiSettings) -> list[str]:
             serve.shutdown()  # type: ignore[no-untyped-call]
             stopped.append(f"shut down Serve on the cluster at {address}")
             services = Services.of(settings)
-            extra = [*services.names(STREAM_WORKER_PREFIX), SCORING_SERVICE]
+            extra = services.names(STREAM_WORKER_PREFIX)
             removed = 0
             for name in dict.fromkeys([*service_names(settings), *extra]):
                 handle = services.find(name)

@@ -41,9 +41,9 @@ def score(
 ) -> Any:
     """Score a dataset with a registered model; a rerun finishes an interrupted one.
 
-    Runs on the platform's scoring service (started on first use; its workers stay
-    warm between runs), or on a pool of scoring actors on a temporary local Ray when
-    no platform runs.
+    Runs on the platform's scoring service (started by `entai up`; its workers stay
+    warm from one run to the next), or on a pool of scoring actors on a temporary
+    local Ray when no platform runs.
     """
     from entai.client import platform_address, registry_service
     from entai.pipelines.scoring import plan_scoring, run_scoring, scoring_service

@@ -1,8 +1,12 @@
-"""Batch scoring on Ray Data: the actor pool, the platform's warm scoring service (one
-actor across runs, the same outputs), and a resumed run finished by the service."""
+"""Batch scoring: Ray Data's actor pool, the platform's scoring service (its workers
+outlive the driver that started it and score every later run, with the same outputs),
+and a resumed run finished by the service."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -64,19 +68,62 @@ def _scores(out: Path) -> pd.DataFrame:
     return pq.read_table(out).to_pandas().sort_values("user_id", ignore_index=True)
 
 
-def test_the_warm_service_scores_two_runs_alike_and_as_the_actor_pool(
+_START_SERVICE = """
+import sys
+
+import ray
+
+from entai.actors.core import connect_ray
+from entai.pipelines.scoring import scoring_service
+from entai.shared.settings import load_settings
+
+settings = load_settings(home=sys.argv[2])
+connect_ray(settings, address=sys.argv[1])
+print(ray.get(scoring_service(settings, workers=2).ready.remote()))
+"""
+
+
+def _worker_pids(service: Any) -> list[int]:
+    import ray
+
+    workers = ray.get(service.__ray_call__.remote(lambda s: s._workers))
+    return [ray.get(w.__ray_call__.remote(lambda _: os.getpid())) for w in workers]
+
+
+def test_the_service_started_by_an_exited_driver_scores_on_the_same_workers_each_run(
     ray_cluster: Any, scoring: tuple[EntaiSettings, Any, Path], tmp_path: Path
 ) -> None:
+    """As ``entai up`` then separate ``entai score`` commands: the driver that starts
+    the service exits; every later run is scored by the workers it started."""
     settings, _, source = scoring
+    started = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _START_SERVICE,
+            ray_cluster.get_runtime_context().gcs_address,
+            str(settings.home),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    assert started.returncode == 0, started.stderr[-2000:]
+    assert started.stdout.strip().splitlines()[-1] == "2"  # its two workers, started
+    service = scoring_service(settings)
+    pids = _worker_pids(service)
+    assert len(set(pids)) == 2
+
     cold = _plan(scoring, tmp_path / "pool")
     pool_report = run_scoring(cold, actors=2)
     assert pool_report.parts_scored == 5 and pool_report.rows == 5_000
     by_pool = _scores(tmp_path / "pool")
     assert by_pool["prediction"].tolist() == _expected(cold, source).tolist()
 
-    service = scoring_service(settings)
     outputs, run_ids, done = [], [], []
-    for name in ("warm-1", "warm-2"):
+    for name in ("service-1", "service-2"):
         plan = _plan(scoring, tmp_path / name)
         report = run_scoring(
             plan,
@@ -87,9 +134,8 @@ def test_the_warm_service_scores_two_runs_alike_and_as_the_actor_pool(
         assert report.rows == 5_000 and report.parts_scored == 5
         outputs.append(_scores(tmp_path / name))
         run_ids.append(report.run_id)
+        assert _worker_pids(service) == pids  # no worker started or restarted
     assert sorted(done) == sorted([0, 1, 2, 3, 4] * 2)
-    again = scoring_service(settings)
-    assert again._actor_id == service._actor_id  # the same actor served both runs
 
     first, second = outputs
     assert first["prediction"].tolist() == by_pool["prediction"].tolist()

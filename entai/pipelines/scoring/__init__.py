@@ -43,7 +43,7 @@ from entai.pipelines.scoring._scorer import (
     LINEAGE_COLUMNS,
     PartScorer,
     ScoringJob,
-    score_parts_warm,
+    ScoringWorker,
     scores_table,
 )
 
@@ -62,6 +62,7 @@ if TYPE_CHECKING:
         SCORING_SERVICE,
         ScoringService,
         ScoringServiceActor,
+        ScoringWorkerActor,
         scoring_service,
     )
 
@@ -87,6 +88,8 @@ __all__ = [
     "ScoringReport",
     "ScoringService",
     "ScoringServiceActor",
+    "ScoringWorker",
+    "ScoringWorkerActor",
     "begin_run",
     "default_output",
     "feature_matrix",
@@ -100,7 +103,6 @@ __all__ = [
     "predict",
     "resolve_model",
     "run_scoring",
-    "score_parts_warm",
     "scores_table",
     "scoring_service",
     "stream_parts",
@@ -119,6 +121,7 @@ _DRIVER = {
     "SCORING_SERVICE": "_service",
     "ScoringService": "_service",
     "ScoringServiceActor": "_service",
+    "ScoringWorkerActor": "_service",
     "scoring_service": "_service",
 }
 

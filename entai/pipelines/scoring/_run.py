@@ -11,8 +11,8 @@ dataset with one row per part, mapped with ``map_batches`` over a fixed pool of
 :class:`~._scorer.PartScorer` actors. Each actor builds the booster once (from bytes
 shipped with the job, one predicting thread per actor CPU) and, per part, reads the
 part's columns, predicts, and writes the part's Parquet file whole. Given the
-platform's scoring service (:mod:`._service`), the same dataset runs there instead,
-on task workers that stay warm between runs. The driver counts finished parts as
+platform's scoring service (:mod:`._service`), the parts go to the workers it keeps
+instead, which stay warm from one run to the next. The driver counts finished parts as
 they stream back (the progress bar) and, when all are written, marks the manifest
 complete.
 """
@@ -23,7 +23,6 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 import pyarrow as pa
@@ -48,7 +47,6 @@ from entai.pipelines.scoring._scorer import (
     LINEAGE_COLUMNS,
     PartScorer,
     ScoringJob,
-    score_parts_warm,
 )
 from entai.shared.core import EntaiError, InvalidInputError
 from entai.shared.data import Lake
@@ -244,7 +242,6 @@ def stream_parts(
     *,
     workers: int,
     scorer: type[PartScorer] = PartScorer,
-    warm: bool = False,
 ) -> Iterator[tuple[int, int]]:
     """Score the parts ``todo`` (indexes) on Ray Data; ``(index, rows)`` as each is written.
 
@@ -253,10 +250,8 @@ def stream_parts(
     Args:
         job: The scoring job.
         todo: The parts to score.
-        workers: Scoring actors (or tasks at once), one CPU each.
+        workers: Scoring actors, one CPU each.
         scorer: The actors' callable class (a subclass may add work per part).
-        warm: Score with :func:`~._scorer.score_parts_warm` on task workers, which
-            outlive the run, instead of an actor pool that ends with it.
     """
     # The scorer's own error, not Ray Data's wrapper of it: pickling an exception drops
     # its __cause__, so across processes the wrapper would hide it.
@@ -264,23 +259,14 @@ def stream_parts(
         preserve_order=False, enable_progress_bars=False, raise_original_map_exception=True
     ):
         items = ray.data.from_items([{"part": i} for i in todo], override_num_blocks=len(todo))
-        if warm:
-            written = items.map_batches(
-                partial(score_parts_warm, job=job),
-                batch_size=1,
-                batch_format="numpy",
-                compute=ray.data.TaskPoolStrategy(size=workers),
-                num_cpus=1,
-            )
-        else:
-            written = items.map_batches(
-                scorer,
-                fn_constructor_kwargs={"job": job},
-                batch_size=1,
-                batch_format="numpy",
-                compute=ray.data.ActorPoolStrategy(size=workers),
-                num_cpus=1,
-            )
+        written = items.map_batches(
+            scorer,
+            fn_constructor_kwargs={"job": job},
+            batch_size=1,
+            batch_format="numpy",
+            compute=ray.data.ActorPoolStrategy(size=workers),
+            num_cpus=1,
+        )
         try:
             for batch in written.iter_batches(batch_size=None, batch_format="numpy"):
                 for index, rows in zip(batch["part"], batch["rows"], strict=True):
@@ -322,7 +308,7 @@ def run_scoring(
         scorer: The actors' callable class (a subclass may add work per part); not
             used with ``service``.
         service: The platform's scoring service (:func:`~._service.scoring_service`):
-            score on its warm workers instead of a fresh actor pool.
+            score on the workers it keeps instead of a fresh actor pool.
     """
     start = time.perf_counter()
     job, todo = plan.job, plan.todo

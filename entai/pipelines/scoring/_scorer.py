@@ -4,14 +4,14 @@ This module is what a scoring worker process imports (through the package face, 
 loads the driver's modules only when asked for them): the part reader, the model's
 inputs and booster, the output rows and the part files. Nothing of the registry,
 MLflow, the platform's actors, monitoring or scipy is on this path, so a worker
-is ready to score once Ray Data and XGBoost are loaded.
+is ready to score once XGBoost is loaded (and Ray Data, in a pool's actor).
 
 Two kinds of worker run it. :class:`PartScorer` is the callable class of a Ray Data
-actor pool: each actor builds the booster once and scores the parts it is handed.
-:func:`score_parts_warm` is the same work as a Ray Data task function, for the warm
-scoring service (:mod:`._service`): Ray keeps a task's worker process alive between
-tasks, so a process keeps its booster per model version, and its scorer (with the row
-groups it last read) per run, from one task to the next and from one run to the next.
+actor pool (a scoring without a platform): each actor builds the booster once and
+scores the parts it is handed, and the pool ends with the run. :class:`ScoringWorker`
+is a process of the platform's scoring service (:mod:`._service`), which outlives
+every run: it keeps its booster per model version and its scorer (with the row groups
+it last read) per run.
 
 Each output row is the input row's columns other than the model's inputs, then
 ``prediction`` (float64) and the lineage: ``model_name``, ``model_version``,
@@ -22,6 +22,7 @@ scored, UTC).
 from __future__ import annotations
 
 import hashlib
+import importlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -33,7 +34,7 @@ from entai.pipelines.scoring._input import Part, PartReader, ScoringInput
 from entai.pipelines.scoring._model import ScoringModel, feature_matrix, predict
 from entai.pipelines.scoring._output import ScoringOutput
 
-__all__ = ["LINEAGE_COLUMNS", "PartScorer", "ScoringJob", "score_parts_warm", "scores_table"]
+__all__ = ["LINEAGE_COLUMNS", "PartScorer", "ScoringJob", "ScoringWorker", "scores_table"]
 
 LINEAGE_COLUMNS = (
     "model_name",
@@ -122,30 +123,28 @@ class PartScorer:
         return {"part": np.asarray(indexes, np.int64), "rows": np.asarray(counts, np.int64)}
 
 
-@dataclass
-class _WarmProcess:
-    """What one warm worker process keeps between tasks."""
+class ScoringWorker:
+    """A long-lived scorer: one process of the platform's scoring service's pool.
 
-    model: tuple[str, int, bytes] | None = None
-    booster: Any = None
-    run_id: str | None = None
-    scorer: PartScorer | None = None
-
-
-_warm = _WarmProcess()
-
-
-def score_parts_warm(batch: dict[str, np.ndarray], job: ScoringJob) -> dict[str, np.ndarray]:
-    """Score the parts named in ``batch["part"]`` in a long-lived task worker.
-
-    The booster is built once per model version (name, version and the bytes' digest)
-    in this process, the scorer once per run, so the parts of one run that land on this
-    process share its row-group cache, as on an actor. A task runs on one CPU: one
-    XGBoost thread.
+    It outlives every scoring (the service owns it, see :mod:`._service`), so it pays
+    its start and its imports once, keeps the booster of the model version it last
+    scored (built once per name, version and bytes' digest) and, within one run, its
+    :class:`PartScorer` with the row groups it last read. Each part runs on one
+    XGBoost thread: the service hands one part at a time to each worker.
     """
-    key = (job.model.name, job.model.version, hashlib.sha256(job.model.raw).digest())
-    if _warm.model != key:
-        _warm.model, _warm.booster, _warm.run_id = key, job.model.booster(1), None
-    if _warm.scorer is None or _warm.run_id != job.run_id:
-        _warm.run_id, _warm.scorer = job.run_id, PartScorer(job, booster=_warm.booster)
-    return _warm.scorer(batch)
+
+    def __init__(self) -> None:
+        importlib.import_module("xgboost")  # at start, not inside the first scoring
+        self._model: tuple[str, int, bytes] | None = None
+        self._booster: Any = None
+        self._run_id: str | None = None
+        self._scorer: PartScorer | None = None
+
+    def score(self, job: ScoringJob, index: int) -> tuple[int, int]:
+        """Score part ``index`` of ``job``; ``(index, rows)`` once it is written."""
+        key = (job.model.name, job.model.version, hashlib.sha256(job.model.raw).digest())
+        if self._model != key:
+            self._model, self._booster, self._scorer = key, job.model.booster(1), None
+        if self._scorer is None or self._run_id != job.run_id:
+            self._run_id, self._scorer = job.run_id, PartScorer(job, booster=self._booster)
+        return index, self._scorer.score_part(job.parts[index])

@@ -1,25 +1,28 @@
-"""The platform's scoring service: a long-lived driver for scorings' Ray Data work.
+"""The platform's scoring service: a pool of scoring workers that outlives every run.
 
 ``entai score`` against a running platform plans on its own process, then hands the
-parts to this named, detached actor (``entai-scoring``), which it starts on first use
-and which stays until the platform stops. The service runs each scoring's dataset
-(:func:`~._run.stream_parts`, ``warm=True``) and streams back each part as it is
-written. Being the dataset's driver for every run, it owns the task workers Ray Data
-starts, and Ray keeps a task's worker process for the next task of the same driver:
-from the second scoring on, the workers have Ray Data, XGBoost and the scorer imported
-and keep the booster of the model version they last scored
-(:func:`~._scorer.score_parts_warm`).
+parts to this named, detached actor (``entai-scoring``), which ``entai up`` starts
+(or the first ``entai score``, when it is missing) and which stays until the platform
+stops. The service owns its :class:`~._scorer.ScoringWorker` actors: it starts one per
+CPU of the cluster when it starts (their imports run then, in the background) and
+more when a scoring asks for more, and they live as long as it does. Each run hands
+its parts out one at a time to as many workers as it asks for, each next part to the
+first worker done, and streams back each part as it is written. So every run after
+the service's start, whichever process asks for it, finds its workers started,
+XGBoost imported and, for the model version they last scored, the booster built.
 
-What is not warm: the first scoring after the platform starts (the service and its
-workers start and import then), a worker Ray stopped since (Ray keeps about as many
-idle workers as the node has CPUs), each run's planning on the caller (the
-registry, the model read from MLflow, the input's files), and every run after the job
-that started the service has exited: Ray reuses a task's worker only within a live
-job, and the service belongs to the job of the ``entai score`` that started it
-(measured, docs/operations.md "Batch scoring"; scorer actors the service keeps are the
-open fix). Like every service it
-reserves no CPU; each scoring task asks for one. It runs one scoring at a time; a
-second ``entai score`` waits for the first to finish.
+Why actors and not Ray Data here: a Ray Data actor pool ends with its dataset, and
+Ray keeps a task worker process for later tasks only while the job that created the
+service lives (measured, docs/operations.md "Batch scoring"), so neither stays warm
+across ``entai score`` commands. A scoring without a platform still runs on a Ray
+Data actor pool (:func:`~._run.stream_parts`).
+
+The service and its workers reserve no CPU, like every service (a reservation held
+while idle would starve training on a small cluster); a run asks for at most the
+cluster's free CPUs' worth of workers. The workers prefer ``compute`` nodes. A worker
+that dies is restarted and its part sent again (a part is written whole, so a second
+write replaces the first). The service runs one scoring at a time; a second
+``entai score`` waits for the first to finish.
 """
 
 from __future__ import annotations
@@ -29,30 +32,98 @@ from typing import Any
 
 import ray
 
-from entai.actors.core import service_actor
-from entai.pipelines.scoring._run import stream_parts
-from entai.pipelines.scoring._scorer import ScoringJob
+from entai.actors.core import role_options, service_actor
+from entai.pipelines.scoring._scorer import ScoringJob, ScoringWorker
+from entai.shared.core import InvalidInputError
 from entai.shared.settings import EntaiSettings
 
-__all__ = ["SCORING_SERVICE", "ScoringService", "ScoringServiceActor", "scoring_service"]
+__all__ = [
+    "SCORING_SERVICE",
+    "ScoringService",
+    "ScoringServiceActor",
+    "ScoringWorkerActor",
+    "scoring_service",
+]
 
 SCORING_SERVICE = "entai-scoring"
 
+ScoringWorkerActor = ray.remote(ScoringWorker)
+
 
 class ScoringService:
-    """Runs scorings' parts on Ray Data's warm task workers."""
+    """Runs scorings' parts on the workers it keeps.
+
+    Args:
+        workers: Workers to start at once (the cluster's CPUs when the platform
+            starts); a run that asks for more starts the rest.
+    """
+
+    def __init__(self, workers: int = 0) -> None:
+        self._workers: list[Any] = []
+        self._grow(workers)
+
+    def _grow(self, count: int) -> list[Any]:
+        while len(self._workers) < count:
+            self._workers.append(
+                ScoringWorkerActor.options(
+                    num_cpus=0,
+                    max_restarts=-1,
+                    max_task_retries=-1,
+                    **role_options("compute"),
+                ).remote()
+            )
+        return self._workers[:count]
+
+    def workers(self) -> int:
+        """How many workers the service keeps."""
+        return len(self._workers)
+
+    def ready(self) -> int:
+        """Wait until every worker has started (imports done); how many there are."""
+        ray.get([w.__ray_ready__.remote() for w in self._workers])
+        return len(self._workers)
 
     def score(
         self, job: ScoringJob, todo: Sequence[int], workers: int
     ) -> Iterator[tuple[int, int]]:
-        """Score the parts ``todo`` of ``job`` on ``workers`` tasks at once;
-        ``(index, rows)`` as each part is written (a streaming actor call)."""
-        yield from stream_parts(job, todo, workers=workers, warm=True)
+        """Score the parts ``todo`` of ``job`` on ``workers`` workers at once;
+        ``(index, rows)`` as each part is written (a streaming actor call).
+
+        Raises:
+            InvalidInputError: ``workers`` < 1.
+            Exception: the first part that fails, as its worker raised it; the parts
+                in flight then still finish (a resumed run skips them).
+        """
+        if workers < 1:
+            raise InvalidInputError("workers must be >= 1", details={"field": "workers"})
+        shipped = ray.put(job)  # once per run, not once per part
+        queue = list(reversed(todo))
+        running: dict[Any, Any] = {}
+        for worker in self._grow(min(workers, len(queue))):
+            running[worker.score.remote(shipped, queue.pop())] = worker
+        while running:
+            [finished], _ = ray.wait(list(running), num_returns=1)
+            worker = running.pop(finished)
+            index, rows = ray.get(finished)
+            yield index, rows
+            if queue:
+                running[worker.score.remote(shipped, queue.pop())] = worker
 
 
 ScoringServiceActor = ray.remote(ScoringService)
 
 
-def scoring_service(settings: EntaiSettings, namespace: str | None = None) -> Any:
-    """Get, or start on first use, the platform's ``entai-scoring`` actor."""
-    return service_actor(ScoringServiceActor, SCORING_SERVICE, namespace or settings.ray.namespace)
+def scoring_service(
+    settings: EntaiSettings, namespace: str | None = None, *, workers: int | None = None
+) -> Any:
+    """Get, or start on first use, the platform's ``entai-scoring`` actor.
+
+    Args:
+        workers: Workers a new service starts at once; default: the cluster's CPUs.
+            Ignored when the service already runs.
+    """
+    if workers is None:
+        workers = int(ray.cluster_resources().get("CPU", 1))  # type: ignore[no-untyped-call]
+    return service_actor(
+        ScoringServiceActor, SCORING_SERVICE, namespace or settings.ray.namespace, workers
+    )
