@@ -42,7 +42,13 @@ from entai.actors.core import Metrics, configure_tracing, span, trace_carrier
 from entai.actors.models import ModelRegistry
 from entai.actors.monitoring import DriftMonitor
 from entai.actors.services import Services
-from entai.deployments.app_args import AppArgs, settings_of, start_ranker, start_runtime
+from entai.deployments.app_args import (
+    AppArgs,
+    serve_credential,
+    settings_of,
+    start_ranker,
+    start_runtime,
+)
 from entai.deployments.auth_gate import AuthGate, bearer_token
 from entai.deployments.edge_middleware import EdgeMiddleware, EdgePolicy, install_edge
 from entai.deployments.explanations import Explanations
@@ -151,13 +157,14 @@ class Ingress(GrpcInference):
         settings = settings_of(args)
         configure_tracing(settings.observability, "ingress")
         platform = Services.of(settings)
+        credential = serve_credential(settings)
         self._args = args
         self._scorer: HandleScorer | LocalScorer
         if model is None:
-            self._scorer = LocalScorer(start_runtime(args, settings))
+            self._scorer = LocalScorer(start_runtime(args, settings, credential))
         else:
             self._scorer = HandleScorer(model, settings.serve.request_timeout_s)
-        self._services = PlatformServices.connect(settings, args, platform)
+        self._services = PlatformServices.connect(settings, args, platform, credential)
         self._explanations = Explanations(self._services, self._scorer)
         self._gate = AuthGate(
             self._services.auth,
@@ -189,7 +196,7 @@ class Ingress(GrpcInference):
             )
         self._ranker: RankerRuntime | None = None
         if args.ranker_model is not None:
-            self._ranker = start_ranker(args.ranker_model, settings)
+            self._ranker = start_ranker(args.ranker_model, settings, credential)
         # impressions go to the prediction log only: the drift monitor watches the
         # propensity model's feature distributions, not the ranker's lists
         self._impressions = PredictionTap(

@@ -18,7 +18,7 @@ from entai.deployments.recommend import RankerRuntime, load_mlflow_ranker
 from entai.shared.recommend import InteractionIndex
 from entai.shared.settings import EntaiSettings, load_settings
 
-__all__ = ["AppArgs", "settings_of", "start_ranker", "start_runtime"]
+__all__ = ["AppArgs", "serve_credential", "settings_of", "start_ranker", "start_runtime"]
 
 _MODEL_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 _FEATURE_REF = r"^[^:\s]+:[^:\s]+$"
@@ -89,32 +89,37 @@ def settings_of(args: AppArgs) -> EntaiSettings:
     return (args.settings or load_settings()).resolved()
 
 
-def start_runtime(args: AppArgs, settings: EntaiSettings) -> ModelRuntime:
-    """A started ModelRuntime following ``args.model_name``'s aliases in the registry."""
+def serve_credential(settings: EntaiSettings) -> str:
+    """The Serve replicas' service credential (the data-plane actors and the monitor
+    check it); a replica computes it once at start and hands it to what it starts."""
+    return platform_credential(settings, SERVE_SERVICE)
+
+
+def start_runtime(args: AppArgs, settings: EntaiSettings, credential: str) -> ModelRuntime:
+    """A started ModelRuntime following ``args.model_name``'s aliases in the registry
+    (``credential``: the replica's, see :func:`serve_credential`)."""
     configure_mlflow(settings.mlflow)
     services = Services.of(settings)
     runtime = ModelRuntime(
         args.model_name,
         ActorAliasWatcher(services.registry()),
         load_mlflow_model,
-        on_versions=ChampionRegistrar(
-            args.model_name, services, platform_credential(settings, SERVE_SERVICE)
-        ),
+        on_versions=ChampionRegistrar(args.model_name, services, credential),
     )
     runtime.start()
     return runtime
 
 
-def start_ranker(name: str, settings: EntaiSettings) -> RankerRuntime:
+def start_ranker(name: str, settings: EntaiSettings, credential: str) -> RankerRuntime:
     """A started RankerRuntime following ranker ``name``'s champion in the registry; the
-    drift monitor watches each champion's fairness per window."""
+    drift monitor watches each champion's fairness per window (``credential``: the
+    replica's, see :func:`serve_credential`)."""
     configure_mlflow(settings.mlflow)
     services = Services.of(settings)
 
     def index_of(version: int) -> InteractionIndex | None:
         return runtime.index(version)  # the hook runs after start(): ``runtime`` is bound
 
-    credential = platform_credential(settings, SERVE_SERVICE)
     request = ranker_watch_request(name, services, index_of, credential)
     runtime = RankerRuntime(
         name,

@@ -14,7 +14,7 @@ from typing import Any, cast
 import numpy as np
 from ray import serve
 
-from entai.deployments.app_args import AppArgs, settings_of, start_runtime
+from entai.deployments.app_args import AppArgs, serve_credential, settings_of, start_runtime
 from entai.deployments.scoring import explain_rows, score_rows
 from entai.shared.core import EntaiError, ServiceUnavailableError
 
@@ -34,7 +34,8 @@ class Model:
     """Scores feature rows with the versions holding each alias; batched, hot-swapped."""
 
     def __init__(self, args: AppArgs) -> None:
-        self._runtime = start_runtime(args, settings_of(args))
+        settings = settings_of(args)
+        self._runtime = start_runtime(args, settings, serve_credential(settings))
         batched = cast("Any", self.score)
         batched.set_max_batch_size(args.max_batch_size)
         batched.set_batch_wait_timeout_s(args.batch_wait_timeout_s)

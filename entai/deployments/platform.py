@@ -29,7 +29,7 @@ from entai.actors.backends import RedisOnlineStore, SqliteOnlineStore
 from entai.actors.core import span
 from entai.actors.features import OnlineFeatureClient, shard_name, sqlite_directory
 from entai.actors.governance import AuthCache, actor_auth_cache
-from entai.actors.services import SERVE_SERVICE, Services, platform_credential
+from entai.actors.services import Services
 from entai.deployments.circuit_breaker import Breakers
 from entai.deployments.schemas import OnlineFeaturesRequest
 from entai.shared.core import InvalidInputError
@@ -172,9 +172,10 @@ class PlatformServices:
 
     @classmethod
     def connect(
-        cls, settings: EntaiSettings, args: AppArgs, services: Services
+        cls, settings: EntaiSettings, args: AppArgs, services: Services, credential: str
     ) -> PlatformServices:
-        """Take the governance and shard services and load the definitions module."""
+        """Take the governance and shard services and load the definitions module
+        (``credential``: the replica's service credential)."""
         shards = services.shards()
         definitions = Definitions.from_module(args.definitions_module)
         direct: OnlineStore | None = None
@@ -189,7 +190,6 @@ class PlatformServices:
             direct = SqliteOnlineStore(sqlite_directory(store), ids)
         model_features = tuple(definitions.resolve(args.feature_service))
         guard = settings.security.auth_guard
-        credential = platform_credential(settings, SERVE_SERVICE)
         return cls(
             auth=actor_auth_cache(
                 services.governance(),

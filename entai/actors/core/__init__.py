@@ -59,6 +59,7 @@ from entai.actors.core._runtime import (
 from entai.actors.core._service import (
     ActorService,
     LocalService,
+    NamedActorService,
     Service,
 )
 from entai.actors.core._tracing import (
@@ -83,6 +84,7 @@ __all__ = [
     "MetricSpec",
     "Metrics",
     "MlflowUi",
+    "NamedActorService",
     "NodeCertificate",
     "Role",
     "Service",

@@ -17,7 +17,10 @@ from typing import Any, Concatenate, Generic, ParamSpec, TypeVar
 import ray
 from ray.actor import ActorHandle
 
-__all__ = ["ActorService", "LocalService", "Service"]
+from entai.actors.core._runtime import find_actor
+from entai.shared.core import ServiceUnavailableError
+
+__all__ = ["ActorService", "LocalService", "NamedActorService", "Service"]
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -45,10 +48,16 @@ class ActorService(Service[T]):
 
     def __init__(self, name: str, handle: ActorHandle[Any]) -> None:
         self.name = name
-        self.handle = handle
+        self._handle: ActorHandle[Any] | None = handle
 
     def __repr__(self) -> str:
-        return f"ActorService(name={self.name!r})"
+        return f"{type(self).__name__}(name={self.name!r})"
+
+    @property
+    def handle(self) -> ActorHandle[Any]:
+        """The actor's handle."""
+        assert self._handle is not None  # set at construction
+        return self._handle
 
     def submit(
         self, method: Callable[Concatenate[T, P], R], /, *args: P.args, **kwargs: P.kwargs
@@ -64,6 +73,38 @@ class ActorService(Service[T]):
         """Call ``method`` on the actor and wait for its result (errors re-raised)."""
         result: R = ray.get(self.submit(method, *args, **kwargs))
         return result
+
+
+class NamedActorService(ActorService[T]):
+    """A service running as a named actor, looked up on its first call (and kept).
+
+    Args:
+        name: The actor's name.
+        namespace: Its Ray namespace.
+        unavailable: The message of the ServiceUnavailableError a call raises while
+            the actor does not run (what the caller cannot do without it).
+    """
+
+    def __init__(self, name: str, namespace: str, *, unavailable: str) -> None:
+        self.name = name
+        self.namespace = namespace
+        self._unavailable = unavailable
+        self._handle = None
+
+    @property
+    def handle(self) -> ActorHandle[Any]:
+        """The actor's handle, found by name on first use.
+
+        Raises:
+            ServiceUnavailableError: the actor does not run (or Ray is not connected).
+        """
+        if self._handle is None:
+            self._handle = find_actor(self.name, self.namespace)
+            if self._handle is None:
+                raise ServiceUnavailableError(
+                    self._unavailable, details={"service": self.name, "namespace": self.namespace}
+                )
+        return self._handle
 
 
 class LocalService(Service[T]):

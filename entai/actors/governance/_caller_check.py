@@ -31,13 +31,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 
-from entai.actors.core import ActorService, find_actor
+from entai.actors.core import NamedActorService
 from entai.actors.governance._actor_backend import ActorGovernance
-from entai.actors.governance._auth_cache import AuthCache, CacheSnapshot, UsageKey
-from entai.actors.governance._auth_failures import FailedAuthWindow
-from entai.actors.governance._checker import ACTOR_NAME
+from entai.actors.governance._auth_cache import AuthCache
+from entai.actors.governance._checker import ACTOR_NAME, GovernanceChecker
 from entai.shared.core import AuthenticationError, ServiceUnavailableError
 from entai.shared.governance import (
     SERVICE_PREFIX,
@@ -95,7 +94,13 @@ class CallerCheck:
         """
         secret = resolve_service_secret(settings)
         guard = settings.security.auth_guard
-        backend = _NamedGovernance(settings.ray.namespace, guard.governance_timeout_s)
+        # Found on first use: the shards start before governance, and restart alone.
+        governance: NamedActorService[GovernanceChecker] = NamedActorService(
+            ACTOR_NAME,
+            settings.ray.namespace,
+            unavailable="the governance service is not running: API tokens cannot be checked",
+        )
+        backend = ActorGovernance(governance, timeout_s=guard.governance_timeout_s)
         cache = AuthCache(
             backend,
             service_credential(secret, service),
@@ -184,46 +189,3 @@ class CallerCheck:
     def _refuse(message: str, reason: str) -> AuthenticationError:
         logger.warning("caller refused: %s", message, extra={"reason": reason})
         return AuthenticationError(message, details={"reason": reason})
-
-
-class _NamedGovernance:
-    """The governance service of a Ray namespace, found by name on first use."""
-
-    def __init__(self, namespace: str, timeout_s: float) -> None:
-        self._namespace = namespace
-        self._timeout_s = timeout_s
-        self._backend: ActorGovernance | None = None
-
-    def _found(self) -> ActorGovernance:
-        if self._backend is None:
-            handle = find_actor(ACTOR_NAME, self._namespace)
-            if handle is None:
-                raise ServiceUnavailableError(
-                    "the governance service is not running: API tokens cannot be checked",
-                    details={"service": ACTOR_NAME, "namespace": self._namespace},
-                )
-            self._backend = ActorGovernance(
-                ActorService(ACTOR_NAME, handle), timeout_s=self._timeout_s
-            )
-        return self._backend
-
-    def authorize(
-        self, caller: str, action: str, resource: str, request_id: str | None
-    ) -> Decision:
-        return self._found().authorize(caller, action, resource, request_id)
-
-    def authorize_features(
-        self, caller: str, features: Mapping[str, str], resource: str, request_id: str | None
-    ) -> Decision:
-        return self._found().authorize_features(caller, features, resource, request_id)
-
-    def snapshot_for_cache(
-        self, credential: str, usage: Mapping[UsageKey, int] | None
-    ) -> CacheSnapshot:
-        return self._found().snapshot_for_cache(credential, usage)
-
-    def lookup_token(self, token_id: str, secret_hash: str) -> Principal | None:
-        return self._found().lookup_token(token_id, secret_hash)
-
-    def record_auth_failures(self, credential: str, windows: Sequence[FailedAuthWindow]) -> int:
-        return self._found().record_auth_failures(credential, windows)
