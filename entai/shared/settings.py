@@ -118,6 +118,21 @@ class RaySettings(_Section):
     )
 
 
+class ScoringSettings(_Section):
+    """The platform's batch scoring service (``entai score`` against a running platform)."""
+
+    warm_workers: int = Field(
+        2,
+        ge=0,
+        description=(
+            "Scoring workers the scoring service starts with the platform, so the first "
+            "`entai score` finds them warm; each keeps XGBoost and its last booster in "
+            "memory while idle. A run that asks for more starts the rest, which then stay. "
+            "0: start them with the first run."
+        ),
+    )
+
+
 class LakeSettings(_Section):
     """Where the data lake lives: a local directory or a pyarrow.fs URI (s3://, gs://)."""
 
@@ -643,6 +658,7 @@ class EntaiSettings(BaseSettings):
     security: SecuritySettings = SecuritySettings()
     monitoring: MonitoringSettings = MonitoringSettings()
     observability: ObservabilitySettings = ObservabilitySettings()
+    scoring: ScoringSettings = ScoringSettings()
     streams: dict[str, StreamSettings] = Field(default_factory=dict)
 
     @classmethod

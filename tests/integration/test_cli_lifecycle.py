@@ -43,6 +43,7 @@ SERVICES = (
     "entai-model-registry",
     "entai-drift-monitor",
     "entai-retrain-worker",
+    "entai-scoring",
 )
 RAY_LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+\s+(DEBUG|INFO|WARNING|ERROR)\b")
 CONTRACT = """
@@ -251,7 +252,7 @@ def head(
 def test_up_starts_a_token_head_whose_services_answer(head: Head) -> None:
     # The head runs with token auth even on a machine that never had a Ray token.
     assert (head.home / "user" / ".ray" / "auth_token").stat().st_size > 0
-    assert f"entai is up at 127.0.0.1:{GCS_PORT} (6 services)" in head.up.stdout
+    assert f"entai is up at 127.0.0.1:{GCS_PORT} (7 services)" in head.up.stdout
     ui = json.loads((head.home / "mlflow-ui.json").read_text())
     assert f"MLflow UI: {ui['url']}" in head.up.stdout
     assert httpx.get(f"{ui['url']}/health", timeout=10.0).text == "OK"
@@ -259,7 +260,7 @@ def test_up_starts_a_token_head_whose_services_answer(head: Head) -> None:
     assert status.returncode == 0, status.stderr
     for name in SERVICES:
         assert name in status.stdout
-    assert status.stdout.count("ALIVE") == 6
+    assert status.stdout.count("ALIVE") == 7
     assert f"MLflow UI: {ui['url']}" in status.stdout
     again = _entai(head.home, "up", "--gcs-port", str(GCS_PORT))
     assert again.returncode == 0
@@ -308,6 +309,39 @@ def test_ray_job_submit_trains_and_the_run_is_in_mlflow(head: Head) -> None:
     assert "valid_auc" in run.data.metrics
     assert str(client.get_model_version_by_alias(MODEL, "challenger").version) == "1"
     assert versions[0].tags["entai.registrant"] == "ml-engineer"  # the token's principal
+
+
+def test_score_commands_run_on_the_platforms_scoring_service(head: Head) -> None:
+    import numpy as np
+    import pandas as pd
+
+    # A bad input first: one line naming what the model takes.
+    pd.DataFrame({"user_id": [1]}).to_parquet(head.job_dir / "ids.parquet")
+    bad = _entai(head.home, "score", f"{MODEL}/1", "--input", str(head.job_dir / "ids.parquet"))
+    found = re.search(r"its inputs: (\[[^\]]*\])", _one_line_error(bad, "lacks column(s)"))
+    assert found is not None
+    inputs = json.loads(found.group(1).replace("'", '"'))
+    rng = np.random.default_rng(4)
+    frame = pd.DataFrame(rng.uniform(0, 5, size=(3_000, len(inputs))), columns=inputs)
+    frame.insert(0, "user_id", np.arange(3_000))
+    frame.to_parquet(head.job_dir / "users.parquet")
+    # Two separate commands, as a user runs them: each joins and uses the service.
+    outputs = []
+    for run in ("a", "b"):
+        out = head.job_dir / f"scores-{run}"
+        done = _entai(
+            head.home, "score", f"{MODEL}/1", "--input", str(head.job_dir / "users.parquet"),
+            "--output", str(out), "--part-rows", "1000",
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "no entai platform" not in done.stdout  # it joined the running one
+        assert f"3,000 rows scored by {MODEL} v1 -> {out}" in done.stdout
+        outputs.append(pd.read_parquet(out).sort_values("user_id", ignore_index=True))
+    assert outputs[0]["user_id"].tolist() == list(range(3_000))
+    assert outputs[0]["prediction"].between(0, 1).all()
+    assert outputs[0]["prediction"].tolist() == outputs[1]["prediction"].tolist()
+    status = _entai(head.home, "status")
+    assert re.search(r"entai-scoring\W+ALIVE", status.stdout), status.stdout
 
 
 def _closing_lines(stdout: str) -> dict[str, str]:

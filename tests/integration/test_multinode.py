@@ -33,6 +33,7 @@ PLATFORM_ACTORS = {
     "entai-model-registry": "service",
     "entai-drift-monitor": "service",
     "entai-retrain-worker": "service",
+    "entai-scoring": "service",
 }
 
 

@@ -3,9 +3,9 @@
 ``entai score`` against a running platform plans on its own process, then hands the
 parts to this named, detached actor (``entai-scoring``), which ``entai up`` starts
 (or the first ``entai score``, when it is missing) and which stays until the platform
-stops. The service owns its :class:`~._scorer.ScoringWorker` actors: it starts one per
-CPU of the cluster when it starts (their imports run then, in the background) and
-more when a scoring asks for more, and they live as long as it does. Each run hands
+stops. The service owns its :class:`~._scorer.ScoringWorker` actors: it starts
+``scoring.warm_workers`` of them when it starts (their imports run then, in the
+background) and more when a scoring asks for more, and they live as long as it does. Each run hands
 its parts out one at a time to as many workers as it asks for, each next part to the
 first worker done, and streams back each part as it is written. So every run after
 the service's start, whichever process asks for it, finds its workers started,
@@ -54,7 +54,7 @@ class ScoringService:
     """Runs scorings' parts on the workers it keeps.
 
     Args:
-        workers: Workers to start at once (the cluster's CPUs when the platform
+        workers: Workers to start at once (``scoring.warm_workers`` when the platform
             starts); a run that asks for more starts the rest.
     """
 
@@ -119,11 +119,11 @@ def scoring_service(
     """Get, or start on first use, the platform's ``entai-scoring`` actor.
 
     Args:
-        workers: Workers a new service starts at once; default: the cluster's CPUs.
-            Ignored when the service already runs.
+        workers: Workers a new service starts at once; default:
+            ``settings.scoring.warm_workers``. Ignored when the service already runs.
     """
     if workers is None:
-        workers = int(ray.cluster_resources().get("CPU", 1))  # type: ignore[no-untyped-call]
+        workers = settings.scoring.warm_workers
     return service_actor(
         ScoringServiceActor, SCORING_SERVICE, namespace or settings.ray.namespace, workers
     )
