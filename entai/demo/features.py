@@ -38,6 +38,8 @@ from entai.shared.features import (
     FeatureView,
     Field,
     ValueType,
+    trailing_window_sums,
+    window_groups,
 )
 
 __all__ = [
@@ -81,56 +83,15 @@ def _daily_counts(events: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     return counts
 
 
-def _groups(frame: pd.DataFrame, keys: list[str]) -> np.ndarray:
-    """Group numbers (0, 1, ...) of rows sorted by ``keys``: a new one where a key changes."""
-    n = len(frame)
-    change = np.zeros(n, dtype=bool)
-    if n:
-        change[0] = True
-    for key in keys:
-        values = frame[key].to_numpy()
-        change[1:] |= values[1:] != values[:-1]
-    return np.cumsum(change) - 1
-
-
-def _window_sums(
-    groups: np.ndarray, times: pd.Series, values: np.ndarray, window: pd.Timedelta
-) -> np.ndarray:
-    """Per row, the column sums of ``values`` over the rows of its group up to it (in row
-    order) dated in ``(t - window, t]``: pandas' ``groupby(...).rolling(window).sum()``
-    on a time index, by prefix sums and one sort instead of a window per group.
-
-    Rows must be sorted by group, then time. ``values`` is 2-D (rows, columns).
-    """
-    n = len(groups)
-    stamps = times.to_numpy(dtype="datetime64[ns]").view(np.int64)
-    # Each row's window starts after the rows of its group dated at or before
-    # t - window: sort the rows together with those bounds, a bound after equal times.
-    order = np.lexsort(
-        (
-            np.r_[np.zeros(n, dtype=np.int8), np.ones(n, dtype=np.int8)],
-            np.r_[stamps, stamps - window.value],
-            np.r_[groups, groups],
-        )
-    )
-    bound = order >= n
-    rows_before = np.cumsum(~bound)
-    first = np.empty(n, dtype=np.int64)
-    first[order[bound] - n] = rows_before[bound]
-    sums = np.zeros((n + 1, values.shape[1]), dtype=np.float64)
-    np.cumsum(values, axis=0, out=sums[1:])
-    return sums[1:] - sums[first]
-
-
 def _trailing(counts: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     """Trailing-window sums per key, evaluated on each active day."""
     counts = counts.sort_values([*keys, "day"], kind="stable").reset_index(drop=True)
     out = counts[keys].copy()
     out.columns.name = None
-    groups = _groups(counts, keys)
+    groups = window_groups(counts, keys)
     kinds = counts[list(_KINDS)].to_numpy(dtype=np.float64)
     for suffix, days in _WINDOWS.items():
-        rolled = _window_sums(groups, counts["day"], kinds, pd.Timedelta(days=days))
+        rolled = trailing_window_sums(groups, counts["day"], kinds, pd.Timedelta(days=days))
         for i, kind in enumerate(_KINDS):
             out[f"{kind}s_{suffix}"] = rolled[:, i]
     out["event_timestamp"] = counts["day"] + pd.Timedelta(days=1)
@@ -174,8 +135,8 @@ def recent_views_transform(events: pd.DataFrame) -> pd.DataFrame:
     starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]]) if n else first
     first[starts] = starts
     first = np.maximum.accumulate(first) if n else first
-    in_window = _window_sums(  # views in the trailing window up to each row (its user's)
-        _groups(views, ["user_id"]), views[_TS], np.ones((n, 1)), pd.Timedelta(_RECENT_WINDOW)
+    in_window = trailing_window_sums(  # views in the trailing window up to each row (its user's)
+        window_groups(views, ["user_id"]), views[_TS], np.ones((n, 1)), pd.Timedelta(_RECENT_WINDOW)
     )[:, 0].astype(np.int64)
     positions = np.arange(n)
     lows = np.maximum(first, np.maximum(positions - RECENT_VIEWS, positions - in_window) + 1)
@@ -201,7 +162,9 @@ def category_affinity_transform(events: pd.DataFrame) -> pd.DataFrame:
     names = list(CATEGORIES)
     hits = ev["category"].to_numpy(dtype=object)[:, None] == np.array(names, dtype=object)
     counts = np.c_[hits.astype(np.float64), np.ones(len(ev))]
-    sums = _window_sums(_groups(ev, ["user_id"]), ev[_TS], counts, pd.Timedelta(days=30))
+    sums = trailing_window_sums(
+        window_groups(ev, ["user_id"]), ev[_TS], counts, pd.Timedelta(days=30)
+    )
     rolled = pd.DataFrame(sums, columns=[*names, "_all"])
     rolled["user_id"] = ev["user_id"].to_numpy()
     rolled[_TS] = ev[_TS].to_numpy()
@@ -226,10 +189,10 @@ def product_popularity_transform(events: pd.DataFrame) -> pd.DataFrame:
     counts = np.stack(
         [(ev["event_type"] == kind).to_numpy(dtype=np.float64) for kind in kinds.values()], axis=1
     )
-    groups = _groups(ev, ["product_id"])
+    groups = window_groups(ev, ["product_id"])
     out = ev[["product_id", _TS]].copy()
     for window, days in (("1d", 1), ("7d", 7)):
-        rolled = _window_sums(groups, ev[_TS], counts, pd.Timedelta(days=days))
+        rolled = trailing_window_sums(groups, ev[_TS], counts, pd.Timedelta(days=days))
         for i, name in enumerate(kinds):
             out[f"product_{name}_{window}"] = rolled[:, i]
     return _last_per_instant(out, ["product_id"])

@@ -7,8 +7,6 @@ import pandas as pd
 
 from entai.demo.features import (
     RECENT_VIEWS,
-    _groups,
-    _window_sums,
     product_category_affinity,
     product_popularity,
     user_category_transform,
@@ -16,7 +14,7 @@ from entai.demo.features import (
     user_transform,
 )
 from entai.demo.generator import CATEGORIES, EcommerceWorld, WorldConfig
-from entai.shared.features import compute_view
+from entai.shared.features import compute_view, trailing_window_sums, window_groups
 
 
 def _events(rows: list[tuple[int, str, str, str]]) -> pd.DataFrame:
@@ -195,16 +193,18 @@ def test_window_sums_equal_grouped_rolling_on_ties_disorder_and_window_edges() -
                 .sum()
                 .to_numpy()
             )
-            got = _window_sums(
-                _groups(ordered, keys),
+            got = trailing_window_sums(
+                window_groups(ordered, keys),
                 ordered["ts"],
                 ordered[["x", "y"]].to_numpy(),
                 pd.Timedelta(window),
             )
             np.testing.assert_allclose(got, want, rtol=0, atol=1e-9)
             assert (got[:, 0] == want[:, 0]).all()  # counts exactly
-    one = _window_sums(np.zeros(1, np.int64), frame["ts"][:1], np.ones((1, 1)), pd.Timedelta("1D"))
+    one = trailing_window_sums(
+        np.zeros(1, np.int64), frame["ts"][:1], np.ones((1, 1)), pd.Timedelta("1D")
+    )
     assert one.tolist() == [[1.0]]
-    assert _window_sums(
+    assert trailing_window_sums(
         np.zeros(0, np.int64), frame["ts"][:0], np.ones((0, 2)), pd.Timedelta("1D")
     ).shape == (0, 2)
