@@ -11,10 +11,12 @@ stream workers update them online within seconds:
 - ``user_recent_views``: a user's last :data:`RECENT_VIEWS` viewed product ids (and
   their categories) of the trailing 30 days, most recent first, as of each view
   (list-valued features);
-- ``product_category_affinity``: per user and category, the share of the user's events
-  of the trailing 30 days that were in the category (a row for every category of
-  :data:`~entai.demo.generator.CATEGORIES` at each of the user's events, so the
-  shares of one event time sum to 1);
+- ``product_category_affinity``: per user and category, the user's weighted activity
+  in the category over the trailing 30 days and its share of the user's activity (a
+  row for every category of :data:`~entai.demo.generator.CATEGORIES` at each of the
+  user's events, so the shares of one event time sum to 1); the definition is the
+  recommender's (:func:`entai.shared.recommend.category_activity`), which the
+  serving ranker reads it for;
 - ``product_popularity``: per product, its views and purchases over the trailing 1
   and 7 days, as of each of its events.
 
@@ -41,6 +43,7 @@ from entai.shared.features import (
     trailing_window_sums,
     window_groups,
 )
+from entai.shared.recommend import category_activity, category_shares
 
 __all__ = [
     "MODEL_FEATURES",
@@ -151,33 +154,28 @@ def recent_views_transform(events: pd.DataFrame) -> pd.DataFrame:
 
 
 def category_affinity_transform(events: pd.DataFrame) -> pd.DataFrame:
-    """Raw events -> per (user, category, event time) the category's share of the
-    user's events in the trailing 30 days, and their count.
+    """Raw events -> per (user, category, event time) the user's activity in the
+    category over the trailing 30 days and its share of the user's activity.
 
-    Every event of the user gives a row for each category in
-    :data:`~entai.demo.generator.CATEGORIES` (share 0 where the user had none).
+    Activity and share are :func:`entai.shared.recommend.category_activity` and
+    :func:`~entai.shared.recommend.category_shares`, the definition the ranker's
+    interaction index uses (events weighted view 1, cart 2, purchase 3), so the value
+    served online is the one the ranker was trained on. Every event of the user gives
+    a row for each category in :data:`~entai.demo.generator.CATEGORIES` (0 where the
+    user had none).
     """
-    ev = events[["user_id", "category", _TS]]
-    ev = ev.sort_values(["user_id", _TS, "category"], kind="stable").reset_index(drop=True)
-    names = list(CATEGORIES)
-    hits = ev["category"].to_numpy(dtype=object)[:, None] == np.array(names, dtype=object)
-    counts = np.c_[hits.astype(np.float64), np.ones(len(ev))]
-    sums = trailing_window_sums(
-        window_groups(ev, ["user_id"]), ev[_TS], counts, pd.Timedelta(days=30)
+    names = sorted(CATEGORIES)
+    wide = category_activity(events, names)
+    activity = wide[names].to_numpy()
+    return pd.DataFrame(
+        {
+            "user_id": np.repeat(wide["user_id"].to_numpy(), len(names)),
+            _TS: wide[_TS].repeat(len(names)).reset_index(drop=True),
+            "category": np.tile(np.array(names, dtype=object), len(wide)),
+            "category_share_30d": category_shares(activity).ravel(),
+            "category_activity_30d": activity.ravel(),
+        }
     )
-    rolled = pd.DataFrame(sums, columns=[*names, "_all"])
-    rolled["user_id"] = ev["user_id"].to_numpy()
-    rolled[_TS] = ev[_TS].to_numpy()
-    rolled = _last_per_instant(rolled, ["user_id"])
-    long = rolled.melt(
-        id_vars=["user_id", _TS, "_all"],
-        value_vars=names,
-        var_name="category",
-        value_name="category_events_30d",
-    )
-    long["category_share_30d"] = long["category_events_30d"] / long["_all"]
-    long = long.drop(columns="_all").sort_values(["user_id", _TS, "category"], kind="stable")
-    return long.reset_index(drop=True)
 
 
 def product_popularity_transform(events: pd.DataFrame) -> pd.DataFrame:
@@ -252,15 +250,24 @@ product_category_affinity = FeatureView(
     name="product_category_affinity",
     entities=(user, category),
     schema=(
-        Field(name="category_share_30d", dtype=ValueType.FLOAT64),
-        Field(name="category_events_30d", dtype=ValueType.FLOAT64),
+        Field(
+            name="category_share_30d",
+            dtype=ValueType.FLOAT64,
+            description="The category's share of the user's activity of the trailing 30 days",
+        ),
+        Field(
+            name="category_activity_30d",
+            dtype=ValueType.FLOAT64,
+            description="The user's events in the category of the trailing 30 days, "
+            "weighted view 1, cart 2, purchase 3",
+        ),
     ),
     source="events",
     ttl=timedelta(days=30),
     transform=category_affinity_transform,
     owner="demo@entai.local",
     tags={"domain": "ecommerce", "freshness": "stream"},
-    description="Share of the user's events of the trailing 30 days in the category",
+    description="Share of the user's (weighted) activity of the trailing 30 days in the category",
 )
 product_popularity = FeatureView(
     name="product_popularity",

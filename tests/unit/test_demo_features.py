@@ -111,7 +111,7 @@ def test_recent_views_keep_the_last_ten_views_most_recent_first() -> None:
     assert _row(out, user_id=2, product_id=8)["recent_product_ids"] == [8]
 
 
-def test_category_affinity_is_the_share_of_the_trailing_30_days() -> None:
+def test_category_affinity_is_the_weighted_share_of_the_trailing_30_days() -> None:
     events = _stream_events(
         [
             (1, 1, "books", "view", "2026-01-01 10:00+00:00"),
@@ -123,8 +123,9 @@ def test_category_affinity_is_the_share_of_the_trailing_30_days() -> None:
     out = compute_view(product_category_affinity, events)
     assert len(out) == 4 * len(CATEGORIES)
     at = "2026-01-31 10:00+00:00"
-    assert _row(out, user_id=1, category="books", event_timestamp=at)["category_share_30d"] == 0.5
-    assert _row(out, user_id=1, category="toys", event_timestamp=at)["category_events_30d"] == 1
+    books = _row(out, user_id=1, category="books", event_timestamp=at)
+    assert (books["category_activity_30d"], books["category_share_30d"]) == (2, 2 / 3)  # a cart
+    assert _row(out, user_id=1, category="toys", event_timestamp=at)["category_activity_30d"] == 1
     assert _row(out, user_id=1, category="home", event_timestamp=at)["category_share_30d"] == 0
     shares = out.groupby(["user_id", "event_timestamp"])["category_share_30d"].sum()
     assert (shares == 1.0).all()

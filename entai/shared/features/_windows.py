@@ -36,7 +36,7 @@ def trailing_window_sums(
     Rows must be sorted by group, then time. ``values`` is 2-D (rows, columns).
     """
     n = len(groups)
-    stamps = times.to_numpy(dtype="datetime64[ns]").view(np.int64)
+    stamps = pd.DatetimeIndex(times).as_unit("ns").asi8
     # Each row's window starts after the rows of its group dated at or before
     # t - window: sort the rows together with those bounds, a bound after equal times.
     order = np.lexsort(
