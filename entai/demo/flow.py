@@ -48,6 +48,7 @@ from entai.demo.champion import MODEL_NAME, register_champion, train_champion, t
 from entai.demo.drift_act import ActContext, demo_policy, run_drift_act
 from entai.demo.live import burst_of_views, live_views, shoppers
 from entai.demo.ranker import (
+    CATEGORY_ACTIVITY_FEATURE,
     RANKER_NAME,
     RECENT_VIEWS_FEATURE,
     recommend_over_http,
@@ -436,6 +437,7 @@ def _deploy(settings: EntaiSettings) -> str:
         event_contracts={"events": "entai.demo.contracts:EVENTS_CONTRACT"},
         ranker_model=RANKER_NAME,
         ranker_recent_views=RECENT_VIEWS_FEATURE,
+        ranker_category_activity=CATEGORY_ACTIVITY_FEATURE,
     )
     serve.run(build_app(args), name=_SERVE_APP, route_prefix="/")
     return f"http://{settings.serve.host}:{settings.serve.port}"

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from entai.pipelines.training import RankerConfig
 
 __all__ = [
+    "CATEGORY_ACTIVITY_FEATURE",
     "RANKER_NAME",
     "RECENT_VIEWS_FEATURE",
     "ranker_config",
@@ -33,6 +34,10 @@ RANKER_NAME = "product_ranker"
 RECENT_VIEWS_FEATURE = "user_recent_views:recent_product_ids"
 """The list feature the serving ranker reads a user's recent views from (the demo's
 stream view, :data:`entai.demo.features.user_recent_views`)."""
+CATEGORY_ACTIVITY_FEATURE = "product_category_affinity:category_activity_30d"
+"""The feature the serving ranker reads a user's activity per category from (the
+demo's stream view, :data:`entai.demo.features.product_category_affinity`: the
+definition the ranker's index was trained with)."""
 
 
 def ranker_config() -> RankerConfig:

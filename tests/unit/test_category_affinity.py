@@ -152,7 +152,7 @@ def test_activity_counts_the_trailing_window_of_each_instant_and_shares_sum_to_o
     shares = category_shares(wide[["x", "y"]].to_numpy())
     assert shares[-1].tolist() == [0.4, 0.6]
     assert category_shares(np.zeros((1, 2))).tolist() == [[0.0, 0.0]]  # no activity
-    with pytest.raises(InvalidInputError, match="column names"):
+    with pytest.raises(InvalidInputError, match="must be distinct"):
         category_activity(events, ["x", "user_id"])
 
 

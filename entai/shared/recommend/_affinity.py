@@ -69,9 +69,9 @@ def category_activity(events: pd.DataFrame, categories: Sequence[str]) -> pd.Dat
         )
     names = list(categories)
     clash = sorted(set(names) & set(_KEYS))
-    if clash:
+    if clash or len(set(names)) != len(names):
         raise InvalidInputError(
-            f"category name(s) {clash} are column names of the activity",
+            f"categories must be distinct and not named {list(_KEYS)}: {names}",
             details={"field": "categories"},
         )
     ev = events[["user_id", "category", "event_type", _TS]]
@@ -95,4 +95,5 @@ def category_shares(activity: np.ndarray) -> np.ndarray:
     """Each row's activity over its sum (rows x categories); 0 where a row sums to 0."""
     values = np.asarray(activity, dtype=np.float64)
     totals = values.sum(axis=-1, keepdims=True)
-    return np.divide(values, totals, out=np.zeros_like(values), where=totals > 0)
+    shares: np.ndarray = np.divide(values, totals, out=np.zeros_like(values), where=totals > 0)
+    return shares
