@@ -352,8 +352,9 @@ def _activity(result: ReadResult, categories: Sequence[str]) -> dict[str, float]
         ValueError: a value that is not a finite, non-negative number.
     """
     out: dict[str, float] = {}
-    for category, (status,), (value,) in zip(
-        categories, result.statuses, result.values, strict=True
+    # feature-major: the one feature's values, one per category
+    for category, status, value in zip(
+        categories, result.statuses[0], result.values[0], strict=True
     ):
         if status is not FeatureStatus.PRESENT:
             continue

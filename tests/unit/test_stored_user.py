@@ -118,9 +118,7 @@ class FakeStore:
             by_key = {entity_key({"user_id": u, "category": c}): c for u, c in self.asked(keys)}
             values = [self.activity.get(by_key[k]) for k in keys]
         statuses = [FeatureStatus.NOT_FOUND if v is None else FeatureStatus.PRESENT for v in values]
-        return ReadResult(
-            ("x",), [[v] for v in values], [[s] for s in statuses], [None] * len(keys)
-        )
+        return ReadResult(("x",), [values], [statuses], [None] * len(keys))  # feature-major
 
 
 @pytest.fixture
@@ -443,3 +441,40 @@ def test_the_grpc_answer_says_where_the_views_came_from_and_any_fallback() -> No
     assert stored.recent_views_source == "store"
     assert stored.category_activity_source == "index"
     assert not stored.HasField("fallback")
+
+
+def test_the_one_read_through_a_real_online_client_and_store() -> None:
+    from datetime import UTC, datetime
+
+    from entai.actors.features import OnlineFeatureClient
+    from entai.shared.features import FeatureRow, MemoryOnlineStore
+
+    client = OnlineFeatureClient(None, direct_store=MemoryOnlineStore())
+    now = datetime.now(UTC)
+    rows = [
+        FeatureRow(
+            "user_recent_views",
+            entity_key({"user_id": 9}),
+            {"recent_product_ids": [4, 1], "recent_categories": ["toys", "books"]},
+            now,
+            now,
+        ),
+        *(
+            FeatureRow(
+                "product_category_affinity",
+                entity_key({"user_id": 9, "category": c}),
+                {"category_share_30d": share, "category_activity_30d": activity},
+                now,
+                now,
+            )
+            for c, share, activity in (("books", 0.25, 1.0), ("toys", 0.75, 3.0))
+        ),
+    ]
+    client.write(rows)
+    reader = StoredUserReader.of(
+        DEMO, client, CircuitBreaker("s"), model="r", recent_views=REF, category_activity=ACTIVITY
+    )
+    assert reader is not None
+    got = asyncio.run(reader.read(9, ["books", "home", "toys"]))
+    assert got == StoredUser([4, 1], {"books": 1.0, "toys": 3.0})
+    assert asyncio.run(reader.read(8, ["books"])) == StoredUser()  # nothing stored
