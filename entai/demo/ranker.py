@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from entai.actors.services import Services
-from entai.shared.core import ServiceUnavailableError
+from entai.demo.api import post_json
 from entai.shared.settings import EntaiSettings
 
 if TYPE_CHECKING:
@@ -98,18 +98,6 @@ def recommend_over_http(
     Raises:
         ServiceUnavailableError: the platform did not answer 200.
     """
-    import httpx  # kept out of the CLI's start-up, like the rest of the demo's HTTP
-
-    answer = httpx.post(
-        f"{url}/v1/recommend/{RANKER_NAME}",
-        json={"user_id": user, "k": k},
-        headers={"Authorization": f"Bearer {token}"},
-        timeout=timeout_s,
-    )
-    if answer.status_code != 200:
-        raise ServiceUnavailableError(
-            f"recommendation request failed with HTTP {answer.status_code}: {answer.text[:300]}",
-            details={"status": answer.status_code},
-        )
-    body: dict[str, Any] = answer.json()
-    return {"user_id": user, **body}
+    body = {"user_id": user, "k": k}
+    answer = post_json(url, f"/v1/recommend/{RANKER_NAME}", token, body, timeout_s=timeout_s)
+    return {"user_id": user, **answer}
