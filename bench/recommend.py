@@ -19,9 +19,10 @@ the JSON line ("offline").
     prediction tap). Serve's mode is read from the environment when Ray's workers
     start, so each mode runs in a child process with its own local Ray (num_cpus=2).
     With ``--recent-views store`` (the default, as the demo deploys it) every request
-    also reads the user's ``user_recent_views`` from the online store (the laptop's
-    SQLite files), which hold each user's recent views of the index, so both sides
-    still rank the same candidates; ``index`` deploys without the store read.
+    also reads the user's ``user_recent_views`` and ``product_category_affinity`` (one
+    read) from the online store (the laptop's SQLite files), which hold each user's
+    recent views and category activity of the index, so both sides still rank the same
+    candidates; ``index`` deploys without the store read.
 
 Load: closed loop, concurrency 8, aiohttp, random users, on loopback. The last line
 is JSON: reference and entai requests/s and p50/p99, "throughput_share" (entai rps /
@@ -59,6 +60,7 @@ PROPENSITY = "bench_model"
 K = 10
 USERS = 2_000
 RECENT = "user_recent_views:recent_product_ids"
+ACTIVITY = "product_category_affinity:category_activity_30d"
 
 
 def build_ranker(work: Path) -> dict[str, Any]:
@@ -160,8 +162,9 @@ def _propensity(work: Path) -> Any:
     return xgb.train({"objective": "binary:logistic", "max_depth": 3}, data, 10)
 
 
-def _store_recent_views(shards: Any, credential: str, index: dict[str, Any]) -> int:
-    """Write each user's recent views of the index as their ``user_recent_views`` online."""
+def _store_user(shards: Any, credential: str, index: dict[str, Any]) -> int:
+    """Write each user's recent views and category activity of the index as their
+    ``user_recent_views`` and ``product_category_affinity`` online; the users written."""
     from datetime import UTC, datetime
 
     from entai.actors.features import OnlineFeatureClient
@@ -177,8 +180,15 @@ def _store_recent_views(shards: Any, credential: str, index: dict[str, Any]) -> 
         }
         rows.append(FeatureRow("user_recent_views", entity_key({"user_id": int(user)}), values,
                                now, now))  # fmt: skip
+    for user, activity in index["user_categories"].items():
+        total = sum(activity.values())
+        for cat in index["category_items"]:
+            value = activity.get(cat, 0.0)
+            values = {"category_activity_30d": value, "category_share_30d": value / total}
+            key = entity_key({"user_id": int(user), "category": cat})
+            rows.append(FeatureRow("product_category_affinity", key, values, now, now))
     OnlineFeatureClient(shards, credential=credential).write(rows)
-    return len(rows)
+    return len(index["user_recent"])
 
 
 def run_entai_child(work: Path, seconds: float, concurrency: int, recent_views: str) -> dict:
@@ -204,8 +214,9 @@ def run_entai_child(work: Path, seconds: float, concurrency: int, recent_views: 
         options: dict[str, Any] = {"ranker_model": RANKER}
         stored = 0
         if recent_views == "store":
-            stored = _store_recent_views(shards, platform_credential(settings, "bench"), index)
+            stored = _store_user(shards, platform_credential(settings, "bench"), index)
             options["ranker_recent_views"] = RECENT
+            options["ranker_category_activity"] = ACTIVITY
         url = serve_app(settings, port, PROPENSITY, **options)
         headers = {"Authorization": f"Bearer {token}"}
         target = f"{url}/v1/recommend/{RANKER}"
@@ -224,7 +235,8 @@ def _sources(target: str, headers: dict[str, str]) -> dict[str, Any]:
     fallbacks = 0
     for user in range(0, USERS, 50):
         got = httpx.post(target, json={"user_id": user, "k": K}, headers=headers).json()
-        seen[got["recent_views_source"]] = seen.get(got["recent_views_source"], 0) + 1
+        source = f"{got['recent_views_source']}/{got['category_activity_source']}"
+        seen[source] = seen.get(source, 0) + 1
         fallbacks += got["fallback"] is not None
     return {"sampled_sources": seen, "sampled_fallbacks": fallbacks}
 

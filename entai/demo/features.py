@@ -11,10 +11,12 @@ stream workers update them online within seconds:
 - ``user_recent_views``: a user's last :data:`RECENT_VIEWS` viewed product ids (and
   their categories) of the trailing 30 days, most recent first, as of each view
   (list-valued features);
-- ``product_category_affinity``: per user and category, the share of the user's events
-  of the trailing 30 days that were in the category (a row for every category of
-  :data:`~entai.demo.generator.CATEGORIES` at each of the user's events, so the
-  shares of one event time sum to 1);
+- ``product_category_affinity``: per user and category, the user's weighted activity
+  in the category over the trailing 30 days and its share of the user's activity (a
+  row for every category of :data:`~entai.demo.generator.CATEGORIES` at each of the
+  user's events, so the shares of one event time sum to 1); the definition is the
+  recommender's (:func:`entai.shared.recommend.category_activity`), which the
+  serving ranker reads it for;
 - ``product_popularity``: per product, its views and purchases over the trailing 1
   and 7 days, as of each of its events.
 
@@ -38,7 +40,10 @@ from entai.shared.features import (
     FeatureView,
     Field,
     ValueType,
+    trailing_window_sums,
+    window_groups,
 )
+from entai.shared.recommend import category_activity, category_shares
 
 __all__ = [
     "MODEL_FEATURES",
@@ -81,56 +86,15 @@ def _daily_counts(events: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     return counts
 
 
-def _groups(frame: pd.DataFrame, keys: list[str]) -> np.ndarray:
-    """Group numbers (0, 1, ...) of rows sorted by ``keys``: a new one where a key changes."""
-    n = len(frame)
-    change = np.zeros(n, dtype=bool)
-    if n:
-        change[0] = True
-    for key in keys:
-        values = frame[key].to_numpy()
-        change[1:] |= values[1:] != values[:-1]
-    return np.cumsum(change) - 1
-
-
-def _window_sums(
-    groups: np.ndarray, times: pd.Series, values: np.ndarray, window: pd.Timedelta
-) -> np.ndarray:
-    """Per row, the column sums of ``values`` over the rows of its group up to it (in row
-    order) dated in ``(t - window, t]``: pandas' ``groupby(...).rolling(window).sum()``
-    on a time index, by prefix sums and one sort instead of a window per group.
-
-    Rows must be sorted by group, then time. ``values`` is 2-D (rows, columns).
-    """
-    n = len(groups)
-    stamps = times.to_numpy(dtype="datetime64[ns]").view(np.int64)
-    # Each row's window starts after the rows of its group dated at or before
-    # t - window: sort the rows together with those bounds, a bound after equal times.
-    order = np.lexsort(
-        (
-            np.r_[np.zeros(n, dtype=np.int8), np.ones(n, dtype=np.int8)],
-            np.r_[stamps, stamps - window.value],
-            np.r_[groups, groups],
-        )
-    )
-    bound = order >= n
-    rows_before = np.cumsum(~bound)
-    first = np.empty(n, dtype=np.int64)
-    first[order[bound] - n] = rows_before[bound]
-    sums = np.zeros((n + 1, values.shape[1]), dtype=np.float64)
-    np.cumsum(values, axis=0, out=sums[1:])
-    return sums[1:] - sums[first]
-
-
 def _trailing(counts: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     """Trailing-window sums per key, evaluated on each active day."""
     counts = counts.sort_values([*keys, "day"], kind="stable").reset_index(drop=True)
     out = counts[keys].copy()
     out.columns.name = None
-    groups = _groups(counts, keys)
+    groups = window_groups(counts, keys)
     kinds = counts[list(_KINDS)].to_numpy(dtype=np.float64)
     for suffix, days in _WINDOWS.items():
-        rolled = _window_sums(groups, counts["day"], kinds, pd.Timedelta(days=days))
+        rolled = trailing_window_sums(groups, counts["day"], kinds, pd.Timedelta(days=days))
         for i, kind in enumerate(_KINDS):
             out[f"{kind}s_{suffix}"] = rolled[:, i]
     out["event_timestamp"] = counts["day"] + pd.Timedelta(days=1)
@@ -174,8 +138,8 @@ def recent_views_transform(events: pd.DataFrame) -> pd.DataFrame:
     starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]]) if n else first
     first[starts] = starts
     first = np.maximum.accumulate(first) if n else first
-    in_window = _window_sums(  # views in the trailing window up to each row (its user's)
-        _groups(views, ["user_id"]), views[_TS], np.ones((n, 1)), pd.Timedelta(_RECENT_WINDOW)
+    in_window = trailing_window_sums(  # views in the trailing window up to each row (its user's)
+        window_groups(views, ["user_id"]), views[_TS], np.ones((n, 1)), pd.Timedelta(_RECENT_WINDOW)
     )[:, 0].astype(np.int64)
     positions = np.arange(n)
     lows = np.maximum(first, np.maximum(positions - RECENT_VIEWS, positions - in_window) + 1)
@@ -190,31 +154,28 @@ def recent_views_transform(events: pd.DataFrame) -> pd.DataFrame:
 
 
 def category_affinity_transform(events: pd.DataFrame) -> pd.DataFrame:
-    """Raw events -> per (user, category, event time) the category's share of the
-    user's events in the trailing 30 days, and their count.
+    """Raw events -> per (user, category, event time) the user's activity in the
+    category over the trailing 30 days and its share of the user's activity.
 
-    Every event of the user gives a row for each category in
-    :data:`~entai.demo.generator.CATEGORIES` (share 0 where the user had none).
+    Activity and share are :func:`entai.shared.recommend.category_activity` and
+    :func:`~entai.shared.recommend.category_shares`, the definition the ranker's
+    interaction index uses (events weighted view 1, cart 2, purchase 3), so the value
+    served online is the one the ranker was trained on. Every event of the user gives
+    a row for each category in :data:`~entai.demo.generator.CATEGORIES` (0 where the
+    user had none).
     """
-    ev = events[["user_id", "category", _TS]]
-    ev = ev.sort_values(["user_id", _TS, "category"], kind="stable").reset_index(drop=True)
-    names = list(CATEGORIES)
-    hits = ev["category"].to_numpy(dtype=object)[:, None] == np.array(names, dtype=object)
-    counts = np.c_[hits.astype(np.float64), np.ones(len(ev))]
-    sums = _window_sums(_groups(ev, ["user_id"]), ev[_TS], counts, pd.Timedelta(days=30))
-    rolled = pd.DataFrame(sums, columns=[*names, "_all"])
-    rolled["user_id"] = ev["user_id"].to_numpy()
-    rolled[_TS] = ev[_TS].to_numpy()
-    rolled = _last_per_instant(rolled, ["user_id"])
-    long = rolled.melt(
-        id_vars=["user_id", _TS, "_all"],
-        value_vars=names,
-        var_name="category",
-        value_name="category_events_30d",
+    names = sorted(CATEGORIES)
+    wide = category_activity(events, names)
+    activity = wide[names].to_numpy()
+    return pd.DataFrame(
+        {
+            "user_id": np.repeat(wide["user_id"].to_numpy(), len(names)),
+            _TS: wide[_TS].repeat(len(names)).reset_index(drop=True),
+            "category": np.tile(np.array(names, dtype=object), len(wide)),
+            "category_share_30d": category_shares(activity).ravel(),
+            "category_activity_30d": activity.ravel(),
+        }
     )
-    long["category_share_30d"] = long["category_events_30d"] / long["_all"]
-    long = long.drop(columns="_all").sort_values(["user_id", _TS, "category"], kind="stable")
-    return long.reset_index(drop=True)
 
 
 def product_popularity_transform(events: pd.DataFrame) -> pd.DataFrame:
@@ -226,10 +187,10 @@ def product_popularity_transform(events: pd.DataFrame) -> pd.DataFrame:
     counts = np.stack(
         [(ev["event_type"] == kind).to_numpy(dtype=np.float64) for kind in kinds.values()], axis=1
     )
-    groups = _groups(ev, ["product_id"])
+    groups = window_groups(ev, ["product_id"])
     out = ev[["product_id", _TS]].copy()
     for window, days in (("1d", 1), ("7d", 7)):
-        rolled = _window_sums(groups, ev[_TS], counts, pd.Timedelta(days=days))
+        rolled = trailing_window_sums(groups, ev[_TS], counts, pd.Timedelta(days=days))
         for i, name in enumerate(kinds):
             out[f"product_{name}_{window}"] = rolled[:, i]
     return _last_per_instant(out, ["product_id"])
@@ -289,15 +250,24 @@ product_category_affinity = FeatureView(
     name="product_category_affinity",
     entities=(user, category),
     schema=(
-        Field(name="category_share_30d", dtype=ValueType.FLOAT64),
-        Field(name="category_events_30d", dtype=ValueType.FLOAT64),
+        Field(
+            name="category_share_30d",
+            dtype=ValueType.FLOAT64,
+            description="The category's share of the user's activity of the trailing 30 days",
+        ),
+        Field(
+            name="category_activity_30d",
+            dtype=ValueType.FLOAT64,
+            description="The user's events in the category of the trailing 30 days, "
+            "weighted view 1, cart 2, purchase 3",
+        ),
     ),
     source="events",
     ttl=timedelta(days=30),
     transform=category_affinity_transform,
     owner="demo@entai.local",
     tags={"domain": "ecommerce", "freshness": "stream"},
-    description="Share of the user's events of the trailing 30 days in the category",
+    description="Share of the user's (weighted) activity of the trailing 30 days in the category",
 )
 product_popularity = FeatureView(
     name="product_popularity",

@@ -44,16 +44,18 @@ from rich.table import Table
 from rich.text import Text
 
 from entai.actors.services import Services
+from entai.demo.api import post_json
 from entai.demo.champion import MODEL_NAME, register_champion, train_champion, training_set
 from entai.demo.drift_act import ActContext, demo_policy, run_drift_act
 from entai.demo.live import burst_of_views, live_views, shoppers
 from entai.demo.ranker import (
+    CATEGORY_ACTIVITY_FEATURE,
     RANKER_NAME,
     RECENT_VIEWS_FEATURE,
     recommend_over_http,
     train_and_promote_ranker,
 )
-from entai.shared.core import ServiceUnavailableError, redact_url
+from entai.shared.core import redact_url
 from entai.shared.data import UndeclaredPii
 from entai.shared.settings import EntaiSettings, StreamSettings
 
@@ -436,31 +438,19 @@ def _deploy(settings: EntaiSettings) -> str:
         event_contracts={"events": "entai.demo.contracts:EVENTS_CONTRACT"},
         ranker_model=RANKER_NAME,
         ranker_recent_views=RECENT_VIEWS_FEATURE,
+        ranker_category_activity=CATEGORY_ACTIVITY_FEATURE,
     )
     serve.run(build_app(args), name=_SERVE_APP, route_prefix="/")
     return f"http://{settings.serve.host}:{settings.serve.port}"
 
 
 def _predict(settings: EntaiSettings, url: str, rows: pd.DataFrame) -> list[dict[str, Any]]:
-    import httpx
-
     token = settings.security.token_file.read_text().strip()
     sample = rows.drop_duplicates(["user_id"]).sample(5, random_state=1)
     body = {
         "entities": {"user_id": sample["user_id"].tolist(), "category": sample["category"].tolist()}
     }
-    response = httpx.post(
-        f"{url}/v1/predict/{MODEL_NAME}",
-        json=body,
-        headers={"Authorization": f"Bearer {token}"},
-        timeout=30.0,
-    )
-    if response.status_code != 200:
-        raise ServiceUnavailableError(
-            f"prediction request failed with HTTP {response.status_code}: {response.text[:500]}",
-            details={"status": response.status_code},
-        )
-    payload = response.json()
+    payload = post_json(url, f"/v1/predict/{MODEL_NAME}", token, body)
     return [
         {"user_id": u, "category": c, "p_buy_7d": round(p, 4), "version": payload["version"]}
         for u, c, p in zip(

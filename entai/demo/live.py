@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 import numpy as np
 import pandas as pd
 
+from entai.demo.api import bearer, post_json
 from entai.demo.generator import CATEGORIES, EcommerceWorld
 from entai.demo.ranker import RANKER_NAME, RECENT_VIEWS_FEATURE, recommend_over_http
 from entai.shared.core import ServiceUnavailableError
@@ -47,10 +48,6 @@ _TIMEOUT_S = 60.0
 _SEED = 23
 
 T = TypeVar("T")
-
-
-def _headers(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 def _wait(what: str, probe: Callable[[], T | None], timeout_s: float = _TIMEOUT_S) -> T:
@@ -80,7 +77,6 @@ def live_views(url: str, token: str, events: pd.DataFrame) -> dict[str, Any]:
         ServiceUnavailableError: the events were not all accepted, or the user's features
             did not change within the timeout.
     """
-    import httpx
 
     template = events.sort_values("event_timestamp").iloc[-1]
     user = int(template["user_id"])
@@ -101,11 +97,7 @@ def live_views(url: str, token: str, events: pd.DataFrame) -> dict[str, Any]:
     read = {"features": ["user_stats:user_views_7d"], "entities": {"user_id": [user]}}
 
     def views() -> tuple[float | None, str | None]:
-        answer = httpx.post(
-            f"{url}/v1/features/online", json=read, headers=_headers(token), timeout=10
-        )
-        answer.raise_for_status()
-        result = answer.json()["results"][0]
+        result = post_json(url, "/v1/features/online", token, read, timeout_s=10)["results"][0]
         return result["values"][0], result["event_timestamps"][0]
 
     before = views()
@@ -131,21 +123,10 @@ def _post_events(url: str, token: str, payloads: list[dict[str, Any]], what: str
         ServiceUnavailableError: another answer, or not every event accepted (the first
             rejected one's errors named).
     """
-    import httpx
-
-    posted = httpx.post(
-        f"{url}/v1/events",
-        json={"source": "events", "events": payloads},
-        headers=_headers(token),
-        timeout=30,
+    receipt = post_json(
+        url, "/v1/events", token, {"source": "events", "events": payloads}, expect=202
     )
     accepted_at = time.perf_counter()
-    if posted.status_code != 202:
-        raise ServiceUnavailableError(
-            f"POST /v1/events answered HTTP {posted.status_code}: {posted.text[:300]}",
-            details={"status": posted.status_code},
-        )
-    receipt = posted.json()
     if receipt.get("accepted") != len(payloads):
         errors = receipt.get("errors") or [{}]
         raise ServiceUnavailableError(
@@ -166,16 +147,8 @@ def _plain(value: Any) -> Any:
 
 
 def _recent_views(url: str, token: str, user: int) -> list[int]:
-    import httpx  # kept out of the CLI's start-up, like the rest of the demo's HTTP
-
-    answer = httpx.post(
-        f"{url}/v1/features/online",
-        json={"features": [RECENT_VIEWS_FEATURE], "entities": {"user_id": [user]}},
-        headers=_headers(token),
-        timeout=30,
-    )
-    answer.raise_for_status()
-    value = answer.json()["results"][0]["values"][0]
+    read = {"features": [RECENT_VIEWS_FEATURE], "entities": {"user_id": [user]}}
+    value = post_json(url, "/v1/features/online", token, read)["results"][0]["values"][0]
     return [int(v) for v in value or []]
 
 
@@ -292,17 +265,8 @@ def shoppers(url: str, token: str, world: EcommerceWorld, *, n: int = SHOPPERS) 
             for item, kind in _reactions(world, user, shown, rng)
         ]
     if interactions:
-        sent = httpx.post(
-            f"{url}/v1/feedback",
-            json={"model": RANKER_NAME, "interactions": interactions},
-            headers=_headers(token),
-            timeout=30,
-        )
-        if sent.status_code != 200:
-            raise ServiceUnavailableError(
-                f"POST /v1/feedback answered HTTP {sent.status_code}: {sent.text[:300]}",
-                details={"status": sent.status_code},
-            )
+        feedback = {"model": RANKER_NAME, "interactions": interactions}
+        post_json(url, "/v1/feedback", token, feedback)
     asked_at = time.time()
 
     def windows() -> list[dict[str, Any]] | None:
@@ -312,9 +276,7 @@ def shoppers(url: str, token: str, world: EcommerceWorld, *, n: int = SHOPPERS) 
         The replicas flush their impression logs on their own clocks, so the windows may
         hold the feedback before the last impressions it marks: counting requests alone
         (other stages' requests share the window) would read the windows too early."""
-        answer = httpx.get(
-            f"{url}/v1/monitoring/{RANKER_NAME}", headers=_headers(token), timeout=30
-        )
+        answer = httpx.get(f"{url}/v1/monitoring/{RANKER_NAME}", headers=bearer(token), timeout=30)
         answer.raise_for_status()
         found: list[dict[str, Any]] = [
             w

@@ -15,13 +15,14 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from entai.actors.services import Services
-from entai.shared.core import ServiceUnavailableError
+from entai.demo.api import post_json
 from entai.shared.settings import EntaiSettings
 
 if TYPE_CHECKING:
     from entai.pipelines.training import RankerConfig
 
 __all__ = [
+    "CATEGORY_ACTIVITY_FEATURE",
     "RANKER_NAME",
     "RECENT_VIEWS_FEATURE",
     "ranker_config",
@@ -33,6 +34,10 @@ RANKER_NAME = "product_ranker"
 RECENT_VIEWS_FEATURE = "user_recent_views:recent_product_ids"
 """The list feature the serving ranker reads a user's recent views from (the demo's
 stream view, :data:`entai.demo.features.user_recent_views`)."""
+CATEGORY_ACTIVITY_FEATURE = "product_category_affinity:category_activity_30d"
+"""The feature the serving ranker reads a user's activity per category from (the
+demo's stream view, :data:`entai.demo.features.product_category_affinity`: the
+definition the ranker's index was trained with)."""
 
 
 def ranker_config() -> RankerConfig:
@@ -93,18 +98,6 @@ def recommend_over_http(
     Raises:
         ServiceUnavailableError: the platform did not answer 200.
     """
-    import httpx  # kept out of the CLI's start-up, like the rest of the demo's HTTP
-
-    answer = httpx.post(
-        f"{url}/v1/recommend/{RANKER_NAME}",
-        json={"user_id": user, "k": k},
-        headers={"Authorization": f"Bearer {token}"},
-        timeout=timeout_s,
-    )
-    if answer.status_code != 200:
-        raise ServiceUnavailableError(
-            f"recommendation request failed with HTTP {answer.status_code}: {answer.text[:300]}",
-            details={"status": answer.status_code},
-        )
-    body: dict[str, Any] = answer.json()
-    return {"user_id": user, **body}
+    body = {"user_id": user, "k": k}
+    answer = post_json(url, f"/v1/recommend/{RANKER_NAME}", token, body, timeout_s=timeout_s)
+    return {"user_id": user, **answer}

@@ -59,7 +59,6 @@ from entai.deployments.http_errors import install_error_handlers
 from entai.deployments.model_deployment import Model
 from entai.deployments.operations import EventIntake, erase_subject, erasure_receipt
 from entai.deployments.platform import PlatformServices
-from entai.deployments.recent_views import RecentViewsReader, recommend_with_recent_views
 from entai.deployments.recommend import RankerRuntime
 from entai.deployments.request_ids import RequestIdMiddleware
 from entai.deployments.routing import route_aliases
@@ -86,6 +85,7 @@ from entai.deployments.schemas import (
     RecommendResponse,
 )
 from entai.deployments.scoring import HandleScorer, LocalScorer, Scored
+from entai.deployments.stored_user import StoredUserReader, recommend_with_stored_user
 from entai.deployments.tap import DriftMonitorSender, PredictionTap, ServedBatch
 from entai.deployments.trace_middleware import TracingMiddleware
 from entai.shared.core import (
@@ -185,14 +185,15 @@ class Ingress(GrpcInference):
             flush_interval_s=args.tap_flush_interval_s,
         )
         self._tap.start()
-        self._recent_views: RecentViewsReader | None = None
-        if args.ranker_model is not None and args.ranker_recent_views is not None:
-            self._recent_views = RecentViewsReader.of(
-                args.ranker_recent_views,
+        self._stored_user: StoredUserReader | None = None
+        if args.ranker_model is not None:
+            self._stored_user = StoredUserReader.of(
                 self._services.definitions,
                 self._services.features,
                 self._services.breakers.online_store,
                 model=args.ranker_model,
+                recent_views=args.ranker_recent_views,
+                category_activity=args.ranker_category_activity,
             )
         self._ranker: RankerRuntime | None = None
         if args.ranker_model is not None:
@@ -335,8 +336,10 @@ class Ingress(GrpcInference):
         """``k`` items for a user from the ranker's champion; every impression is logged.
 
         The user's recent views are ``context.recent_views`` before the online store's
-        list (``ranker_recent_views``) or, without one, the ranker's index; a store
-        that does not answer is a fallback to the index, named in ``fallback``.
+        list (``ranker_recent_views``) or, without one, the ranker's index; the user's
+        category activity is the store's (``ranker_category_activity``) or the
+        index's; a store that does not answer is a fallback to the index, named in
+        ``fallback``.
         """
         started = time.perf_counter()
         rid = request_id() or new_request_id()
@@ -345,9 +348,9 @@ class Ingress(GrpcInference):
             await self._services.authorize_async(token, "predict", "models")
             raise NotFoundError(f"no deployed ranker {model!r}", details={"model": model})
         await self._services.authorize_async(token, "predict", f"model:{model}")
-        answer, stored = await recommend_with_recent_views(
+        answer, stored = await recommend_with_stored_user(
             self._ranker,
-            self._recent_views,
+            self._stored_user,
             body.user_id,
             k=body.k,
             exclude=body.exclude,
@@ -383,6 +386,7 @@ class Ingress(GrpcInference):
             ],
             request_id=rid,
             recent_views_source=stored.source,
+            category_activity_source=stored.activity_source,
             fallback=stored.fallback,
         )
 

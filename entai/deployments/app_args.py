@@ -54,8 +54,13 @@ class AppArgs(BaseModel):
         ranker_recent_views: The ranker's online list feature of a user's recently
             viewed item ids (``"view:feature"``, a ``list<int64>`` of a view keyed by
             the user alone): read for every recommendation, it stands in for the
-            index's views (:mod:`entai.deployments.recent_views`); None reads nothing
+            index's views (:mod:`entai.deployments.stored_user`); None reads nothing
             and ranks from the index and the request's context.
+        ranker_category_activity: The ranker's online feature of a user's activity per
+            category (``"view:feature"``, a number of a view keyed by the user and a
+            string category key, as :func:`entai.shared.recommend.category_activity`
+            defines it): read for every recommendation with the recent views (one
+            read), it stands in for the index's category activity; None: the index's.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -76,11 +81,13 @@ class AppArgs(BaseModel):
     event_contracts: dict[str, str] = Field(default_factory=dict)
     ranker_model: str | None = Field(None, pattern=_MODEL_NAME)
     ranker_recent_views: str | None = Field(None, pattern=_FEATURE_REF, max_length=400)
+    ranker_category_activity: str | None = Field(None, pattern=_FEATURE_REF, max_length=400)
 
     @model_validator(mode="after")
-    def _recent_views_need_a_ranker(self) -> AppArgs:
-        if self.ranker_recent_views is not None and self.ranker_model is None:
-            raise ValueError("ranker_recent_views needs ranker_model")
+    def _stored_user_features_need_a_ranker(self) -> AppArgs:
+        for name in ("ranker_recent_views", "ranker_category_activity"):
+            if getattr(self, name) is not None and self.ranker_model is None:
+                raise ValueError(f"{name} needs ranker_model")
         return self
 
 

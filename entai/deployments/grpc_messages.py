@@ -123,6 +123,7 @@ def recommend_response(response: RecommendResponse) -> pb.RecommendResponse:
         items=[pb.RecommendedItem(item_id=i.item_id, score=i.score) for i in response.items],
         request_id=response.request_id,
         recent_views_source=response.recent_views_source,
+        category_activity_source=response.category_activity_source,
         fallback=response.fallback,
     )
 

@@ -8,7 +8,8 @@ the interaction index its training run shipped (``interaction_index.json``).
 the ranker's features, scores, the top ``k``. A user the index has no candidates for
 gets the most popular items. The user's recent views are the request's session views
 before either the index's or, when the ingress read them from the online store
-(:mod:`entai.deployments.recent_views`), the stored ones (``history``).
+(:mod:`entai.deployments.stored_user`), the stored ones (``history``); likewise the
+user's category activity is the index's or the stored one (``activity``).
 """
 
 from __future__ import annotations
@@ -75,23 +76,28 @@ def recommend(
     exclude: Sequence[int] = (),
     session: Sequence[int] = (),
     history: Sequence[int] | None = None,
+    activity: Mapping[str, float] | None = None,
     policy: CandidatePolicy | None = None,
 ) -> Recommendation:
     """Rank ``user``'s candidates with ``model`` and keep the best ``k``.
 
     ``session``: views newest first, the most recent; ``history``: the user's views
-    before them from the online store, in place of the index's (None: the index's).
+    before them from the online store, in place of the index's (None: the index's);
+    ``activity``: the user's activity per category from the online store, in place of
+    the index's (None: the index's).
 
     Raises:
         InvalidInputError: (from the model) inputs it cannot score.
         ModelOutputInvalidError: the model answered a score that is not finite.
     """
-    items = index.candidates(user, policy=policy, exclude=exclude, session=session, history=history)
+    items = index.candidates(
+        user, policy=policy, exclude=exclude, session=session, history=history, activity=activity
+    )
     if len(items) < k:
         items += index.popular(k - len(items), exclude=[*exclude, *items])
     if not items:
         return Recommendation(model.version, [], [], np.empty((0, len(RANKING_FEATURES))), 0)
-    matrix = index.features(user, items, session=session, history=history)
+    matrix = index.features(user, items, session=session, history=history, activity=activity)
     scores = model.score(RANKING_FEATURES, matrix)
     top = rank_items(items, scores, k)
     position = {item: row for row, item in enumerate(items)}
@@ -202,14 +208,37 @@ class RankerRuntime:
         exclude: Sequence[int] = (),
         session: Sequence[int] = (),
         history: Sequence[int] | None = None,
+        activity: Mapping[str, float] | None = None,
     ) -> Recommendation:
         """:func:`recommend` with the current champion and its index.
 
         Raises:
             ServiceUnavailableError: no champion is loaded.
         """
+        model, index = self._champion()
+        return recommend(
+            model,
+            index,
+            user,
+            k=k,
+            exclude=exclude,
+            session=session,
+            history=history,
+            activity=activity,
+        )
+
+    def categories(self) -> list[str]:
+        """The categories of the champion's index (whose activity a request may read).
+
+        Raises:
+            ServiceUnavailableError: no champion is loaded.
+        """
+        _, index = self._champion()
+        return index.categories
+
+    def _champion(self) -> tuple[LoadedModel, InteractionIndex]:
         model = self._runtime.snapshot().get("champion")
         index = None if model is None else self._indexes.get(model.version)
         if model is None or index is None:
             raise ServiceUnavailableError(f"ranker {self.name!r} has no champion loaded")
-        return recommend(model, index, user, k=k, exclude=exclude, session=session, history=history)
+        return model, index

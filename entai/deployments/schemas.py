@@ -313,6 +313,10 @@ class RecommendResponse(BaseModel):
             application's ``ranker_recent_views``) or ``index`` (the ranker's
             interaction index: no store read configured, no list stored for the user,
             or a fallback).
+        category_activity_source: Where the user's activity per category (their top
+            categories and category features) came from: ``store`` (the application's
+            ``ranker_category_activity``) or ``index`` (no store read configured, no
+            value stored for the user, or a fallback).
         fallback: Set when the online store was to be read and did not answer:
             ``timeout``, ``unavailable``, ``breaker_open`` or ``invalid_value``; the
             items then come from the index (and the context).
@@ -323,6 +327,7 @@ class RecommendResponse(BaseModel):
     items: list[RecommendedItem]
     request_id: str
     recent_views_source: Literal["store", "index"] = "index"
+    category_activity_source: Literal["store", "index"] = "index"
     fallback: str | None = None
 
 

@@ -5,7 +5,7 @@ approver's, and what that champion answers when called directly (no Serve)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -42,9 +42,11 @@ class GatedRanker:
         exclude: Sequence[int] = (),
         session: Sequence[int] = (),
         history: Sequence[int] | None = None,
+        activity: Mapping[str, float] | None = None,
     ) -> Recommendation:
-        """What the champion answers ``user``, scored in this process (``history``: the
-        user's views from the online store, in place of the index's)."""
+        """What the champion answers ``user``, scored in this process (``history`` and
+        ``activity``: the user's views and category activity from the online store, in
+        place of the index's)."""
         from entai.deployments.model_runtime import xgboost_model
         from entai.deployments.recommend import recommend
 
@@ -57,6 +59,7 @@ class GatedRanker:
             exclude=exclude,
             session=session,
             history=history,
+            activity=activity,
         )
 
 

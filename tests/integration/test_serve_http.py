@@ -170,6 +170,7 @@ def deploy_platform(
     settings_overrides: dict[str, Any] | None = None,
     ranker_model: str | None = None,
     ranker_recent_views: str | None = None,
+    ranker_category_activity: str | None = None,
     before_serve: Callable[[Any, Any, ModelTokens], None] | None = None,
 ) -> Platform:
     """Start governance, shards, registry (3 versions) and the Serve app on ``port``.
@@ -182,7 +183,8 @@ def deploy_platform(
     (e.g. ``observability``, ``streams``, ``mlflow``, ``online_store``, ``monitoring``).
     ``before_serve(settings, registry, tokens)`` runs before the app starts (e.g. to
     register and promote a ranker); ``ranker_model`` then serves ``/v1/recommend``,
-    reading users' recent views online from ``ranker_recent_views`` when given.
+    reading users' recent views online from ``ranker_recent_views`` and their category
+    activity from ``ranker_category_activity`` when given.
 
     Versions are registered with an ``ml-engineer`` token; ``champion`` is gated (a
     permissive policy: no metric floor, no card, but four-eyes and not worse than the
@@ -267,6 +269,7 @@ def deploy_platform(
         event_contracts={"events": "entai.demo.contracts:EVENTS_CONTRACT"},
         ranker_model=ranker_model,
         ranker_recent_views=ranker_recent_views,
+        ranker_category_activity=ranker_category_activity,
     )
     app_name = f"entai-{port}"
     serve.run(build_app(args), name=app_name, route_prefix="/")

@@ -6,9 +6,14 @@ registered and promoted through the registry's gates; the Serve app of
 :mod:`test_serve_http` then serves it next to the propensity model on port 8131, and
 over gRPC on 9131 (``EntaiInference/Recommend``, through a client compiled from
 entai.proto, :mod:`grpc_client`), where it must answer what HTTP answers. The app reads
-users' recent views from the online store (``ranker_recent_views``): one user,
-:data:`STORED_USER`, has a list stored there, which the service ranks with in place of
-the index's views; the others have none and are answered from the index.
+users' recent views and category activity from the online store
+(``ranker_recent_views``, ``ranker_category_activity``): one user, :data:`STORED_USER`,
+has both stored there, which the service ranks with in place of the index's; the others
+have none and are answered from the index.
+
+The online store is a Redis server of the module's own (:class:`owned_redis.OwnedRedis`),
+so that a test can kill it: recommendations then still answer 200, from the index,
+saying they fell back, and read the store again once it is back.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import pyarrow.parquet as pq
 import pytest
 from credentials import service_of
 from gated_ranker import WORLD, GatedRanker, train_gated_ranker
+from owned_redis import OwnedRedis
 from test_serve_http import (
     ModelTokens,
     Platform,
@@ -43,6 +49,7 @@ RANKER = "test_ranker"
 PORT = 8131
 GRPC_TARGET = "127.0.0.1:9131"
 RECENT = "user_recent_views:recent_product_ids"
+ACTIVITY = "product_category_affinity:category_activity_30d"
 STORED_USER = 77
 trained_ranker: dict[str, Any] = {}
 
@@ -55,6 +62,7 @@ def _train_and_promote(settings: Any, registry: Any, tokens: ModelTokens) -> Non
     (move,) = Services.of(settings).registry().call(ModelRegistry.alias_history, RANKER)
     trained_ranker.update(ranker=ranker, promotion=move)
     trained_ranker["stored"] = _store_recent_views(settings, ranker)
+    trained_ranker["activity"] = _store_activity(settings, ranker, trained_ranker["stored"])
 
 
 def _store_recent_views(settings: Any, ranker: GatedRanker) -> list[int]:
@@ -91,19 +99,68 @@ def _store_recent_views(settings: Any, ranker: GatedRanker) -> list[int]:
     return [int(i) for i in ids[start : start + 3]]
 
 
+def _store_activity(settings: Any, ranker: GatedRanker, views: list[int]) -> dict[str, float]:
+    """Write STORED_USER's ``product_category_affinity`` online for every category of
+    the index: all of their activity in the first category (by name) that changes the
+    champion's answer, with the stored views, in place of the index's activity."""
+    from datetime import UTC, datetime
+
+    from entai.actors.features import OnlineFeatureClient
+    from entai.actors.services import Services
+    from entai.shared.features import FeatureRow, entity_key
+
+    categories = ranker.trained.index.categories
+    without = ranker.local(STORED_USER, history=views).items
+    top = next(
+        c
+        for c in categories
+        if ranker.local(STORED_USER, history=views, activity={c: 4.0}).items != without
+    )
+    activity = {c: 4.0 if c == top else 0.0 for c in categories}
+    now = datetime.now(UTC)
+    rows = [
+        FeatureRow(
+            "product_category_affinity",
+            entity_key({"user_id": STORED_USER, "category": c}),
+            {"category_share_30d": float(c == top), "category_activity_30d": value},
+            now,
+            now,
+        )
+        for c, value in activity.items()
+    ]
+    shards = Services.of(settings).shards()
+    OnlineFeatureClient(shards, credential=service_of(settings)).write(rows)
+    return activity
+
+
 def _ranker() -> GatedRanker:
     ranker: GatedRanker = trained_ranker["ranker"]
     return ranker
 
 
 @pytest.fixture(scope="module")
-def platform(ray_cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OwnedRedis]:
+    """The platform's online store: a Redis server this module starts and may kill."""
+    server = OwnedRedis(tmp_path_factory.mktemp("online-redis"))
+    server.start()
+    yield server
+    server.kill()
+
+
+@pytest.fixture(scope="module")
+def platform(
+    ray_cluster: Any, tmp_path_factory: pytest.TempPathFactory, store: OwnedRedis
+) -> Iterator[Platform]:
     deployed = deploy_platform(
         tmp_path_factory.mktemp("serve-recommend"),
         port=PORT,
         grpc_port=int(GRPC_TARGET.rpartition(":")[2]),
         ranker_model=RANKER,
         ranker_recent_views=RECENT,
+        ranker_category_activity=ACTIVITY,
+        # a dead store costs at most 1 s per request, then nothing for 2 s
+        serve_settings={"online_read_timeout_s": 1.0, "breaker_open_s": 2.0},
+        settings_overrides={"online_store": {"type": "redis", "num_shards": 1, "url": store.url}},
         before_serve=_train_and_promote,
     )
     yield deployed
@@ -145,22 +202,26 @@ def test_recommendations_are_the_champion_ranking_the_candidates(
         assert [i["item_id"] for i in body["items"]] == expected.items
         assert [i["score"] for i in body["items"]] == pytest.approx(expected.scores, rel=1e-6)
         assert answer.headers["x-request-id"] == body["request_id"]
-        # nothing stored online for them: their views come from the index
+        # nothing stored online for them: their views and activity come from the index
         assert (body["recent_views_source"], body["fallback"]) == ("index", None)
+        assert body["category_activity_source"] == "index"
 
 
-def test_a_users_views_in_the_online_store_replace_the_index_s(
+def test_a_users_views_and_activity_in_the_online_store_replace_the_index_s(
     platform: Platform, client: httpx.Client
 ) -> None:
     stored: list[int] = trained_ranker["stored"]
+    activity: dict[str, float] = trained_ranker["activity"]
     answer = client.post(
         f"/v1/recommend/{RANKER}", json={"user_id": STORED_USER}, headers=platform.headers()
     )
     assert answer.status_code == 200, answer.text
     body = answer.json()
     assert (body["recent_views_source"], body["fallback"]) == ("store", None)
+    assert body["category_activity_source"] == "store"
     got = [i["item_id"] for i in body["items"]]
-    assert got == _ranker().local(STORED_USER, history=stored).items
+    assert got == _ranker().local(STORED_USER, history=stored, activity=activity).items
+    assert got != _ranker().local(STORED_USER, history=stored).items  # the index's activity
     assert got != _ranker().local(STORED_USER).items  # the index's answer
     # the session's views go first; a stored view the context names counts once
     context = [stored[0], 5]
@@ -170,7 +231,10 @@ def test_a_users_views_in_the_online_store_replace_the_index_s(
         headers=platform.headers(),
     ).json()
     assert [i["item_id"] for i in with_context["items"]] == _ranker().local(
-        STORED_USER, session=context, history=merge_recent_views(context, stored)
+        STORED_USER,
+        session=context,
+        history=merge_recent_views(context, stored),
+        activity=activity,
     ).items
 
 
@@ -259,6 +323,55 @@ def test_impressions_are_logged_and_feedback_is_taken_by_request_and_item(
     assert judged["precision"] is not None and judged["ndcg"] is not None
 
 
+# --- the online store stops -------------------------------------------------------------
+
+
+def _ask(platform: Platform, client: httpx.Client) -> dict[str, Any]:
+    answer = client.post(
+        f"/v1/recommend/{RANKER}", json={"user_id": STORED_USER}, headers=platform.headers()
+    )
+    assert answer.status_code == 200, answer.text
+    body: dict[str, Any] = answer.json()
+    return body
+
+
+def test_with_the_online_store_killed_recommendations_fall_back_to_the_index_then_recover(
+    platform: Platform, client: httpx.Client, store: OwnedRedis
+) -> None:
+    stored = _ranker().local(
+        STORED_USER, history=trained_ranker["stored"], activity=trained_ranker["activity"]
+    )
+    index = _ranker().local(STORED_USER)
+    assert stored.items != index.items
+    assert [i["item_id"] for i in _ask(platform, client)["items"]] == stored.items
+    store.kill()
+    try:
+        assert not store.answers()
+        reasons = []
+        for _ in range(8):  # past the breaker's 5 failures in a row
+            body = _ask(platform, client)
+            assert [i["item_id"] for i in body["items"]] == index.items
+            assert (body["recent_views_source"], body["category_activity_source"]) == (
+                "index",
+                "index",
+            )
+            assert body["version"] == _ranker().version
+            reasons.append(body["fallback"])
+        assert set(reasons) <= {"unavailable", "timeout", "breaker_open"}, reasons
+        assert reasons[0] in {"unavailable", "timeout"}
+        assert reasons[-1] == "breaker_open"  # no more waiting on a dead store
+    finally:
+        store.start()  # the same port, the same data (append-only file)
+    deadline = time.monotonic() + 60
+    body = _ask(platform, client)
+    while body["fallback"] is not None and time.monotonic() < deadline:
+        time.sleep(0.5)  # the breaker probes again after breaker_open_s
+        body = _ask(platform, client)
+    assert (body["fallback"], body["recent_views_source"]) == (None, "store"), body
+    assert body["category_activity_source"] == "store"
+    assert [i["item_id"] for i in body["items"]] == stored.items
+
+
 # --- the same over gRPC: EntaiInference/Recommend -------------------------------------
 
 
@@ -318,8 +431,10 @@ def test_grpc_recommendations_equal_the_http_answers_and_log_their_impressions(
         assert not {int(i["item_id"]) for i in got["items"]} & set(body.get("exclude", []))
         assert got["request_id"] == answer["trailing"]["request_id"] != expected["request_id"]
         assert got["recent_views_source"] == expected["recent_views_source"]
+        assert got["category_activity_source"] == expected["category_activity_source"]
         assert "fallback" not in got and expected["fallback"] is None
     assert answers[-1]["response"]["recent_views_source"] == "store"
+    assert answers[-1]["response"]["category_activity_source"] == "store"
     rid = answers[1]["response"]["request_id"]
     rows = _impressions(platform, rid)
     assert [int(r["item_id"]) for r in rows] == [

@@ -7,8 +7,6 @@ import pandas as pd
 
 from entai.demo.features import (
     RECENT_VIEWS,
-    _groups,
-    _window_sums,
     product_category_affinity,
     product_popularity,
     user_category_transform,
@@ -16,7 +14,7 @@ from entai.demo.features import (
     user_transform,
 )
 from entai.demo.generator import CATEGORIES, EcommerceWorld, WorldConfig
-from entai.shared.features import compute_view
+from entai.shared.features import compute_view, trailing_window_sums, window_groups
 
 
 def _events(rows: list[tuple[int, str, str, str]]) -> pd.DataFrame:
@@ -113,7 +111,7 @@ def test_recent_views_keep_the_last_ten_views_most_recent_first() -> None:
     assert _row(out, user_id=2, product_id=8)["recent_product_ids"] == [8]
 
 
-def test_category_affinity_is_the_share_of_the_trailing_30_days() -> None:
+def test_category_affinity_is_the_weighted_share_of_the_trailing_30_days() -> None:
     events = _stream_events(
         [
             (1, 1, "books", "view", "2026-01-01 10:00+00:00"),
@@ -125,8 +123,9 @@ def test_category_affinity_is_the_share_of_the_trailing_30_days() -> None:
     out = compute_view(product_category_affinity, events)
     assert len(out) == 4 * len(CATEGORIES)
     at = "2026-01-31 10:00+00:00"
-    assert _row(out, user_id=1, category="books", event_timestamp=at)["category_share_30d"] == 0.5
-    assert _row(out, user_id=1, category="toys", event_timestamp=at)["category_events_30d"] == 1
+    books = _row(out, user_id=1, category="books", event_timestamp=at)
+    assert (books["category_activity_30d"], books["category_share_30d"]) == (2, 2 / 3)  # a cart
+    assert _row(out, user_id=1, category="toys", event_timestamp=at)["category_activity_30d"] == 1
     assert _row(out, user_id=1, category="home", event_timestamp=at)["category_share_30d"] == 0
     shares = out.groupby(["user_id", "event_timestamp"])["category_share_30d"].sum()
     assert (shares == 1.0).all()
@@ -195,16 +194,18 @@ def test_window_sums_equal_grouped_rolling_on_ties_disorder_and_window_edges() -
                 .sum()
                 .to_numpy()
             )
-            got = _window_sums(
-                _groups(ordered, keys),
+            got = trailing_window_sums(
+                window_groups(ordered, keys),
                 ordered["ts"],
                 ordered[["x", "y"]].to_numpy(),
                 pd.Timedelta(window),
             )
             np.testing.assert_allclose(got, want, rtol=0, atol=1e-9)
             assert (got[:, 0] == want[:, 0]).all()  # counts exactly
-    one = _window_sums(np.zeros(1, np.int64), frame["ts"][:1], np.ones((1, 1)), pd.Timedelta("1D"))
+    one = trailing_window_sums(
+        np.zeros(1, np.int64), frame["ts"][:1], np.ones((1, 1)), pd.Timedelta("1D")
+    )
     assert one.tolist() == [[1.0]]
-    assert _window_sums(
+    assert trailing_window_sums(
         np.zeros(0, np.int64), frame["ts"][:0], np.ones((0, 2)), pd.Timedelta("1D")
     ).shape == (0, 2)

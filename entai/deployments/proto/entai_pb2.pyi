@@ -235,17 +235,19 @@ class RecommendedItem(_message.Message):
     def __init__(self, item_id: _Optional[int] = ..., score: _Optional[float] = ...) -> None: ...
 
 class RecommendResponse(_message.Message):
-    __slots__ = ("model", "version", "items", "request_id", "recent_views_source", "fallback")
+    __slots__ = ("model", "version", "items", "request_id", "recent_views_source", "fallback", "category_activity_source")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     ITEMS_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     RECENT_VIEWS_SOURCE_FIELD_NUMBER: _ClassVar[int]
     FALLBACK_FIELD_NUMBER: _ClassVar[int]
+    CATEGORY_ACTIVITY_SOURCE_FIELD_NUMBER: _ClassVar[int]
     model: str
     version: int
     items: _containers.RepeatedCompositeFieldContainer[RecommendedItem]
     request_id: str
     recent_views_source: str
     fallback: str
-    def __init__(self, model: _Optional[str] = ..., version: _Optional[int] = ..., items: _Optional[_Iterable[_Union[RecommendedItem, _Mapping]]] = ..., request_id: _Optional[str] = ..., recent_views_source: _Optional[str] = ..., fallback: _Optional[str] = ...) -> None: ...
+    category_activity_source: str
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[int] = ..., items: _Optional[_Iterable[_Union[RecommendedItem, _Mapping]]] = ..., request_id: _Optional[str] = ..., recent_views_source: _Optional[str] = ..., fallback: _Optional[str] = ..., category_activity_source: _Optional[str] = ...) -> None: ...

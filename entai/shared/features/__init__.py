@@ -68,6 +68,10 @@ from entai.shared.features._values import (
     list_cells,
     list_column,
 )
+from entai.shared.features._windows import (
+    trailing_window_sums,
+    window_groups,
+)
 
 __all__ = [
     "CREATED_TIMESTAMP",
@@ -118,4 +122,6 @@ __all__ = [
     "tombstone_id",
     "tombstone_ids",
     "tombstoned",
+    "trailing_window_sums",
+    "window_groups",
 ]

@@ -7,6 +7,12 @@ monitoring (precision, recall and NDCG at k).
 
 from __future__ import annotations
 
+from entai.shared.recommend._affinity import (
+    AFFINITY_WINDOW,
+    EVENT_WEIGHTS,
+    category_activity,
+    category_shares,
+)
 from entai.shared.recommend._examples import (
     RankingExamples,
     evaluate_ranking,
@@ -14,7 +20,6 @@ from entai.shared.recommend._examples import (
     ranking_examples,
 )
 from entai.shared.recommend._index import (
-    EVENT_WEIGHTS,
     INDEX_ARTIFACT,
     RANKING_FEATURES,
     CandidatePolicy,
@@ -39,6 +44,7 @@ from entai.shared.recommend._monitoring import (
 )
 
 __all__ = [
+    "AFFINITY_WINDOW",
     "EVENT_WEIGHTS",
     "INDEX_ARTIFACT",
     "INTERACTION_GAINS",
@@ -49,6 +55,8 @@ __all__ = [
     "RankingExamples",
     "RankingMetrics",
     "RankingWindow",
+    "category_activity",
+    "category_shares",
     "check_ranking_logs",
     "evaluate_ranking",
     "mean_ranking_metrics",

@@ -24,8 +24,8 @@ import numpy as np
 import pandas as pd
 
 from entai.shared.core import InvalidInputError
+from entai.shared.recommend._affinity import EVENT_WEIGHTS
 from entai.shared.recommend._index import (
-    EVENT_WEIGHTS,
     RANKING_FEATURES,
     CandidatePolicy,
     IndexPolicy,

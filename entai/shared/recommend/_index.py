@@ -8,7 +8,9 @@ an index built at a training cutoff sees exactly what serving would have seen th
 - each item's popularity (weighted interactions over a trailing window) and, per
   category, the items by popularity;
 - co-views: items viewed by the same user on the same UTC day, strongest first;
-- each user's most recent views and activity per category.
+- each user's most recent views and activity per category (the trailing 30 days as
+  of their last event before the instant: :func:`category_activity`, the definition
+  the stream feature of a user's category activity shares).
 
 Candidates for a user are the popular items of the user's top categories plus the
 items co-viewed with the user's recent views (:meth:`InteractionIndex.candidates`);
@@ -20,6 +22,9 @@ When the feature store serves a list feature of the user's recent views, a reque
 can pass it as ``history``: it then stands in for the index's ``user_recent`` of that
 user (it is fresher, and counting both would count the same views twice);
 :func:`merge_recent_views` puts the caller's own session views in front of it.
+Likewise the user's category activity, when the store serves it (same definition,
+:func:`category_activity`), can be passed as ``activity``: it stands in for the
+index's ``user_categories`` of that user, in the top categories and the features.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ import numpy as np
 import pandas as pd
 
 from entai.shared.core import InvalidInputError
+from entai.shared.recommend._affinity import EVENT_WEIGHTS, category_activity
 
 __all__ = [
     "EVENT_WEIGHTS",
@@ -44,9 +50,6 @@ __all__ = [
     "InteractionIndex",
     "merge_recent_views",
 ]
-
-EVENT_WEIGHTS: Mapping[str, float] = {"view": 1.0, "cart": 2.0, "purchase": 3.0}
-"""How much one event of each type counts towards popularity and category activity."""
 
 INDEX_ARTIFACT = "interaction_index.json"
 """Where a ranker's training run keeps the index its serving replicas load."""
@@ -111,7 +114,9 @@ class InteractionIndex:
             items without interactions follow, by id).
         co_views: Per item, ``[(other item, co-view count)]`` strongest first.
         user_recent: Per user, recently viewed items, most recent first (repeats kept).
-        user_categories: Per user, weighted activity per category (all history).
+        user_categories: Per user, activity per category as of the user's last event
+            before ``as_of`` (:func:`~entai.shared.recommend.category_activity`);
+            categories without activity are left out.
     """
 
     as_of: datetime
@@ -125,6 +130,8 @@ class InteractionIndex:
     _rank_in_category: dict[int, float] = field(init=False, repr=False)
     _popular: list[int] = field(init=False, repr=False)
     _category_order: list[str] = field(init=False, repr=False)
+    categories: list[str] = field(init=False, repr=False)
+    """The catalogue's categories, by name."""
 
     def __post_init__(self) -> None:
         self._rank_in_category = {
@@ -139,6 +146,7 @@ class InteractionIndex:
         for item, pop in self.item_popularity.items():
             totals[self.item_category[item]] += pop
         self._category_order = sorted(totals, key=lambda c: (-totals[c], c))
+        self.categories = sorted(self.category_items)
 
     @classmethod
     def from_events(
@@ -185,10 +193,14 @@ class InteractionIndex:
         category_items: dict[str, list[int]] = {}
         for item in sorted(item_category, key=lambda i: (-item_popularity.get(i, 0.0), i)):
             category_items.setdefault(item_category[item], []).append(item)
-        per_user_cat = weight.groupby([past["user_id"], category]).sum()
+        names = sorted(set(item_category.values()))
+        activity = category_activity(past.assign(category=category), names)
+        last = activity.drop_duplicates(subset="user_id", keep="last")
         user_categories: dict[int, dict[str, float]] = {}
-        for (user, cat), w in per_user_cat.items():
-            user_categories.setdefault(int(user), {})[str(cat)] = float(w)
+        for user, row in zip(last["user_id"], last[names].to_numpy(), strict=True):
+            user_categories[int(user)] = {
+                c: float(w) for c, w in zip(names, row, strict=True) if w > 0
+            }
         views = past[past["event_type"] == "view"]
         return cls(
             as_of=as_of,
@@ -212,11 +224,19 @@ class InteractionIndex:
         skip = set(exclude)
         return [i for i in self._popular if i not in skip][:k]
 
-    def top_categories(self, user: int, n: int) -> list[str]:
-        """The user's ``n`` most active categories, completed by overall popularity."""
-        mine = self.user_categories.get(user, {})
-        ranked = sorted(mine, key=lambda c: (-mine[c], c))
-        ranked += [c for c in self._category_order if c not in mine]
+    def activity(self, user: int, fresh: Mapping[str, float] | None = None) -> Mapping[str, float]:
+        """The user's activity per category: ``fresh`` (from a fresher source, e.g. the
+        online store) when it is given, else the index's."""
+        return self.user_categories.get(user, {}) if fresh is None else fresh
+
+    def top_categories(
+        self, user: int, n: int, *, activity: Mapping[str, float] | None = None
+    ) -> list[str]:
+        """The user's ``n`` most active categories, completed by overall popularity
+        (``activity``: see :meth:`activity`; categories without activity do not count)."""
+        mine = self.activity(user, activity)
+        ranked = sorted((c for c in mine if mine[c] > 0), key=lambda c: (-mine[c], c))
+        ranked += [c for c in self._category_order if c not in ranked]
         return ranked[:n]
 
     def recent(
@@ -237,18 +257,20 @@ class InteractionIndex:
         exclude: Iterable[int] = (),
         session: Sequence[int] = (),
         history: Sequence[int] | None = None,
+        activity: Mapping[str, float] | None = None,
     ) -> list[int]:
         """Popular items of the user's top categories, then items co-viewed with recent views.
 
         Each item appears once, in the order first found; excluded items never.
         A user without history gets the popular items of the most popular categories.
         ``session`` views (newest first) count as the most recent views; ``history``
-        (see :meth:`recent`) replaces the indexed ones.
+        (see :meth:`recent`) replaces the indexed ones, ``activity`` (see
+        :meth:`activity`) the indexed category activity.
         """
         policy = policy or CandidatePolicy()
         skip = set(exclude)
         found: dict[int, None] = {}
-        for cat in self.top_categories(user, policy.top_categories):
+        for cat in self.top_categories(user, policy.top_categories, activity=activity):
             taken = 0
             for item in self.category_items.get(cat, ()):
                 if taken == policy.per_category:
@@ -275,14 +297,16 @@ class InteractionIndex:
         *,
         session: Sequence[int] = (),
         history: Sequence[int] | None = None,
+        activity: Mapping[str, float] | None = None,
     ) -> np.ndarray:
         """One row of :data:`RANKING_FEATURES` per item, for ``user`` (and ``session``
-        views; ``history`` replaces the indexed views, see :meth:`recent`).
+        views; ``history`` replaces the indexed views, see :meth:`recent`; ``activity``
+        the indexed category activity, see :meth:`activity`).
 
         Raises:
             InvalidInputError: an item that is not in the catalogue.
         """
-        mine = self.user_categories.get(user, {})
+        mine = self.activity(user, activity)
         total = sum(mine.values())
         recent_counts = Counter(self.recent(user, session, history=history))
         co_score: dict[int, float] = {}
