@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Self
@@ -968,17 +969,26 @@ def resolve_hmac_key(settings: EntaiSettings) -> bytes:
 
 
 def _embedded_key(path: Path, what: str) -> bytes:
-    """The random key kept in ``path`` (mode 0600), created on first use."""
+    """The random key kept in ``path`` (mode 0600), created on first use.
+
+    The key is written whole to a temporary file first, then linked to ``path``: a
+    process that finds the file (services starting together on a new home) reads the
+    whole key, never a file created and not yet written.
+    """
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
+        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")  # 0600
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:  # another process created it first: use theirs
-            pass
-        else:
             with os.fdopen(fd, "w") as handle:
                 handle.write(secrets.token_hex(32))
-            logger.info(f"created the embedded {what} file", extra={"path": str(path)})
+            try:
+                os.link(temporary, path)  # atomic, and only where none exists yet
+            except FileExistsError:  # another process created it first: use theirs
+                pass
+            else:
+                logger.info(f"created the embedded {what} file", extra={"path": str(path)})
+        finally:
+            Path(temporary).unlink()
     return path.read_bytes().strip()
 
 

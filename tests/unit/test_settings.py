@@ -6,10 +6,12 @@ import pytest
 
 from entai.shared.core import ConfigError
 from entai.shared.settings import (
+    EntaiSettings,
     MemoryOnlineStoreSettings,
     RedisOnlineStoreSettings,
     SqliteOnlineStoreSettings,
     load_settings,
+    resolve_service_secret,
 )
 
 
@@ -161,3 +163,26 @@ def test_production_checks_auth_key_length_dashboard_and_tls_note(
     for name in ("RAY_TLS_SERVER_CERT", "RAY_TLS_SERVER_KEY", "RAY_TLS_CA_CERT"):
         monkeypatch.setenv(name, f"/etc/ray/tls/{name}")
     behind_tls.check_secure()
+
+
+def test_processes_creating_the_embedded_secret_at_once_all_read_the_whole_key(
+    tmp_path: Path,
+) -> None:
+    """Shards and governance start together on a new home: each may find the file
+    missing, and none may read it before its key is written."""
+    from concurrent.futures import ThreadPoolExecutor
+    from threading import Barrier
+
+    for attempt in range(30):
+        settings = EntaiSettings(home=tmp_path / f"home-{attempt}")
+        barrier = Barrier(8)
+
+        def resolve(settings: EntaiSettings, barrier: Barrier) -> bytes:
+            barrier.wait()
+            return resolve_service_secret(settings)
+
+        with ThreadPoolExecutor(8) as pool:
+            keys = list(pool.map(resolve, [settings] * 8, [barrier] * 8))
+        assert len(set(keys)) == 1 and len(keys[0]) == 64, (attempt, keys)
+        assert (settings.home / "service_secret").stat().st_mode & 0o777 == 0o600
+        assert [p.name for p in settings.home.iterdir()] == ["service_secret"]  # no temporaries
