@@ -5,9 +5,10 @@ For every HTTP request except the public paths (``/healthz`` and the API docs),
 header and the peer address first; a refusal (401, 429, 503) is answered here, in the
 error envelope, without a single ``receive``: Serve's proxy hands the body to a
 replica only when the replica asks for it, so a refused body never reaches the
-replica. Then the body limit: a ``Content-Length`` over it is refused with 413 at once;
-a body without one (chunked) is counted as it streams in and refused with 413 as soon
-as it passes the limit, the application seeing a client disconnect (its own answer,
+replica. Then the body limit: a ``Content-Length`` over it is refused with 413 at once
+(one within it passes untouched: the server frames the body by it, so no more can
+arrive); a body without one (chunked) is counted as it streams in and refused with 413
+as soon as it passes the limit, the application seeing a client disconnect (its own answer,
 or its error, is dropped). A refusal of a request whose unread body is large (over
 :data:`DRAIN_BYTES`, or chunked) closes the connection, so the server does not drain
 it; a small one keeps the connection, as a new one would cost more than the drain.
@@ -180,9 +181,15 @@ class EdgeMiddleware:
             scope.setdefault("state", {})["principal"] = principal.name
         limit = policy.max_body_bytes
         declared = _header(scope, b"content-length")
-        if declared is not None and declared.strip().isdigit() and int(declared) > limit:
-            await _refuse(send, _too_large(limit), close=True)
-            return
+        if declared is not None and declared.strip().isdigit():
+            if int(declared) > limit:
+                await _refuse(send, _too_large(limit), close=True)
+                return
+            if _header(scope, b"transfer-encoding") is None:
+                # The server frames the body by its Content-Length: no more than the
+                # declared bytes can arrive, so there is nothing to count.
+                await self.app(scope, receive, send)
+                return
         await _BoundedBody(self.app, limit)(scope, receive, send)
 
 

@@ -31,6 +31,7 @@ from entai.shared.core import InvalidInputError, ModelOutputInvalidError, NotFou
 from entai.shared.models import (
     Attribution,
     Background,
+    CompiledTrees,
     Explainer,
     TreeShapExplainer,
     explainer_for,
@@ -43,6 +44,7 @@ from entai.shared.monitoring import (
 )
 
 __all__ = [
+    "COMPILED_MAX_ROWS",
     "ActorAliasWatcher",
     "AliasWatcher",
     "LoadedModel",
@@ -56,6 +58,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 Loader = Callable[[str, int], "LoadedModel"]
+
+COMPILED_MAX_ROWS = 32
+"""Largest request scored by the compiled trees; XGBoost's own batching wins above it."""
 VersionsHook = Callable[[Mapping[str, int]], None]
 
 _BACKGROUND_ROWS = 50
@@ -225,12 +230,17 @@ def xgboost_model(version: int, booster: Any) -> LoadedModel:
     """An XGBoost ``Booster`` as a LoadedModel: in-place prediction on float32 rows.
 
     The column count is checked here, once per call, instead of by XGBoost (which asks
-    its library for the model's feature count on every prediction).
+    its library for the model's feature count on every prediction). A request of at most
+    :data:`COMPILED_MAX_ROWS` rows is scored by the booster's trees compiled to numpy
+    (:class:`~entai.shared.models.CompiledTrees`, a quarter of ``inplace_predict``'s
+    CPU for one row) when they compile; larger ones, and boosters that do not compile,
+    by XGBoost.
 
     Raises:
         InvalidInputError: (from ``predict``) rows with another number of columns.
     """
     expected = int(booster.num_features())
+    compiled = CompiledTrees.of(booster)
 
     def predict(matrix: np.ndarray) -> np.ndarray:
         if matrix.shape[1] != expected:
@@ -239,6 +249,8 @@ def xgboost_model(version: int, booster: Any) -> LoadedModel:
                 details={"field": "request_features", "expected": expected},
             )
         rows = matrix.astype(np.float32)
+        if compiled is not None and rows.shape[0] <= COMPILED_MAX_ROWS:
+            return compiled.predict(rows)
         return np.asarray(booster.inplace_predict(rows, validate_features=False))
 
     names = tuple(booster.feature_names or ())

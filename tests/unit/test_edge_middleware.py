@@ -188,6 +188,31 @@ def test_bodies_within_the_limit_reach_the_app_whole() -> None:
     assert seen == [1024, 1000]
 
 
+def test_a_declared_body_within_the_limit_passes_without_counting() -> None:
+    handed: list[tuple[Any, Any]] = []
+
+    async def inner(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        handed.append((receive, send))
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    edge = EdgeMiddleware(inner, policy_of=lambda scope: EdgePolicy(Gate(), LIMIT))
+    declared = call(edge, "/v1/echo", headers={"authorization": GOOD, "content-length": "10"})
+    assert declared.status == 204
+    assert handed[0] == (declared.receive, declared.send)  # the server's own, unwrapped
+    both = {"authorization": GOOD, "content-length": "10", "transfer-encoding": "chunked"}
+    chunked = call(edge, "/v1/echo", headers=both)
+    assert handed[1] != (chunked.receive, chunked.send)  # chunked framing wins: counted
+
+
+def test_a_chunked_body_that_also_declares_a_small_length_is_still_cut_off() -> None:
+    app, seen = make_app(Gate())
+    headers = {"authorization": GOOD, "content-length": "10", "transfer-encoding": "chunked"}
+    answer = call(app, "/v1/echo", headers=headers, chunks=[b"x" * 300] * 100)
+    assert answer.status == 413
+    assert seen == []
+
+
 def test_public_paths_need_no_token_and_the_rest_all_do() -> None:
     gate = Gate()
     app, _ = make_app(gate)

@@ -58,6 +58,9 @@ def test_off_by_default_records_nothing_and_gives_no_carrier(tmp_path: Path) -> 
     with span("entai.nothing") as current:
         assert current is None
         assert trace_carrier() is None
+        with span("entai.nested", {"k": 1}) as inner:  # the shared no-op nests too
+            assert inner is None
+    assert span("entai.a") is span("entai.b")  # no object per call on the serving path
     assert not (tmp_path / "traces").exists()
 
 

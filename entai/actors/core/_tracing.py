@@ -29,7 +29,7 @@ import os
 import socket
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -186,7 +186,10 @@ def _record(s: ReadableSpan, service: str) -> SpanRecord:
     )
 
 
-@contextmanager
+_NO_SPAN: AbstractContextManager[None] = nullcontext()
+"""What :func:`span` gives when not tracing: stateless, so one serves every block."""
+
+
 def span(
     name: str,
     attributes: Mapping[str, Any] | None = None,
@@ -194,8 +197,11 @@ def span(
     parent: Mapping[str, str] | None = None,
     links: Sequence[Mapping[str, str] | None] = (),
     server: bool = False,
-) -> Iterator[Span | None]:
+) -> AbstractContextManager[Span | None]:
     """Time a block as a span, the current span inside it; None when not tracing.
+
+    Not tracing, the block gets a shared no-op context (no generator per call: the
+    serving path opens several spans per request).
 
     Args:
         name: What the block does (``entai.online.read``).
@@ -207,8 +213,21 @@ def span(
     """
     state = _state
     if state is None:
-        yield None
-        return
+        return _NO_SPAN
+    return _span(state, name, attributes, parent=parent, links=links, server=server)
+
+
+@contextmanager
+def _span(
+    state: _Tracing,
+    name: str,
+    attributes: Mapping[str, Any] | None,
+    *,
+    parent: Mapping[str, str] | None,
+    links: Sequence[Mapping[str, str] | None],
+    server: bool,
+) -> Iterator[Span | None]:
+    """:func:`span` while tracing."""
     from opentelemetry import trace
     from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 

@@ -42,6 +42,7 @@ from entai.shared.models._promotion import (
     PromotionVerdict,
     check_promotion,
 )
+from entai.shared.models._tree_predict import CompiledTrees
 
 __all__ = [
     "MISSING_GROUP",
@@ -49,6 +50,7 @@ __all__ = [
     "Attribution",
     "Background",
     "Candidate",
+    "CompiledTrees",
     "DependenceBin",
     "Disparity",
     "ExplainMethod",
