@@ -74,10 +74,6 @@ class ScoringService:
             )
         return self._workers[:count]
 
-    def workers(self) -> int:
-        """How many workers the service keeps."""
-        return len(self._workers)
-
     def ready(self) -> int:
         """Wait until every worker has started (imports done); how many there are."""
         ray.get([w.__ray_ready__.remote() for w in self._workers])
