@@ -59,6 +59,7 @@ from entai.deployments.http_errors import install_error_handlers
 from entai.deployments.model_deployment import Model
 from entai.deployments.operations import EventIntake, erase_subject, erasure_receipt
 from entai.deployments.platform import PlatformServices
+from entai.deployments.predict_route import MODEL_MAX_LENGTH, PredictRoute, install_predict
 from entai.deployments.recommend import RankerRuntime
 from entai.deployments.request_ids import RequestIdMiddleware
 from entai.deployments.routing import route_aliases
@@ -126,6 +127,9 @@ install_error_handlers(api)
 api.add_middleware(EdgeMiddleware)
 api.add_middleware(TracingMiddleware)  # the server span: around the edge, inside the id
 api.add_middleware(RequestIdMiddleware)  # added last: outermost, so refusals carry the id
+# First in the router: predict below FastAPI's routing; what it does not take goes on to
+# FastAPI's route (Ingress.predict), which the OpenAPI document describes.
+api.router.routes.insert(0, PredictRoute())
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"description": text}
@@ -209,6 +213,7 @@ class Ingress(GrpcInference):
         self._impressions.start()
         self._feedback_log = FeedbackLog(Lake(settings.lake.root))
         self._background: set[asyncio.Task[None]] = set()
+        install_predict(api, self._predict)
 
     @api.get("/healthz")
     async def healthz(self) -> dict[str, str]:
@@ -219,7 +224,7 @@ class Ingress(GrpcInference):
     async def predict(
         self,
         body: PredictRequest,
-        model: str = Path(max_length=200),
+        model: str = Path(max_length=MODEL_MAX_LENGTH),
         authorization: str | None = Header(None),
     ) -> PredictResponse:
         """Score entities: canary rows by ``challenger``, the rest by ``champion``.
@@ -227,6 +232,13 @@ class Ingress(GrpcInference):
         With ``"explain": true`` the answer also carries each row's explanation
         (as ``/v1/explain``).
         """
+        return await self._predict(body, model, authorization)
+
+    async def _predict(
+        self, body: PredictRequest, model: str, authorization: str | None
+    ) -> PredictResponse:
+        """The predict route's work, whichever route took the request
+        (:mod:`entai.deployments.predict_route`)."""
         started = time.perf_counter()
         rid = request_id() or new_request_id()
         token = await self._allow_model(authorization, model)
