@@ -24,6 +24,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import chain, groupby
 from typing import Any
 
 import numpy as np
@@ -177,30 +178,37 @@ class PredictionTap:
 
 
 def _table(batches: Sequence[ServedBatch], prediction_column: str) -> pa.Table:
-    """One Arrow table for batches: ids, alias, version, features, prediction."""
+    """One Arrow table for batches: ids, alias, version, features, prediction.
+
+    A feature a batch does not have is NaN in its rows. The feature matrices of a run
+    of batches with the same columns are copied in with one assignment (a flush holds
+    thousands of one-row batches; one copy per batch and feature cost about 10 µs of
+    the serving thread's time per request).
+    """
     lengths = [len(b.predictions) for b in batches]
-    names: list[str] = []
+    position: dict[str, int] = {}
     for b in batches:
-        names.extend(n for n in b.feature_names if n not in names)
+        for n in b.feature_names:
+            position.setdefault(n, len(position))
+    values = np.full((len(position), sum(lengths)), np.nan, dtype=np.float64)
+    start = 0
+    for layout, run in groupby(batches, key=lambda b: b.feature_names):
+        matrices = [b.features for b in run]
+        block = matrices[0] if len(matrices) == 1 else np.concatenate(matrices)
+        values[[position[n] for n in layout], start : start + len(block)] = block.T
+        start += len(block)
     columns: dict[str, Any] = {
         "request_id": np.repeat([b.request_id for b in batches], lengths),
         "ts": np.repeat([b.ts for b in batches], lengths),
         "model": np.repeat([b.model for b in batches], lengths),
-        "alias": np.concatenate([np.asarray(b.aliases, dtype=object) for b in batches]),
-        "version": np.concatenate([np.asarray(b.versions, dtype=np.int64) for b in batches]),
-        "entity_key": np.concatenate([np.asarray(b.entity_keys, dtype=object) for b in batches]),
+        "alias": pa.array(chain.from_iterable(b.aliases for b in batches), pa.string()),
+        "version": np.fromiter(chain.from_iterable(b.versions for b in batches), np.int64),
+        "entity_key": pa.array(chain.from_iterable(b.entity_keys for b in batches), pa.string()),
     }
-    for n in names:
-        columns[n] = np.concatenate(
-            [
-                b.features[:, b.feature_names.index(n)]
-                if n in b.feature_names
-                else np.full(len(b.predictions), np.nan)
-                for b in batches
-            ]
-        ).astype(np.float64)
-    columns[prediction_column] = np.concatenate(
-        [np.asarray(b.predictions, dtype=np.float64) for b in batches]
+    for n, i in position.items():
+        columns[n] = values[i]
+    columns[prediction_column] = np.fromiter(
+        chain.from_iterable(b.predictions for b in batches), np.float64
     )
     return pa.table(columns)
 

@@ -92,3 +92,53 @@ def test_serve_config_args_build_the_typed_app_args() -> None:
     assert args.score_in_ingress
     assert all(d.autoscaling_config for d in deployments.values())
     assert schema.http_options.host == "127.0.0.1"
+
+
+def test_a_flush_of_batches_with_different_columns_fills_the_missing_ones_with_nan(
+    tmp_path: Path,
+) -> None:
+    """Runs of batches with the same columns are copied together; each row keeps its
+    own values, and a feature its batch lacks is NaN (shadow rows, other layouts)."""
+    layouts = [("a", "b"), ("a", "b"), ("b", "c"), ("a", "b"), ("c",), ("c",)]
+    batches = []
+    for i, names in enumerate(layouts):
+        n = 1 + i % 3
+        batches.append(
+            ServedBatch(
+                request_id=f"r{i}",
+                model="m",
+                aliases=["shadow" if i == 3 else "champion"] * n,
+                versions=[i] * n,
+                entity_keys=[f"k{i}.{j}" for j in range(n)],
+                feature_names=names,
+                features=np.arange(len(names) * n, dtype=np.float32).reshape(n, len(names))
+                + 10 * i,
+                predictions=[i + j / 10 for j in range(n)],
+                ts=1000.0 + i,
+            )
+        )
+    expected: dict[str, list[Any]] = {
+        "request_id": [], "ts": [], "model": [], "alias": [], "version": [],
+        "entity_key": [], "a": [], "b": [], "c": [], "score": [],
+    }  # fmt: skip
+    for b in batches:
+        for j in range(len(b.predictions)):
+            for column, value in (
+                ("request_id", b.request_id), ("ts", b.ts), ("model", b.model),
+                ("alias", b.aliases[j]), ("version", b.versions[j]),
+                ("entity_key", b.entity_keys[j]), ("score", b.predictions[j]),
+            ):  # fmt: skip
+                expected[column].append(value)
+            for name in ("a", "b", "c"):
+                row = b.features[j]
+                value = float(row[b.feature_names.index(name)]) if name in b.feature_names else None
+                expected[name].append(value)
+    tap = PredictionTap(Lake(str(tmp_path)), None, prediction_column="score")
+    for b in batches:
+        tap.submit(b)
+    assert tap.flush() == sum(len(b.predictions) for b in batches)
+    (written,) = list((tmp_path / "predictions" / "model=m").rglob("*.parquet"))
+    table = pd.read_parquet(written)
+    assert list(table.columns) == list(expected)
+    got = table.astype(object).where(table.notna(), None).to_dict(orient="list")
+    assert got == expected
