@@ -127,7 +127,10 @@ class CircuitBreaker:
         """
         self.before()
         try:
-            result = await asyncio.wait_for(make(), timeout=self.timeout_s)
+            # In the caller's task: wait_for would wrap the call in a task of its own,
+            # a measurable share of a predict request's time (docs/benchmarks.md).
+            async with asyncio.timeout(self.timeout_s):
+                result = await make()
         except TimeoutError:
             self.failed()
             raise ServiceUnavailableError(
