@@ -23,6 +23,7 @@ from entai.shared.features import (
     OnlineBatch,
     OnlineStore,
     ReadRequest,
+    ReadResult,
     micros,
 )
 
@@ -302,6 +303,39 @@ def test_redis_event_loop_read_of_many_views_equals_the_reads(
     redis_store._client.script_flush()  # the event-loop path reloads the scripts too
     assert asyncio.run(redis_store.read_many_async(requests, T0)) == want
     assert asyncio.run(redis_store.read_many_async(requests[1:2], T0)) == want[1:2]
+
+
+def test_redis_event_loop_read_survives_a_connection_redis_closed(
+    redis_url: str, redis_prefix: str
+) -> None:
+    """The pooled connection is killed server-side between two reads (as a Redis
+    restart leaves it): the second read reconnects and answers, it does not fail."""
+    redis_store = RedisOnlineStore(redis_url, redis_prefix)
+    redis_store.write([row("k", 1, x=7)])
+    requests = [ReadRequest("v", ["k"], ["x"], None), ReadRequest("v", ["k", "n"], ["x"], None)]
+    want = [redis_store.read(r.view, r.keys, r.features, ttl=r.ttl, now=T0) for r in requests]
+
+    async def read_kill_read() -> list[list[ReadResult]]:
+        first = await redis_store.read_many_async(requests, T0)
+        client = redis_store._async_client()
+        pooled = await client.client_id()  # the one connection the read used and pooled
+        assert redis_store._client.client_kill_filter(_id=pooled) == 1
+        return [first, await redis_store.read_many_async(requests, T0)]
+
+    assert asyncio.run(read_kill_read()) == [want, want]
+
+
+def test_redis_reads_are_packed_as_redis_py_packs_them() -> None:
+    from redis.asyncio.connection import Connection
+
+    from entai.actors.backends._redis_store import _packed
+
+    fields = ("@e", "x", "héllo", "y")
+    key = "p:v:user_id=i:1|name=s:é"
+    hmget = (key, *fields)
+    script = ("ab12", 3, "k1", "k2", "k3", *fields)
+    assert _packed((False, hmget)) == b"".join(Connection().pack_command("HMGET", *hmget))
+    assert _packed((True, script)) == b"".join(Connection().pack_command("EVALSHA", *script))
 
 
 def _process_writer(url: str, prefix: str, seed: int) -> None:

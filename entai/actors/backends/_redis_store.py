@@ -47,7 +47,9 @@ from typing import Any, TypeVar
 
 import redis
 import redis.asyncio
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from entai.shared.core import InvalidInputError, ServiceUnavailableError
 from entai.shared.features import (
@@ -487,18 +489,12 @@ class RedisOnlineStore:
         """
         plans = [self._read_commands(r.view, r.keys, r.features) for r in requests]
         commands = [c for plan in plans for c in plan]
-        client = self._async_client()
-
-        async def run() -> list[Any]:
-            if len(commands) == 1:
-                return [await _issue(client, commands[0])]
-            async with client.pipeline(transaction=False) as pipe:
-                for command in commands:
-                    _issue(pipe, command)
-                return await pipe.execute()
-
         views = [r.view for r in requests]
-        raw = await self._call_async("read", run, views=views) if commands else []
+        raw = (
+            await self._call_async("read", lambda: self._round_trip(commands), views=views)
+            if commands
+            else []
+        )
         results: list[ReadResult] = []
         done = 0
         for request, plan in zip(requests, plans, strict=True):
@@ -506,6 +502,31 @@ class RedisOnlineStore:
             done += len(plan)
             results.append(_result(replies, request.features, request.ttl, now))
         return results
+
+    async def _round_trip(self, commands: Sequence[_Command]) -> list[Any]:
+        """The commands' replies: written at once on a pooled connection, read in order.
+
+        Below redis-py's pipeline, whose per-call work (a pipeline object, every argument
+        packed through its encoder, its retry wrapper) was about a third of a predict
+        request's read (``docs/benchmarks.md``). A connection that fails is closed. A
+        connection error is tried once more on the same connection, reconnected: the pool
+        may hold a socket Redis closed (a restart), and reads are idempotent; Redis
+        still down fails the second try at once.
+        """
+        payload = b"".join(_packed(command) for command in commands)
+        pool: Any = self._async_client().connection_pool  # redis-py leaves it untyped
+        connection = await pool.get_connection()
+        try:
+            try:
+                return await _exchange(connection, payload, len(commands))
+            except (RedisConnectionError, RedisTimeoutError):
+                await connection.disconnect()
+                return await _exchange(connection, payload, len(commands))
+        except BaseException:
+            await connection.disconnect()  # replies may be left unread on it
+            raise
+        finally:
+            await pool.release(connection)
 
     def _read_commands(
         self, view: str, keys: Sequence[str], features: Sequence[str]
@@ -571,11 +592,27 @@ class RedisOnlineStore:
 
 
 def _issue(target: Any, command: _Command) -> Any:
-    """Send (or queue, on a pipeline) a read on a sync or asyncio client or pipeline."""
+    """Send (or queue, on a pipeline) a read on a client or pipeline."""
     script, args = command
     if script:
         return target.evalsha(*args)
     return target.hmget(args[0], args[1:])
+
+
+def _packed(command: _Command) -> bytes:
+    """A read as the Redis protocol's array of bulk strings (``EVALSHA`` or ``HMGET``),
+    its arguments encoded as redis-py encodes them (text as UTF-8, integers in decimal)."""
+    script, args = command
+    parts = [b"EVALSHA" if script else b"HMGET"]
+    parts += [a if isinstance(a, bytes) else str(a).encode() for a in args]
+    head = b"*%d\r\n" % len(parts)
+    return head + b"".join(b"$%d\r\n%b\r\n" % (len(part), part) for part in parts)
+
+
+async def _exchange(connection: Any, payload: bytes, replies: int) -> list[Any]:
+    """Write ``payload`` on ``connection`` and read its ``replies`` replies, in order."""
+    await connection.send_packed_command(payload, check_health=False)
+    return [await connection.read_response() for _ in range(replies)]
 
 
 def _per_key(commands: Sequence[_Command], raw: Sequence[Any]) -> list[_Reply]:
