@@ -18,10 +18,10 @@ answers: another content type, a model name over 200 characters, another method,
 replica not yet started. That route is also what the OpenAPI document describes.
 Errors are raised as FastAPI's route raises them: ``RequestValidationError`` with the
 same ``body``-prefixed locations and messages, FastAPI's ``json_invalid`` error for a
-body that is not JSON, its 400 for one that is not UTF-8, and entai errors as they
-are. The app's exception handlers therefore answer both routes alike, and the
-middlewares (request id, tracing, edge: authentication and the body limit) run around
-both.
+body that is not JSON, its 400 for one that is not UTF-8 or a client that went away
+mid-body, and entai errors as they are. The app's exception handlers therefore answer
+both routes alike, and the middlewares (request id, tracing, edge: authentication and
+the body limit) run around both.
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ _PREFIX = PATH.removesuffix("{model}")
 _STATE_KEY = "predict_handler"
 _ANSWER = TypeAdapter(PredictResponse)
 _JSON_HEADERS = [(b"content-type", b"application/json")]
+_UNREADABLE = "There was an error parsing the body"  # FastAPI's words for a body it cannot read
 
 
 def install_predict(app: Any, handler: PredictHandler) -> None:
@@ -89,6 +90,7 @@ class PredictRoute(BaseRoute):
 
     path = PATH
     path_format = PATH
+    methods = frozenset({"POST"})  # read by Ray Serve's route patterns
     name = "predict_direct"
     include_in_schema = False
 
@@ -116,8 +118,8 @@ class PredictRoute(BaseRoute):
         handler = _handler(scope)
         assert handler is not None  # matches() checked it
         body = await _read_body(receive)
-        if body is None:
-            return  # the client went away (or the edge refused the body): nobody to answer
+        if body is None:  # the client went away (or the edge refused the body)
+            raise HTTPException(status_code=400, detail=_UNREADABLE)  # as FastAPI's route
         request = _validated(body)
         authorization = _header(scope, b"authorization")
         answer = await handler(request, scope["path_params"]["model"], authorization)
@@ -169,7 +171,7 @@ def _validated(body: bytes) -> PredictRequest:
             body=exc.doc,
         ) from exc
     except (ValueError, RecursionError) as exc:  # not UTF-8, or nested too deep
-        raise HTTPException(status_code=400, detail="There was an error parsing the body") from exc
+        raise HTTPException(status_code=400, detail=_UNREADABLE) from exc
     try:
         return PredictRequest.model_validate(decoded, from_attributes=True)
     except ValidationError as exc:

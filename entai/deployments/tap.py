@@ -193,8 +193,11 @@ def _table(batches: Sequence[ServedBatch], prediction_column: str) -> pa.Table:
     values = np.full((len(position), sum(lengths)), np.nan, dtype=np.float64)
     start = 0
     for layout, run in groupby(batches, key=lambda b: b.feature_names):
-        matrices = [b.features for b in run]
+        group = list(run)
+        matrices = [b.features for b in group]
         block = matrices[0] if len(matrices) == 1 else np.concatenate(matrices)
+        if len(block) != sum(len(b.predictions) for b in group):
+            raise ValueError("a served batch has not one feature row per prediction")
         values[[position[n] for n in layout], start : start + len(block)] = block.T
         start += len(block)
     columns: dict[str, Any] = {

@@ -108,3 +108,30 @@ def test_the_replica_breakers_come_from_the_settings() -> None:
         "online_store": "closed",
         "registry": "closed",
     }
+
+
+def test_a_cancelled_probe_frees_the_probe_slot_without_a_verdict() -> None:
+    """The caller cancelled (the client left): no failure counted, the next probe may go."""
+    clock = Clock()
+    breaker = CircuitBreaker("online_store", failures=1, open_s=5.0, timeout_s=5.0, clock=clock)
+    with pytest.raises(ServiceUnavailableError):
+        breaker.call_sync(down)
+    clock.now = 5.0  # half open: the next call is the probe
+
+    async def cancel_the_probe() -> None:
+        started = asyncio.Event()
+
+        async def hangs() -> None:
+            started.set()
+            await asyncio.Event().wait()
+
+        probe = asyncio.create_task(breaker.call(hangs))
+        await started.wait()
+        probe.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await probe
+
+    asyncio.run(cancel_the_probe())
+    assert breaker.state == BreakerState.HALF_OPEN  # not opened again by the cancel
+    assert breaker.call_sync(lambda: "ok") == "ok"  # and the slot is free for a probe
+    assert breaker.state == BreakerState.CLOSED

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -163,3 +164,37 @@ def test_the_route_is_left_out_of_the_openapi_document() -> None:
     with TestClient(_app(Replica(), direct=True)) as client:
         paths = client.get("/openapi.json").json()["paths"]
     assert list(paths[PATH]) == ["post"]
+
+
+def test_a_client_gone_mid_body_is_answered_as_fastapis_route_answers_it() -> None:
+    """A disconnect before the body is read whole: FastAPI's 400, from both routes."""
+
+    async def call(app: FastAPI) -> list[dict[str, Any]]:
+        sent: list[dict[str, Any]] = []
+        messages = iter(
+            [{"type": "http.request", "body": GOOD[:5], "more_body": True},
+             {"type": "http.disconnect"}]
+        )  # fmt: skip
+
+        async def receive() -> dict[str, Any]:
+            return next(messages)
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        headers = [(k.encode(), v.encode()) for k, v in JSON.items()]
+        scope = {
+            "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+            "method": "POST", "scheme": "http", "path": "/v1/predict/churn",
+            "raw_path": b"/v1/predict/churn", "root_path": "", "query_string": b"",
+            "headers": headers, "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 2),
+        }  # fmt: skip
+        await app(scope, receive, send)
+        return sent
+
+    fast, plain = Replica(), Replica()
+    got = asyncio.run(call(_app(fast, direct=True)))
+    expected = asyncio.run(call(_app(plain, direct=False)))
+    assert got == expected
+    assert got[0]["status"] == 400
+    assert fast.direct == fast.fallback == []
