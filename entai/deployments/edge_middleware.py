@@ -22,7 +22,7 @@ the span ``entai.authenticate`` when the replica traces.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -38,6 +38,8 @@ __all__ = [
     "EdgeMiddleware",
     "EdgePolicy",
     "install_edge",
+    "route_path",
+    "scope_header",
 ]
 
 PUBLIC_PATHS = frozenset({"/healthz", "/docs", "/docs/oauth2-redirect", "/openapi.json", "/redoc"})
@@ -85,14 +87,16 @@ def _policy_on_app(scope: Scope) -> EdgePolicy | None:
     return policy if isinstance(policy, EdgePolicy) else None
 
 
-def _header(scope: Scope, name: bytes) -> str | None:
+def scope_header(scope: Mapping[str, Any], name: bytes) -> str | None:
+    """The first value of header ``name`` (lower case) of an HTTP scope, as Starlette reads it."""
     for key, value in scope.get("headers", ()):
         if key.lower() == name:
             return bytes(value).decode("latin-1")
     return None
 
 
-def _route_path(scope: Scope) -> str:
+def route_path(scope: Mapping[str, Any]) -> str:
+    """The request's path below the app's ``root_path``, as the routes match it."""
     path: str = scope.get("path", "")
     root: str = scope.get("root_path", "")
     if root and path.startswith(root):
@@ -111,11 +115,11 @@ def _unread_body_is_large(scope: Scope) -> bool:
     A body of at most :data:`DRAIN_BYTES` announced by ``Content-Length`` is cheaper to
     drain than a new connection is to accept; a larger or chunked one is not drained.
     """
-    length = _header(scope, b"content-length")
+    length = scope_header(scope, b"content-length")
     if length is not None:
         length = length.strip()
         return not length.isdigit() or int(length) > DRAIN_BYTES
-    return _header(scope, b"transfer-encoding") is not None
+    return scope_header(scope, b"transfer-encoding") is not None
 
 
 async def _refuse(send: Send, exc: EntaiError, *, close: bool) -> None:
@@ -169,23 +173,23 @@ class EdgeMiddleware:
                 close=unread,
             )
             return
-        if _route_path(scope) not in PUBLIC_PATHS:
+        if route_path(scope) not in PUBLIC_PATHS:
             try:
                 with span("entai.authenticate"):
                     principal = await policy.authenticator.authenticate(
-                        _header(scope, b"authorization"), _client(scope)
+                        scope_header(scope, b"authorization"), _client(scope)
                     )
             except EntaiError as exc:
                 await _refuse(send, exc, close=unread)
                 return
             scope.setdefault("state", {})["principal"] = principal.name
         limit = policy.max_body_bytes
-        declared = _header(scope, b"content-length")
+        declared = scope_header(scope, b"content-length")
         if declared is not None and declared.strip().isdigit():
             if int(declared) > limit:
                 await _refuse(send, _too_large(limit), close=True)
                 return
-            if _header(scope, b"transfer-encoding") is None:
+            if scope_header(scope, b"transfer-encoding") is None:
                 # The server frames the body by its Content-Length: no more than the
                 # declared bytes can arrive, so there is nothing to count.
                 await self.app(scope, receive, send)

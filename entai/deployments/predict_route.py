@@ -35,6 +35,7 @@ from pydantic import TypeAdapter, ValidationError
 from starlette.routing import BaseRoute, Match, NoMatchFound
 from starlette.types import Receive, Scope, Send
 
+from entai.deployments.edge_middleware import route_path, scope_header
 from entai.deployments.schemas import PredictRequest, PredictResponse
 
 __all__ = ["MODEL_MAX_LENGTH", "PATH", "PredictHandler", "PredictRoute", "install_predict"]
@@ -61,15 +62,6 @@ def install_predict(app: Any, handler: PredictHandler) -> None:
 def _handler(scope: Scope) -> PredictHandler | None:
     app = scope.get("app")
     return getattr(getattr(app, "state", None), _STATE_KEY, None)
-
-
-def _route_path(scope: Scope) -> str:
-    """The request's path below the app's ``root_path``, as Starlette's routes match it."""
-    path: str = scope["path"]
-    root = scope.get("root_path", "")
-    if root and path.startswith(root) and path[len(root) : len(root) + 1] == "/":
-        return path[len(root) :]
-    return path
 
 
 def _json_content(scope: Scope) -> bool:
@@ -99,7 +91,7 @@ class PredictRoute(BaseRoute):
         in an app whose replica installed its handler; NONE otherwise."""
         if scope["type"] != "http" or scope.get("method") != "POST":
             return Match.NONE, {}
-        path = _route_path(scope)
+        path = route_path(scope)
         if not path.startswith(_PREFIX):
             return Match.NONE, {}
         model = path[len(_PREFIX) :]
@@ -121,7 +113,7 @@ class PredictRoute(BaseRoute):
         if body is None:  # the client went away (or the edge refused the body)
             raise HTTPException(status_code=400, detail=_UNREADABLE)  # as FastAPI's route
         request = _validated(body)
-        authorization = _header(scope, b"authorization")
+        authorization = scope_header(scope, b"authorization")
         answer = await handler(request, scope["path_params"]["model"], authorization)
         content = _ANSWER.dump_json(answer, by_alias=True)
         headers = [(b"content-length", str(len(content)).encode()), *_JSON_HEADERS]
@@ -139,14 +131,6 @@ async def _read_body(receive: Receive) -> bytes | None:
         chunks.append(message.get("body", b""))
         if not message.get("more_body", False):
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-
-def _header(scope: Scope, name: bytes) -> str | None:
-    """The first value of header ``name`` (lower case), as Starlette reads it."""
-    for key, value in scope["headers"]:
-        if key == name:
-            return bytes(value).decode("latin-1")
-    return None
 
 
 def _validated(body: bytes) -> PredictRequest:
