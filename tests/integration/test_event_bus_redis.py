@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -117,6 +118,32 @@ def test_publish_read_ack_and_ledger(redis_url: str, redis_prefix: str) -> None:
     assert 0 < client.ttl(f"{redis_prefix}:events:ledger:events:{ids[0]}") <= 7 * 86_400
     client.close()
     bus.close()
+
+
+def test_a_blocked_reader_gets_one_publish_whole(bus: RedisStreamBus, redis_url: str) -> None:
+    """One publish (one POST /v1/events) reaches a consumer waiting in XREADGROUP as one
+    micro-batch: without the transaction Redis serves the waiting reader after the first
+    XADD, and the stream views are computed on the first event alone, then on the rest."""
+    rows = records()[:5]
+    bus.read("events", "a", max_events=10, block_s=0)  # the consumer group exists
+    got: list[list[str]] = []
+
+    def waiting_reader() -> None:
+        deliveries = bus.read("events", "a", max_events=100, block_s=10.0)
+        got.append([d.event.event_id for d in deliveries])
+
+    reader = threading.Thread(target=waiting_reader)
+    reader.start()
+    deadline = time.monotonic() + 10
+    client = redis.Redis.from_url(redis_url)
+    while time.monotonic() < deadline:  # until the reader is blocked on the stream
+        if any(c.get("cmd") == "xreadgroup" for c in client.client_list()):
+            break
+        time.sleep(0.01)
+    client.close()
+    assert publish_events(bus, EVENTS_CONTRACT, rows, hmac_key=KEY).accepted == 5
+    reader.join(timeout=15)
+    assert got == [[r["event_id"] for r in rows]]
 
 
 @pytest.mark.parametrize("mode", ["before-lake", "after-lake", "mid-lake"])

@@ -103,12 +103,17 @@ class RedisStreamBus:
         self._groups.add(stream)
 
     def publish(self, events: Sequence[Event]) -> int:
-        """``XADD`` each event to its source's stream (one pipelined round trip).
+        """``XADD`` each event to its source's stream, in one ``MULTI``/``EXEC``.
+
+        The transaction makes a publish visible whole: Redis serves a consumer waiting
+        in ``XREADGROUP`` after each command, so without it the consumer would take the
+        first event as a micro-batch of its own, and the stream views would serve a
+        value computed on part of one ``POST /v1/events`` in between.
 
         Platform streams are trimmed to about :data:`PLATFORM_STREAM_MAXLEN` entries.
         """
         with self._guard("publish"):
-            pipe = self._redis.pipeline(transaction=False)
+            pipe = self._redis.pipeline(transaction=True)
             for event in events:
                 # A platform stream may have no consumer: it keeps the latest entries only.
                 maxlen = PLATFORM_STREAM_MAXLEN if is_platform_source(event.source) else None
