@@ -186,3 +186,56 @@ def test_push_writes_offline_then_online_with_one_created_time(
     served = online_frame(online, user_stats, pd.DataFrame({"user_id": [1, 2]}))
     assert served["user_views_7d"].tolist() == [2.0, 3.0]
     assert served[EVENT_TIMESTAMP].tolist() == [day + timedelta(days=1), day]
+
+
+def test_each_micro_batch_keeps_its_offline_rows_and_a_redelivery_rewrites_its_own(
+    bus: QueueBus, online: OnlineFeatureClient, tmp_path: Path
+) -> None:
+    """Two micro-batches of one user on one day compute the same (user, day) row of a
+    daily view: the first batch's value was served online, so the offline table keeps
+    it beside the second's. The first batch, processed again as it was (a redelivery),
+    rewrites its own file instead of adding one."""
+    frame = events(n_users=4, days=3)
+    user = int(frame["user_id"].iloc[-1])
+    day = frame["event_timestamp"].max().floor("D")
+    today = frame[(frame["user_id"] == user) & (frame["event_timestamp"] >= day)]
+    assert len(today) >= 2
+    lake = Lake(str(tmp_path))
+    consumer = StreamConsumer(
+        bus,
+        EVENTS_CONTRACT,
+        lake=lake,
+        consumer="c",
+        views=[user_stats],
+        online=online,
+        block_s=0,
+    )
+    publish_events(bus, EVENTS_CONTRACT, frame.drop(today.index).to_dict("records"), hmac_key=KEY)
+    consumer.run(until_empty=True)
+    end_of_day = day + pd.Timedelta(days=1)
+
+    def rows() -> pd.DataFrame:
+        offline = OfflineStore(lake).read(user_stats)
+        mine = offline[(offline["user_id"] == user) & (offline[EVENT_TIMESTAMP] == end_of_day)]
+        return mine.sort_values(CREATED_TIMESTAMP, ignore_index=True)
+
+    before = len(rows())  # 1 when the user had events earlier that day, else 0
+    publish_events(bus, EVENTS_CONTRACT, today.head(1).to_dict("records"), hmac_key=KEY)
+    first = bus.read("events", "c", block_s=0)
+    consumer.process(first)  # not acknowledged: it will come again
+    served = online_frame(online, user_stats, pd.DataFrame({"user_id": [user]}))
+    first_views = float(served["user_views_7d"].iloc[0])
+    time.sleep(VISIBILITY_S + 0.1)
+    again = bus.read("events", "c", block_s=0)
+    assert [d.event.event_id for d in again] == [d.event.event_id for d in first]
+    consumer.process(again)
+    consumer.settle(again, consumer.process(again))
+    assert len(rows()) == before + 1  # the redelivery rewrote its own file
+
+    publish_events(bus, EVENTS_CONTRACT, today.iloc[1:].to_dict("records"), hmac_key=KEY)
+    consumer.run(until_empty=True)
+    kept = rows()
+    assert len(kept) == before + 2
+    views = kept["user_views_7d"].tolist()
+    assert views[-2] == first_views  # what the first batch served is still offline
+    assert views[-1] == first_views + int((today.iloc[1:]["event_type"] == "view").sum())

@@ -54,8 +54,12 @@ files too, so an erasure reaches it), so a micro-batch's cost follows the entiti
 touches, not the history. A batch reaching back before the mirror's floor (a late
 event older than the longest lookback plus a day, or a mirror past its row bound)
 reads the lake's raw zone for those entities instead, with the same result.
-Repeated redelivery of a batch whose lake write succeeded can append the same feature
-rows to the offline table again (same values and event time, newer created time).
+A view's offline file from a micro-batch is named by the batch's event ids: a batch
+redelivered as it was rewrites its own files; a later batch that computes the same
+(key, event time) rows again (a daily view, a user active twice in one day) writes a
+file of its own, so the offline table keeps every value the online store served. A
+batch redelivered with other events around it can append the same feature rows again
+(same values and event time, newer created time).
 
 Micro-batch size: ``batch_size`` events while the consumer keeps up; while reads come
 back full (a backlog), each asks for twice as many, up to ``max_batch_size``, so the
@@ -110,7 +114,6 @@ from entai.shared.features import (
     conform,
     latest_per_key,
     online_batch,
-    rows_file_id,
     stamp_created,
 )
 from entai.shared.governance import ErasedSubjects
@@ -435,9 +438,15 @@ class StreamConsumer:
             since = pd.Timestamp(times.min())
             days = set(times.dt.tz_convert(UTC).dt.strftime("%Y-%m-%d"))
             history = _History(self._sync_mirror(since, days))
+            # Offline files are named by the batch's events: a redelivered batch replaces
+            # its own files, and a later batch computing the same (key, event time) rows
+            # again (a daily view, a user active twice in a day) adds a file beside them,
+            # so the offline table keeps every value the online store served.
+            ids = "\n".join(sorted(e.event_id for e in pending))
+            file_id = f"s{hashlib.sha256(ids.encode()).hexdigest()[:20]}"
             for view in self.views:
                 with span("entai.stream.feature_update", {"entai.view": view.name}):
-                    rows[view.name] = self._feed(view, batch, since, history)
+                    rows[view.name] = self._feed(view, batch, since, history, file_id)
         held = {e.event_id for e, _ in quarantined}
         apart = sum(d.event.event_id in held or d.event.event_id in erased for d in deliveries)
         skipped = len(deliveries) - len(new) - apart
@@ -544,7 +553,12 @@ class StreamConsumer:
         return self._mirror
 
     def _feed(
-        self, view: FeatureView, batch: pd.DataFrame, since: pd.Timestamp, history: _History
+        self,
+        view: FeatureView,
+        batch: pd.DataFrame,
+        since: pd.Timestamp,
+        history: _History,
+        file_id: str,
     ) -> int:
         lookback = self._lookback(view)
         if lookback is None:
@@ -555,8 +569,6 @@ class StreamConsumer:
             raw = history.frame(self._start(since, lookback), key, values, self._history_frame)
             features = compute_view(view, batch if raw.empty else raw)  # the batch is in it
             features = features.loc[features[EVENT_TIMESTAMP] >= since].reset_index(drop=True)
-        # Named by the rows it holds, a redelivered batch replaces its own offline files.
-        file_id = rows_file_id("s", features[[*view.join_keys, EVENT_TIMESTAMP]])
         return _store(view, features, lake=self.lake, online=self.online, file_id=file_id)
 
     def _history_frame(self, start: pd.Timestamp, key: str | None, values: Any) -> pd.DataFrame:
