@@ -191,6 +191,7 @@ def main() -> None:
             "RAY_USAGE_STATS_ENABLED": "0",
             "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
             "RAY_SERVE_ENABLE_HA_PROXY": "1",
+            "RAY_SERVE_HAPROXY_NBTHREAD": "1",  # as the cluster manifests run it
             "RAY_SERVE_HAPROXY_STATS_PORT": str(stats_port),
             "RAY_SERVE_HAPROXY_METRICS_PORT": str(_free_port()),
             # A stopping Ingress replica stays up 30 s by default for HAProxy to drop

@@ -409,6 +409,9 @@ def local_serve_env(
         # on 0.0.0.0 (an ephemeral port) to send from; a Unix datagram path does not.
         # Nothing reads it, as nothing listened on 514: the lines are dropped.
         "RAY_SERVE_HAPROXY_LOG_TARGET": str(sockets / "log.sock"),
+        # One thread (Ray's default is 4): on a laptop's few cores HAProxy's threads
+        # only take turns with the replica that does the work (docs/benchmarks.md).
+        "RAY_SERVE_HAPROXY_NBTHREAD": environ.get("RAY_SERVE_HAPROXY_NBTHREAD") or "1",
     }
     for name, default in _HAPROXY_PORTS.items():
         env[name] = environ.get(name) or str(free_port(default))
