@@ -116,6 +116,22 @@ def test_redelivered_batches_reach_the_lake_exactly_once(bus: QueueBus, tmp_path
     assert set(raw["user_email"]) == {pseudonym(e, KEY) for e in frame["user_email"]}
 
 
+def view_consumer(
+    bus: QueueBus, lake: Lake, online: OnlineFeatureClient, view: FeatureView, **options: Any
+) -> StreamConsumer:
+    """A consumer ``c`` of the events feeding ``view`` online, reading without waiting."""
+    return StreamConsumer(
+        bus,
+        EVENTS_CONTRACT,
+        lake=lake,
+        consumer="c",
+        views=[view],
+        online=online,
+        block_s=0,
+        **options,
+    )
+
+
 def online_frame(
     client: OnlineFeatureClient, view: FeatureView, keys: pd.DataFrame
 ) -> pd.DataFrame:
@@ -134,16 +150,7 @@ def test_streamed_windowed_features_equal_a_full_batch_recompute(
 ) -> None:
     frame = events(n_users=10, days=12)
     lake = Lake(str(tmp_path))
-    consumer = StreamConsumer(
-        bus,
-        EVENTS_CONTRACT,
-        lake=lake,
-        consumer="c",
-        views=[view],
-        online=online,
-        batch_size=60,
-        block_s=0,
-    )
+    consumer = view_consumer(bus, lake, online, view, batch_size=60)
     records = frame.to_dict("records")
     for start in range(0, len(records), 60):  # events arrive over time
         publish_events(bus, EVENTS_CONTRACT, records[start : start + 60], hmac_key=KEY)
@@ -201,15 +208,7 @@ def test_each_micro_batch_keeps_its_offline_rows_and_a_redelivery_rewrites_its_o
     today = frame[(frame["user_id"] == user) & (frame["event_timestamp"] >= day)]
     assert len(today) >= 2
     lake = Lake(str(tmp_path))
-    consumer = StreamConsumer(
-        bus,
-        EVENTS_CONTRACT,
-        lake=lake,
-        consumer="c",
-        views=[user_stats],
-        online=online,
-        block_s=0,
-    )
+    consumer = view_consumer(bus, lake, online, user_stats)
     publish_events(bus, EVENTS_CONTRACT, frame.drop(today.index).to_dict("records"), hmac_key=KEY)
     consumer.run(until_empty=True)
     end_of_day = day + pd.Timedelta(days=1)
