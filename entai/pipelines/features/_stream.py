@@ -438,12 +438,7 @@ class StreamConsumer:
             since = pd.Timestamp(times.min())
             days = set(times.dt.tz_convert(UTC).dt.strftime("%Y-%m-%d"))
             history = _History(self._sync_mirror(since, days))
-            # Offline files are named by the batch's events: a redelivered batch replaces
-            # its own files, and a later batch computing the same (key, event time) rows
-            # again (a daily view, a user active twice in a day) adds a file beside them,
-            # so the offline table keeps every value the online store served.
-            ids = "\n".join(sorted(e.event_id for e in pending))
-            file_id = f"s{hashlib.sha256(ids.encode()).hexdigest()[:20]}"
+            file_id = f"s{_events_digest(pending)[:20]}"  # see the module's docstring
             for view in self.views:
                 with span("entai.stream.feature_update", {"entai.view": view.name}):
                     rows[view.name] = self._feed(view, batch, since, history, file_id)
@@ -510,9 +505,7 @@ class StreamConsumer:
     def _write_raw(self, events: Sequence[Event]) -> tuple[str, ...]:
         if not events:
             return ()
-        ids = sorted(e.event_id for e in events)
-        digest = hashlib.sha256("\n".join(ids).encode()).hexdigest()[:32]
-        name = f"stream-{digest}"
+        name = f"stream-{_events_digest(events)[:32]}"
         table = event_table(events, self.contract, batch_id=name)
         dates = pc.cast(table.column(self.contract.event_time), pa.date32())  # as ingest does
         days = pc.cast(dates, pa.string())
@@ -588,6 +581,13 @@ class StreamConsumer:
         table = dataset.to_table(columns=schema.names, filter=expr)
         frame = table.to_pandas()
         return frame.loc[frame[self.contract.event_time] >= start].reset_index(drop=True)
+
+
+def _events_digest(events: Sequence[Event]) -> str:
+    """SHA-256 of the events' ids, in any order: names a batch's files, so that the
+    same events, redelivered, rewrite the same files."""
+    ids = "\n".join(sorted(e.event_id for e in events))
+    return hashlib.sha256(ids.encode()).hexdigest()
 
 
 def _entity_column(view: FeatureView, batch: pd.DataFrame) -> str | None:
