@@ -67,10 +67,12 @@ feast-venv: $(STAMP)
 test-system: $(STAMP) feast-venv
 	$(BIN)/pytest tests/integration tests/e2e -q --durations=20 -m "system and not chaos and not manual"
 
-# Node loss, GCS restart and replica kills under traffic: minutes each, so they are a
-# tier of their own; CI runs it after `make test`.
+# Processes killed on purpose: node loss, GCS restart, replica kills under traffic, and
+# each stateful actor (shard, stream consumer, registry, drift monitor, erasure worker)
+# killed mid-work and restarted. Every kill waits out a restart, so they are a tier of
+# their own; CI runs it after `make test`.
 test-chaos: $(STAMP)
-	$(BIN)/pytest tests/integration -q --durations=10 -m "chaos and not manual"
+	$(BIN)/pytest tests/ray tests/integration -q --durations=10 -m "chaos and not manual"
 
 test: audit lint typecheck layers test-unit test-cluster
 

@@ -146,6 +146,7 @@ def test_a_blocked_reader_gets_one_publish_whole(bus: RedisStreamBus, redis_url:
     assert got == [[r["event_id"] for r in rows]]
 
 
+@pytest.mark.chaos  # kills the consumer process: `make test-chaos` (CI runs it)
 @pytest.mark.parametrize("mode", ["before-lake", "after-lake", "mid-lake"])
 def test_a_consumer_killed_before_its_ack_loses_and_duplicates_nothing(
     bus: RedisStreamBus, redis_url: str, redis_prefix: str, tmp_path: Path, mode: str

@@ -291,6 +291,7 @@ def direct_store(settings: EntaiSettings, redis_url: str, prefix: str) -> Online
     return RedisOnlineStore(redis_url, prefix)
 
 
+@pytest.mark.chaos  # kills a shard actor: `make test-chaos` (CI runs it)
 @pytest.mark.parametrize("backend", ["redis", "sqlite"])
 @pytest.mark.parametrize("task_retries", [-1, 0], ids=["ray-retries", "client-retries"])
 def test_killing_a_shard_mid_stream_loses_no_acknowledged_write(

@@ -102,6 +102,7 @@ def test_start_returns_the_named_detached_actor(ray_cluster: Any, monitor: Any) 
     assert same._actor_id == monitor._actor_id
 
 
+@pytest.mark.chaos  # kills the monitor actor: `make test-chaos` (CI runs it)
 def test_killed_mid_window_the_actor_resumes_with_the_same_window_results(
     ray_cluster: Any, monitor: Any, credential: str, tmp_path: Path
 ) -> None:
@@ -122,6 +123,7 @@ def test_killed_mid_window_the_actor_resumes_with_the_same_window_results(
     assert report["open_window"] == expected["open_window"]
 
 
+@pytest.mark.chaos  # kills the monitor actor: `make test-chaos` (CI runs it)
 def test_a_batch_retried_after_a_restart_is_not_counted_twice(
     ray_cluster: Any, monitor: Any, credential: str
 ) -> None:
@@ -141,6 +143,7 @@ def test_metrics_record_once_ray_is_initialised(ray_cluster: Any) -> None:
     Metrics.alert_state("churn", "x", "ks", "alert")
 
 
+@pytest.mark.chaos  # kills the monitor actor: `make test-chaos` (CI runs it)
 def test_fairness_per_window_alerts_after_a_restart_between_close_and_labels(
     ray_cluster: Any, monitor: Any, credential: str
 ) -> None:
@@ -178,6 +181,7 @@ def test_fairness_per_window_alerts_after_a_restart_between_close_and_labels(
     assert alerts[("churn", "c", "equalized_odds_difference")] == "warn"
 
 
+@pytest.mark.chaos  # kills the monitor actor: `make test-chaos` (CI runs it)
 def test_a_rankers_fairness_alerts_survive_a_restart(ray_cluster: Any, tmp_path: Path) -> None:
     """The actor watches a ranker, judges its biased windows from the lake's logs, and a
     restarted actor keeps the alert states: refreshing again raises nothing new."""

@@ -28,6 +28,8 @@ from entai.shared.features import FeatureRow, entity_key
 from entai.shared.governance import AuditLog, ErasureRequest, Subject
 from entai.shared.settings import EntaiSettings, load_settings
 
+pytestmark = pytest.mark.chaos  # kills an erasure worker and shards: `make test-chaos` (CI runs it)
+
 KEY = b"ray-recovery-key-0123456789abcdef"
 T = TypeVar("T")
 

@@ -415,6 +415,7 @@ def test_load_by_alias(
     assert list(booster.feature_names) == FEATURES
 
 
+@pytest.mark.chaos  # kills the registry actor: `make test-chaos` (CI runs it)
 def test_actor_restart_keeps_aliases_versions_and_history(
     ray_cluster: Any,
     registry_actor: Any,

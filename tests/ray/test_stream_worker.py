@@ -156,6 +156,7 @@ def test_events_given_to_the_intake_land_once_and_update_online_features(
     assert emails <= {pseudonym(e, KEY) for e in pd.concat([frame, later])["user_email"]}
 
 
+@pytest.mark.chaos  # kills the consumer actor: `make test-chaos` (CI runs it)
 def test_a_consumer_killed_mid_stream_loses_and_duplicates_nothing(
     platform: Callable[..., EntaiSettings], ray_cluster: Any
 ) -> None:
