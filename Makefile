@@ -45,8 +45,9 @@ typecheck: $(STAMP)
 layers: $(STAMP)
 	$(BIN)/lint-imports
 
+# Pure domain tests: no Ray, no shared state, so they run on every core (pytest-xdist).
 test-unit: $(STAMP)
-	$(BIN)/pytest tests/unit -q
+	$(BIN)/pytest tests/unit -q -n auto
 
 # The services on the shared session Ray cluster: actors, Ray Data, Train, Tune, the
 # stores against the real Redis and PostgreSQL.
