@@ -9,7 +9,7 @@ can train it again on fresh labels.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +33,7 @@ _ROUNDS = 120
 
 
 def training_set(
-    settings: EntaiSettings, world: Any, events: pd.DataFrame, today: datetime
+    settings: EntaiSettings, world: Any, events: pd.DataFrame
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Label rows every 2 days of the history, and their point-in-time training set."""
     from entai.demo import features

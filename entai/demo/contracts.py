@@ -1,11 +1,22 @@
-"""The data contract of the demo's raw e-commerce events."""
+"""The data contract of the demo's raw e-commerce events, and their ingest.
+
+The Serve app and the stream workers import :data:`EVENTS_CONTRACT` by name; the
+ingest (Ray Data) is imported only when :func:`ingest_events` runs.
+"""
 
 from __future__ import annotations
 
-from entai.demo.generator import CATEGORIES
-from entai.shared.data import DataContract
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-__all__ = ["EVENTS_CONTRACT"]
+from entai.demo.generator import CATEGORIES
+from entai.shared.data import DataContract, UndeclaredPii
+from entai.shared.settings import EntaiSettings, resolve_hmac_key
+
+if TYPE_CHECKING:
+    from entai.pipelines.ingest import IngestReport
+
+__all__ = ["EVENTS_CONTRACT", "ingest_events"]
 
 EVENTS_CONTRACT = DataContract.from_dict(
     {
@@ -33,3 +44,18 @@ EVENTS_CONTRACT = DataContract.from_dict(
         ],
     }
 )
+
+
+def ingest_events(settings: EntaiSettings, events_file: Path) -> IngestReport:
+    """Ingest a Parquet file of the demo's events into the raw lake, as ``entai ingest``
+    would: the contract checked, PII masked, undeclared PII handled as the settings say."""
+    from entai.pipelines.ingest import ingest_file
+
+    return ingest_file(
+        EVENTS_CONTRACT,
+        str(events_file),
+        lake_root=settings.lake.root,
+        hmac_key=resolve_hmac_key(settings),
+        progress=False,
+        undeclared_pii=UndeclaredPii(settings.security.undeclared_pii),
+    )

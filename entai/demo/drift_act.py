@@ -3,10 +3,11 @@
 After the predictions, traffic drawn like the training rows goes through the Serve
 app for a few windows: the DriftMonitor (watching the champion against the reference
 profile in its lineage) sees no drift. Then the market shifts (:data:`SHIFT`:
-electronics prices halved, its popularity x4) over the next two weeks of events,
-whose features the views' own transforms compute and push to the offline and online
-stores (as the stream consumer does, without a batch job's fixed cost), and most
-shoppers now ask about the category. The monitor goes WARN, then
+electronics prices halved, its popularity x4) over the two weeks that follow the
+history, up to today: their events land in the raw lake through the events' contract
+(as ``entai ingest`` would), their features, which the views' own transforms compute,
+go to the offline and online stores (as the stream consumer does, without a batch
+job's fixed cost), and most shoppers now ask about the category. The monitor goes WARN, then
 ALERT, and writes a RetrainRequest; the retraining worker rebuilds the training set
 with the fresh labels through the same point-in-time path, trains and registers a
 ``challenger``. The champion stays until a person promotes the challenger, unless
@@ -40,8 +41,10 @@ from entai.shared.settings import EntaiSettings
 
 __all__ = [
     "SHIFT",
+    "SHIFT_DAYS",
     "SMALL_WINDOW_DRIFT",
     "ActContext",
+    "ActOutcome",
     "demo_policy",
     "run_drift_act",
     "send_rows",
@@ -49,6 +52,7 @@ __all__ = [
 
 SHIFT = Shift(category="electronics", popularity=4.0, price=0.5)
 SHIFT_DAYS = 14
+"""Days of shifted events; the demo's history ends this many days before today."""
 WINDOW_ROWS = 200
 STABLE_WINDOWS = 3
 MAX_DRIFT_WINDOWS = 4
@@ -81,6 +85,7 @@ class ActContext:
         events: Its events.
         label_rows: Every labelled entity row so far.
         label_file: The champion's recorded label source (retraining reads it).
+        workdir: The demo's own directory (the shifted events' file goes there).
         online: The online feature client (materialization writes through it).
     """
 
@@ -93,7 +98,23 @@ class ActContext:
     events: pd.DataFrame
     label_rows: pd.DataFrame
     label_file: Path
+    workdir: Path
     online: Any
+
+
+@dataclass(frozen=True)
+class ActOutcome:
+    """What the act did, and the world it leaves.
+
+    Attributes:
+        summary: What the monitor and retraining did (the demo's summary section).
+        world: The shifted world, as it is today.
+        events: Every event so far: the history, then the shifted weeks.
+    """
+
+    summary: dict[str, Any]
+    world: EcommerceWorld
+    events: pd.DataFrame
 
 
 def demo_policy() -> dict[str, Any]:
@@ -195,14 +216,18 @@ def _dataset_levels(windows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
-def _shift_the_world(ctx: ActContext) -> dict[str, Any]:
-    """Two more weeks of shifted events -> features offline and online; fresh labels land."""
+def _shift_the_world(ctx: ActContext) -> tuple[EcommerceWorld, pd.DataFrame, dict[str, Any]]:
+    """The shifted weeks up to today: raw events -> lake; features -> offline and online;
+    fresh labels land. Returns the shifted world, its events and what landed."""
+    from entai.demo.contracts import ingest_events
     from entai.demo.features import user_category_stats, user_stats
     from entai.pipelines.features import push
-    from entai.shared.data import Lake
 
     shifted = ctx.world.shifted(SHIFT, days=SHIFT_DAYS)
     events = shifted.events()
+    events_file = ctx.workdir / "shifted_events.parquet"
+    events.to_parquet(events_file, index=False)
+    ingested = ingest_events(ctx.settings, events_file)
     start = shifted.config.start
     # The views' windows reach 30 days back: that much history, then only new rows.
     history = ctx.events[ctx.events["event_timestamp"] >= start - timedelta(days=30)]
@@ -214,7 +239,13 @@ def _shift_the_world(ctx: ActContext) -> dict[str, Any]:
     cutoffs = [start + timedelta(days=d) for d in range(0, SHIFT_DAYS - 6, 2)]
     fresh = shifted.label_rows(events, cutoffs, timedelta(days=7))
     pd.concat([ctx.label_rows, fresh], ignore_index=True).to_parquet(ctx.label_file, index=False)
-    return {"events": len(events), "fresh_label_rows": len(fresh)}
+    landed = {
+        "events": len(events),
+        "accepted": ingested.rows_accepted,
+        "quarantined": ingested.rows_quarantined,
+        "fresh_label_rows": len(fresh),
+    }
+    return shifted, pd.concat([ctx.events, events], ignore_index=True), landed
 
 
 def _not_retrained(ctx: ActContext) -> str | None:
@@ -261,7 +292,7 @@ def _challenger(ctx: ActContext) -> dict[str, Any]:
     }
 
 
-def run_drift_act(ctx: ActContext, stages: Stages) -> dict[str, Any]:
+def run_drift_act(ctx: ActContext, stages: Stages) -> ActOutcome:
     """Stable traffic, then the shift; returns what the monitor and retraining did."""
     rows = WINDOW_ROWS
     with stages.stage(f"monitor stable traffic ({STABLE_WINDOWS} windows of {rows} rows)"):
@@ -270,9 +301,10 @@ def run_drift_act(ctx: ActContext, stages: Stages) -> dict[str, Any]:
         stable = _windows(ctx, STABLE_WINDOWS)
     with stages.stage(
         f"inject drift: {SHIFT.category} prices x{SHIFT.price}, popularity "
-        f"x{SHIFT.popularity} ({SHIFT_DAYS} more days of events, features pushed)"
+        f"x{SHIFT.popularity} ({SHIFT_DAYS} more days of events up to today, ingested, "
+        "features pushed)"
     ):
-        shift = _shift_the_world(ctx)
+        world, events, shift = _shift_the_world(ctx)
     with stages.stage("send shifted traffic until the monitor raises ALERT"):
         windows = stable
         for i in range(MAX_DRIFT_WINDOWS):
@@ -284,7 +316,7 @@ def run_drift_act(ctx: ActContext, stages: Stages) -> dict[str, Any]:
     drifted = windows[len(stable) :]
     with stages.stage("retrain on fresh labels (same PIT path) and register a challenger"):
         challenger = _challenger(ctx)
-    return {
+    summary = {
         "model": ctx.model,
         "stable": {
             "windows": len(stable),
@@ -300,3 +332,4 @@ def run_drift_act(ctx: ActContext, stages: Stages) -> dict[str, Any]:
         },
         "challenger": challenger,
     }
+    return ActOutcome(summary=summary, world=world, events=events)

@@ -7,7 +7,14 @@ shards) -> point-in-time training set -> XGBoost on Ray Train -> MLflow run + re
 popularity, promoted through the gates) -> Ray Serve app -> predictions and
 recommendations over HTTP with a bearer token -> the
 monitoring act (:mod:`entai.demo.drift_act`: injected drift -> WARN -> ALERT ->
-retrain -> challenger) -> summary.
+retrain -> challenger) -> the live loop (:mod:`entai.demo.live`: views over
+``POST /v1/events`` -> stream workers -> online features -> recommendations ->
+feedback) -> summary.
+
+Time: the generated history ends two weeks before today and the drift act's shifted
+weeks fill the time up to today, so the live events, dated now, are the newest the
+platform holds, and nothing the demo writes is dated in the future (a row dated ahead
+would outrank, by last-write-wins, the rows a user sends afterwards).
 
 The demo runs on the platform of its settings' home, like every command: the one
 ``entai up`` started (or the cluster of ``RAY_ADDRESS``), else one it starts itself
@@ -46,7 +53,8 @@ from rich.text import Text
 from entai.actors.services import Services
 from entai.demo.api import post_json
 from entai.demo.champion import MODEL_NAME, register_champion, train_champion, training_set
-from entai.demo.drift_act import ActContext, demo_policy, run_drift_act
+from entai.demo.contracts import ingest_events
+from entai.demo.drift_act import SHIFT_DAYS, ActContext, demo_policy, run_drift_act
 from entai.demo.live import burst_of_views, live_views, shoppers
 from entai.demo.ranker import (
     CATEGORY_ACTIVITY_FEATURE,
@@ -56,7 +64,6 @@ from entai.demo.ranker import (
     train_and_promote_ranker,
 )
 from entai.shared.core import redact_url
-from entai.shared.data import UndeclaredPii
 from entai.shared.settings import EntaiSettings, StreamSettings
 
 __all__ = ["run_demo", "stop_demo"]
@@ -291,30 +298,21 @@ def _run(
     settings: EntaiSettings, users: int, stages: _Stages, platform: dict[str, Any]
 ) -> dict[str, Any]:
     from entai.actors.features import OnlineFeatureClient, shard_name
-    from entai.demo.contracts import EVENTS_CONTRACT
     from entai.demo.generator import EcommerceWorld, WorldConfig
-    from entai.pipelines.ingest import ingest_file
-    from entai.shared.settings import resolve_hmac_key
 
+    # The history ends SHIFT_DAYS ago: the drift act's shifted weeks fill the time up
+    # to today, so no row the demo writes is dated after the live events it sends now.
     today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     days = 60
-    world = EcommerceWorld(
-        WorldConfig(n_users=users, n_products=400, days=days, start=today - timedelta(days=days))
-    )
+    start = today - timedelta(days=days + SHIFT_DAYS)
+    world = EcommerceWorld(WorldConfig(n_users=users, n_products=400, days=days, start=start))
     with stages.stage("generate synthetic e-commerce events"):
         events = world.events()
         workdir = _workdir(settings)
         events_file = workdir / "events.parquet"
         events.to_parquet(events_file, index=False)
     with stages.stage("ingest: contract validation, PII masking, Ray Data -> raw lake"):
-        ingest = ingest_file(
-            EVENTS_CONTRACT,
-            str(events_file),
-            lake_root=settings.lake.root,
-            hmac_key=resolve_hmac_key(settings),
-            progress=False,
-            undeclared_pii=UndeclaredPii(settings.security.undeclared_pii),
-        )
+        ingest = ingest_events(settings, events_file)
     handles = platform["handles"]
     tokens = _DemoTokens.mint(settings, handles)
     services = OnlineFeatureClient(
@@ -324,7 +322,7 @@ def _run(
     with stages.stage("materialize feature views (Ray Data -> offline + online)"):
         reports = _materialize(settings, services)
     with stages.stage("build the point-in-time training set"):
-        rows, training = training_set(settings, world, events, today)
+        rows, training = training_set(settings, world, events)
     with stages.stage("train XGBoost on Ray Train"):
         trained = train_champion(settings, training)
     with stages.stage("log to MLflow (with its monitoring reference), register as champion"):
@@ -353,12 +351,6 @@ def _run(
     with stages.stage("predict and recommend over HTTP"):
         predictions = _predict(settings, url, rows)
         ranker["recommendations"] = recommend_over_http(url, token, int(rows["user_id"].iloc[0]))
-    with stages.stage("live: views over POST /v1/events -> lake -> online features"):
-        live = live_views(url, token, events)
-    with stages.stage("live: a burst of views in a new category -> new recommendations"):
-        live["burst"] = burst_of_views(url, token, world, events, live["user_id"])
-    with stages.stage("live: shoppers click and buy -> feedback -> the ranker's live CTR"):
-        live["shoppers"] = shoppers(url, token, world)
     context = ActContext(
         settings=settings,
         url=url,
@@ -369,9 +361,17 @@ def _run(
         events=events,
         label_rows=rows,
         label_file=registered["label_file"],
+        workdir=workdir,
         online=services,
     )
     act = run_drift_act(context, stages)
+    # The live scenes come after the shifted weeks, in the world as it is now.
+    with stages.stage("live: views over POST /v1/events -> lake -> online features"):
+        live = live_views(url, token, act.events)
+    with stages.stage("live: a burst of views in a new category -> new recommendations"):
+        live["burst"] = burst_of_views(url, token, act.world, act.events, live["user_id"])
+    with stages.stage("live: shoppers click and buy -> feedback -> the ranker's live CTR"):
+        live["shoppers"] = shoppers(url, token, act.world)
     return {
         "events": len(events),
         "ingest": {
@@ -396,7 +396,7 @@ def _run(
         "predictions": predictions,
         "ranker": ranker,
         "live": live,
-        "monitoring": act,
+        "monitoring": act.summary,
         "urls": {
             "api": url,
             "docs": f"{url}/docs",

@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import logging
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -209,6 +210,31 @@ def test_demo_writes_no_secret_or_raw_pii_to_the_lake(demo_run: Demo) -> None:
             data = path.read_bytes()
             for needle in planted:
                 assert needle not in data, f"{needle!r} found in {path}"
+
+
+def test_demo_dates_no_row_ahead_of_the_day_it_ran(demo_run: Demo) -> None:
+    # A row dated ahead would outrank, by last-write-wins, what a user sends next: the
+    # raw events end now, and the daily views' rows at the end of today (their stamp).
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    _, summary, _, _ = demo_run
+    now = datetime.now(UTC)
+    end_of_today = now.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
+    lake = Path(summary["lake"])
+    latest: dict[str, datetime] = {}
+    for zone in ("raw", "offline"):
+        for path in (lake / zone).rglob("*.parquet"):
+            table = pq.read_table(path, columns=["event_timestamp"])
+            if table.num_rows:
+                stamp = pc.max(table["event_timestamp"]).as_py()
+                name = path.relative_to(lake).parts[:2]
+                latest["/".join(name)] = max(stamp, latest.get("/".join(name), stamp))
+    assert set(latest) >= {"raw/events", "offline/user_stats", "offline/user_category_stats"}
+    assert latest["raw/events"] <= now
+    assert {k: v for k, v in latest.items() if v > end_of_today} == {}
+    # the shifted weeks reach today: the views' last batch rows are stamped this midnight
+    assert latest["offline/user_stats"] >= end_of_today - timedelta(days=1)
 
 
 def test_demo_drift_act_alerts_retrains_and_leaves_the_champion(
