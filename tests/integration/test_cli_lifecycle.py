@@ -235,7 +235,7 @@ def head(
 ) -> Iterator[Head]:
     home = tmp_path_factory.mktemp("cli-home")
     job_dir = home.parent / f"{home.name}-job"
-    # The job's feature data lies in another period than the demo's (the last 60 days),
+    # The job's feature data lies in another period than the demo's (the weeks before today),
     # so the two never share the views' point-in-time windows.
     labels = demo_training_data(home, n_users=300, days=40, start=datetime(2025, 1, 1, tzinfo=UTC))
     _write_job(job_dir, labels)
@@ -422,7 +422,15 @@ def test_commands_against_the_running_platform_work_or_say_why(head: Head) -> No
     _one_line_error(bad_defs, "no.such.definitions")
 
 
+def _names_the_head(ray_address_file: Path) -> bool:
+    return ray_address_file.read_text().strip().endswith(f":{GCS_PORT}")
+
+
 def test_down_leaves_no_process_of_the_head_behind(head: Head) -> None:
+    from ray._common.utils import get_ray_address_file
+
+    ray_address_file = Path(get_ray_address_file(None))
+    assert _names_the_head(ray_address_file)  # `ray start` recorded the head there
     ui_pgid = json.loads((head.home / "mlflow-ui.json").read_text())["pgid"]
     ui_port = int(json.loads((head.home / "mlflow-ui.json").read_text())["url"].rsplit(":", 1)[1])
     down = _entai(head.home, "down")
@@ -436,3 +444,5 @@ def test_down_leaves_no_process_of_the_head_behind(head: Head) -> None:
         assert not _answers(port), f"something still answers on {port} after `entai down`"
     again = _entai(head.home, "status")
     assert again.returncode == 1 and "not running" in again.stdout
+    # nor Ray's record of it as the machine's cluster, which a bare ray.init() would join
+    assert not ray_address_file.exists() or not _names_the_head(ray_address_file)

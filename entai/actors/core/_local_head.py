@@ -616,4 +616,24 @@ def stop_head(settings: EntaiSettings) -> list[str]:
     )
     _state_path(settings).unlink(missing_ok=True)
     release_socket_dir(settings)
+    _forget_ray_address(info.address)
     return stopped
+
+
+def _forget_ray_address(address: str) -> None:
+    """Remove Ray's record of this head as the machine's current cluster.
+
+    ``ray start`` writes the head's address to ``ray_current_cluster`` in Ray's temp
+    dir, for a bare ``ray.init()`` to find; ``ray stop`` removes it. Left behind, the
+    next ``ray.init()`` on the machine tries to join the stopped head and fails. The
+    record is removed only when it names this head's port: another head's stays.
+    """
+    from ray._common.utils import get_ray_address_file
+
+    path = Path(get_ray_address_file(None))
+    try:
+        recorded = path.read_text().strip()
+    except OSError:
+        return
+    if recorded.rpartition(":")[2] == address.rpartition(":")[2]:
+        path.unlink(missing_ok=True)
