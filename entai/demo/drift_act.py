@@ -1,4 +1,4 @@
-"""The demo's closing act: drift that acts (monitor -> alert -> retrain -> challenger).
+"""The demo's monitoring act: drift that acts (monitor -> alert -> retrain -> challenger).
 
 After the predictions, traffic drawn like the training rows goes through the Serve
 app for a few windows: the DriftMonitor (watching the champion against the reference
@@ -7,11 +7,12 @@ electronics prices halved, its popularity x4) over the two weeks that follow the
 history, up to today: their events land in the raw lake through the events' contract
 (as ``entai ingest`` would), their features, which the views' own transforms compute,
 go to the offline and online stores (as the stream consumer does, without a batch
-job's fixed cost), and most shoppers now ask about the category. The monitor goes WARN, then
-ALERT, and writes a RetrainRequest; the retraining worker rebuilds the training set
-with the fresh labels through the same point-in-time path, trains and registers a
-``challenger``. The champion stays until a person promotes the challenger, unless
-``monitoring.retrain.auto_promote`` says otherwise.
+job's fixed cost), and most shoppers now ask about the category. The monitor goes
+WARN, then ALERT, and writes a RetrainRequest; the retraining worker rebuilds the
+training set with the fresh labels through the same point-in-time path, trains and
+registers a ``challenger``. The champion stays until a person promotes the
+challenger, unless ``monitoring.retrain.auto_promote`` says otherwise. The demo's
+live scenes follow, in the shifted world.
 
 The act runs on whatever platform the demo joined, whose monitoring settings are
 the platform's: the champion carries its own policy (:func:`demo_policy`, recorded in
