@@ -300,8 +300,7 @@ def _run(
     from entai.actors.features import OnlineFeatureClient, shard_name
     from entai.demo.generator import EcommerceWorld, WorldConfig
 
-    # The history ends SHIFT_DAYS ago: the drift act's shifted weeks fill the time up
-    # to today, so no row the demo writes is dated after the live events it sends now.
+    # The history ends SHIFT_DAYS ago; the drift act fills the rest (the docstring's "Time").
     today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     days = 60
     start = today - timedelta(days=days + SHIFT_DAYS)

@@ -228,8 +228,8 @@ def test_demo_dates_no_row_ahead_of_the_day_it_ran(demo_run: Demo) -> None:
             table = pq.read_table(path, columns=["event_timestamp"])
             if table.num_rows:
                 stamp = pc.max(table["event_timestamp"]).as_py()
-                name = path.relative_to(lake).parts[:2]
-                latest["/".join(name)] = max(stamp, latest.get("/".join(name), stamp))
+                name = "/".join(path.relative_to(lake).parts[:2])  # zone/source or zone/view
+                latest[name] = max(stamp, latest.get(name, stamp))
     assert set(latest) >= {"raw/events", "offline/user_stats", "offline/user_category_stats"}
     assert latest["raw/events"] <= now
     assert {k: v for k, v in latest.items() if v > end_of_today} == {}
