@@ -181,7 +181,12 @@ class PlatformServices:
         direct: OnlineStore | None = None
         store = settings.online_store
         if store.type == "redis":
-            direct = RedisOnlineStore(store.url.get_secret_value(), store.key_prefix)
+            direct = RedisOnlineStore(
+                store.url.get_secret_value(),
+                store.key_prefix,
+                cache_rows=store.replica_cache_rows,
+                cache_max_age_s=store.replica_cache_max_age_s,
+            )
         elif store.type == "sqlite":
             if store.path is None:
                 store = settings.resolved().online_store

@@ -183,6 +183,20 @@ class RedisOnlineStoreSettings(_OnlineStoreBase):
     type: Literal["redis"] = "redis"
     url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
     key_prefix: str = Field("entai", min_length=1)
+    replica_cache_rows: int = Field(
+        50_000,
+        ge=0,
+        description=(
+            "Online rows each serving replica keeps of what it read, while Redis tracks "
+            "them for it (CLIENT TRACKING): a write, an erasure or a flush of a row drops "
+            "the copy; 0 reads Redis on every request."
+        ),
+    )
+    replica_cache_max_age_s: float = Field(
+        30.0,
+        gt=0.0,
+        description="Longest a kept row answers before the replica reads it from Redis again.",
+    )
 
 
 def _store_type(value: Any) -> str:

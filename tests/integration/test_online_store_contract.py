@@ -317,7 +317,7 @@ def test_redis_event_loop_read_survives_a_connection_redis_closed(
 
     async def read_kill_read() -> list[list[ReadResult]]:
         first = await redis_store.read_many_async(requests, T0)
-        client = redis_store._async_client()
+        client = redis_store._async_client().redis
         pooled = await client.client_id()  # the one connection the read used and pooled
         assert redis_store._client.client_kill_filter(_id=pooled) == 1
         return [first, await redis_store.read_many_async(requests, T0)]

@@ -15,7 +15,9 @@ every key on one server), row after row in the batch's order, its values encoded
 column at a time; in ``cluster_mode`` it is written row by row.
 Reads take one round trip per batch (an ``HMGET``, or the read script for many keys).
 :meth:`RedisOnlineStore.read_many_async` reads several views' keys in one round trip
-on the running event loop (``redis.asyncio``), for the serving replicas' predict path.
+on the running event loop (``redis.asyncio``), for the serving replicas' predict path;
+with ``cache_rows`` it answers repeated single-key reads from the replica's memory while
+Redis tells it of every change under the prefix (:mod:`entai.actors.backends._redis_row_cache`).
 Retrying a batch is always safe: it is idempotent under last-write-wins.
 
 Tombstones (:mod:`entai.shared.features._tombstones`) are string keys
@@ -41,6 +43,7 @@ import json
 import logging
 import math
 from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from json.encoder import encode_basestring_ascii
 from typing import Any, TypeVar
@@ -51,6 +54,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from entai.actors.backends._redis_row_cache import TrackedRows
 from entai.shared.core import InvalidInputError, ServiceUnavailableError
 from entai.shared.features import (
     MISSING,
@@ -227,8 +231,16 @@ def _encode_column(view: str, name: str, values: Sequence[Any]) -> list[str]:
     return out
 
 
-def _rebuild(url: str, key_prefix: str, cluster_mode: bool) -> RedisOnlineStore:
-    return RedisOnlineStore(url, key_prefix, cluster_mode=cluster_mode)
+def _rebuild(
+    url: str, key_prefix: str, cluster_mode: bool, cache_rows: int = 0, cache_max_age_s: float = 30
+) -> RedisOnlineStore:
+    return RedisOnlineStore(
+        url,
+        key_prefix,
+        cluster_mode=cluster_mode,
+        cache_rows=cache_rows,
+        cache_max_age_s=cache_max_age_s,
+    )
 
 
 def _glob_escape(text: str) -> str:
@@ -244,25 +256,49 @@ class RedisOnlineStore:
         cluster_mode: False (standalone, the default) reads a batch of keys with one
             EVALSHA, which needs all keys on one server; True reads with one pipelined
             HMGET per key, which Redis Cluster can route by slot.
+        cache_rows: Keys whose single-key reads :meth:`read_many_async` keeps in memory
+            while Redis reports every change under the prefix (:class:`TrackedRows`);
+            0 (the default), and ``cluster_mode``, read Redis every time.
+        cache_max_age_s: Longest a kept read answers before it is read again.
     """
 
-    def __init__(self, url: str, key_prefix: str, *, cluster_mode: bool = False) -> None:
+    def __init__(
+        self,
+        url: str,
+        key_prefix: str,
+        *,
+        cluster_mode: bool = False,
+        cache_rows: int = 0,
+        cache_max_age_s: float = 30.0,
+    ) -> None:
         if not key_prefix:
             raise InvalidInputError("key_prefix must be non-empty", details={"field": "key_prefix"})
         self._url = url
         self.key_prefix = key_prefix
         self.cluster_mode = cluster_mode
+        self.cache_rows = 0 if cluster_mode else cache_rows
+        self.cache_max_age_s = cache_max_age_s
         self._client: redis.Redis = redis.Redis.from_url(url)
-        self._async: tuple[asyncio.AbstractEventLoop, redis.asyncio.Redis] | None = None
+        self._async: _LoopClient | None = None
         self._lww_sha = self._lww_batch_sha = self._read_sha = self._mark_sha = ""
         self.tombstoned_writes = 0
         self._load_scripts()
 
     def __repr__(self) -> str:
-        return f"RedisOnlineStore(key_prefix={self.key_prefix!r}, cluster_mode={self.cluster_mode})"
+        return (
+            f"RedisOnlineStore(key_prefix={self.key_prefix!r}, cluster_mode={self.cluster_mode}, "
+            f"cache_rows={self.cache_rows})"
+        )
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild, (self._url, self.key_prefix, self.cluster_mode))
+        options = (self.cluster_mode, self.cache_rows, self.cache_max_age_s)
+        return (_rebuild, (self._url, self.key_prefix, *options))
+
+    @property
+    def row_cache(self) -> TrackedRows | None:
+        """The running event loop's kept reads (None without ``cache_rows``, or before
+        the loop's first read)."""
+        return None if self._async is None else self._async.rows
 
     def close(self) -> None:
         """Release the connection pool (an event loop's client goes with its loop)."""
@@ -320,12 +356,18 @@ class RedisOnlineStore:
         except RedisError as exc:
             raise self._unavailable(action, exc, **details) from exc
 
-    def _async_client(self) -> redis.asyncio.Redis:
-        """The running loop's client: ``redis.asyncio`` connections belong to one loop."""
+    def _async_client(self) -> _LoopClient:
+        """The running loop's client (``redis.asyncio`` connections belong to one loop)
+        and its kept reads, whose listener it starts."""
         loop = asyncio.get_running_loop()
-        if self._async is None or self._async[0] is not loop:
-            self._async = (loop, redis.asyncio.Redis.from_url(self._url))
-        return self._async[1]
+        if self._async is None or self._async.loop is not loop:
+            client = redis.asyncio.Redis.from_url(self._url)
+            rows = None
+            if self.cache_rows:
+                rows = TrackedRows(self.key_prefix, self.cache_rows, self.cache_max_age_s)
+                rows.start(lambda: _listener_connection(client))
+            self._async = _LoopClient(loop, client, rows)
+        return self._async
 
     def _key(self, view: str, key: str) -> str:
         return f"{self.key_prefix}:{view}:{key}"
@@ -504,29 +546,27 @@ class RedisOnlineStore:
         return results
 
     async def _round_trip(self, commands: Sequence[_Command]) -> list[Any]:
-        """The commands' replies: written at once on a pooled connection, read in order.
-
-        Below redis-py's pipeline, whose per-call work (a pipeline object, every argument
-        packed through its encoder, its retry wrapper) was about a third of a predict
-        request's read (``docs/benchmarks.md``). A connection that fails is closed. A
-        connection error is tried once more on the same connection, reconnected: the pool
-        may hold a socket Redis closed (a restart), and reads are idempotent; Redis
-        still down fails the second try at once.
-        """
-        payload = b"".join(_packed(command) for command in commands)
-        pool: Any = self._async_client().connection_pool  # redis-py leaves it untyped
-        connection = await pool.get_connection()
-        try:
-            try:
-                return await _exchange(connection, payload, len(commands))
-            except (RedisConnectionError, RedisTimeoutError):
-                await connection.disconnect()
-                return await _exchange(connection, payload, len(commands))
-        except BaseException:
-            await connection.disconnect()  # replies may be left unread on it
-            raise
-        finally:
-            await pool.release(connection)
+        """The commands' replies, in order: the kept ones from memory (single-key reads,
+        while the loop's :class:`TrackedRows` has a listener), the rest from Redis."""
+        client = self._async_client()
+        rows = client.rows
+        if rows is None or not rows.live:
+            return await _fetch(client.redis, commands, None)
+        if not rows.answering():  # an invalidation waits: read Redis, keep what is sure
+            return await _fetch(client.redis, commands, rows)
+        replies: list[Any] = [None] * len(commands)
+        missing: list[int] = []
+        for index, (script, args) in enumerate(commands):
+            kept = None if script else rows.lookup(args[0], args[1:])
+            if kept is None:
+                missing.append(index)
+            else:
+                replies[index] = kept
+        if missing:
+            fetched = await _fetch(client.redis, [commands[i] for i in missing], rows)
+            for index, reply in zip(missing, fetched, strict=True):
+                replies[index] = reply
+        return replies
 
     def _read_commands(
         self, view: str, keys: Sequence[str], features: Sequence[str]
@@ -589,6 +629,62 @@ class RedisOnlineStore:
                 continue
             values = {f.decode(): json.loads(v) for f, v in data.items()}
             yield FeatureRow(view, key, values, _from_micros(event), _from_micros(created))
+
+
+@dataclass(frozen=True)
+class _LoopClient:
+    """One event loop's ``redis.asyncio`` client and kept reads."""
+
+    loop: asyncio.AbstractEventLoop
+    redis: redis.asyncio.Redis
+    rows: TrackedRows | None
+
+
+async def _listener_connection(client: redis.asyncio.Redis) -> Any:
+    """A new connection for :class:`TrackedRows`' listener: the client's server and
+    credentials, RESP2 (invalidations as plain pub/sub messages)."""
+    pool: Any = client.connection_pool  # redis-py leaves it untyped
+    options = {**pool.connection_kwargs, "protocol": 2}
+    connection = pool.connection_class(**options)
+    await connection.connect()
+    return connection
+
+
+async def _fetch(
+    client: redis.asyncio.Redis, commands: Sequence[_Command], rows: TrackedRows | None
+) -> list[Any]:
+    """The commands' replies: written at once on a pooled connection, read in order;
+    with ``rows``, the single-key replies are kept unless an invalidation doubts them.
+
+    Below redis-py's pipeline, whose per-call work (a pipeline object, every argument
+    packed through its encoder, its retry wrapper) was about a third of a predict
+    request's read (``docs/benchmarks.md``). A connection that fails is closed. A
+    connection error is tried once more on the same connection, reconnected: the pool
+    may hold a socket Redis closed (a restart), and reads are idempotent; Redis still
+    down fails the second try at once.
+    """
+    payload = b"".join(_packed(command) for command in commands)
+    pool: Any = client.connection_pool  # redis-py leaves it untyped
+    connection = await pool.get_connection()
+    kept = [] if rows is None else [i for i, (script, _) in enumerate(commands) if not script]
+    reads = [(commands[i][1][0], commands[i][1][1:]) for i in kept]
+    generation = rows.begin([key for key, _ in reads]) if rows is not None else 0
+    raw: list[Any] | None = None
+    try:
+        try:
+            raw = await _exchange(connection, payload, len(commands))
+        except (RedisConnectionError, RedisTimeoutError):
+            await connection.disconnect()
+            raw = await _exchange(connection, payload, len(commands))
+        return raw
+    except BaseException:
+        await connection.disconnect()  # replies may be left unread on it
+        raise
+    finally:
+        if rows is not None:
+            replies = None if raw is None else [raw[i] for i in kept]
+            rows.finish(reads, replies, generation)
+        await pool.release(connection)
 
 
 def _issue(target: Any, command: _Command) -> Any:
