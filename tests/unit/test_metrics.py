@@ -93,3 +93,35 @@ def test_a_views_newest_event_time_only_rises(monkeypatch: pytest.MonkeyPatch) -
     metrics_module.Metrics.feature_event_times({"a": 100.0, "b": 50.0})
     metrics_module.Metrics.feature_event_times({"a": 90.0, "b": 60.0})  # a late event of a
     assert gauge.sets == [(100.0, {"view": "a"}), (50.0, {"view": "b"}), (60.0, {"view": "b"})]
+
+
+class FakeCounter:
+    def __init__(self) -> None:
+        self.incs: list[tuple[float, dict[str, str]]] = []
+
+    def inc(self, value: float, tags: dict[str, str]) -> None:
+        self.incs.append((value, tags))
+
+
+def test_online_lookups_reach_ray_summed_per_series_within_half_an_interval(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from entai.shared.features import FeatureStatus
+
+    monkeypatch.setattr(metrics_module, "_report_interval_s", lambda: 0.1)
+    tally = metrics_module._CounterTally("entai_online_lookups")
+    counter = FakeCounter()
+    instruments: dict[str, Any] = {"entai_online_lookups": counter}
+    tally.add(instruments, {("user", FeatureStatus.PRESENT): 2, ("user", "not_found"): 1})
+    tally.add(instruments, {("user", "present"): 3, ("item", FeatureStatus.NOT_FOUND): 4})
+    assert counter.incs == []  # nothing per call
+    time.sleep(0.3)
+    assert sorted((tags["view"], tags["status"], n) for n, tags in counter.incs) == [
+        ("item", "not_found", 4),
+        ("user", "not_found", 1),
+        ("user", "present", 5),
+    ]
+    tally.add(instruments, {("user", "present"): 1})
+    time.sleep(0.3)
+    assert counter.incs[-1] == (1, {"view": "user", "status": "present"})
+    assert len(counter.incs) == 4  # a quiet period hands nothing over
