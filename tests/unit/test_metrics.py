@@ -95,14 +95,6 @@ def test_a_views_newest_event_time_only_rises(monkeypatch: pytest.MonkeyPatch) -
     assert gauge.sets == [(100.0, {"view": "a"}), (50.0, {"view": "b"}), (60.0, {"view": "b"})]
 
 
-class FakeCounter:
-    def __init__(self) -> None:
-        self.incs: list[tuple[float, dict[str, str]]] = []
-
-    def inc(self, value: float, tags: dict[str, str]) -> None:
-        self.incs.append((value, tags))
-
-
 def test_online_lookups_reach_ray_summed_per_series_within_half_an_interval(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
