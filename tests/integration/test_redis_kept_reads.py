@@ -4,6 +4,7 @@ delete, a cut listener and a cut read connection never leave a stale copy answer
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -164,6 +165,27 @@ def test_a_cut_read_connection_leaves_no_copy_unwatched(
         await kept_then_fresh(writer, reader, 2)  # through the reconnected connection
 
     asyncio.run(scenario())
+
+
+def test_copies_answer_in_a_process_with_more_descriptors_than_select_takes(
+    stores: tuple[RedisOnlineStore, RedisOnlineStore],
+) -> None:
+    # A replica with many client connections: the listener's descriptor is past 1024.
+    writer, reader = stores
+    read_end, write_end = os.pipe()
+    held = [os.dup(read_end) for _ in range(1100)]
+    try:
+
+        async def scenario() -> None:
+            writer.write([row(1, 1)])
+            await kept(reader, 1)
+            writer.write([row(2, 2)])
+            await until(reader, 2)
+
+        asyncio.run(scenario())
+    finally:
+        for fd in (*held, read_end, write_end):
+            os.close(fd)
 
 
 def test_without_cache_rows_nothing_is_tracked(

@@ -35,7 +35,7 @@ row changes:
   bounded in number (``max_rows``, least recently used first out).
 
 **No copy answers while an invalidation is waiting.** Before it answers from memory, a
-read checks the listener's socket and buffer (a ``select`` with no wait): with bytes
+read checks the listener's socket and buffer (a ``poll`` with no wait): with bytes
 waiting there, it goes to Redis instead. Redis sends an invalidation in the same turn
 of its event loop as the writer's acknowledgement, so once a write is acknowledged, a
 request that reaches the replica after the invalidation reached the replica's host
@@ -52,7 +52,6 @@ client), so it takes no lock.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import select
 import time
@@ -133,14 +132,6 @@ class TrackedRows:
         a new, connected RESP2 ``redis.asyncio`` connection."""
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._listen(open_listener))
-
-    async def stop(self) -> None:
-        """End the listener; the copies go with it."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
 
     async def _listen(self, open_listener: Callable[[], Awaitable[Any]]) -> None:
         failures = 0
@@ -294,9 +285,10 @@ def _waiting_probe(connection: Any) -> Callable[[], bool]:
     if not isinstance(buffer, bytearray) or sock is None:
         log.warning("Redis row cache: cannot watch the listener's socket; not caching")
         return _always
-    fd = sock.fileno()
+    poller = select.poll()  # not select(): a replica's descriptors may pass FD_SETSIZE
+    poller.register(sock.fileno(), select.POLLIN)
 
     def waiting() -> bool:
-        return bool(buffer) or bool(select.select([fd], [], [], 0)[0])
+        return bool(buffer) or bool(poller.poll(0))
 
     return waiting
