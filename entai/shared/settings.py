@@ -187,9 +187,9 @@ class RedisOnlineStoreSettings(_OnlineStoreBase):
         50_000,
         ge=0,
         description=(
-            "Online rows each serving replica keeps of what it read, while Redis tracks "
-            "them for it (CLIENT TRACKING): a write, an erasure or a flush of a row drops "
-            "the copy; 0 reads Redis on every request."
+            "Online rows each serving replica keeps of what it read, while Redis reports "
+            "every change under the key prefix to it (CLIENT TRACKING, broadcast): a write, "
+            "an erasure or a flush of a row drops the copy; 0 reads Redis on every request."
         ),
     )
     replica_cache_max_age_s: float = Field(

@@ -550,10 +550,8 @@ class RedisOnlineStore:
         while the loop's :class:`TrackedRows` has a listener), the rest from Redis."""
         client = self._async_client()
         rows = client.rows
-        if rows is None or not rows.live:
-            return await _fetch(client.redis, commands, None)
-        if not rows.answering():  # an invalidation waits: read Redis, keep what is sure
-            return await _fetch(client.redis, commands, rows)
+        if rows is None or not rows.answering():  # no listener, or an invalidation waits
+            return await _fetch(client.redis, commands, rows)  # finish() keeps what is sure
         replies: list[Any] = [None] * len(commands)
         missing: list[int] = []
         for index, (script, args) in enumerate(commands):
