@@ -42,6 +42,12 @@ from entai.actors.core import Metrics, configure_tracing, span, trace_carrier
 from entai.actors.models import ModelRegistry
 from entai.actors.monitoring import DriftMonitor
 from entai.actors.services import Services
+from entai.deployments.access_log import (
+    FailureLogMiddleware,
+    install_failure_log,
+    logs_failures,
+    serve_logging_config,
+)
 from entai.deployments.app_args import (
     AppArgs,
     serve_credential,
@@ -126,6 +132,7 @@ api = FastAPI(title="entai", version="0.1.0", docs_url="/docs")
 install_error_handlers(api)
 api.add_middleware(EdgeMiddleware)
 api.add_middleware(TracingMiddleware)  # the server span: around the edge, inside the id
+api.add_middleware(FailureLogMiddleware)  # around the refusals, inside the id
 api.add_middleware(RequestIdMiddleware)  # added last: outermost, so refusals carry the id
 # First in the router: predict below FastAPI's routing; what it does not take goes on to
 # FastAPI's route (Ingress.predict), which the OpenAPI document describes.
@@ -178,6 +185,8 @@ class Ingress(GrpcInference):
         self._gate.start()
         self._edge = EdgePolicy(self._gate, settings.serve.max_body_bytes)
         install_edge(api, self._edge)
+        install_failure_log(api, settings.serve)
+        self._log_failures = logs_failures(settings.serve)
         self._settings = settings
         self._intake = EventIntake(settings, args.event_contracts)
         self._platform = platform
@@ -591,14 +600,16 @@ def build_app(args: AppArgs) -> Any:
     Serve validates a config file's ``args`` into :class:`AppArgs` through the
     annotation, so ``import_path: entai.deployments.app:build_app`` works as is.
     With ``score_in_ingress`` (the default) the graph is the Ingress alone (it scores
-    in-process); without, Ingress -> Model.
+    in-process); without, Ingress -> Model. Serve's access line is on for both only with
+    ``serve.access_log: all`` (:mod:`entai.deployments.access_log`).
     """
-    ingress_deployment = cast("Deployment", Ingress)
+    logging_config = serve_logging_config(settings_of(args).serve)
+    ingress_deployment = cast("Deployment", Ingress).options(logging_config=logging_config)
     if args.ingress_replicas is not None:
         ingress_deployment = ingress_deployment.options(num_replicas=args.ingress_replicas)
     if args.score_in_ingress:
         return ingress_deployment.bind(None, args)
-    model_deployment = cast("Deployment", Model)
+    model_deployment = cast("Deployment", Model).options(logging_config=logging_config)
     if args.model_replicas is not None:
         model_deployment = model_deployment.options(num_replicas=args.model_replicas)
     return ingress_deployment.bind(model_deployment.bind(args), args)

@@ -53,8 +53,8 @@ def code_for(exc: Exception) -> grpc.StatusCode:
     return grpc.StatusCode.INTERNAL
 
 
-def end_with_error(context: Any, exc: Exception) -> None:
-    """Set the status of a failed call on Serve's gRPC context.
+def end_with_error(context: Any, exc: Exception) -> grpc.StatusCode:
+    """Set the status of a failed call on Serve's gRPC context; return its code.
 
     Args:
         context: The ``grpc_context`` Serve passes to the deployment method.
@@ -79,3 +79,4 @@ def end_with_error(context: Any, exc: Exception) -> None:
     context.set_code(code)
     context.set_details(message)
     context.set_trailing_metadata([(ERROR_CODE_KEY, entai_code)])
+    return code

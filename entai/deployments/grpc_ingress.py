@@ -23,10 +23,12 @@ the HTTP route's.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 from entai.actors.core import span, tracing_enabled
+from entai.deployments.access_log import log_failure
 from entai.deployments.edge_middleware import EdgePolicy
 from entai.deployments.grpc_errors import end_with_error
 from entai.deployments.request_ids import _serve_request_id
@@ -78,9 +80,11 @@ class GrpcInference:
     """Mixin of the ingress deployment: the gRPC methods, named as in ``entai.proto``.
 
     The ingress sets ``_edge`` when its replica starts; until then calls are UNAVAILABLE.
+    It sets ``_log_failures`` from ``serve.access_log`` (:mod:`entai.deployments.access_log`).
     """
 
     _edge: EdgePolicy | None = None
+    _log_failures: bool = True
 
     async def _admit(self, request: Message, context: RayServegRPCContext) -> None:
         """Authenticate the call, then bound its message, before anything reads it.
@@ -121,12 +125,15 @@ class GrpcInference:
         if tracing_enabled():
             wanted = ("traceparent", "tracestate")
             carrier = {k: v for k, v in context.invocation_metadata() if k in wanted} or None
+        started = time.perf_counter()
         with request_context(_serve_request_id()), span(name, parent=carrier, server=True):
             try:
                 await self._admit(request, context)
                 return await translate(cast("_Routes", self), _authorization(context))
             except Exception as exc:  # noqa: BLE001 - every failure becomes a status, as in HTTP
-                end_with_error(context, exc)
+                code = end_with_error(context, exc)
+                if self._log_failures:
+                    log_failure("gRPC", f"/entai.v1.EntaiInference/{method}", code.name, started)
                 nothing: _Reply = empty()  # Serve sends it; the client sees only the status
                 return nothing
 

@@ -278,6 +278,15 @@ class ServeSettings(_Section):
             "stats and metrics pages). Off: entai refuses to start them."
         ),
     )
+    access_log: Literal["failures", "all"] = Field(
+        "failures",
+        description=(
+            "'failures': one line in the replica's log for each request answered 4xx/5xx "
+            "or not answered (served predictions are in the prediction log, every request "
+            "in the metrics); 'all': Serve's line for every request, about 6 % of an "
+            "ingress replica's time on the predict path."
+        ),
+    )
     online_read_timeout_s: float = Field(3.0, gt=0.0)
     registry_timeout_s: float = Field(5.0, gt=0.0)
     breaker_failures: int = Field(

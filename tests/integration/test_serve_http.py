@@ -795,6 +795,46 @@ def test_grpc_refuses_what_http_refuses_with_the_matching_status(
     assert answer["trailing"]["request_id"]
 
 
+def _replica_log(app_name: str) -> str:
+    """The text of this node's Ingress replica log files of ``app_name``."""
+    import ray
+
+    logs = Path(ray._private.worker._global_node.get_logs_dir_path()) / "serve"
+    files = sorted(logs.glob(f"replica_{app_name}_Ingress_*.log"))
+    assert files, f"no Ingress replica log of {app_name} under {logs}"
+    return "".join(f.read_text(errors="replace") for f in files)
+
+
+def test_the_replica_logs_each_refused_request_and_no_served_one(
+    platform: Platform,
+    client: httpx.Client,
+    grpc_refusals: dict[str, tuple[dict[str, Any], httpx.Response]],
+) -> None:
+    """``serve.access_log: failures``, the default: one line per refused request (HTTP
+    and gRPC) with its request id, at once; none for a served predict (Serve's own
+    access line is off)."""
+    body = predict_body(3, "books")
+    served = client.post(f"/v1/predict/{MODEL}", json=body, headers=platform.headers())
+    refused = client.post(
+        f"/v1/predict/{MODEL}", json=body, headers=platform.headers("not-a-real-token")
+    )
+    assert (served.status_code, refused.status_code) == (200, 401)
+    grpc_rid = grpc_refusals["not_allowed"][0]["trailing"]["request_id"]
+    rids = (served.headers["x-request-id"], refused.headers["x-request-id"], grpc_rid)
+    deadline = time.monotonic() + 10  # the line is written once the answer is sent
+    while True:
+        text = _replica_log(platform.app_name)  # Serve buffers 1,000 lines; these are not
+        lines = [[line for line in text.splitlines() if rid in line] for rid in rids]
+        if lines[1] or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    served_lines, refused_lines, grpc_lines = lines
+    assert served_lines == []
+    assert len(refused_lines) == 1 and f"POST /v1/predict/{MODEL} 401 " in refused_lines[0]
+    assert len(grpc_lines) == 1
+    assert "gRPC /entai.v1.EntaiInference/Predict PERMISSION_DENIED " in grpc_lines[0]
+
+
 # --- Resource-scoped RBAC: one allow/deny matrix over HTTP, gRPC and the Python client --
 
 USER_VIEW_REFS = [f"{demo.user_stats.name}:{f.name}" for f in demo.user_stats.schema[:2]]

@@ -89,7 +89,7 @@ def test_a_failed_call_ends_with_its_code_message_and_entai_code(
     exc: Exception, code: str, entai_code: str
 ) -> None:
     context = Context()
-    end_with_error(context, exc)
+    assert end_with_error(context, exc) == grpc.StatusCode[code]  # the access log's code
     assert context.code == grpc.StatusCode[code]
     assert context.details
     if isinstance(exc, errors.EntaiError):
