@@ -1,10 +1,11 @@
 """The serving replicas' access log: one line per failed request by default, or Serve's.
 
-Ray Serve writes one access line per request to the replica's log file. On the
-cluster's predict path that line was about 6 % of the ingress replica's event-loop
-time (``docs/benchmarks.md``, Serving), and it repeats what is already kept: every
-served prediction is in the prediction log with its request id, and Serve's and
-entai's metrics count every request by route and status. ``serve.access_log`` chooses:
+Ray Serve writes one access line per request to the replica's log file. That line
+costs a served request about 19 µs of the replica's CPU (``bench/access_log.py``),
+2-3 % of what the cluster's predict path spends in the ingress replica, and it
+repeats what is already kept: every served prediction is in the prediction log with
+its request id, and Serve's and entai's metrics count every request by route and
+status. ``serve.access_log`` chooses:
 
 - ``"failures"`` (the default): Serve's line is off (its deployments' ``LoggingConfig``
   ``enable_access_log=False``) and :class:`FailureLogMiddleware` writes one line for
