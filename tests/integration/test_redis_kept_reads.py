@@ -102,6 +102,31 @@ def test_a_write_and_an_erasure_replace_the_kept_copy(
     assert reader.row_cache is not None and reader.row_cache.invalidations >= 2
 
 
+def test_a_row_with_a_list_value_is_read_from_redis_each_time_and_no_answer_is_shared(
+    stores: tuple[RedisOnlineStore, RedisOnlineStore],
+) -> None:
+    # Kept rows are kept decoded; a list value would be one object for every reader.
+    writer, reader = stores
+    views = [ReadRequest("v", ["u2"], ["a", "views"], None)]
+
+    async def scenario() -> None:
+        writer.write([row(1, 1), FeatureRow("v", "u2", {"a": 2, "views": [3, 4]}, T0, T0)])
+        await kept(reader, 1)
+        assert reader.row_cache is not None
+        hits, size = reader.row_cache.hits, len(reader.row_cache)
+        for _ in range(3):
+            (result,) = await reader.read_many_async(views, NOW)
+            assert [column[0] for column in result.values] == [2, [3, 4]]
+            result.values[1][0].append(99)  # the caller's answer is its own
+        assert (reader.row_cache.hits, len(reader.row_cache)) == (hits, size)
+        (first,) = await reader.read_many_async(READ, NOW)
+        first.values[0][0] = -1  # a kept scalar row: changing an answer changes no copy
+        assert await value(reader) == 1
+        assert reader.row_cache.hits > hits
+
+    asyncio.run(scenario())
+
+
 def test_an_acknowledged_write_is_never_answered_stale_once_its_invalidation_arrived(
     stores: tuple[RedisOnlineStore, RedisOnlineStore],
 ) -> None:

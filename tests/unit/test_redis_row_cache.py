@@ -117,6 +117,15 @@ def test_a_failed_read_keeps_nothing_and_ends_its_flight() -> None:
     assert len(rows) == 0
 
 
+def test_a_reply_of_none_keeps_nothing_for_its_key_only() -> None:
+    rows = live_rows()
+    generation = rows.begin(["p:v:1", "p:v:2"])
+    rows.finish([("p:v:1", FIELDS), ("p:v:2", FIELDS)], [None, REPLY], generation)
+    assert rows._in_flight == {}
+    assert rows.lookup("p:v:1", FIELDS) is None  # the store said: do not keep it
+    assert rows.lookup("p:v:2", FIELDS) == REPLY
+
+
 def test_bad_bounds_are_refused() -> None:
     with pytest.raises(ValueError, match="max_rows"):
         TrackedRows("p", 0, 30.0)

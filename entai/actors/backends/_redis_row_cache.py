@@ -69,13 +69,13 @@ log = logging.getLogger(__name__)
 _CHANNEL = "__redis__:invalidate"
 _MAX_RETRY_S = 30.0
 
-Reply = list[Any]
-"""An ``HMGET`` reply as the connection parsed it: one value (bytes or None) per field."""
+Kept = Any
+"""What the store keeps of one key's ``HMGET`` reply (the Redis store keeps it decoded)."""
 
 
 class TrackedRows:
-    """Single-key ``HMGET`` replies kept while Redis tells this replica of every change
-    under ``prefix``.
+    """Single-key ``HMGET`` replies (as the store keeps them) kept while Redis tells this
+    replica of every change under ``prefix``.
 
     Args:
         prefix: The store's key prefix (the listener hears of the keys under
@@ -107,7 +107,7 @@ class TrackedRows:
         self._ping_after_s = ping_after_s
         self._retry_s = retry_s
         self._clock = clock
-        self._rows: OrderedDict[str, tuple[float, tuple[Any, ...], Reply]] = OrderedDict()
+        self._rows: OrderedDict[str, tuple[float, tuple[Any, ...], Kept]] = OrderedDict()
         self._in_flight: dict[str, list[int]] = {}  # key -> [reads, invalidated (0/1)]
         self._generation = 0
         self._listener_id: int | None = None
@@ -221,7 +221,7 @@ class TrackedRows:
         connection (an invalidation not yet applied). Asked once per batch of reads."""
         return self._listener_id is not None and not self._waiting()
 
-    def lookup(self, key: str, fields: tuple[Any, ...]) -> Reply | None:
+    def lookup(self, key: str, fields: tuple[Any, ...]) -> Kept | None:
         """The kept reply of ``HMGET key *fields``, or None (not kept, too old, other
         fields); only after :meth:`answering` said yes, in the same step of the loop."""
         entry = self._rows.get(key)
@@ -246,11 +246,12 @@ class TrackedRows:
     def finish(
         self,
         reads: Sequence[tuple[str, tuple[Any, ...]]],
-        replies: Sequence[Reply] | None,
+        replies: Sequence[Kept | None] | None,
         generation: int,
     ) -> None:
         """End the in-flight reads ``(key, fields)`` begun in ``generation``, keeping
-        their ``replies`` (None: the read failed) when nothing made them doubtful."""
+        their ``replies`` when nothing made them doubtful (None: the read failed; a
+        reply of None: nothing to keep for that key)."""
         keep = (
             replies is not None and self._listener_id is not None and generation == self._generation
         )
@@ -259,8 +260,9 @@ class TrackedRows:
             slot = self._in_flight[key]
             if keep and not slot[1]:
                 assert replies is not None
-                self._rows[key] = (now, fields, replies[index])
-                self._rows.move_to_end(key)
+                if (reply := replies[index]) is not None:
+                    self._rows[key] = (now, fields, reply)
+                    self._rows.move_to_end(key)
             slot[0] -= 1
             if slot[0] == 0:
                 del self._in_flight[key]

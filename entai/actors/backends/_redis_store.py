@@ -92,6 +92,10 @@ _Command = tuple[bool, tuple[Any, ...]]
 """A read: ``(True, EVALSHA arguments)`` runs the read script, which replies one
 :data:`_Reply` per key; ``(False, (key, *fields))`` is one key's ``HMGET``."""
 
+_Row = tuple[datetime, list[Any]] | None
+"""One key's row decoded, as :func:`assemble_result` takes it: its event time and the
+requested features' values (:data:`MISSING` for one not stored); None: no row."""
+
 # KEYS[1] row hash, KEYS[2..] its tombstones; ARGV[1] event us, ARGV[2] created us,
 # ARGV[3..] field/value pairs. Returns 1 applied, 0 older than the row, 2 tombstoned.
 # Lua numbers are doubles: exact for microsecond timestamps until the year 2255.
@@ -532,7 +536,7 @@ class RedisOnlineStore:
         plans = [self._read_commands(r.view, r.keys, r.features) for r in requests]
         commands = [c for plan in plans for c in plan]
         views = [r.view for r in requests]
-        raw = (
+        answers = (
             await self._call_async("read", lambda: self._round_trip(commands), views=views)
             if commands
             else []
@@ -540,14 +544,15 @@ class RedisOnlineStore:
         results: list[ReadResult] = []
         done = 0
         for request, plan in zip(requests, plans, strict=True):
-            replies = _per_key(plan, raw[done : done + len(plan)])
+            rows = _rows(plan, answers[done : done + len(plan)], len(request.features))
             done += len(plan)
-            results.append(_result(replies, request.features, request.ttl, now))
+            results.append(assemble_result(request.features, rows, ttl=request.ttl, now=now))
         return results
 
     async def _round_trip(self, commands: Sequence[_Command]) -> list[Any]:
-        """The commands' replies, in order: the kept ones from memory (single-key reads,
-        while the loop's :class:`TrackedRows` has a listener), the rest from Redis."""
+        """The commands' answers, in order (:func:`_fetch`'s): the kept ones from memory
+        (single-key reads, while the loop's :class:`TrackedRows` has a listener), the
+        rest from Redis."""
         client = self._async_client()
         rows = client.rows
         if rows is None or not rows.answering():  # no listener, or an invalidation waits
@@ -559,7 +564,7 @@ class RedisOnlineStore:
             if kept is None:
                 missing.append(index)
             else:
-                replies[index] = kept
+                (replies[index],) = kept
         if missing:
             fetched = await _fetch(client.redis, [commands[i] for i in missing], rows)
             for index, reply in zip(missing, fetched, strict=True):
@@ -651,8 +656,11 @@ async def _listener_connection(client: redis.asyncio.Redis) -> Any:
 async def _fetch(
     client: redis.asyncio.Redis, commands: Sequence[_Command], rows: TrackedRows | None
 ) -> list[Any]:
-    """The commands' replies: written at once on a pooled connection, read in order;
-    with ``rows``, the single-key replies are kept unless an invalidation doubts them.
+    """The commands' answers: written at once on a pooled connection, read in order. A
+    single-key read's answer is its decoded :data:`_Row`, a script's its raw replies.
+    With ``rows``, the single-key rows are kept (decoded, so a kept read parses
+    nothing) unless an invalidation doubts them; a row holding a list value is not
+    kept, as the copy would be shared by every reader of the row.
 
     Below redis-py's pipeline, whose per-call work (a pipeline object, every argument
     packed through its encoder, its retry wrapper) was about a third of a predict
@@ -667,22 +675,34 @@ async def _fetch(
     kept = [] if rows is None else [i for i, (script, _) in enumerate(commands) if not script]
     reads = [(commands[i][1][0], commands[i][1][1:]) for i in kept]
     generation = rows.begin([key for key, _ in reads]) if rows is not None else 0
-    raw: list[Any] | None = None
+    answers: list[Any] | None = None
     try:
         try:
             raw = await _exchange(connection, payload, len(commands))
         except (RedisConnectionError, RedisTimeoutError):
             await connection.disconnect()
             raw = await _exchange(connection, payload, len(commands))
-        return raw
+        answers = [
+            reply if script else _decoded([reply], len(reply) - 1)[0]
+            for (script, _), reply in zip(commands, raw, strict=True)
+        ]
+        return answers
     except BaseException:
         await connection.disconnect()  # replies may be left unread on it
         raise
     finally:
         if rows is not None:
-            replies = None if raw is None else [raw[i] for i in kept]
+            replies = None if answers is None else [_keepable(answers[i]) for i in kept]
             rows.finish(reads, replies, generation)
         await pool.release(connection)
+
+
+def _keepable(row: _Row) -> tuple[_Row] | None:
+    """What :class:`TrackedRows` keeps of a decoded row (a 1-tuple, so that "no row" is
+    kept too), or None for a row holding a list value (mutable, it is not shared)."""
+    if row is not None and any(isinstance(value, (list, dict)) for value in row[1]):
+        return None
+    return (row,)
 
 
 def _issue(target: Any, command: _Command) -> Any:
@@ -720,10 +740,27 @@ def _per_key(commands: Sequence[_Command], raw: Sequence[Any]) -> list[_Reply]:
     return replies
 
 
+def _rows(commands: Sequence[_Command], answers: Sequence[Any], nf: int) -> list[_Row]:
+    """Each key's decoded row, in key order, from :func:`_fetch`'s answers to
+    ``commands`` (of ``nf`` features)."""
+    rows: list[_Row] = []
+    for (script, _), answer in zip(commands, answers, strict=True):
+        if script:
+            rows.extend(_decoded(answer, nf))
+        else:
+            rows.append(answer)
+    return rows
+
+
 def _result(
     replies: Sequence[_Reply], features: Sequence[str], ttl: timedelta | None, now: datetime
 ) -> ReadResult:
     """Decode the keys' replies (event time, then feature values) into a ReadResult."""
+    return assemble_result(features, _decoded(replies, len(features)), ttl=ttl, now=now)
+
+
+def _decoded(replies: Sequence[_Reply], nf: int) -> list[_Row]:
+    """The keys' replies (event time, then ``nf`` feature values) as rows."""
     present = [r for r in replies if r[0] is not None]
     stamps = {raw: _from_micros(raw) for raw in {r[0] for r in present} if raw is not None}
     flat = [v for r in present for v in r[1:]]
@@ -732,7 +769,5 @@ def _result(
     if len(decoded) < len(flat):  # some features absent from their rows
         it = iter(decoded)
         decoded = [MISSING if v is None else next(it) for v in flat]
-    nf = len(features)
     cells = iter(decoded[i * nf : (i + 1) * nf] for i in range(len(present)))
-    rows = [None if r[0] is None else (stamps[r[0]], next(cells)) for r in replies]
-    return assemble_result(features, rows, ttl=ttl, now=now)
+    return [None if r[0] is None else (stamps[r[0]], next(cells)) for r in replies]
