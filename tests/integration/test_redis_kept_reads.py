@@ -127,6 +127,32 @@ def test_a_row_with_a_list_value_is_read_from_redis_each_time_and_no_answer_is_s
     asyncio.run(scenario())
 
 
+def test_a_value_that_does_not_decode_fails_its_read_and_is_neither_kept_nor_a_lost_socket(
+    stores: tuple[RedisOnlineStore, RedisOnlineStore], admin: redis.Redis, redis_prefix: str
+) -> None:
+    writer, reader = stores
+
+    async def scenario() -> None:
+        writer.write([row(1, 1)])
+        await kept(reader, 1)
+        pool: Any = reader._async_client().redis.connection_pool
+        assert reader.row_cache is not None
+        seen = reader.row_cache.invalidations
+        admin.hset(f"{redis_prefix}:v:u1", "a", b"{not json")
+        started = time.monotonic()
+        while reader.row_cache.invalidations == seen:
+            assert time.monotonic() - started < DEADLINE_S, "no invalidation came"
+            await asyncio.sleep(0.001)
+        for _ in range(2):  # nothing kept: each read goes to Redis, and fails
+            with pytest.raises(ValueError):
+                await value(reader)
+        assert [c.is_connected for c in pool._available_connections] == [True]
+        writer.write([row(2, 2)])
+        await kept(reader, 2)
+
+    asyncio.run(scenario())
+
+
 def test_an_acknowledged_write_is_never_answered_stale_once_its_invalidation_arrived(
     stores: tuple[RedisOnlineStore, RedisOnlineStore],
 ) -> None:

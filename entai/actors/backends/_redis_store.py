@@ -667,7 +667,8 @@ async def _fetch(
     request's read (``docs/benchmarks.md``). A connection that fails is closed. A
     connection error is tried once more on the same connection, reconnected: the pool
     may hold a socket Redis closed (a restart), and reads are idempotent; Redis still
-    down fails the second try at once.
+    down fails the second try at once. A reply that does not decode fails the read and
+    leaves the connection open (its replies were all read).
     """
     payload = b"".join(_packed(command) for command in commands)
     pool: Any = client.connection_pool  # redis-py leaves it untyped
@@ -677,19 +678,12 @@ async def _fetch(
     generation = rows.begin([key for key, _ in reads]) if rows is not None else 0
     answers: list[Any] | None = None
     try:
-        try:
-            raw = await _exchange(connection, payload, len(commands))
-        except (RedisConnectionError, RedisTimeoutError):
-            await connection.disconnect()
-            raw = await _exchange(connection, payload, len(commands))
+        raw = await _exchange(connection, payload, len(commands))
         answers = [
             reply if script else _decoded([reply], len(reply) - 1)[0]
             for (script, _), reply in zip(commands, raw, strict=True)
         ]
         return answers
-    except BaseException:
-        await connection.disconnect()  # replies may be left unread on it
-        raise
     finally:
         if rows is not None:
             replies = None if answers is None else [_keepable(answers[i]) for i in kept]
@@ -724,7 +718,21 @@ def _packed(command: _Command) -> bytes:
 
 
 async def _exchange(connection: Any, payload: bytes, replies: int) -> list[Any]:
-    """Write ``payload`` on ``connection`` and read its ``replies`` replies, in order."""
+    """Write ``payload`` on ``connection`` and read its ``replies`` replies, in order;
+    a connection error is tried once more, reconnected; a connection that fails is
+    closed (replies may be left unread on it)."""
+    try:
+        try:
+            return await _send_and_read(connection, payload, replies)
+        except (RedisConnectionError, RedisTimeoutError):
+            await connection.disconnect()
+            return await _send_and_read(connection, payload, replies)
+    except BaseException:
+        await connection.disconnect()
+        raise
+
+
+async def _send_and_read(connection: Any, payload: bytes, replies: int) -> list[Any]:
     await connection.send_packed_command(payload, check_health=False)
     return [await connection.read_response() for _ in range(replies)]
 
