@@ -18,9 +18,9 @@ The line goes to Serve's logger (``ray.serve``), so it lands in the replica's lo
 in Serve's format, next to Serve's own lines, with the request's id (Serve's, bound by
 :class:`~entai.deployments.request_ids.RequestIdMiddleware`):
 ``POST /v1/predict/churn 401 0.8ms``, written to the file at once. 4xx is logged at
-INFO, 5xx and an unanswered request at WARNING. The client's address is not logged. Serve's own refusals, which
-happen before the replica's app sees the request (its queue limits, its timeouts), are
-not lines here; Serve's request metrics count them.
+INFO, 5xx and an unanswered request at WARNING. The client's address is not logged.
+Serve's own refusals, which happen before the replica's app sees the request (its
+queue limits, its timeouts), are not lines here; Serve's request metrics count them.
 """
 
 from __future__ import annotations
