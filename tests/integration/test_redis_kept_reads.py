@@ -59,6 +59,13 @@ async def kept(store: RedisOnlineStore, wanted: object) -> None:
     assert store.row_cache.hits > hits
 
 
+async def kept_row_and_pool(writer: RedisOnlineStore, reader: RedisOnlineStore) -> Any:
+    """Row ``1`` written and kept by ``reader``; the reader's connection pool."""
+    writer.write([row(1, 1)])
+    await kept(reader, 1)
+    return reader._async_client().redis.connection_pool
+
+
 async def kept_then_fresh(writer: RedisOnlineStore, reader: RedisOnlineStore, n: int) -> None:
     """``n`` is kept again, and the next write replaces it."""
     await kept(reader, n)
@@ -133,9 +140,7 @@ def test_a_value_that_does_not_decode_fails_its_read_and_is_neither_kept_nor_a_l
     writer, reader = stores
 
     async def scenario() -> None:
-        writer.write([row(1, 1)])
-        await kept(reader, 1)
-        pool: Any = reader._async_client().redis.connection_pool
+        pool = await kept_row_and_pool(writer, reader)
         assert reader.row_cache is not None
         seen = reader.row_cache.invalidations
         admin.hset(f"{redis_prefix}:v:u1", "a", b"{not json")
@@ -203,9 +208,7 @@ def test_a_cut_read_connection_leaves_no_copy_unwatched(
     writer, reader = stores
 
     async def scenario() -> None:
-        writer.write([row(1, 1)])
-        await kept(reader, 1)
-        pool: Any = reader._async_client().redis.connection_pool
+        pool = await kept_row_and_pool(writer, reader)
         connection = await pool.get_connection()
         await connection.send_command("CLIENT", "ID")
         cut = int(await connection.read_response())
