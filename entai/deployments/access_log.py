@@ -131,14 +131,14 @@ class FailureLogMiddleware:
                 status = int(message["status"])
             await send(message)
 
+        failed = True  # until the app returns; cancelled (the client went away): no status
         try:
             await self.app(scope, receive, watched)
+            failed = False
         except Exception:
             # Starlette's outermost middleware answers 500 for it, unless a response began
-            log_failure(scope.get("method", "-"), scope.get("path", "-"), status or 500, started)
+            status = 500 if status is None else status
             raise
-        except BaseException:  # cancelled: the client went away, nothing more is sent
-            log_failure(scope.get("method", "-"), scope.get("path", "-"), status, started)
-            raise
-        if status is None or status >= 400:
-            log_failure(scope.get("method", "-"), scope.get("path", "-"), status, started)
+        finally:
+            if failed or status is None or status >= 400:
+                log_failure(scope.get("method", "-"), scope.get("path", "-"), status, started)

@@ -84,7 +84,7 @@ class GrpcInference:
     """
 
     _edge: EdgePolicy | None = None
-    _log_failures: bool = True
+    _log_failures: bool = False  # as the HTTP failure log: off until the replica starts
 
     async def _admit(self, request: Message, context: RayServegRPCContext) -> None:
         """Authenticate the call, then bound its message, before anything reads it.
