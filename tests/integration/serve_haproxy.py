@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import sys
@@ -111,6 +112,54 @@ def _check_predictions(platform: Any) -> int:
     return len(users)
 
 
+def _predict_request_metrics(platform: Any, expected: int, timeout_s: float = 90) -> dict[str, int]:
+    """Serve's HTTP request counter for the predict route, by status code, read from the
+    node's metrics page (Ray's export port) once it counts ``expected`` requests.
+
+    With ``RAY_SERVE_HAPROXY_METRICS_ENABLED=0`` (the manifests') the ingress replicas
+    record these; nothing else does.
+    """
+    import httpx
+    import ray
+
+    (node,) = [n for n in ray.nodes() if n["Alive"]]
+    page = f"http://127.0.0.1:{node['MetricsExportPort']}/metrics"
+    sample = re.compile(r"^ray_serve_num_http_requests_total\{(.*)\} ([0-9.e+]+)$")
+    deadline = time.monotonic() + timeout_s
+    counts: dict[str, int] = {}
+    while time.monotonic() < deadline:
+        counts = {}
+        for line in httpx.get(page, timeout=10).text.splitlines():
+            match = sample.match(line)
+            if match is None:
+                continue
+            labels = dict(re.findall(r'(\w+)="([^"]*)"', match.group(1)))
+            if labels.get("application") == platform.app_name and labels.get(
+                "route", ""
+            ).startswith("/v1/predict"):
+                status = labels.get("status_code", "")
+                counts[status] = counts.get(status, 0) + int(float(match.group(2)))
+        if sum(counts.values()) >= expected:
+            break
+        time.sleep(2)
+    return counts
+
+
+def _count_predict_requests(platform: Any) -> dict[str, int]:
+    """Twenty predictions and one refused token, then Serve's count of them."""
+    import httpx
+    from test_serve_http import MODEL
+
+    body = {"entities": {"user_id": [1], "category": ["books"]}}
+    with httpx.Client(base_url=platform.url, timeout=30) as client:
+        for _ in range(20):
+            r = client.post(f"/v1/predict/{MODEL}", json=body, headers=platform.headers())
+            assert r.status_code == 200, r.text
+        bad = {"Authorization": "Bearer not-a-token"}
+        assert client.post(f"/v1/predict/{MODEL}", json=body, headers=bad).status_code == 401
+    return _predict_request_metrics(platform, expected=1 + 20 + 1)
+
+
 def _kill_one_ingress(platform: Any) -> dict[str, Any]:
     import ray
     from test_serve_http import MODEL
@@ -160,6 +209,7 @@ def run(stats_port: int) -> dict[str, Any]:
             stats = httpx.get(f"http://127.0.0.1:{stats_port}/stats", timeout=10)
             haproxy = stats.status_code == 200 and "HAProxy" in stats.text
             checked = _check_predictions(platform)
+            served = _count_predict_requests(platform)
             swaps_start = time.monotonic()
             assert_swaps_without_downtime(platform)
             swaps_s = time.monotonic() - swaps_start
@@ -174,6 +224,7 @@ def run(stats_port: int) -> dict[str, Any]:
         "haproxy_answered": haproxy,
         "online_store": store,
         "predictions_checked": checked,
+        "predict_requests_counted": served,
         "swaps_without_downtime": True,
         "swaps_s": round(swaps_s, 1),
         **{f"kill_{k}": v for k, v in kill.items()},
@@ -191,7 +242,10 @@ def main() -> None:
             "RAY_USAGE_STATS_ENABLED": "0",
             "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
             "RAY_SERVE_ENABLE_HA_PROXY": "1",
-            "RAY_SERVE_HAPROXY_NBTHREAD": "1",  # as the cluster manifests run it
+            # as the cluster manifests run them: one HAProxy thread, Serve's HTTP metrics
+            # recorded by the ingress replicas
+            "RAY_SERVE_HAPROXY_NBTHREAD": "1",
+            "RAY_SERVE_HAPROXY_METRICS_ENABLED": "0",
             "RAY_SERVE_HAPROXY_STATS_PORT": str(stats_port),
             "RAY_SERVE_HAPROXY_METRICS_PORT": str(_free_port()),
             # A stopping Ingress replica stays up 30 s by default for HAProxy to drop

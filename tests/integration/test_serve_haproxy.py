@@ -29,6 +29,9 @@ def test_the_clusters_serve_configuration_swaps_and_survives_a_replica_kill(
     assert result["haproxy_answered"] is True
     assert result["online_store"] == "redis"
     assert result["predictions_checked"] == 60
+    # Serve's request metrics still count the predict route, now from the replicas:
+    # the check's request, twenty predictions, one refused token
+    assert result["predict_requests_counted"] == {"200": 21, "401": 1}
     assert result["swaps_without_downtime"] is True
     assert result["kill_requests_after_kill"] > 20
     assert result["kill_failed_after_retries"] == 0

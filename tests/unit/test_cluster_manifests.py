@@ -524,6 +524,7 @@ def test_clusters_that_serve_run_haproxy_ingress_on_every_node() -> None:
         "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
         "RAY_SERVE_ENABLE_HA_PROXY": "1",
         "RAY_SERVE_HAPROXY_NBTHREAD": "1",
+        "RAY_SERVE_HAPROXY_METRICS_ENABLED": "0",
     }
     for name in ("raycluster", "rayservice"):
         pods = list(containers(load(KUBERAY / f"{name}.yaml")))

@@ -85,6 +85,8 @@ def test_a_local_head_runs_haproxy_through_the_launcher_fenced_to_loopback(
     assert env["RAY_SERVE_ENABLE_HA_PROXY"] == "1"
     assert env["RAY_SERVE_THROUGHPUT_OPTIMIZED"] == "1"
     assert env["RAY_SERVE_HAPROXY_NBTHREAD"] == "1"  # as the cluster manifests run it
+    # Serve's HTTP metrics from the replicas, as the cluster manifests run them
+    assert env["RAY_SERVE_HAPROXY_METRICS_ENABLED"] == "0"
     files = home.resolve() / "haproxy"
     for name in ("CONFIG_FILE_LOC", "SERVER_STATE_BASE", "SERVER_STATE_FILE"):
         assert env[f"RAY_SERVE_HAPROXY_{name}"].startswith(str(files)), name

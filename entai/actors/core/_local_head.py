@@ -412,6 +412,11 @@ def local_serve_env(
         # One thread (Ray's default is 4): on a laptop's few cores HAProxy's threads
         # only take turns with the replica that does the work (docs/benchmarks.md).
         "RAY_SERVE_HAPROXY_NBTHREAD": environ.get("RAY_SERVE_HAPROXY_NBTHREAD") or "1",
+        # Serve's HTTP request metrics from the ingress replicas, summed in-process,
+        # not from a line per request that HAProxy sends its manager actor to parse
+        # (a tenth of a core under load; docs/benchmarks.md, Session 20).
+        "RAY_SERVE_HAPROXY_METRICS_ENABLED": environ.get("RAY_SERVE_HAPROXY_METRICS_ENABLED")
+        or "0",
     }
     for name, default in _HAPROXY_PORTS.items():
         env[name] = environ.get(name) or str(free_port(default))
