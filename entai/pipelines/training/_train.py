@@ -27,7 +27,7 @@ import json
 import logging
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from entai.pipelines.xgboost_fit import Evals, fit_booster, frame_arrays, train_task
 from entai.shared.core import InvalidInputError
 
 __all__ = [
@@ -54,8 +55,6 @@ log = logging.getLogger(__name__)
 Transport = Literal["object_store", "ray_data"]
 Runner = Literal["auto", "task", "ray_train"]
 """Where training runs: ``"auto"`` (task for one worker, Ray Train for more), or forced."""
-
-Evals = dict[str, dict[str, list[float]]]
 
 _MODEL_FILE = "model.ubj"
 _EVALS_FILE = "evals.json"
@@ -134,56 +133,14 @@ def _worker_arrays(config: dict[str, Any], split: str) -> tuple[np.ndarray, np.n
         shard: dict[str, np.ndarray] = ray.get(config["shards"][split][rank])
         return shard["x"], shard["y"]
     frame = ray.train.get_dataset_shard(split).materialize().to_pandas()
-    return _frame_arrays(config, frame)
-
-
-def _frame_arrays(config: dict[str, Any], frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    x = frame[config["features"]].to_numpy(dtype=np.float32)
-    return x, frame[config["label"]].to_numpy(dtype=np.float32)
-
-
-def _fit_booster(
-    config: dict[str, Any], arrays: Callable[[str], tuple[np.ndarray, np.ndarray]]
-) -> tuple[Any, Evals, dict[str, float]]:
-    """The training loop both runners share: build the DMatrices, train, time both.
-
-    Returns:
-        The booster, its per-round curves, and the final metrics with the worker's
-        ``worker_data_s`` and ``worker_train_s``.
-    """
-    import xgboost
-
-    features: list[str] = config["features"]
-    started = time.perf_counter()
-    matrices = {}
-    for split in ("train", "valid"):
-        x, y = arrays(split)
-        matrices[split] = xgboost.DMatrix(x, label=y, feature_names=features)
-    built = time.perf_counter()
-    evals_result: Evals = {}
-    booster = xgboost.train(
-        config["params"],
-        matrices["train"],
-        num_boost_round=config["num_boost_round"],
-        evals=[(matrices["train"], "train"), (matrices["valid"], "valid")],
-        evals_result=evals_result,
-        verbose_eval=False,
-    )
-    final: dict[str, float] = {
-        f"{split}_{metric}": float(curve[-1])
-        for split, metrics in evals_result.items()
-        for metric, curve in metrics.items()
-    }
-    final["worker_data_s"] = built - started
-    final["worker_train_s"] = time.perf_counter() - built
-    return booster, evals_result, final
+    return frame_arrays(config, frame)
 
 
 def _train_loop_per_worker(config: dict[str, Any]) -> None:
     """Runs on each Ray Train worker: train, then report once (rank 0 with the model)."""
     import ray.train
 
-    booster, evals_result, final = _fit_booster(config, lambda split: _worker_arrays(config, split))
+    booster, evals_result, final = fit_booster(config, lambda split: _worker_arrays(config, split))
     if ray.train.get_context().get_world_rank() == 0:
         with tempfile.TemporaryDirectory() as tmp:
             booster.save_model(str(Path(tmp) / _MODEL_FILE))
@@ -191,32 +148,6 @@ def _train_loop_per_worker(config: dict[str, Any]) -> None:
             ray.train.report(final, checkpoint=ray.train.Checkpoint.from_directory(tmp))
     else:
         ray.train.report(final)
-
-
-def _train_task(
-    config: dict[str, Any], train: Any, valid: Any
-) -> tuple[bytes, Evals, dict[str, float]]:
-    """The single-worker runner's Ray task: train on the whole data, return the model.
-
-    Args:
-        config: Features, label, parameters, rounds, transport.
-        train: The training shard (``{"x", "y"}`` arrays, resolved from its object
-            ref by Ray) or, with the ``ray_data`` transport, a Ray Dataset.
-        valid: The validation shard, likewise.
-
-    Returns:
-        The booster serialised as UBJSON, its curves, the final metrics and timings.
-    """
-    data = {"train": train, "valid": valid}
-
-    def arrays(split: str) -> tuple[np.ndarray, np.ndarray]:
-        if config["transport"] == "object_store":
-            shard: dict[str, np.ndarray] = data[split]
-            return shard["x"], shard["y"]
-        return _frame_arrays(config, data[split].materialize().to_pandas())
-
-    booster, evals_result, final = _fit_booster(config, arrays)
-    return bytes(booster.save_raw(raw_format="ubj")), evals_result, final
 
 
 def _shards(df: pd.DataFrame, features: list[str], label: str, n: int) -> list[Any]:
@@ -276,7 +207,7 @@ def _fit_in_task(
     import ray
     import xgboost
 
-    task = ray.remote(_train_task).options(num_cpus=cpus, name=run_name)
+    task = ray.remote(train_task).options(num_cpus=cpus, name=run_name)
     started = time.perf_counter()
     raw, evals, final = ray.get(task.remote(config, inputs["train"], inputs["valid"]))
     fitted = time.perf_counter()
