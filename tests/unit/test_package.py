@@ -2,15 +2,24 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import entai
+
+
+def _printed(code: str, cwd: Path) -> str:
+    """What ``code`` prints in a fresh interpreter started in ``cwd``."""
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=cwd
+    )
+    return out.stdout.strip()
 
 
 def test_public_surface_is_pinned() -> None:
     assert entai.__all__ == ["__version__", "connect"]
 
 
-def test_import_is_cheap_and_side_effect_free(tmp_path: object) -> None:
+def test_import_is_cheap_and_side_effect_free(tmp_path: Path) -> None:
     code = (
         "import sys, os; before = set(os.listdir('.')); import entai, entai.cli; "
         "heavy = [m for m in ('ray', 'mlflow', 'xgboost', 'redis', 'fastapi', 'scipy', 'pandas', "
@@ -18,13 +27,10 @@ def test_import_is_cheap_and_side_effect_free(tmp_path: object) -> None:
         "if m in sys.modules]; "
         "print(','.join(heavy)); assert set(os.listdir('.')) == before"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path
-    )
-    assert out.stdout.strip() == ""
+    assert _printed(code, tmp_path) == ""
 
 
-def test_the_training_workers_module_imports_numpy_only(tmp_path: object) -> None:
+def test_the_training_workers_module_imports_numpy_only(tmp_path: Path) -> None:
     # A one-worker training run's task lives there: a cold worker imports it before it
     # trains, and every module it pulls in is start-up the run pays.
     code = (
@@ -32,7 +38,4 @@ def test_the_training_workers_module_imports_numpy_only(tmp_path: object) -> Non
         "print(','.join(m for m in ('entai.pipelines.training', 'pandas', 'scipy', 'mlflow', "
         "'xgboost', 'pyarrow', 'ray') if m in sys.modules))"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path
-    )
-    assert out.stdout.strip() == ""
+    assert _printed(code, tmp_path) == ""
