@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from entai.actors.core import HAPROXY_SERVE_ENV
+
 # Serve's modes, read from the environment when Ray's workers start. "haproxy" is the
 # cluster manifests' (HAProxy's pages on every interface); "laptop" is a local head's
 # (HAProxy fenced to loopback), whose environment names files under the case's home:
@@ -32,12 +34,7 @@ import numpy as np
 MODES: dict[str, dict[str, str]] = {
     "default": {},
     "throughput": {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"},
-    "haproxy": {
-        "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
-        "RAY_SERVE_ENABLE_HA_PROXY": "1",
-        "RAY_SERVE_HAPROXY_NBTHREAD": "1",
-        "RAY_SERVE_HAPROXY_METRICS_ENABLED": "0",
-    },
+    "haproxy": HAPROXY_SERVE_ENV,
     "laptop": {},
 }
 USERS = 1_000

@@ -233,6 +233,8 @@ def run(stats_port: int) -> dict[str, Any]:
 
 def main() -> None:
     """Entry point: ``python serve_haproxy.py REDIS_URL KEY_PREFIX``."""
+    from entai.actors.core import HAPROXY_SERVE_ENV  # no ray.serve: its modes are unread
+
     redis_url, prefix = sys.argv[1], sys.argv[2]
     tmp = tempfile.mkdtemp(prefix="entai-haproxy-", dir="/tmp")
     stats_port = _free_port()
@@ -240,12 +242,7 @@ def main() -> None:
         {
             "RAY_TMPDIR": tmp,  # Ray's sockets and address file stay private
             "RAY_USAGE_STATS_ENABLED": "0",
-            "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
-            "RAY_SERVE_ENABLE_HA_PROXY": "1",
-            # as the cluster manifests run them: one HAProxy thread, Serve's HTTP metrics
-            # recorded by the ingress replicas
-            "RAY_SERVE_HAPROXY_NBTHREAD": "1",
-            "RAY_SERVE_HAPROXY_METRICS_ENABLED": "0",
+            **HAPROXY_SERVE_ENV,  # as the cluster manifests run it
             "RAY_SERVE_HAPROXY_STATS_PORT": str(stats_port),
             "RAY_SERVE_HAPROXY_METRICS_PORT": str(_free_port()),
             # A stopping Ingress replica stays up 30 s by default for HAProxy to drop

@@ -520,12 +520,9 @@ def test_the_long_lived_clusters_keep_their_gcs_in_redis_with_a_secret_password(
 
 
 def test_clusters_that_serve_run_haproxy_ingress_on_every_node() -> None:
-    serve_env = {
-        "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
-        "RAY_SERVE_ENABLE_HA_PROXY": "1",
-        "RAY_SERVE_HAPROXY_NBTHREAD": "1",
-        "RAY_SERVE_HAPROXY_METRICS_ENABLED": "0",
-    }
+    from entai.actors.core import HAPROXY_SERVE_ENV
+
+    serve_env = HAPROXY_SERVE_ENV  # what a local head runs is what the manifests set
     for name in ("raycluster", "rayservice"):
         pods = list(containers(load(KUBERAY / f"{name}.yaml")))
         assert len(pods) >= 2, name

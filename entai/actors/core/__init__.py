@@ -9,6 +9,7 @@ from entai.actors.core._actor_clock import (
     call_self,
 )
 from entai.actors.core._local_head import (
+    HAPROXY_SERVE_ENV,
     QUIET_RAY_ENV,
     SERVE_ENV,
     HeadInfo,
@@ -73,6 +74,7 @@ from entai.actors.core._tracing import (
 
 __all__ = [
     "DEFAULT_UI_PORT",
+    "HAPROXY_SERVE_ENV",
     "METRICS",
     "QUIET_RAY_ENV",
     "ROLE_LABEL",

@@ -34,6 +34,7 @@ from entai.shared.core import ConfigError, ConflictError, ServiceUnavailableErro
 from entai.shared.settings import HAPROXY_FENCE_NAME, LOOPBACK_HOSTS, EntaiSettings
 
 __all__ = [
+    "HAPROXY_SERVE_ENV",
     "QUIET_RAY_ENV",
     "SERVE_ENV",
     "HeadInfo",
@@ -58,6 +59,19 @@ __all__ = [
 # Serve host is not loopback. HAProxy ingress (what the cluster manifests run) is
 # faster still: see local_serve_env.
 SERVE_ENV = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}
+
+HAPROXY_SERVE_ENV = {
+    **SERVE_ENV,
+    "RAY_SERVE_ENABLE_HA_PROXY": "1",
+    # One thread (Ray's default is 4): on a node's few cores HAProxy's threads only take
+    # turns with the replica that does the work (docs/benchmarks.md, Session 15).
+    "RAY_SERVE_HAPROXY_NBTHREAD": "1",
+    # Serve's HTTP request metrics from the ingress replicas, summed in-process, not from
+    # a line per request that HAProxy sends its manager actor to parse (a tenth of a core
+    # under load; docs/benchmarks.md, Session 20).
+    "RAY_SERVE_HAPROXY_METRICS_ENABLED": "0",
+}
+"""Serve's HAProxy ingress as the cluster manifests set it and a local head runs it."""
 
 # Ray's defaults for HAProxy's stats and metrics pages and the head's fallback proxy
 # (HTTP, gRPC); a local head takes them when free, else ports the OS picks.
@@ -397,8 +411,7 @@ def local_serve_env(
         staged.chmod(0o700)
         staged.replace(launcher)
     env = {
-        **SERVE_ENV,
-        "RAY_SERVE_ENABLE_HA_PROXY": "1",
+        **HAPROXY_SERVE_ENV,
         "RAY_SERVE_HAPROXY_BINARY_PATH": str(launcher),
         "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": str(files / "haproxy.cfg"),
         "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": str(files),
@@ -409,15 +422,9 @@ def local_serve_env(
         # on 0.0.0.0 (an ephemeral port) to send from; a Unix datagram path does not.
         # Nothing reads it, as nothing listened on 514: the lines are dropped.
         "RAY_SERVE_HAPROXY_LOG_TARGET": str(sockets / "log.sock"),
-        # One thread (Ray's default is 4): on a laptop's few cores HAProxy's threads
-        # only take turns with the replica that does the work (docs/benchmarks.md).
-        "RAY_SERVE_HAPROXY_NBTHREAD": environ.get("RAY_SERVE_HAPROXY_NBTHREAD") or "1",
-        # Serve's HTTP request metrics from the ingress replicas, summed in-process,
-        # not from a line per request that HAProxy sends its manager actor to parse
-        # (a tenth of a core under load; docs/benchmarks.md, Session 20).
-        "RAY_SERVE_HAPROXY_METRICS_ENABLED": environ.get("RAY_SERVE_HAPROXY_METRICS_ENABLED")
-        or "0",
     }
+    for name in ("RAY_SERVE_HAPROXY_NBTHREAD", "RAY_SERVE_HAPROXY_METRICS_ENABLED"):
+        env[name] = environ.get(name) or env[name]  # the caller's choice, if it made one
     for name, default in _HAPROXY_PORTS.items():
         env[name] = environ.get(name) or str(free_port(default))
     env[_READY_CHECK_ENV] = environ.get(_READY_CHECK_ENV) or _READY_CHECK_S
