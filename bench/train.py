@@ -5,7 +5,9 @@ Both sides train the same data with the same parameters and threads in one run:
 entai runs with its default runner (``"auto"``: one Ray task for one worker), first
 on a fresh cluster (cold) then again (warm); then forced onto Ray Train
 (``runner="ray_train"``, ``XGBoostTrainer`` V2) and with the Ray Data hand-over
-(``transport="ray_data"``). Each entai run is split into data hand-over, the worker's
+(``transport="ray_data"``). The task runner imports xgboost in its worker while the
+driver hands the data over; each task run says whether it trained in that worker.
+Each entai run is split into data hand-over, the worker's
 own DMatrix build and training, and the fixed overhead (scheduling, process start,
 Ray Train's controller and worker group, checkpoint, result transfer), so the summary
 shows where the time goes. Ray cluster start is reported apart.
@@ -118,6 +120,7 @@ def entai_train(
         **outcome.timings,
         "start_up_s": total - worker,
         "runner": outcome.runner,
+        "where_loaded": outcome.trained_where_loaded,
         "valid_auc": outcome.evals["valid"]["auc"][-1],
         "predictions": outcome.booster.inplace_predict(valid[names].head(1000)),
     }
@@ -391,6 +394,11 @@ def main() -> None:
             f"worker train {run['worker_train_s']:.2f}s, "
             f"fixed {run['fixed_overhead_s']:.2f}s, model load {run['load_model_s']:.2f}s "
             f"(start-up in all {run['start_up_s']:.2f}s)  valid AUC {run['valid_auc']:.4f}"
+            + (
+                ""
+                if run["where_loaded"] is None
+                else f", in the loading worker {run['where_loaded']}"
+            )
         )
     print(f"task vs Ray Train: max |prediction difference| {same_model:.2e}")
     print(
@@ -423,6 +431,7 @@ def main() -> None:
                 "ray_data_s": round(runs["via Ray Data"]["total_s"], 3),
                 "entai_fixed_overhead_s": round(entai["fixed_overhead_s"], 3),
                 "entai_start_up_s": round(entai["start_up_s"], 3),
+                "entai_trained_where_loaded": entai["where_loaded"],
                 "ray_train_fixed_overhead_s": round(ray_train["fixed_overhead_s"], 3),
                 "ray_train_phases_s": {k: round(v, 3) for k, v in phases["phases"].items()},
                 "max_prediction_diff": same_model,

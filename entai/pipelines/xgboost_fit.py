@@ -7,10 +7,16 @@ module imports only numpy (xgboost inside the functions). The task used to live 
 artifacts and the drift statistics: 0.8 s of a cold worker's start-up, a fifth of
 ``bench/train.py``'s fixed time (``docs/benchmarks.md``, Training, session 20). Ray
 Train's workers (``_train_loop_per_worker``) use :func:`fit_booster` too.
+
+Even so a cold worker spends most of a one-worker run's start-up in ``import xgboost``
+(1.5-1.9 s here, most of it scikit-learn, which ``xgboost.compat`` imports eagerly).
+The driver therefore sends :func:`load_xgboost` first, hands the data over while the
+worker imports, and sends :func:`train_task` after it (see ``_fit_in_task``).
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -20,7 +26,7 @@ import numpy as np
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["Evals", "fit_booster", "frame_arrays", "train_task"]
+__all__ = ["Evals", "fit_booster", "frame_arrays", "load_xgboost", "train_task"]
 
 Evals = dict[str, dict[str, list[float]]]
 """Per-round metric curves, ``{"train": {"auc": [...]}, "valid": {...}}``."""
@@ -69,9 +75,16 @@ def fit_booster(
     return booster, evals_result, final
 
 
+def load_xgboost() -> int:
+    """The single-worker runner's first Ray task: import xgboost; this worker's pid."""
+    import xgboost  # noqa: F401 - the import is the task
+
+    return os.getpid()
+
+
 def train_task(
-    config: dict[str, Any], train: Any, valid: Any
-) -> tuple[bytes, Evals, dict[str, float]]:
+    config: dict[str, Any], train: Any, valid: Any, loaded: int | None = None
+) -> tuple[bytes, Evals, dict[str, float], bool]:
     """The single-worker runner's Ray task: train on the whole data, return the model.
 
     Args:
@@ -79,9 +92,15 @@ def train_task(
         train: The training shard (``{"x", "y"}`` arrays, resolved from its object
             ref by Ray) or, with the ``ray_data`` transport, a Ray Dataset.
         valid: The validation shard, likewise.
+        loaded: :func:`load_xgboost`'s result. The driver passes its object ref only
+            so that Ray starts this task after it; Ray then leases the worker that
+            became idle last, the one that has just imported xgboost. Another worker
+            would train the same model, after its own import.
 
     Returns:
-        The booster serialised as UBJSON, its curves, the final metrics and timings.
+        The booster serialised as UBJSON, its curves, the final metrics and timings,
+        and whether this worker is the one that ran :func:`load_xgboost`.
+
     """
     data = {"train": train, "valid": valid}
 
@@ -92,4 +111,5 @@ def train_task(
         return frame_arrays(config, data[split].materialize().to_pandas())
 
     booster, evals_result, final = fit_booster(config, arrays)
-    return bytes(booster.save_raw(raw_format="ubj")), evals_result, final
+    raw = bytes(booster.save_raw(raw_format="ubj"))
+    return raw, evals_result, final, loaded == os.getpid()

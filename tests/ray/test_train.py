@@ -105,6 +105,9 @@ def test_task_and_ray_train_train_the_same_model_close_to_the_oracle(
     via_ray_data = _train(train, valid, tmp_path / "ray_data", transport="ray_data")
     assert (task.runner, ray_train.runner, via_ray_data.runner) == ("task", "ray_train", "task")
     assert not (tmp_path / "task").exists()  # no checkpoint round trip on the task runner
+    # the task trained in the worker that imported xgboost during the hand-over
+    assert (task.trained_where_loaded, via_ray_data.trained_where_loaded) == (True, True)
+    assert ray_train.trained_where_loaded is None
     scores = task.booster.inplace_predict(valid[FEATURES])
     for other in (ray_train, via_ray_data):
         np.testing.assert_allclose(
