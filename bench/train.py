@@ -21,10 +21,16 @@ Then MLflow: log the model, register (entai's ModelRegistry, which authenticates
 caller's token, vs a bare MlflowClient), set an alias (``challenger``), promote to
 ``champion`` through the gates, load by alias.
 
-    .venv/bin/python bench/train.py [--small] [--nthread 1] [--dashboard]
+Then ``--pairs`` - 1 more pairs (default 3 in all), each on a fresh Ray cluster: the
+reference, then entai's cold run. On this shared 2-core host the boosting alone
+swings by up to 12 % between two runs of the same code (``docs/benchmarks.md``,
+Training, session 21), more than the start-up being measured, so one pair decides
+little.
 
-The last line is JSON; ``ratio`` = entai wall time (default runner, cold) / plain
-xgboost wall time.
+    .venv/bin/python bench/train.py [--small] [--nthread 1] [--dashboard] [--pairs 3]
+
+The last line is JSON; ``ratio`` = the median over the pairs of entai's wall time
+(default runner, cold) / plain xgboost's wall time.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -325,6 +332,37 @@ def registry_latency(
     return out
 
 
+def start_ray(dashboard: bool) -> float:
+    """A fresh local Ray cluster; the seconds it took to start."""
+    import ray
+
+    t = time.perf_counter()
+    ray.init(address="local", num_cpus=2, include_dashboard=dashboard, log_to_driver=False)
+    return time.perf_counter() - t
+
+
+def cold_pair(
+    train: pd.DataFrame,
+    valid: pd.DataFrame,
+    names: list[str],
+    params: dict[str, Any],
+    rounds: int,
+    nthread: int,
+    dashboard: bool,
+) -> tuple[dict[str, float], dict[str, Any]]:
+    """On a fresh cluster: the reference, then entai's cold run."""
+    import ray
+
+    start_ray(dashboard)
+    try:
+        with tempfile.TemporaryDirectory() as tmp_dir:
+            reference = plain_xgboost(train, valid, names, params, rounds)
+            cold = entai_train(train, valid, names, params, rounds, nthread, Path(tmp_dir))
+            return reference, cold
+    finally:
+        ray.shutdown()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--small", action="store_true", help="100k rows, 20 rounds")
@@ -334,6 +372,12 @@ def main() -> None:
         "--dashboard",
         action="store_true",
         help="start Ray's dashboard as `entai up` does (Ray Train's state API calls use it)",
+    )
+    parser.add_argument(
+        "--pairs",
+        type=int,
+        default=3,
+        help="reference + cold entai pairs, each on a fresh cluster; the ratio is their median",
     )
     args = parser.parse_args()
     rows, rounds = (100_000, 20) if args.small else (1_000_000, 100)
@@ -352,9 +396,7 @@ def main() -> None:
 
     import ray
 
-    t = time.perf_counter()
-    ray.init(address="local", num_cpus=2, include_dashboard=args.dashboard, log_to_driver=False)
-    cluster_s = time.perf_counter() - t
+    cluster_s = start_ray(args.dashboard)
     try:
         with tempfile.TemporaryDirectory() as tmp_dir:
             tmp = Path(tmp_dir)
@@ -371,12 +413,17 @@ def main() -> None:
             registry = registry_latency(tmp, train, names, params)
     finally:
         ray.shutdown()
+    pairs = [(reference, runs["entai (cold)"])]
+    pairs += [cold_pair(*common, args.dashboard) for _ in range(args.pairs - 1)]
     load_after = os.getloadavg()
 
     entai, ray_train = runs["entai (cold)"], runs["on Ray Train"]
     same_model = float(np.max(np.abs(entai["predictions"] - ray_train["predictions"])))
     ref_s, ent_s = reference["total_s"], entai["total_s"]
-    ratio = ent_s / ref_s
+    ratios = [cold["total_s"] / plain["total_s"] for plain, cold in pairs]
+    ratio = statistics.median(ratios)
+    start_ups = [cold["start_up_s"] for _, cold in pairs]
+    within = ratio <= 1.2 and max(start_ups) <= 10.0
     print(f"data: {rows:,} rows x {features} features, {rounds} rounds, nthread={args.nthread}")
     print(
         f"load average before/after: {load_before[0]:.2f} / {load_after[0]:.2f} (2 cores, shared)"
@@ -410,10 +457,16 @@ def main() -> None:
         print(f"  {name:30s} {seconds:6.2f}s")
     for line in phases["ray_train_debug"]:
         print(f"  ray train: {line.splitlines()[0]}")
-    verdict = "within" if ratio <= 1.2 and entai["start_up_s"] <= 10.0 else "OVER"
+    print(f"{len(pairs)} pairs (reference, entai cold), each on a fresh cluster:")
+    for (plain, cold), pair_ratio in zip(pairs, ratios, strict=True):
+        print(
+            f"  {plain['total_s']:7.2f}s vs {cold['total_s']:7.2f}s "
+            f"(boosting {plain['train_s']:.2f}s vs {cold['worker_train_s']:.2f}s, "
+            f"entai start-up {cold['start_up_s']:.2f}s): {pair_ratio:.3f}"
+        )
     print(
-        f"target ratio <= 1.2 and start-up <= 10s: ratio {ratio:.2f}, "
-        f"start-up {entai['start_up_s']:.1f}s: {verdict} target"
+        f"target median ratio <= 1.2 and start-up <= 10s: ratio {ratio:.3f}, "
+        f"start-up at most {max(start_ups):.1f}s: {'within' if within else 'OVER'} target"
     )
     print("MLflow (SQLite): " + ", ".join(f"{k} {v * 1000:.0f}ms" for k, v in registry.items()))
     print(
@@ -436,7 +489,16 @@ def main() -> None:
                 "ray_train_phases_s": {k: round(v, 3) for k, v in phases["phases"].items()},
                 "max_prediction_diff": same_model,
                 "cold_worker_imports_s": {k: round(v, 3) for k, v in imports.items()},
-                "within_target": ratio <= 1.2 and entai["start_up_s"] <= 10.0,
+                "pairs": [
+                    {
+                        "reference_s": round(plain["total_s"], 3),
+                        "entai_s": round(cold["total_s"], 3),
+                        "entai_start_up_s": round(cold["start_up_s"], 3),
+                        "ratio": round(pair_ratio, 3),
+                    }
+                    for (plain, cold), pair_ratio in zip(pairs, ratios, strict=True)
+                ],
+                "within_target": within,
                 "cluster_start_s": round(cluster_s, 3),
                 "dashboard": args.dashboard,
                 "load_avg": [round(load_before[0], 2), round(load_after[0], 2)],
