@@ -41,6 +41,7 @@ import os
 import statistics
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -63,11 +64,22 @@ def make_data(rows: int, features: int, seed: int) -> tuple[pd.DataFrame, pd.Dat
     return frame.iloc[:cut].reset_index(drop=True), frame.iloc[cut:].reset_index(drop=True), names
 
 
-def plain_xgboost(
-    train: pd.DataFrame, valid: pd.DataFrame, names: list[str], params: dict[str, Any], rounds: int
-) -> dict[str, float]:
+@dataclass(frozen=True)
+class Workload:
+    """What both sides train: the same data, parameters, rounds and threads."""
+
+    train: pd.DataFrame
+    valid: pd.DataFrame
+    names: list[str]
+    params: dict[str, Any]
+    rounds: int
+    nthread: int
+
+
+def plain_xgboost(work: Workload) -> dict[str, float]:
     import xgboost
 
+    train, valid, names = work.train, work.valid, work.names
     start = time.perf_counter()
     dtrain = xgboost.DMatrix(
         train[names].to_numpy(np.float32), label=train["label"], feature_names=names
@@ -78,9 +90,9 @@ def plain_xgboost(
     built = time.perf_counter()
     evals: dict[str, Any] = {}
     xgboost.train(
-        params,
+        work.params,
         dtrain,
-        num_boost_round=rounds,
+        num_boost_round=work.rounds,
         evals=[(dtrain, "train"), (dvalid, "valid")],
         evals_result=evals,
         verbose_eval=False,
@@ -95,28 +107,20 @@ def plain_xgboost(
 
 
 def entai_train(
-    train: pd.DataFrame,
-    valid: pd.DataFrame,
-    names: list[str],
-    params: dict[str, Any],
-    rounds: int,
-    nthread: int,
-    storage: Path,
-    transport: str = "object_store",
-    runner: str = "auto",
+    work: Workload, storage: Path, transport: str = "object_store", runner: str = "auto"
 ) -> dict[str, Any]:
     from entai.pipelines.training import train_xgboost
 
     start = time.perf_counter()
     outcome = train_xgboost(
-        train,
-        valid,
-        feature_columns=names,
+        work.train,
+        work.valid,
+        feature_columns=work.names,
         label_column="label",
-        params=params,
-        num_boost_round=rounds,
+        params=work.params,
+        num_boost_round=work.rounds,
         storage_path=storage,
-        cpus_per_worker=nthread,
+        cpus_per_worker=work.nthread,
         transport=transport,  # type: ignore[arg-type]
         runner=runner,  # type: ignore[arg-type]
     )
@@ -129,7 +133,7 @@ def entai_train(
         "runner": outcome.runner,
         "where_loaded": outcome.trained_where_loaded,
         "valid_auc": outcome.evals["valid"]["auc"][-1],
-        "predictions": outcome.booster.inplace_predict(valid[names].head(1000)),
+        "predictions": outcome.booster.inplace_predict(work.valid[work.names].head(1000)),
     }
 
 
@@ -341,24 +345,14 @@ def start_ray(dashboard: bool) -> float:
     return time.perf_counter() - t
 
 
-def cold_pair(
-    train: pd.DataFrame,
-    valid: pd.DataFrame,
-    names: list[str],
-    params: dict[str, Any],
-    rounds: int,
-    nthread: int,
-    dashboard: bool,
-) -> tuple[dict[str, float], dict[str, Any]]:
+def cold_pair(work: Workload, dashboard: bool) -> tuple[dict[str, float], dict[str, Any]]:
     """On a fresh cluster: the reference, then entai's cold run."""
     import ray
 
     start_ray(dashboard)
     try:
         with tempfile.TemporaryDirectory() as tmp_dir:
-            reference = plain_xgboost(train, valid, names, params, rounds)
-            cold = entai_train(train, valid, names, params, rounds, nthread, Path(tmp_dir))
-            return reference, cold
+            return plain_xgboost(work), entai_train(work, Path(tmp_dir))
     finally:
         ray.shutdown()
 
@@ -393,6 +387,7 @@ def main() -> None:
         "nthread": args.nthread,
         "seed": args.seed,
     }
+    work = Workload(train, valid, names, params, rounds, args.nthread)
 
     import ray
 
@@ -400,13 +395,12 @@ def main() -> None:
     try:
         with tempfile.TemporaryDirectory() as tmp_dir:
             tmp = Path(tmp_dir)
-            reference = plain_xgboost(train, valid, names, params, rounds)
-            common = (train, valid, names, params, rounds, args.nthread)
+            reference = plain_xgboost(work)
             runs = {
-                "entai (cold)": entai_train(*common, tmp / "a"),
-                "entai (warm)": entai_train(*common, tmp / "b"),
-                "on Ray Train": entai_train(*common, tmp / "c", runner="ray_train"),
-                "via Ray Data": entai_train(*common, tmp / "d", transport="ray_data"),
+                "entai (cold)": entai_train(work, tmp / "a"),
+                "entai (warm)": entai_train(work, tmp / "b"),
+                "on Ray Train": entai_train(work, tmp / "c", runner="ray_train"),
+                "via Ray Data": entai_train(work, tmp / "d", transport="ray_data"),
             }
             phases = ray_train_phases(tmp)
             imports = cold_worker_imports()
@@ -414,7 +408,7 @@ def main() -> None:
     finally:
         ray.shutdown()
     pairs = [(reference, runs["entai (cold)"])]
-    pairs += [cold_pair(*common, args.dashboard) for _ in range(args.pairs - 1)]
+    pairs += [cold_pair(work, args.dashboard) for _ in range(args.pairs - 1)]
     load_after = os.getloadavg()
 
     entai, ray_train = runs["entai (cold)"], runs["on Ray Train"]
