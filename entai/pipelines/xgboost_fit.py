@@ -17,6 +17,7 @@ worker imports, and sends :func:`train_task` after it (see ``_fit_in_task``).
 from __future__ import annotations
 
 import os
+import socket
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -75,15 +76,20 @@ def fit_booster(
     return booster, evals_result, final
 
 
-def load_xgboost() -> int:
-    """The single-worker runner's first Ray task: import xgboost; this worker's pid."""
+def _this_worker() -> str:
+    """This process on this machine: ``<host>/<pid>``."""
+    return f"{socket.gethostname()}/{os.getpid()}"
+
+
+def load_xgboost() -> str:
+    """The single-worker runner's first Ray task: import xgboost; this worker's name."""
     import xgboost  # noqa: F401 - the import is the task
 
-    return os.getpid()
+    return _this_worker()
 
 
 def train_task(
-    config: dict[str, Any], train: Any, valid: Any, loaded: int | None = None
+    config: dict[str, Any], train: Any, valid: Any, loaded: str | None = None
 ) -> tuple[bytes, Evals, dict[str, float], bool]:
     """The single-worker runner's Ray task: train on the whole data, return the model.
 
@@ -100,7 +106,6 @@ def train_task(
     Returns:
         The booster serialised as UBJSON, its curves, the final metrics and timings,
         and whether this worker is the one that ran :func:`load_xgboost`.
-
     """
     data = {"train": train, "valid": valid}
 
@@ -112,4 +117,4 @@ def train_task(
 
     booster, evals_result, final = fit_booster(config, arrays)
     raw = bytes(booster.save_raw(raw_format="ubj"))
-    return raw, evals_result, final, loaded == os.getpid()
+    return raw, evals_result, final, loaded == _this_worker()
